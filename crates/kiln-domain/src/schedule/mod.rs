@@ -1,0 +1,1 @@
+//! Schedules (helper in progress).

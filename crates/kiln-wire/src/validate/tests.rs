@@ -1,0 +1,84 @@
+//! Data-driven: each case is an operation, an input and what the validator must say about it.
+use super::*;
+use crate::generated::operations::Operation;
+use serde_json::json;
+
+const INFRA: &str = "arn:aws:imagebuilder:us-east-1:123456789012:infrastructure-configuration/infra";
+const RECIPE: &str = "arn:aws:imagebuilder:us-east-1:123456789012:image-recipe/r/1.0.0";
+
+fn pipeline(extra: Value) -> Value {
+    let mut base = json!({"name": "My Pipeline", "infrastructureConfigurationArn": INFRA, "imageRecipeArn": RECIPE, "clientToken": "t"});
+    if let (Some(b), Some(e)) = (base.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            b.insert(k.clone(), v.clone());
+        }
+    }
+    base
+}
+
+#[test]
+fn every_pattern_of_the_model_compiles() {
+    assert_eq!(warm_up(), Vec::<&str>::new());
+}
+
+#[test]
+fn valid_pipeline_passes() {
+    let full = pipeline(json!({
+        "description": "d", "status": "ENABLED", "tags": {"team": "infra"},
+        "schedule": {"scheduleExpression": "cron(0 0 * * ? *)", "timezone": "Etc/UTC",
+                     "pipelineExecutionStartCondition": "EXPRESSION_MATCH_ONLY", "autoDisablePolicy": {"failureCount": 3}},
+        "imageTestsConfiguration": {"imageTestsEnabled": true, "timeoutMinutes": 90},
+        "workflows": [{"workflowArn": "arn:aws:imagebuilder:us-east-1:123456789012:workflow/test/my-wf/1.0.0",
+                       "parameters": [{"name": "p", "value": ["v"]}], "parallelGroup": "g1", "onFailure": "CONTINUE"}],
+        "executionRole": "MyRole"
+    }));
+    validate(Operation::CreateImagePipeline.def().input, &full).unwrap();
+}
+
+#[test]
+fn violations_name_the_member_and_the_rule() {
+    let cases: Vec<(Value, &str)> = vec![
+        (json!({"infrastructureConfigurationArn": INFRA, "clientToken": "t"}), "at 'name' failed to satisfy constraint: Member must not be null"),
+        (pipeline(json!({"name": "x"})), "Value 'x' at 'name' failed to satisfy constraint: Member must satisfy regular expression pattern"),
+        (pipeline(json!({"name": 5})), "at 'name' failed to satisfy constraint: Member must be a string"),
+        (pipeline(json!({"status": "ON"})), "at 'status' failed to satisfy constraint: Member must satisfy enum value set: [DISABLED, ENABLED]"),
+        (pipeline(json!({"description": ""})), "at 'description' failed to satisfy constraint: Member must have length greater than or equal to 1"),
+        (pipeline(json!({"imageTestsConfiguration": {"timeoutMinutes": 5}})), "at 'imageTestsConfiguration.timeoutMinutes' failed to satisfy constraint: Member must have value greater than or equal to 60"),
+        (pipeline(json!({"imageTestsConfiguration": {"timeoutMinutes": "90"}})), "Member must be an integer"),
+        (pipeline(json!({"imageTestsConfiguration": {"timeoutMinutes": 99999999999i64}})), "Member must fit in a 32-bit integer"),
+        (pipeline(json!({"tags": {"aws:owner": "me"}})), "at 'tags['aws:owner'] (key)' failed to satisfy constraint: Member must satisfy regular expression pattern"),
+        (pipeline(json!({"tags": {}})), "at 'tags' failed to satisfy constraint: Member must have length greater than or equal to 1"),
+        (pipeline(json!({"infrastructureConfigurationArn": "y"})), "Value 'y' at 'infrastructureConfigurationArn'"),
+        (pipeline(json!({"schedule": {"autoDisablePolicy": {"failureCount": 11}}})), "at 'schedule.autoDisablePolicy.failureCount'"),
+        (pipeline(json!({"schedule": {"autoDisablePolicy": {}}})), "at 'schedule.autoDisablePolicy.failureCount' failed to satisfy constraint: Member must not be null"),
+        (pipeline(json!({"workflows": [{"workflowArn": "nope"}]})), "at 'workflows[0].workflowArn'"),
+        (pipeline(json!({"workflows": {}})), "at 'workflows' failed to satisfy constraint: Member must be a list"),
+        (pipeline(json!({"enhancedImageMetadataEnabled": "yes"})), "Member must be a boolean"),
+        (pipeline(json!({"imageScanningConfiguration": {"imageScanningTypes": ["X"]}})), "at 'imageScanningConfiguration.imageScanningTypes[0]'"),
+        (pipeline(json!({"clientToken": "x".repeat(65)})), "at 'clientToken' failed to satisfy constraint: Member must have length less than or equal to 64"),
+    ];
+    for (input, expected) in cases {
+        let err = validate(Operation::CreateImagePipeline.def().input, &input).expect_err(expected);
+        assert_eq!(err.code(), "InvalidRequestException");
+        assert!(err.message.contains(expected), "expected {expected:?} in {:?}", err.message);
+    }
+}
+
+#[test]
+fn tag_keys_allow_everything_but_the_aws_prefix() {
+    let def = Operation::TagResource.def();
+    let arn = "arn:aws:imagebuilder:us-east-1:123456789012:image-pipeline/p";
+    validate(def.input, &json!({"resourceArn": arn, "tags": {"team:aws": "x", "a b": ""}})).unwrap();
+    assert!(validate(def.input, &json!({"resourceArn": arn, "tags": {"aws:x": "y"}})).is_err());
+}
+
+#[test]
+fn several_violations_are_counted() {
+    let err = validate(Operation::CreateImagePipeline.def().input, &json!({})).unwrap_err();
+    assert!(err.message.starts_with("3 validation errors detected"), "{}", err.message);
+}
+
+#[test]
+fn nulls_count_as_absent() {
+    validate(Operation::CreateImagePipeline.def().input, &pipeline(json!({"description": null}))).unwrap();
+}

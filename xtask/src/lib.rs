@@ -1,0 +1,2 @@
+//! Repository tasks. The only one so far is code generation for `kiln-wire`.
+pub mod codegen;
