@@ -25,7 +25,8 @@ fn main() -> Result<()> {
                 ("operations.rs", &generated.operations),
             ] {
                 let path = out.join(file);
-                std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+                std::fs::write(&path, text)
+                    .with_context(|| format!("writing {}", path.display()))?;
                 println!("wrote {}", path.display());
             }
             let status = std::process::Command::new("rustfmt")

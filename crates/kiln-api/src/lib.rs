@@ -1,1 +1,21 @@
-//! API (in progress).
+//! The Image Builder API service.
+//!
+//! [`server`] accepts HTTP connections (hyper), turns each request into an operation, a
+//! [`kiln_wire::RequestContext`] (account from the access key, region from the SigV4 scope) and
+//! a JSON input, and hands them to [`service::Service::call`] on a blocking thread. The service
+//! validates the input against the model, opens the call's transaction (read-only for reads,
+//! the write transaction otherwise), applies idempotency for operations with a `clientToken`,
+//! and dispatches to the [`handlers`], which turn wire types into domain values, apply the
+//! domain's rules, and read and write storage.
+
+pub mod accounts;
+pub mod convert;
+pub mod filters;
+pub mod handlers;
+pub mod paging;
+pub mod server;
+pub mod service;
+
+pub use accounts::Accounts;
+pub use server::{serve, ServerConfig};
+pub use service::Service;

@@ -13,5 +13,6 @@ pub fn decode<T: DeserializeOwned>(input: Value) -> Result<T, ApiError> {
 }
 
 pub fn encode<T: Serialize>(output: T) -> Result<Value, ApiError> {
-    serde_json::to_value(output).map_err(|e| ApiError::service(format!("encoding the response failed: {e}")))
+    serde_json::to_value(output)
+        .map_err(|e| ApiError::service(format!("encoding the response failed: {e}")))
 }

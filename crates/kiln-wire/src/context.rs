@@ -33,7 +33,10 @@ pub fn parse_credential_scope(authorization: &str) -> Option<CredentialScope> {
     if access_key_id.is_empty() || region.is_empty() {
         return None;
     }
-    Some(CredentialScope { access_key_id, region })
+    Some(CredentialScope {
+        access_key_id,
+        region,
+    })
 }
 
 #[cfg(test)]
@@ -45,13 +48,21 @@ mod tests {
         let h = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261126/eu-west-2/imagebuilder/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature=918e";
         assert_eq!(
             parse_credential_scope(h),
-            Some(CredentialScope { access_key_id: "AKIDEXAMPLE".into(), region: "eu-west-2".into() })
+            Some(CredentialScope {
+                access_key_id: "AKIDEXAMPLE".into(),
+                region: "eu-west-2".into()
+            })
         );
     }
 
     #[test]
     fn rejects_other_schemes() {
-        for h in ["", "Basic abc", "AWS4-HMAC-SHA256 SignedHeaders=host", "AWS4-HMAC-SHA256 Credential=/x/y"] {
+        for h in [
+            "",
+            "Basic abc",
+            "AWS4-HMAC-SHA256 SignedHeaders=host",
+            "AWS4-HMAC-SHA256 Credential=/x/y",
+        ] {
             assert_eq!(parse_credential_scope(h), None, "{h}");
         }
     }

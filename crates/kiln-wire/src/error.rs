@@ -56,7 +56,10 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        ApiError { kind, message: message.into() }
+        ApiError {
+            kind,
+            message: message.into(),
+        }
     }
     pub fn invalid_request(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::InvalidRequestException, message)
@@ -118,7 +121,11 @@ mod tests {
     fn every_exception_shape_has_a_kind_with_its_status() {
         let mut seen = 0;
         for shape in SHAPES.iter() {
-            if let ShapeKind::Structure { error_status: Some(status), .. } = shape.kind {
+            if let ShapeKind::Structure {
+                error_status: Some(status),
+                ..
+            } = shape.kind
+            {
                 let kind = ErrorKind::ALL
                     .iter()
                     .find(|k| k.code() == shape.name)

@@ -26,7 +26,11 @@ fn by_path() -> &'static HashMap<&'static str, Vec<&'static OperationDef>> {
     TABLE.get_or_init(|| {
         let mut table: HashMap<&'static str, Vec<&'static OperationDef>> = HashMap::new();
         for def in OPERATIONS.iter() {
-            let key = if def.uri.starts_with(TAGS_PREFIX) { TAGS_PREFIX } else { def.uri };
+            let key = if def.uri.starts_with(TAGS_PREFIX) {
+                TAGS_PREFIX
+            } else {
+                def.uri
+            };
             table.entry(key).or_default().push(def);
         }
         table
@@ -37,7 +41,11 @@ fn decode(segment: &str) -> Result<String, ApiError> {
     percent_decode_str(segment)
         .decode_utf8()
         .map(|s| s.into_owned())
-        .map_err(|_| ApiError::invalid_request(format!("path segment '{segment}' is not valid percent-encoded UTF-8")))
+        .map_err(|_| {
+            ApiError::invalid_request(format!(
+                "path segment '{segment}' is not valid percent-encoded UTF-8"
+            ))
+        })
 }
 
 /// Finds the operation for `method` and `raw_path` (without the query string).
@@ -51,24 +59,43 @@ pub fn route(method: &str, raw_path: &str) -> Result<Routed, ApiError> {
         }
         None => (raw_path, None),
     };
-    let candidates = by_path()
-        .get(key)
-        .ok_or_else(|| ApiError::client(format!("{method} {raw_path}: no Image Builder operation has this path")))?;
-    let def = candidates.iter().find(|d| d.method == method).ok_or_else(|| {
-        let allowed: Vec<String> = candidates.iter().map(|d| format!("{} for {}", d.method, d.name)).collect();
+    let candidates = by_path().get(key).ok_or_else(|| {
         ApiError::client(format!(
-            "{method} {raw_path}: wrong HTTP method; this path takes {}",
-            allowed.join(", ")
+            "{method} {raw_path}: no Image Builder operation has this path"
         ))
     })?;
-    Ok(Routed { operation: def.operation, uri_label: label })
+    let def = candidates
+        .iter()
+        .find(|d| d.method == method)
+        .ok_or_else(|| {
+            let allowed: Vec<String> = candidates
+                .iter()
+                .map(|d| format!("{} for {}", d.method, d.name))
+                .collect();
+            ApiError::client(format!(
+                "{method} {raw_path}: wrong HTTP method; this path takes {}",
+                allowed.join(", ")
+            ))
+        })?;
+    Ok(Routed {
+        operation: def.operation,
+        uri_label: label,
+    })
 }
 
 /// Merges body, query string and URI label into the operation's input object.
-pub fn assemble_input(def: &OperationDef, query: Option<&str>, uri_label: Option<String>, body: &[u8]) -> Result<Value, ApiError> {
+pub fn assemble_input(
+    def: &OperationDef,
+    query: Option<&str>,
+    uri_label: Option<String>,
+    body: &[u8],
+) -> Result<Value, ApiError> {
     let mut input = parse_body(body)?;
     let ShapeKind::Structure { members, .. } = &def.input.shape().kind else {
-        return Err(ApiError::service(format!("{}: input shape is not a structure", def.name)));
+        return Err(ApiError::service(format!(
+            "{}: input shape is not a structure",
+            def.name
+        )));
     };
     let pairs = query_pairs(query)?;
     for member in members.iter() {
@@ -80,16 +107,24 @@ pub fn assemble_input(def: &OperationDef, query: Option<&str>, uri_label: Option
                 }
             }
             Location::Query(key) => {
-                let values: Vec<&String> = pairs.iter().filter(|(k, _)| k == key).map(|(_, v)| v).collect();
+                let values: Vec<&String> = pairs
+                    .iter()
+                    .filter(|(k, _)| k == key)
+                    .map(|(_, v)| v)
+                    .collect();
                 if values.is_empty() {
                     input.remove(member.name);
                     continue;
                 }
                 let value = match &member.shape.shape().kind {
-                    ShapeKind::List { .. } => Value::Array(values.iter().map(|v| Value::String((*v).clone())).collect()),
+                    ShapeKind::List { .. } => {
+                        Value::Array(values.iter().map(|v| Value::String((*v).clone())).collect())
+                    }
                     ShapeKind::Integer { .. } | ShapeKind::Long { .. } => {
                         let raw = values[values.len() - 1];
-                        raw.parse::<i64>().map(Value::from).unwrap_or_else(|_| Value::String(raw.clone()))
+                        raw.parse::<i64>()
+                            .map(Value::from)
+                            .unwrap_or_else(|_| Value::String(raw.clone()))
                     }
                     ShapeKind::Boolean => {
                         let raw = values[values.len() - 1];
@@ -114,8 +149,12 @@ fn parse_body(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     }
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(ApiError::invalid_request("the request body must be a JSON object")),
-        Err(e) => Err(ApiError::invalid_request(format!("the request body is not valid JSON: {e}"))),
+        Ok(_) => Err(ApiError::invalid_request(
+            "the request body must be a JSON object",
+        )),
+        Err(e) => Err(ApiError::invalid_request(format!(
+            "the request body is not valid JSON: {e}"
+        ))),
     }
 }
 
@@ -142,7 +181,8 @@ mod tests {
     fn every_operation_routes_to_itself() {
         for def in OPERATIONS.iter() {
             let path = if def.uri.starts_with(TAGS_PREFIX) {
-                "/tags/arn%3Aaws%3Aimagebuilder%3Aus-east-1%3A123456789012%3Aimage-pipeline%2Fp".to_string()
+                "/tags/arn%3Aaws%3Aimagebuilder%3Aus-east-1%3A123456789012%3Aimage-pipeline%2Fp"
+                    .to_string()
             } else {
                 def.uri.to_string()
             };
@@ -154,9 +194,16 @@ mod tests {
 
     #[test]
     fn tag_arn_is_decoded_from_one_segment() {
-        let r = route("GET", "/tags/arn%3Aaws%3Aimagebuilder%3Aus-east-1%3A123456789012%3Aimage-pipeline%2Fp").unwrap();
+        let r = route(
+            "GET",
+            "/tags/arn%3Aaws%3Aimagebuilder%3Aus-east-1%3A123456789012%3Aimage-pipeline%2Fp",
+        )
+        .unwrap();
         assert_eq!(r.operation, Operation::ListTagsForResource);
-        assert_eq!(r.uri_label.as_deref(), Some("arn:aws:imagebuilder:us-east-1:123456789012:image-pipeline/p"));
+        assert_eq!(
+            r.uri_label.as_deref(),
+            Some("arn:aws:imagebuilder:us-east-1:123456789012:image-pipeline/p")
+        );
     }
 
     #[test]
@@ -164,14 +211,24 @@ mod tests {
         let e = route("GET", "/Nope").unwrap_err();
         assert_eq!(e.kind, ErrorKind::ClientException);
         let e = route("GET", "/CreateImagePipeline").unwrap_err();
-        assert!(e.message.contains("PUT for CreateImagePipeline"), "{}", e.message);
+        assert!(
+            e.message.contains("PUT for CreateImagePipeline"),
+            "{}",
+            e.message
+        );
         assert!(route("GET", "/tags/a/b").is_err());
     }
 
     #[test]
     fn query_members_and_repeated_keys() {
         let def = Operation::UntagResource.def();
-        let v = assemble_input(def, Some("tagKeys=k1&tagKeys=k%202"), Some("arn".into()), b"").unwrap();
+        let v = assemble_input(
+            def,
+            Some("tagKeys=k1&tagKeys=k%202"),
+            Some("arn".into()),
+            b"",
+        )
+        .unwrap();
         assert_eq!(v["tagKeys"], serde_json::json!(["k1", "k 2"]));
         assert_eq!(v["resourceArn"], "arn");
     }

@@ -93,6 +93,8 @@ pub struct OperationDef {
 impl OperationDef {
     /// Reads never change state: they run in a read-only transaction.
     pub fn is_read_only(&self) -> bool {
-        self.method == "GET" || self.name.starts_with("List") || self.name == "GetMarketplaceResource"
+        self.method == "GET"
+            || self.name.starts_with("List")
+            || self.name == "GetMarketplaceResource"
     }
 }

@@ -44,7 +44,9 @@ fn patterns() -> &'static [Option<Pattern>] {
         SHAPES
             .iter()
             .map(|s| match s.kind {
-                ShapeKind::String { pattern: Some(p), .. } => Pattern::compile(p),
+                ShapeKind::String {
+                    pattern: Some(p), ..
+                } => Pattern::compile(p),
                 _ => None,
             })
             .collect()
@@ -56,7 +58,15 @@ fn patterns() -> &'static [Option<Pattern>] {
 pub fn warm_up() -> Vec<&'static str> {
     let compiled = patterns();
     (0..SHAPE_COUNT)
-        .filter(|&i| matches!(SHAPES[i].kind, ShapeKind::String { pattern: Some(_), .. }) && compiled[i].is_none())
+        .filter(|&i| {
+            matches!(
+                SHAPES[i].kind,
+                ShapeKind::String {
+                    pattern: Some(_),
+                    ..
+                }
+            ) && compiled[i].is_none()
+        })
         .map(|i| SHAPES[i].name)
         .collect()
 }
@@ -79,7 +89,9 @@ pub fn validate(shape: ShapeId, value: &Value) -> Result<(), ApiError> {
 
 fn describe(value: &Value) -> String {
     match value {
-        Value::String(s) if s.chars().count() > 80 => format!("'{}...'", s.chars().take(80).collect::<String>()),
+        Value::String(s) if s.chars().count() > 80 => {
+            format!("'{}...'", s.chars().take(80).collect::<String>())
+        }
         Value::String(s) => format!("'{s}'"),
         Value::Object(_) => "an object".to_string(),
         Value::Array(_) => "a list".to_string(),
@@ -105,7 +117,9 @@ fn fail(errors: &mut Vec<String>, value: &Value, path: &str, rule: impl std::fmt
 fn check(id: ShapeId, value: &Value, path: &str, errors: &mut Vec<String>) {
     let shape = id.shape();
     match &shape.kind {
-        ShapeKind::Structure { members, required, .. } => {
+        ShapeKind::Structure {
+            members, required, ..
+        } => {
             let Some(object) = value.as_object() else {
                 return fail(errors, value, path, "must be a JSON object");
             };
@@ -137,14 +151,24 @@ fn check(id: ShapeId, value: &Value, path: &str, errors: &mut Vec<String>) {
                 }
             }
         }
-        ShapeKind::Map { key, value: value_shape, min, max } => {
+        ShapeKind::Map {
+            key,
+            value: value_shape,
+            min,
+            max,
+        } => {
             let Some(entries) = value.as_object() else {
                 return fail(errors, value, path, "must be a JSON object (a map)");
             };
             check_size(entries.len(), *min, *max, value, path, errors);
             for (k, v) in entries {
                 let entry_path = format!("{path}['{k}']");
-                check(*key, &Value::String(k.clone()), &format!("{entry_path} (key)"), errors);
+                check(
+                    *key,
+                    &Value::String(k.clone()),
+                    &format!("{entry_path} (key)"),
+                    errors,
+                );
                 if v.is_null() {
                     fail(errors, v, &entry_path, "must not be null");
                 } else {
@@ -152,24 +176,49 @@ fn check(id: ShapeId, value: &Value, path: &str, errors: &mut Vec<String>) {
                 }
             }
         }
-        ShapeKind::String { min, max, pattern, enum_values } => {
+        ShapeKind::String {
+            min,
+            max,
+            pattern,
+            enum_values,
+        } => {
             let Some(s) = value.as_str() else {
                 return fail(errors, value, path, "must be a string");
             };
             let len = s.chars().count();
             if let Some(min) = min.filter(|&m| (len as i64) < m) {
-                fail(errors, value, path, format!("must have length greater than or equal to {min}"));
+                fail(
+                    errors,
+                    value,
+                    path,
+                    format!("must have length greater than or equal to {min}"),
+                );
             }
             if let Some(max) = max.filter(|&m| (len as i64) > m) {
-                fail(errors, value, path, format!("must have length less than or equal to {max}"));
+                fail(
+                    errors,
+                    value,
+                    path,
+                    format!("must have length less than or equal to {max}"),
+                );
             }
             if !enum_values.is_empty() && !enum_values.contains(&s) {
-                fail(errors, value, path, format!("must satisfy enum value set: [{}]", enum_values.join(", ")));
+                fail(
+                    errors,
+                    value,
+                    path,
+                    format!("must satisfy enum value set: [{}]", enum_values.join(", ")),
+                );
             }
             if let Some(source) = pattern {
                 let ok = patterns()[id.0].as_ref().is_some_and(|p| p.is_match(s));
                 if !ok {
-                    fail(errors, value, path, format!("must satisfy regular expression pattern: {source}"));
+                    fail(
+                        errors,
+                        value,
+                        path,
+                        format!("must satisfy regular expression pattern: {source}"),
+                    );
                 }
             }
         }
@@ -198,7 +247,12 @@ fn check(id: ShapeId, value: &Value, path: &str, errors: &mut Vec<String>) {
         }
         ShapeKind::Timestamp => {
             if !value.is_number() {
-                fail(errors, value, path, "must be a timestamp in seconds since the Unix epoch");
+                fail(
+                    errors,
+                    value,
+                    path,
+                    "must be a timestamp in seconds since the Unix epoch",
+                );
             }
         }
     }
@@ -212,21 +266,55 @@ fn integer(value: &Value, path: &str, errors: &mut Vec<String>) -> Option<i64> {
     n
 }
 
-fn check_range(n: i64, min: Option<i64>, max: Option<i64>, value: &Value, path: &str, errors: &mut Vec<String>) {
+fn check_range(
+    n: i64,
+    min: Option<i64>,
+    max: Option<i64>,
+    value: &Value,
+    path: &str,
+    errors: &mut Vec<String>,
+) {
     if let Some(min) = min.filter(|&m| n < m) {
-        fail(errors, value, path, format!("must have value greater than or equal to {min}"));
+        fail(
+            errors,
+            value,
+            path,
+            format!("must have value greater than or equal to {min}"),
+        );
     }
     if let Some(max) = max.filter(|&m| n > m) {
-        fail(errors, value, path, format!("must have value less than or equal to {max}"));
+        fail(
+            errors,
+            value,
+            path,
+            format!("must have value less than or equal to {max}"),
+        );
     }
 }
 
-fn check_size(len: usize, min: Option<i64>, max: Option<i64>, value: &Value, path: &str, errors: &mut Vec<String>) {
+fn check_size(
+    len: usize,
+    min: Option<i64>,
+    max: Option<i64>,
+    value: &Value,
+    path: &str,
+    errors: &mut Vec<String>,
+) {
     if let Some(min) = min.filter(|&m| (len as i64) < m) {
-        fail(errors, value, path, format!("must have length greater than or equal to {min}"));
+        fail(
+            errors,
+            value,
+            path,
+            format!("must have length greater than or equal to {min}"),
+        );
     }
     if let Some(max) = max.filter(|&m| (len as i64) > m) {
-        fail(errors, value, path, format!("must have length less than or equal to {max}"));
+        fail(
+            errors,
+            value,
+            path,
+            format!("must have length less than or equal to {max}"),
+        );
     }
 }
 

@@ -1,1 +1,150 @@
-fn main() {}
+//! The `kiln` command: a thin layer over the library crates.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use kiln_api::{Accounts, ServerConfig, Service};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "kiln",
+    version,
+    about = "Kiln: a self-hosted EC2 Image Builder."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the Image Builder API (AWS SDKs and the aws CLI talk to it with --endpoint-url).
+    Serve(ServeArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SyncMode {
+    /// Commits survive a crash of the process (kill -9).
+    Normal,
+    /// Commits also survive a crash of the machine (an fsync per commit).
+    Full,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "KILN_LISTEN", default_value = "127.0.0.1:7070")]
+    listen: SocketAddr,
+    /// Directory that holds all state (the SQLite database).
+    #[arg(long, env = "KILN_DATA_DIR", default_value = "./kiln-data")]
+    data_dir: PathBuf,
+    /// Access key to account map, `AKID=111122223333,AKID2=444455556666`. Keys not listed
+    /// belong to --default-account.
+    #[arg(long, env = "KILN_ACCOUNTS", default_value = "")]
+    accounts: String,
+    /// Account of access keys not in --accounts.
+    #[arg(long, env = "KILN_DEFAULT_ACCOUNT", default_value = kiln_api::accounts::DEFAULT_ACCOUNT)]
+    default_account: String,
+    /// Region of requests that carry no SigV4 credential scope.
+    #[arg(long, env = "KILN_DEFAULT_REGION", default_value = kiln_api::accounts::DEFAULT_REGION)]
+    default_region: String,
+    /// Durability of commits.
+    #[arg(long, env = "KILN_SYNC", value_enum, default_value = "normal")]
+    sync: SyncMode,
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<()> {
+    let mut accounts = Accounts::default();
+    if args.default_account.len() != 12 || !args.default_account.bytes().all(|b| b.is_ascii_digit())
+    {
+        anyhow::bail!(
+            "--default-account '{}' must be 12 digits",
+            args.default_account
+        );
+    }
+    accounts.default_account = args.default_account;
+    accounts.default_region = args.default_region;
+    accounts
+        .parse_map(&args.accounts)
+        .map_err(anyhow::Error::msg)
+        .context("--accounts")?;
+    let sync = match args.sync {
+        SyncMode::Normal => kiln_store::sqlite::Sync::Normal,
+        SyncMode::Full => kiln_store::sqlite::Sync::Full,
+    };
+    let bad = kiln_wire::validate::warm_up();
+    anyhow::ensure!(
+        bad.is_empty(),
+        "model patterns that do not compile: {bad:?}"
+    );
+    let service = Arc::new(
+        Service::open(&args.data_dir, sync)
+            .with_context(|| format!("opening the data directory {}", args.data_dir.display()))?,
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(purge_tokens_hourly(service.clone()));
+        tracing::info!(data_dir = %args.data_dir.display(), "kiln ready");
+        println!("kiln listening on http://{addr}");
+        kiln_api::serve(
+            listener,
+            service,
+            ServerConfig { accounts },
+            shutdown_signal(),
+        )
+        .await?;
+        tracing::info!("kiln stopped");
+        Ok(())
+    })
+}
+
+async fn purge_tokens_hourly(service: Arc<Service>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let cutoff =
+            chrono::Utc::now().timestamp_millis() - kiln_api::service::TOKEN_RETENTION_MILLIS;
+        let service = service.clone();
+        match tokio::task::spawn_blocking(move || service.store.purge_tokens(cutoff)).await {
+            Ok(Ok(n)) if n > 0 => tracing::info!(purged = n, "forgot expired idempotency tokens"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "purging idempotency tokens failed"),
+            _ => {}
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+    }
+}

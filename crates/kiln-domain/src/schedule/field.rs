@@ -80,20 +80,25 @@ pub(crate) const YEAR: FieldSpec = FieldSpec {
     allowed: ", - * /",
 };
 
-/// A set of field values; 256 bits cover the widest field (years, 230 values).
+/// A set of field values, `WORDS` x 64 bits counted from the field's minimum.
+/// One word covers every field but the year (230 values), which takes four;
+/// sizing per field keeps [`super::CronExpr`] small.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ValueSet {
+pub(crate) struct ValueSet<const WORDS: usize = 1> {
     min: u16,
     max: u16,
-    bits: [u64; 4],
+    bits: [u64; WORDS],
 }
 
-impl ValueSet {
+/// The years 1970-2199.
+pub(crate) type YearSet = ValueSet<4>;
+
+impl<const WORDS: usize> ValueSet<WORDS> {
     fn empty(spec: &FieldSpec) -> Self {
         Self {
             min: spec.min,
             max: spec.max,
-            bits: [0; 4],
+            bits: [0; WORDS],
         }
     }
 
@@ -104,19 +109,21 @@ impl ValueSet {
         set
     }
 
+    /// The word and bit of `value`, or `None` outside the set's range.
+    fn position(&self, value: u16) -> Option<(usize, u64)> {
+        let offset = usize::from(value.checked_sub(self.min)?);
+        (value <= self.max && offset / 64 < WORDS).then(|| (offset / 64, 1 << (offset % 64)))
+    }
+
     fn insert(&mut self, value: u16) {
-        if (self.min..=self.max).contains(&value) {
-            let offset = usize::from(value - self.min);
-            self.bits[offset / 64] |= 1 << (offset % 64);
+        if let Some((word, bit)) = self.position(value) {
+            self.bits[word] |= bit;
         }
     }
 
     pub fn contains(&self, value: u16) -> bool {
-        if !(self.min..=self.max).contains(&value) {
-            return false;
-        }
-        let offset = usize::from(value - self.min);
-        self.bits[offset / 64] & (1 << (offset % 64)) != 0
+        self.position(value)
+            .is_some_and(|(word, bit)| self.bits[word] & bit != 0)
     }
 
     /// The members not smaller than `from`, ascending.
@@ -126,7 +133,10 @@ impl ValueSet {
 }
 
 /// Parses a field made only of numbers, names, `*`, `,`, `-` and `/`.
-pub(crate) fn parse_values(text: &str, spec: &FieldSpec) -> Result<ValueSet, ScheduleError> {
+pub(crate) fn parse_values<const WORDS: usize>(
+    text: &str,
+    spec: &FieldSpec,
+) -> Result<ValueSet<WORDS>, ScheduleError> {
     let mut set = ValueSet::empty(spec);
     for item in text.split(',') {
         if item.is_empty() {
@@ -189,33 +199,28 @@ fn parse_item(item: &str, spec: &FieldSpec) -> Result<(u16, u16, u16), ScheduleE
 }
 
 fn parse_step(text: &str, spec: &FieldSpec) -> Result<u16, ScheduleError> {
-    let span = spec.max - spec.min + 1;
-    match parse_number(text) {
-        Some(step) if (1..=u32::from(span)).contains(&step) => {
-            u16::try_from(step).map_err(|_| step_error(text, spec, span))
-        }
-        _ => Err(step_error(text, spec, span)),
-    }
-}
-
-fn step_error(text: &str, spec: &FieldSpec, span: u16) -> ScheduleError {
-    if parse_number(text).is_some() || text.bytes().all(|b| b.is_ascii_digit()) {
-        ScheduleError::new(format!(
-            "{} increment {text} is out of range 1-{span}",
-            spec.name
-        ))
-    } else {
-        ScheduleError::new(format!(
+    if !is_digits(text) {
+        return Err(ScheduleError::new(format!(
             "{} increment {} is not a positive whole number",
             spec.name,
             quote(text)
-        ))
+        )));
+    }
+    // An increment wider than the field would only ever hit its first value;
+    // allow up to the span (`*/60` on minutes) and refuse anything larger.
+    let span = spec.max - spec.min + 1;
+    match parse_number(text).and_then(|n| u16::try_from(n).ok()) {
+        Some(step) if (1..=span).contains(&step) => Ok(step),
+        _ => Err(ScheduleError::new(format!(
+            "{} increment {text} is out of range 1-{span}",
+            spec.name
+        ))),
     }
 }
 
 /// Parses a single number or name and checks it against the field's bounds.
 pub(crate) fn parse_value(text: &str, spec: &FieldSpec) -> Result<u16, ScheduleError> {
-    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+    if is_digits(text) {
         // Too many digits for a u32 is just another out-of-range value.
         return match parse_number(text).and_then(|n| u16::try_from(n).ok()) {
             Some(n) if (spec.min..=spec.max).contains(&n) => Ok(n),
@@ -225,8 +230,7 @@ pub(crate) fn parse_value(text: &str, spec: &FieldSpec) -> Result<u16, ScheduleE
             ))),
         };
     }
-    if !spec.names.is_empty() && !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphabetic())
-    {
+    if !spec.names.is_empty() && !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphabetic()) {
         let index = spec
             .names
             .iter()
@@ -259,9 +263,15 @@ pub(crate) fn parse_value(text: &str, spec: &FieldSpec) -> Result<u16, ScheduleE
     )))
 }
 
+/// Whether `text` is a non-empty run of ASCII digits.
+pub(crate) fn is_digits(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// Decimal digits only: `str::parse` alone would also take a leading `+`.
-fn parse_number(text: &str) -> Option<u32> {
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+/// `None` also for numbers too large for a `u32`.
+pub(crate) fn parse_number(text: &str) -> Option<u32> {
+    if !is_digits(text) {
         return None;
     }
     text.parse().ok()
@@ -272,7 +282,7 @@ mod tests {
     use super::*;
 
     fn values(text: &str, spec: &FieldSpec) -> Vec<u16> {
-        match parse_values(text, spec) {
+        match parse_values::<4>(text, spec) {
             Ok(set) => set.iter_from(0).collect(),
             Err(e) => panic!("{text}: {e}"),
         }
@@ -292,6 +302,7 @@ mod tests {
     }
 
     #[test]
+    #[rustfmt::skip] // one row per line reads as a table
     fn rejects_with_the_field_name() {
         let cases = [
             ("60", &MINUTE, "minute value 60 is out of range 0-59"),
@@ -310,7 +321,7 @@ mod tests {
             ("1-2-3", &MINUTE, "invalid minute value '2-3'"),
         ];
         for (text, spec, expected) in cases {
-            match parse_values(text, spec) {
+            match parse_values::<4>(text, spec) {
                 Ok(set) => panic!("{text} parsed as {set:?}"),
                 Err(e) => assert!(e.message.contains(expected), "{text}: {e}"),
             }

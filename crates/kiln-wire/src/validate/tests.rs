@@ -3,7 +3,8 @@ use super::*;
 use crate::generated::operations::Operation;
 use serde_json::json;
 
-const INFRA: &str = "arn:aws:imagebuilder:us-east-1:123456789012:infrastructure-configuration/infra";
+const INFRA: &str =
+    "arn:aws:imagebuilder:us-east-1:123456789012:infrastructure-configuration/infra";
 const RECIPE: &str = "arn:aws:imagebuilder:us-east-1:123456789012:image-recipe/r/1.0.0";
 
 fn pipeline(extra: Value) -> Value {
@@ -60,7 +61,11 @@ fn violations_name_the_member_and_the_rule() {
     for (input, expected) in cases {
         let err = validate(Operation::CreateImagePipeline.def().input, &input).expect_err(expected);
         assert_eq!(err.code(), "InvalidRequestException");
-        assert!(err.message.contains(expected), "expected {expected:?} in {:?}", err.message);
+        assert!(
+            err.message.contains(expected),
+            "expected {expected:?} in {:?}",
+            err.message
+        );
     }
 }
 
@@ -68,17 +73,33 @@ fn violations_name_the_member_and_the_rule() {
 fn tag_keys_allow_everything_but_the_aws_prefix() {
     let def = Operation::TagResource.def();
     let arn = "arn:aws:imagebuilder:us-east-1:123456789012:image-pipeline/p";
-    validate(def.input, &json!({"resourceArn": arn, "tags": {"team:aws": "x", "a b": ""}})).unwrap();
-    assert!(validate(def.input, &json!({"resourceArn": arn, "tags": {"aws:x": "y"}})).is_err());
+    validate(
+        def.input,
+        &json!({"resourceArn": arn, "tags": {"team:aws": "x", "a b": ""}}),
+    )
+    .unwrap();
+    assert!(validate(
+        def.input,
+        &json!({"resourceArn": arn, "tags": {"aws:x": "y"}})
+    )
+    .is_err());
 }
 
 #[test]
 fn several_violations_are_counted() {
     let err = validate(Operation::CreateImagePipeline.def().input, &json!({})).unwrap_err();
-    assert!(err.message.starts_with("3 validation errors detected"), "{}", err.message);
+    assert!(
+        err.message.starts_with("3 validation errors detected"),
+        "{}",
+        err.message
+    );
 }
 
 #[test]
 fn nulls_count_as_absent() {
-    validate(Operation::CreateImagePipeline.def().input, &pipeline(json!({"description": null}))).unwrap();
+    validate(
+        Operation::CreateImagePipeline.def().input,
+        &pipeline(json!({"description": null})),
+    )
+    .unwrap();
 }

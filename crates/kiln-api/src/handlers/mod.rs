@@ -1,0 +1,81 @@
+//! The operations Kiln implements, one module per resource type.
+//!
+//! `Handlers` (generated) has one method per operation of the model, each defaulting to "not
+//! implemented yet"; the impl below routes the implemented ones to a function in the module of
+//! their resource. Each function receives the call's transaction: reads see one snapshot, and
+//! everything a write does commits together or not at all.
+
+use crate::service::Service;
+use kiln_store::Txn;
+use kiln_wire::types::*;
+use kiln_wire::{ApiError, Handlers, RequestContext};
+
+pub mod components;
+pub mod container_recipes;
+pub mod distribution;
+pub mod image_recipes;
+pub mod infrastructure;
+pub mod pipelines;
+pub mod tags;
+pub mod workflows;
+
+macro_rules! delegate {
+    ($($method:ident => $function:path : $input:ident -> $output:ident;)*) => {
+        $(
+            fn $method(&self, ctx: &RequestContext, tx: &mut Self::Tx, input: $input) -> Result<$output, ApiError> {
+                $function(self, ctx, tx, input)
+            }
+        )*
+    };
+}
+
+impl Handlers for Service {
+    type Tx = dyn Txn;
+
+    delegate! {
+        create_component => components::create: CreateComponentRequest -> CreateComponentResponse;
+        get_component => components::get: GetComponentRequest -> GetComponentResponse;
+        list_components => components::list: ListComponentsRequest -> ListComponentsResponse;
+        list_component_build_versions => components::list_build_versions: ListComponentBuildVersionsRequest -> ListComponentBuildVersionsResponse;
+        delete_component => components::delete: DeleteComponentRequest -> DeleteComponentResponse;
+
+        create_image_recipe => image_recipes::create: CreateImageRecipeRequest -> CreateImageRecipeResponse;
+        get_image_recipe => image_recipes::get: GetImageRecipeRequest -> GetImageRecipeResponse;
+        list_image_recipes => image_recipes::list: ListImageRecipesRequest -> ListImageRecipesResponse;
+        delete_image_recipe => image_recipes::delete: DeleteImageRecipeRequest -> DeleteImageRecipeResponse;
+
+        create_container_recipe => container_recipes::create: CreateContainerRecipeRequest -> CreateContainerRecipeResponse;
+        get_container_recipe => container_recipes::get: GetContainerRecipeRequest -> GetContainerRecipeResponse;
+        list_container_recipes => container_recipes::list: ListContainerRecipesRequest -> ListContainerRecipesResponse;
+        delete_container_recipe => container_recipes::delete: DeleteContainerRecipeRequest -> DeleteContainerRecipeResponse;
+
+        create_infrastructure_configuration => infrastructure::create: CreateInfrastructureConfigurationRequest -> CreateInfrastructureConfigurationResponse;
+        get_infrastructure_configuration => infrastructure::get: GetInfrastructureConfigurationRequest -> GetInfrastructureConfigurationResponse;
+        list_infrastructure_configurations => infrastructure::list: ListInfrastructureConfigurationsRequest -> ListInfrastructureConfigurationsResponse;
+        update_infrastructure_configuration => infrastructure::update: UpdateInfrastructureConfigurationRequest -> UpdateInfrastructureConfigurationResponse;
+        delete_infrastructure_configuration => infrastructure::delete: DeleteInfrastructureConfigurationRequest -> DeleteInfrastructureConfigurationResponse;
+
+        create_distribution_configuration => distribution::create: CreateDistributionConfigurationRequest -> CreateDistributionConfigurationResponse;
+        get_distribution_configuration => distribution::get: GetDistributionConfigurationRequest -> GetDistributionConfigurationResponse;
+        list_distribution_configurations => distribution::list: ListDistributionConfigurationsRequest -> ListDistributionConfigurationsResponse;
+        update_distribution_configuration => distribution::update: UpdateDistributionConfigurationRequest -> UpdateDistributionConfigurationResponse;
+        delete_distribution_configuration => distribution::delete: DeleteDistributionConfigurationRequest -> DeleteDistributionConfigurationResponse;
+
+        create_workflow => workflows::create: CreateWorkflowRequest -> CreateWorkflowResponse;
+        get_workflow => workflows::get: GetWorkflowRequest -> GetWorkflowResponse;
+        list_workflows => workflows::list: ListWorkflowsRequest -> ListWorkflowsResponse;
+        list_workflow_build_versions => workflows::list_build_versions: ListWorkflowBuildVersionsRequest -> ListWorkflowBuildVersionsResponse;
+        delete_workflow => workflows::delete: DeleteWorkflowRequest -> DeleteWorkflowResponse;
+
+        create_image_pipeline => pipelines::create: CreateImagePipelineRequest -> CreateImagePipelineResponse;
+        get_image_pipeline => pipelines::get: GetImagePipelineRequest -> GetImagePipelineResponse;
+        list_image_pipelines => pipelines::list: ListImagePipelinesRequest -> ListImagePipelinesResponse;
+        update_image_pipeline => pipelines::update: UpdateImagePipelineRequest -> UpdateImagePipelineResponse;
+        delete_image_pipeline => pipelines::delete: DeleteImagePipelineRequest -> DeleteImagePipelineResponse;
+        list_image_pipeline_images => pipelines::list_images: ListImagePipelineImagesRequest -> ListImagePipelineImagesResponse;
+
+        tag_resource => tags::tag: TagResourceRequest -> TagResourceResponse;
+        untag_resource => tags::untag: UntagResourceRequest -> UntagResourceResponse;
+        list_tags_for_resource => tags::list: ListTagsForResourceRequest -> ListTagsForResourceResponse;
+    }
+}

@@ -1,0 +1,25 @@
+//! The stored resources. Each type is the domain's own record, separate from the wire types, and
+//! names itself by its [`Arn`]. Tags are kept apart from the records (storage has a tag table), so
+//! tagging works the same for every kind.
+//!
+//! Dates are milliseconds since the Unix epoch; the API layer formats them.
+
+use crate::arn::Arn;
+use serde::{de::DeserializeOwned, Serialize};
+
+pub mod component;
+pub mod distribution;
+pub mod infrastructure;
+pub mod pipeline;
+pub mod recipe;
+pub mod workflow;
+
+pub use infrastructure::InfrastructureConfiguration;
+
+/// A record that storage can keep: serialisable, and identified by its ARN.
+pub trait Resource: Serialize + DeserializeOwned {
+    fn arn(&self) -> &Arn;
+}
+
+/// Milliseconds since the Unix epoch.
+pub type Millis = i64;

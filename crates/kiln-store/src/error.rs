@@ -1,0 +1,11 @@
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] rusqlite::Error),
+    #[error("stored record {arn} cannot be decoded: {message}")]
+    Corrupt { arn: String, message: String },
+    #[error("cannot open the database at {path}: {message}")]
+    Open { path: String, message: String },
+}

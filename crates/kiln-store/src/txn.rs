@@ -1,0 +1,120 @@
+//! The transaction interface the API runs against. It is object-safe and speaks in rows, so a
+//! second backend (PostgreSQL) implements the same few methods; [`TxnExt`] adds the typed
+//! helpers on top for every backend.
+
+use crate::error::StoreError;
+use kiln_domain::arn::{Arn, ResourceKind};
+use kiln_domain::resources::Resource;
+use std::collections::BTreeMap;
+
+/// One stored resource. The key columns are derived from the ARN so that lists can filter on
+/// them without decoding bodies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub arn: String,
+    pub kind: ResourceKind,
+    pub account: String,
+    pub region: String,
+    /// The normalised name (the ARN's name segment).
+    pub name: String,
+    pub version: Option<String>,
+    pub build: Option<u32>,
+    /// The domain record, encoded by [`TxnExt`].
+    pub body: String,
+}
+
+/// Rows of one kind in one account and region, in ARN order, after a cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    pub account: String,
+    pub region: String,
+    pub kind: ResourceKind,
+    /// Only rows with this normalised name.
+    pub name: Option<String>,
+    /// Only rows whose ARN sorts after this one.
+    pub after: Option<String>,
+}
+
+/// Idempotency tokens are scoped like resources: the same token may be used in another account,
+/// region or operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenKey {
+    pub account: String,
+    pub region: String,
+    pub operation: String,
+    pub token: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// Hash of the request's parameters, to tell a retry from a reuse.
+    pub params_hash: String,
+    /// The response the first call answered, as JSON.
+    pub response: String,
+    pub created_millis: i64,
+}
+
+pub trait Txn {
+    fn get_row(&mut self, arn: &str) -> Result<Option<Row>, StoreError>;
+    fn list_rows(&mut self, query: &ListQuery) -> Result<Vec<Row>, StoreError>;
+    /// Inserts or replaces the row with this ARN.
+    fn put_row(&mut self, row: &Row) -> Result<(), StoreError>;
+    /// Deletes the row, its tags and the references it holds. `false` if there was none.
+    fn delete_row(&mut self, arn: &str) -> Result<bool, StoreError>;
+
+    /// Replaces the set of ARNs that `from` depends on.
+    fn set_references(&mut self, from: &str, to: &[String]) -> Result<(), StoreError>;
+    /// ARNs of resources that depend on `to`.
+    fn referrers(&mut self, to: &str) -> Result<Vec<String>, StoreError>;
+
+    fn tags(&mut self, arn: &str) -> Result<BTreeMap<String, String>, StoreError>;
+    fn set_tags(&mut self, arn: &str, tags: &BTreeMap<String, String>) -> Result<(), StoreError>;
+    fn remove_tags(&mut self, arn: &str, keys: &[String]) -> Result<(), StoreError>;
+
+    fn get_token(&mut self, key: &TokenKey) -> Result<Option<TokenRecord>, StoreError>;
+    fn put_token(&mut self, key: &TokenKey, record: &TokenRecord) -> Result<(), StoreError>;
+    /// Forgets tokens created before `cutoff_millis`; returns how many.
+    fn purge_tokens(&mut self, cutoff_millis: i64) -> Result<usize, StoreError>;
+
+    /// A named value that must survive restarts (for example the pagination signing key).
+    fn get_setting(&mut self, name: &str) -> Result<Option<String>, StoreError>;
+    fn put_setting(&mut self, name: &str, value: &str) -> Result<(), StoreError>;
+}
+
+fn decode<T: Resource>(row: &Row) -> Result<T, StoreError> {
+    serde_json::from_str(&row.body).map_err(|e| StoreError::Corrupt {
+        arn: row.arn.clone(),
+        message: e.to_string(),
+    })
+}
+
+/// Typed access to resources, for every backend.
+pub trait TxnExt: Txn {
+    fn get<T: Resource>(&mut self, arn: &str) -> Result<Option<T>, StoreError> {
+        self.get_row(arn)?.map(|row| decode(&row)).transpose()
+    }
+
+    fn list<T: Resource>(&mut self, query: &ListQuery) -> Result<Vec<T>, StoreError> {
+        self.list_rows(query)?.iter().map(decode).collect()
+    }
+
+    fn put<T: Resource>(&mut self, resource: &T) -> Result<(), StoreError> {
+        let arn: &Arn = resource.arn();
+        let body = serde_json::to_string(resource).map_err(|e| StoreError::Corrupt {
+            arn: arn.to_string(),
+            message: e.to_string(),
+        })?;
+        self.put_row(&Row {
+            arn: arn.to_string(),
+            kind: arn.kind,
+            account: arn.account.clone(),
+            region: arn.region.clone(),
+            name: arn.name.clone(),
+            version: arn.version.clone(),
+            build: arn.build,
+            body,
+        })
+    }
+}
+
+impl<T: Txn + ?Sized> TxnExt for T {}
