@@ -1,1 +1,510 @@
-//! (being implemented)
+//! Image pipelines: a recipe, the infrastructure to build it on, where to distribute it, and
+//! when to run.
+//!
+//! [`PipelineDefinition`] is everything a caller sets (Create and Update take the same
+//! definition; Update replaces it whole). [`PipelineDefinition::check`] enforces the documented
+//! cross-field rules, and [`PipelineDefinition::with_defaults`] fills the documented defaults, so
+//! the stored record always holds the values Get answers. The record adds what the service
+//! tracks: dates, run status and the consecutive-failure count.
+
+use super::{Millis, Resource};
+use crate::arn::{Arn, ResourceKind};
+use crate::error::DomainError;
+use crate::schedule::{parse_timezone, ScheduleExpression};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// "If you don't specify a value, Image Builder stores and returns 720."
+pub const DEFAULT_TEST_TIMEOUT_MINUTES: i32 = 720;
+pub const DEFAULT_TIMEZONE: &str = "Etc/UTC";
+/// Log groups under this prefix are the service's; others need an execution role.
+pub const MANAGED_LOG_GROUP_PREFIX: &str = "/aws/imagebuilder/";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PipelineStatus {
+    Enabled,
+    Disabled,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StartCondition {
+    ExpressionMatchOnly,
+    ExpressionMatchAndDependencyUpdatesAvailable,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RecipeKind {
+    Image,
+    Container,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ScanType {
+    TestInstanceCve,
+    OnDemandAmiCve,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WorkflowFailureAction {
+    Continue,
+    Abort,
+}
+
+/// The recipe a pipeline builds, as the caller referenced it (the version may be an `x` filter).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipeRef {
+    pub kind: RecipeKind,
+    pub arn: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageTests {
+    pub enabled: bool,
+    pub timeout_minutes: i32,
+}
+
+impl Default for ImageTests {
+    fn default() -> Self {
+        ImageTests {
+            enabled: true,
+            timeout_minutes: DEFAULT_TEST_TIMEOUT_MINUTES,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Schedule {
+    pub expression: String,
+    pub timezone: String,
+    pub start_condition: StartCondition,
+    pub auto_disable_failure_count: Option<i32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanResultCondition {
+    pub maximum_severity_label: String,
+    pub fix_available: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ImageScanning {
+    pub enabled: Option<bool>,
+    pub ecr_repository_name: Option<String>,
+    pub ecr_container_tags: Option<Vec<String>>,
+    pub ecr_configured: bool,
+    pub scanning_types: Option<Vec<ScanType>>,
+    pub scan_result_condition: Option<ScanResultCondition>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkflowParameter {
+    pub name: String,
+    pub values: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipelineWorkflow {
+    pub workflow_arn: String,
+    pub parameters: Option<Vec<WorkflowParameter>>,
+    pub parallel_group: Option<String>,
+    pub on_failure: Option<WorkflowFailureAction>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Logging {
+    pub image_log_group_name: Option<String>,
+    pub pipeline_log_group_name: Option<String>,
+}
+
+/// What a caller sets on Create and Update. Optional members are `None` when omitted, until
+/// [`PipelineDefinition::with_defaults`] fills the documented defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipelineDefinition {
+    pub description: Option<String>,
+    pub recipe: RecipeRef,
+    pub infrastructure_configuration_arn: String,
+    pub distribution_configuration_arn: Option<String>,
+    pub image_tests: ImageTests,
+    pub enhanced_image_metadata_enabled: bool,
+    pub schedule: Option<Schedule>,
+    pub status: PipelineStatus,
+    pub image_tags: Option<BTreeMap<String, String>>,
+    pub image_scanning: Option<ImageScanning>,
+    pub workflows: Option<Vec<PipelineWorkflow>>,
+    pub execution_role: Option<String>,
+    pub logging: Option<Logging>,
+}
+
+/// Which recipe member a request set: exactly one is allowed.
+pub fn pick_recipe(image: Option<&str>, container: Option<&str>) -> Result<RecipeRef, DomainError> {
+    match (image, container) {
+        (Some(arn), None) => Ok(RecipeRef {
+            kind: RecipeKind::Image,
+            arn: arn.to_string(),
+        }),
+        (None, Some(arn)) => Ok(RecipeRef {
+            kind: RecipeKind::Container,
+            arn: arn.to_string(),
+        }),
+        (Some(_), Some(_)) => Err(DomainError::invalid(
+            "imageRecipeArn, containerRecipeArn",
+            "specify exactly one recipe: either imageRecipeArn or containerRecipeArn, not both",
+        )),
+        (None, None) => Err(DomainError::invalid(
+            "imageRecipeArn, containerRecipeArn",
+            "specify exactly one recipe: imageRecipeArn or containerRecipeArn is required",
+        )),
+    }
+}
+
+impl PipelineDefinition {
+    /// The documented cross-field rules. Schedules are parsed here too, so a definition that
+    /// passes can always compute its next run.
+    pub fn check(&self) -> Result<(), DomainError> {
+        if let Some(schedule) = &self.schedule {
+            ScheduleExpression::parse(&schedule.expression)
+                .map_err(|e| DomainError::invalid("schedule.scheduleExpression", e.message))?;
+            parse_timezone(&schedule.timezone)
+                .map_err(|e| DomainError::invalid("schedule.timezone", e.message))?;
+        }
+        if self.workflows.is_some() && self.execution_role.is_none() {
+            return Err(DomainError::invalid(
+                "executionRole",
+                "an execution role is required when you specify workflows",
+            ));
+        }
+        for (i, workflow) in self.workflows.iter().flatten().enumerate() {
+            let is_test = Arn::parse(&workflow.workflow_arn)
+                .is_ok_and(|a| a.kind == ResourceKind::TestWorkflow);
+            if !is_test && workflow.parallel_group.is_some() {
+                return Err(DomainError::invalid(
+                    format!("workflows[{i}].parallelGroup"),
+                    "parallel groups apply only to test workflows",
+                ));
+            }
+            if !is_test && workflow.on_failure.is_some() {
+                return Err(DomainError::invalid(
+                    format!("workflows[{i}].onFailure"),
+                    "onFailure can only be set for test workflows",
+                ));
+            }
+        }
+        if let Some(scanning) = &self.image_scanning {
+            let types = scanning.scanning_types.as_deref().unwrap_or(&[]);
+            let on_demand = types.contains(&ScanType::OnDemandAmiCve);
+            if scanning.scan_result_condition.is_some() && !on_demand {
+                return Err(DomainError::invalid(
+                    "imageScanningConfiguration.scanResultCondition",
+                    "scanResultCondition can only be set when imageScanningTypes is ON_DEMAND_AMI_CVE",
+                ));
+            }
+            if on_demand && self.recipe.kind == RecipeKind::Container {
+                return Err(DomainError::invalid(
+                    "imageScanningConfiguration.imageScanningTypes",
+                    "ON_DEMAND_AMI_CVE scans need an image recipe; this pipeline builds a container recipe",
+                ));
+            }
+            if scanning.enabled == Some(true) && !self.image_tests.enabled {
+                return Err(DomainError::invalid(
+                    "imageScanningConfiguration.imageScanningEnabled",
+                    "image scanning runs during image tests: enable imageTestsConfiguration.imageTestsEnabled too",
+                ));
+            }
+        }
+        if let Some(logging) = &self.logging {
+            for (field, group) in [
+                (
+                    "loggingConfiguration.imageLogGroupName",
+                    &logging.image_log_group_name,
+                ),
+                (
+                    "loggingConfiguration.pipelineLogGroupName",
+                    &logging.pipeline_log_group_name,
+                ),
+            ] {
+                if let Some(group) = group {
+                    if !group.starts_with(MANAGED_LOG_GROUP_PREFIX) && self.execution_role.is_none()
+                    {
+                        return Err(DomainError::invalid(
+                            field,
+                            format!("log group '{group}' is outside {MANAGED_LOG_GROUP_PREFIX}: an executionRole is required"),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Fills the documented defaults of the nested members that have them.
+    pub fn with_defaults(mut self) -> PipelineDefinition {
+        if let Some(scanning) = &mut self.image_scanning {
+            if scanning.enabled == Some(true)
+                && scanning.scanning_types.is_none()
+                && self.recipe.kind == RecipeKind::Image
+            {
+                scanning.scanning_types = Some(vec![ScanType::TestInstanceCve]);
+            }
+        }
+        self
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImagePipeline {
+    pub arn: Arn,
+    pub name: String,
+    /// Inherited from the recipe.
+    pub platform: String,
+    pub definition: PipelineDefinition,
+    pub date_created: Millis,
+    pub date_updated: Millis,
+    pub date_last_run: Option<Millis>,
+    pub last_run_status: Option<String>,
+    pub consecutive_failures: i32,
+}
+
+impl ImagePipeline {
+    /// When the schedule fires next after `now`: `None` without a schedule or while disabled
+    /// (a disabled pipeline does not run on its schedule).
+    pub fn next_run(&self, now: Millis) -> Option<Millis> {
+        let schedule = self.definition.schedule.as_ref()?;
+        if self.definition.status == PipelineStatus::Disabled {
+            return None;
+        }
+        let expression = ScheduleExpression::parse(&schedule.expression).ok()?;
+        let tz = parse_timezone(&schedule.timezone).ok()?;
+        let now = chrono::DateTime::from_timestamp_millis(now)?;
+        expression.next_after(now, tz).map(|t| t.timestamp_millis())
+    }
+}
+
+impl Resource for ImagePipeline {
+    fn arn(&self) -> &Arn {
+        &self.arn
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RECIPE: &str = "arn:aws:imagebuilder:us-east-1:123456789012:image-recipe/r/1.0.0";
+    const TEST_WF: &str = "arn:aws:imagebuilder:us-east-1:123456789012:workflow/test/t/1.0.0";
+    const BUILD_WF: &str = "arn:aws:imagebuilder:us-east-1:123456789012:workflow/build/b/1.0.0";
+
+    fn definition() -> PipelineDefinition {
+        PipelineDefinition {
+            description: None,
+            recipe: RecipeRef {
+                kind: RecipeKind::Image,
+                arn: RECIPE.into(),
+            },
+            infrastructure_configuration_arn:
+                "arn:aws:imagebuilder:us-east-1:123456789012:infrastructure-configuration/i".into(),
+            distribution_configuration_arn: None,
+            image_tests: ImageTests::default(),
+            enhanced_image_metadata_enabled: true,
+            schedule: None,
+            status: PipelineStatus::Enabled,
+            image_tags: None,
+            image_scanning: None,
+            workflows: None,
+            execution_role: None,
+            logging: None,
+        }
+    }
+
+    fn workflow(
+        arn: &str,
+        group: Option<&str>,
+        on_failure: Option<WorkflowFailureAction>,
+    ) -> PipelineWorkflow {
+        PipelineWorkflow {
+            workflow_arn: arn.into(),
+            parameters: None,
+            parallel_group: group.map(Into::into),
+            on_failure,
+        }
+    }
+
+    fn schedule(expression: &str, timezone: &str) -> Option<Schedule> {
+        Some(Schedule {
+            expression: expression.into(),
+            timezone: timezone.into(),
+            start_condition: StartCondition::ExpressionMatchOnly,
+            auto_disable_failure_count: None,
+        })
+    }
+
+    #[test]
+    fn exactly_one_recipe() {
+        assert!(pick_recipe(Some("a"), None).is_ok());
+        assert!(pick_recipe(None, Some("c")).is_ok());
+        assert!(pick_recipe(Some("a"), Some("c"))
+            .unwrap_err()
+            .to_string()
+            .contains("not both"));
+        assert!(pick_recipe(None, None)
+            .unwrap_err()
+            .to_string()
+            .contains("required"));
+    }
+
+    #[test]
+    fn cross_field_rules() {
+        let cases: Vec<(Box<dyn Fn(&mut PipelineDefinition)>, Option<&str>)> = vec![
+            (Box::new(|_| {}), None),
+            (
+                Box::new(|d| d.workflows = Some(vec![workflow(TEST_WF, None, None)])),
+                Some("executionRole"),
+            ),
+            (
+                Box::new(|d| {
+                    d.execution_role = Some("r".into());
+                    d.workflows = Some(vec![workflow(
+                        TEST_WF,
+                        Some("g"),
+                        Some(WorkflowFailureAction::Continue),
+                    )]);
+                }),
+                None,
+            ),
+            (
+                Box::new(|d| {
+                    d.execution_role = Some("r".into());
+                    d.workflows = Some(vec![workflow(BUILD_WF, Some("g"), None)]);
+                }),
+                Some("workflows[0].parallelGroup"),
+            ),
+            (
+                Box::new(|d| {
+                    d.execution_role = Some("r".into());
+                    d.workflows = Some(vec![
+                        workflow(TEST_WF, None, None),
+                        workflow(BUILD_WF, None, Some(WorkflowFailureAction::Abort)),
+                    ]);
+                }),
+                Some("workflows[1].onFailure"),
+            ),
+            (
+                Box::new(|d| {
+                    d.image_scanning = Some(ImageScanning {
+                        scan_result_condition: Some(ScanResultCondition {
+                            maximum_severity_label: "HIGH".into(),
+                            fix_available: true,
+                        }),
+                        ..Default::default()
+                    })
+                }),
+                Some("scanResultCondition"),
+            ),
+            (
+                Box::new(|d| {
+                    d.image_scanning = Some(ImageScanning {
+                        scanning_types: Some(vec![ScanType::OnDemandAmiCve]),
+                        scan_result_condition: Some(ScanResultCondition {
+                            maximum_severity_label: "HIGH".into(),
+                            fix_available: true,
+                        }),
+                        ..Default::default()
+                    })
+                }),
+                None,
+            ),
+            (
+                Box::new(|d| {
+                    d.image_tests.enabled = false;
+                    d.image_scanning = Some(ImageScanning {
+                        enabled: Some(true),
+                        ..Default::default()
+                    });
+                }),
+                Some("imageTestsEnabled"),
+            ),
+            (
+                Box::new(|d| d.schedule = schedule("cron(0 0 * * *)", "Etc/UTC")),
+                Some("schedule.scheduleExpression"),
+            ),
+            (
+                Box::new(|d| d.schedule = schedule("cron(0 0 * * ? *)", "Mars/Olympus")),
+                Some("schedule.timezone"),
+            ),
+            (
+                Box::new(|d| d.schedule = schedule("rate(1 day)", "America/Los_Angeles")),
+                None,
+            ),
+            (
+                Box::new(|d| {
+                    d.logging = Some(Logging {
+                        image_log_group_name: Some("/custom/x".into()),
+                        pipeline_log_group_name: None,
+                    })
+                }),
+                Some("loggingConfiguration.imageLogGroupName"),
+            ),
+            (
+                Box::new(|d| {
+                    d.logging = Some(Logging {
+                        image_log_group_name: Some("/aws/imagebuilder/x".into()),
+                        pipeline_log_group_name: None,
+                    })
+                }),
+                None,
+            ),
+        ];
+        for (i, (edit, expected)) in cases.into_iter().enumerate() {
+            let mut d = definition();
+            edit(&mut d);
+            match (d.check(), expected) {
+                (Ok(()), None) => {}
+                (Err(e), Some(fragment)) => {
+                    assert!(e.to_string().contains(fragment), "case {i}: {e}")
+                }
+                (result, expected) => panic!("case {i}: got {result:?}, expected {expected:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn next_run_is_computed_in_the_schedule_zone_and_not_while_disabled() {
+        let mut d = definition();
+        d.schedule = schedule("cron(0 10 * * ? *)", "America/Los_Angeles");
+        let mut pipeline = ImagePipeline {
+            arn: Arn::parse("arn:aws:imagebuilder:us-east-1:123456789012:image-pipeline/p")
+                .unwrap(),
+            name: "p".into(),
+            platform: "Linux".into(),
+            definition: d,
+            date_created: 0,
+            date_updated: 0,
+            date_last_run: None,
+            last_run_status: None,
+            consecutive_failures: 0,
+        };
+        // 2026-11-26T12:00:00Z is 04:00 in Los Angeles (PST, UTC-8): next 10:00 local is 18:00Z.
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-26T12:00:00Z")
+            .unwrap()
+            .timestamp_millis();
+        let expected = chrono::DateTime::parse_from_rfc3339("2026-11-26T18:00:00Z")
+            .unwrap()
+            .timestamp_millis();
+        assert_eq!(pipeline.next_run(now), Some(expected));
+        pipeline.definition.status = PipelineStatus::Disabled;
+        assert_eq!(pipeline.next_run(now), None);
+    }
+
+    #[test]
+    fn scanning_types_default_to_test_instance_cve() {
+        let mut d = definition();
+        d.image_scanning = Some(ImageScanning {
+            enabled: Some(true),
+            ..Default::default()
+        });
+        let d = d.with_defaults();
+        assert_eq!(
+            d.image_scanning.unwrap().scanning_types,
+            Some(vec![ScanType::TestInstanceCve])
+        );
+    }
+}
