@@ -1,1 +1,207 @@
-fn main() {}
+//! Benchmarks. Not tests: they print figures next to their baselines, measured in the same run.
+//!
+//! `cargo run --release -p kiln-bench -- api [--seconds N] [--connections N]` starts the API
+//! server in this process on a fresh SQLite database, and a bare HTTP handler on the same stack
+//! (tokio + hyper, same accept loop settings) as the ceiling, then drives each over loopback
+//! with keep-alive HTTP/1.1 connections:
+//! - CreateImagePipeline (every request a new pipeline with its own clientToken),
+//! - GetImagePipeline (random pipelines among those created),
+//! - the bare handler.
+//!
+//! It prints throughput and p50/p99 latency for each, and the ratios to the targets of issue 2:
+//! creates >= 3,000/s with p99 <= 20 ms; gets >= 50% of the ceiling's throughput.
+
+mod client;
+mod ceiling;
+
+use anyhow::{bail, Context, Result};
+use client::Connection;
+use kiln_api::{Accounts, ServerConfig, Service};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct Options {
+    seconds: f64,
+    connections: usize,
+}
+
+fn parse_options() -> Result<(String, Options)> {
+    let mut args = std::env::args().skip(1);
+    let which = args.next().unwrap_or_default();
+    let mut options = Options { seconds: 5.0, connections: 32 };
+    while let Some(flag) = args.next() {
+        let value = args.next().with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--seconds" => options.seconds = value.parse().context("--seconds")?,
+            "--connections" => options.connections = value.parse().context("--connections")?,
+            _ => bail!("unknown flag {flag}"),
+        }
+    }
+    Ok((which, options))
+}
+
+fn main() -> Result<()> {
+    let (which, options) = parse_options()?;
+    if which != "api" {
+        bail!("usage: kiln-bench api [--seconds N] [--connections N]");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(api(options))
+}
+
+/// Latencies of one phase, and how long it ran.
+struct Measured {
+    name: &'static str,
+    latencies: Vec<Duration>,
+    elapsed: Duration,
+    errors: usize,
+}
+
+impl Measured {
+    fn throughput(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
+    }
+    fn percentile(&self, p: f64) -> Duration {
+        let mut sorted = self.latencies.clone();
+        sorted.sort();
+        let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+        sorted.get(index).copied().unwrap_or_default()
+    }
+    fn print(&self) {
+        println!(
+            "{:<22} {:>10.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms   ({} requests, {} errors)",
+            self.name,
+            self.throughput(),
+            self.percentile(0.50).as_secs_f64() * 1e3,
+            self.percentile(0.99).as_secs_f64() * 1e3,
+            self.latencies.len(),
+            self.errors
+        );
+    }
+}
+
+/// Runs `connections` loops for `seconds`; each loop sends what `request(i)` gives.
+async fn drive<F>(name: &'static str, addr: SocketAddr, options: &Options, request: F) -> Result<Measured>
+where
+    F: Fn(usize) -> (String, String, String) + Send + Sync + 'static,
+{
+    let request = Arc::new(request);
+    let counter = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + Duration::from_secs_f64(options.seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..options.connections {
+        let request = request.clone();
+        let counter = counter.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Connection::open(addr).await?;
+            let mut latencies = Vec::new();
+            let mut errors = 0;
+            while Instant::now() < deadline {
+                let i = counter.fetch_add(1, Ordering::Relaxed);
+                let (method, path, body) = request(i);
+                let t = Instant::now();
+                let status = conn.send(&method, &path, &body).await?;
+                latencies.push(t.elapsed());
+                if status != 200 {
+                    errors += 1;
+                }
+            }
+            anyhow::Ok((latencies, errors))
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        let (latencies, e) = task.await??;
+        all.extend(latencies);
+        errors += e;
+    }
+    Ok(Measured { name, latencies: all, elapsed: started.elapsed(), errors })
+}
+
+async fn setup(addr: SocketAddr) -> Result<(String, String)> {
+    let mut conn = Connection::open(addr).await?;
+    let infra = conn
+        .call("PUT", "/CreateInfrastructureConfiguration", r#"{"name":"bench","instanceProfileName":"p","clientToken":"infra"}"#)
+        .await?;
+    let recipe = conn
+        .call(
+            "PUT",
+            "/CreateImageRecipe",
+            r#"{"name":"bench","semanticVersion":"1.0.0","parentImage":"arn:aws:imagebuilder:us-east-1:aws:image/debian-12-x86/x.x.x","components":[],"clientToken":"recipe"}"#,
+        )
+        .await?;
+    let infra = infra["infrastructureConfigurationArn"].as_str().context("no infrastructure ARN")?.to_string();
+    let recipe = recipe["imageRecipeArn"].as_str().context("no recipe ARN")?.to_string();
+    Ok((infra, recipe))
+}
+
+async fn api(options: Options) -> Result<()> {
+    let data = tempfile::tempdir()?;
+    let service = Arc::new(Service::open(data.path(), kiln_store::sqlite::Sync::Normal)?);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(kiln_api::serve(listener, service, ServerConfig { accounts: Accounts::default() }, async {
+        let _ = stopped.await;
+    }));
+    let (ceiling_addr, ceiling_stop) = ceiling::start().await?;
+
+    println!(
+        "kiln-bench api: {} connections, {} s per phase, SQLite in {}",
+        options.connections,
+        options.seconds,
+        data.path().display()
+    );
+    let (infra, recipe) = setup(addr).await?;
+    let body = move |i: usize| {
+        let body = serde_json::json!({
+            "name": format!("pipeline {i}"),
+            "imageRecipeArn": recipe,
+            "infrastructureConfigurationArn": infra,
+            "schedule": {"scheduleExpression": "cron(0 0 * * ? *)", "timezone": "Europe/Berlin"},
+            "tags": {"bench": "yes"},
+            "clientToken": format!("token-{i}"),
+        });
+        ("PUT".to_string(), "/CreateImagePipeline".to_string(), body.to_string())
+    };
+    let creates = drive("CreateImagePipeline", addr, &options, body).await?;
+    let created = creates.latencies.len();
+    let gets = drive("GetImagePipeline", addr, &options, move |i| {
+        let n = (i * 7919) % created.max(1);
+        let arn = format!("arn%3Aaws%3Aimagebuilder%3Aus-east-1%3A123456789012%3Aimage-pipeline%2Fpipeline-{n}");
+        ("GET".to_string(), format!("/GetImagePipeline?imagePipelineArn={arn}"), String::new())
+    })
+    .await?;
+    let bare = drive("bare handler (ceiling)", ceiling_addr, &options, |_| {
+        ("GET".to_string(), "/".to_string(), String::new())
+    })
+    .await?;
+
+    println!();
+    creates.print();
+    gets.print();
+    bare.print();
+    println!();
+    let create_p99 = creates.percentile(0.99).as_secs_f64() * 1e3;
+    println!(
+        "creates: {:.0}/s vs target 3000/s (x{:.2}); p99 {:.2} ms vs target 20 ms",
+        creates.throughput(),
+        creates.throughput() / 3000.0,
+        create_p99
+    );
+    println!(
+        "gets: {:.0}/s = {:.0}% of the ceiling's {:.0}/s (target >= 50%)",
+        gets.throughput(),
+        100.0 * gets.throughput() / bare.throughput(),
+        bare.throughput()
+    );
+    println!("creates: {:.0}% of the ceiling", 100.0 * creates.throughput() / bare.throughput());
+    let _ = stop.send(());
+    let _ = ceiling_stop.send(());
+    server.await??;
+    Ok(())
+}
