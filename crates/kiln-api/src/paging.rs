@@ -44,7 +44,7 @@ impl Pager {
     }
 
     pub fn from_hex(hex: &str) -> Option<Pager> {
-        if hex.len() % 2 != 0 {
+        if !hex.len().is_multiple_of(2) {
             return None;
         }
         let key: Option<Vec<u8>> = (0..hex.len())

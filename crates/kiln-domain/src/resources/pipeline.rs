@@ -351,9 +351,11 @@ mod tests {
             .contains("required"));
     }
 
+    type Edit = Box<dyn Fn(&mut PipelineDefinition)>;
+
     #[test]
     fn cross_field_rules() {
-        let cases: Vec<(Box<dyn Fn(&mut PipelineDefinition)>, Option<&str>)> = vec![
+        let cases: Vec<(Edit, Option<&str>)> = vec![
             (Box::new(|_| {}), None),
             (
                 Box::new(|d| d.workflows = Some(vec![workflow(TEST_WF, None, None)])),
