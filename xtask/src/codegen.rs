@@ -443,8 +443,8 @@ fn gen_operations(
         out,
         "/// Decodes `input` (already validated against the operation's input shape), calls the"
     )?;
-    writeln!(out, "/// handler, and encodes its answer.")?;
-    writeln!(out, "pub fn dispatch<H: Handlers + ?Sized>(handlers: &H, op: Operation, ctx: &RequestContext, tx: &mut H::Tx, input: serde_json::Value) -> Result<serde_json::Value, ApiError> {{")?;
+    writeln!(out, "/// handler, and encodes its answer as JSON text.")?;
+    writeln!(out, "pub fn dispatch<H: Handlers + ?Sized>(handlers: &H, op: Operation, ctx: &RequestContext, tx: &mut H::Tx, input: serde_json::Value) -> Result<String, ApiError> {{")?;
     writeln!(out, "    match op {{")?;
     for name in sorted.keys() {
         writeln!(

@@ -13,8 +13,14 @@ use std::collections::BTreeMap;
 pub fn date(millis: Millis) -> String {
     chrono::DateTime::from_timestamp_millis(millis)
         .unwrap_or_default()
-        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+#[test]
+fn dates_are_utc_with_milliseconds() {
+    assert_eq!(date(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+    assert_eq!(date(0), "1970-01-01T00:00:00.000Z");
 }
 
 pub fn store_error(e: StoreError) -> ApiError {

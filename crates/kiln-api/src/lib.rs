@@ -13,6 +13,7 @@ pub mod convert;
 pub mod filters;
 pub mod handlers;
 pub mod paging;
+pub mod request_id;
 pub mod server;
 pub mod service;
 

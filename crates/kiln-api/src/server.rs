@@ -1,6 +1,7 @@
 //! The HTTP front: connections, body limits, routing, and the AWS error response format.
 
 use crate::accounts::Accounts;
+use crate::request_id::RequestIds;
 use crate::service::Service;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -29,6 +30,7 @@ pub struct ServerConfig {
 struct Shared {
     service: Arc<Service>,
     accounts: Accounts,
+    request_ids: RequestIds,
 }
 
 /// An error of the HTTP layer itself, before an operation is known.
@@ -72,7 +74,7 @@ fn now_millis() -> i64 {
 }
 
 async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Full<Bytes>> {
-    let request_id = uuid::Uuid::new_v4().to_string();
+    let request_id = shared.request_ids.next_id();
     let method = request.method().as_str().to_string();
     let path = request.uri().path().to_string();
     let query = request.uri().query().map(str::to_string);
@@ -130,9 +132,15 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Ful
     };
     let service = shared.service.clone();
     let operation = routed.operation;
-    let result = tokio::task::spawn_blocking(move || service.call(operation, &ctx, input)).await;
+    // Reads take microseconds and never wait for a lock, so they run on the runtime's thread;
+    // writes may wait for their batch to commit, so they move to a blocking thread.
+    let result = if def.is_read_only() {
+        Ok(service.call(operation, &ctx, input))
+    } else {
+        tokio::task::spawn_blocking(move || service.call(operation, &ctx, input)).await
+    };
     match result {
-        Ok(Ok(output)) => ok_response(output.to_string(), &request_id),
+        Ok(Ok(output)) => ok_response(output, &request_id),
         Ok(Err(e)) => {
             tracing::debug!(operation = def.name, code = e.code(), message = %e.message, "request refused");
             error_response(&e, &request_id)
@@ -158,6 +166,7 @@ pub async fn serve(
     let shared = Arc::new(Shared {
         service,
         accounts: config.accounts,
+        request_ids: RequestIds::default(),
     });
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());

@@ -3,6 +3,7 @@
 use crate::convert::{store_error, StoreResultExt};
 use crate::paging::{Pager, SIGNING_KEY_SETTING};
 use kiln_store::{SqliteStore, StoreError, TokenKey, TokenRecord, Txn};
+use kiln_wire::codec::with_request_id;
 use kiln_wire::{dispatch, ApiError, ErrorKind, Operation, RequestContext};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -46,10 +47,10 @@ impl Service {
         op: Operation,
         ctx: &RequestContext,
         input: Value,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<String, ApiError> {
         let def = op.def();
         kiln_wire::validate::validate(def.input, &input)?;
-        let mut output = if def.is_read_only() {
+        let output = if def.is_read_only() {
             self.store
                 .read(|tx| dispatch(self, op, ctx, tx, input))
                 .map_err(store_error)??
@@ -62,15 +63,11 @@ impl Service {
                 .write(|tx| dispatch(self, op, ctx, tx, input))
                 .map_err(store_error)??
         };
-        if def.has_request_id {
-            if let Value::Object(map) = &mut output {
-                map.insert(
-                    "requestId".to_string(),
-                    Value::String(ctx.request_id.clone()),
-                );
-            }
-        }
-        Ok(output)
+        Ok(if def.has_request_id {
+            with_request_id(output, &ctx.request_id)
+        } else {
+            output
+        })
     }
 
     /// The same token with the same parameters answers the first response without running the
@@ -83,7 +80,7 @@ impl Service {
         ctx: &RequestContext,
         tx: &mut (dyn Txn + 'static),
         input: Value,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<String, ApiError> {
         let Some(token) = input
             .get("clientToken")
             .and_then(Value::as_str)
@@ -110,11 +107,7 @@ impl Service {
                         ),
                     ));
                 }
-                return serde_json::from_str(&previous.response).map_err(|e| {
-                    ApiError::service(format!(
-                        "stored response for clientToken is unreadable: {e}"
-                    ))
-                });
+                return Ok(previous.response);
             }
         }
         let output = dispatch(self, op, ctx, tx, input)?;
@@ -122,7 +115,7 @@ impl Service {
             &key,
             &TokenRecord {
                 params_hash,
-                response: output.to_string(),
+                response: output.clone(),
                 created_millis: ctx.now_millis,
             },
         )

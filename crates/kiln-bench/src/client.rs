@@ -15,7 +15,10 @@ impl Connection {
     pub async fn open(addr: SocketAddr) -> Result<Connection> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        Ok(Connection { stream, buffer: Vec::with_capacity(8192) })
+        Ok(Connection {
+            stream,
+            buffer: Vec::with_capacity(8192),
+        })
     }
 
     /// Sends one request and reads the whole response; returns the status.
@@ -24,7 +27,12 @@ impl Connection {
     }
 
     /// Sends one request that must succeed, and returns its JSON body.
-    pub async fn call(&mut self, method: &str, path: &str, body: &str) -> Result<serde_json::Value> {
+    pub async fn call(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> Result<serde_json::Value> {
         let (status, body) = self.exchange(method, path, body).await?;
         let text = String::from_utf8_lossy(&body).to_string();
         if status != 200 {
@@ -42,12 +50,17 @@ impl Connection {
         loop {
             if let Some(end) = find(&self.buffer, b"\r\n\r\n") {
                 let head = String::from_utf8_lossy(&self.buffer[..end]).to_string();
-                let status: u16 = head.split(' ').nth(1).and_then(|s| s.parse().ok()).context("bad status line")?;
+                let status: u16 = head
+                    .split(' ')
+                    .nth(1)
+                    .and_then(|s| s.parse().ok())
+                    .context("bad status line")?;
                 let length: usize = head
                     .lines()
                     .find_map(|l| {
                         let (k, v) = l.split_once(':')?;
-                        k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse().ok())?
                     })
                     .unwrap_or(0);
                 while self.buffer.len() < end + 4 + length {

@@ -11,8 +11,8 @@
 //! It prints throughput and p50/p99 latency for each, and the ratios to the targets of issue 2:
 //! creates >= 3,000/s with p99 <= 20 ms; gets >= 50% of the ceiling's throughput.
 
-mod client;
 mod ceiling;
+mod client;
 
 use anyhow::{bail, Context, Result};
 use client::Connection;
@@ -30,9 +30,14 @@ struct Options {
 fn parse_options() -> Result<(String, Options)> {
     let mut args = std::env::args().skip(1);
     let which = args.next().unwrap_or_default();
-    let mut options = Options { seconds: 5.0, connections: 32 };
+    let mut options = Options {
+        seconds: 5.0,
+        connections: 32,
+    };
     while let Some(flag) = args.next() {
-        let value = args.next().with_context(|| format!("{flag} needs a value"))?;
+        let value = args
+            .next()
+            .with_context(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--seconds" => options.seconds = value.parse().context("--seconds")?,
             "--connections" => options.connections = value.parse().context("--connections")?,
@@ -47,7 +52,9 @@ fn main() -> Result<()> {
     if which != "api" {
         bail!("usage: kiln-bench api [--seconds N] [--connections N]");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(api(options))
 }
 
@@ -83,7 +90,12 @@ impl Measured {
 }
 
 /// Runs `connections` loops for `seconds`; each loop sends what `request(i)` gives.
-async fn drive<F>(name: &'static str, addr: SocketAddr, options: &Options, request: F) -> Result<Measured>
+async fn drive<F>(
+    name: &'static str,
+    addr: SocketAddr,
+    options: &Options,
+    request: F,
+) -> Result<Measured>
 where
     F: Fn(usize) -> (String, String, String) + Send + Sync + 'static,
 {
@@ -119,35 +131,60 @@ where
         all.extend(latencies);
         errors += e;
     }
-    Ok(Measured { name, latencies: all, elapsed: started.elapsed(), errors })
+    Ok(Measured {
+        name,
+        latencies: all,
+        elapsed: started.elapsed(),
+        errors,
+    })
 }
 
 async fn setup(addr: SocketAddr) -> Result<(String, String)> {
     let mut conn = Connection::open(addr).await?;
     let infra = conn
-        .call("PUT", "/CreateInfrastructureConfiguration", r#"{"name":"bench","instanceProfileName":"p","clientToken":"infra"}"#)
+        .call(
+            "PUT",
+            "/CreateInfrastructureConfiguration",
+            r#"{"name":"bench","instanceProfileName":"p","clientToken":"infra"}"#,
+        )
         .await?;
     let recipe = conn
         .call(
             "PUT",
             "/CreateImageRecipe",
-            r#"{"name":"bench","semanticVersion":"1.0.0","parentImage":"arn:aws:imagebuilder:us-east-1:aws:image/debian-12-x86/x.x.x","components":[],"clientToken":"recipe"}"#,
+            r#"{"name":"bench","semanticVersion":"1.0.0","parentImage":"arn:aws:imagebuilder:us-east-1:aws:image/debian-12-x86/x.x.x","clientToken":"recipe"}"#,
         )
         .await?;
-    let infra = infra["infrastructureConfigurationArn"].as_str().context("no infrastructure ARN")?.to_string();
-    let recipe = recipe["imageRecipeArn"].as_str().context("no recipe ARN")?.to_string();
+    let infra = infra["infrastructureConfigurationArn"]
+        .as_str()
+        .context("no infrastructure ARN")?
+        .to_string();
+    let recipe = recipe["imageRecipeArn"]
+        .as_str()
+        .context("no recipe ARN")?
+        .to_string();
     Ok((infra, recipe))
 }
 
 async fn api(options: Options) -> Result<()> {
     let data = tempfile::tempdir()?;
-    let service = Arc::new(Service::open(data.path(), kiln_store::sqlite::Sync::Normal)?);
+    let service = Arc::new(Service::open(
+        data.path(),
+        kiln_store::sqlite::Sync::Normal,
+    )?);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(kiln_api::serve(listener, service, ServerConfig { accounts: Accounts::default() }, async {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(kiln_api::serve(
+        listener,
+        service,
+        ServerConfig {
+            accounts: Accounts::default(),
+        },
+        async {
+            let _ = stopped.await;
+        },
+    ));
     let (ceiling_addr, ceiling_stop) = ceiling::start().await?;
 
     println!(
@@ -166,14 +203,24 @@ async fn api(options: Options) -> Result<()> {
             "tags": {"bench": "yes"},
             "clientToken": format!("token-{i}"),
         });
-        ("PUT".to_string(), "/CreateImagePipeline".to_string(), body.to_string())
+        (
+            "PUT".to_string(),
+            "/CreateImagePipeline".to_string(),
+            body.to_string(),
+        )
     };
     let creates = drive("CreateImagePipeline", addr, &options, body).await?;
     let created = creates.latencies.len();
     let gets = drive("GetImagePipeline", addr, &options, move |i| {
         let n = (i * 7919) % created.max(1);
-        let arn = format!("arn%3Aaws%3Aimagebuilder%3Aus-east-1%3A123456789012%3Aimage-pipeline%2Fpipeline-{n}");
-        ("GET".to_string(), format!("/GetImagePipeline?imagePipelineArn={arn}"), String::new())
+        let arn = format!(
+            "arn%3Aaws%3Aimagebuilder%3Aus-east-1%3A123456789012%3Aimage-pipeline%2Fpipeline-{n}"
+        );
+        (
+            "GET".to_string(),
+            format!("/GetImagePipeline?imagePipelineArn={arn}"),
+            String::new(),
+        )
     })
     .await?;
     let bare = drive("bare handler (ceiling)", ceiling_addr, &options, |_| {
@@ -199,7 +246,10 @@ async fn api(options: Options) -> Result<()> {
         100.0 * gets.throughput() / bare.throughput(),
         bare.throughput()
     );
-    println!("creates: {:.0}% of the ceiling", 100.0 * creates.throughput() / bare.throughput());
+    println!(
+        "creates: {:.0}% of the ceiling",
+        100.0 * creates.throughput() / bare.throughput()
+    );
     let _ = stop.send(());
     let _ = ceiling_stop.send(());
     server.await??;

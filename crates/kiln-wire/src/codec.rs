@@ -12,7 +12,41 @@ pub fn decode<T: DeserializeOwned>(input: Value) -> Result<T, ApiError> {
     })
 }
 
-pub fn encode<T: Serialize>(output: T) -> Result<Value, ApiError> {
-    serde_json::to_value(output)
+/// Encodes a response straight to JSON text (no intermediate `Value`: responses are the hot path).
+pub fn encode<T: Serialize>(output: T) -> Result<String, ApiError> {
+    serde_json::to_string(&output)
         .map_err(|e| ApiError::service(format!("encoding the response failed: {e}")))
+}
+
+/// Adds `"requestId"` to an encoded response object. Handlers leave `requestId` unset, so the
+/// member is never duplicated.
+pub fn with_request_id(mut json: String, request_id: &str) -> String {
+    let Some(rest) = json.strip_prefix('{') else {
+        return json;
+    };
+    let separator = if rest.trim_start().starts_with('}') {
+        ""
+    } else {
+        ","
+    };
+    let member = format!(
+        "\"requestId\":{}{separator}",
+        Value::String(request_id.to_string())
+    );
+    json.insert_str(1, &member);
+    json
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_id_is_inserted_into_empty_and_full_objects() {
+        assert_eq!(with_request_id("{}".into(), "r1"), r#"{"requestId":"r1"}"#);
+        let out = with_request_id(r#"{"a":1}"#.into(), "r\"2");
+        let parsed: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(parsed["requestId"], "r\"2");
+        assert_eq!(parsed["a"], 1);
+    }
 }

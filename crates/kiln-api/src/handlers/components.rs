@@ -1,50 +1,1425 @@
-//! (stub: being implemented)
+//! Components: CreateComponent, GetComponent, ListComponents, ListComponentBuildVersions and
+//! DeleteComponent.
+//!
+//! A component is an AWSTOE YAML document plus settings, stored per build version
+//! (`component/<name>/<x.y.z>/<build>`). CreateComponent reads the document once, here, because
+//! Kiln needs its type and parameters later (recipes check the parameters they set against
+//! them), and refuses documents that Image Builder could not run:
+//!
+//! - valid YAML (the message gives the line and column), a mapping with `schemaVersion: 1.0`;
+//! - a non-empty `phases` list; each phase a mapping with a unique `name` and a non-empty
+//!   `steps` list; each step with a `name` (unique in its phase) and an `action`, and an
+//!   `onFailure` of `Abort`, `Continue` or `Ignore` when it has one; at least one phase that
+//!   Image Builder runs (`build`, `validate` or `test`);
+//! - `parameters` and `constants` as lists of single-key maps named by 3-128 letters, digits,
+//!   `_` or `-`, unique across both; parameters of type `string`, constants with a `value`.
+//!
+//! The type follows the API reference: `TEST` when the only phase is `test`, `BUILD` otherwise.
+//! Action names and inputs are not checked: AWSTOE has many action modules, and their inputs
+//! are checked when the component runs.
+//!
+//! Creating a name and version that exist makes a new build (numbered from 1), unless the new
+//! build would be identical to the newest one, which is `ResourceAlreadyExistsException`, as
+//! the API reference describes. Documents can only be given inline (`data`); `uri` needs object
+//! storage, which Kiln does not have yet.
+//!
+//! Lists are computed from all of the caller's component builds: ListComponents gives one entry
+//! per version (the newest build that passed the filters) or, with `byName`, one per name
+//! (ARN `.../x.x.x`, showing the newest version). Entries are in name order, then numeric
+//! version order, and the page token is the last entry's sort key. Only the caller's own
+//! components exist in Kiln, so the other `owner` values list nothing.
+//!
+//! The YAML helpers in [`document`] are shared with workflows.
+
+use crate::convert::{
+    check_dry_run, check_no_referrers, date, decode_row, get_exact, new_arn, not_found, resolve,
+    response_tags, scoped_arn, store_tags, version_error, StoreResultExt,
+};
+use crate::filters::Filters;
 use crate::service::Service;
-use kiln_store::Txn;
+use kiln_domain::arn::{Arn, ResourceKind};
+use kiln_domain::resources::component::{
+    self as domain, check_phase_names, next_build, ComponentStatus as DomainStatus,
+    ComponentType as DomainType, DocumentParameter,
+};
+use kiln_domain::version::{latest_version_refs, SemVer};
+use kiln_store::{ListQuery, Txn, TxnExt};
 use kiln_wire::types::*;
-use kiln_wire::{ApiError, RequestContext};
+use kiln_wire::{ApiError, ErrorKind, RequestContext};
+use serde_yaml::{Mapping, Value};
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+const KIND: ResourceKind = ResourceKind::Component;
+
+/// Filter names ListComponents documents.
+const LIST_FILTERS: [&str; 8] = [
+    "description",
+    "name",
+    "platform",
+    "productCodes",
+    "status",
+    "supportedOsVersion",
+    "type",
+    "version",
+];
+
+/// Values a component step's `onFailure` may take.
+const STEP_ON_FAILURE: [&str; 3] = ["Abort", "Continue", "Ignore"];
+
+/// Reading YAML documents (components and workflows): parsing with positions in the errors,
+/// and typed access to members with messages that name the member's path in the document.
+pub(crate) mod document {
+    use serde_yaml::{Mapping, Value};
+
+    /// Parses a document that must be a YAML mapping.
+    pub fn parse(data: &str) -> Result<Mapping, String> {
+        let value: Value = serde_yaml::from_str(data).map_err(|e| syntax_error(&e))?;
+        match value {
+            Value::Mapping(map) => Ok(map),
+            Value::Null => Err("the document is empty".to_string()),
+            other => Err(format!(
+                "the document must be a YAML mapping (with schemaVersion at the top level), not {}",
+                describe(&other)
+            )),
+        }
+    }
+
+    fn syntax_error(e: &serde_yaml::Error) -> String {
+        let message = e.to_string();
+        match e.location() {
+            // serde_yaml usually ends its message with the position already.
+            Some(at) if !message.contains(" line ") => format!(
+                "the document is not valid YAML: {message} at line {} column {}",
+                at.line(),
+                at.column()
+            ),
+            _ => format!("the document is not valid YAML: {message}"),
+        }
+    }
+
+    /// What a value is, for messages ("a list").
+    pub fn describe(value: &Value) -> &'static str {
+        match value {
+            Value::Null => "empty",
+            Value::Bool(_) => "a boolean",
+            Value::Number(_) => "a number",
+            Value::String(_) => "a string",
+            Value::Sequence(_) => "a list",
+            Value::Mapping(_) => "a mapping",
+            Value::Tagged(_) => "a tagged value",
+        }
+    }
+
+    /// A member, treating an explicit `null` (`key:` with nothing after it) as absent.
+    pub fn get<'a>(map: &'a Mapping, key: &str) -> Option<&'a Value> {
+        map.get(key).filter(|v| !v.is_null())
+    }
+
+    /// The text of a scalar: strings as they are, numbers and booleans as YAML wrote them.
+    pub fn scalar_text(value: &Value) -> Option<String> {
+        match value {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        }
+    }
+
+    pub fn as_mapping<'a>(value: &'a Value, path: &str) -> Result<&'a Mapping, String> {
+        value
+            .as_mapping()
+            .ok_or_else(|| format!("{path}: must be a mapping, not {}", describe(value)))
+    }
+
+    /// A member that must be a non-empty string.
+    pub fn required_string(map: &Mapping, key: &str, path: &str) -> Result<String, String> {
+        match get(map, key) {
+            None => Err(format!("{path}{key}: is required")),
+            Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
+            Some(Value::String(_)) => Err(format!("{path}{key}: must not be empty")),
+            Some(other) => Err(format!(
+                "{path}{key}: must be a string, not {}",
+                describe(other)
+            )),
+        }
+    }
+
+    /// A member that, when present, must be a string.
+    pub fn optional_string(map: &Mapping, key: &str, path: &str) -> Result<Option<String>, String> {
+        match get(map, key) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(format!(
+                "{path}{key}: must be a string, not {}",
+                describe(other)
+            )),
+        }
+    }
+
+    /// A member that, when present, must be a list.
+    pub fn optional_list<'a>(
+        map: &'a Mapping,
+        key: &str,
+        path: &str,
+    ) -> Result<Option<&'a Vec<Value>>, String> {
+        match get(map, key) {
+            None => Ok(None),
+            Some(Value::Sequence(items)) => Ok(Some(items)),
+            Some(other) => Err(format!(
+                "{path}{key}: must be a list, not {}",
+                describe(other)
+            )),
+        }
+    }
+
+    /// A member that must be a non-empty list; `what` says what the list holds.
+    pub fn required_list<'a>(
+        map: &'a Mapping,
+        key: &str,
+        path: &str,
+        what: &str,
+    ) -> Result<&'a Vec<Value>, String> {
+        match optional_list(map, key, path)? {
+            None => Err(format!("{path}{key}: is required: give a list of {what}")),
+            Some(items) if items.is_empty() => Err(format!(
+                "{path}{key}: is empty: give at least one of the {what}"
+            )),
+            Some(items) => Ok(items),
+        }
+    }
+
+    /// `schemaVersion` is required, and 1.0 is the only version there is.
+    pub fn check_schema_version(doc: &Mapping) -> Result<(), String> {
+        let Some(value) = get(doc, "schemaVersion") else {
+            return Err("schemaVersion: is required (schemaVersion: 1.0)".to_string());
+        };
+        let text = scalar_text(value)
+            .ok_or_else(|| format!("schemaVersion: must be 1.0, not {}", describe(value)))?;
+        if text.trim().parse::<f64>() == Ok(1.0) {
+            Ok(())
+        } else {
+            Err(format!(
+                "schemaVersion: '{text}' is not supported; the only schema version is 1.0"
+            ))
+        }
+    }
+
+    /// Names that must not repeat: the message names the later occurrence's path.
+    pub fn first_duplicate<S: AsRef<str>>(names: &[S]) -> Option<(usize, &str)> {
+        names.iter().enumerate().find_map(|(i, name)| {
+            let name = name.as_ref();
+            names[..i]
+                .iter()
+                .any(|earlier| earlier.as_ref() == name)
+                .then_some((i, name))
+        })
+    }
+}
+
+/// What CreateComponent keeps from a valid document.
+#[derive(Debug)]
+struct ComponentOutline {
+    component_type: DomainType,
+    parameters: Vec<DocumentParameter>,
+}
+
+/// Checks a component document and extracts its type and parameters. Errors start with the
+/// path of the offending member inside the document.
+fn read_component_document(data: &str) -> Result<ComponentOutline, String> {
+    let doc = document::parse(data)?;
+    document::check_schema_version(&doc)?;
+    let phase_names = read_phases(&doc)?;
+    check_phase_names(&phase_names)?;
+    let parameters = read_variables(&doc)?;
+    Ok(ComponentOutline {
+        component_type: DomainType::from_phases(&phase_names),
+        parameters,
+    })
+}
+
+fn read_phases(doc: &Mapping) -> Result<Vec<String>, String> {
+    let phases = document::required_list(doc, "phases", "", "phases (build, validate, test)")?;
+    let mut names = Vec::with_capacity(phases.len());
+    for (i, phase) in phases.iter().enumerate() {
+        let path = format!("phases[{i}]");
+        let phase = document::as_mapping(phase, &path)?;
+        names.push(document::required_string(
+            phase,
+            "name",
+            &format!("{path}."),
+        )?);
+        read_steps(phase, &path)?;
+    }
+    Ok(names)
+}
+
+fn read_steps(phase: &Mapping, phase_path: &str) -> Result<(), String> {
+    let steps = document::required_list(phase, "steps", &format!("{phase_path}."), "steps")?;
+    let mut names = Vec::with_capacity(steps.len());
+    for (j, step) in steps.iter().enumerate() {
+        let path = format!("{phase_path}.steps[{j}]");
+        let step = document::as_mapping(step, &path)?;
+        names.push(document::required_string(
+            step,
+            "name",
+            &format!("{path}."),
+        )?);
+        document::required_string(step, "action", &format!("{path}."))?;
+        if let Some(on_failure) = document::optional_string(step, "onFailure", &format!("{path}."))?
+        {
+            if !STEP_ON_FAILURE.contains(&on_failure.as_str()) {
+                return Err(format!(
+                    "{path}.onFailure: '{on_failure}' is not one of {}",
+                    STEP_ON_FAILURE.join(", ")
+                ));
+            }
+        }
+    }
+    if let Some((j, name)) = document::first_duplicate(&names) {
+        return Err(format!(
+            "{phase_path}.steps[{j}].name: the step name '{name}' is used more than once in the phase; step names must be unique within a phase"
+        ));
+    }
+    Ok(())
+}
+
+/// A user-defined variable name: "3-128 characters, letters, digits, `_` and `-`".
+fn check_variable_name(name: &str, path: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    if !(3..=128).contains(&name.chars().count()) || !name.chars().all(allowed) {
+        return Err(format!(
+            "{path}: '{name}' is not a valid name: use 3 to 128 letters, digits, '_' or '-'"
+        ));
+    }
+    Ok(())
+}
+
+/// One item of `parameters` or `constants`: a map with a single key, the variable's name.
+fn single_key_map<'a>(item: &'a Value, path: &str) -> Result<(String, &'a Mapping), String> {
+    let map = document::as_mapping(item, path)?;
+    let mut entries = map.iter();
+    let (Some((key, body)), None) = (entries.next(), entries.next()) else {
+        return Err(format!(
+            "{path}: must be a map with exactly one key, the name (for example '- MyName: {{type: string}}')"
+        ));
+    };
+    let Value::String(name) = key else {
+        return Err(format!("{path}: the name must be a string"));
+    };
+    check_variable_name(name, path)?;
+    let body = document::as_mapping(body, &format!("{path}.{name}"))?;
+    Ok((name.clone(), body))
+}
+
+/// Reads `parameters` (returned by the API) and checks `constants` (only names must not clash).
+fn read_variables(doc: &Mapping) -> Result<Vec<DocumentParameter>, String> {
+    let mut names = Vec::new();
+    let mut parameters = Vec::new();
+    for (i, item) in document::optional_list(doc, "parameters", "")?
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let path = format!("parameters[{i}]");
+        let (name, body) = single_key_map(item, &path)?;
+        parameters.push(read_parameter(&name, body, &format!("{path}.{name}."))?);
+        names.push((path, name));
+    }
+    for (i, item) in document::optional_list(doc, "constants", "")?
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let path = format!("constants[{i}]");
+        let (name, body) = single_key_map(item, &path)?;
+        document::required_string(body, "type", &format!("{path}.{name}."))?;
+        let value_path = format!("{path}.{name}.value");
+        match document::get(body, "value") {
+            Some(v) if document::scalar_text(v).is_some() => {}
+            Some(v) => {
+                return Err(format!(
+                    "{value_path}: must be a string, not {}",
+                    document::describe(v)
+                ))
+            }
+            None => {
+                return Err(format!(
+                    "{value_path}: is required: a constant needs a value"
+                ))
+            }
+        }
+        names.push((path, name));
+    }
+    let plain: Vec<&str> = names.iter().map(|(_, n)| n.as_str()).collect();
+    if let Some((i, name)) = document::first_duplicate(&plain) {
+        return Err(format!(
+            "{}: the name '{name}' is already used; parameter and constant names must be unique",
+            names[i].0
+        ));
+    }
+    Ok(parameters)
+}
+
+fn read_parameter(name: &str, body: &Mapping, path: &str) -> Result<DocumentParameter, String> {
+    let kind = document::required_string(body, "type", path)?;
+    if kind != "string" {
+        return Err(format!(
+            "{path}type: '{kind}' is not supported; component parameters have type 'string'"
+        ));
+    }
+    let default_value = match document::get(body, "default") {
+        None => None,
+        Some(v) => Some(vec![document::scalar_text(v).ok_or_else(|| {
+            format!(
+                "{path}default: must be a string, not {}",
+                document::describe(v)
+            )
+        })?]),
+    };
+    Ok(DocumentParameter {
+        name: name.to_string(),
+        kind,
+        default_value,
+        description: document::optional_string(body, "description", path)?,
+    })
+}
+
+/// The document of a create request: exactly one of `data` and `uri`, and only `data` works.
+pub(crate) fn inline_document<'a>(
+    data: Option<&'a str>,
+    uri: Option<&str>,
+) -> Result<&'a str, ApiError> {
+    match (data, uri) {
+        (Some(_), Some(_)) => Err(ApiError::new(
+            ErrorKind::InvalidParameterCombinationException,
+            "data and uri: give exactly one of them, not both",
+        )),
+        (None, None) => Err(ApiError::invalid_request(
+            "data and uri: give exactly one of them; the document inline in data, or its S3 location in uri",
+        )),
+        (None, Some(_)) => Err(ApiError::invalid_request(
+            "uri is not supported yet: give the document inline in data",
+        )),
+        (Some(data), None) => Ok(data),
+    }
+}
+
+/// The concrete version of a create request (the wire pattern already allows only `x.y.z`).
+pub(crate) fn concrete_version(version: Option<&str>) -> Result<SemVer, ApiError> {
+    SemVer::parse(version.unwrap_or_default()).map_err(|e| version_error("semanticVersion", e))
+}
+
+/// The four "latest version" references of a resource at `version`: filter ARNs under the
+/// resource's name that always resolve to its newest matching version.
+pub(crate) fn latest_version_references(arn: &Arn, version: &SemVer) -> LatestVersionReferences {
+    let refs = latest_version_refs(version);
+    let under = |filter: String| {
+        Arn {
+            version: Some(filter),
+            build: None,
+            ..arn.clone()
+        }
+        .to_string()
+    };
+    LatestVersionReferences {
+        latest_version_arn: Some(under(refs.latest)),
+        latest_major_version_arn: Some(under(refs.latest_major)),
+        latest_minor_version_arn: Some(under(refs.latest_minor)),
+        latest_patch_version_arn: Some(under(refs.latest_patch)),
+    }
+}
+
+/// Sort keys: name, then version and build compared numerically (zero-padded to the ten
+/// digits of the largest node and build number).
+pub(crate) fn version_key(arn: &Arn, version: &SemVer) -> String {
+    format!(
+        "{}/{}/{:010}.{:010}.{:010}",
+        arn.kind.segment(),
+        arn.name,
+        version.major,
+        version.minor,
+        version.patch
+    )
+}
+
+pub(crate) fn build_key(arn: &Arn, version: &SemVer, build: u32) -> String {
+    format!("{}/{build:010}", version_key(arn, version))
+}
+
+pub(crate) fn name_key(arn: &Arn) -> String {
+    format!("{}/{}", arn.kind.segment(), arn.name)
+}
+
+/// The ARN of a list entry that stands for every version of a name.
+pub(crate) fn any_version_arn(arn: &Arn) -> String {
+    Arn {
+        version: Some("x.x.x".to_string()),
+        build: None,
+        ..arn.clone()
+    }
+    .to_string()
+}
+
+/// Whether a filter list names `name`; some filters change what a list includes by default.
+pub(crate) fn has_filter(filters: Option<&Vec<Filter>>, name: &str) -> bool {
+    filters
+        .into_iter()
+        .flatten()
+        .any(|f| f.name.as_deref() == Some(name))
+}
+
+/// Keeps, per key, the newest item (by version, then build), in key order after `after`.
+pub(crate) fn newest_per_key<T>(
+    items: impl IntoIterator<Item = T>,
+    key: impl Fn(&T) -> String,
+    rank: impl Fn(&T) -> (SemVer, u32),
+    after: Option<&str>,
+) -> Vec<T> {
+    let mut newest: BTreeMap<String, T> = BTreeMap::new();
+    for item in items {
+        let k = key(&item);
+        match newest.get(&k) {
+            Some(kept) if rank(kept) >= rank(&item) => {}
+            _ => {
+                newest.insert(k, item);
+            }
+        }
+    }
+    let start = after.map_or(Bound::Unbounded, |a| Bound::Excluded(a.to_string()));
+    let keys: Vec<String> = newest
+        .range((start, Bound::Unbounded))
+        .map(|(k, _)| k.clone())
+        .collect();
+    keys.into_iter().filter_map(|k| newest.remove(&k)).collect()
+}
+
+fn all_own(tx: &mut dyn Txn, ctx: &RequestContext) -> Result<Vec<domain::Component>, ApiError> {
+    tx.list(&ListQuery {
+        account: ctx.account_id.clone(),
+        region: ctx.region.clone(),
+        kind: KIND,
+        name: None,
+        after: None,
+    })
+    .api()
+}
+
+fn builds_of(
+    tx: &mut dyn Txn,
+    version_arn: &Arn,
+    version: &SemVer,
+) -> Result<Vec<domain::Component>, ApiError> {
+    let same_name: Vec<domain::Component> = tx
+        .list(&ListQuery {
+            account: version_arn.account.clone(),
+            region: version_arn.region.clone(),
+            kind: KIND,
+            name: Some(version_arn.name.clone()),
+            after: None,
+        })
+        .api()?;
+    Ok(same_name
+        .into_iter()
+        .filter(|c| c.version == *version)
+        .collect())
+}
+
+fn platform_to_wire(platform: &str) -> Option<Platform> {
+    Platform::from_wire(platform)
+}
+
+fn type_to_wire(t: DomainType) -> ComponentType {
+    match t {
+        DomainType::Build => ComponentType::Build,
+        DomainType::Test => ComponentType::Test,
+    }
+}
+
+fn status_to_wire(s: DomainStatus) -> ComponentStatus {
+    match s {
+        DomainStatus::Active => ComponentStatus::Active,
+        DomainStatus::Deprecated => ComponentStatus::Deprecated,
+        DomainStatus::Disabled => ComponentStatus::Disabled,
+    }
+}
+
+fn state_to_wire(s: DomainStatus) -> ComponentState {
+    ComponentState {
+        status: Some(status_to_wire(s)),
+        reason: None,
+    }
+}
+
+fn non_empty(v: &[String]) -> Option<Vec<String>> {
+    (!v.is_empty()).then(|| v.to_vec())
+}
+
+fn parameters_to_wire(parameters: &[DocumentParameter]) -> Option<Vec<ComponentParameterDetail>> {
+    (!parameters.is_empty()).then(|| {
+        parameters
+            .iter()
+            .map(|p| ComponentParameterDetail {
+                name: Some(p.name.clone()),
+                r#type: Some(p.kind.clone()),
+                default_value: p.default_value.clone(),
+                description: p.description.clone(),
+            })
+            .collect()
+    })
+}
+
+fn to_wire(tx: &mut dyn Txn, c: &domain::Component) -> Result<Component, ApiError> {
+    let arn = c.arn.to_string();
+    Ok(Component {
+        arn: Some(arn.clone()),
+        name: Some(c.name.clone()),
+        version: Some(c.version.to_string()),
+        description: c.description.clone(),
+        change_description: c.change_description.clone(),
+        r#type: Some(type_to_wire(c.component_type)),
+        platform: platform_to_wire(&c.platform),
+        supported_os_versions: non_empty(&c.supported_os_versions),
+        state: Some(state_to_wire(c.status)),
+        parameters: parameters_to_wire(&c.parameters),
+        owner: Some(c.owner.clone()),
+        data: Some(c.data.clone()),
+        kms_key_id: c.kms_key_id.clone(),
+        // AWS encrypts all component data at rest and documents this as always true.
+        encrypted: Some(true),
+        date_created: Some(date(c.date_created)),
+        tags: response_tags(tx, &arn)?,
+        publisher: None,
+        obfuscate: Some(false),
+        product_codes: None,
+    })
+}
+
+fn to_summary(tx: &mut dyn Txn, c: &domain::Component) -> Result<ComponentSummary, ApiError> {
+    let arn = c.arn.to_string();
+    Ok(ComponentSummary {
+        arn: Some(arn.clone()),
+        name: Some(c.name.clone()),
+        version: Some(c.version.to_string()),
+        platform: platform_to_wire(&c.platform),
+        supported_os_versions: non_empty(&c.supported_os_versions),
+        state: Some(state_to_wire(c.status)),
+        r#type: Some(type_to_wire(c.component_type)),
+        owner: Some(c.owner.clone()),
+        description: c.description.clone(),
+        change_description: c.change_description.clone(),
+        date_created: Some(date(c.date_created)),
+        tags: response_tags(tx, &arn)?,
+        publisher: None,
+        obfuscate: Some(false),
+    })
+}
+
+fn to_version_entry(c: &domain::Component, arn: String) -> ComponentVersion {
+    ComponentVersion {
+        arn: Some(arn),
+        name: Some(c.name.clone()),
+        version: Some(c.version.to_string()),
+        description: c.description.clone(),
+        platform: platform_to_wire(&c.platform),
+        supported_os_versions: non_empty(&c.supported_os_versions),
+        r#type: Some(type_to_wire(c.component_type)),
+        owner: Some(c.owner.clone()),
+        date_created: Some(date(c.date_created)),
+        status: Some(status_to_wire(c.status)),
+        product_codes: None,
+    }
+}
 
 pub fn create(
     _svc: &Service,
-    _ctx: &RequestContext,
-    _tx: &mut dyn Txn,
-    _input: CreateComponentRequest,
+    ctx: &RequestContext,
+    tx: &mut dyn Txn,
+    input: CreateComponentRequest,
 ) -> Result<CreateComponentResponse, ApiError> {
-    Err(ApiError::not_implemented("CreateComponent"))
+    let name = input.name.clone().unwrap_or_default();
+    let version = concrete_version(input.semantic_version.as_deref())?;
+    let data = inline_document(input.data.as_deref(), input.uri.as_deref())?;
+    let outline = read_component_document(data)
+        .map_err(|problem| ApiError::invalid_request(format!("data: {problem}")))?;
+    let version_arn = new_arn(ctx, KIND, &name).with_version(version);
+    let mut component = domain::Component {
+        arn: version_arn.clone(),
+        name,
+        version,
+        build: 0,
+        description: input.description,
+        change_description: input.change_description,
+        component_type: outline.component_type,
+        platform: input
+            .platform
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_default(),
+        supported_os_versions: input.supported_os_versions.unwrap_or_default(),
+        parameters: outline.parameters,
+        owner: ctx.account_id.clone(),
+        data: data.to_string(),
+        kms_key_id: input.kms_key_id,
+        status: DomainStatus::Active,
+        date_created: ctx.now_millis,
+    };
+    let existing = builds_of(tx, &version_arn, &version)?;
+    if let Some(newest) = existing.iter().max_by_key(|c| c.build) {
+        if newest.same_content(&component) {
+            return Err(ApiError::already_exists(format!(
+                "The component '{}' already exists with the same content; change the document or settings to create a new build, or use a new semanticVersion.",
+                newest.arn
+            )));
+        }
+    }
+    let build = next_build(existing.iter().map(|c| c.build)).ok_or_else(|| {
+        ApiError::new(
+            ErrorKind::ServiceQuotaExceededException,
+            format!("The component version '{version_arn}' has no build numbers left."),
+        )
+    })?;
+    check_dry_run(input.dry_run, "CreateComponent")?;
+    component.arn = version_arn.with_build(build);
+    component.build = build;
+    tx.put(&component).api()?;
+    let arn = component.arn.to_string();
+    store_tags(tx, &arn, input.tags.as_ref())?;
+    Ok(CreateComponentResponse {
+        request_id: None,
+        client_token: input.client_token,
+        component_build_version_arn: Some(arn),
+        latest_version_references: Some(latest_version_references(&component.arn, &version)),
+    })
 }
 
 pub fn get(
     _svc: &Service,
-    _ctx: &RequestContext,
-    _tx: &mut dyn Txn,
-    _input: GetComponentRequest,
+    ctx: &RequestContext,
+    tx: &mut dyn Txn,
+    input: GetComponentRequest,
 ) -> Result<GetComponentResponse, ApiError> {
-    Err(ApiError::not_implemented("GetComponent"))
+    let arn = input.component_build_version_arn.unwrap_or_default();
+    let row = resolve(tx, ctx, &arn, "componentBuildVersionArn")?
+        .filter(|row| row.kind == KIND)
+        .ok_or_else(|| not_found(KIND, &arn))?;
+    let component: domain::Component = decode_row(&row)?;
+    Ok(GetComponentResponse {
+        request_id: None,
+        latest_version_references: Some(latest_version_references(
+            &component.arn,
+            &component.version,
+        )),
+        component: Some(to_wire(tx, &component)?),
+    })
+}
+
+/// Whether a build passes the ListComponents filters. Multi-valued members (the supported OS
+/// versions, and the display and normalised names) pass when any of their values does.
+fn passes(filters: &Filters, c: &domain::Component) -> bool {
+    let mut names = vec![c.name.clone()];
+    if c.arn.name != c.name {
+        names.push(c.arn.name.clone());
+    }
+    let os_versions: Vec<Option<&str>> = if c.supported_os_versions.is_empty() {
+        vec![None]
+    } else {
+        c.supported_os_versions
+            .iter()
+            .map(|v| Some(v.as_str()))
+            .collect()
+    };
+    names.iter().any(|name| {
+        os_versions.iter().any(|os| {
+            filters.accept(|filter| match filter {
+                "description" => c.description.clone(),
+                "name" => Some(name.clone()),
+                "platform" => Some(c.platform.clone()),
+                "status" => Some(c.status.as_str().to_string()),
+                "supportedOsVersion" => os.map(str::to_string),
+                "type" => Some(c.component_type.as_str().to_string()),
+                "version" => Some(c.version.to_string()),
+                // Kiln has no Marketplace components, so nothing has product codes.
+                _ => None,
+            })
+        })
+    })
 }
 
 pub fn list(
-    _svc: &Service,
-    _ctx: &RequestContext,
-    _tx: &mut dyn Txn,
-    _input: ListComponentsRequest,
+    svc: &Service,
+    ctx: &RequestContext,
+    tx: &mut dyn Txn,
+    input: ListComponentsRequest,
 ) -> Result<ListComponentsResponse, ApiError> {
-    Err(ApiError::not_implemented("ListComponents"))
+    const OP: &str = "ListComponents";
+    let filters = Filters::parse(input.filters.as_ref(), &LIST_FILTERS)?;
+    let by_name = input.by_name == Some(true);
+    if by_name && has_filter(input.filters.as_ref(), "version") {
+        return Err(ApiError::new(
+            ErrorKind::InvalidParameterCombinationException,
+            "byName and filters: byName cannot be combined with the version filter",
+        ));
+    }
+    let after = svc.pager.decode(OP, ctx, input.next_token.as_deref())?;
+    // Only the caller's own components exist: nothing is shared, managed or sold in Kiln yet.
+    let own = matches!(input.owner, None | Some(Ownership::SelfOwned));
+    let all = if own { all_own(tx, ctx)? } else { Vec::new() };
+    // Deprecated versions are left out unless the caller filters on status.
+    let include_deprecated = has_filter(input.filters.as_ref(), "status");
+    let matching = all.into_iter().filter(|c| {
+        (include_deprecated || c.status != DomainStatus::Deprecated) && passes(&filters, c)
+    });
+    let entries = newest_per_key(
+        matching,
+        |c| {
+            if by_name {
+                name_key(&c.arn)
+            } else {
+                version_key(&c.arn, &c.version)
+            }
+        },
+        |c| (c.version, c.build),
+        after.as_deref(),
+    );
+    let page = svc.pager.page(OP, ctx, entries, input.max_results, |c| {
+        if by_name {
+            name_key(&c.arn)
+        } else {
+            version_key(&c.arn, &c.version)
+        }
+    });
+    let versions = page
+        .items
+        .iter()
+        .map(|c| {
+            let arn = if by_name {
+                any_version_arn(&c.arn)
+            } else {
+                c.version_arn().to_string()
+            };
+            to_version_entry(c, arn)
+        })
+        .collect();
+    Ok(ListComponentsResponse {
+        request_id: None,
+        component_version_list: Some(versions),
+        next_token: page.next_token,
+    })
+}
+
+/// The builds a ListComponentBuildVersions request covers: those of one version, or all of the
+/// caller's. A version that does not exist (or is not the caller's) has none.
+fn builds_to_list(
+    tx: &mut dyn Txn,
+    ctx: &RequestContext,
+    version_arn: Option<&str>,
+) -> Result<Vec<domain::Component>, ApiError> {
+    let Some(version_arn) = version_arn else {
+        return all_own(tx, ctx);
+    };
+    let Some(parsed) = scoped_arn(ctx, version_arn, "componentVersionArn")? else {
+        return Ok(Vec::new());
+    };
+    let version = concrete_version_of(&parsed, "componentVersionArn")?;
+    if parsed.kind != KIND {
+        return Ok(Vec::new());
+    }
+    builds_of(tx, &parsed, &version)
+}
+
+fn concrete_version_of(arn: &Arn, field: &str) -> Result<SemVer, ApiError> {
+    SemVer::parse(arn.version.as_deref().unwrap_or_default()).map_err(|e| version_error(field, e))
 }
 
 pub fn list_build_versions(
-    _svc: &Service,
-    _ctx: &RequestContext,
-    _tx: &mut dyn Txn,
-    _input: ListComponentBuildVersionsRequest,
+    svc: &Service,
+    ctx: &RequestContext,
+    tx: &mut dyn Txn,
+    input: ListComponentBuildVersionsRequest,
 ) -> Result<ListComponentBuildVersionsResponse, ApiError> {
-    Err(ApiError::not_implemented("ListComponentBuildVersions"))
+    const OP: &str = "ListComponentBuildVersions";
+    let after = svc.pager.decode(OP, ctx, input.next_token.as_deref())?;
+    let builds = builds_to_list(tx, ctx, input.component_version_arn.as_deref())?
+        .into_iter()
+        .filter(|c| c.status != DomainStatus::Deprecated);
+    let key = |c: &domain::Component| build_key(&c.arn, &c.version, c.build);
+    let sorted = newest_per_key(builds, key, |c| (c.version, c.build), after.as_deref());
+    let page = svc.pager.page(OP, ctx, sorted, input.max_results, key);
+    let mut summaries = Vec::with_capacity(page.items.len());
+    for c in &page.items {
+        summaries.push(to_summary(tx, c)?);
+    }
+    Ok(ListComponentBuildVersionsResponse {
+        request_id: None,
+        component_summary_list: Some(summaries),
+        next_token: page.next_token,
+    })
 }
 
 pub fn delete(
     _svc: &Service,
-    _ctx: &RequestContext,
-    _tx: &mut dyn Txn,
-    _input: DeleteComponentRequest,
+    ctx: &RequestContext,
+    tx: &mut dyn Txn,
+    input: DeleteComponentRequest,
 ) -> Result<DeleteComponentResponse, ApiError> {
-    Err(ApiError::not_implemented("DeleteComponent"))
+    let arn = input.component_build_version_arn.unwrap_or_default();
+    let _: domain::Component = get_exact(tx, ctx, KIND, &arn, "componentBuildVersionArn")?;
+    check_no_referrers(tx, &arn, KIND.label())?;
+    tx.delete_row(&arn).api()?;
+    Ok(DeleteComponentResponse {
+        request_id: None,
+        component_build_version_arn: Some(arn),
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A parameter's name and default, as expected from a document.
+    type Expected = &'static [(&'static str, Option<&'static str>)];
+
+    /// Real Linux documents from public repositories (aws-cdk tests, aws-cdk-golden-ami-pipeline,
+    /// amazon-ec2-image-builder-samples, the user guide), copied verbatim, with the type and
+    /// parameters each must give.
+    const REAL_DOCUMENTS: &[(&str, &str, DomainType, Expected)] = &[
+        (
+            "aws-cdk required-parameters",
+            "name: test-component\nschemaVersion: \"1.0\"\nphases:\n  - name: build\n    steps:\n      - name: hello-world-build\n        action: ExecuteBash\n        inputs:\n          commands:\n            - echo \"Hello build!\"\n",
+            DomainType::Build,
+            &[],
+        ),
+        (
+            "golden-ami test1",
+            "name: HelloWorldTestingDocument\ndescription: This is hello world testing document.\nschemaVersion: 1.0\nphases:\n  - name: test\n    steps:\n      - name: HelloWorldStep\n        action: ExecuteBash\n        inputs:\n          commands:\n            - echo \"Hello World Again!.\"\n            - sudo cat ~/test.txt\n",
+            DomainType::Test,
+            &[],
+        ),
+        (
+            "golden-ami build1",
+            "name: Install1\ndescription: DummyInstall\nschemaVersion: 1.0\nparameters:\n  - testparam:\n      type: string\n      default: \"test\"\n      description: \"sample parameter example.\"\nphases:\n    - name: build\n      steps:\n        - name: UpdatePackage\n          action: ExecuteBash\n          inputs:\n            commands:\n                - echo \"First\"\n                - sudo echo First > ~/test.txt\n                - sudo cat ~/test.txt",
+            DomainType::Build,
+            &[("testparam", Some("test"))],
+        ),
+        (
+            "samples debugging install",
+            "name: debugging-sample-install\ndescription: Installs one package and verifies the install.\nschemaVersion: 1.0\nparameters:\n  - package:\n      type: string\n      description: Package to install.\nphases:\n  - name: build\n    steps:\n      - name: InstallPackage\n        action: ExecuteBash\n        inputs:\n          commands:\n            - dnf -y install {{ package }}\n  - name: validate\n    steps:\n      - name: VerifyInstalled\n        action: ExecuteBash\n        inputs:\n          commands:\n            - rpm -q {{ package }}\n",
+            DomainType::Build,
+            &[("package", None)],
+        ),
+        (
+            "user guide PingHosts (loop)",
+            "name: PingHosts\nschemaVersion: 1.0\nparameters:\n  - Hosts:\n      type: string\n      default: 127.0.0.1,amazon.com\n      description: A comma separated list of hosts to ping.\nphases:\n  - name: build\n    steps:\n      - name: Ping\n        action: ExecuteBash\n        loop:\n          forEach:\n            list: '{{ Hosts }}'\n            delimiter: ','\n        inputs:\n          commands:\n            - ping -c 4 {{ loop.value }}\n",
+            DomainType::Build,
+            &[("Hosts", Some("127.0.0.1,amazon.com"))],
+        ),
+    ];
+
+    #[test]
+    fn accepts_real_documents_with_their_type_and_parameters() {
+        for (label, data, expected_type, expected_parameters) in REAL_DOCUMENTS {
+            let outline =
+                read_component_document(data).unwrap_or_else(|e| panic!("{label}: rejected: {e}"));
+            assert_eq!(outline.component_type, *expected_type, "{label}");
+            let got: Vec<(&str, Option<&str>)> = outline
+                .parameters
+                .iter()
+                .map(|p| {
+                    (
+                        p.name.as_str(),
+                        p.default_value.as_ref().map(|d| d[0].as_str()),
+                    )
+                })
+                .collect();
+            assert_eq!(got, *expected_parameters, "{label}");
+        }
+    }
+
+    const STEP: &str = "    steps:\n      - name: S\n        action: ExecuteBash\n        inputs: {commands: [echo]}\n";
+
+    fn doc(phases: &[&str]) -> String {
+        let mut text = "schemaVersion: 1.0\nphases:\n".to_string();
+        for p in phases {
+            text.push_str(&format!("  - name: {p}\n{STEP}"));
+        }
+        text
+    }
+
+    #[test]
+    fn derives_the_type_from_the_phases() {
+        for (phases, expected) in [
+            (&["test"][..], DomainType::Test),
+            (&["build"][..], DomainType::Build),
+            (&["validate"][..], DomainType::Build),
+            (&["build", "validate", "test"][..], DomainType::Build),
+            (&["build", "test"][..], DomainType::Build),
+        ] {
+            let outline = read_component_document(&doc(phases)).unwrap();
+            assert_eq!(outline.component_type, expected, "{phases:?}");
+        }
+    }
+
+    /// Malformed documents and the start of the message each must produce.
+    const MALFORMED: &[(&str, &str)] = &[
+        ("", "the document is empty"),
+        ("- a\n- b\n", "the document must be a YAML mapping"),
+        (
+            "schemaVersion: 1.0\nphases:\n  - name: build\n   steps: [\n",
+            "the document is not valid YAML: ",
+        ),
+        ("phases: []\n", "schemaVersion: is required"),
+        ("schemaVersion: 2.0\nphases: []\n", "schemaVersion: '2.0' is not supported"),
+        ("schemaVersion: 1.0\n", "phases: is required"),
+        ("schemaVersion: 1.0\nphases: []\n", "phases: is empty"),
+        (
+            "schemaVersion: 1.0\nphases:\n  name: build\n  steps: []\n",
+            "phases: must be a list, not a mapping",
+        ),
+        ("schemaVersion: 1.0\nphases:\n  - build\n", "phases[0]: must be a mapping"),
+        (
+            "schemaVersion: 1.0\nphases:\n  - steps: []\n",
+            "phases[0].name: is required",
+        ),
+        (
+            "schemaVersion: 1.0\nphases:\n  - name: build\n",
+            "phases[0].steps: is required",
+        ),
+        (
+            "schemaVersion: 1.0\nphases:\n  - name: build\n    steps: []\n",
+            "phases[0].steps: is empty",
+        ),
+        (
+            "schemaVersion: 1.0\nphases:\n  - name: build\n    steps:\n      - name: A\n",
+            "phases[0].steps[0].action: is required",
+        ),
+        (
+            "schemaVersion: 1.0\nphases:\n  - name: build\n    steps:\n      - {name: A, action: ExecuteBash}\n      - {name: A, action: ExecuteBash}\n",
+            "phases[0].steps[1].name: the step name 'A' is used more than once",
+        ),
+        (
+            "schemaVersion: 1.0\nphases:\n  - name: build\n    steps:\n      - {name: A, action: ExecuteBash, onFailure: Retry}\n",
+            "phases[0].steps[0].onFailure: 'Retry' is not one of",
+        ),
+        (
+            "schemaVersion: 1.0\nphases:\n  - name: deploy\n    steps:\n      - {name: A, action: ExecuteBash}\n",
+            "phases: the document needs at least one phase that Image Builder runs",
+        ),
+        (
+            "schemaVersion: 1.0\nparameters:\n  - ab: {type: string}\nphases:\n  - name: build\n    steps:\n      - {name: A, action: ExecuteBash}\n",
+            "parameters[0]: 'ab' is not a valid name",
+        ),
+        (
+            "schemaVersion: 1.0\nparameters:\n  - Abc: {type: integer}\nphases:\n  - name: build\n    steps:\n      - {name: A, action: ExecuteBash}\n",
+            "parameters[0].Abc.type: 'integer' is not supported",
+        ),
+        (
+            "schemaVersion: 1.0\nparameters:\n  - Abc: {default: x}\nphases:\n  - name: build\n    steps:\n      - {name: A, action: ExecuteBash}\n",
+            "parameters[0].Abc.type: is required",
+        ),
+        (
+            "schemaVersion: 1.0\nparameters:\n  - {Abc: {type: string}, Def: {type: string}}\nphases:\n  - name: build\n    steps:\n      - {name: A, action: ExecuteBash}\n",
+            "parameters[0]: must be a map with exactly one key",
+        ),
+        (
+            "schemaVersion: 1.0\nparameters:\n  - Abc: {type: string}\nconstants:\n  - Abc: {type: string, value: v}\nphases:\n  - name: build\n    steps:\n      - {name: A, action: ExecuteBash}\n",
+            "constants[0]: the name 'Abc' is already used",
+        ),
+        (
+            "schemaVersion: 1.0\nconstants:\n  - Abc: {type: string}\nphases:\n  - name: build\n    steps:\n      - {name: A, action: ExecuteBash}\n",
+            "constants[0].Abc.value: is required",
+        ),
+    ];
+
+    #[test]
+    fn rejects_malformed_documents_with_a_message_naming_the_member() {
+        for (data, expected) in MALFORMED {
+            let err = read_component_document(data).expect_err(data);
+            assert!(
+                err.starts_with(expected),
+                "document:\n{data}\nexpected a message starting with: {expected}\ngot: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn syntax_errors_give_the_line_and_column() {
+        let err =
+            read_component_document("schemaVersion: 1.0\nphases:\n  - name: 'build\n").unwrap_err();
+        assert!(err.contains("line "), "{err}");
+        assert!(err.contains("column "), "{err}");
+    }
+
+    /// The public corpus of real documents, when it is present on this machine: every
+    /// component document (Linux, Windows, macOS) must be accepted, except the few that are not
+    /// valid YAML or break a documented rule.
+    #[test]
+    fn corpus_documents_are_accepted() {
+        let root =
+            std::env::var("KILN_CORPUS_DIR").unwrap_or_else(|_| "/work/shared/corpus".to_string());
+        let Ok(sources) = std::fs::read_to_string(format!("{root}/SOURCES.tsv")) else {
+            return;
+        };
+        // Documents that break a documented rule, and why.
+        let expected_rejections = [
+            // `phases` is a mapping, not a list.
+            ("terraform-aws-imagebuilder__example_examplea_component.yaml", "phases: must be a list"),
+            // Doc snippets pasted together: two steps share a name in one phase.
+            ("aws_imagebuilder_component__test_set-file-encoding.yaml", "phases[0].steps[1].name"),
+            // Doc snippets pasted together: a parameter and a constant are both named Source.
+            ("aws_imagebuilder_component__test_test.yaml", "constants[0]: the name 'Source'"),
+            ("aws_imagebuilder_component__test_reboot.yaml", "phases[0].steps[1].name"),
+            // Invalid YAML upstream (the corpus keeps them as negative tests).
+            (
+                "Components_Windows_chef-recipe-execution-windows_component.yaml",
+                "the document is not valid YAML: found unexpected end of stream at line 51 column 1",
+            ),
+            (
+                "ec2-image-builder-components__install-vscode.yaml",
+                "the document is not valid YAML: did not find expected key at line 17 column 13",
+            ),
+        ];
+        let mut checked = 0;
+        for line in sources.lines() {
+            let cols: Vec<&str> = line.split('\t').collect();
+            let (Some(file), Some(&"component")) = (cols.first(), cols.get(5)) else {
+                continue;
+            };
+            let Ok(data) = std::fs::read_to_string(format!("{root}/{file}")) else {
+                continue;
+            };
+            checked += 1;
+            let result = read_component_document(&data);
+            match expected_rejections.iter().find(|(f, _)| file.ends_with(f)) {
+                Some((_, why)) => {
+                    let err = result.expect_err(file);
+                    assert!(err.starts_with(why), "{file}: {err}");
+                }
+                None => {
+                    if let Err(e) = result {
+                        panic!("{file} rejected: {e}");
+                    }
+                }
+            }
+        }
+        assert!(checked > 100, "only {checked} corpus documents were read");
+    }
+
+    #[test]
+    fn data_and_uri_are_exclusive_and_uri_is_not_supported() {
+        assert_eq!(inline_document(Some("x"), None).unwrap(), "x");
+        let both = inline_document(Some("x"), Some("s3://b/k")).unwrap_err();
+        assert_eq!(both.kind, ErrorKind::InvalidParameterCombinationException);
+        assert!(both.message.contains("data and uri"));
+        let neither = inline_document(None, None).unwrap_err();
+        assert_eq!(neither.kind, ErrorKind::InvalidRequestException);
+        assert!(neither.message.contains("data and uri"));
+        let uri = inline_document(None, Some("s3://b/k")).unwrap_err();
+        assert_eq!(
+            uri.message,
+            "uri is not supported yet: give the document inline in data"
+        );
+    }
+
+    #[test]
+    fn latest_references_and_sort_keys() {
+        let arn =
+            Arn::parse("arn:aws:imagebuilder:us-east-1:123456789012:component/c/1.2.3/4").unwrap();
+        let refs = latest_version_references(&arn, &SemVer::new(1, 2, 3));
+        let prefix = "arn:aws:imagebuilder:us-east-1:123456789012:component/c/";
+        assert_eq!(refs.latest_version_arn.unwrap(), format!("{prefix}x.x.x"));
+        assert_eq!(
+            refs.latest_major_version_arn.unwrap(),
+            format!("{prefix}1.x.x")
+        );
+        assert_eq!(
+            refs.latest_minor_version_arn.unwrap(),
+            format!("{prefix}1.2.x")
+        );
+        assert_eq!(
+            refs.latest_patch_version_arn.unwrap(),
+            format!("{prefix}1.2.3")
+        );
+        assert!(
+            version_key(&arn, &SemVer::new(1, 9, 0)) < version_key(&arn, &SemVer::new(1, 10, 0))
+        );
+        assert_eq!(any_version_arn(&arn), format!("{prefix}x.x.x"));
+    }
+
+    #[test]
+    fn newest_per_key_keeps_the_newest_and_starts_after_the_cursor() {
+        let v = |p| SemVer::new(1, 0, p);
+        let items = vec![
+            ("a", v(1), 1),
+            ("a", v(2), 1),
+            ("b", v(1), 2),
+            ("b", v(1), 1),
+            ("c", v(0), 1),
+        ];
+        let kept = newest_per_key(items.clone(), |i| i.0.to_string(), |i| (i.1, i.2), None);
+        assert_eq!(kept, vec![("a", v(2), 1), ("b", v(1), 2), ("c", v(0), 1)]);
+        let rest = newest_per_key(items, |i| i.0.to_string(), |i| (i.1, i.2), Some("a"));
+        assert_eq!(rest.len(), 2);
+    }
+
+    /// Calls through the whole service (validation, transaction, handler) on a fresh store.
+    pub(crate) struct Harness {
+        svc: Service,
+        dir: std::path::PathBuf,
+        pub ctx: RequestContext,
+    }
+
+    impl Harness {
+        pub fn new() -> Harness {
+            let dir = std::env::temp_dir().join(format!("kiln-test-{}", uuid::Uuid::new_v4()));
+            let svc = Service::open(&dir, kiln_store::sqlite::Sync::Normal).unwrap();
+            let ctx = RequestContext {
+                request_id: "req".into(),
+                account_id: "123456789012".into(),
+                region: "us-east-1".into(),
+                now_millis: 1_700_000_000_000,
+            };
+            Harness { svc, dir, ctx }
+        }
+
+        pub fn call(
+            &self,
+            op: kiln_wire::Operation,
+            input: serde_json::Value,
+        ) -> Result<serde_json::Value, ApiError> {
+            self.svc
+                .call(op, &self.ctx, input)
+                .map(|s| serde_json::from_str(&s).expect("responses are JSON"))
+        }
+
+        /// Writes directly to storage, for what other resources would record (references).
+        pub fn svc_write(
+            &self,
+            write: impl FnOnce(&mut dyn Txn) -> Result<(), kiln_store::StoreError>,
+        ) {
+            self.svc.store.write(|tx| write(tx)).unwrap().unwrap();
+        }
+    }
+
+    impl Drop for Harness {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    use kiln_wire::Operation as Op;
+    use serde_json::json;
+
+    const PREFIX: &str = "arn:aws:imagebuilder:us-east-1:123456789012:component/";
+
+    fn create(h: &Harness, name: &str, version: &str, data: &str) -> Result<String, ApiError> {
+        let out = h.call(
+            Op::CreateComponent,
+            json!({"name": name, "semanticVersion": version, "platform": "Linux",
+                   "data": data, "clientToken": uuid::Uuid::new_v4().to_string()}),
+        )?;
+        Ok(out["componentBuildVersionArn"]
+            .as_str()
+            .unwrap()
+            .to_string())
+    }
+
+    #[test]
+    fn builds_versions_and_latest_references() {
+        let h = Harness::new();
+        let build = doc(&["build"]);
+        let first = create(&h, "My Comp", "1.0.0", &build).unwrap();
+        assert_eq!(first, format!("{PREFIX}my-comp/1.0.0/1"));
+        // The same content again is refused, naming the existing build.
+        let again = create(&h, "my_comp", "1.0.0", &build).unwrap_err();
+        assert_eq!(again.kind, ErrorKind::ResourceAlreadyExistsException);
+        assert!(again.message.contains(&first), "{}", again.message);
+        // Changed content under the same (normalised) name and version is build 2.
+        let second = create(&h, "my_comp", "1.0.0", &doc(&["test"])).unwrap();
+        assert_eq!(second, format!("{PREFIX}my-comp/1.0.0/2"));
+        create(&h, "My Comp", "1.10.0", &build).unwrap();
+        create(&h, "My Comp", "1.9.0", &build).unwrap();
+
+        let got = h
+            .call(
+                Op::GetComponent,
+                json!({"componentBuildVersionArn": format!("{PREFIX}my-comp/1.x.x")}),
+            )
+            .unwrap();
+        assert_eq!(got["component"]["version"], "1.10.0");
+        assert_eq!(
+            got["latestVersionReferences"]["latestMinorVersionArn"],
+            format!("{PREFIX}my-comp/1.10.x")
+        );
+        let got = h
+            .call(
+                Op::GetComponent,
+                json!({"componentBuildVersionArn": format!("{PREFIX}my-comp/1.0.0")}),
+            )
+            .unwrap();
+        let c = &got["component"];
+        assert_eq!(c["arn"], second);
+        assert_eq!(c["type"], "TEST");
+        assert_eq!(c["data"], doc(&["test"]));
+        assert_eq!(c["owner"], "123456789012");
+        assert_eq!(c["encrypted"], true);
+        assert_eq!(c["state"]["status"], "ACTIVE");
+
+        let missing = h
+            .call(
+                Op::GetComponent,
+                json!({"componentBuildVersionArn": format!("{PREFIX}my-comp/2.x.x")}),
+            )
+            .unwrap_err();
+        assert_eq!(missing.kind, ErrorKind::ResourceNotFoundException);
+    }
+
+    #[test]
+    fn lists_versions_names_and_builds_with_filters_and_pages() {
+        let h = Harness::new();
+        for (name, version, phases) in [
+            ("alpha", "1.0.0", &["build"][..]),
+            ("alpha", "1.0.0", &["build", "validate"][..]),
+            ("alpha", "2.0.0", &["build"][..]),
+            ("beta", "1.0.0", &["test"][..]),
+            ("gamma", "0.1.0", &["build"][..]),
+        ] {
+            create(&h, name, version, &doc(phases)).unwrap();
+        }
+        let list = |input: serde_json::Value| h.call(Op::ListComponents, input).unwrap();
+        let arns = |out: &serde_json::Value| -> Vec<String> {
+            out["componentVersionList"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| {
+                    v["arn"]
+                        .as_str()
+                        .unwrap()
+                        .trim_start_matches(PREFIX)
+                        .to_string()
+                })
+                .collect()
+        };
+        assert_eq!(
+            arns(&list(json!({}))),
+            vec!["alpha/1.0.0", "alpha/2.0.0", "beta/1.0.0", "gamma/0.1.0"]
+        );
+        assert_eq!(
+            arns(&list(json!({"byName": true}))),
+            vec!["alpha/x.x.x", "beta/x.x.x", "gamma/x.x.x"]
+        );
+        let by_name = list(json!({"byName": true}));
+        assert_eq!(by_name["componentVersionList"][0]["version"], "2.0.0");
+        assert_eq!(
+            arns(&list(
+                json!({"filters": [{"name": "type", "values": ["TEST"]}]})
+            )),
+            vec!["beta/1.0.0"]
+        );
+        assert_eq!(
+            arns(&list(
+                json!({"filters": [{"name": "name", "values": ["al*"]}, {"name": "version", "values": ["2.0.0"]}]})
+            )),
+            vec!["alpha/2.0.0"]
+        );
+        assert!(arns(&list(json!({"owner": "Amazon"}))).is_empty());
+        let combined = h
+            .call(
+                Op::ListComponents,
+                json!({"byName": true, "filters": [{"name": "version", "values": ["1.0.0"]}]}),
+            )
+            .unwrap_err();
+        assert_eq!(
+            combined.kind,
+            ErrorKind::InvalidParameterCombinationException
+        );
+
+        // Pages of two, then the rest.
+        let first = list(json!({"maxResults": 2}));
+        assert_eq!(arns(&first), vec!["alpha/1.0.0", "alpha/2.0.0"]);
+        let token = first["nextToken"].as_str().unwrap();
+        let rest = list(json!({"maxResults": 2, "nextToken": token}));
+        assert_eq!(arns(&rest), vec!["beta/1.0.0", "gamma/0.1.0"]);
+        assert!(rest.get("nextToken").is_none());
+
+        let builds = h
+            .call(
+                Op::ListComponentBuildVersions,
+                json!({"componentVersionArn": format!("{PREFIX}alpha/1.0.0")}),
+            )
+            .unwrap();
+        let summaries = builds["componentSummaryList"].as_array().unwrap();
+        assert_eq!(summaries.len(), 2);
+        assert_eq!(summaries[1]["arn"], format!("{PREFIX}alpha/1.0.0/2"));
+        let none = h
+            .call(
+                Op::ListComponentBuildVersions,
+                json!({"componentVersionArn": format!("{PREFIX}nope/1.0.0")}),
+            )
+            .unwrap();
+        assert_eq!(none["componentSummaryList"].as_array().unwrap().len(), 0);
+        let all = h.call(Op::ListComponentBuildVersions, json!({})).unwrap();
+        assert_eq!(all["componentSummaryList"].as_array().unwrap().len(), 5);
+    }
+
+    #[test]
+    fn dry_run_validates_without_writing_and_delete_removes_a_build() {
+        let h = Harness::new();
+        let dry = h
+            .call(
+                Op::CreateComponent,
+                json!({"name": "comp", "semanticVersion": "1.0.0", "platform": "Linux",
+                       "data": doc(&["build"]), "clientToken": "t1", "dryRun": true}),
+            )
+            .unwrap_err();
+        assert_eq!(
+            dry.kind,
+            ErrorKind::DryRunOperationException,
+            "{}",
+            dry.message
+        );
+        let bad = h
+            .call(
+                Op::CreateComponent,
+                json!({"name": "comp", "semanticVersion": "1.0.0", "platform": "Linux",
+                       "data": "schemaVersion: 1.0\n", "clientToken": "t2", "dryRun": true}),
+            )
+            .unwrap_err();
+        assert_eq!(bad.kind, ErrorKind::InvalidRequestException);
+        assert_eq!(
+            bad.message,
+            "data: phases: is required: give a list of phases (build, validate, test)"
+        );
+        let arn = create(&h, "comp", "1.0.0", &doc(&["build"])).unwrap();
+        assert!(
+            arn.ends_with("/1.0.0/1"),
+            "the dry run wrote nothing: {arn}"
+        );
+
+        let recipe = "arn:aws:imagebuilder:us-east-1:123456789012:image-recipe/r/1.0.0";
+        h.svc_write(|tx| tx.set_references(recipe, std::slice::from_ref(&arn)));
+        let in_use = h
+            .call(
+                Op::DeleteComponent,
+                json!({"componentBuildVersionArn": arn}),
+            )
+            .unwrap_err();
+        assert_eq!(in_use.kind, ErrorKind::ResourceDependencyException);
+        assert!(in_use.message.contains(recipe), "{}", in_use.message);
+        h.svc_write(|tx| tx.set_references(recipe, &[]));
+        let deleted = h
+            .call(
+                Op::DeleteComponent,
+                json!({"componentBuildVersionArn": arn}),
+            )
+            .unwrap();
+        assert_eq!(deleted["componentBuildVersionArn"], arn);
+        let gone = h
+            .call(
+                Op::DeleteComponent,
+                json!({"componentBuildVersionArn": arn}),
+            )
+            .unwrap_err();
+        assert_eq!(gone.kind, ErrorKind::ResourceNotFoundException);
+    }
 }

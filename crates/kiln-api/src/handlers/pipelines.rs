@@ -17,10 +17,12 @@ use kiln_domain::resources::pipeline::{
     self as domain, pick_recipe, ImagePipeline as Pipeline, ImageScanning, ImageTests,
     PipelineDefinition, RecipeKind, ScanType, StartCondition, WorkflowFailureAction,
 };
+use kiln_domain::schedule::{parse_timezone, ScheduleExpression};
 use kiln_store::{ListQuery, Txn, TxnExt};
 use kiln_wire::types::*;
 use kiln_wire::{ApiError, RequestContext};
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 
 const KIND: ResourceKind = ResourceKind::ImagePipeline;
 const DEFAULT_PLATFORM: &str = "Linux";
@@ -199,6 +201,31 @@ fn check_references(
     Ok((references, platform))
 }
 
+/// Parsed schedules, by expression and zone: every Get and List reports `dateNextRun`, and
+/// parsing costs more than computing the next run. Bounded, per thread.
+fn compiled_schedule(s: &domain::Schedule) -> Option<(ScheduleExpression, chrono_tz::Tz)> {
+    const MAX_CACHED: usize = 1024;
+    type Cache = HashMap<(String, String), Option<(ScheduleExpression, chrono_tz::Tz)>>;
+    thread_local! {
+        static CACHE: RefCell<Cache> = RefCell::new(HashMap::new());
+    }
+    CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        let key = (s.expression.clone(), s.timezone.clone());
+        if let Some(hit) = cache.get(&key) {
+            return hit.clone();
+        }
+        let compiled = ScheduleExpression::parse(&s.expression)
+            .ok()
+            .zip(parse_timezone(&s.timezone).ok());
+        if cache.len() >= MAX_CACHED {
+            cache.clear();
+        }
+        cache.insert(key, compiled.clone());
+        compiled
+    })
+}
+
 fn schedule_to_wire(s: &domain::Schedule) -> Schedule {
     Schedule {
         schedule_expression: Some(s.expression.clone()),
@@ -283,7 +310,7 @@ fn to_wire(tx: &mut dyn Txn, p: &Pipeline, now: i64) -> Result<ImagePipeline, Ap
             .last_run_status
             .as_deref()
             .and_then(ImageStatus::from_wire),
-        date_next_run: p.next_run(now).map(date),
+        date_next_run: p.next_run_with(now, compiled_schedule).map(date),
         tags: response_tags(tx, &arn)?,
         image_scanning_configuration: Some(scanning_to_wire(d.image_scanning.as_ref())),
         image_tags: d.image_tags.clone(),

@@ -268,12 +268,26 @@ impl ImagePipeline {
     /// When the schedule fires next after `now`: `None` without a schedule or while disabled
     /// (a disabled pipeline does not run on its schedule).
     pub fn next_run(&self, now: Millis) -> Option<Millis> {
+        self.next_run_with(now, |s| {
+            Some((
+                ScheduleExpression::parse(&s.expression).ok()?,
+                parse_timezone(&s.timezone).ok()?,
+            ))
+        })
+    }
+
+    /// [`ImagePipeline::next_run`] with the parsing of the schedule left to `compile`, so that a
+    /// caller answering many reads can reuse parsed schedules.
+    pub fn next_run_with(
+        &self,
+        now: Millis,
+        compile: impl FnOnce(&Schedule) -> Option<(ScheduleExpression, chrono_tz::Tz)>,
+    ) -> Option<Millis> {
         let schedule = self.definition.schedule.as_ref()?;
         if self.definition.status == PipelineStatus::Disabled {
             return None;
         }
-        let expression = ScheduleExpression::parse(&schedule.expression).ok()?;
-        let tz = parse_timezone(&schedule.timezone).ok()?;
+        let (expression, tz) = compile(schedule)?;
         let now = chrono::DateTime::from_timestamp_millis(now)?;
         expression.next_after(now, tz).map(|t| t.timestamp_millis())
     }

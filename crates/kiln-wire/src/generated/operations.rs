@@ -2229,14 +2229,14 @@ pub trait Handlers {
 }
 
 /// Decodes `input` (already validated against the operation's input shape), calls the
-/// handler, and encodes its answer.
+/// handler, and encodes its answer as JSON text.
 pub fn dispatch<H: Handlers + ?Sized>(
     handlers: &H,
     op: Operation,
     ctx: &RequestContext,
     tx: &mut H::Tx,
     input: serde_json::Value,
-) -> Result<serde_json::Value, ApiError> {
+) -> Result<String, ApiError> {
     match op {
         Operation::CancelImageCreation => crate::codec::encode(handlers.cancel_image_creation(
             ctx,

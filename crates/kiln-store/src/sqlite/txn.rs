@@ -1,182 +1,15 @@
-//! The embedded backend: one SQLite file in WAL mode.
-//!
-//! One connection writes, behind a mutex, so every write transaction sees the effects of the
-//! previous one and check-then-insert sequences (name clashes, idempotency tokens, references)
-//! cannot race. Reads use a small pool of read-only connections and never block the writer.
-//! `synchronous=NORMAL` in WAL mode makes a committed transaction survive the process being
-//! killed at any moment (the WAL is in the OS page cache once `COMMIT` returns); only a power
-//! loss can lose the last commits, which `--sync full` would prevent at the cost of an fsync each.
+//! `Txn` on a SQLite connection.
 
 use crate::error::StoreError;
 use crate::txn::{ListQuery, Row, TokenKey, TokenRecord, Txn};
 use kiln_domain::arn::ResourceKind;
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS resources (
-    arn TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    account TEXT NOT NULL,
-    region TEXT NOT NULL,
-    name TEXT NOT NULL,
-    version TEXT,
-    build INTEGER,
-    body TEXT NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS resources_by_scope ON resources (account, region, kind, arn);
-CREATE TABLE IF NOT EXISTS refs (
-    from_arn TEXT NOT NULL,
-    to_arn TEXT NOT NULL,
-    PRIMARY KEY (from_arn, to_arn)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS refs_by_target ON refs (to_arn);
-CREATE TABLE IF NOT EXISTS tags (
-    arn TEXT NOT NULL,
-    key TEXT NOT NULL,
-    value TEXT NOT NULL,
-    PRIMARY KEY (arn, key)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS tokens (
-    account TEXT NOT NULL,
-    region TEXT NOT NULL,
-    operation TEXT NOT NULL,
-    token TEXT NOT NULL,
-    params_hash TEXT NOT NULL,
-    response TEXT NOT NULL,
-    created_millis INTEGER NOT NULL,
-    PRIMARY KEY (account, region, operation, token)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS tokens_by_age ON tokens (created_millis);
-CREATE TABLE IF NOT EXISTS settings (
-    name TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-) WITHOUT ROWID;
-";
-
-/// How many idle read connections are kept.
-const READ_POOL: usize = 8;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sync {
-    /// Survives a crash of the process (the default).
-    Normal,
-    /// Also survives a crash of the machine: an fsync per commit.
-    Full,
-}
-
-pub struct SqliteStore {
-    path: PathBuf,
-    sync: Sync,
-    /// The one write connection. It is taken out for the length of a transaction (the guard is
-    /// held meanwhile); if a handler panics the connection is dropped, SQLite rolls back, and
-    /// the next write opens a fresh one.
-    writer: Mutex<Option<Connection>>,
-    readers: Mutex<Vec<Connection>>,
-}
-
-fn open_error(path: &Path, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Open {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    }
-}
-
-impl SqliteStore {
-    /// Opens (creating if needed) the database file at `path`.
-    pub fn open(path: &Path, sync: Sync) -> Result<SqliteStore, StoreError> {
-        let writer = open_writer(path, sync)?;
-        writer.execute_batch(SCHEMA)?;
-        Ok(SqliteStore {
-            path: path.to_path_buf(),
-            sync,
-            writer: Mutex::new(Some(writer)),
-            readers: Mutex::new(Vec::new()),
-        })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    fn reader(&self) -> Result<Connection, StoreError> {
-        if let Some(conn) = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop() {
-            return Ok(conn);
-        }
-        let conn = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| open_error(&self.path, e))?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        Ok(conn)
-    }
-
-    /// Runs `f` in a read-only transaction. The outer `Result` is the store's own failure.
-    pub fn read<R, E>(
-        &self,
-        f: impl FnOnce(&mut (dyn Txn + 'static)) -> Result<R, E>,
-    ) -> Result<Result<R, E>, StoreError> {
-        let conn = self.reader()?;
-        conn.execute_batch("BEGIN DEFERRED")?;
-        let mut txn = SqliteTxn { conn };
-        let result = f(&mut txn);
-        txn.conn.execute_batch("ROLLBACK")?;
-        let mut pool = self.readers.lock().unwrap_or_else(|p| p.into_inner());
-        if pool.len() < READ_POOL {
-            pool.push(txn.conn);
-        }
-        Ok(result)
-    }
-
-    /// Runs `f` in the write transaction: committed if `f` returns `Ok`, rolled back otherwise.
-    pub fn write<R, E>(
-        &self,
-        f: impl FnOnce(&mut (dyn Txn + 'static)) -> Result<R, E>,
-    ) -> Result<Result<R, E>, StoreError> {
-        let mut slot = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let conn = match slot.take() {
-            Some(conn) => conn,
-            None => open_writer(&self.path, self.sync)?,
-        };
-        conn.execute_batch("BEGIN IMMEDIATE")?;
-        let mut txn = SqliteTxn { conn };
-        let result = f(&mut txn);
-        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-        let ended = txn.conn.execute_batch(end);
-        if ended.is_err() {
-            // Leave no half-open transaction on the connection we keep.
-            let _ = txn.conn.execute_batch("ROLLBACK");
-        }
-        *slot = Some(txn.conn);
-        ended?;
-        Ok(result)
-    }
-
-    /// Forgets idempotency tokens created before `cutoff_millis`.
-    pub fn purge_tokens(&self, cutoff_millis: i64) -> Result<usize, StoreError> {
-        self.write(|tx| tx.purge_tokens(cutoff_millis))?
-    }
-}
-
-fn open_writer(path: &Path, sync: Sync) -> Result<Connection, StoreError> {
-    let writer = Connection::open(path).map_err(|e| open_error(path, e))?;
-    writer.busy_timeout(std::time::Duration::from_secs(10))?;
-    writer.pragma_update(None, "journal_mode", "WAL")?;
-    let sync = match sync {
-        Sync::Normal => "NORMAL",
-        Sync::Full => "FULL",
-    };
-    writer.pragma_update(None, "synchronous", sync)?;
-    Ok(writer)
-}
 
 /// A transaction on a connection it owns (so that it is `'static` and can stand behind
-/// `dyn Txn` in the generated handler trait).
-struct SqliteTxn {
-    conn: Connection,
+/// `dyn Txn` in the generated handler trait). Beginning and ending it is the store's job.
+pub(super) struct SqliteTxn {
+    pub(super) conn: Connection,
 }
 
 fn kind_of(segment: &str) -> Result<ResourceKind, rusqlite::Error> {
@@ -229,7 +62,10 @@ impl Txn for SqliteTxn {
 
     fn put_row(&mut self, row: &Row) -> Result<(), StoreError> {
         let mut stmt = self.conn.prepare_cached(&format!(
-            "INSERT OR REPLACE INTO resources ({ROW_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+            "INSERT INTO resources ({ROW_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (arn) DO UPDATE SET kind = excluded.kind, account = excluded.account,
+             region = excluded.region, name = excluded.name, version = excluded.version,
+             build = excluded.build, body = excluded.body"
         ))?;
         stmt.execute(params![
             row.arn,
@@ -329,8 +165,10 @@ impl Txn for SqliteTxn {
     fn put_token(&mut self, key: &TokenKey, record: &TokenRecord) -> Result<(), StoreError> {
         self.conn
             .prepare_cached(
-                "INSERT OR REPLACE INTO tokens (account, region, operation, token, params_hash, response, created_millis)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO tokens (account, region, operation, token, params_hash, response, created_millis)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (account, region, operation, token) DO UPDATE SET
+                 params_hash = excluded.params_hash, response = excluded.response, created_millis = excluded.created_millis",
             )?
             .execute(params![
                 key.account,

@@ -1,0 +1,45 @@
+//! The tables. Resources are a rowid table with a unique index on the ARN: bodies are a few
+//! kilobytes of JSON, and SQLite keeps large rows out of index pages only in rowid tables.
+//! Tokens are small rows keyed by their scope, so they need no second index; the hourly purge
+//! scans them.
+
+pub const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS resources (
+    id INTEGER PRIMARY KEY,
+    arn TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version TEXT,
+    build INTEGER,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS resources_by_scope ON resources (account, region, kind, arn);
+CREATE TABLE IF NOT EXISTS refs (
+    from_arn TEXT NOT NULL,
+    to_arn TEXT NOT NULL,
+    PRIMARY KEY (from_arn, to_arn)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS refs_by_target ON refs (to_arn);
+CREATE TABLE IF NOT EXISTS tags (
+    arn TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (arn, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tokens (
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    token TEXT NOT NULL,
+    params_hash TEXT NOT NULL,
+    response TEXT NOT NULL,
+    created_millis INTEGER NOT NULL,
+    PRIMARY KEY (account, region, operation, token)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS settings (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+";
