@@ -139,6 +139,7 @@ mod tests {
             account_id: "123456789012".into(),
             region: "us-east-1".into(),
             now_millis: 0,
+            valid_until: Default::default(),
         }
     }
 

@@ -129,6 +129,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Ful
             .map(|s| s.region)
             .unwrap_or_else(|| shared.accounts.default_region.clone()),
         now_millis: now_millis(),
+        valid_until: Default::default(),
     };
     let service = shared.service.clone();
     let operation = routed.operation;

@@ -7,7 +7,9 @@ use kiln_wire::codec::with_request_id;
 use kiln_wire::{dispatch, ApiError, ErrorKind, Operation, RequestContext};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Mutex;
 
 /// How long idempotency tokens are kept. AWS promises nothing; EC2 keeps them at least a day.
 pub const TOKEN_RETENTION_MILLIS: i64 = 7 * 24 * 3600 * 1000;
@@ -15,6 +17,7 @@ pub const TOKEN_RETENTION_MILLIS: i64 = 7 * 24 * 3600 * 1000;
 pub struct Service {
     pub store: SqliteStore,
     pub pager: Pager,
+    answers: Answers,
 }
 
 impl Service {
@@ -37,7 +40,11 @@ impl Service {
             arn: SIGNING_KEY_SETTING.to_string(),
             message: "the pagination key is not hex".to_string(),
         })?;
-        Ok(Service { store, pager })
+        Ok(Service {
+            store,
+            pager,
+            answers: Answers::default(),
+        })
     }
 
     /// Validates `input`, runs the operation in its transaction and returns the response JSON
@@ -49,6 +56,15 @@ impl Service {
         input: Value,
     ) -> Result<String, ApiError> {
         let def = op.def();
+        let cacheable = def.is_read_only() && def.name.starts_with("Get");
+        let key = cacheable.then(|| AnswerKey::new(op, ctx, &input));
+        let generation = self.store.generation();
+        if let Some(body) = key
+            .as_ref()
+            .and_then(|k| self.answers.get(k, generation, ctx.now_millis))
+        {
+            return Ok(with_request_id(body, &ctx.request_id));
+        }
         kiln_wire::validate::validate(def.input, &input)?;
         let output = if def.is_read_only() {
             self.store
@@ -63,6 +79,13 @@ impl Service {
                 .write(|tx| dispatch(self, op, ctx, tx, input))
                 .map_err(store_error)??
         };
+        if let Some(key) = key {
+            // Only an answer read while nothing committed is known to be current.
+            if self.store.generation() == generation {
+                self.answers
+                    .put(key, generation, ctx.valid_until.get(), &output);
+            }
+        }
         Ok(if def.has_request_id {
             with_request_id(output, &ctx.request_id)
         } else {
@@ -129,4 +152,172 @@ impl Service {
 fn params_hash(input: &Value) -> String {
     let digest = Sha256::digest(input.to_string().as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Answers of `Get*` calls, kept until the next commit. Clients poll Get operations (SDK
+/// waiters, Terraform refreshes), and an answer costs far more to build (row, tags, decoding,
+/// formatting) than to copy. Every commit makes every entry stale, so the cache never answers
+/// something the database no longer says; it relies on this process being the database's only
+/// writer, which the store's lock file guarantees.
+#[derive(Default)]
+struct Answers {
+    entries: Mutex<HashMap<AnswerKey, Answer>>,
+}
+
+/// Most answers kept; the cache is emptied when full (commits empty it far more often).
+const MAX_ANSWERS: usize = 16 * 1024;
+
+#[derive(PartialEq, Eq, Hash)]
+struct AnswerKey {
+    operation: Operation,
+    account: String,
+    region: String,
+    input: String,
+}
+
+impl AnswerKey {
+    fn new(operation: Operation, ctx: &RequestContext, input: &Value) -> AnswerKey {
+        AnswerKey {
+            operation,
+            account: ctx.account_id.clone(),
+            region: ctx.region.clone(),
+            input: input.to_string(),
+        }
+    }
+}
+
+struct Answer {
+    generation: u64,
+    valid_until: Option<i64>,
+    body: String,
+}
+
+impl Answers {
+    fn get(&self, key: &AnswerKey, generation: u64, now: i64) -> Option<String> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let answer = entries.get(key)?;
+        let current = answer.generation == generation && answer.valid_until.is_none_or(|t| now < t);
+        current.then(|| answer.body.clone())
+    }
+
+    fn put(&self, key: AnswerKey, generation: u64, valid_until: Option<i64>, body: &str) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= MAX_ANSWERS {
+            entries.retain(|_, a| a.generation == generation);
+            if entries.len() >= MAX_ANSWERS {
+                entries.clear();
+            }
+        }
+        entries.insert(
+            key,
+            Answer {
+                generation,
+                valid_until,
+                body: body.to_string(),
+            },
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ctx(now_millis: i64) -> RequestContext {
+        RequestContext {
+            request_id: "r".into(),
+            account_id: "123456789012".into(),
+            region: "us-east-1".into(),
+            now_millis,
+            valid_until: Default::default(),
+        }
+    }
+
+    fn call(svc: &Service, op: Operation, now: i64, input: Value) -> Value {
+        let out = svc.call(op, &ctx(now), input).expect("call succeeds");
+        serde_json::from_str(&out).expect("JSON")
+    }
+
+    const NOV_26_2026_NOON: i64 = 1_795_694_400_000;
+
+    #[test]
+    fn cached_answers_follow_commits_and_the_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = Service::open(dir.path(), kiln_store::sqlite::Sync::Normal).unwrap();
+        let now = NOV_26_2026_NOON;
+        let infra = call(
+            &svc,
+            Operation::CreateInfrastructureConfiguration,
+            now,
+            json!({"name": "infra", "instanceProfileName": "a", "clientToken": "t1"}),
+        );
+        let infra_arn = infra["infrastructureConfigurationArn"].clone();
+        let get_infra = json!({ "infrastructureConfigurationArn": infra_arn });
+        let first = call(
+            &svc,
+            Operation::GetInfrastructureConfiguration,
+            now,
+            get_infra.clone(),
+        );
+        assert_eq!(
+            first["infrastructureConfiguration"]["instanceProfileName"],
+            "a"
+        );
+        call(
+            &svc,
+            Operation::UpdateInfrastructureConfiguration,
+            now,
+            json!({"infrastructureConfigurationArn": infra_arn, "instanceProfileName": "b", "clientToken": "t2"}),
+        );
+        let second = call(
+            &svc,
+            Operation::GetInfrastructureConfiguration,
+            now,
+            get_infra,
+        );
+        assert_eq!(
+            second["infrastructureConfiguration"]["instanceProfileName"], "b",
+            "a commit invalidates"
+        );
+
+        call(
+            &svc,
+            Operation::CreateImageRecipe,
+            now,
+            json!({"name": "rcp", "semanticVersion": "1.0.0", "parentImage": "ami-0123456789abcdef0", "clientToken": "t3"}),
+        );
+        let pipeline = call(
+            &svc,
+            Operation::CreateImagePipeline,
+            now,
+            json!({
+                "name": "pip", "clientToken": "t4",
+                "imageRecipeArn": "arn:aws:imagebuilder:us-east-1:123456789012:image-recipe/rcp/1.0.0",
+                "infrastructureConfigurationArn": infra_arn,
+                "schedule": {"scheduleExpression": "cron(0 * * * ? *)"}
+            }),
+        );
+        let get = json!({ "imagePipelineArn": pipeline["imagePipelineArn"] });
+        let at_noon = call(&svc, Operation::GetImagePipeline, now, get.clone());
+        assert_eq!(
+            at_noon["imagePipeline"]["dateNextRun"],
+            "2026-11-26T13:00:00.000Z"
+        );
+        let before_one = call(
+            &svc,
+            Operation::GetImagePipeline,
+            now + 3_599_000,
+            get.clone(),
+        );
+        assert_eq!(
+            before_one["imagePipeline"]["dateNextRun"],
+            "2026-11-26T13:00:00.000Z"
+        );
+        let after_one = call(&svc, Operation::GetImagePipeline, now + 3_600_000, get);
+        assert_eq!(
+            after_one["imagePipeline"]["dateNextRun"], "2026-11-26T14:00:00.000Z",
+            "an answer is not served past the time it changes"
+        );
+    }
 }

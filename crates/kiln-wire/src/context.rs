@@ -9,6 +9,17 @@ pub struct RequestContext {
     pub region: String,
     /// The current time, in milliseconds since the Unix epoch, fixed for the whole request.
     pub now_millis: i64,
+    /// A handler whose answer depends on the time sets the instant (milliseconds) at which the
+    /// answer may change, so that a cached copy is not served past it.
+    pub valid_until: std::cell::Cell<Option<i64>>,
+}
+
+impl RequestContext {
+    /// Notes that the answer being built may change at `millis`.
+    pub fn valid_until(&self, millis: i64) {
+        let earliest = self.valid_until.get().map_or(millis, |t| t.min(millis));
+        self.valid_until.set(Some(earliest));
+    }
 }
 
 /// The parts of `Authorization: AWS4-HMAC-SHA256 Credential=AKID/20261126/us-east-1/imagebuilder/aws4_request, ...`

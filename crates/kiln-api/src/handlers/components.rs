@@ -1177,6 +1177,7 @@ pub(crate) mod tests {
                 account_id: "123456789012".into(),
                 region: "us-east-1".into(),
                 now_millis: 1_700_000_000_000,
+                valid_until: Default::default(),
             };
             Harness { svc, dir, ctx }
         }

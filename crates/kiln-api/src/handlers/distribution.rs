@@ -474,6 +474,7 @@ mod tests {
             account_id: "123456789012".into(),
             region: "us-east-1".into(),
             now_millis: 1_700_000_000_000,
+            valid_until: Default::default(),
         }
     }
 

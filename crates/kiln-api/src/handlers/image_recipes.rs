@@ -605,6 +605,7 @@ pub(crate) mod tests {
                 account_id: ACCOUNT.into(),
                 region: "us-east-1".into(),
                 now_millis: 1_700_000_000_000,
+                valid_until: Default::default(),
             }
         }
 

@@ -277,7 +277,16 @@ fn scanning_to_wire(s: Option<&ImageScanning>) -> ImageScanningConfiguration {
     }
 }
 
-fn to_wire(tx: &mut dyn Txn, p: &Pipeline, now: i64) -> Result<ImagePipeline, ApiError> {
+fn to_wire(
+    tx: &mut dyn Txn,
+    ctx: &RequestContext,
+    p: &Pipeline,
+) -> Result<ImagePipeline, ApiError> {
+    let next_run = p.next_run_with(ctx.now_millis, compiled_schedule);
+    if let Some(next) = next_run {
+        // The answer changes when the schedule fires.
+        ctx.valid_until(next);
+    }
     let arn = p.arn.to_string();
     let d = &p.definition;
     let (image_recipe_arn, container_recipe_arn) = match d.recipe.kind {
@@ -310,7 +319,7 @@ fn to_wire(tx: &mut dyn Txn, p: &Pipeline, now: i64) -> Result<ImagePipeline, Ap
             .last_run_status
             .as_deref()
             .and_then(ImageStatus::from_wire),
-        date_next_run: p.next_run_with(now, compiled_schedule).map(date),
+        date_next_run: next_run.map(date),
         tags: response_tags(tx, &arn)?,
         image_scanning_configuration: Some(scanning_to_wire(d.image_scanning.as_ref())),
         image_tags: d.image_tags.clone(),
@@ -402,7 +411,7 @@ pub fn get(
     let pipeline: Pipeline = get_exact(tx, ctx, KIND, &arn, "imagePipelineArn")?;
     Ok(GetImagePipelineResponse {
         request_id: None,
-        image_pipeline: Some(to_wire(tx, &pipeline, ctx.now_millis)?),
+        image_pipeline: Some(to_wire(tx, ctx, &pipeline)?),
     })
 }
 
@@ -461,7 +470,7 @@ pub fn list(
         .page(OP, ctx, matching, input.max_results, |p| p.arn.to_string());
     let mut list = Vec::with_capacity(page.items.len());
     for pipeline in &page.items {
-        list.push(to_wire(tx, pipeline, ctx.now_millis)?);
+        list.push(to_wire(tx, ctx, pipeline)?);
     }
     Ok(ListImagePipelinesResponse {
         request_id: None,

@@ -82,6 +82,9 @@ pub struct SqliteStore {
     generation: Arc<AtomicU64>,
     /// Tells the checkpoint thread to stop when the store is dropped.
     stop_checkpoints: Arc<AtomicBool>,
+    /// Held for the life of the store: one process per database. Read snapshots are refreshed
+    /// when this process commits, so a second writing process would leave them stale.
+    _lock: std::fs::File,
 }
 
 impl Drop for SqliteStore {
@@ -181,6 +184,14 @@ fn open_writer(path: &Path, sync: Sync) -> Result<Connection, StoreError> {
 impl SqliteStore {
     /// Opens (creating if needed) the database file at `path`.
     pub fn open(path: &Path, sync: Sync) -> Result<SqliteStore, StoreError> {
+        let lock_path = path.with_extension("lock");
+        let lock = std::fs::File::create(&lock_path).map_err(|e| open_error(&lock_path, e))?;
+        lock.try_lock().map_err(|e| match e {
+            std::fs::TryLockError::WouldBlock => {
+                open_error(path, "another kiln process is using this database")
+            }
+            std::fs::TryLockError::Error(e) => open_error(&lock_path, e),
+        })?;
         let writer = open_writer(path, sync)?;
         writer.execute_batch(schema::SCHEMA)?;
         let generation = Arc::new(AtomicU64::new(0));
@@ -211,11 +222,18 @@ impl SqliteStore {
             readers: Mutex::new(Vec::new()),
             generation,
             stop_checkpoints,
+            _lock: lock,
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Counts commits (and completed checkpoints). Anything read while it stayed the same is
+    /// still what the database holds.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
     }
 
     fn reader(&self) -> Result<Reader, StoreError> {

@@ -141,3 +141,17 @@ fn upsert_keeps_one_row_per_arn() {
     assert_eq!(got.map(|r| r.body), Some("{\"a\":1}".to_string()));
     assert_eq!(list_all(&store).len(), 1);
 }
+
+#[test]
+fn one_process_per_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("k.db");
+    let first = SqliteStore::open(&path, Sync::Normal).unwrap();
+    let second = SqliteStore::open(&path, Sync::Normal);
+    assert!(
+        matches!(second, Err(StoreError::Open { .. })),
+        "a second store on the same file must be refused"
+    );
+    drop(first);
+    SqliteStore::open(&path, Sync::Normal).unwrap();
+}
