@@ -1,0 +1,458 @@
+"""The end-to-end suite's toolkit: a real `kiln serve` process, boto3 clients, raw HTTP, the
+aws CLI, and builders of valid resources that the resource tests share.
+
+Fixtures live in conftest.py; this module holds the plain code so that test files can import it.
+The binary comes from `KILN_BIN` (default: `<repo>/target/debug/kiln`).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+import boto3
+import botocore.exceptions
+import pytest
+from botocore.config import Config
+
+REPO = Path(__file__).resolve().parents[2]
+REGION = "us-east-1"
+ACCESS_KEY = "AKIDTEST"
+SECRET_KEY = "secret"
+DEFAULT_ACCOUNT = "123456789012"
+STARTUP_TIMEOUT_SECONDS = 30
+SHUTDOWN_TIMEOUT_SECONDS = 20
+LISTENING_PREFIX = "kiln listening on "
+
+
+def kiln_bin() -> str:
+    return os.environ.get("KILN_BIN") or str(REPO / "target" / "debug" / "kiln")
+
+
+class KilnServer:
+    """One `kiln serve` process on an ephemeral loopback port.
+
+    The server prints `kiln listening on http://127.0.0.1:PORT` on stdout once it accepts
+    connections; its log (stderr) goes to a file in the data directory's parent so that a full
+    pipe can never stall it, and so that a failing test can show it.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        extra_args: list[str] | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.extra_args = extra_args or []
+        self.extra_env = extra_env or {}
+        self.process: subprocess.Popen[str] | None = None
+        self.endpoint = ""
+        self.log_path = self.data_dir.parent / f"{self.data_dir.name}.log"
+        self.log_file: Any = None
+
+    def start(self) -> "KilnServer":
+        env = dict(os.environ)
+        # The server's own settings come only from what the test asks for.
+        for key in list(env):
+            if key.startswith("KILN_") and key != "KILN_BIN":
+                del env[key]
+        env.setdefault("RUST_LOG", "info")
+        env["NO_COLOR"] = "1"  # the log is read from a file, not a terminal
+        env.update(self.extra_env)
+        args = [
+            kiln_bin(),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            str(self.data_dir),
+            *self.extra_args,
+        ]
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        self.log_file = open(self.log_path, "a", encoding="utf-8")
+        self.process = subprocess.Popen(
+            args,
+            stdout=subprocess.PIPE,
+            stderr=self.log_file,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=env,
+        )
+        self.endpoint = self._wait_for_listening_line()
+        return self
+
+    def _wait_for_listening_line(self) -> str:
+        assert self.process is not None and self.process.stdout is not None
+        found: list[str] = []
+        ready = threading.Event()
+        stdout = self.process.stdout
+
+        def read_stdout() -> None:
+            # Keep draining stdout for the life of the process, so that it never blocks on it.
+            for line in stdout:
+                if not found and line.startswith(LISTENING_PREFIX):
+                    found.append(line[len(LISTENING_PREFIX) :].strip())
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=read_stdout, daemon=True).start()
+        if not ready.wait(STARTUP_TIMEOUT_SECONDS) or not found:
+            self.process.kill()
+            self.process.wait()
+            raise RuntimeError(
+                f"kiln did not print '{LISTENING_PREFIX}...' within {STARTUP_TIMEOUT_SECONDS}s "
+                f"(exit code {self.process.returncode}); log:\n{self.log()}"
+            )
+        return found[0]
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(encoding="utf-8", errors="replace")[-8000:]
+        except OSError:
+            return ""
+
+    @property
+    def port(self) -> int:
+        return int(self.endpoint.rsplit(":", 1)[1])
+
+    def stop(self) -> int:
+        """SIGTERM, then wait; returns the exit code (0 is a graceful shutdown)."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(SHUTDOWN_TIMEOUT_SECONDS)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                raise AssertionError(
+                    f"kiln did not exit within {SHUTDOWN_TIMEOUT_SECONDS}s of SIGTERM; log:\n{self.log()}"
+                )
+        if self.log_file is not None:
+            self.log_file.close()
+        return self.process.returncode
+
+    def stop_gracefully(self) -> None:
+        code = self.stop()
+        assert code == 0, f"kiln exited with {code} after SIGTERM; log:\n{self.log()}"
+
+
+def make_client(
+    endpoint: str,
+    region: str = REGION,
+    access_key: str = ACCESS_KEY,
+    validate: bool = True,
+) -> Any:
+    """A boto3 Image Builder client for `endpoint`. With validate=False botocore sends what it
+    is given, so that the server's own validation can be tested."""
+    return boto3.client(
+        "imagebuilder",
+        endpoint_url=endpoint,
+        region_name=region,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=SECRET_KEY,
+        config=Config(
+            retries={"total_max_attempts": 1},
+            parameter_validation=validate,
+        ),
+    )
+
+
+def unique_name(prefix: str = "t") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def error_code(exc: botocore.exceptions.ClientError) -> str:
+    return exc.response["Error"]["Code"]
+
+
+def error_message(exc: botocore.exceptions.ClientError) -> str:
+    return exc.response["Error"]["Message"]
+
+
+def raw_request(
+    endpoint: str,
+    method: str,
+    path: str,
+    body: bytes | str | dict | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP request without any SDK: (status, lower-cased headers, body)."""
+    host = endpoint.split("://", 1)[1]
+    conn = http.client.HTTPConnection(host, timeout=30)
+    if isinstance(body, dict):
+        body = json.dumps(body)
+    if isinstance(body, str):
+        body = body.encode()
+    all_headers = {"Content-Type": "application/json"}
+    all_headers.update(headers or {})
+    try:
+        conn.request(method, path, body=body, headers=all_headers)
+        response = conn.getresponse()
+        data = response.read()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, data
+    finally:
+        conn.close()
+
+
+def aws_executable() -> str:
+    """The aws CLI of the venv running the tests, else the first on PATH."""
+    beside_python = Path(sys.executable).parent / "aws"
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which("aws")
+    if not found:
+        raise RuntimeError("the aws CLI is not installed (pip install -r tests/python/requirements.txt)")
+    return found
+
+
+class AwsCli:
+    """Runs `aws imagebuilder ...` against the server with throwaway credentials and config."""
+
+    def __init__(self, endpoint: str, workdir: Path) -> None:
+        self.endpoint = endpoint
+        self.workdir = workdir
+        config = workdir / "aws-config"
+        credentials = workdir / "aws-credentials"
+        config.write_text("")
+        credentials.write_text("")
+        self.env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith("AWS_")
+        }
+        self.env.update(
+            AWS_ACCESS_KEY_ID=ACCESS_KEY,
+            AWS_SECRET_ACCESS_KEY=SECRET_KEY,
+            AWS_CONFIG_FILE=str(config),
+            AWS_SHARED_CREDENTIALS_FILE=str(credentials),
+            AWS_MAX_ATTEMPTS="1",
+            AWS_PAGER="",
+        )
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        command = [
+            aws_executable(),
+            "imagebuilder",
+            *args,
+            "--endpoint-url",
+            self.endpoint,
+            "--region",
+            REGION,
+            "--output",
+            "json",
+        ]
+        result = subprocess.run(
+            command,
+            env=self.env,
+            cwd=self.workdir,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"{' '.join(command)} exited {result.returncode}\nstdout: {result.stdout}\nstderr: {result.stderr}"
+            )
+        return result
+
+    def json(self, *args: str) -> dict:
+        out = self.run(*args).stdout
+        return json.loads(out) if out.strip() else {}
+
+
+# --- Builders of valid resources, shared by the resource test files ------------------------
+
+BUILD_COMPONENT_YAML = """\
+name: hello
+description: Says hello
+schemaVersion: 1.0
+phases:
+  - name: build
+    steps:
+      - name: Hello
+        action: ExecuteBash
+        inputs:
+          commands:
+            - echo hello
+  - name: validate
+    steps:
+      - name: Check
+        action: ExecuteBash
+        inputs:
+          commands:
+            - test -n "$HOME"
+"""
+
+TEST_COMPONENT_YAML = """\
+schemaVersion: 1.0
+phases:
+  - name: test
+    steps:
+      - name: Probe
+        action: ExecuteBash
+        inputs:
+          commands:
+            - echo probing
+"""
+
+WORKFLOW_YAML = """\
+name: sample-test
+description: A test workflow
+schemaVersion: 1.0
+steps:
+  - name: LaunchTestInstance
+    action: LaunchInstance
+    onFailure: Abort
+    inputs:
+      waitFor: ssmAgent
+  - name: TerminateTestInstance
+    action: TerminateInstance
+    onFailure: Continue
+    inputs:
+      instanceId.$: "$.stepOutputs.LaunchTestInstance.instanceId"
+"""
+
+PARENT_AMI = "ami-0123456789abcdef0"
+
+
+def create_infra(client: Any, name: str | None = None, **extra: Any) -> str:
+    response = client.create_infrastructure_configuration(
+        name=name or unique_name("infra"),
+        instanceProfileName="EC2InstanceProfileForImageBuilder",
+        **extra,
+    )
+    return response["infrastructureConfigurationArn"]
+
+
+def create_component(
+    client: Any,
+    name: str | None = None,
+    version: str = "1.0.0",
+    data: str = BUILD_COMPONENT_YAML,
+    **extra: Any,
+) -> str:
+    response = client.create_component(
+        name=name or unique_name("comp"),
+        semanticVersion=version,
+        platform="Linux",
+        data=data,
+        **extra,
+    )
+    return response["componentBuildVersionArn"]
+
+
+def create_image_recipe(
+    client: Any,
+    component_arns: list[str],
+    name: str | None = None,
+    version: str = "1.0.0",
+    **extra: Any,
+) -> str:
+    extra.setdefault("parentImage", PARENT_AMI)
+    response = client.create_image_recipe(
+        name=name or unique_name("recipe"),
+        semanticVersion=version,
+        components=[{"componentArn": arn} for arn in component_arns],
+        **extra,
+    )
+    return response["imageRecipeArn"]
+
+
+def create_workflow(
+    client: Any,
+    name: str | None = None,
+    version: str = "1.0.0",
+    type_: str = "TEST",
+    data: str = WORKFLOW_YAML,
+    **extra: Any,
+) -> str:
+    response = client.create_workflow(
+        name=name or unique_name("wf"),
+        semanticVersion=version,
+        type=type_,
+        data=data,
+        **extra,
+    )
+    return response["workflowBuildVersionArn"]
+
+
+def create_distribution(client: Any, name: str | None = None, **extra: Any) -> str:
+    response = client.create_distribution_configuration(
+        name=name or unique_name("dist"),
+        distributions=[
+            {
+                "region": REGION,
+                "amiDistributionConfiguration": {"name": "out-{{ imagebuilder:buildDate }}"},
+            }
+        ],
+        **extra,
+    )
+    return response["distributionConfigurationArn"]
+
+
+def arn_prefix(account: str = DEFAULT_ACCOUNT, region: str = REGION) -> str:
+    return f"arn:aws:imagebuilder:{region}:{account}"
+
+
+def assert_client_error(
+    call: Callable[[], Any], code: str, *fragments: str
+) -> botocore.exceptions.ClientError:
+    """Runs `call`, which must fail with `code`; the message must contain every fragment."""
+    with pytest.raises(botocore.exceptions.ClientError) as info:
+        call()
+    exc = info.value
+    assert error_code(exc) == code, f"expected {code}, got {error_code(exc)}: {error_message(exc)}"
+    message = error_message(exc)
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in message {message!r}"
+    return exc
+
+
+def raw_request_streaming_body(
+    endpoint: str, method: str, path: str, body_size: int
+) -> tuple[int, dict[str, str], bytes]:
+    """Like `raw_request`, for bodies the server may refuse before reading them to the end.
+
+    The body is sent from another thread while this one reads the response, so an early answer
+    (and the connection closing under the sender) cannot deadlock or fail the request.
+    """
+    host, port = endpoint.split("://", 1)[1].rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)), timeout=30)
+    head = (
+        f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {body_size}\r\n\r\n"
+    ).encode()
+    # A JSON string of the requested size: valid JSON, so only its size is wrong.
+    body = b'{"description":"' + b"x" * (body_size - 18) + b'"}'
+
+    def send() -> None:
+        try:
+            sock.sendall(head)
+            for offset in range(0, len(body), 64 * 1024):
+                sock.sendall(body[offset : offset + 64 * 1024])
+        except OSError:
+            pass  # The server answered and closed the connection early: expected.
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    try:
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        data = response.read()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, data
+    finally:
+        sender.join(10)
+        sock.close()
