@@ -158,6 +158,25 @@ pub fn resolve_required(
     })
 }
 
+/// The caller's resources of one kind (of one normalised name, if given), in ARN order, after
+/// the cursor `after`.
+pub fn list_own<T: Resource>(
+    tx: &mut dyn Txn,
+    ctx: &RequestContext,
+    kind: ResourceKind,
+    name: Option<&str>,
+    after: Option<String>,
+) -> Result<Vec<T>, ApiError> {
+    tx.list(&ListQuery {
+        account: ctx.account_id.clone(),
+        region: ctx.region.clone(),
+        kind,
+        name: name.map(str::to_string),
+        after,
+    })
+    .api()
+}
+
 pub fn decode_row<T: Resource>(row: &Row) -> Result<T, ApiError> {
     serde_json::from_str(&row.body).map_err(|e| {
         store_error(StoreError::Corrupt {

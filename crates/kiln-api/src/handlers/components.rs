@@ -31,6 +31,7 @@
 //!
 //! The YAML helpers in [`document`] are shared with workflows.
 
+use crate::convert::list_own;
 use crate::convert::{
     check_dry_run, check_no_referrers, date, decode_row, get_exact, new_arn, not_found, resolve,
     response_tags, scoped_arn, store_tags, version_error, StoreResultExt,
@@ -495,14 +496,7 @@ pub(crate) fn newest_per_key<T>(
 }
 
 fn all_own(tx: &mut dyn Txn, ctx: &RequestContext) -> Result<Vec<domain::Component>, ApiError> {
-    tx.list(&ListQuery {
-        account: ctx.account_id.clone(),
-        region: ctx.region.clone(),
-        kind: KIND,
-        name: None,
-        after: None,
-    })
-    .api()
+    list_own(tx, ctx, KIND, None, None)
 }
 
 fn builds_of(

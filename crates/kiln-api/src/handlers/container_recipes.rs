@@ -12,9 +12,10 @@
 
 use super::image_recipes::{
     block_devices_from_wire, block_devices_to_wire, components_from_wire, components_to_wire,
-    delete_recipe, get_recipe, latest_version_references, list_own, lists_own_resources,
-    new_version_arn, platform_from_wire, platform_to_wire, resolve_components, store_recipe,
+    delete_recipe, get_recipe, latest_version_references, lists_own_resources, new_version_arn,
+    platform_from_wire, platform_to_wire, resolve_components, store_recipe,
 };
+use crate::convert::list_own;
 use crate::convert::{check_dry_run, date, domain_error, response_tags};
 use crate::filters::Filters;
 use crate::service::Service;
@@ -216,7 +217,7 @@ pub fn list(
     let filters = Filters::parse(input.filters.as_ref(), LIST_FILTERS)?;
     let after = svc.pager.decode(OP, ctx, input.next_token.as_deref())?;
     let all: Vec<Recipe> = if lists_own_resources(input.owner.as_ref()) {
-        list_own(tx, ctx, KIND, after)?
+        list_own(tx, ctx, KIND, None, after)?
     } else {
         Vec::new()
     };

@@ -7,6 +7,7 @@
 //! it has no selective update. Pipelines record a reference to the configuration they use, so
 //! Delete refuses while one does.
 
+use crate::convert::list_own;
 use crate::convert::{
     check_dry_run, check_name_free, check_no_referrers, date, get_exact, new_arn, response_tags,
     store_tags, StoreResultExt,
@@ -17,7 +18,7 @@ use kiln_domain::arn::ResourceKind;
 use kiln_domain::resources::distribution::{
     self as domain, DistributionConfiguration as DistConfig, DistributionError,
 };
-use kiln_store::{ListQuery, Txn, TxnExt};
+use kiln_store::{Txn, TxnExt};
 use kiln_wire::types::*;
 use kiln_wire::{ApiError, ErrorKind, RequestContext};
 
@@ -374,15 +375,7 @@ pub fn list(
     const OP: &str = "ListDistributionConfigurations";
     let filters = Filters::parse(input.filters.as_ref(), &["name"])?;
     let after = svc.pager.decode(OP, ctx, input.next_token.as_deref())?;
-    let all: Vec<DistConfig> = tx
-        .list(&ListQuery {
-            account: ctx.account_id.clone(),
-            region: ctx.region.clone(),
-            kind: KIND,
-            name: None,
-            after,
-        })
-        .api()?;
+    let all: Vec<DistConfig> = list_own(tx, ctx, KIND, None, after)?;
     let matching = all
         .into_iter()
         .filter(|d| filters.accept(|_| Some(d.name.clone())));

@@ -14,6 +14,7 @@
 //! List answers the caller's own recipes. Kiln has no Amazon-managed, shared, third-party or
 //! Marketplace recipes yet, so every other `owner` answers an empty list.
 
+use crate::convert::list_own;
 use crate::convert::{
     check_dry_run, check_no_referrers, date, decode_row, domain_error, new_arn, not_found, resolve,
     resolve_required, response_tags, scoped_arn, store_tags, version_error, StoreResultExt,
@@ -344,23 +345,6 @@ pub(crate) fn lists_own_resources(owner: Option<&Ownership>) -> bool {
     matches!(owner, None | Some(Ownership::SelfOwned))
 }
 
-/// The recipes of one kind in the caller's account and region, after the page cursor.
-pub(crate) fn list_own<T: Resource>(
-    tx: &mut dyn Txn,
-    ctx: &RequestContext,
-    kind: ResourceKind,
-    after: Option<String>,
-) -> Result<Vec<T>, ApiError> {
-    tx.list(&ListQuery {
-        account: ctx.account_id.clone(),
-        region: ctx.region.clone(),
-        kind,
-        name: None,
-        after,
-    })
-    .api()
-}
-
 /// Stores a new recipe with its component references and tags.
 pub(crate) fn store_recipe<T: Resource>(
     tx: &mut dyn Txn,
@@ -525,7 +509,7 @@ pub fn list(
     let filters = Filters::parse(input.filters.as_ref(), LIST_FILTERS)?;
     let after = svc.pager.decode(OP, ctx, input.next_token.as_deref())?;
     let all: Vec<Recipe> = if lists_own_resources(input.owner.as_ref()) {
-        list_own(tx, ctx, KIND, after)?
+        list_own(tx, ctx, KIND, None, after)?
     } else {
         Vec::new()
     };

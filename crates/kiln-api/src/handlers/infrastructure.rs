@@ -1,5 +1,6 @@
 //! Infrastructure configurations: Create, Get, List, Update, Delete.
 
+use crate::convert::list_own;
 use crate::convert::{
     check_dry_run, check_name_free, check_no_referrers, date, get_exact, new_arn, response_tags,
     store_tags, StoreResultExt,
@@ -12,7 +13,7 @@ use kiln_domain::resources::infrastructure::{
     InstanceMetadataOptions as DomainMetadata, Placement as DomainPlacement,
     S3Logs as DomainS3Logs,
 };
-use kiln_store::{ListQuery, Txn, TxnExt};
+use kiln_store::{Txn, TxnExt};
 use kiln_wire::types::*;
 use kiln_wire::{ApiError, RequestContext};
 
@@ -222,15 +223,7 @@ pub fn list(
     const OP: &str = "ListInfrastructureConfigurations";
     let filters = Filters::parse(input.filters.as_ref(), &["name"])?;
     let after = svc.pager.decode(OP, ctx, input.next_token.as_deref())?;
-    let all: Vec<Infra> = tx
-        .list(&ListQuery {
-            account: ctx.account_id.clone(),
-            region: ctx.region.clone(),
-            kind: KIND,
-            name: None,
-            after,
-        })
-        .api()?;
+    let all: Vec<Infra> = list_own(tx, ctx, KIND, None, after)?;
     let matching = all
         .into_iter()
         .filter(|i| filters.accept(|_| Some(i.name.clone())));

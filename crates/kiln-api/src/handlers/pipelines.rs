@@ -6,6 +6,7 @@
 //! account and region; the pipeline records references to the resolved resources so that they
 //! cannot be deleted from under it.
 
+use crate::convert::list_own;
 use crate::convert::{
     check_dry_run, check_name_free, check_no_referrers, date, domain_error, get_exact, new_arn,
     resolve_required, response_tags, scoped_arn, store_tags, StoreResultExt,
@@ -18,7 +19,7 @@ use kiln_domain::resources::pipeline::{
     PipelineDefinition, RecipeKind, ScanType, StartCondition, WorkflowFailureAction,
 };
 use kiln_domain::schedule::{parse_timezone, ScheduleExpression};
-use kiln_store::{ListQuery, Txn, TxnExt};
+use kiln_store::{Txn, TxnExt};
 use kiln_wire::types::*;
 use kiln_wire::{ApiError, RequestContext};
 use std::cell::RefCell;
@@ -452,15 +453,7 @@ pub fn list(
     const OP: &str = "ListImagePipelines";
     let filters = Filters::parse(input.filters.as_ref(), LIST_FILTERS)?;
     let after = svc.pager.decode(OP, ctx, input.next_token.as_deref())?;
-    let all: Vec<Pipeline> = tx
-        .list(&ListQuery {
-            account: ctx.account_id.clone(),
-            region: ctx.region.clone(),
-            kind: KIND,
-            name: None,
-            after,
-        })
-        .api()?;
+    let all: Vec<Pipeline> = list_own(tx, ctx, KIND, None, after)?;
     let matching = all.into_iter().filter(|p| {
         filters.accept(|f| filter_value(p, f, true))
             || filters.accept(|f| filter_value(p, f, false))
