@@ -1,0 +1,426 @@
+//! Evaluation of `if` expressions and `Assert` comparisons (semantics.md 1.6).
+//!
+//! A comparison is a one-key mapping `operator: operand` plus `value`; we read it as
+//! `value <operator> operand`, so `numberLessThan: 2, value: 1` is true. String comparisons
+//! are case-insensitive, following the prose of the docs over its contradictory example.
+//! Numbers accept ints, floats or strings matching `^[-+]?([0-9]+[.])?[0-9]+$`; anything else
+//! makes the comparison false. `and`/`or` evaluate operands in order and stop early, so a later
+//! operand that would error is never looked at. File checks go through [`Host`], so the caller
+//! decides the root. Only SHA-256 and SHA-512 hashes are implemented; MD5 and SHA-1 return
+//! [`ConditionError::Unsupported`].
+
+use serde_yaml::Value;
+use sha2::Digest;
+use std::path::{Component, Path, PathBuf};
+
+/// File-system and PATH queries, resolved by the caller inside its execution root.
+pub trait Host {
+    fn file_exists(&self, path: &str) -> bool;
+    fn folder_exists(&self, path: &str) -> bool;
+    fn read_file(&self, path: &str) -> Option<Vec<u8>>;
+    fn binary_exists(&self, name: &str) -> bool;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConditionError {
+    #[error("condition nested deeper than 4 levels")]
+    TooDeep,
+    #[error("invalid condition `{0}`")]
+    Invalid(String),
+    #[error("unknown operator `{0}`")]
+    UnknownOperator(String),
+    #[error("operator `{0}` is not supported yet")]
+    Unsupported(String),
+    #[error("invalid regular expression `{pattern}`: {message}")]
+    Pattern { pattern: String, message: String },
+}
+
+/// What to do with a step after its `if`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepDecision {
+    Execute,
+    Skip,
+    Abort,
+}
+
+const MAX_DEPTH: usize = 4;
+
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn number(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => {
+            let re = regex::Regex::new(r"^[-+]?([0-9]+[.])?[0-9]+$").ok()?;
+            if re.is_match(s) {
+                s.parse().ok()
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Evaluates a condition expression to a boolean.
+pub fn evaluate(expr: &Value, host: &dyn Host) -> Result<bool, ConditionError> {
+    eval(expr, host, 1)
+}
+
+fn eval(expr: &Value, host: &dyn Host, depth: usize) -> Result<bool, ConditionError> {
+    if depth > MAX_DEPTH {
+        return Err(ConditionError::TooDeep);
+    }
+    let map = expr
+        .as_mapping()
+        .ok_or_else(|| ConditionError::Invalid(format!("{expr:?}")))?;
+    let value = map.get("value");
+    let path = map.get("path");
+    let mut op = None;
+    for (k, v) in map {
+        match k.as_str() {
+            Some("value") | Some("path") | Some("then") | Some("else") => {}
+            Some(name) if op.is_none() => op = Some((name, v)),
+            _ => return Err(ConditionError::Invalid(format!("{expr:?}"))),
+        }
+    }
+    let (op, operand) = op.ok_or_else(|| ConditionError::Invalid(format!("{expr:?}")))?;
+    let str_pair = || -> Result<(String, String), ConditionError> {
+        let a = value.and_then(scalar);
+        let b = scalar(operand);
+        match (a, b) {
+            (Some(a), Some(b)) => Ok((a.to_lowercase(), b.to_lowercase())),
+            _ => Err(ConditionError::Invalid(op.to_string())),
+        }
+    };
+    let num_pair = || value.and_then(number).zip(number(operand));
+    let hash = |digest: fn(&[u8]) -> String| -> Result<bool, ConditionError> {
+        let p = path
+            .and_then(scalar)
+            .ok_or_else(|| ConditionError::Invalid(op.to_string()))?;
+        let want = scalar(operand).ok_or_else(|| ConditionError::Invalid(op.to_string()))?;
+        Ok(host
+            .read_file(&p)
+            .is_some_and(|b| digest(&b).eq_ignore_ascii_case(want.trim())))
+    };
+    Ok(match op {
+        "and" | "or" => {
+            let items = operand
+                .as_sequence()
+                .ok_or_else(|| ConditionError::Invalid(op.to_string()))?;
+            let want_and = op == "and";
+            for item in items {
+                let r = eval(item, host, depth + 1)?;
+                if r != want_and {
+                    return Ok(r);
+                }
+            }
+            want_and
+        }
+        "not" => !eval(operand, host, depth + 1)?,
+        "stringIsEmpty" | "stringIsWhitespace" => {
+            let s = scalar(operand).ok_or_else(|| ConditionError::Invalid(op.to_string()))?;
+            if op == "stringIsEmpty" {
+                s.is_empty()
+            } else {
+                s.trim().is_empty()
+            }
+        }
+        "stringEquals" => {
+            let (a, b) = str_pair()?;
+            a == b
+        }
+        "stringLessThan" => {
+            let (a, b) = str_pair()?;
+            a < b
+        }
+        "stringLessThanEquals" => {
+            let (a, b) = str_pair()?;
+            a <= b
+        }
+        "stringGreaterThan" => {
+            let (a, b) = str_pair()?;
+            a > b
+        }
+        "stringGreaterThanEquals" => {
+            let (a, b) = str_pair()?;
+            a >= b
+        }
+        "patternMatches" => {
+            let pattern = scalar(operand).ok_or_else(|| ConditionError::Invalid(op.into()))?;
+            let v = value
+                .and_then(scalar)
+                .ok_or_else(|| ConditionError::Invalid(op.into()))?;
+            let re = regex::Regex::new(&pattern).map_err(|e| ConditionError::Pattern {
+                pattern: pattern.clone(),
+                message: e.to_string(),
+            })?;
+            re.is_match(&v)
+        }
+        "numberEquals" => num_pair().is_some_and(|(a, b)| a == b),
+        "numberLessThan" => num_pair().is_some_and(|(a, b)| a < b),
+        "numberLessThanEquals" => num_pair().is_some_and(|(a, b)| a <= b),
+        "numberGreaterThan" => num_pair().is_some_and(|(a, b)| a > b),
+        "numberGreaterThanEquals" => num_pair().is_some_and(|(a, b)| a >= b),
+        "binaryExists" | "fileExists" | "folderExists" => {
+            let s = scalar(operand).ok_or_else(|| ConditionError::Invalid(op.to_string()))?;
+            match op {
+                "binaryExists" => host.binary_exists(&s),
+                "fileExists" => host.file_exists(&s),
+                _ => host.folder_exists(&s),
+            }
+        }
+        "fileSHA256Equals" => hash(|b| hex(&sha2::Sha256::digest(b)))?,
+        "fileSHA512Equals" => hash(|b| hex(&sha2::Sha512::digest(b)))?,
+        "fileMD5Equals" | "fileSHA1Equals" => {
+            return Err(ConditionError::Unsupported(op.to_string()))
+        }
+        other => return Err(ConditionError::UnknownOperator(other.to_string())),
+    })
+}
+
+/// Applies `then`/`else` (Abort|Execute|Skip) to the `if` mapping: default true => Execute,
+/// false => Skip.
+pub fn decide(if_block: &Value, host: &dyn Host) -> Result<StepDecision, ConditionError> {
+    let result = evaluate(if_block, host)?;
+    let (key, default) = if result {
+        ("then", StepDecision::Execute)
+    } else {
+        ("else", StepDecision::Skip)
+    };
+    match if_block.get(key).map(|v| v.as_str()) {
+        None => Ok(default),
+        Some(Some("Execute")) => Ok(StepDecision::Execute),
+        Some(Some("Skip")) => Ok(StepDecision::Skip),
+        Some(Some("Abort")) => Ok(StepDecision::Abort),
+        Some(_) => Err(ConditionError::Invalid(format!(
+            "{key} must be Abort|Execute|Skip"
+        ))),
+    }
+}
+
+/// A [`Host`] over a directory: every document path is resolved inside `root`, one component
+/// at a time, so neither `..` nor a symlink can lead outside it.
+#[derive(Debug, Clone)]
+pub struct LocalHost {
+    pub root: PathBuf,
+}
+
+impl LocalHost {
+    /// Resolves `path` inside the root; `None` when it would escape or does not resolve.
+    pub fn resolve(&self, path: &str) -> Option<PathBuf> {
+        let root = std::fs::canonicalize(&self.root).ok()?;
+        let mut pending: Vec<std::ffi::OsString> = Path::new(path)
+            .components()
+            .rev()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.to_os_string()),
+                Component::ParentDir => Some("..".into()),
+                _ => None,
+            })
+            .collect();
+        let mut current = root.clone();
+        let mut links = 0;
+        while let Some(part) = pending.pop() {
+            if part == ".." {
+                // Refused rather than clamped: a path trying to climb is an escape attempt.
+                if current == root {
+                    return None;
+                }
+                current.pop();
+                continue;
+            }
+            let next = current.join(&part);
+            match std::fs::symlink_metadata(&next) {
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    links += 1;
+                    if links > 40 {
+                        return None;
+                    }
+                    let target = std::fs::read_link(&next).ok()?;
+                    // Absolute targets are not reinterpreted inside the root: they point at the
+                    // host, so they are refused unless they already lie inside the root.
+                    if target.is_absolute() {
+                        let rel = target.strip_prefix(&root).ok()?;
+                        current = root.clone();
+                        push_rev(&mut pending, rel);
+                    } else {
+                        push_rev(&mut pending, &target);
+                    }
+                }
+                _ => current = next,
+            }
+        }
+        current.starts_with(&root).then_some(current)
+    }
+}
+
+fn push_rev(pending: &mut Vec<std::ffi::OsString>, path: &Path) {
+    for c in path.components().rev() {
+        match c {
+            Component::Normal(n) => pending.push(n.to_os_string()),
+            Component::ParentDir => pending.push("..".into()),
+            _ => {}
+        }
+    }
+}
+
+impl Host for LocalHost {
+    fn file_exists(&self, path: &str) -> bool {
+        self.resolve(path).is_some_and(|p| p.is_file())
+    }
+    fn folder_exists(&self, path: &str) -> bool {
+        self.resolve(path).is_some_and(|p| p.is_dir())
+    }
+    fn read_file(&self, path: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.resolve(path)?).ok()
+    }
+    fn binary_exists(&self, name: &str) -> bool {
+        let Some(dirs) = std::env::var_os("PATH") else {
+            return false;
+        };
+        std::env::split_paths(&dirs).any(|dir| self.file_exists(&dir.join(name).to_string_lossy()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct FakeHost;
+    impl Host for FakeHost {
+        fn file_exists(&self, path: &str) -> bool {
+            path == "/f"
+        }
+        fn folder_exists(&self, path: &str) -> bool {
+            path == "/d"
+        }
+        fn read_file(&self, path: &str) -> Option<Vec<u8>> {
+            (path == "/f").then(|| b"abc".to_vec())
+        }
+        fn binary_exists(&self, name: &str) -> bool {
+            name == "bash"
+        }
+    }
+
+    #[test]
+    fn operator_table() {
+        let cases: &[(&str, bool)] = &[
+            ("{stringIsEmpty: ''}", true),
+            ("{stringIsEmpty: ' '}", false),
+            ("{stringIsWhitespace: '  '}", true),
+            ("{stringEquals: ABC, value: abc}", true),
+            ("{stringEquals: a, value: b}", false),
+            ("{stringLessThan: b, value: a}", true),
+            ("{stringLessThanEquals: a, value: a}", true),
+            ("{stringGreaterThan: b, value: a}", false),
+            ("{stringGreaterThanEquals: a, value: b}", true),
+            ("{patternMatches: '^a.c$', value: abc}", true),
+            ("{patternMatches: '^x', value: abc}", false),
+            ("{numberEquals: 1, value: '1.0'}", true),
+            ("{numberLessThan: 2, value: 1}", true),
+            ("{numberLessThan: 1, value: 2}", false),
+            ("{numberLessThanEquals: '2', value: 2}", true),
+            ("{numberGreaterThan: 1.5, value: 2}", true),
+            ("{numberGreaterThanEquals: 3, value: 2}", false),
+            ("{numberEquals: 1, value: abc}", false),
+            ("{numberEquals: 1, value: '1e0'}", false),
+            ("{binaryExists: bash}", true),
+            ("{binaryExists: nope}", false),
+            ("{fileExists: /f}", true),
+            ("{folderExists: /f}", false),
+            ("{folderExists: /d}", true),
+            ("{fileSHA256Equals: ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad, path: /f}", true),
+            ("{fileSHA256Equals: 00, path: /f}", false),
+            ("{fileSHA512Equals: 00, path: /missing}", false),
+            ("{not: {fileExists: /f}}", false),
+            ("{and: [{fileExists: /f}, {folderExists: /d}]}", true),
+            ("{or: [{fileExists: /x}, {folderExists: /d}]}", true),
+            // Short-circuit: the second operand would error.
+            ("{and: [{fileExists: /x}, {bogus: 1}]}", false),
+            ("{or: [{fileExists: /f}, {bogus: 1}]}", true),
+            ("{not: {not: {not: {fileExists: /f}}}}", false),
+        ];
+        for (src, want) in cases {
+            let v: Value = serde_yaml::from_str(src).unwrap();
+            assert_eq!(evaluate(&v, &FakeHost), Ok(*want), "{src}");
+        }
+    }
+
+    #[test]
+    fn errors_table() {
+        let cases: &[(&str, ConditionError)] = &[
+            (
+                "{not: {not: {not: {not: {fileExists: /f}}}}}",
+                ConditionError::TooDeep,
+            ),
+            (
+                "{bogus: 1}",
+                ConditionError::UnknownOperator("bogus".into()),
+            ),
+            (
+                "{fileMD5Equals: 00, path: /f}",
+                ConditionError::Unsupported("fileMD5Equals".into()),
+            ),
+        ];
+        for (src, want) in cases {
+            let v: Value = serde_yaml::from_str(src).unwrap();
+            assert_eq!(evaluate(&v, &FakeHost).as_ref(), Err(want), "{src}");
+        }
+    }
+
+    #[test]
+    fn decide_table() {
+        let cases: &[(&str, StepDecision)] = &[
+            ("{fileExists: /f}", StepDecision::Execute),
+            ("{fileExists: /x}", StepDecision::Skip),
+            ("{fileExists: /f, then: Abort}", StepDecision::Abort),
+            ("{fileExists: /x, else: Abort}", StepDecision::Abort),
+            (
+                "{fileExists: /x, then: Skip, else: Execute}",
+                StepDecision::Execute,
+            ),
+            ("{fileExists: /f, then: Skip}", StepDecision::Skip),
+        ];
+        for (src, want) in cases {
+            let v: Value = serde_yaml::from_str(src).unwrap();
+            assert_eq!(decide(&v, &FakeHost), Ok(*want), "{src}");
+        }
+    }
+
+    #[test]
+    fn local_host_escapes_refused() {
+        let base = std::env::temp_dir().join(format!("kiln-toe-cond-{}", std::process::id()));
+        let root = base.join("root");
+        std::fs::create_dir_all(root.join("d")).unwrap();
+        std::fs::write(root.join("d/f"), b"abc").unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("etc-link")).unwrap();
+        std::os::unix::fs::symlink("d/f", root.join("ok-link")).unwrap();
+        let host = LocalHost { root: root.clone() };
+        let cases: &[(&str, bool)] = &[
+            ("/d/f", true),
+            ("d/f", true),
+            ("/ok-link", true),
+            ("/d/../d/f", true),
+            ("../etc/passwd", false),
+            ("/../../etc/passwd", false),
+            ("/etc-link/passwd", false),
+        ];
+        for (path, want) in cases {
+            assert_eq!(host.file_exists(path), *want, "{path}");
+        }
+        assert!(host.folder_exists("/d"));
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+}
