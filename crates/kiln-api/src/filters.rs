@@ -47,13 +47,19 @@ impl Filters {
         Ok(Filters { filters: parsed })
     }
 
-    /// Whether a resource passes; `value_of` gives its value for a filter name.
+    /// Whether a resource passes; `value_of` gives its value for a filter name. The `name`
+    /// filter matches a resource's name as written or in its normalised ARN form ("My Image"
+    /// answers to both `My*` and `my-image`).
     pub fn accept(&self, value_of: impl Fn(&str) -> Option<String>) -> bool {
         self.filters.iter().all(|(name, values)| {
             let Some(actual) = value_of(name) else {
                 return false;
             };
-            values.iter().any(|v| value_matches(v, &actual))
+            let normalised = (name == "name").then(|| kiln_domain::name::normalize(&actual));
+            values.iter().any(|v| {
+                value_matches(v, &actual)
+                    || normalised.as_deref().is_some_and(|n| value_matches(v, n))
+            })
         })
     }
 }
@@ -88,6 +94,13 @@ mod tests {
         assert!(exact.accept(|_| Some("ENABLED".into())));
         assert!(!exact.accept(|_| Some("DISABLED".into())));
         assert!(!exact.accept(|_| None));
+    }
+
+    #[test]
+    fn name_filters_match_the_normalised_name_too() {
+        let filters = Filters::parse(Some(&vec![f("name", &["my-image*"])]), &["name"]).unwrap();
+        assert!(filters.accept(|_| Some("My Image_2".into())));
+        assert!(!filters.accept(|_| Some("Other".into())));
     }
 
     #[test]

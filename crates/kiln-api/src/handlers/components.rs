@@ -707,13 +707,9 @@ pub fn get(
     })
 }
 
-/// Whether a build passes the ListComponents filters. Multi-valued members (the supported OS
-/// versions, and the display and normalised names) pass when any of their values does.
+/// Whether a build passes the ListComponents filters. The supported OS versions pass when any
+/// of them does (the name filter's two forms are handled by `Filters`).
 fn passes(filters: &Filters, c: &domain::Component) -> bool {
-    let mut names = vec![c.name.clone()];
-    if c.arn.name != c.name {
-        names.push(c.arn.name.clone());
-    }
     let os_versions: Vec<Option<&str>> = if c.supported_os_versions.is_empty() {
         vec![None]
     } else {
@@ -722,19 +718,17 @@ fn passes(filters: &Filters, c: &domain::Component) -> bool {
             .map(|v| Some(v.as_str()))
             .collect()
     };
-    names.iter().any(|name| {
-        os_versions.iter().any(|os| {
-            filters.accept(|filter| match filter {
-                "description" => c.description.clone(),
-                "name" => Some(name.clone()),
-                "platform" => Some(c.platform.clone()),
-                "status" => Some(c.status.as_str().to_string()),
-                "supportedOsVersion" => os.map(str::to_string),
-                "type" => Some(c.component_type.as_str().to_string()),
-                "version" => Some(c.version.to_string()),
-                // Kiln has no Marketplace components, so nothing has product codes.
-                _ => None,
-            })
+    os_versions.iter().any(|os| {
+        filters.accept(|filter| match filter {
+            "description" => c.description.clone(),
+            "name" => Some(c.name.clone()),
+            "platform" => Some(c.platform.clone()),
+            "status" => Some(c.status.as_str().to_string()),
+            "supportedOsVersion" => os.map(str::to_string),
+            "type" => Some(c.component_type.as_str().to_string()),
+            "version" => Some(c.version.to_string()),
+            // Kiln has no Marketplace components, so nothing has product codes.
+            _ => None,
         })
     })
 }

@@ -489,10 +489,9 @@ const LIST_FILTERS: &[&str] = &["name", "parentImage", "platform"];
 
 /// A recipe's value for a ListImageRecipes filter. The name filter matches the name as written
 /// or its normalised ARN form.
-fn filter_value(recipe: &Recipe, filter: &str, written_name: bool) -> Option<String> {
+fn filter_value(recipe: &Recipe, filter: &str) -> Option<String> {
     match filter {
-        "name" if written_name => Some(recipe.name.clone()),
-        "name" => Some(recipe.arn.name.clone()),
+        "name" => Some(recipe.name.clone()),
         "parentImage" => Some(recipe.parent_image.clone()),
         "platform" => Some(recipe.platform.as_str().to_string()),
         _ => None,
@@ -513,10 +512,9 @@ pub fn list(
     } else {
         Vec::new()
     };
-    let matching = all.into_iter().filter(|r| {
-        filters.accept(|f| filter_value(r, f, true))
-            || filters.accept(|f| filter_value(r, f, false))
-    });
+    let matching = all
+        .into_iter()
+        .filter(|r| filters.accept(|f| filter_value(r, f)));
     let page = svc
         .pager
         .page(OP, ctx, matching, input.max_results, |r| r.arn.to_string());

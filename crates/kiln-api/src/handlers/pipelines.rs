@@ -427,11 +427,10 @@ const LIST_FILTERS: &[&str] = &[
 
 /// A pipeline's value for a ListImagePipelines filter. The name filter matches the name as
 /// written or its normalised ARN form.
-fn filter_value(p: &Pipeline, filter: &str, value_for_name: bool) -> Option<String> {
+fn filter_value(p: &Pipeline, filter: &str) -> Option<String> {
     let d = &p.definition;
     match filter {
-        "name" if value_for_name => Some(p.name.clone()),
-        "name" => Some(p.arn.name.clone()),
+        "name" => Some(p.name.clone()),
         "description" => d.description.clone(),
         "distributionConfigurationArn" => d.distribution_configuration_arn.clone(),
         "imageRecipeArn" => (d.recipe.kind == RecipeKind::Image).then(|| d.recipe.arn.clone()),
@@ -454,10 +453,9 @@ pub fn list(
     let filters = Filters::parse(input.filters.as_ref(), LIST_FILTERS)?;
     let after = svc.pager.decode(OP, ctx, input.next_token.as_deref())?;
     let all: Vec<Pipeline> = list_own(tx, ctx, KIND, None, after)?;
-    let matching = all.into_iter().filter(|p| {
-        filters.accept(|f| filter_value(p, f, true))
-            || filters.accept(|f| filter_value(p, f, false))
-    });
+    let matching = all
+        .into_iter()
+        .filter(|p| filters.accept(|f| filter_value(p, f)));
     let page = svc
         .pager
         .page(OP, ctx, matching, input.max_results, |p| p.arn.to_string());

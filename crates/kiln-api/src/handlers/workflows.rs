@@ -373,21 +373,15 @@ pub fn get(
     })
 }
 
-/// Whether a build passes the ListWorkflows filters; `name` matches the display name or the
-/// normalised one.
+/// Whether a build passes the ListWorkflows filters (`Filters` matches the name as written or
+/// normalised).
 fn passes(filters: &Filters, w: &domain::Workflow) -> bool {
-    let mut names = vec![w.name.clone()];
-    if w.arn.name != w.name {
-        names.push(w.arn.name.clone());
-    }
-    names.iter().any(|name| {
-        filters.accept(|filter| match filter {
-            "name" => Some(name.clone()),
-            "version" => Some(w.version.to_string()),
-            "description" => w.description.clone(),
-            "type" => Some(w.workflow_type.as_str().to_string()),
-            _ => None,
-        })
+    filters.accept(|filter| match filter {
+        "name" => Some(w.name.clone()),
+        "version" => Some(w.version.to_string()),
+        "description" => w.description.clone(),
+        "type" => Some(w.workflow_type.as_str().to_string()),
+        _ => None,
     })
 }
 
