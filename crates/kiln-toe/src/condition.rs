@@ -6,12 +6,12 @@
 //! Numbers accept ints, floats or strings matching `^[-+]?([0-9]+[.])?[0-9]+$`; anything else
 //! makes the comparison false. `and`/`or` evaluate operands in order and stop early, so a later
 //! operand that would error is never looked at. File checks go through [`Host`], so the caller
-//! decides the root. Only SHA-256 and SHA-512 hashes are implemented; MD5 and SHA-1 return
-//! [`ConditionError::Unsupported`].
+//! decides the root. Hashes compare case-insensitively.
 
 use serde_yaml::Value;
 use sha2::Digest;
-use std::path::{Component, Path, PathBuf};
+use crate::target::Target;
+use std::sync::OnceLock;
 
 /// File-system and PATH queries, resolved by the caller inside its execution root.
 pub trait Host {
@@ -29,8 +29,6 @@ pub enum ConditionError {
     Invalid(String),
     #[error("unknown operator `{0}`")]
     UnknownOperator(String),
-    #[error("operator `{0}` is not supported yet")]
-    Unsupported(String),
     #[error("invalid regular expression `{pattern}`: {message}")]
     Pattern { pattern: String, message: String },
 }
@@ -58,7 +56,10 @@ fn number(v: &Value) -> Option<f64> {
     match v {
         Value::Number(n) => n.as_f64(),
         Value::String(s) => {
-            let re = regex::Regex::new(r"^[-+]?([0-9]+[.])?[0-9]+$").ok()?;
+            static NUMBER: OnceLock<regex::Regex> = OnceLock::new();
+            let re = NUMBER.get_or_init(|| {
+                regex::Regex::new(r"^[-+]?([0-9]+[.])?[0-9]+$").expect("valid regex")
+            });
             if re.is_match(s) {
                 s.parse().ok()
             } else {
@@ -183,9 +184,8 @@ fn eval(expr: &Value, host: &dyn Host, depth: usize) -> Result<bool, ConditionEr
         }
         "fileSHA256Equals" => hash(|b| hex(&sha2::Sha256::digest(b)))?,
         "fileSHA512Equals" => hash(|b| hex(&sha2::Sha512::digest(b)))?,
-        "fileMD5Equals" | "fileSHA1Equals" => {
-            return Err(ConditionError::Unsupported(op.to_string()))
-        }
+        "fileMD5Equals" => hash(|b| hex(&md5::Md5::digest(b)))?,
+        "fileSHA1Equals" => hash(|b| hex(&sha1::Sha1::digest(b)))?,
         other => return Err(ConditionError::UnknownOperator(other.to_string())),
     })
 }
@@ -210,87 +210,21 @@ pub fn decide(if_block: &Value, host: &dyn Host) -> Result<StepDecision, Conditi
     }
 }
 
-/// A [`Host`] over a directory: every document path is resolved inside `root`, one component
-/// at a time, so neither `..` nor a symlink can lead outside it.
-#[derive(Debug, Clone)]
-pub struct LocalHost {
-    pub root: PathBuf,
-}
+/// The [`Host`] of an execution target: file checks resolve inside the target's root.
+pub struct TargetHost<'a>(pub &'a dyn Target);
 
-impl LocalHost {
-    /// Resolves `path` inside the root; `None` when it would escape or does not resolve.
-    pub fn resolve(&self, path: &str) -> Option<PathBuf> {
-        let root = std::fs::canonicalize(&self.root).ok()?;
-        let mut pending: Vec<std::ffi::OsString> = Path::new(path)
-            .components()
-            .rev()
-            .filter_map(|c| match c {
-                Component::Normal(n) => Some(n.to_os_string()),
-                Component::ParentDir => Some("..".into()),
-                _ => None,
-            })
-            .collect();
-        let mut current = root.clone();
-        let mut links = 0;
-        while let Some(part) = pending.pop() {
-            if part == ".." {
-                // Refused rather than clamped: a path trying to climb is an escape attempt.
-                if current == root {
-                    return None;
-                }
-                current.pop();
-                continue;
-            }
-            let next = current.join(&part);
-            match std::fs::symlink_metadata(&next) {
-                Ok(meta) if meta.file_type().is_symlink() => {
-                    links += 1;
-                    if links > 40 {
-                        return None;
-                    }
-                    let target = std::fs::read_link(&next).ok()?;
-                    // Absolute targets are not reinterpreted inside the root: they point at the
-                    // host, so they are refused unless they already lie inside the root.
-                    if target.is_absolute() {
-                        let rel = target.strip_prefix(&root).ok()?;
-                        current = root.clone();
-                        push_rev(&mut pending, rel);
-                    } else {
-                        push_rev(&mut pending, &target);
-                    }
-                }
-                _ => current = next,
-            }
-        }
-        current.starts_with(&root).then_some(current)
-    }
-}
-
-fn push_rev(pending: &mut Vec<std::ffi::OsString>, path: &Path) {
-    for c in path.components().rev() {
-        match c {
-            Component::Normal(n) => pending.push(n.to_os_string()),
-            Component::ParentDir => pending.push("..".into()),
-            _ => {}
-        }
-    }
-}
-
-impl Host for LocalHost {
+impl Host for TargetHost<'_> {
     fn file_exists(&self, path: &str) -> bool {
-        self.resolve(path).is_some_and(|p| p.is_file())
+        self.0.resolve(path).is_ok_and(|p| p.is_file())
     }
     fn folder_exists(&self, path: &str) -> bool {
-        self.resolve(path).is_some_and(|p| p.is_dir())
+        self.0.resolve(path).is_ok_and(|p| p.is_dir())
     }
     fn read_file(&self, path: &str) -> Option<Vec<u8>> {
-        std::fs::read(self.resolve(path)?).ok()
+        std::fs::read(self.0.resolve(path).ok()?).ok()
     }
     fn binary_exists(&self, name: &str) -> bool {
-        let Some(dirs) = std::env::var_os("PATH") else {
-            return false;
-        };
-        std::env::split_paths(&dirs).any(|dir| self.file_exists(&dir.join(name).to_string_lossy()))
+        self.0.binary_exists(name)
     }
 }
 
@@ -343,6 +277,9 @@ mod tests {
             ("{folderExists: /d}", true),
             ("{fileSHA256Equals: ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad, path: /f}", true),
             ("{fileSHA256Equals: 00, path: /f}", false),
+            ("{fileMD5Equals: 900150983CD24FB0D6963F7D28E17F72, path: /f}", true),
+            ("{fileSHA1Equals: a9993e364706816aba3e25717850c26c9cd0d89d, path: /f}", true),
+            ("{fileSHA1Equals: 00, path: /f}", false),
             ("{fileSHA512Equals: 00, path: /missing}", false),
             ("{not: {fileExists: /f}}", false),
             ("{and: [{fileExists: /f}, {folderExists: /d}]}", true),
@@ -369,10 +306,6 @@ mod tests {
                 "{bogus: 1}",
                 ConditionError::UnknownOperator("bogus".into()),
             ),
-            (
-                "{fileMD5Equals: 00, path: /f}",
-                ConditionError::Unsupported("fileMD5Equals".into()),
-            ),
         ];
         for (src, want) in cases {
             let v: Value = serde_yaml::from_str(src).unwrap();
@@ -397,30 +330,5 @@ mod tests {
             let v: Value = serde_yaml::from_str(src).unwrap();
             assert_eq!(decide(&v, &FakeHost), Ok(*want), "{src}");
         }
-    }
-
-    #[test]
-    fn local_host_escapes_refused() {
-        let base = std::env::temp_dir().join(format!("kiln-toe-cond-{}", std::process::id()));
-        let root = base.join("root");
-        std::fs::create_dir_all(root.join("d")).unwrap();
-        std::fs::write(root.join("d/f"), b"abc").unwrap();
-        std::os::unix::fs::symlink("/etc", root.join("etc-link")).unwrap();
-        std::os::unix::fs::symlink("d/f", root.join("ok-link")).unwrap();
-        let host = LocalHost { root: root.clone() };
-        let cases: &[(&str, bool)] = &[
-            ("/d/f", true),
-            ("d/f", true),
-            ("/ok-link", true),
-            ("/d/../d/f", true),
-            ("../etc/passwd", false),
-            ("/../../etc/passwd", false),
-            ("/etc-link/passwd", false),
-        ];
-        for (path, want) in cases {
-            assert_eq!(host.file_exists(path), *want, "{path}");
-        }
-        assert!(host.folder_exists("/d"));
-        std::fs::remove_dir_all(&base).unwrap();
     }
 }
