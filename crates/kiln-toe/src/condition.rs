@@ -190,6 +190,121 @@ fn eval(expr: &Value, host: &dyn Host, depth: usize) -> Result<bool, ConditionEr
     })
 }
 
+const STRING_PAIR_OPS: [&str; 6] = [
+    "stringEquals",
+    "stringLessThan",
+    "stringLessThanEquals",
+    "stringGreaterThan",
+    "stringGreaterThanEquals",
+    "patternMatches",
+];
+const NUMBER_OPS: [&str; 5] = [
+    "numberEquals",
+    "numberLessThan",
+    "numberLessThanEquals",
+    "numberGreaterThan",
+    "numberGreaterThanEquals",
+];
+const SINGLE_OPS: [&str; 5] = [
+    "stringIsEmpty",
+    "stringIsWhitespace",
+    "binaryExists",
+    "fileExists",
+    "folderExists",
+];
+const HASH_OPS: [&str; 4] = [
+    "fileMD5Equals",
+    "fileSHA1Equals",
+    "fileSHA256Equals",
+    "fileSHA512Equals",
+];
+
+/// Checks the shape of an `if` block or an `Assert` expression without evaluating it:
+/// exactly one operator, known operators, `value` or `path` where the operator needs one,
+/// lists under `and`/`or`, at most 4 levels, `then`/`else` only at the top of an `if`, and
+/// patterns that compile (unless they hold a `{{ }}` reference, known only at run time).
+/// The message says what is wrong, for the caller to prefix with phase, step and line.
+pub fn check(expr: &Value, is_if: bool) -> Result<(), String> {
+    check_at(expr, is_if, 1)
+}
+
+fn check_at(expr: &Value, top_of_if: bool, depth: usize) -> Result<(), String> {
+    if depth > MAX_DEPTH {
+        return Err("conditions nest at most 4 levels deep".into());
+    }
+    let map = expr
+        .as_mapping()
+        .ok_or_else(|| "a condition must be a mapping with one operator".to_string())?;
+    let mut ops = Vec::new();
+    for (k, v) in map {
+        let Some(key) = k.as_str() else {
+            return Err("condition keys must be strings".into());
+        };
+        match key {
+            "value" | "path" => {}
+            "then" | "else" if top_of_if => match v.as_str() {
+                Some("Abort" | "Execute" | "Skip") => {}
+                _ => return Err(format!("{key} must be Abort, Execute or Skip")),
+            },
+            _ => ops.push((key, v)),
+        }
+    }
+    let (op, operand) = match ops.as_slice() {
+        [one] => *one,
+        [] => return Err("a condition needs one operator".into()),
+        many => {
+            let names: Vec<&str> = many.iter().map(|(k, _)| *k).collect();
+            return Err(format!(
+                "a condition has exactly one operator, found {}",
+                names.join(", ")
+            ));
+        }
+    };
+    let needs = |key: &str| -> Result<(), String> {
+        match map.get(key) {
+            Some(v) if scalar(v).is_some() => Ok(()),
+            Some(_) => Err(format!("{op}: `{key}` must be a single value")),
+            None => Err(format!("{op} needs `{key}`")),
+        }
+    };
+    let single = || -> Result<(), String> {
+        scalar(operand)
+            .map(|_| ())
+            .ok_or_else(|| format!("{op} takes a single value"))
+    };
+    match op {
+        "and" | "or" => {
+            let items = operand
+                .as_sequence()
+                .filter(|items| !items.is_empty())
+                .ok_or_else(|| format!("{op} takes a non-empty list of conditions"))?;
+            for item in items {
+                check_at(item, false, depth + 1)?;
+            }
+            Ok(())
+        }
+        "not" => check_at(operand, false, depth + 1),
+        _ if SINGLE_OPS.contains(&op) => single(),
+        _ if STRING_PAIR_OPS.contains(&op) || NUMBER_OPS.contains(&op) => {
+            single()?;
+            needs("value")?;
+            if op == "patternMatches" {
+                if let Some(pattern) = scalar(operand).filter(|p| !p.contains("{{")) {
+                    regex::Regex::new(&pattern).map_err(|e| {
+                        format!("patternMatches: invalid regular expression `{pattern}`: {e}")
+                    })?;
+                }
+            }
+            Ok(())
+        }
+        _ if HASH_OPS.contains(&op) => {
+            single()?;
+            needs("path")
+        }
+        other => Err(format!("unknown operator `{other}`")),
+    }
+}
+
 /// Applies `then`/`else` (Abort|Execute|Skip) to the `if` mapping: default true => Execute,
 /// false => Skip.
 pub fn decide(if_block: &Value, host: &dyn Host) -> Result<StepDecision, ConditionError> {

@@ -35,6 +35,10 @@ pub enum Reference {
         loop_name: Option<String>,
         field: LoopField,
     },
+    /// `{{ aws:ssm:resolve(name) }}`: an SSM parameter (or Secrets Manager secret through
+    /// `/aws/reference/secretsmanager/...`) resolved on the instance; the argument is a
+    /// parameter or constant of the document, or the parameter name itself.
+    SsmParameter(String),
 }
 
 /// Resolves references to values; the engine implements it over its run state.
@@ -93,6 +97,13 @@ fn is_name(s: &str) -> bool {
 /// Classifies a trimmed expression; `None` when it matches no documented form.
 pub fn parse_reference(expr: &str) -> Option<Reference> {
     let expr = expr.trim();
+    if let Some(arg) = expr
+        .strip_prefix("aws:ssm:resolve(")
+        .and_then(|rest| rest.strip_suffix(')'))
+    {
+        let arg = arg.trim();
+        return (!arg.is_empty()).then(|| Reference::SsmParameter(arg.to_string()));
+    }
     let parts: Vec<&str> = expr.split('.').collect();
     match parts.as_slice() {
         [name] if is_name(name) => Some(Reference::Variable((*name).to_string())),

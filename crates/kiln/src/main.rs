@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+mod toe;
+
 #[derive(Parser)]
 #[command(
     name = "kiln",
@@ -22,6 +24,9 @@ struct Cli {
 enum Command {
     /// Serve the Image Builder API (AWS SDKs and the aws CLI talk to it with --endpoint-url).
     Serve(ServeArgs),
+    /// Validate and run AWSTOE component documents on this machine (like AWS's awstoe).
+    #[command(subcommand)]
+    Toe(toe::ToeCommand),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -64,6 +69,7 @@ fn main() -> Result<()> {
         .init();
     match Cli::parse().command {
         Command::Serve(args) => serve(args),
+        Command::Toe(command) => std::process::exit(toe::main(command)),
     }
 }
 
