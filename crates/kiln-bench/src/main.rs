@@ -13,9 +13,13 @@
 //! median of the rounds' ratios. It prints throughput and p50/p99 latency for each, and the
 //! figures next to the targets of issue 2: creates >= 3,000/s with p99 <= 20 ms; gets >= 50% of
 //! the ceiling's throughput.
+//!
+//! `cargo run --release -p kiln-bench -- toe [--rounds N] [--steps N]` measures the component
+//! engine's overhead per step (see `toe.rs`).
 
 mod ceiling;
 mod client;
+mod toe;
 
 use anyhow::{bail, Context, Result};
 use client::Connection;
@@ -54,9 +58,14 @@ fn parse_options() -> Result<(String, Options)> {
 }
 
 fn main() -> Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("toe") {
+        return toe::main(std::env::args().skip(2));
+    }
     let (which, options) = parse_options()?;
     if which != "api" {
-        bail!("usage: kiln-bench api [--seconds N] [--connections N]");
+        bail!(
+            "usage: kiln-bench api [--seconds N] [--connections N] | toe [--rounds N] [--steps N]"
+        );
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

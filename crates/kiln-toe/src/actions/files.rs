@@ -84,8 +84,12 @@ struct TransferEntry {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct PathEntry {
+struct DeleteFileEntry {
     path: Text,
+    /// Not in the AWS docs, but AWS's own sample documents write it (the Image Builder
+    /// samples' InSpec component deletes a folder with `DeleteFile` and `force: true`), so it is
+    /// accepted.
+    force: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -164,7 +168,7 @@ pub fn validate(kind: ActionKind, inputs: &Value) -> Result<(), String> {
         CreateFolder => check::<CreateFolderEntry>(inputs),
         CreateSymlink => check::<SymlinkEntry>(inputs),
         CopyFile | MoveFile | CopyFolder | MoveFolder => check::<TransferEntry>(inputs),
-        DeleteFile => check::<PathEntry>(inputs),
+        DeleteFile => check::<DeleteFileEntry>(inputs),
         DeleteFolder => check::<DeleteFolderEntry>(inputs),
         ListFiles => check::<ListFilesEntry>(inputs),
         ReadFile => check::<ReadFileEntry>(inputs),
@@ -221,9 +225,29 @@ fn each<T: DeserializeOwned>(
 ) -> Result<Outputs, ActionFailure> {
     let entries = parse_list::<T>(inputs).map_err(ActionFailure::Failed)?;
     for (i, entry) in entries.iter().enumerate() {
-        f(ctx, entry).map_err(|m| ActionFailure::Failed(format!("inputs[{i}]: {m}")))?;
+        check_deadline(ctx).map_err(|m| failure(i, m))?;
+        f(ctx, entry).map_err(|m| failure(i, m))?;
     }
     Ok(Outputs::new())
+}
+
+/// The message [`check_deadline`] answers; [`failure`] turns it into
+/// [`ActionFailure::TimedOut`] wherever it comes from (a long folder walk checks too).
+const TIMED_OUT: &str = "the step's timeoutSeconds ran out";
+
+fn check_deadline(ctx: &ActionContext) -> Result<(), String> {
+    match ctx.remaining() {
+        Some(left) if left.is_zero() => Err(TIMED_OUT.to_string()),
+        _ => Ok(()),
+    }
+}
+
+fn failure(i: usize, message: String) -> ActionFailure {
+    if message == TIMED_OUT {
+        ActionFailure::TimedOut
+    } else {
+        ActionFailure::Failed(format!("inputs[{i}]: {message}"))
+    }
 }
 
 /// Runs `f` on every entry and answers its results under `key`.
@@ -241,8 +265,8 @@ fn collect<T: DeserializeOwned>(
     let entries = parse_list::<T>(inputs).map_err(ActionFailure::Failed)?;
     let mut results = Vec::with_capacity(entries.len());
     for (i, entry) in entries.iter().enumerate() {
-        results
-            .push(f(ctx, entry).map_err(|m| ActionFailure::Failed(format!("inputs[{i}]: {m}")))?);
+        check_deadline(ctx).map_err(|m| failure(i, m))?;
+        results.push(f(ctx, entry).map_err(|m| failure(i, m))?);
     }
     let mut out = Outputs::new();
     out.insert(
@@ -382,6 +406,7 @@ fn walk(
         .map_err(io_err(&doc))?;
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
+        check_deadline(ctx)?;
         let path = entry.path();
         let ft = entry
             .file_type()
@@ -1066,27 +1091,43 @@ fn transfer_folder(ctx: &ActionContext, e: &TransferEntry, moving: bool) -> Resu
 
 /// DeleteFile: removes a file (a link itself, never what it points to).
 /// Decisions: a missing file named without a wildcard fails; a wildcard matching nothing
-/// succeeds (nothing to delete); folders are never removed (a named folder fails, matching
-/// folders are skipped).
-fn delete_file(ctx: &ActionContext, e: &PathEntry) -> Result<(), String> {
+/// succeeds (nothing to delete). Without `force`, folders are never removed (a named folder
+/// fails, matching folders are skipped). With the undocumented `force: true` (see
+/// [`DeleteFileEntry`]) it acts as `rm -rf`: a missing file is not an error, and folders, named
+/// or matched, are removed with their contents (never the target's root).
+fn delete_file(ctx: &ActionContext, e: &DeleteFileEntry) -> Result<(), String> {
     let doc = e.path.as_str();
+    let force = flag_or(&e.force, "force", false)?;
     wildcard_only_last("path", doc)?;
     let (_, name) = split_last(doc);
+    let remove = |m: &str, host: &Path, meta: &fs::Metadata| -> Result<(), String> {
+        if !meta.is_dir() {
+            fs::remove_file(host).map_err(io_err(m))
+        } else if is_root(ctx, host) {
+            Err(format!("{m}: refusing to delete the target's root folder"))
+        } else {
+            fs::remove_dir_all(host).map_err(io_err(m))
+        }
+    };
     if has_wildcard(&name) {
         for (m, _) in expand(ctx, "path", doc)? {
             let host = resolve_link(ctx, &m)?;
-            if fs::symlink_metadata(&host).is_ok_and(|md| !md.is_dir()) {
-                fs::remove_file(&host).map_err(io_err(&m))?;
+            match fs::symlink_metadata(&host) {
+                Ok(meta) if force || !meta.is_dir() => remove(&m, &host, &meta)?,
+                _ => {}
             }
         }
         return Ok(());
     }
     let host = resolve_link(ctx, doc)?;
     match fs::symlink_metadata(&host) {
+        Err(err) if err.kind() == io::ErrorKind::NotFound && force => Ok(()),
         Err(err) if err.kind() == io::ErrorKind::NotFound => Err(format!("{doc}: no such file")),
         Err(err) => Err(io_err(doc)(err)),
-        Ok(m) if m.is_dir() => Err(format!("{doc}: is a folder (use DeleteFolder)")),
-        Ok(_) => fs::remove_file(&host).map_err(io_err(doc)),
+        Ok(m) if m.is_dir() && !force => Err(format!(
+            "{doc}: is a folder (use DeleteFolder, or force: true)"
+        )),
+        Ok(m) => remove(doc, &host, &m),
     }
 }
 
@@ -1515,8 +1556,8 @@ mod tests {
             ),
             (
                 DeleteFile,
-                "- {path: /a}\n- {force: true}",
-                "inputs[1]: unknown field `force`",
+                "- {path: /a}\n- {path: /b, recursive: true}",
+                "inputs[1]: unknown field `recursive`",
             ),
             (DeleteFile, "/a", "inputs must be a list, found a string"),
             (ExecuteBash, "[]", "ExecuteBash is not a file action"),
@@ -2020,7 +2061,22 @@ mod tests {
         );
         assert_eq!(
             f.fails(DeleteFile, "- path: /d/sub.log"),
-            "inputs[0]: /d/sub.log: is a folder (use DeleteFolder)"
+            "inputs[0]: /d/sub.log: is a folder (use DeleteFolder, or force: true)"
+        );
+        // force (as AWS's InSpec sample writes it): rm -rf.
+        f.write("d/sub.log/inner", "i");
+        f.write("e/x.tmp", "x");
+        fs::create_dir_all(f.p("e/y.tmp/z")).unwrap();
+        f.ok(
+            DeleteFile,
+            "- {path: '/d/sub.log/', force: true}\n- {path: /d/none, force: true}\n- {path: '/e/*.tmp', force: true}",
+        );
+        assert!(!f.exists("d/sub.log") && !f.exists("e/x.tmp") && !f.exists("e/y.tmp"));
+        assert!(f.exists("d") && f.exists("e"));
+        let err = f.fails(DeleteFile, "- {path: /.., force: true}");
+        assert!(
+            err.contains("refusing to delete the target's root folder"),
+            "{err}"
         );
     }
 
@@ -2381,6 +2437,23 @@ mod tests {
     }
 
     #[test]
+    fn a_passed_deadline_times_out() {
+        let f = Fixture::new();
+        let inputs: Value = serde_yaml::from_str("- path: /x").unwrap();
+        let ctx = ActionContext {
+            target: &f.target,
+            config: &f.config,
+            console: &f.console,
+            deadline: Some(std::time::Instant::now()),
+            scratch: &f.scratch,
+            scratch_in_target: "/scratch",
+        };
+        assert_eq!(run(CreateFile, &ctx, &inputs), Err(ActionFailure::TimedOut));
+        assert_eq!(run(ListFiles, &ctx, &inputs), Err(ActionFailure::TimedOut));
+        assert!(!f.exists("x"));
+    }
+
+    #[test]
     fn paths_never_leave_the_root() {
         let f = Fixture::new();
         let host_passwd = fs::read("/etc/passwd").ok();
@@ -2446,5 +2519,47 @@ mod tests {
         fs::create_dir_all(f.p("etc2")).unwrap();
         f.ok(DeleteFolder, "- {path: /../../etc-link/../etc2}");
         assert!(!f.exists("etc2") && Path::new("/etc").is_dir());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn any_text_round_trips_through_every_encoding(text in "\\PC*") {
+            for enc in Encoding::ALL {
+                proptest::prop_assert_eq!(enc.decode(&enc.encode(&text)), Some(text.clone()));
+            }
+        }
+
+        #[test]
+        fn created_paths_stay_inside_the_root(
+            parts in proptest::collection::vec(
+                proptest::sample::select(vec!["..", ".", "outside", "up", "etc-link", "x", ""]),
+                1..8,
+            ),
+            absolute in proptest::bool::ANY,
+        ) {
+            let f = Fixture::new();
+            std::os::unix::fs::symlink("../..", f.p("up")).unwrap();
+            std::os::unix::fs::symlink("/", f.p("etc-link")).unwrap();
+            let mut path = parts.join("/");
+            if absolute {
+                path.insert(0, '/');
+            }
+            path.push_str("/new");
+            for kind in [CreateFolder, CreateFile, CreateSymlink] {
+                let entry = if kind == CreateSymlink {
+                    format!("- {{path: '{path}-link', target: '/scratch'}}")
+                } else {
+                    format!("- path: '{path}-{}'", kind.name())
+                };
+                let _ = f.run(kind, &entry);
+            }
+            let escaped: Vec<_> = fs::read_dir(&f.outside).unwrap().collect();
+            proptest::prop_assert!(escaped.is_empty(), "{path}: {escaped:?}");
+            let base = f.root.parent().unwrap();
+            let names: Vec<_> = fs::read_dir(base).unwrap().map(|e| e.unwrap().file_name()).collect();
+            proptest::prop_assert_eq!(names.len(), 2, "{}: {:?}", path, names);
+        }
     }
 }

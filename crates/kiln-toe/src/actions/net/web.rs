@@ -389,6 +389,14 @@ mod tests {
         }
 
         fn run(&self, yaml: &str) -> Result<Outputs, ActionFailure> {
+            self.run_until(yaml, None)
+        }
+
+        fn run_until(
+            &self,
+            yaml: &str,
+            deadline: Option<std::time::Instant>,
+        ) -> Result<Outputs, ActionFailure> {
             let inputs: Value = serde_yaml::from_str(yaml).unwrap();
             crate::actions::validate(ActionKind::WebDownload, &inputs)
                 .map_err(ActionFailure::Failed)?;
@@ -397,7 +405,7 @@ mod tests {
                 target: &self.target,
                 config: &self.config,
                 console: &self.console,
-                deadline: None,
+                deadline,
                 scratch: &scratch,
                 scratch_in_target: "/scratch",
             };
@@ -599,6 +607,29 @@ mod tests {
             b"confined"
         );
         assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_slow_server_runs_into_the_deadline() {
+        let server = Server::start(|_, _| {
+            std::thread::sleep(Duration::from_secs(3));
+            ok(b"late")
+        });
+        let f = Fixture::new();
+        let start = std::time::Instant::now();
+        let deadline = start + Duration::from_millis(300);
+        let r = f.run_until(
+            &format!("- {{source: '{}', destination: /f}}", server.url("/f")),
+            Some(deadline),
+        );
+        assert_eq!(r, Err(ActionFailure::TimedOut));
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+        assert!(!f.path("/f").exists());
+        assert!(!f.path("/.f.kiln-part").exists());
     }
 
     #[test]

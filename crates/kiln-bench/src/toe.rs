@@ -1,0 +1,296 @@
+//! `cargo run --release -p kiln-bench -- toe [--rounds N] [--steps N]`: the component engine's
+//! overhead per step (issue 3, item 8: everything except the step's own command stays under
+//! 2 ms per step).
+//!
+//! Measured in the same process, in alternating rounds (the machine is shared and noisy), on
+//! the local host through `Engine::run` with its logs in a temporary directory:
+//! - A: a document of `--steps` `ExecuteBash` steps of `commands: ['true']`;
+//! - the baseline for A: the step's own command done directly, as `ExecuteBash` must at least
+//!   do it: write the script file, run `bash <script>` with stdin from /dev/null and stdout and
+//!   stderr piped, read them to the end and wait; overhead per step = (A - baseline) / steps;
+//! - B: `--steps` `Assert` steps (`stringEquals`), no process and no scratch directory: its whole
+//!   time is engine overhead plus a tiny action;
+//! - C: `--steps` `CreateFolder` steps on a temporary path: engine overhead, the per-step
+//!   scratch directory and one mkdir;
+//! - the engine's per-step filesystem work, redone here the way the engine does it: scratch
+//!   directory created and removed under /tmp/kiln-toe, the console.log header line and the two
+//!   application.log lines (timestamped) appended.
+//!
+//! Medians over the rounds, with min and max, each next to the 2 ms target.
+
+use anyhow::{bail, Context, Result};
+use kiln_toe::engine::{Engine, EngineConfig, Outcome, Quiet, RunRequest, SourceDocument};
+use kiln_toe::report::Status;
+use kiln_toe::target::LocalTarget;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Target for the engine's overhead per step.
+const TARGET_MS: f64 = 2.0;
+
+struct Options {
+    rounds: usize,
+    steps: usize,
+}
+
+fn parse(args: impl Iterator<Item = String>) -> Result<Options> {
+    let mut args = args;
+    let mut options = Options {
+        rounds: 7,
+        steps: 200,
+    };
+    while let Some(flag) = args.next() {
+        let value = args
+            .next()
+            .with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--rounds" => options.rounds = value.parse().context("--rounds")?,
+            "--steps" => options.steps = value.parse().context("--steps")?,
+            _ => bail!("unknown flag {flag} (kiln-bench toe [--rounds N] [--steps N])"),
+        }
+    }
+    if options.rounds == 0 || options.steps == 0 {
+        bail!("--rounds and --steps must be at least 1");
+    }
+    Ok(options)
+}
+
+/// A one-phase document of `steps` steps, each `step(i)` (a YAML flow mapping's body).
+fn document(steps: usize, step: impl Fn(usize) -> String) -> String {
+    let mut text = String::from("schemaVersion: 1.0\nphases:\n  - name: build\n    steps:\n");
+    for i in 0..steps {
+        text.push_str(&format!("      - {{name: S{i}, {}}}\n", step(i)));
+    }
+    text
+}
+
+/// Runs `text` through `Engine::run` on the host and returns how long the run took.
+fn engine_run(text: &str, work: &Path, id: &str) -> Result<Duration> {
+    let logs = work.join("logs");
+    let request = RunRequest {
+        documents: vec![SourceDocument {
+            name: "bench.yaml".into(),
+            text: text.to_string(),
+            parameters: Vec::new(),
+        }],
+        phases: None,
+        parameters: Vec::new(),
+        execution_id: Some(id.to_string()),
+        log_directory: logs.clone(),
+        state_directory: Some(work.join("state")),
+    };
+    let target = LocalTarget::host();
+    let config = EngineConfig::default();
+    let started = Instant::now();
+    let outcome = Engine::new(&target, &config, &Quiet).run(request);
+    let elapsed = started.elapsed();
+    match outcome {
+        Ok(Outcome::Finished(report)) if report.status == Status::Success => {}
+        Ok(Outcome::Finished(report)) => bail!(
+            "the run failed: {}",
+            report.failure_message.unwrap_or_default()
+        ),
+        other => bail!("expected a finished run, got {other:?}"),
+    }
+    // What the run leaves behind: its log folder and /tmp/kiln-toe/<execution id>.
+    let _ = std::fs::remove_dir_all(&logs);
+    let _ = std::fs::remove_dir_all(Path::new("/tmp/kiln-toe").join(id));
+    Ok(elapsed)
+}
+
+/// The steps' own commands, done directly: write the script, `bash <script>` with piped
+/// stdout/stderr read to the end, wait.
+fn bare_bash(steps: usize, work: &Path) -> Result<Duration> {
+    let started = Instant::now();
+    for i in 0..steps {
+        let script = work.join(format!("script-{i}.sh"));
+        std::fs::write(&script, "true\n")?;
+        let out = Command::new("bash")
+            .arg(&script)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()?;
+        if !out.status.success() {
+            bail!("bash {} exited with {}", script.display(), out.status);
+        }
+    }
+    let elapsed = started.elapsed();
+    for i in 0..steps {
+        let _ = std::fs::remove_file(work.join(format!("script-{i}.sh")));
+    }
+    Ok(elapsed)
+}
+
+/// The engine's per-step filesystem work, the way it does it: a scratch directory
+/// `/tmp/kiln-toe/<id>/<phase>-<step>-<uuid>` created and removed, one console.log header
+/// line, two timestamped application.log lines (files opened once, appended, not flushed
+/// beyond `write`).
+fn filesystem_work(steps: usize, work: &Path, id: &str) -> Result<Duration> {
+    let open = |name: &str| {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(work.join(name))
+    };
+    let mut console = open("console.log")?;
+    let mut application = open("application.log")?;
+    let root = Path::new("/tmp/kiln-toe").join(id);
+    let started = Instant::now();
+    for i in 0..steps {
+        writeln!(console, "==> build/S{i} (ExecuteBash)")?;
+        writeln!(
+            application,
+            "{} step build/S{i} (ExecuteBash) started",
+            kiln_toe::report::now()
+        )?;
+        let scratch = root.join(format!("build-S{i}-{}", unique(i)));
+        std::fs::create_dir_all(&scratch)?;
+        std::fs::remove_dir_all(&scratch)?;
+        writeln!(
+            application,
+            "{} step build/S{i} success",
+            kiln_toe::report::now()
+        )?;
+    }
+    let elapsed = started.elapsed();
+    let _ = std::fs::remove_dir_all(&root);
+    let _ = std::fs::remove_file(work.join("console.log"));
+    let _ = std::fs::remove_file(work.join("application.log"));
+    Ok(elapsed)
+}
+
+/// A 32-hex-digit name like the engine's `Uuid::new_v4().simple()`, without the dependency.
+fn unique(i: usize) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!("{:032x}", nanos ^ ((i as u128) << 64))
+}
+
+struct Series {
+    totals_ms: Vec<f64>,
+}
+
+impl Series {
+    fn new() -> Series {
+        Series {
+            totals_ms: Vec::new(),
+        }
+    }
+    fn push(&mut self, d: Duration) {
+        self.totals_ms.push(d.as_secs_f64() * 1e3);
+    }
+}
+
+fn stats(values: &[f64]) -> (f64, f64, f64) {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    let median = sorted[sorted.len() / 2];
+    (median, sorted[0], sorted[sorted.len() - 1])
+}
+
+fn verdict(per_step_ms: f64) -> &'static str {
+    if per_step_ms < TARGET_MS {
+        "OK"
+    } else {
+        "OVER"
+    }
+}
+
+pub fn main(args: impl Iterator<Item = String>) -> Result<()> {
+    let options = parse(args)?;
+    let n = options.steps;
+    let work = tempfile::tempdir()?;
+    let folders = work.path().join("folders");
+    let bash_doc = document(n, |_| {
+        "action: ExecuteBash, inputs: {commands: ['true']}".into()
+    });
+    let assert_doc = document(n, |_| {
+        "action: Assert, inputs: {stringEquals: a, value: a}".into()
+    });
+    let folder_doc = document(n, |i| {
+        format!(
+            "action: CreateFolder, inputs: [{{path: '{}/f{i}'}}]",
+            folders.display()
+        )
+    });
+    let tag = format!("kiln-bench-{}", std::process::id());
+    println!(
+        "kiln-bench toe: {n}-step documents, {} rounds (ExecuteBash, bare bash, Assert, CreateFolder, filesystem work, alternating), work dir {}",
+        options.rounds,
+        work.path().display()
+    );
+
+    // One warm-up of each, not counted (page cache, bash binary, first allocations).
+    engine_run(&bash_doc, work.path(), &format!("{tag}-warm-a"))?;
+    bare_bash(n, work.path())?;
+    engine_run(&assert_doc, work.path(), &format!("{tag}-warm-b"))?;
+
+    let mut bash = Series::new();
+    let mut bare = Series::new();
+    let mut assert = Series::new();
+    let mut folder = Series::new();
+    let mut fs_work = Series::new();
+    let mut overheads = Vec::new();
+    for round in 0..options.rounds {
+        let a = engine_run(&bash_doc, work.path(), &format!("{tag}-a{round}"))?;
+        let base = bare_bash(n, work.path())?;
+        let b = engine_run(&assert_doc, work.path(), &format!("{tag}-b{round}"))?;
+        let c = engine_run(&folder_doc, work.path(), &format!("{tag}-c{round}"))?;
+        let _ = std::fs::remove_dir_all(&folders);
+        let f = filesystem_work(n, work.path(), &format!("{tag}-f{round}"))?;
+        let overhead = (a.as_secs_f64() - base.as_secs_f64()) * 1e3 / n as f64;
+        println!(
+            "  round {}: ExecuteBash {:7.1} ms  bare bash {:7.1} ms  -> {:6.3} ms/step   Assert {:6.1} ms  CreateFolder {:6.1} ms  fs work {:6.1} ms",
+            round + 1,
+            a.as_secs_f64() * 1e3,
+            base.as_secs_f64() * 1e3,
+            overhead,
+            b.as_secs_f64() * 1e3,
+            c.as_secs_f64() * 1e3,
+            f.as_secs_f64() * 1e3,
+        );
+        bash.push(a);
+        bare.push(base);
+        assert.push(b);
+        folder.push(c);
+        fs_work.push(f);
+        overheads.push(overhead);
+    }
+
+    let per_step = |s: &Series| -> (f64, f64, f64) {
+        let (m, lo, hi) = stats(&s.totals_ms);
+        (m / n as f64, lo / n as f64, hi / n as f64)
+    };
+    let (bash_m, _, _) = stats(&bash.totals_ms);
+    let (bare_m, _, _) = stats(&bare.totals_ms);
+    let (over_m, over_lo, over_hi) = stats(&overheads);
+    println!();
+    println!(
+        "ExecuteBash 'true' x{n}: engine {bash_m:.0} ms, bare bash {bare_m:.0} ms -> overhead {over_m:.3} ms/step (min {over_lo:.3}, max {over_hi:.3}; target < {TARGET_MS} ms) {}",
+        verdict(over_m)
+    );
+    let (m, lo, hi) = per_step(&assert);
+    println!(
+        "Assert x{n}: {:.0} ms -> {m:.3} ms/step, all of it engine overhead (min {lo:.3}, max {hi:.3}; target < {TARGET_MS} ms) {}",
+        m * n as f64,
+        verdict(m)
+    );
+    let (m, lo, hi) = per_step(&folder);
+    println!(
+        "CreateFolder x{n}: {:.0} ms -> {m:.3} ms/step, engine overhead + scratch dir + mkdir (min {lo:.3}, max {hi:.3}; target < {TARGET_MS} ms) {}",
+        m * n as f64,
+        verdict(m)
+    );
+    let (m, lo, hi) = per_step(&fs_work);
+    println!(
+        "per-step filesystem work x{n} (scratch dir create+remove under /tmp/kiln-toe, console.log + 2 application.log lines): {:.1} ms -> {m:.3} ms/step (min {lo:.3}, max {hi:.3})",
+        m * n as f64,
+    );
+    Ok(())
+}

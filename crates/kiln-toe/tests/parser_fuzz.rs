@@ -1,0 +1,463 @@
+//! Property tests of the document parser and validator: whatever the input, `document::parse`
+//! answers (never panics), and an error is a non-empty list of problems, each with a message
+//! that says something and, inside a phase, the line it is on.
+//!
+//! (a) arbitrary bytes, arbitrary UTF-8 and YAML-token soup; (b) every truncation of every
+//! corpus component document; (c) structured documents from a small grammar of plausible keys
+//! and values, serialized by serde_yaml; (d) `Engine::validate` on the same documents.
+
+use kiln_toe::actions::ActionKind;
+use kiln_toe::document::{parse, DocumentError, Platform};
+use kiln_toe::engine::{Engine, EngineConfig, Quiet, RunRequest, SourceDocument};
+use kiln_toe::target::LocalTarget;
+use proptest::prelude::*;
+use serde_yaml::{Mapping, Value};
+use std::path::PathBuf;
+
+/// Checks the shape of an error; returns the problems inside a phase that carry no line.
+fn check_error(e: &DocumentError, input: &str) -> Vec<String> {
+    assert!(
+        !e.problems.is_empty(),
+        "an error without problems for {input:?}"
+    );
+    assert!(
+        !e.to_string().trim().is_empty(),
+        "an empty error message for {input:?}"
+    );
+    let mut lineless = Vec::new();
+    for p in &e.problems {
+        assert!(
+            !p.message.trim().is_empty(),
+            "a problem without a message ({p:?}) for {input:?}"
+        );
+        assert!(!p.to_string().trim().is_empty());
+        if p.phase.is_some() && p.line.is_none() {
+            lineless.push(p.to_string());
+        }
+    }
+    lineless
+}
+
+fn parse_any(text: &str) -> Vec<String> {
+    let mut lineless = Vec::new();
+    for platform in [Platform::Linux, Platform::Windows] {
+        if let Err(e) = parse(text, platform) {
+            lineless.extend(check_error(&e, text));
+        }
+    }
+    lineless
+}
+
+// ---------------------------------------------------------------------------------------------
+// (a) arbitrary input
+
+/// Pieces of YAML syntax and of component documents, to build inputs that get past the YAML
+/// parser more often than random bytes do.
+const TOKENS: &[&str] = &[
+    "\n", "\n  ", "\n    ", "\n      ", "  ", " ", "- ", "-", ": ", ":", "{", "}", "[", "]", ",",
+    "'", "\"", "|", ">", "|-", "&a ", "*a", "!!str ", "!!int ", "!tag ", "#", "%YAML 1.2\n",
+    "---\n", "...\n", "? ", "<<: ", "\t", "\\", "\r\n", "~", "null", "true", "0x1F", "1e9",
+    "-1", "1.0", "9999999999999999999999", "schemaVersion", "phases", "steps", "name", "action",
+    "inputs", "loop", "if", "onFailure", "timeoutSeconds", "maxAttempts", "parameters",
+    "constants", "build", "validate", "test", "ExecuteBash", "CreateFile", "commands", "forEach",
+    "for", "start", "end", "updateBy", "list", "delimiter", "{{ ", " }}", "{{ loop.value }}",
+    "{{ build.S.outputs.stdout }}", "{{ P }}", "type", "string", "value", "default", "é", "😀",
+    "\u{0}", "\u{feff}",
+];
+
+fn token_soup() -> impl Strategy<Value = String> {
+    prop::collection::vec(prop::sample::select(TOKENS), 0..80).prop_map(|t| t.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        let text = String::from_utf8_lossy(&bytes);
+        parse_any(&text);
+    }
+
+    #[test]
+    fn arbitrary_utf8_never_panics(text in any::<String>()) {
+        parse_any(&text);
+    }
+
+    #[test]
+    fn yaml_token_soup_never_panics(text in token_soup()) {
+        parse_any(&text);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// (b) truncated corpus documents
+
+fn corpus() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus")
+}
+
+/// Every component document of the corpus (all platforms): (file, text).
+fn corpus_components() -> Vec<(String, String)> {
+    let sources = std::fs::read_to_string(corpus().join("SOURCES.tsv")).expect("SOURCES.tsv");
+    sources
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split('\t').collect();
+            (cols.len() >= 7 && cols[5] == "component").then(|| {
+                let text = std::fs::read_to_string(corpus().join(cols[0])).expect(cols[0]);
+                (cols[0].to_string(), text)
+            })
+        })
+        .collect()
+}
+
+/// Where to cut `text`: every char boundary of a short document; of a long one, every line
+/// end (with and without its newline), the first 256 boundaries and an even sample of the rest.
+fn cut_points(text: &str) -> Vec<usize> {
+    let boundaries: Vec<usize> = (0..=text.len())
+        .filter(|&i| text.is_char_boundary(i))
+        .collect();
+    if boundaries.len() <= 1500 {
+        return boundaries;
+    }
+    let mut cuts: Vec<usize> = boundaries.iter().copied().take(256).collect();
+    let step = boundaries.len() / 400;
+    cuts.extend(boundaries.iter().copied().step_by(step.max(1)));
+    for (i, _) in text.match_indices('\n') {
+        cuts.push(i);
+        cuts.push(i + 1);
+    }
+    cuts.push(text.len());
+    cuts.sort_unstable();
+    cuts.dedup();
+    cuts
+}
+
+#[test]
+fn every_truncation_of_a_corpus_document_answers() {
+    let started = std::time::Instant::now();
+    let docs = corpus_components();
+    assert!(docs.len() >= 67, "corpus component documents: {}", docs.len());
+    let mut parses = 0;
+    let mut lineless = Vec::new();
+    for (file, text) in &docs {
+        for cut in cut_points(text) {
+            let prefix = &text[..cut];
+            let result = std::panic::catch_unwind(|| parse_any(prefix));
+            match result {
+                Ok(l) => {
+                    for p in l {
+                        lineless.push(format!("{file} cut at byte {cut}: {p}"));
+                    }
+                }
+                Err(_) => panic!("parse panicked on {file} cut at byte {cut}: {prefix:?}"),
+            }
+            parses += 1;
+        }
+    }
+    eprintln!(
+        "{} documents, {parses} truncations, {:?}",
+        docs.len(),
+        started.elapsed()
+    );
+    lineless.sort();
+    lineless.dedup();
+    assert!(
+        lineless.is_empty(),
+        "{} problems inside a phase without a line, e.g.:\n{}",
+        lineless.len(),
+        lineless.iter().take(20).cloned().collect::<Vec<_>>().join("\n")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// (c) structured documents
+
+fn s(text: &str) -> Value {
+    Value::String(text.to_string())
+}
+
+fn scalar() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|i| Value::Number(i.into())),
+        (-5i64..20).prop_map(|i| Value::Number(i.into())),
+        any::<f64>().prop_map(|f| Value::Number(f.into())),
+        prop::sample::select(vec![
+            "", "x", "1.0", "build", "echo hi", "{{ P }}", "{{ Missing }}", "{{ loop.value }}",
+            "{{ loop.index }}", "{{ build.S.outputs.stdout }}", "{{ nope.S.outputs.stdout }}",
+            "{{ build.S.inputs[0].path }}", "{{", "}}", "{{}}", "a,b,c", "/tmp/x", "Abort",
+            "multi\nline\n", "é😀", "{{ aws:ssm:resolve(P) }}",
+        ])
+        .prop_map(s),
+        "[a-zA-Z0-9_{} .:-]{0,12}".prop_map(Value::String),
+    ]
+}
+
+fn any_value() -> impl Strategy<Value = Value> {
+    scalar().prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Sequence),
+            prop::collection::vec((key(), inner), 0..4).prop_map(|kv| {
+                Value::Mapping(kv.into_iter().collect::<Mapping>())
+            }),
+        ]
+    })
+}
+
+/// Keys: the real ones of every level, near misses and noise.
+fn key() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        prop::sample::select(vec![
+            "schemaVersion", "phases", "steps", "name", "action", "inputs", "loop", "if",
+            "onFailure", "timeoutSeconds", "maxAttempts", "parameters", "constants",
+            "description", "disableLogging", "commands", "path", "content", "type", "value",
+            "default", "allowedValues", "forEach", "for", "start", "end", "updateBy", "list",
+            "delimiter", "and", "or", "not", "stringEquals", "numberEquals", "binaryExists",
+            "onfailure", "Phases", "step", "",
+        ])
+        .prop_map(s),
+        scalar(),
+    ]
+}
+
+/// A value of a given kind, or (sometimes) anything at all.
+fn or_any<S: Strategy<Value = Value> + 'static>(good: S) -> BoxedStrategy<Value> {
+    prop_oneof![8 => good.boxed(), 1 => any_value().boxed()].boxed()
+}
+
+/// A mapping holding some of `entries` (each present or not) and maybe a stray key.
+fn mapping(entries: Vec<(&'static str, BoxedStrategy<Value>)>) -> BoxedStrategy<Value> {
+    let parts: Vec<BoxedStrategy<Option<(Value, Value)>>> = entries
+        .into_iter()
+        .map(|(k, v)| {
+            prop_oneof![1 => Just(None), 6 => v.prop_map(move |v| Some((s(k), v)))].boxed()
+        })
+        .collect();
+    (parts, prop::option::weighted(0.1, (key(), any_value())))
+        .prop_map(|(parts, extra)| {
+            let mut m: Mapping = parts.into_iter().flatten().collect();
+            if let Some((k, v)) = extra {
+                m.insert(k, v);
+            }
+            Value::Mapping(m)
+        })
+        .boxed()
+}
+
+fn action_name() -> impl Strategy<Value = Value> {
+    let mut names: Vec<&'static str> = ActionKind::ALL.iter().map(|a| a.name()).collect();
+    names.extend(["FakeAction", "executebash", "Execute Bash", ""]);
+    prop::sample::select(names).prop_map(s)
+}
+
+fn inputs() -> BoxedStrategy<Value> {
+    let commands = prop::collection::vec(scalar(), 0..3).prop_map(|c| {
+        let mut m = Mapping::new();
+        m.insert(s("commands"), Value::Sequence(c));
+        Value::Mapping(m)
+    });
+    let file_entries = prop::collection::vec(
+        mapping(vec![
+            ("path", scalar().boxed()),
+            ("content", scalar().boxed()),
+            ("source", scalar().boxed()),
+            ("destination", scalar().boxed()),
+            ("permissions", scalar().boxed()),
+            ("recursive", scalar().boxed()),
+        ]),
+        0..3,
+    )
+    .prop_map(Value::Sequence);
+    or_any(prop_oneof![commands, file_entries])
+}
+
+fn looping() -> BoxedStrategy<Value> {
+    let for_loop = mapping(vec![
+        ("start", or_any(-3i64..5).prop_map(num_or).boxed()),
+        ("end", or_any(-3i64..5).prop_map(num_or).boxed()),
+        ("updateBy", or_any(-2i64..3).prop_map(num_or).boxed()),
+    ]);
+    let for_each_list = prop::collection::vec(scalar(), 0..4).prop_map(Value::Sequence);
+    let for_each_delimited = mapping(vec![
+        ("list", scalar().boxed()),
+        (
+            "delimiter",
+            prop::sample::select(vec![",", ";", "", ",,", "\n", "x"])
+                .prop_map(s)
+                .boxed(),
+        ),
+    ]);
+    mapping(vec![
+        (
+            "name",
+            prop::sample::select(vec!["L", "my-loop", "bad name", "loop"])
+                .prop_map(s)
+                .boxed(),
+        ),
+        ("for", for_loop),
+        ("forEach", or_any(prop_oneof![for_each_list, for_each_delimited])),
+    ])
+}
+
+/// `or_any` over an integer strategy yields integers wrapped as values.
+fn num_or(v: Value) -> Value {
+    v
+}
+
+fn condition() -> BoxedStrategy<Value> {
+    let leaf = mapping(vec![
+        ("stringEquals", scalar().boxed()),
+        ("numberEquals", scalar().boxed()),
+        ("binaryExists", scalar().boxed()),
+        ("value", scalar().boxed()),
+    ]);
+    leaf.prop_recursive(2, 8, 3, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..3).prop_map(|v| {
+                let mut m = Mapping::new();
+                m.insert(s("and"), Value::Sequence(v));
+                Value::Mapping(m)
+            }),
+            inner.prop_map(|v| {
+                let mut m = Mapping::new();
+                m.insert(s("not"), v);
+                Value::Mapping(m)
+            }),
+        ]
+    })
+    .boxed()
+}
+
+fn step_name() -> BoxedStrategy<Value> {
+    prop_oneof![
+        prop::sample::select(vec!["S", "S", "Step-1", "step_2", "bad name", "", "loop"])
+            .prop_map(s),
+        scalar(),
+    ]
+    .boxed()
+}
+
+fn step() -> BoxedStrategy<Value> {
+    or_any(mapping(vec![
+        ("name", step_name()),
+        ("action", or_any(action_name())),
+        ("inputs", inputs()),
+        ("loop", looping()),
+        ("if", or_any(condition())),
+        (
+            "onFailure",
+            or_any(
+                prop::sample::select(vec!["Abort", "Continue", "Ignore", "abort", "Retry"])
+                    .prop_map(s),
+            ),
+        ),
+        ("timeoutSeconds", or_any((-2i64..100_000).prop_map(|i| Value::Number(i.into())))),
+        ("maxAttempts", or_any((-1i64..20).prop_map(|i| Value::Number(i.into())))),
+        ("disableLogging", scalar().boxed()),
+    ]))
+}
+
+fn phase() -> BoxedStrategy<Value> {
+    or_any(mapping(vec![
+        (
+            "name",
+            or_any(
+                prop::sample::select(vec!["build", "validate", "test", "container-host-test", "deploy"])
+                    .prop_map(s),
+            ),
+        ),
+        (
+            "steps",
+            or_any(prop::collection::vec(step(), 0..4).prop_map(Value::Sequence)),
+        ),
+    ]))
+}
+
+fn declarations(value_key: &'static str) -> BoxedStrategy<Value> {
+    let one = (
+        prop::sample::select(vec!["P", "Q", "Missing", "bad name", ""]),
+        mapping(vec![
+            (
+                "type",
+                prop::sample::select(vec!["string", "int"]).prop_map(s).boxed(),
+            ),
+            (value_key, scalar().boxed()),
+            ("description", scalar().boxed()),
+        ]),
+    )
+        .prop_map(|(name, body)| {
+            let mut m = Mapping::new();
+            m.insert(s(name), body);
+            Value::Mapping(m)
+        });
+    or_any(prop::collection::vec(one, 0..3).prop_map(Value::Sequence))
+}
+
+fn document() -> BoxedStrategy<Value> {
+    mapping(vec![
+        (
+            "schemaVersion",
+            or_any(prop_oneof![
+                Just(Value::Number(serde_yaml::Number::from(1.0))),
+                Just(s("1.0")),
+                Just(Value::Number(2.into())),
+            ]),
+        ),
+        ("name", scalar().boxed()),
+        ("description", scalar().boxed()),
+        ("parameters", declarations("default")),
+        ("constants", declarations("value")),
+        (
+            "phases",
+            or_any(prop::collection::vec(phase(), 0..3).prop_map(Value::Sequence)),
+        ),
+    ])
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+    #[test]
+    fn structured_documents_answer_with_lines_inside_phases(doc in document()) {
+        let text = serde_yaml::to_string(&doc).expect("serialize");
+        let lineless = parse_any(&text);
+        prop_assert!(
+            lineless.is_empty(),
+            "problems inside a phase without a line: {lineless:?}\n--- document ---\n{text}"
+        );
+    }
+
+    #[test]
+    fn engine_validate_never_panics(
+        doc in document(),
+        params in prop::collection::vec(
+            (prop::sample::select(vec!["P", "Q", "Missing", ""]), "[a-z{} ]{0,6}"),
+            0..3,
+        ),
+    ) {
+        let text = serde_yaml::to_string(&doc).expect("serialize");
+        let target = LocalTarget::host();
+        let config = EngineConfig::default();
+        let parameters: Vec<(String, String)> =
+            params.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        let request = RunRequest {
+            documents: vec![SourceDocument {
+                name: "fuzz.yaml".into(),
+                text,
+                parameters: parameters.clone(),
+            }],
+            phases: None,
+            parameters,
+            execution_id: None,
+            log_directory: std::env::temp_dir().join("kiln-parser-fuzz-unused"),
+            state_directory: None,
+        };
+        let answer = Engine::new(&target, &config, &Quiet).validate(&request);
+        if let Err(e) = answer {
+            prop_assert!(!e.to_string().trim().is_empty());
+        }
+    }
+}
