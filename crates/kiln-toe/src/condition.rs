@@ -8,9 +8,9 @@
 //! operand that would error is never looked at. File checks go through [`Host`], so the caller
 //! decides the root. Hashes compare case-insensitively.
 
+use crate::target::Target;
 use serde_yaml::Value;
 use sha2::Digest;
-use crate::target::Target;
 use std::sync::OnceLock;
 
 /// File-system and PATH queries, resolved by the caller inside its execution root.

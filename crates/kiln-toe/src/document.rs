@@ -105,7 +105,11 @@ pub struct Loop {
 #[derive(Debug, Clone, PartialEq)]
 pub enum LoopKind {
     /// Inclusive range.
-    For { start: i64, end: i64, update_by: i64 },
+    For {
+        start: i64,
+        end: i64,
+        update_by: i64,
+    },
     /// Items may hold `{{ }}` references, substituted when the step starts.
     ForEach(Vec<String>),
     /// A string (often a chaining expression) split on one character.
@@ -280,10 +284,7 @@ impl Reader<'_> {
                 Some(k) => self.problem(
                     TOP,
                     &[Seg::Key(k)],
-                    format!(
-                        "unknown key `{k}` (a document has {})",
-                        TOP_KEYS.join(", ")
-                    ),
+                    format!("unknown key `{k}` (a document has {})", TOP_KEYS.join(", ")),
                 ),
                 None => self.problem(TOP, &[], "document keys must be strings"),
             }
@@ -359,7 +360,11 @@ impl Reader<'_> {
                     continue;
                 };
                 let Some(name) = key.as_str() else {
-                    self.problem(TOP, &field, format!("{section}[{i}]: the name must be a string"));
+                    self.problem(
+                        TOP,
+                        &field,
+                        format!("{section}[{i}]: the name must be a string"),
+                    );
                     continue;
                 };
                 if !is_variable_name(name) {
@@ -384,7 +389,14 @@ impl Reader<'_> {
                     self.problem(
                         TOP,
                         &field,
-                        format!("{section}[{i}] `{name}` must be a mapping with type and {}", if section == "parameters" { "default" } else { "value" }),
+                        format!(
+                            "{section}[{i}] `{name}` must be a mapping with type and {}",
+                            if section == "parameters" {
+                                "default"
+                            } else {
+                                "value"
+                            }
+                        ),
                     );
                     continue;
                 };
@@ -399,7 +411,10 @@ impl Reader<'_> {
                         self.problem(
                             TOP,
                             &field,
-                            format!("{section}[{i}] `{name}`: unknown key `{k}` (allowed: {})", allowed.join(", ")),
+                            format!(
+                                "{section}[{i}] `{name}`: unknown key `{k}` (allowed: {})",
+                                allowed.join(", ")
+                            ),
                         );
                     }
                 }
@@ -423,14 +438,20 @@ impl Reader<'_> {
                         Some(v) => match scalar_text(v) {
                             Some(s) => Some(s),
                             None => {
-                                self.problem(TOP, &field, format!("parameters[{i}] `{name}`: default must be a string"));
+                                self.problem(
+                                    TOP,
+                                    &field,
+                                    format!("parameters[{i}] `{name}`: default must be a string"),
+                                );
                                 None
                             }
                         },
                     };
                     let allowed_values = match body.get("allowedValues") {
                         None => None,
-                        Some(v) => match v.as_sequence().and_then(|items| items.iter().map(scalar_text).collect::<Option<Vec<_>>>()) {
+                        Some(v) => match v.as_sequence().and_then(|items| {
+                            items.iter().map(scalar_text).collect::<Option<Vec<_>>>()
+                        }) {
                             Some(values) if !values.is_empty() => Some(values),
                             _ => {
                                 self.problem(TOP, &field, format!("parameters[{i}] `{name}`: allowedValues must be a non-empty list of strings"));
@@ -458,7 +479,9 @@ impl Reader<'_> {
                         None => self.problem(
                             TOP,
                             &field,
-                            format!("constants[{i}] `{name}`: value is required and must be a string"),
+                            format!(
+                                "constants[{i}] `{name}`: value is required and must be a string"
+                            ),
                         ),
                     }
                 }
@@ -469,7 +492,11 @@ impl Reader<'_> {
 
     fn phases(&mut self, map: &Mapping, declared: &HashSet<String>) -> Vec<Phase> {
         let Some(list) = map.get("phases") else {
-            self.problem(TOP, &[], "phases is required: a list of phases with name and steps");
+            self.problem(
+                TOP,
+                &[],
+                "phases is required: a list of phases with name and steps",
+            );
             return Vec::new();
         };
         let Some(items) = list.as_sequence().filter(|s| !s.is_empty()) else {
@@ -483,22 +510,27 @@ impl Reader<'_> {
         let mut phases = Vec::new();
         let mut names = HashSet::new();
         for (i, item) in items.iter().enumerate() {
-            let name = item
-                .get("name")
-                .and_then(scalar_text)
-                .unwrap_or_default();
+            let name = item.get("name").and_then(scalar_text).unwrap_or_default();
             let at = At {
                 phase: Some((i, name.as_str())),
                 step: None,
             };
             let Some(phase) = item.as_mapping() else {
-                self.problem(at, &[], format!("phases[{i}] must be a mapping with name and steps"));
+                self.problem(
+                    at,
+                    &[],
+                    format!("phases[{i}] must be a mapping with name and steps"),
+                );
                 continue;
             };
             for key in phase.keys() {
                 let k = key.as_str().unwrap_or("?");
                 if k != "name" && k != "steps" {
-                    self.problem(at, &[Seg::Key(k)], format!("unknown key `{k}` in a phase (a phase has name and steps)"));
+                    self.problem(
+                        at,
+                        &[Seg::Key(k)],
+                        format!("unknown key `{k}` in a phase (a phase has name and steps)"),
+                    );
                 }
             }
             if name.is_empty() {
@@ -507,10 +539,17 @@ impl Reader<'_> {
                 self.problem(
                     at,
                     &[Seg::Key("name")],
-                    format!("unknown phase name `{name}` (phases are {})", PHASE_NAMES.join(", ")),
+                    format!(
+                        "unknown phase name `{name}` (phases are {})",
+                        PHASE_NAMES.join(", ")
+                    ),
                 );
             } else if !names.insert(name.clone()) {
-                self.problem(at, &[Seg::Key("name")], format!("phase `{name}` appears twice; phase names are unique"));
+                self.problem(
+                    at,
+                    &[Seg::Key("name")],
+                    format!("phase `{name}` appears twice; phase names are unique"),
+                );
             }
             let steps = self.steps(phase, at, declared);
             phases.push(Phase {
@@ -522,7 +561,11 @@ impl Reader<'_> {
             .iter()
             .any(|p| ["build", "validate", "test"].contains(&p.name.as_str()))
         {
-            self.problem(TOP, &[Seg::Key("phases")], "a document needs at least one of the phases build, validate or test");
+            self.problem(
+                TOP,
+                &[Seg::Key("phases")],
+                "a document needs at least one of the phases build, validate or test",
+            );
         }
         phases
     }
@@ -533,7 +576,11 @@ impl Reader<'_> {
             .and_then(Value::as_sequence)
             .filter(|s| !s.is_empty())
         else {
-            self.problem(at, &[Seg::Key("steps")], "steps must be a non-empty list of steps");
+            self.problem(
+                at,
+                &[Seg::Key("steps")],
+                "steps must be a non-empty list of steps",
+            );
             return Vec::new();
         };
         let mut steps = Vec::new();
@@ -546,7 +593,11 @@ impl Reader<'_> {
                 step: Some((j, name.as_str())),
             };
             let Some(map) = item.as_mapping() else {
-                self.problem(at, &[], format!("steps[{j}] must be a mapping with name, action and inputs"));
+                self.problem(
+                    at,
+                    &[],
+                    format!("steps[{j}] must be a mapping with name, action and inputs"),
+                );
                 continue;
             };
             if !name.is_empty() && !names.insert(name.clone()) {
@@ -572,13 +623,24 @@ impl Reader<'_> {
         for key in map.keys() {
             let k = key.as_str().unwrap_or("?");
             if !STEP_KEYS.contains(&k) {
-                self.problem(at, &[Seg::Key(k)], format!("unknown key `{k}` in a step (a step has {})", STEP_KEYS.join(", ")));
+                self.problem(
+                    at,
+                    &[Seg::Key(k)],
+                    format!(
+                        "unknown key `{k}` in a step (a step has {})",
+                        STEP_KEYS.join(", ")
+                    ),
+                );
             }
         }
         if name.is_empty() {
             self.problem(at, &[], format!("steps[{j}]: name is required"));
         } else if !is_step_name(name) {
-            self.problem(at, &[Seg::Key("name")], format!("step name `{name}` must be letters, digits, `_` or `-` (up to 128)"));
+            self.problem(
+                at,
+                &[Seg::Key("name")],
+                format!("step name `{name}` must be letters, digits, `_` or `-` (up to 128)"),
+            );
         }
         let action = match map.get("action") {
             None => {
@@ -590,7 +652,15 @@ impl Reader<'_> {
                     let unsupported = match self.platform {
                         Platform::Linux | Platform::MacOs => kind.windows_only(),
                         Platform::Windows => {
-                            matches!(kind, ActionKind::ExecuteBash | ActionKind::CreateSymlink | ActionKind::SetFileOwner | ActionKind::SetFolderOwner | ActionKind::SetFilePermissions | ActionKind::SetFolderPermissions)
+                            matches!(
+                                kind,
+                                ActionKind::ExecuteBash
+                                    | ActionKind::CreateSymlink
+                                    | ActionKind::SetFileOwner
+                                    | ActionKind::SetFolderOwner
+                                    | ActionKind::SetFilePermissions
+                                    | ActionKind::SetFolderPermissions
+                            )
                         }
                     };
                     if unsupported {
@@ -599,13 +669,21 @@ impl Reader<'_> {
                             Platform::Windows => "Windows",
                             Platform::MacOs => "macOS",
                         };
-                        self.problem(at, &[Seg::Key("action")], format!("action {} is not supported on {platform}", kind.name()));
+                        self.problem(
+                            at,
+                            &[Seg::Key("action")],
+                            format!("action {} is not supported on {platform}", kind.name()),
+                        );
                     }
                     Some(kind)
                 }
                 None => {
                     let shown = scalar_text(v).unwrap_or_else(|| "?".into());
-                    self.problem(at, &[Seg::Key("action")], format!("unknown action `{shown}`"));
+                    self.problem(
+                        at,
+                        &[Seg::Key("action")],
+                        format!("unknown action `{shown}`"),
+                    );
                     None
                 }
             },
@@ -617,7 +695,11 @@ impl Reader<'_> {
                 Some("Continue") => OnFailure::Continue,
                 Some("Ignore") => OnFailure::Ignore,
                 _ => {
-                    self.problem(at, &[Seg::Key("onFailure")], "onFailure must be Abort, Continue or Ignore");
+                    self.problem(
+                        at,
+                        &[Seg::Key("onFailure")],
+                        "onFailure must be Abort, Continue or Ignore",
+                    );
                     OnFailure::Abort
                 }
             },
@@ -633,7 +715,11 @@ impl Reader<'_> {
             Some(v) => match integer(v) {
                 Some(n) if n == -1 || n > 0 => {
                     if action == Some(ActionKind::ExecuteDocument) && n != -1 {
-                        self.problem(at, &[Seg::Key("timeoutSeconds")], "ExecuteDocument steps cannot set timeoutSeconds (it is always -1)");
+                        self.problem(
+                            at,
+                            &[Seg::Key("timeoutSeconds")],
+                            "ExecuteDocument steps cannot set timeoutSeconds (it is always -1)",
+                        );
                     }
                     n
                 }
@@ -648,12 +734,20 @@ impl Reader<'_> {
             Some(v) => match integer(v) {
                 Some(n) if (1..=i64::from(u32::MAX)).contains(&n) => {
                     if action == Some(ActionKind::ExecuteDocument) && n != 1 {
-                        self.problem(at, &[Seg::Key("maxAttempts")], "ExecuteDocument steps cannot set maxAttempts (it is always 1)");
+                        self.problem(
+                            at,
+                            &[Seg::Key("maxAttempts")],
+                            "ExecuteDocument steps cannot set maxAttempts (it is always 1)",
+                        );
                     }
                     n as u32
                 }
                 _ => {
-                    self.problem(at, &[Seg::Key("maxAttempts")], "maxAttempts must be a whole number of at least 1");
+                    self.problem(
+                        at,
+                        &[Seg::Key("maxAttempts")],
+                        "maxAttempts must be a whole number of at least 1",
+                    );
                     1
                 }
             },
@@ -662,7 +756,11 @@ impl Reader<'_> {
             None => false,
             Some(Value::Bool(b)) => *b,
             Some(_) => {
-                self.problem(at, &[Seg::Key("disableLogging")], "disableLogging must be true or false");
+                self.problem(
+                    at,
+                    &[Seg::Key("disableLogging")],
+                    "disableLogging must be true or false",
+                );
                 false
             }
         };
@@ -672,7 +770,9 @@ impl Reader<'_> {
                 self.problem(at, &[Seg::Key("if")], format!("if: {message}"));
             }
         }
-        let looping = map.get("loop").and_then(|v| self.looping(v, at, loop_names));
+        let looping = map
+            .get("loop")
+            .and_then(|v| self.looping(v, at, loop_names));
         let inputs = map.get("inputs").cloned().unwrap_or(Value::Null);
         if let Some(kind) = action {
             let optional = matches!(kind, ActionKind::UpdateOS | ActionKind::Reboot);
@@ -718,7 +818,11 @@ impl Reader<'_> {
         for key in map.keys() {
             let k = key.as_str().unwrap_or("?");
             if !["name", "for", "forEach"].contains(&k) {
-                self.problem(at, &field, format!("loop: unknown key `{k}` (a loop has name and for or forEach)"));
+                self.problem(
+                    at,
+                    &field,
+                    format!("loop: unknown key `{k}` (a loop has name and for or forEach)"),
+                );
             }
         }
         let name = match map.get("name") {
@@ -731,7 +835,11 @@ impl Reader<'_> {
                     Some(n.to_string())
                 }
                 _ => {
-                    self.problem(at, &field, "loop name must be letters, digits, `_` or `-`, and not `loop`");
+                    self.problem(
+                        at,
+                        &field,
+                        "loop name must be letters, digits, `_` or `-`, and not `loop`",
+                    );
                     None
                 }
             },
@@ -753,10 +861,18 @@ impl Reader<'_> {
                             self.problem(at, &field, format!("loop for: from {start} to {end} by {update_by} never ends; updateBy must move start toward end"));
                             return None;
                         }
-                        LoopKind::For { start, end, update_by }
+                        LoopKind::For {
+                            start,
+                            end,
+                            update_by,
+                        }
                     }
                     _ => {
-                        self.problem(at, &field, "loop for needs whole numbers start, end and updateBy (no variables)");
+                        self.problem(
+                            at,
+                            &field,
+                            "loop for needs whole numbers start, end and updateBy (no variables)",
+                        );
                         return None;
                     }
                 }
@@ -766,7 +882,11 @@ impl Reader<'_> {
                 match texts {
                     Some(t) if !t.is_empty() => LoopKind::ForEach(t),
                     _ => {
-                        self.problem(at, &field, "loop forEach must be a non-empty list of strings");
+                        self.problem(
+                            at,
+                            &field,
+                            "loop forEach must be a non-empty list of strings",
+                        );
                         return None;
                     }
                 }
@@ -786,7 +906,11 @@ impl Reader<'_> {
                 match (list, delimiter) {
                     (Some(list), Some(delimiter)) => LoopKind::Delimited { list, delimiter },
                     (None, _) => {
-                        self.problem(at, &field, "loop forEach: list is required and must be a string");
+                        self.problem(
+                            at,
+                            &field,
+                            "loop forEach: list is required and must be a string",
+                        );
                         return None;
                     }
                     (_, None) => {
@@ -796,7 +920,11 @@ impl Reader<'_> {
                 }
             }
             (None, Some(_)) => {
-                self.problem(at, &field, "loop forEach must be a list, or a mapping with list and delimiter");
+                self.problem(
+                    at,
+                    &field,
+                    "loop forEach must be a list, or a mapping with list and delimiter",
+                );
                 return None;
             }
         };
@@ -849,7 +977,14 @@ fn check_execute_document(inputs: &Value) -> Result<(), String> {
         .ok_or("inputs must be a mapping with document")?;
     for key in map.keys() {
         let k = key.as_str().unwrap_or("?");
-        if !["document", "document-s3-bucket-owner", "phases", "parameters"].contains(&k) {
+        if ![
+            "document",
+            "document-s3-bucket-owner",
+            "phases",
+            "parameters",
+        ]
+        .contains(&k)
+        {
             return Err(format!("unknown key `{k}` (ExecuteDocument takes document, document-s3-bucket-owner, phases, parameters)"));
         }
     }
@@ -924,5 +1059,169 @@ impl Document {
     /// Image Builder's component type: TEST when the only phase is `test`.
     pub fn is_test_only(&self) -> bool {
         self.phases.iter().all(|p| p.name == "test")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A document with one build step made of `step` (YAML lines at step indentation).
+    fn with_step(step: &str) -> String {
+        let body: String = step.lines().map(|l| format!("        {l}\n")).collect();
+        format!("schemaVersion: 1.0\nparameters:\n  - Known: {{type: string, default: x}}\nphases:\n  - name: build\n    steps:\n      - name: S\n{body}")
+    }
+
+    #[test]
+    fn step_rules() {
+        // (step body, fragment of the message; "" = valid)
+        let cases: &[(&str, &str)] = &[
+            ("action: ExecuteBash\ninputs: {commands: [echo]}", ""),
+            ("action: Reboot", ""),
+            ("action: UpdateOS", ""),
+            ("action: ExecuteBash", "inputs is required for ExecuteBash"),
+            ("action: executebash\ninputs: {commands: [x]}", "unknown action `executebash`"),
+            ("action: InstallMSI\ninputs: {path: x}", "action InstallMSI is not supported on Linux"),
+            ("action: SetRegistry\ninputs: []", "action SetRegistry is not supported on Linux"),
+            ("action: Reboot\nonFailure: abort", "onFailure must be Abort, Continue or Ignore"),
+            ("action: Reboot\ntimeoutSeconds: 0", "timeoutSeconds must be a positive"),
+            ("action: Reboot\ntimeoutSeconds: -2", "timeoutSeconds must be a positive"),
+            ("action: Reboot\ntimeoutSeconds: -1", ""),
+            ("action: Reboot\nmaxAttempts: 0", "maxAttempts must be a whole number of at least 1"),
+            ("action: Reboot\nmaxAttempts: 3", ""),
+            ("action: Reboot\nretries: 3", "unknown key `retries` in a step"),
+            ("action: Reboot\ndisableLogging: yes-please", "disableLogging must be true or false"),
+            ("action: ExecuteDocument\ninputs: {document: /d.yaml}", ""),
+            ("action: ExecuteDocument\ntimeoutSeconds: 60\ninputs: {document: /d.yaml}", "ExecuteDocument steps cannot set timeoutSeconds"),
+            ("action: ExecuteDocument\nmaxAttempts: 2\ninputs: {document: /d.yaml}", "ExecuteDocument steps cannot set maxAttempts"),
+            ("action: ExecuteDocument\ninputs: {phases: build}", "document is required"),
+            ("action: ExecuteDocument\ninputs: {document: /d, parameters: [{name: a}]}", "parameters must be a list of {name, value}"),
+            ("action: Assert\ninputs: {stringEquals: a, value: a}", ""),
+            ("action: Assert\ninputs: {stringEquals: a}", "stringEquals needs `value`"),
+            ("action: Assert\ninputs: {fileSHA256Equals: abc}", "fileSHA256Equals needs `path`"),
+            ("action: Reboot\nif: {fileExists: /x, then: Skip}", ""),
+            ("action: Reboot\nif: {fileExists: /x, then: Later}", "then must be Abort, Execute or Skip"),
+            ("action: Reboot\nif: {fileExists: /x, folderExists: /y}", "exactly one operator"),
+            ("action: Reboot\nif: {and: []}", "and takes a non-empty list"),
+            ("action: Reboot\nif: {isCool: x}", "unknown operator `isCool`"),
+            ("action: Reboot\nif: {patternMatches: '(', value: x}", "invalid regular expression"),
+            ("action: Reboot\nif: {not: {not: {not: {fileExists: /x}}}}", ""),
+            ("action: Reboot\nif: {not: {not: {not: {not: {fileExists: /x}}}}}", "at most 4 levels"),
+            ("action: Reboot\nloop: {for: {start: 1, end: 3, updateBy: 1}}", ""),
+            ("action: Reboot\nloop: {for: {start: 1, end: 3, updateBy: 0}}", "updateBy must not be 0"),
+            ("action: Reboot\nloop: {for: {start: 1, end: 3, updateBy: -1}}", "never ends"),
+            ("action: Reboot\nloop: {for: {start: '{{ Known }}', end: 3, updateBy: 1}}", "whole numbers start, end and updateBy"),
+            ("action: Reboot\nloop: {forEach: [a, b], for: {start: 1, end: 1, updateBy: 1}}", "exactly one of for and forEach"),
+            ("action: Reboot\nloop: {forEach: []}", "non-empty list"),
+            ("action: Reboot\nloop: {forEach: {list: 'a b', delimiter: ' '}}", ""),
+            ("action: Reboot\nloop: {forEach: {list: 'a b', delimiter: '|'}}", "delimiter must be one of"),
+            ("action: Reboot\nloop: {name: loop, forEach: [a]}", "not `loop`"),
+            ("action: Reboot\nloop: {forEach: [a], until: b}", "loop: unknown key `until`"),
+            ("action: ExecuteBash\ninputs: {commands: ['{{ Known }} {{ build.S.outputs.stdout }} {{ loop.value }}']}", ""),
+            ("action: ExecuteBash\ninputs: {commands: ['{{ Unknown }}']}", "`{{ Unknown }}` names no parameter or constant"),
+            ("action: ExecuteBash\ninputs: {commands: ['{{ a.b.c }}']}", "is not a valid reference"),
+            ("action: ExecuteBash\ninputs: {commands: ['{{ aws:ssm:resolve(/my/param) }}']}", ""),
+        ];
+        for (step, want) in cases {
+            let text = with_step(step);
+            match (parse(&text, Platform::Linux), *want) {
+                (Ok(_), "") => {}
+                (Err(e), want) if !want.is_empty() => {
+                    let message = e.to_string();
+                    assert!(
+                        message.contains(want),
+                        "{step}\nwant: {want}\ngot: {message}"
+                    );
+                    // Problems inside a step name it, its phase and its line.
+                    assert!(
+                        message.starts_with("phase 'build', step 'S', line "),
+                        "{step}: {message}"
+                    );
+                }
+                (got, want) => panic!("{step}\nwant: {want:?}\ngot: {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn document_rules() {
+        let step = "    steps:\n      - {name: S, action: Reboot}\n";
+        let cases: Vec<(String, &str)> = vec![
+            (format!("schemaVersion: 1.0\nphases:\n  - name: build\n{step}"), ""),
+            (format!("schemaVersion: '1.0'\nphases:\n  - name: test\n{step}"), ""),
+            (format!("schemaVersion: 2.0\nphases:\n  - name: build\n{step}"), "line 1: schemaVersion must be 1.0"),
+            (format!("phases:\n  - name: build\n{step}"), "schemaVersion is required"),
+            (format!("schemaVersion: 1.0\nextra: 1\nphases:\n  - name: build\n{step}"), "line 2: unknown key `extra`"),
+            ("schemaVersion: 1.0\nphases: {name: build}\n".into(), "phases must be a non-empty list"),
+            (format!("schemaVersion: 1.0\nphases:\n  - name: container-host-test\n{step}"), "needs at least one of the phases build, validate or test"),
+            (format!("schemaVersion: 1.0\nphases:\n  - name: build\n{step}  - name: build\n{step}"), "phase 'build', line 6: phase `build` appears twice"),
+            (format!("schemaVersion: 1.0\nphases:\n  - name: deploy\n{step}"), "unknown phase name `deploy`"),
+            ("schemaVersion: 1.0\nphases:\n  - name: build\n    steps: []\n".into(), "steps must be a non-empty list"),
+            (format!("schemaVersion: 1.0\nparameters:\n  - Ab: {{type: string}}\nphases:\n  - name: build\n{step}"), "line 3: parameters[0]: name `Ab` must be 3-128"),
+            (format!("schemaVersion: 1.0\nparameters:\n  - Abc: {{type: string}}\nconstants:\n  - Abc: {{type: string, value: v}}\nphases:\n  - name: build\n{step}"), "`Abc` is declared twice"),
+            (format!("schemaVersion: 1.0\nparameters:\n  - Abc: {{type: number}}\nphases:\n  - name: build\n{step}"), "type `number` is not supported"),
+            (format!("schemaVersion: 1.0\nparameters:\n  - Abc: {{type: string, default: z, allowedValues: [x, y]}}\nphases:\n  - name: build\n{step}"), "default `z` is not one of allowedValues"),
+            (format!("schemaVersion: 1.0\nconstants:\n  - Abc: {{type: string}}\nphases:\n  - name: build\n{step}"), "value is required"),
+            ("schemaVersion: 1.0\nphases:\n  - name: build\n    steps:\n      - {name: A, action: Reboot}\n      - {name: A, action: Reboot}\n".into(), "phase 'build', step 'A', line 6: step `A` appears twice"),
+            ("schemaVersion: 1.0\nphases:\n  - name: 'build\n".into(), "the document is not valid YAML"),
+            ("".into(), "a component document is a mapping"),
+            ("just text".into(), "a component document is a mapping"),
+        ];
+        for (text, want) in &cases {
+            match (parse(text, Platform::Linux), *want) {
+                (Ok(_), "") => {}
+                (Err(e), want) if !want.is_empty() => {
+                    assert!(
+                        e.to_string().contains(want),
+                        "{text}\nwant: {want}\ngot: {e}"
+                    )
+                }
+                (got, want) => panic!("{text}\nwant: {want:?}\ngot: {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn every_problem_is_reported_and_the_model_is_typed() {
+        let text = "schemaVersion: 1.0\nphases:\n  - name: build\n    steps:\n      - {name: A, action: Nope}\n      - {name: B, action: Reboot, onFailure: Never}\n";
+        let e = parse(text, Platform::Linux).unwrap_err();
+        assert_eq!(e.problems.len(), 2, "{e}");
+        assert_eq!(e.problems[0].line, Some(5));
+        assert_eq!(e.problems[1].line, Some(6));
+
+        let doc = parse(
+            "name: n\nschemaVersion: 1.0\nparameters:\n  - Req: {type: string}\n  - Opt: {type: string, default: d}\nconstants:\n  - Con: {type: string, value: v}\nphases:\n  - name: test\n    steps:\n      - name: T\n        action: ExecuteBash\n        onFailure: Ignore\n        maxAttempts: 2\n        timeoutSeconds: 30\n        loop: {name: each, forEach: {list: 'a,b'}}\n        inputs: {commands: [x]}\n",
+            Platform::Linux,
+        )
+        .unwrap();
+        assert!(doc.is_test_only());
+        let required: Vec<&str> = doc.required_parameters().map(|p| p.name.as_str()).collect();
+        assert_eq!(required, ["Req"]);
+        let step = &doc.phases[0].steps[0];
+        assert_eq!(step.on_failure, OnFailure::Ignore);
+        assert_eq!((step.max_attempts, step.timeout_seconds), (2, 30));
+        assert_eq!(
+            step.looping,
+            Some(Loop {
+                name: Some("each".into()),
+                kind: LoopKind::Delimited {
+                    list: "a,b".into(),
+                    delimiter: ','
+                }
+            })
+        );
+    }
+
+    #[test]
+    fn platforms_decide_which_actions_exist() {
+        let doc = |action: &str| {
+            format!("schemaVersion: 1.0\nphases:\n  - name: build\n    steps:\n      - name: S\n        action: {action}\n        inputs: {{commands: [x]}}\n")
+        };
+        assert!(parse(&doc("ExecutePowerShell"), Platform::Windows).is_ok());
+        let e = parse(&doc("ExecuteBash"), Platform::Windows).unwrap_err();
+        assert!(e
+            .to_string()
+            .contains("action ExecuteBash is not supported on Windows"));
+        assert!(parse(&doc("ExecuteBash"), Platform::MacOs).is_ok());
     }
 }

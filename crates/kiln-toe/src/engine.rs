@@ -231,7 +231,11 @@ struct Run<'r> {
 }
 
 impl<'a> Engine<'a> {
-    pub fn new(target: &'a dyn Target, config: &'a EngineConfig, observer: &'a dyn Observer) -> Self {
+    pub fn new(
+        target: &'a dyn Target,
+        config: &'a EngineConfig,
+        observer: &'a dyn Observer,
+    ) -> Self {
         Engine {
             target,
             config,
@@ -273,7 +277,16 @@ impl<'a> Engine<'a> {
             phase: 0,
             step: 0,
         };
-        self.drive(request, prepared, log, report, chains, cursor, None, Vec::new())
+        self.drive(
+            request,
+            prepared,
+            log,
+            report,
+            chains,
+            cursor,
+            None,
+            Vec::new(),
+        )
     }
 
     /// Resumes the run saved in `state_directory` after a reboot; `None` when there is none.
@@ -312,13 +325,12 @@ impl<'a> Engine<'a> {
             .documents
             .iter()
             .map(|source| {
-                let document =
-                    document::parse(&source.text, Platform::Linux).map_err(|error| {
-                        EngineError::Document {
-                            document: source.name.clone(),
-                            error,
-                        }
-                    })?;
+                let document = document::parse(&source.text, Platform::Linux).map_err(|error| {
+                    EngineError::Document {
+                        document: source.name.clone(),
+                        error,
+                    }
+                })?;
                 let variables = resolve_parameters(
                     &document,
                     request.parameters.iter().chain(source.parameters.iter()),
@@ -438,7 +450,8 @@ impl<'a> Engine<'a> {
         }
         log.write_report(&report).map_err(io_error(log.path()))?;
         let resolved = resolutions.lock().map(|r| r.clone()).unwrap_or_default();
-        log.write_chaining(&resolved).map_err(io_error(log.path()))?;
+        log.write_chaining(&resolved)
+            .map_err(io_error(log.path()))?;
         if let Some(dir) = &request.state_directory {
             let _ = std::fs::remove_file(dir.join(STATE_FILE));
         }
@@ -601,7 +614,11 @@ impl<'a> Engine<'a> {
                 }
                 Ok(StepDecision::Abort) => {
                     let status = failed_status(step);
-                    return finish(report, status, Some("the step's if condition chose Abort".into()));
+                    return finish(
+                        report,
+                        status,
+                        Some("the step's if condition chose Abort".into()),
+                    );
                 }
                 Err(e) => {
                     let status = failed_status(step);
@@ -686,9 +703,8 @@ impl<'a> Engine<'a> {
             None => vec![None],
             Some(l) => {
                 let scope = StepScope::new(doc, chain, &self.config.ssm_parameters, None);
-                let values = loop_values(&l.kind, &scope).map_err(|e| {
-                    ActionFailure::failed(format!("loop: {e}"))
-                })?;
+                let values = loop_values(&l.kind, &scope)
+                    .map_err(|e| ActionFailure::failed(format!("loop: {e}")))?;
                 report.looping = Some(serde_json::json!({
                     "name": l.name,
                     "iterations": values.len(),
@@ -832,9 +848,8 @@ impl<'a> Engine<'a> {
                 .target
                 .resolve(&reference)
                 .map_err(|e| ActionFailure::failed(format!("ExecuteDocument: {e}")))?;
-            std::fs::read_to_string(&path).map_err(|e| {
-                ActionFailure::failed(format!("ExecuteDocument: {reference}: {e}"))
-            })?
+            std::fs::read_to_string(&path)
+                .map_err(|e| ActionFailure::failed(format!("ExecuteDocument: {reference}: {e}")))?
         };
         let phases = inputs
             .get("phases")
@@ -1008,10 +1023,7 @@ fn identity_of(reference: &str, target: &dyn Target) -> String {
         return reference.to_string();
     }
     match target.resolve(reference) {
-        Ok(p) => std::fs::canonicalize(&p)
-            .unwrap_or(p)
-            .display()
-            .to_string(),
+        Ok(p) => std::fs::canonicalize(&p).unwrap_or(p).display().to_string(),
         Err(_) => reference.to_string(),
     }
 }
@@ -1093,7 +1105,9 @@ fn resolve_parameters<'p>(
         .collect();
     for (name, value) in given {
         if doc.constants.iter().any(|c| &c.name == name) {
-            return Err(format!("{name} is a constant of the document and cannot be set"));
+            return Err(format!(
+                "{name} is a constant of the document and cannot be set"
+            ));
         }
         if let Some(p) = doc.parameters.iter().find(|p| &p.name == name) {
             if let Some(allowed) = &p.allowed_values {

@@ -138,7 +138,15 @@ mod tests {
             (&[Seg::Key("schemaVersion")], 1),
             (&[Seg::Key("phases")], 2),
             (&[Seg::Key("phases"), Seg::Index(0)], 3),
-            (&[Seg::Key("phases"), Seg::Index(0), Seg::Key("steps"), Seg::Index(1)], 7),
+            (
+                &[
+                    Seg::Key("phases"),
+                    Seg::Index(0),
+                    Seg::Key("steps"),
+                    Seg::Index(1),
+                ],
+                7,
+            ),
             (
                 &[
                     Seg::Key("phases"),

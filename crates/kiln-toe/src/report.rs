@@ -179,7 +179,10 @@ mod tests {
             (&[Success, Skipped], Success),
             (&[Success, IgnoredFailure], SuccessWithIgnoredFailure),
             (&[IgnoredFailure, Failed], Failed),
-            (&[SuccessWithIgnoredFailure, Success], SuccessWithIgnoredFailure),
+            (
+                &[SuccessWithIgnoredFailure, Success],
+                SuccessWithIgnoredFailure,
+            ),
         ];
         for (parts, want) in cases {
             assert_eq!(Status::combine(parts.iter().copied()), *want, "{parts:?}");

@@ -57,12 +57,19 @@ pub trait Target: Send + Sync {
         if name.contains('/') {
             return self.resolve(name).is_ok_and(|p| is_executable(&p));
         }
-        ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
-            .iter()
-            .any(|dir| {
-                self.resolve(&format!("{dir}/{name}"))
-                    .is_ok_and(|p| is_executable(&p))
-            })
+        [
+            "/usr/local/sbin",
+            "/usr/local/bin",
+            "/usr/sbin",
+            "/usr/bin",
+            "/sbin",
+            "/bin",
+        ]
+        .iter()
+        .any(|dir| {
+            self.resolve(&format!("{dir}/{name}"))
+                .is_ok_and(|p| is_executable(&p))
+        })
     }
 
     /// Asks the target to reboot (action Reboot, exit code 194).
@@ -228,7 +235,10 @@ impl Target for LocalTarget {
             cmd
         } else {
             let mut cmd = Command::new("chroot");
-            cmd.arg(&self.root).arg(program).args(args).current_dir(&self.root);
+            cmd.arg(&self.root)
+                .arg(program)
+                .args(args)
+                .current_dir(&self.root);
             cmd
         }
     }

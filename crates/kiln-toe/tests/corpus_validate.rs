@@ -49,9 +49,9 @@ fn linux_corpus_documents_validate() {
             (None, Ok(_)) => {}
             (None, Err(e)) => failures.push(format!("{base}: {e}")),
             (Some((_, rule)), Err(e)) if e.to_string().contains(rule) => {}
-            (Some((_, rule)), other) => {
-                failures.push(format!("{base}: expected rejection `{rule}`, got {other:?}"))
-            }
+            (Some((_, rule)), other) => failures.push(format!(
+                "{base}: expected rejection `{rule}`, got {other:?}"
+            )),
         }
     }
     assert_eq!(checked, 67, "the corpus has 67 Linux component documents");

@@ -165,7 +165,10 @@ phases:
     let s = step(&report, "Slow");
     assert_eq!(s.status, Status::Failed);
     assert_eq!(s.attempts, 2);
-    assert!(s.failure_message.as_deref().unwrap().contains("timed out"), "{s:?}");
+    assert!(
+        s.failure_message.as_deref().unwrap().contains("timed out"),
+        "{s:?}"
+    );
     assert_eq!(f.read("slow"), "x\nx\n");
     assert!(elapsed >= Duration::from_secs(2), "{elapsed:?}");
     assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
@@ -230,7 +233,10 @@ phases:
       - {name: Say, action: ExecuteBash, inputs: {commands: ['echo "{{ Greeting }} {{Who}}{{ Punct }}"']}}
 "#;
     let mut request = f.request(yaml);
-    request.parameters = vec![("Who".into(), "world".into()), ("Unknown".into(), "x".into())];
+    request.parameters = vec![
+        ("Who".into(), "world".into()),
+        ("Unknown".into(), "x".into()),
+    ];
     let report = f.run(request);
     assert_eq!(output(&report, "Say", "stdout"), "hello world!");
 
@@ -239,13 +245,19 @@ phases:
     let engine = Engine::new(&target, &config, &kiln_toe::engine::Quiet);
     match engine.run(f.request(yaml)) {
         Err(EngineError::Parameter { message, .. }) => {
-            assert!(message.contains("missing required parameter Who"), "{message}")
+            assert!(
+                message.contains("missing required parameter Who"),
+                "{message}"
+            )
         }
         other => panic!("{other:?}"),
     }
     let mut request = f.request(yaml);
     request.parameters = vec![("Who".into(), "x".into()), ("Punct".into(), "?".into())];
-    assert!(matches!(engine.run(request), Err(EngineError::Parameter { .. })));
+    assert!(matches!(
+        engine.run(request),
+        Err(EngineError::Parameter { .. })
+    ));
 }
 
 #[test]
@@ -277,8 +289,7 @@ phases:
     );
     let log = PathBuf::from(&report.log_url);
     let chaining: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(log.join("chaining.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(log.join("chaining.json")).unwrap()).unwrap();
     let exprs: Vec<&str> = chaining
         .as_array()
         .unwrap()
@@ -496,7 +507,10 @@ phases:
     ));
     let s = step(&report, "Loop");
     assert_eq!(s.status, Status::Failed);
-    assert!(s.failure_message.as_deref().unwrap().contains("reboot"), "{s:?}");
+    assert!(
+        s.failure_message.as_deref().unwrap().contains("reboot"),
+        "{s:?}"
+    );
 }
 
 #[test]
@@ -535,7 +549,8 @@ phases:
     assert_eq!(report.status, Status::Success, "{report:#?}");
     assert_eq!(f.read("nested"), "hi\n");
     assert_eq!(output(&report, "Nested", "status"), "success");
-    let outputs: serde_json::Value = serde_json::from_str(&step(&report, "Nested").outputs).unwrap();
+    let outputs: serde_json::Value =
+        serde_json::from_str(&step(&report, "Nested").outputs).unwrap();
     assert_eq!(outputs["executedStepCount"], 1);
     assert!(step(&report, "Nested").detailed_output.is_some());
 
@@ -560,7 +575,10 @@ phases:
     // d0 -> d1 -> d2 -> d3 is allowed (3 levels); d4 is one too many.
     for i in 0..5 {
         let body = if i < 4 {
-            format!("{{name: Next, action: ExecuteDocument, inputs: {{document: $DIR/d{}.yaml}}}}", i + 1)
+            format!(
+                "{{name: Next, action: ExecuteDocument, inputs: {{document: $DIR/d{}.yaml}}}}",
+                i + 1
+            )
         } else {
             "{name: Leaf, action: ExecuteBash, inputs: {commands: ['echo leaf']}}".to_string()
         };
@@ -600,10 +618,10 @@ impl Observer for Recorder {
             .push((Instant::now(), format!("{}: {line}", at.step)));
     }
     fn step_finished(&self, at: &StepAt, report: &StepReport, _elapsed: Duration) {
-        self.events
-            .lock()
-            .unwrap()
-            .push((Instant::now(), format!("end {} {}", at.step, report.status.name())));
+        self.events.lock().unwrap().push((
+            Instant::now(),
+            format!("end {} {}", at.step, report.status.name()),
+        ));
     }
 }
 
@@ -624,7 +642,9 @@ phases:
     let recorder = Recorder::default();
     let config = EngineConfig::default();
     let target = LocalTarget::host();
-    let Outcome::Finished(report) = Engine::new(&target, &config, &recorder).run(request).unwrap()
+    let Outcome::Finished(report) = Engine::new(&target, &config, &recorder)
+        .run(request)
+        .unwrap()
     else {
         panic!()
     };
@@ -647,15 +667,24 @@ phases:
     let log = PathBuf::from(&report.log_url);
     let folder = log.file_name().unwrap().to_string_lossy().to_string();
     assert!(folder.starts_with("TOE_"), "{folder}");
-    assert!(folder.ends_with("_UTC-0_11111111-2222-3333-4444-555555555555"), "{folder}");
+    assert!(
+        folder.ends_with("_UTC-0_11111111-2222-3333-4444-555555555555"),
+        "{folder}"
+    );
     let console = std::fs::read_to_string(log.join("console.log")).unwrap();
-    assert!(console.contains("early") && console.contains("late"), "{console}");
+    assert!(
+        console.contains("early") && console.contains("late"),
+        "{console}"
+    );
     assert!(!console.contains("hush"), "{console}");
     let detailed: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(log.join("detailedoutput.json")).unwrap())
             .unwrap();
     assert_eq!(detailed["status"], "success");
-    assert_eq!(detailed["documents"][0]["phases"][0]["steps"][0]["name"], "Talk");
+    assert_eq!(
+        detailed["documents"][0]["phases"][0]["steps"][0]["name"],
+        "Talk"
+    );
     assert_eq!(
         detailed["documents"][0]["phases"][0]["steps"][0]["timeoutSeconds"],
         7200

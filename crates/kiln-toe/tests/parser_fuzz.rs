@@ -54,15 +54,87 @@ fn parse_any(text: &str) -> Vec<String> {
 /// Pieces of YAML syntax and of component documents, to build inputs that get past the YAML
 /// parser more often than random bytes do.
 const TOKENS: &[&str] = &[
-    "\n", "\n  ", "\n    ", "\n      ", "  ", " ", "- ", "-", ": ", ":", "{", "}", "[", "]", ",",
-    "'", "\"", "|", ">", "|-", "&a ", "*a", "!!str ", "!!int ", "!tag ", "#", "%YAML 1.2\n",
-    "---\n", "...\n", "? ", "<<: ", "\t", "\\", "\r\n", "~", "null", "true", "0x1F", "1e9",
-    "-1", "1.0", "9999999999999999999999", "schemaVersion", "phases", "steps", "name", "action",
-    "inputs", "loop", "if", "onFailure", "timeoutSeconds", "maxAttempts", "parameters",
-    "constants", "build", "validate", "test", "ExecuteBash", "CreateFile", "commands", "forEach",
-    "for", "start", "end", "updateBy", "list", "delimiter", "{{ ", " }}", "{{ loop.value }}",
-    "{{ build.S.outputs.stdout }}", "{{ P }}", "type", "string", "value", "default", "é", "😀",
-    "\u{0}", "\u{feff}",
+    "\n",
+    "\n  ",
+    "\n    ",
+    "\n      ",
+    "  ",
+    " ",
+    "- ",
+    "-",
+    ": ",
+    ":",
+    "{",
+    "}",
+    "[",
+    "]",
+    ",",
+    "'",
+    "\"",
+    "|",
+    ">",
+    "|-",
+    "&a ",
+    "*a",
+    "!!str ",
+    "!!int ",
+    "!tag ",
+    "#",
+    "%YAML 1.2\n",
+    "---\n",
+    "...\n",
+    "? ",
+    "<<: ",
+    "\t",
+    "\\",
+    "\r\n",
+    "~",
+    "null",
+    "true",
+    "0x1F",
+    "1e9",
+    "-1",
+    "1.0",
+    "9999999999999999999999",
+    "schemaVersion",
+    "phases",
+    "steps",
+    "name",
+    "action",
+    "inputs",
+    "loop",
+    "if",
+    "onFailure",
+    "timeoutSeconds",
+    "maxAttempts",
+    "parameters",
+    "constants",
+    "build",
+    "validate",
+    "test",
+    "ExecuteBash",
+    "CreateFile",
+    "commands",
+    "forEach",
+    "for",
+    "start",
+    "end",
+    "updateBy",
+    "list",
+    "delimiter",
+    "{{ ",
+    " }}",
+    "{{ loop.value }}",
+    "{{ build.S.outputs.stdout }}",
+    "{{ P }}",
+    "type",
+    "string",
+    "value",
+    "default",
+    "é",
+    "😀",
+    "\u{0}",
+    "\u{feff}",
 ];
 
 fn token_soup() -> impl Strategy<Value = String> {
@@ -138,7 +210,11 @@ fn cut_points(text: &str) -> Vec<usize> {
 fn every_truncation_of_a_corpus_document_answers() {
     let started = std::time::Instant::now();
     let docs = corpus_components();
-    assert!(docs.len() >= 67, "corpus component documents: {}", docs.len());
+    assert!(
+        docs.len() >= 67,
+        "corpus component documents: {}",
+        docs.len()
+    );
     let mut parses = 0;
     let mut lineless = Vec::new();
     for (file, text) in &docs {
@@ -167,7 +243,12 @@ fn every_truncation_of_a_corpus_document_answers() {
         lineless.is_empty(),
         "{} problems inside a phase without a line, e.g.:\n{}",
         lineless.len(),
-        lineless.iter().take(20).cloned().collect::<Vec<_>>().join("\n")
+        lineless
+            .iter()
+            .take(20)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }
 
@@ -186,10 +267,27 @@ fn scalar() -> impl Strategy<Value = Value> {
         (-5i64..20).prop_map(|i| Value::Number(i.into())),
         any::<f64>().prop_map(|f| Value::Number(f.into())),
         prop::sample::select(vec![
-            "", "x", "1.0", "build", "echo hi", "{{ P }}", "{{ Missing }}", "{{ loop.value }}",
-            "{{ loop.index }}", "{{ build.S.outputs.stdout }}", "{{ nope.S.outputs.stdout }}",
-            "{{ build.S.inputs[0].path }}", "{{", "}}", "{{}}", "a,b,c", "/tmp/x", "Abort",
-            "multi\nline\n", "é😀", "{{ aws:ssm:resolve(P) }}",
+            "",
+            "x",
+            "1.0",
+            "build",
+            "echo hi",
+            "{{ P }}",
+            "{{ Missing }}",
+            "{{ loop.value }}",
+            "{{ loop.index }}",
+            "{{ build.S.outputs.stdout }}",
+            "{{ nope.S.outputs.stdout }}",
+            "{{ build.S.inputs[0].path }}",
+            "{{",
+            "}}",
+            "{{}}",
+            "a,b,c",
+            "/tmp/x",
+            "Abort",
+            "multi\nline\n",
+            "é😀",
+            "{{ aws:ssm:resolve(P) }}",
         ])
         .prop_map(s),
         "[a-zA-Z0-9_{} .:-]{0,12}".prop_map(Value::String),
@@ -200,9 +298,8 @@ fn any_value() -> impl Strategy<Value = Value> {
     scalar().prop_recursive(3, 24, 4, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Sequence),
-            prop::collection::vec((key(), inner), 0..4).prop_map(|kv| {
-                Value::Mapping(kv.into_iter().collect::<Mapping>())
-            }),
+            prop::collection::vec((key(), inner), 0..4)
+                .prop_map(|kv| { Value::Mapping(kv.into_iter().collect::<Mapping>()) }),
         ]
     })
 }
@@ -211,12 +308,45 @@ fn any_value() -> impl Strategy<Value = Value> {
 fn key() -> impl Strategy<Value = Value> {
     prop_oneof![
         prop::sample::select(vec![
-            "schemaVersion", "phases", "steps", "name", "action", "inputs", "loop", "if",
-            "onFailure", "timeoutSeconds", "maxAttempts", "parameters", "constants",
-            "description", "disableLogging", "commands", "path", "content", "type", "value",
-            "default", "allowedValues", "forEach", "for", "start", "end", "updateBy", "list",
-            "delimiter", "and", "or", "not", "stringEquals", "numberEquals", "binaryExists",
-            "onfailure", "Phases", "step", "",
+            "schemaVersion",
+            "phases",
+            "steps",
+            "name",
+            "action",
+            "inputs",
+            "loop",
+            "if",
+            "onFailure",
+            "timeoutSeconds",
+            "maxAttempts",
+            "parameters",
+            "constants",
+            "description",
+            "disableLogging",
+            "commands",
+            "path",
+            "content",
+            "type",
+            "value",
+            "default",
+            "allowedValues",
+            "forEach",
+            "for",
+            "start",
+            "end",
+            "updateBy",
+            "list",
+            "delimiter",
+            "and",
+            "or",
+            "not",
+            "stringEquals",
+            "numberEquals",
+            "binaryExists",
+            "onfailure",
+            "Phases",
+            "step",
+            "",
         ])
         .prop_map(s),
         scalar(),
@@ -276,9 +406,9 @@ fn inputs() -> BoxedStrategy<Value> {
 
 fn looping() -> BoxedStrategy<Value> {
     let for_loop = mapping(vec![
-        ("start", or_any(-3i64..5).prop_map(num_or).boxed()),
-        ("end", or_any(-3i64..5).prop_map(num_or).boxed()),
-        ("updateBy", or_any(-2i64..3).prop_map(num_or).boxed()),
+        ("start", int(-3i64..5)),
+        ("end", int(-3i64..5)),
+        ("updateBy", int(-2i64..3)),
     ]);
     let for_each_list = prop::collection::vec(scalar(), 0..4).prop_map(Value::Sequence);
     let for_each_delimited = mapping(vec![
@@ -298,13 +428,16 @@ fn looping() -> BoxedStrategy<Value> {
                 .boxed(),
         ),
         ("for", for_loop),
-        ("forEach", or_any(prop_oneof![for_each_list, for_each_delimited])),
+        (
+            "forEach",
+            or_any(prop_oneof![for_each_list, for_each_delimited]),
+        ),
     ])
 }
 
-/// `or_any` over an integer strategy yields integers wrapped as values.
-fn num_or(v: Value) -> Value {
-    v
+/// An integer in `range`, or anything at all.
+fn int(range: std::ops::Range<i64>) -> BoxedStrategy<Value> {
+    or_any(range.prop_map(|i| Value::Number(i.into())))
 }
 
 fn condition() -> BoxedStrategy<Value> {
@@ -354,8 +487,14 @@ fn step() -> BoxedStrategy<Value> {
                     .prop_map(s),
             ),
         ),
-        ("timeoutSeconds", or_any((-2i64..100_000).prop_map(|i| Value::Number(i.into())))),
-        ("maxAttempts", or_any((-1i64..20).prop_map(|i| Value::Number(i.into())))),
+        (
+            "timeoutSeconds",
+            or_any((-2i64..100_000).prop_map(|i| Value::Number(i.into()))),
+        ),
+        (
+            "maxAttempts",
+            or_any((-1i64..20).prop_map(|i| Value::Number(i.into()))),
+        ),
         ("disableLogging", scalar().boxed()),
     ]))
 }
@@ -365,8 +504,14 @@ fn phase() -> BoxedStrategy<Value> {
         (
             "name",
             or_any(
-                prop::sample::select(vec!["build", "validate", "test", "container-host-test", "deploy"])
-                    .prop_map(s),
+                prop::sample::select(vec![
+                    "build",
+                    "validate",
+                    "test",
+                    "container-host-test",
+                    "deploy",
+                ])
+                .prop_map(s),
             ),
         ),
         (
@@ -382,7 +527,9 @@ fn declarations(value_key: &'static str) -> BoxedStrategy<Value> {
         mapping(vec![
             (
                 "type",
-                prop::sample::select(vec!["string", "int"]).prop_map(s).boxed(),
+                prop::sample::select(vec!["string", "int"])
+                    .prop_map(s)
+                    .boxed(),
             ),
             (value_key, scalar().boxed()),
             ("description", scalar().boxed()),

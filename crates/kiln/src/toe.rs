@@ -82,7 +82,12 @@ pub struct RunArgs {
     s3_region: String,
     #[arg(long, env = "AWS_ACCESS_KEY_ID", default_value = "kiln")]
     s3_access_key_id: String,
-    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", default_value = "kiln", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "AWS_SECRET_ACCESS_KEY",
+        default_value = "kiln",
+        hide_env_values = true
+    )]
     s3_secret_access_key: String,
     /// A value for `{{ aws:ssm:resolve(NAME) }}`, `NAME=VALUE`; repeatable.
     #[arg(long = "ssm-parameter")]
@@ -171,8 +176,7 @@ fn read_document(path: &Path, parameters: Vec<(String, String)>) -> Result<Sourc
     if shown.starts_with("s3://") || shown.starts_with("arn:") {
         bail!("{shown}: kiln toe runs local documents; download it first (S3 and component ARNs are loaded by Kiln's build engine)");
     }
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {shown}"))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {shown}"))?;
     Ok(SourceDocument {
         name: shown,
         text,
@@ -385,7 +389,10 @@ impl Observer for Progress {
             line.push_str(&format!(": {m}"));
         }
         if report.attempts > 1 {
-            line.push_str(&format!(" (attempt {} of {})", report.attempts, report.max_attempts));
+            line.push_str(&format!(
+                " (attempt {} of {})",
+                report.attempts, report.max_attempts
+            ));
         }
         println!("{line}");
     }

@@ -40,8 +40,8 @@ use crate::filters::Filters;
 use crate::service::Service;
 use kiln_domain::arn::{Arn, ResourceKind};
 use kiln_domain::resources::component::{
-    self as domain, next_build, ComponentStatus as DomainStatus,
-    ComponentType as DomainType, DocumentParameter,
+    self as domain, next_build, ComponentStatus as DomainStatus, ComponentType as DomainType,
+    DocumentParameter,
 };
 use kiln_domain::version::{latest_version_refs, SemVer};
 use kiln_store::{ListQuery, Txn, TxnExt};
@@ -762,8 +762,8 @@ pub(crate) mod tests {
     #[test]
     fn accepts_real_documents_with_their_type_and_parameters() {
         for (label, data, expected_type, expected_parameters) in REAL_DOCUMENTS {
-            let outline =
-                read_component_document(data, None).unwrap_or_else(|e| panic!("{label}: rejected: {e}"));
+            let outline = read_component_document(data, None)
+                .unwrap_or_else(|e| panic!("{label}: rejected: {e}"));
             assert_eq!(outline.component_type, *expected_type, "{label}");
             let got: Vec<(&str, Option<&str>)> = outline
                 .parameters
@@ -867,10 +867,12 @@ pub(crate) mod tests {
 
     #[test]
     fn syntax_errors_give_the_line_and_column() {
-        let err =
-            read_component_document("schemaVersion: 1.0\nphases:\n  - name: 'build\n", None)
-                .unwrap_err();
-        assert!(err.starts_with("line 4: the document is not valid YAML"), "{err}");
+        let err = read_component_document("schemaVersion: 1.0\nphases:\n  - name: 'build\n", None)
+            .unwrap_err();
+        assert!(
+            err.starts_with("line 4: the document is not valid YAML"),
+            "{err}"
+        );
     }
 
     /// Every component document of the public corpus, validated for its platform (a `mixed`
@@ -885,12 +887,24 @@ pub(crate) mod tests {
         // Documents that break a documented rule, and why.
         let expected_rejections = [
             // `phases` is a mapping, not a list.
-            ("terraform-aws-imagebuilder__example_examplea_component.yaml", "phases must be a non-empty list"),
+            (
+                "terraform-aws-imagebuilder__example_examplea_component.yaml",
+                "phases must be a non-empty list",
+            ),
             // Doc snippets pasted together: two steps share a name in one phase.
-            ("aws_imagebuilder_component__test_set-file-encoding.yaml", "step names are unique in a phase"),
-            ("aws_imagebuilder_component__test_reboot.yaml", "step names are unique in a phase"),
+            (
+                "aws_imagebuilder_component__test_set-file-encoding.yaml",
+                "step names are unique in a phase",
+            ),
+            (
+                "aws_imagebuilder_component__test_reboot.yaml",
+                "step names are unique in a phase",
+            ),
             // Doc snippets pasted together: a parameter and a constant are both named Source.
-            ("aws_imagebuilder_component__test_test.yaml", "unique across parameters and constants"),
+            (
+                "aws_imagebuilder_component__test_test.yaml",
+                "unique across parameters and constants",
+            ),
             // Invalid YAML upstream (the corpus keeps them as negative tests).
             (
                 "Components_Windows_chef-recipe-execution-windows_component.yaml",
@@ -919,10 +933,15 @@ pub(crate) mod tests {
                 "mixed" => validate(Platform::Linux).or_else(|_| validate(Platform::Windows)),
                 _ => validate(Platform::Linux),
             };
-            match (expected_rejections.iter().find(|(f, _)| file.ends_with(f)), result) {
+            match (
+                expected_rejections.iter().find(|(f, _)| file.ends_with(f)),
+                result,
+            ) {
                 (Some((_, why)), Err(e)) if e.contains(why) => {}
                 (None, Ok(_)) => {}
-                (expected, got) => failures.push(format!("{file}: expected {expected:?}, got {got:?}")),
+                (expected, got) => {
+                    failures.push(format!("{file}: expected {expected:?}, got {got:?}"))
+                }
             }
         }
         assert_eq!(checked, 122, "the corpus has 122 component documents");

@@ -758,7 +758,10 @@ mod tests {
         for _ in 0..10 {
             let script = f.dir.path().join("raw.sh");
             std::fs::write(&script, "echo hi\n").unwrap();
-            std::process::Command::new("bash").arg(&script).output().unwrap();
+            std::process::Command::new("bash")
+                .arg(&script)
+                .output()
+                .unwrap();
         }
         eprintln!("TEMPBENCH step {each:?} raw {:?}", raw.elapsed() / 10);
         assert!(each < Duration::from_millis(100), "{each:?} per step");

@@ -82,9 +82,7 @@ pub fn parse_list<T: DeserializeOwned>(inputs: &Value) -> Result<Vec<T>, String>
     items
         .iter()
         .enumerate()
-        .map(|(i, item)| {
-            T::deserialize(item.clone()).map_err(|e| format!("inputs[{i}]: {e}"))
-        })
+        .map(|(i, item)| T::deserialize(item.clone()).map_err(|e| format!("inputs[{i}]: {e}")))
         .collect()
 }
 
@@ -101,7 +99,8 @@ mod tests {
 
     #[test]
     fn scalars_read_as_text() {
-        let v: Value = serde_yaml::from_str("- {path: /a, overwrite: false}\n- {path: 755}").unwrap();
+        let v: Value =
+            serde_yaml::from_str("- {path: /a, overwrite: false}\n- {path: 755}").unwrap();
         let entries: Vec<Entry> = parse_list(&v).unwrap();
         assert_eq!(entries[0].path.as_str(), "/a");
         assert!(!flag_or(&entries[0].overwrite, "overwrite", true).unwrap());

@@ -240,16 +240,19 @@ pub fn validate(kind: ActionKind, inputs: &Value) -> Result<(), String> {
         // The engine validates these two: they need the condition parser and the document
         // loader.
         Assert | ExecuteDocument => Ok(()),
-        ExecutePowerShell | InstallMSI | UninstallMSI | SetRegistry => Err(format!(
-            "action {} is not supported on Linux",
-            kind.name()
-        )),
+        ExecutePowerShell | InstallMSI | UninstallMSI | SetRegistry => {
+            Err(format!("action {} is not supported on Linux", kind.name()))
+        }
         _ => files::validate(kind, inputs),
     }
 }
 
 /// Runs one attempt of a module (not Assert or ExecuteDocument, which the engine runs).
-pub fn run(kind: ActionKind, ctx: &ActionContext, inputs: &Value) -> Result<Outputs, ActionFailure> {
+pub fn run(
+    kind: ActionKind,
+    ctx: &ActionContext,
+    inputs: &Value,
+) -> Result<Outputs, ActionFailure> {
     use ActionKind::*;
     match kind {
         ExecuteBash | ExecuteBinary => exec::run(kind, ctx, inputs),
