@@ -12,6 +12,10 @@
 //!   time is engine overhead plus a tiny action;
 //! - C: `--steps` `CreateFolder` steps on a temporary path: engine overhead, the per-step
 //!   scratch directory and one mkdir;
+//! - for attribution, the `ExecuteBash` module's way of running the command alone
+//!   (`kiln_toe::actions::exec::run_command`: new process group, reader and waiter threads, a
+//!   channel), after writing the script: A minus this is the engine's part, this minus the
+//!   baseline the command runner's;
 //! - the engine's per-step filesystem work, redone here the way the engine does it: scratch
 //!   directory created and removed under /tmp/kiln-toe, the console.log header line and the two
 //!   application.log lines (timestamped) appended.
@@ -125,6 +129,45 @@ fn bare_bash(steps: usize, work: &Path) -> Result<Duration> {
     Ok(elapsed)
 }
 
+struct NoConsole;
+
+impl kiln_toe::actions::Console for NoConsole {
+    fn line(&self, _stream: kiln_toe::actions::Stream, _text: &str) {}
+}
+
+/// The steps' own commands through the engine's command runner, without the engine: write the
+/// script, `run_command(bash <script>)`.
+fn runner_bash(steps: usize, work: &Path) -> Result<Duration> {
+    use kiln_toe::target::Target;
+    let target = LocalTarget::host();
+    let config = kiln_toe::actions::ActionConfig::default();
+    let scratch = work.join("runner");
+    std::fs::create_dir_all(&scratch)?;
+    let scratch_in_target = scratch.display().to_string();
+    let ctx = kiln_toe::actions::ActionContext {
+        target: &target,
+        config: &config,
+        console: &NoConsole,
+        deadline: None,
+        scratch: &scratch,
+        scratch_in_target: &scratch_in_target,
+    };
+    let started = Instant::now();
+    for i in 0..steps {
+        let script = scratch.join(format!("script-{i}.sh"));
+        std::fs::write(&script, "true\n")?;
+        let cmd = target.command("bash", &[script.display().to_string()]);
+        let out = kiln_toe::actions::exec::run_command(&ctx, cmd)
+            .map_err(|e| anyhow::anyhow!("run_command: {e:?}"))?;
+        if out.status != 0 {
+            bail!("bash {} exited with {}", script.display(), out.status);
+        }
+    }
+    let elapsed = started.elapsed();
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(elapsed)
+}
+
 /// The engine's per-step filesystem work, the way it does it: a scratch directory
 /// `/tmp/kiln-toe/<id>/<phase>-<step>-<uuid>` created and removed, one console.log header
 /// line, two timestamped application.log lines (files opened once, appended, not flushed
@@ -221,7 +264,7 @@ pub fn main(args: impl Iterator<Item = String>) -> Result<()> {
     });
     let tag = format!("kiln-bench-{}", std::process::id());
     println!(
-        "kiln-bench toe: {n}-step documents, {} rounds (ExecuteBash, bare bash, Assert, CreateFolder, filesystem work, alternating), work dir {}",
+        "kiln-bench toe: {n}-step documents, {} rounds (ExecuteBash, bare bash, Assert, CreateFolder, filesystem work, run_command, alternating), work dir {}",
         options.rounds,
         work.path().display()
     );
@@ -236,6 +279,7 @@ pub fn main(args: impl Iterator<Item = String>) -> Result<()> {
     let mut assert = Series::new();
     let mut folder = Series::new();
     let mut fs_work = Series::new();
+    let mut runner = Series::new();
     let mut overheads = Vec::new();
     for round in 0..options.rounds {
         let a = engine_run(&bash_doc, work.path(), &format!("{tag}-a{round}"))?;
@@ -244,9 +288,10 @@ pub fn main(args: impl Iterator<Item = String>) -> Result<()> {
         let c = engine_run(&folder_doc, work.path(), &format!("{tag}-c{round}"))?;
         let _ = std::fs::remove_dir_all(&folders);
         let f = filesystem_work(n, work.path(), &format!("{tag}-f{round}"))?;
+        let r = runner_bash(n, work.path())?;
         let overhead = (a.as_secs_f64() - base.as_secs_f64()) * 1e3 / n as f64;
         println!(
-            "  round {}: ExecuteBash {:7.1} ms  bare bash {:7.1} ms  -> {:6.3} ms/step   Assert {:6.1} ms  CreateFolder {:6.1} ms  fs work {:6.1} ms",
+            "  round {}: ExecuteBash {:7.1} ms  bare bash {:7.1} ms  -> {:6.3} ms/step   Assert {:6.1} ms  CreateFolder {:6.1} ms  fs work {:6.1} ms  run_command {:6.1} ms",
             round + 1,
             a.as_secs_f64() * 1e3,
             base.as_secs_f64() * 1e3,
@@ -254,12 +299,14 @@ pub fn main(args: impl Iterator<Item = String>) -> Result<()> {
             b.as_secs_f64() * 1e3,
             c.as_secs_f64() * 1e3,
             f.as_secs_f64() * 1e3,
+            r.as_secs_f64() * 1e3,
         );
         bash.push(a);
         bare.push(base);
         assert.push(b);
         folder.push(c);
         fs_work.push(f);
+        runner.push(r);
         overheads.push(overhead);
     }
 
@@ -291,6 +338,12 @@ pub fn main(args: impl Iterator<Item = String>) -> Result<()> {
     println!(
         "per-step filesystem work x{n} (scratch dir create+remove under /tmp/kiln-toe, console.log + 2 application.log lines): {:.1} ms -> {m:.3} ms/step (min {lo:.3}, max {hi:.3})",
         m * n as f64,
+    );
+    let (runner_m, _, _) = stats(&runner.totals_ms);
+    println!(
+        "attribution (medians): ExecuteBash x{n} through run_command alone {runner_m:.0} ms -> command runner {:.3} ms/step over bare bash, rest of the engine {:.3} ms/step",
+        (runner_m - bare_m) / n as f64,
+        (bash_m - runner_m) / n as f64,
     );
     Ok(())
 }

@@ -168,8 +168,8 @@ fn corpus() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus")
 }
 
-/// Every component document of the corpus (all platforms): (file, text).
-fn corpus_components() -> Vec<(String, String)> {
+/// Every component document of the corpus (all platforms): (file, text, platform).
+fn corpus_components() -> Vec<(String, String, Platform)> {
     let sources = std::fs::read_to_string(corpus().join("SOURCES.tsv")).expect("SOURCES.tsv");
     sources
         .lines()
@@ -178,28 +178,43 @@ fn corpus_components() -> Vec<(String, String)> {
             let cols: Vec<&str> = line.split('\t').collect();
             (cols.len() >= 7 && cols[5] == "component").then(|| {
                 let text = std::fs::read_to_string(corpus().join(cols[0])).expect(cols[0]);
-                (cols[0].to_string(), text)
+                let platform = match cols[6] {
+                    "Windows" => Platform::Windows,
+                    "macOS" | "MacOS" => Platform::MacOs,
+                    _ => Platform::Linux,
+                };
+                (cols[0].to_string(), text, platform)
             })
         })
         .collect()
 }
 
-/// Where to cut `text`: every char boundary of a short document; of a long one, every line
-/// end (with and without its newline), the first 256 boundaries and an even sample of the rest.
+/// Bytes of prefixes parsed per document: the whole test must stay fast in debug builds.
+const BUDGET_PER_DOCUMENT: usize = 150_000;
+
+/// Where to cut `text`: every char boundary of a short document; of a long one, the first 64
+/// boundaries, then an even sample of line ends (with and without the newline) and of all
+/// boundaries, as many as [`BUDGET_PER_DOCUMENT`] allows.
 fn cut_points(text: &str) -> Vec<usize> {
     let boundaries: Vec<usize> = (0..=text.len())
         .filter(|&i| text.is_char_boundary(i))
         .collect();
-    if boundaries.len() <= 1500 {
+    let average = (text.len() / 2).max(1);
+    let affordable = (BUDGET_PER_DOCUMENT / average).max(128);
+    if boundaries.len() <= affordable {
         return boundaries;
     }
-    let mut cuts: Vec<usize> = boundaries.iter().copied().take(256).collect();
-    let step = boundaries.len() / 400;
-    cuts.extend(boundaries.iter().copied().step_by(step.max(1)));
-    for (i, _) in text.match_indices('\n') {
-        cuts.push(i);
-        cuts.push(i + 1);
-    }
+    let mut cuts: Vec<usize> = boundaries.iter().copied().take(64).collect();
+    let line_ends: Vec<usize> = text
+        .match_indices('\n')
+        .flat_map(|(i, _)| [i, i + 1])
+        .collect();
+    let sample = |all: &[usize], n: usize| -> Vec<usize> {
+        let step = all.len().div_ceil(n.max(1)).max(1);
+        all.iter().copied().step_by(step).collect()
+    };
+    cuts.extend(sample(&line_ends, affordable / 2));
+    cuts.extend(sample(&boundaries, affordable / 2));
     cuts.push(text.len());
     cuts.sort_unstable();
     cuts.dedup();
@@ -215,23 +230,42 @@ fn every_truncation_of_a_corpus_document_answers() {
         "corpus component documents: {}",
         docs.len()
     );
-    let mut parses = 0;
-    let mut lineless = Vec::new();
-    for (file, text) in &docs {
-        for cut in cut_points(text) {
-            let prefix = &text[..cut];
-            let result = std::panic::catch_unwind(|| parse_any(prefix));
-            match result {
-                Ok(l) => {
-                    for p in l {
-                        lineless.push(format!("{file} cut at byte {cut}: {p}"));
+    let threads = std::thread::available_parallelism().map_or(4, |n| n.get());
+    let chunks: Vec<&[(String, String, Platform)]> =
+        docs.chunks(docs.len().div_ceil(threads)).collect();
+    let results: Vec<(usize, Vec<String>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .iter()
+            .map(|chunk| {
+                scope.spawn(move || {
+                    let mut parses = 0;
+                    let mut lineless = Vec::new();
+                    for (file, text, platform) in chunk.iter() {
+                        for cut in cut_points(text) {
+                            let prefix = &text[..cut];
+                            let answer = std::panic::catch_unwind(|| parse(prefix, *platform));
+                            match answer {
+                                Ok(Ok(_)) => {}
+                                Ok(Err(e)) => {
+                                    for p in check_error(&e, prefix) {
+                                        lineless.push(format!("{file} cut at byte {cut}: {p}"));
+                                    }
+                                }
+                                Err(_) => {
+                                    panic!("parse panicked on {file} cut at byte {cut}: {prefix:?}")
+                                }
+                            }
+                            parses += 1;
+                        }
                     }
-                }
-                Err(_) => panic!("parse panicked on {file} cut at byte {cut}: {prefix:?}"),
-            }
-            parses += 1;
-        }
-    }
+                    (parses, lineless)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let parses: usize = results.iter().map(|r| r.0).sum();
+    let mut lineless: Vec<String> = results.into_iter().flat_map(|r| r.1).collect();
     eprintln!(
         "{} documents, {parses} truncations, {:?}",
         docs.len(),
@@ -607,4 +641,40 @@ proptest! {
             prop_assert!(!e.to_string().trim().is_empty());
         }
     }
+}
+
+/// The generator reaches the rules inside phases (and sometimes makes a valid document), so
+/// the properties above test something.
+#[test]
+fn structured_generator_reaches_inside_phases() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let strategy = document();
+    let (mut ok, mut phase_problems, mut other) = (0, 0, 0);
+    let mut messages = std::collections::BTreeMap::<String, usize>::new();
+    for _ in 0..1000 {
+        let doc = strategy.new_tree(&mut runner).unwrap().current();
+        let text = serde_yaml::to_string(&doc).unwrap();
+        match parse(&text, Platform::Linux) {
+            Ok(_) => ok += 1,
+            Err(e) if e.problems.iter().any(|p| p.phase.is_some()) => {
+                phase_problems += 1;
+                for p in e.problems.iter().filter(|p| p.phase.is_some()) {
+                    let key: String = p.message.chars().take(40).collect();
+                    *messages.entry(key).or_default() += 1;
+                }
+            }
+            Err(_) => other += 1,
+        }
+    }
+    eprintln!("ok {ok}, with problems in a phase {phase_problems}, other errors {other}");
+    eprintln!("distinct in-phase messages: {}", messages.len());
+    for (m, n) in &messages {
+        eprintln!("{n:>5} {m}");
+    }
+    assert!(
+        phase_problems >= 100,
+        "too few documents with problems inside a phase"
+    );
 }

@@ -29,7 +29,7 @@ pub enum ToeCommand {
     /// Check component documents (syntax, schema, actions and their inputs) for Linux.
     Validate(ValidateArgs),
     /// Run component documents on this machine (or in a root directory with --root).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
 }
 
 #[derive(clap::Args)]
@@ -110,7 +110,7 @@ pub enum RebootMode {
 pub fn main(command: ToeCommand) -> i32 {
     let result = match command {
         ToeCommand::Validate(args) => validate(args),
-        ToeCommand::Run(args) => run(args),
+        ToeCommand::Run(args) => run(*args),
     };
     match result {
         Ok(code) => code,

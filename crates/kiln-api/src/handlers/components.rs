@@ -66,7 +66,8 @@ const LIST_FILTERS: [&str; 8] = [
     "version",
 ];
 
-/// Reading YAML documents (components and workflows): parsing with positions in the errors,
+/// Reading YAML documents (workflows; components are read by `kiln_toe::document`): parsing
+/// with positions in the errors,
 /// and typed access to members with messages that name the member's path in the document.
 pub(crate) mod document {
     use serde_yaml::{Mapping, Value};
@@ -97,18 +98,8 @@ pub(crate) mod document {
         }
     }
 
-    /// What a value is, for messages ("a list").
-    pub fn describe(value: &Value) -> &'static str {
-        match value {
-            Value::Null => "empty",
-            Value::Bool(_) => "a boolean",
-            Value::Number(_) => "a number",
-            Value::String(_) => "a string",
-            Value::Sequence(_) => "a list",
-            Value::Mapping(_) => "a mapping",
-            Value::Tagged(_) => "a tagged value",
-        }
-    }
+    /// What a value is, for messages ("a list"); shared with component validation.
+    pub use kiln_toe::actions::inputs::describe;
 
     /// A member, treating an explicit `null` (`key:` with nothing after it) as absent.
     pub fn get<'a>(map: &'a Mapping, key: &str) -> Option<&'a Value> {
