@@ -331,6 +331,21 @@ phases:
     assert keys == ["files/a.txt", "files/b.txt"]
     assert (tmp_path / "back" / "a.txt").read_text() == "alpha"
     assert (tmp_path / "back" / "b.txt").read_text() == "beta"
+    # The log folder goes to S3 when asked, as awstoe's --log-s3-* flags do.
+    logged = toe(
+        "run", "-d", "s3.yaml", "--s3-endpoint", moto_endpoint, "--execution-id", "s3-logs",
+        "--log-s3-bucket-name", "toe-bucket", "--log-s3-key-prefix", "runs", cwd=tmp_path,
+    )
+    assert logged.returncode == 0, logged.stdout + logged.stderr
+    log_keys = {
+        o["Key"].rsplit("/", 1)[-1]
+        for o in s3.list_objects_v2(Bucket="toe-bucket", Prefix="runs/")["Contents"]
+        if o["Key"].split("/")[1].endswith("_UTC-0_s3-logs")
+    }
+    assert {"console.log", "detailedoutput.json", "chaining.json"} <= log_keys, log_keys
+    # CloudWatch is not available: refused, unless failures are to be ignored.
+    cw = toe("run", "-d", "s3.yaml", "--cw-log-group", "g", cwd=tmp_path)
+    assert cw.returncode == 2 and "CloudWatch" in cw.stderr
     # Without an endpoint the step fails and says how to configure one.
     unconfigured = subprocess.run(
         [kiln_bin(), "toe", "run", "-d", "s3.yaml"], cwd=tmp_path, capture_output=True,

@@ -389,7 +389,7 @@ fn key() -> impl Strategy<Value = Value> {
 
 /// A value of a given kind, or (sometimes) anything at all.
 fn or_any<S: Strategy<Value = Value> + 'static>(good: S) -> BoxedStrategy<Value> {
-    prop_oneof![8 => good.boxed(), 1 => any_value().boxed()].boxed()
+    prop_oneof![12 => good.boxed(), 1 => any_value().boxed()].boxed()
 }
 
 /// A mapping holding some of `entries` (each present or not) and maybe a stray key.
@@ -397,10 +397,10 @@ fn mapping(entries: Vec<(&'static str, BoxedStrategy<Value>)>) -> BoxedStrategy<
     let parts: Vec<BoxedStrategy<Option<(Value, Value)>>> = entries
         .into_iter()
         .map(|(k, v)| {
-            prop_oneof![1 => Just(None), 6 => v.prop_map(move |v| Some((s(k), v)))].boxed()
+            prop_oneof![1 => Just(None), 4 => v.prop_map(move |v| Some((s(k), v)))].boxed()
         })
         .collect();
-    (parts, prop::option::weighted(0.1, (key(), any_value())))
+    (parts, prop::option::weighted(0.05, (key(), any_value())))
         .prop_map(|(parts, extra)| {
             let mut m: Mapping = parts.into_iter().flatten().collect();
             if let Some((k, v)) = extra {
@@ -438,6 +438,11 @@ fn inputs() -> BoxedStrategy<Value> {
     or_any(prop_oneof![commands, file_entries])
 }
 
+/// An integer in `range`, or anything at all.
+fn int(range: std::ops::Range<i64>) -> BoxedStrategy<Value> {
+    or_any(range.prop_map(|i| Value::Number(i.into())))
+}
+
 fn looping() -> BoxedStrategy<Value> {
     let for_loop = mapping(vec![
         ("start", int(-3i64..5)),
@@ -449,45 +454,63 @@ fn looping() -> BoxedStrategy<Value> {
         ("list", scalar().boxed()),
         (
             "delimiter",
-            prop::sample::select(vec![",", ";", "", ",,", "\n", "x"])
+            prop::sample::select(vec![",", ",", ";", "", ",,", "\n", "x"])
                 .prop_map(s)
                 .boxed(),
         ),
     ]);
-    mapping(vec![
-        (
-            "name",
-            prop::sample::select(vec!["L", "my-loop", "bad name", "loop"])
-                .prop_map(s)
-                .boxed(),
-        ),
-        ("for", for_loop),
-        (
-            "forEach",
-            or_any(prop_oneof![for_each_list, for_each_delimited]),
-        ),
-    ])
+    let name = prop::option::of(prop::sample::select(vec![
+        "L", "my-loop", "bad name", "loop",
+    ]));
+    let body = prop_oneof![
+        for_loop.prop_map(|v| ("for", v)),
+        for_each_list.prop_map(|v| ("forEach", v)),
+        for_each_delimited.prop_map(|v| ("forEach", v)),
+    ];
+    or_any((name, body).prop_map(|(name, (k, v))| {
+        let mut m = Mapping::new();
+        if let Some(n) = name {
+            m.insert(s("name"), s(n));
+        }
+        m.insert(s(k), v);
+        Value::Mapping(m)
+    }))
 }
 
-/// An integer in `range`, or anything at all.
-fn int(range: std::ops::Range<i64>) -> BoxedStrategy<Value> {
-    or_any(range.prop_map(|i| Value::Number(i.into())))
-}
-
+/// A condition: mostly one operator with its value (and `value` where it takes one).
 fn condition() -> BoxedStrategy<Value> {
-    let leaf = mapping(vec![
-        ("stringEquals", scalar().boxed()),
-        ("numberEquals", scalar().boxed()),
-        ("binaryExists", scalar().boxed()),
-        ("value", scalar().boxed()),
-    ]);
+    let leaf = (
+        prop::sample::select(vec![
+            "stringEquals",
+            "numberEquals",
+            "numberLessThan",
+            "stringGreaterThan",
+            "binaryExists",
+            "fileExists",
+            "bogusOperator",
+        ]),
+        scalar(),
+        prop::option::weighted(0.8, scalar()),
+    )
+        .prop_map(|(op, operand, value)| {
+            let mut m = Mapping::new();
+            m.insert(s(op), operand);
+            if let Some(v) = value {
+                m.insert(s("value"), v);
+            }
+            Value::Mapping(m)
+        });
     leaf.prop_recursive(2, 8, 3, |inner| {
         prop_oneof![
-            prop::collection::vec(inner.clone(), 0..3).prop_map(|v| {
-                let mut m = Mapping::new();
-                m.insert(s("and"), Value::Sequence(v));
-                Value::Mapping(m)
-            }),
+            (
+                prop::sample::select(vec!["and", "or"]),
+                prop::collection::vec(inner.clone(), 0..3)
+            )
+                .prop_map(|(op, v)| {
+                    let mut m = Mapping::new();
+                    m.insert(s(op), Value::Sequence(v));
+                    Value::Mapping(m)
+                }),
             inner.prop_map(|v| {
                 let mut m = Mapping::new();
                 m.insert(s("not"), v);
@@ -500,37 +523,69 @@ fn condition() -> BoxedStrategy<Value> {
 
 fn step_name() -> BoxedStrategy<Value> {
     prop_oneof![
-        prop::sample::select(vec!["S", "S", "Step-1", "step_2", "bad name", "", "loop"])
+        6 => prop::sample::select(vec!["S", "S", "Step-1", "step_2", "bad name", "", "loop"])
             .prop_map(s),
-        scalar(),
+        1 => scalar(),
     ]
     .boxed()
 }
 
+/// Inputs shaped for `action` most of the time.
+fn inputs_for(action: &Value) -> BoxedStrategy<Value> {
+    let entries = |keys: &'static [&'static str]| -> BoxedStrategy<Value> {
+        prop::collection::vec(
+            mapping(keys.iter().map(|k| (*k, scalar().boxed())).collect()),
+            1..3,
+        )
+        .prop_map(Value::Sequence)
+        .boxed()
+    };
+    let shaped: BoxedStrategy<Value> = match action.as_str().unwrap_or("") {
+        "ExecuteBash" => prop::collection::vec(scalar(), 0..3)
+            .prop_map(|c| {
+                let mut m = Mapping::new();
+                m.insert(s("commands"), Value::Sequence(c));
+                Value::Mapping(m)
+            })
+            .boxed(),
+        "CreateFile" | "AppendFile" => entries(&["path", "content"]),
+        "CreateFolder" | "DeleteFile" | "DeleteFolder" | "ReadFile" => entries(&["path"]),
+        "CopyFile" | "MoveFile" | "CopyFolder" | "MoveFolder" => {
+            entries(&["source", "destination"])
+        }
+        "SetFilePermissions" | "SetFolderPermissions" => entries(&["path", "permissions"]),
+        "WebDownload" | "S3Download" => entries(&["source", "destination"]),
+        "Assert" => condition(),
+        "Reboot" | "UpdateOS" => Just(Value::Null).boxed(),
+        _ => inputs(),
+    };
+    or_any(shaped)
+}
+
 fn step() -> BoxedStrategy<Value> {
-    or_any(mapping(vec![
-        ("name", step_name()),
-        ("action", or_any(action_name())),
-        ("inputs", inputs()),
-        ("loop", looping()),
-        ("if", or_any(condition())),
-        (
-            "onFailure",
-            or_any(
-                prop::sample::select(vec!["Abort", "Continue", "Ignore", "abort", "Retry"])
-                    .prop_map(s),
+    let shaped = or_any(action_name()).prop_flat_map(|action| {
+        mapping(vec![
+            ("name", step_name()),
+            ("action", Just(action.clone()).boxed()),
+            ("inputs", inputs_for(&action)),
+            ("loop", looping()),
+            ("if", or_any(condition())),
+            (
+                "onFailure",
+                or_any(
+                    prop::sample::select(vec!["Abort", "Continue", "Ignore", "abort", "Retry"])
+                        .prop_map(s),
+                ),
             ),
-        ),
-        (
-            "timeoutSeconds",
-            or_any((-2i64..100_000).prop_map(|i| Value::Number(i.into()))),
-        ),
-        (
-            "maxAttempts",
-            or_any((-1i64..20).prop_map(|i| Value::Number(i.into()))),
-        ),
-        ("disableLogging", scalar().boxed()),
-    ]))
+            ("timeoutSeconds", int(-2i64..100_000)),
+            ("maxAttempts", int(-1i64..20)),
+            (
+                "disableLogging",
+                or_any(any::<bool>().prop_map(Value::Bool)),
+            ),
+        ])
+    });
+    or_any(shaped)
 }
 
 fn phase() -> BoxedStrategy<Value> {

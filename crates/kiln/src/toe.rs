@@ -92,6 +92,28 @@ pub struct RunArgs {
     /// A value for `{{ aws:ssm:resolve(NAME) }}`, `NAME=VALUE`; repeatable.
     #[arg(long = "ssm-parameter")]
     ssm_parameters: Vec<String>,
+    /// Upload the log folder to this bucket of the --s3-endpoint when the run ends.
+    #[arg(short = 'b', long)]
+    log_s3_bucket_name: Option<String>,
+    /// Key prefix for the uploaded log folder.
+    #[arg(short = 'k', long, default_value = "")]
+    log_s3_key_prefix: String,
+    /// Expected owner of the log bucket (sent as x-amz-expected-bucket-owner).
+    #[arg(long)]
+    log_s3_bucket_owner: Option<String>,
+    /// CloudWatch Logs is not available to kiln toe: these are refused unless
+    /// --cw-ignore-failures is given, as awstoe does when it cannot reach CloudWatch.
+    #[arg(long)]
+    cw_log_group: Option<String>,
+    #[arg(long)]
+    cw_log_stream: Option<String>,
+    #[arg(long)]
+    cw_log_region: Option<String>,
+    #[arg(long)]
+    cw_ignore_failures: bool,
+    /// Accepted for awstoe compatibility (documents are local files here).
+    #[arg(long)]
+    document_s3_bucket_owner: Option<String>,
     /// Don't print the steps' output, only progress lines and the summary.
     #[arg(short = 'q', long)]
     quiet: bool,
@@ -271,6 +293,19 @@ fn engine_config(args: &RunArgs) -> Result<EngineConfig> {
 
 fn run(args: RunArgs) -> Result<i32> {
     let config = engine_config(&args)?;
+    let _ = &args.document_s3_bucket_owner;
+    let cloudwatch = [&args.cw_log_group, &args.cw_log_stream, &args.cw_log_region]
+        .iter()
+        .any(|f| f.is_some());
+    if cloudwatch {
+        if !args.cw_ignore_failures {
+            bail!("kiln toe cannot send logs to CloudWatch Logs; drop the --cw-* flags, or add --cw-ignore-failures to run without them");
+        }
+        eprintln!("kiln toe: CloudWatch Logs is not available; logs stay in the log folder (--cw-ignore-failures)");
+    }
+    if args.log_s3_bucket_name.is_some() && config.actions.s3.is_none() {
+        bail!("--log-s3-bucket-name needs an S3 endpoint (--s3-endpoint or KILN_S3_ENDPOINT)");
+    }
     let reboot = match args.reboot {
         RebootMode::Continue => Reboot::Resumed,
         RebootMode::Exit => Reboot::Exit,
@@ -308,7 +343,14 @@ fn run(args: RunArgs) -> Result<i32> {
         }
         Err(e) => return Ok(report_engine_error(&e)),
     };
-    Ok(match outcome {
+    let uploaded = match &args.log_s3_bucket_name {
+        Some(bucket) => upload_logs(&config, &args, bucket, outcome.report()),
+        None => Ok(()),
+    };
+    if let Err(e) = &uploaded {
+        eprintln!("kiln toe: uploading the logs failed: {e}");
+    }
+    let code = match outcome {
         Outcome::Finished(report) => {
             print_summary(&report, progress.started.elapsed());
             if report.status.is_success() {
@@ -328,7 +370,62 @@ fn run(args: RunArgs) -> Result<i32> {
             );
             EXIT_REBOOT
         }
+    };
+    Ok(if code == 0 && uploaded.is_err() {
+        1
+    } else {
+        code
     })
+}
+
+/// Uploads the run's log folder with the S3Upload module, to
+/// `s3://BUCKET/PREFIX/TOE_.../`.
+fn upload_logs(
+    config: &EngineConfig,
+    args: &RunArgs,
+    bucket: &str,
+    report: &ExecutionReport,
+) -> std::result::Result<(), String> {
+    use kiln_toe::actions::{self, ActionContext, ActionKind, Console};
+    struct Silent;
+    impl Console for Silent {
+        fn line(&self, _: Stream, _: &str) {}
+    }
+    let folder = Path::new(&report.log_url);
+    let name = folder
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let prefix = args.log_s3_key_prefix.trim_matches('/');
+    let key = if prefix.is_empty() {
+        format!("{name}/")
+    } else {
+        format!("{prefix}/{name}/")
+    };
+    let mut entry = serde_yaml::Mapping::new();
+    entry.insert("source".into(), report.log_url.clone().into());
+    entry.insert("destination".into(), format!("s3://{bucket}/{key}").into());
+    entry.insert("recurse".into(), true.into());
+    if let Some(owner) = &args.log_s3_bucket_owner {
+        entry.insert("expectedBucketOwner".into(), owner.clone().into());
+    }
+    let inputs = serde_yaml::Value::Sequence(vec![serde_yaml::Value::Mapping(entry)]);
+    let scratch = std::env::temp_dir();
+    let target = LocalTarget::host();
+    let ctx = ActionContext {
+        target: &target,
+        config: &config.actions,
+        console: &Silent,
+        deadline: None,
+        scratch: &scratch,
+        scratch_in_target: &scratch.display().to_string(),
+    };
+    actions::run(ActionKind::S3Upload, &ctx, &inputs)
+        .map(|_| println!("Logs uploaded to s3://{bucket}/{key}"))
+        .map_err(|f| match f {
+            actions::ActionFailure::Failed(m) => m,
+            other => format!("{other:?}"),
+        })
 }
 
 fn report_engine_error(e: &EngineError) -> i32 {
