@@ -172,7 +172,8 @@ fn runner_bash(steps: usize, work: &Path) -> Result<Duration> {
 /// `/tmp/kiln-toe/<id>/<phase>-<step>-<uuid>` created and removed, one console.log header
 /// line, two timestamped application.log lines (files opened once, appended, not flushed
 /// beyond `write`).
-fn filesystem_work(steps: usize, work: &Path, id: &str) -> Result<Duration> {
+/// Returns the total and the part spent on the scratch directories.
+fn filesystem_work(steps: usize, work: &Path, id: &str) -> Result<(Duration, Duration)> {
     let open = |name: &str| {
         OpenOptions::new()
             .create(true)
@@ -182,6 +183,7 @@ fn filesystem_work(steps: usize, work: &Path, id: &str) -> Result<Duration> {
     let mut console = open("console.log")?;
     let mut application = open("application.log")?;
     let root = Path::new("/tmp/kiln-toe").join(id);
+    let mut in_scratch = Duration::ZERO;
     let started = Instant::now();
     for i in 0..steps {
         writeln!(console, "==> build/S{i} (ExecuteBash)")?;
@@ -191,8 +193,10 @@ fn filesystem_work(steps: usize, work: &Path, id: &str) -> Result<Duration> {
             kiln_toe::report::now()
         )?;
         let scratch = root.join(format!("build-S{i}-{}", unique(i)));
+        let t = Instant::now();
         std::fs::create_dir_all(&scratch)?;
         std::fs::remove_dir_all(&scratch)?;
+        in_scratch += t.elapsed();
         writeln!(
             application,
             "{} step build/S{i} success",
@@ -203,7 +207,7 @@ fn filesystem_work(steps: usize, work: &Path, id: &str) -> Result<Duration> {
     let _ = std::fs::remove_dir_all(&root);
     let _ = std::fs::remove_file(work.join("console.log"));
     let _ = std::fs::remove_file(work.join("application.log"));
-    Ok(elapsed)
+    Ok((elapsed, in_scratch))
 }
 
 /// A 32-hex-digit name like the engine's `Uuid::new_v4().simple()`, without the dependency.
@@ -280,14 +284,25 @@ pub fn main(args: impl Iterator<Item = String>) -> Result<()> {
     let mut folder = Series::new();
     let mut fs_work = Series::new();
     let mut runner = Series::new();
+    let mut scratch_dirs = Series::new();
     let mut overheads = Vec::new();
     for round in 0..options.rounds {
-        let a = engine_run(&bash_doc, work.path(), &format!("{tag}-a{round}"))?;
-        let base = bare_bash(n, work.path())?;
+        // Which of the two goes first alternates, so that neither always follows the other
+        // measurements' leftovers (directories removed, page cache, writeback).
+        let (a, base) = if round % 2 == 1 {
+            let base = bare_bash(n, work.path())?;
+            (
+                engine_run(&bash_doc, work.path(), &format!("{tag}-a{round}"))?,
+                base,
+            )
+        } else {
+            let a = engine_run(&bash_doc, work.path(), &format!("{tag}-a{round}"))?;
+            (a, bare_bash(n, work.path())?)
+        };
         let b = engine_run(&assert_doc, work.path(), &format!("{tag}-b{round}"))?;
         let c = engine_run(&folder_doc, work.path(), &format!("{tag}-c{round}"))?;
         let _ = std::fs::remove_dir_all(&folders);
-        let f = filesystem_work(n, work.path(), &format!("{tag}-f{round}"))?;
+        let (f, f_scratch) = filesystem_work(n, work.path(), &format!("{tag}-f{round}"))?;
         let r = runner_bash(n, work.path())?;
         let overhead = (a.as_secs_f64() - base.as_secs_f64()) * 1e3 / n as f64;
         println!(
@@ -307,6 +322,7 @@ pub fn main(args: impl Iterator<Item = String>) -> Result<()> {
         folder.push(c);
         fs_work.push(f);
         runner.push(r);
+        scratch_dirs.push(f_scratch);
         overheads.push(overhead);
     }
 
@@ -337,6 +353,11 @@ pub fn main(args: impl Iterator<Item = String>) -> Result<()> {
     let (m, lo, hi) = per_step(&fs_work);
     println!(
         "per-step filesystem work x{n} (scratch dir create+remove under /tmp/kiln-toe, console.log + 2 application.log lines): {:.1} ms -> {m:.3} ms/step (min {lo:.3}, max {hi:.3})",
+        m * n as f64,
+    );
+    let (m, lo, hi) = per_step(&scratch_dirs);
+    println!(
+        "  of which scratch dir create+remove: {:.1} ms -> {m:.3} ms/step (min {lo:.3}, max {hi:.3}); the 3 log lines the rest",
         m * n as f64,
     );
     let (runner_m, _, _) = stats(&runner.totals_ms);

@@ -184,6 +184,9 @@ const DELIMITERS: [char; 10] = ['.', ',', ';', ':', '\n', '\t', ' ', '-', '_', '
 
 /// Parses and validates a document for `platform`.
 pub fn parse(text: &str, platform: Platform) -> Result<Document, DocumentError> {
+    // A UTF-8 byte order mark (Windows editors write one) confuses serde_yaml when the top
+    // mapping has more than one key; it changes no line numbers.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let value: Value = match serde_yaml::from_str(text) {
         Ok(v) => v,
         Err(e) => {

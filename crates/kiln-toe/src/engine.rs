@@ -455,6 +455,12 @@ impl<'a> Engine<'a> {
         if let Some(dir) = &request.state_directory {
             let _ = std::fs::remove_file(dir.join(STATE_FILE));
         }
+        if let Ok(scratch) = self
+            .target
+            .resolve(&scratch_in_target(&report.execution_id))
+        {
+            let _ = std::fs::remove_dir_all(scratch);
+        }
         Ok(Outcome::Finished(report))
     }
 
@@ -773,13 +779,10 @@ impl<'a> Engine<'a> {
         inputs: &Value,
         deadline: Option<Instant>,
     ) -> Result<Outputs, ActionFailure> {
-        let scratch_in_target = format!(
-            "/tmp/kiln-toe/{}/{}-{}-{}",
-            run.execution_id,
-            at.phase,
-            at.step,
-            uuid::Uuid::new_v4().simple()
-        );
+        // One scratch directory per run, inside the target (ExecuteBash writes its script
+        // there): creating and removing one per step cost more than the rest of the engine's
+        // per-step work on a busy disk (kiln-bench toe). The run removes it when it ends.
+        let scratch_in_target = scratch_in_target(&run.execution_id);
         let scratch = self
             .target
             .resolve(&scratch_in_target)
@@ -801,9 +804,7 @@ impl<'a> Engine<'a> {
             scratch: &scratch,
             scratch_in_target: &scratch_in_target,
         };
-        let result = actions::run(kind, &ctx, inputs);
-        let _ = std::fs::remove_dir_all(&scratch);
-        result
+        actions::run(kind, &ctx, inputs)
     }
 
     fn execute_document(
@@ -993,6 +994,11 @@ impl Run<'_> {
             depth: self.depth,
         }
     }
+}
+
+/// The run's scratch directory, as a path inside the target.
+fn scratch_in_target(execution_id: &str) -> String {
+    format!("/tmp/kiln-toe/{execution_id}")
 }
 
 /// The first step that is pending in document `d`: where to resume.

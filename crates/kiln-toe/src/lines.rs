@@ -87,12 +87,18 @@ impl MarkedEventReceiver for Builder {
 impl LineIndex {
     /// Indexes `text`; a text yaml-rust2 cannot read gives an index that knows no lines.
     pub fn build(text: &str) -> LineIndex {
+        Self::try_build(text)
+            // serde_yaml (libyaml) accepts a tab after `key:`, yaml-rust2 does not; a space in
+            // its place keeps every line where it was.
+            .or_else(|| Self::try_build(&text.replace(":\t", ": ")))
+            .unwrap_or_default()
+    }
+
+    fn try_build(text: &str) -> Option<LineIndex> {
         let mut builder = Builder::default();
         let mut parser = Parser::new_from_str(text);
-        if parser.load(&mut builder, false).is_err() {
-            return LineIndex::default();
-        }
-        LineIndex { root: builder.root }
+        parser.load(&mut builder, false).ok()?;
+        Some(LineIndex { root: builder.root })
     }
 
     /// The line of the node at `path`; for a path ending in a key, the line of that key. When

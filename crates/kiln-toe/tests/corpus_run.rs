@@ -444,6 +444,15 @@ fn run_one(name: &str, text: &str, run: &Run, http: &str) -> Result<(), String> 
             ));
         }
     }
+    // A resolved SSM value never reaches the logs (nor the report written there).
+    for (name, value) in run.ssm {
+        if let Some(file) = files_containing(&scratch.join("logs"), value) {
+            return Err(format!(
+                "the value of SSM parameter {name} is in the log file {}",
+                file.display()
+            ));
+        }
+    }
     for path in run.writes {
         let rel = path.trim_start_matches('/');
         if !root.upper().join(rel).exists() {
@@ -456,6 +465,24 @@ fn run_one(name: &str, text: &str, run: &Run, http: &str) -> Result<(), String> 
         }
     }
     Ok(())
+}
+
+/// The first file under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &std::path::Path, needle: &str) -> Option<PathBuf> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if let Some(found) = files_containing(&path, needle) {
+                return Some(found);
+            }
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                return Some(path);
+            }
+        }
+    }
+    None
 }
 
 fn describe(report: &ExecutionReport) -> String {
@@ -567,6 +594,7 @@ fn engine_file_actions_stay_inside_the_throwaway_root() {
         "/etc/kiln-escape-test",
         "/etc/kiln-escape-test2",
         "/etc/kiln-escape-test3",
+        "/etc/kiln-escape-test4",
     ];
     for f in host_files {
         assert!(
@@ -604,6 +632,16 @@ phases:
         inputs:
           - path: /tmp/esc2/kiln-escape-test3
             content: action-link
+      - name: PlantRelativeLinkWithBash
+        action: ExecuteBash
+        inputs:
+          commands:
+            - mkdir -p /tmp/a/b && ln -s ../../../../../../../etc /tmp/a/b/esc3 && echo copy > /tmp/src
+      - name: CopyThroughRelativeLink
+        action: CopyFile
+        inputs:
+          - source: /tmp/src
+            destination: /tmp/a/b/esc3/kiln-escape-test4
 "#;
     let scratch = root.scratch();
     let config = EngineConfig::default();
@@ -633,7 +671,7 @@ phases:
     assert_eq!(report.status, Status::Success, "{}", describe(&report));
     for (f, content) in host_files
         .iter()
-        .zip(["dotdot", "bash-link", "action-link"])
+        .zip(["dotdot", "bash-link", "action-link", "copy\n"])
     {
         let in_upper = root.upper().join(f.trim_start_matches('/'));
         assert_eq!(
