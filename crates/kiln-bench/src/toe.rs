@@ -129,12 +129,6 @@ fn bare_bash(steps: usize, work: &Path) -> Result<Duration> {
     Ok(elapsed)
 }
 
-struct NoConsole;
-
-impl kiln_toe::actions::Console for NoConsole {
-    fn line(&self, _stream: kiln_toe::actions::Stream, _text: &str) {}
-}
-
 /// The steps' own commands through the engine's command runner, without the engine: write the
 /// script, `run_command(bash <script>)`.
 fn runner_bash(steps: usize, work: &Path) -> Result<Duration> {
@@ -147,7 +141,7 @@ fn runner_bash(steps: usize, work: &Path) -> Result<Duration> {
     let ctx = kiln_toe::actions::ActionContext {
         target: &target,
         config: &config,
-        console: &NoConsole,
+        console: &kiln_toe::actions::NullConsole,
         deadline: None,
         scratch: &scratch,
         scratch_in_target: &scratch_in_target,

@@ -3,15 +3,13 @@
 
 use kiln_toe::actions::net::s3::Client;
 use kiln_toe::actions::{
-    run, validate, ActionConfig, ActionContext, ActionFailure, ActionKind, Console, Outputs,
-    S3Config, Stream,
+    run, validate, ActionConfig, ActionContext, ActionFailure, ActionKind, Outputs, S3Config,
 };
 use kiln_toe::target::LocalTarget;
 use serde_yaml::Value;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const BUCKET: &str = "kiln-test";
@@ -103,14 +101,7 @@ impl Drop for Moto {
     }
 }
 
-#[derive(Default)]
-struct Lines(Mutex<Vec<String>>);
-
-impl Console for Lines {
-    fn line(&self, _stream: Stream, text: &str) {
-        self.0.lock().unwrap().push(text.to_string());
-    }
-}
+type Lines = kiln_toe::actions::RecordingConsole;
 
 struct Fixture {
     root: tempfile::TempDir,
@@ -340,7 +331,7 @@ fn uploads_and_downloads_through_moto() {
         "{m}"
     );
 
-    let lines = f.console.0.lock().unwrap();
+    let lines = f.console.texts();
     assert!(
         lines
             .iter()

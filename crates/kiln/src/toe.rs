@@ -386,11 +386,7 @@ fn upload_logs(
     bucket: &str,
     report: &ExecutionReport,
 ) -> std::result::Result<(), String> {
-    use kiln_toe::actions::{self, ActionContext, ActionKind, Console};
-    struct Silent;
-    impl Console for Silent {
-        fn line(&self, _: Stream, _: &str) {}
-    }
+    use kiln_toe::actions::{self, ActionContext, ActionKind, NullConsole};
     let folder = Path::new(&report.log_url);
     let name = folder
         .file_name()
@@ -415,7 +411,7 @@ fn upload_logs(
     let ctx = ActionContext {
         target: &target,
         config: &config.actions,
-        console: &Silent,
+        console: &NullConsole,
         deadline: None,
         scratch: &scratch,
         scratch_in_target: &scratch.display().to_string(),

@@ -417,29 +417,11 @@ fn spawn_reader(pipe: impl Read + Send + 'static, stream: Stream, tx: mpsc::Send
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::actions::{ActionConfig, Console};
+    use crate::actions::ActionConfig;
     use crate::target::LocalTarget;
     use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Mutex;
 
-    #[derive(Default)]
-    pub(crate) struct Collect(pub Mutex<Vec<(Stream, String)>>);
-
-    impl Console for Collect {
-        fn line(&self, stream: Stream, text: &str) {
-            self.0.lock().unwrap().push((stream, text.to_string()));
-        }
-    }
-
-    impl Collect {
-        fn has(&self, stream: Stream, text: &str) -> bool {
-            self.0
-                .lock()
-                .unwrap()
-                .iter()
-                .any(|(s, t)| *s == stream && t == text)
-        }
-    }
+    type Collect = crate::actions::RecordingConsole;
 
     struct Fixture {
         target: LocalTarget,

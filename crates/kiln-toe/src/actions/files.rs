@@ -1362,20 +1362,12 @@ fn set_folder_permissions(ctx: &ActionContext, e: &FolderPermissionsEntry) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::actions::{ActionConfig, Console};
+    use crate::actions::ActionConfig;
     use crate::target::LocalTarget;
     use std::os::unix::fs::MetadataExt;
-    use std::sync::Mutex;
     use ActionKind::*;
 
-    #[derive(Default)]
-    struct Lines(Mutex<Vec<String>>);
-
-    impl Console for Lines {
-        fn line(&self, _stream: Stream, text: &str) {
-            self.0.lock().unwrap().push(text.to_string());
-        }
-    }
+    type Lines = crate::actions::RecordingConsole;
 
     struct Fixture {
         _dir: tempfile::TempDir,
@@ -2172,7 +2164,7 @@ mod tests {
             "line one\nline two\n"
         );
         assert!(
-            f.console.0.lock().unwrap().is_empty(),
+            f.console.texts().is_empty(),
             "printFileContent defaults to false"
         );
         assert_eq!(
@@ -2183,7 +2175,7 @@ mod tests {
             ),
             "B\nB"
         );
-        assert_eq!(*f.console.0.lock().unwrap(), vec!["B".to_string()]);
+        assert_eq!(f.console.texts(), vec!["B".to_string()]);
         f.ok(
             CreateFile,
             "- {path: /w.txt, content: 'wide ü', encoding: utf-16-BE}",

@@ -57,6 +57,45 @@ pub trait Console: Send + Sync {
     fn line(&self, stream: Stream, text: &str);
 }
 
+/// A console that drops every line.
+pub struct NullConsole;
+
+impl Console for NullConsole {
+    fn line(&self, _stream: Stream, _text: &str) {}
+}
+
+/// A console that keeps every line, for tests and for callers that read a step's output after
+/// it ran.
+#[derive(Default)]
+pub struct RecordingConsole {
+    lines: std::sync::Mutex<Vec<(Stream, String)>>,
+}
+
+impl Console for RecordingConsole {
+    fn line(&self, stream: Stream, text: &str) {
+        if let Ok(mut lines) = self.lines.lock() {
+            lines.push((stream, text.to_string()));
+        }
+    }
+}
+
+impl RecordingConsole {
+    /// Every line so far, with its stream.
+    pub fn lines(&self) -> Vec<(Stream, String)> {
+        self.lines.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// The text of every line so far.
+    pub fn texts(&self) -> Vec<String> {
+        self.lines().into_iter().map(|(_, t)| t).collect()
+    }
+
+    /// Whether `text` was printed on `stream`.
+    pub fn has(&self, stream: Stream, text: &str) -> bool {
+        self.lines().iter().any(|(s, t)| *s == stream && t == text)
+    }
+}
+
 /// S3-compatible storage for S3Download and S3Upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct S3Config {

@@ -328,18 +328,10 @@ fn run_reboot(ctx: &ActionContext, inputs: &Value) -> Result<Outputs, ActionFail
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::actions::{ActionConfig, Console};
+    use crate::actions::ActionConfig;
     use crate::target::LocalTarget;
-    use std::sync::Mutex;
 
-    #[derive(Default)]
-    struct Collect(Mutex<Vec<(Stream, String)>>);
-
-    impl Console for Collect {
-        fn line(&self, stream: Stream, text: &str) {
-            self.0.lock().unwrap().push((stream, text.to_string()));
-        }
-    }
+    type Collect = crate::actions::RecordingConsole;
 
     fn yaml(src: &str) -> Value {
         serde_yaml::from_str(src).unwrap()

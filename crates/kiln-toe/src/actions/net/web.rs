@@ -281,12 +281,12 @@ fn fetch(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::actions::{run as run_action, ActionConfig, ActionKind, Console, Stream};
+    use crate::actions::{run as run_action, ActionConfig, ActionKind};
     use crate::target::LocalTarget;
     use std::io::{BufRead, BufReader, Write};
     use std::net::{TcpListener, TcpStream};
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
     use std::time::Duration;
 
     /// What the test server answers: status, extra headers, body.
@@ -356,14 +356,7 @@ mod tests {
         (200, vec![], body.to_vec())
     }
 
-    #[derive(Default)]
-    struct Lines(Mutex<Vec<String>>);
-
-    impl Console for Lines {
-        fn line(&self, _stream: Stream, text: &str) {
-            self.0.lock().unwrap().push(text.to_string());
-        }
-    }
+    type Lines = crate::actions::RecordingConsole;
 
     struct Fixture {
         root: tempfile::TempDir,
@@ -450,7 +443,7 @@ mod tests {
             b"body of /dir/second%20file.tar.gz?v=1"
         );
         assert_eq!(server.hits(), 2);
-        let lines = f.console.0.lock().unwrap();
+        let lines = f.console.texts();
         assert_eq!(lines.len(), 2, "{lines:?}");
         assert!(lines[0].contains("downloaded") && lines[0].contains("/opt/a/b/file.txt"));
         // No partial files are left behind.
