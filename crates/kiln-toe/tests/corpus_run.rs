@@ -691,3 +691,91 @@ phases:
         .file_type()
         .is_symlink());
 }
+
+/// UpdateOS end to end in a throwaway root, with package managers that only record how they
+/// were called (a real upgrade would need the network): include minus exclude, holds around a
+/// full upgrade with excludes, and dnf when there is no apt-get.
+#[test]
+fn update_os_drives_the_package_manager_of_the_root() {
+    isolate_network();
+    let root = ThrowawayRoot::new();
+    let recorder = "#!/bin/sh\necho \"$(basename $0) $*\" >> /var/log/pm-calls\n";
+    for pm in ["apt-get", "apt-mark", "dnf"] {
+        let path = root.host_path(&format!("/usr/local/sbin/{pm}"));
+        std::fs::write(&path, recorder).expect("write stand-in");
+        std::process::Command::new("chmod")
+            .args(["755", &path.display().to_string()])
+            .status()
+            .expect("chmod");
+    }
+    let run = |doc: &str| {
+        let config = EngineConfig::default();
+        let target = LocalTarget::chroot(root.path());
+        let request = RunRequest {
+            documents: vec![SourceDocument {
+                name: "update.yaml".into(),
+                text: doc.into(),
+                parameters: Vec::new(),
+            }],
+            phases: None,
+            parameters: Vec::new(),
+            execution_id: None,
+            log_directory: root.scratch().join("logs"),
+            state_directory: None,
+        };
+        match Engine::new(&target, &config, &Quiet).run(request) {
+            Ok(Outcome::Finished(r)) => r,
+            other => panic!("expected a finished run, got {other:?}"),
+        }
+    };
+    let calls = || {
+        let text = std::fs::read_to_string(root.host_path("/var/log/pm-calls")).unwrap_or_default();
+        std::fs::remove_file(root.host_path("/var/log/pm-calls")).ok();
+        text
+    };
+    let doc = |inputs: &str| {
+        format!("schemaVersion: 1.0\nphases:\n  - name: build\n    steps:\n      - name: Update\n        action: UpdateOS\n{inputs}")
+    };
+
+    let report = run(&doc(""));
+    assert_eq!(report.status, Status::Success, "{}", describe(&report));
+    let all = calls();
+    assert!(all.starts_with("apt-get update"), "{all}");
+    assert!(
+        all.contains("apt-get -y") && all.contains(" upgrade"),
+        "{all}"
+    );
+
+    let report = run(&doc(
+        "        inputs:\n          include: [curl, bash]\n          exclude: [bash]\n",
+    ));
+    assert_eq!(report.status, Status::Success, "{}", describe(&report));
+    let some = calls();
+    assert!(some.contains("install --only-upgrade curl"), "{some}");
+    assert!(!some.contains("bash"), "{some}");
+
+    let report = run(&doc(
+        "        inputs:\n          exclude: [linux-image-amd64]\n",
+    ));
+    assert_eq!(report.status, Status::Success, "{}", describe(&report));
+    let held = calls();
+    let hold = held.find("apt-mark hold linux-image-amd64").expect(&held);
+    let upgrade = held.find(" upgrade").expect(&held);
+    let unhold = held.find("apt-mark unhold linux-image-amd64").expect(&held);
+    assert!(hold < upgrade && upgrade < unhold, "{held}");
+
+    // Without apt-get the root's dnf is used. (Removing the root's apt-get leaves a whiteout in
+    // the overlay; the host keeps its own.)
+    for hidden in ["/usr/local/sbin/apt-get", "/usr/bin/apt-get"] {
+        std::fs::remove_file(root.host_path(hidden)).expect("remove apt-get from the root");
+    }
+    let report = run(&doc(
+        "        inputs:\n          include: [curl]\n          exclude: [kernel]\n",
+    ));
+    assert_eq!(report.status, Status::Success, "{}", describe(&report));
+    let dnf = calls();
+    assert!(
+        dnf.starts_with("dnf -y update curl --exclude=kernel"),
+        "{dnf}"
+    );
+}
