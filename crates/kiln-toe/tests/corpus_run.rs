@@ -1,4 +1,4 @@
-//! Runs the Linux component documents of ../shared/corpus that need no network, each in a fresh
+//! Runs the Linux component documents of tests/corpus (a copy of ../shared/corpus) that need no network, each in a fresh
 //! throwaway root (an overlay of the host's `/`, see `support/rootfs.rs`), and checks the status
 //! each ends in. Every Linux corpus document has an entry in [`PLANS`]: run it, skip it (with the
 //! reason), or expect the engine to refuse it; a new corpus document fails
@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 fn corpus() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/corpus")
 }
 
 /// How one corpus document is treated.

@@ -173,7 +173,7 @@ proptest! {
 // (b) truncated corpus documents
 
 fn corpus() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/corpus")
 }
 
 /// Every component document of the corpus (all platforms): (file, text, platform).
