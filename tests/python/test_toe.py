@@ -343,6 +343,22 @@ phases:
         if o["Key"].split("/")[1].endswith("_UTC-0_s3-logs")
     }
     assert {"console.log", "detailedoutput.json", "chaining.json"} <= log_keys, log_keys
+    # Documents can come from S3 too: on the command line and in ExecuteDocument.
+    s3.put_object(Bucket="toe-bucket", Key="docs/hello.yaml", Body=HELLO.encode())
+    (tmp_path / "outer.yaml").write_text(
+        "schemaVersion: 1.0\nphases:\n  - name: build\n    steps:\n      - name: Nested\n"
+        "        action: ExecuteDocument\n        inputs:\n"
+        "          document: s3://toe-bucket/docs/hello.yaml\n          phases: build\n"
+    )
+    from_s3 = toe(
+        "run", "-d", "s3://toe-bucket/docs/hello.yaml,outer.yaml", "--parameters", "Who=s3",
+        "--s3-endpoint", moto_endpoint, cwd=tmp_path,
+    )
+    assert from_s3.returncode == 0, from_s3.stdout + from_s3.stderr
+    assert from_s3.stdout.count("│ hello s3") == 1 and "│ hello world" in from_s3.stdout
+    missing = toe("run", "-d", "s3://toe-bucket/docs/none.yaml", "--s3-endpoint", moto_endpoint,
+                  cwd=tmp_path)
+    assert missing.returncode == 2 and "NoSuchKey" in missing.stderr, missing.stderr
     # CloudWatch is not available: refused, unless failures are to be ignored.
     cw = toe("run", "-d", "s3.yaml", "--cw-log-group", "g", cwd=tmp_path)
     assert cw.returncode == 2 and "CloudWatch" in cw.stderr

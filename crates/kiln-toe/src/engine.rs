@@ -838,9 +838,13 @@ impl<'a> Engine<'a> {
                 Some(loader) => loader
                     .load(&reference)
                     .map_err(|e| ActionFailure::failed(format!("ExecuteDocument: {e}")))?,
+                None if reference.starts_with("s3://") => {
+                    actions::net::fetch_s3_text(&self.config.actions, &reference)
+                        .map_err(|e| ActionFailure::failed(format!("ExecuteDocument: {e}")))?
+                }
                 None => {
                     return Err(ActionFailure::failed(format!(
-                        "ExecuteDocument: {reference}: only documents that are files in the target can be loaded here"
+                        "ExecuteDocument: {reference}: component ARNs are loaded by Kiln's build engine; here give a file path or an s3:// URI"
                     )))
                 }
             }

@@ -44,7 +44,8 @@ pub struct ValidateArgs {
 
 #[derive(clap::Args)]
 pub struct RunArgs {
-    /// Comma-separated document paths (exactly one of --documents and --config).
+    /// Comma-separated documents: file paths or s3:// URIs of the --s3-endpoint (exactly one of
+    /// --documents and --config).
     #[arg(short = 'd', long, value_delimiter = ',')]
     documents: Vec<PathBuf>,
     /// awstoe's run configuration JSON (documents, parameters, phases, executionId,
@@ -193,12 +194,21 @@ struct NameValue {
     value: String,
 }
 
-fn read_document(path: &Path, parameters: Vec<(String, String)>) -> Result<SourceDocument> {
+fn read_document(
+    config: &EngineConfig,
+    path: &Path,
+    parameters: Vec<(String, String)>,
+) -> Result<SourceDocument> {
     let shown = path.display().to_string();
-    if shown.starts_with("s3://") || shown.starts_with("arn:") {
-        bail!("{shown}: kiln toe runs local documents; download it first (S3 and component ARNs are loaded by Kiln's build engine)");
+    if shown.starts_with("arn:") {
+        bail!("{shown}: component ARNs are loaded by Kiln's build engine; give a file or an s3:// URI");
     }
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {shown}"))?;
+    let text = if shown.starts_with("s3://") {
+        kiln_toe::actions::net::fetch_s3_text(&config.actions, &shown)
+            .map_err(|e| anyhow::anyhow!("cannot read {shown}: {e}"))?
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {shown}"))?
+    };
     Ok(SourceDocument {
         name: shown,
         text,
@@ -206,7 +216,7 @@ fn read_document(path: &Path, parameters: Vec<(String, String)>) -> Result<Sourc
     })
 }
 
-fn build_request(args: &RunArgs) -> Result<RunRequest> {
+fn build_request(args: &RunArgs, engine: &EngineConfig) -> Result<RunRequest> {
     let config: RunConfig = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -221,7 +231,7 @@ fn build_request(args: &RunArgs) -> Result<RunRequest> {
         (false, true) => args
             .documents
             .iter()
-            .map(|p| read_document(p, Vec::new()))
+            .map(|p| read_document(engine, p, Vec::new()))
             .collect::<Result<Vec<_>>>()?,
         (true, false) => config
             .documents
@@ -232,7 +242,7 @@ fn build_request(args: &RunArgs) -> Result<RunRequest> {
                     .iter()
                     .map(|nv| (nv.name.clone(), nv.value.clone()))
                     .collect();
-                read_document(&d.path, params)
+                read_document(engine, &d.path, params)
             })
             .collect::<Result<Vec<_>>>()?,
         (false, false) => bail!("give documents either with --documents or in --config, not both"),
@@ -335,7 +345,7 @@ fn run(args: RunArgs) -> Result<i32> {
     let outcome = match resumed {
         Ok(Some(outcome)) => outcome,
         Ok(None) => {
-            let request = build_request(&args)?;
+            let request = build_request(&args, &config)?;
             match engine.run(request) {
                 Ok(o) => o,
                 Err(e) => return Ok(report_engine_error(&e)),

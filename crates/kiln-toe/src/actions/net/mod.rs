@@ -18,6 +18,36 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// Reads one object of the configured S3 endpoint as text: a document given as
+/// `s3://bucket/key` to `kiln toe run` or to ExecuteDocument. It goes through S3Download into a
+/// private temporary folder on this machine, so it behaves (and fails) as that module does.
+pub fn fetch_s3_text(config: &super::ActionConfig, uri: &str) -> Result<String, String> {
+    let dir = std::env::temp_dir().join(format!("kiln-toe-document-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let file = dir.join("document.yaml");
+    let mut entry = serde_yaml::Mapping::new();
+    entry.insert("source".into(), uri.into());
+    entry.insert("destination".into(), file.display().to_string().into());
+    let inputs = Value::Sequence(vec![Value::Mapping(entry)]);
+    let target = crate::target::LocalTarget::host();
+    let ctx = ActionContext {
+        target: &target,
+        config,
+        console: &super::NullConsole,
+        deadline: None,
+        scratch: &dir,
+        scratch_in_target: &dir.display().to_string(),
+    };
+    let result = s3::run_download(&ctx, &inputs)
+        .map_err(|f| match f {
+            ActionFailure::Failed(m) => m,
+            other => format!("{other:?}"),
+        })
+        .and_then(|_| std::fs::read_to_string(&file).map_err(|e| format!("{uri}: {e}")));
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
 pub fn validate(kind: ActionKind, inputs: &Value) -> Result<(), String> {
     match kind {
         ActionKind::WebDownload => web::validate(inputs),
