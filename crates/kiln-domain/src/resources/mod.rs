@@ -9,6 +9,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 pub mod component;
 pub mod distribution;
+pub mod image;
 pub mod infrastructure;
 pub mod pipeline;
 pub mod recipe;
