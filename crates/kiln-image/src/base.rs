@@ -1,0 +1,159 @@
+//! Images that do not come from a build: rootfs archives and the managed busybox base.
+
+use crate::layer::{EntryMeta, Kind};
+use crate::store::CommitMeta;
+use crate::{io_err, Compression, Error, ImageRef, ImageStore, Result};
+use std::fs;
+use std::io;
+use std::path::Path;
+use std::process::Command;
+
+/// Where the busybox base takes its binary from (Debian's busybox-static package).
+pub const BUSYBOX: &str = "/bin/busybox";
+
+/// The fixed time of the busybox base (its entries and its configuration), so that building it
+/// twice gives the same digest.
+const EPOCH: &str = "1970-01-01T00:00:00Z";
+
+/// True if the ELF file has no program interpreter (is statically linked).
+fn is_static_elf(data: &[u8]) -> Option<bool> {
+    if data.len() < 64 || &data[..4] != b"\x7fELF" || data[4] != 2 || data[5] != 1 {
+        return None; // not a little-endian ELF64
+    }
+    let u16_at = |o: usize| data.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let u32_at = |o: usize| {
+        data.get(o..o + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let u64_at = |o: usize| {
+        data.get(o..o + 8)
+            .map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+    };
+    let phoff = usize::try_from(u64_at(0x20)?).ok()?;
+    let phentsize = usize::from(u16_at(0x36)?);
+    let phnum = usize::from(u16_at(0x38)?);
+    for i in 0..phnum {
+        if u32_at(phoff + i * phentsize)? == 3 {
+            return Some(false); // PT_INTERP
+        }
+    }
+    Some(true)
+}
+
+impl ImageStore {
+    /// Imports a root file system archive (`.tar`, `.tar.gz` or `.tar.zst`; recognised by
+    /// content) as a one-layer image. The blob is stored as given; every entry is checked first.
+    pub fn import_rootfs_archive(&self, path: &Path, tag: &str) -> Result<ImageRef> {
+        let layer = self.import_layer_file(path)?;
+        let meta = CommitMeta {
+            comment: Some(format!("imported from {}", path.display())),
+            ..CommitMeta::default()
+        };
+        self.commit(None, layer, &meta, tag)
+    }
+
+    /// Builds the managed `busybox` base image from the host's static [`BUSYBOX`]: the usual
+    /// top-level directories, the binary and one symlink per applet, all with fixed owners and
+    /// mtimes, so the same binary always gives the same image digest.
+    pub fn busybox_base(&self, tag: &str) -> Result<ImageRef> {
+        self.busybox_base_from(Path::new(BUSYBOX), tag)
+    }
+
+    /// [`ImageStore::busybox_base`] with another binary.
+    pub fn busybox_base_from(&self, busybox: &Path, tag: &str) -> Result<ImageRef> {
+        let data = match fs::read(busybox) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::Invalid(format!(
+                    "the busybox base image needs {} (Debian package busybox-static), which does not exist",
+                    busybox.display()
+                )))
+            }
+            Err(e) => return Err(io_err("reading", busybox)(e)),
+        };
+        match is_static_elf(&data) {
+            Some(true) => {}
+            Some(false) => {
+                return Err(Error::Invalid(format!(
+                    "{} is dynamically linked; the busybox base image needs the static one (Debian package busybox-static)",
+                    busybox.display()
+                )))
+            }
+            None => {
+                return Err(Error::Invalid(format!(
+                    "{} is not an x86-64 ELF executable",
+                    busybox.display()
+                )))
+            }
+        }
+        let out = Command::new(busybox)
+            .arg("--list-full")
+            .output()
+            .map_err(io_err("running", busybox))?;
+        if !out.status.success() {
+            return Err(Error::Invalid(format!(
+                "`{} --list-full` failed: {}",
+                busybox.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        let mut applets: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.trim().trim_start_matches('/').to_string())
+            .filter(|l| !l.is_empty() && !l.contains("..") && l != "bin/busybox")
+            .collect();
+        applets.sort();
+        applets.dedup();
+
+        let dirs: [(&str, u32); 11] = [
+            ("bin", 0o755),
+            ("dev", 0o755),
+            ("etc", 0o755),
+            ("proc", 0o555),
+            ("root", 0o700),
+            ("sbin", 0o755),
+            ("sys", 0o555),
+            ("tmp", 0o1777),
+            ("usr", 0o755),
+            ("usr/bin", 0o755),
+            ("usr/sbin", 0o755),
+        ];
+        let files: [(&str, &[u8]); 2] = [
+            ("etc/group", b"root:x:0:\n"),
+            ("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n"),
+        ];
+        let layer = self.write_layer(Compression::Zstd, |w| {
+            let werr = |e| io_err("writing the busybox layer for", busybox)(e);
+            for (d, mode) in dirs {
+                w.append(
+                    d.as_bytes(),
+                    &EntryMeta::simple(Kind::Dir, mode, 0),
+                    &mut io::empty(),
+                )
+                .map_err(werr)?;
+            }
+            let mut bin = EntryMeta::simple(Kind::File, 0o755, 0);
+            bin.size = data.len() as u64;
+            w.append(b"bin/busybox", &bin, &mut data.as_slice())
+                .map_err(werr)?;
+            for (name, content) in files {
+                let mut m = EntryMeta::simple(Kind::File, 0o644, 0);
+                m.size = content.len() as u64;
+                w.append(name.as_bytes(), &m, &mut &content[..])
+                    .map_err(werr)?;
+            }
+            for a in &applets {
+                let m = EntryMeta::simple(Kind::Symlink(b"/bin/busybox".to_vec()), 0o777, 0);
+                w.append(a.as_bytes(), &m, &mut io::empty()).map_err(werr)?;
+            }
+            Ok(())
+        })?;
+        let meta = CommitMeta {
+            created: Some(EPOCH.to_string()),
+            created_by: Some("kiln busybox base".to_string()),
+            comment: Some(format!("busybox from the host's {}", busybox.display())),
+            ..CommitMeta::default()
+        };
+        self.commit(None, layer, &meta, tag)
+    }
+}

@@ -1,0 +1,377 @@
+//! Writing layer tars: the entry model, PAX records, and the walk of an overlay upper
+//! directory (whiteouts, opaque directories, hard links, xattrs).
+
+use crate::{io_err, Error, Result};
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+use tar::{EntryType, Header};
+
+/// The prefix of an OCI whiteout file name.
+pub(crate) const WHITEOUT_PREFIX: &str = ".wh.";
+/// The name of the OCI opaque-directory marker.
+pub(crate) const OPAQUE_MARKER: &str = ".wh..wh..opq";
+/// The overlayfs xattr that makes a directory opaque.
+pub(crate) const OVERLAY_OPAQUE: &str = "trusted.overlay.opaque";
+/// Overlayfs private attributes, never carried into or out of a layer.
+pub(crate) const OVERLAY_XATTR_PREFIX: &str = "trusted.overlay.";
+
+/// What a tar entry is.
+#[derive(Clone, Debug)]
+pub(crate) enum Kind {
+    File,
+    Dir,
+    Symlink(Vec<u8>),
+    HardLink(Vec<u8>),
+    Char(u32, u32),
+    Block(u32, u32),
+    Fifo,
+}
+
+/// The attributes of one tar entry.
+#[derive(Clone, Debug)]
+pub(crate) struct EntryMeta {
+    pub kind: Kind,
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub mtime: u64,
+    pub size: u64,
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl EntryMeta {
+    pub(crate) fn simple(kind: Kind, mode: u32, mtime: u64) -> Self {
+        EntryMeta {
+            kind,
+            mode,
+            uid: 0,
+            gid: 0,
+            mtime,
+            size: 0,
+            xattrs: Vec::new(),
+        }
+    }
+}
+
+/// A tar stream being written, with PAX records where ustar cannot hold a value.
+pub(crate) struct LayerWriter<W: Write> {
+    builder: tar::Builder<W>,
+}
+
+const USTAR_MAX_ID: u64 = 0o7777777;
+
+fn pax_record(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
+    // "<len> <key>=<value>\n" where len counts the whole record, itself included.
+    let rest = key.len() + value.len() + 3;
+    let mut len = rest + 1;
+    while len != rest + len.to_string().len() {
+        len = rest + len.to_string().len();
+    }
+    out.extend_from_slice(len.to_string().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(key);
+    out.push(b'=');
+    out.extend_from_slice(value);
+    out.push(b'\n');
+}
+
+fn set_raw_name(header: &mut Header, name: &[u8]) {
+    let old = header.as_old_mut();
+    old.name = [0; 100];
+    let n = name.len().min(100);
+    old.name[..n].copy_from_slice(&name[..n]);
+    if let Some(ustar) = header.as_ustar_mut() {
+        ustar.prefix = [0; 155];
+    }
+}
+
+impl<W: Write> LayerWriter<W> {
+    pub(crate) fn new(inner: W) -> Self {
+        let mut builder = tar::Builder::new(inner);
+        builder.mode(tar::HeaderMode::Complete);
+        LayerWriter { builder }
+    }
+
+    /// Writes the end-of-archive blocks and answers the inner writer.
+    pub(crate) fn finish(self) -> io::Result<W> {
+        self.builder.into_inner()
+    }
+
+    /// Appends one entry; `data` must yield exactly `meta.size` bytes for files.
+    pub(crate) fn append(
+        &mut self,
+        name: &[u8],
+        meta: &EntryMeta,
+        data: &mut dyn Read,
+    ) -> io::Result<()> {
+        let mut header = Header::new_ustar();
+        let mut pax = Vec::new();
+        let (ty, size) = match &meta.kind {
+            Kind::File => (EntryType::Regular, meta.size),
+            Kind::Dir => (EntryType::Directory, 0),
+            Kind::Symlink(_) => (EntryType::Symlink, 0),
+            Kind::HardLink(_) => (EntryType::Link, 0),
+            Kind::Char(..) => (EntryType::Char, 0),
+            Kind::Block(..) => (EntryType::Block, 0),
+            Kind::Fifo => (EntryType::Fifo, 0),
+        };
+        header.set_entry_type(ty);
+        header.set_size(size);
+        header.set_mode(meta.mode & 0o7777);
+        header.set_mtime(meta.mtime);
+        if meta.uid > USTAR_MAX_ID {
+            pax_record(&mut pax, b"uid", meta.uid.to_string().as_bytes());
+            header.set_uid(0);
+        } else {
+            header.set_uid(meta.uid);
+        }
+        if meta.gid > USTAR_MAX_ID {
+            pax_record(&mut pax, b"gid", meta.gid.to_string().as_bytes());
+            header.set_gid(0);
+        } else {
+            header.set_gid(meta.gid);
+        }
+        if header.set_path(Path::new(OsStr::from_bytes(name))).is_err() {
+            pax_record(&mut pax, b"path", name);
+            set_raw_name(&mut header, name);
+        }
+        if let Kind::Symlink(target) | Kind::HardLink(target) = &meta.kind {
+            if header.set_link_name_literal(target).is_err() {
+                pax_record(&mut pax, b"linkpath", target);
+                let n = target.len().min(100);
+                let old = header.as_old_mut();
+                old.linkname = [0; 100];
+                old.linkname[..n].copy_from_slice(&target[..n]);
+            }
+        }
+        if let Kind::Char(major, minor) | Kind::Block(major, minor) = meta.kind {
+            header.set_device_major(major)?;
+            header.set_device_minor(minor)?;
+        }
+        for (key, value) in &meta.xattrs {
+            let mut k = b"SCHILY.xattr.".to_vec();
+            k.extend_from_slice(key);
+            pax_record(&mut pax, &k, value);
+        }
+        if !pax.is_empty() {
+            let mut xh = Header::new_ustar();
+            let mut xname = b"PaxHeaders.0/".to_vec();
+            let base = name.rsplit(|&b| b == b'/').next().unwrap_or(name);
+            xname.extend_from_slice(&base[..base.len().min(80)]);
+            set_raw_name(&mut xh, &xname);
+            xh.set_entry_type(EntryType::XHeader);
+            xh.set_size(pax.len() as u64);
+            xh.set_mode(0o644);
+            xh.set_mtime(meta.mtime);
+            xh.set_cksum();
+            self.builder.append(&xh, pax.as_slice())?;
+        }
+        header.set_cksum();
+        self.builder.append(&header, data)
+    }
+}
+
+fn split_dev(dev: u64) -> (u32, u32) {
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    (major as u32, minor as u32)
+}
+
+/// Overlay attributes that mean the upper directory cannot be read on its own: a renamed
+/// directory (`redirect_dir=on`) or a metadata-only copy-up (`metacopy=on`).
+const OVERLAY_UNSUPPORTED: [&str; 2] = ["trusted.overlay.redirect", "trusted.overlay.metacopy"];
+
+/// The extended attributes of a path worth keeping in a layer, sorted by name. Fails on an
+/// upper directory made with `redirect_dir` or `metacopy`, which a layer cannot express.
+pub(crate) fn read_xattrs(path: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let names = match xattr::list(path) {
+        Ok(names) => names,
+        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(Vec::new()),
+        Err(e) => return Err(io_err("listing xattrs of", path)(e)),
+    };
+    let mut out = Vec::new();
+    for name in names {
+        if name.as_bytes().starts_with(OVERLAY_XATTR_PREFIX.as_bytes()) {
+            if OVERLAY_UNSUPPORTED
+                .iter()
+                .any(|u| name.as_bytes() == u.as_bytes())
+            {
+                return Err(Error::Invalid(format!(
+                    "{} has {}: mount build overlays with redirect_dir=off,metacopy=off",
+                    path.display(),
+                    name.to_string_lossy()
+                )));
+            }
+            continue;
+        }
+        match xattr::get(path, &name) {
+            Ok(Some(value)) => out.push((name.as_bytes().to_vec(), value)),
+            Ok(None) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENODATA) => {}
+            Err(e) => return Err(io_err("reading xattrs of", path)(e)),
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn is_opaque(path: &Path) -> Result<bool> {
+    match xattr::get(path, OVERLAY_OPAQUE) {
+        Ok(Some(v)) => Ok(v == b"y"),
+        Ok(None) => Ok(false),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => Ok(false),
+        Err(e) => Err(io_err("reading the opaque attribute of", path)(e)),
+    }
+}
+
+/// Walks an overlay upper directory and writes it as an OCI layer.
+pub(crate) struct UpperWalk<'a, W: Write> {
+    out: &'a mut LayerWriter<W>,
+    links: HashMap<(u64, u64), Vec<u8>>,
+}
+
+impl<'a, W: Write> UpperWalk<'a, W> {
+    pub(crate) fn new(out: &'a mut LayerWriter<W>) -> Self {
+        UpperWalk {
+            out,
+            links: HashMap::new(),
+        }
+    }
+
+    /// Writes every entry under `dir` (not `dir` itself), names relative to `prefix`.
+    pub(crate) fn walk(&mut self, dir: &Path, prefix: &[u8]) -> Result<()> {
+        let mut names: Vec<std::ffi::OsString> = fs::read_dir(dir)
+            .map_err(io_err("reading directory", dir))?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<io::Result<_>>()
+            .map_err(io_err("reading directory", dir))?;
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        for name in names {
+            let path = dir.join(&name);
+            let mut rel = prefix.to_vec();
+            if !rel.is_empty() {
+                rel.push(b'/');
+            }
+            rel.extend_from_slice(name.as_bytes());
+            self.entry(&path, name.as_bytes(), rel)?;
+        }
+        Ok(())
+    }
+
+    fn entry(&mut self, path: &Path, base: &[u8], rel: Vec<u8>) -> Result<()> {
+        let md = fs::symlink_metadata(path).map_err(io_err("reading metadata of", path))?;
+        let ft = md.file_type();
+        let mut meta = EntryMeta {
+            kind: Kind::File,
+            mode: md.mode(),
+            uid: u64::from(md.uid()),
+            gid: u64::from(md.gid()),
+            mtime: md.mtime().max(0) as u64,
+            size: 0,
+            xattrs: Vec::new(),
+        };
+        let write_err = |e| io_err("writing the layer entry for", path)(e);
+        if ft.is_char_device() && md.rdev() == 0 {
+            // An overlay whiteout: the OCI form is an empty file named `.wh.<name>`.
+            let parent_len = rel.len() - base.len();
+            let mut wh = rel[..parent_len].to_vec();
+            wh.extend_from_slice(WHITEOUT_PREFIX.as_bytes());
+            wh.extend_from_slice(base);
+            return self
+                .out
+                .append(&wh, &meta, &mut io::empty())
+                .map_err(write_err);
+        }
+        if !ft.is_symlink() {
+            meta.xattrs = read_xattrs(path)?;
+        }
+        if ft.is_dir() {
+            meta.kind = Kind::Dir;
+            self.out
+                .append(&rel, &meta, &mut io::empty())
+                .map_err(write_err)?;
+            if is_opaque(path)? {
+                let mut marker = rel.clone();
+                marker.push(b'/');
+                marker.extend_from_slice(OPAQUE_MARKER.as_bytes());
+                let m = EntryMeta {
+                    kind: Kind::File,
+                    mode: 0o600,
+                    xattrs: Vec::new(),
+                    ..meta.clone()
+                };
+                self.out
+                    .append(&marker, &m, &mut io::empty())
+                    .map_err(write_err)?;
+            }
+            return self.walk(path, &rel);
+        }
+        if ft.is_file() {
+            if md.nlink() > 1 {
+                let key = (md.dev(), md.ino());
+                if let Some(first) = self.links.get(&key) {
+                    meta.kind = Kind::HardLink(first.clone());
+                    return self
+                        .out
+                        .append(&rel, &meta, &mut io::empty())
+                        .map_err(write_err);
+                }
+                self.links.insert(key, rel.clone());
+            }
+            meta.size = md.len();
+            let file = fs::File::open(path).map_err(io_err("opening", path))?;
+            // If the file changes size under us, tar would write a corrupt stream; take
+            // exactly `size` bytes and fail if fewer come.
+            let mut limited = ExactReader {
+                inner: file.take(meta.size),
+                left: meta.size,
+            };
+            return self
+                .out
+                .append(&rel, &meta, &mut limited)
+                .map_err(write_err);
+        }
+        if ft.is_symlink() {
+            let target = fs::read_link(path).map_err(io_err("reading symlink", path))?;
+            meta.kind = Kind::Symlink(target.as_os_str().as_bytes().to_vec());
+        } else if ft.is_char_device() {
+            let (ma, mi) = split_dev(md.rdev());
+            meta.kind = Kind::Char(ma, mi);
+        } else if ft.is_block_device() {
+            let (ma, mi) = split_dev(md.rdev());
+            meta.kind = Kind::Block(ma, mi);
+        } else if ft.is_fifo() {
+            meta.kind = Kind::Fifo;
+        } else {
+            // Sockets have no tar form.
+            return Ok(());
+        }
+        self.out
+            .append(&rel, &meta, &mut io::empty())
+            .map_err(write_err)
+    }
+}
+
+struct ExactReader<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for ExactReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && self.left > 0 && !buf.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "file shrank while it was being archived",
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}

@@ -1,0 +1,136 @@
+//! Kiln's OCI image store.
+//!
+//! A build instance is an overlay mount: the read-only layers of its parent image are the
+//! lower directories and a fresh directory is the upper one. When the build ends, the upper
+//! directory is turned into a new OCI layer ("snapshot") and committed on top of the parent's
+//! layers as a new image. This crate owns everything about those images on disk.
+//!
+//! # Layout
+//!
+//! The store is a plain [OCI image layout] at its root, so `skopeo inspect oci:ROOT:TAG` and
+//! `umoci unpack --image ROOT:TAG` read it directly:
+//!
+//! - `oci-layout` — the layout version marker.
+//! - `index.json` — one manifest descriptor per tag; the tag is the descriptor's
+//!   `org.opencontainers.image.ref.name` annotation.
+//! - `blobs/sha256/<hex>` — manifests, image configurations and layers (compressed tars),
+//!   named by the sha256 of their bytes.
+//! - `tmp/` — blobs being written. A blob is streamed into a temporary file here, hashed as it
+//!   goes, synced, then renamed to its digest name; readers never see a partial blob, and two
+//!   writers of the same blob simply replace one identical file with another.
+//! - `unpacked/<diff_id hex>/` — a layer unpacked for use as an overlay lower directory,
+//!   cached by its diff_id (the sha256 of the uncompressed tar). OCI whiteouts are turned back
+//!   into overlay whiteouts there (`.wh.name` → character device 0/0 `name`,
+//!   `.wh..wh..opq` → `trusted.overlay.opaque=y` on the directory). A layer is unpacked into a
+//!   temporary directory and renamed into place.
+//! - `index.lock` — `flock`ed around every read-modify-write of `index.json` and around
+//!   garbage collection, so several processes (and threads) can commit at once.
+//!
+//! # Layers
+//!
+//! [`ImageStore::snapshot_layer`] walks the upper directory in sorted order and writes one tar
+//! stream straight into the compressor and into the temporary blob file; both the compressed
+//! stream (the blob digest) and the uncompressed one (the diff_id) are hashed on the way, so the
+//! data is read once. Owners, modes, mtimes (whole seconds), symlinks, hard links (an inode met
+//! twice becomes a link entry), device nodes, FIFOs and extended attributes (PAX
+//! `SCHILY.xattr.*`, except `trusted.overlay.*`) are kept; long names use PAX records. Overlay
+//! whiteouts (character device 0/0) become `.wh.<name>` entries and opaque directories get a
+//! `.wh..wh..opq` entry. Sockets cannot be represented in tar and are skipped.
+//!
+//! Unpacking ([`ImageStore::lower_dirs`], [`ImageStore::merged_rootfs`]) refuses entries that
+//! would land outside the target: absolute names, `..` components, and any path (or hard-link
+//! target) that goes through a symbolic link. `trusted.overlay.*` attributes in a layer are
+//! ignored, so a layer cannot forge overlay metadata.
+//!
+//! [OCI image layout]: https://github.com/opencontainers/image-spec/blob/main/image-layout.md
+
+mod base;
+mod hash;
+mod layer;
+mod store;
+mod unpack;
+
+pub use base::BUSYBOX;
+/// The OCI types this crate's API uses (`Descriptor`, `ImageManifest`, ...).
+pub use oci_spec;
+pub use store::{CommitMeta, GcReport, ImageStore};
+
+use oci_spec::image::Descriptor;
+use std::path::PathBuf;
+
+/// Errors of the image store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An IO error, with what was being done and on which path.
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A layer tar entry that would be written outside its directory, or is otherwise unusable.
+    #[error("layer entry `{entry}` refused: {reason}")]
+    UnsafeEntry { entry: String, reason: String },
+    /// No image has this tag.
+    #[error("no image tagged `{0}`")]
+    UnknownTag(String),
+    /// A blob the image needs is not in the store.
+    #[error("blob {0} is missing from the image store")]
+    MissingBlob(String),
+    /// Content whose digest is not what its descriptor says.
+    #[error("digest mismatch for {what}: expected {expected}, got {actual}")]
+    DigestMismatch {
+        what: String,
+        expected: String,
+        actual: String,
+    },
+    /// A JSON document (index, manifest, config) that could not be read or written.
+    #[error("{what}: {message}")]
+    Json { what: String, message: String },
+    /// Anything else that is wrong with the input (bad tag, unsupported media type...).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Result of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub(crate) fn io_err(
+    action: &'static str,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.into();
+    move |source| Error::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// Compression of a new layer blob.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    /// zstd level 3 (`application/vnd.oci.image.layer.v1.tar+zstd`).
+    Zstd,
+    /// gzip, default level (`application/vnd.oci.image.layer.v1.tar+gzip`).
+    Gzip,
+}
+
+/// A layer blob stored in the image store, not yet part of an image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayerInfo {
+    /// Digest (of the compressed blob), size and media type.
+    pub descriptor: Descriptor,
+    /// `sha256:<hex>` of the uncompressed tar.
+    pub diff_id: String,
+}
+
+/// An image in the store: its manifest digest and the tag it was looked up or stored by.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageRef {
+    /// `sha256:<hex>` of the manifest.
+    pub digest: String,
+    /// The tag (`org.opencontainers.image.ref.name`).
+    pub tag: String,
+}

@@ -1,0 +1,853 @@
+//! The store itself: blobs, the index and its lock, commits, tags, lower directories,
+//! exports, imports of OCI layouts, and garbage collection.
+
+use crate::hash::{self, Compressor, HashingReader, HashingWriter};
+use crate::layer::{LayerWriter, UpperWalk};
+use crate::unpack::{Mode, Unpacker};
+use crate::{io_err, Compression, Error, ImageRef, LayerInfo, Result};
+use oci_spec::image::{
+    Arch, ConfigBuilder, Descriptor, HistoryBuilder, ImageConfiguration, ImageIndex,
+    ImageIndexBuilder, ImageManifest, ImageManifestBuilder, MediaType, OciLayoutBuilder, Os,
+    ANNOTATION_REF_NAME,
+};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+/// What goes into the image configuration of a commit besides the layer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommitMeta {
+    /// GOARCH name, `amd64` by default. Ignored (the parent's is kept) when there is a parent.
+    pub architecture: String,
+    /// GOOS name, `linux` by default. Ignored when there is a parent.
+    pub os: String,
+    /// RFC 3339 creation time; now when `None`.
+    pub created: Option<String>,
+    /// The history entry's `created_by`.
+    pub created_by: Option<String>,
+    /// The history entry's `comment`.
+    pub comment: Option<String>,
+    /// Labels added to (or replacing those of) the parent's configuration.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Default for CommitMeta {
+    fn default() -> Self {
+        CommitMeta {
+            architecture: "amd64".to_string(),
+            os: "linux".to_string(),
+            created: None,
+            created_by: None,
+            comment: None,
+            labels: BTreeMap::new(),
+        }
+    }
+}
+
+/// What [`ImageStore::gc`] removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// Digests of the removed blobs.
+    pub blobs: Vec<String>,
+    /// Bytes freed by removing blobs.
+    pub bytes: u64,
+    /// diff_ids whose unpacked directories were removed.
+    pub unpacked: Vec<String>,
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn unique_name(what: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        ".tmp-{what}-{}-{}-{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The hex part of a `sha256:<hex>` digest, checked.
+pub(crate) fn digest_hex(digest: &str) -> Result<&str> {
+    let hex = digest
+        .strip_prefix("sha256:")
+        .ok_or_else(|| Error::Invalid(format!("unsupported digest `{digest}` (only sha256)")))?;
+    if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(Error::Invalid(format!("malformed digest `{digest}`")));
+    }
+    Ok(hex)
+}
+
+fn check_tag(tag: &str) -> Result<()> {
+    if tag.is_empty()
+        || tag.len() > 255
+        || !tag
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-:/@+".contains(&b))
+    {
+        return Err(Error::Invalid(format!(
+            "bad tag `{tag}`: use 1-255 characters among letters, digits and . _ - : / @ +"
+        )));
+    }
+    Ok(())
+}
+
+fn json_err(what: impl Into<String>) -> impl FnOnce(oci_spec::OciSpecError) -> Error {
+    let what = what.into();
+    move |e| Error::Json {
+        what,
+        message: e.to_string(),
+    }
+}
+
+fn tag_of(d: &Descriptor) -> Option<&str> {
+    d.annotations()
+        .as_ref()
+        .and_then(|a| a.get(ANNOTATION_REF_NAME))
+        .map(String::as_str)
+}
+
+/// An exclusive `flock` held until dropped.
+struct FileLock {
+    _file: File,
+}
+
+impl FileLock {
+    fn acquire(path: &Path) -> Result<FileLock> {
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(io_err("opening lock file", path))?;
+        loop {
+            // SAFETY: flock on a file descriptor we own.
+            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+            if rc == 0 {
+                return Ok(FileLock { _file: file });
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(io_err("locking", path)(e));
+            }
+        }
+    }
+}
+
+/// An OCI image layout on disk plus Kiln's caches; see the crate documentation for the layout.
+#[derive(Debug)]
+pub struct ImageStore {
+    root: PathBuf,
+    tmp: PathBuf,
+    lock: PathBuf,
+}
+
+impl ImageStore {
+    /// Opens (creating if needed) the store at `root`.
+    pub fn open(root: &Path) -> Result<ImageStore> {
+        let store = ImageStore {
+            root: root.to_path_buf(),
+            tmp: root.join("tmp"),
+            lock: root.join("index.lock"),
+        };
+        for dir in [
+            root.join("blobs/sha256"),
+            store.tmp.clone(),
+            root.join("unpacked"),
+        ] {
+            fs::create_dir_all(&dir).map_err(io_err("creating directory", &dir))?;
+        }
+        store.init_layout()?;
+        Ok(store)
+    }
+
+    /// A bare OCI layout (for exports): no caches, temporary files and the lock in `blobs/`.
+    fn open_plain(root: &Path) -> Result<ImageStore> {
+        let store = ImageStore {
+            root: root.to_path_buf(),
+            tmp: root.join("blobs"),
+            lock: root.join("blobs/.kiln-index.lock"),
+        };
+        let dir = root.join("blobs/sha256");
+        fs::create_dir_all(&dir).map_err(io_err("creating directory", &dir))?;
+        store.init_layout()?;
+        Ok(store)
+    }
+
+    fn init_layout(&self) -> Result<()> {
+        let layout = self.root.join("oci-layout");
+        if !layout.exists() {
+            let l = OciLayoutBuilder::default()
+                .image_layout_version("1.0.0")
+                .build()
+                .map_err(json_err("oci-layout"))?;
+            let text = l.to_string().map_err(json_err("oci-layout"))?;
+            self.write_atomic(&layout, text.as_bytes())?;
+        }
+        let _lock = FileLock::acquire(&self.lock)?;
+        if !self.index_path().exists() {
+            self.write_index(&empty_index()?)?;
+        }
+        Ok(())
+    }
+
+    /// The root directory of the store.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn index_path(&self) -> PathBuf {
+        self.root.join("index.json")
+    }
+
+    /// The path of a blob (which may not exist).
+    pub fn blob_path(&self, digest: &str) -> Result<PathBuf> {
+        Ok(self.root.join("blobs/sha256").join(digest_hex(digest)?))
+    }
+
+    fn temp_path(&self, what: &str) -> PathBuf {
+        self.tmp.join(unique_name(what))
+    }
+
+    fn write_atomic(&self, path: &Path, data: &[u8]) -> Result<()> {
+        let tmp = self.temp_path("file");
+        let mut f = File::create(&tmp).map_err(io_err("creating", &tmp))?;
+        f.write_all(data).map_err(io_err("writing", &tmp))?;
+        f.sync_all().map_err(io_err("syncing", &tmp))?;
+        fs::rename(&tmp, path).map_err(io_err("renaming into place", path))
+    }
+
+    fn put_blob(&self, data: &[u8]) -> Result<String> {
+        let digest = hash::sha256_of(data);
+        let path = self.blob_path(&digest)?;
+        if !path.exists() {
+            self.write_atomic(&path, data)?;
+        }
+        Ok(digest)
+    }
+
+    fn read_blob(&self, digest: &str) -> Result<Vec<u8>> {
+        let path = self.blob_path(digest)?;
+        let data = match fs::read(&path) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::MissingBlob(digest.to_string()))
+            }
+            Err(e) => return Err(io_err("reading", path)(e)),
+        };
+        let actual = hash::sha256_of(&data);
+        if actual != digest {
+            return Err(Error::DigestMismatch {
+                what: format!("blob {}", path.display()),
+                expected: digest.to_string(),
+                actual,
+            });
+        }
+        Ok(data)
+    }
+
+    fn read_index(&self) -> Result<ImageIndex> {
+        read_index_at(&self.root)
+    }
+
+    fn write_index(&self, index: &ImageIndex) -> Result<()> {
+        let text = index.to_string().map_err(json_err("index.json"))?;
+        self.write_atomic(&self.index_path(), text.as_bytes())
+    }
+
+    /// Runs `f` on index.json under the lock and writes the result back.
+    fn update_index<T>(&self, f: impl FnOnce(&mut ImageIndex) -> Result<T>) -> Result<T> {
+        let _lock = FileLock::acquire(&self.lock)?;
+        let mut index = self.read_index()?;
+        let out = f(&mut index)?;
+        self.write_index(&index)?;
+        Ok(out)
+    }
+
+    /// Every tagged image, in index order.
+    pub fn images(&self) -> Result<Vec<ImageRef>> {
+        Ok(self
+            .read_index()?
+            .manifests()
+            .iter()
+            .filter_map(|d| {
+                tag_of(d).map(|t| ImageRef {
+                    digest: d.digest().to_string(),
+                    tag: t.to_string(),
+                })
+            })
+            .collect())
+    }
+
+    /// The image a tag names.
+    pub fn resolve(&self, tag: &str) -> Result<ImageRef> {
+        self.images()?
+            .into_iter()
+            .find(|i| i.tag == tag)
+            .ok_or_else(|| Error::UnknownTag(tag.to_string()))
+    }
+
+    /// The manifest of an image.
+    pub fn manifest(&self, image: &ImageRef) -> Result<ImageManifest> {
+        let data = self.read_blob(&image.digest)?;
+        ImageManifest::from_reader(data.as_slice())
+            .map_err(json_err(format!("manifest {}", image.digest)))
+    }
+
+    /// The configuration of an image.
+    pub fn config(&self, image: &ImageRef) -> Result<ImageConfiguration> {
+        let manifest = self.manifest(image)?;
+        self.config_of(&manifest)
+    }
+
+    fn config_of(&self, manifest: &ImageManifest) -> Result<ImageConfiguration> {
+        let digest = manifest.config().digest().to_string();
+        let data = self.read_blob(&digest)?;
+        ImageConfiguration::from_reader(data.as_slice())
+            .map_err(json_err(format!("image config {digest}")))
+    }
+
+    /// Writes a layer produced by `fill` as a new blob: one pass, hashing the compressed bytes
+    /// (blob digest) and the uncompressed tar (diff_id) as they stream to a temporary file.
+    pub(crate) fn write_layer(
+        &self,
+        compression: Compression,
+        fill: impl FnOnce(
+            &mut LayerWriter<HashingWriter<Compressor<HashingWriter<BufWriter<File>>>>>,
+        ) -> Result<()>,
+    ) -> Result<LayerInfo> {
+        let tmp = self.temp_path("layer");
+        let result = (|| {
+            let file = File::create(&tmp).map_err(io_err("creating", &tmp))?;
+            let outer = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
+            let comp = Compressor::new(outer, compression)
+                .map_err(io_err("starting compression for", &tmp))?;
+            let mut writer = LayerWriter::new(HashingWriter::new(comp));
+            fill(&mut writer)?;
+            let inner = writer.finish().map_err(io_err("writing", &tmp))?;
+            let (comp, diff_id, _) = inner.finish();
+            let outer = comp.finish().map_err(io_err("writing", &tmp))?;
+            let (buf, digest, size) = outer.finish();
+            let file = buf
+                .into_inner()
+                .map_err(|e| io_err("writing", &tmp)(e.into_error()))?;
+            file.sync_all().map_err(io_err("syncing", &tmp))?;
+            let path = self.blob_path(&digest)?;
+            fs::rename(&tmp, &path).map_err(io_err("renaming into place", &path))?;
+            let media_type = match compression {
+                Compression::Zstd => MediaType::ImageLayerZstd,
+                Compression::Gzip => MediaType::ImageLayerGzip,
+            };
+            Ok(LayerInfo {
+                descriptor: Descriptor::new(media_type, size, digest_of(&digest)?),
+                diff_id,
+            })
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    /// Turns an overlay upper directory into a new layer blob (see the crate documentation).
+    pub fn snapshot_layer(&self, upper: &Path, compression: Compression) -> Result<LayerInfo> {
+        let md = fs::metadata(upper).map_err(io_err("reading", upper))?;
+        if !md.is_dir() {
+            return Err(Error::Invalid(format!(
+                "{} is not a directory",
+                upper.display()
+            )));
+        }
+        self.write_layer(compression, |w| UpperWalk::new(w).walk(upper, b""))
+    }
+
+    /// Makes an image of `parent`'s layers plus `layer`, and tags it (replacing the tag's
+    /// previous image, if any).
+    pub fn commit(
+        &self,
+        parent: Option<&ImageRef>,
+        layer: LayerInfo,
+        meta: &CommitMeta,
+        tag: &str,
+    ) -> Result<ImageRef> {
+        check_tag(tag)?;
+        let layer_digest = layer.descriptor.digest().to_string();
+        if !self.blob_path(&layer_digest)?.exists() {
+            return Err(Error::MissingBlob(layer_digest));
+        }
+        digest_hex(&layer.diff_id)?;
+        let (mut config, mut layers) = match parent {
+            Some(p) => {
+                let manifest = self.manifest(p)?;
+                (self.config_of(&manifest)?, manifest.layers().clone())
+            }
+            None => {
+                let mut c = ImageConfiguration::default();
+                c.set_architecture(Arch::from(meta.architecture.as_str()));
+                c.set_os(Os::from(meta.os.as_str()));
+                (c, Vec::new())
+            }
+        };
+        let created = meta.created.clone().unwrap_or_else(|| {
+            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        });
+        config
+            .rootfs_mut()
+            .diff_ids_mut()
+            .push(layer.diff_id.clone());
+        let mut history = HistoryBuilder::default().created(created.clone());
+        if let Some(c) = &meta.created_by {
+            history = history.created_by(c.clone());
+        }
+        if let Some(c) = &meta.comment {
+            history = history.comment(c.clone());
+        }
+        let history = history.build().map_err(json_err("history"))?;
+        let mut all_history = config.history().clone().unwrap_or_default();
+        all_history.push(history);
+        config.set_history(Some(all_history));
+        config.set_created(Some(created));
+        if !meta.labels.is_empty() {
+            let mut inner = config
+                .config()
+                .clone()
+                .unwrap_or_else(|| ConfigBuilder::default().build().unwrap_or_default());
+            let mut labels = inner.labels().clone().unwrap_or_default();
+            for (k, v) in &meta.labels {
+                labels.insert(k.clone(), v.clone());
+            }
+            inner.set_labels(Some(labels));
+            config.set_config(Some(inner));
+        }
+        let config_text = config.to_string().map_err(json_err("image config"))?;
+        let config_digest = self.put_blob(config_text.as_bytes())?;
+        layers.push(layer.descriptor);
+        let manifest = ImageManifestBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::ImageManifest)
+            .config(Descriptor::new(
+                MediaType::ImageConfig,
+                config_text.len() as u64,
+                digest_of(&config_digest)?,
+            ))
+            .layers(layers)
+            .build()
+            .map_err(json_err("manifest"))?;
+        let manifest_text = manifest.to_string().map_err(json_err("manifest"))?;
+        let manifest_digest = self.put_blob(manifest_text.as_bytes())?;
+        let image = ImageRef {
+            digest: manifest_digest,
+            tag: tag.to_string(),
+        };
+        self.set_tag(&image, manifest_text.len() as u64, &image.tag)?;
+        Ok(image)
+    }
+
+    fn set_tag(&self, image: &ImageRef, manifest_size: u64, tag: &str) -> Result<()> {
+        check_tag(tag)?;
+        let mut desc = Descriptor::new(
+            MediaType::ImageManifest,
+            manifest_size,
+            digest_of(&image.digest)?,
+        );
+        desc.set_annotations(Some(HashMap::from([(
+            ANNOTATION_REF_NAME.to_string(),
+            tag.to_string(),
+        )])));
+        self.update_index(|index| {
+            let mut list = index.manifests().clone();
+            list.retain(|d| tag_of(d) != Some(tag));
+            list.push(desc);
+            index.set_manifests(list);
+            Ok(())
+        })
+    }
+
+    /// Gives an existing image another tag.
+    pub fn tag(&self, image: &ImageRef, tag: &str) -> Result<ImageRef> {
+        let size = fs::metadata(self.blob_path(&image.digest)?)
+            .map_err(|_| Error::MissingBlob(image.digest.clone()))?
+            .len();
+        self.set_tag(image, size, tag)?;
+        Ok(ImageRef {
+            digest: image.digest.clone(),
+            tag: tag.to_string(),
+        })
+    }
+
+    /// Removes a tag. Blobs stay until [`ImageStore::gc`].
+    pub fn delete(&self, tag: &str) -> Result<()> {
+        self.update_index(|index| {
+            let mut list = index.manifests().clone();
+            list.retain(|d| tag_of(d) != Some(tag));
+            if list.len() == index.manifests().len() {
+                return Err(Error::UnknownTag(tag.to_string()));
+            }
+            index.set_manifests(list);
+            Ok(())
+        })
+    }
+
+    fn layers_with_diff_ids(&self, image: &ImageRef) -> Result<Vec<(Descriptor, String)>> {
+        let manifest = self.manifest(image)?;
+        let config = self.config_of(&manifest)?;
+        let diff_ids = config.rootfs().diff_ids();
+        if diff_ids.len() != manifest.layers().len() {
+            return Err(Error::Invalid(format!(
+                "image {}: {} layers but {} diff_ids",
+                image.digest,
+                manifest.layers().len(),
+                diff_ids.len()
+            )));
+        }
+        Ok(manifest
+            .layers()
+            .iter()
+            .cloned()
+            .zip(diff_ids.iter().cloned())
+            .collect())
+    }
+
+    /// Applies a layer blob to `dest`, checking that the uncompressed tar has `diff_id`.
+    fn apply_layer(
+        &self,
+        layer: &Descriptor,
+        diff_id: &str,
+        dest: &Path,
+        mode: Mode,
+    ) -> Result<()> {
+        let digest = layer.digest().to_string();
+        let path = self.blob_path(&digest)?;
+        let file = File::open(&path).map_err(|_| Error::MissingBlob(digest.clone()))?;
+        let (reader, _) = hash::decompress(file).map_err(io_err("reading", &path))?;
+        let hashing = HashingReader::new(reader);
+        let rest = Unpacker::new(dest, mode).apply(hashing)?;
+        let (actual, _) = rest.drain_and_finish().map_err(io_err("reading", &path))?;
+        if actual != diff_id {
+            return Err(Error::DigestMismatch {
+                what: format!("uncompressed layer {digest}"),
+                expected: diff_id.to_string(),
+                actual,
+            });
+        }
+        Ok(())
+    }
+
+    /// The image's layers unpacked as overlay lower directories, topmost first (the order of
+    /// overlay's `lowerdir=`). Each layer is unpacked once, into `unpacked/<diff_id hex>`.
+    pub fn lower_dirs(&self, image: &ImageRef) -> Result<Vec<PathBuf>> {
+        let mut dirs = Vec::new();
+        for (layer, diff_id) in self.layers_with_diff_ids(image)? {
+            let dir = self.root.join("unpacked").join(digest_hex(&diff_id)?);
+            if !dir.is_dir() {
+                let tmp = self.root.join("unpacked").join(unique_name("unpack"));
+                fs::create_dir(&tmp).map_err(io_err("creating directory", &tmp))?;
+                if let Err(e) = self.apply_layer(&layer, &diff_id, &tmp, Mode::Overlay) {
+                    let _ = fs::remove_dir_all(&tmp);
+                    return Err(e);
+                }
+                if fs::rename(&tmp, &dir).is_err() {
+                    // Someone else unpacked it first (rename onto a non-empty dir fails).
+                    let _ = fs::remove_dir_all(&tmp);
+                    if !dir.is_dir() {
+                        return Err(Error::Invalid(format!(
+                            "could not move {} into place",
+                            dir.display()
+                        )));
+                    }
+                }
+            }
+            dirs.push(dir);
+        }
+        dirs.reverse();
+        Ok(dirs)
+    }
+
+    /// Applies all of the image's layers in order into `dest` (created if missing; it should
+    /// be empty), deleting whatever whiteouts delete.
+    pub fn merged_rootfs(&self, image: &ImageRef, dest: &Path) -> Result<()> {
+        fs::create_dir_all(dest).map_err(io_err("creating directory", dest))?;
+        for (layer, diff_id) in self.layers_with_diff_ids(image)? {
+            self.apply_layer(&layer, &diff_id, dest, Mode::Merged)?;
+        }
+        Ok(())
+    }
+
+    /// Copies a blob from a file into the store (if not there yet), checking digest and size.
+    fn copy_blob_in(&self, src: &Path, digest: &str, size: Option<u64>) -> Result<()> {
+        let dst = self.blob_path(digest)?;
+        if dst.exists() {
+            return Ok(());
+        }
+        let tmp = self.temp_path("copy");
+        let result = (|| {
+            let mut input = File::open(src).map_err(io_err("opening", src))?;
+            let out = File::create(&tmp).map_err(io_err("creating", &tmp))?;
+            let mut w = HashingWriter::new(BufWriter::with_capacity(1 << 20, out));
+            io::copy(&mut input, &mut w).map_err(io_err("copying", src))?;
+            let (buf, actual, n) = w.finish();
+            let file = buf
+                .into_inner()
+                .map_err(|e| io_err("writing", &tmp)(e.into_error()))?;
+            if actual != digest || size.is_some_and(|s| s != n) {
+                return Err(Error::DigestMismatch {
+                    what: format!("blob {}", src.display()),
+                    expected: format!(
+                        "{digest} ({} bytes)",
+                        size.map_or("?".into(), |s| s.to_string())
+                    ),
+                    actual: format!("{actual} ({n} bytes)"),
+                });
+            }
+            file.sync_all().map_err(io_err("syncing", &tmp))?;
+            fs::rename(&tmp, &dst).map_err(io_err("renaming into place", &dst))
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    /// Copies `image` with all its blobs from `from` into this store under `tag`.
+    fn copy_image_from(
+        &self,
+        from: &Path,
+        manifest_desc: &Descriptor,
+        tag: &str,
+    ) -> Result<ImageRef> {
+        check_tag(tag)?;
+        let digest = manifest_desc.digest().to_string();
+        let manifest_path = from.join("blobs/sha256").join(digest_hex(&digest)?);
+        let data = fs::read(&manifest_path).map_err(io_err("reading", &manifest_path))?;
+        if hash::sha256_of(&data) != digest {
+            return Err(Error::DigestMismatch {
+                what: format!("manifest {}", manifest_path.display()),
+                expected: digest,
+                actual: hash::sha256_of(&data),
+            });
+        }
+        let manifest = ImageManifest::from_reader(data.as_slice())
+            .map_err(json_err(format!("manifest {}", manifest_path.display())))?;
+        let mut blobs = vec![manifest.config().clone()];
+        blobs.extend(manifest.layers().iter().cloned());
+        for b in &blobs {
+            let d = b.digest().to_string();
+            let src = from.join("blobs/sha256").join(digest_hex(&d)?);
+            self.copy_blob_in(&src, &d, Some(b.size()))?;
+        }
+        self.copy_blob_in(&manifest_path, &digest, None)?;
+        let image = ImageRef {
+            digest,
+            tag: tag.to_string(),
+        };
+        self.set_tag(&image, data.len() as u64, tag)?;
+        Ok(image)
+    }
+
+    /// Writes `image` as a standalone OCI layout at `dest` (created, or added to if it is
+    /// already a layout), tagged `tag`.
+    pub fn export_oci_layout(&self, image: &ImageRef, dest: &Path, tag: &str) -> Result<ImageRef> {
+        let out = ImageStore::open_plain(dest)?;
+        let desc = Descriptor::new(MediaType::ImageManifest, 0, digest_of(&image.digest)?);
+        let r = out.copy_image_from(&self.root, &desc, tag);
+        let _ = fs::remove_file(&out.lock);
+        r
+    }
+
+    /// Imports the image tagged `tag_in` from the OCI layout at `dir` as `tag`. A tag naming
+    /// an image index picks its linux/amd64 manifest (or its only one).
+    pub fn import_oci_layout(&self, dir: &Path, tag_in: &str, tag: &str) -> Result<ImageRef> {
+        let index = read_index_at(dir)?;
+        let desc = index
+            .manifests()
+            .iter()
+            .find(|d| tag_of(d) == Some(tag_in))
+            .or_else(|| match index.manifests().as_slice() {
+                [only] if tag_in.is_empty() => Some(only),
+                _ => None,
+            })
+            .ok_or_else(|| {
+                Error::Invalid(format!("no image tagged `{tag_in}` in {}", dir.display()))
+            })?
+            .clone();
+        let desc = if *desc.media_type() == MediaType::ImageIndex {
+            let p = dir
+                .join("blobs/sha256")
+                .join(digest_hex(desc.digest().as_ref())?);
+            let nested =
+                ImageIndex::from_file(&p).map_err(json_err(format!("index {}", p.display())))?;
+            let pick = nested
+                .manifests()
+                .iter()
+                .find(|m| {
+                    m.platform()
+                        .as_ref()
+                        .is_some_and(|p| *p.architecture() == Arch::Amd64 && *p.os() == Os::Linux)
+                })
+                .or_else(|| match nested.manifests().as_slice() {
+                    [only] => Some(only),
+                    _ => None,
+                })
+                .ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "`{tag_in}` in {} has no linux/amd64 image",
+                        dir.display()
+                    ))
+                })?;
+            pick.clone()
+        } else {
+            desc
+        };
+        self.copy_image_from(dir, &desc, tag)
+    }
+
+    /// Stores a layer blob read from a file as is (plain, gzip or zstd tar), after checking
+    /// every entry is safe to unpack; answers its descriptor and diff_id.
+    pub(crate) fn import_layer_file(&self, path: &Path) -> Result<LayerInfo> {
+        let tmp = self.temp_path("import");
+        let result = (|| {
+            let mut input = File::open(path).map_err(io_err("opening", path))?;
+            let out = File::create(&tmp).map_err(io_err("creating", &tmp))?;
+            let mut w = HashingWriter::new(BufWriter::with_capacity(1 << 20, out));
+            io::copy(&mut input, &mut w).map_err(io_err("copying", path))?;
+            let (buf, digest, size) = w.finish();
+            let file = buf
+                .into_inner()
+                .map_err(|e| io_err("writing", &tmp)(e.into_error()))?;
+            file.sync_all().map_err(io_err("syncing", &tmp))?;
+            let stored = File::open(&tmp).map_err(io_err("opening", &tmp))?;
+            let (reader, kind) = hash::decompress(stored).map_err(io_err("reading", path))?;
+            let rest = crate::unpack::validate_archive(HashingReader::new(reader))
+                .map_err(|e| with_source(e, path))?;
+            let (diff_id, _) = rest
+                .drain_and_finish()
+                .map_err(io_err("decompressing", path))?;
+            let media_type = match kind {
+                hash::Detected::Plain => MediaType::ImageLayer,
+                hash::Detected::Gzip => MediaType::ImageLayerGzip,
+                hash::Detected::Zstd => MediaType::ImageLayerZstd,
+            };
+            let dst = self.blob_path(&digest)?;
+            fs::rename(&tmp, &dst).map_err(io_err("renaming into place", &dst))?;
+            Ok(LayerInfo {
+                descriptor: Descriptor::new(media_type, size, digest_of(&digest)?),
+                diff_id,
+            })
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    /// Removes blobs no tagged image refers to, unpacked layers no tagged image uses, and
+    /// stale temporary files. Blobs and temporary files younger than `min_age` are kept, so a
+    /// layer snapshotted but not committed yet survives a concurrent collection; pass
+    /// `Duration::ZERO` only when no build is running. Unpacked layers of untagged images are
+    /// removed whatever their age: do not delete the tag of an image a running build uses.
+    pub fn gc(&self, min_age: Duration) -> Result<GcReport> {
+        let _lock = FileLock::acquire(&self.lock)?;
+        let mut keep: HashSet<String> = HashSet::new();
+        let mut keep_unpacked: HashSet<String> = HashSet::new();
+        for image in self.images()? {
+            keep.insert(image.digest.clone());
+            let manifest = self.manifest(&image)?;
+            keep.insert(manifest.config().digest().to_string());
+            for l in manifest.layers() {
+                keep.insert(l.digest().to_string());
+            }
+            for d in self.config_of(&manifest)?.rootfs().diff_ids() {
+                keep_unpacked.insert(digest_hex(d)?.to_string());
+            }
+        }
+        let now = SystemTime::now();
+        let old_enough = |md: &fs::Metadata| {
+            md.modified()
+                .ok()
+                .and_then(|m| now.duration_since(m).ok())
+                .is_none_or(|age| age >= min_age)
+        };
+        let mut report = GcReport::default();
+        let blobs = self.root.join("blobs/sha256");
+        for entry in fs::read_dir(&blobs).map_err(io_err("reading", &blobs))? {
+            let entry = entry.map_err(io_err("reading", &blobs))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let digest = format!("sha256:{name}");
+            if keep.contains(&digest) {
+                continue;
+            }
+            let md = entry.metadata().map_err(io_err("reading", entry.path()))?;
+            if !old_enough(&md) {
+                continue;
+            }
+            fs::remove_file(entry.path()).map_err(io_err("removing", entry.path()))?;
+            report.bytes += md.len();
+            report.blobs.push(digest);
+        }
+        let unpacked = self.root.join("unpacked");
+        for entry in fs::read_dir(&unpacked).map_err(io_err("reading", &unpacked))? {
+            let entry = entry.map_err(io_err("reading", &unpacked))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if keep_unpacked.contains(&name) {
+                continue;
+            }
+            if name.starts_with(".tmp-") {
+                let md = entry.metadata().map_err(io_err("reading", entry.path()))?;
+                if !old_enough(&md) {
+                    continue;
+                }
+            } else {
+                report.unpacked.push(format!("sha256:{name}"));
+            }
+            fs::remove_dir_all(entry.path()).map_err(io_err("removing", entry.path()))?;
+        }
+        for entry in fs::read_dir(&self.tmp).map_err(io_err("reading", &self.tmp))? {
+            let entry = entry.map_err(io_err("reading", &self.tmp))?;
+            let md = entry.metadata().map_err(io_err("reading", entry.path()))?;
+            if old_enough(&md) && md.is_file() {
+                fs::remove_file(entry.path()).map_err(io_err("removing", entry.path()))?;
+            }
+        }
+        Ok(report)
+    }
+}
+
+fn with_source(e: Error, path: &Path) -> Error {
+    match e {
+        Error::UnsafeEntry { entry, reason } => Error::UnsafeEntry {
+            entry,
+            reason: format!("{reason} (in {})", path.display()),
+        },
+        other => other,
+    }
+}
+
+pub(crate) fn digest_of(digest: &str) -> Result<oci_spec::image::Digest> {
+    digest
+        .parse()
+        .map_err(|e: oci_spec::OciSpecError| Error::Invalid(format!("digest `{digest}`: {e}")))
+}
+
+fn empty_index() -> Result<ImageIndex> {
+    ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageIndex)
+        .manifests(Vec::<Descriptor>::new())
+        .build()
+        .map_err(json_err("index.json"))
+}
+
+fn read_index_at(dir: &Path) -> Result<ImageIndex> {
+    let path = dir.join("index.json");
+    let mut text = Vec::new();
+    File::open(&path)
+        .and_then(|mut f| f.read_to_end(&mut text))
+        .map_err(io_err("reading", &path))?;
+    ImageIndex::from_reader(text.as_slice()).map_err(json_err(format!("{}", path.display())))
+}

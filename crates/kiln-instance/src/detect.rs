@@ -1,0 +1,76 @@
+//! What isolation this process can have.
+//!
+//! Running as root, Kiln uses real mounts and cgroups. An unprivileged Kiln could build inside a
+//! user namespace where the kernel allows one; [`isolation_support`] finds out whether it does
+//! (the `kernel.unprivileged_userns_clone` and `user.max_user_namespaces` sysctls, then a real
+//! `unshare --user --map-root-user true`, which also catches LSM restrictions such as AppArmor's
+//! `apparmor_restrict_unprivileged_userns`). Rootless instances are not implemented yet, so
+//! without root [`require_root`] refuses with the reason, and the reason says what would help.
+
+use std::process::{Command, Stdio};
+
+/// The isolation available to this process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Support {
+    /// Running as root: real mounts, cgroups and namespaces.
+    Root,
+    /// Not root, but the kernel lets this user create a user namespace.
+    UserNamespace,
+    /// Neither; the reason says why.
+    Unsupported(String),
+}
+
+/// Probes what isolation this process can have (runs `unshare` once when not root).
+pub fn isolation_support() -> Support {
+    // SAFETY: geteuid(2) cannot fail and touches no memory.
+    if unsafe { libc::geteuid() } == 0 {
+        return Support::Root;
+    }
+    let sysctl = |name: &str| {
+        std::fs::read_to_string(format!("/proc/sys/{name}"))
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
+    if sysctl("kernel/unprivileged_userns_clone").as_deref() == Some("0") {
+        return Support::Unsupported(
+            "unprivileged user namespaces are disabled (sysctl kernel.unprivileged_userns_clone = 0)"
+                .into(),
+        );
+    }
+    if sysctl("user/max_user_namespaces").as_deref() == Some("0") {
+        return Support::Unsupported(
+            "user namespaces are disabled (sysctl user.max_user_namespaces = 0)".into(),
+        );
+    }
+    let probe = Command::new("unshare")
+        .args(["--user", "--map-root-user", "true"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    match probe {
+        Ok(status) if status.success() => Support::UserNamespace,
+        Ok(status) => Support::Unsupported(format!(
+            "the kernel refused a user namespace (`unshare --user --map-root-user true` {status})"
+        )),
+        Err(e) => Support::Unsupported(format!(
+            "cannot run `unshare` to probe user namespaces: {e}"
+        )),
+    }
+}
+
+/// `Ok` as root; otherwise why an instance cannot be launched.
+pub fn require_root() -> Result<(), String> {
+    match isolation_support() {
+        Support::Root => Ok(()),
+        Support::UserNamespace => Err(
+            "Kiln is not running as root; this kernel allows user namespaces, but rootless \
+             build instances are not implemented yet: run Kiln as root"
+                .into(),
+        ),
+        Support::Unsupported(reason) => Err(format!(
+            "Kiln is not running as root and cannot isolate a build without it: {reason}; \
+             run Kiln as root"
+        )),
+    }
+}

@@ -1,0 +1,582 @@
+//! The lifecycle of a build instance: launch, run commands, terminate, reap.
+//!
+//! An instance lives in one directory, `<base_dir>/<id>/`:
+//!
+//! ```text
+//! instance.json   what a later process needs to clean up (owner, cgroups)
+//! upper/          the writable layer: everything the build changed
+//! work/           overlayfs's scratch directory
+//! merged/         the root filesystem: the overlay of the lowers and upper/
+//! empty/          an empty lower, for an instance launched with no layers
+//! ```
+//!
+//! [`Instance::launch`] creates the directory and writes `instance.json` *before* it mounts or
+//! creates anything, so whatever happens next (a failed step, a crash), the directory and the
+//! state file say there is something to undo. It then mounts the overlay, gives the root a
+//! minimal `/dev` (a tmpfs with `null`, `zero`, `full`, `random`, `urandom`, `tty`, the
+//! `/proc/self/fd` links and a `/dev/shm` tmpfs) and creates the cgroups. If any step fails, it
+//! tears down what it did and answers the step's error.
+//!
+//! Commands start isolated through the [`Target`] implementation: each one gets fresh
+//! namespaces, `/proc` and the hostname (see [`crate::sys`]). Mounts a command makes stay in its
+//! own mount namespace, so the host only ever sees the overlay and the two tmpfs mounts.
+//!
+//! Teardown does not trust any bookkeeping of what was mounted: it kills every process in the
+//! instance's cgroups (and waits until they are gone, since they hold the mounts busy),
+//! unmounts every mount point the kernel lists below the instance's directory, most recent
+//! first (lazily detaching what stays busy), removes the cgroups, and only when nothing is
+//! mounted below the directory any more, removes it. So it works on an instance in any state,
+//! half-launched or left behind by a process that died, and it never deletes through a mount.
+//! [`reap`] runs it for every instance whose owner process is gone: call it when Kiln starts.
+
+use crate::limits::Limits;
+use crate::sys::{IsolationPlan, Privileged, DEFAULT_CAPABILITIES};
+use crate::Error;
+use kiln_toe::target::Target;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+/// The `PATH` commands in an instance get.
+pub const INSTANCE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+const STATE_FILE: &str = "instance.json";
+
+/// What to launch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceSpec {
+    /// Names the instance's directory and cgroups: letters, digits, `.`, `_`, `-`, at most 64
+    /// characters, not starting with `.`.
+    pub id: String,
+    /// The read-only layers, **top-most first** (as overlayfs's `lowerdir` lists them): a path
+    /// in an earlier layer hides the same path in a later one. May be empty.
+    pub lowers: Vec<PathBuf>,
+    pub limits: Limits,
+    /// Whether commands share the host's network. Without it they only have a loopback device
+    /// that is down.
+    pub network: bool,
+    pub hostname: String,
+}
+
+/// What `instance.json` holds.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct State {
+    id: String,
+    /// The process that launched the instance, and its start time (clock ticks after boot,
+    /// `/proc/<pid>/stat` field 22) so a reused pid is not mistaken for it.
+    owner_pid: u32,
+    owner_start: Option<u64>,
+    cgroups: Vec<PathBuf>,
+    hostname: String,
+    network: bool,
+}
+
+/// A launched instance. Terminate it with [`Instance::terminate`]; dropping it tears it down
+/// too, ignoring errors.
+pub struct Instance {
+    sys: Arc<dyn Privileged>,
+    dir: PathBuf,
+    merged: PathBuf,
+    cgroups: Vec<PathBuf>,
+    plan: IsolationPlan,
+    done: bool,
+}
+
+impl std::fmt::Debug for Instance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instance")
+            .field("dir", &self.dir)
+            .field("cgroups", &self.cgroups)
+            .field("plan", &self.plan)
+            .finish()
+    }
+}
+
+fn check_spec(spec: &InstanceSpec) -> Result<(), Error> {
+    let id_ok = !spec.id.is_empty()
+        && spec.id.len() <= 64
+        && !spec.id.starts_with('.')
+        && spec
+            .id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if !id_ok {
+        return Err(Error::Spec(format!(
+            "id `{}` must be 1-64 letters, digits, `.`, `_` or `-`, not starting with `.`",
+            spec.id
+        )));
+    }
+    let host_ok = !spec.hostname.is_empty()
+        && spec.hostname.len() <= 64
+        && spec
+            .hostname
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    if !host_ok {
+        return Err(Error::Spec(format!(
+            "hostname `{}` must be 1-64 letters, digits, `-` or `.`",
+            spec.hostname
+        )));
+    }
+    if spec.limits.vcpus == 0 || spec.limits.memory_bytes == 0 || spec.limits.pids_max == 0 {
+        return Err(Error::Spec(format!(
+            "limits must not be zero: {:?}",
+            spec.limits
+        )));
+    }
+    Ok(())
+}
+
+fn mkdir(path: &Path) -> Result<(), Error> {
+    std::fs::create_dir(path).map_err(|e| Error::io(path, e))
+}
+
+/// Makes `path` inside a fresh root a real directory: a symlink or file the image put there
+/// would make a mount follow it (on the host!), so it is replaced.
+fn ensure_dir(path: &Path) -> Result<(), Error> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => return Ok(()),
+        Ok(_) => std::fs::remove_file(path).map_err(|e| Error::io(path, e))?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(path, e)),
+    }
+    mkdir(path)
+}
+
+fn write_state(dir: &Path, state: &State) -> Result<(), Error> {
+    let path = dir.join(STATE_FILE);
+    let tmp = dir.join(".instance.json.tmp");
+    let text = serde_json::to_vec_pretty(state).map_err(|e| Error::State {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
+}
+
+fn read_state(dir: &Path) -> Result<State, Error> {
+    let path = dir.join(STATE_FILE);
+    let text = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    serde_json::from_slice(&text).map_err(|e| Error::State {
+        path,
+        message: e.to_string(),
+    })
+}
+
+/// Start time of process `pid` in clock ticks after boot, if it exists.
+fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count from the last `)`.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+impl Instance {
+    /// Launches an instance in `<base_dir>/<spec.id>`; see the module documentation.
+    pub fn launch(
+        sys: Arc<dyn Privileged>,
+        base_dir: &Path,
+        spec: InstanceSpec,
+    ) -> Result<Instance, Error> {
+        check_spec(&spec)?;
+        sys.preflight().map_err(Error::Unsupported)?;
+        let mut lowers = Vec::with_capacity(spec.lowers.len());
+        for lower in &spec.lowers {
+            let canon = std::fs::canonicalize(lower).map_err(|e| Error::io(lower, e))?;
+            if !canon.is_dir() {
+                return Err(Error::Spec(format!(
+                    "lower layer {} is not a directory",
+                    lower.display()
+                )));
+            }
+            lowers.push(canon);
+        }
+        std::fs::create_dir_all(base_dir).map_err(|e| Error::io(base_dir, e))?;
+        let base = std::fs::canonicalize(base_dir).map_err(|e| Error::io(base_dir, e))?;
+        let dir = base.join(&spec.id);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(Error::Spec(format!(
+                    "instance directory {} already exists",
+                    dir.display()
+                )))
+            }
+            Err(e) => return Err(Error::io(&dir, e)),
+        }
+        let owner_pid = std::process::id();
+        let state = State {
+            id: spec.id.clone(),
+            owner_pid,
+            owner_start: process_start(owner_pid),
+            cgroups: sys.cgroup_paths(&spec.id),
+            hostname: spec.hostname.clone(),
+            network: spec.network,
+        };
+        let merged = dir.join("merged");
+        let mut instance = Instance {
+            sys,
+            dir,
+            merged,
+            cgroups: state.cgroups.clone(),
+            plan: IsolationPlan {
+                root: PathBuf::new(),
+                hostname: spec.hostname.clone(),
+                network: spec.network,
+                cgroup_procs: Vec::new(),
+                capabilities: DEFAULT_CAPABILITIES.to_vec(),
+            },
+            done: false,
+        };
+        // From here on, a failure drops `instance`, which tears down what was done.
+        write_state(&instance.dir, &state)?;
+        instance.setup(lowers, &spec.limits)?;
+        Ok(instance)
+    }
+
+    fn setup(&mut self, mut lowers: Vec<PathBuf>, limits: &Limits) -> Result<(), Error> {
+        let (upper, work) = (self.dir.join("upper"), self.dir.join("work"));
+        mkdir(&upper)?;
+        mkdir(&work)?;
+        mkdir(&self.merged)?;
+        if lowers.is_empty() {
+            let empty = self.dir.join("empty");
+            mkdir(&empty)?;
+            lowers.push(empty);
+        }
+        self.sys
+            .mount_overlay(&lowers, &upper, &work, &self.merged)?;
+        self.prepare_dev()?;
+        for name in ["proc", "sys", "tmp"] {
+            ensure_dir(&self.merged.join(name))?;
+        }
+        let cgroups = self.sys.cgroup_create(self.id(), limits)?;
+        self.cgroups = cgroups;
+        self.plan.root = self.merged.clone();
+        self.plan.cgroup_procs = self
+            .cgroups
+            .iter()
+            .map(|d| d.join("cgroup.procs"))
+            .collect();
+        Ok(())
+    }
+
+    fn prepare_dev(&self) -> Result<(), Error> {
+        let dev = self.merged.join("dev");
+        ensure_dir(&dev)?;
+        self.sys.mount_tmpfs(&dev, "nosuid,mode=755,size=65536k")?;
+        for (name, major, minor) in [
+            ("null", 1, 3),
+            ("zero", 1, 5),
+            ("full", 1, 7),
+            ("random", 1, 8),
+            ("urandom", 1, 9),
+            ("tty", 5, 0),
+        ] {
+            self.sys.mknod_char(&dev.join(name), major, minor, 0o666)?;
+        }
+        for (link, to) in [
+            ("fd", "/proc/self/fd"),
+            ("stdin", "/proc/self/fd/0"),
+            ("stdout", "/proc/self/fd/1"),
+            ("stderr", "/proc/self/fd/2"),
+            ("ptmx", "pts/ptmx"),
+        ] {
+            let path = dev.join(link);
+            std::os::unix::fs::symlink(to, &path).map_err(|e| Error::io(&path, e))?;
+        }
+        ensure_dir(&dev.join("pts"))?;
+        let shm = dev.join("shm");
+        ensure_dir(&shm)?;
+        self.sys
+            .mount_tmpfs(&shm, "nosuid,nodev,noexec,mode=1777,size=65536k")?;
+        Ok(())
+    }
+
+    /// The instance's name.
+    pub fn id(&self) -> &str {
+        self.dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+    }
+
+    /// The instance's directory (`<base_dir>/<id>`).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The writable layer: what the build changed (deleted lower files are overlay whiteouts,
+    /// character devices 0:0).
+    pub fn upper(&self) -> PathBuf {
+        self.dir.join("upper")
+    }
+
+    /// The cgroup directories of the instance.
+    pub fn cgroups(&self) -> &[PathBuf] {
+        &self.cgroups
+    }
+
+    /// How commands are isolated.
+    pub fn plan(&self) -> &IsolationPlan {
+        &self.plan
+    }
+
+    /// Kills every process in the instance, unmounts everything below its directory, removes
+    /// its cgroups and its directory.
+    pub fn terminate(mut self) -> Result<(), Error> {
+        self.done = true;
+        teardown(self.sys.as_ref(), &self.dir, &self.cgroups)
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if !self.done {
+            self.done = true;
+            let _ = teardown(self.sys.as_ref(), &self.dir, &self.cgroups);
+        }
+    }
+}
+
+impl Target for Instance {
+    fn root(&self) -> &Path {
+        &self.merged
+    }
+
+    /// `program` runs isolated in the instance (see [`crate::sys`]), with a clean environment
+    /// (`PATH` = [`INSTANCE_PATH`], `HOME=/root`) and `/` as its working directory.
+    fn command(&self, program: &str, args: &[String]) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", INSTANCE_PATH)
+            .env("HOME", "/root")
+            .env("HOSTNAME", &self.plan.hostname);
+        self.sys.isolate(&mut cmd, &self.plan);
+        cmd
+    }
+}
+
+/// Undoes an instance, whatever state it is in. See the module documentation.
+fn teardown(sys: &dyn Privileged, dir: &Path, cgroups: &[PathBuf]) -> Result<(), Error> {
+    let mut first: Option<Error> = None;
+    let mut keep = |r: Result<(), Error>| {
+        if let Err(e) = r {
+            first.get_or_insert(e);
+        }
+    };
+    keep(sys.cgroup_kill(cgroups).map_err(Error::from));
+    for _ in 0..5 {
+        let mounts = sys.mounts_under(dir)?;
+        if mounts.is_empty() {
+            break;
+        }
+        for mount in mounts {
+            keep(sys.unmount(&mount).map_err(Error::from));
+        }
+    }
+    let left = sys.mounts_under(dir)?;
+    if !left.is_empty() {
+        // Never delete through a mount.
+        return Err(first.unwrap_or(Error::Leftover {
+            path: dir.to_path_buf(),
+            what: format!("mounts: {left:?}"),
+        }));
+    }
+    keep(sys.cgroup_remove(cgroups).map_err(Error::from));
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => keep(Err(Error::io(dir, e))),
+    }
+    first.map_or(Ok(()), Err)
+}
+
+/// Tears down every instance in `base_dir` whose owner process is gone (a crash), and every
+/// directory there without a readable `instance.json` (a crash during launch). Answers the
+/// names it removed. Instances of live processes are left alone.
+pub fn reap(sys: &dyn Privileged, base_dir: &Path) -> Result<Vec<String>, Error> {
+    let entries = match std::fs::read_dir(base_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(base_dir, e)),
+    };
+    let base = std::fs::canonicalize(base_dir).map_err(|e| Error::io(base_dir, e))?;
+    let mut reaped = Vec::new();
+    let mut first: Option<Error> = None;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(base_dir, e))?;
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !is_dir {
+            continue;
+        }
+        let dir = base.join(entry.file_name());
+        let mut cgroups = sys.cgroup_paths(&name);
+        if let Ok(state) = read_state(&dir) {
+            if process_start(state.owner_pid).is_some_and(|s| Some(s) == state.owner_start) {
+                continue; // the owner is alive
+            }
+            for c in state.cgroups {
+                if !cgroups.contains(&c) {
+                    cgroups.push(c);
+                }
+            }
+        }
+        match teardown(sys, &dir, &cgroups) {
+            Ok(()) => reaped.push(name),
+            Err(e) => {
+                first.get_or_insert(e);
+            }
+        }
+    }
+    first.map_or(Ok(reaped), Err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::{Call, RecordingPrivileged};
+
+    fn spec(id: &str) -> InstanceSpec {
+        InstanceSpec {
+            id: id.into(),
+            lowers: Vec::new(),
+            limits: crate::limits::for_instance_types(&["t3.micro".into()]).unwrap(),
+            network: false,
+            hostname: "build-host".into(),
+        }
+    }
+
+    #[test]
+    fn launch_mounts_then_terminate_undoes_in_reverse() {
+        let base = tempfile::tempdir().unwrap();
+        let fake = Arc::new(RecordingPrivileged::new());
+        let inst = Instance::launch(fake.clone(), base.path(), spec("i-1")).unwrap();
+        let dir = inst.dir().to_path_buf();
+        assert!(dir.join("instance.json").is_file());
+        let merged = dir.join("merged");
+        assert_eq!(
+            fake.mounted(),
+            vec![merged.clone(), merged.join("dev"), merged.join("dev/shm")]
+        );
+        let calls = fake.calls();
+        assert!(
+            matches!(&calls[0], Call::MountOverlay { lowers, .. } if lowers == &vec![dir.join("empty")])
+        );
+        let nodes = calls
+            .iter()
+            .filter(|c| matches!(c, Call::Mknod { .. }))
+            .count();
+        assert_eq!(nodes, 6);
+        assert!(calls
+            .iter()
+            .any(|c| matches!(c, Call::CgroupCreate { name, .. } if name == "i-1")));
+
+        let _ = inst.command("sh", &["-c".into(), "true".into()]);
+        let plan = match fake.calls().last() {
+            Some(Call::Isolate(plan)) => plan.clone(),
+            other => panic!("expected an isolate call, got {other:?}"),
+        };
+        assert_eq!(plan.root, merged);
+        assert_eq!(plan.hostname, "build-host");
+        assert!(!plan.network);
+        assert_eq!(
+            plan.cgroup_procs,
+            vec![PathBuf::from("/fake-cgroup/i-1/cgroup.procs")]
+        );
+
+        inst.terminate().unwrap();
+        assert!(fake.mounted().is_empty());
+        assert!(!dir.exists());
+        let calls = fake.calls();
+        let unmounts: Vec<_> = calls
+            .iter()
+            .filter_map(|c| match c {
+                Call::Unmount(p) => Some(p.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            unmounts,
+            vec![merged.join("dev/shm"), merged.join("dev"), merged.clone()]
+        );
+        let kill = calls
+            .iter()
+            .position(|c| matches!(c, Call::CgroupKill(_)))
+            .unwrap();
+        let first_unmount = calls
+            .iter()
+            .position(|c| matches!(c, Call::Unmount(_)))
+            .unwrap();
+        let remove = calls
+            .iter()
+            .position(|c| matches!(c, Call::CgroupRemove(_)))
+            .unwrap();
+        assert!(kill < first_unmount && first_unmount < remove);
+    }
+
+    #[test]
+    fn failed_launch_leaves_nothing() {
+        for op in ["mount overlay", "mount tmpfs", "mknod", "cgroup create"] {
+            let base = tempfile::tempdir().unwrap();
+            let fake = Arc::new(RecordingPrivileged::new());
+            fake.fail_on(op);
+            let err = Instance::launch(fake.clone(), base.path(), spec("i-2")).unwrap_err();
+            assert!(err.to_string().contains(op), "{op}: {err}");
+            assert!(fake.mounted().is_empty(), "{op}");
+            assert!(!base.path().join("i-2").exists(), "{op}");
+        }
+    }
+
+    #[test]
+    fn a_failing_unmount_keeps_the_directory() {
+        let base = tempfile::tempdir().unwrap();
+        let fake = Arc::new(RecordingPrivileged::new());
+        let inst = Instance::launch(fake.clone(), base.path(), spec("i-3")).unwrap();
+        let dir = inst.dir().to_path_buf();
+        fake.fail_on("unmount");
+        assert!(inst.terminate().is_err());
+        assert!(dir.join("upper").exists(), "deleted through a mount");
+    }
+
+    #[test]
+    fn bad_specs_are_refused_before_anything_happens() {
+        let base = tempfile::tempdir().unwrap();
+        let fake = Arc::new(RecordingPrivileged::new());
+        for (id, host) in [("../x", "h"), ("", "h"), (".x", "h"), ("ok", "bad host")] {
+            let mut s = spec(id);
+            s.hostname = host.into();
+            assert!(Instance::launch(fake.clone(), base.path(), s).is_err());
+        }
+        assert!(fake.calls().is_empty());
+        let mut s = spec("i-4");
+        s.lowers = vec![base.path().join("missing")];
+        let err = Instance::launch(fake.clone(), base.path(), s).unwrap_err();
+        assert!(err.to_string().contains("missing"), "{err}");
+    }
+
+    #[test]
+    fn reap_removes_instances_of_dead_owners_only() {
+        let base = tempfile::tempdir().unwrap();
+        let fake = Arc::new(RecordingPrivileged::new());
+        let live = Instance::launch(fake.clone(), base.path(), spec("live")).unwrap();
+        let dead = Instance::launch(fake.clone(), base.path(), spec("dead")).unwrap();
+        let dead_dir = dead.dir().to_path_buf();
+        let mut state = read_state(&dead_dir).unwrap();
+        state.owner_start = Some(0); // no process started at boot time zero with our pid
+        write_state(&dead_dir, &state).unwrap();
+        std::mem::forget(dead);
+        std::fs::create_dir(base.path().join("half-launched")).unwrap();
+
+        let mut reaped = reap(fake.as_ref(), base.path()).unwrap();
+        reaped.sort();
+        assert_eq!(reaped, vec!["dead", "half-launched"]);
+        assert!(!dead_dir.exists());
+        assert!(live.dir().exists());
+        assert!(fake.mounted().iter().all(|m| m.starts_with(live.dir())));
+        live.terminate().unwrap();
+    }
+}

@@ -1,0 +1,1005 @@
+//! The privileged system calls, behind one small interface.
+//!
+//! Everything an instance needs from the kernel that ordinary processes may not do lives in the
+//! [`Privileged`] trait: mounting (overlay, tmpfs, bind), unmounting, device nodes, cgroups, and
+//! turning a [`Command`] into one that starts isolated ([`Privileged::isolate`]). The lifecycle
+//! in [`crate::instance`] only calls this trait, so its logic (what is mounted where, in which
+//! order things are undone, what happens when a step fails half-way) is tested with
+//! [`RecordingPrivileged`], which records the calls and touches nothing, without root.
+//!
+//! [`RealPrivileged`] makes the calls with `libc`, no helper binaries, so launching an instance
+//! costs a few system calls and starting a command in it costs one extra `fork`.
+//!
+//! # How a command starts isolated
+//!
+//! [`RealPrivileged::isolate`] installs a `pre_exec` hook: code that runs in the child between
+//! `fork` and `exec`. Everything it needs is prepared before the fork (C strings, the capability
+//! masks), because after a fork in a multi-threaded program the child may only make
+//! async-signal-safe calls: no allocation, no locks. In the child the hook
+//!
+//! 1. writes `0` (the writer itself) into every `cgroup.procs` of the instance, so the command
+//!    and everything it starts count against the instance's limits and are found at teardown;
+//! 2. `unshare`s the mount, PID, UTS and IPC namespaces (and the network namespace unless the
+//!    instance has networking);
+//! 3. `fork`s again, because only the children of a process that unshared its PID namespace are
+//!    inside it. The middle process closes every descriptor (so the parent's `spawn` returns as
+//!    soon as the inner `exec` happened, and output pipes close when the command's processes
+//!    are gone), waits for its child and exits with its status (128 + signal number when it
+//!    was killed). The engine runs commands in their own process group, which both processes
+//!    share, so killing the group kills both;
+//! 4. in the inner process (PID 1 of the new namespace, which takes every other process in the
+//!    namespace with it when it exits): asks for `SIGKILL` when the middle process dies, makes
+//!    every mount private, sets the hostname, mounts `/proc`, and (best effort) a read-only
+//!    `/sys` and a private `/dev/pts` inside the root, `pivot_root`s into it and detaches the old root (unlike `chroot`,
+//!    nothing of the host stays reachable), then reduces the capabilities to the set a
+//!    container runtime grants by default ([`DEFAULT_CAPABILITIES`], what runc gives): the
+//!    bounding set, so nothing can regain others, the ambient set cleared, and
+//!    effective/permitted set to that set;
+//! 5. returns, and the standard library `exec`s the program, looking it up in `PATH` inside the
+//!    new root.
+
+use crate::limits::Limits;
+use std::ffi::{CString, OsStr};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// A privileged operation that failed, with the path it was about.
+#[derive(Debug, thiserror::Error)]
+#[error("{op} {}: {source}", path.display())]
+pub struct SysError {
+    pub op: &'static str,
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
+}
+
+impl SysError {
+    fn new(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> SysError {
+        SysError {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    fn invalid(op: &'static str, path: impl Into<PathBuf>, message: &str) -> SysError {
+        SysError::new(
+            op,
+            path,
+            io::Error::new(io::ErrorKind::InvalidInput, message.to_string()),
+        )
+    }
+}
+
+type SysResult<T> = Result<T, SysError>;
+
+/// Linux capability numbers (`linux/capability.h`) a container runtime keeps by default.
+pub const DEFAULT_CAPABILITIES: &[u32] = &[
+    0,  // CAP_CHOWN
+    1,  // CAP_DAC_OVERRIDE
+    3,  // CAP_FOWNER
+    4,  // CAP_FSETID
+    5,  // CAP_KILL
+    6,  // CAP_SETGID
+    7,  // CAP_SETUID
+    8,  // CAP_SETPCAP
+    10, // CAP_NET_BIND_SERVICE
+    18, // CAP_SYS_CHROOT
+    27, // CAP_MKNOD
+    29, // CAP_AUDIT_WRITE
+    31, // CAP_SETFCAP
+];
+
+/// How a command of an instance is isolated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsolationPlan {
+    /// The instance's root filesystem (the overlay mount point) on the host.
+    pub root: PathBuf,
+    pub hostname: String,
+    /// Whether the command shares the host's network; otherwise it gets a network namespace
+    /// with only a loopback device.
+    pub network: bool,
+    /// The `cgroup.procs` files the command joins.
+    pub cgroup_procs: Vec<PathBuf>,
+    /// The capabilities the command keeps.
+    pub capabilities: Vec<u32>,
+}
+
+/// The privileged operations an instance needs. See the module documentation.
+pub trait Privileged: Send + Sync {
+    /// `Ok` when this process can make the calls; otherwise why not.
+    fn preflight(&self) -> Result<(), String>;
+    /// Mounts an overlay at `target`; `lowers` top-most first, as overlayfs lists them.
+    fn mount_overlay(
+        &self,
+        lowers: &[PathBuf],
+        upper: &Path,
+        work: &Path,
+        target: &Path,
+    ) -> SysResult<()>;
+    /// Mounts a tmpfs. `options` is comma-separated; `nosuid`, `nodev`, `noexec` are flags,
+    /// the rest goes to tmpfs (`mode=755,size=64m`).
+    fn mount_tmpfs(&self, target: &Path, options: &str) -> SysResult<()>;
+    fn bind_mount(&self, src: &Path, dst: &Path, readonly: bool) -> SysResult<()>;
+    /// Unmounts `target`; when it is busy, detaches it lazily. Not mounted is success.
+    fn unmount(&self, target: &Path) -> SysResult<()>;
+    fn mknod_char(&self, path: &Path, major: u32, minor: u32, mode: u32) -> SysResult<()>;
+    /// The cgroup directories an instance named `name` has (whether or not they exist).
+    fn cgroup_paths(&self, name: &str) -> Vec<PathBuf>;
+    /// Creates the instance's cgroups with `limits`; answers their directories.
+    fn cgroup_create(&self, name: &str, limits: &Limits) -> SysResult<Vec<PathBuf>>;
+    /// Moves process `pid` into the cgroups.
+    fn cgroup_add(&self, dirs: &[PathBuf], pid: u32) -> SysResult<()>;
+    /// Kills every process in the cgroups and waits until they are empty. Missing directories
+    /// are empty.
+    fn cgroup_kill(&self, dirs: &[PathBuf]) -> SysResult<()>;
+    /// Removes the cgroup directories (missing ones are fine).
+    fn cgroup_remove(&self, dirs: &[PathBuf]) -> SysResult<()>;
+    /// The mount points at or below `dir` in this process's mount namespace, the most recently
+    /// mounted first (the order to unmount them in).
+    fn mounts_under(&self, dir: &Path) -> SysResult<Vec<PathBuf>>;
+    /// Makes `cmd` start isolated as `plan` says.
+    fn isolate(&self, cmd: &mut Command, plan: &IsolationPlan);
+}
+
+fn cstring(op: &'static str, path: &Path) -> SysResult<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| SysError::invalid(op, path, "the path contains a NUL byte"))
+}
+
+fn check(op: &'static str, path: &Path, rc: libc::c_int) -> SysResult<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(SysError::new(op, path, io::Error::last_os_error()))
+    }
+}
+
+fn raw_mount(
+    op: &'static str,
+    source: &str,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> SysResult<()> {
+    let invalid = |_| SysError::invalid(op, target, "an argument contains a NUL byte");
+    let c_source = CString::new(source).map_err(invalid)?;
+    let c_target = cstring(op, target)?;
+    let c_fstype = fstype.map(CString::new).transpose().map_err(invalid)?;
+    let c_data = data.map(CString::new).transpose().map_err(invalid)?;
+    // SAFETY: every pointer is a NUL-terminated string alive for the call, or null.
+    let rc = unsafe {
+        libc::mount(
+            c_source.as_ptr(),
+            c_target.as_ptr(),
+            c_fstype.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
+            flags,
+            c_data
+                .as_ref()
+                .map_or(std::ptr::null(), |s| s.as_ptr().cast()),
+        )
+    };
+    check(op, target, rc)
+}
+
+/// The privileged calls, made for real. Needs root.
+#[derive(Debug, Clone)]
+pub struct RealPrivileged {
+    cgroup_root: PathBuf,
+    /// Name of the directory under each hierarchy that holds Kiln's cgroups.
+    cgroup_parent: String,
+}
+
+impl Default for RealPrivileged {
+    fn default() -> Self {
+        RealPrivileged {
+            cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+            cgroup_parent: "kiln".into(),
+        }
+    }
+}
+
+/// The v1 controllers an instance uses; memory and pids are required.
+const V1_CONTROLLERS: &[&str] = &["memory", "pids", "cpu"];
+const CPU_PERIOD_US: u64 = 100_000;
+
+impl RealPrivileged {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether the cgroup mount is a pure cgroup v2 hierarchy.
+    fn unified_only(&self) -> bool {
+        self.cgroup_root.join("cgroup.controllers").exists()
+    }
+
+    fn write(path: &Path, value: &str) -> SysResult<()> {
+        std::fs::write(path, value).map_err(|e| SysError::new("write", path, e))
+    }
+
+    fn mkdir_p(path: &Path) -> SysResult<()> {
+        std::fs::create_dir_all(path).map_err(|e| SysError::new("mkdir", path, e))
+    }
+
+    fn create_v2(&self, dir: &Path, limits: &Limits) -> SysResult<()> {
+        let parent = self.cgroup_root.join(&self.cgroup_parent);
+        // Controllers must be enabled on the way down; the root may refuse some (then the
+        // limit files below are missing and writing them fails with that path).
+        let _ = Self::write(
+            &self.cgroup_root.join("cgroup.subtree_control"),
+            "+memory +pids +cpu",
+        );
+        Self::mkdir_p(&parent)?;
+        let _ = Self::write(&parent.join("cgroup.subtree_control"), "+memory +pids +cpu");
+        Self::mkdir_p(dir)?;
+        Self::write(&dir.join("memory.max"), &limits.memory_bytes.to_string())?;
+        let _ = Self::write(&dir.join("memory.swap.max"), "0");
+        Self::write(&dir.join("pids.max"), &limits.pids_max.to_string())?;
+        let quota = u64::from(limits.vcpus) * CPU_PERIOD_US;
+        let _ = Self::write(&dir.join("cpu.max"), &format!("{quota} {CPU_PERIOD_US}"));
+        Ok(())
+    }
+
+    fn create_v1(&self, dirs: &[PathBuf], limits: &Limits) -> SysResult<()> {
+        for dir in dirs {
+            Self::mkdir_p(dir)?;
+            let controller = dir
+                .parent()
+                .and_then(Path::parent)
+                .and_then(Path::file_name)
+                .and_then(OsStr::to_str)
+                .unwrap_or("");
+            match controller {
+                "memory" => {
+                    Self::write(
+                        &dir.join("memory.limit_in_bytes"),
+                        &limits.memory_bytes.to_string(),
+                    )?;
+                    // Present only with swap accounting; without it there is nothing to cap.
+                    let memsw = dir.join("memory.memsw.limit_in_bytes");
+                    if memsw.exists() {
+                        Self::write(&memsw, &limits.memory_bytes.to_string())?;
+                    }
+                }
+                "pids" => Self::write(&dir.join("pids.max"), &limits.pids_max.to_string())?,
+                "cpu" => {
+                    let quota = u64::from(limits.vcpus) * CPU_PERIOD_US;
+                    Self::write(&dir.join("cpu.cfs_period_us"), &CPU_PERIOD_US.to_string())?;
+                    Self::write(&dir.join("cpu.cfs_quota_us"), &quota.to_string())?;
+                }
+                _ => {} // the cgroup2 directory of a hybrid layout: only for cgroup.kill
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Privileged for RealPrivileged {
+    fn preflight(&self) -> Result<(), String> {
+        crate::detect::require_root()
+    }
+
+    fn mount_overlay(
+        &self,
+        lowers: &[PathBuf],
+        upper: &Path,
+        work: &Path,
+        target: &Path,
+    ) -> SysResult<()> {
+        if lowers.is_empty() {
+            return Err(SysError::invalid(
+                "mount overlay",
+                target,
+                "an overlay needs at least one lower directory",
+            ));
+        }
+        let mut paths = Vec::new();
+        for p in lowers.iter().map(PathBuf::as_path).chain([upper, work]) {
+            let text = p.to_str().ok_or_else(|| {
+                SysError::invalid("mount overlay", p, "the path is not valid UTF-8")
+            })?;
+            if text.contains([',', ':', '\\']) {
+                return Err(SysError::invalid(
+                    "mount overlay",
+                    p,
+                    "overlay layer paths may not contain `,`, `:` or `\\`",
+                ));
+            }
+            paths.push(text);
+        }
+        let (upper_text, work_text) = (paths[lowers.len()], paths[lowers.len() + 1]);
+        let data = format!(
+            "lowerdir={},upperdir={upper_text},workdir={work_text}",
+            paths[..lowers.len()].join(":")
+        );
+        raw_mount(
+            "mount overlay",
+            "overlay",
+            target,
+            Some("overlay"),
+            0,
+            Some(&data),
+        )
+    }
+
+    fn mount_tmpfs(&self, target: &Path, options: &str) -> SysResult<()> {
+        let mut flags = 0;
+        let mut data = Vec::new();
+        for opt in options.split(',').filter(|o| !o.is_empty()) {
+            match opt {
+                "nosuid" => flags |= libc::MS_NOSUID,
+                "nodev" => flags |= libc::MS_NODEV,
+                "noexec" => flags |= libc::MS_NOEXEC,
+                other => data.push(other),
+            }
+        }
+        raw_mount(
+            "mount tmpfs",
+            "tmpfs",
+            target,
+            Some("tmpfs"),
+            flags,
+            Some(&data.join(",")),
+        )
+    }
+
+    fn bind_mount(&self, src: &Path, dst: &Path, readonly: bool) -> SysResult<()> {
+        let source = src
+            .to_str()
+            .ok_or_else(|| SysError::invalid("bind mount", src, "the path is not valid UTF-8"))?;
+        raw_mount("bind mount", source, dst, None, libc::MS_BIND, None)?;
+        if readonly {
+            let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY;
+            if let Err(e) = raw_mount("remount read-only", "none", dst, None, flags, None) {
+                let _ = self.unmount(dst);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn unmount(&self, target: &Path) -> SysResult<()> {
+        let c = cstring("unmount", target)?;
+        // SAFETY: `c` is a NUL-terminated path alive for both calls.
+        if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EINVAL) | Some(libc::ENOENT) => Ok(()), // not (or no longer) mounted
+            Some(libc::EBUSY) => {
+                let rc = unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+                check("unmount (detach)", target, rc)
+            }
+            _ => Err(SysError::new("unmount", target, err)),
+        }
+    }
+
+    fn mknod_char(&self, path: &Path, major: u32, minor: u32, mode: u32) -> SysResult<()> {
+        let c = cstring("mknod", path)?;
+        let dev = libc::makedev(major, minor);
+        // SAFETY: `c` is a NUL-terminated path alive for both calls.
+        let rc = unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | (mode & 0o7777), dev) };
+        check("mknod", path, rc)?;
+        // mknod applies the umask; the mode is meant as given.
+        let rc = unsafe { libc::chmod(c.as_ptr(), mode & 0o7777) };
+        check("chmod", path, rc)
+    }
+
+    fn cgroup_paths(&self, name: &str) -> Vec<PathBuf> {
+        if self.unified_only() {
+            return vec![self.cgroup_root.join(&self.cgroup_parent).join(name)];
+        }
+        let mut dirs: Vec<PathBuf> = V1_CONTROLLERS
+            .iter()
+            .map(|c| self.cgroup_root.join(c))
+            .filter(|c| c.is_dir())
+            .map(|c| c.join(&self.cgroup_parent).join(name))
+            .collect();
+        let unified = self.cgroup_root.join("unified");
+        if unified.join("cgroup.procs").exists() {
+            dirs.push(unified.join(&self.cgroup_parent).join(name));
+        }
+        dirs
+    }
+
+    fn cgroup_create(&self, name: &str, limits: &Limits) -> SysResult<Vec<PathBuf>> {
+        let dirs = self.cgroup_paths(name);
+        if self.unified_only() {
+            self.create_v2(&dirs[0], limits)?;
+        } else {
+            for required in ["memory", "pids"] {
+                let hierarchy = self.cgroup_root.join(required);
+                if !hierarchy.is_dir() {
+                    return Err(SysError::invalid(
+                        "cgroup create",
+                        hierarchy,
+                        "no cgroup v1 hierarchy for this controller and no cgroup v2 mount",
+                    ));
+                }
+            }
+            self.create_v1(&dirs, limits)?;
+        }
+        Ok(dirs)
+    }
+
+    fn cgroup_add(&self, dirs: &[PathBuf], pid: u32) -> SysResult<()> {
+        for dir in dirs {
+            Self::write(&dir.join("cgroup.procs"), &pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn cgroup_kill(&self, dirs: &[PathBuf]) -> SysResult<()> {
+        let dirs: Vec<&PathBuf> = dirs.iter().filter(|d| d.is_dir()).collect();
+        for dir in &dirs {
+            let kill = dir.join("cgroup.kill");
+            if kill.exists() {
+                let _ = Self::write(&kill, "1");
+            }
+        }
+        // cgroup.kill is asynchronous and v1 has none: SIGKILL what is listed until nothing is.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut alive = 0;
+            for dir in &dirs {
+                let procs = dir.join("cgroup.procs");
+                let text = match std::fs::read_to_string(&procs) {
+                    Ok(t) => t,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(SysError::new("read", procs, e)),
+                };
+                for pid in text.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                    alive += 1;
+                    // SAFETY: kill(2) takes plain integers.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+            if alive == 0 {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(SysError::new(
+                    "cgroup kill",
+                    dirs.first().map_or_else(PathBuf::new, |d| d.to_path_buf()),
+                    io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("{alive} processes still alive after 10 s of SIGKILL"),
+                    ),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn cgroup_remove(&self, dirs: &[PathBuf]) -> SysResult<()> {
+        for dir in dirs {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                match std::fs::remove_dir(dir) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                    // Killed processes leave the cgroup a moment after they are gone from
+                    // cgroup.procs.
+                    Err(e)
+                        if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline =>
+                    {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(e) => return Err(SysError::new("cgroup remove", dir, e)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn mounts_under(&self, dir: &Path) -> SysResult<Vec<PathBuf>> {
+        let info = Path::new("/proc/self/mountinfo");
+        let text = std::fs::read_to_string(info).map_err(|e| SysError::new("read", info, e))?;
+        Ok(parse_mounts_under(&text, dir))
+    }
+
+    fn isolate(&self, cmd: &mut Command, plan: &IsolationPlan) {
+        match Hook::new(plan) {
+            Ok(hook) => {
+                // SAFETY: the hook only makes async-signal-safe calls on data prepared here.
+                unsafe { cmd.pre_exec(move || hook.run()) };
+            }
+            Err(_) => {
+                // A path with a NUL byte: fail the spawn (EINVAL) rather than run the command
+                // unisolated. Instance paths are checked at launch, so this does not happen.
+                // SAFETY: the hook makes no call at all.
+                unsafe { cmd.pre_exec(|| Err(io::Error::from_raw_os_error(libc::EINVAL))) };
+            }
+        }
+    }
+}
+
+/// Mount points at or below `dir` in a mountinfo text, last mounted first.
+pub fn parse_mounts_under(mountinfo: &str, dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = mountinfo
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|field| PathBuf::from(OsStr::from_bytes(&unescape_mountinfo(field))))
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    found.reverse();
+    found
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space, ...).
+fn unescape_mountinfo(field: &str) -> Vec<u8> {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 3 < bytes.len() {
+            let digits = &bytes[i + 1..i + 4];
+            if digits.iter().all(|d| (b'0'..=b'7').contains(d)) {
+                let v = digits
+                    .iter()
+                    .fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
+                if let Ok(b) = u8::try_from(v) {
+                    out.push(b);
+                    i += 4;
+                    continue;
+                }
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    out
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const CAP_VERSION_3: u32 = 0x2008_0522;
+
+/// Everything the `pre_exec` hook needs, prepared before the fork.
+struct Hook {
+    procs: Vec<CString>,
+    flags: libc::c_int,
+    hostname: Vec<u8>,
+    root: CString,
+    proc_dir: CString,
+    sys_dir: CString,
+    pts_dir: CString,
+    drop: Vec<libc::c_int>,
+    keep: [u32; 2],
+}
+
+impl Hook {
+    fn new(plan: &IsolationPlan) -> Result<Hook, String> {
+        let c = |p: &Path| {
+            CString::new(p.as_os_str().as_bytes())
+                .map_err(|_| format!("{}: the path contains a NUL byte", p.display()))
+        };
+        let mut flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS;
+        flags |= libc::CLONE_NEWIPC;
+        if !plan.network {
+            flags |= libc::CLONE_NEWNET;
+        }
+        let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+            .unwrap_or(40)
+            .min(63);
+        let mut keep = [0u32; 2];
+        for &cap in &plan.capabilities {
+            if cap < 64 {
+                keep[(cap / 32) as usize] |= 1 << (cap % 32);
+            }
+        }
+        let drop = (0..=last_cap)
+            .filter(|cap| !plan.capabilities.contains(cap))
+            .map(|cap| cap as libc::c_int)
+            .collect();
+        Ok(Hook {
+            procs: plan
+                .cgroup_procs
+                .iter()
+                .map(|p| c(p))
+                .collect::<Result<_, _>>()?,
+            flags,
+            hostname: plan.hostname.as_bytes().to_vec(),
+            root: c(&plan.root)?,
+            proc_dir: c(&plan.root.join("proc"))?,
+            sys_dir: c(&plan.root.join("sys"))?,
+            pts_dir: c(&plan.root.join("dev/pts"))?,
+            drop,
+            keep,
+        })
+    }
+
+    /// Runs in the child after `fork`: async-signal-safe calls only.
+    fn run(&self) -> io::Result<()> {
+        fn ok(rc: libc::c_int) -> io::Result<()> {
+            if rc == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        }
+        // SAFETY (whole block): plain system calls on NUL-terminated strings and buffers
+        // owned by `self`, which outlives them.
+        unsafe {
+            for procs in &self.procs {
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+                let err = io::Error::last_os_error();
+                libc::close(fd);
+                if written != 1 {
+                    return Err(err);
+                }
+            }
+            ok(libc::unshare(self.flags))?;
+            let pid = libc::fork();
+            if pid < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if pid > 0 {
+                wait_and_exit(pid);
+            }
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            let slash = c"/".as_ptr();
+            ok(libc::mount(
+                std::ptr::null(),
+                slash,
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ))?;
+            ok(libc::sethostname(
+                self.hostname.as_ptr().cast(),
+                self.hostname.len(),
+            ))?;
+            ok(libc::mount(
+                c"proc".as_ptr(),
+                self.proc_dir.as_ptr(),
+                c"proc".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                std::ptr::null(),
+            ))?;
+            // Best effort: a sysfs showing the instance's own network devices, read-only.
+            libc::mount(
+                c"sysfs".as_ptr(),
+                self.sys_dir.as_ptr(),
+                c"sysfs".as_ptr(),
+                libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                std::ptr::null(),
+            );
+            // Best effort: a private devpts, so /dev/ptmx (a link to pts/ptmx) works.
+            libc::mount(
+                c"devpts".as_ptr(),
+                self.pts_dir.as_ptr(),
+                c"devpts".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NOEXEC,
+                c"newinstance,ptmxmode=0666,mode=0620".as_ptr().cast(),
+            );
+            ok(libc::chdir(self.root.as_ptr()))?;
+            let dot = c".".as_ptr();
+            ok(libc::syscall(libc::SYS_pivot_root, dot, dot) as libc::c_int)?;
+            ok(libc::umount2(dot, libc::MNT_DETACH))?;
+            ok(libc::chdir(slash))?;
+            for &cap in &self.drop {
+                ok(libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0))?;
+            }
+            libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_CLEAR_ALL,
+                0,
+                0,
+                0,
+            );
+            let mut header = CapHeader {
+                version: CAP_VERSION_3,
+                pid: 0,
+            };
+            let data = [0, 1].map(|i| CapData {
+                effective: self.keep[i],
+                permitted: self.keep[i],
+                inheritable: 0,
+            });
+            ok(libc::syscall(
+                libc::SYS_capset,
+                &mut header as *mut CapHeader,
+                data.as_ptr(),
+            ) as libc::c_int)?;
+        }
+        Ok(())
+    }
+}
+
+/// The middle process: closes every descriptor, waits for `pid`, exits with its status.
+unsafe fn wait_and_exit(pid: libc::pid_t) -> ! {
+    if libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) != 0 {
+        for fd in 0..1024 {
+            libc::close(fd);
+        }
+    }
+    let mut status = 0;
+    loop {
+        let r = libc::waitpid(pid, &mut status, 0);
+        if r == pid {
+            break;
+        }
+        if r < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            libc::_exit(127);
+        }
+    }
+    if libc::WIFEXITED(status) {
+        libc::_exit(libc::WEXITSTATUS(status));
+    }
+    if libc::WIFSIGNALED(status) {
+        libc::_exit(128 + libc::WTERMSIG(status));
+    }
+    libc::_exit(127)
+}
+
+/// One recorded call of [`RecordingPrivileged`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    MountOverlay {
+        lowers: Vec<PathBuf>,
+        upper: PathBuf,
+        work: PathBuf,
+        target: PathBuf,
+    },
+    MountTmpfs {
+        target: PathBuf,
+        options: String,
+    },
+    BindMount {
+        src: PathBuf,
+        dst: PathBuf,
+        readonly: bool,
+    },
+    Unmount(PathBuf),
+    Mknod {
+        path: PathBuf,
+        major: u32,
+        minor: u32,
+        mode: u32,
+    },
+    CgroupCreate {
+        name: String,
+        limits: Limits,
+    },
+    CgroupAdd {
+        dirs: Vec<PathBuf>,
+        pid: u32,
+    },
+    CgroupKill(Vec<PathBuf>),
+    CgroupRemove(Vec<PathBuf>),
+    Isolate(IsolationPlan),
+}
+
+/// A [`Privileged`] that makes no system call: it records the calls, keeps a list of what is
+/// "mounted", and can be told to fail one kind of call. For tests without root.
+#[derive(Debug, Default)]
+pub struct RecordingPrivileged {
+    calls: Mutex<Vec<Call>>,
+    mounted: Mutex<Vec<PathBuf>>,
+    fail: Mutex<Option<&'static str>>,
+}
+
+impl RecordingPrivileged {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The calls so far.
+    pub fn calls(&self) -> Vec<Call> {
+        lock(&self.calls).clone()
+    }
+
+    /// What is mounted now, in mount order.
+    pub fn mounted(&self) -> Vec<PathBuf> {
+        lock(&self.mounted).clone()
+    }
+
+    /// Makes every later call of kind `op` ("mount overlay", "mount tmpfs", "bind mount",
+    /// "mknod", "cgroup create", "unmount") fail.
+    pub fn fail_on(&self, op: &'static str) {
+        *lock(&self.fail) = Some(op);
+    }
+
+    fn record(&self, op: &'static str, path: &Path, call: Call) -> SysResult<()> {
+        lock(&self.calls).push(call);
+        if *lock(&self.fail) == Some(op) {
+            return Err(SysError::new(
+                op,
+                path,
+                io::Error::other("injected failure"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn mount(&self, target: &Path) {
+        lock(&self.mounted).push(target.to_path_buf());
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Privileged for RecordingPrivileged {
+    fn preflight(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn mount_overlay(
+        &self,
+        lowers: &[PathBuf],
+        upper: &Path,
+        work: &Path,
+        target: &Path,
+    ) -> SysResult<()> {
+        let call = Call::MountOverlay {
+            lowers: lowers.to_vec(),
+            upper: upper.into(),
+            work: work.into(),
+            target: target.into(),
+        };
+        self.record("mount overlay", target, call)?;
+        self.mount(target);
+        Ok(())
+    }
+
+    fn mount_tmpfs(&self, target: &Path, options: &str) -> SysResult<()> {
+        let call = Call::MountTmpfs {
+            target: target.into(),
+            options: options.into(),
+        };
+        self.record("mount tmpfs", target, call)?;
+        self.mount(target);
+        Ok(())
+    }
+
+    fn bind_mount(&self, src: &Path, dst: &Path, readonly: bool) -> SysResult<()> {
+        let call = Call::BindMount {
+            src: src.into(),
+            dst: dst.into(),
+            readonly,
+        };
+        self.record("bind mount", dst, call)?;
+        self.mount(dst);
+        Ok(())
+    }
+
+    fn unmount(&self, target: &Path) -> SysResult<()> {
+        self.record("unmount", target, Call::Unmount(target.into()))?;
+        let mut mounted = lock(&self.mounted);
+        if let Some(i) = mounted.iter().rposition(|m| m == target) {
+            mounted.remove(i);
+        }
+        Ok(())
+    }
+
+    fn mknod_char(&self, path: &Path, major: u32, minor: u32, mode: u32) -> SysResult<()> {
+        let call = Call::Mknod {
+            path: path.into(),
+            major,
+            minor,
+            mode,
+        };
+        self.record("mknod", path, call)
+    }
+
+    fn cgroup_paths(&self, name: &str) -> Vec<PathBuf> {
+        vec![PathBuf::from("/fake-cgroup").join(name)]
+    }
+
+    fn cgroup_create(&self, name: &str, limits: &Limits) -> SysResult<Vec<PathBuf>> {
+        let call = Call::CgroupCreate {
+            name: name.into(),
+            limits: *limits,
+        };
+        self.record("cgroup create", Path::new(name), call)?;
+        Ok(self.cgroup_paths(name))
+    }
+
+    fn cgroup_add(&self, dirs: &[PathBuf], pid: u32) -> SysResult<()> {
+        let call = Call::CgroupAdd {
+            dirs: dirs.to_vec(),
+            pid,
+        };
+        self.record("cgroup add", Path::new(""), call)
+    }
+
+    fn cgroup_kill(&self, dirs: &[PathBuf]) -> SysResult<()> {
+        self.record(
+            "cgroup kill",
+            Path::new(""),
+            Call::CgroupKill(dirs.to_vec()),
+        )
+    }
+
+    fn cgroup_remove(&self, dirs: &[PathBuf]) -> SysResult<()> {
+        self.record(
+            "cgroup remove",
+            Path::new(""),
+            Call::CgroupRemove(dirs.to_vec()),
+        )
+    }
+
+    fn mounts_under(&self, dir: &Path) -> SysResult<Vec<PathBuf>> {
+        let mut found: Vec<PathBuf> = self
+            .mounted()
+            .into_iter()
+            .filter(|m| m.starts_with(dir))
+            .collect();
+        found.reverse();
+        Ok(found)
+    }
+
+    fn isolate(&self, _cmd: &mut Command, plan: &IsolationPlan) {
+        lock(&self.calls).push(Call::Isolate(plan.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_is_parsed_and_filtered() {
+        let text = "\
+22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+40 22 0:35 / /var/kiln/i-1/merged rw - overlay overlay rw,lowerdir=/l
+41 40 0:36 / /var/kiln/i-1/merged/dev rw,nosuid - tmpfs tmpfs rw
+42 22 0:37 / /var/kiln/i-10/merged rw - overlay overlay rw
+43 40 0:38 / /var/kiln/i-1/merged/my\\040dir rw - tmpfs tmpfs rw
+";
+        let got = parse_mounts_under(text, Path::new("/var/kiln/i-1"));
+        assert_eq!(
+            got,
+            vec![
+                PathBuf::from("/var/kiln/i-1/merged/my dir"),
+                PathBuf::from("/var/kiln/i-1/merged/dev"),
+                PathBuf::from("/var/kiln/i-1/merged"),
+            ]
+        );
+    }
+
+    #[test]
+    fn hook_drops_everything_but_the_kept_capabilities() {
+        let plan = IsolationPlan {
+            root: "/r".into(),
+            hostname: "h".into(),
+            network: false,
+            cgroup_procs: vec![],
+            capabilities: DEFAULT_CAPABILITIES.to_vec(),
+        };
+        let hook = Hook::new(&plan).unwrap();
+        // Docker's 0xa80425fb without CAP_NET_RAW (bit 13).
+        assert_eq!(hook.keep, [0xa804_05fb, 0]);
+        assert!(hook.drop.contains(&21)); // CAP_SYS_ADMIN
+        assert!(!hook.drop.contains(&0));
+        assert_ne!(hook.flags & libc::CLONE_NEWNET, 0);
+    }
+}
