@@ -16,6 +16,9 @@ pub const BUSYBOX: &str = "/bin/busybox";
 const EPOCH: &str = "1970-01-01T00:00:00Z";
 
 /// True if the ELF file has no program interpreter (is statically linked).
+/// `/bin/bash` of the busybox base image.
+const BASH_SHIM: &[u8] = b"#!/bin/sh\nexec /bin/sh \"$@\"\n";
+
 fn is_static_elf(data: &[u8]) -> Option<bool> {
     if data.len() < 64 || &data[..4] != b"\x7fELF" || data[4] != 2 || data[5] != 1 {
         return None; // not a little-endian ELF64
@@ -53,8 +56,9 @@ impl ImageStore {
     }
 
     /// Builds the managed `busybox` base image from the host's static [`BUSYBOX`]: the usual
-    /// top-level directories, the binary and one symlink per applet, all with fixed owners and
-    /// mtimes, so the same binary always gives the same image digest.
+    /// top-level directories, the binary, one symlink per applet and a `/bin/bash` shim that
+    /// runs busybox's ash, all with fixed owners and mtimes, so the same binary always gives the
+    /// same image digest.
     pub fn busybox_base(&self, tag: &str) -> Result<ImageRef> {
         self.busybox_base_from(Path::new(BUSYBOX), tag)
     }
@@ -140,6 +144,14 @@ impl ImageStore {
                 let mut m = EntryMeta::simple(Kind::File, 0o644, 0);
                 m.size = content.len() as u64;
                 w.append(name.as_bytes(), &m, &mut &content[..])
+                    .map_err(werr)?;
+            }
+            // Component documents run ExecuteBash, and Debian's busybox has no bash applet: a
+            // shim hands bash's scripts to busybox's ash (POSIX sh plus common bash-isms).
+            if !applets.iter().any(|a| a == "bin/bash") {
+                let mut m = EntryMeta::simple(Kind::File, 0o755, 0);
+                m.size = BASH_SHIM.len() as u64;
+                w.append(b"bin/bash", &m, &mut &BASH_SHIM[..])
                     .map_err(werr)?;
             }
             for a in &applets {

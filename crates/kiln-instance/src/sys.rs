@@ -314,8 +314,10 @@ impl Privileged for RealPrivileged {
             paths.push(text);
         }
         let (upper_text, work_text) = (paths[lowers.len()], paths[lowers.len() + 1]);
+        // redirect_dir and metacopy off: the upper dir must hold plain files and whiteouts only,
+        // so that kiln-image can turn it into an OCI layer (it refuses redirects and metacopy).
         let data = format!(
-            "lowerdir={},upperdir={upper_text},workdir={work_text}",
+            "lowerdir={},upperdir={upper_text},workdir={work_text},redirect_dir=off,metacopy=off",
             paths[..lowers.len()].join(":")
         );
         raw_mount(

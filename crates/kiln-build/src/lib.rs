@@ -1,0 +1,218 @@
+//! The build engine: turns a recipe into an image (issue 4; the API does not call it yet).
+//!
+//! [`build_image`] does what Image Builder's build and test stages do, on this machine:
+//!
+//! 1. **Build stage.** A build instance is launched from the parent image's layers (unpacked
+//!    once per layer by the image store), and the component engine runs the `build` then
+//!    `validate` phase of each component, component by component in recipe order (awstoe's
+//!    per-document sequencing), inside it.
+//! 2. **Snapshot.** The instance's upper directory becomes a new layer on top of the parent's
+//!    layers, committed to the image store under the requested tag; the instance is then
+//!    terminated.
+//! 3. **Test stage** (when tests are enabled and a component has a `test` phase). A fresh
+//!    instance of the new image runs the `test` phase of every component.
+//!
+//! A failing stage ends the build with a [`BuildError`] naming the stage and the engine's failure
+//! message (phase, step and cause), and every instance is terminated whatever happens; the
+//! caller maps the stages to image statuses through [`Stages`].
+
+use kiln_image::{CommitMeta, Compression, ImageRef, ImageStore};
+use kiln_instance::{Instance, InstanceSpec, Limits, Privileged};
+use kiln_toe::document::{self, Platform};
+use kiln_toe::engine::{Engine, EngineConfig, Observer, Outcome, RunRequest, SourceDocument};
+use kiln_toe::report::ExecutionReport;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Which part of a build is running or failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Build,
+    Snapshot,
+    Test,
+}
+
+impl Stage {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Build => "build",
+            Stage::Snapshot => "snapshot",
+            Stage::Test => "test",
+        }
+    }
+}
+
+/// Told when a build enters a stage (the caller moves the image to BUILDING, TESTING, ...).
+pub trait Stages: Send + Sync {
+    fn entered(&self, _stage: Stage) {}
+}
+
+/// A [`Stages`] that ignores everything.
+pub struct NoStages;
+impl Stages for NoStages {}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{} stage failed: {reason}", stage.name())]
+pub struct BuildError {
+    pub stage: Stage,
+    pub reason: String,
+}
+
+fn fail(stage: Stage) -> impl Fn(String) -> BuildError {
+    move |reason| BuildError { stage, reason }
+}
+
+/// What to build.
+pub struct BuildRequest {
+    /// Names the instances and the logs (an image build version's id).
+    pub build_id: String,
+    pub parent: ImageRef,
+    /// The recipe's components in recipe order, each with its parameters.
+    pub components: Vec<SourceDocument>,
+    pub limits: Limits,
+    pub network: bool,
+    pub tests_enabled: bool,
+    /// The store tag the new image gets.
+    pub tag: String,
+    /// Where each stage's `TOE_*` log folder goes.
+    pub log_directory: PathBuf,
+    /// Where instances live (`<data>/instances`).
+    pub instances_directory: PathBuf,
+}
+
+/// A finished build: the image and the component engine's report of each stage.
+#[derive(Debug)]
+pub struct Built {
+    pub image: ImageRef,
+    pub build_report: ExecutionReport,
+    pub test_report: Option<ExecutionReport>,
+}
+
+/// The environment a build runs in.
+pub struct Builder<'a> {
+    pub store: &'a ImageStore,
+    pub sys: Arc<dyn Privileged>,
+    pub engine: &'a EngineConfig,
+    pub observer: &'a dyn Observer,
+    pub stages: &'a dyn Stages,
+}
+
+impl Builder<'_> {
+    /// Builds (and tests) one image; see the module documentation.
+    pub fn build_image(&self, request: &BuildRequest) -> Result<Built, BuildError> {
+        self.stages.entered(Stage::Build);
+        let lowers = self
+            .store
+            .lower_dirs(&request.parent)
+            .map_err(|e| fail(Stage::Build)(format!("parent image {}: {e}", request.parent.tag)))?;
+        let instance = self.launch(request, "build", lowers, Stage::Build)?;
+        let build_report = self.run(
+            &instance,
+            request,
+            &["build", "validate"],
+            "build",
+            Stage::Build,
+        );
+        let build_report = match build_report {
+            Ok(report) => report,
+            Err(e) => {
+                let _ = instance.terminate();
+                return Err(e);
+            }
+        };
+
+        self.stages.entered(Stage::Snapshot);
+        let snapshot = self
+            .store
+            .snapshot_layer(&instance.upper(), Compression::Zstd)
+            .map_err(|e| fail(Stage::Snapshot)(e.to_string()));
+        instance
+            .terminate()
+            .map_err(|e| fail(Stage::Snapshot)(format!("terminating the build instance: {e}")))?;
+        let meta = CommitMeta {
+            created_by: Some(format!("kiln build {}", request.build_id)),
+            ..CommitMeta::default()
+        };
+        let image = self
+            .store
+            .commit(Some(&request.parent), snapshot?, &meta, &request.tag)
+            .map_err(|e| fail(Stage::Snapshot)(e.to_string()))?;
+
+        let has_tests = request.components.iter().any(|c| {
+            document::parse(&c.text, Platform::Linux)
+                .is_ok_and(|d| d.phases.iter().any(|p| p.name == "test"))
+        });
+        if !(request.tests_enabled && has_tests) {
+            return Ok(Built {
+                image,
+                build_report,
+                test_report: None,
+            });
+        }
+        self.stages.entered(Stage::Test);
+        let lowers = self
+            .store
+            .lower_dirs(&image)
+            .map_err(|e| fail(Stage::Test)(e.to_string()))?;
+        let instance = self.launch(request, "test", lowers, Stage::Test)?;
+        let test_report = self.run(&instance, request, &["test"], "test", Stage::Test);
+        let terminated = instance.terminate();
+        let test_report = test_report?;
+        terminated.map_err(|e| fail(Stage::Test)(format!("terminating the test instance: {e}")))?;
+        Ok(Built {
+            image,
+            build_report,
+            test_report: Some(test_report),
+        })
+    }
+
+    fn launch(
+        &self,
+        request: &BuildRequest,
+        role: &str,
+        lowers: Vec<PathBuf>,
+        stage: Stage,
+    ) -> Result<Instance, BuildError> {
+        let spec = InstanceSpec {
+            id: format!("{}-{role}", request.build_id),
+            lowers,
+            limits: request.limits,
+            network: request.network,
+            hostname: format!("kiln-{role}"),
+        };
+        Instance::launch(self.sys.clone(), &request.instances_directory, spec)
+            .map_err(|e| fail(stage)(format!("launching the {role} instance: {e}")))
+    }
+
+    fn run(
+        &self,
+        instance: &Instance,
+        request: &BuildRequest,
+        phases: &[&str],
+        role: &str,
+        stage: Stage,
+    ) -> Result<ExecutionReport, BuildError> {
+        let run = RunRequest {
+            documents: request.components.clone(),
+            phases: Some(phases.iter().map(|p| p.to_string()).collect()),
+            parameters: Vec::new(),
+            execution_id: Some(format!("{}-{role}", request.build_id)),
+            log_directory: request.log_directory.clone(),
+            state_directory: None,
+        };
+        let engine = Engine::new(instance, self.engine, self.observer);
+        match engine.run(run) {
+            Ok(Outcome::Finished(report)) if report.status.is_success() => Ok(report),
+            Ok(Outcome::Finished(report)) => Err(fail(stage)(
+                report
+                    .failure_message
+                    .clone()
+                    .unwrap_or_else(|| format!("the {role} stage failed")),
+            )),
+            Ok(Outcome::RebootPending(_)) => Err(fail(stage)(
+                "a component asked for a reboot that could not be resumed".into(),
+            )),
+            Err(e) => Err(fail(stage)(e.to_string())),
+        }
+    }
+}

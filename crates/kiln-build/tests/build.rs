@@ -1,0 +1,279 @@
+//! Real builds as root: the busybox base image from the host's busybox-static, components run
+//! in a build instance, the snapshot committed to a real OCI store, the test stage in a fresh
+//! instance of the new image.
+
+use kiln_build::{BuildRequest, Builder, Stage, Stages};
+use kiln_image::{ImageRef, ImageStore};
+use kiln_instance::{Limits, RealPrivileged};
+use kiln_toe::engine::{EngineConfig, Quiet, SourceDocument};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+fn require_root() {
+    assert!(
+        unsafe_geteuid_is_root(),
+        "these tests build real images and must run as root (bash .ci/run does)"
+    );
+}
+
+fn unsafe_geteuid_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+#[derive(Default)]
+struct Recorded(Mutex<Vec<Stage>>);
+
+impl Stages for Recorded {
+    fn entered(&self, stage: Stage) {
+        self.0.lock().unwrap().push(stage);
+    }
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    store: ImageStore,
+    base: ImageRef,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        require_root();
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(&dir.path().join("images")).unwrap();
+        let base = store.busybox_base("busybox-x86:1.0.0").unwrap();
+        Fixture { dir, store, base }
+    }
+
+    fn request(&self, id: &str, parent: &ImageRef, components: &[&str]) -> BuildRequest {
+        BuildRequest {
+            build_id: id.into(),
+            parent: parent.clone(),
+            components: components
+                .iter()
+                .enumerate()
+                .map(|(i, text)| SourceDocument {
+                    name: format!("component-{i}"),
+                    text: text.to_string(),
+                    parameters: Vec::new(),
+                })
+                .collect(),
+            limits: Limits {
+                vcpus: 2,
+                memory_bytes: 512 << 20,
+                pids_max: 512,
+            },
+            network: false,
+            tests_enabled: true,
+            tag: format!("{id}:1"),
+            log_directory: self.dir.path().join("logs"),
+            instances_directory: self.dir.path().join("instances"),
+        }
+    }
+
+    fn build(
+        &self,
+        request: &BuildRequest,
+        stages: &Recorded,
+    ) -> Result<kiln_build::Built, kiln_build::BuildError> {
+        let engine = EngineConfig::default();
+        Builder {
+            store: &self.store,
+            sys: Arc::new(RealPrivileged::new()),
+            engine: &engine,
+            observer: &Quiet,
+            stages,
+        }
+        .build_image(request)
+    }
+
+    fn merged(&self, image: &ImageRef, path: &str) -> Option<String> {
+        let out = self
+            .dir
+            .path()
+            .join(format!("merged-{}", &image.digest[7..19]));
+        if !out.exists() {
+            self.store.merged_rootfs(image, &out).unwrap();
+        }
+        std::fs::read_to_string(out.join(path.trim_start_matches('/'))).ok()
+    }
+
+    fn instances_left(&self) -> usize {
+        let dir = self.dir.path().join("instances");
+        std::fs::read_dir(&dir).map_or(0, |d| d.count())
+    }
+}
+
+const WRITE: &str = r#"
+name: write
+schemaVersion: 1.0
+phases:
+  - name: build
+    steps:
+      - name: Write
+        action: ExecuteBash
+        inputs:
+          commands:
+            - echo built > /etc/kiln-built
+            - rm /etc/group
+      - name: File
+        action: CreateFile
+        inputs:
+          - path: /opt/app/config
+            content: "mode=fast"
+  - name: validate
+    steps:
+      - name: Check
+        action: Assert
+        inputs:
+          fileExists: /etc/kiln-built
+  - name: test
+    steps:
+      - name: StillThere
+        action: ExecuteBash
+        inputs:
+          commands:
+            - test "$(cat /opt/app/config)" = mode=fast
+            - test ! -e /tmp/build-only
+"#;
+
+#[test]
+fn a_build_snapshots_the_changes_and_tests_them_in_a_fresh_instance() {
+    let f = Fixture::new();
+    let stages = Recorded::default();
+    let built = f
+        .build(&f.request("b1", &f.base, &[WRITE]), &stages)
+        .expect("build");
+    assert_eq!(
+        *stages.0.lock().unwrap(),
+        [Stage::Build, Stage::Snapshot, Stage::Test]
+    );
+    assert!(built.test_report.is_some());
+    assert_eq!(
+        f.merged(&built.image, "/etc/kiln-built").as_deref(),
+        Some("built\n")
+    );
+    assert_eq!(
+        f.merged(&built.image, "/opt/app/config").as_deref(),
+        Some("mode=fast")
+    );
+    // The deletion is a whiteout in the new layer: gone from the image.
+    assert_eq!(f.merged(&built.image, "/etc/group"), None);
+    assert!(f.merged(&f.base, "/etc/group").is_some());
+    assert_eq!(
+        f.instances_left(),
+        0,
+        "instances are removed after the build"
+    );
+    // The store lists the new image; its parent is unchanged.
+    assert!(f.store.resolve("b1:1").is_ok());
+
+    // A second build on the first one's output sees its files.
+    let on_top = r#"
+schemaVersion: 1.0
+phases:
+  - name: build
+    steps:
+      - name: Append
+        action: ExecuteBash
+        inputs:
+          commands:
+            - echo "$(cat /etc/kiln-built) twice" > /etc/kiln-built
+"#;
+    let second = f
+        .build(
+            &f.request("b2", &built.image, &[on_top]),
+            &Recorded::default(),
+        )
+        .expect("second build");
+    assert!(second.test_report.is_none(), "no test phase, no test stage");
+    assert_eq!(
+        f.merged(&second.image, "/etc/kiln-built").as_deref(),
+        Some("built twice\n")
+    );
+}
+
+#[test]
+fn failures_name_the_stage_and_the_step_and_leave_nothing_behind() {
+    let f = Fixture::new();
+    let failing_build = r#"
+schemaVersion: 1.0
+phases:
+  - name: build
+    steps:
+      - name: Breaks
+        action: ExecuteBash
+        inputs:
+          commands: ['echo no >&2; exit 7']
+"#;
+    let err = f
+        .build(
+            &f.request("f1", &f.base, &[failing_build]),
+            &Recorded::default(),
+        )
+        .unwrap_err();
+    assert_eq!(err.stage, Stage::Build);
+    assert!(err.reason.contains("Breaks"), "{err}");
+    assert!(err.reason.contains("exit status 7"), "{err}");
+    assert!(
+        f.store.resolve("f1:1").is_err(),
+        "no image for a failed build"
+    );
+
+    let failing_test = r#"
+schemaVersion: 1.0
+phases:
+  - name: build
+    steps:
+      - {name: Ok, action: ExecuteBash, inputs: {commands: ['true']}}
+  - name: test
+    steps:
+      - {name: Probe, action: Assert, inputs: {fileExists: /nowhere}}
+"#;
+    let err = f
+        .build(
+            &f.request("f2", &f.base, &[failing_test]),
+            &Recorded::default(),
+        )
+        .unwrap_err();
+    assert_eq!(err.stage, Stage::Test);
+    assert!(err.reason.contains("Probe"), "{err}");
+    assert_eq!(f.instances_left(), 0);
+}
+
+#[test]
+fn components_cannot_reach_the_network_or_the_host() {
+    let f = Fixture::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let marker = f.dir.path().join("host-marker");
+    std::fs::write(&marker, "host").unwrap();
+    let probe = format!(
+        r#"
+schemaVersion: 1.0
+phases:
+  - name: build
+    steps:
+      - name: NoNetwork
+        action: ExecuteBash
+        inputs:
+          commands:
+            - if nc -w 1 127.0.0.1 {port} </dev/null; then exit 1; fi
+      - name: NoHostFiles
+        action: Assert
+        inputs:
+          not:
+            fileExists: {marker}
+"#,
+        marker = marker.display()
+    );
+    let built = f.build(&f.request("n1", &f.base, &[&probe]), &Recorded::default());
+    assert!(built.is_ok(), "{built:?}");
+    assert!(Path::new(&marker).exists());
+}
