@@ -9,12 +9,16 @@
 //! 2. **Snapshot.** The instance's upper directory becomes a new layer on top of the parent's
 //!    layers, committed to the image store under the requested tag; the instance is then
 //!    terminated.
+//!    With enhanced metadata on, the OS and package list are read from the instance's root
+//!    filesystem first ([`metadata`]).
 //! 3. **Test stage** (when tests are enabled and a component has a `test` phase). A fresh
 //!    instance of the new image runs the `test` phase of every component.
 //!
 //! A failing stage ends the build with a [`BuildError`] naming the stage and the engine's failure
 //! message (phase, step and cause), and every instance is terminated whatever happens; the
 //! caller maps the stages to image statuses through [`Stages`].
+
+pub mod metadata;
 
 use kiln_image::{CommitMeta, Compression, ImageRef, ImageStore};
 use kiln_instance::{Instance, InstanceSpec, Limits, Privileged};
@@ -72,6 +76,8 @@ pub struct BuildRequest {
     pub limits: Limits,
     pub network: bool,
     pub tests_enabled: bool,
+    /// Collect the OS and package list of the built root filesystem (enhancedImageMetadata).
+    pub enhanced_metadata: bool,
     /// The store tag the new image gets.
     pub tag: String,
     /// Where each stage's `TOE_*` log folder goes.
@@ -84,6 +90,8 @@ pub struct BuildRequest {
 #[derive(Debug)]
 pub struct Built {
     pub image: ImageRef,
+    /// With `enhanced_metadata`: what the built root filesystem says of itself.
+    pub metadata: Option<metadata::Metadata>,
     pub build_report: ExecutionReport,
     pub test_report: Option<ExecutionReport>,
 }
@@ -121,6 +129,12 @@ impl Builder<'_> {
             }
         };
 
+        // Read from the instance's merged view, where the build's changes sit on the parent's
+        // layers, before anything is torn down.
+        let metadata = request
+            .enhanced_metadata
+            .then(|| metadata::collect(kiln_toe::target::Target::root(&instance)));
+
         self.stages.entered(Stage::Snapshot);
         let snapshot = self
             .store
@@ -145,6 +159,7 @@ impl Builder<'_> {
         if !(request.tests_enabled && has_tests) {
             return Ok(Built {
                 image,
+                metadata,
                 build_report,
                 test_report: None,
             });
@@ -161,6 +176,7 @@ impl Builder<'_> {
         terminated.map_err(|e| fail(Stage::Test)(format!("terminating the test instance: {e}")))?;
         Ok(Built {
             image,
+            metadata,
             build_report,
             test_report: Some(test_report),
         })

@@ -71,6 +71,7 @@ impl Fixture {
             },
             network: false,
             tests_enabled: true,
+            enhanced_metadata: true,
             tag: format!("{id}:1"),
             log_directory: self.dir.path().join("logs"),
             instances_directory: self.dir.path().join("instances"),
@@ -193,10 +194,43 @@ phases:
         )
         .expect("second build");
     assert!(second.test_report.is_none(), "no test phase, no test stage");
+    // Busybox has no os-release and no package database.
+    assert_eq!(
+        second.metadata,
+        Some(kiln_build::metadata::Metadata::default())
+    );
     assert_eq!(
         f.merged(&second.image, "/etc/kiln-built").as_deref(),
         Some("built twice\n")
     );
+}
+
+#[test]
+fn enhanced_metadata_reads_the_built_root() {
+    let f = Fixture::new();
+    let fake_distro = r#"
+schemaVersion: 1.0
+phases:
+  - name: build
+    steps:
+      - name: Distro
+        action: CreateFile
+        inputs:
+          - path: /etc/os-release
+            content: "NAME=\"Kiln Linux\"\nVERSION_ID=\"3\"\n"
+          - path: /var/lib/dpkg/status
+            content: "Package: hello\nStatus: install ok installed\nVersion: 2.10-3\n"
+"#;
+    let built = f
+        .build(
+            &f.request("m1", &f.base, &[fake_distro]),
+            &Recorded::default(),
+        )
+        .expect("build");
+    let metadata = built.metadata.expect("metadata");
+    assert_eq!(metadata.os.unwrap().os_version(), "Kiln Linux 3");
+    assert_eq!(metadata.packages.len(), 1);
+    assert_eq!(metadata.packages[0].name, "hello");
 }
 
 #[test]
