@@ -45,12 +45,14 @@
 //! [OCI image layout]: https://github.com/opencontainers/image-spec/blob/main/image-layout.md
 
 mod base;
+mod export;
 mod hash;
 mod layer;
 mod store;
 mod unpack;
 
 pub use base::BUSYBOX;
+pub use export::DiskFormat;
 /// The OCI types this crate's API uses (`Descriptor`, `ImageManifest`, ...).
 pub use oci_spec;
 pub use store::{CommitMeta, GcReport, ImageStore};
