@@ -16,9 +16,14 @@
 //!
 //! `cargo run --release -p kiln-bench -- toe [--rounds N] [--steps N]` measures the component
 //! engine's overhead per step (see `toe.rs`).
+//!
+//! `cargo run --release -p kiln-bench -- snapshot [--tree DIR] [--rounds N]` measures the image
+//! store's snapshot of a root filesystem into a layer against `tar | zstd | sha256sum` and
+//! `buildah commit` (see `snapshot.rs`).
 
 mod ceiling;
 mod client;
+mod snapshot;
 mod toe;
 
 use anyhow::{bail, Context, Result};
@@ -58,13 +63,15 @@ fn parse_options() -> Result<(String, Options)> {
 }
 
 fn main() -> Result<()> {
-    if std::env::args().nth(1).as_deref() == Some("toe") {
-        return toe::main(std::env::args().skip(2));
+    match std::env::args().nth(1).as_deref() {
+        Some("toe") => return toe::main(std::env::args().skip(2)),
+        Some("snapshot") => return snapshot::main(std::env::args().skip(2)),
+        _ => {}
     }
     let (which, options) = parse_options()?;
     if which != "api" {
         bail!(
-            "usage: kiln-bench api [--seconds N] [--connections N] | toe [--rounds N] [--steps N]"
+            "usage: kiln-bench api [--seconds N] [--connections N] | toe [--rounds N] [--steps N] | snapshot [--tree DIR] [--rounds N]"
         );
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()

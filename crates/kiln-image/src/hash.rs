@@ -100,7 +100,14 @@ pub(crate) enum Compressor<W: Write> {
 impl<W: Write> Compressor<W> {
     pub(crate) fn new(inner: W, compression: Compression) -> io::Result<Self> {
         Ok(match compression {
-            Compression::Zstd => Compressor::Zstd(zstd::Encoder::new(inner, 3)?),
+            Compression::Zstd => {
+                let mut encoder = zstd::Encoder::new(inner, 3)?;
+                // One worker thread: compression runs beside the tree walk and the hashing
+                // instead of after them (what `tar | zstd | sha256sum` gets from its pipes). The
+                // output is the same zstd format, in frames of the worker's job size.
+                encoder.multithread(1)?;
+                Compressor::Zstd(encoder)
+            }
             Compression::Gzip => Compressor::Gzip(flate2::write::GzEncoder::new(
                 inner,
                 flate2::Compression::default(),
