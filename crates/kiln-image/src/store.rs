@@ -587,14 +587,7 @@ impl ImageStore {
         }
         let tmp = self.temp_path("copy");
         let result = (|| {
-            let mut input = File::open(src).map_err(io_err("opening", src))?;
-            let out = File::create(&tmp).map_err(io_err("creating", &tmp))?;
-            let mut w = HashingWriter::new(BufWriter::with_capacity(1 << 20, out));
-            io::copy(&mut input, &mut w).map_err(io_err("copying", src))?;
-            let (buf, actual, n) = w.finish();
-            let file = buf
-                .into_inner()
-                .map_err(|e| io_err("writing", &tmp)(e.into_error()))?;
+            let (file, actual, n) = copy_hashed(src, &tmp)?;
             if actual != digest || size.is_some_and(|s| s != n) {
                 return Err(Error::DigestMismatch {
                     what: format!("blob {}", src.display()),
@@ -712,14 +705,7 @@ impl ImageStore {
     pub(crate) fn import_layer_file(&self, path: &Path) -> Result<LayerInfo> {
         let tmp = self.temp_path("import");
         let result = (|| {
-            let mut input = File::open(path).map_err(io_err("opening", path))?;
-            let out = File::create(&tmp).map_err(io_err("creating", &tmp))?;
-            let mut w = HashingWriter::new(BufWriter::with_capacity(1 << 20, out));
-            io::copy(&mut input, &mut w).map_err(io_err("copying", path))?;
-            let (buf, digest, size) = w.finish();
-            let file = buf
-                .into_inner()
-                .map_err(|e| io_err("writing", &tmp)(e.into_error()))?;
+            let (file, digest, size) = copy_hashed(path, &tmp)?;
             file.sync_all().map_err(io_err("syncing", &tmp))?;
             let stored = File::open(&tmp).map_err(io_err("opening", &tmp))?;
             let (reader, kind) = hash::decompress(stored).map_err(io_err("reading", path))?;
@@ -850,4 +836,18 @@ fn read_index_at(dir: &Path) -> Result<ImageIndex> {
         .and_then(|mut f| f.read_to_end(&mut text))
         .map_err(io_err("reading", &path))?;
     ImageIndex::from_reader(text.as_slice()).map_err(json_err(format!("{}", path.display())))
+}
+
+/// Copies the file `src` to `tmp` (created), hashing as it goes; answers the written (not yet
+/// synced) file, its `sha256:` digest and its size.
+fn copy_hashed(src: &Path, tmp: &Path) -> Result<(File, String, u64)> {
+    let mut input = File::open(src).map_err(io_err("opening", src))?;
+    let out = File::create(tmp).map_err(io_err("creating", tmp))?;
+    let mut w = HashingWriter::new(BufWriter::with_capacity(1 << 20, out));
+    io::copy(&mut input, &mut w).map_err(io_err("copying", src))?;
+    let (buf, digest, size) = w.finish();
+    let file = buf
+        .into_inner()
+        .map_err(|e| io_err("writing", tmp)(e.into_error()))?;
+    Ok((file, digest, size))
 }

@@ -8,6 +8,7 @@
 //! operand that would error is never looked at. File checks go through [`Host`], so the caller
 //! decides the root. Hashes compare case-insensitively.
 
+use crate::actions::inputs::scalar_text as scalar;
 use crate::target::Target;
 use serde_yaml::Value;
 use sha2::Digest;
@@ -42,15 +43,6 @@ pub enum StepDecision {
 }
 
 const MAX_DEPTH: usize = 4;
-
-fn scalar(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
 
 fn number(v: &Value) -> Option<f64> {
     match v {

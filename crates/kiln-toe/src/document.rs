@@ -1021,15 +1021,7 @@ fn is_schema_1_0(v: &Value) -> bool {
     }
 }
 
-/// Any YAML scalar as text (numbers and booleans as written by serde_yaml).
-pub fn scalar_text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
+pub use crate::actions::inputs::scalar_text;
 
 fn integer(v: &Value) -> Option<i64> {
     match v {

@@ -374,13 +374,7 @@ impl<'a> Engine<'a> {
         resolutions: Vec<Resolution>,
     ) -> Result<Outcome, EngineError> {
         let resolutions = Mutex::new(resolutions);
-        let run = Run {
-            log: &log,
-            execution_id: report.execution_id.clone(),
-            resolutions: &resolutions,
-            ancestry: Vec::new(),
-            depth: 0,
-        };
+        let execution_id = report.execution_id.clone();
         let mut stopped = false;
         for (d, doc) in prepared.iter().enumerate().skip(start.document) {
             let phase_start = if d == start.document { start.phase } else { 0 };
@@ -396,8 +390,11 @@ impl<'a> Engine<'a> {
                 doc_report.start_time = Some(now());
             }
             let mut run = Run {
+                log: &log,
+                execution_id: execution_id.clone(),
+                resolutions: &resolutions,
                 ancestry: vec![identity_of(&doc.source.name, self.target)],
-                ..run.clone_shallow()
+                depth: 0,
             };
             let flow = self.run_phases(
                 &mut run,
@@ -984,18 +981,6 @@ impl<'a> Engine<'a> {
                     value,
                 });
             }
-        }
-    }
-}
-
-impl Run<'_> {
-    fn clone_shallow(&self) -> Self {
-        Run {
-            log: self.log,
-            execution_id: self.execution_id.clone(),
-            resolutions: self.resolutions,
-            ancestry: self.ancestry.clone(),
-            depth: self.depth,
         }
     }
 }

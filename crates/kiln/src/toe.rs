@@ -396,7 +396,7 @@ fn upload_logs(
     bucket: &str,
     report: &ExecutionReport,
 ) -> std::result::Result<(), String> {
-    use kiln_toe::actions::{self, ActionContext, ActionKind, NullConsole};
+    use kiln_toe::actions::{self, ActionKind};
     let folder = Path::new(&report.log_url);
     let name = folder
         .file_name()
@@ -416,22 +416,13 @@ fn upload_logs(
         entry.insert("expectedBucketOwner".into(), owner.clone().into());
     }
     let inputs = serde_yaml::Value::Sequence(vec![serde_yaml::Value::Mapping(entry)]);
-    let scratch = std::env::temp_dir();
-    let target = LocalTarget::host();
-    let ctx = ActionContext {
-        target: &target,
-        config: &config.actions,
-        console: &NullConsole,
-        deadline: None,
-        scratch: &scratch,
-        scratch_in_target: &scratch.display().to_string(),
-    };
-    actions::run(ActionKind::S3Upload, &ctx, &inputs)
-        .map(|_| println!("Logs uploaded to s3://{bucket}/{key}"))
-        .map_err(|f| match f {
-            actions::ActionFailure::Failed(m) => m,
-            other => format!("{other:?}"),
-        })
+    actions::run_on_host(
+        ActionKind::S3Upload,
+        &config.actions,
+        &inputs,
+        &std::env::temp_dir(),
+    )
+    .map(|_| println!("Logs uploaded to s3://{bucket}/{key}"))
 }
 
 fn report_engine_error(e: &EngineError) -> i32 {

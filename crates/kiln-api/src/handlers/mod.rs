@@ -18,6 +18,7 @@ pub mod infrastructure;
 pub mod pipelines;
 pub mod tags;
 pub mod workflows;
+mod yaml_document;
 
 macro_rules! delegate {
     ($($method:ident => $function:path : $input:ident -> $output:ident;)*) => {

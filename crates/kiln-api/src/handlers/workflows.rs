@@ -24,9 +24,10 @@
 //! Kiln has no managed workflows yet, so both are empty; `Shared` and `ThirdParty` are refused.
 
 use super::components::{
-    any_version_arn, build_key, concrete_version, document, has_filter, inline_document,
+    any_version_arn, build_key, concrete_version, has_filter, inline_document,
     latest_version_references, name_key, newest_per_key, version_key,
 };
+use super::yaml_document as document;
 use crate::convert::{
     check_dry_run, check_no_referrers, date, decode_row, get_exact, new_arn, not_found, resolve,
     response_tags, scoped_arn, store_tags, version_error, StoreResultExt,

@@ -16,12 +16,9 @@ use crate::arn::Arn;
 use crate::version::SemVer;
 use serde::{Deserialize, Serialize};
 
-/// The phases Image Builder runs. Other names may appear in a document (AWSTOE runs them when
-/// asked), but Image Builder never does, so a document needs at least one of these.
-pub const BUILD_STAGE_PHASES: [&str; 2] = ["build", "validate"];
+/// The only phase of a test component (the phase rules themselves are kiln-toe's: the document
+/// validator owns them).
 pub const TEST_PHASE: &str = "test";
-/// The test phase of container builds, run on the build host rather than in the container.
-pub const CONTAINER_HOST_TEST_PHASE: &str = "container-host-test";
 
 /// Whether Image Builder uses the component to build the image or only to test it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,29 +142,6 @@ pub fn next_build(existing: impl IntoIterator<Item = u32>) -> Option<u32> {
     }
 }
 
-/// Checks the phase names of a component document: unique, and at least one phase that Image
-/// Builder runs. The message is meant to follow the document member it is about.
-pub fn check_phase_names<S: AsRef<str>>(names: &[S]) -> Result<(), String> {
-    for (i, name) in names.iter().enumerate() {
-        let name = name.as_ref();
-        if names[..i].iter().any(|earlier| earlier.as_ref() == name) {
-            return Err(format!(
-                "phases[{i}].name: the phase '{name}' appears more than once; phase names must be unique"
-            ));
-        }
-    }
-    let runs = |n: &str| {
-        BUILD_STAGE_PHASES.contains(&n) || n == TEST_PHASE || n == CONTAINER_HOST_TEST_PHASE
-    };
-    if !names.iter().any(|n| runs(n.as_ref())) {
-        return Err(
-            "phases: the document needs at least one phase that Image Builder runs: build, validate or test"
-                .to_string(),
-        );
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,16 +161,6 @@ mod tests {
         for (phases, expected) in cases {
             assert_eq!(ComponentType::from_phases(phases), *expected, "{phases:?}");
         }
-    }
-
-    #[test]
-    fn phase_names_must_be_unique_and_include_a_run_phase() {
-        assert!(check_phase_names(&["build", "validate", "test"]).is_ok());
-        assert!(check_phase_names(&["container-host-test"]).is_ok());
-        let duplicate = check_phase_names(&["build", "test", "build"]).unwrap_err();
-        assert!(duplicate.starts_with("phases[2].name"), "{duplicate}");
-        let none_run = check_phase_names(&["deploy"]).unwrap_err();
-        assert!(none_run.contains("build, validate or test"), "{none_run}");
     }
 
     #[test]

@@ -56,6 +56,17 @@ pub fn flag_or(value: &Option<Text>, field: &str, default: bool) -> Result<bool,
     value.as_ref().map_or(Ok(default), |t| t.flag(field))
 }
 
+/// Any YAML scalar as text (numbers and booleans as serde_yaml writes them); `None` for nothing,
+/// lists and mappings.
+pub fn scalar_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
 /// A short description of a YAML value's kind, for messages.
 pub fn describe(value: &Value) -> &'static str {
     match value {

@@ -286,6 +286,31 @@ pub fn validate(kind: ActionKind, inputs: &Value) -> Result<(), String> {
     }
 }
 
+/// Runs a module on this machine outside any document (`kiln toe`'s log upload, documents
+/// fetched from S3): the local host as target, no console, no deadline, `scratch` as the
+/// scratch directory; a failure comes back as its message.
+pub fn run_on_host(
+    kind: ActionKind,
+    config: &ActionConfig,
+    inputs: &Value,
+    scratch: &Path,
+) -> Result<Outputs, String> {
+    let target = crate::target::LocalTarget::host();
+    let ctx = ActionContext {
+        target: &target,
+        config,
+        console: &NullConsole,
+        deadline: None,
+        scratch,
+        scratch_in_target: &scratch.display().to_string(),
+    };
+    run(kind, &ctx, inputs).map_err(|f| match f {
+        ActionFailure::Failed(m) => m,
+        ActionFailure::TimedOut => format!("{} timed out", kind.name()),
+        ActionFailure::Reboot => format!("{} asked for a reboot", kind.name()),
+    })
+}
+
 /// Runs one attempt of a module (not Assert or ExecuteDocument, which the engine runs).
 pub fn run(
     kind: ActionKind,

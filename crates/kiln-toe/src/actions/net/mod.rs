@@ -29,20 +29,7 @@ pub fn fetch_s3_text(config: &super::ActionConfig, uri: &str) -> Result<String, 
     entry.insert("source".into(), uri.into());
     entry.insert("destination".into(), file.display().to_string().into());
     let inputs = Value::Sequence(vec![Value::Mapping(entry)]);
-    let target = crate::target::LocalTarget::host();
-    let ctx = ActionContext {
-        target: &target,
-        config,
-        console: &super::NullConsole,
-        deadline: None,
-        scratch: &dir,
-        scratch_in_target: &dir.display().to_string(),
-    };
-    let result = s3::run_download(&ctx, &inputs)
-        .map_err(|f| match f {
-            ActionFailure::Failed(m) => m,
-            other => format!("{other:?}"),
-        })
+    let result = super::run_on_host(ActionKind::S3Download, config, &inputs, &dir)
         .and_then(|_| std::fs::read_to_string(&file).map_err(|e| format!("{uri}: {e}")));
     let _ = std::fs::remove_dir_all(&dir);
     result

@@ -191,26 +191,39 @@ fn no_endpoint(kind: ActionKind) -> ActionFailure {
     ))
 }
 
-pub(super) fn run_download(ctx: &ActionContext, inputs: &Value) -> Result<Outputs, ActionFailure> {
-    let fail = |m: String| ActionFailure::failed(format!("S3Download: {m}"));
-    let entries: Vec<DownloadEntry> = parse_list(inputs).map_err(fail)?;
+/// Reads and checks every entry before anything is transferred, then runs `each` on them with
+/// a client of the configured endpoint.
+fn run_entries<E: serde::de::DeserializeOwned>(
+    ctx: &ActionContext,
+    inputs: &Value,
+    kind: ActionKind,
+    check: impl Fn(&E) -> Result<(), String>,
+    each: impl Fn(&ActionContext, &Client, &E) -> Result<(), ActionFailure>,
+) -> Result<Outputs, ActionFailure> {
+    let fail = |m: String| ActionFailure::failed(format!("{}: {m}", kind.name()));
+    let entries: Vec<E> = parse_list(inputs).map_err(fail)?;
     for (i, e) in entries.iter().enumerate() {
-        check_download(e).map_err(|m| fail(format!("inputs[{i}]: {m}")))?;
-        let source = e.source.as_str().trim();
-        if S3Url::parse(source, "source").is_ok_and(|url| url.key.is_empty()) {
-            return Err(fail(format!("inputs[{i}]: source `{source}` names no key")));
-        }
+        check(e).map_err(|m| fail(format!("inputs[{i}]: {m}")))?;
     }
-    let config = ctx
-        .config
-        .s3
-        .as_ref()
-        .ok_or_else(|| no_endpoint(ActionKind::S3Download))?;
+    let config = ctx.config.s3.as_ref().ok_or_else(|| no_endpoint(kind))?;
     let client = Client::new(config);
     for e in &entries {
-        download_entry(ctx, &client, e)?;
+        each(ctx, &client, e)?;
     }
     Ok(Outputs::new())
+}
+
+pub(super) fn run_download(ctx: &ActionContext, inputs: &Value) -> Result<Outputs, ActionFailure> {
+    // Validation lets `s3://bucket` through (samples hold placeholders there); a run needs a key.
+    let check = |e: &DownloadEntry| {
+        check_download(e)?;
+        let source = e.source.as_str().trim();
+        match S3Url::parse(source, "source") {
+            Ok(url) if url.key.is_empty() => Err(format!("source `{source}` names no key")),
+            _ => Ok(()),
+        }
+    };
+    run_entries(ctx, inputs, ActionKind::S3Download, check, download_entry)
 }
 
 fn download_entry(
@@ -301,21 +314,13 @@ fn download_entry(
 }
 
 pub(super) fn run_upload(ctx: &ActionContext, inputs: &Value) -> Result<Outputs, ActionFailure> {
-    let fail = |m: String| ActionFailure::failed(format!("S3Upload: {m}"));
-    let entries: Vec<UploadEntry> = parse_list(inputs).map_err(fail)?;
-    for (i, e) in entries.iter().enumerate() {
-        check_upload(e).map_err(|m| fail(format!("inputs[{i}]: {m}")))?;
-    }
-    let config = ctx
-        .config
-        .s3
-        .as_ref()
-        .ok_or_else(|| no_endpoint(ActionKind::S3Upload))?;
-    let client = Client::new(config);
-    for e in &entries {
-        upload_entry(ctx, &client, e)?;
-    }
-    Ok(Outputs::new())
+    run_entries(
+        ctx,
+        inputs,
+        ActionKind::S3Upload,
+        check_upload,
+        upload_entry,
+    )
 }
 
 fn upload_entry(
