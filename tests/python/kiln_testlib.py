@@ -52,8 +52,14 @@ class KilnServer:
         data_dir: Path,
         extra_args: list[str] | None = None,
         extra_env: dict[str, str] | None = None,
+        prefix: list[str] | None = None,
+        binary: str | None = None,
     ) -> None:
+        """`prefix` runs the server through another command (`setpriv ...` to drop root);
+        `binary` replaces the kiln under test (a copy another user can run)."""
         self.data_dir = Path(data_dir)
+        self.prefix = prefix or []
+        self.binary = binary
         self.extra_args = extra_args or []
         self.extra_env = extra_env or {}
         self.process: subprocess.Popen[str] | None = None
@@ -71,7 +77,8 @@ class KilnServer:
         env["NO_COLOR"] = "1"  # the log is read from a file, not a terminal
         env.update(self.extra_env)
         args = [
-            kiln_bin(),
+            *self.prefix,
+            self.binary or kiln_bin(),
             "serve",
             "--listen",
             "127.0.0.1:0",

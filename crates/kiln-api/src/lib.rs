@@ -10,12 +10,14 @@
 
 pub mod accounts;
 pub mod convert;
+pub mod extension;
 pub mod filters;
 pub mod handlers;
 pub mod paging;
 pub mod request_id;
 pub mod server;
 pub mod service;
+pub mod work;
 
 pub use accounts::Accounts;
 pub use server::{serve, ServerConfig};

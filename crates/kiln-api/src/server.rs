@@ -1,12 +1,18 @@
 //! The HTTP front: connections, body limits, routing, and the AWS error response format.
+//!
+//! Paths under [`crate::extension::PREFIX`] (`GET /kiln/v1/...`) are not API operations: they go
+//! to the [`Extension`] the binary configured (404 without one), on a blocking thread. A file
+//! answer is streamed from disk in chunks, never read into memory.
 
 use crate::accounts::Accounts;
+use crate::extension::{Extension, ExtensionBody, ExtensionResponse};
 use crate::request_id::RequestIds;
 use crate::service::Service;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
-use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -14,7 +20,10 @@ use kiln_wire::context::parse_credential_scope;
 use kiln_wire::route::{assemble_input, route};
 use kiln_wire::{ApiError, RequestContext};
 use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpListener;
 
@@ -25,12 +34,24 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 pub struct ServerConfig {
     pub accounts: Accounts,
+    /// What answers `GET /kiln/v1/...`; without one those paths are 404.
+    pub extension: Option<Arc<dyn Extension>>,
 }
 
 struct Shared {
     service: Arc<Service>,
     accounts: Accounts,
+    extension: Option<Arc<dyn Extension>>,
     request_ids: RequestIds,
+}
+
+/// The body of every response: a buffer, or a file streamed from disk.
+pub type Body = BoxBody<Bytes, std::io::Error>;
+
+fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 /// An error of the HTTP layer itself, before an operation is known.
@@ -39,9 +60,9 @@ fn protocol_error(
     code: &str,
     message: &str,
     request_id: &str,
-) -> Response<Full<Bytes>> {
+) -> Response<Body> {
     let body = serde_json::json!({ "message": message }).to_string();
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let mut response = Response::new(full(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -54,13 +75,13 @@ fn protocol_error(
     response
 }
 
-fn error_response(e: &ApiError, request_id: &str) -> Response<Full<Bytes>> {
+fn error_response(e: &ApiError, request_id: &str) -> Response<Body> {
     let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     protocol_error(status, e.code(), &e.message, request_id)
 }
 
-fn ok_response(body: String, request_id: &str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+fn ok_response(body: String, request_id: &str) -> Response<Body> {
+    let mut response = Response::new(full(body));
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     if let Ok(v) = HeaderValue::from_str(request_id) {
@@ -73,11 +94,14 @@ fn now_millis() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Body> {
     let request_id = shared.request_ids.next_id();
     let method = request.method().as_str().to_string();
     let path = request.uri().path().to_string();
     let query = request.uri().query().map(str::to_string);
+    if let Some(rest) = path.strip_prefix(crate::extension::PREFIX) {
+        return handle_extension(&shared, &method, rest, query.as_deref(), &request_id).await;
+    }
     let scope = request
         .headers()
         .get(AUTHORIZATION)
@@ -156,6 +180,233 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Ful
     }
 }
 
+/// Decodes `a=1&b=x+y&c` into `[("a", "1"), ("b", "x y"), ("c", "")]`: `+` is a space, then
+/// percent-decoding; bytes that are not UTF-8 become U+FFFD.
+pub fn decode_query(query: &str) -> Vec<(String, String)> {
+    let decode = |s: &str| {
+        let spaced = s.replace('+', " ");
+        percent_encoding::percent_decode_str(&spaced)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v)) => (decode(k), decode(v)),
+            None => (decode(pair), String::new()),
+        })
+        .collect()
+}
+
+/// `GET /kiln/v1/<rest>?<query>`: see the module documentation.
+async fn handle_extension(
+    shared: &Shared,
+    method: &str,
+    rest: &str,
+    query: Option<&str>,
+    request_id: &str,
+) -> Response<Body> {
+    if method != "GET" {
+        return protocol_error(
+            StatusCode::BAD_REQUEST,
+            "ClientException",
+            &format!(
+                "{method} is not allowed on {}*: only GET is",
+                crate::extension::PREFIX
+            ),
+            request_id,
+        );
+    }
+    let Some(extension) = shared.extension.clone() else {
+        return protocol_error(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFoundException",
+            &format!(
+                "{}{rest} is not available: this server runs without the build worker",
+                crate::extension::PREFIX
+            ),
+            request_id,
+        );
+    };
+    let path = percent_encoding::percent_decode_str(rest)
+        .decode_utf8_lossy()
+        .into_owned();
+    let pairs = query.map(decode_query).unwrap_or_default();
+    let log_path = path.clone();
+    let answered = tokio::task::spawn_blocking(move || {
+        let response = extension.handle(&path, &pairs);
+        open_body(response)
+    })
+    .await;
+    match answered {
+        Ok(Ok(prepared)) => extension_response(prepared, request_id),
+        Ok(Err(message)) => {
+            tracing::error!(path = %log_path, error = %message, "extension answer failed");
+            protocol_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "ServiceException",
+                &message,
+                request_id,
+            )
+        }
+        Err(join_error) => {
+            tracing::error!(path = %log_path, error = %join_error, "extension panicked");
+            protocol_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "ServiceException",
+                "internal error while handling the request",
+                request_id,
+            )
+        }
+    }
+}
+
+/// An extension answer whose file (if any) is open.
+struct Prepared {
+    response: ExtensionResponse,
+    file: Option<(std::fs::File, u64, RemoveOnDrop)>,
+}
+
+/// Opens the answer's file on the blocking thread; a file that cannot be opened is an error
+/// (and is still removed when it was to be).
+fn open_body(response: ExtensionResponse) -> Result<Prepared, String> {
+    let (path, remove_after) = match &response.body {
+        ExtensionBody::Bytes(_) => {
+            return Ok(Prepared {
+                response,
+                file: None,
+            })
+        }
+        ExtensionBody::File { path, remove_after } => (path.clone(), *remove_after),
+    };
+    let guard = RemoveOnDrop(remove_after.then(|| path.clone()));
+    let file = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let len = file
+        .metadata()
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .len();
+    Ok(Prepared {
+        response,
+        file: Some((file, len, guard)),
+    })
+}
+
+fn extension_response(prepared: Prepared, request_id: &str) -> Response<Body> {
+    let Prepared { response, file } = prepared;
+    let (body, length) = match (response.body, file) {
+        (ExtensionBody::Bytes(bytes), _) => {
+            let len = bytes.len() as u64;
+            (full(bytes), len)
+        }
+        (ExtensionBody::File { .. }, Some((file, len, guard))) => {
+            let body = FileBody {
+                file: tokio::fs::File::from_std(file),
+                buf: BytesMut::new(),
+                remaining: len,
+                _guard: guard,
+            };
+            (body.boxed(), len)
+        }
+        (ExtensionBody::File { .. }, None) => (full(Bytes::new()), 0),
+    };
+    let mut out = Response::new(body);
+    *out.status_mut() =
+        StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = out.headers_mut();
+    for (name, value) in &response.headers {
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            (Ok(n), Ok(v)) => {
+                headers.append(n, v);
+            }
+            _ => tracing::warn!(name, value, "extension header is not a valid HTTP header"),
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(response.content_type) {
+        headers.insert(CONTENT_TYPE, v);
+    }
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        headers.insert("x-amzn-requestid", v);
+    }
+    out
+}
+
+/// Removes a file when dropped: after its answer was sent, or when sending it failed or the
+/// client went away.
+struct RemoveOnDrop(Option<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            if let Err(e) = std::fs::remove_file(&path) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(path = %path.display(), error = %e, "removing a sent file failed");
+                }
+            }
+        }
+    }
+}
+
+/// How much of a file one frame carries.
+const FILE_CHUNK: usize = 256 * 1024;
+
+/// A file's first `remaining` bytes, read in chunks as the client takes them.
+struct FileBody {
+    file: tokio::fs::File,
+    buf: BytesMut,
+    remaining: u64,
+    _guard: RemoveOnDrop,
+}
+
+impl hyper::body::Body for FileBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        let this = self.get_mut();
+        if this.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        if this.buf.capacity() < FILE_CHUNK {
+            this.buf.reserve(FILE_CHUNK);
+        }
+        match tokio_util::io::poll_read_buf(Pin::new(&mut this.file), cx, &mut this.buf) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(Ok(0)) => {
+                this.remaining = 0;
+                Poll::Ready(Some(Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the file got shorter while it was sent",
+                ))))
+            }
+            Poll::Ready(Ok(_)) => {
+                let mut chunk = this.buf.split();
+                if chunk.len() as u64 > this.remaining {
+                    chunk.truncate(this.remaining as usize);
+                }
+                this.remaining -= chunk.len() as u64;
+                Poll::Ready(Some(Ok(Frame::data(chunk.freeze()))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
+
 /// Serves the API on `listener` until `shutdown` completes, then lets in-flight requests finish
 /// (for up to 10 seconds) before returning.
 pub async fn serve(
@@ -167,6 +418,7 @@ pub async fn serve(
     let shared = Arc::new(Shared {
         service,
         accounts: config.accounts,
+        extension: config.extension,
         request_ids: RequestIds::default(),
     });
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -208,4 +460,278 @@ pub async fn serve(
         tracing::warn!("some connections were still open after 10 seconds; closing them");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A path and the query pairs the extension was called with.
+    type Seen = (String, Vec<(String, String)>);
+
+    /// Answers `json` with headers, `file` with the file it was given, `panic` by panicking,
+    /// and records the queries it saw.
+    struct Fake {
+        file: PathBuf,
+        seen: Mutex<Vec<Seen>>,
+    }
+
+    impl Extension for Fake {
+        fn handle(&self, path: &str, query: &[(String, String)]) -> ExtensionResponse {
+            self.seen
+                .lock()
+                .unwrap()
+                .push((path.to_string(), query.to_vec()));
+            match path {
+                "json" => {
+                    let mut r = ExtensionResponse::json(200, &serde_json::json!({ "ok": true }));
+                    r.headers.push(("x-kiln-test".into(), "yes".into()));
+                    r
+                }
+                "file" => ExtensionResponse {
+                    status: 200,
+                    content_type: "application/octet-stream",
+                    headers: vec![("x-kiln-log-size".into(), "3".into())],
+                    body: ExtensionBody::File {
+                        path: self.file.clone(),
+                        remove_after: true,
+                    },
+                },
+                "missing-file" => ExtensionResponse {
+                    status: 200,
+                    content_type: "application/octet-stream",
+                    headers: Vec::new(),
+                    body: ExtensionBody::File {
+                        path: self.file.with_extension("nothing"),
+                        remove_after: false,
+                    },
+                },
+                "panic" => panic!("the fake extension panics"),
+                _ => ExtensionResponse::error(404, "ResourceNotFoundException", "no such thing"),
+            }
+        }
+    }
+
+    struct Answer {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    }
+
+    impl Answer {
+        fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        }
+    }
+
+    async fn request(addr: std::net::SocketAddr, method: &str, target: &str) -> Answer {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head = format!(
+            "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut raw))
+            .await
+            .expect("the server answers in time")
+            .unwrap();
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("a complete head");
+        let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+        let mut lines = head.lines();
+        let status = lines
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|s| s.parse().ok())
+            .unwrap();
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        let body = raw[split + 4..].to_vec();
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn start(
+        extension: Option<Arc<dyn Extension>>,
+    ) -> (
+        std::net::SocketAddr,
+        tokio::sync::oneshot::Sender<()>,
+        tempfile::TempDir,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let service =
+            Arc::new(Service::open(dir.path(), kiln_store::sqlite::Sync::Normal).unwrap());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let config = ServerConfig {
+            accounts: Accounts::default(),
+            extension,
+        };
+        tokio::spawn(serve(listener, service, config, async {
+            let _ = stopped.await;
+        }));
+        (addr, stop, dir)
+    }
+
+    #[test]
+    fn queries_are_decoded() {
+        assert_eq!(
+            decode_query("a=1&&b=x+y%2Bz&c&arn=arn%3Aaws%3Aimagebuilder%2F1"),
+            vec![
+                ("a".to_string(), "1".to_string()),
+                ("b".to_string(), "x y+z".to_string()),
+                ("c".to_string(), String::new()),
+                ("arn".to_string(), "arn:aws:imagebuilder/1".to_string()),
+            ]
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn extension_paths_go_to_the_extension() {
+        let files = tempfile::tempdir().unwrap();
+        let file = files.path().join("export.bin");
+        let content: Vec<u8> = (0..5 * 1024 * 1024 + 17)
+            .map(|i: u32| (i % 251) as u8)
+            .collect();
+        std::fs::write(&file, &content).unwrap();
+        let fake = Arc::new(Fake {
+            file: file.clone(),
+            seen: Mutex::new(Vec::new()),
+        });
+        let (addr, stop, _dir) = start(Some(fake.clone())).await;
+
+        let r = request(
+            addr,
+            "GET",
+            "/kiln/v1/json?imageBuildVersionArn=arn%3Aaws%3Ax&offset=5&q=a+b",
+        )
+        .await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        assert_eq!(r.header("x-kiln-test"), Some("yes"));
+        assert!(r.header("x-amzn-requestid").is_some());
+        assert_eq!(r.body, br#"{"ok":true}"#);
+        assert_eq!(
+            fake.seen.lock().unwrap()[0],
+            (
+                "json".to_string(),
+                vec![
+                    ("imageBuildVersionArn".to_string(), "arn:aws:x".to_string()),
+                    ("offset".to_string(), "5".to_string()),
+                    ("q".to_string(), "a b".to_string()),
+                ]
+            )
+        );
+
+        let r = request(addr, "GET", "/kiln/v1/file").await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("content-type"), Some("application/octet-stream"));
+        assert_eq!(r.header("x-kiln-log-size"), Some("3"));
+        assert_eq!(
+            r.header("content-length"),
+            Some(content.len().to_string().as_str())
+        );
+        assert!(r.body == content, "the streamed file differs");
+        let mut removed = false;
+        for _ in 0..100 {
+            if !file.exists() {
+                removed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(removed, "the file was not removed after it was sent");
+
+        let r = request(addr, "GET", "/kiln/v1/elsewhere").await;
+        assert_eq!(r.status, 404);
+        assert_eq!(
+            r.header("x-amzn-errortype"),
+            Some("ResourceNotFoundException")
+        );
+
+        let r = request(addr, "GET", "/kiln/v1/missing-file").await;
+        assert_eq!(r.status, 500);
+        assert!(String::from_utf8_lossy(&r.body).contains("message"));
+
+        let r = request(addr, "GET", "/kiln/v1/panic").await;
+        assert_eq!(r.status, 500);
+        assert!(String::from_utf8_lossy(&r.body).contains("internal error"));
+
+        let r = request(addr, "POST", "/kiln/v1/json").await;
+        assert_eq!(r.status, 400);
+        assert_eq!(r.header("x-amzn-errortype"), Some("ClientException"));
+        let message: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert!(message["message"].as_str().unwrap().contains("only GET"));
+
+        // The API still answers beside the extension.
+        let r = request(addr, "GET", "/ListComponents").await;
+        assert_ne!(r.status, 404);
+        let _ = stop.send(());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_that_goes_away_still_gets_the_file_removed() {
+        let files = tempfile::tempdir().unwrap();
+        let file = files.path().join("big.bin");
+        std::fs::write(&file, vec![7u8; 32 * 1024 * 1024]).unwrap();
+        let fake = Arc::new(Fake {
+            file: file.clone(),
+            seen: Mutex::new(Vec::new()),
+        });
+        let (addr, stop, _dir) = start(Some(fake)).await;
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /kiln/v1/file HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut some = vec![0u8; 4096];
+        let n = stream.read(&mut some).await.unwrap();
+        assert!(n > 0);
+        drop(stream);
+        let mut removed = false;
+        for _ in 0..250 {
+            if !file.exists() {
+                removed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            removed,
+            "the file was not removed after the client went away"
+        );
+        let _ = stop.send(());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_an_extension_its_paths_are_404() {
+        let (addr, stop, _dir) = start(None).await;
+        let r = request(addr, "GET", "/kiln/v1/logs?imageBuildVersionArn=x").await;
+        assert_eq!(r.status, 404);
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        let message: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert!(
+            message["message"]
+                .as_str()
+                .unwrap()
+                .contains("without the build worker"),
+            "{message}"
+        );
+        let r = request(addr, "DELETE", "/kiln/v1/logs").await;
+        assert_eq!(r.status, 400);
+        let _ = stop.send(());
+    }
 }

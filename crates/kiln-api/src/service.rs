@@ -17,6 +17,8 @@ pub const TOKEN_RETENTION_MILLIS: i64 = 7 * 24 * 3600 * 1000;
 pub struct Service {
     pub store: SqliteStore,
     pub pager: Pager,
+    /// Woken by every committed write (the build worker waits on it).
+    pub work: crate::work::WorkSignal,
     answers: Answers,
 }
 
@@ -43,6 +45,7 @@ impl Service {
         Ok(Service {
             store,
             pager,
+            work: Default::default(),
             answers: Answers::default(),
         })
     }
@@ -79,6 +82,9 @@ impl Service {
                 .write(|tx| dispatch(self, op, ctx, tx, input))
                 .map_err(store_error)??
         };
+        if !def.is_read_only() {
+            self.work.notify();
+        }
         if let Some(key) = key {
             // Only an answer read while nothing committed is known to be current.
             if self.store.generation() == generation {

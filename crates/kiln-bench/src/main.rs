@@ -20,7 +20,13 @@
 //! `cargo run --release -p kiln-bench -- snapshot [--tree DIR] [--rounds N]` measures the image
 //! store's snapshot of a root filesystem into a layer against `tar | zstd | sha256sum` and
 //! `buildah commit` (see `snapshot.rs`).
+//!
+//! `cargo run --release -p kiln-bench -- build [--rounds N] [--kiln PATH]` starts the `kiln`
+//! server binary and measures a whole image build of a reference recipe (busybox base, five
+//! components), from StartImagePipelineExecution to AVAILABLE, against buildah doing the same
+//! steps (`from`, one `run` per component, `commit`) (see `build.rs`).
 
+mod build;
 mod ceiling;
 mod client;
 mod snapshot;
@@ -66,12 +72,13 @@ fn main() -> Result<()> {
     match std::env::args().nth(1).as_deref() {
         Some("toe") => return toe::main(std::env::args().skip(2)),
         Some("snapshot") => return snapshot::main(std::env::args().skip(2)),
+        Some("build") => return build::main(std::env::args().skip(2)),
         _ => {}
     }
     let (which, options) = parse_options()?;
     if which != "api" {
         bail!(
-            "usage: kiln-bench api [--seconds N] [--connections N] | toe [--rounds N] [--steps N] | snapshot [--tree DIR] [--rounds N]"
+            "usage: kiln-bench api [--seconds N] [--connections N] | toe [--rounds N] [--steps N] | snapshot [--tree DIR] [--rounds N] | build [--rounds N] [--kiln PATH]"
         );
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -215,6 +222,7 @@ async fn api(options: Options) -> Result<()> {
         service,
         ServerConfig {
             accounts: Accounts::default(),
+            extension: None,
         },
         async {
             let _ = stopped.await;

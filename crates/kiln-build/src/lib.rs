@@ -60,10 +60,16 @@ impl Stages for NoStages {}
 pub struct BuildError {
     pub stage: Stage,
     pub reason: String,
+    /// The id of the instance kept for inspection ([`BuildRequest::keep_failed_instance`]).
+    pub kept_instance: Option<String>,
 }
 
 fn fail(stage: Stage) -> impl Fn(String) -> BuildError {
-    move |reason| BuildError { stage, reason }
+    move |reason| BuildError {
+        stage,
+        reason,
+        kept_instance: None,
+    }
 }
 
 /// What to build.
@@ -84,6 +90,16 @@ pub struct BuildRequest {
     pub log_directory: PathBuf,
     /// Where instances live (`<data>/instances`).
     pub instances_directory: PathBuf,
+    /// Keep the instance of a failed build or test stage for inspection
+    /// (`terminateInstanceOnFailure: false`) instead of terminating it.
+    pub keep_failed_instance: bool,
+}
+
+impl BuildRequest {
+    /// The id of the instance of a stage (`build` or `test`).
+    pub fn instance_id(&self, role: &str) -> String {
+        format!("{}-{role}", self.build_id)
+    }
 }
 
 /// A finished build: the image and the component engine's report of each stage.
@@ -123,39 +139,56 @@ impl Builder<'_> {
         );
         let build_report = match build_report {
             Ok(report) => report,
-            Err(e) => {
-                let _ = instance.terminate();
-                return Err(e);
-            }
+            Err(e) => return Err(self.failed(request, instance, e)),
         };
 
         // Read from the instance's merged view, where the build's changes sit on the parent's
         // layers, before anything is torn down.
-        let metadata = request
-            .enhanced_metadata
-            .then(|| metadata::collect(kiln_toe::target::Target::root(&instance)));
-
-        self.stages.entered(Stage::Snapshot);
-        let snapshot = self
-            .store
-            .snapshot_layer(&instance.upper(), Compression::Zstd)
-            .map_err(|e| fail(Stage::Snapshot)(e.to_string()));
-        instance
-            .terminate()
-            .map_err(|e| fail(Stage::Snapshot)(format!("terminating the build instance: {e}")))?;
-        let meta = CommitMeta {
-            created_by: Some(format!("kiln build {}", request.build_id)),
-            ..CommitMeta::default()
-        };
-        let image = self
-            .store
-            .commit(Some(&request.parent), snapshot?, &meta, &request.tag)
-            .map_err(|e| fail(Stage::Snapshot)(e.to_string()))?;
+        let metadata = request.enhanced_metadata.then(|| {
+            let rpm_query = || {
+                let args: Vec<String> = metadata::RPM_QUERY.iter().map(|a| a.to_string()).collect();
+                let out = kiln_toe::target::Target::command(&instance, "rpm", &args)
+                    .stdin(std::process::Stdio::null())
+                    .output()
+                    .ok()?;
+                out.status
+                    .success()
+                    .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+            };
+            metadata::collect_with(kiln_toe::target::Target::root(&instance), &rpm_query)
+        });
 
         let has_tests = request.components.iter().any(|c| {
             document::parse(&c.text, Platform::Linux)
                 .is_ok_and(|d| d.phases.iter().any(|p| p.name == "test"))
         });
+        let meta = CommitMeta {
+            created_by: Some(format!("kiln build {}", request.build_id)),
+            ..CommitMeta::default()
+        };
+        // Nothing may change the build's writable layer from here on: a daemon a component
+        // left running is stopped.
+        instance
+            .stop_processes()
+            .map_err(|e| fail(Stage::Snapshot)(format!("stopping the build instance: {e}")))?;
+
+        if request.tests_enabled && has_tests && !request.keep_failed_instance {
+            return self.snapshot_while_testing(request, instance, &meta, metadata, build_report);
+        }
+
+        self.stages.entered(Stage::Snapshot);
+        let snapshot = self
+            .store
+            .snapshot_layer_mapped(&instance.upper(), Compression::Zstd, instance.uid_map())
+            .map_err(|e| fail(Stage::Snapshot)(e.to_string()));
+        instance
+            .terminate()
+            .map_err(|e| fail(Stage::Snapshot)(format!("terminating the build instance: {e}")))?;
+        let image = self
+            .store
+            .commit(Some(&request.parent), snapshot?, &meta, &request.tag)
+            .map_err(|e| fail(Stage::Snapshot)(e.to_string()))?;
+
         if !(request.tests_enabled && has_tests) {
             return Ok(Built {
                 image,
@@ -170,16 +203,103 @@ impl Builder<'_> {
             .lower_dirs(&image)
             .map_err(|e| fail(Stage::Test)(e.to_string()))?;
         let instance = self.launch(request, "test", lowers, Stage::Test)?;
-        let test_report = self.run(&instance, request, &["test"], "test", Stage::Test);
-        let terminated = instance.terminate();
-        let test_report = test_report?;
-        terminated.map_err(|e| fail(Stage::Test)(format!("terminating the test instance: {e}")))?;
+        let test_report = match self.run(&instance, request, &["test"], "test", Stage::Test) {
+            Ok(report) => report,
+            Err(e) => return Err(self.failed(request, instance, e)),
+        };
+        instance
+            .terminate()
+            .map_err(|e| fail(Stage::Test)(format!("terminating the test instance: {e}")))?;
         Ok(Built {
             image,
             metadata,
             build_report,
             test_report: Some(test_report),
         })
+    }
+
+    /// The snapshot and the test stage at once: the test instance's top layer is the stopped
+    /// build instance's writable layer itself (what the snapshot turns into the image's new
+    /// layer, entry for entry), so the tests need not wait for the layer to be compressed,
+    /// hashed and unpacked again. The image is committed only when both succeeded.
+    fn snapshot_while_testing(
+        &self,
+        request: &BuildRequest,
+        build: Instance,
+        meta: &CommitMeta,
+        metadata: Option<metadata::Metadata>,
+        build_report: ExecutionReport,
+    ) -> Result<Built, BuildError> {
+        self.stages.entered(Stage::Snapshot);
+        // The build overlay comes down first (the instance's directory and cgroups stay until
+        // it is terminated): a directory must not be the upper dir of one mounted overlay and
+        // a lower dir of another.
+        let unmounted = self
+            .sys
+            .mounts_under(build.dir())
+            .and_then(|mounts| mounts.iter().try_for_each(|m| self.sys.unmount(m)));
+        if let Err(e) = unmounted {
+            let _ = build.terminate();
+            return Err(fail(Stage::Snapshot)(format!(
+                "unmounting the build instance: {e}"
+            )));
+        }
+        let parent_lowers = self
+            .store
+            .lower_dirs(&request.parent)
+            .map_err(|e| fail(Stage::Test)(e.to_string()));
+        let upper = build.upper();
+        let uid_map = build.uid_map();
+        let (snapshot, tested) = std::thread::scope(|scope| {
+            let snapshot = scope.spawn(|| {
+                self.store
+                    .snapshot_layer_mapped(&upper, Compression::Zstd, uid_map)
+            });
+            let tested = parent_lowers.and_then(|parent_lowers| {
+                self.stages.entered(Stage::Test);
+                let mut lowers = vec![upper.clone()];
+                lowers.extend(parent_lowers);
+                let test = self.launch(request, "test", lowers, Stage::Test)?;
+                let report = self.run(&test, request, &["test"], "test", Stage::Test);
+                let terminated = test.terminate();
+                let report = report?;
+                terminated.map_err(|e| {
+                    fail(Stage::Test)(format!("terminating the test instance: {e}"))
+                })?;
+                Ok(report)
+            });
+            let snapshot = snapshot.join().unwrap_or_else(|_| {
+                Err(kiln_image::Error::Invalid("the snapshot panicked".into()))
+            });
+            (snapshot, tested)
+        });
+        let terminated = build.terminate();
+        let test_report = tested?;
+        terminated
+            .map_err(|e| fail(Stage::Snapshot)(format!("terminating the build instance: {e}")))?;
+        let layer = snapshot.map_err(|e| fail(Stage::Snapshot)(e.to_string()))?;
+        let image = self
+            .store
+            .commit(Some(&request.parent), layer, meta, &request.tag)
+            .map_err(|e| fail(Stage::Snapshot)(e.to_string()))?;
+        Ok(Built {
+            image,
+            metadata,
+            build_report,
+            test_report: Some(test_report),
+        })
+    }
+
+    /// Ends a failed stage: terminates its instance, or keeps it when asked to.
+    fn failed(&self, request: &BuildRequest, instance: Instance, mut e: BuildError) -> BuildError {
+        if request.keep_failed_instance {
+            let id = instance.id().to_string();
+            instance.keep();
+            e.kept_instance = Some(id);
+        } else {
+            let _ = instance.terminate();
+        }
+        e
     }
 
     fn launch(
@@ -190,7 +310,7 @@ impl Builder<'_> {
         stage: Stage,
     ) -> Result<Instance, BuildError> {
         let spec = InstanceSpec {
-            id: format!("{}-{role}", request.build_id),
+            id: request.instance_id(role),
             lowers,
             limits: request.limits,
             network: request.network,

@@ -48,7 +48,45 @@ pub struct Metadata {
     pub packages: Vec<Package>,
 }
 
-/// Reads the metadata of the root filesystem at `root`.
+/// Where an rpm database may be (rpm 4.16+ and older).
+const RPM_DATABASES: [&str; 2] = ["/usr/lib/sysimage/rpm", "/var/lib/rpm"];
+
+/// The query an image's own `rpm` answers with one `name<TAB>version-release` line per package:
+/// the database format (SQLite, Berkeley DB, ndb) is rpm's business, so rpm reads it.
+pub const RPM_QUERY: [&str; 3] = ["-qa", "--qf", "%{NAME}\t%{VERSION}-%{RELEASE}\n"];
+
+/// Reads the metadata of the root filesystem at `root`. `rpm_query` runs the image's `rpm`
+/// with [`RPM_QUERY`] (inside the instance) and answers its output; it is asked only when the
+/// root has an rpm database.
+pub fn collect_with(root: &Path, rpm_query: &dyn Fn() -> Option<String>) -> Metadata {
+    let mut metadata = collect(root);
+    let has_rpm_db = RPM_DATABASES
+        .iter()
+        .any(|db| resolve_in_root(root, "/", db, true).is_ok_and(|p| p.is_dir()));
+    if has_rpm_db {
+        if let Some(text) = rpm_query() {
+            metadata.packages.extend(parse_rpm_query(&text));
+            metadata.packages.sort();
+            metadata.packages.dedup();
+        }
+    }
+    metadata
+}
+
+/// `name<TAB>version` lines of [`RPM_QUERY`].
+pub fn parse_rpm_query(text: &str) -> Vec<Package> {
+    text.lines()
+        .filter_map(|line| {
+            let (name, version) = line.split_once('\t')?;
+            (!name.is_empty()).then(|| Package {
+                name: name.to_string(),
+                version: version.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Reads the metadata of the root filesystem at `root` (os-release, dpkg and apk databases).
 pub fn collect(root: &Path) -> Metadata {
     let read = |path: &str| {
         resolve_in_root(root, "/", path, true)
@@ -202,5 +240,13 @@ mod tests {
         assert_eq!(m.os.unwrap().os_version(), "Kiln Test 1");
         assert_eq!(m.packages.len(), 1);
         assert_eq!(collect(&root.join("missing")), Metadata::default());
+    }
+
+    #[test]
+    fn rpm_query_lines() {
+        let p = super::parse_rpm_query("bash\t5.2.26-3.fc40\nglibc\t2.39-1\n\nbroken line\n");
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0].name, "bash");
+        assert_eq!(p[0].version, "5.2.26-3.fc40");
     }
 }

@@ -75,6 +75,7 @@ impl Fixture {
             tag: format!("{id}:1"),
             log_directory: self.dir.path().join("logs"),
             instances_directory: self.dir.path().join("instances"),
+            keep_failed_instance: false,
         }
     }
 
@@ -310,4 +311,34 @@ phases:
     let built = f.build(&f.request("n1", &f.base, &[&probe]), &Recorded::default());
     assert!(built.is_ok(), "{built:?}");
     assert!(Path::new(&marker).exists());
+}
+
+#[test]
+fn a_failed_stage_keeps_its_instance_when_asked() {
+    let f = Fixture::new();
+    let failing = r#"
+schemaVersion: 1.0
+phases:
+  - name: build
+    steps:
+      - name: LeavesANote
+        action: ExecuteBash
+        inputs:
+          commands: ['echo inspect-me > /root/note; exit 1']
+"#;
+    let mut request = f.request("k1", &f.base, &[failing]);
+    request.keep_failed_instance = true;
+    let err = f.build(&request, &Recorded::default()).unwrap_err();
+    assert_eq!(err.kept_instance.as_deref(), Some("k1-build"));
+    let instances = f.dir.path().join("instances");
+    let note = instances.join("k1-build/merged/root/note");
+    assert_eq!(
+        std::fs::read_to_string(&note).unwrap(),
+        "inspect-me\n",
+        "the kept instance is still mounted"
+    );
+    let sys = Arc::new(RealPrivileged::new());
+    let kept = kiln_instance::Instance::attach(sys, &instances, "k1-build").unwrap();
+    kept.terminate().unwrap();
+    assert_eq!(f.instances_left(), 0);
 }

@@ -19,6 +19,16 @@ pub(crate) const OPAQUE_MARKER: &str = ".wh..wh..opq";
 pub(crate) const OVERLAY_OPAQUE: &str = "trusted.overlay.opaque";
 /// Overlayfs private attributes, never carried into or out of a layer.
 pub(crate) const OVERLAY_XATTR_PREFIX: &str = "trusted.overlay.";
+/// The same attributes of an overlay mounted with `userxattr` (rootless instances: overlayfs
+/// in a user namespace cannot use `trusted.*`).
+pub(crate) const USER_OVERLAY_OPAQUE: &str = "user.overlay.opaque";
+pub(crate) const USER_OVERLAY_XATTR_PREFIX: &str = "user.overlay.";
+
+/// Whether an xattr is overlayfs's own, in either namespace.
+pub(crate) fn is_overlay_xattr(name: &[u8]) -> bool {
+    name.starts_with(OVERLAY_XATTR_PREFIX.as_bytes())
+        || name.starts_with(USER_OVERLAY_XATTR_PREFIX.as_bytes())
+}
 
 /// What a tar entry is.
 #[derive(Clone, Debug)]
@@ -184,7 +194,12 @@ fn split_dev(dev: u64) -> (u32, u32) {
 
 /// Overlay attributes that mean the upper directory cannot be read on its own: a renamed
 /// directory (`redirect_dir=on`) or a metadata-only copy-up (`metacopy=on`).
-const OVERLAY_UNSUPPORTED: [&str; 2] = ["trusted.overlay.redirect", "trusted.overlay.metacopy"];
+const OVERLAY_UNSUPPORTED: [&str; 4] = [
+    "trusted.overlay.redirect",
+    "trusted.overlay.metacopy",
+    "user.overlay.redirect",
+    "user.overlay.metacopy",
+];
 
 /// The extended attributes of a path worth keeping in a layer, sorted by name. Fails on an
 /// upper directory made with `redirect_dir` or `metacopy`, which a layer cannot express.
@@ -196,7 +211,7 @@ pub(crate) fn read_xattrs(path: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     };
     let mut out = Vec::new();
     for name in names {
-        if name.as_bytes().starts_with(OVERLAY_XATTR_PREFIX.as_bytes()) {
+        if is_overlay_xattr(name.as_bytes()) {
             if OVERLAY_UNSUPPORTED
                 .iter()
                 .any(|u| name.as_bytes() == u.as_bytes())
@@ -220,19 +235,27 @@ pub(crate) fn read_xattrs(path: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     Ok(out)
 }
 
+/// Whether overlayfs marked the directory opaque: `trusted.overlay.opaque`, or
+/// `user.overlay.opaque` for an overlay mounted with `userxattr`.
 fn is_opaque(path: &Path) -> Result<bool> {
-    match xattr::get(path, OVERLAY_OPAQUE) {
-        Ok(Some(v)) => Ok(v == b"y"),
-        Ok(None) => Ok(false),
-        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => Ok(false),
-        Err(e) => Err(io_err("reading the opaque attribute of", path)(e)),
+    for name in [OVERLAY_OPAQUE, USER_OVERLAY_OPAQUE] {
+        match xattr::get(path, name) {
+            Ok(Some(v)) if v == b"y" => return Ok(true),
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => {}
+            Err(e) => return Err(io_err("reading the opaque attribute of", path)(e)),
+        }
     }
+    Ok(false)
 }
 
 /// Walks an overlay upper directory and writes it as an OCI layer.
 pub(crate) struct UpperWalk<'a, W: Write> {
     out: &'a mut LayerWriter<W>,
     links: HashMap<(u64, u64), Vec<u8>>,
+    /// The host user and group that are root in the instance (a rootless instance's user
+    /// namespace): recorded as 0:0.
+    root_ids: Option<(u32, u32)>,
 }
 
 impl<'a, W: Write> UpperWalk<'a, W> {
@@ -240,6 +263,24 @@ impl<'a, W: Write> UpperWalk<'a, W> {
         UpperWalk {
             out,
             links: HashMap::new(),
+            root_ids: None,
+        }
+    }
+
+    /// Records files of host user `uid` and group `gid` as owned by 0:0.
+    pub(crate) fn mapping_root(mut self, root_ids: Option<(u32, u32)>) -> Self {
+        self.root_ids = root_ids;
+        self
+    }
+
+    fn owner(&self, md: &fs::Metadata) -> (u64, u64) {
+        let (uid, gid) = (md.uid(), md.gid());
+        match self.root_ids {
+            Some((ru, rg)) => (
+                u64::from(if uid == ru { 0 } else { uid }),
+                u64::from(if gid == rg { 0 } else { gid }),
+            ),
+            None => (u64::from(uid), u64::from(gid)),
         }
     }
 
@@ -266,11 +307,12 @@ impl<'a, W: Write> UpperWalk<'a, W> {
     fn entry(&mut self, path: &Path, base: &[u8], rel: Vec<u8>) -> Result<()> {
         let md = fs::symlink_metadata(path).map_err(io_err("reading metadata of", path))?;
         let ft = md.file_type();
+        let (uid, gid) = self.owner(&md);
         let mut meta = EntryMeta {
             kind: Kind::File,
             mode: md.mode(),
-            uid: u64::from(md.uid()),
-            gid: u64::from(md.gid()),
+            uid,
+            gid,
             mtime: md.mtime().max(0) as u64,
             size: 0,
             xattrs: Vec::new(),
@@ -357,6 +399,30 @@ impl<'a, W: Write> UpperWalk<'a, W> {
     }
 }
 
+impl crate::ImageStore {
+    /// [`crate::ImageStore::snapshot_layer`] of the upper dir of an instance whose root is
+    /// host user and group `root_ids` (a rootless instance: "root" in its user namespace is
+    /// Kiln's user on the host): their files are recorded as owned by 0:0. `None` records
+    /// owners as they are.
+    pub fn snapshot_layer_mapped(
+        &self,
+        upper: &Path,
+        compression: crate::Compression,
+        root_ids: Option<(u32, u32)>,
+    ) -> Result<crate::LayerInfo> {
+        let md = fs::metadata(upper).map_err(io_err("reading", upper))?;
+        if !md.is_dir() {
+            return Err(Error::Invalid(format!(
+                "{} is not a directory",
+                upper.display()
+            )));
+        }
+        self.write_layer(compression, |w| {
+            UpperWalk::new(w).mapping_root(root_ids).walk(upper, b"")
+        })
+    }
+}
+
 struct ExactReader<R> {
     inner: R,
     left: u64,
@@ -373,5 +439,105 @@ impl<R: Read> Read for ExactReader<R> {
         }
         self.left -= n as u64;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn userxattr_overlays_mark_opaque_dirs_in_the_user_namespace() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (plain, user, trusted) = (
+            tmp.path().join("plain"),
+            tmp.path().join("user"),
+            tmp.path().join("trusted"),
+        );
+        for d in [&plain, &user, &trusted] {
+            fs::create_dir(d).unwrap();
+        }
+        xattr::set(&user, USER_OVERLAY_OPAQUE, b"y").unwrap();
+        xattr::set(&user, "user.overlay.origin", b"x").unwrap();
+        xattr::set(&user, "user.kept", b"1").unwrap();
+        assert!(is_opaque(&user).unwrap());
+        assert!(!is_opaque(&plain).unwrap());
+        // Overlayfs's own attributes never go into a layer; others do.
+        assert_eq!(
+            read_xattrs(&user).unwrap(),
+            vec![(b"user.kept".to_vec(), b"1".to_vec())]
+        );
+        // trusted.* needs CAP_SYS_ADMIN: checked only where it can be set.
+        if xattr::set(&trusted, OVERLAY_OPAQUE, b"y").is_ok() {
+            assert!(is_opaque(&trusted).unwrap());
+            assert!(read_xattrs(&trusted).unwrap().is_empty());
+        }
+        xattr::set(&plain, "user.overlay.redirect", b"/x").unwrap();
+        let err = read_xattrs(&plain).unwrap_err().to_string();
+        assert!(err.contains("redirect"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod mapping_tests {
+    use super::*;
+
+    fn owners(upper: &Path, root_ids: Option<(u32, u32)>) -> Vec<(String, u64, u64)> {
+        let mut w = LayerWriter::new(Vec::new());
+        UpperWalk::new(&mut w)
+            .mapping_root(root_ids)
+            .walk(upper, b"")
+            .unwrap();
+        let tar = w.finish().unwrap();
+        let mut archive = tar::Archive::new(tar.as_slice());
+        archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let h = e.header();
+                (
+                    e.path().unwrap().display().to_string(),
+                    h.uid().unwrap(),
+                    h.gid().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_instances_root_user_is_recorded_as_root() {
+        let tmp = tempfile::tempdir().unwrap();
+        let upper = tmp.path();
+        fs::create_dir(upper.join("d")).unwrap();
+        fs::write(upper.join("d/mine"), "x").unwrap();
+        fs::write(upper.join("other"), "y").unwrap();
+        let md = fs::metadata(upper.join("d/mine")).unwrap();
+        let (uid, gid) = (md.uid(), md.gid());
+        // Root can give a file to someone else; unprivileged the "other" file stays ours.
+        let other = if uid == 0 {
+            std::os::unix::fs::lchown(upper.join("other"), Some(1234), Some(5678)).unwrap();
+            (1234, 5678)
+        } else {
+            (u64::from(uid), u64::from(gid))
+        };
+        let (u, g) = (u64::from(uid), u64::from(gid));
+        assert_eq!(
+            owners(upper, None),
+            vec![
+                ("d".to_string(), u, g),
+                ("d/mine".to_string(), u, g),
+                ("other".to_string(), other.0, other.1),
+            ]
+        );
+        let mapped = owners(upper, Some((uid, gid)));
+        assert_eq!(mapped[0], ("d".to_string(), 0, 0));
+        assert_eq!(mapped[1], ("d/mine".to_string(), 0, 0));
+        if uid == 0 {
+            assert_eq!(mapped[2], ("other".to_string(), 1234, 5678));
+        }
+        // Only the mapped ids change.
+        let shifted = owners(upper, Some((uid + 1, gid + 1)));
+        assert_eq!(shifted[1], ("d/mine".to_string(), u, g));
     }
 }

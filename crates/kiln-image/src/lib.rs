@@ -42,10 +42,19 @@
 //! target) that goes through a symbolic link. `trusted.overlay.*` attributes in a layer are
 //! ignored, so a layer cannot forge overlay metadata.
 //!
+//! # Parent images
+//!
+//! Besides commits of builds, images come from rootfs archives and the busybox base
+//! (`base.rs`), and from outside (`fetch.rs`): [`ImageStore::debian_base`] builds the managed
+//! Debian minimal base with `mmdebstrap` (one zstd layer, fixed `SOURCE_DATE_EPOCH`), and
+//! [`ImageStore::pull_registry`] / [`ImageStore::push_registry`] copy images between the store
+//! and an OCI registry with `skopeo` through a temporary OCI layout.
+//!
 //! [OCI image layout]: https://github.com/opencontainers/image-spec/blob/main/image-layout.md
 
 mod base;
 mod export;
+mod fetch;
 mod hash;
 mod layer;
 mod store;
@@ -53,6 +62,7 @@ mod unpack;
 
 pub use base::BUSYBOX;
 pub use export::DiskFormat;
+pub use fetch::{DEBIAN_EPOCH, DEFAULT_DEBIAN_MIRROR};
 /// The OCI types this crate's API uses (`Descriptor`, `ImageManifest`, ...).
 pub use oci_spec;
 pub use store::{CommitMeta, GcReport, ImageStore};
@@ -93,6 +103,14 @@ pub enum Error {
     /// Anything else that is wrong with the input (bad tag, unsupported media type...).
     #[error("{0}")]
     Invalid(String),
+    /// An external program (mmdebstrap, skopeo) that failed: its command line, exit status
+    /// and the end of its standard error.
+    #[error("`{command}` failed ({status}): {stderr}")]
+    Command {
+        command: String,
+        status: String,
+        stderr: String,
+    },
 }
 
 /// Result of this crate.

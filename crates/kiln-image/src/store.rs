@@ -84,7 +84,7 @@ pub(crate) fn digest_hex(digest: &str) -> Result<&str> {
     Ok(hex)
 }
 
-fn check_tag(tag: &str) -> Result<()> {
+pub(crate) fn check_tag(tag: &str) -> Result<()> {
     if tag.is_empty()
         || tag.len() > 255
         || !tag
@@ -211,7 +211,13 @@ impl ImageStore {
         Ok(self.root.join("blobs/sha256").join(digest_hex(digest)?))
     }
 
-    fn temp_path(&self, what: &str) -> PathBuf {
+    /// The store's temporary directory.
+    pub(crate) fn tmp_dir(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// A fresh, unused path in the store's temporary directory.
+    pub(crate) fn temp_path(&self, what: &str) -> PathBuf {
         self.tmp.join(unique_name(what))
     }
 

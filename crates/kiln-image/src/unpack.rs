@@ -1,7 +1,9 @@
 //! Unpacking layer tars safely: as overlay lower directories (OCI whiteouts become overlay
 //! whiteouts) or applied on top of each other into one merged root file system.
 
-use crate::layer::{OPAQUE_MARKER, OVERLAY_OPAQUE, OVERLAY_XATTR_PREFIX, WHITEOUT_PREFIX};
+use crate::layer::{
+    is_overlay_xattr, OPAQUE_MARKER, OVERLAY_OPAQUE, USER_OVERLAY_OPAQUE, WHITEOUT_PREFIX,
+};
 use crate::{io_err, Error, Result};
 use std::collections::HashSet;
 use std::ffi::{CString, OsStr};
@@ -10,6 +12,26 @@ use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use tar::EntryType;
+
+/// Whether this process may chown, make device nodes and set `trusted.*` attributes.
+fn privileged() -> bool {
+    // SAFETY: geteuid(2) cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Marks `dir` opaque for overlayfs: `trusted.overlay.opaque` as root (Kiln's overlays are
+/// mounted by root), `user.overlay.opaque` unprivileged (a rootless instance's overlay is
+/// mounted with `userxattr` in a user namespace, and reads only that one; `trusted.*` needs
+/// root). Not both: a root overlay would show the `user.overlay.*` attribute as an ordinary
+/// one. A cache unpacked by root is not usable rootless anyway (its owners are the layer's).
+fn mark_opaque(dir: &Path) -> Result<()> {
+    let name = if privileged() {
+        OVERLAY_OPAQUE
+    } else {
+        USER_OVERLAY_OPAQUE
+    };
+    xattr::set(dir, name, b"y").map_err(io_err("marking opaque", dir))
+}
 
 /// How whiteouts are applied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -242,8 +264,7 @@ impl Unpacker {
 
                 if base == OPAQUE_MARKER.as_bytes() {
                     match self.mode {
-                        Mode::Overlay => xattr::set(&parent, OVERLAY_OPAQUE, b"y")
-                            .map_err(io_err("marking opaque", &parent))?,
+                        Mode::Overlay => mark_opaque(&parent)?,
                         Mode::Merged => {
                             let list = fs::read_dir(&parent).map_err(io_err("reading", &parent))?;
                             for child in list {
@@ -282,7 +303,9 @@ impl Unpacker {
                         let ext = ext.map_err(tar_err)?;
                         let key = ext.key_bytes();
                         if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
-                            if !name.starts_with(OVERLAY_XATTR_PREFIX.as_bytes()) {
+                            // Overlayfs's own attributes (either namespace) are never taken
+                            // from a layer: a crafted one could make directories opaque.
+                            if !is_overlay_xattr(name) {
                                 xattrs.push((name.to_vec(), ext.value_bytes().to_vec()));
                             }
                         } else if key == b"uid" {
@@ -350,7 +373,15 @@ impl Unpacker {
                         } else {
                             libc::S_IFBLK
                         };
-                        mknod(&dst, kind, mode, makedev(major, minor))?;
+                        if let Err(e) = mknod(&dst, kind, mode, makedev(major, minor)) {
+                            // Unprivileged (rootless) a device node cannot be made; instances
+                            // get their /dev from the host's nodes anyway.
+                            if !privileged() {
+                                this_layer.insert(rel);
+                                continue;
+                            }
+                            return Err(e);
+                        }
                     }
                     EntryType::Fifo => mknod(&dst, libc::S_IFIFO, mode, 0)?,
                     EntryType::XGlobalHeader => continue,
@@ -361,14 +392,29 @@ impl Unpacker {
                         ))
                     }
                 }
-                lchown(&dst, uid, gid)?;
+                let as_root = privileged();
+                // Unprivileged, everything belongs to the unpacking user: root in a rootless
+                // instance's user namespace.
+                if as_root {
+                    lchown(&dst, uid, gid)?;
+                }
                 for (name, value) in &xattrs {
-                    xattr::set(&dst, OsStr::from_bytes(name), value)
-                        .map_err(io_err("setting an xattr on", &dst))?;
+                    if let Err(e) = xattr::set(&dst, OsStr::from_bytes(name), value) {
+                        // Unprivileged, only `user.*` attributes can be set (not
+                        // `security.capability` or `trusted.*`): the others are dropped.
+                        if as_root || name.starts_with(b"user.") {
+                            return Err(io_err("setting an xattr on", &dst)(e));
+                        }
+                    }
                 }
                 if ty != EntryType::Symlink {
                     use std::os::unix::fs::PermissionsExt;
-                    fs::set_permissions(&dst, fs::Permissions::from_mode(mode & 0o7777))
+                    let mut mode = mode & 0o7777;
+                    if !as_root && ty == EntryType::Directory {
+                        // The unprivileged owner must be able to fill, read and remove it.
+                        mode |= 0o700;
+                    }
+                    fs::set_permissions(&dst, fs::Permissions::from_mode(mode))
                         .map_err(io_err("setting the mode of", &dst))?;
                 }
                 if ty == EntryType::Directory {
@@ -391,4 +437,75 @@ fn parse_num(v: &[u8], raw: &[u8]) -> Result<u64> {
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .ok_or_else(|| refuse(raw, "bad numeric PAX record"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layer::{EntryMeta, Kind, LayerWriter};
+
+    fn layer(entries: &[(&str, EntryMeta)]) -> Vec<u8> {
+        let mut w = LayerWriter::new(Vec::new());
+        for (name, meta) in entries {
+            w.append(name.as_bytes(), meta, &mut io::empty()).unwrap();
+        }
+        w.finish().unwrap()
+    }
+
+    fn dir_with(xattrs: &[(&str, &str)]) -> EntryMeta {
+        let mut m = EntryMeta::simple(Kind::Dir, 0o755, 0);
+        m.xattrs = xattrs
+            .iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect();
+        m
+    }
+
+    #[test]
+    fn overlay_attributes_come_from_markers_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("lower");
+        fs::create_dir(&root).unwrap();
+        let tar = layer(&[
+            (
+                "forged",
+                dir_with(&[
+                    ("user.overlay.opaque", "y"),
+                    ("trusted.overlay.opaque", "y"),
+                    ("user.overlay.redirect", "/x"),
+                    ("user.kept", "1"),
+                ]),
+            ),
+            ("opaque", dir_with(&[])),
+            (
+                "opaque/.wh..wh..opq",
+                EntryMeta::simple(Kind::File, 0o600, 0),
+            ),
+            ("ro", EntryMeta::simple(Kind::Dir, 0o555, 0)),
+            ("ro/f", EntryMeta::simple(Kind::File, 0o444, 0)),
+        ]);
+        Unpacker::new(&root, Mode::Overlay)
+            .apply(io::Cursor::new(tar))
+            .unwrap();
+        let get = |p: &str, name: &str| xattr::get(root.join(p), name).ok().flatten();
+        // A layer cannot mark a directory opaque (or anything else) for overlayfs.
+        assert_eq!(get("forged", "user.overlay.opaque"), None);
+        assert_eq!(get("forged", "trusted.overlay.opaque"), None);
+        assert_eq!(get("forged", "user.overlay.redirect"), None);
+        assert_eq!(get("forged", "user.kept").as_deref(), Some(&b"1"[..]));
+        // The OCI marker makes it opaque for the overlay this process can mount: trusted.*
+        // as root, user.* (userxattr) unprivileged.
+        let (set, unset) = if privileged() {
+            ("trusted.overlay.opaque", "user.overlay.opaque")
+        } else {
+            ("user.overlay.opaque", "trusted.overlay.opaque")
+        };
+        assert_eq!(get("opaque", set).as_deref(), Some(&b"y"[..]));
+        assert_eq!(get("opaque", unset), None);
+        assert!(!root.join("opaque/.wh..wh..opq").exists());
+        // Unprivileged, directories stay usable by their owner; as root modes are exact.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(root.join("ro")).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, if privileged() { 0o555 } else { 0o755 });
+    }
 }

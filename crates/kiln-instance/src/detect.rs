@@ -1,13 +1,18 @@
-//! What isolation this process can have.
+//! What isolation this process can have, and the [`Privileged`] that gives it.
 //!
-//! Running as root, Kiln uses real mounts and cgroups. An unprivileged Kiln could build inside a
-//! user namespace where the kernel allows one; [`isolation_support`] finds out whether it does
-//! (the `kernel.unprivileged_userns_clone` and `user.max_user_namespaces` sysctls, then a real
-//! `unshare --user --map-root-user true`, which also catches LSM restrictions such as AppArmor's
-//! `apparmor_restrict_unprivileged_userns`). Rootless instances are not implemented yet, so
-//! without root [`require_root`] refuses with the reason, and the reason says what would help.
+//! Running as root, Kiln uses real mounts and cgroups ([`RealPrivileged`]). An unprivileged
+//! Kiln builds inside user namespaces ([`RootlessPrivileged`]) where the kernel allows them;
+//! [`isolation_support`] finds out whether it does (the `kernel.unprivileged_userns_clone` and
+//! `user.max_user_namespaces` sysctls, then a real `unshare --user --map-root-user true`, which
+//! also catches LSM restrictions such as AppArmor's `apparmor_restrict_unprivileged_userns`).
+//! [`privileged_for_this_process`] picks the implementation; where neither works it answers
+//! [`RealPrivileged`], whose preflight ([`require_root`]) refuses every launch with the reason
+//! and what would help, while everything that does not build keeps working.
 
+use crate::rootless::RootlessPrivileged;
+use crate::sys::{Privileged, RealPrivileged};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 
 /// The isolation available to this process.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,13 +64,25 @@ pub fn isolation_support() -> Support {
     }
 }
 
-/// `Ok` as root; otherwise why an instance cannot be launched.
+/// The [`Privileged`] for this process: [`RealPrivileged`] as root, [`RootlessPrivileged`]
+/// when the kernel lets this user create user namespaces, otherwise [`RealPrivileged`], whose
+/// preflight says why instances cannot be launched.
+pub fn privileged_for_this_process() -> Arc<dyn Privileged> {
+    match isolation_support() {
+        Support::UserNamespace => Arc::new(RootlessPrivileged::new()),
+        Support::Root | Support::Unsupported(_) => Arc::new(RealPrivileged::new()),
+    }
+}
+
+/// `Ok` as root; otherwise why real mounts and cgroups cannot be used (the preflight of
+/// [`RealPrivileged`]).
 pub fn require_root() -> Result<(), String> {
     match isolation_support() {
         Support::Root => Ok(()),
         Support::UserNamespace => Err(
-            "Kiln is not running as root; this kernel allows user namespaces, but rootless \
-             build instances are not implemented yet: run Kiln as root"
+            "Kiln is not running as root, so it cannot use real mounts and cgroups; this kernel \
+             allows user namespaces: use rootless instances (RootlessPrivileged, which \
+             detect::privileged_for_this_process picks) or run Kiln as root"
                 .into(),
         ),
         Support::Unsupported(reason) => Err(format!(

@@ -32,9 +32,10 @@
 use crate::limits::Limits;
 use crate::sys::{IsolationPlan, Privileged, DEFAULT_CAPABILITIES};
 use crate::Error;
-use kiln_toe::target::Target;
+use kiln_toe::target::{Target, TargetError};
+use std::ffi::OsString;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
@@ -78,6 +79,8 @@ pub struct Instance {
     sys: Arc<dyn Privileged>,
     dir: PathBuf,
     merged: PathBuf,
+    /// Where the host sees the root filesystem ([`Privileged::host_root`]).
+    root: PathBuf,
     cgroups: Vec<PathBuf>,
     plan: IsolationPlan,
     done: bool,
@@ -93,20 +96,23 @@ impl std::fmt::Debug for Instance {
     }
 }
 
-fn check_spec(spec: &InstanceSpec) -> Result<(), Error> {
-    let id_ok = !spec.id.is_empty()
-        && spec.id.len() <= 64
-        && !spec.id.starts_with('.')
-        && spec
-            .id
+fn check_id(id: &str) -> Result<(), Error> {
+    let id_ok = !id.is_empty()
+        && id.len() <= 64
+        && !id.starts_with('.')
+        && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
     if !id_ok {
         return Err(Error::Spec(format!(
-            "id `{}` must be 1-64 letters, digits, `.`, `_` or `-`, not starting with `.`",
-            spec.id
+            "id `{id}` must be 1-64 letters, digits, `.`, `_` or `-`, not starting with `.`"
         )));
     }
+    Ok(())
+}
+
+fn check_spec(spec: &InstanceSpec) -> Result<(), Error> {
+    check_id(&spec.id)?;
     let host_ok = !spec.hostname.is_empty()
         && spec.hostname.len() <= 64
         && spec
@@ -218,6 +224,7 @@ impl Instance {
         let mut instance = Instance {
             sys,
             dir,
+            root: merged.clone(),
             merged,
             cgroups: state.cgroups.clone(),
             plan: IsolationPlan {
@@ -233,6 +240,65 @@ impl Instance {
         write_state(&instance.dir, &state)?;
         instance.setup(lowers, &spec.limits)?;
         Ok(instance)
+    }
+
+    /// Opens an instance another process launched in `<base_dir>/<id>`, to run commands in it
+    /// (`kiln instance shell`). The returned value does not own the instance: dropping it
+    /// leaves the instance as it is (only its launcher, or [`reap`], tears it down).
+    pub fn attach(sys: Arc<dyn Privileged>, base_dir: &Path, id: &str) -> Result<Instance, Error> {
+        check_id(id)?;
+        let dir = base_dir.join(id);
+        if !dir.is_dir() {
+            return Err(Error::Spec(format!(
+                "instance directory {} does not exist",
+                dir.display()
+            )));
+        }
+        let dir = std::fs::canonicalize(&dir).map_err(|e| Error::io(&dir, e))?;
+        let merged = dir.join("merged");
+        if !merged.is_dir() {
+            return Err(Error::Spec(format!(
+                "instance {id} has no root filesystem at {}",
+                merged.display()
+            )));
+        }
+        let state = read_state(&dir)?;
+        if state.id != id {
+            return Err(Error::State {
+                path: dir.join(STATE_FILE),
+                message: format!("names instance `{}`, not `{id}`", state.id),
+            });
+        }
+        sys.instance_attached(&dir)?;
+        let root = sys.host_root(&merged);
+        let cgroup_procs = state
+            .cgroups
+            .iter()
+            .map(|d| d.join("cgroup.procs"))
+            .collect();
+        Ok(Instance {
+            sys,
+            plan: IsolationPlan {
+                root: merged.clone(),
+                hostname: state.hostname,
+                network: state.network,
+                cgroup_procs,
+                capabilities: DEFAULT_CAPABILITIES.to_vec(),
+            },
+            dir,
+            merged,
+            root,
+            cgroups: state.cgroups,
+            done: true,
+        })
+    }
+
+    /// Leaves the instance running (mounts, cgroups, directory) and answers its directory:
+    /// for builds whose infrastructure configuration keeps the instance of a failed build.
+    /// [`reap`] removes it once this process is gone.
+    pub fn keep(mut self) -> PathBuf {
+        self.done = true;
+        std::mem::take(&mut self.dir)
     }
 
     fn setup(&mut self, mut lowers: Vec<PathBuf>, limits: &Limits) -> Result<(), Error> {
@@ -259,6 +325,8 @@ impl Instance {
             .iter()
             .map(|d| d.join("cgroup.procs"))
             .collect();
+        self.sys.instance_ready(&self.dir, &self.plan)?;
+        self.root = self.sys.host_root(&self.merged);
         Ok(())
     }
 
@@ -323,6 +391,19 @@ impl Instance {
         &self.plan
     }
 
+    /// `Some((uid, gid))` when the instance's root is this host user and group (a rootless
+    /// instance): what the upper dir's files owned by "root" belong to on the host, to be
+    /// recorded as 0:0 in a snapshot.
+    pub fn uid_map(&self) -> Option<(u32, u32)> {
+        self.sys.uid_map()
+    }
+
+    /// Kills every process running in the instance and waits until they are gone; the
+    /// instance stays (its files, mounts and cgroups).
+    pub fn stop_processes(&self) -> Result<(), Error> {
+        Ok(self.sys.stop_processes(&self.dir, &self.cgroups)?)
+    }
+
     /// Kills every process in the instance, unmounts everything below its directory, removes
     /// its cgroups and its directory.
     pub fn terminate(mut self) -> Result<(), Error> {
@@ -341,8 +422,22 @@ impl Drop for Instance {
 }
 
 impl Target for Instance {
+    /// The root filesystem as the host sees it: the overlay mount point, or for a rootless
+    /// instance the mount point seen through the process that holds its mounts
+    /// (`/proc/<pid>/root/<dir>/merged`).
     fn root(&self) -> &Path {
-        &self.merged
+        &self.root
+    }
+
+    /// As [`Target::resolve`], inside [`Instance::root`] as it is: the default canonicalizes
+    /// the root, which would turn a rootless instance's `/proc/<pid>/root/...` into the host
+    /// path of the (unmounted) `merged` directory. The instance's paths are canonical already.
+    fn resolve(&self, path: &str) -> Result<PathBuf, TargetError> {
+        resolve_in(&self.root, &self.working_dir(), path, true)
+    }
+
+    fn resolve_link(&self, path: &str) -> Result<PathBuf, TargetError> {
+        resolve_in(&self.root, &self.working_dir(), path, false)
     }
 
     /// `program` runs isolated in the instance (see [`crate::sys`]), with a clean environment
@@ -357,6 +452,71 @@ impl Target for Instance {
         self.sys.isolate(&mut cmd, &self.plan);
         cmd
     }
+}
+
+/// How many symlinks one resolution may follow, as Linux's MAXSYMLINKS.
+const MAX_SYMLINKS: usize = 40;
+
+/// [`kiln_toe::target::resolve_in_root`] without canonicalizing `root` (which must be
+/// canonical): `path` (absolute, or relative to `cwd`) resolved inside `root` with chroot
+/// semantics, one component at a time, symlinks read again inside the root.
+fn resolve_in(
+    root: &Path,
+    cwd: &str,
+    path: &str,
+    follow_last: bool,
+) -> Result<PathBuf, TargetError> {
+    let bad = |message: &str| TargetError::Path {
+        path: path.escape_default().to_string(),
+        message: message.into(),
+    };
+    if path.is_empty() {
+        return Err(bad("the path is empty"));
+    }
+    if path.contains('\0') {
+        return Err(bad("the path contains a NUL byte"));
+    }
+    fn push_reversed(pending: &mut Vec<OsString>, path: &Path) {
+        for c in path.components().rev() {
+            match c {
+                Component::Normal(n) => pending.push(n.to_os_string()),
+                Component::ParentDir => pending.push("..".into()),
+                _ => {}
+            }
+        }
+    }
+    let mut pending: Vec<OsString> = Vec::new();
+    push_reversed(&mut pending, Path::new(path));
+    if !path.starts_with('/') {
+        push_reversed(&mut pending, Path::new(cwd));
+    }
+    let mut current = root.to_path_buf();
+    let mut links = 0;
+    while let Some(part) = pending.pop() {
+        if part == ".." {
+            if current != root {
+                current.pop();
+            }
+            continue;
+        }
+        let next = current.join(&part);
+        let is_last = pending.is_empty();
+        match std::fs::symlink_metadata(&next) {
+            Ok(meta) if meta.file_type().is_symlink() && (follow_last || !is_last) => {
+                links += 1;
+                if links > MAX_SYMLINKS {
+                    return Err(bad("too many levels of symbolic links"));
+                }
+                let target = std::fs::read_link(&next)?;
+                if target.is_absolute() {
+                    current = root.to_path_buf();
+                }
+                push_reversed(&mut pending, &target);
+            }
+            _ => current = next,
+        }
+    }
+    Ok(current)
 }
 
 /// Undoes an instance, whatever state it is in. See the module documentation.
@@ -520,7 +680,13 @@ mod tests {
 
     #[test]
     fn failed_launch_leaves_nothing() {
-        for op in ["mount overlay", "mount tmpfs", "mknod", "cgroup create"] {
+        for op in [
+            "mount overlay",
+            "mount tmpfs",
+            "mknod",
+            "cgroup create",
+            "instance ready",
+        ] {
             let base = tempfile::tempdir().unwrap();
             let fake = Arc::new(RecordingPrivileged::new());
             fake.fail_on(op);
@@ -556,6 +722,69 @@ mod tests {
         s.lowers = vec![base.path().join("missing")];
         let err = Instance::launch(fake.clone(), base.path(), s).unwrap_err();
         assert!(err.to_string().contains("missing"), "{err}");
+    }
+
+    fn unmounts(fake: &RecordingPrivileged) -> usize {
+        fake.calls()
+            .iter()
+            .filter(|c| matches!(c, Call::Unmount(_) | Call::CgroupKill(_)))
+            .count()
+    }
+
+    #[test]
+    fn attach_opens_an_instance_without_owning_it() {
+        let base = tempfile::tempdir().unwrap();
+        let fake = Arc::new(RecordingPrivileged::new());
+        let mut s = spec("i-5");
+        s.network = true;
+        let inst = Instance::launch(fake.clone(), base.path(), s).unwrap();
+        let attached = Instance::attach(fake.clone(), base.path(), "i-5").unwrap();
+        assert_eq!(attached.plan(), inst.plan());
+        assert_eq!(attached.dir(), inst.dir());
+        assert_eq!(attached.root(), inst.dir().join("merged"));
+        assert_eq!(attached.cgroups(), inst.cgroups());
+        let _ = attached.command("sh", &[]);
+        match fake.calls().last() {
+            Some(Call::Isolate(plan)) => assert_eq!(plan, inst.plan()),
+            other => panic!("expected an isolate call, got {other:?}"),
+        }
+        drop(attached);
+        assert_eq!(unmounts(&fake), 0);
+        assert_eq!(fake.mounted().len(), 3);
+        assert!(inst.dir().join("upper").is_dir());
+        inst.terminate().unwrap();
+        assert!(fake.mounted().is_empty());
+    }
+
+    #[test]
+    fn attach_refuses_what_is_not_an_instance() {
+        let base = tempfile::tempdir().unwrap();
+        let fake = Arc::new(RecordingPrivileged::new());
+        for id in ["", "../x", ".x", "a/b", "missing"] {
+            let err = Instance::attach(fake.clone(), base.path(), id).unwrap_err();
+            assert!(matches!(err, Error::Spec(_)), "{id}: {err}");
+        }
+        std::fs::create_dir(base.path().join("no-root")).unwrap();
+        let err = Instance::attach(fake.clone(), base.path(), "no-root").unwrap_err();
+        assert!(matches!(err, Error::Spec(_)), "{err}");
+        assert!(err.to_string().contains("root filesystem"), "{err}");
+        assert!(fake.calls().is_empty());
+    }
+
+    #[test]
+    fn keep_leaves_the_instance_in_place() {
+        let base = tempfile::tempdir().unwrap();
+        let fake = Arc::new(RecordingPrivileged::new());
+        let inst = Instance::launch(fake.clone(), base.path(), spec("i-6")).unwrap();
+        let dir = inst.dir().to_path_buf();
+        assert_eq!(inst.keep(), dir);
+        assert_eq!(unmounts(&fake), 0);
+        assert_eq!(fake.mounted().len(), 3);
+        assert!(dir.join("instance.json").is_file());
+        // A later process can still open it, and reap cleans it up once its owner is gone.
+        let attached = Instance::attach(fake.clone(), base.path(), "i-6").unwrap();
+        drop(attached);
+        assert_eq!(fake.mounted().len(), 3);
     }
 
     #[test]

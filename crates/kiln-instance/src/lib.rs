@@ -20,20 +20,26 @@
 //!   state the instance is in; [`reap`] does the same for instances left behind by a process
 //!   that died (the next start calls it). An [`Instance`] is a `kiln_toe` [`Target`], so the
 //!   component engine runs documents in it unchanged.
-//! - [`detect`] answers what isolation this process can have: as root, real mounts and cgroups;
-//!   unprivileged, rootless instances would need a user namespace. Rootless instances are not
-//!   implemented yet, so launching without root fails with an error that says why.
+//! - [`detect`] answers what isolation this process can have and picks the [`Privileged`] for
+//!   it ([`privileged_for_this_process`]): as root, real mounts and cgroups
+//!   ([`RealPrivileged`]); unprivileged on a kernel that allows user namespaces, rootless
+//!   instances ([`rootless`], [`RootlessPrivileged`]: a holder process per instance keeps a
+//!   user and a mount namespace with the instance's mounts, every command joins them, the host
+//!   sees the root through `/proc/<holder>/root`, and the limits are rlimits, not cgroups);
+//!   otherwise launching fails with an error that says why (the rest of Kiln keeps working).
 //!
 //! [`Target`]: kiln_toe::target::Target
 
 pub mod detect;
 pub mod instance;
 pub mod limits;
+pub mod rootless;
 pub mod sys;
 
-pub use detect::{isolation_support, Support};
+pub use detect::{isolation_support, privileged_for_this_process, Support};
 pub use instance::{reap, Instance, InstanceSpec};
 pub use limits::{for_instance_types, Limits};
+pub use rootless::RootlessPrivileged;
 pub use sys::{Privileged, RealPrivileged, RecordingPrivileged, SysError};
 
 use std::path::PathBuf;

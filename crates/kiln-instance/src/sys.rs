@@ -76,7 +76,7 @@ impl SysError {
     }
 }
 
-type SysResult<T> = Result<T, SysError>;
+pub type SysResult<T> = Result<T, SysError>;
 
 /// Linux capability numbers (`linux/capability.h`) a container runtime keeps by default.
 pub const DEFAULT_CAPABILITIES: &[u32] = &[
@@ -138,6 +138,11 @@ pub trait Privileged: Send + Sync {
     /// Kills every process in the cgroups and waits until they are empty. Missing directories
     /// are empty.
     fn cgroup_kill(&self, dirs: &[PathBuf]) -> SysResult<()>;
+    /// Kills every process of the instance in `dir` (whose cgroups are `cgroups`) and waits
+    /// until they are gone; the instance itself stays usable. Cancelling a build uses it.
+    fn stop_processes(&self, _dir: &Path, cgroups: &[PathBuf]) -> SysResult<()> {
+        self.cgroup_kill(cgroups)
+    }
     /// Removes the cgroup directories (missing ones are fine).
     fn cgroup_remove(&self, dirs: &[PathBuf]) -> SysResult<()>;
     /// The mount points at or below `dir` in this process's mount namespace, the most recently
@@ -145,6 +150,27 @@ pub trait Privileged: Send + Sync {
     fn mounts_under(&self, dir: &Path) -> SysResult<Vec<PathBuf>>;
     /// Makes `cmd` start isolated as `plan` says.
     fn isolate(&self, cmd: &mut Command, plan: &IsolationPlan);
+    /// Called once the instance in `dir` is set up (everything mounted and created, `plan`
+    /// final), before any command runs. [`crate::RootlessPrivileged`] starts the process that
+    /// holds the instance's namespaces and mounts here.
+    fn instance_ready(&self, _dir: &Path, _plan: &IsolationPlan) -> SysResult<()> {
+        Ok(())
+    }
+    /// Called when another process opens the instance in `dir` ([`crate::Instance::attach`]):
+    /// `Err` when its commands cannot run (its mounts are gone).
+    fn instance_attached(&self, _dir: &Path) -> SysResult<()> {
+        Ok(())
+    }
+    /// The host path that shows the instance's root filesystem mounted at `merged` (the
+    /// overlay mount point): `merged` itself where the mounts are the host's.
+    fn host_root(&self, merged: &Path) -> PathBuf {
+        merged.to_path_buf()
+    }
+    /// `Some((uid, gid))` when the instance's root user is this host user and group (a user
+    /// namespace): files "root" makes in the instance belong to them on the host.
+    fn uid_map(&self) -> Option<(u32, u32)> {
+        None
+    }
 }
 
 fn cstring(op: &'static str, path: &Path) -> SysResult<CString> {
@@ -796,6 +822,7 @@ pub enum Call {
     CgroupKill(Vec<PathBuf>),
     CgroupRemove(Vec<PathBuf>),
     Isolate(IsolationPlan),
+    InstanceReady(PathBuf),
 }
 
 /// A [`Privileged`] that makes no system call: it records the calls, keeps a list of what is
@@ -823,7 +850,7 @@ impl RecordingPrivileged {
     }
 
     /// Makes every later call of kind `op` ("mount overlay", "mount tmpfs", "bind mount",
-    /// "mknod", "cgroup create", "unmount") fail.
+    /// "mknod", "cgroup create", "instance ready", "unmount") fail.
     pub fn fail_on(&self, op: &'static str) {
         *lock(&self.fail) = Some(op);
     }
@@ -961,6 +988,10 @@ impl Privileged for RecordingPrivileged {
 
     fn isolate(&self, _cmd: &mut Command, plan: &IsolationPlan) {
         lock(&self.calls).push(Call::Isolate(plan.clone()));
+    }
+
+    fn instance_ready(&self, dir: &Path, _plan: &IsolationPlan) -> SysResult<()> {
+        self.record("instance ready", dir, Call::InstanceReady(dir.into()))
     }
 }
 

@@ -76,6 +76,15 @@ pub trait Txn {
     /// Forgets tokens created before `cutoff_millis`; returns how many.
     fn purge_tokens(&mut self, cutoff_millis: i64) -> Result<usize, StoreError>;
 
+    /// Queues the build of an image (its ARN), in the same transaction that creates it.
+    fn enqueue_build(&mut self, arn: &str, queued_millis: i64) -> Result<(), StoreError>;
+    /// Claims the oldest unclaimed build for `worker`; `None` when none waits.
+    fn claim_build(&mut self, worker: &str) -> Result<Option<String>, StoreError>;
+    /// Removes a build from the queue (finished, cancelled before it started, or recovered).
+    fn finish_build(&mut self, arn: &str) -> Result<(), StoreError>;
+    /// Every queued or claimed build: `(arn, worker)`.
+    fn queued_builds(&mut self) -> Result<Vec<(String, Option<String>)>, StoreError>;
+
     /// A named value that must survive restarts (for example the pagination signing key).
     fn get_setting(&mut self, name: &str) -> Result<Option<String>, StoreError>;
     fn put_setting(&mut self, name: &str, value: &str) -> Result<(), StoreError>;

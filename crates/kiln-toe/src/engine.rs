@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -48,6 +49,9 @@ pub const MAX_REBOOTS_PER_STEP: u32 = 10;
 const MAX_DOCUMENT_DEPTH: usize = 4;
 
 const STATE_FILE: &str = "executionstate.json";
+
+/// The failure message of a step stopped by [`EngineConfig::cancel`].
+pub const CANCELLED: &str = "cancelled";
 
 /// Fetches documents that are not files in the target: `arn:...` component ARNs and `s3://`
 /// URIs (the build engine provides one; `kiln toe run` has none).
@@ -62,6 +66,30 @@ pub struct EngineConfig {
     /// Values for `{{ aws:ssm:resolve(name) }}`.
     pub ssm_parameters: HashMap<String, String>,
     pub loader: Option<Arc<dyn DocumentLoader>>,
+    /// Set by the caller to stop the run: no further step or attempt starts, and the step
+    /// that notices ends Failed with "cancelled". (The caller kills running processes itself.)
+    pub cancel: Option<Arc<AtomicBool>>,
+    /// Where, inside the target, the engine keeps a run's scratch files (scripts of
+    /// ExecuteBash): the recipe's `workingDirectory`. Default `/tmp`.
+    pub working_directory: Option<String>,
+}
+
+impl EngineConfig {
+    fn cancelled(&self) -> bool {
+        self.cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::SeqCst))
+    }
+
+    /// The run's scratch directory, as a path inside the target.
+    fn scratch_in_target(&self, execution_id: &str) -> String {
+        let base = self
+            .working_directory
+            .as_deref()
+            .unwrap_or("/tmp")
+            .trim_end_matches('/');
+        format!("{base}/kiln-toe/{execution_id}")
+    }
 }
 
 /// Where a step is, for observers.
@@ -454,7 +482,7 @@ impl<'a> Engine<'a> {
         }
         if let Ok(scratch) = self
             .target
-            .resolve(&scratch_in_target(&report.execution_id))
+            .resolve(&self.config.scratch_in_target(&report.execution_id))
         {
             let _ = std::fs::remove_dir_all(scratch);
         }
@@ -500,6 +528,16 @@ impl<'a> Engine<'a> {
                     action: step.action,
                     depth: run.depth,
                 };
+                if self.config.cancelled() {
+                    let r = &mut phase_report.steps[s];
+                    r.status = Status::Failed;
+                    r.failure_message = Some(CANCELLED.to_string());
+                    r.end_time = Some(now());
+                    aborted = true;
+                }
+                if aborted {
+                    break;
+                }
                 let resuming = resume.take();
                 if let Some((AfterReboot::Done, _)) = resuming {
                     // The Reboot step finished before the target went down.
@@ -632,6 +670,10 @@ impl<'a> Engine<'a> {
         let mut last_failure = String::new();
         let mut attempt = 0;
         while attempt < step.max_attempts {
+            if attempt > 0 && self.config.cancelled() {
+                last_failure = CANCELLED.to_string();
+                break;
+            }
             attempt += 1;
             report.attempts = attempt;
             let deadline = (step.timeout_seconds > 0)
@@ -779,7 +821,7 @@ impl<'a> Engine<'a> {
         // One scratch directory per run, inside the target (ExecuteBash writes its script
         // there): creating and removing one per step cost more than the rest of the engine's
         // per-step work on a busy disk (kiln-bench toe). The run removes it when it ends.
-        let scratch_in_target = scratch_in_target(&run.execution_id);
+        let scratch_in_target = self.config.scratch_in_target(&run.execution_id);
         let scratch = self
             .target
             .resolve(&scratch_in_target)
@@ -983,11 +1025,6 @@ impl<'a> Engine<'a> {
             }
         }
     }
-}
-
-/// The run's scratch directory, as a path inside the target.
-fn scratch_in_target(execution_id: &str) -> String {
-    format!("/tmp/kiln-toe/{execution_id}")
 }
 
 /// The first step that is pending in document `d`: where to resume.

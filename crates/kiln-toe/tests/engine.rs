@@ -691,3 +691,72 @@ phases:
     );
     assert!(log.join("document.yaml").exists());
 }
+
+#[test]
+fn a_cancelled_run_starts_no_further_step_or_attempt() {
+    let f = Fixture::new();
+    let request = f.request(
+        r#"
+name: cancel
+schemaVersion: 1.0
+phases:
+  - name: build
+    steps:
+      - name: Slow
+        action: ExecuteBash
+        maxAttempts: 3
+        onFailure: Continue
+        inputs:
+          commands: ["echo run >> $DIR/slow.txt; sleep 0.6; exit 1"]
+      - name: Never
+        action: ExecuteBash
+        inputs:
+          commands: ["touch $DIR/never"]
+  - name: validate
+    steps:
+      - name: NeverEither
+        action: ExecuteBash
+        inputs:
+          commands: ["touch $DIR/never-either"]
+"#,
+    );
+    let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let config = EngineConfig {
+        cancel: Some(cancel.clone()),
+        working_directory: Some(f.path().join("work").display().to_string()),
+        ..EngineConfig::default()
+    };
+    let flag = cancel.clone();
+    let setter = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    let began = Instant::now();
+    let report =
+        match Engine::new(&LocalTarget::host(), &config, &kiln_toe::engine::Quiet).run(request) {
+            Ok(Outcome::Finished(r)) => r,
+            other => panic!("expected a finished run, got {other:?}"),
+        };
+    setter.join().unwrap();
+    assert_eq!(report.status, Status::Failed);
+    assert_eq!(
+        f.read("slow.txt"),
+        "run\n",
+        "no second attempt after the cancel"
+    );
+    assert_eq!(step(&report, "Slow").status, Status::Failed);
+    assert_eq!(
+        step(&report, "Never").failure_message.as_deref(),
+        Some(kiln_toe::engine::CANCELLED)
+    );
+    assert!(!f.path().join("never").exists());
+    assert!(!f.path().join("never-either").exists());
+    assert!(began.elapsed() < Duration::from_secs(2));
+    // The scratch directory lived in the working directory and is gone.
+    let work = f.path().join("work/kiln-toe");
+    assert!(
+        !work.exists() || std::fs::read_dir(&work).unwrap().next().is_none(),
+        "scratch files left in {}",
+        work.display()
+    );
+}

@@ -7,6 +7,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+mod client;
+mod image;
+mod instance;
+mod logs;
 mod toe;
 
 #[derive(Parser)]
@@ -27,6 +31,14 @@ enum Command {
     /// Validate and run AWSTOE component documents on this machine (like AWS's awstoe).
     #[command(subcommand)]
     Toe(toe::ToeCommand),
+    /// Print an image build's log from a running server (--follow: until the build ends).
+    Logs(logs::LogsArgs),
+    /// Act on the images of a running server (export).
+    #[command(subcommand)]
+    Image(image::ImageCommand),
+    /// Act on the build instances of a running server (shell).
+    #[command(subcommand)]
+    Instance(instance::InstanceCommand),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -58,6 +70,12 @@ struct ServeArgs {
     /// Durability of commits.
     #[arg(long, env = "KILN_SYNC", value_enum, default_value = "normal")]
     sync: SyncMode,
+    /// Image builds that run at once (default: the number of cores).
+    #[arg(long, env = "KILN_BUILD_CONCURRENCY")]
+    build_concurrency: Option<usize>,
+    /// The Debian mirror the managed debian-12-minimal-x86 base image is made from.
+    #[arg(long, env = "KILN_DEBIAN_MIRROR", default_value = kiln_image::DEFAULT_DEBIAN_MIRROR)]
+    debian_mirror: String,
 }
 
 fn main() -> Result<()> {
@@ -70,6 +88,9 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => serve(args),
         Command::Toe(command) => std::process::exit(toe::main(command)),
+        Command::Logs(args) => std::process::exit(logs::main(args)),
+        Command::Image(command) => std::process::exit(image::main(command)),
+        Command::Instance(command) => std::process::exit(instance::main(command)),
     }
 }
 
@@ -101,10 +122,22 @@ fn serve(args: ServeArgs) -> Result<()> {
         Service::open(&args.data_dir, sync)
             .with_context(|| format!("opening the data directory {}", args.data_dir.display()))?,
     );
+    let mut worker_config = kiln_worker::WorkerConfig::new(&args.data_dir);
+    if let Some(n) = args.build_concurrency {
+        anyhow::ensure!(n > 0, "--build-concurrency must be at least 1");
+        worker_config.concurrency = n;
+    }
+    worker_config.debian_mirror = args.debian_mirror.clone();
+    let worker = Arc::new(
+        kiln_worker::Worker::start(service.clone(), worker_config)
+            .context("starting the build worker")?,
+    );
+    let extension = worker.extension();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    let stopped_worker = worker.clone();
+    let served = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
@@ -115,13 +148,19 @@ fn serve(args: ServeArgs) -> Result<()> {
         kiln_api::serve(
             listener,
             service,
-            ServerConfig { accounts },
+            ServerConfig {
+                accounts,
+                extension: Some(extension),
+            },
             shutdown_signal(),
         )
         .await?;
-        tracing::info!("kiln stopped");
-        Ok(())
-    })
+        Ok::<(), anyhow::Error>(())
+    });
+    // Builds still running end FAILED "interrupted"; their instances are torn down.
+    stopped_worker.stop();
+    tracing::info!("kiln stopped");
+    served
 }
 
 async fn purge_tokens_hourly(service: Arc<Service>) {

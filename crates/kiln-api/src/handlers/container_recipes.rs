@@ -65,7 +65,7 @@ fn instance_from_wire(config: Option<InstanceConfiguration>) -> Option<domain::C
     })
 }
 
-fn to_wire(tx: &mut dyn Txn, recipe: &Recipe) -> Result<ContainerRecipe, ApiError> {
+pub(crate) fn to_wire(tx: &mut dyn Txn, recipe: &Recipe) -> Result<ContainerRecipe, ApiError> {
     let arn = recipe.arn.to_string();
     Ok(ContainerRecipe {
         arn: Some(arn.clone()),

@@ -305,7 +305,10 @@ fn ssm_parameter_to_wire(p: &domain::SsmParameter) -> SsmParameterConfiguration 
     }
 }
 
-fn to_wire(tx: &mut dyn Txn, dist: &DistConfig) -> Result<DistributionConfiguration, ApiError> {
+pub(crate) fn to_wire(
+    tx: &mut dyn Txn,
+    dist: &DistConfig,
+) -> Result<DistributionConfiguration, ApiError> {
     let arn = dist.arn.to_string();
     Ok(DistributionConfiguration {
         arn: Some(arn.clone()),

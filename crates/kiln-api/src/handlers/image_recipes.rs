@@ -390,7 +390,7 @@ fn additional_to_wire(
     }
 }
 
-fn to_wire(tx: &mut dyn Txn, recipe: &Recipe) -> Result<ImageRecipe, ApiError> {
+pub(crate) fn to_wire(tx: &mut dyn Txn, recipe: &Recipe) -> Result<ImageRecipe, ApiError> {
     let arn = recipe.arn.to_string();
     Ok(ImageRecipe {
         arn: Some(arn.clone()),

@@ -100,7 +100,10 @@ fn non_empty<T: Clone>(v: &[T]) -> Option<Vec<T>> {
     (!v.is_empty()).then(|| v.to_vec())
 }
 
-fn to_wire(tx: &mut dyn Txn, infra: &Infra) -> Result<InfrastructureConfiguration, ApiError> {
+pub(crate) fn to_wire(
+    tx: &mut dyn Txn,
+    infra: &Infra,
+) -> Result<InfrastructureConfiguration, ApiError> {
     let arn = infra.arn.to_string();
     Ok(InfrastructureConfiguration {
         arn: Some(arn.clone()),

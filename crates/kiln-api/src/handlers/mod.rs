@@ -14,6 +14,7 @@ pub mod components;
 pub mod container_recipes;
 pub mod distribution;
 pub mod image_recipes;
+pub mod images;
 pub mod infrastructure;
 pub mod pipelines;
 pub mod tags;
@@ -73,7 +74,16 @@ impl Handlers for Service {
         list_image_pipelines => pipelines::list: ListImagePipelinesRequest -> ListImagePipelinesResponse;
         update_image_pipeline => pipelines::update: UpdateImagePipelineRequest -> UpdateImagePipelineResponse;
         delete_image_pipeline => pipelines::delete: DeleteImagePipelineRequest -> DeleteImagePipelineResponse;
-        list_image_pipeline_images => pipelines::list_images: ListImagePipelineImagesRequest -> ListImagePipelineImagesResponse;
+        list_image_pipeline_images => images::list_pipeline_images: ListImagePipelineImagesRequest -> ListImagePipelineImagesResponse;
+        start_image_pipeline_execution => images::start_pipeline_execution: StartImagePipelineExecutionRequest -> StartImagePipelineExecutionResponse;
+
+        create_image => images::create: CreateImageRequest -> CreateImageResponse;
+        get_image => images::get: GetImageRequest -> GetImageResponse;
+        list_images => images::list: ListImagesRequest -> ListImagesResponse;
+        list_image_build_versions => images::list_build_versions: ListImageBuildVersionsRequest -> ListImageBuildVersionsResponse;
+        list_image_packages => images::list_packages: ListImagePackagesRequest -> ListImagePackagesResponse;
+        cancel_image_creation => images::cancel: CancelImageCreationRequest -> CancelImageCreationResponse;
+        delete_image => images::delete: DeleteImageRequest -> DeleteImageResponse;
 
         tag_resource => tags::tag: TagResourceRequest -> TagResourceResponse;
         untag_resource => tags::untag: UntagResourceRequest -> UntagResourceResponse;

@@ -9,7 +9,7 @@
 use crate::convert::list_own;
 use crate::convert::{
     check_dry_run, check_name_free, check_no_referrers, date, domain_error, get_exact, new_arn,
-    resolve_required, response_tags, scoped_arn, store_tags, StoreResultExt,
+    resolve_required, response_tags, store_tags, StoreResultExt,
 };
 use crate::filters::Filters;
 use crate::service::Service;
@@ -531,25 +531,5 @@ pub fn delete(
     Ok(DeleteImagePipelineResponse {
         request_id: None,
         image_pipeline_arn: Some(arn),
-    })
-}
-
-/// Kiln builds no images yet (a later issue), so every pipeline's list is empty. A pipeline
-/// that does not exist also answers an empty list, as documented.
-pub fn list_images(
-    svc: &Service,
-    ctx: &RequestContext,
-    _tx: &mut dyn Txn,
-    input: ListImagePipelineImagesRequest,
-) -> Result<ListImagePipelineImagesResponse, ApiError> {
-    const OP: &str = "ListImagePipelineImages";
-    let arn = input.image_pipeline_arn.unwrap_or_default();
-    scoped_arn(ctx, &arn, "imagePipelineArn")?;
-    Filters::parse(input.filters.as_ref(), &["name", "version"])?;
-    svc.pager.decode(OP, ctx, input.next_token.as_deref())?;
-    Ok(ListImagePipelineImagesResponse {
-        request_id: None,
-        image_summary_list: Some(Vec::new()),
-        next_token: None,
     })
 }

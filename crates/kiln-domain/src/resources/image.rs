@@ -11,6 +11,9 @@
 //! and refuses anything else, so a bug that tries to revive a FAILED image or skip back to
 //! BUILDING is caught where it happens.
 
+use super::distribution::DistributionConfiguration;
+use super::infrastructure::InfrastructureConfiguration;
+use super::recipe::{ContainerRecipe, ImageRecipe};
 use super::{Millis, Resource};
 use crate::arn::Arn;
 use serde::{Deserialize, Serialize};
@@ -187,6 +190,74 @@ pub struct Image {
     pub output_resources: Vec<String>,
     pub owner: String,
     pub date_created: Millis,
+    /// What the build runs, fixed when the image is created: later changes to the recipe,
+    /// its components or the configurations do not change a build that is under way.
+    #[serde(default)]
+    pub snapshot: Option<BuildSnapshot>,
+    /// Names the build's instances and its log folder (16 hex digits).
+    #[serde(default)]
+    pub build_id: String,
+    /// The pipeline's name, for `sourcePipelineName`.
+    #[serde(default)]
+    pub pipeline_name: Option<String>,
+    /// The OCI image the build produced (manifest digest in Kiln's image store).
+    #[serde(default)]
+    pub image_digest: Option<String>,
+    /// With enhanced metadata: the packages installed in the image.
+    #[serde(default)]
+    pub packages: Vec<Package>,
+    /// A failed build's instance kept for inspection (`terminateInstanceOnFailure: false`).
+    #[serde(default)]
+    pub kept_instance: Option<String>,
+}
+
+/// The inputs of a build, copied into the image when it is created.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BuildSnapshot {
+    pub recipe: RecipeSnapshot,
+    pub infrastructure: InfrastructureConfiguration,
+    pub distribution: Option<DistributionConfiguration>,
+    /// The recipe's components resolved to builds, in recipe order.
+    pub components: Vec<BuildComponent>,
+    pub image_tests_timeout_minutes: i32,
+}
+
+impl BuildSnapshot {
+    pub fn parent_image(&self) -> &str {
+        match &self.recipe {
+            RecipeSnapshot::Image(r) => &r.parent_image,
+            RecipeSnapshot::Container(r) => &r.parent_image,
+        }
+    }
+
+    pub fn working_directory(&self) -> Option<&str> {
+        match &self.recipe {
+            RecipeSnapshot::Image(r) => r.working_directory.as_deref(),
+            RecipeSnapshot::Container(r) => r.working_directory.as_deref(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum RecipeSnapshot {
+    Image(ImageRecipe),
+    Container(ContainerRecipe),
+}
+
+/// One component of a build: its document and the recipe's parameter values for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildComponent {
+    /// The component build version's ARN.
+    pub arn: String,
+    pub name: String,
+    pub data: String,
+    pub parameters: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Package {
+    pub name: String,
+    pub version: String,
 }
 
 impl Resource for Image {
@@ -325,6 +396,12 @@ mod tests {
             output_resources: Vec::new(),
             owner: "123456789012".into(),
             date_created: 0,
+            snapshot: None,
+            build_id: "0123456789abcdef".into(),
+            pipeline_name: None,
+            image_digest: None,
+            packages: Vec::new(),
+            kept_instance: None,
         };
         image.advance(Building, None, 1).unwrap();
         image

@@ -11,6 +11,7 @@ pub mod component;
 pub mod distribution;
 pub mod image;
 pub mod infrastructure;
+pub mod managed;
 pub mod parent;
 pub mod pipeline;
 pub mod recipe;

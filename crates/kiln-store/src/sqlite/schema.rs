@@ -38,6 +38,11 @@ CREATE TABLE IF NOT EXISTS tokens (
     created_millis INTEGER NOT NULL,
     PRIMARY KEY (account, region, operation, token)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS builds (
+    arn TEXT PRIMARY KEY,
+    queued_millis INTEGER NOT NULL,
+    worker TEXT
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS settings (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL

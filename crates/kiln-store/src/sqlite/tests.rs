@@ -155,3 +155,32 @@ fn one_process_per_database() {
     drop(first);
     SqliteStore::open(&path, Sync::Normal).unwrap();
 }
+
+#[test]
+fn builds_are_claimed_once_in_queue_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("k.db"), Sync::Normal).unwrap();
+    store
+        .write(|tx| {
+            tx.enqueue_build("b", 2)?;
+            tx.enqueue_build("a", 1)?;
+            tx.enqueue_build("a", 3) // queued already: ignored
+        })
+        .unwrap()
+        .unwrap();
+    let claim = |w: &str| store.write(|tx| tx.claim_build(w)).unwrap().unwrap();
+    assert_eq!(claim("w1").as_deref(), Some("a"));
+    assert_eq!(claim("w2").as_deref(), Some("b"));
+    assert_eq!(claim("w1"), None);
+    let queued = store.read(|tx| tx.queued_builds()).unwrap().unwrap();
+    assert_eq!(
+        queued,
+        vec![
+            ("a".to_string(), Some("w1".to_string())),
+            ("b".to_string(), Some("w2".to_string()))
+        ]
+    );
+    store.write(|tx| tx.finish_build("a")).unwrap().unwrap();
+    let queued = store.read(|tx| tx.queued_builds()).unwrap().unwrap();
+    assert_eq!(queued.len(), 1);
+}

@@ -202,4 +202,44 @@ impl Txn for SqliteTxn {
             .execute(params![name, value])?;
         Ok(())
     }
+
+    fn enqueue_build(&mut self, arn: &str, queued_millis: i64) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO builds (arn, queued_millis, worker) VALUES (?1, ?2, NULL)",
+            )?
+            .execute(params![arn, queued_millis])?;
+        Ok(())
+    }
+
+    fn claim_build(&mut self, worker: &str) -> Result<Option<String>, StoreError> {
+        let arn: Option<String> = self
+            .conn
+            .prepare_cached(
+                "SELECT arn FROM builds WHERE worker IS NULL ORDER BY queued_millis, arn LIMIT 1",
+            )?
+            .query_row([], |r| r.get(0))
+            .optional()?;
+        if let Some(arn) = &arn {
+            self.conn
+                .prepare_cached("UPDATE builds SET worker = ?2 WHERE arn = ?1")?
+                .execute(params![arn, worker])?;
+        }
+        Ok(arn)
+    }
+
+    fn finish_build(&mut self, arn: &str) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("DELETE FROM builds WHERE arn = ?1")?
+            .execute(params![arn])?;
+        Ok(())
+    }
+
+    fn queued_builds(&mut self) -> Result<Vec<(String, Option<String>)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT arn, worker FROM builds ORDER BY queued_millis, arn")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
 }

@@ -1,0 +1,55 @@
+//! Kiln's own endpoints, beside the Image Builder API: `GET /kiln/v1/...`.
+//!
+//! The `kiln` subcommands that act on a running server (`kiln logs`, `kiln image export`,
+//! `kiln instance shell`) use them. The API crate only routes them: what they answer comes from
+//! an [`Extension`] the binary plugs in (the build worker, which owns the logs, the image store
+//! and the instances). Paths and queries are those of the request; answers are small JSON or
+//! text bodies, or a file streamed from disk.
+
+use std::path::PathBuf;
+
+/// The prefix of every extension path.
+pub const PREFIX: &str = "/kiln/v1/";
+
+pub enum ExtensionBody {
+    Bytes(Vec<u8>),
+    /// A file streamed to the client; removed afterwards when `remove_after`.
+    File {
+        path: PathBuf,
+        remove_after: bool,
+    },
+}
+
+pub struct ExtensionResponse {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub headers: Vec<(String, String)>,
+    pub body: ExtensionBody,
+}
+
+impl ExtensionResponse {
+    /// A JSON answer.
+    pub fn json(status: u16, value: &serde_json::Value) -> ExtensionResponse {
+        ExtensionResponse {
+            status,
+            content_type: "application/json",
+            headers: Vec::new(),
+            body: ExtensionBody::Bytes(value.to_string().into_bytes()),
+        }
+    }
+
+    /// An error in the API's shape: `{"message": ...}` with the AWS error type header.
+    pub fn error(status: u16, code: &str, message: &str) -> ExtensionResponse {
+        let mut r = ExtensionResponse::json(status, &serde_json::json!({ "message": message }));
+        r.headers
+            .push(("x-amzn-errortype".to_string(), code.to_string()));
+        r
+    }
+}
+
+/// Answers `GET /kiln/v1/<path>?<query>`. Called on a blocking thread: it may read files and
+/// run exports.
+pub trait Extension: Send + Sync {
+    /// `path` is what follows [`PREFIX`]; `query` the decoded query pairs in order.
+    fn handle(&self, path: &str, query: &[(String, String)]) -> ExtensionResponse;
+}

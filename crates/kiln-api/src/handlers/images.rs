@@ -1,0 +1,881 @@
+//! Images: CreateImage and StartImagePipelineExecution (which create an image and queue its
+//! build), GetImage, ListImages, ListImageBuildVersions, ListImagePipelineImages,
+//! ListImagePackages, CancelImageCreation and DeleteImage.
+//!
+//! Creating an image fixes everything its build needs in the record (a [`BuildSnapshot`]: the
+//! recipe, its components' documents, the configurations) and queues the build in the same
+//! transaction; the build worker (`kiln-worker`) claims it once the transaction has committed
+//! and moves the image through its statuses. The handlers here never wait for a build.
+//!
+//! Cancelling moves a running image to CANCELLED at once; the worker notices and stops the
+//! build. Deleting moves a finished image to DELETED, which hides it from every operation, and
+//! queues it: the worker removes its image-store entry, then the record.
+//!
+//! Kiln's managed base images (owner `aws`, [`managed`]) are not records: they are answered
+//! from the built-in list.
+
+use crate::convert::{
+    date, decode_row, get_exact, not_found, resolve, resolve_required, response_tags, scoped_arn,
+    store_tags, version_error, StoreResultExt,
+};
+use crate::filters::Filters;
+use crate::handlers::components::newest_per_key;
+use crate::handlers::{container_recipes, distribution, image_recipes, infrastructure};
+use crate::service::Service;
+use kiln_domain::arn::{Arn, ResourceKind};
+use kiln_domain::resources::component::Component as DomainComponent;
+use kiln_domain::resources::distribution::DistributionConfiguration as DomainDistribution;
+use kiln_domain::resources::image::{
+    self as domain, BuildComponent, BuildSnapshot, BuildType as DomainBuildType,
+    ImageStatus as DomainStatus, ImageType as DomainImageType, RecipeSnapshot, StatusChange,
+};
+use kiln_domain::resources::infrastructure::InfrastructureConfiguration as DomainInfra;
+use kiln_domain::resources::managed::{self, ManagedImage};
+use kiln_domain::resources::pipeline::{ImagePipeline as DomainPipeline, RecipeKind};
+use kiln_domain::resources::recipe::{ContainerRecipe as DomainContainerRecipe, ImageRecipe};
+use kiln_domain::version::SemVer;
+use kiln_store::{ListQuery, Txn, TxnExt};
+use kiln_wire::types::*;
+use kiln_wire::{ApiError, ErrorKind, RequestContext};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+const KIND: ResourceKind = ResourceKind::Image;
+
+/// What a new image is built from: a CreateImage request or a pipeline.
+pub(crate) struct ImageOrder {
+    pub recipe_kind: RecipeKind,
+    pub recipe_arn: String,
+    pub infrastructure_arn: String,
+    pub distribution_arn: Option<String>,
+    pub tests_enabled: bool,
+    pub tests_timeout_minutes: i32,
+    pub enhanced_metadata: bool,
+    pub build_type: DomainBuildType,
+    pub pipeline: Option<(String, String)>,
+    pub tags: Option<BTreeMap<String, String>>,
+}
+
+/// `ami-` and 17 hex digits, from the build id: the id each AVAILABLE image answers to.
+pub fn ami_id(build_id: &str) -> String {
+    format!("ami-0{}", &build_id[..build_id.len().min(16)])
+}
+
+/// Creates the image record of `order` (PENDING), queues its build, and answers its ARN.
+pub(crate) fn create_image(
+    tx: &mut dyn Txn,
+    ctx: &RequestContext,
+    order: ImageOrder,
+) -> Result<String, ApiError> {
+    let recipe_field = match order.recipe_kind {
+        RecipeKind::Image => "imageRecipeArn",
+        RecipeKind::Container => "containerRecipeArn",
+    };
+    let recipe_row = resolve_required(tx, ctx, &order.recipe_arn, recipe_field)?;
+    let (recipe_name, recipe_arn, version, components, platform, image_type, recipe) =
+        match order.recipe_kind {
+            RecipeKind::Image => {
+                let r: ImageRecipe = decode_row(&recipe_row)?;
+                (
+                    r.name.clone(),
+                    r.arn.clone(),
+                    r.version,
+                    r.components.clone(),
+                    r.platform,
+                    DomainImageType::Ami,
+                    RecipeSnapshot::Image(r),
+                )
+            }
+            RecipeKind::Container => {
+                let r: DomainContainerRecipe = decode_row(&recipe_row)?;
+                (
+                    r.name.clone(),
+                    r.arn.clone(),
+                    r.version,
+                    r.components.clone(),
+                    r.platform,
+                    DomainImageType::Docker,
+                    RecipeSnapshot::Container(r),
+                )
+            }
+        };
+    let infra_row = resolve_required(
+        tx,
+        ctx,
+        &order.infrastructure_arn,
+        "infrastructureConfigurationArn",
+    )?;
+    let infrastructure: DomainInfra = decode_row(&infra_row)?;
+    let distribution = match &order.distribution_arn {
+        Some(arn) => Some(decode_row::<DomainDistribution>(&resolve_required(
+            tx,
+            ctx,
+            arn,
+            "distributionConfigurationArn",
+        )?)?),
+        None => None,
+    };
+    let mut build_components = Vec::with_capacity(components.len());
+    for (i, c) in components.iter().enumerate() {
+        let field = format!("{recipe_field}: the recipe's components[{i}]");
+        let row = resolve(tx, ctx, &c.component_arn, &field)?.ok_or_else(|| {
+            ApiError::invalid_request(format!(
+                "{field}: the component '{}' no longer exists",
+                c.component_arn
+            ))
+        })?;
+        let component: DomainComponent = decode_row(&row)?;
+        build_components.push(BuildComponent {
+            arn: row.arn.clone(),
+            name: component.name.clone(),
+            data: component.data.clone(),
+            parameters: c
+                .parameters
+                .iter()
+                .map(|p| (p.name.clone(), p.value.join(",")))
+                .collect(),
+        });
+    }
+
+    let build = next_build(tx, &recipe_arn, &version)?;
+    let arn = Arn::new(&ctx.region, &ctx.account_id, KIND, &recipe_arn.name)
+        .with_version(version)
+        .with_build(build);
+    let arn_text = arn.to_string();
+    let build_id = build_id_of(&arn_text);
+    let image = domain::Image {
+        arn,
+        name: recipe_name,
+        image_type,
+        build_type: order.build_type,
+        status: DomainStatus::Pending,
+        reason: None,
+        history: vec![StatusChange {
+            status: DomainStatus::Pending,
+            reason: None,
+            at: ctx.now_millis,
+        }],
+        pipeline_arn: order.pipeline.as_ref().map(|(arn, _)| arn.clone()),
+        recipe_arn: recipe_row.arn.clone(),
+        infrastructure_configuration_arn: infra_row.arn.clone(),
+        distribution_configuration_arn: distribution.as_ref().map(|d| d.arn.to_string()),
+        image_tests_enabled: order.tests_enabled,
+        enhanced_image_metadata_enabled: order.enhanced_metadata,
+        platform: platform.as_str().to_string(),
+        os_version: None,
+        output_resources: Vec::new(),
+        owner: ctx.account_id.clone(),
+        date_created: ctx.now_millis,
+        snapshot: Some(BuildSnapshot {
+            recipe,
+            infrastructure,
+            distribution,
+            components: build_components,
+            image_tests_timeout_minutes: order.tests_timeout_minutes,
+        }),
+        build_id,
+        pipeline_name: order.pipeline.map(|(_, name)| name),
+        image_digest: None,
+        packages: Vec::new(),
+        kept_instance: None,
+    };
+    tx.put(&image).api()?;
+    store_tags(tx, &arn_text, order.tags.as_ref())?;
+    tx.enqueue_build(&arn_text, ctx.now_millis).api()?;
+    Ok(arn_text)
+}
+
+/// 16 hex digits that name a build's instances and logs.
+pub fn build_id_of(arn: &str) -> String {
+    Sha256::digest(arn.as_bytes())
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The next build number of the images of a recipe version (build numbers are never reused
+/// while an image of the version exists).
+fn next_build(tx: &mut dyn Txn, recipe_arn: &Arn, version: &SemVer) -> Result<u32, ApiError> {
+    let rows = tx
+        .list_rows(&ListQuery {
+            account: recipe_arn.account.clone(),
+            region: recipe_arn.region.clone(),
+            kind: KIND,
+            name: Some(recipe_arn.name.clone()),
+            after: None,
+        })
+        .api()?;
+    let version = version.to_string();
+    Ok(rows
+        .iter()
+        .filter(|r| r.version.as_deref() == Some(version.as_str()))
+        .filter_map(|r| r.build)
+        .max()
+        .unwrap_or(0)
+        + 1)
+}
+
+pub fn create(
+    _svc: &Service,
+    ctx: &RequestContext,
+    tx: &mut dyn Txn,
+    input: CreateImageRequest,
+) -> Result<CreateImageResponse, ApiError> {
+    let recipe = kiln_domain::resources::pipeline::pick_recipe(
+        input.image_recipe_arn.as_deref(),
+        input.container_recipe_arn.as_deref(),
+    )
+    .map_err(crate::convert::domain_error)?;
+    let tests = input.image_tests_configuration.unwrap_or_default();
+    let arn = create_image(
+        tx,
+        ctx,
+        ImageOrder {
+            recipe_kind: recipe.kind,
+            recipe_arn: recipe.arn,
+            infrastructure_arn: input.infrastructure_configuration_arn.unwrap_or_default(),
+            distribution_arn: input.distribution_configuration_arn,
+            tests_enabled: tests.image_tests_enabled.unwrap_or(true),
+            tests_timeout_minutes: tests.timeout_minutes.unwrap_or(720),
+            enhanced_metadata: input.enhanced_image_metadata_enabled.unwrap_or(true),
+            build_type: DomainBuildType::UserInitiated,
+            pipeline: None,
+            tags: input.tags,
+        },
+    )?;
+    Ok(CreateImageResponse {
+        request_id: None,
+        client_token: input.client_token,
+        image_build_version_arn: Some(arn),
+        latest_version_references: None,
+    })
+}
+
+pub fn start_pipeline_execution(
+    _svc: &Service,
+    ctx: &RequestContext,
+    tx: &mut dyn Txn,
+    input: StartImagePipelineExecutionRequest,
+) -> Result<StartImagePipelineExecutionResponse, ApiError> {
+    let pipeline_arn = input.image_pipeline_arn.unwrap_or_default();
+    let mut pipeline: DomainPipeline = get_exact(
+        tx,
+        ctx,
+        ResourceKind::ImagePipeline,
+        &pipeline_arn,
+        "imagePipelineArn",
+    )?;
+    let d = &pipeline.definition;
+    let arn = create_image(
+        tx,
+        ctx,
+        ImageOrder {
+            recipe_kind: d.recipe.kind,
+            recipe_arn: d.recipe.arn.clone(),
+            infrastructure_arn: d.infrastructure_configuration_arn.clone(),
+            distribution_arn: d.distribution_configuration_arn.clone(),
+            tests_enabled: d.image_tests.enabled,
+            tests_timeout_minutes: d.image_tests.timeout_minutes,
+            enhanced_metadata: d.enhanced_image_metadata_enabled,
+            build_type: DomainBuildType::UserInitiated,
+            pipeline: Some((pipeline.arn.to_string(), pipeline.name.clone())),
+            // "Builds that you start manually use the tags from the
+            // StartImagePipelineExecution request instead" (of the pipeline's imageTags).
+            tags: input.tags,
+        },
+    )?;
+    pipeline.date_last_run = Some(ctx.now_millis);
+    pipeline.last_run_status = Some(DomainStatus::Pending.as_str().to_string());
+    tx.put(&pipeline).api()?;
+    Ok(StartImagePipelineExecutionResponse {
+        request_id: None,
+        client_token: input.client_token,
+        image_build_version_arn: Some(arn),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading images.
+
+/// An image the caller can see: its own, not DELETED.
+fn visible(image: &domain::Image) -> bool {
+    image.status != DomainStatus::Deleted
+}
+
+fn status_to_wire(s: DomainStatus) -> ImageStatus {
+    ImageStatus::from_wire(s.as_str()).unwrap_or(ImageStatus::Pending)
+}
+
+fn state(image: &domain::Image) -> ImageState {
+    ImageState {
+        status: Some(status_to_wire(image.status)),
+        reason: image.reason.clone(),
+        failure_context: None,
+    }
+}
+
+fn image_type_to_wire(t: DomainImageType) -> ImageType {
+    match t {
+        DomainImageType::Ami => ImageType::Ami,
+        DomainImageType::Docker => ImageType::Docker,
+    }
+}
+
+fn build_type_to_wire(t: DomainBuildType) -> BuildType {
+    match t {
+        DomainBuildType::UserInitiated => BuildType::UserInitiated,
+        DomainBuildType::Scheduled => BuildType::Scheduled,
+        DomainBuildType::Import => BuildType::Import,
+    }
+}
+
+/// `1.0.0/3`: the version member of images names the build.
+fn build_version(arn: &Arn) -> String {
+    match (&arn.version, arn.build) {
+        (Some(v), Some(b)) => format!("{v}/{b}"),
+        (Some(v), None) => v.clone(),
+        _ => String::new(),
+    }
+}
+
+fn output_resources(image: &domain::Image) -> Option<OutputResources> {
+    if image.output_resources.is_empty() {
+        return None;
+    }
+    Some(match image.image_type {
+        DomainImageType::Ami => OutputResources {
+            amis: Some(
+                image
+                    .output_resources
+                    .iter()
+                    .map(|id| Ami {
+                        region: Some(image.arn.region.clone()),
+                        image: Some(id.clone()),
+                        name: Some(format!("{} {}", image.name, build_version(&image.arn))),
+                        description: Some(format!("built by Kiln from {}", image.recipe_arn)),
+                        state: Some(ImageState {
+                            status: Some(ImageStatus::Available),
+                            reason: None,
+                            failure_context: None,
+                        }),
+                        account_id: Some(image.owner.clone()),
+                    })
+                    .collect(),
+            ),
+            containers: None,
+        },
+        DomainImageType::Docker => OutputResources {
+            amis: None,
+            containers: Some(vec![Container {
+                region: Some(image.arn.region.clone()),
+                image_uris: Some(image.output_resources.clone()),
+            }]),
+        },
+    })
+}
+
+fn to_wire(tx: &mut dyn Txn, image: &domain::Image) -> Result<Image, ApiError> {
+    let arn = image.arn.to_string();
+    let snapshot = image.snapshot.as_ref();
+    let (image_recipe, container_recipe) = match snapshot.map(|s| &s.recipe) {
+        Some(RecipeSnapshot::Image(r)) => (Some(image_recipes::to_wire(tx, r)?), None),
+        Some(RecipeSnapshot::Container(r)) => (None, Some(container_recipes::to_wire(tx, r)?)),
+        None => (None, None),
+    };
+    let infrastructure_configuration = match snapshot {
+        Some(s) => Some(infrastructure::to_wire(tx, &s.infrastructure)?),
+        None => None,
+    };
+    let distribution_configuration = match snapshot.and_then(|s| s.distribution.as_ref()) {
+        Some(d) => Some(distribution::to_wire(tx, d)?),
+        None => None,
+    };
+    Ok(Image {
+        arn: Some(arn.clone()),
+        r#type: Some(image_type_to_wire(image.image_type)),
+        name: Some(image.name.clone()),
+        version: Some(build_version(&image.arn)),
+        platform: Platform::from_wire(&image.platform),
+        enhanced_image_metadata_enabled: Some(image.enhanced_image_metadata_enabled),
+        os_version: image.os_version.clone(),
+        state: Some(state(image)),
+        image_recipe,
+        container_recipe,
+        source_pipeline_name: image.pipeline_name.clone(),
+        source_pipeline_arn: image.pipeline_arn.clone(),
+        infrastructure_configuration,
+        distribution_configuration,
+        image_tests_configuration: Some(ImageTestsConfiguration {
+            image_tests_enabled: Some(image.image_tests_enabled),
+            timeout_minutes: snapshot.map(|s| s.image_tests_timeout_minutes),
+        }),
+        date_created: Some(date(image.date_created)),
+        output_resources: output_resources(image),
+        tags: response_tags(tx, &arn)?,
+        build_type: Some(build_type_to_wire(image.build_type)),
+        image_source: Some(ImageSource::Custom),
+        ..Default::default()
+    })
+}
+
+fn to_summary(tx: &mut dyn Txn, image: &domain::Image) -> Result<ImageSummary, ApiError> {
+    let arn = image.arn.to_string();
+    Ok(ImageSummary {
+        arn: Some(arn.clone()),
+        name: Some(image.name.clone()),
+        r#type: Some(image_type_to_wire(image.image_type)),
+        version: Some(build_version(&image.arn)),
+        platform: Platform::from_wire(&image.platform),
+        os_version: image.os_version.clone(),
+        state: Some(state(image)),
+        owner: Some(image.owner.clone()),
+        date_created: Some(date(image.date_created)),
+        output_resources: output_resources(image),
+        tags: response_tags(tx, &arn)?,
+        build_type: Some(build_type_to_wire(image.build_type)),
+        image_source: Some(ImageSource::Custom),
+        ..Default::default()
+    })
+}
+
+fn managed_to_wire(m: &ManagedImage, region: &str) -> Image {
+    Image {
+        arn: Some(m.arn(region).to_string()),
+        r#type: Some(ImageType::Ami),
+        name: Some(m.name.to_string()),
+        version: Some(format!("{}/1", m.version)),
+        platform: Some(Platform::Linux),
+        os_version: Some(m.os_version.to_string()),
+        state: Some(ImageState {
+            status: Some(ImageStatus::Available),
+            reason: None,
+            failure_context: None,
+        }),
+        date_created: Some(date(m.date_created)),
+        build_type: Some(BuildType::Import),
+        image_source: Some(ImageSource::AmazonManaged),
+        ..Default::default()
+    }
+}
+
+fn managed_version(m: &ManagedImage, region: &str) -> ImageVersion {
+    let arn = Arn::new(region, managed::OWNER, KIND, m.name).with_version(m.version);
+    ImageVersion {
+        arn: Some(arn.to_string()),
+        name: Some(m.name.to_string()),
+        r#type: Some(ImageType::Ami),
+        version: Some(m.version.to_string()),
+        platform: Some(Platform::Linux),
+        os_version: Some(m.os_version.to_string()),
+        owner: Some("Amazon".to_string()),
+        date_created: Some(date(m.date_created)),
+        build_type: Some(BuildType::Import),
+        image_source: Some(ImageSource::AmazonManaged),
+    }
+}
+
+/// The image an ARN names: a build version, or the newest build of a version or filter.
+fn find_image(
+    tx: &mut dyn Txn,
+    ctx: &RequestContext,
+    arn: &str,
+    field: &str,
+) -> Result<domain::Image, ApiError> {
+    match resolve(tx, ctx, arn, field)? {
+        Some(row) if row.kind == KIND => {
+            let image: domain::Image = decode_row(&row)?;
+            if visible(&image) {
+                return Ok(image);
+            }
+            Err(not_found(KIND, arn))
+        }
+        _ => Err(not_found(KIND, arn)),
+    }
+}
+
+pub fn get(
+    _svc: &Service,
+    ctx: &RequestContext,
+    tx: &mut dyn Txn,
+    input: GetImageRequest,
+) -> Result<GetImageResponse, ApiError> {
+    let arn = input.image_build_version_arn.unwrap_or_default();
+    if let Ok(parsed) = Arn::parse(&arn) {
+        if parsed.account == managed::OWNER {
+            let m = managed::find(&parsed)
+                .filter(|_| parsed.region == ctx.region)
+                .ok_or_else(|| not_found(KIND, &arn))?;
+            return Ok(GetImageResponse {
+                request_id: None,
+                image: Some(managed_to_wire(m, &ctx.region)),
+                latest_version_references: None,
+            });
+        }
+    }
+    let image = find_image(tx, ctx, &arn, "imageBuildVersionArn")?;
+    let version = SemVer::parse(image.arn.version.as_deref().unwrap_or_default())
+        .unwrap_or(SemVer::new(0, 0, 0));
+    Ok(GetImageResponse {
+        request_id: None,
+        latest_version_references: Some(image_recipes::latest_version_references(
+            &image.arn.without_build(),
+            &version,
+        )),
+        image: Some(to_wire(tx, &image)?),
+    })
+}
+
+const VERSION_FILTERS: &[&str] = &["name", "osVersion", "platform", "type", "version"];
+
+fn filter_value(image: &domain::Image, filter: &str) -> Option<String> {
+    match filter {
+        "name" => Some(image.name.clone()),
+        "osVersion" => image.os_version.clone(),
+        "platform" => Some(image.platform.clone()),
+        "type" => Some(image.image_type.as_str().to_string()),
+        "version" => image.arn.version.clone(),
+        _ => None,
+    }
+}
+
+fn own_images(tx: &mut dyn Txn, ctx: &RequestContext) -> Result<Vec<domain::Image>, ApiError> {
+    let all: Vec<domain::Image> = crate::convert::list_own(tx, ctx, KIND, None, None)?;
+    Ok(all.into_iter().filter(visible).collect())
+}
+
+fn rank(image: &domain::Image) -> (SemVer, u32) {
+    (
+        SemVer::parse(image.arn.version.as_deref().unwrap_or_default())
+            .unwrap_or(SemVer::new(0, 0, 0)),
+        image.arn.build.unwrap_or(0),
+    )
+}
+
+fn version_key(image: &domain::Image) -> String {
+    format!(
+        "{}/{}",
+        image.arn.name,
+        image.arn.version.clone().unwrap_or_default()
+    )
+}
+
+fn build_key(image: &domain::Image) -> String {
+    format!(
+        "{}/{}/{:010}",
+        image.arn.name,
+        image.arn.version.clone().unwrap_or_default(),
+        image.arn.build.unwrap_or(0)
+    )
+}
+
+pub fn list(
+    svc: &Service,
+    ctx: &RequestContext,
+    tx: &mut dyn Txn,
+    input: ListImagesRequest,
+) -> Result<ListImagesResponse, ApiError> {
+    const OP: &str = "ListImages";
+    let filters = Filters::parse(input.filters.as_ref(), VERSION_FILTERS)?;
+    let after = svc.pager.decode(OP, ctx, input.next_token.as_deref())?;
+    let by_name = input.by_name == Some(true);
+    let versions: Vec<ImageVersion> = match input.owner {
+        None | Some(Ownership::SelfOwned) => {
+            let images = own_images(tx, ctx)?
+                .into_iter()
+                .filter(|i| filters.accept(|f| filter_value(i, f)));
+            let key: fn(&domain::Image) -> String = if by_name {
+                |i| i.arn.name.clone()
+            } else {
+                version_key
+            };
+            newest_per_key(images, key, rank, None)
+                .into_iter()
+                .map(|i| {
+                    let mut arn = i.arn.without_build();
+                    if by_name {
+                        arn.version = Some("x.x.x".to_string());
+                    }
+                    ImageVersion {
+                        arn: Some(arn.to_string()),
+                        name: Some(i.name.clone()),
+                        r#type: Some(image_type_to_wire(i.image_type)),
+                        version: i.arn.version.clone(),
+                        platform: Platform::from_wire(&i.platform),
+                        os_version: i.os_version.clone(),
+                        owner: Some(i.owner.clone()),
+                        date_created: Some(date(i.date_created)),
+                        build_type: Some(build_type_to_wire(i.build_type)),
+                        image_source: Some(ImageSource::Custom),
+                    }
+                })
+                .collect()
+        }
+        Some(Ownership::Amazon) => managed::IMAGES
+            .iter()
+            .map(|m| managed_version(m, &ctx.region))
+            .filter(|v| {
+                filters.accept(|f| match f {
+                    "name" => v.name.clone(),
+                    "osVersion" => v.os_version.clone(),
+                    "platform" => Some("Linux".into()),
+                    "type" => Some("AMI".into()),
+                    "version" => v.version.clone(),
+                    _ => None,
+                })
+            })
+            .collect(),
+        Some(_) => Vec::new(),
+    };
+    let key = |v: &ImageVersion| v.arn.clone().unwrap_or_default();
+    let mut versions = versions;
+    versions.sort_by_key(key);
+    let rest = versions
+        .into_iter()
+        .filter(|v| after.as_deref().is_none_or(|a| key(v).as_str() > a));
+    let page = svc.pager.page(OP, ctx, rest, input.max_results, key);
+    Ok(ListImagesResponse {
+        request_id: None,
+        image_version_list: Some(page.items),
+        next_token: page.next_token,
+    })
+}
+
+fn summaries(
+    svc: &Service,
+    op: &str,
+    ctx: &RequestContext,
+    tx: &mut dyn Txn,
+    images: Vec<domain::Image>,
+    next_token: Option<&str>,
+    max_results: Option<i32>,
+) -> Result<(Vec<ImageSummary>, Option<String>), ApiError> {
+    let after = svc.pager.decode(op, ctx, next_token)?;
+    let mut images = images;
+    images.sort_by_key(build_key);
+    let rest = images
+        .into_iter()
+        .filter(|i| after.as_deref().is_none_or(|a| build_key(i).as_str() > a));
+    let page = svc.pager.page(op, ctx, rest, max_results, build_key);
+    let mut list = Vec::with_capacity(page.items.len());
+    for image in &page.items {
+        list.push(to_summary(tx, image)?);
+    }
+    Ok((list, page.next_token))
+}
+
+pub fn list_build_versions(
+    svc: &Service,
+    ctx: &RequestContext,
+    tx: &mut dyn Txn,
+    input: ListImageBuildVersionsRequest,
+) -> Result<ListImageBuildVersionsResponse, ApiError> {
+    const OP: &str = "ListImageBuildVersions";
+    let filters = Filters::parse(input.filters.as_ref(), VERSION_FILTERS)?;
+    let images = match input.image_version_arn.as_deref() {
+        None => own_images(tx, ctx)?,
+        Some(arn) => match scoped_arn(ctx, arn, "imageVersionArn")? {
+            None => Vec::new(),
+            Some(parsed) => {
+                let version = SemVer::parse(parsed.version.as_deref().unwrap_or_default())
+                    .map_err(|e| version_error("imageVersionArn", e))?
+                    .to_string();
+                own_images(tx, ctx)?
+                    .into_iter()
+                    .filter(|i| {
+                        i.arn.name == parsed.name && i.arn.version.as_deref() == Some(&version)
+                    })
+                    .collect()
+            }
+        },
+    };
+    let images = images
+        .into_iter()
+        .filter(|i| filters.accept(|f| filter_value(i, f)))
+        .collect();
+    let (list, next_token) = summaries(
+        svc,
+        OP,
+        ctx,
+        tx,
+        images,
+        input.next_token.as_deref(),
+        input.max_results,
+    )?;
+    Ok(ListImageBuildVersionsResponse {
+        request_id: None,
+        image_summary_list: Some(list),
+        next_token,
+    })
+}
+
+/// A pipeline that does not exist answers an empty list, as documented.
+pub fn list_pipeline_images(
+    svc: &Service,
+    ctx: &RequestContext,
+    tx: &mut dyn Txn,
+    input: ListImagePipelineImagesRequest,
+) -> Result<ListImagePipelineImagesResponse, ApiError> {
+    const OP: &str = "ListImagePipelineImages";
+    let arn = input.image_pipeline_arn.unwrap_or_default();
+    let filters = Filters::parse(input.filters.as_ref(), &["name", "version"])?;
+    let images = match scoped_arn(ctx, &arn, "imagePipelineArn")? {
+        None => Vec::new(),
+        Some(_) => own_images(tx, ctx)?
+            .into_iter()
+            .filter(|i| i.pipeline_arn.as_deref() == Some(arn.as_str()))
+            .filter(|i| filters.accept(|f| filter_value(i, f)))
+            .collect(),
+    };
+    let (list, next_token) = summaries(
+        svc,
+        OP,
+        ctx,
+        tx,
+        images,
+        input.next_token.as_deref(),
+        input.max_results,
+    )?;
+    Ok(ListImagePipelineImagesResponse {
+        request_id: None,
+        image_summary_list: Some(list),
+        next_token,
+    })
+}
+
+pub fn list_packages(
+    svc: &Service,
+    ctx: &RequestContext,
+    tx: &mut dyn Txn,
+    input: ListImagePackagesRequest,
+) -> Result<ListImagePackagesResponse, ApiError> {
+    const OP: &str = "ListImagePackages";
+    let arn = input.image_build_version_arn.unwrap_or_default();
+    let image: domain::Image = get_exact(tx, ctx, KIND, &arn, "imageBuildVersionArn")?;
+    if !visible(&image) {
+        return Err(not_found(KIND, &arn));
+    }
+    let after = svc.pager.decode(OP, ctx, input.next_token.as_deref())?;
+    let key = |p: &&domain::Package| p.name.clone();
+    let mut packages: Vec<&domain::Package> = image.packages.iter().collect();
+    packages.sort_by_key(key);
+    let rest = packages
+        .into_iter()
+        .filter(|p| after.as_deref().is_none_or(|a| p.name.as_str() > a));
+    let page = svc.pager.page(OP, ctx, rest, input.max_results, key);
+    Ok(ListImagePackagesResponse {
+        request_id: None,
+        image_package_list: Some(
+            page.items
+                .into_iter()
+                .map(|p| ImagePackage {
+                    package_name: Some(p.name.clone()),
+                    package_version: Some(p.version.clone()),
+                })
+                .collect(),
+        ),
+        next_token: page.next_token,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cancelling and deleting.
+
+/// The reason a cancelled image shows.
+pub const CANCELLED_REASON: &str = "cancelled by CancelImageCreation";
+
+pub fn cancel(
+    _svc: &Service,
+    ctx: &RequestContext,
+    tx: &mut dyn Txn,
+    input: CancelImageCreationRequest,
+) -> Result<CancelImageCreationResponse, ApiError> {
+    let arn = input.image_build_version_arn.unwrap_or_default();
+    let mut image: domain::Image = get_exact(tx, ctx, KIND, &arn, "imageBuildVersionArn")?;
+    if !visible(&image) {
+        return Err(not_found(KIND, &arn));
+    }
+    if !image.status.in_progress() {
+        return Err(ApiError::new(
+            ErrorKind::ResourceInUseException,
+            format!(
+                "imageBuildVersionArn: the image '{arn}' is {}; only an image whose build is in progress can be cancelled",
+                image.status.as_str()
+            ),
+        ));
+    }
+    image
+        .advance(
+            DomainStatus::Cancelled,
+            Some(CANCELLED_REASON.to_string()),
+            ctx.now_millis,
+        )
+        .map_err(|e| ApiError::service(e.to_string()))?;
+    tx.put(&image).api()?;
+    // The worker (when it has claimed the build) sees the status and stops; a build nobody
+    // claimed yet is simply dropped from the queue.
+    crate::handlers::images::sync_pipeline_status(tx, &image)?;
+    Ok(CancelImageCreationResponse {
+        request_id: None,
+        client_token: input.client_token,
+        image_build_version_arn: Some(arn),
+    })
+}
+
+pub fn delete(
+    _svc: &Service,
+    ctx: &RequestContext,
+    tx: &mut dyn Txn,
+    input: DeleteImageRequest,
+) -> Result<DeleteImageResponse, ApiError> {
+    let arn = input.image_build_version_arn.unwrap_or_default();
+    let mut image: domain::Image = get_exact(tx, ctx, KIND, &arn, "imageBuildVersionArn")?;
+    if !visible(&image) {
+        return Err(not_found(KIND, &arn));
+    }
+    if image.status.in_progress() {
+        return Err(ApiError::new(
+            ErrorKind::ResourceInUseException,
+            format!(
+                "imageBuildVersionArn: the image '{arn}' is {}; cancel its build (CancelImageCreation) before deleting it",
+                image.status.as_str()
+            ),
+        ));
+    }
+    crate::convert::check_no_referrers(tx, &arn, KIND.label())?;
+    image
+        .advance(DomainStatus::Deleted, None, ctx.now_millis)
+        .map_err(|e| ApiError::service(e.to_string()))?;
+    tx.put(&image).api()?;
+    // The worker removes the image-store entry, then the record.
+    tx.enqueue_build(&arn, ctx.now_millis).api()?;
+    Ok(DeleteImageResponse {
+        request_id: None,
+        image_build_version_arn: Some(arn),
+    })
+}
+
+/// Keeps a pipeline's `lastRunStatus` (and its count of consecutive failures) in step with
+/// the image of its latest run.
+pub fn sync_pipeline_status(tx: &mut dyn Txn, image: &domain::Image) -> Result<(), ApiError> {
+    let Some(pipeline_arn) = &image.pipeline_arn else {
+        return Ok(());
+    };
+    let Some(mut pipeline) = tx.get::<DomainPipeline>(pipeline_arn).api()? else {
+        return Ok(()); // deleted since; its images live on
+    };
+    if pipeline
+        .date_last_run
+        .is_some_and(|t| t > image.date_created)
+    {
+        return Ok(()); // a later run is the last one
+    }
+    pipeline.last_run_status = Some(image.status.as_str().to_string());
+    match image.status {
+        DomainStatus::Available => pipeline.consecutive_failures = 0,
+        DomainStatus::Failed => pipeline.consecutive_failures += 1,
+        _ => {}
+    }
+    tx.put(&pipeline).api()?;
+    Ok(())
+}

@@ -1,0 +1,222 @@
+//! Kiln's own endpoints (`GET /kiln/v1/...`), answered by the worker that owns the logs, the
+//! image store and the instances:
+//!
+//! - `logs?imageBuildVersionArn=A&offset=N`: the build log from byte N (at most 1 MiB), with
+//!   the image's status in `x-kiln-image-status` and the log's size in `x-kiln-log-size`;
+//! - `export?imageBuildVersionArn=A&format=oci|raw|qcow2|vmdk|vhd`: an AVAILABLE image as a
+//!   disk image file, or (oci) a tar of an OCI image layout whose tag is in `x-kiln-oci-tag`;
+//! - `instances/<id>`: where a kept instance lives, for `kiln instance shell`.
+//!
+//! The CLI using them runs on the same machine as the server, as the administrator: these
+//! endpoints are not scoped to an account.
+
+use crate::logs::{log_path, read_from, ARN_FILE};
+use crate::run::{read_image, store_tag};
+use crate::Shared;
+use kiln_api::extension::{Extension, ExtensionBody, ExtensionResponse};
+use kiln_domain::resources::image::{Image, ImageStatus};
+use kiln_image::DiskFormat;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Most bytes of log one answer carries.
+const MAX_LOG_CHUNK: usize = 1 << 20;
+
+pub struct WorkerExtension {
+    pub shared: Arc<Shared>,
+}
+
+fn param<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    query
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn invalid(message: &str) -> ExtensionResponse {
+    ExtensionResponse::error(400, "InvalidRequestException", message)
+}
+
+fn not_found(message: &str) -> ExtensionResponse {
+    ExtensionResponse::error(404, "ResourceNotFoundException", message)
+}
+
+fn internal(message: &str) -> ExtensionResponse {
+    ExtensionResponse::error(500, "ServiceException", message)
+}
+
+impl WorkerExtension {
+    fn image(&self, query: &[(String, String)]) -> Result<Image, ExtensionResponse> {
+        let arn = param(query, "imageBuildVersionArn")
+            .ok_or_else(|| invalid("imageBuildVersionArn: required"))?;
+        read_image(&self.shared, arn)
+            .filter(|i| i.status != ImageStatus::Deleted)
+            .ok_or_else(|| not_found(&format!("The image '{arn}' does not exist.")))
+    }
+
+    fn logs(&self, query: &[(String, String)]) -> ExtensionResponse {
+        let image = match self.image(query) {
+            Ok(i) => i,
+            Err(r) => return r,
+        };
+        let offset = match param(query, "offset").map(str::parse::<u64>) {
+            None => 0,
+            Some(Ok(n)) => n,
+            Some(Err(_)) => return invalid("offset: a number of bytes"),
+        };
+        let path = log_path(&self.shared.config.logs_dir(), &image.build_id);
+        match read_from(&path, offset, MAX_LOG_CHUNK) {
+            Ok((data, size)) => ExtensionResponse {
+                status: 200,
+                content_type: "text/plain; charset=utf-8",
+                headers: vec![
+                    (
+                        "x-kiln-image-status".to_string(),
+                        image.status.as_str().to_string(),
+                    ),
+                    ("x-kiln-log-size".to_string(), size.to_string()),
+                ],
+                body: ExtensionBody::Bytes(data),
+            },
+            Err(e) => internal(&format!("reading {}: {e}", path.display())),
+        }
+    }
+
+    fn export(&self, query: &[(String, String)]) -> ExtensionResponse {
+        let image = match self.image(query) {
+            Ok(i) => i,
+            Err(r) => return r,
+        };
+        let format = param(query, "format").unwrap_or("oci");
+        if image.status != ImageStatus::Available {
+            return ExtensionResponse::error(
+                409,
+                "ResourceInUseException",
+                &format!(
+                    "the image '{}' is {}; only AVAILABLE images can be exported",
+                    image.arn,
+                    image.status.as_str()
+                ),
+            );
+        }
+        let stored = match self.shared.store.resolve(&store_tag(&image.build_id)) {
+            Ok(s) => s,
+            Err(e) => return internal(&format!("the image store: {e}")),
+        };
+        let tmp = self.shared.config.tmp_dir();
+        let unique = format!(
+            "export-{}-{}",
+            image.build_id,
+            chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+        );
+        if format == "oci" {
+            let tag = match (&image.arn.version, image.arn.build) {
+                (Some(v), Some(b)) => format!("{v}-{b}"),
+                _ => "latest".to_string(),
+            };
+            let dir = tmp.join(&unique);
+            let tar_path = tmp.join(format!("{unique}.tar"));
+            let result = self
+                .shared
+                .store
+                .export_oci_layout(&stored, &dir, &tag)
+                .map_err(|e| e.to_string())
+                .and_then(|_| tar_dir(&dir, &tar_path).map_err(|e| e.to_string()));
+            let _ = std::fs::remove_dir_all(&dir);
+            return match result {
+                Ok(()) => ExtensionResponse {
+                    status: 200,
+                    content_type: "application/x-tar",
+                    headers: vec![("x-kiln-oci-tag".to_string(), tag)],
+                    body: ExtensionBody::File {
+                        path: tar_path,
+                        remove_after: true,
+                    },
+                },
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tar_path);
+                    internal(&format!("exporting {}: {e}", image.arn))
+                }
+            };
+        }
+        let disk = match DiskFormat::parse(format) {
+            Ok(d) => d,
+            Err(_) => {
+                return invalid(&format!(
+                    "format: '{format}' is not one of oci, raw, qcow2, vmdk, vhd"
+                ))
+            }
+        };
+        let out = tmp.join(format!("{unique}.{}", disk.name()));
+        match self.shared.store.export_disk(&stored, disk, &out) {
+            Ok(()) => ExtensionResponse {
+                status: 200,
+                content_type: "application/octet-stream",
+                headers: Vec::new(),
+                body: ExtensionBody::File {
+                    path: out,
+                    remove_after: true,
+                },
+            },
+            Err(e) => {
+                let _ = std::fs::remove_file(&out);
+                internal(&format!("exporting {}: {e}", image.arn))
+            }
+        }
+    }
+
+    fn instance(&self, id: &str) -> ExtensionResponse {
+        let valid = !id.is_empty()
+            && !id.starts_with('.')
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        let base = self.shared.config.instances_dir();
+        let dir = base.join(id);
+        if !valid || !dir.join("instance.json").is_file() {
+            return not_found(&format!("there is no instance '{id}'"));
+        }
+        // `<build id>-build` or `-test`: the build's log folder names the image.
+        let build_id = id.rsplit_once('-').map_or(id, |(b, _)| b);
+        let arn =
+            std::fs::read_to_string(self.shared.config.logs_dir().join(build_id).join(ARN_FILE))
+                .ok();
+        ExtensionResponse::json(
+            200,
+            &serde_json::json!({
+                "id": id,
+                "directory": dir.display().to_string(),
+                "instancesDirectory": base.display().to_string(),
+                "imageBuildVersionArn": arn,
+            }),
+        )
+    }
+}
+
+/// Writes the directory `dir` as a tar file (paths relative to it).
+fn tar_dir(dir: &std::path::Path, out: &PathBuf) -> std::io::Result<()> {
+    let file = std::fs::File::create(out)?;
+    let mut builder = tar::Builder::new(std::io::BufWriter::new(file));
+    builder.follow_symlinks(false);
+    builder.append_dir_all(".", dir)?;
+    builder
+        .into_inner()?
+        .into_inner()
+        .map_err(|e| e.into_error())?
+        .sync_all()
+}
+
+impl Extension for WorkerExtension {
+    fn handle(&self, path: &str, query: &[(String, String)]) -> ExtensionResponse {
+        match path {
+            "logs" => self.logs(query),
+            "export" => self.export(query),
+            _ => match path.strip_prefix("instances/") {
+                Some(id) => self.instance(id),
+                None => not_found(&format!(
+                    "no endpoint /kiln/v1/{path}; there are logs, export and instances/<id>"
+                )),
+            },
+        }
+    }
+}

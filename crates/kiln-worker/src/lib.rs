@@ -1,0 +1,243 @@
+//! The build worker: what turns the images the API creates into images on disk.
+//!
+//! The API never builds anything itself. CreateImage and StartImagePipelineExecution write a
+//! PENDING image (with a snapshot of everything the build needs) and a row in the build queue,
+//! in one transaction. A [`Worker`] runs a few threads (default: one per core) that claim queued
+//! builds, one at a time each, and run them:
+//!
+//! - [`parent`] finds the parent image in the image store, making Kiln's managed base images on
+//!   first use and importing parents from OCI layouts, archives and registries;
+//! - [`run`] drives `kiln_build::Builder` and moves the image through BUILDING, TESTING,
+//!   DISTRIBUTING and AVAILABLE (or FAILED naming the stage, step and cause) in the database, and
+//!   watches for CancelImageCreation: a cancelled build's processes are killed and its instances
+//!   torn down within a second;
+//! - [`logs`] writes each build's log (`<data>/logs/<build id>/build.log`, live) that
+//!   `kiln logs` reads;
+//! - [`extension`] answers Kiln's own endpoints (`/kiln/v1/logs`, `/export`, `/instances`);
+//! - [`recover`] runs once at start: builds a previous process left running end FAILED
+//!   "interrupted", their instances are reaped, and half-written store entries collected.
+//!
+//! Deleted images come through the same queue: the worker removes their store entry, then
+//! their record.
+//!
+//! Data directory layout: `kiln.db` (the API's), `images/` (the OCI image store),
+//! `instances/<build id>-build|test/`, `logs/<build id>/`, `tmp/` (exports in flight).
+
+pub mod extension;
+pub mod logs;
+pub mod parent;
+pub mod recover;
+pub mod run;
+
+use kiln_api::Service;
+use kiln_image::ImageStore;
+use kiln_instance::Privileged;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// How long a worker thread waits for a write before it looks at the queue again.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("image store at {path}: {message}")]
+    Store { path: PathBuf, message: String },
+    #[error("database: {0}")]
+    Database(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub data_dir: PathBuf,
+    /// Builds run at once.
+    pub concurrency: usize,
+    /// The Debian mirror the managed Debian base image is made from.
+    pub debian_mirror: String,
+}
+
+impl WorkerConfig {
+    pub fn new(data_dir: &Path) -> WorkerConfig {
+        WorkerConfig {
+            data_dir: data_dir.to_path_buf(),
+            concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            debian_mirror: kiln_image::DEFAULT_DEBIAN_MIRROR.to_string(),
+        }
+    }
+
+    pub fn images_dir(&self) -> PathBuf {
+        self.data_dir.join("images")
+    }
+
+    pub fn instances_dir(&self) -> PathBuf {
+        self.data_dir.join("instances")
+    }
+
+    pub fn logs_dir(&self) -> PathBuf {
+        self.data_dir.join("logs")
+    }
+
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.data_dir.join("tmp")
+    }
+}
+
+/// What the worker threads share.
+pub struct Shared {
+    pub service: Arc<Service>,
+    pub store: ImageStore,
+    pub sys: Arc<dyn Privileged>,
+    pub config: WorkerConfig,
+    /// Names this process's claims in the queue.
+    pub worker_id: String,
+    stopping: AtomicBool,
+    /// Making a managed base image is done once, whichever build asks first.
+    base_lock: Mutex<()>,
+    /// Builds running now: image ARN -> their cancel flag.
+    running: Mutex<Vec<(String, Arc<AtomicBool>)>>,
+}
+
+impl Shared {
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+}
+
+/// The running worker; [`Worker::stop`] ends it.
+pub struct Worker {
+    shared: Arc<Shared>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Worker {
+    /// Recovers from a previous process (see [`recover`]) and starts the worker threads.
+    pub fn start(service: Arc<Service>, config: WorkerConfig) -> Result<Worker, WorkerError> {
+        Worker::start_with(
+            service,
+            config,
+            kiln_instance::privileged_for_this_process(),
+        )
+    }
+
+    pub fn start_with(
+        service: Arc<Service>,
+        config: WorkerConfig,
+        sys: Arc<dyn Privileged>,
+    ) -> Result<Worker, WorkerError> {
+        let worker = Worker::open(service, config, sys)?;
+        worker.spawn_threads()?;
+        Ok(worker)
+    }
+
+    /// Opens the store and recovers (see [`recover`]) without starting any thread.
+    pub fn open(
+        service: Arc<Service>,
+        config: WorkerConfig,
+        sys: Arc<dyn Privileged>,
+    ) -> Result<Worker, WorkerError> {
+        for dir in [config.instances_dir(), config.logs_dir(), config.tmp_dir()] {
+            std::fs::create_dir_all(&dir).map_err(|source| WorkerError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        let store = ImageStore::open(&config.images_dir()).map_err(|e| WorkerError::Store {
+            path: config.images_dir(),
+            message: e.to_string(),
+        })?;
+        let shared = Arc::new(Shared {
+            service,
+            store,
+            sys,
+            worker_id: format!("pid-{}", std::process::id()),
+            config,
+            stopping: AtomicBool::new(false),
+            base_lock: Mutex::new(()),
+            running: Mutex::new(Vec::new()),
+        });
+        recover::recover(&shared)?;
+        Ok(Worker {
+            shared,
+            threads: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Starts the worker threads: [`WorkerConfig::concurrency`] builds at once.
+    pub fn spawn_threads(&self) -> Result<(), WorkerError> {
+        let mut threads = self.threads.lock().unwrap_or_else(|p| p.into_inner());
+        for i in 0..self.shared.config.concurrency.max(1) {
+            let shared = self.shared.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("kiln-build-{i}"))
+                .spawn(move || work(&shared))
+                .map_err(|source| WorkerError::Io {
+                    path: PathBuf::from("<thread>"),
+                    source,
+                })?;
+            threads.push(handle);
+        }
+        tracing::info!(
+            concurrency = self.shared.config.concurrency,
+            "build worker ready"
+        );
+        Ok(())
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// The endpoints `kiln logs`, `kiln image export` and `kiln instance shell` use.
+    pub fn extension(&self) -> Arc<dyn kiln_api::extension::Extension> {
+        Arc::new(extension::WorkerExtension {
+            shared: self.shared.clone(),
+        })
+    }
+
+    /// Stops claiming builds, stops the running ones (they end FAILED "interrupted"), and
+    /// waits for the threads.
+    pub fn stop(&self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        for (_, cancel) in self
+            .shared
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            cancel.store(true, Ordering::SeqCst);
+        }
+        self.shared.service.work.notify();
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One worker thread: claim, run, repeat; wait for a write when the queue is empty.
+fn work(shared: &Arc<Shared>) {
+    while !shared.stopping() {
+        let seen = shared.service.work.seen();
+        let claimed = shared
+            .service
+            .store
+            .write(|tx| tx.claim_build(&shared.worker_id));
+        match claimed {
+            Ok(Ok(Some(arn))) => run::process(shared, &arn),
+            Ok(Ok(None)) => shared.service.work.wait(seen, IDLE_POLL),
+            Ok(Err(e)) | Err(e) => {
+                tracing::error!(error = %e, "claiming a build failed");
+                shared.service.work.wait(seen, IDLE_POLL);
+            }
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! Finding a build's parent image in the image store (issue 4, item 2).
+//!
+//! - Kiln's managed images (`arn:aws:imagebuilder:<region>:aws:image/busybox-x86/x.x.x`, ...)
+//!   are made on first use and kept under a fixed store tag.
+//! - An image Kiln built, named by its Image Builder ARN (`x` filters pick the newest AVAILABLE
+//!   match) or by its `ami-` id, must belong to the building image's account and region.
+//! - OCI layouts, root filesystem archives and registry images are imported for the build
+//!   under a temporary tag, removed when the build ends (the layers the new image shares stay).
+
+use crate::Shared;
+use kiln_domain::arn::{Arn, ResourceKind};
+use kiln_domain::resources::image::{Image, ImageStatus};
+use kiln_domain::resources::infrastructure::InfrastructureConfiguration;
+use kiln_domain::resources::managed::{self, ManagedBase, ManagedImage};
+use kiln_domain::resources::parent::ParentSource;
+use kiln_domain::version::{SemVer, VersionFilter};
+use kiln_image::ImageRef;
+use kiln_store::{ListQuery, TxnExt};
+
+/// The suite of the managed Debian image.
+const DEBIAN_SUITE: &str = "bookworm";
+
+/// A parent image ready in the store.
+pub struct Parent {
+    pub image: ImageRef,
+    /// A tag made for this build only, removed by [`Parent::release`].
+    temporary: bool,
+}
+
+impl Parent {
+    /// Drops the build's temporary tag, if it made one.
+    pub fn release(&self, shared: &Shared) {
+        if self.temporary {
+            let _ = shared.store.delete(&self.image.tag);
+        }
+    }
+}
+
+/// Networking is on when the infrastructure configuration places the instance in a network:
+/// a subnet or security groups. Without either, an instance has only a loopback device.
+pub fn network_allowed(infrastructure: &InfrastructureConfiguration) -> bool {
+    infrastructure.subnet_id.is_some() || !infrastructure.security_group_ids.is_empty()
+}
+
+pub fn resolve(shared: &Shared, image: &Image, parent: &str) -> Result<Parent, String> {
+    let temporary_tag = format!("parent-{}", image.build_id);
+    let store_err = |e: kiln_image::Error| e.to_string();
+    let kept = |image: ImageRef| Parent {
+        image,
+        temporary: false,
+    };
+    let temporary = |image: ImageRef| Parent {
+        image,
+        temporary: true,
+    };
+    match ParentSource::parse(parent) {
+        ParentSource::ImageBuilderImage(arn) if arn.account == managed::OWNER => {
+            let m = managed::find(&arn).ok_or_else(|| {
+                format!(
+                    "Kiln has no managed image matching {arn}; it offers {}",
+                    managed::IMAGES
+                        .iter()
+                        .map(|m| format!("{}/x.x.x", m.name))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })?;
+            managed_base(shared, m).map(kept)
+        }
+        ParentSource::ImageBuilderImage(arn) => {
+            let built = newest_available(shared, image, &arn)?;
+            shared
+                .store
+                .resolve(&crate::run::store_tag(&built.build_id))
+                .map(kept)
+                .map_err(|e| format!("{}: {e}", built.arn))
+        }
+        ParentSource::Ami(id) => {
+            let built = by_ami(shared, image, &id)?;
+            shared
+                .store
+                .resolve(&crate::run::store_tag(&built.build_id))
+                .map(kept)
+                .map_err(|e| format!("{id}: {e}"))
+        }
+        ParentSource::OciLayout { path, tag } => shared
+            .store
+            .import_oci_layout(
+                std::path::Path::new(&path),
+                tag.as_deref().unwrap_or(""),
+                &temporary_tag,
+            )
+            .map(temporary)
+            .map_err(store_err),
+        ParentSource::RootfsArchive { path, .. } => shared
+            .store
+            .import_rootfs_archive(std::path::Path::new(&path), &temporary_tag)
+            .map(temporary)
+            .map_err(store_err),
+        ParentSource::Registry {
+            registry,
+            repository,
+            reference,
+            plain_http,
+        } => shared
+            .store
+            .pull_registry(
+                &registry,
+                &repository,
+                &reference,
+                plain_http,
+                &temporary_tag,
+            )
+            .map(temporary)
+            .map_err(store_err),
+        ParentSource::Unsupported(reason) => Err(reason),
+    }
+}
+
+/// A managed base image, made the first time a build asks for it.
+fn managed_base(shared: &Shared, m: &ManagedImage) -> Result<ImageRef, String> {
+    let tag = m.store_tag();
+    let _once = shared.base_lock.lock().unwrap_or_else(|p| p.into_inner());
+    if let Ok(image) = shared.store.resolve(&tag) {
+        return Ok(image);
+    }
+    tracing::info!(image = m.name, "making a managed base image");
+    let made = match m.base {
+        ManagedBase::Busybox => shared.store.busybox_base(&tag),
+        ManagedBase::DebianMinimal => {
+            shared
+                .store
+                .debian_base(&shared.config.debian_mirror, DEBIAN_SUITE, &tag)
+        }
+    };
+    made.map_err(|e| format!("making the managed image {}: {e}", m.name))
+}
+
+fn own_images(shared: &Shared, image: &Image, name: Option<&str>) -> Result<Vec<Image>, String> {
+    let query = ListQuery {
+        account: image.arn.account.clone(),
+        region: image.arn.region.clone(),
+        kind: ResourceKind::Image,
+        name: name.map(str::to_string),
+        after: None,
+    };
+    match shared.service.store.read(|tx| tx.list::<Image>(&query)) {
+        Ok(Ok(images)) => Ok(images),
+        Ok(Err(e)) | Err(e) => Err(format!("reading images: {e}")),
+    }
+}
+
+/// The newest AVAILABLE image an ARN (version, `x` filter or build) matches, in the building
+/// image's account and region.
+fn newest_available(shared: &Shared, image: &Image, arn: &Arn) -> Result<Image, String> {
+    if arn.account != image.arn.account || arn.region != image.arn.region {
+        return Err(format!(
+            "{arn} belongs to another account or region than the image being built"
+        ));
+    }
+    let filter = match &arn.version {
+        Some(v) => VersionFilter::parse(v).map_err(|e| e.message)?,
+        None => VersionFilter::ANY,
+    };
+    let candidates: Vec<Image> = own_images(shared, image, Some(&arn.name))?
+        .into_iter()
+        .filter(|i| i.status == ImageStatus::Available)
+        .filter(|i| arn.build.is_none() || i.arn.build == arn.build)
+        .collect();
+    let versions = candidates.iter().filter_map(|i| {
+        Some((
+            SemVer::parse(i.arn.version.as_deref()?).ok()?,
+            i.arn.build.unwrap_or(0),
+        ))
+    });
+    let (version, build) = filter
+        .newest(versions)
+        .ok_or_else(|| format!("no AVAILABLE image matches {arn}"))?;
+    let version = version.to_string();
+    candidates
+        .into_iter()
+        .find(|i| i.arn.version.as_deref() == Some(version.as_str()) && i.arn.build == Some(build))
+        .ok_or_else(|| format!("no AVAILABLE image matches {arn}"))
+}
+
+/// The AVAILABLE image of the building image's account that answers to an `ami-` id.
+fn by_ami(shared: &Shared, image: &Image, id: &str) -> Result<Image, String> {
+    own_images(shared, image, None)?
+        .into_iter()
+        .find(|i| i.output_resources.iter().any(|o| o == id))
+        .filter(|i| i.status == ImageStatus::Available)
+        .ok_or_else(|| {
+            format!(
+                "no AVAILABLE image of account {} in {} has the id {id}",
+                image.arn.account, image.arn.region
+            )
+        })
+}

@@ -1,0 +1,88 @@
+//! What a new worker does before it claims anything: finish what a previous process left.
+//!
+//! One process owns a data directory (the store's lock file sees to it), so every build the
+//! queue shows as claimed belongs to a process that is gone. Those images end FAILED with the
+//! reason [`INTERRUPTED`](crate::run::INTERRUPTED) and their half-made store entries are
+//! dropped; builds nobody claimed stay queued and run; deletions are done. Then every instance
+//! left in `instances/` is torn down (processes, mounts, cgroups), exports in flight are
+//! removed, and the image store is collected.
+
+use crate::run::{read_image, store_tag, transition, INTERRUPTED};
+use crate::{Shared, WorkerError};
+use kiln_domain::resources::image::ImageStatus;
+use std::time::Duration;
+
+pub fn recover(shared: &Shared) -> Result<(), WorkerError> {
+    let queued = shared
+        .service
+        .store
+        .read(|tx| tx.queued_builds())
+        .map_err(|e| WorkerError::Database(e.to_string()))?
+        .map_err(|e| WorkerError::Database(e.to_string()))?;
+    for (arn, claimed_by) in queued {
+        let image = read_image(shared, &arn);
+        let keep_queued = match &image {
+            Some(i) if i.status == ImageStatus::Deleted => {
+                crate::run::remove(shared, i);
+                false
+            }
+            Some(i) if i.status == ImageStatus::Pending && claimed_by.is_none() => true,
+            Some(i) if i.status.in_progress() => {
+                tracing::warn!(
+                    arn,
+                    "marking a build interrupted by the last stop as FAILED"
+                );
+                let _ = shared.store.delete(&store_tag(&i.build_id));
+                transition(
+                    shared,
+                    &arn,
+                    ImageStatus::Failed,
+                    Some(INTERRUPTED.to_string()),
+                    |_| {},
+                );
+                false
+            }
+            _ => false,
+        };
+        if !keep_queued {
+            shared
+                .service
+                .store
+                .write(|tx| tx.finish_build(&arn))
+                .map_err(|e| WorkerError::Database(e.to_string()))?
+                .map_err(|e| WorkerError::Database(e.to_string()))?;
+        }
+    }
+    match shared.sys.preflight() {
+        Ok(()) => match kiln_instance::reap(shared.sys.as_ref(), &shared.config.instances_dir()) {
+            Ok(reaped) if !reaped.is_empty() => {
+                tracing::info!(?reaped, "removed instances a previous process left")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "removing instances a previous process left"),
+        },
+        Err(why) => tracing::warn!(%why, "builds will fail on this machine"),
+    }
+    let tmp = shared.config.tmp_dir();
+    if let Ok(entries) = std::fs::read_dir(&tmp) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let _ = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+        }
+    }
+    // Parents imported for builds that never finished.
+    if let Ok(images) = shared.store.images() {
+        for image in images.iter().filter(|i| i.tag.starts_with("parent-")) {
+            let _ = shared.store.delete(&image.tag);
+        }
+    }
+    // Nothing runs yet, so nothing young needs protecting.
+    if let Err(e) = shared.store.gc(Duration::ZERO) {
+        tracing::warn!(error = %e, "collecting the image store");
+    }
+    Ok(())
+}

@@ -1,0 +1,378 @@
+//! One claimed queue entry: a build to run, or a deleted image to remove.
+//!
+//! Every status change is a write transaction that re-reads the image and applies the move
+//! only if the state machine allows it. That is what makes cancellation safe: once
+//! CancelImageCreation has moved the image to CANCELLED, the build's later moves (TESTING,
+//! AVAILABLE, FAILED) are refused and the image stays CANCELLED whatever the build was doing.
+
+use crate::logs::BuildLog;
+use crate::Shared;
+use kiln_api::handlers::images::{ami_id, sync_pipeline_status};
+use kiln_build::{BuildError, BuildRequest, Builder, Built, Stage, Stages};
+use kiln_domain::resources::image::{Image, ImageStatus, ImageType, Package};
+use kiln_instance::{for_instance_types, Instance};
+use kiln_store::{StoreError, TxnExt};
+use kiln_toe::engine::{EngineConfig, SourceDocument};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often a running build checks whether it was cancelled.
+const CANCEL_POLL: Duration = Duration::from_millis(200);
+
+/// The reason of builds a stopping or crashed server left unfinished.
+pub const INTERRUPTED: &str = "interrupted: kiln stopped while the image was being built";
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The store tag of an image Kiln built.
+pub fn store_tag(build_id: &str) -> String {
+    format!("kiln-{build_id}")
+}
+
+/// Reads an image record.
+pub fn read_image(shared: &Shared, arn: &str) -> Option<Image> {
+    match shared.service.store.read(|tx| tx.get::<Image>(arn)) {
+        Ok(Ok(image)) => image,
+        Ok(Err(e)) | Err(e) => {
+            tracing::error!(arn, error = %e, "reading an image failed");
+            None
+        }
+    }
+}
+
+/// Moves the image to `status` (with `reason`), after `edit` changed the record, if the state
+/// machine allows it; keeps the pipeline's last run status in step. `false` when the move was
+/// refused (the image was cancelled or deleted meanwhile).
+pub fn transition(
+    shared: &Shared,
+    arn: &str,
+    status: ImageStatus,
+    reason: Option<String>,
+    edit: impl FnOnce(&mut Image),
+) -> bool {
+    let result = shared
+        .service
+        .store
+        .write(|tx| -> Result<bool, StoreError> {
+            let Some(mut image) = tx.get::<Image>(arn)? else {
+                return Ok(false);
+            };
+            if !image.status.can_move_to(status) {
+                return Ok(false);
+            }
+            edit(&mut image);
+            if image.advance(status, reason, now()).is_err() {
+                return Ok(false);
+            }
+            tx.put(&image)?;
+            if sync_pipeline_status(tx, &image).is_err() {
+                tracing::warn!(arn, "updating the pipeline's last run status failed");
+            }
+            Ok(true)
+        });
+    shared.service.work.notify();
+    match result {
+        Ok(Ok(moved)) => moved,
+        Ok(Err(e)) | Err(e) => {
+            tracing::error!(arn, error = %e, "updating an image failed");
+            false
+        }
+    }
+}
+
+fn finish(shared: &Shared, arn: &str) {
+    if let Err(e) = shared.service.store.write(|tx| tx.finish_build(arn)) {
+        tracing::error!(arn, error = %e, "removing a build from the queue failed");
+    }
+}
+
+/// Runs what the queue entry `arn` asks for, and removes it from the queue.
+pub fn process(shared: &Arc<Shared>, arn: &str) {
+    match read_image(shared, arn) {
+        Some(image) if image.status == ImageStatus::Deleted => remove(shared, &image),
+        Some(image) if image.status == ImageStatus::Pending => build(shared, image),
+        // Cancelled before it started, or gone.
+        _ => {}
+    }
+    finish(shared, arn);
+}
+
+/// A deleted image: its kept instance, its store entry, its logs, then its record.
+pub(crate) fn remove(shared: &Shared, image: &Image) {
+    let arn = image.arn.to_string();
+    if let Some(id) = &image.kept_instance {
+        let dir = shared.config.instances_dir();
+        match Instance::attach(shared.sys.clone(), &dir, id).map(Instance::terminate) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) | Err(e) => {
+                tracing::warn!(arn, instance = %id, error = %e, "removing the kept instance failed")
+            }
+        }
+    }
+    if image.image_digest.is_some() {
+        match shared.store.delete(&store_tag(&image.build_id)) {
+            Ok(()) | Err(kiln_image::Error::UnknownTag(_)) => {}
+            Err(e) => tracing::warn!(arn, error = %e, "removing the image from the store failed"),
+        }
+    }
+    let logs = shared.config.logs_dir().join(&image.build_id);
+    if !image.build_id.is_empty() {
+        let _ = std::fs::remove_dir_all(logs);
+    }
+    if let Err(e) = shared.service.store.write(|tx| tx.delete_row(&arn)) {
+        tracing::error!(arn, error = %e, "removing a deleted image's record failed");
+    }
+    // Layers no other image uses go now; the age guard keeps those of builds under way.
+    if let Err(e) = shared.store.gc(Duration::from_secs(600)) {
+        tracing::warn!(error = %e, "collecting unused layers failed");
+    }
+}
+
+/// Moves the image to TESTING when the test stage starts, and logs stage changes.
+struct StageTracker<'a> {
+    shared: &'a Shared,
+    arn: &'a str,
+    log: &'a BuildLog,
+}
+
+impl Stages for StageTracker<'_> {
+    fn entered(&self, stage: Stage) {
+        self.log.event(&format!("stage {} started", stage.name()));
+        if stage == Stage::Test {
+            transition(self.shared, self.arn, ImageStatus::Testing, None, |_| {});
+        }
+    }
+}
+
+fn build(shared: &Arc<Shared>, image: Image) {
+    let arn = image.arn.to_string();
+    let log = match BuildLog::create(&shared.config.logs_dir(), &image.build_id, &arn) {
+        Ok(log) => log,
+        Err(e) => {
+            let reason = format!("build stage failed: creating the build log: {e}");
+            transition(shared, &arn, ImageStatus::Failed, Some(reason), |_| {});
+            return;
+        }
+    };
+    if !transition(shared, &arn, ImageStatus::Building, None, |_| {}) {
+        return;
+    }
+    log.event(&format!("image {arn}: BUILDING"));
+    let cancel = Arc::new(AtomicBool::new(false));
+    shared
+        .running
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push((arn.clone(), cancel.clone()));
+    let outcome = run_build(shared, &image, &log, &cancel);
+    shared
+        .running
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .retain(|(a, _)| a != &arn);
+
+    let interrupted = shared.stopping() && cancel.load(Ordering::SeqCst);
+    match outcome {
+        Ok(built) if !cancel.load(Ordering::SeqCst) => distribute(shared, &image, built, &log),
+        Ok(_) => {
+            // Cancelled after the last step: the image is not kept.
+            let _ = shared.store.delete(&store_tag(&image.build_id));
+            end_cancelled(shared, &arn, &log, interrupted);
+        }
+        Err(_) if cancel.load(Ordering::SeqCst) => end_cancelled(shared, &arn, &log, interrupted),
+        Err(e) => {
+            let mut reason = e.to_string();
+            if let Some(id) = &e.kept_instance {
+                reason.push_str(&format!(
+                    " (the {} instance {id} was kept for inspection: kiln instance shell {id})",
+                    e.stage.name()
+                ));
+            }
+            log.event(&format!("FAILED: {reason}"));
+            let kept = e.kept_instance.clone();
+            transition(shared, &arn, ImageStatus::Failed, Some(reason), |i| {
+                i.kept_instance = kept;
+            });
+        }
+    }
+}
+
+fn end_cancelled(shared: &Shared, arn: &str, log: &BuildLog, interrupted: bool) {
+    if interrupted {
+        log.event(&format!("FAILED: {INTERRUPTED}"));
+        transition(
+            shared,
+            arn,
+            ImageStatus::Failed,
+            Some(INTERRUPTED.to_string()),
+            |_| {},
+        );
+    } else {
+        log.event("CANCELLED: the build was stopped");
+    }
+}
+
+/// Everything between BUILDING and the build engine's answer.
+fn run_build(
+    shared: &Arc<Shared>,
+    image: &Image,
+    log: &BuildLog,
+    cancel: &Arc<AtomicBool>,
+) -> Result<Built, BuildError> {
+    let build_failed = |reason: String| BuildError {
+        stage: Stage::Build,
+        reason,
+        kept_instance: None,
+    };
+    let snapshot = image
+        .snapshot
+        .as_ref()
+        .ok_or_else(|| build_failed("the image has no build snapshot".into()))?;
+    let infrastructure = &snapshot.infrastructure;
+    let limits = for_instance_types(&infrastructure.instance_types)
+        .map_err(|e| build_failed(format!("infrastructure configuration: {e}")))?;
+    log.event(&format!("parent image {}", snapshot.parent_image()));
+    let parent = crate::parent::resolve(shared, image, snapshot.parent_image())
+        .map_err(|e| build_failed(format!("parent image {}: {e}", snapshot.parent_image())))?;
+    let request = BuildRequest {
+        build_id: image.build_id.clone(),
+        parent: parent.image.clone(),
+        components: snapshot
+            .components
+            .iter()
+            .map(|c| SourceDocument {
+                name: c.name.clone(),
+                text: c.data.clone(),
+                parameters: c.parameters.clone(),
+            })
+            .collect(),
+        limits,
+        network: crate::parent::network_allowed(infrastructure),
+        tests_enabled: image.image_tests_enabled,
+        enhanced_metadata: image.enhanced_image_metadata_enabled,
+        tag: store_tag(&image.build_id),
+        log_directory: shared.config.logs_dir().join(&image.build_id).join("toe"),
+        instances_directory: shared.config.instances_dir(),
+        keep_failed_instance: !infrastructure.terminate_instance_on_failure,
+    };
+    let engine = EngineConfig {
+        cancel: Some(cancel.clone()),
+        working_directory: snapshot.working_directory().map(str::to_string),
+        ..EngineConfig::default()
+    };
+    let tracker = StageTracker {
+        shared,
+        arn: &image.arn.to_string(),
+        log,
+    };
+    let builder = Builder {
+        store: &shared.store,
+        sys: shared.sys.clone(),
+        engine: &engine,
+        observer: log,
+        stages: &tracker,
+    };
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let result = std::thread::scope(|scope| {
+        scope.spawn(|| watch_for_cancel(shared, image, &request, cancel, finished));
+        let result = builder.build_image(&request);
+        drop(done); // wakes the watcher at once
+        result
+    });
+    parent.release(shared);
+    result
+}
+
+/// Until the build ends: when the image is cancelled (or the worker stops), raise the engine's
+/// cancel flag and kill every process of the build's instances.
+fn watch_for_cancel(
+    shared: &Shared,
+    image: &Image,
+    request: &BuildRequest,
+    cancel: &AtomicBool,
+    finished: std::sync::mpsc::Receiver<()>,
+) {
+    let arn = image.arn.to_string();
+    let instances: Vec<_> = ["build", "test"]
+        .iter()
+        .map(|role| {
+            let id = request.instance_id(role);
+            (
+                shared.config.instances_dir().join(&id),
+                shared.sys.cgroup_paths(&id),
+            )
+        })
+        .collect();
+    // The build dropping its sender ends the wait (and the watch) at once.
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = finished.recv_timeout(CANCEL_POLL) {
+        if !cancel.load(Ordering::SeqCst) {
+            let status = read_image(shared, &arn).map(|i| i.status);
+            let cancelled = matches!(
+                status,
+                None | Some(ImageStatus::Cancelled | ImageStatus::Deleted)
+            );
+            if cancelled || shared.stopping() {
+                cancel.store(true, Ordering::SeqCst);
+            }
+        }
+        if cancel.load(Ordering::SeqCst) {
+            for (dir, cgroups) in &instances {
+                if let Err(e) = shared.sys.stop_processes(dir, cgroups) {
+                    tracing::debug!(arn, error = %e, "killing a cancelled build's processes");
+                }
+            }
+        }
+    }
+}
+
+/// After the test stage: DISTRIBUTING, then AVAILABLE with the outputs.
+fn distribute(shared: &Shared, image: &Image, built: Built, log: &BuildLog) {
+    let arn = image.arn.to_string();
+    if !transition(shared, &arn, ImageStatus::Distributing, None, |_| {}) {
+        let _ = shared.store.delete(&store_tag(&image.build_id));
+        return;
+    }
+    log.event("stage distribute started");
+    // A container image's URI is the store itself, an OCI layout that skopeo, umoci and
+    // another recipe's `parentImage` (oci:...) can read; an AMI-type image answers to an id.
+    let output = match image.image_type {
+        ImageType::Docker => format!(
+            "oci:{}:{}",
+            shared.config.images_dir().display(),
+            store_tag(&image.build_id)
+        ),
+        ImageType::Ami => ami_id(&image.build_id),
+    };
+    let metadata = built.metadata;
+    let os_version = metadata
+        .as_ref()
+        .and_then(|m| m.os.as_ref())
+        .map(|os| os.os_version());
+    let packages: Vec<Package> = metadata
+        .map(|m| {
+            m.packages
+                .into_iter()
+                .map(|p| Package {
+                    name: p.name,
+                    version: p.version,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let digest = built.image.digest.clone();
+    let moved = transition(shared, &arn, ImageStatus::Available, None, |i| {
+        i.output_resources = vec![output.clone()];
+        i.os_version = os_version;
+        i.packages = packages;
+        i.image_digest = Some(digest);
+    });
+    if moved {
+        log.event(&format!("AVAILABLE: {output} ({})", built.image.digest));
+    } else {
+        let _ = shared.store.delete(&store_tag(&image.build_id));
+        log.event("CANCELLED: the build was stopped");
+    }
+}
