@@ -32,10 +32,9 @@
 use crate::limits::Limits;
 use crate::sys::{IsolationPlan, Privileged, DEFAULT_CAPABILITIES};
 use crate::Error;
-use kiln_toe::target::{Target, TargetError};
-use std::ffi::OsString;
+use kiln_toe::target::{resolve_in_canonical_root, Target, TargetError};
 use std::io;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
@@ -433,11 +432,11 @@ impl Target for Instance {
     /// the root, which would turn a rootless instance's `/proc/<pid>/root/...` into the host
     /// path of the (unmounted) `merged` directory. The instance's paths are canonical already.
     fn resolve(&self, path: &str) -> Result<PathBuf, TargetError> {
-        resolve_in(&self.root, &self.working_dir(), path, true)
+        resolve_in_canonical_root(&self.root, &self.working_dir(), path, true)
     }
 
     fn resolve_link(&self, path: &str) -> Result<PathBuf, TargetError> {
-        resolve_in(&self.root, &self.working_dir(), path, false)
+        resolve_in_canonical_root(&self.root, &self.working_dir(), path, false)
     }
 
     /// `program` runs isolated in the instance (see [`crate::sys`]), with a clean environment
@@ -452,71 +451,6 @@ impl Target for Instance {
         self.sys.isolate(&mut cmd, &self.plan);
         cmd
     }
-}
-
-/// How many symlinks one resolution may follow, as Linux's MAXSYMLINKS.
-const MAX_SYMLINKS: usize = 40;
-
-/// [`kiln_toe::target::resolve_in_root`] without canonicalizing `root` (which must be
-/// canonical): `path` (absolute, or relative to `cwd`) resolved inside `root` with chroot
-/// semantics, one component at a time, symlinks read again inside the root.
-fn resolve_in(
-    root: &Path,
-    cwd: &str,
-    path: &str,
-    follow_last: bool,
-) -> Result<PathBuf, TargetError> {
-    let bad = |message: &str| TargetError::Path {
-        path: path.escape_default().to_string(),
-        message: message.into(),
-    };
-    if path.is_empty() {
-        return Err(bad("the path is empty"));
-    }
-    if path.contains('\0') {
-        return Err(bad("the path contains a NUL byte"));
-    }
-    fn push_reversed(pending: &mut Vec<OsString>, path: &Path) {
-        for c in path.components().rev() {
-            match c {
-                Component::Normal(n) => pending.push(n.to_os_string()),
-                Component::ParentDir => pending.push("..".into()),
-                _ => {}
-            }
-        }
-    }
-    let mut pending: Vec<OsString> = Vec::new();
-    push_reversed(&mut pending, Path::new(path));
-    if !path.starts_with('/') {
-        push_reversed(&mut pending, Path::new(cwd));
-    }
-    let mut current = root.to_path_buf();
-    let mut links = 0;
-    while let Some(part) = pending.pop() {
-        if part == ".." {
-            if current != root {
-                current.pop();
-            }
-            continue;
-        }
-        let next = current.join(&part);
-        let is_last = pending.is_empty();
-        match std::fs::symlink_metadata(&next) {
-            Ok(meta) if meta.file_type().is_symlink() && (follow_last || !is_last) => {
-                links += 1;
-                if links > MAX_SYMLINKS {
-                    return Err(bad("too many levels of symbolic links"));
-                }
-                let target = std::fs::read_link(&next)?;
-                if target.is_absolute() {
-                    current = root.to_path_buf();
-                }
-                push_reversed(&mut pending, &target);
-            }
-            _ => current = next,
-        }
-    }
-    Ok(current)
 }
 
 /// Undoes an instance, whatever state it is in. See the module documentation.

@@ -84,12 +84,14 @@
 //! not own fails.
 
 use crate::limits::Limits;
-use crate::sys::{IsolationPlan, Privileged, SysError};
+use crate::sys::{
+    cstring, lock, os_result, tmpfs_options, wait_and_exit, write_file, Isolation, IsolationPlan,
+    Privileged, SysError, SysResult,
+};
 use std::collections::HashMap;
 use std::ffi::{CString, OsStr};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -105,24 +107,6 @@ pub const PIDS_FILE: &str = "rootless.pids";
 pub const HOLDER_FILE: &str = "rootless.holder";
 /// The instance's root filesystem, below the instance directory.
 const ROOT_DIR: &str = "merged";
-
-type SysResult<T> = Result<T, SysError>;
-
-fn sys_err(op: &'static str, path: &Path, source: io::Error) -> SysError {
-    SysError {
-        op,
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
-fn invalid(op: &'static str, path: &Path, message: &str) -> SysError {
-    sys_err(
-        op,
-        path,
-        io::Error::new(io::ErrorKind::InvalidInput, message.to_string()),
-    )
-}
 
 /// One mount a command's child makes, in the order recorded.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -162,23 +146,23 @@ pub struct RootlessState {
 /// Reads `<dir>/rootless.json`.
 pub fn read_state(dir: &Path) -> SysResult<RootlessState> {
     let path = dir.join(STATE_FILE);
-    let text = std::fs::read(&path).map_err(|e| sys_err("read", &path, e))?;
+    let text = std::fs::read(&path).map_err(|e| SysError::new("read", &path, e))?;
     serde_json::from_slice(&text)
-        .map_err(|e| sys_err("read", &path, io::Error::new(io::ErrorKind::InvalidData, e)))
+        .map_err(|e| SysError::new("read", &path, io::Error::new(io::ErrorKind::InvalidData, e)))
 }
 
 fn write_state(dir: &Path, state: &RootlessState) -> SysResult<()> {
     let path = dir.join(STATE_FILE);
     let tmp = dir.join(".rootless.json.tmp");
     let text = serde_json::to_vec_pretty(state).map_err(|e| {
-        sys_err(
+        SysError::new(
             "write",
             &path,
             io::Error::new(io::ErrorKind::InvalidData, e),
         )
     })?;
-    std::fs::write(&tmp, text).map_err(|e| sys_err("write", &tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| sys_err("rename", &path, e))
+    std::fs::write(&tmp, text).map_err(|e| SysError::new("write", &tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| SysError::new("rename", &path, e))
 }
 
 /// The host device node a rootless instance binds for `c major:minor`.
@@ -192,10 +176,6 @@ fn host_device(major: u32, minor: u32) -> Option<&'static str> {
         (5, 0) => "/dev/tty",
         _ => return None,
     })
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The [`Privileged`] of an unprivileged Kiln: user namespaces instead of root. See the module
@@ -227,7 +207,7 @@ impl RootlessPrivileged {
             .filter(|(dir, _)| path.starts_with(dir.join(ROOT_DIR)))
             .max_by_key(|(dir, _)| dir.as_os_str().len())
             .ok_or_else(|| {
-                invalid(
+                SysError::invalid(
                     op,
                     path,
                     "no instance root (an overlay mounted at <instance>/merged) holds this path",
@@ -242,26 +222,11 @@ impl RootlessPrivileged {
     }
 }
 
-/// Parses tmpfs options as [`crate::sys::RealPrivileged`] does: flags and tmpfs data.
-fn tmpfs_options(options: &str) -> (libc::c_ulong, String) {
-    let mut flags = 0;
-    let mut data = Vec::new();
-    for opt in options.split(',').filter(|o| !o.is_empty()) {
-        match opt {
-            "nosuid" => flags |= libc::MS_NOSUID,
-            "nodev" => flags |= libc::MS_NODEV,
-            "noexec" => flags |= libc::MS_NOEXEC,
-            other => data.push(other),
-        }
-    }
-    (flags, data.join(","))
-}
-
 /// The overlay's mount data, or why the paths cannot be given to overlayfs.
 fn overlay_data(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> SysResult<String> {
     const OP: &str = "mount overlay";
     if lowers.is_empty() {
-        return Err(invalid(
+        return Err(SysError::invalid(
             OP,
             target,
             "an overlay needs at least one lower directory",
@@ -271,9 +236,9 @@ fn overlay_data(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) ->
     for p in lowers.iter().map(PathBuf::as_path).chain([upper, work]) {
         let text = p
             .to_str()
-            .ok_or_else(|| invalid(OP, p, "the path is not valid UTF-8"))?;
+            .ok_or_else(|| SysError::invalid(OP, p, "the path is not valid UTF-8"))?;
         if text.contains([',', ':', '\\', '\0']) {
-            return Err(invalid(
+            return Err(SysError::invalid(
                 OP,
                 p,
                 "overlay layer paths may not contain `,`, `:`, `\\` or NUL",
@@ -323,7 +288,7 @@ impl Privileged for RootlessPrivileged {
                 dir.to_path_buf()
             }
             _ => {
-                return Err(invalid(
+                return Err(SysError::invalid(
                     "mount overlay",
                     target,
                     "a rootless instance's root must be <absolute instance dir>/merged",
@@ -346,7 +311,11 @@ impl Privileged for RootlessPrivileged {
 
     fn mount_tmpfs(&self, target: &Path, options: &str) -> SysResult<()> {
         if options.contains('\0') {
-            return Err(invalid("mount tmpfs", target, "the options contain NUL"));
+            return Err(SysError::invalid(
+                "mount tmpfs",
+                target,
+                "the options contain NUL",
+            ));
         }
         let mount = MountOp::Tmpfs {
             target: target.to_path_buf(),
@@ -356,7 +325,7 @@ impl Privileged for RootlessPrivileged {
     }
 
     fn bind_mount(&self, src: &Path, dst: &Path, readonly: bool) -> SysResult<()> {
-        std::fs::metadata(src).map_err(|e| sys_err("bind mount", src, e))?;
+        std::fs::metadata(src).map_err(|e| SysError::new("bind mount", src, e))?;
         let mount = MountOp::Bind {
             src: src.to_path_buf(),
             dst: dst.to_path_buf(),
@@ -373,16 +342,16 @@ impl Privileged for RootlessPrivileged {
     /// device nodes). The host node's mode applies, not `mode`.
     fn mknod_char(&self, path: &Path, major: u32, minor: u32, _mode: u32) -> SysResult<()> {
         let src = host_device(major, minor).ok_or_else(|| {
-            invalid(
+            SysError::invalid(
                 "mknod",
                 path,
                 &format!("rootless instances have no host device to bind for c {major}:{minor}"),
             )
         })?;
         let src = Path::new(src);
-        let md = std::fs::metadata(src).map_err(|e| sys_err("mknod", src, e))?;
+        let md = std::fs::metadata(src).map_err(|e| SysError::new("mknod", src, e))?;
         if !md.file_type().is_char_device() || md.rdev() != libc::makedev(major, minor) {
-            return Err(invalid(
+            return Err(SysError::invalid(
                 "mknod",
                 src,
                 &format!("the host's node is not the character device {major}:{minor}"),
@@ -408,7 +377,7 @@ impl Privileged for RootlessPrivileged {
         let (dir, state) = match (found.next(), found.next()) {
             (Some(one), None) => one,
             _ => {
-                return Err(invalid(
+                return Err(SysError::invalid(
                     "cgroup create",
                     Path::new(name),
                     "no single rootless instance of this name has its overlay recorded",
@@ -447,9 +416,9 @@ impl Privileged for RootlessPrivileged {
         end_processes(dir)?;
         if let Ok(Some(holder)) = Holder::read(dir) {
             if !holder.kill_and_wait() {
-                return Err(sys_err(
+                return Err(SysError::new(
                     "kill",
-                    &dir.join(HOLDER_FILE),
+                    dir.join(HOLDER_FILE),
                     io::Error::new(
                         io::ErrorKind::TimedOut,
                         format!(
@@ -469,7 +438,7 @@ impl Privileged for RootlessPrivileged {
         let hook = plan
             .root
             .parent()
-            .ok_or_else(|| invalid("isolate", &plan.root, "the root has no parent"))
+            .ok_or_else(|| SysError::invalid("isolate", &plan.root, "the root has no parent"))
             .and_then(|dir| {
                 let holder = running_holder(dir)?;
                 CommandHook::new(dir, plan, &self.state(dir)?, holder)
@@ -503,8 +472,10 @@ impl Privileged for RootlessPrivileged {
         let path = dir.join(HOLDER_FILE);
         let tmp = dir.join(".rootless.holder.tmp");
         let written = std::fs::write(&tmp, format!("{} {}\n", holder.pid, holder.start))
-            .map_err(|e| sys_err("write", &tmp, e))
-            .and_then(|()| std::fs::rename(&tmp, &path).map_err(|e| sys_err("rename", &path, e)));
+            .map_err(|e| SysError::new("write", &tmp, e))
+            .and_then(|()| {
+                std::fs::rename(&tmp, &path).map_err(|e| SysError::new("rename", &path, e))
+            });
         if let Err(e) = written {
             holder.kill_and_wait();
             return Err(e);
@@ -562,7 +533,7 @@ impl Holder {
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(sys_err("read", &path, e)),
+            Err(e) => return Err(SysError::new("read", &path, e)),
         };
         let parsed = text.trim().split_once(' ').and_then(|(pid, start)| {
             Some(Holder {
@@ -572,7 +543,7 @@ impl Holder {
         });
         match parsed {
             Some(h) if h.pid > 1 => Ok(Some(h)),
-            _ => Err(invalid("read", &path, "not `<pid> <start time>`")),
+            _ => Err(SysError::invalid("read", &path, "not `<pid> <start time>`")),
         }
     }
 
@@ -599,9 +570,9 @@ impl Holder {
 fn running_holder(dir: &Path) -> SysResult<Holder> {
     match Holder::read(dir)? {
         Some(h) if h.alive() => Ok(h),
-        Some(h) => Err(sys_err(
+        Some(h) => Err(SysError::new(
             "join the instance",
-            &dir.join(HOLDER_FILE),
+            dir.join(HOLDER_FILE),
             io::Error::new(
                 io::ErrorKind::NotFound,
                 format!(
@@ -611,9 +582,9 @@ fn running_holder(dir: &Path) -> SysResult<Holder> {
                 ),
             ),
         )),
-        None => Err(sys_err(
+        None => Err(SysError::new(
             "join the instance",
-            &dir.join(HOLDER_FILE),
+            dir.join(HOLDER_FILE),
             io::Error::new(
                 io::ErrorKind::NotFound,
                 "the instance has no holder process (it was not launched completely)",
@@ -628,7 +599,7 @@ fn recorded_inits(dir: &Path) -> SysResult<Vec<(i32, u64)>> {
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(sys_err("read", &path, e)),
+        Err(e) => return Err(SysError::new("read", &path, e)),
     };
     Ok(text
         .lines()
@@ -673,9 +644,9 @@ fn end_processes(dir: &Path) -> SysResult<()> {
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
         if Instant::now() > deadline {
-            return Err(sys_err(
+            return Err(SysError::new(
                 "kill",
-                &dir.join(PIDS_FILE),
+                dir.join(PIDS_FILE),
                 io::Error::new(
                     io::ErrorKind::TimedOut,
                     format!("processes {alive:?} still alive after 10 s of SIGKILL"),
@@ -713,22 +684,6 @@ fn make_removable(dir: &Path) {
     }
 }
 
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: libc::c_int,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
-const CAP_VERSION_3: u32 = 0x2008_0522;
-
 /// One step of the inner process before `pivot_root`.
 enum Step {
     Mount {
@@ -749,12 +704,12 @@ enum Step {
 }
 
 fn c_path(p: &Path) -> SysResult<CString> {
-    CString::new(p.as_os_str().as_bytes())
-        .map_err(|_| invalid("isolate", p, "the path contains a NUL byte"))
+    cstring("isolate", p)
 }
 
 fn c_text(text: &str, about: &Path) -> SysResult<CString> {
-    CString::new(text).map_err(|_| invalid("isolate", about, "an argument contains a NUL byte"))
+    CString::new(text)
+        .map_err(|_| SysError::invalid("isolate", about, "an argument contains a NUL byte"))
 }
 
 /// What the launcher put below `host_dir` on the host (directories, symlinks), to be made again
@@ -763,7 +718,7 @@ fn replay(host_dir: &Path, deep: bool, steps: &mut Vec<Step>) -> SysResult<()> {
     let entries = match std::fs::read_dir(host_dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(sys_err("read", host_dir, e)),
+        Err(e) => return Err(SysError::new("read", host_dir, e)),
     };
     let mut entries: Vec<_> = entries.flatten().collect();
     entries.sort_by_key(|e| e.file_name());
@@ -776,7 +731,7 @@ fn replay(host_dir: &Path, deep: bool, steps: &mut Vec<Step>) -> SysResult<()> {
                 replay(&path, deep, steps)?;
             }
         } else if ft.is_symlink() {
-            let to = std::fs::read_link(&path).map_err(|e| sys_err("read link", &path, e))?;
+            let to = std::fs::read_link(&path).map_err(|e| SysError::new("read link", &path, e))?;
             steps.push(Step::Symlink {
                 to: c_path(&to)?,
                 at: c_path(&path)?,
@@ -873,7 +828,7 @@ impl HolderSetup {
     fn new(plan: &IsolationPlan, state: &RootlessState) -> SysResult<HolderSetup> {
         if !matches!(state.mounts.first(), Some(MountOp::Overlay { target, .. }) if *target == plan.root)
         {
-            return Err(invalid(
+            return Err(SysError::invalid(
                 "start the instance's holder",
                 &plan.root,
                 "the instance's recorded mounts do not start with an overlay at its root",
@@ -894,7 +849,7 @@ impl HolderSetup {
         let mut fds = [0 as libc::c_int; 2];
         // SAFETY: pipe2 fills the two-element array.
         if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-            return Err(sys_err(OP, dir, io::Error::last_os_error()));
+            return Err(SysError::new(OP, dir, io::Error::last_os_error()));
         }
         // SAFETY: both descriptors were just created and are owned here alone.
         let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
@@ -902,7 +857,7 @@ impl HolderSetup {
         // prepared before the fork, and never returns.
         let child = unsafe { libc::fork() };
         if child < 0 {
-            return Err(sys_err(OP, dir, io::Error::last_os_error()));
+            return Err(SysError::new(OP, dir, io::Error::last_os_error()));
         }
         if child == 0 {
             // SAFETY: in the child of fork; see above.
@@ -921,7 +876,7 @@ impl HolderSetup {
         let mut file = std::fs::File::from(read);
         use std::io::Read;
         file.read_exact(&mut msg).map_err(|_| {
-            invalid(
+            SysError::invalid(
                 OP,
                 dir,
                 "the holder process ended before it reported (see the kernel log)",
@@ -939,7 +894,7 @@ impl HolderSetup {
                 None => format!("step {i}"),
             },
         };
-        Err(sys_err(
+        Err(SysError::new(
             OP,
             dir,
             io::Error::new(
@@ -1008,17 +963,10 @@ struct CommandHook {
     /// The holder's user and mount namespaces.
     user_ns: OwnedFd,
     mnt_ns: OwnedFd,
-    flags: libc::c_int,
     pids: OwnedFd,
-    hostname: Vec<u8>,
-    root: CString,
-    proc_dir: CString,
-    sys_dir: CString,
-    pts_dir: CString,
+    isolation: Isolation,
     nproc: Option<u64>,
     address_space: Option<u64>,
-    drop: Vec<libc::c_int>,
-    keep: [u32; 2],
 }
 
 fn open_fd(path: &Path, flags: libc::c_int) -> SysResult<OwnedFd> {
@@ -1026,7 +974,7 @@ fn open_fd(path: &Path, flags: libc::c_int) -> SysResult<OwnedFd> {
     // SAFETY: a NUL-terminated path; the descriptor is owned by the answer.
     let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC, 0o600) };
     if fd < 0 {
-        return Err(sys_err("open", path, io::Error::last_os_error()));
+        return Err(SysError::new("open", path, io::Error::last_os_error()));
     }
     // SAFETY: `fd` was just opened and is owned by nothing else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
@@ -1044,69 +992,35 @@ impl CommandHook {
         let mnt_ns = open_fd(&proc.join("ns/mnt"), libc::O_RDONLY)?;
         // The pid could have been reused between the check and the opens.
         if !holder.alive() {
-            return Err(invalid(
+            return Err(SysError::invalid(
                 "isolate",
                 &proc,
                 "the instance's holder process ended",
             ));
         }
-        let mut flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS;
-        flags |= libc::CLONE_NEWIPC;
-        if !plan.network {
-            flags |= libc::CLONE_NEWNET;
-        }
-        let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-            .ok()
-            .and_then(|s| s.trim().parse::<u32>().ok())
-            .unwrap_or(40)
-            .min(63);
-        let mut keep = [0u32; 2];
-        for &cap in &plan.capabilities {
-            if cap < 64 {
-                keep[(cap / 32) as usize] |= 1 << (cap % 32);
-            }
-        }
-        let drop = (0..=last_cap)
-            .filter(|cap| !plan.capabilities.contains(cap))
-            .map(|cap| cap as libc::c_int)
-            .collect();
         Ok(CommandHook {
             user_ns,
             mnt_ns,
-            flags,
             pids: open_fd(
                 &dir.join(PIDS_FILE),
                 libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT,
             )?,
-            hostname: plan.hostname.as_bytes().to_vec(),
-            root: c_path(&plan.root)?,
-            proc_dir: c_path(&plan.root.join("proc"))?,
-            sys_dir: c_path(&plan.root.join("sys"))?,
-            pts_dir: c_path(&plan.root.join("dev/pts"))?,
+            isolation: Isolation::new(plan)?,
             nproc: state.limits.map(|l| l.pids_max),
             address_space: state.limits.map(|l| l.memory_bytes),
-            drop,
-            keep,
         })
     }
 
     /// Runs in the child after `fork`: async-signal-safe calls only.
     fn run(&self) -> io::Result<()> {
-        fn ok(rc: libc::c_int) -> io::Result<()> {
-            if rc == 0 {
-                Ok(())
-            } else {
-                Err(io::Error::last_os_error())
-            }
-        }
         // SAFETY (whole block): plain system calls on descriptors, NUL-terminated strings and
         // buffers owned by `self` or the stack, which outlive them.
         unsafe {
-            ok(libc::setns(self.user_ns.as_raw_fd(), libc::CLONE_NEWUSER))?;
-            ok(libc::setns(self.mnt_ns.as_raw_fd(), libc::CLONE_NEWNS))?;
+            os_result(libc::setns(self.user_ns.as_raw_fd(), libc::CLONE_NEWUSER))?;
+            os_result(libc::setns(self.mnt_ns.as_raw_fd(), libc::CLONE_NEWNS))?;
             // A mount namespace of the command's own (a copy of the holder's), so that
             // pivot_root and /proc do not touch the holder's.
-            ok(libc::unshare(self.flags))?;
+            os_result(libc::unshare(self.isolation.flags))?;
             let proc_fd = libc::open(
                 c"/proc".as_ptr(),
                 libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
@@ -1132,46 +1046,7 @@ impl CommandHook {
                 wait_and_exit(pid);
             }
             libc::close(proc_fd);
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-            let slash = c"/".as_ptr();
-            ok(libc::mount(
-                std::ptr::null(),
-                slash,
-                std::ptr::null(),
-                libc::MS_REC | libc::MS_PRIVATE,
-                std::ptr::null(),
-            ))?;
-            ok(libc::sethostname(
-                self.hostname.as_ptr().cast(),
-                self.hostname.len(),
-            ))?;
-            ok(libc::mount(
-                c"proc".as_ptr(),
-                self.proc_dir.as_ptr(),
-                c"proc".as_ptr(),
-                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-                std::ptr::null(),
-            ))?;
-            // Best effort: sysfs needs a network namespace of our own.
-            libc::mount(
-                c"sysfs".as_ptr(),
-                self.sys_dir.as_ptr(),
-                c"sysfs".as_ptr(),
-                libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-                std::ptr::null(),
-            );
-            libc::mount(
-                c"devpts".as_ptr(),
-                self.pts_dir.as_ptr(),
-                c"devpts".as_ptr(),
-                libc::MS_NOSUID | libc::MS_NOEXEC,
-                c"newinstance,ptmxmode=0666,mode=0620".as_ptr().cast(),
-            );
-            ok(libc::chdir(self.root.as_ptr()))?;
-            let dot = c".".as_ptr();
-            ok(libc::syscall(libc::SYS_pivot_root, dot, dot) as libc::c_int)?;
-            ok(libc::umount2(dot, libc::MNT_DETACH))?;
-            ok(libc::chdir(slash))?;
+            self.isolation.enter_root()?;
             for (resource, value) in [
                 (libc::RLIMIT_NPROC, self.nproc),
                 (libc::RLIMIT_AS, self.address_space),
@@ -1181,35 +1056,11 @@ impl CommandHook {
                         rlim_cur: v as libc::rlim_t,
                         rlim_max: v as libc::rlim_t,
                     };
-                    ok(libc::setrlimit(resource, &limit))?;
+                    os_result(libc::setrlimit(resource, &limit))?;
                 }
             }
-            for &cap in &self.drop {
-                ok(libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0))?;
-            }
-            libc::prctl(
-                libc::PR_CAP_AMBIENT,
-                libc::PR_CAP_AMBIENT_CLEAR_ALL,
-                0,
-                0,
-                0,
-            );
-            let mut header = CapHeader {
-                version: CAP_VERSION_3,
-                pid: 0,
-            };
-            let data = [0, 1].map(|i| CapData {
-                effective: self.keep[i],
-                permitted: self.keep[i],
-                inheritable: 0,
-            });
-            ok(libc::syscall(
-                libc::SYS_capset,
-                &mut header as *mut CapHeader,
-                data.as_ptr(),
-            ) as libc::c_int)?;
+            self.isolation.drop_capabilities()
         }
-        Ok(())
     }
 }
 
@@ -1298,21 +1149,6 @@ impl Step {
     }
 }
 
-/// Writes `data` to the file at `path` in one `write`.
-unsafe fn write_file(path: &std::ffi::CStr, data: &[u8]) -> io::Result<()> {
-    let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let written = libc::write(fd, data.as_ptr().cast(), data.len());
-    let err = io::Error::last_os_error();
-    libc::close(fd);
-    if written != data.len() as isize {
-        return Err(err);
-    }
-    Ok(())
-}
-
 /// Writes `v` in decimal into `buf` at `at`; answers the index after it. No allocation.
 fn put_decimal(buf: &mut [u8], at: usize, mut v: u64) -> usize {
     let mut digits = [0u8; 20];
@@ -1329,33 +1165,6 @@ fn put_decimal(buf: &mut [u8], at: usize, mut v: u64) -> usize {
         buf[at + i] = digits[n - 1 - i];
     }
     at + n
-}
-
-/// The middle process: closes every descriptor, waits for `pid`, exits with its status
-/// (128 + the signal number when it was killed). As in [`crate::sys`].
-unsafe fn wait_and_exit(pid: libc::pid_t) -> ! {
-    if libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) != 0 {
-        for fd in 0..1024 {
-            libc::close(fd);
-        }
-    }
-    let mut status = 0;
-    loop {
-        let r = libc::waitpid(pid, &mut status, 0);
-        if r == pid {
-            break;
-        }
-        if r < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            libc::_exit(127);
-        }
-    }
-    if libc::WIFEXITED(status) {
-        libc::_exit(libc::WEXITSTATUS(status));
-    }
-    if libc::WIFSIGNALED(status) {
-        libc::_exit(128 + libc::WTERMSIG(status));
-    }
-    libc::_exit(127)
 }
 
 #[cfg(test)]

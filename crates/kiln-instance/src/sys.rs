@@ -59,7 +59,7 @@ pub struct SysError {
 }
 
 impl SysError {
-    fn new(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> SysError {
+    pub(crate) fn new(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> SysError {
         SysError {
             op,
             path: path.into(),
@@ -67,7 +67,7 @@ impl SysError {
         }
     }
 
-    fn invalid(op: &'static str, path: impl Into<PathBuf>, message: &str) -> SysError {
+    pub(crate) fn invalid(op: &'static str, path: impl Into<PathBuf>, message: &str) -> SysError {
         SysError::new(
             op,
             path,
@@ -173,7 +173,7 @@ pub trait Privileged: Send + Sync {
     }
 }
 
-fn cstring(op: &'static str, path: &Path) -> SysResult<CString> {
+pub(crate) fn cstring(op: &'static str, path: &Path) -> SysResult<CString> {
     CString::new(path.as_os_str().as_bytes())
         .map_err(|_| SysError::invalid(op, path, "the path contains a NUL byte"))
 }
@@ -212,6 +212,22 @@ fn raw_mount(
         )
     };
     check(op, target, rc)
+}
+
+/// Splits [`Privileged::mount_tmpfs`]'s options into mount flags (`nosuid`, `nodev`,
+/// `noexec`) and the tmpfs data (the rest, comma-separated).
+pub(crate) fn tmpfs_options(options: &str) -> (libc::c_ulong, String) {
+    let mut flags = 0;
+    let mut data = Vec::new();
+    for opt in options.split(',').filter(|o| !o.is_empty()) {
+        match opt {
+            "nosuid" => flags |= libc::MS_NOSUID,
+            "nodev" => flags |= libc::MS_NODEV,
+            "noexec" => flags |= libc::MS_NOEXEC,
+            other => data.push(other),
+        }
+    }
+    (flags, data.join(","))
 }
 
 /// The privileged calls, made for real. Needs root.
@@ -357,23 +373,14 @@ impl Privileged for RealPrivileged {
     }
 
     fn mount_tmpfs(&self, target: &Path, options: &str) -> SysResult<()> {
-        let mut flags = 0;
-        let mut data = Vec::new();
-        for opt in options.split(',').filter(|o| !o.is_empty()) {
-            match opt {
-                "nosuid" => flags |= libc::MS_NOSUID,
-                "nodev" => flags |= libc::MS_NODEV,
-                "noexec" => flags |= libc::MS_NOEXEC,
-                other => data.push(other),
-            }
-        }
+        let (flags, data) = tmpfs_options(options);
         raw_mount(
             "mount tmpfs",
             "tmpfs",
             target,
             Some("tmpfs"),
             flags,
-            Some(&data.join(",")),
+            Some(&data),
         )
     }
 
@@ -602,25 +609,28 @@ struct CapData {
 
 const CAP_VERSION_3: u32 = 0x2008_0522;
 
-/// Everything the `pre_exec` hook needs, prepared before the fork.
-struct Hook {
-    procs: Vec<CString>,
-    flags: libc::c_int,
+/// What the inner process of an isolated command needs (the namespaces to unshare, the root to
+/// enter, the capabilities to keep), prepared from an [`IsolationPlan`] before the fork. The
+/// `pre_exec` hooks of [`RealPrivileged`] and [`crate::RootlessPrivileged`] share it.
+pub(crate) struct Isolation {
+    /// The namespaces to `unshare`: mount, PID, UTS, IPC, and network unless the plan has
+    /// networking.
+    pub(crate) flags: libc::c_int,
     hostname: Vec<u8>,
     root: CString,
     proc_dir: CString,
     sys_dir: CString,
     pts_dir: CString,
+    /// The capabilities to drop from the bounding set.
     drop: Vec<libc::c_int>,
+    /// The effective and permitted sets to keep (`capset`'s two 32-bit words).
     keep: [u32; 2],
 }
 
-impl Hook {
-    fn new(plan: &IsolationPlan) -> Result<Hook, String> {
-        let c = |p: &Path| {
-            CString::new(p.as_os_str().as_bytes())
-                .map_err(|_| format!("{}: the path contains a NUL byte", p.display()))
-        };
+impl Isolation {
+    /// Fails (`isolate`, invalid input) when a path contains a NUL byte.
+    pub(crate) fn new(plan: &IsolationPlan) -> SysResult<Isolation> {
+        let c = |p: &Path| cstring("isolate", p);
         let mut flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS;
         flags |= libc::CLONE_NEWIPC;
         if !plan.network {
@@ -641,12 +651,7 @@ impl Hook {
             .filter(|cap| !plan.capabilities.contains(cap))
             .map(|cap| cap as libc::c_int)
             .collect();
-        Ok(Hook {
-            procs: plan
-                .cgroup_procs
-                .iter()
-                .map(|p| c(p))
-                .collect::<Result<_, _>>()?,
+        Ok(Isolation {
             flags,
             hostname: plan.hostname.as_bytes().to_vec(),
             root: c(&plan.root)?,
@@ -658,31 +663,149 @@ impl Hook {
         })
     }
 
+    /// In the inner process (PID 1 of the new PID namespace, after `unshare(self.flags)` and
+    /// `fork`): asks for `SIGKILL` when the parent dies, makes every mount private, sets the
+    /// hostname, mounts `/proc` (and, best effort, `/sys` and `/dev/pts`) in the root,
+    /// `pivot_root`s into it and detaches the old root.
+    ///
+    /// # Safety
+    ///
+    /// Runs in the child after `fork`: async-signal-safe calls only, on data owned by `self`.
+    pub(crate) unsafe fn enter_root(&self) -> io::Result<()> {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+        let slash = c"/".as_ptr();
+        os_result(libc::mount(
+            std::ptr::null(),
+            slash,
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ))?;
+        os_result(libc::sethostname(
+            self.hostname.as_ptr().cast(),
+            self.hostname.len(),
+        ))?;
+        os_result(libc::mount(
+            c"proc".as_ptr(),
+            self.proc_dir.as_ptr(),
+            c"proc".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            std::ptr::null(),
+        ))?;
+        // Best effort: a sysfs showing the instance's own network devices, read-only (it
+        // needs a network namespace of the command's own, which a rootless instance with
+        // networking does not have).
+        libc::mount(
+            c"sysfs".as_ptr(),
+            self.sys_dir.as_ptr(),
+            c"sysfs".as_ptr(),
+            libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            std::ptr::null(),
+        );
+        // Best effort: a private devpts, so /dev/ptmx (a link to pts/ptmx) works.
+        libc::mount(
+            c"devpts".as_ptr(),
+            self.pts_dir.as_ptr(),
+            c"devpts".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NOEXEC,
+            c"newinstance,ptmxmode=0666,mode=0620".as_ptr().cast(),
+        );
+        os_result(libc::chdir(self.root.as_ptr()))?;
+        let dot = c".".as_ptr();
+        os_result(libc::syscall(libc::SYS_pivot_root, dot, dot) as libc::c_int)?;
+        os_result(libc::umount2(dot, libc::MNT_DETACH))?;
+        os_result(libc::chdir(slash))
+    }
+
+    /// Reduces the capabilities to the kept set: drops the others from the bounding set (so
+    /// nothing can regain them), clears the ambient set and sets effective and permitted.
+    ///
+    /// # Safety
+    ///
+    /// Runs in the child after `fork`: async-signal-safe calls only, on data owned by `self`.
+    pub(crate) unsafe fn drop_capabilities(&self) -> io::Result<()> {
+        for &cap in &self.drop {
+            os_result(libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0))?;
+        }
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        );
+        let mut header = CapHeader {
+            version: CAP_VERSION_3,
+            pid: 0,
+        };
+        let data = [0, 1].map(|i| CapData {
+            effective: self.keep[i],
+            permitted: self.keep[i],
+            inheritable: 0,
+        });
+        os_result(libc::syscall(
+            libc::SYS_capset,
+            &mut header as *mut CapHeader,
+            data.as_ptr(),
+        ) as libc::c_int)
+    }
+}
+
+/// `Ok` when a system call answered 0, otherwise `errno`. Async-signal-safe.
+pub(crate) fn os_result(rc: libc::c_int) -> io::Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Writes `data` to the file at `path` in one `write`. Async-signal-safe (no allocation).
+///
+/// # Safety
+///
+/// Plain system calls on `path` and `data`; callable in the child after `fork`.
+pub(crate) unsafe fn write_file(path: &std::ffi::CStr, data: &[u8]) -> io::Result<()> {
+    let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let written = libc::write(fd, data.as_ptr().cast(), data.len());
+    let err = io::Error::last_os_error();
+    libc::close(fd);
+    if written != data.len() as isize {
+        return Err(err);
+    }
+    Ok(())
+}
+
+/// Everything the `pre_exec` hook needs, prepared before the fork.
+struct Hook {
+    procs: Vec<CString>,
+    isolation: Isolation,
+}
+
+impl Hook {
+    fn new(plan: &IsolationPlan) -> SysResult<Hook> {
+        Ok(Hook {
+            procs: plan
+                .cgroup_procs
+                .iter()
+                .map(|p| cstring("isolate", p))
+                .collect::<Result<_, _>>()?,
+            isolation: Isolation::new(plan)?,
+        })
+    }
+
     /// Runs in the child after `fork`: async-signal-safe calls only.
     fn run(&self) -> io::Result<()> {
-        fn ok(rc: libc::c_int) -> io::Result<()> {
-            if rc == 0 {
-                Ok(())
-            } else {
-                Err(io::Error::last_os_error())
-            }
-        }
         // SAFETY (whole block): plain system calls on NUL-terminated strings and buffers
         // owned by `self`, which outlives them.
         unsafe {
             for procs in &self.procs {
-                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-                if fd < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                let written = libc::write(fd, b"0".as_ptr().cast(), 1);
-                let err = io::Error::last_os_error();
-                libc::close(fd);
-                if written != 1 {
-                    return Err(err);
-                }
+                write_file(procs, b"0")?;
             }
-            ok(libc::unshare(self.flags))?;
+            os_result(libc::unshare(self.isolation.flags))?;
             let pid = libc::fork();
             if pid < 0 {
                 return Err(io::Error::last_os_error());
@@ -690,78 +813,19 @@ impl Hook {
             if pid > 0 {
                 wait_and_exit(pid);
             }
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-            let slash = c"/".as_ptr();
-            ok(libc::mount(
-                std::ptr::null(),
-                slash,
-                std::ptr::null(),
-                libc::MS_REC | libc::MS_PRIVATE,
-                std::ptr::null(),
-            ))?;
-            ok(libc::sethostname(
-                self.hostname.as_ptr().cast(),
-                self.hostname.len(),
-            ))?;
-            ok(libc::mount(
-                c"proc".as_ptr(),
-                self.proc_dir.as_ptr(),
-                c"proc".as_ptr(),
-                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-                std::ptr::null(),
-            ))?;
-            // Best effort: a sysfs showing the instance's own network devices, read-only.
-            libc::mount(
-                c"sysfs".as_ptr(),
-                self.sys_dir.as_ptr(),
-                c"sysfs".as_ptr(),
-                libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-                std::ptr::null(),
-            );
-            // Best effort: a private devpts, so /dev/ptmx (a link to pts/ptmx) works.
-            libc::mount(
-                c"devpts".as_ptr(),
-                self.pts_dir.as_ptr(),
-                c"devpts".as_ptr(),
-                libc::MS_NOSUID | libc::MS_NOEXEC,
-                c"newinstance,ptmxmode=0666,mode=0620".as_ptr().cast(),
-            );
-            ok(libc::chdir(self.root.as_ptr()))?;
-            let dot = c".".as_ptr();
-            ok(libc::syscall(libc::SYS_pivot_root, dot, dot) as libc::c_int)?;
-            ok(libc::umount2(dot, libc::MNT_DETACH))?;
-            ok(libc::chdir(slash))?;
-            for &cap in &self.drop {
-                ok(libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0))?;
-            }
-            libc::prctl(
-                libc::PR_CAP_AMBIENT,
-                libc::PR_CAP_AMBIENT_CLEAR_ALL,
-                0,
-                0,
-                0,
-            );
-            let mut header = CapHeader {
-                version: CAP_VERSION_3,
-                pid: 0,
-            };
-            let data = [0, 1].map(|i| CapData {
-                effective: self.keep[i],
-                permitted: self.keep[i],
-                inheritable: 0,
-            });
-            ok(libc::syscall(
-                libc::SYS_capset,
-                &mut header as *mut CapHeader,
-                data.as_ptr(),
-            ) as libc::c_int)?;
+            self.isolation.enter_root()?;
+            self.isolation.drop_capabilities()
         }
-        Ok(())
     }
 }
 
-/// The middle process: closes every descriptor, waits for `pid`, exits with its status.
-unsafe fn wait_and_exit(pid: libc::pid_t) -> ! {
+/// The middle process: closes every descriptor, waits for `pid`, exits with its status
+/// (128 + the signal number when it was killed).
+///
+/// # Safety
+///
+/// Runs in the child after `fork`: async-signal-safe calls only.
+pub(crate) unsafe fn wait_and_exit(pid: libc::pid_t) -> ! {
     if libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) != 0 {
         for fd in 0..1024 {
             libc::close(fd);
@@ -872,7 +936,7 @@ impl RecordingPrivileged {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -1030,9 +1094,9 @@ mod tests {
         };
         let hook = Hook::new(&plan).unwrap();
         // Docker's 0xa80425fb without CAP_NET_RAW (bit 13).
-        assert_eq!(hook.keep, [0xa804_05fb, 0]);
-        assert!(hook.drop.contains(&21)); // CAP_SYS_ADMIN
-        assert!(!hook.drop.contains(&0));
-        assert_ne!(hook.flags & libc::CLONE_NEWNET, 0);
+        assert_eq!(hook.isolation.keep, [0xa804_05fb, 0]);
+        assert!(hook.isolation.drop.contains(&21)); // CAP_SYS_ADMIN
+        assert!(!hook.isolation.drop.contains(&0));
+        assert_ne!(hook.isolation.flags & libc::CLONE_NEWNET, 0);
     }
 }

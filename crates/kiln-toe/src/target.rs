@@ -106,12 +106,38 @@ fn is_executable(path: &Path) -> bool {
 /// Resolves `path` (absolute, or relative to `cwd`) inside `root` with chroot semantics.
 /// Components that do not exist yet are kept as written, so the answer also names files that an
 /// action is about to create.
+///
+/// `root` is canonicalized first; see [`resolve_in_canonical_root`] for a root that must be
+/// taken as it is.
 pub fn resolve_in_root(
     root: &Path,
     cwd: &str,
     path: &str,
     follow_last: bool,
 ) -> Result<PathBuf, TargetError> {
+    let path = checked(path)?;
+    let root = std::fs::canonicalize(root)?;
+    walk_in_root(&root, cwd, path, follow_last)
+}
+
+/// [`resolve_in_root`] without canonicalizing `root`: the caller answers for `root` being
+/// canonical already (absolute, no `.` or `..` components), and the answer starts with `root`
+/// exactly as given. Symlinks below `root` are still followed inside it.
+///
+/// For a root that canonicalizing would turn into another directory: a rootless instance's
+/// `/proc/<pid>/root/<dir>/merged` shows the mounts of that process's mount namespace, which
+/// `canonicalize` would replace with the host's (unmounted) `<dir>/merged`.
+pub fn resolve_in_canonical_root(
+    root: &Path,
+    cwd: &str,
+    path: &str,
+    follow_last: bool,
+) -> Result<PathBuf, TargetError> {
+    walk_in_root(root, cwd, checked(path)?, follow_last)
+}
+
+/// `path`, unless it is empty or contains a NUL byte.
+fn checked(path: &str) -> Result<&str, TargetError> {
     if path.is_empty() {
         return Err(TargetError::Path {
             path: path.into(),
@@ -124,13 +150,23 @@ pub fn resolve_in_root(
             message: "the path contains a NUL byte".into(),
         });
     }
-    let root = std::fs::canonicalize(root)?;
+    Ok(path)
+}
+
+/// The walk of [`resolve_in_root`] for a checked `path`, one component at a time from `root`
+/// (canonical).
+fn walk_in_root(
+    root: &Path,
+    cwd: &str,
+    path: &str,
+    follow_last: bool,
+) -> Result<PathBuf, TargetError> {
     let mut pending: Vec<OsString> = Vec::new();
     push_reversed(&mut pending, Path::new(path));
     if !path.starts_with('/') {
         push_reversed(&mut pending, Path::new(cwd));
     }
-    let mut current = root.clone();
+    let mut current = root.to_path_buf();
     let mut links = 0;
     while let Some(part) = pending.pop() {
         if part == ".." {
@@ -152,14 +188,14 @@ pub fn resolve_in_root(
                 }
                 let target = std::fs::read_link(&next)?;
                 if target.is_absolute() {
-                    current = root.clone();
+                    current = root.to_path_buf();
                 }
                 push_reversed(&mut pending, &target);
             }
             _ => current = next,
         }
     }
-    debug_assert!(current.starts_with(&root));
+    debug_assert!(current.starts_with(root));
     Ok(current)
 }
 

@@ -83,6 +83,15 @@ fn kiln(args: &[&str], endpoint: &str) -> Output {
         .expect("running kiln")
 }
 
+/// `kiln image export ARN --format FORMAT -o OUT` against `endpoint`.
+fn export(endpoint: &str, format: &str, out: &std::path::Path) -> Output {
+    let out = out.to_str().expect("a UTF-8 path");
+    kiln(
+        &["image", "export", ARN, "--format", format, "-o", out],
+        endpoint,
+    )
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -246,18 +255,7 @@ fn export_streams_a_disk_image_to_the_output_file() {
     });
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("disk.qcow2");
-    let out = kiln(
-        &[
-            "image",
-            "export",
-            ARN,
-            "--format",
-            "qcow2",
-            "-o",
-            path.to_str().unwrap(),
-        ],
-        &fake.url,
-    );
+    let out = export(&fake.url, "qcow2", &path);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(std::fs::read(&path).unwrap() == image);
     assert!(!dir.path().join("disk.qcow2.partial").exists());
@@ -292,18 +290,7 @@ fn export_oci_unpacks_the_layout_into_a_directory() {
     });
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("layout");
-    let out = kiln(
-        &[
-            "image",
-            "export",
-            ARN,
-            "--format",
-            "oci",
-            "-o",
-            layout.to_str().unwrap(),
-        ],
-        &fake.url,
-    );
+    let out = export(&fake.url, "oci", &layout);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(layout.join("oci-layout").is_file());
     assert_eq!(
@@ -314,18 +301,7 @@ fn export_oci_unpacks_the_layout_into_a_directory() {
 
     // A second export into the now full directory is refused before anything is asked.
     let before = fake.seen().len();
-    let out = kiln(
-        &[
-            "image",
-            "export",
-            ARN,
-            "--format",
-            "oci",
-            "-o",
-            layout.to_str().unwrap(),
-        ],
-        &fake.url,
-    );
+    let out = export(&fake.url, "oci", &layout);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("not an empty directory"));
     assert_eq!(fake.seen().len(), before);
@@ -343,18 +319,7 @@ fn a_failed_export_leaves_no_file() {
     });
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("disk.raw");
-    let out = kiln(
-        &[
-            "image",
-            "export",
-            ARN,
-            "--format",
-            "raw",
-            "-o",
-            path.to_str().unwrap(),
-        ],
-        &fake.url,
-    );
+    let out = export(&fake.url, "raw", &path);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("only AVAILABLE images"));
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);

@@ -72,33 +72,12 @@ pub(crate) fn create_image(
         RecipeKind::Container => "containerRecipeArn",
     };
     let recipe_row = resolve_required(tx, ctx, &order.recipe_arn, recipe_field)?;
-    let (recipe_name, recipe_arn, version, components, platform, image_type, recipe) =
-        match order.recipe_kind {
-            RecipeKind::Image => {
-                let r: ImageRecipe = decode_row(&recipe_row)?;
-                (
-                    r.name.clone(),
-                    r.arn.clone(),
-                    r.version,
-                    r.components.clone(),
-                    r.platform,
-                    DomainImageType::Ami,
-                    RecipeSnapshot::Image(r),
-                )
-            }
-            RecipeKind::Container => {
-                let r: DomainContainerRecipe = decode_row(&recipe_row)?;
-                (
-                    r.name.clone(),
-                    r.arn.clone(),
-                    r.version,
-                    r.components.clone(),
-                    r.platform,
-                    DomainImageType::Docker,
-                    RecipeSnapshot::Container(r),
-                )
-            }
-        };
+    let recipe = match order.recipe_kind {
+        RecipeKind::Image => RecipeSnapshot::Image(decode_row::<ImageRecipe>(&recipe_row)?),
+        RecipeKind::Container => {
+            RecipeSnapshot::Container(decode_row::<DomainContainerRecipe>(&recipe_row)?)
+        }
+    };
     let infra_row = resolve_required(
         tx,
         ctx,
@@ -115,6 +94,7 @@ pub(crate) fn create_image(
         )?)?),
         None => None,
     };
+    let components = recipe.components();
     let mut build_components = Vec::with_capacity(components.len());
     for (i, c) in components.iter().enumerate() {
         let field = format!("{recipe_field}: the recipe's components[{i}]");
@@ -137,16 +117,17 @@ pub(crate) fn create_image(
         });
     }
 
-    let build = next_build(tx, &recipe_arn, &version)?;
-    let arn = Arn::new(&ctx.region, &ctx.account_id, KIND, &recipe_arn.name)
+    let version = recipe.version();
+    let build = next_build(tx, recipe.arn(), &version)?;
+    let arn = Arn::new(&ctx.region, &ctx.account_id, KIND, &recipe.arn().name)
         .with_version(version)
         .with_build(build);
     let arn_text = arn.to_string();
     let build_id = build_id_of(&arn_text);
     let image = domain::Image {
         arn,
-        name: recipe_name,
-        image_type,
+        name: recipe.name().to_string(),
+        image_type: recipe.image_type(),
         build_type: order.build_type,
         status: DomainStatus::Pending,
         reason: None,
@@ -161,7 +142,7 @@ pub(crate) fn create_image(
         distribution_configuration_arn: distribution.as_ref().map(|d| d.arn.to_string()),
         image_tests_enabled: order.tests_enabled,
         enhanced_image_metadata_enabled: order.enhanced_metadata,
-        platform: platform.as_str().to_string(),
+        platform: recipe.platform().as_str().to_string(),
         os_version: None,
         output_resources: Vec::new(),
         owner: ctx.account_id.clone(),
@@ -871,9 +852,11 @@ pub fn sync_pipeline_status(tx: &mut dyn Txn, image: &domain::Image) -> Result<(
         return Ok(()); // a later run is the last one
     }
     pipeline.last_run_status = Some(image.status.as_str().to_string());
-    match image.status {
-        DomainStatus::Available => pipeline.consecutive_failures = 0,
-        DomainStatus::Failed => pipeline.consecutive_failures += 1,
+    // A success resets the count; only scheduled builds' failures add to it (a failed manual
+    // run leaves it as it was).
+    match (image.status, image.build_type) {
+        (DomainStatus::Available, _) => pipeline.consecutive_failures = 0,
+        (DomainStatus::Failed, DomainBuildType::Scheduled) => pipeline.consecutive_failures += 1,
         _ => {}
     }
     tx.put(&pipeline).api()?;

@@ -13,9 +13,10 @@
 
 use super::distribution::DistributionConfiguration;
 use super::infrastructure::InfrastructureConfiguration;
-use super::recipe::{ContainerRecipe, ImageRecipe};
+use super::recipe::{ComponentConfiguration, ContainerRecipe, ImageRecipe, Platform};
 use super::{Millis, Resource};
 use crate::arn::Arn;
+use crate::version::SemVer;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -242,6 +243,51 @@ impl BuildSnapshot {
 pub enum RecipeSnapshot {
     Image(ImageRecipe),
     Container(ContainerRecipe),
+}
+
+impl RecipeSnapshot {
+    pub fn arn(&self) -> &Arn {
+        match self {
+            RecipeSnapshot::Image(r) => &r.arn,
+            RecipeSnapshot::Container(r) => &r.arn,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            RecipeSnapshot::Image(r) => &r.name,
+            RecipeSnapshot::Container(r) => &r.name,
+        }
+    }
+
+    pub fn version(&self) -> SemVer {
+        match self {
+            RecipeSnapshot::Image(r) => r.version,
+            RecipeSnapshot::Container(r) => r.version,
+        }
+    }
+
+    pub fn components(&self) -> &[ComponentConfiguration] {
+        match self {
+            RecipeSnapshot::Image(r) => &r.components,
+            RecipeSnapshot::Container(r) => &r.components,
+        }
+    }
+
+    pub fn platform(&self) -> Platform {
+        match self {
+            RecipeSnapshot::Image(r) => r.platform,
+            RecipeSnapshot::Container(r) => r.platform,
+        }
+    }
+
+    /// AMI for image recipes, DOCKER for container recipes.
+    pub fn image_type(&self) -> ImageType {
+        match self {
+            RecipeSnapshot::Image(_) => ImageType::Ami,
+            RecipeSnapshot::Container(_) => ImageType::Docker,
+        }
+    }
 }
 
 /// One component of a build: its document and the recipe's parameter values for it.
