@@ -381,6 +381,46 @@ def test_unknown_instance_type_fails_with_a_clear_reason(client):
     assert "x9.enormous" in image["state"]["reason"]
 
 
+def test_a_container_recipe_builds_an_oci_image(client, infra):
+    r = client.create_container_recipe(
+        containerType="DOCKER",
+        name=unique_name("ctr"),
+        semanticVersion="1.0.0",
+        parentImage=BUSYBOX,
+        components=[{"componentArn": bash_component(client, {"build": "echo in-container > /srv.txt"})}],
+        dockerfileTemplateData=(
+            "FROM {{{ imagebuilder:parentImage }}}\n"
+            "{{{ imagebuilder:environments }}}\n"
+            "{{{ imagebuilder:components }}}\n"
+        ),
+        targetRepository={"service": "ECR", "repositoryName": "kiln/app"},
+    )["containerRecipeArn"]
+    arn = client.create_image(containerRecipeArn=r, infrastructureConfigurationArn=infra)[
+        "imageBuildVersionArn"
+    ]
+    image = wait_final(client, arn)
+    assert image["state"]["status"] == "AVAILABLE", image["state"]
+    assert image["type"] == "DOCKER"
+    assert image["containerRecipe"]["arn"] == r
+    uri = image["outputResources"]["containers"][0]["imageUris"][0]
+    assert uri.startswith("oci:")
+    inspect = subprocess.run(["skopeo", "inspect", uri], capture_output=True, text=True)
+    assert inspect.returncode == 0, inspect.stderr
+
+
+def test_a_retried_start_builds_once(client, infra):
+    pipe = pipeline(client, recipe(client, [bash_component(client, {"build": "true"})]), infra)
+    token = str(uuid.uuid4())
+    first = client.start_image_pipeline_execution(imagePipelineArn=pipe, clientToken=token)
+    again = client.start_image_pipeline_execution(imagePipelineArn=pipe, clientToken=token)
+    assert first["imageBuildVersionArn"] == again["imageBuildVersionArn"]
+    client.get_waiter("image_available").wait(
+        imageBuildVersionArn=first["imageBuildVersionArn"], WaiterConfig=FAST
+    )
+    listed = client.list_image_pipeline_images(imagePipelineArn=pipe)["imageSummaryList"]
+    assert len(listed) == 1
+
+
 def test_bad_references_are_refused_naming_the_field(client, infra):
     prefix = "arn:aws:imagebuilder:us-east-1:123456789012"
     assert_client_error(

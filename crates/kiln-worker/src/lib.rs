@@ -232,7 +232,16 @@ fn work(shared: &Arc<Shared>) {
             .store
             .write(|tx| tx.claim_build(&shared.worker_id));
         match claimed {
-            Ok(Ok(Some(arn))) => run::process(shared, &arn),
+            Ok(Ok(Some(arn))) => {
+                // A bug in a build must not take the thread (and the build's image) with it.
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    run::process(shared, &arn)
+                }));
+                if outcome.is_err() {
+                    tracing::error!(arn, "a build panicked");
+                    run::abandon(shared, &arn, "internal error: the build worker panicked");
+                }
+            }
             Ok(Ok(None)) => shared.service.work.wait(seen, IDLE_POLL),
             Ok(Err(e)) | Err(e) => {
                 tracing::error!(error = %e, "claiming a build failed");

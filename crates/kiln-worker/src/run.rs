@@ -89,6 +89,24 @@ fn finish(shared: &Shared, arn: &str) {
     }
 }
 
+/// Ends a build that could not finish normally: FAILED with `reason` (unless it already
+/// ended), and out of the queue.
+pub fn abandon(shared: &Shared, arn: &str, reason: &str) {
+    shared
+        .running
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .retain(|(a, _)| a != arn);
+    transition(
+        shared,
+        arn,
+        ImageStatus::Failed,
+        Some(reason.to_string()),
+        |_| {},
+    );
+    finish(shared, arn);
+}
+
 /// Runs what the queue entry `arn` asks for, and removes it from the queue.
 pub fn process(shared: &Arc<Shared>, arn: &str) {
     match read_image(shared, arn) {
