@@ -301,8 +301,15 @@ fn target_error(doc: &str, e: crate::target::TargetError) -> String {
 
 /// The document path of a host path inside the root. `resolve` answers paths under the
 /// canonical root, which may differ from `Target::root` when the root's own path holds a link.
+/// The root as the target's own `resolve` answers it: the form its host paths start with
+/// (canonical for local targets; `/proc/<pid>/root/...` for a rootless instance, whose root a
+/// canonicalize would turn into the wrong, empty directory).
+fn resolved_root(ctx: &ActionContext) -> Option<std::path::PathBuf> {
+    ctx.target.resolve("/").ok()
+}
+
 fn doc_of(ctx: &ActionContext, host: &Path) -> String {
-    if let Ok(root) = fs::canonicalize(ctx.target.root()) {
+    if let Some(root) = resolved_root(ctx) {
         if let Ok(rel) = host.strip_prefix(&root) {
             return format!("/{}", rel.display());
         }
@@ -311,7 +318,7 @@ fn doc_of(ctx: &ActionContext, host: &Path) -> String {
 }
 
 fn is_root(ctx: &ActionContext, host: &Path) -> bool {
-    fs::canonicalize(ctx.target.root()).is_ok_and(|root| root == host)
+    resolved_root(ctx).is_some_and(|root| root == host)
 }
 
 fn io_message(e: &io::Error) -> String {
