@@ -129,7 +129,7 @@ impl Builder<'_> {
             .store
             .lower_dirs(&request.parent)
             .map_err(|e| fail(Stage::Build)(format!("parent image {}: {e}", request.parent.tag)))?;
-        let instance = self.launch(request, "build", lowers, Stage::Build)?;
+        let instance = self.launch(request, "build", lowers.clone(), Stage::Build)?;
         let build_report = self.run(
             &instance,
             request,
@@ -173,7 +173,14 @@ impl Builder<'_> {
             .map_err(|e| fail(Stage::Snapshot)(format!("stopping the build instance: {e}")))?;
 
         if request.tests_enabled && has_tests && !request.keep_failed_instance {
-            return self.snapshot_while_testing(request, instance, &meta, metadata, build_report);
+            return self.snapshot_while_testing(
+                request,
+                instance,
+                lowers,
+                &meta,
+                metadata,
+                build_report,
+            );
         }
 
         self.stages.entered(Stage::Snapshot);
@@ -226,6 +233,7 @@ impl Builder<'_> {
         &self,
         request: &BuildRequest,
         build: Instance,
+        parent_lowers: Vec<PathBuf>,
         meta: &CommitMeta,
         metadata: Option<metadata::Metadata>,
         build_report: ExecutionReport,
@@ -244,10 +252,6 @@ impl Builder<'_> {
                 "unmounting the build instance: {e}"
             )));
         }
-        let parent_lowers = self
-            .store
-            .lower_dirs(&request.parent)
-            .map_err(|e| fail(Stage::Test)(e.to_string()));
         let upper = build.upper();
         let uid_map = build.uid_map();
         let (snapshot, tested) = std::thread::scope(|scope| {
@@ -255,7 +259,7 @@ impl Builder<'_> {
                 self.store
                     .snapshot_layer_mapped(&upper, Compression::Zstd, uid_map)
             });
-            let tested = parent_lowers.and_then(|parent_lowers| {
+            let tested = (|| {
                 self.stages.entered(Stage::Test);
                 let mut lowers = vec![upper.clone()];
                 lowers.extend(parent_lowers);
@@ -267,7 +271,7 @@ impl Builder<'_> {
                     fail(Stage::Test)(format!("terminating the test instance: {e}"))
                 })?;
                 Ok(report)
-            });
+            })();
             let snapshot = snapshot.join().unwrap_or_else(|_| {
                 Err(kiln_image::Error::Invalid("the snapshot panicked".into()))
             });

@@ -101,8 +101,6 @@ pub struct Shared {
     stopping: AtomicBool,
     /// Making a managed base image is done once, whichever build asks first.
     base_lock: Mutex<()>,
-    /// Builds running now: image ARN -> their cancel flag.
-    running: Mutex<Vec<(String, Arc<AtomicBool>)>>,
 }
 
 impl Shared {
@@ -161,7 +159,6 @@ impl Worker {
             config,
             stopping: AtomicBool::new(false),
             base_lock: Mutex::new(()),
-            running: Mutex::new(Vec::new()),
         });
         recover::recover(&shared)?;
         Ok(Worker {
@@ -205,16 +202,8 @@ impl Worker {
     /// Stops claiming builds, stops the running ones (they end FAILED "interrupted"), and
     /// waits for the threads.
     pub fn stop(&self) {
+        // Each running build's watcher sees the flag within its poll and stops the build.
         self.shared.stopping.store(true, Ordering::SeqCst);
-        for (_, cancel) in self
-            .shared
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
-            cancel.store(true, Ordering::SeqCst);
-        }
         self.shared.service.work.notify();
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
         for t in threads {

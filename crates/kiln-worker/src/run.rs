@@ -7,7 +7,7 @@
 
 use crate::logs::BuildLog;
 use crate::Shared;
-use kiln_api::handlers::images::{ami_id, sync_pipeline_status};
+use kiln_api::handlers::images::sync_pipeline_status;
 use kiln_build::{BuildError, BuildRequest, Builder, Built, Stage, Stages};
 use kiln_domain::resources::image::{Image, ImageStatus, ImageType, Package};
 use kiln_instance::{for_instance_types, Instance};
@@ -60,9 +60,7 @@ pub fn transition(
             let Some(mut image) = tx.get::<Image>(arn)? else {
                 return Ok(false);
             };
-            if !image.status.can_move_to(status) {
-                return Ok(false);
-            }
+            // A refused move drops the edit with the record.
             edit(&mut image);
             if image.advance(status, reason, now()).is_err() {
                 return Ok(false);
@@ -73,7 +71,6 @@ pub fn transition(
             }
             Ok(true)
         });
-    shared.service.work.notify();
     match result {
         Ok(Ok(moved)) => moved,
         Ok(Err(e)) | Err(e) => {
@@ -92,11 +89,6 @@ fn finish(shared: &Shared, arn: &str) {
 /// Ends a build that could not finish normally: FAILED with `reason` (unless it already
 /// ended), and out of the queue.
 pub fn abandon(shared: &Shared, arn: &str, reason: &str) {
-    shared
-        .running
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .retain(|(a, _)| a != arn);
     transition(
         shared,
         arn,
@@ -180,24 +172,14 @@ fn build(shared: &Arc<Shared>, image: Image) {
     }
     log.event(&format!("image {arn}: BUILDING"));
     let cancel = Arc::new(AtomicBool::new(false));
-    shared
-        .running
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push((arn.clone(), cancel.clone()));
     let outcome = run_build(shared, &image, &log, &cancel);
-    shared
-        .running
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .retain(|(a, _)| a != &arn);
 
     let interrupted = shared.stopping() && cancel.load(Ordering::SeqCst);
     match outcome {
         Ok(built) if !cancel.load(Ordering::SeqCst) => distribute(shared, &image, built, &log),
         Ok(_) => {
             // Cancelled after the last step: the image is not kept.
-            let _ = shared.store.delete(&store_tag(&image.build_id));
+            discard(shared, &image);
             end_cancelled(shared, &arn, &log, interrupted);
         }
         Err(_) if cancel.load(Ordering::SeqCst) => end_cancelled(shared, &arn, &log, interrupted),
@@ -350,7 +332,7 @@ fn watch_for_cancel(
 fn distribute(shared: &Shared, image: &Image, built: Built, log: &BuildLog) {
     let arn = image.arn.to_string();
     if !transition(shared, &arn, ImageStatus::Distributing, None, |_| {}) {
-        let _ = shared.store.delete(&store_tag(&image.build_id));
+        discard(shared, image);
         return;
     }
     log.event("stage distribute started");
@@ -362,7 +344,7 @@ fn distribute(shared: &Shared, image: &Image, built: Built, log: &BuildLog) {
             shared.config.images_dir().display(),
             store_tag(&image.build_id)
         ),
-        ImageType::Ami => ami_id(&image.build_id),
+        ImageType::Ami => image.ami_id(),
     };
     let metadata = built.metadata;
     let os_version = metadata
@@ -390,7 +372,12 @@ fn distribute(shared: &Shared, image: &Image, built: Built, log: &BuildLog) {
     if moved {
         log.event(&format!("AVAILABLE: {output} ({})", built.image.digest));
     } else {
-        let _ = shared.store.delete(&store_tag(&image.build_id));
+        discard(shared, image);
         log.event("CANCELLED: the build was stopped");
     }
+}
+
+/// Drops the store entry of a build that was cancelled after it committed its image.
+fn discard(shared: &Shared, image: &Image) {
+    let _ = shared.store.delete(&store_tag(&image.build_id));
 }

@@ -56,11 +56,6 @@ pub(crate) struct ImageOrder {
     pub tags: Option<BTreeMap<String, String>>,
 }
 
-/// `ami-` and 17 hex digits, from the build id: the id each AVAILABLE image answers to.
-pub fn ami_id(build_id: &str) -> String {
-    format!("ami-0{}", &build_id[..build_id.len().min(16)])
-}
-
 /// Creates the image record of `order` (PENDING), queues its build, and answers its ARN.
 pub(crate) fn create_image(
     tx: &mut dyn Txn,
@@ -107,8 +102,8 @@ pub(crate) fn create_image(
         let component: DomainComponent = decode_row(&row)?;
         build_components.push(BuildComponent {
             arn: row.arn.clone(),
-            name: component.name.clone(),
-            data: component.data.clone(),
+            name: component.name,
+            data: component.data,
             parameters: c
                 .parameters
                 .iter()
@@ -167,7 +162,7 @@ pub(crate) fn create_image(
 }
 
 /// 16 hex digits that name a build's instances and logs.
-pub fn build_id_of(arn: &str) -> String {
+fn build_id_of(arn: &str) -> String {
     Sha256::digest(arn.as_bytes())
         .iter()
         .take(8)
@@ -282,6 +277,20 @@ pub fn start_pipeline_execution(
 /// An image the caller can see: its own, not DELETED.
 fn visible(image: &domain::Image) -> bool {
     image.status != DomainStatus::Deleted
+}
+
+/// The build version `arn` names exactly, unless it does not exist or is DELETED.
+fn get_visible(
+    tx: &mut dyn Txn,
+    ctx: &RequestContext,
+    arn: &str,
+) -> Result<domain::Image, ApiError> {
+    let image: domain::Image = get_exact(tx, ctx, KIND, arn, "imageBuildVersionArn")?;
+    if visible(&image) {
+        Ok(image)
+    } else {
+        Err(not_found(KIND, arn))
+    }
 }
 
 fn status_to_wire(s: DomainStatus) -> ImageStatus {
@@ -732,10 +741,7 @@ pub fn list_packages(
 ) -> Result<ListImagePackagesResponse, ApiError> {
     const OP: &str = "ListImagePackages";
     let arn = input.image_build_version_arn.unwrap_or_default();
-    let image: domain::Image = get_exact(tx, ctx, KIND, &arn, "imageBuildVersionArn")?;
-    if !visible(&image) {
-        return Err(not_found(KIND, &arn));
-    }
+    let image = get_visible(tx, ctx, &arn)?;
     let after = svc.pager.decode(OP, ctx, input.next_token.as_deref())?;
     let key = |p: &&domain::Package| p.name.clone();
     let mut packages: Vec<&domain::Package> = image.packages.iter().collect();
@@ -772,10 +778,7 @@ pub fn cancel(
     input: CancelImageCreationRequest,
 ) -> Result<CancelImageCreationResponse, ApiError> {
     let arn = input.image_build_version_arn.unwrap_or_default();
-    let mut image: domain::Image = get_exact(tx, ctx, KIND, &arn, "imageBuildVersionArn")?;
-    if !visible(&image) {
-        return Err(not_found(KIND, &arn));
-    }
+    let mut image = get_visible(tx, ctx, &arn)?;
     if !image.status.in_progress() {
         return Err(ApiError::new(
             ErrorKind::ResourceInUseException,
@@ -795,7 +798,7 @@ pub fn cancel(
     tx.put(&image).api()?;
     // The worker (when it has claimed the build) sees the status and stops; a build nobody
     // claimed yet is simply dropped from the queue.
-    crate::handlers::images::sync_pipeline_status(tx, &image)?;
+    sync_pipeline_status(tx, &image)?;
     Ok(CancelImageCreationResponse {
         request_id: None,
         client_token: input.client_token,
@@ -810,10 +813,7 @@ pub fn delete(
     input: DeleteImageRequest,
 ) -> Result<DeleteImageResponse, ApiError> {
     let arn = input.image_build_version_arn.unwrap_or_default();
-    let mut image: domain::Image = get_exact(tx, ctx, KIND, &arn, "imageBuildVersionArn")?;
-    if !visible(&image) {
-        return Err(not_found(KIND, &arn));
-    }
+    let mut image = get_visible(tx, ctx, &arn)?;
     if image.status.in_progress() {
         return Err(ApiError::new(
             ErrorKind::ResourceInUseException,

@@ -313,6 +313,12 @@ impl Resource for Image {
 }
 
 impl Image {
+    /// `ami-0` and the 16 hex digits of the build id: the id an AVAILABLE AMI-type image
+    /// answers to (and a recipe's `parentImage` may name).
+    pub fn ami_id(&self) -> String {
+        format!("ami-0{}", &self.build_id[..self.build_id.len().min(16)])
+    }
+
     /// Moves the image to `next`, recording when and why; refuses a move the state machine does
     /// not allow.
     pub fn advance(
