@@ -7,6 +7,7 @@
 //! text bodies, or a file streamed from disk.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// The prefix of every extension path.
 pub const PREFIX: &str = "/kiln/v1/";
@@ -52,4 +53,30 @@ impl ExtensionResponse {
 pub trait Extension: Send + Sync {
     /// `path` is what follows [`PREFIX`]; `query` the decoded query pairs in order.
     fn handle(&self, path: &str, query: &[(String, String)]) -> ExtensionResponse;
+}
+
+/// The value of query parameter `name`, if given.
+pub fn param<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    query
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Several extensions behind one prefix: each answers the paths that start with its first
+/// segment; `fallback` answers the rest (and says which paths exist).
+pub struct Routes {
+    pub routes: Vec<(&'static str, Arc<dyn Extension>)>,
+    pub fallback: Arc<dyn Extension>,
+}
+
+impl Extension for Routes {
+    fn handle(&self, path: &str, query: &[(String, String)]) -> ExtensionResponse {
+        let first = path.split('/').next().unwrap_or_default();
+        self.routes
+            .iter()
+            .find(|(segment, _)| *segment == first)
+            .map_or(&self.fallback, |(_, extension)| extension)
+            .handle(path, query)
+    }
 }

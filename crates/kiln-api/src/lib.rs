@@ -9,12 +9,15 @@
 //! domain's rules, and read and write storage.
 
 pub mod accounts;
+pub mod clock;
 pub mod convert;
 pub mod extension;
 pub mod filters;
 pub mod handlers;
 pub mod paging;
+pub mod parents;
 pub mod request_id;
+pub mod scheduled;
 pub mod server;
 pub mod service;
 pub mod work;

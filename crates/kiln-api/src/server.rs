@@ -90,10 +90,6 @@ fn ok_response(body: String, request_id: &str) -> Response<Body> {
     response
 }
 
-fn now_millis() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Body> {
     let request_id = shared.request_ids.next_id();
     let method = request.method().as_str().to_string();
@@ -152,7 +148,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Bod
         region: scope
             .map(|s| s.region)
             .unwrap_or_else(|| shared.accounts.default_region.clone()),
-        now_millis: now_millis(),
+        now_millis: shared.service.clock.now_millis(),
         valid_until: Default::default(),
     };
     let service = shared.service.clone();

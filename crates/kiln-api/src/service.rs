@@ -1,5 +1,6 @@
 //! One API call, from validated input to JSON answer, inside one transaction.
 
+use crate::clock::{Clock, SystemClock};
 use crate::convert::{store_error, StoreResultExt};
 use crate::paging::{Pager, SIGNING_KEY_SETTING};
 use kiln_store::{SqliteStore, StoreError, TokenKey, TokenRecord, Txn};
@@ -9,7 +10,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// How long idempotency tokens are kept. AWS promises nothing; EC2 keeps them at least a day.
 pub const TOKEN_RETENTION_MILLIS: i64 = 7 * 24 * 3600 * 1000;
@@ -19,6 +20,8 @@ pub struct Service {
     pub pager: Pager,
     /// Woken by every committed write (the build worker waits on it).
     pub work: crate::work::WorkSignal,
+    /// The time of requests, builds and schedules.
+    pub clock: Arc<dyn Clock>,
     answers: Answers,
 }
 
@@ -46,8 +49,15 @@ impl Service {
             store,
             pager,
             work: Default::default(),
+            clock: Arc::new(SystemClock),
             answers: Answers::default(),
         })
+    }
+
+    /// The same service on another clock (a test clock).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Service {
+        self.clock = clock;
+        self
     }
 
     /// Validates `input`, runs the operation in its transaction and returns the response JSON
@@ -320,10 +330,18 @@ mod tests {
             before_one["imagePipeline"]["dateNextRun"],
             "2026-11-26T13:00:00.000Z"
         );
+        // dateNextRun is the stored next run: it moves when the scheduler fires the run (a
+        // commit, which invalidates cached answers), not when the clock passes it.
+        let arn = pipeline["imagePipelineArn"].as_str().unwrap().to_string();
+        let due = now + 3_600_000;
+        svc.store
+            .write(|tx| crate::scheduled::fire(tx, &arn, due, due))
+            .unwrap()
+            .unwrap();
         let after_one = call(&svc, Operation::GetImagePipeline, now + 3_600_000, get);
         assert_eq!(
             after_one["imagePipeline"]["dateNextRun"], "2026-11-26T14:00:00.000Z",
-            "an answer is not served past the time it changes"
+            "a firing moves the next run"
         );
     }
 }

@@ -25,10 +25,16 @@
 //! server binary and measures a whole image build of a reference recipe (busybox base, five
 //! components), from StartImagePipelineExecution to AVAILABLE, against buildah doing the same
 //! steps (`from`, one `run` per component, `commit`) (see `build.rs`).
+//!
+//! `cargo run --release -p kiln-bench -- schedule [--pipelines N] [--rounds R] [--idle-seconds S]`
+//! creates N scheduled pipelines (100,000 by default) through the API and measures the
+//! scheduler's targets: computing every dateNextRun, how soon a due pipeline starts, and the
+//! idle scheduler's CPU use (see `schedule.rs`).
 
 mod build;
 mod ceiling;
 mod client;
+mod schedule;
 mod snapshot;
 mod toe;
 
@@ -73,12 +79,13 @@ fn main() -> Result<()> {
         Some("toe") => return toe::main(std::env::args().skip(2)),
         Some("snapshot") => return snapshot::main(std::env::args().skip(2)),
         Some("build") => return build::main(std::env::args().skip(2)),
+        Some("schedule") => return schedule::main(std::env::args().skip(2)),
         _ => {}
     }
     let (which, options) = parse_options()?;
     if which != "api" {
         bail!(
-            "usage: kiln-bench api [--seconds N] [--connections N] | toe [--rounds N] [--steps N] | snapshot [--tree DIR] [--rounds N] | build [--rounds N] [--kiln PATH]"
+            "usage: kiln-bench api [--seconds N] [--connections N] | toe [--rounds N] [--steps N] | snapshot [--tree DIR] [--rounds N] | build [--rounds N] [--kiln PATH] | schedule [--pipelines N] [--rounds R] [--idle-seconds S]"
         );
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -57,6 +57,14 @@ pub struct TokenRecord {
 pub trait Txn {
     fn get_row(&mut self, arn: &str) -> Result<Option<Row>, StoreError>;
     fn list_rows(&mut self, query: &ListQuery) -> Result<Vec<Row>, StoreError>;
+    /// Rows of one kind in every account and region, in ARN order after `after`, at most
+    /// `limit` (for work that spans accounts, such as indexing schedules).
+    fn rows_of_kind(
+        &mut self,
+        kind: ResourceKind,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Row>, StoreError>;
     /// Inserts or replaces the row with this ARN.
     fn put_row(&mut self, row: &Row) -> Result<(), StoreError>;
     /// Deletes the row, its tags and the references it holds. `false` if there was none.
@@ -84,6 +92,28 @@ pub trait Txn {
     fn finish_build(&mut self, arn: &str) -> Result<(), StoreError>;
     /// Every queued or claimed build: `(arn, worker)`.
     fn queued_builds(&mut self) -> Result<Vec<(String, Option<String>)>, StoreError>;
+
+    /// Sets (or with `None` removes) when a pipeline's schedule runs next.
+    fn set_next_run(
+        &mut self,
+        pipeline_arn: &str,
+        next_millis: Option<i64>,
+    ) -> Result<(), StoreError>;
+    /// The pipelines due at `now_millis` (next run at or before it), earliest first, at most
+    /// `limit`.
+    fn due_runs(&mut self, now_millis: i64, limit: usize)
+        -> Result<Vec<(String, i64)>, StoreError>;
+    /// The earliest next run of any pipeline.
+    fn earliest_run(&mut self) -> Result<Option<i64>, StoreError>;
+    /// Claims the run of `pipeline_arn` due at `due_millis` by moving its next run to `next`
+    /// (`None` removes it); `false` when the pipeline's next run is no longer `due_millis`
+    /// (another scheduler claimed it, or the pipeline changed).
+    fn claim_run(
+        &mut self,
+        pipeline_arn: &str,
+        due_millis: i64,
+        next_millis: Option<i64>,
+    ) -> Result<bool, StoreError>;
 
     /// A named value that must survive restarts (for example the pagination signing key).
     fn get_setting(&mut self, name: &str) -> Result<Option<String>, StoreError>;

@@ -13,7 +13,7 @@
 use crate::logs::{log_path, read_from, ARN_FILE};
 use crate::run::{read_image, store_tag};
 use crate::Shared;
-use kiln_api::extension::{Extension, ExtensionBody, ExtensionResponse};
+use kiln_api::extension::{param, Extension, ExtensionBody, ExtensionResponse};
 use kiln_domain::resources::image::{Image, ImageStatus};
 use kiln_image::DiskFormat;
 use std::path::PathBuf;
@@ -24,13 +24,6 @@ const MAX_LOG_CHUNK: usize = 1 << 20;
 
 pub struct WorkerExtension {
     pub shared: Arc<Shared>,
-}
-
-fn param<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    query
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
 }
 
 fn invalid(message: &str) -> ExtensionResponse {
@@ -214,7 +207,7 @@ impl Extension for WorkerExtension {
             _ => match path.strip_prefix("instances/") {
                 Some(id) => self.instance(id),
                 None => not_found(&format!(
-                    "no endpoint /kiln/v1/{path}; there are logs, export and instances/<id>"
+                    "no endpoint /kiln/v1/{path}; there are logs, export, instances/<id> and schedule"
                 )),
             },
         }

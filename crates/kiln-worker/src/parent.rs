@@ -8,14 +8,12 @@
 //!   under a temporary tag, removed when the build ends (the layers the new image shares stay).
 
 use crate::Shared;
-use kiln_domain::arn::{Arn, ResourceKind};
-use kiln_domain::resources::image::{Image, ImageStatus};
+use kiln_domain::arn::Arn;
+use kiln_domain::resources::image::Image;
 use kiln_domain::resources::infrastructure::InfrastructureConfiguration;
 use kiln_domain::resources::managed::{self, ManagedBase, ManagedImage};
 use kiln_domain::resources::parent::ParentSource;
-use kiln_domain::version::{SemVer, VersionFilter};
 use kiln_image::ImageRef;
-use kiln_store::{ListQuery, TxnExt};
 
 /// The suite of the managed Debian image.
 const DEBIAN_SUITE: &str = "bookworm";
@@ -68,7 +66,16 @@ pub fn resolve(shared: &Shared, image: &Image, parent: &str) -> Result<Parent, S
             managed_base(shared, m).map(kept)
         }
         ParentSource::ImageBuilderImage(arn) => {
-            let built = newest_available(shared, image, &arn)?;
+            // The image the filter picked when the build was ordered, so that what the pipeline
+            // recorded as its dependencies is what it builds on.
+            let arn = image
+                .resolved_parent
+                .as_deref()
+                .and_then(|a| Arn::parse(a).ok())
+                .unwrap_or(arn);
+            let built = read_parent(shared, image, |tx, account, region| {
+                kiln_api::parents::newest_available(tx, account, region, &arn)
+            })?;
             shared
                 .store
                 .resolve(&crate::run::store_tag(&built.build_id))
@@ -76,7 +83,9 @@ pub fn resolve(shared: &Shared, image: &Image, parent: &str) -> Result<Parent, S
                 .map_err(|e| format!("{}: {e}", built.arn))
         }
         ParentSource::Ami(id) => {
-            let built = by_ami(shared, image, &id)?;
+            let built = read_parent(shared, image, |tx, account, region| {
+                kiln_api::parents::by_ami(tx, account, region, &id)
+            })?;
             shared
                 .store
                 .resolve(&crate::run::store_tag(&built.build_id))
@@ -136,63 +145,16 @@ fn managed_base(shared: &Shared, m: &ManagedImage) -> Result<ImageRef, String> {
     made.map_err(|e| format!("making the managed image {}: {e}", m.name))
 }
 
-fn own_images(shared: &Shared, image: &Image, name: Option<&str>) -> Result<Vec<Image>, String> {
-    let query = ListQuery {
-        account: image.arn.account.clone(),
-        region: image.arn.region.clone(),
-        kind: ResourceKind::Image,
-        name: name.map(str::to_string),
-        after: None,
-    };
-    match shared.service.store.read(|tx| tx.list::<Image>(&query)) {
-        Ok(Ok(images)) => Ok(images),
-        Ok(Err(e)) | Err(e) => Err(format!("reading images: {e}")),
+/// Reads through the API's parent rules ([`kiln_api::parents`]), in the building image's
+/// account and region.
+fn read_parent(
+    shared: &Shared,
+    image: &Image,
+    find: impl FnOnce(&mut dyn kiln_store::Txn, &str, &str) -> Result<Image, String>,
+) -> Result<Image, String> {
+    let (account, region) = (image.arn.account.as_str(), image.arn.region.as_str());
+    match shared.service.store.read(|tx| find(tx, account, region)) {
+        Ok(found) => found,
+        Err(e) => Err(format!("reading images: {e}")),
     }
-}
-
-/// The newest AVAILABLE image an ARN (version, `x` filter or build) matches, in the building
-/// image's account and region.
-fn newest_available(shared: &Shared, image: &Image, arn: &Arn) -> Result<Image, String> {
-    if arn.account != image.arn.account || arn.region != image.arn.region {
-        return Err(format!(
-            "{arn} belongs to another account or region than the image being built"
-        ));
-    }
-    let filter = match &arn.version {
-        Some(v) => VersionFilter::parse(v).map_err(|e| e.message)?,
-        None => VersionFilter::ANY,
-    };
-    let candidates: Vec<Image> = own_images(shared, image, Some(&arn.name))?
-        .into_iter()
-        .filter(|i| i.status == ImageStatus::Available)
-        .filter(|i| arn.build.is_none() || i.arn.build == arn.build)
-        .collect();
-    let versions = candidates.iter().filter_map(|i| {
-        Some((
-            SemVer::parse(i.arn.version.as_deref()?).ok()?,
-            i.arn.build.unwrap_or(0),
-        ))
-    });
-    let (version, build) = filter
-        .newest(versions)
-        .ok_or_else(|| format!("no AVAILABLE image matches {arn}"))?;
-    let version = version.to_string();
-    candidates
-        .into_iter()
-        .find(|i| i.arn.version.as_deref() == Some(version.as_str()) && i.arn.build == Some(build))
-        .ok_or_else(|| format!("no AVAILABLE image matches {arn}"))
-}
-
-/// The AVAILABLE image of the building image's account that answers to an `ami-` id.
-fn by_ami(shared: &Shared, image: &Image, id: &str) -> Result<Image, String> {
-    own_images(shared, image, None)?
-        .into_iter()
-        .find(|i| i.output_resources.iter().any(|o| o == id))
-        .filter(|i| i.status == ImageStatus::Available)
-        .ok_or_else(|| {
-            format!(
-                "no AVAILABLE image of account {} in {} has the id {id}",
-                image.arn.account, image.arn.region
-            )
-        })
 }

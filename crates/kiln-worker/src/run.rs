@@ -23,10 +23,6 @@ const CANCEL_POLL: Duration = Duration::from_millis(200);
 /// The reason of builds a stopping or crashed server left unfinished.
 pub const INTERRUPTED: &str = "interrupted: kiln stopped while the image was being built";
 
-fn now() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 /// The store tag of an image Kiln built.
 pub fn store_tag(build_id: &str) -> String {
     format!("kiln-{build_id}")
@@ -62,11 +58,12 @@ pub fn transition(
             };
             // A refused move drops the edit with the record.
             edit(&mut image);
-            if image.advance(status, reason, now()).is_err() {
+            let now = shared.service.clock.now_millis();
+            if image.advance(status, reason, now).is_err() {
                 return Ok(false);
             }
             tx.put(&image)?;
-            if sync_pipeline_status(tx, &image).is_err() {
+            if sync_pipeline_status(tx, &image, now).is_err() {
                 tracing::warn!(arn, "updating the pipeline's last run status failed");
             }
             Ok(true)

@@ -11,6 +11,7 @@ mod client;
 mod image;
 mod instance;
 mod logs;
+mod pipeline;
 mod toe;
 
 #[derive(Parser)]
@@ -39,6 +40,9 @@ enum Command {
     /// Act on the build instances of a running server (shell).
     #[command(subcommand)]
     Instance(instance::InstanceCommand),
+    /// Look at the pipelines of a running server (schedule: what the schedule did lately).
+    #[command(subcommand)]
+    Pipeline(pipeline::PipelineCommand),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -76,6 +80,10 @@ struct ServeArgs {
     /// The Debian mirror the managed debian-12-minimal-x86 base image is made from.
     #[arg(long, env = "KILN_DEBIAN_MIRROR", default_value = kiln_image::DEFAULT_DEBIAN_MIRROR)]
     debian_mirror: String,
+    /// For tests: read Kiln's time (requests, builds, schedules) from this file, an RFC 3339
+    /// instant that the test rewrites to move time, instead of the system clock.
+    #[arg(long, env = "KILN_CLOCK_FILE")]
+    clock_file: Option<PathBuf>,
 }
 
 fn main() -> Result<()> {
@@ -91,6 +99,7 @@ fn main() -> Result<()> {
         Command::Logs(args) => std::process::exit(logs::main(args)),
         Command::Image(command) => std::process::exit(image::main(command)),
         Command::Instance(command) => std::process::exit(instance::main(command)),
+        Command::Pipeline(command) => std::process::exit(pipeline::main(command)),
     }
 }
 
@@ -118,10 +127,13 @@ fn serve(args: ServeArgs) -> Result<()> {
         bad.is_empty(),
         "model patterns that do not compile: {bad:?}"
     );
-    let service = Arc::new(
-        Service::open(&args.data_dir, sync)
-            .with_context(|| format!("opening the data directory {}", args.data_dir.display()))?,
-    );
+    let mut service = Service::open(&args.data_dir, sync)
+        .with_context(|| format!("opening the data directory {}", args.data_dir.display()))?;
+    if let Some(path) = &args.clock_file {
+        tracing::warn!(path = %path.display(), "using a test clock");
+        service = service.with_clock(Arc::new(kiln_api::clock::FileClock::new(path.clone())));
+    }
+    let service = Arc::new(service);
     let mut worker_config = kiln_worker::WorkerConfig::new(&args.data_dir);
     if let Some(n) = args.build_concurrency {
         anyhow::ensure!(n > 0, "--build-concurrency must be at least 1");
@@ -132,7 +144,19 @@ fn serve(args: ServeArgs) -> Result<()> {
         kiln_worker::Worker::start(service.clone(), worker_config)
             .context("starting the build worker")?,
     );
-    let extension = worker.extension();
+    // After the worker, whose start-up recovery settles what a previous run left.
+    let scheduler = kiln_scheduler::Scheduler::new(service.clone());
+    scheduler.start().context("starting the scheduler")?;
+    let extension: Arc<dyn kiln_api::extension::Extension> =
+        Arc::new(kiln_api::extension::Routes {
+            routes: vec![(
+                "schedule",
+                Arc::new(kiln_scheduler::extension::ScheduleExtension {
+                    service: service.clone(),
+                }),
+            )],
+            fallback: worker.extension(),
+        });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -157,6 +181,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         .await?;
         Ok::<(), anyhow::Error>(())
     });
+    scheduler.stop();
     // Builds still running end FAILED "interrupted"; their instances are torn down.
     stopped_worker.stop();
     tracing::info!("kiln stopped");

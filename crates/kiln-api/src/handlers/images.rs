@@ -33,6 +33,7 @@ use kiln_domain::resources::infrastructure::InfrastructureConfiguration as Domai
 use kiln_domain::resources::managed::{self, ManagedImage};
 use kiln_domain::resources::pipeline::{ImagePipeline as DomainPipeline, RecipeKind};
 use kiln_domain::resources::recipe::{ContainerRecipe as DomainContainerRecipe, ImageRecipe};
+use kiln_domain::resources::scheduled_run::Dependencies;
 use kiln_domain::version::SemVer;
 use kiln_store::{ListQuery, Txn, TxnExt};
 use kiln_wire::types::*;
@@ -56,23 +57,97 @@ pub(crate) struct ImageOrder {
     pub tags: Option<BTreeMap<String, String>>,
 }
 
+/// A recipe with its references resolved as a build made now would use them.
+pub(crate) struct ResolvedRecipe {
+    /// The recipe's build version ARN.
+    pub arn: String,
+    pub recipe: RecipeSnapshot,
+    /// The components, resolved to builds, in recipe order.
+    pub components: Vec<BuildComponent>,
+    /// See [`domain::Image::resolved_parent`].
+    pub resolved_parent: Option<String>,
+}
+
+impl ResolvedRecipe {
+    /// What the schedule's dependency check compares (see [`Dependencies::of_image`]).
+    pub fn dependencies(&self) -> Dependencies {
+        Dependencies {
+            parent: self
+                .resolved_parent
+                .clone()
+                .unwrap_or_else(|| self.recipe.parent_image().to_string()),
+            components: self.components.iter().map(|c| c.arn.clone()).collect(),
+        }
+    }
+}
+
+fn recipe_field(kind: RecipeKind) -> &'static str {
+    match kind {
+        RecipeKind::Image => "imageRecipeArn",
+        RecipeKind::Container => "containerRecipeArn",
+    }
+}
+
+/// Resolves a recipe reference, its components' references and its parent image.
+pub(crate) fn resolve_recipe(
+    tx: &mut dyn Txn,
+    ctx: &RequestContext,
+    kind: RecipeKind,
+    arn: &str,
+) -> Result<ResolvedRecipe, ApiError> {
+    let recipe_field = recipe_field(kind);
+    let recipe_row = resolve_required(tx, ctx, arn, recipe_field)?;
+    let recipe = match kind {
+        RecipeKind::Image => RecipeSnapshot::Image(decode_row::<ImageRecipe>(&recipe_row)?),
+        RecipeKind::Container => {
+            RecipeSnapshot::Container(decode_row::<DomainContainerRecipe>(&recipe_row)?)
+        }
+    };
+    let configured = recipe.components();
+    let mut components = Vec::with_capacity(configured.len());
+    for (i, c) in configured.iter().enumerate() {
+        let field = format!("{recipe_field}: the recipe's components[{i}]");
+        let row = resolve(tx, ctx, &c.component_arn, &field)?.ok_or_else(|| {
+            ApiError::invalid_request(format!(
+                "{field}: the component '{}' no longer exists",
+                c.component_arn
+            ))
+        })?;
+        let component: DomainComponent = decode_row(&row)?;
+        components.push(BuildComponent {
+            arn: row.arn.clone(),
+            name: component.name,
+            data: component.data,
+            parameters: c
+                .parameters
+                .iter()
+                .map(|p| (p.name.clone(), p.value.join(",")))
+                .collect(),
+        });
+    }
+    let resolved_parent =
+        crate::parents::resolved_parent(tx, &ctx.account_id, &ctx.region, recipe.parent_image())
+            .map_err(ApiError::service)?;
+    Ok(ResolvedRecipe {
+        arn: recipe_row.arn,
+        recipe,
+        components,
+        resolved_parent,
+    })
+}
+
 /// Creates the image record of `order` (PENDING), queues its build, and answers its ARN.
 pub(crate) fn create_image(
     tx: &mut dyn Txn,
     ctx: &RequestContext,
     order: ImageOrder,
 ) -> Result<String, ApiError> {
-    let recipe_field = match order.recipe_kind {
-        RecipeKind::Image => "imageRecipeArn",
-        RecipeKind::Container => "containerRecipeArn",
-    };
-    let recipe_row = resolve_required(tx, ctx, &order.recipe_arn, recipe_field)?;
-    let recipe = match order.recipe_kind {
-        RecipeKind::Image => RecipeSnapshot::Image(decode_row::<ImageRecipe>(&recipe_row)?),
-        RecipeKind::Container => {
-            RecipeSnapshot::Container(decode_row::<DomainContainerRecipe>(&recipe_row)?)
-        }
-    };
+    let ResolvedRecipe {
+        arn: recipe_arn,
+        recipe,
+        components: build_components,
+        resolved_parent,
+    } = resolve_recipe(tx, ctx, order.recipe_kind, &order.recipe_arn)?;
     let infra_row = resolve_required(
         tx,
         ctx,
@@ -89,29 +164,6 @@ pub(crate) fn create_image(
         )?)?),
         None => None,
     };
-    let components = recipe.components();
-    let mut build_components = Vec::with_capacity(components.len());
-    for (i, c) in components.iter().enumerate() {
-        let field = format!("{recipe_field}: the recipe's components[{i}]");
-        let row = resolve(tx, ctx, &c.component_arn, &field)?.ok_or_else(|| {
-            ApiError::invalid_request(format!(
-                "{field}: the component '{}' no longer exists",
-                c.component_arn
-            ))
-        })?;
-        let component: DomainComponent = decode_row(&row)?;
-        build_components.push(BuildComponent {
-            arn: row.arn.clone(),
-            name: component.name,
-            data: component.data,
-            parameters: c
-                .parameters
-                .iter()
-                .map(|p| (p.name.clone(), p.value.join(",")))
-                .collect(),
-        });
-    }
-
     let version = recipe.version();
     let build = next_build(tx, recipe.arn(), &version)?;
     let arn = Arn::new(&ctx.region, &ctx.account_id, KIND, &recipe.arn().name)
@@ -132,7 +184,7 @@ pub(crate) fn create_image(
             at: ctx.now_millis,
         }],
         pipeline_arn: order.pipeline.as_ref().map(|(arn, _)| arn.clone()),
-        recipe_arn: recipe_row.arn.clone(),
+        recipe_arn,
         infrastructure_configuration_arn: infra_row.arn.clone(),
         distribution_configuration_arn: distribution.as_ref().map(|d| d.arn.to_string()),
         image_tests_enabled: order.tests_enabled,
@@ -154,6 +206,7 @@ pub(crate) fn create_image(
         image_digest: None,
         packages: Vec::new(),
         kept_instance: None,
+        resolved_parent,
     };
     tx.put(&image).api()?;
     store_tags(tx, &arn_text, order.tags.as_ref())?;
@@ -242,6 +295,32 @@ pub fn start_pipeline_execution(
         &pipeline_arn,
         "imagePipelineArn",
     )?;
+    // "Builds that you start manually use the tags from the StartImagePipelineExecution
+    // request instead" (of the pipeline's imageTags).
+    let arn = start_pipeline_build(
+        tx,
+        ctx,
+        &mut pipeline,
+        DomainBuildType::UserInitiated,
+        input.tags,
+    )?;
+    tx.put(&pipeline).api()?;
+    Ok(StartImagePipelineExecutionResponse {
+        request_id: None,
+        client_token: input.client_token,
+        image_build_version_arn: Some(arn),
+    })
+}
+
+/// Creates and queues a build of `pipeline` (a manual run or a scheduled one) and marks it the
+/// pipeline's last run; the caller stores the pipeline.
+pub(crate) fn start_pipeline_build(
+    tx: &mut dyn Txn,
+    ctx: &RequestContext,
+    pipeline: &mut DomainPipeline,
+    build_type: DomainBuildType,
+    tags: Option<BTreeMap<String, String>>,
+) -> Result<String, ApiError> {
     let d = &pipeline.definition;
     let arn = create_image(
         tx,
@@ -254,21 +333,14 @@ pub fn start_pipeline_execution(
             tests_enabled: d.image_tests.enabled,
             tests_timeout_minutes: d.image_tests.timeout_minutes,
             enhanced_metadata: d.enhanced_image_metadata_enabled,
-            build_type: DomainBuildType::UserInitiated,
+            build_type,
             pipeline: Some((pipeline.arn.to_string(), pipeline.name.clone())),
-            // "Builds that you start manually use the tags from the
-            // StartImagePipelineExecution request instead" (of the pipeline's imageTags).
-            tags: input.tags,
+            tags,
         },
     )?;
     pipeline.date_last_run = Some(ctx.now_millis);
     pipeline.last_run_status = Some(DomainStatus::Pending.as_str().to_string());
-    tx.put(&pipeline).api()?;
-    Ok(StartImagePipelineExecutionResponse {
-        request_id: None,
-        client_token: input.client_token,
-        image_build_version_arn: Some(arn),
-    })
+    Ok(arn)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -798,7 +870,7 @@ pub fn cancel(
     tx.put(&image).api()?;
     // The worker (when it has claimed the build) sees the status and stops; a build nobody
     // claimed yet is simply dropped from the queue.
-    sync_pipeline_status(tx, &image)?;
+    sync_pipeline_status(tx, &image, ctx.now_millis)?;
     Ok(CancelImageCreationResponse {
         request_id: None,
         client_token: input.client_token,
@@ -836,28 +908,35 @@ pub fn delete(
     })
 }
 
-/// Keeps a pipeline's `lastRunStatus` (and its count of consecutive failures) in step with
-/// the image of its latest run.
-pub fn sync_pipeline_status(tx: &mut dyn Txn, image: &domain::Image) -> Result<(), ApiError> {
+/// Keeps a pipeline's `lastRunStatus` in step with the image of its latest run, and counts
+/// finished builds towards auto-disable (which may disable the pipeline).
+pub fn sync_pipeline_status(
+    tx: &mut dyn Txn,
+    image: &domain::Image,
+    now: i64,
+) -> Result<(), ApiError> {
     let Some(pipeline_arn) = &image.pipeline_arn else {
         return Ok(());
     };
     let Some(mut pipeline) = tx.get::<DomainPipeline>(pipeline_arn).api()? else {
         return Ok(()); // deleted since; its images live on
     };
-    if pipeline
+    let latest = pipeline
         .date_last_run
-        .is_some_and(|t| t > image.date_created)
-    {
-        return Ok(()); // a later run is the last one
+        .is_none_or(|t| t <= image.date_created);
+    if latest {
+        pipeline.last_run_status = Some(image.status.as_str().to_string());
     }
-    pipeline.last_run_status = Some(image.status.as_str().to_string());
-    // A success resets the count; only scheduled builds' failures add to it (a failed manual
-    // run leaves it as it was).
-    match (image.status, image.build_type) {
-        (DomainStatus::Available, _) => pipeline.consecutive_failures = 0,
-        (DomainStatus::Failed, DomainBuildType::Scheduled) => pipeline.consecutive_failures += 1,
-        _ => {}
+    if image.status.is_final() {
+        let image_arn = image.arn.to_string();
+        if let Some(reason) =
+            pipeline.build_ended(image.status, image.build_type, Some(&image_arn), now)
+        {
+            tracing::warn!(pipeline = %pipeline_arn, image = %image_arn, %reason, "pipeline disabled");
+            tx.set_next_run(pipeline_arn, None).api()?;
+        }
+    } else if !latest {
+        return Ok(());
     }
     tx.put(&pipeline).api()?;
     Ok(())

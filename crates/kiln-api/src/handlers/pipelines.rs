@@ -18,12 +18,10 @@ use kiln_domain::resources::pipeline::{
     self as domain, pick_recipe, ImagePipeline as Pipeline, ImageScanning, ImageTests,
     PipelineDefinition, RecipeKind, ScanType, StartCondition, WorkflowFailureAction,
 };
-use kiln_domain::schedule::{parse_timezone, ScheduleExpression};
 use kiln_store::{Txn, TxnExt};
 use kiln_wire::types::*;
 use kiln_wire::{ApiError, RequestContext};
-use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 const KIND: ResourceKind = ResourceKind::ImagePipeline;
 const DEFAULT_PLATFORM: &str = "Linux";
@@ -204,29 +202,6 @@ fn check_references(
 
 /// Parsed schedules, by expression and zone: every Get and List reports `dateNextRun`, and
 /// parsing costs more than computing the next run. Bounded, per thread.
-fn compiled_schedule(s: &domain::Schedule) -> Option<(ScheduleExpression, chrono_tz::Tz)> {
-    const MAX_CACHED: usize = 1024;
-    type Cache = HashMap<(String, String), Option<(ScheduleExpression, chrono_tz::Tz)>>;
-    thread_local! {
-        static CACHE: RefCell<Cache> = RefCell::new(HashMap::new());
-    }
-    CACHE.with(|cache| {
-        let mut cache = cache.borrow_mut();
-        let key = (s.expression.clone(), s.timezone.clone());
-        if let Some(hit) = cache.get(&key) {
-            return hit.clone();
-        }
-        let compiled = ScheduleExpression::parse(&s.expression)
-            .ok()
-            .zip(parse_timezone(&s.timezone).ok());
-        if cache.len() >= MAX_CACHED {
-            cache.clear();
-        }
-        cache.insert(key, compiled.clone());
-        compiled
-    })
-}
-
 fn schedule_to_wire(s: &domain::Schedule) -> Schedule {
     Schedule {
         schedule_expression: Some(s.expression.clone()),
@@ -278,16 +253,8 @@ fn scanning_to_wire(s: Option<&ImageScanning>) -> ImageScanningConfiguration {
     }
 }
 
-fn to_wire(
-    tx: &mut dyn Txn,
-    ctx: &RequestContext,
-    p: &Pipeline,
-) -> Result<ImagePipeline, ApiError> {
-    let next_run = p.next_run_with(ctx.now_millis, compiled_schedule);
-    if let Some(next) = next_run {
-        // The answer changes when the schedule fires.
-        ctx.valid_until(next);
-    }
+fn to_wire(tx: &mut dyn Txn, p: &Pipeline) -> Result<ImagePipeline, ApiError> {
+    let next_run = p.date_next_run;
     let arn = p.arn.to_string();
     let d = &p.definition;
     let (image_recipe_arn, container_recipe_arn) = match d.recipe.kind {
@@ -390,8 +357,12 @@ pub fn create(
         date_last_run: None,
         last_run_status: None,
         consecutive_failures: 0,
+        date_next_run: None,
+        schedule_events: Vec::new(),
     };
     let arn = arn.to_string();
+    let mut pipeline = pipeline;
+    crate::scheduled::reschedule(tx, &mut pipeline, ctx.now_millis)?;
     tx.put(&pipeline).api()?;
     tx.set_references(&arn, &references).api()?;
     store_tags(tx, &arn, input.tags.as_ref())?;
@@ -412,7 +383,7 @@ pub fn get(
     let pipeline: Pipeline = get_exact(tx, ctx, KIND, &arn, "imagePipelineArn")?;
     Ok(GetImagePipelineResponse {
         request_id: None,
-        image_pipeline: Some(to_wire(tx, ctx, &pipeline)?),
+        image_pipeline: Some(to_wire(tx, &pipeline)?),
     })
 }
 
@@ -461,7 +432,7 @@ pub fn list(
         .page(OP, ctx, matching, input.max_results, |p| p.arn.to_string());
     let mut list = Vec::with_capacity(page.items.len());
     for pipeline in &page.items {
-        list.push(to_wire(tx, ctx, pipeline)?);
+        list.push(to_wire(tx, pipeline)?);
     }
     Ok(ListImagePipelinesResponse {
         request_id: None,
@@ -509,6 +480,7 @@ pub fn update(
     pipeline.date_updated = ctx.now_millis;
     // "The consecutive failure count is also reset to zero when the pipeline configuration is updated."
     pipeline.consecutive_failures = 0;
+    crate::scheduled::reschedule(tx, &mut pipeline, ctx.now_millis)?;
     tx.put(&pipeline).api()?;
     tx.set_references(&arn, &references).api()?;
     Ok(UpdateImagePipelineResponse {
@@ -528,6 +500,7 @@ pub fn delete(
     let _: Pipeline = get_exact(tx, ctx, KIND, &arn, "imagePipelineArn")?;
     check_no_referrers(tx, &arn, KIND.label())?;
     tx.delete_row(&arn).api()?;
+    tx.set_next_run(&arn, None).api()?;
     Ok(DeleteImagePipelineResponse {
         request_id: None,
         image_pipeline_arn: Some(arn),

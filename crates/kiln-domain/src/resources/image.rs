@@ -210,6 +210,10 @@ pub struct Image {
     /// A failed build's instance kept for inspection (`terminateInstanceOnFailure: false`).
     #[serde(default)]
     pub kept_instance: Option<String>,
+    /// The Image Builder image the recipe's parent (an ARN, possibly with `x` filters) resolved
+    /// to when this image was created; `None` for other parent forms or when none matched yet.
+    #[serde(default)]
+    pub resolved_parent: Option<String>,
 }
 
 /// The inputs of a build, copied into the image when it is created.
@@ -225,10 +229,7 @@ pub struct BuildSnapshot {
 
 impl BuildSnapshot {
     pub fn parent_image(&self) -> &str {
-        match &self.recipe {
-            RecipeSnapshot::Image(r) => &r.parent_image,
-            RecipeSnapshot::Container(r) => &r.parent_image,
-        }
+        self.recipe.parent_image()
     }
 
     pub fn working_directory(&self) -> Option<&str> {
@@ -246,6 +247,13 @@ pub enum RecipeSnapshot {
 }
 
 impl RecipeSnapshot {
+    pub fn parent_image(&self) -> &str {
+        match self {
+            RecipeSnapshot::Image(r) => &r.parent_image,
+            RecipeSnapshot::Container(r) => &r.parent_image,
+        }
+    }
+
     pub fn arn(&self) -> &Arn {
         match self {
             RecipeSnapshot::Image(r) => &r.arn,
@@ -454,6 +462,7 @@ mod tests {
             image_digest: None,
             packages: Vec::new(),
             kept_instance: None,
+            resolved_parent: None,
         };
         image.advance(Building, None, 1).unwrap();
         image

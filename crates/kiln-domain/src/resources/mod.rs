@@ -15,6 +15,7 @@ pub mod managed;
 pub mod parent;
 pub mod pipeline;
 pub mod recipe;
+pub mod scheduled_run;
 pub mod workflow;
 
 pub use infrastructure::InfrastructureConfiguration;

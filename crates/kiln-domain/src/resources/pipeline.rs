@@ -262,35 +262,86 @@ pub struct ImagePipeline {
     pub date_last_run: Option<Millis>,
     pub last_run_status: Option<String>,
     pub consecutive_failures: i32,
+    /// When the schedule runs next (`dateNextRun`): set on create and update, moved on by
+    /// every run of the schedule, cleared while disabled or without a schedule.
+    #[serde(default)]
+    pub date_next_run: Option<Millis>,
+    /// What the schedule did lately, newest last (see [`super::scheduled_run`]).
+    #[serde(default)]
+    pub schedule_events: Vec<super::scheduled_run::ScheduleEvent>,
 }
 
 impl ImagePipeline {
     /// When the schedule fires next after `now`: `None` without a schedule or while disabled
     /// (a disabled pipeline does not run on its schedule).
     pub fn next_run(&self, now: Millis) -> Option<Millis> {
-        self.next_run_with(now, |s| {
-            Some((
-                ScheduleExpression::parse(&s.expression).ok()?,
-                parse_timezone(&s.timezone).ok()?,
-            ))
-        })
+        next_runs(&[self.timing()], now)[0]
     }
 
-    /// [`ImagePipeline::next_run`] with the parsing of the schedule left to `compile`, so that a
-    /// caller answering many reads can reuse parsed schedules.
-    pub fn next_run_with(
-        &self,
-        now: Millis,
-        compile: impl FnOnce(&Schedule) -> Option<(ScheduleExpression, chrono_tz::Tz)>,
-    ) -> Option<Millis> {
-        let schedule = self.definition.schedule.as_ref()?;
-        if self.definition.status == PipelineStatus::Disabled {
-            return None;
+    /// What decides when it runs.
+    pub fn timing(&self) -> Timing<'_> {
+        Timing {
+            schedule: self.definition.schedule.as_ref(),
+            status: self.definition.status,
         }
-        let (expression, tz) = compile(schedule)?;
-        let now = chrono::DateTime::from_timestamp_millis(now)?;
-        expression.next_after(now, tz).map(|t| t.timestamp_millis())
     }
+}
+
+/// The part of a stored [`ImagePipeline`] that says when it runs. Reading every pipeline (to
+/// rebuild the due set) decodes only this, which skips the rest of each record.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct PipelineTiming {
+    pub definition: TimingDefinition,
+    #[serde(default)]
+    pub date_next_run: Option<Millis>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct TimingDefinition {
+    pub schedule: Option<Schedule>,
+    pub status: PipelineStatus,
+}
+
+impl PipelineTiming {
+    pub fn timing(&self) -> Timing<'_> {
+        Timing {
+            schedule: self.definition.schedule.as_ref(),
+            status: self.definition.status,
+        }
+    }
+}
+
+/// A pipeline's schedule and status: all its next run depends on.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing<'a> {
+    pub schedule: Option<&'a Schedule>,
+    pub status: PipelineStatus,
+}
+
+/// The next run after `now` of each pipeline: `None` without a schedule or while disabled.
+/// Schedules are parsed once per distinct expression (see [`crate::schedule::next_runs`]).
+pub fn next_runs(pipelines: &[Timing<'_>], now: Millis) -> Vec<Option<Millis>> {
+    let Some(at) = chrono::DateTime::from_timestamp_millis(now) else {
+        return vec![None; pipelines.len()];
+    };
+    let runs_on_schedule: Vec<(usize, (&str, &str))> = pipelines
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.status == PipelineStatus::Enabled)
+        .filter_map(|(i, t)| {
+            let s = t.schedule?;
+            Some((i, (s.expression.as_str(), s.timezone.as_str())))
+        })
+        .collect();
+    let schedules: Vec<(&str, &str)> = runs_on_schedule.iter().map(|(_, s)| *s).collect();
+    let mut runs = vec![None; pipelines.len()];
+    for ((i, _), run) in runs_on_schedule
+        .iter()
+        .zip(crate::schedule::next_runs(&schedules, at))
+    {
+        runs[*i] = run.map(|t| t.timestamp_millis());
+    }
+    runs
 }
 
 impl Resource for ImagePipeline {
@@ -300,14 +351,14 @@ impl Resource for ImagePipeline {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const RECIPE: &str = "arn:aws:imagebuilder:us-east-1:123456789012:image-recipe/r/1.0.0";
     const TEST_WF: &str = "arn:aws:imagebuilder:us-east-1:123456789012:workflow/test/t/1.0.0";
     const BUILD_WF: &str = "arn:aws:imagebuilder:us-east-1:123456789012:workflow/build/b/1.0.0";
 
-    fn definition() -> PipelineDefinition {
+    pub(crate) fn definition() -> PipelineDefinition {
         PipelineDefinition {
             description: None,
             recipe: RecipeRef {
@@ -342,7 +393,7 @@ mod tests {
         }
     }
 
-    fn schedule(expression: &str, timezone: &str) -> Option<Schedule> {
+    pub(crate) fn schedule(expression: &str, timezone: &str) -> Option<Schedule> {
         Some(Schedule {
             expression: expression.into(),
             timezone: timezone.into(),
@@ -482,11 +533,10 @@ mod tests {
         }
     }
 
-    #[test]
-    fn next_run_is_computed_in_the_schedule_zone_and_not_while_disabled() {
+    pub(crate) fn pipeline(schedule: Option<Schedule>) -> ImagePipeline {
         let mut d = definition();
-        d.schedule = schedule("cron(0 10 * * ? *)", "America/Los_Angeles");
-        let mut pipeline = ImagePipeline {
+        d.schedule = schedule;
+        ImagePipeline {
             arn: Arn::parse("arn:aws:imagebuilder:us-east-1:123456789012:image-pipeline/p")
                 .unwrap(),
             name: "p".into(),
@@ -497,7 +547,14 @@ mod tests {
             date_last_run: None,
             last_run_status: None,
             consecutive_failures: 0,
-        };
+            date_next_run: None,
+            schedule_events: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn next_run_is_computed_in_the_schedule_zone_and_not_while_disabled() {
+        let mut pipeline = pipeline(schedule("cron(0 10 * * ? *)", "America/Los_Angeles"));
         // 2026-11-26T12:00:00Z is 04:00 in Los Angeles (PST, UTC-8): next 10:00 local is 18:00Z.
         let now = chrono::DateTime::parse_from_rfc3339("2026-11-26T12:00:00Z")
             .unwrap()

@@ -8,21 +8,24 @@
 //! the AWS syntax comes from, and where even that would be a guess we reject
 //! the input with a message saying so.
 //!
+//! The calendar is croner's and the time zones are chrono-tz's; Kiln adds
+//! the AWS rules on top: the syntax AWS accepts, with messages that name the
+//! field, and what a run in a daylight-saving change does.
+//!
 //! The files each have one job:
 //! - `mod.rs` (this file) recognises the `cron(...)` / `rate(...)` wrapper
 //!   and dispatches.
-//! - `cron.rs` splits the six cron fields and searches for the next run.
-//! - `field.rs` parses the numeric grammar shared by all fields (lists,
-//!   ranges, increments, month and weekday names) into value sets.
-//! - `day.rs` handles the two day fields together: the `?` rule and the
-//!   special forms `L`, `W` and `#`, evaluated a month at a time.
+//! - `cron.rs` splits the six cron fields, hands them to croner and applies
+//!   the daylight-saving rules to the runs croner finds on the wall clock.
+//! - `field.rs` checks each field's text against the AWS rules before croner
+//!   sees it: bounds, names, increments, the `?` rule for the two day fields
+//!   and where `L`, `W` and `#` may stand.
 //! - `rate.rs` parses `rate(...)` and places its runs.
 //! - `timezone.rs` resolves IANA zone names.
 //! - `error.rs` holds [`ScheduleError`].
 //! - `tests/` holds the table-driven tests of the public API.
 
 mod cron;
-mod day;
 mod error;
 mod field;
 mod rate;
@@ -101,6 +104,32 @@ impl ScheduleExpression {
             Self::Rate(rate) => rate.next_after(after),
         }
     }
+}
+
+/// The next run strictly after `now` of each schedule `(expression, time zone)`, in order:
+/// `None` for one that is invalid or never runs again. For callers that compute many next runs
+/// at once: parsing an expression costs more than searching it (croner builds every field's
+/// value set, several microseconds), so the schedules are visited grouped by expression and
+/// each distinct expression is parsed once, holding one parsed expression at a time.
+pub fn next_runs(schedules: &[(&str, &str)], now: DateTime<Utc>) -> Vec<Option<DateTime<Utc>>> {
+    let mut order: Vec<usize> = (0..schedules.len()).collect();
+    order.sort_unstable_by_key(|&i| schedules[i].0);
+    let mut zones: std::collections::HashMap<&str, Option<Tz>> = Default::default();
+    let mut parsed: Option<(&str, Option<ScheduleExpression>)> = None;
+    let mut runs = vec![None; schedules.len()];
+    for i in order {
+        let (expression, zone) = schedules[i];
+        if parsed.as_ref().map(|(text, _)| *text) != Some(expression) {
+            parsed = Some((expression, ScheduleExpression::parse(expression).ok()));
+        }
+        let tz = *zones
+            .entry(zone)
+            .or_insert_with(|| parse_timezone(zone).ok());
+        if let (Some((_, Some(expression))), Some(tz)) = (&parsed, tz) {
+            runs[i] = expression.next_after(now, tz);
+        }
+    }
+    runs
 }
 
 fn not_an_expression(s: &str) -> ScheduleError {

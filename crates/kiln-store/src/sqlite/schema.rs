@@ -1,7 +1,8 @@
 //! The tables. Resources are a rowid table with a unique index on the ARN: bodies are a few
 //! kilobytes of JSON, and SQLite keeps large rows out of index pages only in rowid tables.
 //! Tokens are small rows keyed by their scope, so they need no second index; the hourly purge
-//! scans them.
+//! scans them. Schedules are the due set of the scheduler: one row per pipeline that will run on
+//! its schedule, indexed by time so that finding what is due never scans the others.
 
 pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS resources (
@@ -43,6 +44,11 @@ CREATE TABLE IF NOT EXISTS builds (
     queued_millis INTEGER NOT NULL,
     worker TEXT
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS schedules (
+    pipeline_arn TEXT PRIMARY KEY,
+    next_run_millis INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS schedules_by_time ON schedules (next_run_millis, pipeline_arn);
 CREATE TABLE IF NOT EXISTS settings (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL

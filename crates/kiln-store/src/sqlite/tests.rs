@@ -184,3 +184,62 @@ fn builds_are_claimed_once_in_queue_order() {
     let queued = store.read(|tx| tx.queued_builds()).unwrap().unwrap();
     assert_eq!(queued.len(), 1);
 }
+
+#[test]
+fn schedules_are_due_in_time_order_and_claimed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("k.db"), Sync::Normal).unwrap();
+    store
+        .write(|tx| {
+            tx.set_next_run("p3", Some(300))?;
+            tx.set_next_run("p1", Some(100))?;
+            tx.set_next_run("p2", Some(200))?;
+            tx.set_next_run("gone", Some(50))?;
+            tx.set_next_run("gone", None)
+        })
+        .unwrap()
+        .unwrap();
+    let read = |now: i64| store.read(|tx| tx.due_runs(now, 10)).unwrap().unwrap();
+    assert_eq!(read(99), vec![]);
+    assert_eq!(
+        read(200),
+        vec![("p1".to_string(), 100), ("p2".to_string(), 200)]
+    );
+    assert_eq!(
+        store
+            .read(|tx| tx.due_runs(1000, 1))
+            .unwrap()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        store.read(|tx| tx.earliest_run()).unwrap().unwrap(),
+        Some(100)
+    );
+
+    let claim = |arn: &str, due: i64, next: Option<i64>| {
+        store
+            .write(|tx| tx.claim_run(arn, due, next))
+            .unwrap()
+            .unwrap()
+    };
+    assert!(claim("p1", 100, Some(400)));
+    assert!(!claim("p1", 100, Some(500)), "a run is claimed once");
+    assert!(
+        !claim("p2", 150, Some(500)),
+        "a stale due time claims nothing"
+    );
+    assert!(claim("p2", 200, None));
+    assert!(!claim("p2", 200, None));
+    assert_eq!(
+        read(1000),
+        vec![("p3".to_string(), 300), ("p1".to_string(), 400)]
+    );
+    drop(store);
+    let store = SqliteStore::open(&dir.path().join("k.db"), Sync::Normal).unwrap();
+    assert_eq!(
+        store.read(|tx| tx.earliest_run()).unwrap().unwrap(),
+        Some(300)
+    );
+}

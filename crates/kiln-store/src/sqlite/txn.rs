@@ -60,6 +60,21 @@ impl Txn for SqliteTxn {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
+    fn rows_of_kind(
+        &mut self,
+        kind: ResourceKind,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Row>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {ROW_COLUMNS} FROM resources
+             WHERE kind = ?1 AND (?2 IS NULL OR arn > ?2) ORDER BY arn LIMIT ?3"
+        ))?;
+        let rows = stmt.query_map(params![kind.segment(), after, limit], row_from)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
     fn put_row(&mut self, row: &Row) -> Result<(), StoreError> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "INSERT INTO resources ({ROW_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
@@ -241,5 +256,70 @@ impl Txn for SqliteTxn {
             .prepare_cached("SELECT arn, worker FROM builds ORDER BY queued_millis, arn")?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn set_next_run(
+        &mut self,
+        pipeline_arn: &str,
+        next_millis: Option<i64>,
+    ) -> Result<(), StoreError> {
+        match next_millis {
+            Some(next) => self
+                .conn
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO schedules (pipeline_arn, next_run_millis) VALUES (?1, ?2)",
+                )?
+                .execute(params![pipeline_arn, next])?,
+            None => self
+                .conn
+                .prepare_cached("DELETE FROM schedules WHERE pipeline_arn = ?1")?
+                .execute(params![pipeline_arn])?,
+        };
+        Ok(())
+    }
+
+    fn due_runs(
+        &mut self,
+        now_millis: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT pipeline_arn, next_run_millis FROM schedules WHERE next_run_millis <= ?1 \
+             ORDER BY next_run_millis, pipeline_arn LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![now_millis, limit], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn earliest_run(&mut self) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT MIN(next_run_millis) FROM schedules")?
+            .query_row([], |r| r.get(0))?)
+    }
+
+    fn claim_run(
+        &mut self,
+        pipeline_arn: &str,
+        due_millis: i64,
+        next_millis: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let n = match next_millis {
+            Some(next) => self
+                .conn
+                .prepare_cached(
+                    "UPDATE schedules SET next_run_millis = ?3 \
+                     WHERE pipeline_arn = ?1 AND next_run_millis = ?2",
+                )?
+                .execute(params![pipeline_arn, due_millis, next])?,
+            None => self
+                .conn
+                .prepare_cached(
+                    "DELETE FROM schedules WHERE pipeline_arn = ?1 AND next_run_millis = ?2",
+                )?
+                .execute(params![pipeline_arn, due_millis])?,
+        };
+        Ok(n == 1)
     }
 }

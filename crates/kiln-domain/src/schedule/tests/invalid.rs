@@ -21,6 +21,8 @@ const ROWS: &[(&str, &str)] = &[
     ("cron( 0 10 * * ? *)", "must not have leading or trailing spaces inside the parentheses"),
     ("cron(0 10 * * ? * )", "must not have leading or trailing spaces inside the parentheses"),
     ("cron(0  10 * * ? *)", "separated by single spaces"),
+    ("cron(0 0 10 * * ? *)", "must have 6 fields (minute hour day-of-month month day-of-week year), found 7"),
+    ("cron(@daily)", "must have 6 fields (minute hour day-of-month month day-of-week year), found 1"),
     ("cron(0\t10 * * ? *)", "separated by single spaces"),
     // The `?` rule.
     ("cron(0 10 ? * ? *)", "day-of-month and day-of-week: exactly one must be '?', but both are"),
@@ -38,6 +40,10 @@ const ROWS: &[(&str, &str)] = &[
     ("cron(0 10 ? * 8 *)", "day-of-week value 8 is out of range 1-7"),
     ("cron(0 10 * * ? 1969)", "year value 1969 is out of range 1970-2199"),
     ("cron(0 10 * * ? 2200)", "year value 2200 is out of range 1970-2199"),
+    ("cron(0 10 * * ? 2024-2200)", "year value 2200 is out of range 1970-2199"),
+    ("cron(0 10 * * ? 2024/0)", "year increment 0 is out of range 1-230"),
+    ("cron(0 10 ? * 1-8 *)", "day-of-week value 8 is out of range 1-7"),
+    ("cron(0 10 ? * 0#1 *)", "day-of-week value 0 is out of range 1-7"),
     ("cron(0 99999999999999999999 * * ? *)", "hour value 99999999999999999999 is out of range 0-23"),
     ("cron(0 10 * * ? -1)", "incomplete range '-1' in the year field"),
     ("cron(40-10 10 * * ? *)", "minute range '40-10' goes backwards"),
@@ -50,6 +56,13 @@ const ROWS: &[(&str, &str)] = &[
     ("cron(0 10 ? * funday *)", "unknown day-of-week name 'funday'"),
     ("cron(0 10 ? * MON-foo *)", "unknown day-of-week name 'foo'"),
     ("cron(0 10 * JANUARY ? *)", "unknown month name 'JANUARY'"),
+    // Each field takes only its own names (croner would read JAN as 1 anywhere).
+    ("cron(0 10 ? * JAN *)", "unknown day-of-week name 'JAN'"),
+    ("cron(0 10 * MON ? *)", "unknown month name 'MON'"),
+    // croner extensions that AWS does not have.
+    ("cron(0 10 ? * +MON *)", "invalid day-of-week value '+MON'"),
+    ("cron(0 10 1,,2 * ? *)", "day-of-month field '1,,2' has an empty list item"),
+    ("cron(0 10 1, * ? *)", "day-of-month field '1,' has an empty list item"),
     ("cron(a 10 * * ? *)", "invalid minute value 'a'"),
     ("cron(0 10 * * ? 20x0)", "invalid year value '20x0'"),
     // L, W and #.
@@ -64,6 +77,7 @@ const ROWS: &[(&str, &str)] = &[
     ("cron(0 10 32W * ? *)", "day-of-month value 32 in '32W' is out of range 1-31"),
     ("cron(0 10 1,15W * ? *)", "'L' and 'W' must stand alone in the day-of-month field"),
     ("cron(0 10 L,15 * ? *)", "'L' and 'W' must stand alone in the day-of-month field"),
+    ("cron(0 10 LW,1 * ? *)", "'L' and 'W' must stand alone in the day-of-month field"),
     ("cron(0 10 L-3 * ? *)", "day-of-month 'L-3' (days before the last day) is not supported"),
     ("cron(0 10 * L ? *)", "unknown month name 'L'"),
     ("cron(0 10 W * ? *)", "'L' and 'W' must stand alone in the day-of-month field"),

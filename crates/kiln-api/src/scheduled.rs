@@ -1,0 +1,245 @@
+//! Scheduled runs of pipelines: what happens when a pipeline's schedule fires.
+//!
+//! The store keeps the due set: one row per pipeline that will run on its schedule, with the
+//! time of its next run (`dateNextRun`). Create and Update set it ([`reschedule`]), Delete and
+//! disabling remove it. The scheduler (`kiln-scheduler`) reads what is due and calls [`fire`]
+//! for each, in a write transaction.
+//!
+//! [`fire`] claims the firing by moving the pipeline's next run from the due time to the next
+//! one, compare-and-set, in the same transaction that starts the build and records the event.
+//! So each due time starts at most one build: a second scheduler on the same database finds the
+//! due time gone, and a crash either loses the whole firing (it is still due after the restart)
+//! or commits all of it (it is not due again).
+//!
+//! The next run is computed from the time of firing, not from the due time: a pipeline whose
+//! firings were missed while Kiln was down runs once when Kiln is back, then keeps its schedule.
+
+use crate::convert::StoreResultExt;
+use crate::handlers::images::{resolve_recipe, start_pipeline_build};
+use kiln_domain::arn::{Arn, ResourceKind};
+use kiln_domain::resources::image::{BuildType, Image, ImageStatus};
+use kiln_domain::resources::pipeline::{
+    next_runs, ImagePipeline, PipelineStatus, PipelineTiming, StartCondition,
+};
+use kiln_domain::resources::scheduled_run::{
+    decide, last_build, Decision, ScheduleEvent, ScheduleOutcome,
+};
+use kiln_store::{ListQuery, Txn, TxnExt};
+use kiln_wire::{ApiError, RequestContext};
+use std::collections::HashMap;
+
+/// Sets `pipeline`'s next run from `now` (none while disabled or without a schedule), in the
+/// record and in the due set.
+pub(crate) fn reschedule(
+    tx: &mut dyn Txn,
+    pipeline: &mut ImagePipeline,
+    now: i64,
+) -> Result<(), ApiError> {
+    pipeline.date_next_run = pipeline.next_run(now);
+    tx.set_next_run(&pipeline.arn.to_string(), pipeline.date_next_run)
+        .api()
+}
+
+/// The setting that says the due set has been built from the pipeline records.
+pub const INDEXED_SETTING: &str = "schedules_indexed";
+
+/// Builds the due set from the pipeline records once per database (a database written before
+/// Kiln kept next runs has pipelines without one). Answers how many pipelines it read (0 when
+/// the database was indexed already).
+pub fn index_once(tx: &mut dyn Txn, now: i64) -> Result<usize, ApiError> {
+    if tx.get_setting(INDEXED_SETTING).api()?.is_some() {
+        return Ok(0);
+    }
+    let read = reindex(tx, now)?;
+    tx.put_setting(INDEXED_SETTING, "1").api()?;
+    Ok(read)
+}
+
+/// Computes every pipeline's next run and brings the records and the due set in line with it,
+/// writing only what differs. A next run already due is kept (a firing not yet done, such as
+/// one missed while Kiln was down); any other is computed from `now`. Answers how many
+/// pipelines it read.
+pub fn reindex(tx: &mut dyn Txn, now: i64) -> Result<usize, ApiError> {
+    // Only when each pipeline runs is kept from the records (a few strings each), so that all
+    // next runs are computed in one batch, each distinct schedule parsed once.
+    let mut pipelines: Vec<(String, PipelineTiming)> = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let rows = tx
+            .rows_of_kind(ResourceKind::ImagePipeline, after.as_deref(), 4096)
+            .api()?;
+        let Some(last) = rows.last() else {
+            break;
+        };
+        after = Some(last.arn.clone());
+        for row in rows {
+            let timing: PipelineTiming = serde_json::from_str(&row.body).map_err(|e| {
+                crate::convert::store_error(kiln_store::StoreError::Corrupt {
+                    arn: row.arn.clone(),
+                    message: e.to_string(),
+                })
+            })?;
+            pipelines.push((row.arn, timing));
+        }
+    }
+    let timings: Vec<_> = pipelines.iter().map(|(_, t)| t.timing()).collect();
+    let computed = next_runs(&timings, now);
+    let due_set: HashMap<String, i64> = tx
+        .due_runs(i64::MAX, usize::MAX)
+        .api()?
+        .into_iter()
+        .collect();
+    for ((arn, timing), computed) in pipelines.iter().zip(computed) {
+        let next = match timing.date_next_run {
+            Some(pending) if pending <= now => Some(pending),
+            _ => computed,
+        };
+        if next != timing.date_next_run {
+            if let Some(mut pipeline) = tx.get::<ImagePipeline>(arn).api()? {
+                pipeline.date_next_run = next;
+                tx.put(&pipeline).api()?;
+            }
+        }
+        if due_set.get(arn).copied() != next {
+            tx.set_next_run(arn, next).api()?;
+        }
+    }
+    Ok(pipelines.len())
+}
+
+/// Fires the run of `pipeline_arn` due at `due`, at time `now`. `Ok(None)` when the run was not
+/// this caller's to fire: another scheduler claimed it, or the pipeline changed since it was
+/// read as due.
+pub fn fire(
+    tx: &mut dyn Txn,
+    pipeline_arn: &str,
+    due: i64,
+    now: i64,
+) -> Result<Option<ScheduleEvent>, ApiError> {
+    let Some(mut pipeline) = tx.get::<ImagePipeline>(pipeline_arn).api()? else {
+        // The pipeline is gone; so is its run.
+        tx.claim_run(pipeline_arn, due, None).api()?;
+        return Ok(None);
+    };
+    let next = pipeline.next_run(now);
+    if !tx.claim_run(pipeline_arn, due, next).api()? {
+        return Ok(None);
+    }
+    pipeline.date_next_run = next;
+    let Some(schedule) = pipeline.definition.schedule.clone() else {
+        tx.put(&pipeline).api()?;
+        return Ok(None);
+    };
+    if pipeline.definition.status != PipelineStatus::Enabled {
+        tx.put(&pipeline).api()?;
+        return Ok(None);
+    }
+    let ctx = RequestContext {
+        request_id: format!("schedule-{due}"),
+        account_id: pipeline.arn.account.clone(),
+        region: pipeline.arn.region.clone(),
+        now_millis: now,
+        valid_until: Default::default(),
+    };
+    let decision = match schedule.start_condition {
+        StartCondition::ExpressionMatchOnly => {
+            decide(schedule.start_condition, &Default::default(), None)
+        }
+        StartCondition::ExpressionMatchAndDependencyUpdatesAvailable => {
+            match dependency_decision(tx, &ctx, &pipeline) {
+                Ok(decision) => decision,
+                // Starting the build reports the same problem, as a failed run.
+                Err(e) => Decision::Build {
+                    reason: format!("the dependencies could not be resolved: {}", e.message),
+                },
+            }
+        }
+    };
+    let event = match decision {
+        Decision::Skip { reason } => ScheduleEvent {
+            at: now,
+            due,
+            outcome: ScheduleOutcome::Skipped,
+            image_arn: None,
+            reason,
+        },
+        Decision::Build { reason } => {
+            let tags = pipeline.definition.image_tags.clone();
+            match start_pipeline_build(tx, &ctx, &mut pipeline, BuildType::Scheduled, tags) {
+                Ok(image_arn) => ScheduleEvent {
+                    at: now,
+                    due,
+                    outcome: ScheduleOutcome::Started,
+                    image_arn: Some(image_arn),
+                    reason,
+                },
+                Err(e) => {
+                    let event = ScheduleEvent {
+                        at: now,
+                        due,
+                        outcome: ScheduleOutcome::FailedToStart,
+                        image_arn: None,
+                        reason: format!("the scheduled build could not start: {}", e.message),
+                    };
+                    pipeline.record(event.clone());
+                    // It counts as a failed scheduled build, so a pipeline that can no longer
+                    // build disables itself instead of failing forever.
+                    if let Some(reason) =
+                        pipeline.build_ended(ImageStatus::Failed, BuildType::Scheduled, None, now)
+                    {
+                        tracing::warn!(pipeline = pipeline_arn, %reason, "pipeline disabled");
+                        tx.set_next_run(pipeline_arn, None).api()?;
+                    }
+                    log(pipeline_arn, &event);
+                    tx.put(&pipeline).api()?;
+                    return Ok(Some(event));
+                }
+            }
+        }
+    };
+    log(pipeline_arn, &event);
+    pipeline.record(event.clone());
+    tx.put(&pipeline).api()?;
+    Ok(Some(event))
+}
+
+fn log(pipeline_arn: &str, event: &ScheduleEvent) {
+    tracing::info!(
+        pipeline = pipeline_arn,
+        outcome = event.outcome.as_str(),
+        image = event.image_arn.as_deref().unwrap_or(""),
+        reason = %event.reason,
+        "schedule fired"
+    );
+}
+
+/// The start condition `EXPRESSION_MATCH_AND_DEPENDENCY_UPDATES_AVAILABLE`: resolve the recipe
+/// now and compare with the pipeline's last build.
+fn dependency_decision(
+    tx: &mut dyn Txn,
+    ctx: &RequestContext,
+    pipeline: &ImagePipeline,
+) -> Result<Decision, ApiError> {
+    let recipe = &pipeline.definition.recipe;
+    let current = resolve_recipe(tx, ctx, recipe.kind, &recipe.arn)?;
+    let recipe_arn = Arn::parse(&current.arn).map_err(|e| ApiError::service(e.to_string()))?;
+    // Images are named after their recipe, so the pipeline's images are among these.
+    let images: Vec<Image> = tx
+        .list::<Image>(&ListQuery {
+            account: ctx.account_id.clone(),
+            region: ctx.region.clone(),
+            kind: ResourceKind::Image,
+            name: Some(recipe_arn.name.clone()),
+            after: None,
+        })
+        .api()?
+        .into_iter()
+        .filter(|i| i.pipeline_arn.as_deref() == Some(pipeline.arn.to_string().as_str()))
+        .collect();
+    let last = last_build(&images).map(|(image, deps)| (image.arn.to_string(), deps));
+    Ok(decide(
+        StartCondition::ExpressionMatchAndDependencyUpdatesAvailable,
+        &current.dependencies(),
+        last.as_ref().map(|(arn, deps)| (arn.as_str(), deps)),
+    ))
+}
