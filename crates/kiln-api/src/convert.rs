@@ -177,7 +177,8 @@ pub fn list_own<T: Resource>(
     .api()
 }
 
-pub fn decode_row<T: Resource>(row: &Row) -> Result<T, ApiError> {
+/// Decodes a stored record, or a part of one (such as a pipeline's timing).
+pub fn decode_row<T: serde::de::DeserializeOwned>(row: &Row) -> Result<T, ApiError> {
     serde_json::from_str(&row.body).map_err(|e| {
         store_error(StoreError::Corrupt {
             arn: row.arn.clone(),

@@ -14,9 +14,9 @@
 //! The next run is computed from the time of firing, not from the due time: a pipeline whose
 //! firings were missed while Kiln was down runs once when Kiln is back, then keeps its schedule.
 
-use crate::convert::StoreResultExt;
+use crate::convert::{decode_row, list_own, StoreResultExt};
 use crate::handlers::images::{resolve_recipe, start_pipeline_build};
-use kiln_domain::arn::{Arn, ResourceKind};
+use kiln_domain::arn::ResourceKind;
 use kiln_domain::resources::image::{BuildType, Image, ImageStatus};
 use kiln_domain::resources::pipeline::{
     next_runs, ImagePipeline, PipelineStatus, PipelineTiming, StartCondition,
@@ -24,7 +24,7 @@ use kiln_domain::resources::pipeline::{
 use kiln_domain::resources::scheduled_run::{
     decide, last_build, Decision, ScheduleEvent, ScheduleOutcome,
 };
-use kiln_store::{ListQuery, Txn, TxnExt};
+use kiln_store::{Txn, TxnExt};
 use kiln_wire::{ApiError, RequestContext};
 use std::collections::HashMap;
 
@@ -73,12 +73,7 @@ pub fn reindex(tx: &mut dyn Txn, now: i64) -> Result<usize, ApiError> {
         };
         after = Some(last.arn.clone());
         for row in rows {
-            let timing: PipelineTiming = serde_json::from_str(&row.body).map_err(|e| {
-                crate::convert::store_error(kiln_store::StoreError::Corrupt {
-                    arn: row.arn.clone(),
-                    message: e.to_string(),
-                })
-            })?;
+            let timing: PipelineTiming = decode_row(&row)?;
             pipelines.push((row.arn, timing));
         }
     }
@@ -173,34 +168,51 @@ pub fn fire(
                     image_arn: Some(image_arn),
                     reason,
                 },
-                Err(e) => {
-                    let event = ScheduleEvent {
-                        at: now,
-                        due,
-                        outcome: ScheduleOutcome::FailedToStart,
-                        image_arn: None,
-                        reason: format!("the scheduled build could not start: {}", e.message),
-                    };
-                    pipeline.record(event.clone());
-                    // It counts as a failed scheduled build, so a pipeline that can no longer
-                    // build disables itself instead of failing forever.
-                    if let Some(reason) =
-                        pipeline.build_ended(ImageStatus::Failed, BuildType::Scheduled, None, now)
-                    {
-                        tracing::warn!(pipeline = pipeline_arn, %reason, "pipeline disabled");
-                        tx.set_next_run(pipeline_arn, None).api()?;
-                    }
-                    log(pipeline_arn, &event);
-                    tx.put(&pipeline).api()?;
-                    return Ok(Some(event));
-                }
+                Err(e) => ScheduleEvent {
+                    at: now,
+                    due,
+                    outcome: ScheduleOutcome::FailedToStart,
+                    image_arn: None,
+                    reason: format!("the scheduled build could not start: {}", e.message),
+                },
             }
         }
     };
     log(pipeline_arn, &event);
     pipeline.record(event.clone());
+    if event.outcome == ScheduleOutcome::FailedToStart {
+        // It counts as a failed scheduled build, so a pipeline that can no longer build
+        // disables itself instead of failing forever.
+        count_build_end(
+            tx,
+            &mut pipeline,
+            ImageStatus::Failed,
+            BuildType::Scheduled,
+            None,
+            now,
+        )?;
+    }
     tx.put(&pipeline).api()?;
     Ok(Some(event))
+}
+
+/// Counts a finished build of `pipeline` towards auto-disable ([`ImagePipeline::build_ended`]);
+/// when that disables the pipeline, logs it and removes it from the due set. The caller stores
+/// the pipeline.
+pub(crate) fn count_build_end(
+    tx: &mut dyn Txn,
+    pipeline: &mut ImagePipeline,
+    status: ImageStatus,
+    build_type: BuildType,
+    image_arn: Option<&str>,
+    now: i64,
+) -> Result<(), ApiError> {
+    if let Some(reason) = pipeline.build_ended(status, build_type, image_arn, now) {
+        let arn = pipeline.arn.to_string();
+        tracing::warn!(pipeline = %arn, image = image_arn.unwrap_or(""), %reason, "pipeline disabled");
+        tx.set_next_run(&arn, None).api()?;
+    }
+    Ok(())
 }
 
 fn log(pipeline_arn: &str, event: &ScheduleEvent) {
@@ -222,20 +234,18 @@ fn dependency_decision(
 ) -> Result<Decision, ApiError> {
     let recipe = &pipeline.definition.recipe;
     let current = resolve_recipe(tx, ctx, recipe.kind, &recipe.arn)?;
-    let recipe_arn = Arn::parse(&current.arn).map_err(|e| ApiError::service(e.to_string()))?;
+    let pipeline_arn = pipeline.arn.to_string();
     // Images are named after their recipe, so the pipeline's images are among these.
-    let images: Vec<Image> = tx
-        .list::<Image>(&ListQuery {
-            account: ctx.account_id.clone(),
-            region: ctx.region.clone(),
-            kind: ResourceKind::Image,
-            name: Some(recipe_arn.name.clone()),
-            after: None,
-        })
-        .api()?
-        .into_iter()
-        .filter(|i| i.pipeline_arn.as_deref() == Some(pipeline.arn.to_string().as_str()))
-        .collect();
+    let images: Vec<Image> = list_own::<Image>(
+        tx,
+        ctx,
+        ResourceKind::Image,
+        Some(&current.recipe.arn().name),
+        None,
+    )?
+    .into_iter()
+    .filter(|i| i.pipeline_arn.as_deref() == Some(pipeline_arn.as_str()))
+    .collect();
     let last = last_build(&images).map(|(image, deps)| (image.arn.to_string(), deps));
     Ok(decide(
         StartCondition::ExpressionMatchAndDependencyUpdatesAvailable,

@@ -15,10 +15,12 @@
 
 pub mod extension;
 
+use kiln_api::convert::store_error;
 use kiln_api::scheduled::{fire, index_once};
 use kiln_api::Service;
 use kiln_domain::resources::scheduled_run::ScheduleEvent;
 use kiln_store::StoreError;
+use kiln_wire::ApiError;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -84,22 +86,21 @@ impl Scheduler {
 
     /// Builds the due set from the pipeline records if this database has not had one yet (see
     /// [`kiln_api::scheduled::index_once`]).
-    pub fn index_once(&self) -> Result<usize, StoreError> {
+    pub fn index_once(&self) -> Result<usize, ApiError> {
         let now = self.service.clock.now_millis();
-        match self.service.store.write(|tx| index_once(tx, now))? {
-            Ok(read) => Ok(read),
-            Err(e) => Err(StoreError::Corrupt {
-                arn: kiln_api::scheduled::INDEXED_SETTING.to_string(),
-                message: e.message,
-            }),
-        }
+        self.service
+            .store
+            .write(|tx| index_once(tx, now))
+            .map_err(store_error)?
     }
 
     fn run(&self) {
         match self.index_once() {
             Ok(0) => {}
             Ok(read) => tracing::info!(pipelines = read, "indexed the pipelines' schedules"),
-            Err(e) => tracing::error!(error = %e, "indexing the pipelines' schedules failed"),
+            Err(e) => {
+                tracing::error!(error = %e.message, "indexing the pipelines' schedules failed")
+            }
         }
         tracing::info!("scheduler started");
         while !self.stop.load(Ordering::SeqCst) {

@@ -924,19 +924,22 @@ pub fn sync_pipeline_status(
     let latest = pipeline
         .date_last_run
         .is_none_or(|t| t <= image.date_created);
+    if !latest && !image.status.is_final() {
+        return Ok(()); // a later run is the last one, and this one is not over
+    }
     if latest {
         pipeline.last_run_status = Some(image.status.as_str().to_string());
     }
     if image.status.is_final() {
         let image_arn = image.arn.to_string();
-        if let Some(reason) =
-            pipeline.build_ended(image.status, image.build_type, Some(&image_arn), now)
-        {
-            tracing::warn!(pipeline = %pipeline_arn, image = %image_arn, %reason, "pipeline disabled");
-            tx.set_next_run(pipeline_arn, None).api()?;
-        }
-    } else if !latest {
-        return Ok(());
+        crate::scheduled::count_build_end(
+            tx,
+            &mut pipeline,
+            image.status,
+            image.build_type,
+            Some(&image_arn),
+            now,
+        )?;
     }
     tx.put(&pipeline).api()?;
     Ok(())

@@ -347,7 +347,7 @@ pub fn create(
     check_name_free(tx, ctx, KIND, &name)?;
     check_dry_run(input.dry_run, "CreateImagePipeline")?;
     let arn = new_arn(ctx, KIND, &name);
-    let pipeline = Pipeline {
+    let mut pipeline = Pipeline {
         arn: arn.clone(),
         name,
         platform,
@@ -361,7 +361,6 @@ pub fn create(
         schedule_events: Vec::new(),
     };
     let arn = arn.to_string();
-    let mut pipeline = pipeline;
     crate::scheduled::reschedule(tx, &mut pipeline, ctx.now_millis)?;
     tx.put(&pipeline).api()?;
     tx.set_references(&arn, &references).api()?;
