@@ -310,6 +310,43 @@ pub fn append(path: &Path, key: &Key) -> Result<(), CredentialsError> {
     file.sync_all().map_err(io)
 }
 
+/// The static keys of `profile` in an AWS credentials or config file, as a client reads them
+/// (the aws CLI's rules: `[name]` in the credentials file, `[profile name]` or `[default]` in the
+/// config file). `None` when the file or the profile does not exist or has no key pair.
+pub fn read_client_profile(
+    path: &Path,
+    profile: &str,
+    config_file: bool,
+) -> Option<crate::sigv4::Credentials> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let ini = ini::Ini::load_from_str(&text).ok()?;
+    let section = if config_file && profile != "default" {
+        format!("profile {profile}")
+    } else {
+        profile.to_string()
+    };
+    let props = ini.section(Some(section.as_str()))?;
+    Some(crate::sigv4::Credentials {
+        access_key_id: props.get(ACCESS_KEY_ID)?.trim().to_string(),
+        secret_access_key: props.get(SECRET_ACCESS_KEY)?.trim().to_string(),
+        session_token: props.get(SESSION_TOKEN).map(|t| t.trim().to_string()),
+    })
+}
+
+/// A setting of `profile` in an AWS config file (`region`, say).
+pub fn read_config_setting(path: &Path, profile: &str, name: &str) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let ini = ini::Ini::load_from_str(&text).ok()?;
+    let section = if profile == "default" {
+        profile.to_string()
+    } else {
+        format!("profile {profile}")
+    };
+    ini.section(Some(section.as_str()))?
+        .get(name)
+        .map(|v| v.trim().to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
