@@ -191,6 +191,7 @@ def make_client(
     validate: bool = True,
     secret_key: str = SECRET_KEY,
     token: str | None = None,
+    verify: str | bool | None = None,
 ) -> Any:
     """A boto3 Image Builder client for `endpoint`. With validate=False botocore sends what it
     is given, so that the server's own validation can be tested."""
@@ -201,6 +202,7 @@ def make_client(
         aws_access_key_id=access_key,
         aws_secret_access_key=secret_key,
         aws_session_token=token,
+        verify=verify,
         config=Config(
             retries={"total_max_attempts": 1},
             parameter_validation=validate,

@@ -371,3 +371,40 @@ def test_a_non_loopback_server_refuses_to_start_without_credentials(tmp_path):
     assert "kiln listening" not in result.stdout
     assert "--credentials" in result.stderr
     assert not (tmp_path / "data" / "credentials").exists()
+
+
+# --- HTTPS ----------------------------------------------------------------------------------------
+
+def test_native_tls_serves_the_api_over_https(tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    made = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", "1", "-subj", "/CN=kiln-test", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert made.returncode == 0, made.stderr
+    server = KilnServer(tmp_path / "data", extra_args=["--tls-cert", str(cert), "--tls-key", str(key)])
+    server.start()
+    try:
+        assert server.endpoint.startswith("https://127.0.0.1:")
+        client = make_client(server.endpoint, verify=str(cert))
+        assert create_infra(client).startswith(arn_prefix(DEFAULT_ACCOUNT) + ":")
+        # Plain HTTP on the TLS port gets no answer from the API.
+        plain = server.endpoint.replace("https://", "http://")
+        with pytest.raises(Exception):
+            raw_request(plain, "POST", "/ListComponents", "{}")
+    finally:
+        server.stop_gracefully()
+
+
+def test_a_bad_tls_key_stops_the_server_at_start(tmp_path):
+    cert = tmp_path / "cert.pem"
+    cert.write_text("not a certificate\n")
+    result = subprocess.run(
+        [kiln_bin(), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "data"),
+         "--tls-cert", str(cert), "--tls-key", str(cert)],
+        capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode != 0
+    assert str(cert) in result.stderr and "kiln listening" not in result.stdout

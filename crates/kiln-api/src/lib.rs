@@ -22,6 +22,7 @@ pub mod request_id;
 pub mod scheduled;
 pub mod server;
 pub mod service;
+pub mod tls;
 pub mod work;
 
 pub use accounts::Accounts;

@@ -31,9 +31,14 @@ use tokio::net::TcpListener;
 /// configuration with many regions) is far smaller.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// How long a client may take to finish the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 pub struct ServerConfig {
     /// Who may call: every request's signature is checked by it before anything else.
     pub auth: Arc<Authenticator>,
+    /// Serve HTTPS with this configuration (see [`crate::tls`]); plain HTTP without it.
+    pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     /// What answers `GET /kiln/v1/...`; without one those paths are 404.
     pub extension: Option<Arc<dyn Extension>>,
 }
@@ -443,6 +448,7 @@ pub async fn serve(
     });
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
+    let tls = config.tls.map(tokio_rustls::TlsAcceptor::from);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -461,13 +467,45 @@ pub async fn serve(
                     let shared = shared.clone();
                     async move { Ok::<_, std::convert::Infallible>(handle(shared, req).await) }
                 });
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                let conn = graceful.watch(conn.into_owned());
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
+                match &tls {
+                    None => {
+                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                        let conn = graceful.watch(conn.into_owned());
+                        tokio::spawn(async move {
+                            if let Err(e) = conn.await {
+                                tracing::debug!(error = %e, "connection ended with an error");
+                            }
+                        });
                     }
-                });
+                    Some(acceptor) => {
+                        // The handshake runs on the connection's own task, so a slow or
+                        // silent client never holds up the accept loop.
+                        let acceptor = acceptor.clone();
+                        let builder = builder.clone();
+                        let watcher = graceful.watcher();
+                        tokio::spawn(async move {
+                            let handshake = tokio::time::timeout(
+                                TLS_HANDSHAKE_TIMEOUT,
+                                acceptor.accept(stream),
+                            );
+                            let stream = match handshake.await {
+                                Ok(Ok(s)) => s,
+                                Ok(Err(e)) => {
+                                    tracing::debug!(error = %e, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::debug!("TLS handshake timed out");
+                                    return;
+                                }
+                            };
+                            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                            if let Err(e) = watcher.watch(conn.into_owned()).await {
+                                tracing::debug!(error = %e, "connection ended with an error");
+                            }
+                        });
+                    }
+                }
             }
             _ = &mut shutdown => break,
         }
@@ -607,6 +645,7 @@ mod tests {
                 crate::accounts::Accounts::default(),
                 kiln_auth::regions::Regions::default(),
             )),
+            tls: None,
             extension,
         };
         tokio::spawn(serve(listener, service, config, async {

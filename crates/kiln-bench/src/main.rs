@@ -234,6 +234,7 @@ async fn api(options: Options) -> Result<()> {
                 Accounts::default(),
                 kiln_auth::regions::Regions::default(),
             )),
+            tls: None,
             extension: None,
         },
         async {

@@ -91,6 +91,12 @@ struct ServeArgs {
     /// regions).
     #[arg(long, env = "KILN_REGIONS")]
     regions: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, env = "KILN_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "KILN_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Durability of commits.
     #[arg(long, env = "KILN_SYNC", value_enum, default_value = "normal")]
     sync: SyncMode,
@@ -198,6 +204,15 @@ fn authenticator(args: &ServeArgs) -> Result<Authenticator> {
 
 fn serve(args: ServeArgs) -> Result<()> {
     let auth = Arc::new(authenticator(&args)?);
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            kiln_api::tls::server_config(cert, key)
+                .map_err(anyhow::Error::msg)
+                .context("--tls-cert/--tls-key")?,
+        ),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let sync = match args.sync {
         SyncMode::Normal => kiln_store::sqlite::Sync::Normal,
         SyncMode::Full => kiln_store::sqlite::Sync::Full,
@@ -249,12 +264,13 @@ fn serve(args: ServeArgs) -> Result<()> {
         tokio::spawn(purge_tokens_hourly(service.clone()));
         tokio::spawn(reload_credentials_on_sighup(auth.clone()));
         tracing::info!(data_dir = %args.data_dir.display(), "kiln ready");
-        println!("kiln listening on http://{addr}");
+        println!("kiln listening on {scheme}://{addr}");
         kiln_api::serve(
             listener,
             service,
             ServerConfig {
                 auth,
+                tls,
                 extension: Some(extension),
             },
             shutdown_signal(),
