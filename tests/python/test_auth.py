@@ -376,20 +376,34 @@ def test_a_non_loopback_server_refuses_to_start_without_credentials(tmp_path):
 # --- HTTPS ----------------------------------------------------------------------------------------
 
 def test_native_tls_serves_the_api_over_https(tmp_path):
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    made = subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-days", "1", "-subj", "/CN=kiln-test", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        capture_output=True, text=True, timeout=30,
-    )
-    assert made.returncode == 0, made.stderr
+    ca, ca_key = tmp_path / "ca.pem", tmp_path / "ca.key"
+    cert, key, csr = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "leaf.csr"
+    ext = tmp_path / "leaf.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    for command in (
+        ["openssl", "req", "-x509", *ec, "-days", "1", "-subj", "/CN=kiln-test-ca",
+         "-keyout", str(ca_key), "-out", str(ca)],
+        ["openssl", "req", *ec, "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(csr)],
+        ["openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+         "-CAcreateserial", "-days", "1", "-extfile", str(ext), "-out", str(cert)],
+    ):
+        made = subprocess.run(command, capture_output=True, text=True, timeout=30, cwd=tmp_path)
+        assert made.returncode == 0, made.stderr
     server = KilnServer(tmp_path / "data", extra_args=["--tls-cert", str(cert), "--tls-key", str(key)])
     server.start()
     try:
         assert server.endpoint.startswith("https://127.0.0.1:")
-        client = make_client(server.endpoint, verify=str(cert))
+        client = make_client(server.endpoint, verify=str(ca))
         assert create_infra(client).startswith(arn_prefix(DEFAULT_ACCOUNT) + ":")
+        # `kiln` commands trust the certificate through AWS_CA_BUNDLE, as the aws CLI does.
+        pipeline = f"{arn_prefix()}:image-pipeline/none"
+        env = dict(os.environ, AWS_CA_BUNDLE=str(ca))
+        out = subprocess.run(
+            [kiln_bin(), "pipeline", "schedule", pipeline, "--endpoint", server.endpoint],
+            capture_output=True, text=True, timeout=30, env=env, stdin=subprocess.DEVNULL,
+        )
+        assert "does not exist" in out.stderr, out.stderr
         # Plain HTTP on the TLS port gets no answer from the API.
         plain = server.endpoint.replace("https://", "http://")
         with pytest.raises(Exception):

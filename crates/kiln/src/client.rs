@@ -140,7 +140,27 @@ impl Client {
         if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
             anyhow::bail!("--endpoint '{endpoint}' must be an http:// or https:// URL");
         }
-        let config = ureq::Agent::config_builder()
+        let mut config = ureq::Agent::config_builder();
+        // Like the aws CLI: a server with a certificate of its own (`kiln serve --tls-cert`) is
+        // trusted through AWS_CA_BUNDLE.
+        if let Some(bundle) = env("AWS_CA_BUNDLE") {
+            let pem = std::fs::read(&bundle).map_err(|e| anyhow!("AWS_CA_BUNDLE {bundle}: {e}"))?;
+            let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
+                .filter_map(|item| match item {
+                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                    _ => None,
+                })
+                .collect();
+            if certs.is_empty() {
+                anyhow::bail!("AWS_CA_BUNDLE {bundle}: no PEM certificate in the file");
+            }
+            config = config.tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
+                    .build(),
+            );
+        }
+        let config = config
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(10)))
             // The server is Kiln on this machine or the local network: never a proxy's.
