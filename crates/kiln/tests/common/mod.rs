@@ -38,6 +38,7 @@ pub struct Server {
     /// Owns the temporary directory; removed on drop, after the child is gone.
     root: tempfile::TempDir,
     accounts: String,
+    keep_credentials: bool,
     pub addr: SocketAddr,
 }
 
@@ -54,6 +55,7 @@ impl Server {
             child: None,
             root,
             accounts: accounts.to_string(),
+            keep_credentials: false,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         };
         server.spawn();
@@ -91,7 +93,9 @@ impl Server {
     }
 
     fn spawn(&mut self) {
-        self.write_credentials();
+        if !self.keep_credentials {
+            self.write_credentials();
+        }
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -147,6 +151,13 @@ impl Server {
         self.spawn();
     }
 
+    /// [`Server::restart`] without rewriting the credentials file (a test changed it).
+    pub fn restart_keeping_credentials(&mut self) {
+        self.kill();
+        self.keep_credentials = true;
+        self.spawn();
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -159,6 +170,17 @@ impl Server {
     /// A client signing with `access_key` in `region`: the server takes the account from the
     /// key and the region from the SigV4 credential scope.
     pub fn client_as(&self, access_key: &str, region: &str) -> Client {
+        self.client_with(access_key, SECRET, None, region)
+    }
+
+    /// A client signing with any key, secret and session token.
+    pub fn client_with(
+        &self,
+        access_key: &str,
+        secret: &str,
+        session_token: Option<&str>,
+        region: &str,
+    ) -> Client {
         let http = aws_smithy_http_client::Builder::new().build_http();
         let config = aws_sdk_imagebuilder::Config::builder()
             .behavior_version_latest()
@@ -167,8 +189,8 @@ impl Server {
             .region(Region::new(region.to_string()))
             .credentials_provider(Credentials::new(
                 access_key,
-                SECRET,
-                None,
+                secret,
+                session_token.map(str::to_string),
                 None,
                 "kiln-tests",
             ))
@@ -307,7 +329,15 @@ pub fn raw_request(
     extra_headers: &[(&str, &str)],
     body: &[u8],
 ) -> RawResponse {
-    let signature = sign(addr, method, path, body, DEFAULT_KEY, SECRET);
+    let signature = sign(
+        addr,
+        method,
+        path,
+        body,
+        DEFAULT_KEY,
+        SECRET,
+        chrono::Utc::now(),
+    );
     let mut headers: Vec<(&str, &str)> = signature
         .iter()
         .map(|(n, v)| (n.as_str(), v.as_str()))
@@ -316,7 +346,8 @@ pub fn raw_request(
     raw_request_unsigned(addr, method, path, &headers, body)
 }
 
-/// The SigV4 headers (`x-amz-date`, `authorization`) for a raw request with `key` and `secret`.
+/// The SigV4 headers (`x-amz-date`, `authorization`) for a raw request with `key` and `secret`,
+/// signed at `when`.
 pub fn sign(
     addr: SocketAddr,
     method: &str,
@@ -324,6 +355,7 @@ pub fn sign(
     body: &[u8],
     key: &str,
     secret: &str,
+    when: chrono::DateTime<chrono::Utc>,
 ) -> Vec<(String, String)> {
     let (raw_path, raw_query) = path.split_once('?').unwrap_or((path, ""));
     let headers = vec![
@@ -346,7 +378,7 @@ pub fn sign(
             session_token: None,
         },
         REGION,
-        chrono::Utc::now(),
+        when,
         &kiln_auth::sigv4::Settings::imagebuilder(),
     )
 }
