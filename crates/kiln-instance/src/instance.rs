@@ -30,7 +30,7 @@
 //! [`reap`] runs it for every instance whose owner process is gone: call it when Kiln starts.
 
 use crate::limits::Limits;
-use crate::sys::{IsolationPlan, Privileged, DEFAULT_CAPABILITIES};
+use crate::sys::{IsolationPlan, Privileged};
 use crate::Error;
 use kiln_toe::target::{resolve_in_canonical_root, Target, TargetError};
 use std::io;
@@ -70,6 +70,9 @@ struct State {
     cgroups: Vec<PathBuf>,
     hostname: String,
     network: bool,
+    /// The instance's network namespace file, when it has networking.
+    #[serde(default)]
+    netns: Option<PathBuf>,
 }
 
 /// A launched instance. Terminate it with [`Instance::terminate`]; dropping it tears it down
@@ -218,8 +221,10 @@ impl Instance {
             cgroups: sys.cgroup_paths(&spec.id),
             hostname: spec.hostname.clone(),
             network: spec.network,
+            netns: None,
         };
         let merged = dir.join("merged");
+        let sys_caps = sys.capabilities();
         let mut instance = Instance {
             sys,
             dir,
@@ -231,13 +236,14 @@ impl Instance {
                 hostname: spec.hostname.clone(),
                 network: spec.network,
                 cgroup_procs: Vec::new(),
-                capabilities: DEFAULT_CAPABILITIES.to_vec(),
+                capabilities: sys_caps,
+                netns: None,
             },
             done: false,
         };
         // From here on, a failure drops `instance`, which tears down what was done.
         write_state(&instance.dir, &state)?;
-        instance.setup(lowers, &spec.limits)?;
+        instance.setup(lowers, &spec.limits, state)?;
         Ok(instance)
     }
 
@@ -275,6 +281,7 @@ impl Instance {
             .iter()
             .map(|d| d.join("cgroup.procs"))
             .collect();
+        let capabilities = sys.capabilities();
         Ok(Instance {
             sys,
             plan: IsolationPlan {
@@ -282,7 +289,8 @@ impl Instance {
                 hostname: state.hostname,
                 network: state.network,
                 cgroup_procs,
-                capabilities: DEFAULT_CAPABILITIES.to_vec(),
+                capabilities,
+                netns: state.netns,
             },
             dir,
             merged,
@@ -300,7 +308,12 @@ impl Instance {
         std::mem::take(&mut self.dir)
     }
 
-    fn setup(&mut self, mut lowers: Vec<PathBuf>, limits: &Limits) -> Result<(), Error> {
+    fn setup(
+        &mut self,
+        mut lowers: Vec<PathBuf>,
+        limits: &Limits,
+        mut state: State,
+    ) -> Result<(), Error> {
         let (upper, work) = (self.dir.join("upper"), self.dir.join("work"));
         mkdir(&upper)?;
         mkdir(&work)?;
@@ -324,6 +337,11 @@ impl Instance {
             .iter()
             .map(|d| d.join("cgroup.procs"))
             .collect();
+        if self.plan.network {
+            self.plan.netns = self.sys.network_create(&self.dir)?;
+            state.netns = self.plan.netns.clone();
+            write_state(&self.dir, &state)?;
+        }
         self.sys.instance_ready(&self.dir, &self.plan)?;
         self.root = self.sys.host_root(&self.merged);
         Ok(())
@@ -471,6 +489,7 @@ fn teardown(sys: &dyn Privileged, dir: &Path, cgroups: &[PathBuf]) -> Result<(),
             keep(sys.unmount(&mount).map_err(Error::from));
         }
     }
+    keep(sys.network_remove(dir).map_err(Error::from));
     let left = sys.mounts_under(dir)?;
     if !left.is_empty() {
         // Never delete through a mount.

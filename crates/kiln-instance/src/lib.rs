@@ -33,7 +33,9 @@
 pub mod detect;
 pub mod instance;
 pub mod limits;
+pub mod network;
 pub mod rootless;
+pub mod seccomp;
 pub mod sys;
 
 pub use detect::{isolation_support, privileged_for_this_process, Support};
