@@ -632,6 +632,46 @@ mod tests {
     }
 
     #[test]
+    fn an_instance_with_network_gets_a_namespace_of_its_own() {
+        let base = tempfile::tempdir().unwrap();
+        let fake = Arc::new(RecordingPrivileged::new());
+        let inst = Instance::launch(fake.clone(), base.path(), spec("i-net")).unwrap();
+        assert_eq!(inst.plan().netns, None);
+        assert!(!fake
+            .calls()
+            .iter()
+            .any(|c| matches!(c, Call::NetworkCreate(_))));
+        inst.terminate().unwrap();
+
+        let mut s = spec("i-net2");
+        s.network = true;
+        let inst = Instance::launch(fake.clone(), base.path(), s).unwrap();
+        let dir = inst.dir().to_path_buf();
+        assert_eq!(inst.plan().netns, Some(dir.join("netns")));
+        // The commands of another process join the same namespace.
+        let attached = Instance::attach(fake.clone(), base.path(), "i-net2").unwrap();
+        assert_eq!(attached.plan().netns, Some(dir.join("netns")));
+        drop(attached);
+        inst.terminate().unwrap();
+        let calls = fake.calls();
+        let ready = calls
+            .iter()
+            .position(|c| matches!(c, Call::InstanceReady(d) if *d == dir))
+            .unwrap();
+        let created = calls
+            .iter()
+            .position(|c| matches!(c, Call::NetworkCreate(d) if *d == dir))
+            .unwrap();
+        assert!(
+            created < ready,
+            "the plan is final before the instance is ready"
+        );
+        assert!(calls
+            .iter()
+            .any(|c| matches!(c, Call::NetworkRemove(d) if *d == dir)));
+    }
+
+    #[test]
     fn failed_launch_leaves_nothing() {
         for op in [
             "mount overlay",

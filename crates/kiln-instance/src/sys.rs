@@ -1317,6 +1317,64 @@ mod tests {
     }
 
     #[test]
+    fn the_device_cgroup_allows_runcs_default_devices_only() {
+        let rules = device_rules();
+        assert!(rules.contains(&"c 1:3 rwm".to_string()));
+        assert!(rules.contains(&"c 136:* rwm".to_string()));
+        assert!(!rules
+            .iter()
+            .any(|r| r.starts_with("c 10:") || r.starts_with('b')));
+        assert!(V1_CONTROLLERS.contains(&"devices"));
+    }
+
+    #[test]
+    fn without_a_device_controller_commands_lose_cap_mknod() {
+        let v2 = tempfile::tempdir().unwrap();
+        std::fs::write(v2.path().join("cgroup.controllers"), "memory pids\n").unwrap();
+        let sys = RealPrivileged {
+            cgroup_root: v2.path().to_path_buf(),
+            ..RealPrivileged::default()
+        };
+        assert!(!sys.capabilities().contains(&CAP_MKNOD));
+        let hybrid = tempfile::tempdir().unwrap();
+        let sys = RealPrivileged {
+            cgroup_root: hybrid.path().to_path_buf(),
+            ..RealPrivileged::default()
+        };
+        assert_eq!(sys.capabilities(), DEFAULT_CAPABILITIES.to_vec());
+    }
+
+    #[test]
+    fn the_hook_masks_and_protects_runcs_paths() {
+        let plan = IsolationPlan {
+            root: "/r".into(),
+            hostname: "h".into(),
+            network: false,
+            cgroup_procs: vec![],
+            capabilities: DEFAULT_CAPABILITIES.to_vec(),
+            netns: None,
+        };
+        let hook = Hook::new(&plan).unwrap();
+        let names = |v: &[CString]| -> Vec<String> {
+            v.iter().map(|c| c.to_string_lossy().into_owned()).collect()
+        };
+        let masked = names(&hook.isolation.masked);
+        assert!(masked.contains(&"/r/proc/kcore".to_string()), "{masked:?}");
+        assert!(
+            masked.contains(&"/r/sys/firmware".to_string()),
+            "{masked:?}"
+        );
+        let readonly = names(&hook.isolation.readonly);
+        assert!(
+            readonly.contains(&"/r/proc/sys".to_string()),
+            "{readonly:?}"
+        );
+        assert!(readonly.contains(&"/r/proc/sysrq-trigger".to_string()));
+        assert!(!hook.isolation.filters.is_empty());
+        assert!(hook.netns.is_none());
+    }
+
+    #[test]
     fn hook_drops_everything_but_the_kept_capabilities() {
         let plan = IsolationPlan {
             root: "/r".into(),
