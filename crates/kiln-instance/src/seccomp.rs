@@ -201,7 +201,7 @@ fn x32_filter() -> BpfProgram {
 
 /// Applies `filters` to the calling thread, with `PR_SET_NO_NEW_PRIVS`. Async-signal-safe: no
 /// allocation (the programs were built before the fork).
-pub(crate) fn apply(filters: &[BpfProgram]) -> std::io::Result<()> {
+pub fn apply(filters: &[BpfProgram]) -> std::io::Result<()> {
     // SAFETY: prctl with plain integers.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
         return Err(std::io::Error::last_os_error());
