@@ -31,6 +31,7 @@
 //! [`Target`]: kiln_toe::target::Target
 
 pub mod detect;
+pub mod devices;
 pub mod instance;
 pub mod limits;
 pub mod network;

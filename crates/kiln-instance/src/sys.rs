@@ -356,7 +356,8 @@ impl RealPrivileged {
         Self::write(&dir.join("pids.max"), &limits.pids_max.to_string())?;
         let quota = u64::from(limits.vcpus) * CPU_PERIOD_US;
         let _ = Self::write(&dir.join("cpu.max"), &format!("{quota} {CPU_PERIOD_US}"));
-        Ok(())
+        // No devices controller in v2: the eBPF device filter is the only allow-list.
+        crate::devices::attach(dir)
     }
 
     fn create_v1(&self, dirs: &[PathBuf], limits: &Limits) -> SysResult<()> {
@@ -393,7 +394,11 @@ impl RealPrivileged {
                     Self::write(&dir.join("cpu.cfs_period_us"), &CPU_PERIOD_US.to_string())?;
                     Self::write(&dir.join("cpu.cfs_quota_us"), &quota.to_string())?;
                 }
-                _ => {} // the cgroup2 directory of a hybrid layout: only for cgroup.kill
+                // The cgroup2 directory of a hybrid layout, for cgroup.kill; the eBPF device
+                // filter there doubles the v1 device cgroup where the kernel allows it.
+                _ => {
+                    let _ = crate::devices::attach(dir);
+                }
             }
         }
         Ok(())
@@ -416,9 +421,9 @@ impl Privileged for RealPrivileged {
         crate::detect::require_root()
     }
 
-    /// On a pure cgroup v2 host there is no device controller (its eBPF equivalent is not
-    /// written yet): commands lose CAP_MKNOD instead, so they cannot make a device node, and
-    /// the root filesystem is mounted `nodev` anyway, so nodes an image brings do not open.
+    /// On a pure cgroup v2 host the device allow-list is an eBPF program ([`crate::devices`]);
+    /// commands also lose CAP_MKNOD there, so they cannot make a device node at all (the root
+    /// filesystem is mounted `nodev` anyway, so nodes an image brings do not open).
     fn capabilities(&self) -> Vec<u32> {
         if self.unified_only() {
             DEFAULT_CAPABILITIES
