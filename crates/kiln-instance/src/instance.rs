@@ -53,8 +53,9 @@ pub struct InstanceSpec {
     /// in an earlier layer hides the same path in a later one. May be empty.
     pub lowers: Vec<PathBuf>,
     pub limits: Limits,
-    /// Whether commands share the host's network. Without it they only have a loopback device
-    /// that is down.
+    /// Whether commands have a network: a namespace of the instance's own with outbound NAT
+    /// and no way to the host ([`crate::network`]; rootless instances share the host's).
+    /// Without it they only have a loopback device that is down.
     pub network: bool,
     pub hostname: String,
 }

@@ -19,8 +19,9 @@
 //!
 //! 1. writes `0` (the writer itself) into every `cgroup.procs` of the instance, so the command
 //!    and everything it starts count against the instance's limits and are found at teardown;
-//! 2. `unshare`s the mount, PID, UTS and IPC namespaces (and the network namespace unless the
-//!    instance has networking);
+//! 2. joins the instance's network namespace (an instance with networking has one of its own,
+//!    see [`crate::network`]) or `unshare`s an empty one, and `unshare`s the mount, PID, UTS and
+//!    IPC namespaces;
 //! 3. `fork`s again, because only the children of a process that unshared its PID namespace are
 //!    inside it. The middle process closes every descriptor (so the parent's `spawn` returns as
 //!    soon as the inner `exec` happened, and output pipes close when the command's processes
@@ -30,13 +31,20 @@
 //! 4. in the inner process (PID 1 of the new namespace, which takes every other process in the
 //!    namespace with it when it exits): asks for `SIGKILL` when the middle process dies, makes
 //!    every mount private, sets the hostname, mounts `/proc`, and (best effort) a read-only
-//!    `/sys` and a private `/dev/pts` inside the root, `pivot_root`s into it and detaches the old root (unlike `chroot`,
-//!    nothing of the host stays reachable), then reduces the capabilities to the set a
-//!    container runtime grants by default ([`DEFAULT_CAPABILITIES`], what runc gives): the
-//!    bounding set, so nothing can regain others, the ambient set cleared, and
+//!    `/sys` and a private `/dev/pts` inside the root, masks runc's [`MASKED_PATHS`] and makes
+//!    its [`READONLY_PATHS`] read-only, `pivot_root`s into the root and detaches the old root
+//!    (unlike `chroot`, nothing of the host stays reachable), then reduces the capabilities to
+//!    the set a container runtime grants by default ([`DEFAULT_CAPABILITIES`], what runc
+//!    gives): the bounding set, so nothing can regain others, the ambient set cleared, and
 //!    effective/permitted set to that set;
-//! 5. returns, and the standard library `exec`s the program, looking it up in `PATH` inside the
+//! 5. sets NoNewPrivs and applies the seccomp filters ([`crate::seccomp`]), the last thing
+//!    before `exec`, so none of the set-up above is filtered;
+//! 6. returns, and the standard library `exec`s the program, looking it up in `PATH` inside the
 //!    new root.
+//!
+//! The instance's cgroups include a device allow-list ([`ALLOWED_DEVICES`]: a v1 `devices`
+//! cgroup, and the eBPF program of [`crate::devices`] on the unified hierarchy), and its root
+//! filesystem is mounted `nodev`.
 
 use crate::limits::Limits;
 use std::ffi::{CString, OsStr};
@@ -103,8 +111,9 @@ pub struct IsolationPlan {
     /// The instance's root filesystem (the overlay mount point) on the host.
     pub root: PathBuf,
     pub hostname: String,
-    /// Whether the command shares the host's network; otherwise it gets a network namespace
-    /// with only a loopback device.
+    /// Whether the instance has networking: then its commands join [`IsolationPlan::netns`]
+    /// (or, for a rootless instance, share the host's network); otherwise each gets a network
+    /// namespace with only a loopback device.
     pub network: bool,
     /// The `cgroup.procs` files the command joins.
     pub cgroup_procs: Vec<PathBuf>,
