@@ -110,6 +110,10 @@ struct ServeArgs {
     /// instant that the test rewrites to move time, instead of the system clock.
     #[arg(long, env = "KILN_CLOCK_FILE")]
     clock_file: Option<PathBuf>,
+    /// Let build instances with networking (a subnet or security groups in the infrastructure
+    /// configuration) reach the host's own addresses, Kiln's API included. Off by default.
+    #[arg(long, env = "KILN_INSTANCE_HOST_ACCESS")]
+    instance_host_access: bool,
 }
 
 fn main() -> Result<()> {
@@ -235,6 +239,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         worker_config.concurrency = n;
     }
     worker_config.debian_mirror = args.debian_mirror.clone();
+    worker_config.instance_host_access = args.instance_host_access;
     let worker = Arc::new(
         kiln_worker::Worker::start(service.clone(), worker_config)
             .context("starting the build worker")?,
