@@ -357,3 +357,30 @@ def test_web_download_from_a_listed_host_service(host_http, tmp_path):
         assert Hits.count == 1
     finally:
         server.stop_gracefully()
+
+
+def test_the_build_checks_again_with_the_servers_current_settings(tmp_path):
+    """Recipes made while the operator allowed their parents; the server restarts without
+    --import-dir and --registry: their builds read and pull nothing and fail."""
+    imports = tmp_path / "imports"
+    imports.mkdir()
+    archive = imports / "rootfs.tar.gz"
+    busybox_rootfs_archive(archive)
+    allowed = ["--import-dir", str(imports), "--registry", "127.0.0.1:5999"]
+    server = KilnServer(tmp_path / "data", extra_args=allowed).start()
+    try:
+        c = make_client(server.endpoint)
+        from_file = their_recipe(c, f"file://{archive}")["imageRecipeArn"]
+        from_registry = their_recipe(c, "127.0.0.1:5999/kiln/app:1")["imageRecipeArn"]
+        infra = create_infra(c, instanceTypes=["t3.micro"])
+    finally:
+        server.stop_gracefully()
+    server = KilnServer(tmp_path / "data").start()
+    try:
+        c = make_client(server.endpoint)
+        for r, flag in ((from_file, "--import-dir"), (from_registry, "--registry")):
+            image = build(c, r, infra, tests=False)
+            assert image["state"]["status"] == "FAILED"
+            assert flag in image["state"]["reason"], image["state"]["reason"]
+    finally:
+        server.stop_gracefully()
