@@ -160,9 +160,11 @@ def make_client(
     region: str = REGION,
     access_key: str = ACCESS_KEY,
     validate: bool = True,
+    retries: dict[str, Any] | None = None,
 ) -> Any:
     """A boto3 Image Builder client for `endpoint`. With validate=False botocore sends what it
-    is given, so that the server's own validation can be tested."""
+    is given, so that the server's own validation can be tested. `retries` is botocore's retry
+    configuration; the default makes one attempt, so that a test sees every error."""
     return boto3.client(
         "imagebuilder",
         endpoint_url=endpoint,
@@ -170,7 +172,7 @@ def make_client(
         aws_access_key_id=access_key,
         aws_secret_access_key=SECRET_KEY,
         config=Config(
-            retries={"total_max_attempts": 1},
+            retries=retries or {"total_max_attempts": 1},
             parameter_validation=validate,
         ),
     )

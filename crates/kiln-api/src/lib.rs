@@ -16,10 +16,12 @@ pub mod filters;
 pub mod handlers;
 pub mod paging;
 pub mod parents;
+pub mod quotas;
 pub mod request_id;
 pub mod scheduled;
 pub mod server;
 pub mod service;
+pub mod throttle;
 pub mod work;
 
 pub use accounts::Accounts;

@@ -8,6 +8,7 @@ use crate::accounts::Accounts;
 use crate::extension::{Extension, ExtensionBody, ExtensionResponse};
 use crate::request_id::RequestIds;
 use crate::service::Service;
+use crate::throttle::{self, Calls, Throttle};
 use bytes::{Bytes, BytesMut};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
@@ -36,6 +37,8 @@ pub struct ServerConfig {
     pub accounts: Accounts,
     /// What answers `GET /kiln/v1/...`; without one those paths are 404.
     pub extension: Option<Arc<dyn Extension>>,
+    /// Per-account request rates (`crate::throttle`).
+    pub throttle: Throttle,
 }
 
 struct Shared {
@@ -43,6 +46,7 @@ struct Shared {
     accounts: Accounts,
     extension: Option<Arc<dyn Extension>>,
     request_ids: RequestIds,
+    throttle: Throttle,
 }
 
 /// The body of every response: a buffer, or a file streamed from disk.
@@ -55,7 +59,7 @@ fn full(bytes: impl Into<Bytes>) -> Body {
 }
 
 /// An error of the HTTP layer itself, before an operation is known.
-fn protocol_error(
+pub(crate) fn protocol_error(
     status: StatusCode,
     code: &str,
     message: &str,
@@ -96,6 +100,17 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Bod
     let path = request.uri().path().to_string();
     let query = request.uri().query().map(str::to_string);
     if let Some(rest) = path.strip_prefix(crate::extension::PREFIX) {
+        let scope = request
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .and_then(parse_credential_scope);
+        let account = shared
+            .accounts
+            .account_for(scope.as_ref().map(|s| s.access_key_id.as_str()));
+        if let Err(t) = shared.throttle.admit(account, Calls::Reads) {
+            return throttle::response(&path, account, t, &request_id);
+        }
         return handle_extension(&shared, &method, rest, query.as_deref(), &request_id).await;
     }
     let scope = request
@@ -151,6 +166,9 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Bod
         now_millis: shared.service.clock.now_millis(),
         valid_until: Default::default(),
     };
+    if let Err(t) = shared.throttle.admit(&ctx.account_id, Calls::of(def)) {
+        return throttle::response(def.name, &ctx.account_id, t, &request_id);
+    }
     let service = shared.service.clone();
     let operation = routed.operation;
     // Reads take microseconds and never wait for a lock, so they run on the runtime's thread;
@@ -416,6 +434,7 @@ pub async fn serve(
         accounts: config.accounts,
         extension: config.extension,
         request_ids: RequestIds::default(),
+        throttle: config.throttle,
     });
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
@@ -575,6 +594,7 @@ mod tests {
         let config = ServerConfig {
             accounts: Accounts::default(),
             extension,
+            throttle: Throttle::default(),
         };
         tokio::spawn(serve(listener, service, config, async {
             let _ = stopped.await;

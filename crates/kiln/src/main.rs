@@ -80,6 +80,19 @@ struct ServeArgs {
     /// The Debian mirror the managed debian-12-minimal-x86 base image is made from.
     #[arg(long, env = "KILN_DEBIAN_MIRROR", default_value = kiln_image::DEFAULT_DEBIAN_MIRROR)]
     debian_mirror: String,
+    /// Requests per second each account may make, on average, per bucket (reads and writes
+    /// have one each); 0 disables rate limiting.
+    #[arg(long, env = "KILN_RATE_LIMIT", default_value_t = kiln_api::throttle::RateLimit::DEFAULT.per_second)]
+    rate_limit: f64,
+    /// Requests an account may make at once before the rate applies; 0 disables rate limiting.
+    #[arg(long, env = "KILN_RATE_BURST", default_value_t = kiln_api::throttle::RateLimit::DEFAULT.burst)]
+    rate_burst: u32,
+    /// A per-account quota, `NAME=N` or `NAME=unlimited` (repeatable, or comma-separated):
+    /// components, image-recipes, container-recipes, infrastructure-configurations,
+    /// distribution-configurations, image-pipelines, workflows, lifecycle-policies,
+    /// concurrent-builds.
+    #[arg(long = "quota", env = "KILN_QUOTAS", value_delimiter = ',')]
+    quotas: Vec<String>,
     /// For tests: read Kiln's time (requests, builds, schedules) from this file, an RFC 3339
     /// instant that the test rewrites to move time, instead of the system clock.
     #[arg(long, env = "KILN_CLOCK_FILE")]
@@ -122,6 +135,14 @@ fn serve(args: ServeArgs) -> Result<()> {
         SyncMode::Normal => kiln_store::sqlite::Sync::Normal,
         SyncMode::Full => kiln_store::sqlite::Sync::Full,
     };
+    let rate_limit = kiln_api::throttle::RateLimit::new(args.rate_limit, args.rate_burst)
+        .map_err(anyhow::Error::msg)
+        .context("--rate-limit")?;
+    let mut quotas = kiln_api::quotas::Quotas::default();
+    quotas
+        .parse_assignments(&args.quotas.join(","))
+        .map_err(anyhow::Error::msg)
+        .context("--quota")?;
     let bad = kiln_wire::validate::warm_up();
     anyhow::ensure!(
         bad.is_empty(),
@@ -133,7 +154,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         tracing::warn!(path = %path.display(), "using a test clock");
         service = service.with_clock(Arc::new(kiln_api::clock::FileClock::new(path.clone())));
     }
-    let service = Arc::new(service);
+    let service = Arc::new(service.with_quotas(quotas));
     let mut worker_config = kiln_worker::WorkerConfig::new(&args.data_dir);
     if let Some(n) = args.build_concurrency {
         anyhow::ensure!(n > 0, "--build-concurrency must be at least 1");
@@ -175,6 +196,7 @@ fn serve(args: ServeArgs) -> Result<()> {
             ServerConfig {
                 accounts,
                 extension: Some(extension),
+                throttle: kiln_api::throttle::Throttle::new(rate_limit),
             },
             shutdown_signal(),
         )
