@@ -14,6 +14,7 @@ pub mod convert;
 pub mod extension;
 pub mod filters;
 pub mod handlers;
+pub mod http_edges;
 pub mod paging;
 pub mod parents;
 pub mod quotas;

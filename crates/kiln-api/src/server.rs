@@ -6,6 +6,7 @@
 
 use crate::accounts::Accounts;
 use crate::extension::{Extension, ExtensionBody, ExtensionResponse};
+use crate::http_edges;
 use crate::request_id::RequestIds;
 use crate::service::Service;
 use crate::throttle::{self, Calls, Throttle};
@@ -132,7 +133,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Bod
             let too_large = e
                 .downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some();
-            return if too_large {
+            return http_edges::closing(if too_large {
                 protocol_error(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "RequestEntityTooLargeException",
@@ -143,10 +144,13 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Bod
                 protocol_error(
                     StatusCode::BAD_REQUEST,
                     "ClientException",
-                    &format!("reading the request body failed: {e}"),
+                    &format!(
+                        "reading the request body failed: {}",
+                        http_edges::error_chain(e.as_ref())
+                    ),
                     &request_id,
                 )
-            };
+            });
         }
     };
     let def = routed.operation.def();
@@ -437,7 +441,10 @@ pub async fn serve(
         throttle: config.throttle,
     });
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http2()
+        .max_header_list_size(http_edges::MAX_HEAD_BYTES as u32);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -452,9 +459,15 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let shared = shared.clone();
+                let (stream, verdict) = http_edges::GuardedIo::new(stream);
                 let svc = hyper::service::service_fn(move |req| {
                     let shared = shared.clone();
-                    async move { Ok::<_, std::convert::Infallible>(handle(shared, req).await) }
+                    let verdict = verdict.clone();
+                    async move {
+                        Ok::<_, std::convert::Infallible>(
+                            http_edges::answer(&verdict, req, |req| handle(shared, req)).await,
+                        )
+                    }
                 });
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
                 let conn = graceful.watch(conn.into_owned());

@@ -36,6 +36,8 @@ pub struct Server {
     /// Owns the temporary directory; removed on drop, after the child is gone.
     root: tempfile::TempDir,
     accounts: String,
+    /// More `kiln serve` flags.
+    extra_args: Vec<String>,
     pub addr: SocketAddr,
 }
 
@@ -46,11 +48,17 @@ impl Server {
 
     /// Starts a server whose `--accounts` map is `accounts` (`KEY=ACCOUNT,...`).
     pub fn start_with_accounts(accounts: &str) -> Server {
+        Server::start_with_args(accounts, &[])
+    }
+
+    /// Starts a server with the `--accounts` map `accounts` and more flags.
+    pub fn start_with_args(accounts: &str, extra_args: &[&str]) -> Server {
         let root = tempfile::tempdir().expect("creating a temporary directory");
         let mut server = Server {
             child: None,
             root,
             accounts: accounts.to_string(),
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         };
         server.spawn();
@@ -79,6 +87,7 @@ impl Server {
             .arg(self.data_dir())
             .arg("--accounts")
             .arg(&self.accounts)
+            .args(&self.extra_args)
             // The environment must not change what the flags say.
             .env_remove("KILN_LISTEN")
             .env_remove("KILN_DATA_DIR")
@@ -86,6 +95,9 @@ impl Server {
             .env_remove("KILN_DEFAULT_ACCOUNT")
             .env_remove("KILN_DEFAULT_REGION")
             .env_remove("KILN_SYNC")
+            .env_remove("KILN_RATE_LIMIT")
+            .env_remove("KILN_RATE_BURST")
+            .env_remove("KILN_QUOTAS")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
