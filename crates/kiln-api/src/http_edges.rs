@@ -836,9 +836,24 @@ GET /GetImage?x=1 HTTP/1.0\r\n\r\n";
         assert_eq!(out, input);
     }
 
-    /// HTTP/2 (prior knowledge) goes through the guard untouched, and its answers are the API's.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn http2_connections_reach_the_api() {
+    /// Answers after a pause, so that a request can be in flight when the server stops.
+    struct Slow;
+
+    impl crate::extension::Extension for Slow {
+        fn handle(&self, _: &str, _: &[(String, String)]) -> crate::extension::ExtensionResponse {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            crate::extension::ExtensionResponse::json(200, &serde_json::json!({"slow": true}))
+        }
+    }
+
+    type Running = (
+        std::net::SocketAddr,
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<io::Result<()>>,
+        tempfile::TempDir,
+    );
+
+    async fn start() -> Running {
         let dir = tempfile::tempdir().unwrap();
         let service = std::sync::Arc::new(
             crate::Service::open(dir.path(), kiln_store::sqlite::Sync::Normal).unwrap(),
@@ -848,12 +863,46 @@ GET /GetImage?x=1 HTTP/1.0\r\n\r\n";
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let config = crate::ServerConfig {
             accounts: crate::Accounts::default(),
-            extension: None,
+            extension: Some(Arc::new(Slow)),
             throttle: crate::throttle::Throttle::default(),
         };
         let server = tokio::spawn(crate::serve(listener, service, config, async {
             let _ = stopped.await;
         }));
+        (addr, stop, server, dir)
+    }
+
+    /// A keep-alive request in flight when the server begins to stop is answered, with
+    /// `Connection: close`, and the connection then closes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_in_flight_at_shutdown_is_told_the_connection_closes() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (addr, stop, server, _dir) = start().await;
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(b"GET /kiln/v1/slow HTTP/1.1\r\nHost: kiln\r\n\r\n")
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let _ = stop.send(());
+        let mut raw = Vec::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            tcp.read_to_end(&mut raw),
+        )
+        .await
+        .expect("the connection closes")
+        .unwrap();
+        let text = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+        assert!(text.starts_with("http/1.1 200"), "{text}");
+        assert!(text.contains("connection: close\r\n"), "{text}");
+        assert!(text.ends_with(r#"{"slow":true}"#), "{text}");
+        server.await.unwrap().unwrap();
+    }
+
+    /// HTTP/2 (prior knowledge) goes through the guard untouched, and its answers are the API's.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn http2_connections_reach_the_api() {
+        let (addr, stop, server, _dir) = start().await;
         let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
         let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
         tokio::spawn(connection);
