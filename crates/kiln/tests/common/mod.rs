@@ -143,6 +143,16 @@ impl Server {
     /// A client signing with `access_key` in `region`: the server takes the account from the
     /// key and the region from the SigV4 credential scope.
     pub fn client_as(&self, access_key: &str, region: &str) -> Client {
+        self.client_with_retries(access_key, region, RetryConfig::disabled())
+    }
+
+    /// Like [`Server::client_as`], with the SDK's retries configured by `retry`.
+    pub fn client_with_retries(
+        &self,
+        access_key: &str,
+        region: &str,
+        retry: RetryConfig,
+    ) -> Client {
         let http = aws_smithy_http_client::Builder::new().build_http();
         let config = aws_sdk_imagebuilder::Config::builder()
             .behavior_version_latest()
@@ -156,7 +166,7 @@ impl Server {
                 None,
                 "kiln-tests",
             ))
-            .retry_config(RetryConfig::disabled())
+            .retry_config(retry)
             .timeout_config(
                 TimeoutConfig::builder()
                     .operation_timeout(Duration::from_secs(30))
