@@ -114,12 +114,16 @@ where
         return refused;
     }
     let close = closes_after(&request);
-    let response = next(request).await;
-    if close {
-        closing(response)
-    } else {
-        response
+    let http2 = request.version() == hyper::Version::HTTP_2;
+    let mut response = next(request).await;
+    if http2 {
+        // HTTP/2 has no Connection header (hyper would drop it with a warning); a stream ends
+        // on its own.
+        response.headers_mut().remove(CONNECTION);
+    } else if close {
+        response = closing(response);
     }
+    response
 }
 
 /// If `request` is the synthetic request of a refused head on this connection, the AWS-shaped
