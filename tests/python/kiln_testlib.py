@@ -192,9 +192,11 @@ def make_client(
     secret_key: str = SECRET_KEY,
     token: str | None = None,
     verify: str | bool | None = None,
+    retries: dict[str, Any] | None = None,
 ) -> Any:
     """A boto3 Image Builder client for `endpoint`. With validate=False botocore sends what it
-    is given, so that the server's own validation can be tested."""
+    is given, so that the server's own validation can be tested. `retries` is botocore's retry
+    configuration; the default makes one attempt, so that a test sees every error."""
     return boto3.client(
         "imagebuilder",
         endpoint_url=endpoint,
@@ -204,7 +206,7 @@ def make_client(
         aws_session_token=token,
         verify=verify,
         config=Config(
-            retries={"total_max_attempts": 1},
+            retries=retries or {"total_max_attempts": 1},
             parameter_validation=validate,
         ),
     )
@@ -520,3 +522,56 @@ def raw_request_streaming_body(
     finally:
         sender.join(10)
         sock.close()
+
+
+def raw_exchange(
+    endpoint: str, data: bytes, responses: int = 1
+) -> tuple[list[tuple[int, dict[str, str], bytes]], bool]:
+    """Sends `data` exactly as given on one connection (requests no HTTP library would write:
+    malformed heads, pipelines) and reads `responses` answers; returns them (status,
+    lower-cased headers, body) and whether the server then closed the connection.
+
+    Only for requests the server refuses at its HTTP edge, before any credentials are looked at.
+    """
+    host, port = endpoint.split("://", 1)[1].rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)), timeout=30)
+
+    def send() -> None:
+        try:
+            sock.sendall(data)
+        except OSError:
+            pass  # The server refused early and closed: the answer is what counts.
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    answers = []
+    try:
+        reader = sock.makefile("rb")
+        for _ in range(responses):
+            answers.append(_read_response(reader))
+        sock.settimeout(5)
+        try:
+            closed = reader.read(1) == b""
+        except (TimeoutError, OSError):
+            closed = False
+        return answers, closed
+    finally:
+        sender.join(10)
+        sock.close()
+
+
+def _read_response(reader: Any) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 response with a Content-Length body (all of the server's answers have one)."""
+    status_line = reader.readline().decode("latin-1")
+    parts = status_line.split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/"):
+        raise AssertionError(f"not an HTTP response: {status_line!r}")
+    headers: dict[str, str] = {}
+    while True:
+        line = reader.readline().decode("latin-1").rstrip("\r\n")
+        if not line:
+            break
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    body = reader.read(int(headers.get("content-length", "0")))
+    return int(parts[1]), headers, body

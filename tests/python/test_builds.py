@@ -373,14 +373,6 @@ def test_delete_image(client, infra):
     )
 
 
-def test_unknown_instance_type_fails_with_a_clear_reason(client):
-    infra = create_infra(client, instanceTypes=["x9.enormous"])
-    r = recipe(client, [bash_component(client, {"build": "true"})])
-    image = build(client, r, infra)
-    assert image["state"]["status"] == "FAILED"
-    assert "x9.enormous" in image["state"]["reason"]
-
-
 def test_a_container_recipe_builds_an_oci_image(client, infra):
     r = client.create_container_recipe(
         containerType="DOCKER",

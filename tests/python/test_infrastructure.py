@@ -128,6 +128,35 @@ def test_update_replaces_the_settings_and_sets_date_updated(client, name):
     assert got["name"] == name
 
 
+def test_an_unknown_instance_type_is_refused_at_create_naming_it(client, name):
+    assert_client_error(
+        lambda: create_infra(client, name, instanceTypes=["t3.micro", "x9.enormous"]),
+        "InvalidParameterValueException",
+        "instanceTypes[1]",
+        "x9.enormous",
+    )
+    # Nothing was created: the name is still free.
+    create_infra(client, name, instanceTypes=["t3.micro"])
+
+
+def test_an_unknown_instance_type_is_refused_at_update_and_nothing_changes(client, name):
+    arn = create_infra(client, name, instanceTypes=["m5.large"])
+    assert_client_error(
+        lambda: client.update_infrastructure_configuration(
+            infrastructureConfigurationArn=arn,
+            instanceProfileName="p",
+            instanceTypes=["m5.huge"],
+        ),
+        "InvalidParameterValueException",
+        "instanceTypes[0]",
+        "m5.huge",
+    )
+    got = client.get_infrastructure_configuration(infrastructureConfigurationArn=arn)[
+        "infrastructureConfiguration"
+    ]
+    assert got["instanceTypes"] == ["m5.large"]
+
+
 def test_update_of_a_missing_configuration_is_not_found(client):
     missing = f"{arn_prefix()}:infrastructure-configuration/{unique_name('missing')}"
     assert_client_error(

@@ -18,6 +18,7 @@ from kiln_testlib import (
     arn_prefix,
     assert_client_error,
     create_infra,
+    raw_exchange,
     raw_request,
     raw_request_streaming_body,
     unique_name,
@@ -84,6 +85,8 @@ def test_a_body_over_one_mebibyte_is_refused_with_413(endpoint):
     )
     message = assert_error_response(status, headers, body, 413, "RequestEntityTooLargeException")
     assert "limit" in message
+    # The rest of the body is not read, so the connection cannot carry another request.
+    assert headers.get("connection") == "close"
 
 
 def test_the_server_still_answers_after_a_refused_large_body(endpoint, client):
@@ -121,6 +124,93 @@ def test_get_members_travel_in_the_query_string(endpoint, client):
     )
     assert status == 200, body
     assert json.loads(body)["infrastructureConfiguration"]["arn"] == arn
+
+
+# --- Heads the HTTP layer refuses: still the AWS format, and the connection closes ----------
+
+
+def refused_head(endpoint: str, data: bytes, want_status: int, want_code: str) -> str:
+    """Sends `data` raw; the one answer must be the AWS error format with `Connection: close`,
+    and the server must then close the connection. Returns the message."""
+    (answer,), closed = raw_exchange(endpoint, data)
+    message = assert_error_response(*answer, want_status, want_code)
+    assert answer[1].get("connection") == "close", answer[1]
+    assert closed, "the server kept the connection open after refusing its head"
+    return message
+
+
+def test_a_40_kib_header_is_431_in_the_aws_format(endpoint):
+    data = b"POST /ListImages HTTP/1.1\r\nHost: kiln\r\nX-Big: " + b"a" * 40 * 1024 + b"\r\n\r\n"
+    message = refused_head(endpoint, data, 431, "RequestHeaderFieldsTooLargeException")
+    assert "16384 bytes" in message
+
+
+def test_a_100_kib_uri_is_414_in_the_aws_format(endpoint):
+    data = b"GET /GetImage?imageBuildVersionArn=" + b"a" * 100 * 1024 + b" HTTP/1.1\r\nHost: kiln\r\n\r\n"
+    message = refused_head(endpoint, data, 414, "RequestUriTooLongException")
+    assert "8192 bytes" in message
+
+
+def test_too_many_header_fields_are_431(endpoint):
+    fields = b"".join(b"X-%d: v\r\n" % i for i in range(150))
+    message = refused_head(
+        endpoint,
+        b"POST /ListImages HTTP/1.1\r\nHost: kiln\r\n" + fields + b"\r\n",
+        431,
+        "RequestHeaderFieldsTooLargeException",
+    )
+    assert "100 header fields" in message
+
+
+@pytest.mark.parametrize(
+    "head, fragment",
+    [
+        (b"X-No-Colon-Here\r\n", "has no ':'"),
+        (b"X-Nul: a\x00b\r\n", "control character 0x00"),
+        (b"Bad Name: v\r\n", "not a valid header name"),
+        (b"Content-Length: ten\r\n", "Content-Length 'ten'"),
+        (b"Content-Length: 2\r\nContent-Length: 3\r\n", "different values"),
+        (b"Transfer-Encoding: gzip\r\n", "chunked"),
+    ],
+)
+def test_a_malformed_header_is_400_naming_the_problem(endpoint, head, fragment):
+    data = b"POST /ListImages HTTP/1.1\r\nHost: kiln\r\n" + head + b"\r\n"
+    message = refused_head(endpoint, data, 400, "ClientException")
+    assert fragment in message
+
+
+def test_a_malformed_request_line_is_400(endpoint):
+    message = refused_head(endpoint, b"GET / HTTP/7.1\r\nHost: kiln\r\n\r\n", 400, "ClientException")
+    assert "request line" in message
+
+
+def test_a_refused_head_after_a_pipelined_request_is_answered_after_it(endpoint):
+    first = b"POST /NoSuchOperation HTTP/1.1\r\nHost: kiln\r\nContent-Length: 2\r\n\r\n{}"
+    second = b"POST /ListImages HTTP/1.1\r\nHost: kiln\r\nX-Broken\r\n\r\n"
+    (one, two), closed = raw_exchange(endpoint, first + second, responses=2)
+    assert "/NoSuchOperation" in assert_error_response(*one, 400, "ClientException")
+    assert one[1].get("connection") != "close"
+    assert "has no ':'" in assert_error_response(*two, 400, "ClientException")
+    assert two[1].get("connection") == "close"
+    assert closed
+
+
+def test_a_bad_chunked_body_is_400_and_closes(endpoint):
+    data = (
+        b"POST /ListInfrastructureConfigurations HTTP/1.1\r\nHost: kiln\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n"
+    )
+    message = refused_head(endpoint, data, 400, "ClientException")
+    assert "body" in message
+
+
+def test_an_http_1_0_request_is_told_the_connection_closes(endpoint):
+    (answer,), closed = raw_exchange(
+        endpoint, b"POST /NoSuchOperation HTTP/1.0\r\nHost: kiln\r\n\r\n"
+    )
+    assert_error_response(*answer, 400, "ClientException")
+    assert answer[1].get("connection") == "close"
+    assert closed
 
 
 # --- Error codes become boto3's exception classes --------------------------------------------

@@ -6,8 +6,10 @@
 
 use crate::auth::{Authenticator, Caller};
 use crate::extension::{Extension, ExtensionBody, ExtensionResponse};
+use crate::http_edges;
 use crate::request_id::RequestIds;
 use crate::service::Service;
+use crate::throttle::{self, Calls, Throttle};
 use bytes::{Bytes, BytesMut};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
@@ -41,6 +43,8 @@ pub struct ServerConfig {
     pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     /// What answers `GET /kiln/v1/...`; without one those paths are 404.
     pub extension: Option<Arc<dyn Extension>>,
+    /// Per-account request rates (`crate::throttle`).
+    pub throttle: Throttle,
 }
 
 struct Shared {
@@ -48,6 +52,7 @@ struct Shared {
     auth: Arc<Authenticator>,
     extension: Option<Arc<dyn Extension>>,
     request_ids: RequestIds,
+    throttle: Throttle,
 }
 
 /// The body of every response: a buffer, or a file streamed from disk.
@@ -60,7 +65,7 @@ fn full(bytes: impl Into<Bytes>) -> Body {
 }
 
 /// An error of the HTTP layer itself, before an operation is known.
-fn protocol_error(
+pub(crate) fn protocol_error(
     status: StatusCode,
     code: &str,
     message: &str,
@@ -107,7 +112,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Bod
             let too_large = e
                 .downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some();
-            return if too_large {
+            return http_edges::closing(if too_large {
                 protocol_error(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "RequestEntityTooLargeException",
@@ -118,10 +123,13 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Bod
                 protocol_error(
                     StatusCode::BAD_REQUEST,
                     "ClientException",
-                    &format!("reading the request body failed: {e}"),
+                    &format!(
+                        "reading the request body failed: {}",
+                        http_edges::error_chain(e.as_ref())
+                    ),
                     &request_id,
                 )
-            };
+            });
         }
     };
     let caller = match authenticate(&shared, &parts, &body) {
@@ -139,7 +147,11 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Bod
         now_millis: shared.service.clock.now_millis(),
         valid_until: Default::default(),
     };
+    // Throttling is keyed on the verified account: nobody can drain another account's bucket.
     if let Some(rest) = path.strip_prefix(crate::extension::PREFIX) {
+        if let Err(t) = shared.throttle.admit(&ctx.account_id, Calls::Reads) {
+            return throttle::response(&path, &ctx.account_id, t, &request_id);
+        }
         return handle_extension(&shared, ctx, &method, rest, query.as_deref()).await;
     }
     let routed = match route(&method, &path) {
@@ -147,6 +159,9 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Bod
         Err(e) => return error_response(&e, &request_id),
     };
     let def = routed.operation.def();
+    if let Err(t) = shared.throttle.admit(&ctx.account_id, Calls::of(def)) {
+        return throttle::response(def.name, &ctx.account_id, t, &request_id);
+    }
     let input = match assemble_input(def, query.as_deref(), routed.uri_label, &body) {
         Ok(i) => i,
         Err(e) => return error_response(&e, &request_id),
@@ -445,9 +460,13 @@ pub async fn serve(
         auth: config.auth,
         extension: config.extension,
         request_ids: RequestIds::default(),
+        throttle: config.throttle,
     });
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http2()
+        .max_header_list_size(http_edges::MAX_HEAD_BYTES as u32);
     let tls = config.tls.map(tokio_rustls::TlsAcceptor::from);
     tokio::pin!(shutdown);
     loop {
@@ -463,12 +482,27 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let shared = shared.clone();
-                let svc = hyper::service::service_fn(move |req| {
-                    let shared = shared.clone();
-                    async move { Ok::<_, std::convert::Infallible>(handle(shared, req).await) }
-                });
+                // Every request head is examined before hyper reads it (`http_edges`); over TLS,
+                // the decrypted stream is.
+                macro_rules! guarded_service {
+                    ($verdict:expr) => {{
+                        let verdict = $verdict;
+                        hyper::service::service_fn(move |req| {
+                            let shared = shared.clone();
+                            let verdict = verdict.clone();
+                            async move {
+                                Ok::<_, std::convert::Infallible>(
+                                    http_edges::answer(&verdict, req, |req| handle(shared, req))
+                                        .await,
+                                )
+                            }
+                        })
+                    }};
+                }
                 match &tls {
                     None => {
+                        let (stream, verdict) = http_edges::GuardedIo::new(stream);
+                        let svc = guarded_service!(verdict);
                         let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
                         let conn = graceful.watch(conn.into_owned());
                         tokio::spawn(async move {
@@ -499,6 +533,8 @@ pub async fn serve(
                                     return;
                                 }
                             };
+                            let (stream, verdict) = http_edges::GuardedIo::new(stream);
+                            let svc = guarded_service!(verdict);
                             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
                             if let Err(e) = watcher.watch(conn.into_owned()).await {
                                 tracing::debug!(error = %e, "connection ended with an error");
@@ -647,6 +683,7 @@ mod tests {
             )),
             tls: None,
             extension,
+            throttle: Throttle::default(),
         };
         tokio::spawn(serve(listener, service, config, async {
             let _ = stopped.await;

@@ -3,6 +3,7 @@
 use crate::clock::{Clock, SystemClock};
 use crate::convert::{store_error, StoreResultExt};
 use crate::paging::{Pager, SIGNING_KEY_SETTING};
+use crate::quotas::Quotas;
 use kiln_store::{SqliteStore, StoreError, TokenKey, TokenRecord, Txn};
 use kiln_wire::codec::with_request_id;
 use kiln_wire::{dispatch, ApiError, ErrorKind, Operation, RequestContext};
@@ -24,6 +25,8 @@ pub struct Service {
     pub clock: Arc<dyn Clock>,
     /// What callers may name as parent images besides their own images (issue 11).
     pub parents: crate::parents::ParentRules,
+    /// Per-account limits on resources and builds, checked in each create's transaction.
+    pub quotas: Quotas,
     answers: Answers,
 }
 
@@ -59,6 +62,7 @@ impl Service {
             work: Default::default(),
             clock: Arc::new(SystemClock),
             parents,
+            quotas: Quotas::default(),
             answers: Answers::default(),
         })
     }
@@ -72,6 +76,12 @@ impl Service {
     /// The same service with the operator's import directories and registries.
     pub fn with_parent_rules(mut self, rules: crate::parents::ParentRules) -> Service {
         self.parents = rules;
+        self
+    }
+
+    /// The same service with other quotas.
+    pub fn with_quotas(mut self, quotas: Quotas) -> Service {
+        self.quotas = quotas;
         self
     }
 
@@ -104,7 +114,7 @@ impl Service {
                 .map_err(store_error)??
         } else {
             self.store
-                .write(|tx| dispatch(self, op, ctx, tx, input))
+                .write(|tx| self.dispatch_within_quotas(op, ctx, tx, input))
                 .map_err(store_error)??
         };
         if !def.is_read_only() {
@@ -140,7 +150,7 @@ impl Service {
             .and_then(Value::as_str)
             .map(str::to_string)
         else {
-            return dispatch(self, op, ctx, tx, input);
+            return self.dispatch_within_quotas(op, ctx, tx, input);
         };
         let key = TokenKey {
             account: ctx.account_id.clone(),
@@ -164,7 +174,7 @@ impl Service {
                 return Ok(previous.response);
             }
         }
-        let output = dispatch(self, op, ctx, tx, input)?;
+        let output = self.dispatch_within_quotas(op, ctx, tx, input)?;
         tx.put_token(
             &key,
             &TokenRecord {
@@ -174,6 +184,21 @@ impl Service {
             },
         )
         .api()?;
+        Ok(output)
+    }
+}
+
+impl Service {
+    /// A write, then the quota its success adds to (`crate::quotas`), in the same transaction.
+    fn dispatch_within_quotas(
+        &self,
+        op: Operation,
+        ctx: &RequestContext,
+        tx: &mut (dyn Txn + 'static),
+        input: Value,
+    ) -> Result<String, ApiError> {
+        let output = dispatch(self, op, ctx, tx, input)?;
+        self.quotas.check(op, ctx, tx)?;
         Ok(output)
     }
 }

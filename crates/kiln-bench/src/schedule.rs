@@ -339,7 +339,9 @@ pub fn main(args: impl Iterator<Item = String>) -> Result<()> {
     let data = tempfile::tempdir()?;
     let service = Arc::new(
         Service::open(data.path(), kiln_store::sqlite::Sync::Normal)?
-            .with_clock(Arc::new(SystemClock)),
+            .with_clock(Arc::new(SystemClock))
+            // One account holds every pipeline: far more than its quota allows.
+            .with_quotas(kiln_api::quotas::Quotas::unlimited()),
     );
     println!(
         "kiln-bench schedule: {n} pipelines, {} rounds, {} s idle window, SQLite in {}",

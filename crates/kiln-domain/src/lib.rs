@@ -9,9 +9,11 @@
 //! - [`version`] holds semantic versions, `x` filters and their resolution.
 //! - [`schedule`] parses AWS cron and rate expressions and computes next runs.
 //! - [`resources`] defines the stored resources.
+//! - [`instance_types`] lists the EC2 instance types Kiln knows and their sizes.
 
 pub mod arn;
 pub mod error;
+pub mod instance_types;
 pub mod name;
 pub mod resources;
 pub mod schedule;

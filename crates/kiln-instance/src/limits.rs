@@ -2,7 +2,7 @@
 //!
 //! An infrastructure configuration names EC2 instance types (`instanceTypes`). Kiln has no
 //! hypervisor, so a type becomes a set of cgroup limits taken from a built-in table of common
-//! types: `t3.micro` is 2 vCPUs and 1 GiB. Only the first listed type counts (EC2 Image Builder
+//! types (`kiln_domain::instance_types`): `t3.micro` is 2 vCPUs and 1 GiB. Only the first listed type counts (EC2 Image Builder
 //! tries the others only when the first has no capacity, which cannot happen here). An empty
 //! list means [`DEFAULT_INSTANCE_TYPE`], the type EC2 Image Builder picks for x86_64 builds when
 //! none is given. A type that is not in the table is an error naming it, rather than a guess.
@@ -13,11 +13,13 @@
 use crate::Error;
 
 /// The type used when the infrastructure configuration lists none.
-pub const DEFAULT_INSTANCE_TYPE: &str = "m5.large";
+pub use kiln_domain::instance_types::DEFAULT_INSTANCE_TYPE;
 
 /// The most processes (and threads) an instance may hold at once.
 pub const DEFAULT_PIDS_MAX: u64 = 4096;
 
+const MIB: u64 = 1 << 20;
+#[cfg(test)]
 const GIB: u64 = 1 << 30;
 
 /// Resource limits of one instance, enforced through cgroups.
@@ -31,86 +33,13 @@ pub struct Limits {
     pub pids_max: u64,
 }
 
-/// Sizes by family: (size suffix, vCPUs, memory in MiB).
-type Sizes = &'static [(&'static str, u32, u64)];
-
-const T2: Sizes = &[
-    ("nano", 1, 512),
-    ("micro", 1, 1024),
-    ("small", 1, 2048),
-    ("medium", 2, 4096),
-    ("large", 2, 8192),
-    ("xlarge", 4, 16384),
-    ("2xlarge", 8, 32768),
-];
-const T3: Sizes = &[
-    ("nano", 2, 512),
-    ("micro", 2, 1024),
-    ("small", 2, 2048),
-    ("medium", 2, 4096),
-    ("large", 2, 8192),
-    ("xlarge", 4, 16384),
-    ("2xlarge", 8, 32768),
-];
-/// General purpose: 4 GiB per vCPU.
-const M: Sizes = &[
-    ("large", 2, 8192),
-    ("xlarge", 4, 16384),
-    ("2xlarge", 8, 32768),
-    ("4xlarge", 16, 65536),
-    ("8xlarge", 32, 131072),
-];
-/// Compute optimised: 2 GiB per vCPU.
-const C: Sizes = &[
-    ("large", 2, 4096),
-    ("xlarge", 4, 8192),
-    ("2xlarge", 8, 16384),
-    ("4xlarge", 16, 32768),
-    ("8xlarge", 32, 65536),
-];
-/// Memory optimised: 8 GiB per vCPU.
-const R: Sizes = &[
-    ("large", 2, 16384),
-    ("xlarge", 4, 32768),
-    ("2xlarge", 8, 65536),
-    ("4xlarge", 16, 131072),
-    ("8xlarge", 32, 262144),
-];
-
-const FAMILIES: &[(&str, Sizes)] = &[
-    ("t2", T2),
-    ("t3", T3),
-    ("t3a", T3),
-    ("t4g", T3),
-    ("m5", M),
-    ("m5a", M),
-    ("m6i", M),
-    ("m6a", M),
-    ("m6g", M),
-    ("m7i", M),
-    ("m7g", M),
-    ("c5", C),
-    ("c5a", C),
-    ("c6i", C),
-    ("c6a", C),
-    ("c6g", C),
-    ("c7i", C),
-    ("c7g", C),
-    ("r5", R),
-    ("r5a", R),
-    ("r6i", R),
-    ("r6g", R),
-    ("r7i", R),
-];
-
-/// The limits of one instance type, if the table knows it.
+/// The limits of one instance type, if Kiln knows it (`kiln_domain::instance_types`, the
+/// table the API also checks configurations against).
 pub fn for_instance_type(name: &str) -> Option<Limits> {
-    let (family, size) = name.split_once('.')?;
-    let (_, sizes) = FAMILIES.iter().find(|(f, _)| *f == family)?;
-    let (_, vcpus, mib) = sizes.iter().find(|(s, _, _)| *s == size)?;
+    let size = kiln_domain::instance_types::lookup(name)?;
     Some(Limits {
-        vcpus: *vcpus,
-        memory_bytes: mib * (GIB / 1024),
+        vcpus: size.vcpus,
+        memory_bytes: size.memory_mib * MIB,
         pids_max: DEFAULT_PIDS_MAX,
     })
 }

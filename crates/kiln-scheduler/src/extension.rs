@@ -39,8 +39,11 @@ impl Extension for ScheduleExtension {
                 "imagePipelineArn: required",
             );
         };
-        // Another account's or region's pipeline does not exist for the caller.
-        let found = if is_callers(ctx, arn) {
+        // Another account's or region's pipeline does not exist for the caller, nor does
+        // anything that is not a pipeline.
+        let is_pipeline = kiln_domain::arn::Arn::parse(arn)
+            .is_ok_and(|a| a.kind == kiln_domain::arn::ResourceKind::ImagePipeline);
+        let found = if is_pipeline && is_callers(ctx, arn) {
             self.service.store.read(|tx| tx.get::<ImagePipeline>(arn))
         } else {
             Ok(Ok(None))

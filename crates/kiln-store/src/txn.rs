@@ -57,6 +57,13 @@ pub struct TokenRecord {
 pub trait Txn {
     fn get_row(&mut self, arn: &str) -> Result<Option<Row>, StoreError>;
     fn list_rows(&mut self, query: &ListQuery) -> Result<Vec<Row>, StoreError>;
+    /// How many rows of one kind an account holds in a region (for quotas), without reading them.
+    fn count_rows(
+        &mut self,
+        account: &str,
+        region: &str,
+        kind: ResourceKind,
+    ) -> Result<u64, StoreError>;
     /// Rows of one kind in every account and region, in ARN order after `after`, at most
     /// `limit` (for work that spans accounts, such as indexing schedules).
     fn rows_of_kind(

@@ -49,7 +49,11 @@ impl WorkerExtension {
         let arn = param(query, "imageBuildVersionArn")
             .ok_or_else(|| invalid("imageBuildVersionArn: required"))?;
         Some(arn)
-            .filter(|arn| is_callers(ctx, arn))
+            .filter(|arn| {
+                is_callers(ctx, arn)
+                    && kiln_domain::arn::Arn::parse(arn)
+                        .is_ok_and(|a| a.kind == kiln_domain::arn::ResourceKind::Image)
+            })
             .and_then(|arn| read_image(&self.shared, arn))
             .filter(|i| i.status != ImageStatus::Deleted)
             .ok_or_else(|| not_found(&format!("The image '{arn}' does not exist.")))

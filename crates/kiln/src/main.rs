@@ -30,7 +30,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the Image Builder API (AWS SDKs and the aws CLI talk to it with --endpoint-url).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Validate and run AWSTOE component documents on this machine (like AWS's awstoe).
     #[command(subcommand)]
     Toe(toe::ToeCommand),
@@ -106,6 +106,19 @@ struct ServeArgs {
     /// The Debian mirror the managed debian-12-minimal-x86 base image is made from.
     #[arg(long, env = "KILN_DEBIAN_MIRROR", default_value = kiln_image::DEFAULT_DEBIAN_MIRROR)]
     debian_mirror: String,
+    /// Requests per second each account may make, on average, per bucket (reads and writes
+    /// have one each); 0 disables rate limiting.
+    #[arg(long, env = "KILN_RATE_LIMIT", default_value_t = kiln_api::throttle::RateLimit::DEFAULT.per_second)]
+    rate_limit: f64,
+    /// Requests an account may make at once before the rate applies; 0 disables rate limiting.
+    #[arg(long, env = "KILN_RATE_BURST", default_value_t = kiln_api::throttle::RateLimit::DEFAULT.burst)]
+    rate_burst: u32,
+    /// A per-account quota, `NAME=N` or `NAME=unlimited` (repeatable, or comma-separated):
+    /// components, image-recipes, container-recipes, infrastructure-configurations,
+    /// distribution-configurations, image-pipelines, workflows, lifecycle-policies,
+    /// concurrent-builds.
+    #[arg(long = "quota", env = "KILN_QUOTAS", value_delimiter = ',')]
+    quotas: Vec<String>,
     /// For tests: read Kiln's time (requests, builds, schedules) from this file, an RFC 3339
     /// instant that the test rewrites to move time, instead of the system clock.
     #[arg(long, env = "KILN_CLOCK_FILE")]
@@ -142,7 +155,7 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Toe(command) => std::process::exit(toe::main(command)),
         Command::Logs(args) => std::process::exit(logs::main(args)),
         Command::Image(command) => std::process::exit(image::main(command)),
@@ -239,6 +252,14 @@ fn serve(args: ServeArgs) -> Result<()> {
         SyncMode::Normal => kiln_store::sqlite::Sync::Normal,
         SyncMode::Full => kiln_store::sqlite::Sync::Full,
     };
+    let rate_limit = kiln_api::throttle::RateLimit::new(args.rate_limit, args.rate_burst)
+        .map_err(anyhow::Error::msg)
+        .context("--rate-limit")?;
+    let mut quotas = kiln_api::quotas::Quotas::default();
+    quotas
+        .parse_assignments(&args.quotas.join(","))
+        .map_err(anyhow::Error::msg)
+        .context("--quota")?;
     let bad = kiln_wire::validate::warm_up();
     anyhow::ensure!(
         bad.is_empty(),
@@ -253,7 +274,7 @@ fn serve(args: ServeArgs) -> Result<()> {
     let rules =
         kiln_api::parents::ParentRules::new(&args.data_dir, &args.import_dirs, &args.registries)
             .map_err(anyhow::Error::msg)?;
-    let service = Arc::new(service.with_parent_rules(rules));
+    let service = Arc::new(service.with_parent_rules(rules).with_quotas(quotas));
     let mut worker_config = kiln_worker::WorkerConfig::new(&args.data_dir);
     if let Some(n) = args.build_concurrency {
         anyhow::ensure!(n > 0, "--build-concurrency must be at least 1");
@@ -298,6 +319,7 @@ fn serve(args: ServeArgs) -> Result<()> {
                 auth,
                 tls,
                 extension: Some(extension),
+                throttle: kiln_api::throttle::Throttle::new(rate_limit),
             },
             shutdown_signal(),
         )

@@ -4,6 +4,7 @@
 
 mod common;
 
+use aws_sdk_imagebuilder::config::retry::RetryConfig;
 use common::{error_code, error_message, raw_request_unsigned, sign, Server, DEFAULT_KEY, REGION};
 
 const TEMP_KEY: &str = "ASIATEMPORARYRUST0";
@@ -14,12 +15,24 @@ async fn the_rust_sdks_signatures_are_verified() {
     let server = Server::start();
     server.client().list_components().send().await.unwrap();
 
-    let wrong = server.client_with(DEFAULT_KEY, "not-the-secret", None, REGION);
+    let wrong = server.client_with(
+        DEFAULT_KEY,
+        "not-the-secret",
+        None,
+        REGION,
+        RetryConfig::disabled(),
+    );
     let result = wrong.list_components().send().await;
     assert_eq!(error_code(&result), "InvalidSignatureException");
     assert!(error_message(&result).contains("does not match"));
 
-    let unknown = server.client_with("AKIDUNKNOWNTOTHEM", "x", None, REGION);
+    let unknown = server.client_with(
+        "AKIDUNKNOWNTOTHEM",
+        "x",
+        None,
+        REGION,
+        RetryConfig::disabled(),
+    );
     let result = unknown.list_components().send().await;
     assert_eq!(error_code(&result), "UnrecognizedClientException");
 
@@ -40,12 +53,30 @@ async fn temporary_keys_need_their_session_token() {
     // The server reads the file at start (SIGHUP is tested in tests/python/test_auth.py).
     std::fs::write(server.credentials_path(), &text).unwrap();
     server.restart_keeping_credentials();
-    let with_token = server.client_with(TEMP_KEY, common::SECRET, Some(TOKEN), REGION);
+    let with_token = server.client_with(
+        TEMP_KEY,
+        common::SECRET,
+        Some(TOKEN),
+        REGION,
+        RetryConfig::disabled(),
+    );
     with_token.list_components().send().await.unwrap();
-    let without = server.client_with(TEMP_KEY, common::SECRET, None, REGION);
+    let without = server.client_with(
+        TEMP_KEY,
+        common::SECRET,
+        None,
+        REGION,
+        RetryConfig::disabled(),
+    );
     let result = without.list_components().send().await;
     assert_eq!(error_code(&result), "UnrecognizedClientException");
-    let wrong = server.client_with(TEMP_KEY, common::SECRET, Some("other"), REGION);
+    let wrong = server.client_with(
+        TEMP_KEY,
+        common::SECRET,
+        Some("other"),
+        REGION,
+        RetryConfig::disabled(),
+    );
     let result = wrong.list_components().send().await;
     assert_eq!(error_code(&result), "UnrecognizedClientException");
 }

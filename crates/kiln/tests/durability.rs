@@ -121,7 +121,17 @@ async fn missing(client: &Client, arns: &[String]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acknowledged_creates_survive_kill_9() {
-    let mut server = Server::start();
+    // The writers go as fast as they can, far beyond an account's default request rate and
+    // quota; this test is about crashes, not limits.
+    let mut server = Server::start_with_args(
+        "",
+        &[
+            "--rate-limit",
+            "0",
+            "--quota",
+            "infrastructure-configurations=unlimited",
+        ],
+    );
     let mut acknowledged: Vec<String> = Vec::new();
     for cycle in 0..CYCLES {
         let new = run_until_killed(&mut server, cycle).await;

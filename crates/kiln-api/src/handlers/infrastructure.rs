@@ -8,6 +8,7 @@ use crate::convert::{
 use crate::filters::Filters;
 use crate::service::Service;
 use kiln_domain::arn::ResourceKind;
+use kiln_domain::instance_types;
 use kiln_domain::resources::infrastructure::{
     AutoScalingGroup, InfrastructureConfiguration as Infra,
     InstanceMetadataOptions as DomainMetadata, Placement as DomainPlacement,
@@ -15,7 +16,7 @@ use kiln_domain::resources::infrastructure::{
 };
 use kiln_store::{Txn, TxnExt};
 use kiln_wire::types::*;
-use kiln_wire::{ApiError, RequestContext};
+use kiln_wire::{ApiError, ErrorKind, RequestContext};
 
 const KIND: ResourceKind = ResourceKind::InfrastructureConfiguration;
 
@@ -73,6 +74,7 @@ fn apply(infra: &mut Infra, s: Settings) {
 }
 
 fn check_settings(s: &Settings) -> Result<(), ApiError> {
+    check_instance_types(s.instance_types.as_deref().unwrap_or_default())?;
     if let Some(http_tokens) = s
         .instance_metadata_options
         .as_ref()
@@ -82,6 +84,24 @@ fn check_settings(s: &Settings) -> Result<(), ApiError> {
             return Err(ApiError::invalid_request(format!(
                 "instanceMetadataOptions.httpTokens: '{http_tokens}' must be 'required' or 'optional'"
             )));
+        }
+    }
+    Ok(())
+}
+
+/// A build instance's limits come from its type's size, so a type without a known size could
+/// only fail later, at build time; it is refused here, naming it.
+fn check_instance_types(types: &[String]) -> Result<(), ApiError> {
+    for (i, name) in types.iter().enumerate() {
+        if instance_types::lookup(name).is_none() {
+            let families: Vec<&str> = instance_types::families().collect();
+            return Err(ApiError::new(
+                ErrorKind::InvalidParameterValueException,
+                format!(
+                    "instanceTypes[{i}]: '{name}' is not an instance type Kiln knows; it knows the families {} in their common sizes (for example t3.micro, m5.large, c6i.2xlarge)",
+                    families.join(", ")
+                ),
+            ));
         }
     }
     Ok(())

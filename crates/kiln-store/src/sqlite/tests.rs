@@ -243,3 +243,38 @@ fn schedules_are_due_in_time_order_and_claimed_once() {
         Some(300)
     );
 }
+
+#[test]
+fn count_rows_counts_one_kind_of_one_account_and_region() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("k.db"), Sync::Normal).unwrap();
+    let mut elsewhere = row("other-account");
+    elsewhere.arn = elsewhere.arn.replace("123456789012", "111122223333");
+    elsewhere.account = "111122223333".into();
+    store
+        .write(|tx| {
+            tx.put_row(&row("a"))?;
+            tx.put_row(&row("b"))?;
+            tx.put_row(&elsewhere)?;
+            // Inside the transaction, its own writes count.
+            tx.count_rows(
+                "123456789012",
+                "us-east-1",
+                ResourceKind::InfrastructureConfiguration,
+            )
+        })
+        .unwrap()
+        .map(|n| assert_eq!(n, 2))
+        .unwrap();
+    let count = |account: &str, kind| {
+        store
+            .read(|tx| tx.count_rows(account, "us-east-1", kind))
+            .unwrap()
+            .unwrap()
+    };
+    assert_eq!(
+        count("111122223333", ResourceKind::InfrastructureConfiguration),
+        1
+    );
+    assert_eq!(count("123456789012", ResourceKind::Component), 0);
+}

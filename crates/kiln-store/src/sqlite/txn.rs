@@ -60,6 +60,19 @@ impl Txn for SqliteTxn {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
+    fn count_rows(
+        &mut self,
+        account: &str,
+        region: &str,
+        kind: ResourceKind,
+    ) -> Result<u64, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT COUNT(*) FROM resources WHERE account = ?1 AND region = ?2 AND kind = ?3",
+        )?;
+        let n: i64 = stmt.query_row(params![account, region, kind.segment()], |r| r.get(0))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     fn rows_of_kind(
         &mut self,
         kind: ResourceKind,

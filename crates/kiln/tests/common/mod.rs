@@ -39,6 +39,8 @@ pub struct Server {
     root: tempfile::TempDir,
     accounts: String,
     keep_credentials: bool,
+    /// More `kiln serve` flags.
+    extra_args: Vec<String>,
     pub addr: SocketAddr,
 }
 
@@ -50,12 +52,18 @@ impl Server {
     /// Starts a server whose credentials file has [`DEFAULT_KEY`] for [`DEFAULT_ACCOUNT`] and a
     /// key for each `KEY=ACCOUNT` of `accounts` (comma-separated), all with [`SECRET`].
     pub fn start_with_accounts(accounts: &str) -> Server {
+        Server::start_with_args(accounts, &[])
+    }
+
+    /// Starts a server with the `--accounts` map `accounts` and more flags.
+    pub fn start_with_args(accounts: &str, extra_args: &[&str]) -> Server {
         let root = tempfile::tempdir().expect("creating a temporary directory");
         let mut server = Server {
             child: None,
             root,
             accounts: accounts.to_string(),
             keep_credentials: false,
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         };
         server.spawn();
@@ -109,6 +117,7 @@ impl Server {
             .arg(self.data_dir())
             .arg("--credentials")
             .arg(self.credentials_path())
+            .args(&self.extra_args)
             // The environment must not change what the flags say.
             .env_remove("KILN_LISTEN")
             .env_remove("KILN_DATA_DIR")
@@ -118,6 +127,9 @@ impl Server {
             .env_remove("KILN_DEFAULT_ACCOUNT")
             .env_remove("KILN_DEFAULT_REGION")
             .env_remove("KILN_SYNC")
+            .env_remove("KILN_RATE_LIMIT")
+            .env_remove("KILN_RATE_BURST")
+            .env_remove("KILN_QUOTAS")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -170,16 +182,27 @@ impl Server {
     /// A client signing with `access_key` in `region`: the server takes the account from the
     /// key and the region from the SigV4 credential scope.
     pub fn client_as(&self, access_key: &str, region: &str) -> Client {
-        self.client_with(access_key, SECRET, None, region)
+        self.client_with(access_key, SECRET, None, region, RetryConfig::disabled())
     }
 
-    /// A client signing with any key, secret and session token.
+    /// Like [`Server::client_as`], with the SDK's retries configured by `retry`.
+    pub fn client_with_retries(
+        &self,
+        access_key: &str,
+        region: &str,
+        retry: RetryConfig,
+    ) -> Client {
+        self.client_with(access_key, SECRET, None, region, retry)
+    }
+
+    /// A client signing with any key, secret and session token, with retries as `retry` says.
     pub fn client_with(
         &self,
         access_key: &str,
         secret: &str,
         session_token: Option<&str>,
         region: &str,
+        retry: RetryConfig,
     ) -> Client {
         let http = aws_smithy_http_client::Builder::new().build_http();
         let config = aws_sdk_imagebuilder::Config::builder()
@@ -194,7 +217,7 @@ impl Server {
                 None,
                 "kiln-tests",
             ))
-            .retry_config(RetryConfig::disabled())
+            .retry_config(retry)
             .timeout_config(
                 TimeoutConfig::builder()
                     .operation_timeout(Duration::from_secs(30))
