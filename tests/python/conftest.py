@@ -12,10 +12,21 @@ from typing import Any, Iterator
 
 import pytest
 
-from kiln_testlib import AwsCli, KilnServer, make_client, unique_name
+from kiln_testlib import ACCESS_KEY, REGION, SECRET_KEY, AwsCli, KilnServer, make_client, unique_name
 
 SERVER_KEY = pytest.StashKey[KilnServer]()
 LOG_LINES_ON_FAILURE = 60
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The `kiln logs`/`kiln image export`/... commands the tests run sign their requests with
+    the aws CLI's credentials from the environment: the test servers' default key."""
+    import os
+
+    os.environ["AWS_ACCESS_KEY_ID"] = ACCESS_KEY
+    os.environ["AWS_SECRET_ACCESS_KEY"] = SECRET_KEY
+    os.environ["AWS_REGION"] = REGION
+    os.environ.pop("AWS_SESSION_TOKEN", None)
 
 
 @pytest.fixture(scope="session")

@@ -23,11 +23,14 @@ from typing import Any, Callable
 import boto3
 import botocore.exceptions
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.config import Config
+from botocore.credentials import Credentials
 
 REPO = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
-ACCESS_KEY = "AKIDTEST"
+ACCESS_KEY = "AKIDTESTDEFAULT0"
 SECRET_KEY = "secret"
 DEFAULT_ACCOUNT = "123456789012"
 STARTUP_TIMEOUT_SECONDS = 30
@@ -54,9 +57,14 @@ class KilnServer:
         extra_env: dict[str, str] | None = None,
         prefix: list[str] | None = None,
         binary: str | None = None,
+        keys: dict[str, str] | None = None,
     ) -> None:
         """`prefix` runs the server through another command (`setpriv ...` to drop root);
-        `binary` replaces the kiln under test (a copy another user can run)."""
+        `binary` replaces the kiln under test (a copy another user can run).
+
+        Unless `extra_args` says `--credentials` or `--insecure-no-auth`, the server verifies
+        signatures against a credentials file written beside the data directory: ACCESS_KEY for
+        DEFAULT_ACCOUNT, plus `keys` ({access key id: account}), every one with SECRET_KEY."""
         self.data_dir = Path(data_dir)
         self.prefix = prefix or []
         self.binary = binary
@@ -66,6 +74,22 @@ class KilnServer:
         self.endpoint = ""
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}.log"
         self.log_file: Any = None
+        self.keys = {ACCESS_KEY: DEFAULT_ACCOUNT, **(keys or {})}
+        self.credentials_path = self.data_dir.parent / f"{self.data_dir.name}.credentials"
+
+    def write_credentials(self) -> None:
+        self.credentials_path.write_text(
+            "".join(
+                f"[key-{i}]\naws_access_key_id = {key}\naws_secret_access_key = {SECRET_KEY}\n"
+                f"aws_account_id = {account}\n\n"
+                for i, (key, account) in enumerate(self.keys.items())
+            )
+        )
+        self.credentials_path.chmod(0o600)
+        # A server run as another user (rootless tests) owns the directory: it must read the file.
+        owner = self.data_dir.parent.stat()
+        if os.geteuid() == 0 and owner.st_uid != 0:
+            os.chown(self.credentials_path, owner.st_uid, owner.st_gid)
 
     def start(self) -> "KilnServer":
         env = dict(os.environ)
@@ -76,6 +100,11 @@ class KilnServer:
         env.setdefault("RUST_LOG", "info")
         env["NO_COLOR"] = "1"  # the log is read from a file, not a terminal
         env.update(self.extra_env)
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        auth_args: list[str] = []
+        if not {"--credentials", "--insecure-no-auth"} & set(self.extra_args):
+            self.write_credentials()
+            auth_args = ["--credentials", str(self.credentials_path)]
         args = [
             *self.prefix,
             self.binary or kiln_bin(),
@@ -84,9 +113,9 @@ class KilnServer:
             "127.0.0.1:0",
             "--data-dir",
             str(self.data_dir),
+            *auth_args,
             *self.extra_args,
         ]
-        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         self.log_file = open(self.log_path, "a", encoding="utf-8")
         self.process = subprocess.Popen(
             args,
@@ -160,6 +189,9 @@ def make_client(
     region: str = REGION,
     access_key: str = ACCESS_KEY,
     validate: bool = True,
+    secret_key: str = SECRET_KEY,
+    token: str | None = None,
+    verify: str | bool | None = None,
 ) -> Any:
     """A boto3 Image Builder client for `endpoint`. With validate=False botocore sends what it
     is given, so that the server's own validation can be tested."""
@@ -168,7 +200,9 @@ def make_client(
         endpoint_url=endpoint,
         region_name=region,
         aws_access_key_id=access_key,
-        aws_secret_access_key=SECRET_KEY,
+        aws_secret_access_key=secret_key,
+        aws_session_token=token,
+        verify=verify,
         config=Config(
             retries={"total_max_attempts": 1},
             parameter_validation=validate,
@@ -188,14 +222,35 @@ def error_message(exc: botocore.exceptions.ClientError) -> str:
     return exc.response["Error"]["Message"]
 
 
+def sign(
+    endpoint: str,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+    access_key: str = ACCESS_KEY,
+    secret_key: str = SECRET_KEY,
+    region: str = REGION,
+    token: str | None = None,
+) -> dict[str, str]:
+    """`headers` plus the SigV4 headers botocore adds (X-Amz-Date, Authorization, and
+    X-Amz-Security-Token with a token), signed now for `method endpoint+path` with `body`."""
+    request = AWSRequest(method=method, url=endpoint + path, data=body, headers=dict(headers or {}))
+    SigV4Auth(Credentials(access_key, secret_key, token), "imagebuilder", region).add_auth(request)
+    return dict(request.headers.items())
+
+
 def raw_request(
     endpoint: str,
     method: str,
     path: str,
     body: bytes | str | dict | None = None,
     headers: dict[str, str] | None = None,
+    signed: bool = True,
 ) -> tuple[int, dict[str, str], bytes]:
-    """One HTTP request without any SDK: (status, lower-cased headers, body)."""
+    """One HTTP request without any SDK: (status, lower-cased headers, body). It is signed with
+    ACCESS_KEY (over the body and Content-Type) unless `signed` is false; `headers` are added
+    after signing, so they can also replace what was signed."""
     host = endpoint.split("://", 1)[1]
     conn = http.client.HTTPConnection(host, timeout=30)
     if isinstance(body, dict):
@@ -203,6 +258,8 @@ def raw_request(
     if isinstance(body, str):
         body = body.encode()
     all_headers = {"Content-Type": "application/json"}
+    if signed:
+        all_headers = sign(endpoint, method, path, body or b"", all_headers)
     all_headers.update(headers or {})
     try:
         conn.request(method, path, body=body, headers=all_headers)

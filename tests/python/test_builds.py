@@ -493,9 +493,16 @@ echo isolated
 
 
 def test_networking_is_on_when_the_infrastructure_has_a_subnet(client, endpoint):
+    # A network namespace of the instance's own, with a default route out; the host's
+    # loopback (where the API listens) is not the instance's (test_isolation.py tries more).
     infra = create_infra(client, instanceTypes=["t3.micro"], subnetId="subnet-0123456789abcdef0")
     port = endpoint.rsplit(":", 1)[1]
-    r = recipe(client, [bash_component(client, {"build": f"echo | nc -w 2 127.0.0.1 {port} >/dev/null"})])
+    script = f"""
+ip route | grep -q '^default via 10.213.'
+ls /sys/class/net | grep -qx eth0
+if echo | nc -w 2 127.0.0.1 {port} >/dev/null 2>&1; then echo reached the host; exit 1; fi
+"""
+    r = recipe(client, [bash_component(client, {"build": script})])
     image = build(client, r, infra, tests=False)
     assert image["state"]["status"] == "AVAILABLE", image["state"]
 

@@ -1,6 +1,6 @@
-"""Accounts and regions: the access key of a request picks its account (KILN_ACCOUNTS /
---accounts, others fall to the default account), its SigV4 credential scope picks its region,
-and each (account, region) sees only its own resources."""
+"""Accounts and regions: the key that signed a request picks its account (its aws_account_id in
+the credentials file; with --insecure-no-auth, KILN_ACCOUNTS / --accounts), its SigV4 credential
+scope picks its region, and each (account, region) sees only its own resources."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from kiln_testlib import (
     unique_name,
 )
 
-OTHER_KEY = "AKIDOTHER"
+OTHER_KEY = "AKIDOTHERACCOUNT"
 OTHER_ACCOUNT = "111122223333"
 
 
@@ -27,7 +27,7 @@ OTHER_ACCOUNT = "111122223333"
 def accounts_server(tmp_path_factory):
     srv = KilnServer(
         tmp_path_factory.mktemp("accounts") / "data",
-        extra_env={"KILN_ACCOUNTS": f"{OTHER_KEY}={OTHER_ACCOUNT}"},
+        keys={OTHER_KEY: OTHER_ACCOUNT},
     ).start()
     yield srv
     srv.stop_gracefully()
@@ -56,11 +56,13 @@ def test_the_access_key_picks_the_account(mine, theirs):
     assert create_infra(mine, unique_name()).startswith(arn_prefix(DEFAULT_ACCOUNT) + ":")
 
 
-def test_unlisted_keys_share_the_default_account(accounts_server, mine):
+def test_keys_not_in_the_credentials_file_are_refused(accounts_server, mine):
     arn = create_infra(mine, unique_name())
-    stranger = make_client(accounts_server.endpoint, access_key="AKIDSTRANGER")
-    got = stranger.get_infrastructure_configuration(infrastructureConfigurationArn=arn)
-    assert got["infrastructureConfiguration"]["arn"] == arn
+    stranger = make_client(accounts_server.endpoint, access_key="AKIDSTRANGER0000")
+    assert_client_error(
+        lambda: stranger.get_infrastructure_configuration(infrastructureConfigurationArn=arn),
+        "UnrecognizedClientException",
+    )
 
 
 def test_accounts_do_not_see_each_other(mine, theirs):
@@ -120,16 +122,23 @@ def test_tags_of_another_account_are_out_of_reach(mine, theirs):
     assert theirs.list_tags_for_resource(resourceArn=their_arn)["tags"] == {"owner": "them"}
 
 
-def test_accounts_flag_and_default_account_flag(tmp_path):
+def test_insecure_servers_take_accounts_from_the_accounts_flag(tmp_path):
     srv = KilnServer(
         tmp_path / "data",
-        extra_args=["--accounts", "AKIDFLAG=444455556666", "--default-account", "777788889999"],
+        extra_args=[
+            "--insecure-no-auth",
+            "--accounts",
+            "AKIDFLAG=444455556666",
+            "--default-account",
+            "777788889999",
+        ],
     ).start()
     try:
         flagged = make_client(srv.endpoint, access_key="AKIDFLAG")
         assert create_infra(flagged, unique_name()).startswith(arn_prefix("444455556666") + ":")
         other = make_client(srv.endpoint)
         assert create_infra(other, unique_name()).startswith(arn_prefix("777788889999") + ":")
+        assert "--insecure-no-auth" in srv.log()
     finally:
         srv.stop_gracefully()
 
@@ -137,8 +146,9 @@ def test_accounts_flag_and_default_account_flag(tmp_path):
 @pytest.mark.parametrize(
     "args",
     [
-        ["--accounts", "AKID=12"],
-        ["--accounts", "nonsense"],
+        ["--insecure-no-auth", "--accounts", "AKID=12"],
+        ["--insecure-no-auth", "--accounts", "nonsense"],
+        ["--accounts", "AKIDVALID0000000=111111111111"],
         ["--default-account", "abc"],
     ],
 )

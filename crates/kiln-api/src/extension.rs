@@ -6,6 +6,7 @@
 //! and the instances). Paths and queries are those of the request; answers are small JSON or
 //! text bodies, or a file streamed from disk.
 
+pub use kiln_wire::RequestContext;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -50,9 +51,25 @@ impl ExtensionResponse {
 
 /// Answers `GET /kiln/v1/<path>?<query>`. Called on a blocking thread: it may read files and
 /// run exports.
+///
+/// The request's signature was verified like an API call's; `ctx` says whose it is. An
+/// extension answers only about the caller's own account and region: anything else does not
+/// exist for the caller (404), exactly as in the API.
 pub trait Extension: Send + Sync {
     /// `path` is what follows [`PREFIX`]; `query` the decoded query pairs in order.
-    fn handle(&self, path: &str, query: &[(String, String)]) -> ExtensionResponse;
+    fn handle(
+        &self,
+        ctx: &RequestContext,
+        path: &str,
+        query: &[(String, String)],
+    ) -> ExtensionResponse;
+}
+
+/// Whether the resource `arn` belongs to the caller's account and region; a string that is not
+/// an Image Builder ARN belongs to nobody.
+pub fn is_callers(ctx: &RequestContext, arn: &str) -> bool {
+    kiln_domain::arn::Arn::parse(arn)
+        .is_ok_and(|a| a.account == ctx.account_id && a.region == ctx.region)
 }
 
 /// The value of query parameter `name`, if given.
@@ -71,12 +88,17 @@ pub struct Routes {
 }
 
 impl Extension for Routes {
-    fn handle(&self, path: &str, query: &[(String, String)]) -> ExtensionResponse {
+    fn handle(
+        &self,
+        ctx: &RequestContext,
+        path: &str,
+        query: &[(String, String)],
+    ) -> ExtensionResponse {
         let first = path.split('/').next().unwrap_or_default();
         self.routes
             .iter()
             .find(|(segment, _)| *segment == first)
             .map_or(&self.fallback, |(_, extension)| extension)
-            .handle(path, query)
+            .handle(ctx, path, query)
     }
 }

@@ -1,7 +1,8 @@
 //! The Image Builder API service.
 //!
-//! [`server`] accepts HTTP connections (hyper), turns each request into an operation, a
-//! [`kiln_wire::RequestContext`] (account from the access key, region from the SigV4 scope) and
+//! [`server`] accepts HTTP connections (hyper), verifies each request's SigV4 signature
+//! ([`auth`]), and turns it into an operation, a [`kiln_wire::RequestContext`] (the account of
+//! the key that signed it, the region of its credential scope) and
 //! a JSON input, and hands them to [`service::Service::call`] on a blocking thread. The service
 //! validates the input against the model, opens the call's transaction (read-only for reads,
 //! the write transaction otherwise), applies idempotency for operations with a `clientToken`,
@@ -9,6 +10,7 @@
 //! domain's rules, and read and write storage.
 
 pub mod accounts;
+pub mod auth;
 pub mod clock;
 pub mod convert;
 pub mod extension;
@@ -20,8 +22,10 @@ pub mod request_id;
 pub mod scheduled;
 pub mod server;
 pub mod service;
+pub mod tls;
 pub mod work;
 
 pub use accounts::Accounts;
+pub use auth::Authenticator;
 pub use server::{serve, ServerConfig};
 pub use service::Service;

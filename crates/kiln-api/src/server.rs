@@ -4,7 +4,7 @@
 //! to the [`Extension`] the binary configured (404 without one), on a blocking thread. A file
 //! answer is streamed from disk in chunks, never read into memory.
 
-use crate::accounts::Accounts;
+use crate::auth::{Authenticator, Caller};
 use crate::extension::{Extension, ExtensionBody, ExtensionResponse};
 use crate::request_id::RequestIds;
 use crate::service::Service;
@@ -12,11 +12,10 @@ use bytes::{Bytes, BytesMut};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Frame, Incoming, SizeHint};
-use hyper::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use kiln_wire::context::parse_credential_scope;
 use kiln_wire::route::{assemble_input, route};
 use kiln_wire::{ApiError, RequestContext};
 use std::future::Future;
@@ -32,15 +31,21 @@ use tokio::net::TcpListener;
 /// configuration with many regions) is far smaller.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// How long a client may take to finish the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 pub struct ServerConfig {
-    pub accounts: Accounts,
+    /// Who may call: every request's signature is checked by it before anything else.
+    pub auth: Arc<Authenticator>,
+    /// Serve HTTPS with this configuration (see [`crate::tls`]); plain HTTP without it.
+    pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     /// What answers `GET /kiln/v1/...`; without one those paths are 404.
     pub extension: Option<Arc<dyn Extension>>,
 }
 
 struct Shared {
     service: Arc<Service>,
-    accounts: Accounts,
+    auth: Arc<Authenticator>,
     extension: Option<Arc<dyn Extension>>,
     request_ids: RequestIds,
 }
@@ -92,26 +97,11 @@ fn ok_response(body: String, request_id: &str) -> Response<Body> {
 
 async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Body> {
     let request_id = shared.request_ids.next_id();
-    let method = request.method().as_str().to_string();
-    let path = request.uri().path().to_string();
-    let query = request.uri().query().map(str::to_string);
-    if let Some(rest) = path.strip_prefix(crate::extension::PREFIX) {
-        return handle_extension(&shared, &method, rest, query.as_deref(), &request_id).await;
-    }
-    let scope = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(parse_credential_scope);
-
-    let routed = match route(&method, &path) {
-        Ok(r) => r,
-        Err(e) => return error_response(&e, &request_id),
-    };
-    let body = match Limited::new(request.into_body(), MAX_BODY_BYTES)
-        .collect()
-        .await
-    {
+    let (parts, body) = request.into_parts();
+    let method = parts.method.as_str().to_string();
+    let path = parts.uri.path().to_string();
+    let query = parts.uri.query().map(str::to_string);
+    let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => {
             let too_large = e
@@ -134,22 +124,32 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Bod
             };
         }
     };
+    let caller = match authenticate(&shared, &parts, &body) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!(code = e.code(), message = %e, %path, "signature refused");
+            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::FORBIDDEN);
+            return protocol_error(status, e.code(), &e.to_string(), &request_id);
+        }
+    };
+    let ctx = RequestContext {
+        request_id: request_id.clone(),
+        account_id: caller.account_id,
+        region: caller.region,
+        now_millis: shared.service.clock.now_millis(),
+        valid_until: Default::default(),
+    };
+    if let Some(rest) = path.strip_prefix(crate::extension::PREFIX) {
+        return handle_extension(&shared, ctx, &method, rest, query.as_deref()).await;
+    }
+    let routed = match route(&method, &path) {
+        Ok(r) => r,
+        Err(e) => return error_response(&e, &request_id),
+    };
     let def = routed.operation.def();
     let input = match assemble_input(def, query.as_deref(), routed.uri_label, &body) {
         Ok(i) => i,
         Err(e) => return error_response(&e, &request_id),
-    };
-    let ctx = RequestContext {
-        request_id: request_id.clone(),
-        account_id: shared
-            .accounts
-            .account_for(scope.as_ref().map(|s| s.access_key_id.as_str()))
-            .to_string(),
-        region: scope
-            .map(|s| s.region)
-            .unwrap_or_else(|| shared.accounts.default_region.clone()),
-        now_millis: shared.service.clock.now_millis(),
-        valid_until: Default::default(),
     };
     let service = shared.service.clone();
     let operation = routed.operation;
@@ -176,6 +176,33 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Bod
     }
 }
 
+/// The caller of a request, from its signature (see [`crate::auth`]).
+fn authenticate(
+    shared: &Shared,
+    parts: &hyper::http::request::Parts,
+    body: &[u8],
+) -> Result<Caller, kiln_auth::sigv4::SigV4Error> {
+    let headers: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let request = kiln_auth::sigv4::Request {
+        method: parts.method.as_str(),
+        raw_path: parts.uri.path(),
+        raw_query: parts.uri.query().unwrap_or_default(),
+        headers: &headers,
+        authority: parts.uri.authority().map(|a| a.as_str()),
+        body,
+    };
+    shared.auth.authenticate(&request, chrono::Utc::now())
+}
+
 /// Decodes `a=1&b=x+y&c` into `[("a", "1"), ("b", "x y"), ("c", "")]`: `+` is a space, then
 /// percent-decoding; bytes that are not UTF-8 become U+FFFD.
 pub fn decode_query(query: &str) -> Vec<(String, String)> {
@@ -198,11 +225,13 @@ pub fn decode_query(query: &str) -> Vec<(String, String)> {
 /// `GET /kiln/v1/<rest>?<query>`: see the module documentation.
 async fn handle_extension(
     shared: &Shared,
+    ctx: RequestContext,
     method: &str,
     rest: &str,
     query: Option<&str>,
-    request_id: &str,
 ) -> Response<Body> {
+    let request_id = ctx.request_id.clone();
+    let request_id = request_id.as_str();
     if method != "GET" {
         return protocol_error(
             StatusCode::BAD_REQUEST,
@@ -231,7 +260,7 @@ async fn handle_extension(
     let pairs = query.map(decode_query).unwrap_or_default();
     let log_path = path.clone();
     let answered = tokio::task::spawn_blocking(move || {
-        let response = extension.handle(&path, &pairs);
+        let response = extension.handle(&ctx, &path, &pairs);
         open_body(response)
     })
     .await;
@@ -413,12 +442,13 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let shared = Arc::new(Shared {
         service,
-        accounts: config.accounts,
+        auth: config.auth,
         extension: config.extension,
         request_ids: RequestIds::default(),
     });
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
+    let tls = config.tls.map(tokio_rustls::TlsAcceptor::from);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -437,13 +467,45 @@ pub async fn serve(
                     let shared = shared.clone();
                     async move { Ok::<_, std::convert::Infallible>(handle(shared, req).await) }
                 });
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                let conn = graceful.watch(conn.into_owned());
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
+                match &tls {
+                    None => {
+                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                        let conn = graceful.watch(conn.into_owned());
+                        tokio::spawn(async move {
+                            if let Err(e) = conn.await {
+                                tracing::debug!(error = %e, "connection ended with an error");
+                            }
+                        });
                     }
-                });
+                    Some(acceptor) => {
+                        // The handshake runs on the connection's own task, so a slow or
+                        // silent client never holds up the accept loop.
+                        let acceptor = acceptor.clone();
+                        let builder = builder.clone();
+                        let watcher = graceful.watcher();
+                        tokio::spawn(async move {
+                            let handshake = tokio::time::timeout(
+                                TLS_HANDSHAKE_TIMEOUT,
+                                acceptor.accept(stream),
+                            );
+                            let stream = match handshake.await {
+                                Ok(Ok(s)) => s,
+                                Ok(Err(e)) => {
+                                    tracing::debug!(error = %e, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::debug!("TLS handshake timed out");
+                                    return;
+                                }
+                            };
+                            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                            if let Err(e) = watcher.watch(conn.into_owned()).await {
+                                tracing::debug!(error = %e, "connection ended with an error");
+                            }
+                        });
+                    }
+                }
             }
             _ = &mut shutdown => break,
         }
@@ -475,7 +537,12 @@ mod tests {
     }
 
     impl Extension for Fake {
-        fn handle(&self, path: &str, query: &[(String, String)]) -> ExtensionResponse {
+        fn handle(
+            &self,
+            _ctx: &RequestContext,
+            path: &str,
+            query: &[(String, String)],
+        ) -> ExtensionResponse {
             self.seen
                 .lock()
                 .unwrap()
@@ -572,8 +639,13 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        // Unsigned requests: these tests are about routing and bodies, not callers.
         let config = ServerConfig {
-            accounts: Accounts::default(),
+            auth: Arc::new(Authenticator::insecure(
+                crate::accounts::Accounts::default(),
+                kiln_auth::regions::Regions::default(),
+            )),
+            tls: None,
             extension,
         };
         tokio::spawn(serve(listener, service, config, async {

@@ -68,9 +68,18 @@ pub fn isolation_support() -> Support {
 /// when the kernel lets this user create user namespaces, otherwise [`RealPrivileged`], whose
 /// preflight says why instances cannot be launched.
 pub fn privileged_for_this_process() -> Arc<dyn Privileged> {
+    privileged_with_host_access(false)
+}
+
+/// As [`privileged_for_this_process`]; `host_access` lets instances with networking reach the
+/// host's own addresses ([`RealPrivileged::with_host_access`]; rootless instances with
+/// networking share the host's network anyway).
+pub fn privileged_with_host_access(host_access: bool) -> Arc<dyn Privileged> {
     match isolation_support() {
         Support::UserNamespace => Arc::new(RootlessPrivileged::new()),
-        Support::Root | Support::Unsupported(_) => Arc::new(RealPrivileged::new()),
+        Support::Root | Support::Unsupported(_) => {
+            Arc::new(RealPrivileged::new().with_host_access(host_access))
+        }
     }
 }
 

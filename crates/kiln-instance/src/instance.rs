@@ -30,7 +30,7 @@
 //! [`reap`] runs it for every instance whose owner process is gone: call it when Kiln starts.
 
 use crate::limits::Limits;
-use crate::sys::{IsolationPlan, Privileged, DEFAULT_CAPABILITIES};
+use crate::sys::{IsolationPlan, Privileged};
 use crate::Error;
 use kiln_toe::target::{resolve_in_canonical_root, Target, TargetError};
 use std::io;
@@ -53,8 +53,9 @@ pub struct InstanceSpec {
     /// in an earlier layer hides the same path in a later one. May be empty.
     pub lowers: Vec<PathBuf>,
     pub limits: Limits,
-    /// Whether commands share the host's network. Without it they only have a loopback device
-    /// that is down.
+    /// Whether commands have a network: a namespace of the instance's own with outbound NAT
+    /// and no way to the host ([`crate::network`]; rootless instances share the host's).
+    /// Without it they only have a loopback device that is down.
     pub network: bool,
     pub hostname: String,
 }
@@ -70,6 +71,9 @@ struct State {
     cgroups: Vec<PathBuf>,
     hostname: String,
     network: bool,
+    /// The instance's network namespace file, when it has networking.
+    #[serde(default)]
+    netns: Option<PathBuf>,
 }
 
 /// A launched instance. Terminate it with [`Instance::terminate`]; dropping it tears it down
@@ -218,8 +222,10 @@ impl Instance {
             cgroups: sys.cgroup_paths(&spec.id),
             hostname: spec.hostname.clone(),
             network: spec.network,
+            netns: None,
         };
         let merged = dir.join("merged");
+        let sys_caps = sys.capabilities();
         let mut instance = Instance {
             sys,
             dir,
@@ -231,13 +237,14 @@ impl Instance {
                 hostname: spec.hostname.clone(),
                 network: spec.network,
                 cgroup_procs: Vec::new(),
-                capabilities: DEFAULT_CAPABILITIES.to_vec(),
+                capabilities: sys_caps,
+                netns: None,
             },
             done: false,
         };
         // From here on, a failure drops `instance`, which tears down what was done.
         write_state(&instance.dir, &state)?;
-        instance.setup(lowers, &spec.limits)?;
+        instance.setup(lowers, &spec.limits, state)?;
         Ok(instance)
     }
 
@@ -275,6 +282,7 @@ impl Instance {
             .iter()
             .map(|d| d.join("cgroup.procs"))
             .collect();
+        let capabilities = sys.capabilities();
         Ok(Instance {
             sys,
             plan: IsolationPlan {
@@ -282,7 +290,8 @@ impl Instance {
                 hostname: state.hostname,
                 network: state.network,
                 cgroup_procs,
-                capabilities: DEFAULT_CAPABILITIES.to_vec(),
+                capabilities,
+                netns: state.netns,
             },
             dir,
             merged,
@@ -300,7 +309,12 @@ impl Instance {
         std::mem::take(&mut self.dir)
     }
 
-    fn setup(&mut self, mut lowers: Vec<PathBuf>, limits: &Limits) -> Result<(), Error> {
+    fn setup(
+        &mut self,
+        mut lowers: Vec<PathBuf>,
+        limits: &Limits,
+        mut state: State,
+    ) -> Result<(), Error> {
         let (upper, work) = (self.dir.join("upper"), self.dir.join("work"));
         mkdir(&upper)?;
         mkdir(&work)?;
@@ -324,6 +338,11 @@ impl Instance {
             .iter()
             .map(|d| d.join("cgroup.procs"))
             .collect();
+        if self.plan.network {
+            self.plan.netns = self.sys.network_create(&self.dir)?;
+            state.netns = self.plan.netns.clone();
+            write_state(&self.dir, &state)?;
+        }
         self.sys.instance_ready(&self.dir, &self.plan)?;
         self.root = self.sys.host_root(&self.merged);
         Ok(())
@@ -471,6 +490,7 @@ fn teardown(sys: &dyn Privileged, dir: &Path, cgroups: &[PathBuf]) -> Result<(),
             keep(sys.unmount(&mount).map_err(Error::from));
         }
     }
+    keep(sys.network_remove(dir).map_err(Error::from));
     let left = sys.mounts_under(dir)?;
     if !left.is_empty() {
         // Never delete through a mount.
@@ -610,6 +630,46 @@ mod tests {
             .position(|c| matches!(c, Call::CgroupRemove(_)))
             .unwrap();
         assert!(kill < first_unmount && first_unmount < remove);
+    }
+
+    #[test]
+    fn an_instance_with_network_gets_a_namespace_of_its_own() {
+        let base = tempfile::tempdir().unwrap();
+        let fake = Arc::new(RecordingPrivileged::new());
+        let inst = Instance::launch(fake.clone(), base.path(), spec("i-net")).unwrap();
+        assert_eq!(inst.plan().netns, None);
+        assert!(!fake
+            .calls()
+            .iter()
+            .any(|c| matches!(c, Call::NetworkCreate(_))));
+        inst.terminate().unwrap();
+
+        let mut s = spec("i-net2");
+        s.network = true;
+        let inst = Instance::launch(fake.clone(), base.path(), s).unwrap();
+        let dir = inst.dir().to_path_buf();
+        assert_eq!(inst.plan().netns, Some(dir.join("netns")));
+        // The commands of another process join the same namespace.
+        let attached = Instance::attach(fake.clone(), base.path(), "i-net2").unwrap();
+        assert_eq!(attached.plan().netns, Some(dir.join("netns")));
+        drop(attached);
+        inst.terminate().unwrap();
+        let calls = fake.calls();
+        let ready = calls
+            .iter()
+            .position(|c| matches!(c, Call::InstanceReady(d) if *d == dir))
+            .unwrap();
+        let created = calls
+            .iter()
+            .position(|c| matches!(c, Call::NetworkCreate(d) if *d == dir))
+            .unwrap();
+        assert!(
+            created < ready,
+            "the plan is final before the instance is ready"
+        );
+        assert!(calls
+            .iter()
+            .any(|c| matches!(c, Call::NetworkRemove(d) if *d == dir)));
     }
 
     #[test]

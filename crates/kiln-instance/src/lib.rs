@@ -2,12 +2,13 @@
 //!
 //! EC2 Image Builder launches a virtual machine for every build. Kiln launches an *instance*: a
 //! root filesystem assembled with overlayfs from the image's read-only layers and a fresh
-//! writable layer on top, whose commands run with their own mount, PID, UTS and IPC namespaces
-//! (and network namespace, unless the infrastructure configuration allows networking), a
-//! minimal `/dev`, their own `/proc`, a hostname, the capability set of a container runtime, and
-//! cgroup limits on CPU, memory and processes taken from the configuration's instance type.
+//! writable layer on top, whose commands run with their own mount, PID, UTS, IPC and network
+//! namespaces (an instance with networking has one with outbound NAT and no way to the host), a
+//! minimal `/dev` behind a device allow-list, their own `/proc` with runc's masked and read-only
+//! paths, a hostname, the capability set of a container runtime, NoNewPrivs, a seccomp filter,
+//! and cgroup limits on CPU, memory and processes taken from the configuration's instance type.
 //!
-//! The crate has four parts.
+//! The crate has these parts.
 //!
 //! - [`limits`] maps EC2 instance types to [`Limits`] through a built-in table.
 //! - [`sys`] is the only code that makes privileged system calls (mounts, device nodes, cgroups,
@@ -20,6 +21,8 @@
 //!   state the instance is in; [`reap`] does the same for instances left behind by a process
 //!   that died (the next start calls it). An [`Instance`] is a `kiln_toe` [`Target`], so the
 //!   component engine runs documents in it unchanged.
+//! - [`seccomp`], [`devices`] and [`network`] are the filters and the instance networks the
+//!   calls of [`sys`] set up.
 //! - [`detect`] answers what isolation this process can have and picks the [`Privileged`] for
 //!   it ([`privileged_for_this_process`]): as root, real mounts and cgroups
 //!   ([`RealPrivileged`]); unprivileged on a kernel that allows user namespaces, rootless
@@ -31,9 +34,12 @@
 //! [`Target`]: kiln_toe::target::Target
 
 pub mod detect;
+pub mod devices;
 pub mod instance;
 pub mod limits;
+pub mod network;
 pub mod rootless;
+pub mod seccomp;
 pub mod sys;
 
 pub use detect::{isolation_support, privileged_for_this_process, Support};

@@ -1059,7 +1059,8 @@ impl CommandHook {
                     os_result(libc::setrlimit(resource, &limit))?;
                 }
             }
-            self.isolation.drop_capabilities()
+            self.isolation.drop_capabilities()?;
+            self.isolation.confine()
         }
     }
 }
@@ -1235,6 +1236,7 @@ mod tests {
             network: false,
             cgroup_procs: Vec::new(),
             capabilities: crate::sys::DEFAULT_CAPABILITIES.to_vec(),
+            netns: None,
         };
         let hook = HolderSetup::new(&plan, &state).unwrap();
         let names: Vec<String> = hook

@@ -19,8 +19,9 @@
 //!
 //! 1. writes `0` (the writer itself) into every `cgroup.procs` of the instance, so the command
 //!    and everything it starts count against the instance's limits and are found at teardown;
-//! 2. `unshare`s the mount, PID, UTS and IPC namespaces (and the network namespace unless the
-//!    instance has networking);
+//! 2. joins the instance's network namespace (an instance with networking has one of its own,
+//!    see [`crate::network`]) or `unshare`s an empty one, and `unshare`s the mount, PID, UTS and
+//!    IPC namespaces;
 //! 3. `fork`s again, because only the children of a process that unshared its PID namespace are
 //!    inside it. The middle process closes every descriptor (so the parent's `spawn` returns as
 //!    soon as the inner `exec` happened, and output pipes close when the command's processes
@@ -30,13 +31,20 @@
 //! 4. in the inner process (PID 1 of the new namespace, which takes every other process in the
 //!    namespace with it when it exits): asks for `SIGKILL` when the middle process dies, makes
 //!    every mount private, sets the hostname, mounts `/proc`, and (best effort) a read-only
-//!    `/sys` and a private `/dev/pts` inside the root, `pivot_root`s into it and detaches the old root (unlike `chroot`,
-//!    nothing of the host stays reachable), then reduces the capabilities to the set a
-//!    container runtime grants by default ([`DEFAULT_CAPABILITIES`], what runc gives): the
-//!    bounding set, so nothing can regain others, the ambient set cleared, and
+//!    `/sys` and a private `/dev/pts` inside the root, masks runc's [`MASKED_PATHS`] and makes
+//!    its [`READONLY_PATHS`] read-only, `pivot_root`s into the root and detaches the old root
+//!    (unlike `chroot`, nothing of the host stays reachable), then reduces the capabilities to
+//!    the set a container runtime grants by default ([`DEFAULT_CAPABILITIES`], what runc
+//!    gives): the bounding set, so nothing can regain others, the ambient set cleared, and
 //!    effective/permitted set to that set;
-//! 5. returns, and the standard library `exec`s the program, looking it up in `PATH` inside the
+//! 5. sets NoNewPrivs and applies the seccomp filters ([`crate::seccomp`]), the last thing
+//!    before `exec`, so none of the set-up above is filtered;
+//! 6. returns, and the standard library `exec`s the program, looking it up in `PATH` inside the
 //!    new root.
+//!
+//! The instance's cgroups include a device allow-list ([`ALLOWED_DEVICES`]: a v1 `devices`
+//! cgroup, and the eBPF program of [`crate::devices`] on the unified hierarchy), and its root
+//! filesystem is mounted `nodev`.
 
 use crate::limits::Limits;
 use std::ffi::{CString, OsStr};
@@ -95,20 +103,66 @@ pub const DEFAULT_CAPABILITIES: &[u32] = &[
     31, // CAP_SETFCAP
 ];
 
+const CAP_MKNOD: u32 = 27;
+
 /// How a command of an instance is isolated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IsolationPlan {
     /// The instance's root filesystem (the overlay mount point) on the host.
     pub root: PathBuf,
     pub hostname: String,
-    /// Whether the command shares the host's network; otherwise it gets a network namespace
-    /// with only a loopback device.
+    /// Whether the instance has networking: then its commands join [`IsolationPlan::netns`]
+    /// (or, for a rootless instance, share the host's network); otherwise each gets a network
+    /// namespace with only a loopback device.
     pub network: bool,
     /// The `cgroup.procs` files the command joins.
     pub cgroup_procs: Vec<PathBuf>,
     /// The capabilities the command keeps.
     pub capabilities: Vec<u32>,
+    /// The instance's own network namespace (a bind-mounted namespace file), which every
+    /// command joins: an instance with networking never shares the host's.
+    pub netns: Option<PathBuf>,
 }
+
+/// What runc masks in a container: directories get an empty read-only tmpfs, files
+/// `/dev/null`. Paths relative to the instance's root.
+pub const MASKED_PATHS: &[&str] = &[
+    "proc/acpi",
+    "proc/asound",
+    "proc/kcore",
+    "proc/keys",
+    "proc/latency_stats",
+    "proc/timer_list",
+    "proc/timer_stats",
+    "proc/sched_debug",
+    "proc/scsi",
+    "sys/firmware",
+    "sys/devices/virtual/powercap",
+];
+
+/// What runc makes read-only in a container (`/proc/sys/kernel/core_pattern` is the classic
+/// way from a writable `/proc` to root on the host).
+pub const READONLY_PATHS: &[&str] = &[
+    "proc/bus",
+    "proc/fs",
+    "proc/irq",
+    "proc/sys",
+    "proc/sysrq-trigger",
+];
+
+/// The character devices an instance may use (runc's defaults): `(major, minor)`, `None` for
+/// any minor. Everything else is refused by the device cgroup, also when a node is made.
+pub const ALLOWED_DEVICES: &[(u32, Option<u32>)] = &[
+    (1, Some(3)), // null
+    (1, Some(5)), // zero
+    (1, Some(7)), // full
+    (1, Some(8)), // random
+    (1, Some(9)), // urandom
+    (5, Some(0)), // tty
+    (5, Some(1)), // console
+    (5, Some(2)), // ptmx
+    (136, None),  // /dev/pts/*
+];
 
 /// The privileged operations an instance needs. See the module documentation.
 pub trait Privileged: Send + Sync {
@@ -170,6 +224,21 @@ pub trait Privileged: Send + Sync {
     /// namespace): files "root" makes in the instance belong to them on the host.
     fn uid_map(&self) -> Option<(u32, u32)> {
         None
+    }
+    /// The capabilities commands keep.
+    fn capabilities(&self) -> Vec<u32> {
+        DEFAULT_CAPABILITIES.to_vec()
+    }
+    /// Gives the instance in `dir` a network namespace of its own with outbound access, and
+    /// answers the namespace file its commands join; `None` where commands share the host's
+    /// network (rootless instances).
+    fn network_create(&self, _dir: &Path) -> SysResult<Option<PathBuf>> {
+        Ok(None)
+    }
+    /// Removes what [`Privileged::network_create`] made on the host for the instance in `dir`
+    /// (called by teardown after the unmounts; nothing made is success).
+    fn network_remove(&self, _dir: &Path) -> SysResult<()> {
+        Ok(())
     }
 }
 
@@ -236,6 +305,8 @@ pub struct RealPrivileged {
     cgroup_root: PathBuf,
     /// Name of the directory under each hierarchy that holds Kiln's cgroups.
     cgroup_parent: String,
+    /// Whether instances with networking may reach the host's own addresses.
+    host_access: bool,
 }
 
 impl Default for RealPrivileged {
@@ -243,17 +314,26 @@ impl Default for RealPrivileged {
         RealPrivileged {
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
             cgroup_parent: "kiln".into(),
+            host_access: false,
         }
     }
 }
 
-/// The v1 controllers an instance uses; memory and pids are required.
-const V1_CONTROLLERS: &[&str] = &["memory", "pids", "cpu"];
+/// The v1 controllers an instance uses; memory, pids and devices are required.
+const V1_CONTROLLERS: &[&str] = &["memory", "pids", "cpu", "devices"];
 const CPU_PERIOD_US: u64 = 100_000;
 
 impl RealPrivileged {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Lets instances with networking reach the host's own addresses (`kiln serve
+    /// --instance-host-access`); by default every packet from an instance to the host is
+    /// dropped.
+    pub fn with_host_access(mut self, allowed: bool) -> Self {
+        self.host_access = allowed;
+        self
     }
 
     /// Whether the cgroup mount is a pure cgroup v2 hierarchy.
@@ -285,7 +365,8 @@ impl RealPrivileged {
         Self::write(&dir.join("pids.max"), &limits.pids_max.to_string())?;
         let quota = u64::from(limits.vcpus) * CPU_PERIOD_US;
         let _ = Self::write(&dir.join("cpu.max"), &format!("{quota} {CPU_PERIOD_US}"));
-        Ok(())
+        // No devices controller in v2: the eBPF device filter is the only allow-list.
+        crate::devices::attach(dir)
     }
 
     fn create_v1(&self, dirs: &[PathBuf], limits: &Limits) -> SysResult<()> {
@@ -310,21 +391,66 @@ impl RealPrivileged {
                     }
                 }
                 "pids" => Self::write(&dir.join("pids.max"), &limits.pids_max.to_string())?,
+                "devices" => {
+                    // Deny everything, then allow the default devices (read, write, mknod).
+                    Self::write(&dir.join("devices.deny"), "a")?;
+                    for rule in device_rules() {
+                        Self::write(&dir.join("devices.allow"), &rule)?;
+                    }
+                }
                 "cpu" => {
                     let quota = u64::from(limits.vcpus) * CPU_PERIOD_US;
                     Self::write(&dir.join("cpu.cfs_period_us"), &CPU_PERIOD_US.to_string())?;
                     Self::write(&dir.join("cpu.cfs_quota_us"), &quota.to_string())?;
                 }
-                _ => {} // the cgroup2 directory of a hybrid layout: only for cgroup.kill
+                // The cgroup2 directory of a hybrid layout, for cgroup.kill; the eBPF device
+                // filter there doubles the v1 device cgroup where the kernel allows it.
+                _ => {
+                    let _ = crate::devices::attach(dir);
+                }
             }
         }
         Ok(())
     }
 }
 
+/// The device cgroup's allow rules for [`ALLOWED_DEVICES`] (`c 1:3 rwm`, `c 136:* rwm`).
+pub fn device_rules() -> Vec<String> {
+    ALLOWED_DEVICES
+        .iter()
+        .map(|(major, minor)| match minor {
+            Some(minor) => format!("c {major}:{minor} rwm"),
+            None => format!("c {major}:* rwm"),
+        })
+        .collect()
+}
+
 impl Privileged for RealPrivileged {
     fn preflight(&self) -> Result<(), String> {
         crate::detect::require_root()
+    }
+
+    /// On a pure cgroup v2 host the device allow-list is an eBPF program ([`crate::devices`]);
+    /// commands also lose CAP_MKNOD there, so they cannot make a device node at all (the root
+    /// filesystem is mounted `nodev` anyway, so nodes an image brings do not open).
+    fn capabilities(&self) -> Vec<u32> {
+        if self.unified_only() {
+            DEFAULT_CAPABILITIES
+                .iter()
+                .copied()
+                .filter(|&c| c != CAP_MKNOD)
+                .collect()
+        } else {
+            DEFAULT_CAPABILITIES.to_vec()
+        }
+    }
+
+    fn network_create(&self, dir: &Path) -> SysResult<Option<PathBuf>> {
+        crate::network::create(dir, self.host_access).map(Some)
+    }
+
+    fn network_remove(&self, dir: &Path) -> SysResult<()> {
+        crate::network::remove(dir)
     }
 
     fn mount_overlay(
@@ -362,12 +488,14 @@ impl Privileged for RealPrivileged {
             "lowerdir={},upperdir={upper_text},workdir={work_text},redirect_dir=off,metacopy=off",
             paths[..lowers.len()].join(":")
         );
+        // nodev: a device node an image brings (or a build makes outside /dev) does not open;
+        // only the instance's /dev tmpfs holds usable nodes.
         raw_mount(
             "mount overlay",
             "overlay",
             target,
             Some("overlay"),
-            0,
+            libc::MS_NODEV,
             Some(&data),
         )
     }
@@ -449,7 +577,7 @@ impl Privileged for RealPrivileged {
         if self.unified_only() {
             self.create_v2(&dirs[0], limits)?;
         } else {
-            for required in ["memory", "pids"] {
+            for required in ["memory", "pids", "devices"] {
                 let hierarchy = self.cgroup_root.join(required);
                 if !hierarchy.is_dir() {
                     return Err(SysError::invalid(
@@ -621,10 +749,25 @@ pub(crate) struct Isolation {
     proc_dir: CString,
     sys_dir: CString,
     pts_dir: CString,
+    dev_null: CString,
+    /// [`MASKED_PATHS`] and [`READONLY_PATHS`] inside the root.
+    masked: Vec<CString>,
+    readonly: Vec<CString>,
     /// The capabilities to drop from the bounding set.
     drop: Vec<libc::c_int>,
     /// The effective and permitted sets to keep (`capset`'s two 32-bit words).
     keep: [u32; 2],
+    /// The seccomp filters, applied last ([`crate::seccomp`]).
+    filters: Vec<seccompiler::BpfProgram>,
+}
+
+/// The seccomp filters, compiled once per process.
+fn seccomp_filters() -> Result<Vec<seccompiler::BpfProgram>, String> {
+    static FILTERS: std::sync::OnceLock<Result<Vec<seccompiler::BpfProgram>, String>> =
+        std::sync::OnceLock::new();
+    FILTERS
+        .get_or_init(|| crate::seccomp::filters().map_err(|e| e.to_string()))
+        .clone()
 }
 
 impl Isolation {
@@ -633,7 +776,9 @@ impl Isolation {
         let c = |p: &Path| cstring("isolate", p);
         let mut flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS;
         flags |= libc::CLONE_NEWIPC;
-        if !plan.network {
+        // With a namespace of the instance's own to join, or with none (a rootless instance
+        // with networking shares the host's), there is no fresh one to make.
+        if !plan.network && plan.netns.is_none() {
             flags |= libc::CLONE_NEWNET;
         }
         let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
@@ -651,6 +796,11 @@ impl Isolation {
             .filter(|cap| !plan.capabilities.contains(cap))
             .map(|cap| cap as libc::c_int)
             .collect();
+        let inside = |paths: &[&str]| -> SysResult<Vec<CString>> {
+            paths.iter().map(|p| c(&plan.root.join(p))).collect()
+        };
+        let filters = seccomp_filters()
+            .map_err(|e| SysError::new("isolate", &plan.root, io::Error::other(e)))?;
         Ok(Isolation {
             flags,
             hostname: plan.hostname.as_bytes().to_vec(),
@@ -658,8 +808,12 @@ impl Isolation {
             proc_dir: c(&plan.root.join("proc"))?,
             sys_dir: c(&plan.root.join("sys"))?,
             pts_dir: c(&plan.root.join("dev/pts"))?,
+            dev_null: c(&plan.root.join("dev/null"))?,
+            masked: inside(MASKED_PATHS)?,
+            readonly: inside(READONLY_PATHS)?,
             drop,
             keep,
+            filters,
         })
     }
 
@@ -710,11 +864,77 @@ impl Isolation {
             libc::MS_NOSUID | libc::MS_NOEXEC,
             c"newinstance,ptmxmode=0666,mode=0620".as_ptr().cast(),
         );
+        self.mask_and_protect()?;
         os_result(libc::chdir(self.root.as_ptr()))?;
         let dot = c".".as_ptr();
         os_result(libc::syscall(libc::SYS_pivot_root, dot, dot) as libc::c_int)?;
         os_result(libc::umount2(dot, libc::MNT_DETACH))?;
         os_result(libc::chdir(slash))
+    }
+
+    /// runc's masked and read-only paths in the fresh `/proc` and `/sys`: an empty read-only
+    /// tmpfs over a masked directory, `/dev/null` over a masked file, a read-only bind of a
+    /// read-only path onto itself. Paths this kernel (or a missing `/sys`) lacks are skipped.
+    ///
+    /// # Safety
+    ///
+    /// Runs in the child after `fork`: async-signal-safe calls only, on data owned by `self`.
+    unsafe fn mask_and_protect(&self) -> io::Result<()> {
+        let locked = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+        for path in &self.masked {
+            let mut st: libc::stat = std::mem::zeroed();
+            if libc::lstat(path.as_ptr(), &mut st) != 0 {
+                continue;
+            }
+            if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+                os_result(libc::mount(
+                    c"tmpfs".as_ptr(),
+                    path.as_ptr(),
+                    c"tmpfs".as_ptr(),
+                    libc::MS_RDONLY | locked,
+                    c"size=0,mode=555".as_ptr().cast(),
+                ))?;
+            } else {
+                os_result(libc::mount(
+                    self.dev_null.as_ptr(),
+                    path.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                ))?;
+            }
+        }
+        for path in &self.readonly {
+            let mut st: libc::stat = std::mem::zeroed();
+            if libc::lstat(path.as_ptr(), &mut st) != 0 {
+                continue;
+            }
+            os_result(libc::mount(
+                path.as_ptr(),
+                path.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND | libc::MS_REC,
+                std::ptr::null(),
+            ))?;
+            os_result(libc::mount(
+                std::ptr::null(),
+                path.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | locked,
+                std::ptr::null(),
+            ))?;
+        }
+        Ok(())
+    }
+
+    /// The last step before `exec`: `PR_SET_NO_NEW_PRIVS` (no setuid binary or file
+    /// capability gives anything back) and the seccomp filters.
+    ///
+    /// # Safety
+    ///
+    /// Runs in the child after `fork`: async-signal-safe calls only, on data owned by `self`.
+    pub(crate) unsafe fn confine(&self) -> io::Result<()> {
+        crate::seccomp::apply(&self.filters)
     }
 
     /// Reduces the capabilities to the kept set: drops the others from the bounding set (so
@@ -782,17 +1002,28 @@ pub(crate) unsafe fn write_file(path: &std::ffi::CStr, data: &[u8]) -> io::Resul
 /// Everything the `pre_exec` hook needs, prepared before the fork.
 struct Hook {
     procs: Vec<CString>,
+    /// The instance's network namespace, opened before the fork.
+    netns: Option<std::os::fd::OwnedFd>,
     isolation: Isolation,
 }
 
 impl Hook {
     fn new(plan: &IsolationPlan) -> SysResult<Hook> {
+        let netns = match &plan.netns {
+            Some(path) => Some(
+                std::fs::File::open(path)
+                    .map_err(|e| SysError::new("open the network namespace", path, e))?
+                    .into(),
+            ),
+            None => None,
+        };
         Ok(Hook {
             procs: plan
                 .cgroup_procs
                 .iter()
                 .map(|p| cstring("isolate", p))
                 .collect::<Result<_, _>>()?,
+            netns,
             isolation: Isolation::new(plan)?,
         })
     }
@@ -805,6 +1036,10 @@ impl Hook {
             for procs in &self.procs {
                 write_file(procs, b"0")?;
             }
+            if let Some(fd) = &self.netns {
+                use std::os::fd::AsRawFd;
+                os_result(libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET))?;
+            }
             os_result(libc::unshare(self.isolation.flags))?;
             let pid = libc::fork();
             if pid < 0 {
@@ -814,7 +1049,8 @@ impl Hook {
                 wait_and_exit(pid);
             }
             self.isolation.enter_root()?;
-            self.isolation.drop_capabilities()
+            self.isolation.drop_capabilities()?;
+            self.isolation.confine()
         }
     }
 }
@@ -887,6 +1123,8 @@ pub enum Call {
     CgroupRemove(Vec<PathBuf>),
     Isolate(IsolationPlan),
     InstanceReady(PathBuf),
+    NetworkCreate(PathBuf),
+    NetworkRemove(PathBuf),
 }
 
 /// A [`Privileged`] that makes no system call: it records the calls, keeps a list of what is
@@ -1057,6 +1295,15 @@ impl Privileged for RecordingPrivileged {
     fn instance_ready(&self, dir: &Path, _plan: &IsolationPlan) -> SysResult<()> {
         self.record("instance ready", dir, Call::InstanceReady(dir.into()))
     }
+
+    fn network_create(&self, dir: &Path) -> SysResult<Option<PathBuf>> {
+        self.record("network create", dir, Call::NetworkCreate(dir.into()))?;
+        Ok(Some(dir.join("netns")))
+    }
+
+    fn network_remove(&self, dir: &Path) -> SysResult<()> {
+        self.record("network remove", dir, Call::NetworkRemove(dir.into()))
+    }
 }
 
 #[cfg(test)]
@@ -1084,6 +1331,64 @@ mod tests {
     }
 
     #[test]
+    fn the_device_cgroup_allows_runcs_default_devices_only() {
+        let rules = device_rules();
+        assert!(rules.contains(&"c 1:3 rwm".to_string()));
+        assert!(rules.contains(&"c 136:* rwm".to_string()));
+        assert!(!rules
+            .iter()
+            .any(|r| r.starts_with("c 10:") || r.starts_with('b')));
+        assert!(V1_CONTROLLERS.contains(&"devices"));
+    }
+
+    #[test]
+    fn without_a_device_controller_commands_lose_cap_mknod() {
+        let v2 = tempfile::tempdir().unwrap();
+        std::fs::write(v2.path().join("cgroup.controllers"), "memory pids\n").unwrap();
+        let sys = RealPrivileged {
+            cgroup_root: v2.path().to_path_buf(),
+            ..RealPrivileged::default()
+        };
+        assert!(!sys.capabilities().contains(&CAP_MKNOD));
+        let hybrid = tempfile::tempdir().unwrap();
+        let sys = RealPrivileged {
+            cgroup_root: hybrid.path().to_path_buf(),
+            ..RealPrivileged::default()
+        };
+        assert_eq!(sys.capabilities(), DEFAULT_CAPABILITIES.to_vec());
+    }
+
+    #[test]
+    fn the_hook_masks_and_protects_runcs_paths() {
+        let plan = IsolationPlan {
+            root: "/r".into(),
+            hostname: "h".into(),
+            network: false,
+            cgroup_procs: vec![],
+            capabilities: DEFAULT_CAPABILITIES.to_vec(),
+            netns: None,
+        };
+        let hook = Hook::new(&plan).unwrap();
+        let names = |v: &[CString]| -> Vec<String> {
+            v.iter().map(|c| c.to_string_lossy().into_owned()).collect()
+        };
+        let masked = names(&hook.isolation.masked);
+        assert!(masked.contains(&"/r/proc/kcore".to_string()), "{masked:?}");
+        assert!(
+            masked.contains(&"/r/sys/firmware".to_string()),
+            "{masked:?}"
+        );
+        let readonly = names(&hook.isolation.readonly);
+        assert!(
+            readonly.contains(&"/r/proc/sys".to_string()),
+            "{readonly:?}"
+        );
+        assert!(readonly.contains(&"/r/proc/sysrq-trigger".to_string()));
+        assert!(!hook.isolation.filters.is_empty());
+        assert!(hook.netns.is_none());
+    }
+
+    #[test]
     fn hook_drops_everything_but_the_kept_capabilities() {
         let plan = IsolationPlan {
             root: "/r".into(),
@@ -1091,6 +1396,7 @@ mod tests {
             network: false,
             cgroup_procs: vec![],
             capabilities: DEFAULT_CAPABILITIES.to_vec(),
+            netns: None,
         };
         let hook = Hook::new(&plan).unwrap();
         // Docker's 0xa80425fb without CAP_NET_RAW (bit 13).

@@ -8,105 +8,12 @@ use kiln_toe::report::Status;
 use kiln_toe::target::Target;
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const BUSYBOX: &str = "/bin/busybox";
-
-struct Fixture {
-    dir: tempfile::TempDir,
-}
-
-impl Fixture {
-    fn new() -> Fixture {
-        assert!(
-            Path::new(BUSYBOX).is_file(),
-            "these tests need a static busybox at {BUSYBOX}: apt-get install -y busybox-static"
-        );
-        // SAFETY: geteuid cannot fail.
-        assert_eq!(
-            unsafe { libc::geteuid() },
-            0,
-            "these tests mount and create cgroups: run them as root"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let rootfs = dir.path().join("rootfs");
-        for d in [
-            "bin", "sbin", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "tmp", "root",
-        ] {
-            std::fs::create_dir_all(rootfs.join(d)).unwrap();
-        }
-        std::fs::copy(BUSYBOX, rootfs.join("bin/busybox")).unwrap();
-        // The applet links, made here: running the copy (`busybox --install`) could fail with
-        // ETXTBSY while another test thread forks with the copy's descriptor still open.
-        let list = std::process::Command::new(BUSYBOX)
-            .arg("--list")
-            .output()
-            .unwrap();
-        assert!(list.status.success());
-        for applet in String::from_utf8_lossy(&list.stdout).lines() {
-            if applet != "busybox" {
-                std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
-            }
-        }
-        // ExecuteBash runs `bash`; busybox's ash does for these tests.
-        let bash = rootfs.join("bin/bash");
-        std::fs::write(&bash, "#!/bin/sh\nexec /bin/busybox ash \"$@\"\n").unwrap();
-        std::fs::set_permissions(&bash, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
-        std::fs::write(rootfs.join("etc/lower-file"), "from the image\n").unwrap();
-        std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
-        Fixture { dir }
-    }
-
-    fn rootfs(&self) -> PathBuf {
-        self.dir.path().join("rootfs")
-    }
-
-    fn base(&self) -> PathBuf {
-        self.dir.path().join("instances")
-    }
-
-    fn spec(&self, id: &str) -> InstanceSpec {
-        InstanceSpec {
-            id: id.into(),
-            lowers: vec![self.rootfs()],
-            limits: limits::for_instance_types(&["t3.micro".into()]).unwrap(),
-            network: false,
-            hostname: "kiln-build".into(),
-        }
-    }
-
-    fn launch(&self, spec: InstanceSpec) -> Instance {
-        Instance::launch(Arc::new(RealPrivileged::new()), &self.base(), spec).unwrap()
-    }
-}
-
-/// A unique instance id per test, so parallel tests do not share cgroups.
-fn id(name: &str) -> String {
-    format!("t{}-{name}", std::process::id())
-}
-
-fn sh(inst: &Instance, script: &str) -> Output {
-    inst.command("sh", &["-c".into(), script.into()])
-        .output()
-        .unwrap()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn mounts_under(dir: &Path) -> Vec<String> {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter(|l| l.contains(&*dir.to_string_lossy()))
-        .map(String::from)
-        .collect()
-}
+mod common;
+use common::*;
 
 #[test]
 fn commands_run_isolated_inside() {
@@ -185,39 +92,6 @@ fn commands_run_isolated_inside() {
         stdout(&out),
         "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n/root"
     );
-    inst.terminate().unwrap();
-}
-
-#[test]
-fn network_is_off_unless_allowed() {
-    let f = Fixture::new();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    listener.set_nonblocking(true).unwrap();
-
-    let inst = f.launch(f.spec(&id("nonet")));
-    let out = sh(&inst, "ls /sys/class/net | tr '\\n' ' '");
-    assert_eq!(stdout(&out), "lo", "only a loopback device");
-    let out = sh(
-        &inst,
-        &format!("echo hi | nc -w 2 127.0.0.1 {port} && echo connected"),
-    );
-    assert!(!stdout(&out).contains("connected"), "{out:?}");
-    assert!(listener.accept().is_err(), "the host saw a connection");
-    inst.terminate().unwrap();
-
-    // With networking, the same connection reaches the host (the listener answers and closes).
-    listener.set_nonblocking(false).unwrap();
-    let server = std::thread::spawn(move || listener.accept().map(|_| ()).is_ok());
-    let mut spec = f.spec(&id("net"));
-    spec.network = true;
-    let inst = f.launch(spec);
-    let out = sh(
-        &inst,
-        &format!("echo hi | nc -w 2 127.0.0.1 {port}; echo exit=$?"),
-    );
-    assert!(stdout(&out).contains("exit=0"), "{out:?}");
-    assert!(server.join().unwrap());
     inst.terminate().unwrap();
 }
 

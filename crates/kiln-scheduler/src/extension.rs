@@ -2,7 +2,7 @@
 //! (`kiln pipeline schedule ARN`). The Image Builder API has no member for why a firing was
 //! skipped or why a pipeline disabled itself; this answers both, from the pipeline's record.
 
-use kiln_api::extension::{param, Extension, ExtensionResponse};
+use kiln_api::extension::{is_callers, param, Extension, ExtensionResponse, RequestContext};
 use kiln_api::Service;
 use kiln_domain::resources::pipeline::{ImagePipeline, PipelineStatus};
 use kiln_store::TxnExt;
@@ -19,7 +19,12 @@ fn rfc3339(millis: i64) -> Option<String> {
 }
 
 impl Extension for ScheduleExtension {
-    fn handle(&self, path: &str, query: &[(String, String)]) -> ExtensionResponse {
+    fn handle(
+        &self,
+        ctx: &RequestContext,
+        path: &str,
+        query: &[(String, String)],
+    ) -> ExtensionResponse {
         if path != "schedule" {
             return ExtensionResponse::error(
                 404,
@@ -34,7 +39,13 @@ impl Extension for ScheduleExtension {
                 "imagePipelineArn: required",
             );
         };
-        let pipeline = match self.service.store.read(|tx| tx.get::<ImagePipeline>(arn)) {
+        // Another account's or region's pipeline does not exist for the caller.
+        let found = if is_callers(ctx, arn) {
+            self.service.store.read(|tx| tx.get::<ImagePipeline>(arn))
+        } else {
+            Ok(Ok(None))
+        };
+        let pipeline = match found {
             Ok(Ok(Some(p))) => p,
             Ok(Ok(None)) => {
                 return ExtensionResponse::error(

@@ -7,13 +7,15 @@
 //!   disk image file, or (oci) a tar of an OCI image layout whose tag is in `x-kiln-oci-tag`;
 //! - `instances/<id>`: where a kept instance lives, for `kiln instance shell`.
 //!
-//! The CLI using them runs on the same machine as the server, as the administrator: these
-//! endpoints are not scoped to an account.
+//! Requests are signed like API calls, and each answers only about the caller's own account and
+//! region: another account's image or instance does not exist for the caller.
 
 use crate::logs::{log_path, read_from, ARN_FILE};
 use crate::run::{read_image, store_tag};
 use crate::Shared;
-use kiln_api::extension::{param, Extension, ExtensionBody, ExtensionResponse};
+use kiln_api::extension::{
+    is_callers, param, Extension, ExtensionBody, ExtensionResponse, RequestContext,
+};
 use kiln_domain::resources::image::{Image, ImageStatus};
 use kiln_image::DiskFormat;
 use std::path::PathBuf;
@@ -39,16 +41,22 @@ fn internal(message: &str) -> ExtensionResponse {
 }
 
 impl WorkerExtension {
-    fn image(&self, query: &[(String, String)]) -> Result<Image, ExtensionResponse> {
+    fn image(
+        &self,
+        ctx: &RequestContext,
+        query: &[(String, String)],
+    ) -> Result<Image, ExtensionResponse> {
         let arn = param(query, "imageBuildVersionArn")
             .ok_or_else(|| invalid("imageBuildVersionArn: required"))?;
-        read_image(&self.shared, arn)
+        Some(arn)
+            .filter(|arn| is_callers(ctx, arn))
+            .and_then(|arn| read_image(&self.shared, arn))
             .filter(|i| i.status != ImageStatus::Deleted)
             .ok_or_else(|| not_found(&format!("The image '{arn}' does not exist.")))
     }
 
-    fn logs(&self, query: &[(String, String)]) -> ExtensionResponse {
-        let image = match self.image(query) {
+    fn logs(&self, ctx: &RequestContext, query: &[(String, String)]) -> ExtensionResponse {
+        let image = match self.image(ctx, query) {
             Ok(i) => i,
             Err(r) => return r,
         };
@@ -75,8 +83,8 @@ impl WorkerExtension {
         }
     }
 
-    fn export(&self, query: &[(String, String)]) -> ExtensionResponse {
-        let image = match self.image(query) {
+    fn export(&self, ctx: &RequestContext, query: &[(String, String)]) -> ExtensionResponse {
+        let image = match self.image(ctx, query) {
             Ok(i) => i,
             Err(r) => return r,
         };
@@ -158,7 +166,7 @@ impl WorkerExtension {
         }
     }
 
-    fn instance(&self, id: &str) -> ExtensionResponse {
+    fn instance(&self, ctx: &RequestContext, id: &str) -> ExtensionResponse {
         let valid = !id.is_empty()
             && !id.starts_with('.')
             && id
@@ -174,6 +182,11 @@ impl WorkerExtension {
         let arn =
             std::fs::read_to_string(self.shared.config.logs_dir().join(build_id).join(ARN_FILE))
                 .ok();
+        // An instance belongs to the account of the image it builds; one whose image is not
+        // known belongs to nobody.
+        if !arn.as_deref().is_some_and(|a| is_callers(ctx, a.trim())) {
+            return not_found(&format!("there is no instance '{id}'"));
+        }
         ExtensionResponse::json(
             200,
             &serde_json::json!({
@@ -200,12 +213,17 @@ fn tar_dir(dir: &std::path::Path, out: &PathBuf) -> std::io::Result<()> {
 }
 
 impl Extension for WorkerExtension {
-    fn handle(&self, path: &str, query: &[(String, String)]) -> ExtensionResponse {
+    fn handle(
+        &self,
+        ctx: &RequestContext,
+        path: &str,
+        query: &[(String, String)],
+    ) -> ExtensionResponse {
         match path {
-            "logs" => self.logs(query),
-            "export" => self.export(query),
+            "logs" => self.logs(ctx, query),
+            "export" => self.export(ctx, query),
             _ => match path.strip_prefix("instances/") {
-                Some(id) => self.instance(id),
+                Some(id) => self.instance(ctx, id),
                 None => not_found(&format!(
                     "no endpoint /kiln/v1/{path}; there are logs, export, instances/<id> and schedule"
                 )),

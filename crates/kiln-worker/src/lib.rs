@@ -62,6 +62,8 @@ pub struct WorkerConfig {
     pub concurrency: usize,
     /// The Debian mirror the managed Debian base image is made from.
     pub debian_mirror: String,
+    /// Whether build instances with networking may reach the host's own addresses.
+    pub instance_host_access: bool,
 }
 
 impl WorkerConfig {
@@ -70,6 +72,7 @@ impl WorkerConfig {
             data_dir: data_dir.to_path_buf(),
             concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
             debian_mirror: kiln_image::DEFAULT_DEBIAN_MIRROR.to_string(),
+            instance_host_access: false,
         }
     }
 
@@ -118,11 +121,8 @@ pub struct Worker {
 impl Worker {
     /// Recovers from a previous process (see [`recover`]) and starts the worker threads.
     pub fn start(service: Arc<Service>, config: WorkerConfig) -> Result<Worker, WorkerError> {
-        Worker::start_with(
-            service,
-            config,
-            kiln_instance::privileged_for_this_process(),
-        )
+        let sys = kiln_instance::detect::privileged_with_host_access(config.instance_host_access);
+        Worker::start_with(service, config, sys)
     }
 
     pub fn start_with(

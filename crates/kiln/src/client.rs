@@ -1,12 +1,17 @@
 //! The client side of Kiln's own endpoints (`GET /kiln/v1/...`), for the subcommands that act
 //! on a running server: `kiln logs`, `kiln image export`, `kiln instance shell`.
 //!
-//! A small blocking client (ureq). Every failure names the endpoint; an error answer of the
-//! server (`{"message": ...}`) becomes an error carrying its message.
+//! A small blocking client (ureq). Requests are signed with SigV4 like the aws CLI's, with the
+//! credentials the aws CLI would use ([`find_credentials`]: `--profile`, the `AWS_*` environment
+//! variables, the shared credentials and config files), so that the server knows the caller's
+//! account. Every failure names the endpoint; an error answer of the server
+//! (`{"message": ...}`) becomes an error carrying its message.
 
 use anyhow::{anyhow, Result};
+use kiln_auth::sigv4::{sign_request, Credentials, Request, Settings};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use std::io::Read;
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:7070";
@@ -18,17 +23,93 @@ const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-/// Where the server is.
-#[derive(clap::Args, Debug, Clone)]
+/// Where the server is, and who is asking.
+#[derive(clap::Args, Debug, Clone, Default)]
 pub struct EndpointArgs {
     /// The Kiln server (`kiln serve`).
     #[arg(long, env = "KILN_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
     pub endpoint: String,
+    /// The profile of the AWS credentials file to sign with (default: the AWS_ACCESS_KEY_ID /
+    /// AWS_SECRET_ACCESS_KEY environment variables, else AWS_PROFILE, else `default`).
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// The region of the request (default: AWS_REGION, AWS_DEFAULT_REGION, the profile's
+    /// region in the AWS config file, else us-east-1).
+    #[arg(long)]
+    pub region: Option<String>,
 }
 
 pub struct Client {
     endpoint: String,
     agent: ureq::Agent,
+    credentials: Credentials,
+    region: String,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn aws_file(variable: &str, default_name: &str) -> Option<PathBuf> {
+    env(variable)
+        .map(PathBuf::from)
+        .or_else(|| env("HOME").map(|home| PathBuf::from(home).join(".aws").join(default_name)))
+}
+
+/// The credentials the aws CLI would sign with: an explicit profile; else the environment's
+/// keys; else the profile named by AWS_PROFILE (or `default`) in the credentials file, then in
+/// the config file.
+pub fn find_credentials(profile: Option<&str>) -> Result<Credentials> {
+    if profile.is_none() {
+        if let (Some(id), Some(secret)) = (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
+            return Ok(Credentials {
+                access_key_id: id,
+                secret_access_key: secret,
+                session_token: env("AWS_SESSION_TOKEN"),
+            });
+        }
+    }
+    let name = profile
+        .map(str::to_string)
+        .or_else(|| env("AWS_PROFILE"))
+        .unwrap_or_else(|| "default".to_string());
+    let credentials_file = aws_file("AWS_SHARED_CREDENTIALS_FILE", "credentials");
+    let config_file = aws_file("AWS_CONFIG_FILE", "config");
+    credentials_file
+        .as_deref()
+        .and_then(|f| kiln_auth::credentials::read_client_profile(f, &name, false))
+        .or_else(|| {
+            config_file
+                .as_deref()
+                .and_then(|f| kiln_auth::credentials::read_client_profile(f, &name, true))
+        })
+        .ok_or_else(|| {
+            anyhow!(
+                "no AWS credentials to sign with: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, \
+                 or point AWS_SHARED_CREDENTIALS_FILE at the credentials file `kiln serve` printed \
+                 (profile '{name}' was not found in {})",
+                credentials_file
+                    .map(|f| f.display().to_string())
+                    .unwrap_or_else(|| "~/.aws/credentials".to_string())
+            )
+        })
+}
+
+/// The region the aws CLI would use.
+fn find_region(region: Option<&str>, profile: Option<&str>) -> String {
+    region
+        .map(str::to_string)
+        .or_else(|| env("AWS_REGION"))
+        .or_else(|| env("AWS_DEFAULT_REGION"))
+        .or_else(|| {
+            let name = profile
+                .map(str::to_string)
+                .or_else(|| env("AWS_PROFILE"))
+                .unwrap_or_else(|| "default".to_string());
+            aws_file("AWS_CONFIG_FILE", "config")
+                .and_then(|f| kiln_auth::credentials::read_config_setting(&f, &name, "region"))
+        })
+        .unwrap_or_else(|| "us-east-1".to_string())
 }
 
 /// A successful answer: its headers, and its body to read.
@@ -59,7 +140,27 @@ impl Client {
         if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
             anyhow::bail!("--endpoint '{endpoint}' must be an http:// or https:// URL");
         }
-        let config = ureq::Agent::config_builder()
+        let mut config = ureq::Agent::config_builder();
+        // Like the aws CLI: a server with a certificate of its own (`kiln serve --tls-cert`) is
+        // trusted through AWS_CA_BUNDLE.
+        if let Some(bundle) = env("AWS_CA_BUNDLE") {
+            let pem = std::fs::read(&bundle).map_err(|e| anyhow!("AWS_CA_BUNDLE {bundle}: {e}"))?;
+            let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
+                .filter_map(|item| match item {
+                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                    _ => None,
+                })
+                .collect();
+            if certs.is_empty() {
+                anyhow::bail!("AWS_CA_BUNDLE {bundle}: no PEM certificate in the file");
+            }
+            config = config.tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
+                    .build(),
+            );
+        }
+        let config = config
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(10)))
             // The server is Kiln on this machine or the local network: never a proxy's.
@@ -68,6 +169,8 @@ impl Client {
         Ok(Client {
             endpoint,
             agent: config.into(),
+            credentials: find_credentials(args.profile.as_deref())?,
+            region: find_region(args.region.as_deref(), args.profile.as_deref()),
         })
     }
 
@@ -96,9 +199,11 @@ impl Client {
     /// server's message.
     pub fn get(&self, path: &[&str], query: &[(&str, &str)]) -> Result<Answer> {
         let url = self.url(path, query);
-        let response = self
-            .agent
-            .get(&url)
+        let mut request = self.agent.get(&url);
+        for (name, value) in self.signature(&url) {
+            request = request.header(name, value);
+        }
+        let response = request
             .call()
             .map_err(|e| anyhow!("cannot reach Kiln at {}: {e}", self.endpoint))?;
         let status = response.status();
@@ -120,6 +225,31 @@ impl Client {
             status.as_u16(),
             &text
         )))
+    }
+}
+
+impl Client {
+    /// The SigV4 headers of `GET url`, signed now.
+    fn signature(&self, url: &str) -> Vec<(String, String)> {
+        let rest = url.split_once("://").map_or(url, |(_, r)| r);
+        let (authority, target) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let headers = vec![("host".to_string(), authority.to_string())];
+        let request = Request {
+            method: "GET",
+            raw_path: path,
+            raw_query: query,
+            headers: &headers,
+            authority: Some(authority),
+            body: b"",
+        };
+        sign_request(
+            &request,
+            &self.credentials,
+            &self.region,
+            chrono::Utc::now(),
+            &Settings::imagebuilder(),
+        )
     }
 }
 
@@ -151,10 +281,66 @@ mod tests {
     use super::*;
 
     fn client(endpoint: &str) -> Client {
-        Client::new(&EndpointArgs {
-            endpoint: endpoint.to_string(),
-        })
-        .unwrap()
+        Client {
+            endpoint: endpoint.trim_end_matches('/').to_string(),
+            agent: ureq::Agent::new_with_defaults(),
+            credentials: Credentials {
+                access_key_id: "AKIDEXAMPLE".into(),
+                secret_access_key: "secret".into(),
+                session_token: None,
+            },
+            region: "us-east-1".into(),
+        }
+    }
+
+    #[test]
+    fn requests_are_signed_so_that_the_server_verifies_them() {
+        let c = client("http://127.0.0.1:7070");
+        let url = c.url(
+            &["logs"],
+            &[(
+                "imageBuildVersionArn",
+                "arn:aws:imagebuilder:us-east-1:123456789012:image/a b/1.0.0/1",
+            )],
+        );
+        let mut headers = vec![("host".to_string(), "127.0.0.1:7070".to_string())];
+        headers.extend(c.signature(&url));
+        let (path, query) = url["http://127.0.0.1:7070".len()..]
+            .split_once('?')
+            .unwrap();
+        let request = Request {
+            method: "GET",
+            raw_path: path,
+            raw_query: query,
+            headers: &headers,
+            authority: None,
+            body: b"",
+        };
+        let auth = kiln_auth::sigv4::extract(&request).unwrap().unwrap();
+        let key = kiln_auth::sigv4::SigningKey {
+            secret_access_key: "secret",
+            session_token: None,
+        };
+        kiln_auth::sigv4::verify(
+            &request,
+            &auth,
+            &key,
+            chrono::Utc::now(),
+            &Settings::imagebuilder(),
+        )
+        .unwrap();
+        let wrong = kiln_auth::sigv4::SigningKey {
+            secret_access_key: "other",
+            session_token: None,
+        };
+        assert!(kiln_auth::sigv4::verify(
+            &request,
+            &auth,
+            &wrong,
+            chrono::Utc::now(),
+            &Settings::imagebuilder()
+        )
+        .is_err());
     }
 
     #[test]
@@ -182,7 +368,8 @@ mod tests {
     #[test]
     fn endpoints_must_be_http_urls() {
         assert!(Client::new(&EndpointArgs {
-            endpoint: "127.0.0.1:7070".into()
+            endpoint: "127.0.0.1:7070".into(),
+            ..EndpointArgs::default()
         })
         .is_err());
     }

@@ -2,12 +2,14 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use kiln_api::{Accounts, ServerConfig, Service};
+use kiln_api::{Accounts, Authenticator, ServerConfig, Service};
+use kiln_auth::regions::Regions;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 mod client;
+mod credentials;
 mod image;
 mod instance;
 mod logs;
@@ -43,6 +45,9 @@ enum Command {
     /// Look at the pipelines of a running server (schedule: what the schedule did lately).
     #[command(subcommand)]
     Pipeline(pipeline::PipelineCommand),
+    /// Manage the key pairs callers sign with (create: a new key for an account).
+    #[command(subcommand)]
+    Credentials(credentials::CredentialsCommand),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -61,16 +66,37 @@ struct ServeArgs {
     /// Directory that holds all state (the SQLite database).
     #[arg(long, env = "KILN_DATA_DIR", default_value = "./kiln-data")]
     data_dir: PathBuf,
-    /// Access key to account map, `AKID=111122223333,AKID2=444455556666`. Keys not listed
-    /// belong to --default-account.
+    /// The key pairs callers sign with, in the AWS shared credentials format (one profile per
+    /// key: aws_access_key_id, aws_secret_access_key, aws_account_id). Re-read on SIGHUP.
+    /// Without it, a server on a loopback address uses (and on first start creates)
+    /// <data-dir>/credentials; any other address needs it.
+    #[arg(long, env = "KILN_CREDENTIALS")]
+    credentials: Option<PathBuf>,
+    /// Do not verify signatures: any key (or none) is accepted, its account taken from
+    /// --accounts. For throwaway test servers only.
+    #[arg(long)]
+    insecure_no_auth: bool,
+    /// With --insecure-no-auth only: access key to account map,
+    /// `AKID=111122223333,AKID2=444455556666`. Keys not listed belong to --default-account.
     #[arg(long, env = "KILN_ACCOUNTS", default_value = "")]
     accounts: String,
-    /// Account of access keys not in --accounts.
+    /// The account of the key created in a new <data-dir>/credentials file; with
+    /// --insecure-no-auth, the account of keys not in --accounts.
     #[arg(long, env = "KILN_DEFAULT_ACCOUNT", default_value = kiln_api::accounts::DEFAULT_ACCOUNT)]
     default_account: String,
-    /// Region of requests that carry no SigV4 credential scope.
+    /// With --insecure-no-auth: the region of unsigned requests.
     #[arg(long, env = "KILN_DEFAULT_REGION", default_value = kiln_api::accounts::DEFAULT_REGION)]
     default_region: String,
+    /// The regions requests may be scoped to, comma-separated (default: AWS's commercial
+    /// regions).
+    #[arg(long, env = "KILN_REGIONS")]
+    regions: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, env = "KILN_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "KILN_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Durability of commits.
     #[arg(long, env = "KILN_SYNC", value_enum, default_value = "normal")]
     sync: SyncMode,
@@ -84,6 +110,10 @@ struct ServeArgs {
     /// instant that the test rewrites to move time, instead of the system clock.
     #[arg(long, env = "KILN_CLOCK_FILE")]
     clock_file: Option<PathBuf>,
+    /// Let build instances with networking (a subnet or security groups in the infrastructure
+    /// configuration) reach the host's own addresses, Kiln's API included. Off by default.
+    #[arg(long, env = "KILN_INSTANCE_HOST_ACCESS")]
+    instance_host_access: bool,
 }
 
 fn main() -> Result<()> {
@@ -100,11 +130,12 @@ fn main() -> Result<()> {
         Command::Image(command) => std::process::exit(image::main(command)),
         Command::Instance(command) => std::process::exit(instance::main(command)),
         Command::Pipeline(command) => std::process::exit(pipeline::main(command)),
+        Command::Credentials(command) => std::process::exit(credentials::main(command)),
     }
 }
 
-fn serve(args: ServeArgs) -> Result<()> {
-    let mut accounts = Accounts::default();
+/// Who may call the server: see `kiln_api::auth`. Decided before anything binds or opens.
+fn authenticator(args: &ServeArgs) -> Result<Authenticator> {
     if args.default_account.len() != 12 || !args.default_account.bytes().all(|b| b.is_ascii_digit())
     {
         anyhow::bail!(
@@ -112,12 +143,80 @@ fn serve(args: ServeArgs) -> Result<()> {
             args.default_account
         );
     }
-    accounts.default_account = args.default_account;
-    accounts.default_region = args.default_region;
-    accounts
-        .parse_map(&args.accounts)
-        .map_err(anyhow::Error::msg)
-        .context("--accounts")?;
+    let regions = match &args.regions {
+        Some(list) => Regions::parse(list)
+            .map_err(anyhow::Error::msg)
+            .context("--regions")?,
+        None => Regions::default(),
+    };
+    if args.insecure_no_auth {
+        anyhow::ensure!(
+            args.credentials.is_none(),
+            "--credentials and --insecure-no-auth exclude each other"
+        );
+        anyhow::ensure!(
+            regions.contains(&args.default_region),
+            "--default-region '{}' is not one of the regions served (--regions)",
+            args.default_region
+        );
+        let mut accounts = Accounts::default();
+        accounts.default_account = args.default_account.clone();
+        accounts.default_region = args.default_region.clone();
+        accounts
+            .parse_map(&args.accounts)
+            .map_err(anyhow::Error::msg)
+            .context("--accounts")?;
+        tracing::warn!(
+            listen = %args.listen,
+            "--insecure-no-auth: signatures are NOT verified; anyone who can reach this address acts as any account"
+        );
+        return Ok(Authenticator::insecure(accounts, regions));
+    }
+    anyhow::ensure!(
+        args.accounts.trim().is_empty(),
+        "--accounts is only for --insecure-no-auth; with signatures verified, each key's account is its aws_account_id in the credentials file"
+    );
+    let path = match &args.credentials {
+        Some(path) => path.clone(),
+        None if args.listen.ip().is_loopback() => {
+            let path = args.data_dir.join("credentials");
+            if !path.exists() {
+                let key = kiln_auth::credentials::Key::generate(
+                    "default",
+                    &args.default_account,
+                    None,
+                );
+                kiln_auth::credentials::append(&path, &key)
+                    .context("creating the default credentials file")?;
+                tracing::info!(path = %path.display(), account = %args.default_account, "created a key pair for the default account");
+            }
+            path
+        }
+        None => anyhow::bail!(
+            "refusing to serve on {} without --credentials FILE: only loopback addresses get a generated key (or run a throwaway server with --insecure-no-auth)",
+            args.listen
+        ),
+    };
+    let auth = Authenticator::verify(path.clone(), regions)?;
+    println!(
+        "kiln credentials: {} (export AWS_SHARED_CREDENTIALS_FILE={})",
+        path.display(),
+        path.display()
+    );
+    Ok(auth)
+}
+
+fn serve(args: ServeArgs) -> Result<()> {
+    let auth = Arc::new(authenticator(&args)?);
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            kiln_api::tls::server_config(cert, key)
+                .map_err(anyhow::Error::msg)
+                .context("--tls-cert/--tls-key")?,
+        ),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let sync = match args.sync {
         SyncMode::Normal => kiln_store::sqlite::Sync::Normal,
         SyncMode::Full => kiln_store::sqlite::Sync::Full,
@@ -140,6 +239,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         worker_config.concurrency = n;
     }
     worker_config.debian_mirror = args.debian_mirror.clone();
+    worker_config.instance_host_access = args.instance_host_access;
     let worker = Arc::new(
         kiln_worker::Worker::start(service.clone(), worker_config)
             .context("starting the build worker")?,
@@ -167,13 +267,15 @@ fn serve(args: ServeArgs) -> Result<()> {
             .with_context(|| format!("listening on {}", args.listen))?;
         let addr = listener.local_addr()?;
         tokio::spawn(purge_tokens_hourly(service.clone()));
+        tokio::spawn(reload_credentials_on_sighup(auth.clone()));
         tracing::info!(data_dir = %args.data_dir.display(), "kiln ready");
-        println!("kiln listening on http://{addr}");
+        println!("kiln listening on {scheme}://{addr}");
         kiln_api::serve(
             listener,
             service,
             ServerConfig {
-                accounts,
+                auth,
+                tls,
                 extension: Some(extension),
             },
             shutdown_signal(),
@@ -199,6 +301,29 @@ async fn purge_tokens_hourly(service: Arc<Service>) {
             Ok(Ok(n)) if n > 0 => tracing::info!(purged = n, "forgot expired idempotency tokens"),
             Ok(Err(e)) => tracing::warn!(error = %e, "purging idempotency tokens failed"),
             _ => {}
+        }
+    }
+}
+
+/// SIGHUP re-reads the credentials file; a file that does not load leaves the keys as they were.
+async fn reload_credentials_on_sighup(auth: Arc<Authenticator>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGHUP; the credentials file is read only at start");
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        match auth.reload() {
+            Ok(n) if !auth.is_insecure() => {
+                tracing::info!(keys = n, "SIGHUP: reloaded the credentials file")
+            }
+            Ok(_) => tracing::info!("SIGHUP: no credentials file to reload (--insecure-no-auth)"),
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: the credentials file did not load; keeping the keys in use")
+            }
         }
     }
 }

@@ -1,12 +1,13 @@
-//! Isolation between accounts and regions. The server takes the account from the access key
-//! (through --accounts) and the region from the SigV4 credential scope, so one server holds
-//! many accounts and regions side by side, each seeing only its own resources.
+//! Isolation between accounts and regions. The server takes the account from the key that signed
+//! the request (its aws_account_id in the credentials file) and the region from the SigV4
+//! credential scope, so one server holds many accounts and regions side by side, each seeing
+//! only its own resources.
 
 mod common;
 
 use common::{create_infra, error_code, list_all_infra, Server, DEFAULT_ACCOUNT, DEFAULT_KEY};
 
-const OTHER_KEY: &str = "AKIDOTHERACCOUNT";
+const OTHER_KEY: &str = "AKIDOTHERACCOUNT0";
 const OTHER_ACCOUNT: &str = "444455556666";
 
 fn accounts_flag() -> String {
@@ -119,9 +120,13 @@ async fn a_resource_is_invisible_from_other_regions_and_accounts() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn unmapped_keys_share_the_default_account() {
+async fn keys_that_are_not_in_the_credentials_file_are_refused() {
     let server = Server::start_with_accounts(&accounts_flag());
-    let arn = create_infra(&server.client(), "default-account").await;
-    let someone_else = server.client_as("AKIDNOTINTHEMAP", "us-east-1");
-    assert_eq!(list_all_infra(&someone_else).await, vec![arn]);
+    create_infra(&server.client(), "default-account").await;
+    let someone_else = server.client_as("AKIDNOTINTHEFILE0", "us-east-1");
+    let result = someone_else
+        .list_infrastructure_configurations()
+        .send()
+        .await;
+    assert_eq!(error_code(&result), "UnrecognizedClientException");
 }

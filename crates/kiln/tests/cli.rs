@@ -76,6 +76,12 @@ fn kiln(args: &[&str], endpoint: &str) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kiln"))
         .args(args)
         .env("KILN_ENDPOINT", endpoint)
+        // The CLI signs its requests with the aws CLI's credentials (the fake server here does
+        // not check them).
+        .env("AWS_ACCESS_KEY_ID", "AKIDCLITESTS00000")
+        .env("AWS_SECRET_ACCESS_KEY", "secret")
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("AWS_PROFILE")
         .env("RUST_LOG", "warn")
         .env_remove("HTTP_PROXY")
         .env_remove("http_proxy")

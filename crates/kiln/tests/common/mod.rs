@@ -22,9 +22,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-/// Access key of the default account (any key not mapped with --accounts).
-pub const DEFAULT_KEY: &str = "AKIDDEFAULT";
+/// Access key of the default account.
+pub const DEFAULT_KEY: &str = "AKIDDEFAULTACCOUNT";
 pub const DEFAULT_ACCOUNT: &str = "123456789012";
+/// The secret of every key the harness writes into the server's credentials file.
+pub const SECRET: &str = "kiln-test-secret";
 pub const REGION: &str = "us-east-1";
 
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -36,6 +38,7 @@ pub struct Server {
     /// Owns the temporary directory; removed on drop, after the child is gone.
     root: tempfile::TempDir,
     accounts: String,
+    keep_credentials: bool,
     pub addr: SocketAddr,
 }
 
@@ -44,13 +47,15 @@ impl Server {
         Server::start_with_accounts("")
     }
 
-    /// Starts a server whose `--accounts` map is `accounts` (`KEY=ACCOUNT,...`).
+    /// Starts a server whose credentials file has [`DEFAULT_KEY`] for [`DEFAULT_ACCOUNT`] and a
+    /// key for each `KEY=ACCOUNT` of `accounts` (comma-separated), all with [`SECRET`].
     pub fn start_with_accounts(accounts: &str) -> Server {
         let root = tempfile::tempdir().expect("creating a temporary directory");
         let mut server = Server {
             child: None,
             root,
             accounts: accounts.to_string(),
+            keep_credentials: false,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         };
         server.spawn();
@@ -65,7 +70,32 @@ impl Server {
         self.root.path().join("server.log")
     }
 
+    pub fn credentials_path(&self) -> PathBuf {
+        self.root.path().join("credentials")
+    }
+
+    /// The credentials file: one profile per key.
+    fn write_credentials(&self) {
+        let mut text = String::new();
+        let pairs = std::iter::once(format!("{DEFAULT_KEY}={DEFAULT_ACCOUNT}")).chain(
+            self.accounts
+                .split(',')
+                .filter(|p| !p.trim().is_empty())
+                .map(str::to_string),
+        );
+        for (i, pair) in pairs.enumerate() {
+            let (key, account) = pair.split_once('=').expect("KEY=ACCOUNT");
+            text.push_str(&format!(
+                "[key-{i}]\naws_access_key_id = {key}\naws_secret_access_key = {SECRET}\naws_account_id = {account}\n\n"
+            ));
+        }
+        std::fs::write(self.credentials_path(), text).expect("writing the credentials file");
+    }
+
     fn spawn(&mut self) {
+        if !self.keep_credentials {
+            self.write_credentials();
+        }
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -77,12 +107,14 @@ impl Server {
             .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(self.data_dir())
-            .arg("--accounts")
-            .arg(&self.accounts)
+            .arg("--credentials")
+            .arg(self.credentials_path())
             // The environment must not change what the flags say.
             .env_remove("KILN_LISTEN")
             .env_remove("KILN_DATA_DIR")
             .env_remove("KILN_ACCOUNTS")
+            .env_remove("KILN_CREDENTIALS")
+            .env_remove("KILN_REGIONS")
             .env_remove("KILN_DEFAULT_ACCOUNT")
             .env_remove("KILN_DEFAULT_REGION")
             .env_remove("KILN_SYNC")
@@ -119,6 +151,13 @@ impl Server {
         self.spawn();
     }
 
+    /// [`Server::restart`] without rewriting the credentials file (a test changed it).
+    pub fn restart_keeping_credentials(&mut self) {
+        self.kill();
+        self.keep_credentials = true;
+        self.spawn();
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -131,6 +170,17 @@ impl Server {
     /// A client signing with `access_key` in `region`: the server takes the account from the
     /// key and the region from the SigV4 credential scope.
     pub fn client_as(&self, access_key: &str, region: &str) -> Client {
+        self.client_with(access_key, SECRET, None, region)
+    }
+
+    /// A client signing with any key, secret and session token.
+    pub fn client_with(
+        &self,
+        access_key: &str,
+        secret: &str,
+        session_token: Option<&str>,
+        region: &str,
+    ) -> Client {
         let http = aws_smithy_http_client::Builder::new().build_http();
         let config = aws_sdk_imagebuilder::Config::builder()
             .behavior_version_latest()
@@ -139,8 +189,8 @@ impl Server {
             .region(Region::new(region.to_string()))
             .credentials_provider(Credentials::new(
                 access_key,
-                "kiln-test-secret",
-                None,
+                secret,
+                session_token.map(str::to_string),
                 None,
                 "kiln-tests",
             ))
@@ -270,11 +320,75 @@ impl RawResponse {
     }
 }
 
-/// One HTTP/1.1 request on a fresh connection (`Connection: close`), written by hand so that
-/// tests can send what no SDK would: wrong methods, broken JSON, oversized bodies. The body is
-/// written from a second thread because the server may answer (and stop reading) before it has
-/// all of it; a failed write is then expected and ignored, the response is what counts.
+/// [`raw_request_unsigned`], signed with [`DEFAULT_KEY`] in us-east-1 (over `host`,
+/// `content-type` and the body) as an SDK would sign it.
 pub fn raw_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    extra_headers: &[(&str, &str)],
+    body: &[u8],
+) -> RawResponse {
+    let signature = sign(
+        addr,
+        method,
+        path,
+        body,
+        DEFAULT_KEY,
+        SECRET,
+        chrono::Utc::now(),
+    );
+    let mut headers: Vec<(&str, &str)> = signature
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    headers.extend_from_slice(extra_headers);
+    raw_request_unsigned(addr, method, path, &headers, body)
+}
+
+/// The SigV4 headers (`x-amz-date`, `authorization`) for a raw request with `key` and `secret`,
+/// signed at `when`.
+pub fn sign(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    key: &str,
+    secret: &str,
+    when: chrono::DateTime<chrono::Utc>,
+) -> Vec<(String, String)> {
+    let (raw_path, raw_query) = path.split_once('?').unwrap_or((path, ""));
+    let headers = vec![
+        ("host".to_string(), addr.to_string()),
+        ("content-type".to_string(), "application/json".to_string()),
+    ];
+    let request = kiln_auth::sigv4::Request {
+        method,
+        raw_path,
+        raw_query,
+        headers: &headers,
+        authority: None,
+        body,
+    };
+    kiln_auth::sigv4::sign_request(
+        &request,
+        &kiln_auth::sigv4::Credentials {
+            access_key_id: key.to_string(),
+            secret_access_key: secret.to_string(),
+            session_token: None,
+        },
+        REGION,
+        when,
+        &kiln_auth::sigv4::Settings::imagebuilder(),
+    )
+}
+
+/// One HTTP/1.1 request on a fresh connection (`Connection: close`), written by hand so that
+/// tests can send what no SDK would: wrong methods, broken JSON, oversized bodies, no or bad
+/// signatures. The body is written from a second thread because the server may answer (and stop
+/// reading) before it has all of it; a failed write is then expected and ignored, the response
+/// is what counts.
+pub fn raw_request_unsigned(
     addr: SocketAddr,
     method: &str,
     path: &str,
