@@ -143,7 +143,7 @@ impl Gen<'_> {
             return enum_values[self.rng.gen_range(0..enum_values.len())].to_string();
         }
         if let Some(p) = pattern {
-            if let Some(arn) = self.from_pool(p) {
+            if let Some(arn) = self.existing_arn(p) {
                 return arn;
             }
         }
@@ -171,7 +171,7 @@ impl Gen<'_> {
     }
 
     /// An existing resource's ARN that matches `pattern`, half of the time there is one.
-    fn from_pool(&mut self, pattern: &str) -> Option<String> {
+    fn existing_arn(&mut self, pattern: &str) -> Option<String> {
         if self.pool.is_empty() || !pattern.starts_with("^arn:aws") || !self.rng.gen_bool(0.6) {
             return None;
         }

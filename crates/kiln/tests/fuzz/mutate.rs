@@ -497,8 +497,8 @@ pub fn auth(req: &mut Request, rng: &mut StdRng) -> &'static str {
                 ("/aws4_request", "/aws4_requesx"),
                 ("/us-east-1/", "/xx-nowhere-1/"),
                 ("/us-east-1/", "//"),
-                ("Credential=AKIDDEFAULT/", "Credential=AKIDUNKNOWN/"),
-                ("Credential=AKIDDEFAULT/", "Credential=/"),
+                ("Credential=", "Credential=AKIDUNKNOWN"),
+                ("Credential=", "Credential=/"),
                 ("AWS4-HMAC-SHA256", "aws4-hmac-sha256"),
                 ("AWS4-HMAC-SHA256", "AWS4-HMAC-SHA512"),
             ];

@@ -5,12 +5,12 @@
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use std::time::SystemTime;
 
-pub const SECRET: &str = "kiln-test-secret";
 pub const SERVICE: &str = "imagebuilder";
 
 /// Who signs, for where, and when.
 pub struct Signer<'a> {
     pub key: &'a str,
+    pub secret: &'a str,
     pub region: &'a str,
     pub time: SystemTime,
 }
@@ -27,7 +27,8 @@ pub fn sign_request(
     body: &[u8],
 ) -> Option<Vec<(String, String)>> {
     let identity =
-        aws_credential_types::Credentials::new(signer.key, SECRET, None, None, "kiln-fuzz").into();
+        aws_credential_types::Credentials::new(signer.key, signer.secret, None, None, "kiln-fuzz")
+            .into();
     let params = aws_sigv4::sign::v4::SigningParams::builder()
         .identity(&identity)
         .region(signer.region)
