@@ -608,21 +608,40 @@ def build_on(client: Any, infra: str, parent: str, check: str) -> dict:
     return build(client, r, infra)
 
 
-def test_parents_from_a_layout_an_archive_and_a_registry(client, infra, built, endpoint, tmp_path):
-    layout = tmp_path / "layout"
+def test_parents_from_a_layout_an_archive_and_a_registry(endpoint, built, tmp_path):
+    """On a server of its own, which lists the directory of the layout and the archive
+    (--import-dir) and the loopback registry (--registry): without them it refuses such
+    parents (tests/python/test_walls.py)."""
+    imports = tmp_path / "imports"
+    imports.mkdir()
+    layout = imports / "layout"
     out = kiln(endpoint, "image", "export", built["arn"], "--format", "oci", "-o", str(layout))
     assert out.returncode == 0, out.stderr
-    from_layout = build_on(client, infra, f"oci:{layout}:1.0.0-1", "grep -q hello /opt/app/hello.txt")
-    assert from_layout["state"]["status"] == "AVAILABLE", from_layout["state"]
-
-    archive = tmp_path / "rootfs.tar.gz"
-    busybox_rootfs_archive(archive)
-    from_archive = build_on(
-        client, infra, f"file://{archive}", "grep -q 'an archive' /opt/app/hello.txt"
-    )
-    assert from_archive["state"]["status"] == "AVAILABLE", from_archive["state"]
-
     port = free_port()
+    server = KilnServer(
+        tmp_path / "data",
+        extra_args=["--import-dir", str(imports), "--registry", f"127.0.0.1:{port}"],
+    ).start()
+    try:
+        client = make_client(server.endpoint)
+        infra = create_infra(client, instanceTypes=["t3.micro"])
+        from_layout = build_on(
+            client, infra, f"oci:{layout}:1.0.0-1", "grep -q hello /opt/app/hello.txt"
+        )
+        assert from_layout["state"]["status"] == "AVAILABLE", from_layout["state"]
+
+        archive = imports / "rootfs.tar.gz"
+        busybox_rootfs_archive(archive)
+        from_archive = build_on(
+            client, infra, f"file://{archive}", "grep -q 'an archive' /opt/app/hello.txt"
+        )
+        assert from_archive["state"]["status"] == "AVAILABLE", from_archive["state"]
+        registry_parents(client, infra, layout, port, tmp_path)
+    finally:
+        server.stop_gracefully()
+
+
+def registry_parents(client: Any, infra: str, layout: Path, port: int, tmp_path: Path) -> None:
     storage = tmp_path / "registry"
     config = tmp_path / "registry.yml"
     config.write_text(

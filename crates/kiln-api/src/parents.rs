@@ -8,6 +8,8 @@ use kiln_domain::resources::managed;
 use kiln_domain::resources::parent::ParentSource;
 use kiln_domain::version::{SemVer, VersionFilter};
 use kiln_store::{ListQuery, Txn, TxnExt};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 
 /// The images of one account and region, optionally of one name.
 fn images(
@@ -96,4 +98,517 @@ pub fn resolved_parent(
             .map(|i| i.arn.to_string()),
         _ => None,
     })
+}
+
+/// What a caller may name as a parent image beyond its own account's images (issue 11): the
+/// operator's `--import-dir`s for `oci:` and `file://` parents (never Kiln's data directory,
+/// even inside one of them) and `--registry`s on loopback, link-local or private addresses.
+/// Checked when a recipe is created and again by the worker right before it reads.
+#[derive(Debug, Clone, Default)]
+pub struct ParentRules {
+    /// Canonical (symlinks resolved).
+    import_dirs: Vec<PathBuf>,
+    /// The import directories as the operator wrote them (made absolute), and canonical: what
+    /// a caller's path is first compared with, before the file system is read.
+    named_dirs: Vec<PathBuf>,
+    /// Canonical, and as the operator wrote it (made absolute); empty for a service without
+    /// one (unit tests).
+    data_dir: PathBuf,
+    named_data_dir: PathBuf,
+    /// `host[:port]` as the operator wrote them, compared case-insensitively.
+    registries: Vec<String>,
+}
+
+/// A parent path that passed [`ParentRules::allowed_path`]: the import directory it is in and
+/// the path below it, so that the reader can open it without leaving that directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedPath {
+    pub import_dir: PathBuf,
+    pub relative: PathBuf,
+}
+
+const IMPORT_FLAG: &str = "kiln serve --import-dir DIR";
+
+impl ParentRules {
+    /// Canonicalizes the directories; an import directory that does not exist is an error
+    /// naming it.
+    pub fn new(
+        data_dir: &Path,
+        import_dirs: &[PathBuf],
+        registries: &[String],
+    ) -> Result<ParentRules, String> {
+        let canonical = |p: &Path, what: &str| {
+            std::fs::canonicalize(p).map_err(|e| format!("{what} {}: {e}", p.display()))
+        };
+        let mut dirs = Vec::new();
+        let mut named = Vec::new();
+        for d in import_dirs {
+            let c = canonical(d, "--import-dir")?;
+            if !c.is_dir() {
+                return Err(format!("--import-dir {} is not a directory", d.display()));
+            }
+            let absolute =
+                std::path::absolute(d).map_err(|e| format!("--import-dir {}: {e}", d.display()))?;
+            named.extend(normalize(&absolute));
+            named.push(c.clone());
+            dirs.push(c);
+        }
+        for r in registries {
+            let ok = kiln_toe::actions::net::address::split_host_port(r, 443)
+                .is_some_and(|(h, _)| !h.is_empty() && !h.contains('/'));
+            if !ok {
+                return Err(format!(
+                    "--registry `{r}`: give HOST:PORT (e.g. 127.0.0.1:5000)"
+                ));
+            }
+        }
+        let named_data_dir = std::path::absolute(data_dir)
+            .ok()
+            .and_then(|p| normalize(&p))
+            .unwrap_or_default();
+        Ok(ParentRules {
+            import_dirs: dirs,
+            named_dirs: named,
+            named_data_dir,
+            data_dir: canonical(data_dir, "the data directory")?,
+            registries: registries.to_vec(),
+        })
+    }
+
+    pub fn registries(&self) -> &[String] {
+        &self.registries
+    }
+
+    /// Whether the caller's account may use an Image Builder image ARN as a parent: its own
+    /// images in this region, and Kiln's managed ones (owner `aws`). Sharing will add images
+    /// shared with the account here.
+    pub fn may_use_image(account: &str, region: &str, arn: &Arn) -> Result<(), String> {
+        if arn.account == managed::OWNER {
+            return Ok(());
+        }
+        if arn.account != account {
+            return Err(format!(
+                "{arn} is not an image of your account {account}; a parent image is one of your account's images or an Amazon-managed one (owner aws)"
+            ));
+        }
+        if arn.region != region {
+            return Err(format!(
+                "{arn} is in {}; a parent image must be in this region ({region})",
+                arn.region
+            ));
+        }
+        Ok(())
+    }
+
+    /// The checks of CreateImageRecipe and CreateContainerRecipe. They read the file system
+    /// (to resolve symlinks) but never DNS: names are resolved when the build pulls.
+    pub fn check_at_create(&self, account: &str, region: &str, parent: &str) -> Result<(), String> {
+        match ParentSource::parse(parent) {
+            ParentSource::ImageBuilderImage(arn) => Self::may_use_image(account, region, &arn),
+            ParentSource::OciLayout { path, .. } | ParentSource::RootfsArchive { path, .. } => {
+                self.allowed_path(&path).map(|_| ())
+            }
+            ParentSource::Registry { registry, .. } => self.check_registry(&registry, &[]),
+            // An ami- id names only the caller's images (`by_ami`); other forms fail at build.
+            ParentSource::Ami(_) | ParentSource::Unsupported(_) => Ok(()),
+        }
+    }
+
+    /// Where `path` may be read from: inside an import directory as written (after `.` and
+    /// `..`, before touching the file system, so that refusals say nothing about other host
+    /// paths) and again with symlinks resolved, and not inside Kiln's data directory.
+    pub fn allowed_path(&self, path: &str) -> Result<AllowedPath, String> {
+        if self.import_dirs.is_empty() {
+            return Err(format!(
+                "{path}: oci: and file:// parents are read only from directories the operator lists with `{IMPORT_FLAG}`, and this server lists none"
+            ));
+        }
+        let outside = || {
+            format!(
+                "{path} is not inside a directory this server imports parents from (`{IMPORT_FLAG}`)"
+            )
+        };
+        let lexical = normalize(Path::new(path)).ok_or_else(outside)?;
+        if !self.named_dirs.iter().any(|d| lexical.starts_with(d)) {
+            return Err(outside());
+        }
+        let in_data_dir = || {
+            format!(
+                "{path} is inside Kiln's data directory, which no parent image may name; use the image's ARN"
+            )
+        };
+        if self.in_data_dir(&lexical)
+            || (!self.named_data_dir.as_os_str().is_empty()
+                && lexical.starts_with(&self.named_data_dir))
+        {
+            return Err(in_data_dir());
+        }
+        let real = std::fs::canonicalize(&lexical).map_err(|e| format!("{path}: {e}"))?;
+        if self.in_data_dir(&real) {
+            return Err(in_data_dir());
+        }
+        let import_dir = self
+            .import_dirs
+            .iter()
+            .find(|d| real.starts_with(d))
+            .ok_or_else(|| {
+                format!(
+                    "{path} leads (through a symbolic link) outside the directories this server imports parents from (`{IMPORT_FLAG}`)"
+                )
+            })?;
+        Ok(AllowedPath {
+            relative: real
+                .strip_prefix(import_dir)
+                .map(Path::to_path_buf)
+                .unwrap_or_default(),
+            import_dir: import_dir.clone(),
+        })
+    }
+
+    /// Whether the real path of an opened parent is inside Kiln's data directory.
+    pub fn in_data_dir(&self, real: &Path) -> bool {
+        !self.data_dir.as_os_str().is_empty() && real.starts_with(&self.data_dir)
+    }
+
+    /// A registry on this machine or a private network only when the operator lists it.
+    /// `resolved` are the addresses its name resolves to (none at create time: literal
+    /// addresses and `localhost` names are checked then, names when the build pulls).
+    pub fn check_registry(&self, registry: &str, resolved: &[IpAddr]) -> Result<(), String> {
+        use kiln_toe::actions::net::address::{is_internal, is_local_name, literal_ip};
+        if self
+            .registries
+            .iter()
+            .any(|r| r.eq_ignore_ascii_case(registry))
+        {
+            return Ok(());
+        }
+        let host = registry
+            .strip_prefix('[')
+            .and_then(|r| r.split_once(']'))
+            .map(|(h, _)| format!("[{h}]"))
+            .unwrap_or_else(|| registry.split(':').next().unwrap_or_default().to_string());
+        let internal = is_local_name(&host)
+            || literal_ip(&host).is_some_and(is_internal)
+            || resolved.iter().copied().any(is_internal);
+        if internal {
+            return Err(format!(
+                "the registry {registry} is on this machine or a private network (loopback, link-local or private address); Kiln pulls from such a registry only when the operator lists it with `kiln serve --registry {registry}`"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `path` made absolute-only and free of `.` and `..` without reading the file system;
+/// `None` for a relative path.
+fn normalize(path: &Path) -> Option<PathBuf> {
+    use std::path::Component;
+    if !path.is_absolute() {
+        return None;
+    }
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::Normal(part) => out.push(part),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    Some(out)
+}
+
+/// A refused `parentImage`, as CreateImageRecipe and CreateContainerRecipe answer it.
+pub fn parent_error(message: String) -> kiln_wire::ApiError {
+    kiln_wire::ApiError::new(
+        kiln_wire::ErrorKind::InvalidParameterValueException,
+        format!("parentImage: {message}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    struct Dirs {
+        _root: tempfile::TempDir,
+        import: PathBuf,
+        outside: PathBuf,
+        data: PathBuf,
+    }
+
+    /// `root/import` (listed), `root/outside`, and the data directory `root/data`, whose
+    /// parent `root` is listed too (an operator may list a parent of it).
+    fn dirs() -> (Dirs, ParentRules) {
+        let root = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(root.path()).unwrap();
+        let d = Dirs {
+            import: base.join("import"),
+            outside: base.join("outside"),
+            data: base.join("data"),
+            _root: root,
+        };
+        for p in [&d.import, &d.outside, &d.data.join("images")] {
+            std::fs::create_dir_all(p).unwrap();
+        }
+        std::fs::write(d.import.join("rootfs.tar"), b"").unwrap();
+        std::fs::write(d.outside.join("secret.tar"), b"").unwrap();
+        symlink(d.outside.join("secret.tar"), d.import.join("escape.tar")).unwrap();
+        symlink("rootfs.tar", d.import.join("inside.tar")).unwrap();
+        let rules = ParentRules::new(&d.data, std::slice::from_ref(&d.import), &[]).unwrap();
+        (d, rules)
+    }
+
+    #[test]
+    fn paths_must_be_inside_an_import_dir() {
+        let (d, rules) = dirs();
+        let ok = rules
+            .allowed_path(&format!("{}/rootfs.tar", d.import.display()))
+            .unwrap();
+        assert_eq!(ok.import_dir, d.import);
+        assert_eq!(ok.relative, PathBuf::from("rootfs.tar"));
+        let through_link = rules
+            .allowed_path(&format!("{}/inside.tar", d.import.display()))
+            .unwrap();
+        assert_eq!(through_link.relative, PathBuf::from("rootfs.tar"));
+
+        let refused = [
+            (format!("{}/secret.tar", d.outside.display()), "not inside"),
+            (
+                format!("{}/../outside/secret.tar", d.import.display()),
+                "not inside",
+            ),
+            (
+                format!("{}/escape.tar", d.import.display()),
+                "symbolic link",
+            ),
+            ("/root/secret.tar".to_string(), "not inside"),
+            ("relative.tar".to_string(), "not inside"),
+        ];
+        for (path, want) in refused {
+            let err = rules.allowed_path(&path).unwrap_err();
+            assert!(err.contains(want), "{path}: {err}");
+            assert!(err.contains("--import-dir"), "{path}: {err}");
+        }
+        // The refusal of a path outside says nothing about whether it exists.
+        let missing = rules.allowed_path("/root/no-such.tar").unwrap_err();
+        let present = rules
+            .allowed_path(&format!("{}/secret.tar", d.outside.display()))
+            .unwrap_err();
+        assert_eq!(
+            missing.replace("/root/no-such.tar", "P"),
+            present.replace(&format!("{}/secret.tar", d.outside.display()), "P")
+        );
+
+        let none = ParentRules::new(&d.data, &[], &[]).unwrap();
+        let err = none
+            .allowed_path(&format!("{}/rootfs.tar", d.import.display()))
+            .unwrap_err();
+        assert!(err.contains("lists none"), "{err}");
+    }
+
+    #[test]
+    fn the_data_directory_is_never_a_parent() {
+        let (d, _) = dirs();
+        let parent_of_data = d.data.parent().unwrap().to_path_buf();
+        let rules = ParentRules::new(&d.data, &[parent_of_data], &[]).unwrap();
+        for parent in [
+            format!("oci:{}/images:kiln-0123", d.data.display()),
+            format!("oci:{}/../data/images", d.import.display()),
+        ] {
+            let err = rules
+                .check_at_create("123456789012", "us-east-1", &parent)
+                .unwrap_err();
+            assert!(err.contains("data directory"), "{parent}: {err}");
+        }
+        assert!(rules
+            .check_at_create(
+                "123456789012",
+                "us-east-1",
+                &format!("file://{}/rootfs.tar", d.import.display())
+            )
+            .is_ok());
+    }
+
+    #[test]
+    fn images_of_other_accounts_are_refused() {
+        let rules = ParentRules::default();
+        let (me, region) = ("123456789012", "us-east-1");
+        let ok = [
+            "arn:aws:imagebuilder:us-east-1:123456789012:image/mine/1.0.0/1",
+            "arn:aws:imagebuilder:us-east-1:123456789012:image/mine/x.x.x",
+            "arn:aws:imagebuilder:us-east-1:aws:image/busybox-x86/x.x.x",
+            "ami-0123456789abcdef0",
+        ];
+        for parent in ok {
+            assert!(
+                rules.check_at_create(me, region, parent).is_ok(),
+                "{parent}"
+            );
+        }
+        let refused = [
+            (
+                "arn:aws:imagebuilder:us-east-1:111122223333:image/theirs/1.0.0/1",
+                "not an image of your account",
+            ),
+            (
+                "arn:aws:imagebuilder:us-east-1:111122223333:image/theirs/x.x.x",
+                "not an image of your account",
+            ),
+            (
+                "arn:aws:imagebuilder:eu-west-1:123456789012:image/mine/1.0.0",
+                "this region",
+            ),
+        ];
+        for (parent, want) in refused {
+            let err = rules.check_at_create(me, region, parent).unwrap_err();
+            assert!(err.contains(want), "{parent}: {err}");
+        }
+    }
+
+    #[test]
+    fn internal_registries_need_the_operators_listing() {
+        let (d, _) = dirs();
+        let rules = ParentRules::new(&d.data, &[], &["127.0.0.1:5000".to_string()]).unwrap();
+        let (me, region) = ("123456789012", "us-east-1");
+        for parent in [
+            "127.0.0.1:5000/app:1",
+            "quay.io/team/app:1",
+            "registry.example.com:5000/a",
+        ] {
+            assert!(
+                rules.check_at_create(me, region, parent).is_ok(),
+                "{parent}"
+            );
+        }
+        for parent in [
+            "127.0.0.1:5001/app:1",
+            "localhost:5000/app",
+            "[::1]:5000/app",
+            "169.254.169.254:80/latest/meta-data",
+            "10.0.0.8:5000/app",
+            "192.168.1.10/app",
+        ] {
+            let err = rules.check_at_create(me, region, parent).unwrap_err();
+            assert!(err.contains("--registry"), "{parent}: {err}");
+        }
+        // A name is checked on what it resolves to.
+        let loopback: IpAddr = "127.0.0.1".parse().unwrap();
+        let public: IpAddr = "93.184.215.14".parse().unwrap();
+        assert!(rules
+            .check_registry("sneaky.example.com", &[loopback])
+            .is_err());
+        assert!(rules
+            .check_registry("registry.example.com", &[public])
+            .is_ok());
+        assert!(rules.check_registry("127.0.0.1:5000", &[loopback]).is_ok());
+        assert!(ParentRules::new(&d.data, &[], &["a/b".into()]).is_err());
+    }
+
+    #[test]
+    fn resolution_finds_only_the_callers_images() {
+        use crate::service::Service;
+        use kiln_wire::{Operation, RequestContext};
+        use serde_json::{json, Value};
+        const A: &str = "123456789012";
+        const B: &str = "111122223333";
+        const REGION: &str = "us-east-1";
+        let dir = tempfile::tempdir().unwrap();
+        let svc = Service::open(dir.path(), kiln_store::sqlite::Sync::Normal).unwrap();
+        let call = |account: &str, op: Operation, input: Value| {
+            let ctx = RequestContext {
+                request_id: "r".into(),
+                account_id: account.into(),
+                region: REGION.into(),
+                now_millis: 1_795_694_400_000,
+                valid_until: Default::default(),
+            };
+            svc.call(op, &ctx, input)
+                .map(|out| serde_json::from_str::<Value>(&out).unwrap())
+        };
+        call(A, Operation::CreateComponent, json!({"name": "comp", "semanticVersion": "1.0.0",
+            "platform": "Linux", "clientToken": "c",
+            "data": "schemaVersion: 1.0\nphases:\n  - name: build\n    steps:\n      - {name: S, action: ExecuteBash, inputs: {commands: ['true']}}\n"}))
+        .unwrap();
+        let recipe = call(A, Operation::CreateImageRecipe, json!({"name": "rcpa", "semanticVersion": "1.0.0",
+            "clientToken": "r", "parentImage": "arn:aws:imagebuilder:us-east-1:aws:image/busybox-x86/x.x.x",
+            "components": [{"componentArn": format!("arn:aws:imagebuilder:{REGION}:{A}:component/comp/x.x.x")}]}))
+        .unwrap()["imageRecipeArn"].clone();
+        let infra = call(
+            A,
+            Operation::CreateInfrastructureConfiguration,
+            json!({"name": "infra", "instanceProfileName": "p", "clientToken": "i"}),
+        )
+        .unwrap()["infrastructureConfigurationArn"]
+            .clone();
+        let image_arn = call(
+            A,
+            Operation::CreateImage,
+            json!({"imageRecipeArn": recipe,
+            "infrastructureConfigurationArn": infra, "clientToken": "b"}),
+        )
+        .unwrap()["imageBuildVersionArn"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let ami = "ami-0123456789abcdef0";
+        svc.store
+            .write(|tx| -> Result<(), kiln_store::StoreError> {
+                let mut image: Image = tx.get(&image_arn)?.unwrap();
+                image.status = ImageStatus::Available;
+                image.output_resources = vec![ami.to_string()];
+                tx.put(&image)
+            })
+            .unwrap()
+            .unwrap();
+
+        let filter = Arn::parse(&format!(
+            "arn:aws:imagebuilder:{REGION}:{A}:image/rcpa/x.x.x"
+        ))
+        .unwrap();
+        let exact = Arn::parse(&image_arn).unwrap();
+        svc.store
+            .read(|tx| {
+                assert!(newest_available(tx, A, REGION, &filter).is_ok());
+                assert!(by_ami(tx, A, REGION, ami).is_ok());
+                for arn in [&filter, &exact] {
+                    let err = newest_available(tx, B, REGION, arn).unwrap_err();
+                    assert!(err.contains("another account"), "{err}");
+                    assert_eq!(
+                        resolved_parent(tx, B, REGION, &arn.to_string()).unwrap(),
+                        None
+                    );
+                }
+                let err = by_ami(tx, B, REGION, ami).unwrap_err();
+                assert!(
+                    err.contains(&format!("no AVAILABLE image of account {B}")),
+                    "{err}"
+                );
+                assert_eq!(resolved_parent(tx, B, REGION, ami).unwrap(), None);
+                assert_eq!(
+                    resolved_parent(tx, A, REGION, ami).unwrap(),
+                    Some(image_arn.clone())
+                );
+                Ok::<(), kiln_store::StoreError>(())
+            })
+            .unwrap()
+            .unwrap();
+
+        // B cannot even record A's image as a parent.
+        for parent in [filter.to_string(), image_arn.clone()] {
+            let err = call(B, Operation::CreateImageRecipe, json!({"name": "rcpb", "clientToken": "rb", "semanticVersion": "1.0.0",
+                "parentImage": parent,
+                "components": [{"componentArn": "arn:aws:imagebuilder:us-east-1:aws:component/none/1.0.0/1"}]}))
+            .unwrap_err();
+            assert_eq!(
+                err.kind.code(),
+                "InvalidParameterValueException",
+                "{}",
+                err.message
+            );
+            assert!(err.message.starts_with("parentImage:"), "{}", err.message);
+        }
+    }
 }

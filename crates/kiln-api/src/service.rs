@@ -22,6 +22,8 @@ pub struct Service {
     pub work: crate::work::WorkSignal,
     /// The time of requests, builds and schedules.
     pub clock: Arc<dyn Clock>,
+    /// What callers may name as parent images besides their own images (issue 11).
+    pub parents: crate::parents::ParentRules,
     answers: Answers,
 }
 
@@ -45,11 +47,18 @@ impl Service {
             arn: SIGNING_KEY_SETTING.to_string(),
             message: "the pagination key is not hex".to_string(),
         })?;
+        let parents = crate::parents::ParentRules::new(data_dir, &[], &[]).map_err(|message| {
+            StoreError::Open {
+                path: data_dir.display().to_string(),
+                message,
+            }
+        })?;
         Ok(Service {
             store,
             pager,
             work: Default::default(),
             clock: Arc::new(SystemClock),
+            parents,
             answers: Answers::default(),
         })
     }
@@ -57,6 +66,12 @@ impl Service {
     /// The same service on another clock (a test clock).
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Service {
         self.clock = clock;
+        self
+    }
+
+    /// The same service with the operator's import directories and registries.
+    pub fn with_parent_rules(mut self, rules: crate::parents::ParentRules) -> Service {
+        self.parents = rules;
         self
     }
 

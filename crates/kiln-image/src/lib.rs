@@ -53,6 +53,7 @@
 //! [OCI image layout]: https://github.com/opencontainers/image-spec/blob/main/image-layout.md
 
 mod base;
+pub mod confined;
 mod export;
 mod fetch;
 mod hash;

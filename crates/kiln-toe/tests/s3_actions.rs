@@ -120,6 +120,7 @@ impl Fixture {
             config: ActionConfig {
                 s3,
                 web_retry_base: Duration::from_millis(1),
+                ..ActionConfig::default()
             },
             console: Lines::default(),
         }

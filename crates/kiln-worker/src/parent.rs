@@ -14,6 +14,7 @@ use kiln_domain::resources::infrastructure::InfrastructureConfiguration;
 use kiln_domain::resources::managed::{self, ManagedBase, ManagedImage};
 use kiln_domain::resources::parent::ParentSource;
 use kiln_image::ImageRef;
+use kiln_toe::actions::net::address::NetworkAccess;
 
 /// The suite of the managed Debian image.
 const DEBIAN_SUITE: &str = "bookworm";
@@ -38,6 +39,24 @@ impl Parent {
 /// a subnet or security groups. Without either, an instance has only a loopback device.
 pub fn network_allowed(infrastructure: &InfrastructureConfiguration) -> bool {
     infrastructure.subnet_id.is_some() || !infrastructure.security_group_ids.is_empty()
+}
+
+/// Where a build's WebDownload and S3 actions may connect. They connect from the Kiln process,
+/// on the host, so they follow the instance's network: none without one, and with one only
+/// public addresses plus the registries the operator listed (`--registry`), never the host's
+/// own services or private networks.
+pub fn build_network_access(
+    shared: &Shared,
+    infrastructure: &InfrastructureConfiguration,
+) -> NetworkAccess {
+    if !network_allowed(infrastructure) {
+        return NetworkAccess::Off {
+            reason: "the build instance has no network (its infrastructure configuration has no subnet or security group)".to_string(),
+        };
+    }
+    NetworkAccess::Public {
+        allowed: shared.service.parents.registries().to_vec(),
+    }
 }
 
 pub fn resolve(shared: &Shared, image: &Image, parent: &str) -> Result<Parent, String> {
@@ -92,38 +111,80 @@ pub fn resolve(shared: &Shared, image: &Image, parent: &str) -> Result<Parent, S
                 .map(kept)
                 .map_err(|e| format!("{id}: {e}"))
         }
-        ParentSource::OciLayout { path, tag } => shared
-            .store
-            .import_oci_layout(
-                std::path::Path::new(&path),
-                tag.as_deref().unwrap_or(""),
-                &temporary_tag,
-            )
-            .map(temporary)
-            .map_err(store_err),
-        ParentSource::RootfsArchive { path, .. } => shared
-            .store
-            .import_rootfs_archive(std::path::Path::new(&path), &temporary_tag)
-            .map(temporary)
-            .map_err(store_err),
+        ParentSource::OciLayout { path, tag } => {
+            let layout = open_allowed(shared, &path, true)?;
+            shared
+                .store
+                .import_confined_layout(&layout, tag.as_deref().unwrap_or(""), &temporary_tag)
+                .map(temporary)
+                .map_err(store_err)
+        }
+        ParentSource::RootfsArchive { path, .. } => {
+            let archive = open_allowed(shared, &path, false)?;
+            shared
+                .store
+                .import_confined_archive(&archive, &temporary_tag)
+                .map(temporary)
+                .map_err(store_err)
+        }
         ParentSource::Registry {
             registry,
             repository,
             reference,
             plain_http,
-        } => shared
-            .store
-            .pull_registry(
-                &registry,
-                &repository,
-                &reference,
-                plain_http,
-                &temporary_tag,
-            )
-            .map(temporary)
-            .map_err(store_err),
+        } => {
+            check_registry(shared, &registry)?;
+            shared
+                .store
+                .pull_registry(
+                    &registry,
+                    &repository,
+                    &reference,
+                    plain_http,
+                    &temporary_tag,
+                )
+                .map(temporary)
+                .map_err(store_err)
+        }
         ParentSource::Unsupported(reason) => Err(reason),
     }
+}
+
+/// The `oci:` or `file://` parent at `path`, checked again against the operator's import
+/// directories (the file system may have changed since the recipe was created) and opened
+/// without leaving the import directory it is in.
+fn open_allowed(
+    shared: &Shared,
+    path: &str,
+    directory: bool,
+) -> Result<kiln_image::confined::Confined, String> {
+    let rules = &shared.service.parents;
+    let allowed = rules.allowed_path(path)?;
+    let opened =
+        kiln_image::confined::open_beneath(&allowed.import_dir, &allowed.relative, directory)
+            .map_err(|e| e.to_string())?;
+    if rules.in_data_dir(&opened.real_path) {
+        return Err(format!(
+            "{path} is inside Kiln's data directory, which no parent image may name; use the image's ARN"
+        ));
+    }
+    Ok(opened)
+}
+
+/// The registry checked on the addresses its name resolves to now (the API could check only
+/// literal addresses and `localhost`).
+fn check_registry(shared: &Shared, registry: &str) -> Result<(), String> {
+    use std::net::ToSocketAddrs;
+    let Some((host, port)) = kiln_toe::actions::net::address::split_host_port(registry, 443) else {
+        return Err(format!("bad registry `{registry}`"));
+    };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let addrs: Vec<std::net::IpAddr> = (bare, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("resolving the registry {registry}: {e}"))?
+        .map(|a| a.ip())
+        .collect();
+    shared.service.parents.check_registry(registry, &addrs)
 }
 
 /// A managed base image, made the first time a build asks for it.

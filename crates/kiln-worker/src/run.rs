@@ -256,6 +256,10 @@ fn run_build(
         keep_failed_instance: !infrastructure.terminate_instance_on_failure,
     };
     let engine = EngineConfig {
+        actions: kiln_toe::actions::ActionConfig {
+            network: crate::parent::build_network_access(shared, infrastructure),
+            ..Default::default()
+        },
         cancel: Some(cancel.clone()),
         working_directory: snapshot.working_directory().map(str::to_string),
         ..EngineConfig::default()

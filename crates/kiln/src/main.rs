@@ -114,6 +114,24 @@ struct ServeArgs {
     /// configuration) reach the host's own addresses, Kiln's API included. Off by default.
     #[arg(long, env = "KILN_INSTANCE_HOST_ACCESS")]
     instance_host_access: bool,
+    /// A directory callers may name `oci:` and `file://` parent images in (repeatable; none by
+    /// default). Every account can read what is in it. Kiln's data directory stays refused.
+    #[arg(
+        long = "import-dir",
+        value_name = "DIR",
+        env = "KILN_IMPORT_DIRS",
+        value_delimiter = ':'
+    )]
+    import_dirs: Vec<PathBuf>,
+    /// A registry on this machine or a private network (HOST:PORT) that parent images may be
+    /// pulled from and builds may download from (repeatable; public registries need no flag).
+    #[arg(
+        long = "registry",
+        value_name = "HOST:PORT",
+        env = "KILN_REGISTRIES",
+        value_delimiter = ','
+    )]
+    registries: Vec<String>,
 }
 
 fn main() -> Result<()> {
@@ -232,7 +250,10 @@ fn serve(args: ServeArgs) -> Result<()> {
         tracing::warn!(path = %path.display(), "using a test clock");
         service = service.with_clock(Arc::new(kiln_api::clock::FileClock::new(path.clone())));
     }
-    let service = Arc::new(service);
+    let rules =
+        kiln_api::parents::ParentRules::new(&args.data_dir, &args.import_dirs, &args.registries)
+            .map_err(anyhow::Error::msg)?;
+    let service = Arc::new(service.with_parent_rules(rules));
     let mut worker_config = kiln_worker::WorkerConfig::new(&args.data_dir);
     if let Some(n) = args.build_concurrency {
         anyhow::ensure!(n > 0, "--build-concurrency must be at least 1");

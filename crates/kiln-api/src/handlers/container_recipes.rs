@@ -99,7 +99,7 @@ pub(crate) fn to_wire(tx: &mut dyn Txn, recipe: &Recipe) -> Result<ContainerReci
 }
 
 pub fn create(
-    _svc: &Service,
+    svc: &Service,
     ctx: &RequestContext,
     tx: &mut dyn Txn,
     input: CreateContainerRecipeRequest,
@@ -115,6 +115,9 @@ pub fn create(
 
     domain::check_dockerfile_template(&template, !components.is_empty()).map_err(domain_error)?;
     let parent = ParentImage::classify(&parent_image).map_err(domain_error)?;
+    svc.parents
+        .check_at_create(&ctx.account_id, &ctx.region, &parent_image)
+        .map_err(crate::parents::parent_error)?;
     check_os_version_override(input.image_os_version_override.as_deref(), &parent)?;
     if let Some(instance) = &instance_configuration {
         domain::check_block_device_mappings(

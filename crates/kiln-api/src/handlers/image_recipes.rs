@@ -416,7 +416,7 @@ pub(crate) fn to_wire(tx: &mut dyn Txn, recipe: &Recipe) -> Result<ImageRecipe, 
 }
 
 pub fn create(
-    _svc: &Service,
+    svc: &Service,
     ctx: &RequestContext,
     tx: &mut dyn Txn,
     input: CreateImageRecipeRequest,
@@ -429,6 +429,9 @@ pub fn create(
     let ami_watermarks = input.ami_watermarks.unwrap_or_default();
 
     let parent = ParentImage::classify(&parent_image).map_err(domain_error)?;
+    svc.parents
+        .check_at_create(&ctx.account_id, &ctx.region, &parent_image)
+        .map_err(crate::parents::parent_error)?;
     domain::check_block_device_mappings("blockDeviceMappings", &block_device_mappings)
         .map_err(domain_error)?;
     domain::check_ami_watermarks(&ami_watermarks).map_err(domain_error)?;

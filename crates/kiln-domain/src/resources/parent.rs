@@ -12,6 +12,10 @@
 //! - a registry reference, `host[:port]/repository[:tag|@sha256:...]`; plain HTTP is allowed
 //!   only for loopback registries (`127.0.0.1`, `localhost`, `[::1]`).
 //!
+//! Which of these a caller may name (its own account's images, paths under the operator's
+//! import directories, registries on private addresses only when listed) is decided by
+//! `kiln_api::parents::ParentRules`, which needs the file system and the operator's settings.
+//!
 //! Anything else (SSM parameters, Marketplace product ids, `docker.io` short names) is
 //! [`ParentSource::Unsupported`], with the reason a build gives when it refuses it.
 

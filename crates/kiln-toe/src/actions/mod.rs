@@ -113,6 +113,9 @@ pub struct ActionConfig {
     pub s3: Option<S3Config>,
     /// First WebDownload retry delay; doubles each attempt (5 attempts in all).
     pub web_retry_base: std::time::Duration,
+    /// Where WebDownload and the S3 actions may connect (builds restrict it; `kiln toe run`
+    /// does not).
+    pub network: net::address::NetworkAccess,
 }
 
 impl Default for ActionConfig {
@@ -120,6 +123,7 @@ impl Default for ActionConfig {
         ActionConfig {
             s3: None,
             web_retry_base: std::time::Duration::from_secs(1),
+            network: net::address::NetworkAccess::Unrestricted,
         }
     }
 }

@@ -9,6 +9,7 @@
 //! to a hidden `.NAME.kiln-part` file beside its destination and renamed into place only when it
 //! is complete (and its checksum matches), so a failed download leaves the destination as it was.
 
+pub mod address;
 pub mod s3;
 pub mod web;
 
@@ -210,7 +211,9 @@ fn deadline_passed(ctx: &ActionContext) -> bool {
 }
 
 /// An HTTP agent for one request: statuses are answers (not errors), bodies are not
-/// decompressed (ureq is built without gzip), and the whole call ends at the step's deadline.
+/// decompressed (ureq is built without gzip), the whole call ends at the step's deadline, and
+/// every connection (redirects too) goes only where the run's [`address::NetworkAccess`]
+/// allows.
 fn agent(ctx: &ActionContext, insecure: bool) -> Result<ureq::Agent, ActionFailure> {
     let left = remaining(ctx)?;
     let connect = Some(left.map_or(Duration::from_secs(60), |l| l.min(Duration::from_secs(60))));
@@ -227,7 +230,17 @@ fn agent(ctx: &ActionContext, insecure: bool) -> Result<ureq::Agent, ActionFailu
                 .build(),
         );
     }
-    Ok(config.build().new_agent())
+    let access = ctx.config.network.clone();
+    if access == address::NetworkAccess::Unrestricted {
+        return Ok(config.build().new_agent());
+    }
+    // A proxy would connect on the build's behalf to addresses the resolver never sees.
+    let config = config.proxy(None).build();
+    Ok(ureq::Agent::with_parts(
+        config,
+        ureq::unversioned::transport::DefaultConnector::new(),
+        address::GuardedResolver { access },
+    ))
 }
 
 /// Waits before retry number `attempt` (1 for the first retry): `base * 2^(attempt-1)`, cut

@@ -677,8 +677,10 @@ impl<'a> Client<'a> {
                 agent.run(request)
             }
         };
-        let mut response =
-            result.map_err(|e| RequestError::Retry(format!("{method} {url}: {e}")))?;
+        let mut response = result.map_err(|e| match super::address::refusal(&e) {
+            Some(why) => stop(format!("{what}: {method} {url}: {why}")),
+            None => RequestError::Retry(format!("{method} {url}: {e}")),
+        })?;
         let status = response.status().as_u16();
         if (200..300).contains(&status) {
             return Ok(response);

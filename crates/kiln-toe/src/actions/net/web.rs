@@ -257,7 +257,13 @@ fn fetch(
     let response = agent
         .get(url)
         .call()
-        .map_err(|e| AttemptError::Retry(format!("GET {url}: {e}")))?;
+        .map_err(|e| match super::address::refusal(&e) {
+            // Asking again changes nothing.
+            Some(why) => AttemptError::Stop(ActionFailure::failed(format!(
+                "WebDownload: GET {url}: {why}"
+            ))),
+            None => AttemptError::Retry(format!("GET {url}: {e}")),
+        })?;
     let status = response.status();
     if status.as_u16() != 200 {
         return Err(AttemptError::Retry(format!(
@@ -281,6 +287,7 @@ fn fetch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::actions::net::address::NetworkAccess;
     use crate::actions::{run as run_action, ActionConfig, ActionKind};
     use crate::target::LocalTarget;
     use std::io::{BufRead, BufReader, Write};
@@ -375,6 +382,7 @@ mod tests {
                 config: ActionConfig {
                     s3: None,
                     web_retry_base: Duration::from_millis(1),
+                    ..ActionConfig::default()
                 },
                 console: Lines::default(),
                 target,
@@ -467,6 +475,75 @@ mod tests {
         .unwrap();
         assert_eq!(f.read("/f"), b"moved here");
         assert_eq!(server.hits(), 2);
+    }
+
+    fn host_port(server: &Server) -> String {
+        server
+            .url("")
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string()
+    }
+
+    #[test]
+    fn a_build_cannot_reach_loopback_even_through_a_redirect() {
+        let inner = Server::start(|_, _| ok(b"the host's secret"));
+        let to_inner = inner.url("/secret");
+        let outer =
+            Server::start(move |_, _| (302, vec![("Location".into(), to_inner.clone())], vec![]));
+        let mut f = Fixture::new();
+        f.config.network = NetworkAccess::Public { allowed: vec![] };
+        let why = err(f.run(&format!(
+            "- {{source: '{}', destination: /f}}",
+            inner.url("/secret")
+        )));
+        assert!(
+            why.contains("127.0.0.1") && why.contains("may not reach the host"),
+            "{why}"
+        );
+        assert_eq!(
+            inner.hits(),
+            0,
+            "refused before connecting, and not retried"
+        );
+
+        // The first hop is listed (as the S3 endpoint would be), the redirect's target is not.
+        f.config.network = NetworkAccess::Public {
+            allowed: vec![host_port(&outer)],
+        };
+        let why = err(f.run(&format!(
+            "- {{source: '{}', destination: /f}}",
+            outer.url("/x")
+        )));
+        assert!(why.contains("may not reach the host"), "{why}");
+        assert_eq!(outer.hits(), 1, "not retried");
+        assert_eq!(inner.hits(), 0);
+        assert!(!f.path("/f").exists());
+
+        f.config.network = NetworkAccess::Public {
+            allowed: vec![host_port(&outer), host_port(&inner)],
+        };
+        f.run(&format!(
+            "- {{source: '{}', destination: /f}}",
+            outer.url("/x")
+        ))
+        .unwrap();
+        assert_eq!(f.read("/f"), b"the host's secret");
+    }
+
+    #[test]
+    fn a_build_without_network_cannot_download() {
+        let server = Server::start(|_, _| ok(b"x"));
+        let mut f = Fixture::new();
+        f.config.network = NetworkAccess::Off {
+            reason: "the build instance has no network".into(),
+        };
+        let why = err(f.run(&format!(
+            "- {{source: '{}', destination: /f}}",
+            server.url("/x")
+        )));
+        assert!(why.contains("has no network"), "{why}");
+        assert_eq!(server.hits(), 0);
     }
 
     #[test]
