@@ -1,0 +1,93 @@
+//! What every answer must be, whatever the request: no 5xx, no hang, and every 4xx in the AWS
+//! error shape (an `X-Amzn-ErrorType` header and a JSON body with a `message`).
+
+use super::wire::Request;
+use crate::common::RawResponse;
+use std::time::Duration;
+
+/// Longer than any request may take: the slowest legitimate one (a write waiting for its
+/// commit on a loaded debug build) takes well under a second.
+pub const HANG: Duration = Duration::from_secs(10);
+
+/// What the HTTP/1 parser (hyper) answers, before Kiln sees the request, to a request head it
+/// refuses: conflicting framing headers (400), a request target over 64 KiB (414), a head over
+/// its buffer (431). These answers cannot carry the AWS shape (hyper writes them itself) and no
+/// SDK sends such requests; they are counted apart and allowed, unless `KILN_FUZZ_STRICT_HTTP`
+/// is set.
+pub fn is_http_parser_refusal(resp: &RawResponse) -> bool {
+    matches!(resp.status, 400 | 414 | 431)
+        && resp.header("x-amzn-requestid").is_none()
+        && resp.body.is_empty()
+}
+
+/// `Err` with what is wrong with the answer.
+pub fn check(req: &Request, resp: &RawResponse, elapsed: Duration) -> Result<(), String> {
+    if elapsed > HANG {
+        return Err(format!("took {elapsed:?} (limit {HANG:?})"));
+    }
+    if is_http_parser_refusal(resp) && std::env::var_os("KILN_FUZZ_STRICT_HTTP").is_none() {
+        return Ok(());
+    }
+    match resp.status {
+        200..=299 => {
+            if req.path.starts_with("/kiln/v1/") {
+                return Ok(());
+            }
+            match serde_json::from_str::<serde_json::Value>(&resp.body) {
+                Ok(serde_json::Value::Object(_)) => Ok(()),
+                _ => Err(format!(
+                    "{} with a body that is not a JSON object",
+                    resp.status
+                )),
+            }
+        }
+        400..=499 => {
+            let error_type = resp.header("x-amzn-errortype").unwrap_or_default();
+            if error_type.trim().is_empty() {
+                return Err(format!("{} without X-Amzn-ErrorType", resp.status));
+            }
+            let message = serde_json::from_str::<serde_json::Value>(&resp.body)
+                .ok()
+                .and_then(|v| {
+                    v.get("message")
+                        .and_then(|m| m.as_str())
+                        .map(str::to_string)
+                });
+            match message {
+                Some(m) if !m.trim().is_empty() => Ok(()),
+                _ => Err(format!(
+                    "{} {error_type} without a JSON body with a message",
+                    resp.status
+                )),
+            }
+        }
+        status => Err(format!("status {status}")),
+    }
+}
+
+/// The request as one could replay it, bodies and long values cut.
+pub fn describe(req: &Request) -> String {
+    let mut out = format!("{} {}\n", req.method, cut(&req.path, 400));
+    for (name, value) in &req.headers {
+        out.push_str(&format!("{name}: {}\n", cut(value, 300)));
+    }
+    let body = String::from_utf8_lossy(&req.body);
+    out.push_str(&format!(
+        "body ({} bytes): {:?}",
+        req.body.len(),
+        cut(&body, 600)
+    ));
+    out
+}
+
+fn cut(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        format!(
+            "{}... ({} chars)",
+            s.chars().take(n).collect::<String>(),
+            s.chars().count()
+        )
+    }
+}
