@@ -1,7 +1,6 @@
-//! Reproducers of server bugs the API fuzzer (`tests/fuzz_api.rs`) found, one test each,
-//! `#[ignore]`d until the fix lands (then: remove the `#[ignore]` and the matching entry of
-//! `KNOWN_FINDINGS` in `fuzz_api.rs`). `cargo test -p kiln --test fuzz_findings -- --ignored`
-//! shows which still fail.
+//! Server bugs the API fuzzer (`tests/fuzz_api.rs`) found, one test each. A new finding comes
+//! here `#[ignore]`d, with a matching entry in `KNOWN_FINDINGS` of `fuzz_api.rs`, until its fix
+//! lands; then the test runs with the others and the entry goes.
 
 mod common;
 
@@ -11,7 +10,6 @@ use common::{create_infra, Server};
 /// as a pipeline and answers 500 "stored record ... cannot be decoded"; it must answer like an
 /// unknown pipeline (404 ResourceNotFoundException) or refuse the ARN (400).
 #[test]
-#[ignore = "finding: the schedule endpoint decodes any resource as a pipeline (500)"]
 fn schedule_endpoint_refuses_arns_of_other_resources() {
     let server = Server::start();
     let runtime = tokio::runtime::Builder::new_current_thread()

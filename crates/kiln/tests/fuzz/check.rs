@@ -9,24 +9,10 @@ use std::time::Duration;
 /// commit on a loaded debug build) takes well under a second.
 pub const HANG: Duration = Duration::from_secs(10);
 
-/// What the HTTP/1 parser (hyper) answers, before Kiln sees the request, to a request head it
-/// refuses: conflicting framing headers (400), a request target over 64 KiB (414), a head over
-/// its buffer (431). These answers cannot carry the AWS shape (hyper writes them itself) and no
-/// SDK sends such requests; they are counted apart and allowed, unless `KILN_FUZZ_STRICT_HTTP`
-/// is set.
-pub fn is_http_parser_refusal(resp: &RawResponse) -> bool {
-    matches!(resp.status, 400 | 414 | 431)
-        && resp.header("x-amzn-requestid").is_none()
-        && resp.body.is_empty()
-}
-
 /// `Err` with what is wrong with the answer.
 pub fn check(req: &Request, resp: &RawResponse, elapsed: Duration) -> Result<(), String> {
     if elapsed > HANG {
         return Err(format!("took {elapsed:?} (limit {HANG:?})"));
-    }
-    if is_http_parser_refusal(resp) && std::env::var_os("KILN_FUZZ_STRICT_HTTP").is_none() {
-        return Ok(());
     }
     match resp.status {
         200..=299 => {
