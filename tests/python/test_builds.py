@@ -478,6 +478,8 @@ echo isolated
         image = build(client, r, infra, tests=False)
         arn = image["arn"]
         log = kiln(endpoint, "logs", arn).stdout
+        if image["state"]["status"] != "AVAILABLE":
+            print(log)
         assert image["state"]["status"] == "AVAILABLE", (image["state"], log[-3000:])
         assert "isolated" in log
     finally:
