@@ -124,6 +124,8 @@ def test_a_build_cannot_get_out(client, server, endpoint, outside):
     probe = "echo ping | timeout 5 nc -w 2 {} {} | grep -q ."
     script = [
         ATTEMPT,
+        # Root in the build is not host root: its user namespace maps it elsewhere.
+        "echo \"UIDMAP $(cat /proc/self/uid_map)\"",
         # /proc and /sys: the classic way to host root, and the kernel's switches.
         "attempt core_pattern sh -c \"echo '|/tmp/x' > /proc/sys/kernel/core_pattern\"",
         "attempt sysrq sh -c 'echo h > /proc/sysrq-trigger'",
@@ -175,6 +177,10 @@ def test_a_build_cannot_get_out(client, server, endpoint, outside):
         assert not allowed, (allowed, log[-4000:])
         assert "gateway: 10.213." in log, log[-3000:]
         assert "OUTBOUND ok" in log, log[-3000:]
+        uid_map = [line.split("UIDMAP", 1)[1].split() for line in log.splitlines() if "UIDMAP " in line]
+        assert uid_map, log[-3000:]
+        assert uid_map[0][:1] == ["0"] and uid_map[0] != ["0", "0", "4294967295"], uid_map
+        assert int(uid_map[0][1]) >= 65536, uid_map
     finally:
         marker.unlink()
 

@@ -171,6 +171,11 @@ impl Builder<'_> {
         instance
             .stop_processes()
             .map_err(|e| fail(Stage::Snapshot)(format!("stopping the build instance: {e}")))?;
+        // The writable layer gets the image's ids back from the instance's user namespace
+        // range, for the snapshot and for a test instance that has it as a lower layer.
+        instance.restore_owners().map_err(|e| {
+            fail(Stage::Snapshot)(format!("restoring the owners of the build's files: {e}"))
+        })?;
 
         if request.tests_enabled && has_tests && !request.keep_failed_instance {
             return self.snapshot_while_testing(

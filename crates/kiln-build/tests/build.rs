@@ -342,3 +342,74 @@ phases:
     kept.terminate().unwrap();
     assert_eq!(f.instances_left(), 0);
 }
+
+const OWNERS: &str = r#"
+name: owners
+schemaVersion: 1.0
+phases:
+  - name: build
+    steps:
+      - name: FromTheHost
+        action: CreateFile
+        inputs:
+          - path: /etc/from-host
+            content: "written by the engine"
+      - name: Owners
+        action: ExecuteBash
+        inputs:
+          commands:
+            - cat /etc/from-host > /dev/null
+            - stat -c %u:%g /etc/from-host > /etc/from-host-owner
+            - cat /proc/self/uid_map > /etc/uid-map
+            - mkdir -p /home/u && echo x > /home/u/f && chown -R 1000:1001 /home/u
+            - cp /bin/busybox /bin/suid-tool && chmod 4755 /bin/suid-tool
+  - name: test
+    steps:
+      - name: OwnersInTheTestInstance
+        action: ExecuteBash
+        inputs:
+          commands:
+            - test "$(stat -c %u:%g /home/u/f)" = 1000:1001
+            - test "$(stat -c %u:%g:%a /bin/suid-tool)" = 0:0:4755
+"#;
+
+/// Root in a build is an unprivileged host uid (a user namespace), and the image records the
+/// owners the build gave, as before: the build's own, the engine's host-side writes (root's),
+/// setuid bits; the test instance, on the build's writable layer, sees the same.
+#[test]
+fn owners_survive_the_builds_user_namespace() {
+    use std::os::unix::fs::MetadataExt;
+    let f = Fixture::new();
+    let built = f
+        .build(&f.request("own", &f.base, &[OWNERS]), &Recorded::default())
+        .expect("build");
+    assert!(built.test_report.is_some());
+    let uid_map = f.merged(&built.image, "/etc/uid-map").unwrap();
+    let words: Vec<&str> = uid_map.split_whitespace().collect();
+    assert_eq!(words[0], "0", "{uid_map}");
+    assert_ne!(
+        words,
+        ["0", "0", "4294967295"],
+        "root in the build is host root"
+    );
+    assert_eq!(
+        f.merged(&built.image, "/etc/from-host-owner").as_deref(),
+        Some("0:0\n")
+    );
+    let root = f
+        .dir
+        .path()
+        .join(format!("merged-{}", &built.image.digest[7..19]));
+    let owner = |p: &str| {
+        let md = std::fs::symlink_metadata(root.join(p)).unwrap();
+        (md.uid(), md.gid(), md.mode() & 0o7777)
+    };
+    assert_eq!(owner("home/u/f").0, 1000);
+    assert_eq!(owner("home/u/f").1, 1001);
+    assert_eq!(owner("home/u").0, 1000);
+    assert_eq!(owner("bin/suid-tool"), (0, 0, 0o4755));
+    assert_eq!(owner("etc/from-host").0, 0);
+    assert_eq!(owner("etc/uid-map").0, 0);
+    assert_eq!(owner("etc").0, 0);
+    assert_eq!(f.instances_left(), 0);
+}

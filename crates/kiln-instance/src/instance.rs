@@ -8,7 +8,15 @@
 //! work/           overlayfs's scratch directory
 //! merged/         the root filesystem: the overlay of the lowers and upper/
 //! empty/          an empty lower, for an instance launched with no layers
+//! userns          its user namespace, pinned (root-mode instances where the kernel allows)
+//! lower/<n>/      the lowers, idmapped through that namespace
 //! ```
+//!
+//! Where the kernel allows it, root in a root-mode instance is not host root: see
+//! [`crate::userns`]. [`Instance::launch`] tries that first (a user namespace, idmapped lowers,
+//! the overlay, and a command started in the namespace up to right before `exec`); if any step
+//! fails, it unmounts what it made, logs the reason once per process and launches the instance
+//! with host root as root, as before.
 //!
 //! [`Instance::launch`] creates the directory and writes `instance.json` *before* it mounts or
 //! creates anything, so whatever happens next (a failed step, a crash), the directory and the
@@ -34,6 +42,7 @@ use crate::sys::{IsolationPlan, Privileged};
 use crate::Error;
 use kiln_toe::target::{resolve_in_canonical_root, Target, TargetError};
 use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -74,6 +83,12 @@ struct State {
     /// The instance's network namespace file, when it has networking.
     #[serde(default)]
     netns: Option<PathBuf>,
+    /// The instance's user namespace file and the first host id of its range, when its root
+    /// is not host root ([`crate::userns`]).
+    #[serde(default)]
+    userns: Option<PathBuf>,
+    #[serde(default)]
+    id_base: Option<u32>,
 }
 
 /// A launched instance. Terminate it with [`Instance::terminate`]; dropping it tears it down
@@ -86,6 +101,8 @@ pub struct Instance {
     root: PathBuf,
     cgroups: Vec<PathBuf>,
     plan: IsolationPlan,
+    /// The first host id of the instance's user namespace range, when it has one.
+    id_base: Option<u32>,
     done: bool,
 }
 
@@ -223,6 +240,8 @@ impl Instance {
             hostname: spec.hostname.clone(),
             network: spec.network,
             netns: None,
+            userns: None,
+            id_base: None,
         };
         let merged = dir.join("merged");
         let sys_caps = sys.capabilities();
@@ -239,7 +258,9 @@ impl Instance {
                 cgroup_procs: Vec::new(),
                 capabilities: sys_caps,
                 netns: None,
+                userns: None,
             },
+            id_base: None,
             done: false,
         };
         // From here on, a failure drops `instance`, which tears down what was done.
@@ -292,7 +313,9 @@ impl Instance {
                 cgroup_procs,
                 capabilities,
                 netns: state.netns,
+                userns: state.userns,
             },
+            id_base: state.id_base,
             dir,
             merged,
             root,
@@ -324,11 +347,32 @@ impl Instance {
             mkdir(&empty)?;
             lowers.push(empty);
         }
-        self.sys
-            .mount_overlay(&lowers, &upper, &work, &self.merged)?;
-        self.prepare_dev()?;
-        for name in ["proc", "sys", "tmp"] {
-            ensure_dir(&self.merged.join(name))?;
+        match self.sys.user_namespace(&self.dir) {
+            Ok(Some((userns, base))) => {
+                match self.mount_shifted(&lowers, &upper, &work, &userns, base) {
+                    Ok(()) => {
+                        self.plan.userns = Some(userns.clone());
+                        self.id_base = Some(base);
+                        state.userns = Some(userns);
+                        state.id_base = Some(base);
+                        write_state(&self.dir, &state)?;
+                    }
+                    Err(e) => {
+                        self.undo_shifted(&upper, &work)?;
+                        log_host_root(&e.to_string());
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                self.undo_shifted(&upper, &work)?;
+                log_host_root(&e.to_string());
+            }
+        }
+        if self.id_base.is_none() {
+            self.sys
+                .mount_overlay(&lowers, &upper, &work, &self.merged)?;
+            self.prepare_root()?;
         }
         let cgroups = self.sys.cgroup_create(self.id(), limits)?;
         self.cgroups = cgroups;
@@ -346,6 +390,115 @@ impl Instance {
         self.sys.instance_ready(&self.dir, &self.plan)?;
         self.root = self.sys.host_root(&self.merged);
         Ok(())
+    }
+
+    fn prepare_root(&self) -> Result<(), Error> {
+        self.prepare_dev()?;
+        for name in ["proc", "sys", "tmp"] {
+            ensure_dir(&self.merged.join(name))?;
+        }
+        Ok(())
+    }
+
+    /// The root filesystem of an instance whose root is host id `base`: idmapped lowers below
+    /// `lower/`, the overlay, `/dev`, what the host made there given to the namespace's ids,
+    /// and a command started in the user namespace to prove the kernel lets it set itself up
+    /// (mount `/proc`, `pivot_root`, ...). An error leaves the mounts for
+    /// [`Instance::undo_shifted`].
+    fn mount_shifted(
+        &self,
+        lowers: &[PathBuf],
+        upper: &Path,
+        work: &Path,
+        userns: &Path,
+        base: u32,
+    ) -> Result<(), Error> {
+        // Root in the instance is an unprivileged host uid: it must be able to pass through
+        // the instance directory to its root (commands enter it as host root, see `sys`).
+        std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o711))
+            .map_err(|e| Error::io(&self.dir, e))?;
+        let dir = self.dir.join("lower");
+        mkdir(&dir)?;
+        let mut mapped = Vec::with_capacity(lowers.len());
+        for (i, lower) in lowers.iter().enumerate() {
+            let dst = dir.join(i.to_string());
+            mkdir(&dst)?;
+            self.sys.mount_idmapped(lower, &dst, userns)?;
+            mapped.push(dst);
+        }
+        // The overlay's root directory is the upper dir itself: the instance's root owns it.
+        std::os::unix::fs::lchown(upper, Some(base), Some(base))
+            .map_err(|e| Error::io(upper, e))?;
+        self.sys.mount_overlay(&mapped, upper, work, &self.merged)?;
+        self.prepare_root()?;
+        crate::userns::shift_into_range(upper, &self.merged, base)
+            .map_err(|e| Error::io(upper, e))?;
+        let dev = self.merged.join("dev");
+        crate::userns::shift_into_range(&dev, &dev, base).map_err(|e| Error::io(&dev, e))?;
+        self.probe_user_namespace(userns)
+    }
+
+    /// Starts a command the way [`Target::command`] does, in the user namespace, that exits
+    /// right before `exec`: whether every step of the set-up works in it.
+    fn probe_user_namespace(&self, userns: &Path) -> Result<(), Error> {
+        use std::os::unix::process::CommandExt;
+        let plan = IsolationPlan {
+            root: self.merged.clone(),
+            hostname: self.plan.hostname.clone(),
+            network: false,
+            cgroup_procs: Vec::new(),
+            capabilities: self.plan.capabilities.clone(),
+            netns: None,
+            userns: Some(userns.to_path_buf()),
+        };
+        let mut cmd = Command::new("/kiln-user-namespace-probe");
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        self.sys.isolate(&mut cmd, &plan);
+        // SAFETY: _exit(2) is async-signal-safe; it runs in the isolated inner process.
+        unsafe { cmd.pre_exec(|| libc::_exit(0)) };
+        let status = cmd
+            .status()
+            .map_err(|e| Error::io("starting a command in the user namespace", e))?;
+        if !status.success() {
+            return Err(Error::Unsupported(format!(
+                "a command could not set itself up in the user namespace ({status})"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Undoes a failed [`Instance::mount_shifted`]: unmounts everything below the instance's
+    /// directory and empties the upper and work dirs, for an instance whose root is host root.
+    fn undo_shifted(&self, upper: &Path, work: &Path) -> Result<(), Error> {
+        for _ in 0..3 {
+            for mount in self.sys.mounts_under(&self.dir)? {
+                self.sys.unmount(&mount)?;
+            }
+        }
+        let left = self.sys.mounts_under(&self.dir)?;
+        if !left.is_empty() {
+            return Err(Error::Leftover {
+                path: self.dir.clone(),
+                what: format!("mounts: {left:?}"),
+            });
+        }
+        for dir in [upper, work] {
+            std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            mkdir(dir)?;
+        }
+        for extra in [self.dir.join("lower")] {
+            match std::fs::remove_dir_all(&extra) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(Error::io(&extra, e)),
+                _ => {}
+            }
+        }
+        let pin = self.dir.join(crate::userns::PIN);
+        match std::fs::remove_file(&pin) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io(&pin, e)),
+            _ => Ok(()),
+        }
     }
 
     fn prepare_dev(&self) -> Result<(), Error> {
@@ -416,6 +569,25 @@ impl Instance {
         self.sys.uid_map()
     }
 
+    /// The first host id of the instance's user namespace range (its root's host uid and
+    /// gid), or `None` when its root is host root.
+    pub fn id_base(&self) -> Option<u32> {
+        self.id_base
+    }
+
+    /// Gives the writable layer the image's ids back (host id `base + n` becomes `n`), for
+    /// the snapshot or a test instance that uses it as a lower layer. Call it once, after the
+    /// last command (no command may run in the instance afterwards).
+    pub fn restore_owners(&self) -> Result<(), Error> {
+        match self.id_base {
+            Some(base) => {
+                let upper = self.upper();
+                crate::userns::shift_back(&upper, base).map_err(|e| Error::io(&upper, e))
+            }
+            None => Ok(()),
+        }
+    }
+
     /// Kills every process running in the instance and waits until they are gone; the
     /// instance stays (its files, mounts and cgroups).
     pub fn stop_processes(&self) -> Result<(), Error> {
@@ -468,8 +640,30 @@ impl Target for Instance {
             .env("HOME", "/root")
             .env("HOSTNAME", &self.plan.hostname);
         self.sys.isolate(&mut cmd, &self.plan);
+        if let Some(base) = self.id_base {
+            // What the engine wrote from the host (scripts, file actions) belongs to host
+            // root, which is nobody in the instance: give it to the instance's ids first.
+            if let Err(e) = crate::userns::shift_into_range(&self.upper(), &self.root, base) {
+                let code = e.raw_os_error().unwrap_or(libc::EIO);
+                tracing::warn!("instance {}: {e}", self.id());
+                use std::os::unix::process::CommandExt;
+                // SAFETY: the hook makes no call at all.
+                unsafe { cmd.pre_exec(move || Err(io::Error::from_raw_os_error(code))) };
+            }
+        }
         cmd
     }
+}
+
+/// Says once per process that root builds run as host root, and why.
+fn log_host_root(reason: &str) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        tracing::warn!(
+            "root in build instances is host root (with every other protection): no user \
+             namespace with idmapped layers here: {reason}"
+        );
+    });
 }
 
 /// Undoes an instance, whatever state it is in. See the module documentation.

@@ -23,6 +23,8 @@
 //!   component engine runs documents in it unchanged.
 //! - [`seccomp`], [`devices`] and [`network`] are the filters and the instance networks the
 //!   calls of [`sys`] set up.
+//! - [`userns`] gives a root-mode instance a user namespace of its own, so root in a build is
+//!   an unprivileged host uid: idmapped lower layers, owners shifted in and back.
 //! - [`detect`] answers what isolation this process can have and picks the [`Privileged`] for
 //!   it ([`privileged_for_this_process`]): as root, real mounts and cgroups
 //!   ([`RealPrivileged`]); unprivileged on a kernel that allows user namespaces, rootless
@@ -41,6 +43,7 @@ pub mod network;
 pub mod rootless;
 pub mod seccomp;
 pub mod sys;
+pub mod userns;
 
 pub use detect::{isolation_support, privileged_for_this_process, Support};
 pub use instance::{reap, Instance, InstanceSpec};

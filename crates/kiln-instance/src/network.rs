@@ -233,7 +233,14 @@ pub fn create(dir: &Path, host_access: bool) -> SysResult<PathBuf> {
     const OP: &str = "network create";
     let netns = dir.join(NETNS);
     let _lock = Lock::take()?;
-    new_namespace(&netns)?;
+    // An instance whose root is not host root gets a network namespace its user namespace
+    // owns, so that its commands can mount a sysfs showing its devices.
+    let userns = dir.join(crate::userns::PIN);
+    if userns.exists() {
+        crate::userns::create_owned_netns(&userns, &netns)?;
+    } else {
+        new_namespace(&netns)?;
+    }
     let slot = free_slot(dir)?;
     let (host, gateway, address) = slot_addresses(slot);
     // Recorded before the link exists, so that teardown removes a half-made network too.

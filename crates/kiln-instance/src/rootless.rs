@@ -1237,6 +1237,7 @@ mod tests {
             cgroup_procs: Vec::new(),
             capabilities: crate::sys::DEFAULT_CAPABILITIES.to_vec(),
             netns: None,
+            userns: None,
         };
         let hook = HolderSetup::new(&plan, &state).unwrap();
         let names: Vec<String> = hook

@@ -20,8 +20,10 @@
 //! 1. writes `0` (the writer itself) into every `cgroup.procs` of the instance, so the command
 //!    and everything it starts count against the instance's limits and are found at teardown;
 //! 2. joins the instance's network namespace (an instance with networking has one of its own,
-//!    see [`crate::network`]) or `unshare`s an empty one, and `unshare`s the mount, PID, UTS and
-//!    IPC namespaces;
+//!    see [`crate::network`]) or `unshare`s an empty one; in an instance with a user namespace
+//!    ([`crate::userns`]) it enters the root directory (still as host root, who may search the
+//!    directories above it), joins that namespace and becomes its root (an unprivileged host
+//!    uid); then it `unshare`s the mount, PID, UTS and IPC namespaces;
 //! 3. `fork`s again, because only the children of a process that unshared its PID namespace are
 //!    inside it. The middle process closes every descriptor (so the parent's `spawn` returns as
 //!    soon as the inner `exec` happened, and output pipes close when the command's processes
@@ -30,8 +32,9 @@
 //!    share, so killing the group kills both;
 //! 4. in the inner process (PID 1 of the new namespace, which takes every other process in the
 //!    namespace with it when it exits): asks for `SIGKILL` when the middle process dies, makes
-//!    every mount private, sets the hostname, mounts `/proc`, and (best effort) a read-only
-//!    `/sys` and a private `/dev/pts` inside the root, masks runc's [`MASKED_PATHS`] and makes
+//!    every mount private (in a user namespace, binds the root onto itself: `pivot_root`
+//!    refuses the host's mounts, which are locked there), sets the hostname, mounts `/proc`,
+//!    and (best effort) a read-only `/sys` and a private `/dev/pts` inside the root, masks runc's [`MASKED_PATHS`] and makes
 //!    its [`READONLY_PATHS`] read-only, `pivot_root`s into the root and detaches the old root
 //!    (unlike `chroot`, nothing of the host stays reachable), then reduces the capabilities to
 //!    the set a container runtime grants by default ([`DEFAULT_CAPABILITIES`], what runc
@@ -122,6 +125,10 @@ pub struct IsolationPlan {
     /// The instance's own network namespace (a bind-mounted namespace file), which every
     /// command joins: an instance with networking never shares the host's.
     pub netns: Option<PathBuf>,
+    /// The instance's user namespace (its pinned namespace file), which every command joins
+    /// as its root before it makes its other namespaces ([`crate::userns`]); `None` where
+    /// commands run as host root.
+    pub userns: Option<PathBuf>,
 }
 
 /// What runc masks in a container: directories get an empty read-only tmpfs, files
@@ -225,6 +232,21 @@ pub trait Privileged: Send + Sync {
     fn uid_map(&self) -> Option<(u32, u32)> {
         None
     }
+    /// Creates a user namespace for the instance in `dir` (pinned at `dir/userns`) that maps
+    /// the instance's ids to the host ids starting at the answered base ([`crate::userns`]);
+    /// `Ok(None)` where root in an instance stays host root.
+    fn user_namespace(&self, _dir: &Path) -> SysResult<Option<(PathBuf, u32)>> {
+        Ok(None)
+    }
+    /// Binds `src` read-only at `dst` with its ids mapped through the user namespace pinned
+    /// at `userns`.
+    fn mount_idmapped(&self, src: &Path, dst: &Path, _userns: &Path) -> SysResult<()> {
+        Err(SysError::invalid(
+            "mount idmapped",
+            dst,
+            &format!("no idmapped mounts here (of {})", src.display()),
+        ))
+    }
     /// The capabilities commands keep.
     fn capabilities(&self) -> Vec<u32> {
         DEFAULT_CAPABILITIES.to_vec()
@@ -307,6 +329,9 @@ pub struct RealPrivileged {
     cgroup_parent: String,
     /// Whether instances with networking may reach the host's own addresses.
     host_access: bool,
+    /// The first host id of the range an instance's user namespace maps its ids to; `None`
+    /// runs root builds as host root.
+    userns_base: Option<u32>,
 }
 
 impl Default for RealPrivileged {
@@ -315,6 +340,7 @@ impl Default for RealPrivileged {
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
             cgroup_parent: "kiln".into(),
             host_access: false,
+            userns_base: userns_base_from_env(),
         }
     }
 }
@@ -333,6 +359,13 @@ impl RealPrivileged {
     /// dropped.
     pub fn with_host_access(mut self, allowed: bool) -> Self {
         self.host_access = allowed;
+        self
+    }
+
+    /// Runs root builds in a user namespace mapping their ids to `base..base+65536`
+    /// (`Some`), or as host root (`None`: what `KILN_BUILD_USERNS=off` selects).
+    pub fn with_user_namespace(mut self, base: Option<u32>) -> Self {
+        self.userns_base = base;
         self
     }
 
@@ -414,6 +447,28 @@ impl RealPrivileged {
     }
 }
 
+/// `KILN_BUILD_USERNS`: `off` runs root builds as host root; a number is the first host id
+/// of the instances' range; unset (or anything else) is [`crate::userns::DEFAULT_BASE`].
+fn userns_base_from_env() -> Option<u32> {
+    match std::env::var("KILN_BUILD_USERNS")
+        .ok()
+        .as_deref()
+        .map(str::trim)
+    {
+        Some("off") | Some("0") => None,
+        Some(n) => Some(n.parse().unwrap_or(crate::userns::DEFAULT_BASE)),
+        None => Some(crate::userns::DEFAULT_BASE),
+    }
+}
+
+/// Bind-mounts the file `src` onto the existing file `dst`.
+pub(crate) fn bind_file(src: &Path, dst: &Path) -> SysResult<()> {
+    let source = src
+        .to_str()
+        .ok_or_else(|| SysError::invalid("bind mount", src, "the path is not valid UTF-8"))?;
+    raw_mount("bind mount", source, dst, None, libc::MS_BIND, None)
+}
+
 /// The device cgroup's allow rules for [`ALLOWED_DEVICES`] (`c 1:3 rwm`, `c 136:* rwm`).
 pub fn device_rules() -> Vec<String> {
     ALLOWED_DEVICES
@@ -447,6 +502,19 @@ impl Privileged for RealPrivileged {
 
     fn network_create(&self, dir: &Path) -> SysResult<Option<PathBuf>> {
         crate::network::create(dir, self.host_access).map(Some)
+    }
+
+    fn user_namespace(&self, dir: &Path) -> SysResult<Option<(PathBuf, u32)>> {
+        let Some(base) = self.userns_base else {
+            return Ok(None);
+        };
+        let pin = dir.join(crate::userns::PIN);
+        crate::userns::create(&pin, base)?;
+        Ok(Some((pin, base)))
+    }
+
+    fn mount_idmapped(&self, src: &Path, dst: &Path, userns: &Path) -> SysResult<()> {
+        crate::userns::mount_idmapped(src, dst, userns)
     }
 
     fn network_remove(&self, dir: &Path) -> SysResult<()> {
@@ -744,8 +812,14 @@ pub(crate) struct Isolation {
     /// The namespaces to `unshare`: mount, PID, UTS, IPC, and network unless the plan has
     /// networking.
     pub(crate) flags: libc::c_int,
+    /// Whether the root is bound onto itself before anything is mounted in it: in a user
+    /// namespace the host's mounts are locked, and `pivot_root` refuses a locked new root.
+    bind_root: bool,
     hostname: Vec<u8>,
+    /// The root, absolute; with `bind_root`, `../<name>` (the paths below are then relative).
     root: CString,
+    /// The root as the host sees it.
+    pub(crate) host_root: CString,
     proc_dir: CString,
     sys_dir: CString,
     pts_dir: CString,
@@ -796,19 +870,39 @@ impl Isolation {
             .filter(|cap| !plan.capabilities.contains(cap))
             .map(|cap| cap as libc::c_int)
             .collect();
+        // In a user namespace, root is an unprivileged host uid that may not search the
+        // directories above the root (a 0700 data directory): the hook enters the root as host
+        // root first, and every path below is relative to it. `root` is then how to get back
+        // into it from itself once it has been bound onto itself: `../<name>`.
+        let bind_root = plan.userns.is_some();
+        let base = if bind_root {
+            PathBuf::new()
+        } else {
+            plan.root.clone()
+        };
         let inside = |paths: &[&str]| -> SysResult<Vec<CString>> {
-            paths.iter().map(|p| c(&plan.root.join(p))).collect()
+            paths.iter().map(|p| c(&base.join(p))).collect()
+        };
+        let root = if bind_root {
+            let name = plan.root.file_name().ok_or_else(|| {
+                SysError::invalid("isolate", &plan.root, "the root has no directory name")
+            })?;
+            Path::new("..").join(name)
+        } else {
+            plan.root.clone()
         };
         let filters = seccomp_filters()
             .map_err(|e| SysError::new("isolate", &plan.root, io::Error::other(e)))?;
         Ok(Isolation {
             flags,
+            bind_root,
             hostname: plan.hostname.as_bytes().to_vec(),
-            root: c(&plan.root)?,
-            proc_dir: c(&plan.root.join("proc"))?,
-            sys_dir: c(&plan.root.join("sys"))?,
-            pts_dir: c(&plan.root.join("dev/pts"))?,
-            dev_null: c(&plan.root.join("dev/null"))?,
+            root: c(&root)?,
+            host_root: c(&plan.root)?,
+            proc_dir: c(&base.join("proc"))?,
+            sys_dir: c(&base.join("sys"))?,
+            pts_dir: c(&base.join("dev/pts"))?,
+            dev_null: c(&base.join("dev/null"))?,
             masked: inside(MASKED_PATHS)?,
             readonly: inside(READONLY_PATHS)?,
             drop,
@@ -835,6 +929,18 @@ impl Isolation {
             libc::MS_REC | libc::MS_PRIVATE,
             std::ptr::null(),
         ))?;
+        if self.bind_root {
+            // The working directory is the root (entered as host root, before the user
+            // namespace); `..` and the root's name lead onto the bind just made.
+            os_result(libc::mount(
+                c".".as_ptr(),
+                c".".as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND | libc::MS_REC,
+                std::ptr::null(),
+            ))?;
+            os_result(libc::chdir(self.root.as_ptr()))?;
+        }
         os_result(libc::sethostname(
             self.hostname.as_ptr().cast(),
             self.hostname.len(),
@@ -1004,6 +1110,8 @@ struct Hook {
     procs: Vec<CString>,
     /// The instance's network namespace, opened before the fork.
     netns: Option<std::os::fd::OwnedFd>,
+    /// The instance's user namespace, opened before the fork.
+    userns: Option<std::os::fd::OwnedFd>,
     isolation: Isolation,
 }
 
@@ -1017,6 +1125,14 @@ impl Hook {
             ),
             None => None,
         };
+        let userns = match &plan.userns {
+            Some(path) => Some(
+                std::fs::File::open(path)
+                    .map_err(|e| SysError::new("open the user namespace", path, e))?
+                    .into(),
+            ),
+            None => None,
+        };
         Ok(Hook {
             procs: plan
                 .cgroup_procs
@@ -1024,6 +1140,7 @@ impl Hook {
                 .map(|p| cstring("isolate", p))
                 .collect::<Result<_, _>>()?,
             netns,
+            userns,
             isolation: Isolation::new(plan)?,
         })
     }
@@ -1039,6 +1156,17 @@ impl Hook {
             if let Some(fd) = &self.netns {
                 use std::os::fd::AsRawFd;
                 os_result(libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET))?;
+            }
+            // After the cgroups and the network namespace, which need host root: in the user
+            // namespace the command is its root (a host id of the instance's range), and the
+            // namespaces it makes next belong to it.
+            if let Some(fd) = &self.userns {
+                use std::os::fd::AsRawFd;
+                os_result(libc::chdir(self.isolation.host_root.as_ptr()))?;
+                os_result(libc::setns(fd.as_raw_fd(), libc::CLONE_NEWUSER))?;
+                os_result(libc::setgroups(0, std::ptr::null()))?;
+                os_result(libc::setresgid(0, 0, 0))?;
+                os_result(libc::setresuid(0, 0, 0))?;
             }
             os_result(libc::unshare(self.isolation.flags))?;
             let pid = libc::fork();
@@ -1367,6 +1495,7 @@ mod tests {
             cgroup_procs: vec![],
             capabilities: DEFAULT_CAPABILITIES.to_vec(),
             netns: None,
+            userns: None,
         };
         let hook = Hook::new(&plan).unwrap();
         let names = |v: &[CString]| -> Vec<String> {
@@ -1397,6 +1526,7 @@ mod tests {
             cgroup_procs: vec![],
             capabilities: DEFAULT_CAPABILITIES.to_vec(),
             netns: None,
+            userns: None,
         };
         let hook = Hook::new(&plan).unwrap();
         // Docker's 0xa80425fb without CAP_NET_RAW (bit 13).
