@@ -104,6 +104,16 @@ def their_recipe(client: Any, parent: str) -> Any:
 # --- Image Builder images of other accounts ------------------------------------------------
 
 
+
+def export_layout(walls, arn: str, layout: Path) -> None:
+    """`kiln image export ARN --format oci -o LAYOUT` against the walls server."""
+    out = subprocess.run(
+        [kiln_bin(), "image", "export", arn, "--format", "oci", "-o", str(layout),
+         "--endpoint", walls.server.endpoint],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+
 def test_another_accounts_image_arn_is_refused(walls, a_image):
     arn = a_image["arn"]
     name_arn = arn.rsplit("/", 2)[0]
@@ -185,12 +195,7 @@ def test_host_paths_outside_the_import_dirs_are_refused(walls, secret_archive, c
 
 def test_parents_under_an_import_dir_build(walls, a_image, tmp_path):
     layout = walls.imports / unique_name("layout")
-    out = subprocess.run(
-        [kiln_bin(), "image", "export", a_image["arn"], "--format", "oci", "-o", str(layout),
-         "--endpoint", walls.server.endpoint],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
+    export_layout(walls, a_image["arn"], layout)
     check = "grep -q A-secret /opt/a.txt"
     r = recipe(walls.mine, [bash_component(walls.mine, {"build": check})], parent=f"oci:{layout}:1.0.0-1")
     image = build(walls.mine, r, walls.infra, tests=False)
@@ -230,12 +235,7 @@ def test_symlinks_out_of_the_import_dir_are_refused(walls, a_image, secret_archi
 
     # A layout swapped for a link into Kiln's own store.
     layout = walls.imports / unique_name("layout")
-    out = subprocess.run(
-        [kiln_bin(), "image", "export", a_image["arn"], "--format", "oci", "-o", str(layout),
-         "--endpoint", walls.server.endpoint],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
+    export_layout(walls, a_image["arn"], layout)
     tag = f"kiln-{build_id(a_image['arn'])}"
     r = their_recipe(walls.theirs, f"oci:{layout}:{tag}")["imageRecipeArn"]
     shutil.rmtree(layout)
@@ -246,12 +246,7 @@ def test_symlinks_out_of_the_import_dir_are_refused(walls, a_image, secret_archi
 
     # A blob inside a layout that links out is not followed either.
     layout = walls.imports / unique_name("layout")
-    out = subprocess.run(
-        [kiln_bin(), "image", "export", a_image["arn"], "--format", "oci", "-o", str(layout),
-         "--endpoint", walls.server.endpoint],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
+    export_layout(walls, a_image["arn"], layout)
     r = their_recipe(walls.theirs, f"oci:{layout}:1.0.0-1")["imageRecipeArn"]
     blob = next((layout / "blobs" / "sha256").iterdir())
     target = walls.outside / blob.name

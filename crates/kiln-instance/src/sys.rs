@@ -1486,9 +1486,9 @@ mod tests {
         assert_eq!(sys.capabilities(), DEFAULT_CAPABILITIES.to_vec());
     }
 
-    #[test]
-    fn the_hook_masks_and_protects_runcs_paths() {
-        let plan = IsolationPlan {
+    /// The plan of an instance without network, cgroups or user namespace, rooted at `/r`.
+    fn plain_plan() -> IsolationPlan {
+        IsolationPlan {
             root: "/r".into(),
             hostname: "h".into(),
             network: false,
@@ -1496,8 +1496,12 @@ mod tests {
             capabilities: DEFAULT_CAPABILITIES.to_vec(),
             netns: None,
             userns: None,
-        };
-        let hook = Hook::new(&plan).unwrap();
+        }
+    }
+
+    #[test]
+    fn the_hook_masks_and_protects_runcs_paths() {
+        let hook = Hook::new(&plain_plan()).unwrap();
         let names = |v: &[CString]| -> Vec<String> {
             v.iter().map(|c| c.to_string_lossy().into_owned()).collect()
         };
@@ -1519,16 +1523,7 @@ mod tests {
 
     #[test]
     fn hook_drops_everything_but_the_kept_capabilities() {
-        let plan = IsolationPlan {
-            root: "/r".into(),
-            hostname: "h".into(),
-            network: false,
-            cgroup_procs: vec![],
-            capabilities: DEFAULT_CAPABILITIES.to_vec(),
-            netns: None,
-            userns: None,
-        };
-        let hook = Hook::new(&plan).unwrap();
+        let hook = Hook::new(&plain_plan()).unwrap();
         // Docker's 0xa80425fb without CAP_NET_RAW (bit 13).
         assert_eq!(hook.isolation.keep, [0xa804_05fb, 0]);
         assert!(hook.isolation.drop.contains(&21)); // CAP_SYS_ADMIN
