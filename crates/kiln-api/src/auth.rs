@@ -29,8 +29,6 @@ use std::sync::{Arc, RwLock};
 pub struct Caller {
     pub account_id: String,
     pub region: String,
-    /// The access key id that signed the request (none for an unsigned request in insecure mode).
-    pub access_key_id: Option<String>,
 }
 
 enum Mode {
@@ -82,14 +80,6 @@ impl Authenticator {
         matches!(self.mode, Mode::Insecure { .. })
     }
 
-    /// The key store in use (empty in insecure mode).
-    pub fn keys(&self) -> Arc<KeyStore> {
-        match &self.mode {
-            Mode::Verify { keys, .. } => keys.read().map(|k| k.clone()).unwrap_or_default(),
-            Mode::Insecure { .. } => Arc::new(KeyStore::default()),
-        }
-    }
-
     /// Re-reads the credentials file. On an error the keys in use stay as they were. Returns the
     /// number of keys now in use.
     pub fn reload(&self) -> Result<usize, CredentialsError> {
@@ -133,12 +123,10 @@ impl Authenticator {
                         .account_for(Some(&a.scope.access_key_id))
                         .to_string(),
                     region: a.scope.region,
-                    access_key_id: Some(a.scope.access_key_id),
                 },
                 None => Caller {
                     account_id: accounts.default_account.clone(),
                     region: accounts.default_region.clone(),
-                    access_key_id: None,
                 },
             }),
             Mode::Verify { keys, .. } => {
@@ -157,11 +145,10 @@ impl Authenticator {
                     secret_access_key: &key.secret_access_key,
                     session_token: key.session_token.as_deref(),
                 };
-                let verified = sigv4::verify(request, &auth, &signing, now, &self.settings)?;
+                sigv4::verify(request, &auth, &signing, now, &self.settings)?;
                 Ok(Caller {
                     account_id: key.account_id.clone(),
-                    region: verified.region,
-                    access_key_id: Some(verified.access_key_id),
+                    region: auth.scope.region,
                 })
             }
         }

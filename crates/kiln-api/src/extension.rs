@@ -6,6 +6,7 @@
 //! and the instances). Paths and queries are those of the request; answers are small JSON or
 //! text bodies, or a file streamed from disk.
 
+use kiln_domain::arn::{Arn, ResourceKind};
 pub use kiln_wire::RequestContext;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -65,11 +66,11 @@ pub trait Extension: Send + Sync {
     ) -> ExtensionResponse;
 }
 
-/// Whether the resource `arn` belongs to the caller's account and region; a string that is not
-/// an Image Builder ARN belongs to nobody.
-pub fn is_callers(ctx: &RequestContext, arn: &str) -> bool {
-    kiln_domain::arn::Arn::parse(arn)
-        .is_ok_and(|a| a.account == ctx.account_id && a.region == ctx.region)
+/// Whether `arn` names a resource of `kind` in the caller's account and region: anything else
+/// (another account's, another kind, not an Image Builder ARN) does not exist for the caller.
+pub fn is_callers(ctx: &RequestContext, arn: &str, kind: ResourceKind) -> bool {
+    Arn::parse(arn)
+        .is_ok_and(|a| a.kind == kind && a.account == ctx.account_id && a.region == ctx.region)
 }
 
 /// The value of query parameter `name`, if given.

@@ -447,6 +447,32 @@ impl hyper::body::Body for FileBody {
     }
 }
 
+/// Serves one connection (plain TCP, or TLS after its handshake) until it ends or the server
+/// shuts down. Every request head is examined before hyper reads it (`http_edges`).
+async fn serve_connection<IO>(
+    io: IO,
+    shared: Arc<Shared>,
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (io, verdict) = http_edges::GuardedIo::new(io);
+    let svc = hyper::service::service_fn(move |req| {
+        let shared = shared.clone();
+        let verdict = verdict.clone();
+        async move {
+            Ok::<_, std::convert::Infallible>(
+                http_edges::answer(&verdict, req, |req| handle(shared, req)).await,
+            )
+        }
+    });
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+    if let Err(e) = watcher.watch(conn.into_owned()).await {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
 /// Serves the API on `listener` until `shutdown` completes, then lets in-flight requests finish
 /// (for up to 10 seconds) before returning.
 pub async fn serve(
@@ -467,6 +493,7 @@ pub async fn serve(
     builder
         .http2()
         .max_header_list_size(http_edges::MAX_HEAD_BYTES as u32);
+    let builder = Arc::new(builder);
     let tls = config.tls.map(tokio_rustls::TlsAcceptor::from);
     tokio::pin!(shutdown);
     loop {
@@ -482,66 +509,21 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let shared = shared.clone();
-                // Every request head is examined before hyper reads it (`http_edges`); over TLS,
-                // the decrypted stream is.
-                macro_rules! guarded_service {
-                    ($verdict:expr) => {{
-                        let verdict = $verdict;
-                        hyper::service::service_fn(move |req| {
-                            let shared = shared.clone();
-                            let verdict = verdict.clone();
-                            async move {
-                                Ok::<_, std::convert::Infallible>(
-                                    http_edges::answer(&verdict, req, |req| handle(shared, req))
-                                        .await,
-                                )
-                            }
-                        })
-                    }};
-                }
-                match &tls {
-                    None => {
-                        let (stream, verdict) = http_edges::GuardedIo::new(stream);
-                        let svc = guarded_service!(verdict);
-                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                        let conn = graceful.watch(conn.into_owned());
-                        tokio::spawn(async move {
-                            if let Err(e) = conn.await {
-                                tracing::debug!(error = %e, "connection ended with an error");
-                            }
-                        });
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
+                let tls = tls.clone();
+                // The TLS handshake runs on the connection's own task, so a slow or silent
+                // client never holds up the accept loop.
+                tokio::spawn(async move {
+                    let Some(acceptor) = tls else {
+                        return serve_connection(stream, shared, &builder, watcher).await;
+                    };
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => serve_connection(stream, shared, &builder, watcher).await,
+                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
                     }
-                    Some(acceptor) => {
-                        // The handshake runs on the connection's own task, so a slow or
-                        // silent client never holds up the accept loop.
-                        let acceptor = acceptor.clone();
-                        let builder = builder.clone();
-                        let watcher = graceful.watcher();
-                        tokio::spawn(async move {
-                            let handshake = tokio::time::timeout(
-                                TLS_HANDSHAKE_TIMEOUT,
-                                acceptor.accept(stream),
-                            );
-                            let stream = match handshake.await {
-                                Ok(Ok(s)) => s,
-                                Ok(Err(e)) => {
-                                    tracing::debug!(error = %e, "TLS handshake failed");
-                                    return;
-                                }
-                                Err(_) => {
-                                    tracing::debug!("TLS handshake timed out");
-                                    return;
-                                }
-                            };
-                            let (stream, verdict) = http_edges::GuardedIo::new(stream);
-                            let svc = guarded_service!(verdict);
-                            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                            if let Err(e) = watcher.watch(conn.into_owned()).await {
-                                tracing::debug!(error = %e, "connection ended with an error");
-                            }
-                        });
-                    }
-                }
+                });
             }
             _ = &mut shutdown => break,
         }

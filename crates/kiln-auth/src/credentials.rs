@@ -126,18 +126,6 @@ impl KeyStore {
         self.keys.is_empty()
     }
 
-    pub fn keys(&self) -> impl Iterator<Item = &Key> {
-        self.keys.values()
-    }
-
-    /// The distinct accounts the keys act as.
-    pub fn accounts(&self) -> Vec<String> {
-        let mut a: Vec<String> = self.keys.values().map(|k| k.account_id.clone()).collect();
-        a.sort();
-        a.dedup();
-        a
-    }
-
     pub fn load(path: &Path) -> Result<KeyStore, CredentialsError> {
         let text = std::fs::read_to_string(path).map_err(|source| CredentialsError::Io {
             path: path.to_path_buf(),
@@ -318,14 +306,7 @@ pub fn read_client_profile(
     profile: &str,
     config_file: bool,
 ) -> Option<crate::sigv4::Credentials> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let ini = ini::Ini::load_from_str(&text).ok()?;
-    let section = if config_file && profile != "default" {
-        format!("profile {profile}")
-    } else {
-        profile.to_string()
-    };
-    let props = ini.section(Some(section.as_str()))?;
+    let props = client_section(path, profile, config_file)?;
     Some(crate::sigv4::Credentials {
         access_key_id: props.get(ACCESS_KEY_ID)?.trim().to_string(),
         secret_access_key: props.get(SECRET_ACCESS_KEY)?.trim().to_string(),
@@ -335,16 +316,22 @@ pub fn read_client_profile(
 
 /// A setting of `profile` in an AWS config file (`region`, say).
 pub fn read_config_setting(path: &Path, profile: &str, name: &str) -> Option<String> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let ini = ini::Ini::load_from_str(&text).ok()?;
-    let section = if profile == "default" {
-        profile.to_string()
-    } else {
-        format!("profile {profile}")
-    };
-    ini.section(Some(section.as_str()))?
+    client_section(path, profile, true)?
         .get(name)
         .map(|v| v.trim().to_string())
+}
+
+/// The section of `profile` in a credentials file (`[name]`) or a config file (`[profile name]`,
+/// but `[default]`).
+fn client_section(path: &Path, profile: &str, config_file: bool) -> Option<ini::Properties> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let ini = ini::Ini::load_from_str(&text).ok()?;
+    let section = if config_file && profile != "default" {
+        format!("profile {profile}")
+    } else {
+        profile.to_string()
+    };
+    ini.section(Some(section.as_str())).cloned()
 }
 
 #[cfg(test)]
@@ -364,10 +351,7 @@ mod tests {
         let t = store.get("ASIAAAAAAAAAAAAAAAAA").unwrap();
         assert_eq!(t.session_token.as_deref(), Some("tok"));
         assert!(t.expires.is_some());
-        assert_eq!(
-            store.accounts(),
-            vec!["111111111111".to_string(), "222222222222".to_string()]
-        );
+        assert_eq!(t.account_id, "222222222222");
     }
 
     #[test]

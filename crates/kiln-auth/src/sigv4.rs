@@ -463,14 +463,6 @@ pub fn parse_amz_date(value: &str) -> Result<DateTime<Utc>, SigV4Error> {
         })
 }
 
-/// What a verified request was signed with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verified {
-    pub access_key_id: String,
-    pub region: String,
-    pub date: DateTime<Utc>,
-}
-
 /// The secret half of the key the request names, and its session token if it is temporary.
 #[derive(Debug, Clone)]
 pub struct SigningKey<'a> {
@@ -486,7 +478,7 @@ pub fn verify(
     key: &SigningKey,
     now: DateTime<Utc>,
     settings: &Settings,
-) -> Result<Verified, SigV4Error> {
+) -> Result<(), SigV4Error> {
     let date = parse_amz_date(&auth.amz_date)?;
     if auth.scope.date != auth.amz_date[..8] {
         return Err(SigV4Error::Invalid(format!(
@@ -513,7 +505,7 @@ pub fn verify(
         (Some(expected), Some(given)) if constant_time_eq(expected, given) => {}
         _ => return Err(SigV4Error::InvalidToken),
     }
-    let payload_hash = payload_hash(request, &auth.location)?;
+    let payload_hash = payload_hash(request)?;
     let given = decode_hex(&auth.signature).ok_or_else(|| incomplete("Signature is not hex"))?;
     let matches = |omit_token: bool| -> Result<bool, SigV4Error> {
         let canonical = build_canonical(request, auth, &payload_hash, settings, omit_token)?;
@@ -528,11 +520,7 @@ pub fn verify(
     if !(matches(false)? || (token_in_query && matches(true)?)) {
         return Err(SigV4Error::Invalid(MISMATCH_MESSAGE.to_string()));
     }
-    Ok(Verified {
-        access_key_id: auth.scope.access_key_id.clone(),
-        region: auth.scope.region.clone(),
-        date,
-    })
+    Ok(())
 }
 
 fn check_time(
@@ -572,26 +560,18 @@ fn check_time(
     }
 }
 
-/// The payload hash that was signed: `x-amz-content-sha256` when given (a hash must match the
-/// body), otherwise the body's.
-fn payload_hash(request: &Request, location: &Location) -> Result<String, SigV4Error> {
-    let actual = hex(&Sha256::digest(request.body));
+/// The payload hash that was signed: `x-amz-content-sha256` when given (`UNSIGNED-PAYLOAD`, or
+/// a hash that must match the body), otherwise the body's.
+fn payload_hash(request: &Request) -> Result<String, SigV4Error> {
+    let actual = || hex(&Sha256::digest(request.body));
     match request.header("x-amz-content-sha256").map(str::trim) {
         Some(UNSIGNED_PAYLOAD) => Ok(UNSIGNED_PAYLOAD.to_string()),
-        Some(given) => {
-            if given.eq_ignore_ascii_case(&actual) {
-                Ok(given.to_string())
-            } else {
-                Err(SigV4Error::Invalid(
-                    "The provided 'x-amz-content-sha256' header does not match what was computed."
-                        .to_string(),
-                ))
-            }
-        }
-        // A presigned URL is usually made before the body exists: the SDKs sign it without
-        // one, as S3 does.
-        None if matches!(location, Location::Query { .. }) && request.body.is_empty() => Ok(actual),
-        None => Ok(actual),
+        Some(given) if given.eq_ignore_ascii_case(&actual()) => Ok(given.to_string()),
+        Some(_) => Err(SigV4Error::Invalid(
+            "The provided 'x-amz-content-sha256' header does not match what was computed."
+                .to_string(),
+        )),
+        None => Ok(actual()),
     }
 }
 

@@ -11,7 +11,6 @@
 
 use crate::rootless::RootlessPrivileged;
 use crate::sys::{Privileged, RealPrivileged};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
@@ -100,43 +99,4 @@ pub fn require_root() -> Result<(), String> {
              run Kiln as root"
         )),
     }
-}
-
-/// Whether a root Kiln can run builds in a user namespace here, with layers stored in
-/// `layer_dir`: creates one mapping `0..65536` to `base..` and an idmapped read-only bind of
-/// `layer_dir` (the filesystem must support idmapped mounts), then undoes both. `Err` says
-/// why not; launching an instance then runs its root as host root (and logs it once).
-pub fn root_user_namespace(layer_dir: &Path, base: u32) -> Result<(), String> {
-    if unsafe { libc::geteuid() } != 0 {
-        return Err("Kiln is not running as root".into());
-    }
-    let scratch = tempfile_dir().map_err(|e| format!("a scratch directory: {e}"))?;
-    let pin = scratch.join(crate::userns::PIN);
-    let target = scratch.join("layer");
-    let result = std::fs::create_dir(&target)
-        .map_err(|e| format!("{}: {e}", target.display()))
-        .and_then(|()| crate::userns::create(&pin, base).map_err(|e| e.to_string()))
-        .and_then(|()| {
-            crate::userns::mount_idmapped(layer_dir, &target, &pin).map_err(|e| e.to_string())
-        });
-    let sys = RealPrivileged::new();
-    for mount in [&target, &pin] {
-        let _ = sys.unmount(mount);
-    }
-    let _ = std::fs::remove_dir_all(&scratch);
-    result
-}
-
-/// A fresh directory below the system's temporary directory.
-fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!(
-        "kiln-userns-probe-{}-{:?}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos()
-    ));
-    std::fs::create_dir(&dir)?;
-    Ok(dir)
 }

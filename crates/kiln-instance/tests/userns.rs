@@ -185,20 +185,3 @@ fn where_the_kernel_refuses_the_instance_falls_back_to_host_root() {
     inst.terminate().unwrap();
     assert!(mounts_under(&dir).is_empty());
 }
-
-#[test]
-fn detect_says_whether_root_builds_get_a_user_namespace() {
-    let f = Fixture::new();
-    assert_eq!(
-        kiln_instance::detect::root_user_namespace(&f.rootfs(), BASE),
-        Ok(())
-    );
-    let err = kiln_instance::detect::root_user_namespace(&f.rootfs(), u32::MAX - 5).unwrap_err();
-    assert!(err.contains("id range"), "{err}");
-    let missing = f.dir.path().join("missing");
-    let err = kiln_instance::detect::root_user_namespace(&missing, BASE).unwrap_err();
-    assert!(err.contains("missing"), "{err}");
-    assert!(mounts_under(&std::env::temp_dir())
-        .iter()
-        .all(|m| !m.contains("kiln-userns-probe")));
-}

@@ -4,6 +4,7 @@
 
 use kiln_api::extension::{is_callers, param, Extension, ExtensionResponse, RequestContext};
 use kiln_api::Service;
+use kiln_domain::arn::ResourceKind;
 use kiln_domain::resources::pipeline::{ImagePipeline, PipelineStatus};
 use kiln_store::TxnExt;
 use serde_json::json;
@@ -39,11 +40,7 @@ impl Extension for ScheduleExtension {
                 "imagePipelineArn: required",
             );
         };
-        // Another account's or region's pipeline does not exist for the caller, nor does
-        // anything that is not a pipeline.
-        let is_pipeline = kiln_domain::arn::Arn::parse(arn)
-            .is_ok_and(|a| a.kind == kiln_domain::arn::ResourceKind::ImagePipeline);
-        let found = if is_pipeline && is_callers(ctx, arn) {
+        let found = if is_callers(ctx, arn, ResourceKind::ImagePipeline) {
             self.service.store.read(|tx| tx.get::<ImagePipeline>(arn))
         } else {
             Ok(Ok(None))

@@ -16,6 +16,7 @@ use crate::Shared;
 use kiln_api::extension::{
     is_callers, param, Extension, ExtensionBody, ExtensionResponse, RequestContext,
 };
+use kiln_domain::arn::ResourceKind;
 use kiln_domain::resources::image::{Image, ImageStatus};
 use kiln_image::DiskFormat;
 use std::path::PathBuf;
@@ -49,11 +50,7 @@ impl WorkerExtension {
         let arn = param(query, "imageBuildVersionArn")
             .ok_or_else(|| invalid("imageBuildVersionArn: required"))?;
         Some(arn)
-            .filter(|arn| {
-                is_callers(ctx, arn)
-                    && kiln_domain::arn::Arn::parse(arn)
-                        .is_ok_and(|a| a.kind == kiln_domain::arn::ResourceKind::Image)
-            })
+            .filter(|arn| is_callers(ctx, arn, ResourceKind::Image))
             .and_then(|arn| read_image(&self.shared, arn))
             .filter(|i| i.status != ImageStatus::Deleted)
             .ok_or_else(|| not_found(&format!("The image '{arn}' does not exist.")))
@@ -188,7 +185,10 @@ impl WorkerExtension {
                 .ok();
         // An instance belongs to the account of the image it builds; one whose image is not
         // known belongs to nobody.
-        if !arn.as_deref().is_some_and(|a| is_callers(ctx, a.trim())) {
+        if !arn
+            .as_deref()
+            .is_some_and(|a| is_callers(ctx, a.trim(), ResourceKind::Image))
+        {
             return not_found(&format!("there is no instance '{id}'"));
         }
         ExtensionResponse::json(

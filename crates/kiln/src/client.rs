@@ -56,6 +56,14 @@ fn aws_file(variable: &str, default_name: &str) -> Option<PathBuf> {
         .or_else(|| env("HOME").map(|home| PathBuf::from(home).join(".aws").join(default_name)))
 }
 
+/// The profile the aws CLI would use: `--profile`, else AWS_PROFILE, else `default`.
+fn profile_name(profile: Option<&str>) -> String {
+    profile
+        .map(str::to_string)
+        .or_else(|| env("AWS_PROFILE"))
+        .unwrap_or_else(|| "default".to_string())
+}
+
 /// The credentials the aws CLI would sign with: an explicit profile; else the environment's
 /// keys; else the profile named by AWS_PROFILE (or `default`) in the credentials file, then in
 /// the config file.
@@ -69,10 +77,7 @@ pub fn find_credentials(profile: Option<&str>) -> Result<Credentials> {
             });
         }
     }
-    let name = profile
-        .map(str::to_string)
-        .or_else(|| env("AWS_PROFILE"))
-        .unwrap_or_else(|| "default".to_string());
+    let name = profile_name(profile);
     let credentials_file = aws_file("AWS_SHARED_CREDENTIALS_FILE", "credentials");
     let config_file = aws_file("AWS_CONFIG_FILE", "config");
     credentials_file
@@ -102,12 +107,9 @@ fn find_region(region: Option<&str>, profile: Option<&str>) -> String {
         .or_else(|| env("AWS_REGION"))
         .or_else(|| env("AWS_DEFAULT_REGION"))
         .or_else(|| {
-            let name = profile
-                .map(str::to_string)
-                .or_else(|| env("AWS_PROFILE"))
-                .unwrap_or_else(|| "default".to_string());
-            aws_file("AWS_CONFIG_FILE", "config")
-                .and_then(|f| kiln_auth::credentials::read_config_setting(&f, &name, "region"))
+            aws_file("AWS_CONFIG_FILE", "config").and_then(|f| {
+                kiln_auth::credentials::read_config_setting(&f, &profile_name(profile), "region")
+            })
         })
         .unwrap_or_else(|| "us-east-1".to_string())
 }
