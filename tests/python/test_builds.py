@@ -309,6 +309,23 @@ def test_tests_disabled_skip_the_test_phase(client, infra):
     assert wait_final(client, arn)["state"]["status"] == "AVAILABLE"
 
 
+def test_create_image_answers_like_every_versioned_create(client, infra):
+    r = recipe(client, [bash_component(client, {"build": "echo ok"})])
+    answer = client.create_image(imageRecipeArn=r, infrastructureConfigurationArn=infra)
+    arn = answer["imageBuildVersionArn"]
+    base = arn.rsplit("/", 2)[0]  # .../image/<name>
+    assert answer["latestVersionReferences"] == {
+        "latestVersionArn": f"{base}/x.x.x",
+        "latestMajorVersionArn": f"{base}/1.x.x",
+        "latestMinorVersionArn": f"{base}/1.0.x",
+        "latestPatchVersionArn": f"{base}/1.0.0",
+    }
+    building = image_of(client, arn)
+    assert building["tags"] == {}
+    assert building["outputResources"] == {"amis": []} or building["state"]["status"] == "AVAILABLE"
+    wait_final(client, arn)
+
+
 def test_cancel_stops_a_running_build(client, infra, server):
     r = recipe(client, [bash_component(client, {"build": "echo sleeping\nsleep 300"})])
     arn = start(client, r, infra)

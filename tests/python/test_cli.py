@@ -5,6 +5,8 @@ teardown in dependency order on the shared server."""
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
@@ -12,6 +14,8 @@ import pytest
 
 from kiln_testlib import (
     BUILD_COMPONENT_YAML,
+    REGION,
+    aws_executable,
     PARENT_AMI,
     AwsCli,
     KilnServer,
@@ -92,6 +96,36 @@ def test_the_readme_example(readme_aws):
     next_run = datetime.strptime(pipeline["dateNextRun"], "%Y-%m-%dT%H:%M:%S.%fZ")
     berlin = next_run.replace(tzinfo=timezone.utc).astimezone(ZoneInfo("Europe/Berlin"))
     assert (berlin.hour, berlin.minute) == (3, 0)
+
+
+def test_the_readme_waits_for_a_build_with_the_installed_cli(aws, client):
+    """The README's waiting step, taken from the README itself, run by bash with the aws CLI that
+    `.ci/run` installs (v1, which has no Image Builder waiter)."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    [loop] = [line for line in readme.splitlines() if line.startswith("until s=$($IB get-image")]
+    component = client.create_component(
+        name=unique_name("wait"), semanticVersion="1.0.0", platform="Linux",
+        data=BUILD_COMPONENT_YAML,
+    )["componentBuildVersionArn"]
+    recipe = client.create_image_recipe(
+        name=unique_name("wait"), semanticVersion="1.0.0",
+        parentImage="arn:aws:imagebuilder:us-east-1:aws:image/busybox-x86/x.x.x",
+        components=[{"componentArn": component}],
+    )["imageRecipeArn"]
+    infra = client.create_infrastructure_configuration(
+        name=unique_name("wait"), instanceProfileName="builder",
+    )["infrastructureConfigurationArn"]
+    image = client.create_image(imageRecipeArn=recipe, infrastructureConfigurationArn=infra)[
+        "imageBuildVersionArn"
+    ]
+    env = dict(aws.env, IMAGE=image, IB=f"{aws_executable()} imagebuilder --endpoint-url {aws.endpoint} --region {REGION}")
+    done = subprocess.run(
+        ["bash", "-c", loop], env=env, capture_output=True, text=True, timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "AVAILABLE", done.stdout + done.stderr
+    assert client.get_image(imageBuildVersionArn=image)["image"]["state"]["status"] == "AVAILABLE"
 
 
 def test_flow_with_an_input_file_and_teardown(aws, tmp_path):

@@ -74,7 +74,7 @@ def test_terminate_instance_on_failure_defaults_to_true(client, name):
         "infrastructureConfiguration"
     ]
     assert got["terminateInstanceOnFailure"] is True
-    assert "tags" not in got
+    assert got["tags"] == {}
 
 
 def test_list_filters_by_name_and_summarises(client, name):

@@ -9,6 +9,11 @@
 //! - `operations.rs`: the 77 operations (method, URI, shapes, idempotency), the `Handlers` trait with
 //!   one method per operation (defaulting to "not implemented yet"), and `dispatch`.
 //!
+//! One rule of the responses is applied here too, so that no handler has to remember it: the
+//! members [`always_present`] names are written even when a handler leaves them unset (an empty
+//! map or list, as AWS answers), and the schema table marks them so that the response check
+//! (`kiln_wire::validate::validate_response`) fails when one is missing.
+//!
 //! The generator is deterministic: shapes and operations are emitted in sorted order, so the freshness
 //! test can compare bytes.
 
@@ -46,11 +51,79 @@ pub fn generate(model_text: &str) -> Result<Generated> {
         .enumerate()
         .map(|(i, k)| (k.as_str(), i))
         .collect();
+    let always = always_present(shapes, operations)?;
     Ok(Generated {
-        types: gen_types(&sorted)?,
-        schema: gen_schema(&sorted, &index)?,
+        types: gen_types(&sorted, &always)?,
+        schema: gen_schema(&sorted, &index, &always)?,
         operations: gen_operations(operations, shapes, &index)?,
     })
+}
+
+/// `(structure, member)` pairs that every response carries, empty when there is nothing in them.
+///
+/// AWS answers `"tags": {}` for an untagged resource and `"outputResources": {"amis": []}` for an
+/// image that has produced nothing yet (the aws CLI examples of GetImage, GetComponent,
+/// ListImageBuildVersions and the other Get and List operations). So: every `tags` member (a
+/// `TagMap`) of a structure that only responses use, `outputResources` of `Image` and
+/// `ImageSummary`, and `amis` inside it. Every other optional member is left out when unset.
+/// The set is computed, not listed, so that a new resource type with tags follows the rule.
+pub fn always_present(
+    shapes: &Map<String, Value>,
+    operations: &Map<String, Value>,
+) -> Result<BTreeMap<String, Vec<String>>> {
+    let reach = |side: &str| -> Result<std::collections::BTreeSet<String>> {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut stack: Vec<String> = operations
+            .values()
+            .map(|op| shape_ref(&op[side]).map(str::to_string))
+            .collect::<Result<_>>()?;
+        while let Some(name) = stack.pop() {
+            if !seen.insert(name.clone()) {
+                continue;
+            }
+            let shape = shapes
+                .get(&name)
+                .with_context(|| format!("unknown shape {name}"))?;
+            if let Some(members) = shape.get("members").and_then(Value::as_object) {
+                for m in members.values() {
+                    stack.push(shape_ref(m)?.to_string());
+                }
+            }
+            for key in ["member", "key", "value"] {
+                if let Some(inner) = shape.get(key) {
+                    stack.push(shape_ref(inner)?.to_string());
+                }
+            }
+        }
+        Ok(seen)
+    };
+    let inputs = reach("input")?;
+    let outputs = reach("output")?;
+    let mut always: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for name in outputs.difference(&inputs) {
+        let members = shapes[name.as_str()].get("members").and_then(Value::as_object);
+        for (member, m) in members.into_iter().flatten() {
+            let is_tags = member == "tags" && shape_ref(m)? == "TagMap";
+            let is_outputs = member == "outputResources"
+                && matches!(name.as_str(), "Image" | "ImageSummary")
+                || (name == "OutputResources" && member == "amis");
+            if is_tags || is_outputs {
+                always.entry(name.clone()).or_default().push(member.clone());
+            }
+        }
+    }
+    for (shape, member) in [("Image", "outputResources"), ("OutputResources", "amis")] {
+        if !always.get(shape).is_some_and(|m| m.iter().any(|x| x == member)) {
+            bail!("{shape}.{member} must be a response-only member of the model");
+        }
+    }
+    Ok(always)
+}
+
+fn is_always_present(always: &BTreeMap<String, Vec<String>>, shape: &str, member: &str) -> bool {
+    always
+        .get(shape)
+        .is_some_and(|members| members.iter().any(|m| m == member))
 }
 
 fn obj(v: &Value) -> Result<&Map<String, Value>> {
@@ -143,7 +216,10 @@ fn rust_type(shapes: &BTreeMap<&String, &Value>, name: &str) -> Result<String> {
     })
 }
 
-fn gen_types(shapes: &BTreeMap<&String, &Value>) -> Result<String> {
+fn gen_types(
+    shapes: &BTreeMap<&String, &Value>,
+    always: &BTreeMap<String, Vec<String>>,
+) -> Result<String> {
     let mut out = String::new();
     out.push_str(HEADER);
     out.push_str("//! Request, response and nested types of the Image Builder API.\n\n");
@@ -165,10 +241,17 @@ fn gen_types(shapes: &BTreeMap<&String, &Value>) -> Result<String> {
             writeln!(out, "pub struct {name} {{")?;
             for (member, m) in obj(&shape["members"])? {
                 let inner = rust_type(shapes, shape_ref(m)?)?;
-                writeln!(
-                    out,
-                    "    #[serde(rename = \"{member}\", default, skip_serializing_if = \"Option::is_none\")]"
-                )?;
+                if is_always_present(always, name, member) {
+                    writeln!(
+                        out,
+                        "    #[serde(rename = \"{member}\", default, serialize_with = \"crate::codec::empty_when_unset\")]"
+                    )?;
+                } else {
+                    writeln!(
+                        out,
+                        "    #[serde(rename = \"{member}\", default, skip_serializing_if = \"Option::is_none\")]"
+                    )?;
+                }
                 writeln!(out, "    pub {}: Option<{inner}>,", field_ident(member))?;
             }
             writeln!(out, "}}\n")?;
@@ -228,7 +311,11 @@ fn opt_num(v: &Value, key: &str) -> String {
     }
 }
 
-fn gen_schema(shapes: &BTreeMap<&String, &Value>, index: &BTreeMap<&str, usize>) -> Result<String> {
+fn gen_schema(
+    shapes: &BTreeMap<&String, &Value>,
+    index: &BTreeMap<&str, usize>,
+    always: &BTreeMap<String, Vec<String>>,
+) -> Result<String> {
     let id = |n: &str| -> Result<usize> {
         index
             .get(n)
@@ -269,8 +356,9 @@ fn gen_schema(shapes: &BTreeMap<&String, &Value>, index: &BTreeMap<&str, usize>)
                         .unwrap_or(false);
                     write!(
                         members,
-                        "Member {{ name: {member:?}, shape: ShapeId({}), location: {location}, idempotency_token: {token} }}, ",
-                        id(shape_ref(m)?)?
+                        "Member {{ name: {member:?}, shape: ShapeId({}), location: {location}, idempotency_token: {token}, always_present: {} }}, ",
+                        id(shape_ref(m)?)?,
+                        is_always_present(always, name, member)
                     )?;
                 }
                 let required: Vec<String> = shape

@@ -86,13 +86,22 @@ impl Service {
     }
 
     /// Validates `input`, runs the operation in its transaction and returns the response JSON
-    /// (with `requestId` filled in where the response has one).
+    /// (with `requestId` filled in where the response has one). In test and debug builds the
+    /// response is checked against the model first (see [`checked_response`]).
     pub fn call(
         &self,
         op: Operation,
         ctx: &RequestContext,
         input: Value,
     ) -> Result<String, ApiError> {
+        let body = self.answer(op, ctx, input)?;
+        if kiln_wire::validate::response_checks_enabled() {
+            checked_response(op, &body)?;
+        }
+        Ok(body)
+    }
+
+    fn answer(&self, op: Operation, ctx: &RequestContext, input: Value) -> Result<String, ApiError> {
         let def = op.def();
         let cacheable = def.is_read_only() && def.name.starts_with("Get");
         let key = cacheable.then(|| AnswerKey::new(op, ctx, &input));
@@ -201,6 +210,21 @@ impl Service {
         self.quotas.check(op, ctx, tx)?;
         Ok(output)
     }
+}
+
+/// A response that does not match its output shape is a bug in Kiln that some client would trip
+/// over, so it fails the request loudly (a `ServiceException` naming every violation, which
+/// fails the test that made it) rather than reaching the caller.
+fn checked_response(op: Operation, body: &str) -> Result<(), ApiError> {
+    let value: Value = serde_json::from_str(body)
+        .map_err(|e| ApiError::service(format!("the response to {op:?} is not JSON: {e}")))?;
+    kiln_wire::validate::validate_response(op.def().output, &value).map_err(|violations| {
+        tracing::error!(operation = ?op, ?violations, "response does not match the model");
+        ApiError::service(format!(
+            "the response to {op:?} does not match the model: {}",
+            violations.join("; ")
+        ))
+    })
 }
 
 /// A digest of the request's parameters. `serde_json` keeps object keys sorted, so the text is

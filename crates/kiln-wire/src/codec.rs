@@ -18,6 +18,20 @@ pub fn encode<T: Serialize>(output: T) -> Result<String, ApiError> {
         .map_err(|e| ApiError::service(format!("encoding the response failed: {e}")))
 }
 
+/// Writes a member that responses always carry: its value, or the empty value of its type (`{}`,
+/// `[]`) when the handler left it unset. The generated types use it for the members the
+/// always-present rule names, so that the rule lives in one place.
+pub fn empty_when_unset<T, S>(value: &Option<T>, serializer: S) -> Result<S::Ok, S::Error>
+where
+    T: Serialize + Default,
+    S: serde::Serializer,
+{
+    match value {
+        Some(v) => v.serialize(serializer),
+        None => T::default().serialize(serializer),
+    }
+}
+
 /// Adds `"requestId"` to an encoded response object. Handlers leave `requestId` unset, so the
 /// member is never duplicated.
 pub fn with_request_id(mut json: String, request_id: &str) -> String {

@@ -73,6 +73,9 @@ pub struct Member {
     pub shape: ShapeId,
     pub location: Location,
     pub idempotency_token: bool,
+    /// Responses always carry this member, empty when there is nothing in it (see
+    /// `xtask::codegen::always_present` for the rule).
+    pub always_present: bool,
 }
 
 #[derive(Debug)]

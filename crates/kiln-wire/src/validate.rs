@@ -1,4 +1,5 @@
-//! Checks a request's JSON against the model's constraints before it is decoded.
+//! Checks a request's JSON against the model's constraints before it is decoded, and (in test
+//! and debug builds) every response against the operation's output shape.
 //!
 //! boto3 checks required members and lengths on the client but not patterns or enums, and other
 //! clients check nothing, so the server enforces every constraint of the model here. The walk is
@@ -71,10 +72,20 @@ pub fn warm_up() -> Vec<&'static str> {
         .collect()
 }
 
+/// Which side of a call is checked. Responses are held to more than requests: a member the
+/// shape does not have, a missing always-present member or a `DateTime` that is not an ISO 8601
+/// date would each break some client, while a request's unknown members are ignored as AWS
+/// ignores them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Request,
+    Response,
+}
+
 /// Validates `value` as the structure `shape`. `Err` carries every violation found.
 pub fn validate(shape: ShapeId, value: &Value) -> Result<(), ApiError> {
     let mut errors = Vec::new();
-    check(shape, value, "", &mut errors);
+    check(Side::Request, shape, value, "", &mut errors);
     if errors.is_empty() {
         return Ok(());
     }
@@ -85,6 +96,42 @@ pub fn validate(shape: ShapeId, value: &Value) -> Result<(), ApiError> {
         "{count} validation {noun} detected: {}",
         errors.join("; ")
     )))
+}
+
+/// Checks a response against the operation's output shape: member names, JSON types, required
+/// and always-present members, enums, patterns, lengths, ranges, and the two date forms
+/// (`DateTime` strings, `timestamp` numbers). `Err` lists every violation.
+pub fn validate_response(shape: ShapeId, value: &Value) -> Result<(), Vec<String>> {
+    let mut errors = Vec::new();
+    check(Side::Response, shape, value, "", &mut errors);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+/// Whether responses are checked: on in test and debug builds, off in release builds (the hot
+/// path); `KILN_CHECK_RESPONSES=1` or `=0` overrides either.
+pub fn response_checks_enabled() -> bool {
+    static ENABLED: OnceLock<bool> = OnceLock::new();
+    *ENABLED.get_or_init(|| match std::env::var("KILN_CHECK_RESPONSES").as_deref() {
+        Ok("1") | Ok("true") => true,
+        Ok("0") | Ok("false") => false,
+        _ => cfg!(debug_assertions),
+    })
+}
+
+/// The model's `DateTime` shape is a string with no pattern; AWS writes ISO 8601 UTC with
+/// milliseconds (`2020-02-14T19:46:16.904Z`), which is what SDKs and users parse.
+fn is_iso_date_time(s: &str) -> bool {
+    static FORMAT: OnceLock<regex::Regex> = OnceLock::new();
+    FORMAT
+        .get_or_init(|| {
+            regex::Regex::new(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
+                .expect("the DateTime format compiles")
+        })
+        .is_match(s)
 }
 
 fn describe(value: &Value) -> String {
@@ -114,7 +161,7 @@ fn fail(errors: &mut Vec<String>, value: &Value, path: &str, rule: impl std::fmt
     ));
 }
 
-fn check(id: ShapeId, value: &Value, path: &str, errors: &mut Vec<String>) {
+fn check(side: Side, id: ShapeId, value: &Value, path: &str, errors: &mut Vec<String>) {
     let shape = id.shape();
     match &shape.kind {
         ShapeKind::Structure {
@@ -132,8 +179,36 @@ fn check(id: ShapeId, value: &Value, path: &str, errors: &mut Vec<String>) {
                 }
             }
             for member in members.iter() {
-                if let Some(v) = object.get(member.name).filter(|v| !v.is_null()) {
-                    check(member.shape, v, &join(path, member.name), errors);
+                let Some(v) = object.get(member.name).filter(|v| !v.is_null()) else {
+                    continue;
+                };
+                // The model's minimum sizes are request rules (`TagMap` has min 1); an
+                // always-present member answers empty when there is nothing in it.
+                let empty = match member.shape.shape().kind {
+                    ShapeKind::Map { .. } => v.as_object().is_some_and(|o| o.is_empty()),
+                    ShapeKind::List { .. } => v.as_array().is_some_and(|a| a.is_empty()),
+                    _ => false,
+                };
+                if side == Side::Response && member.always_present && empty {
+                    continue;
+                }
+                check(side, member.shape, v, &join(path, member.name), errors);
+            }
+            if side == Side::Response {
+                for member in members.iter().filter(|m| m.always_present) {
+                    if object.get(member.name).is_none_or(Value::is_null) {
+                        errors.push(format!(
+                            "Value null at '{}' failed to satisfy constraint: Member is always present in responses (empty when unset)",
+                            join(path, member.name)
+                        ));
+                    }
+                }
+                for (name, v) in object {
+                    if v.is_null() {
+                        fail(errors, v, &join(path, name), "must not be null");
+                    } else if !members.iter().any(|m| m.name == name) {
+                        fail(errors, v, &join(path, name), format!("is not a member of {}", shape.name));
+                    }
                 }
             }
         }
@@ -147,7 +222,7 @@ fn check(id: ShapeId, value: &Value, path: &str, errors: &mut Vec<String>) {
                 if item.is_null() {
                     fail(errors, item, &item_path, "must not be null");
                 } else {
-                    check(*member, item, &item_path, errors);
+                    check(side, *member, item, &item_path, errors);
                 }
             }
         }
@@ -164,6 +239,7 @@ fn check(id: ShapeId, value: &Value, path: &str, errors: &mut Vec<String>) {
             for (k, v) in entries {
                 let entry_path = format!("{path}['{k}']");
                 check(
+                    side,
                     *key,
                     &Value::String(k.clone()),
                     &format!("{entry_path} (key)"),
@@ -172,7 +248,7 @@ fn check(id: ShapeId, value: &Value, path: &str, errors: &mut Vec<String>) {
                 if v.is_null() {
                     fail(errors, v, &entry_path, "must not be null");
                 } else {
-                    check(*value_shape, v, &entry_path, errors);
+                    check(side, *value_shape, v, &entry_path, errors);
                 }
             }
         }
@@ -209,6 +285,9 @@ fn check(id: ShapeId, value: &Value, path: &str, errors: &mut Vec<String>) {
                     path,
                     format!("must satisfy enum value set: [{}]", enum_values.join(", ")),
                 );
+            }
+            if side == Side::Response && shape.name == "DateTime" && !is_iso_date_time(s) {
+                fail(errors, value, path, "must be an ISO 8601 date and time");
             }
             if let Some(source) = pattern {
                 let ok = patterns()[id.0].as_ref().is_some_and(|p| p.is_match(s));

@@ -270,7 +270,11 @@ async fn defaults_apply_when_members_are_left_out() {
     assert!(infra.logging().is_none());
     assert!(infra.placement().is_none());
     assert!(infra.parent_instance().is_none());
-    assert_eq!(infra.tags(), None, "no tags: the member is absent");
+    assert_eq!(
+        infra.tags(),
+        Some(&std::collections::HashMap::new()),
+        "no tags: an empty map, as AWS answers"
+    );
     assert_eq!(infra.resource_tags(), None);
 }
 

@@ -26,7 +26,8 @@ use kiln_domain::resources::recipe::{
     self as domain, ImageRecipe as Recipe, ParentImage, MAX_COMPONENTS,
 };
 use kiln_domain::resources::Resource;
-use kiln_domain::version::{assign_recipe_version, latest_version_refs, SemVer};
+use kiln_domain::version::{assign_recipe_version, SemVer};
+pub(crate) use super::components::latest_version_references;
 use kiln_store::{ListQuery, Row, Txn, TxnExt};
 use kiln_wire::types::*;
 use kiln_wire::{ApiError, ErrorKind, RequestContext};
@@ -273,26 +274,6 @@ pub(crate) fn new_version_arn(
         )));
     }
     Ok((arn, version))
-}
-
-/// The filter ARNs that select the newest version overall, of the same major, of the same
-/// minor, and this exact version.
-pub(crate) fn latest_version_references(arn: &Arn, version: &SemVer) -> LatestVersionReferences {
-    let refs = latest_version_refs(version);
-    let at = |v: &str| {
-        Arn {
-            build: None,
-            ..arn.clone()
-        }
-        .with_version(v)
-        .to_string()
-    };
-    LatestVersionReferences {
-        latest_version_arn: Some(at(&refs.latest)),
-        latest_major_version_arn: Some(at(&refs.latest_major)),
-        latest_minor_version_arn: Some(at(&refs.latest_minor)),
-        latest_patch_version_arn: Some(at(&refs.latest_patch)),
-    }
 }
 
 /// The recipe an ARN names; its version may be a filter (`1.x.x`), which selects the newest

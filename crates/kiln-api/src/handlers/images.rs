@@ -273,11 +273,15 @@ pub fn create(
             tags: input.tags,
         },
     )?;
+    let latest = Arn::parse(&arn)
+        .ok()
+        .and_then(|a| Some((SemVer::parse(a.version.as_deref()?).ok()?, a)))
+        .map(|(version, a)| super::components::latest_version_references(&a, &version));
     Ok(CreateImageResponse {
         request_id: None,
         client_token: input.client_token,
         image_build_version_arn: Some(arn),
-        latest_version_references: None,
+        latest_version_references: latest,
     })
 }
 

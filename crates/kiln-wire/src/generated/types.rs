@@ -255,7 +255,11 @@ pub struct Component {
         skip_serializing_if = "Option::is_none"
     )]
     pub supported_os_versions: Option<Vec<String>>,
-    #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "tags",
+        default,
+        serialize_with = "crate::codec::empty_when_unset"
+    )]
     pub tags: Option<BTreeMap<String, String>>,
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub r#type: Option<ComponentType>,
@@ -431,7 +435,11 @@ pub struct ComponentSummary {
         skip_serializing_if = "Option::is_none"
     )]
     pub supported_os_versions: Option<Vec<String>>,
-    #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "tags",
+        default,
+        serialize_with = "crate::codec::empty_when_unset"
+    )]
     pub tags: Option<BTreeMap<String, String>>,
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub r#type: Option<ComponentType>,
@@ -594,7 +602,11 @@ pub struct ContainerRecipe {
     pub parent_image: Option<String>,
     #[serde(rename = "platform", default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<Platform>,
-    #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "tags",
+        default,
+        serialize_with = "crate::codec::empty_when_unset"
+    )]
     pub tags: Option<BTreeMap<String, String>>,
     #[serde(
         rename = "targetRepository",
@@ -646,7 +658,11 @@ pub struct ContainerRecipeSummary {
     pub parent_image: Option<String>,
     #[serde(rename = "platform", default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<Platform>,
-    #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "tags",
+        default,
+        serialize_with = "crate::codec::empty_when_unset"
+    )]
     pub tags: Option<BTreeMap<String, String>>,
 }
 
@@ -1853,7 +1869,11 @@ pub struct DistributionConfiguration {
     pub distributions: Option<Vec<Distribution>>,
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "tags",
+        default,
+        serialize_with = "crate::codec::empty_when_unset"
+    )]
     pub tags: Option<BTreeMap<String, String>>,
     #[serde(
         rename = "timeoutMinutes",
@@ -1889,7 +1909,11 @@ pub struct DistributionConfigurationSummary {
     pub name: Option<String>,
     #[serde(rename = "regions", default, skip_serializing_if = "Option::is_none")]
     pub regions: Option<Vec<String>>,
-    #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "tags",
+        default,
+        serialize_with = "crate::codec::empty_when_unset"
+    )]
     pub tags: Option<BTreeMap<String, String>>,
 }
 
@@ -2667,7 +2691,7 @@ pub struct Image {
     #[serde(
         rename = "outputResources",
         default,
-        skip_serializing_if = "Option::is_none"
+        serialize_with = "crate::codec::empty_when_unset"
     )]
     pub output_resources: Option<OutputResources>,
     #[serde(rename = "platform", default, skip_serializing_if = "Option::is_none")]
@@ -2688,7 +2712,11 @@ pub struct Image {
     pub source_pipeline_name: Option<String>,
     #[serde(rename = "state", default, skip_serializing_if = "Option::is_none")]
     pub state: Option<ImageState>,
-    #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "tags",
+        default,
+        serialize_with = "crate::codec::empty_when_unset"
+    )]
     pub tags: Option<BTreeMap<String, String>>,
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub r#type: Option<ImageType>,
@@ -2939,7 +2967,11 @@ pub struct ImagePipeline {
     pub schedule: Option<Schedule>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<PipelineStatus>,
-    #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "tags",
+        default,
+        serialize_with = "crate::codec::empty_when_unset"
+    )]
     pub tags: Option<BTreeMap<String, String>>,
     #[serde(rename = "workflows", default, skip_serializing_if = "Option::is_none")]
     pub workflows: Option<Vec<WorkflowConfiguration>>,
@@ -3015,7 +3047,11 @@ pub struct ImageRecipe {
     pub parent_image: Option<String>,
     #[serde(rename = "platform", default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<Platform>,
-    #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "tags",
+        default,
+        serialize_with = "crate::codec::empty_when_unset"
+    )]
     pub tags: Option<BTreeMap<String, String>>,
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub r#type: Option<ImageType>,
@@ -3051,7 +3087,11 @@ pub struct ImageRecipeSummary {
     pub parent_image: Option<String>,
     #[serde(rename = "platform", default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<Platform>,
-    #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "tags",
+        default,
+        serialize_with = "crate::codec::empty_when_unset"
+    )]
     pub tags: Option<BTreeMap<String, String>>,
 }
 
@@ -3432,7 +3472,7 @@ pub struct ImageSummary {
     #[serde(
         rename = "outputResources",
         default,
-        skip_serializing_if = "Option::is_none"
+        serialize_with = "crate::codec::empty_when_unset"
     )]
     pub output_resources: Option<OutputResources>,
     #[serde(rename = "owner", default, skip_serializing_if = "Option::is_none")]
@@ -3441,7 +3481,11 @@ pub struct ImageSummary {
     pub platform: Option<Platform>,
     #[serde(rename = "state", default, skip_serializing_if = "Option::is_none")]
     pub state: Option<ImageState>,
-    #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "tags",
+        default,
+        serialize_with = "crate::codec::empty_when_unset"
+    )]
     pub tags: Option<BTreeMap<String, String>>,
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub r#type: Option<ImageType>,
@@ -3794,7 +3838,11 @@ pub struct InfrastructureConfiguration {
     pub sns_topic_arn: Option<String>,
     #[serde(rename = "subnetId", default, skip_serializing_if = "Option::is_none")]
     pub subnet_id: Option<String>,
-    #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "tags",
+        default,
+        serialize_with = "crate::codec::empty_when_unset"
+    )]
     pub tags: Option<BTreeMap<String, String>>,
     #[serde(
         rename = "terminateInstanceOnCompletion",
@@ -3854,7 +3902,11 @@ pub struct InfrastructureConfigurationSummary {
         skip_serializing_if = "Option::is_none"
     )]
     pub resource_tags: Option<BTreeMap<String, String>>,
-    #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "tags",
+        default,
+        serialize_with = "crate::codec::empty_when_unset"
+    )]
     pub tags: Option<BTreeMap<String, String>>,
 }
 
@@ -4255,7 +4307,11 @@ pub struct LifecyclePolicy {
     pub resource_type: Option<LifecyclePolicyResourceType>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<LifecyclePolicyStatus>,
-    #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "tags",
+        default,
+        serialize_with = "crate::codec::empty_when_unset"
+    )]
     pub tags: Option<BTreeMap<String, String>>,
 }
 
@@ -4529,7 +4585,11 @@ pub struct LifecyclePolicySummary {
     pub resource_type: Option<LifecyclePolicyResourceType>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<LifecyclePolicyStatus>,
-    #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "tags",
+        default,
+        serialize_with = "crate::codec::empty_when_unset"
+    )]
     pub tags: Option<BTreeMap<String, String>>,
 }
 
@@ -5074,7 +5134,11 @@ pub struct ListTagsForResourceRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListTagsForResourceResponse {
-    #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "tags",
+        default,
+        serialize_with = "crate::codec::empty_when_unset"
+    )]
     pub tags: Option<BTreeMap<String, String>>,
 }
 
@@ -5343,7 +5407,11 @@ impl OnWorkflowFailure {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct OutputResources {
-    #[serde(rename = "amis", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "amis",
+        default,
+        serialize_with = "crate::codec::empty_when_unset"
+    )]
     pub amis: Option<Vec<Ami>>,
     #[serde(
         rename = "containers",
@@ -6648,7 +6716,11 @@ pub struct Workflow {
     pub parameters: Option<Vec<WorkflowParameterDetail>>,
     #[serde(rename = "state", default, skip_serializing_if = "Option::is_none")]
     pub state: Option<WorkflowState>,
-    #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "tags",
+        default,
+        serialize_with = "crate::codec::empty_when_unset"
+    )]
     pub tags: Option<BTreeMap<String, String>>,
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub r#type: Option<WorkflowType>,
@@ -7065,7 +7137,11 @@ pub struct WorkflowSummary {
     pub owner: Option<String>,
     #[serde(rename = "state", default, skip_serializing_if = "Option::is_none")]
     pub state: Option<WorkflowState>,
-    #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "tags",
+        default,
+        serialize_with = "crate::codec::empty_when_unset"
+    )]
     pub tags: Option<BTreeMap<String, String>>,
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub r#type: Option<WorkflowType>,

@@ -103,3 +103,79 @@ fn nulls_count_as_absent() {
     )
     .unwrap();
 }
+
+fn image_response(image: Value) -> Value {
+    json!({"requestId": "r-1", "image": image})
+}
+
+fn response_violations(op: Operation, value: &Value) -> Vec<String> {
+    validate_response(op.def().output, value).err().unwrap_or_default()
+}
+
+/// A building image as AWS's GetImage example shows it.
+fn building_image() -> Value {
+    json!({
+        "arn": "arn:aws:imagebuilder:us-east-1:123456789012:image/web/1.0.0/1",
+        "name": "web", "version": "1.0.0/1", "platform": "Linux",
+        "state": {"status": "BUILDING"},
+        "dateCreated": "2020-02-14T23:14:13.597Z",
+        "outputResources": {"amis": []},
+        "tags": {}
+    })
+}
+
+#[test]
+fn responses_may_carry_empty_always_present_members() {
+    let ok = image_response(building_image());
+    assert_eq!(response_violations(Operation::GetImage, &ok), Vec::<String>::new());
+}
+
+#[test]
+fn responses_are_held_to_the_output_shape() {
+    // (what breaks, the violation that must name it)
+    let cases: Vec<(Box<dyn Fn(&mut Value)>, &str)> = vec![
+        (Box::new(|i| { i["tags"] = Value::Null; }), "'image.tags'"),
+        (Box::new(|i| { i.as_object_mut().unwrap().remove("tags"); }), "'image.tags' failed to satisfy constraint: Member is always present"),
+        (Box::new(|i| { i.as_object_mut().unwrap().remove("outputResources"); }), "'image.outputResources'"),
+        (Box::new(|i| { i["outputResources"] = json!({}); }), "'image.outputResources.amis'"),
+        (Box::new(|i| { i["colour"] = json!("blue"); }), "'image.colour' failed to satisfy constraint: Member is not a member of Image"),
+        (Box::new(|i| { i["state"]["status"] = json!("DONE"); }), "'image.state.status'"),
+        (Box::new(|i| { i["dateCreated"] = json!("yesterday"); }), "must be an ISO 8601 date and time"),
+        (Box::new(|i| { i["dateCreated"] = json!(1_700_000_000); }), "must be a string"),
+        (Box::new(|i| { i["deprecationTime"] = json!("2020-02-14T23:14:13.597Z"); }), "'image.deprecationTime' failed to satisfy constraint: Member must be a timestamp"),
+        (Box::new(|i| { i["tags"] = json!({"k": 1}); }), "'image.tags['k']'"),
+        (Box::new(|i| { i["arn"] = json!("not-an-arn"); }), "'image.arn' failed to satisfy constraint: Member must satisfy regular expression pattern"),
+    ];
+    for (breakage, expected) in cases {
+        let mut image = building_image();
+        breakage(&mut image);
+        let violations = response_violations(Operation::GetImage, &image_response(image.clone()));
+        assert!(
+            violations.iter().any(|v| v.contains(expected)),
+            "{image}: expected a violation containing {expected:?}, got {violations:?}"
+        );
+    }
+}
+
+#[test]
+fn requests_keep_ignoring_unknown_members() {
+    let input = json!({"imageBuildVersionArn": "arn:aws:imagebuilder:us-east-1:123456789012:image/r/1.0.0/1", "colour": "blue"});
+    validate(Operation::GetImage.def().input, &input).unwrap();
+}
+
+#[test]
+fn the_always_present_members_are_the_rule_s() {
+    let mut marked: Vec<String> = Vec::new();
+    for shape in crate::generated::schema::SHAPES.iter() {
+        if let ShapeKind::Structure { members, .. } = &shape.kind {
+            for m in members.iter().filter(|m| m.always_present) {
+                marked.push(format!("{}.{}", shape.name, m.name));
+            }
+        }
+    }
+    for expected in ["Image.tags", "ImageSummary.tags", "Component.tags", "Image.outputResources", "ImageSummary.outputResources", "OutputResources.amis", "ListTagsForResourceResponse.tags", "WorkflowSummary.tags"] {
+        assert!(marked.contains(&expected.to_string()), "{expected} is not marked: {marked:?}");
+    }
+    assert!(marked.iter().all(|m| m.ends_with(".tags") || m.ends_with("outputResources") || m == "OutputResources.amis"), "{marked:?}");
+    assert!(!marked.iter().any(|m| m.starts_with("CreateComponentRequest")), "request shapes keep their rules");
+}
