@@ -101,7 +101,9 @@ pub fn always_present(
     let outputs = reach("output")?;
     let mut always: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for name in outputs.difference(&inputs) {
-        let members = shapes[name.as_str()].get("members").and_then(Value::as_object);
+        let members = shapes[name.as_str()]
+            .get("members")
+            .and_then(Value::as_object);
         for (member, m) in members.into_iter().flatten() {
             let is_tags = member == "tags" && shape_ref(m)? == "TagMap";
             let is_outputs = member == "outputResources"
@@ -113,7 +115,10 @@ pub fn always_present(
         }
     }
     for (shape, member) in [("Image", "outputResources"), ("OutputResources", "amis")] {
-        if !always.get(shape).is_some_and(|m| m.iter().any(|x| x == member)) {
+        if !always
+            .get(shape)
+            .is_some_and(|m| m.iter().any(|x| x == member))
+        {
             bail!("{shape}.{member} must be a response-only member of the model");
         }
     }

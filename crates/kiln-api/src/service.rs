@@ -101,7 +101,12 @@ impl Service {
         Ok(body)
     }
 
-    fn answer(&self, op: Operation, ctx: &RequestContext, input: Value) -> Result<String, ApiError> {
+    fn answer(
+        &self,
+        op: Operation,
+        ctx: &RequestContext,
+        input: Value,
+    ) -> Result<String, ApiError> {
         let def = op.def();
         let cacheable = def.is_read_only() && def.name.starts_with("Get");
         let key = cacheable.then(|| AnswerKey::new(op, ctx, &input));
@@ -407,5 +412,18 @@ mod tests {
             after_one["imagePipeline"]["dateNextRun"], "2026-11-26T14:00:00.000Z",
             "a firing moves the next run"
         );
+    }
+
+    #[test]
+    fn a_response_off_the_model_fails_the_call_naming_the_member() {
+        let ok = r#"{"requestId":"r","image":{"tags":{},"outputResources":{"amis":[]}}}"#;
+        checked_response(Operation::GetImage, ok).expect("an empty image matches");
+        let bad = r#"{"requestId":"r","image":{"tags":{},"outputResources":{"amis":[]},"colour":"blue"}}"#;
+        let e = checked_response(Operation::GetImage, bad).unwrap_err();
+        assert_eq!(e.code(), "ServiceException");
+        assert!(e.message.contains("'image.colour'"), "{}", e.message);
+        let missing = r#"{"requestId":"r","image":{"outputResources":{"amis":[]}}}"#;
+        let e = checked_response(Operation::GetImage, missing).unwrap_err();
+        assert!(e.message.contains("'image.tags'"), "{}", e.message);
     }
 }

@@ -128,8 +128,10 @@ fn is_iso_date_time(s: &str) -> bool {
     static FORMAT: OnceLock<regex::Regex> = OnceLock::new();
     FORMAT
         .get_or_init(|| {
-            regex::Regex::new(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
-                .expect("the DateTime format compiles")
+            regex::Regex::new(
+                r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$",
+            )
+            .expect("the DateTime format compiles")
         })
         .is_match(s)
 }
@@ -207,7 +209,12 @@ fn check(side: Side, id: ShapeId, value: &Value, path: &str, errors: &mut Vec<St
                     if v.is_null() {
                         fail(errors, v, &join(path, name), "must not be null");
                     } else if !members.iter().any(|m| m.name == name) {
-                        fail(errors, v, &join(path, name), format!("is not a member of {}", shape.name));
+                        fail(
+                            errors,
+                            v,
+                            &join(path, name),
+                            format!("is not a member of {}", shape.name),
+                        );
                     }
                 }
             }

@@ -14,6 +14,7 @@
 //! List answers the caller's own recipes. Kiln has no Amazon-managed, shared, third-party or
 //! Marketplace recipes yet, so every other `owner` answers an empty list.
 
+pub(crate) use super::components::latest_version_references;
 use crate::convert::list_own;
 use crate::convert::{
     check_dry_run, check_no_referrers, date, decode_row, domain_error, new_arn, not_found, resolve,
@@ -27,7 +28,6 @@ use kiln_domain::resources::recipe::{
 };
 use kiln_domain::resources::Resource;
 use kiln_domain::version::{assign_recipe_version, SemVer};
-pub(crate) use super::components::latest_version_references;
 use kiln_store::{ListQuery, Row, Txn, TxnExt};
 use kiln_wire::types::*;
 use kiln_wire::{ApiError, ErrorKind, RequestContext};

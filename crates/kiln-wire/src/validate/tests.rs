@@ -109,7 +109,9 @@ fn image_response(image: Value) -> Value {
 }
 
 fn response_violations(op: Operation, value: &Value) -> Vec<String> {
-    validate_response(op.def().output, value).err().unwrap_or_default()
+    validate_response(op.def().output, value)
+        .err()
+        .unwrap_or_default()
 }
 
 /// A building image as AWS's GetImage example shows it.
@@ -127,7 +129,10 @@ fn building_image() -> Value {
 #[test]
 fn responses_may_carry_empty_always_present_members() {
     let ok = image_response(building_image());
-    assert_eq!(response_violations(Operation::GetImage, &ok), Vec::<String>::new());
+    assert_eq!(
+        response_violations(Operation::GetImage, &ok),
+        Vec::<String>::new()
+    );
 }
 
 #[test]
@@ -173,9 +178,31 @@ fn the_always_present_members_are_the_rule_s() {
             }
         }
     }
-    for expected in ["Image.tags", "ImageSummary.tags", "Component.tags", "Image.outputResources", "ImageSummary.outputResources", "OutputResources.amis", "ListTagsForResourceResponse.tags", "WorkflowSummary.tags"] {
-        assert!(marked.contains(&expected.to_string()), "{expected} is not marked: {marked:?}");
+    for expected in [
+        "Image.tags",
+        "ImageSummary.tags",
+        "Component.tags",
+        "Image.outputResources",
+        "ImageSummary.outputResources",
+        "OutputResources.amis",
+        "ListTagsForResourceResponse.tags",
+        "WorkflowSummary.tags",
+    ] {
+        assert!(
+            marked.contains(&expected.to_string()),
+            "{expected} is not marked: {marked:?}"
+        );
     }
-    assert!(marked.iter().all(|m| m.ends_with(".tags") || m.ends_with("outputResources") || m == "OutputResources.amis"), "{marked:?}");
-    assert!(!marked.iter().any(|m| m.starts_with("CreateComponentRequest")), "request shapes keep their rules");
+    assert!(
+        marked.iter().all(|m| m.ends_with(".tags")
+            || m.ends_with("outputResources")
+            || m == "OutputResources.amis"),
+        "{marked:?}"
+    );
+    assert!(
+        !marked
+            .iter()
+            .any(|m| m.starts_with("CreateComponentRequest")),
+        "request shapes keep their rules"
+    );
 }
