@@ -458,7 +458,8 @@ def test_s3_is_read_with_the_callers_own_key(tmp_path):
 
 
 class FakeS3(http.server.BaseHTTPRequestHandler):
-    """Answers GET /bucket/<case>: `good-sha`, `bad-sha`, `bad-etag`, `hang`."""
+    """Answers GET /bucket/<case>: `good-sha`, `bad-sha`, `good-etag`, `bad-etag`,
+    `unsized-big`, `hang`."""
 
     seen: list[dict[str, str]] = []
     body = COMPONENT.encode()
@@ -468,6 +469,13 @@ class FakeS3(http.server.BaseHTTPRequestHandler):
         case = self.path.rsplit("/", 1)[-1]
         if case == "hang":
             time.sleep(30)
+            return
+        if case == "unsized-big":
+            # No Content-Length (HTTP/1.0, the body ends with the connection): the cap applies
+            # while reading.
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(self.body + b"#" * (70 * 1024))
             return
         sha = base64.b64encode(hashlib.sha256(self.body).digest()).decode()
         headers = {
@@ -518,6 +526,10 @@ def test_checksums_s3_sends_are_verified(fake):
     )
     assert_client_error(
         lambda: create_from(fake, "bad-etag"), "InvalidRequestException", "ETag",
+    )
+    assert_client_error(
+        lambda: create_from(fake, "unsized-big"), "InvalidRequestException",
+        "more than 65536 bytes", "at most 65536 bytes",
     )
 
 

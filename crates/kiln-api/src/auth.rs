@@ -269,6 +269,10 @@ mod tests {
         let caller = auth.authenticate(&request(&h, b""), now).unwrap();
         assert_eq!(caller.account_id, ACCOUNT);
         assert_eq!(caller.region, "eu-west-1");
+        // The verified key travels with the caller (reads on its behalf are signed with it).
+        let credentials = caller.credentials.expect("a verified caller has its key");
+        assert_eq!(credentials.access_key_id, key.access_key_id);
+        assert_eq!(credentials.secret_access_key, key.secret_access_key);
 
         let code = |h: &[(String, String)], body: &[u8]| {
             auth.authenticate(&request(h, body), now)
@@ -357,6 +361,7 @@ mod tests {
         ];
         let caller = auth.authenticate(&request(&h, b""), now).unwrap();
         assert_eq!(caller.account_id, "444455556666");
+        assert_eq!(caller.credentials, None, "nothing was verified");
         assert_eq!(caller.region, "us-west-2");
     }
 }
