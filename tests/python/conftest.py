@@ -12,7 +12,16 @@ from typing import Any, Iterator
 
 import pytest
 
-from kiln_testlib import ACCESS_KEY, REGION, SECRET_KEY, AwsCli, KilnServer, make_client, unique_name
+from kiln_testlib import (
+    ACCESS_KEY,
+    REGION,
+    SECRET_KEY,
+    AwsCli,
+    KilnServer,
+    MotoServer,
+    make_client,
+    unique_name,
+)
 
 SERVER_KEY = pytest.StashKey[KilnServer]()
 LOG_LINES_ON_FAILURE = 60
@@ -60,6 +69,19 @@ def raw_client(endpoint: str) -> Any:
 @pytest.fixture(scope="session")
 def aws(endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> AwsCli:
     return AwsCli(endpoint, tmp_path_factory.mktemp("awscli"))
+
+
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    """moto's S3-compatible server for the tests of one module (see `MotoServer`)."""
+    server = MotoServer(tmp_path_factory.mktemp("moto"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint(moto: MotoServer) -> str:
+    return moto.endpoint
 
 
 @pytest.fixture

@@ -184,6 +184,64 @@ class KilnServer:
         assert code == 0, f"kiln exited with {code} after SIGTERM; log:\n{self.log()}"
 
 
+class MotoServer:
+    """moto's S3-compatible (and IAM) server on a free loopback port, from
+    KILN_TEST_MOTO_SERVER (`bash .ci/run` installs it). Its log goes to `log_dir/moto.log`."""
+
+    def __init__(self, log_dir: Path) -> None:
+        import time
+        import urllib.request
+
+        server = os.environ.get("KILN_TEST_MOTO_SERVER")
+        assert server, "set KILN_TEST_MOTO_SERVER to moto_server (bash .ci/run installs it)"
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.log_path = Path(log_dir) / "moto.log"
+        self.log = open(self.log_path, "w")
+        self.process = subprocess.Popen(
+            [server, "-H", "127.0.0.1", "-p", str(port)], stdout=self.log, stderr=self.log
+        )
+        self.endpoint = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(self.endpoint + "/moto-api/", timeout=1)
+                break
+            except Exception:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    self.stop()
+                    raise
+                time.sleep(0.1)
+
+    def client(self, service: str, access_key: str = "kiln", secret_key: str = "kiln") -> Any:
+        return boto3.client(
+            service, endpoint_url=self.endpoint, region_name=REGION,
+            aws_access_key_id=access_key, aws_secret_access_key=secret_key,
+        )
+
+    def enforce_iam(self) -> None:
+        """From now on every request must be signed by one of moto's IAM keys and be allowed
+        by its policies (moto's `INITIAL_NO_AUTH_ACTION_COUNT`, set to 0 at run time)."""
+        import urllib.request
+
+        request = urllib.request.Request(
+            self.endpoint + "/moto-api/reset-auth", data=b"0", method="POST",
+            headers={"Content-Type": "text/plain"},
+        )
+        urllib.request.urlopen(request, timeout=10).read()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+
 def make_client(
     endpoint: str,
     region: str = REGION,

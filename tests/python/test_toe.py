@@ -267,37 +267,6 @@ def test_root_confines_file_actions(tmp_path):
     assert not Path("/etc/kiln-toe-escape").exists()
 
 
-@pytest.fixture(scope="module")
-def moto_endpoint(tmp_path_factory):
-    """moto's S3-compatible server on a free loopback port (from KILN_TEST_MOTO_SERVER)."""
-    import os
-    import socket
-    import urllib.request
-
-    server = os.environ.get("KILN_TEST_MOTO_SERVER")
-    assert server, "set KILN_TEST_MOTO_SERVER to moto_server (bash .ci/run installs it)"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "w")
-    proc = subprocess.Popen([server, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log)
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(endpoint + "/moto-api/", timeout=1)
-            break
-        except Exception:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise
-            time.sleep(0.1)
-    yield endpoint
-    proc.terminate()
-    proc.wait(timeout=10)
-    log.close()
-
-
 def test_s3_upload_and_download_against_a_configured_endpoint(tmp_path, moto_endpoint):
     import boto3
 

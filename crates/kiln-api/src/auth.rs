@@ -29,6 +29,9 @@ use std::sync::{Arc, RwLock};
 pub struct Caller {
     pub account_id: String,
     pub region: String,
+    /// The verified key (`None` in insecure mode, where nothing is verified): Kiln signs reads
+    /// it makes on the caller's behalf with it.
+    pub credentials: Option<kiln_wire::CallerCredentials>,
 }
 
 enum Mode {
@@ -123,10 +126,12 @@ impl Authenticator {
                         .account_for(Some(&a.scope.access_key_id))
                         .to_string(),
                     region: a.scope.region,
+                    credentials: None,
                 },
                 None => Caller {
                     account_id: accounts.default_account.clone(),
                     region: accounts.default_region.clone(),
+                    credentials: None,
                 },
             }),
             Mode::Verify { keys, .. } => {
@@ -149,6 +154,11 @@ impl Authenticator {
                 Ok(Caller {
                     account_id: key.account_id.clone(),
                     region: auth.scope.region,
+                    credentials: Some(kiln_wire::CallerCredentials {
+                        access_key_id: key.access_key_id.clone(),
+                        secret_access_key: key.secret_access_key.clone(),
+                        session_token: key.session_token.clone(),
+                    }),
                 })
             }
         }
@@ -259,6 +269,10 @@ mod tests {
         let caller = auth.authenticate(&request(&h, b""), now).unwrap();
         assert_eq!(caller.account_id, ACCOUNT);
         assert_eq!(caller.region, "eu-west-1");
+        // The verified key travels with the caller (reads on its behalf are signed with it).
+        let credentials = caller.credentials.expect("a verified caller has its key");
+        assert_eq!(credentials.access_key_id, key.access_key_id);
+        assert_eq!(credentials.secret_access_key, key.secret_access_key);
 
         let code = |h: &[(String, String)], body: &[u8]| {
             auth.authenticate(&request(h, body), now)
@@ -347,6 +361,7 @@ mod tests {
         ];
         let caller = auth.authenticate(&request(&h, b""), now).unwrap();
         assert_eq!(caller.account_id, "444455556666");
+        assert_eq!(caller.credentials, None, "nothing was verified");
         assert_eq!(caller.region, "us-west-2");
     }
 }

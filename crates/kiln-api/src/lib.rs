@@ -13,6 +13,7 @@ pub mod accounts;
 pub mod auth;
 pub mod clock;
 pub mod convert;
+pub mod documents;
 pub mod extension;
 pub mod filters;
 pub mod handlers;

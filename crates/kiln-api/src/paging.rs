@@ -140,6 +140,7 @@ mod tests {
             region: "us-east-1".into(),
             now_millis: 0,
             valid_until: Default::default(),
+            ..Default::default()
         }
     }
 

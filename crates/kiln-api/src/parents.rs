@@ -524,6 +524,7 @@ mod tests {
                 region: REGION.into(),
                 now_millis: 1_795_694_400_000,
                 valid_until: Default::default(),
+                ..Default::default()
             };
             svc.call(op, &ctx, input)
                 .map(|out| serde_json::from_str::<Value>(&out).unwrap())

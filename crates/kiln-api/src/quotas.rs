@@ -311,6 +311,7 @@ mod tests {
                 region: "us-east-1".into(),
                 now_millis: NOW,
                 valid_until: Default::default(),
+                ..Default::default()
             }
         }
 

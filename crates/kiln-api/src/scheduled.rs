@@ -135,6 +135,7 @@ pub fn fire(
         region: pipeline.arn.region.clone(),
         now_millis: now,
         valid_until: Default::default(),
+        ..Default::default()
     };
     let decision = match schedule.start_condition {
         StartCondition::ExpressionMatchOnly => {

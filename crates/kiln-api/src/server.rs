@@ -146,6 +146,8 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Bod
         region: caller.region,
         now_millis: shared.service.clock.now_millis(),
         valid_until: Default::default(),
+        credentials: caller.credentials,
+        fetched_document: None,
     };
     // Throttling is keyed on the verified account: nobody can drain another account's bucket.
     if let Some(rest) = path.strip_prefix(crate::extension::PREFIX) {

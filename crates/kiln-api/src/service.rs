@@ -27,6 +27,8 @@ pub struct Service {
     pub parents: crate::parents::ParentRules,
     /// Per-account limits on resources and builds, checked in each create's transaction.
     pub quotas: Quotas,
+    /// Where documents named by `uri` are read from (`crate::documents`).
+    pub documents: crate::documents::DocumentSource,
     answers: Answers,
 }
 
@@ -63,6 +65,7 @@ impl Service {
             clock: Arc::new(SystemClock),
             parents,
             quotas: Quotas::default(),
+            documents: Default::default(),
             answers: Answers::default(),
         })
     }
@@ -82,6 +85,12 @@ impl Service {
     /// The same service with other quotas.
     pub fn with_quotas(mut self, quotas: Quotas) -> Service {
         self.quotas = quotas;
+        self
+    }
+
+    /// The same service reading documents named by `uri` from `source`.
+    pub fn with_documents(mut self, source: crate::documents::DocumentSource) -> Service {
+        self.documents = source;
         self
     }
 
@@ -118,6 +127,17 @@ impl Service {
             return Ok(with_request_id(body, &ctx.request_id));
         }
         kiln_wire::validate::validate(def.input, &input)?;
+        let with_document;
+        let ctx = match self.prefetch(op, ctx, &input)? {
+            Some(document) => {
+                with_document = RequestContext {
+                    fetched_document: Some(document),
+                    ..ctx.clone()
+                };
+                &with_document
+            }
+            None => ctx,
+        };
         let output = if def.is_read_only() {
             self.store
                 .read(|tx| dispatch(self, op, ctx, tx, input))
@@ -159,18 +179,8 @@ impl Service {
         tx: &mut (dyn Txn + 'static),
         input: Value,
     ) -> Result<String, ApiError> {
-        let Some(token) = input
-            .get("clientToken")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-        else {
+        let Some(key) = token_key(op, ctx, &input) else {
             return self.dispatch_within_quotas(op, ctx, tx, input);
-        };
-        let key = TokenKey {
-            account: ctx.account_id.clone(),
-            region: ctx.region.clone(),
-            operation: op.def().name.to_string(),
-            token,
         };
         let params_hash = params_hash(&input);
         if let Some(previous) = tx.get_token(&key).api()? {
@@ -203,6 +213,34 @@ impl Service {
 }
 
 impl Service {
+    /// Reads the document a request names by `uri`, before its transaction. A request whose
+    /// clientToken was used already is answered from the token (the first response, or a
+    /// parameter mismatch) without reading the object again.
+    fn prefetch(
+        &self,
+        op: Operation,
+        ctx: &RequestContext,
+        input: &Value,
+    ) -> Result<Option<kiln_wire::FetchedDocument>, ApiError> {
+        let Some(uri) = crate::documents::uri_to_fetch(op, input) else {
+            return Ok(None);
+        };
+        if let Some(key) = token_key(op, ctx, input).filter(|_| op.def().idempotent) {
+            let previous = self
+                .store
+                .read(|tx| tx.get_token(&key))
+                .map_err(store_error)?
+                .api()?;
+            // The token answers (the first response, or a parameter mismatch) without the
+            // operation running: nothing to read.
+            if previous.is_some_and(|p| p.created_millis >= ctx.now_millis - TOKEN_RETENTION_MILLIS)
+            {
+                return Ok(None);
+            }
+        }
+        self.documents.fetch(ctx, uri).map(Some)
+    }
+
     /// A write, then the quota its success adds to (`crate::quotas`), in the same transaction.
     fn dispatch_within_quotas(
         &self,
@@ -229,6 +267,17 @@ fn checked_response(op: Operation, body: &str) -> Result<(), ApiError> {
             "the response to {op:?} does not match the model: {}",
             violations.join("; ")
         ))
+    })
+}
+
+/// The idempotency token of a request that has one.
+fn token_key(op: Operation, ctx: &RequestContext, input: &Value) -> Option<TokenKey> {
+    let token = input.get("clientToken").and_then(Value::as_str)?;
+    Some(TokenKey {
+        account: ctx.account_id.clone(),
+        region: ctx.region.clone(),
+        operation: op.def().name.to_string(),
+        token: token.to_string(),
     })
 }
 
@@ -316,6 +365,7 @@ mod tests {
             region: "us-east-1".into(),
             now_millis,
             valid_until: Default::default(),
+            ..Default::default()
         }
     }
 

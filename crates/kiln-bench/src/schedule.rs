@@ -173,6 +173,7 @@ fn ctx(now: i64) -> RequestContext {
         region: REGION.into(),
         now_millis: now,
         valid_until: Default::default(),
+        ..Default::default()
     }
 }
 

@@ -59,6 +59,7 @@ impl Kiln {
             region: REGION.into(),
             now_millis: self.clock.now_millis(),
             valid_until: Default::default(),
+            ..Default::default()
         };
         match self.service.call(op, &ctx, input) {
             Ok(out) => serde_json::from_str(&out).unwrap(),

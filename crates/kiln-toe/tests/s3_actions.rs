@@ -90,6 +90,7 @@ impl Moto {
             region: "us-east-1".into(),
             access_key_id: field(&key, "AccessKeyId"),
             secret_access_key: field(&key, "SecretAccessKey"),
+            session_token: None,
         }
     }
 }

@@ -29,7 +29,7 @@ pub mod generated {
     pub mod types;
 }
 
-pub use context::RequestContext;
+pub use context::{CallerCredentials, FetchedDocument, RequestContext};
 pub use error::{ApiError, ErrorKind};
 pub use generated::operations::{dispatch, Handlers, Operation, OPERATIONS};
 pub use generated::types;

@@ -18,6 +18,7 @@ fn ctx() -> RequestContext {
         region: "us-east-1".into(),
         now_millis: chrono::Utc::now().timestamp_millis(),
         valid_until: Default::default(),
+        ..Default::default()
     }
 }
 

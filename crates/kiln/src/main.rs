@@ -145,6 +145,30 @@ struct ServeArgs {
         value_delimiter = ','
     )]
     registries: Vec<String>,
+    /// The S3-compatible endpoint (path-style, e.g. http://127.0.0.1:9000) that component and
+    /// workflow documents given as `uri: s3://bucket/key` are read from, with the caller's own
+    /// key. Without it, a `uri` is refused. No other address is contacted for them.
+    #[arg(long, env = "KILN_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    /// The region S3 reads are signed for.
+    #[arg(long, env = "KILN_S3_REGION", default_value = "us-east-1")]
+    s3_region: String,
+    /// With --insecure-no-auth only (there is no verified caller key then): the key S3 reads
+    /// are signed with.
+    #[arg(
+        long,
+        env = "KILN_S3_ACCESS_KEY_ID",
+        requires_all = ["insecure_no_auth", "s3_secret_access_key"]
+    )]
+    s3_access_key_id: Option<String>,
+    /// The secret of --s3-access-key-id.
+    #[arg(
+        long,
+        env = "KILN_S3_SECRET_ACCESS_KEY",
+        hide_env_values = true,
+        requires = "s3_access_key_id"
+    )]
+    s3_secret_access_key: Option<String>,
 }
 
 fn main() -> Result<()> {
@@ -163,6 +187,28 @@ fn main() -> Result<()> {
         Command::Pipeline(command) => std::process::exit(pipeline::main(command)),
         Command::Credentials(command) => std::process::exit(credentials::main(command)),
     }
+}
+
+/// Where documents named by `uri` are read from: see `kiln_api::documents`.
+fn document_source(args: &ServeArgs) -> Result<kiln_api::documents::DocumentSource> {
+    let Some(endpoint) = &args.s3_endpoint else {
+        return Ok(Default::default());
+    };
+    anyhow::ensure!(
+        endpoint.starts_with("http://") || endpoint.starts_with("https://"),
+        "--s3-endpoint '{endpoint}' must be an http:// or https:// URL"
+    );
+    let fallback_key = args
+        .s3_access_key_id
+        .clone()
+        .zip(args.s3_secret_access_key.clone());
+    Ok(kiln_api::documents::DocumentSource {
+        s3: Some(kiln_api::documents::S3Endpoint {
+            endpoint: endpoint.trim_end_matches('/').to_string(),
+            region: args.s3_region.clone(),
+            fallback_key,
+        }),
+    })
 }
 
 /// Who may call the server: see `kiln_api::auth`. Decided before anything binds or opens.
@@ -274,7 +320,12 @@ fn serve(args: ServeArgs) -> Result<()> {
     let rules =
         kiln_api::parents::ParentRules::new(&args.data_dir, &args.import_dirs, &args.registries)
             .map_err(anyhow::Error::msg)?;
-    let service = Arc::new(service.with_parent_rules(rules).with_quotas(quotas));
+    let service = Arc::new(
+        service
+            .with_parent_rules(rules)
+            .with_quotas(quotas)
+            .with_documents(document_source(&args)?),
+    );
     let mut worker_config = kiln_worker::WorkerConfig::new(&args.data_dir);
     if let Some(n) = args.build_concurrency {
         anyhow::ensure!(n > 0, "--build-concurrency must be at least 1");

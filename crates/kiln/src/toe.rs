@@ -297,6 +297,7 @@ fn engine_config(args: &RunArgs) -> Result<EngineConfig> {
         region: args.s3_region.clone(),
         access_key_id: args.s3_access_key_id.clone(),
         secret_access_key: args.s3_secret_access_key.clone(),
+        session_token: None,
     });
     Ok(config)
 }

@@ -14,8 +14,12 @@
 //!
 //! Creating a name and version that exist makes a new build (numbered from 1), unless the new
 //! build would be identical to the newest one, which is `ResourceAlreadyExistsException`, as
-//! the API reference describes. Documents can only be given inline (`data`); `uri` needs object
-//! storage, which Kiln does not have yet.
+//! the API reference describes. The document is given inline (`data`) or read from S3 (`uri`, see
+//! `crate::documents`); both go through the same checks.
+//!
+//! `changeDescription` defaults to "Initial version" for the name's first version (the version
+//! of its oldest build, or the one being created when there is none), as AWS's examples show;
+//! later versions without one have none.
 //!
 //! Lists are computed from all of the caller's component builds: ListComponents gives one entry
 //! per version (the newest build that passed the filters) or, with `byName`, one per name
@@ -28,6 +32,7 @@ use crate::convert::{
     check_dry_run, check_no_referrers, date, decode_row, get_exact, new_arn, not_found, resolve,
     response_tags, scoped_arn, store_tags, version_error, StoreResultExt,
 };
+use crate::documents::document;
 use crate::filters::Filters;
 use crate::service::Service;
 use kiln_domain::arn::{Arn, ResourceKind};
@@ -45,6 +50,9 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 
 const KIND: ResourceKind = ResourceKind::Component;
+
+/// The `changeDescription` of a name's first version when the request gives none.
+pub(crate) const INITIAL_VERSION: &str = "Initial version";
 
 /// Filter names ListComponents documents.
 const LIST_FILTERS: [&str; 8] = [
@@ -93,26 +101,6 @@ fn read_component_document(
         component_type: DomainType::from_phases(&phase_names),
         parameters,
     })
-}
-
-/// The document of a create request: exactly one of `data` and `uri`, and only `data` works.
-pub(crate) fn inline_document<'a>(
-    data: Option<&'a str>,
-    uri: Option<&str>,
-) -> Result<&'a str, ApiError> {
-    match (data, uri) {
-        (Some(_), Some(_)) => Err(ApiError::new(
-            ErrorKind::InvalidParameterCombinationException,
-            "data and uri: give exactly one of them, not both",
-        )),
-        (None, None) => Err(ApiError::invalid_request(
-            "data and uri: give exactly one of them; the document inline in data, or its S3 location in uri",
-        )),
-        (None, Some(_)) => Err(ApiError::invalid_request(
-            "uri is not supported yet: give the document inline in data",
-        )),
-        (Some(data), None) => Ok(data),
-    }
 }
 
 /// The concrete version of a create request (the wire pattern already allows only `x.y.z`).
@@ -208,24 +196,16 @@ fn all_own(tx: &mut dyn Txn, ctx: &RequestContext) -> Result<Vec<domain::Compone
     list_own(tx, ctx, KIND, None, None)
 }
 
-fn builds_of(
-    tx: &mut dyn Txn,
-    version_arn: &Arn,
-    version: &SemVer,
-) -> Result<Vec<domain::Component>, ApiError> {
-    let same_name: Vec<domain::Component> = tx
-        .list(&ListQuery {
-            account: version_arn.account.clone(),
-            region: version_arn.region.clone(),
-            kind: KIND,
-            name: Some(version_arn.name.clone()),
-            after: None,
-        })
-        .api()?;
-    Ok(same_name
-        .into_iter()
-        .filter(|c| c.version == *version)
-        .collect())
+/// Every build of every version of the component named in `arn`.
+fn all_builds_of(tx: &mut dyn Txn, arn: &Arn) -> Result<Vec<domain::Component>, ApiError> {
+    tx.list(&ListQuery {
+        account: arn.account.clone(),
+        region: arn.region.clone(),
+        kind: KIND,
+        name: Some(arn.name.clone()),
+        after: None,
+    })
+    .api()
 }
 
 fn platform_to_wire(platform: &str) -> Option<Platform> {
@@ -342,17 +322,24 @@ pub fn create(
 ) -> Result<CreateComponentResponse, ApiError> {
     let name = input.name.clone().unwrap_or_default();
     let version = concrete_version(input.semantic_version.as_deref())?;
-    let data = inline_document(input.data.as_deref(), input.uri.as_deref())?;
+    let (data, field) = document(ctx, input.data.as_deref(), input.uri.as_deref())?;
     let outline = read_component_document(data, input.platform.as_ref())
-        .map_err(|problem| ApiError::invalid_request(format!("data: {problem}")))?;
+        .map_err(|problem| ApiError::invalid_request(format!("{field}: {problem}")))?;
     let version_arn = new_arn(ctx, KIND, &name).with_version(version);
+    let same_name = all_builds_of(tx, &version_arn)?;
+    let change_description = input.change_description.or_else(|| {
+        let first = same_name.iter().min_by_key(|c| (c.date_created, c.build));
+        first
+            .is_none_or(|c| c.version == version)
+            .then(|| INITIAL_VERSION.to_string())
+    });
     let mut component = domain::Component {
         arn: version_arn.clone(),
         name,
         version,
         build: 0,
         description: input.description,
-        change_description: input.change_description,
+        change_description,
         component_type: outline.component_type,
         platform: input
             .platform
@@ -366,7 +353,10 @@ pub fn create(
         status: DomainStatus::Active,
         date_created: ctx.now_millis,
     };
-    let existing = builds_of(tx, &version_arn, &version)?;
+    let existing: Vec<domain::Component> = same_name
+        .into_iter()
+        .filter(|c| c.version == version)
+        .collect();
     if let Some(newest) = existing.iter().max_by_key(|c| c.build) {
         if newest.same_content(&component) {
             return Err(ApiError::already_exists(format!(
@@ -521,7 +511,10 @@ fn builds_to_list(
     if parsed.kind != KIND {
         return Ok(Vec::new());
     }
-    builds_of(tx, &parsed, &version)
+    Ok(all_builds_of(tx, &parsed)?
+        .into_iter()
+        .filter(|c| c.version == version)
+        .collect())
 }
 
 fn concrete_version_of(arn: &Arn, field: &str) -> Result<SemVer, ApiError> {
@@ -803,19 +796,26 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn data_and_uri_are_exclusive_and_uri_is_not_supported() {
-        assert_eq!(inline_document(Some("x"), None).unwrap(), "x");
-        let both = inline_document(Some("x"), Some("s3://b/k")).unwrap_err();
+    fn data_and_uri_are_exclusive_and_uri_comes_from_the_fetch() {
+        let ctx = RequestContext {
+            fetched_document: Some(kiln_wire::FetchedDocument {
+                uri: "s3://b/k".into(),
+                text: "fetched".into(),
+            }),
+            ..Default::default()
+        };
+        let (text, field) = document(&ctx, Some("x"), None).unwrap();
+        assert_eq!((text, field.as_str()), ("x", "data"));
+        let (text, field) = document(&ctx, None, Some("s3://b/k")).unwrap();
+        assert_eq!((text, field.as_str()), ("fetched", "uri s3://b/k"));
+        let both = document(&ctx, Some("x"), Some("s3://b/k")).unwrap_err();
         assert_eq!(both.kind, ErrorKind::InvalidParameterCombinationException);
         assert!(both.message.contains("data and uri"));
-        let neither = inline_document(None, None).unwrap_err();
+        let neither = document(&ctx, None, None).unwrap_err();
         assert_eq!(neither.kind, ErrorKind::InvalidRequestException);
         assert!(neither.message.contains("data and uri"));
-        let uri = inline_document(None, Some("s3://b/k")).unwrap_err();
-        assert_eq!(
-            uri.message,
-            "uri is not supported yet: give the document inline in data"
-        );
+        let other = document(&ctx, None, Some("s3://b/other")).unwrap_err();
+        assert_eq!(other.kind, ErrorKind::ServiceUnavailableException);
     }
 
     #[test]
@@ -876,6 +876,7 @@ pub(crate) mod tests {
                 region: "us-east-1".into(),
                 now_millis: 1_700_000_000_000,
                 valid_until: Default::default(),
+                ..Default::default()
             };
             Harness { svc, dir, ctx }
         }

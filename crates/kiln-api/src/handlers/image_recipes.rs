@@ -572,6 +572,7 @@ pub(crate) mod tests {
                 region: "us-east-1".into(),
                 now_millis: 1_700_000_000_000,
                 valid_until: Default::default(),
+                ..Default::default()
             }
         }
 

@@ -15,6 +15,7 @@ pub mod container_recipes;
 pub mod distribution;
 pub mod image_recipes;
 pub mod images;
+pub mod import_component;
 pub mod infrastructure;
 pub mod pipelines;
 pub mod tags;
@@ -40,6 +41,7 @@ impl Handlers for Service {
         list_components => components::list: ListComponentsRequest -> ListComponentsResponse;
         list_component_build_versions => components::list_build_versions: ListComponentBuildVersionsRequest -> ListComponentBuildVersionsResponse;
         delete_component => components::delete: DeleteComponentRequest -> DeleteComponentResponse;
+        import_component => import_component::import: ImportComponentRequest -> ImportComponentResponse;
 
         create_image_recipe => image_recipes::create: CreateImageRecipeRequest -> CreateImageRecipeResponse;
         get_image_recipe => image_recipes::get: GetImageRecipeRequest -> GetImageRecipeResponse;

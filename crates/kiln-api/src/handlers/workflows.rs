@@ -24,14 +24,15 @@
 //! Kiln has no managed workflows yet, so both are empty; `Shared` and `ThirdParty` are refused.
 
 use super::components::{
-    any_version_arn, build_key, concrete_version, has_filter, inline_document,
-    latest_version_references, name_key, newest_per_key, version_key,
+    any_version_arn, build_key, concrete_version, has_filter, latest_version_references, name_key,
+    newest_per_key, version_key, INITIAL_VERSION,
 };
 use super::yaml_document as document;
 use crate::convert::{
     check_dry_run, check_no_referrers, date, decode_row, get_exact, new_arn, not_found, resolve,
     response_tags, scoped_arn, store_tags, version_error, StoreResultExt,
 };
+use crate::documents::document;
 use crate::filters::Filters;
 use crate::service::Service;
 use kiln_domain::arn::{Arn, ResourceKind};
@@ -308,10 +309,17 @@ pub fn create(
     let version = concrete_version(input.semantic_version.as_deref())?;
     // The wire layer requires `type`; BUILD only stands in should that ever change.
     let stage = input.r#type.as_ref().map_or(Stage::Build, stage_from_wire);
-    let data = inline_document(input.data.as_deref(), input.uri.as_deref())?;
+    let (data, field) = document(ctx, input.data.as_deref(), input.uri.as_deref())?;
     let outline = read_workflow_document(data, stage)
-        .map_err(|problem| ApiError::invalid_request(format!("data: {problem}")))?;
+        .map_err(|problem| ApiError::invalid_request(format!("{field}: {problem}")))?;
     let version_arn = new_arn(ctx, stage.kind(), &name).with_version(version);
+    let same_name = builds_matching(tx, &version_arn, &VersionFilter::ANY)?;
+    let change_description = input.change_description.or_else(|| {
+        let first = same_name.iter().min_by_key(|w| (w.date_created, w.build));
+        first
+            .is_none_or(|w| w.version == version)
+            .then(|| INITIAL_VERSION.to_string())
+    });
     let mut workflow = domain::Workflow {
         arn: version_arn.clone(),
         name,
@@ -319,14 +327,17 @@ pub fn create(
         build: 0,
         workflow_type: stage,
         description: input.description,
-        change_description: input.change_description,
+        change_description,
         parameters: outline.parameters,
         owner: ctx.account_id.clone(),
         data: data.to_string(),
         kms_key_id: input.kms_key_id,
         date_created: ctx.now_millis,
     };
-    let existing = builds_matching(tx, &version_arn, &VersionFilter::from(version))?;
+    let existing: Vec<domain::Workflow> = same_name
+        .into_iter()
+        .filter(|w| w.version == version)
+        .collect();
     if let Some(newest) = existing.iter().max_by_key(|w| w.build) {
         if newest.same_content(&workflow) {
             return Err(ApiError::already_exists(format!(

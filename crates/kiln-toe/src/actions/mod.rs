@@ -96,14 +96,32 @@ impl RecordingConsole {
     }
 }
 
-/// S3-compatible storage for S3Download and S3Upload.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// S3-compatible storage for S3Download and S3Upload (and the API's documents from S3).
+#[derive(Clone, PartialEq, Eq)]
 pub struct S3Config {
     /// Base URL, e.g. `http://127.0.0.1:9000`. Requests use path-style addressing.
     pub endpoint: String,
     pub region: String,
     pub access_key_id: String,
     pub secret_access_key: String,
+    /// Sent as `x-amz-security-token` when the key is a temporary one.
+    pub session_token: Option<String>,
+}
+
+// By hand, so that no log line or error can ever print the secret or the token.
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .field(
+                "session_token",
+                &self.session_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 /// Settings that come from the caller, not from the document.

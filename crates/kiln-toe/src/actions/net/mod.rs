@@ -3,6 +3,8 @@
 //! - [`web`]: WebDownload over HTTP(S), with its own retries, redirects and checksums.
 //! - [`s3`]: S3Download and S3Upload against an S3-compatible endpoint (path-style requests,
 //!   SigV4 signatures), configured by [`ActionConfig::s3`](super::ActionConfig).
+//! - [`s3_object`]: one small object read into memory with the same client, for the API
+//!   server's documents from S3 (size cap, checksum check, one attempt with a time budget).
 //!
 //! Every document path goes through the target ([`crate::target::Target::resolve`]); bodies are
 //! streamed between the network and files, never held whole in memory. A download is written
@@ -11,6 +13,7 @@
 
 pub mod address;
 pub mod s3;
+pub mod s3_object;
 pub mod web;
 
 use super::{ActionContext, ActionFailure, ActionKind, Outputs, Stream};

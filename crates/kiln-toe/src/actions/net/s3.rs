@@ -518,7 +518,7 @@ impl<'a> Client<'a> {
 
     /// `{endpoint}/{bucket}/{key}` with each key segment percent-encoded, and `query` (already
     /// in SigV4 order: sorted by name).
-    fn url(&self, bucket: &str, key: &str, query: &[(&str, &str)]) -> String {
+    pub(super) fn url(&self, bucket: &str, key: &str, query: &[(&str, &str)]) -> String {
         let mut url = format!(
             "{}/{}",
             self.config.endpoint.trim_end_matches('/'),
@@ -552,7 +552,7 @@ impl<'a> Client<'a> {
         let identity = aws_credential_types::Credentials::new(
             &self.config.access_key_id,
             &self.config.secret_access_key,
-            None,
+            self.config.session_token.clone(),
             None,
             "kiln",
         )
@@ -854,12 +854,25 @@ impl<'a> Client<'a> {
 
 /// `HTTP 404 Not Found, NoSuchKey: The specified key does not exist.`
 fn describe_error(response: &mut ureq::http::Response<ureq::Body>) -> String {
+    let (code, message) = error_code(response);
     let status = response.status();
     let mut text = format!("HTTP {}", status.as_u16());
     if let Some(reason) = status.canonical_reason() {
         text.push(' ');
         text.push_str(reason);
     }
+    match (code, message) {
+        (Some(code), Some(message)) => text.push_str(&format!(", {code}: {message}")),
+        (Some(code), None) => text.push_str(&format!(", {code}")),
+        _ => {}
+    }
+    text
+}
+
+/// S3's error `Code` and `Message` from an error answer's XML body, when it has them.
+pub(super) fn error_code(
+    response: &mut ureq::http::Response<ureq::Body>,
+) -> (Option<String>, Option<String>) {
     let body = response
         .body_mut()
         .with_config()
@@ -872,14 +885,9 @@ fn describe_error(response: &mut ureq::http::Response<ureq::Body>) -> String {
         fields
             .iter()
             .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.clone())
     };
-    match (field("Code"), field("Message")) {
-        (Some(code), Some(message)) => text.push_str(&format!(", {code}: {message}")),
-        (Some(code), None) => text.push_str(&format!(", {code}")),
-        _ => {}
-    }
-    text
+    (field("Code"), field("Message"))
 }
 
 /// One page of ListObjectsV2.
@@ -1022,6 +1030,7 @@ mod tests {
             region: "us-east-1".into(),
             access_key_id: "a".into(),
             secret_access_key: "s".into(),
+            session_token: None,
         };
         let c = Client::new(&config);
         assert_eq!(
