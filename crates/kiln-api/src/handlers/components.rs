@@ -273,7 +273,8 @@ fn to_wire(tx: &mut dyn Txn, c: &domain::Component) -> Result<Component, ApiErro
         date_created: Some(date(c.date_created)),
         tags: response_tags(tx, &arn)?,
         publisher: None,
-        obfuscate: Some(false),
+        // AWS shows it only on obfuscated (Marketplace) components, which Kiln has none of.
+        obfuscate: None,
         product_codes: None,
     })
 }
@@ -294,7 +295,8 @@ fn to_summary(tx: &mut dyn Txn, c: &domain::Component) -> Result<ComponentSummar
         date_created: Some(date(c.date_created)),
         tags: response_tags(tx, &arn)?,
         publisher: None,
-        obfuscate: Some(false),
+        // AWS shows it only on obfuscated (Marketplace) components, which Kiln has none of.
+        obfuscate: None,
     })
 }
 

@@ -420,7 +420,8 @@ pub fn update(
     tx.put(&dist).api()?;
     Ok(UpdateDistributionConfigurationResponse {
         request_id: None,
-        client_token: input.client_token,
+        // AWS answers an update with its ARN only, not the client token (the aws CLI examples).
+        client_token: None,
         distribution_configuration_arn: Some(arn),
     })
 }

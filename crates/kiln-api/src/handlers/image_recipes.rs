@@ -230,6 +230,15 @@ pub(crate) fn platform_from_wire(platform: Platform) -> domain::Platform {
     }
 }
 
+/// What AWS returns for a recipe created without `workingDirectory`: "Image Builder uses /tmp
+/// for Linux and macOS build instances, and C:/ for Windows build instances" (the model).
+fn default_working_directory(platform: domain::Platform) -> &'static str {
+    match platform {
+        domain::Platform::Windows => "C:/",
+        domain::Platform::Linux | domain::Platform::MacOs => "/tmp",
+    }
+}
+
 pub(crate) fn platform_to_wire(platform: domain::Platform) -> Platform {
     match platform {
         domain::Platform::Windows => Platform::Windows,
@@ -375,7 +384,8 @@ pub(crate) fn to_wire(tx: &mut dyn Txn, recipe: &Recipe) -> Result<ImageRecipe, 
     let arn = recipe.arn.to_string();
     Ok(ImageRecipe {
         arn: Some(arn.clone()),
-        r#type: Some(ImageType::Ami),
+        // "This field isn't currently returned in responses" (the model).
+        r#type: None,
         name: Some(recipe.name.clone()),
         description: recipe.description.clone(),
         platform: Some(platform_to_wire(recipe.platform)),
@@ -386,7 +396,12 @@ pub(crate) fn to_wire(tx: &mut dyn Txn, recipe: &Recipe) -> Result<ImageRecipe, 
         block_device_mappings: block_devices_to_wire(&recipe.block_device_mappings),
         date_created: Some(date(recipe.date_created)),
         tags: response_tags(tx, &arn)?,
-        working_directory: recipe.working_directory.clone(),
+        working_directory: Some(
+            recipe
+                .working_directory
+                .clone()
+                .unwrap_or_else(|| default_working_directory(recipe.platform).to_string()),
+        ),
         additional_instance_configuration: recipe
             .additional_instance_configuration
             .as_ref()
@@ -730,7 +745,8 @@ pub(crate) mod tests {
         ] {
             assert_eq!(recipe[member], extra[member], "{member}");
         }
-        assert_eq!(recipe["type"], "AMI");
+        // "This field isn't currently returned in responses" (the model).
+        assert!(recipe.get("type").is_none());
         assert_eq!(recipe["platform"], "Linux");
         assert_eq!(recipe["owner"], ACCOUNT);
         assert_eq!(recipe["version"], "1.0.0");

@@ -419,12 +419,10 @@ fn output_resources(image: &domain::Image) -> Option<OutputResources> {
                         region: Some(image.arn.region.clone()),
                         image: Some(id.clone()),
                         name: Some(format!("{} {}", image.name, build_version(&image.arn))),
-                        description: Some(format!("built by Kiln from {}", image.recipe_arn)),
-                        state: Some(ImageState {
-                            status: Some(ImageStatus::Available),
-                            reason: None,
-                            failure_context: None,
-                        }),
+                        // AWS shows neither on the AMIs of a build (list-image-build-versions.rst);
+                        // a description comes only from a recipe or distribution that has one.
+                        description: None,
+                        state: None,
                         account_id: Some(image.owner.clone()),
                     })
                     .collect(),
@@ -480,7 +478,9 @@ fn to_wire(tx: &mut dyn Txn, image: &domain::Image) -> Result<Image, ApiError> {
         output_resources: output_resources(image),
         tags: response_tags(tx, &arn)?,
         build_type: Some(build_type_to_wire(image.build_type)),
-        image_source: Some(ImageSource::Custom),
+        // AWS shows imageSource on its managed images only: no custom image in the aws CLI
+        // examples (get-image, list-images, list-image-build-versions) carries it.
+        image_source: None,
         ..Default::default()
     })
 }
@@ -500,7 +500,9 @@ fn to_summary(tx: &mut dyn Txn, image: &domain::Image) -> Result<ImageSummary, A
         output_resources: output_resources(image),
         tags: response_tags(tx, &arn)?,
         build_type: Some(build_type_to_wire(image.build_type)),
-        image_source: Some(ImageSource::Custom),
+        // AWS shows imageSource on its managed images only: no custom image in the aws CLI
+        // examples (get-image, list-images, list-image-build-versions) carries it.
+        image_source: None,
         ..Default::default()
     })
 }
@@ -672,7 +674,7 @@ pub fn list(
                         owner: Some(i.owner.clone()),
                         date_created: Some(date(i.date_created)),
                         build_type: Some(build_type_to_wire(i.build_type)),
-                        image_source: Some(ImageSource::Custom),
+                        image_source: None, // as on the images themselves
                     }
                 })
                 .collect()

@@ -309,7 +309,8 @@ pub fn update(
     tx.put(&infra).api()?;
     Ok(UpdateInfrastructureConfigurationResponse {
         request_id: None,
-        client_token: input.client_token,
+        // AWS answers an update with its ARN only, not the client token (the aws CLI examples).
+        client_token: None,
         infrastructure_configuration_arn: Some(arn),
     })
 }

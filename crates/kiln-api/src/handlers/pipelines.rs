@@ -220,14 +220,7 @@ fn schedule_to_wire(s: &domain::Schedule) -> Schedule {
     }
 }
 
-fn scanning_to_wire(s: Option<&ImageScanning>) -> ImageScanningConfiguration {
-    let Some(s) = s else {
-        // Omitted: scanning is off.
-        return ImageScanningConfiguration {
-            image_scanning_enabled: Some(false),
-            ..Default::default()
-        };
-    };
+fn scanning_to_wire(s: &ImageScanning) -> ImageScanningConfiguration {
     ImageScanningConfiguration {
         image_scanning_enabled: Some(s.enabled.unwrap_or(false)),
         ecr_configuration: s.ecr_configured.then(|| EcrConfiguration {
@@ -289,7 +282,8 @@ fn to_wire(tx: &mut dyn Txn, p: &Pipeline) -> Result<ImagePipeline, ApiError> {
             .and_then(ImageStatus::from_wire),
         date_next_run: next_run.map(date),
         tags: response_tags(tx, &arn)?,
-        image_scanning_configuration: Some(scanning_to_wire(d.image_scanning.as_ref())),
+        // A pipeline created without scanning settings shows none (get-image-pipeline.rst).
+        image_scanning_configuration: d.image_scanning.as_ref().map(scanning_to_wire),
         image_tags: d.image_tags.clone(),
         execution_role: d.execution_role.clone(),
         workflows: d.workflows.as_ref().map(|list| {
@@ -484,7 +478,8 @@ pub fn update(
     tx.set_references(&arn, &references).api()?;
     Ok(UpdateImagePipelineResponse {
         request_id: None,
-        client_token: input.client_token,
+        // AWS answers an update with its ARN only, not the client token (the aws CLI examples).
+        client_token: None,
         image_pipeline_arn: Some(arn),
     })
 }
