@@ -22,6 +22,9 @@ const DEBIAN_SUITE: &str = "bookworm";
 /// A parent image ready in the store.
 pub struct Parent {
     pub image: ImageRef,
+    /// The parent's operating system as Image Builder names it (`osVersion`), when Kiln knows
+    /// it: a managed image's, or the one recorded for an image Kiln built.
+    pub os_version: Option<String>,
     /// A tag made for this build only, removed by [`Parent::release`].
     temporary: bool,
 }
@@ -64,11 +67,19 @@ pub fn resolve(shared: &Shared, image: &Image, parent: &str) -> Result<Parent, S
     let store_err = |e: kiln_image::Error| e.to_string();
     let kept = |image: ImageRef| Parent {
         image,
+        os_version: None,
         temporary: false,
     };
     let temporary = |image: ImageRef| Parent {
         image,
+        os_version: None,
         temporary: true,
+    };
+    let with_os = |os_version: Option<String>| {
+        move |parent: Parent| Parent {
+            os_version,
+            ..parent
+        }
     };
     match ParentSource::parse(parent) {
         ParentSource::ImageBuilderImage(arn) if arn.account == managed::OWNER => {
@@ -82,7 +93,9 @@ pub fn resolve(shared: &Shared, image: &Image, parent: &str) -> Result<Parent, S
                         .join(", ")
                 )
             })?;
-            managed_base(shared, m).map(kept)
+            managed_base(shared, m)
+                .map(kept)
+                .map(with_os(Some(m.os_version.to_string())))
         }
         ParentSource::ImageBuilderImage(arn) => {
             // The image the filter picked when the build was ordered, so that what the pipeline
@@ -99,6 +112,7 @@ pub fn resolve(shared: &Shared, image: &Image, parent: &str) -> Result<Parent, S
                 .store
                 .resolve(&crate::run::store_tag(&built.build_id))
                 .map(kept)
+                .map(with_os(built.os_version.clone()))
                 .map_err(|e| format!("{}: {e}", built.arn))
         }
         ParentSource::Ami(id) => {
@@ -109,6 +123,7 @@ pub fn resolve(shared: &Shared, image: &Image, parent: &str) -> Result<Parent, S
                 .store
                 .resolve(&crate::run::store_tag(&built.build_id))
                 .map(kept)
+                .map(with_os(built.os_version.clone()))
                 .map_err(|e| format!("{id}: {e}"))
         }
         ParentSource::OciLayout { path, tag } => {

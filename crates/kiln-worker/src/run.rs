@@ -173,7 +173,9 @@ fn build(shared: &Arc<Shared>, image: Image) {
 
     let interrupted = shared.stopping() && cancel.load(Ordering::SeqCst);
     match outcome {
-        Ok(built) if !cancel.load(Ordering::SeqCst) => distribute(shared, &image, built, &log),
+        Ok((built, parent_os)) if !cancel.load(Ordering::SeqCst) => {
+            distribute(shared, &image, built, parent_os, &log)
+        }
         Ok(_) => {
             // Cancelled after the last step: the image is not kept.
             discard(shared, &image);
@@ -218,7 +220,7 @@ fn run_build(
     image: &Image,
     log: &BuildLog,
     cancel: &Arc<AtomicBool>,
-) -> Result<Built, BuildError> {
+) -> Result<(Built, Option<String>), BuildError> {
     let build_failed = |reason: String| BuildError {
         stage: Stage::Build,
         reason,
@@ -284,7 +286,7 @@ fn run_build(
         result
     });
     parent.release(shared);
-    result
+    result.map(|built| (built, parent.os_version))
 }
 
 /// Until the build ends: when the image is cancelled (or the worker stops), raise the engine's
@@ -329,8 +331,16 @@ fn watch_for_cancel(
     }
 }
 
-/// After the test stage: DISTRIBUTING, then AVAILABLE with the outputs.
-fn distribute(shared: &Shared, image: &Image, built: Built, log: &BuildLog) {
+/// After the test stage: DISTRIBUTING, then AVAILABLE with the outputs. `osVersion` is what the
+/// built root says of itself (its os-release, with enhanced metadata) or else its parent's, as an
+/// Image Builder image always has one.
+fn distribute(
+    shared: &Shared,
+    image: &Image,
+    built: Built,
+    parent_os: Option<String>,
+    log: &BuildLog,
+) {
     let arn = image.arn.to_string();
     if !transition(shared, &arn, ImageStatus::Distributing, None, |_| {}) {
         discard(shared, image);
@@ -351,7 +361,8 @@ fn distribute(shared: &Shared, image: &Image, built: Built, log: &BuildLog) {
     let os_version = metadata
         .as_ref()
         .and_then(|m| m.os.as_ref())
-        .map(|os| os.os_version());
+        .map(|os| os.os_version())
+        .or(parent_os);
     let packages: Vec<Package> = metadata
         .map(|m| {
             m.packages

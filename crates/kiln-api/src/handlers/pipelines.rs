@@ -310,7 +310,9 @@ fn to_wire(tx: &mut dyn Txn, p: &Pipeline) -> Result<ImagePipeline, ApiError> {
             image_log_group_name: l.image_log_group_name.clone(),
             pipeline_log_group_name: l.pipeline_log_group_name.clone(),
         }),
-        consecutive_failures: Some(p.consecutive_failures),
+        // Absent while zero, as AWS answers a pipeline with no failed scheduled run
+        // (get-image-pipeline and list-image-pipelines examples).
+        consecutive_failures: (p.consecutive_failures > 0).then_some(p.consecutive_failures),
     })
 }
 
