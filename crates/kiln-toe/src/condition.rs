@@ -10,7 +10,7 @@
 
 use crate::actions::inputs::scalar_text as scalar;
 use crate::target::Target;
-use serde_yaml::Value;
+use crate::yaml::Value;
 use sha2::Digest;
 use std::sync::OnceLock;
 
@@ -397,7 +397,7 @@ mod tests {
             ("{not: {not: {not: {fileExists: /f}}}}", false),
         ];
         for (src, want) in cases {
-            let v: Value = serde_yaml::from_str(src).unwrap();
+            let v: Value = crate::yaml::from_str(src).unwrap();
             assert_eq!(evaluate(&v, &FakeHost), Ok(*want), "{src}");
         }
     }
@@ -415,7 +415,7 @@ mod tests {
             ),
         ];
         for (src, want) in cases {
-            let v: Value = serde_yaml::from_str(src).unwrap();
+            let v: Value = crate::yaml::from_str(src).unwrap();
             assert_eq!(evaluate(&v, &FakeHost).as_ref(), Err(want), "{src}");
         }
     }
@@ -434,7 +434,7 @@ mod tests {
             ("{fileExists: /f, then: Skip}", StepDecision::Skip),
         ];
         for (src, want) in cases {
-            let v: Value = serde_yaml::from_str(src).unwrap();
+            let v: Value = crate::yaml::from_str(src).unwrap();
             assert_eq!(decide(&v, &FakeHost), Ok(*want), "{src}");
         }
     }

@@ -18,7 +18,7 @@ use crate::actions::{self, ActionKind};
 use crate::condition;
 use crate::lines::{LineIndex, Seg};
 use crate::variables::{parse_reference, Reference};
-use serde_yaml::{Mapping, Value};
+use crate::yaml::{Mapping, Value};
 use std::collections::HashSet;
 use std::fmt;
 
@@ -184,10 +184,10 @@ const DELIMITERS: [char; 10] = ['.', ',', ';', ':', '\n', '\t', ' ', '-', '_', '
 
 /// Parses and validates a document for `platform`.
 pub fn parse(text: &str, platform: Platform) -> Result<Document, DocumentError> {
-    // A UTF-8 byte order mark (Windows editors write one) confuses serde_yaml when the top
+    // A UTF-8 byte order mark (Windows editors write one) confuses the YAML parser when the top
     // mapping has more than one key; it changes no line numbers.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let value: Value = match serde_yaml::from_str(text) {
+    let value: Value = match crate::yaml::from_str(text) {
         Ok(v) => v,
         Err(e) => {
             return Err(DocumentError {
@@ -217,8 +217,8 @@ pub fn parse(text: &str, platform: Platform) -> Result<Document, DocumentError> 
     })
 }
 
-/// serde_yaml's message without its own " at line N column M" (the problem has the line).
-fn yaml_message(e: &serde_yaml::Error) -> String {
+/// The YAML parser's message without its own " at line N column M" (the problem has the line).
+fn yaml_message(e: &crate::yaml::Error) -> String {
     let text = e.to_string();
     match text.find(" at line ") {
         Some(i) => text[..i].to_string(),

@@ -1,4 +1,4 @@
-//! AWSTOE component documents (issue 3, in progress).
+//! AWSTOE component documents: reading, validating and running them.
 //!
 //! - [`condition`]: `if` expressions and `Assert` comparisons.
 //! - [`variables`]: `{{ ... }}` substitution of parameters, constants, chaining and loop values.
@@ -17,3 +17,4 @@ pub mod logs;
 pub mod report;
 pub mod target;
 pub mod variables;
+pub mod yaml;

@@ -1,8 +1,9 @@
 //! Line numbers for parts of a YAML document.
 //!
-//! serde_yaml gives values without positions, so error messages would have no line. This module
-//! reads the same text once more with yaml-rust2's event parser, which marks every node, and
-//! keeps a tree of lines that [`LineIndex::line`] walks by path (`phases`, 0, `steps`, 2, ...).
+//! The YAML crate ([`crate::yaml`]) gives values without positions, so error messages would
+//! have no line. This module reads the same text once more with yaml-rust2's event parser,
+//! which marks every node, and keeps a tree of lines that [`LineIndex::line`] walks by path
+//! (`phases`, 0, `steps`, 2, ...).
 //! It is only built when a document has an error to report, so valid documents pay nothing.
 
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
@@ -88,8 +89,8 @@ impl LineIndex {
     /// Indexes `text`; a text yaml-rust2 cannot read gives an index that knows no lines.
     pub fn build(text: &str) -> LineIndex {
         Self::try_build(text)
-            // serde_yaml (libyaml) accepts a tab after `key:`, yaml-rust2 does not; a space in
-            // its place keeps every line where it was.
+            // The libyaml-derived parser of `crate::yaml` accepts a tab after `key:`, yaml-rust2
+            // does not; a space in its place keeps every line where it was.
             .or_else(|| Self::try_build(&text.replace(":\t", ": ")))
             .unwrap_or_default()
     }

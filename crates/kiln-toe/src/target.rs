@@ -2,8 +2,9 @@
 //!
 //! The engine never touches a path or starts a process directly. It asks its [`Target`] to map a
 //! document path to a host path ([`Target::resolve`]) and to build the command for a program
-//! ([`Target::command`]). The local host is a target whose root is `/`; a build instance (issue 4)
-//! is a target whose root is its root filesystem and whose commands run isolated inside it.
+//! ([`Target::command`]). The local host is a target whose root is `/`; a build instance
+//! (`kiln_instance`) is a target whose root is its root filesystem and whose commands run
+//! isolated inside it.
 //!
 //! Paths are resolved the way the kernel resolves them under `chroot` (`RESOLVE_IN_ROOT`): one
 //! component at a time, `..` at the root stays at the root, and a symlink's target, absolute or

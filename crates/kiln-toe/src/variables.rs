@@ -182,10 +182,10 @@ pub fn substitute(text: &str, scope: &dyn Scope) -> Result<Substituted, Variable
 
 /// Substitutes every string inside a YAML value (inputs), recursively.
 pub fn substitute_value(
-    value: &serde_yaml::Value,
+    value: &crate::yaml::Value,
     scope: &dyn Scope,
-) -> Result<(serde_yaml::Value, Vec<(String, String)>), VariableError> {
-    use serde_yaml::Value;
+) -> Result<(crate::yaml::Value, Vec<(String, String)>), VariableError> {
+    use crate::yaml::Value;
     let mut resolved = Vec::new();
     let new = match value {
         Value::String(s) => {
@@ -203,7 +203,7 @@ pub fn substitute_value(
             Value::Sequence(seq)
         }
         Value::Mapping(map) => {
-            let mut new = serde_yaml::Mapping::new();
+            let mut new = crate::yaml::Mapping::new();
             for (k, v) in map {
                 let (v, r) = substitute_value(v, scope)?;
                 resolved.extend(r);
@@ -309,12 +309,12 @@ mod tests {
 
     #[test]
     fn nested_values() {
-        let v: serde_yaml::Value =
-            serde_yaml::from_str("- source: '{{ Source }}'\n  n: 1\n  l: ['{{ loop.index }}']")
+        let v: crate::yaml::Value =
+            crate::yaml::from_str("- source: '{{ Source }}'\n  n: 1\n  l: ['{{ loop.index }}']")
                 .unwrap();
         let (out, resolved) = substitute_value(&v, &scope()).unwrap();
-        let want: serde_yaml::Value =
-            serde_yaml::from_str("- source: 's3://b/app'\n  n: 1\n  l: ['3']").unwrap();
+        let want: crate::yaml::Value =
+            crate::yaml::from_str("- source: 's3://b/app'\n  n: 1\n  l: ['3']").unwrap();
         assert_eq!(out, want);
         assert_eq!(resolved.len(), 2);
     }

@@ -4,14 +4,14 @@
 //!
 //! (a) arbitrary bytes, arbitrary UTF-8 and YAML-token soup; (b) every truncation of every
 //! corpus component document; (c) structured documents from a small grammar of plausible keys
-//! and values, serialized by serde_yaml; (d) `Engine::validate` on the same documents.
+//! and values, serialized by `kiln_toe::yaml`; (d) `Engine::validate` on the same documents.
 
 use kiln_toe::actions::ActionKind;
 use kiln_toe::document::{parse, DocumentError, Platform};
 use kiln_toe::engine::{Engine, EngineConfig, Quiet, RunRequest, SourceDocument};
 use kiln_toe::target::LocalTarget;
+use kiln_toe::yaml::{Mapping, Value};
 use proptest::prelude::*;
-use serde_yaml::{Mapping, Value};
 use std::path::PathBuf;
 
 /// Checks the shape of an error; returns the problems inside a phase that carry no line.
@@ -654,7 +654,7 @@ fn document() -> BoxedStrategy<Value> {
             (
                 "schemaVersion",
                 or_any(prop_oneof![
-                    Just(Value::Number(serde_yaml::Number::from(1.0))),
+                    Just(Value::Number(kiln_toe::yaml::Number::from(1.0))),
                     Just(s("1.0")),
                     Just(Value::Number(2.into())),
                 ]),
@@ -780,7 +780,7 @@ fn valid_document() -> BoxedStrategy<Value> {
 }
 
 fn yaml(text: &str) -> Value {
-    serde_yaml::from_str(text).unwrap()
+    kiln_toe::yaml::from_str(text).unwrap()
 }
 
 /// One random change somewhere in a document: a node replaced, a key removed or added.
@@ -864,7 +864,7 @@ proptest! {
 
     #[test]
     fn structured_documents_answer_with_lines_inside_phases(doc in any_document()) {
-        let text = serde_yaml::to_string(&doc).expect("serialize");
+        let text = kiln_toe::yaml::to_string(&doc).expect("serialize");
         let lineless = parse_any(&text);
         prop_assert!(
             lineless.is_empty(),
@@ -897,7 +897,7 @@ proptest! {
             0..3,
         ),
     ) {
-        let text = serde_yaml::to_string(&doc).expect("serialize");
+        let text = kiln_toe::yaml::to_string(&doc).expect("serialize");
         let target = LocalTarget::host();
         let config = EngineConfig::default();
         let parameters: Vec<(String, String)> =
@@ -933,7 +933,7 @@ fn structured_generator_reaches_inside_phases() {
     let mut messages = std::collections::BTreeMap::<String, usize>::new();
     for _ in 0..1000 {
         let doc = strategy.new_tree(&mut runner).unwrap().current();
-        let text = serde_yaml::to_string(&doc).unwrap();
+        let text = kiln_toe::yaml::to_string(&doc).unwrap();
         match parse(&text, Platform::Linux) {
             Ok(_) => ok += 1,
             Err(e) if e.problems.iter().any(|p| p.phase.is_some()) => {
@@ -966,7 +966,7 @@ fn structured_generator_reaches_inside_phases() {
 
 /// A UTF-8 byte order mark before the first key (what Windows editors and PowerShell 5's
 /// `Out-File -Encoding utf8` write) is not part of the document: YAML 1.2 allows it at the start
-/// of a stream and AWSTOE reads such files. serde_yaml 0.9 misreads it when the mapping has more
+/// of a stream and AWSTOE reads such files. The libyaml-derived parser misreads it when the mapping has more
 /// than one key ("deserializing from YAML containing more than one document is not supported").
 #[test]
 fn a_leading_byte_order_mark_is_accepted() {
@@ -979,8 +979,8 @@ fn a_leading_byte_order_mark_is_accepted() {
     }
 }
 
-/// A tab after `key:` is separation white space (YAML 1.2 s-separate-in-line); serde_yaml reads
-/// it, but yaml-rust2 0.13, which `lines.rs` uses to find lines, refuses it ("':' must be
+/// A tab after `key:` is separation white space (YAML 1.2 s-separate-in-line); the YAML crate
+/// reads it, but yaml-rust2 0.13, which `lines.rs` uses to find lines, refuses it ("':' must be
 /// followed by a valid YAML whitespace"), so the line index is empty and every problem of the
 /// document loses its line.
 #[test]

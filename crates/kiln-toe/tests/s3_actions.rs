@@ -6,7 +6,7 @@ use kiln_toe::actions::{
     run, validate, ActionConfig, ActionContext, ActionFailure, ActionKind, Outputs, S3Config,
 };
 use kiln_toe::target::LocalTarget;
-use serde_yaml::Value;
+use kiln_toe::yaml::Value;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -128,7 +128,7 @@ impl Fixture {
     }
 
     fn run(&self, kind: ActionKind, yaml: &str) -> Result<Outputs, ActionFailure> {
-        let inputs: Value = serde_yaml::from_str(yaml).unwrap();
+        let inputs: Value = kiln_toe::yaml::from_str(yaml).unwrap();
         validate(kind, &inputs).map_err(ActionFailure::Failed)?;
         let scratch = self.root.path().join("scratch");
         let ctx = ActionContext {

@@ -409,14 +409,14 @@ fn upload_logs(
     } else {
         format!("{prefix}/{name}/")
     };
-    let mut entry = serde_yaml::Mapping::new();
+    let mut entry = kiln_toe::yaml::Mapping::new();
     entry.insert("source".into(), report.log_url.clone().into());
     entry.insert("destination".into(), format!("s3://{bucket}/{key}").into());
     entry.insert("recurse".into(), true.into());
     if let Some(owner) = &args.log_s3_bucket_owner {
         entry.insert("expectedBucketOwner".into(), owner.clone().into());
     }
-    let inputs = serde_yaml::Value::Sequence(vec![serde_yaml::Value::Mapping(entry)]);
+    let inputs = kiln_toe::yaml::Value::Sequence(vec![kiln_toe::yaml::Value::Mapping(entry)]);
     actions::run_on_host(
         ActionKind::S3Upload,
         &config.actions,

@@ -26,9 +26,9 @@ use super::components;
 use crate::documents::document;
 use crate::service::Service;
 use kiln_store::Txn;
+use kiln_toe::yaml::{Mapping, Value};
 use kiln_wire::types::*;
 use kiln_wire::{ApiError, ErrorKind, RequestContext};
-use serde_yaml::{Mapping, Value};
 
 /// The name of the wrapper's only step.
 pub const STEP_NAME: &str = "RunScript";
@@ -87,7 +87,7 @@ pub fn wrap_script(
     script: &str,
     component_type: &ComponentType,
     platform: Option<&Platform>,
-) -> Result<String, serde_yaml::Error> {
+) -> Result<String, kiln_toe::yaml::Error> {
     let phase = match component_type {
         ComponentType::Test => "test",
         ComponentType::Build => "build",
@@ -115,7 +115,7 @@ pub fn wrap_script(
         "phases".into(),
         Value::Sequence(vec![Value::Mapping(phase_map)]),
     );
-    serde_yaml::to_string(&Value::Mapping(doc))
+    kiln_toe::yaml::to_string(&Value::Mapping(doc))
 }
 
 #[cfg(test)]
@@ -130,7 +130,7 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}\n{doc}"));
         assert_eq!(parsed.phases.len(), 1);
         assert_eq!(parsed.phases[0].name, "test");
-        let value: Value = serde_yaml::from_str(&doc).unwrap();
+        let value: Value = kiln_toe::yaml::from_str(&doc).unwrap();
         assert_eq!(value["schemaVersion"], Value::Number(1.0.into()));
         let step = &value["phases"][0]["steps"][0];
         assert_eq!(step["action"], "ExecuteBash");

@@ -43,9 +43,9 @@ use kiln_domain::resources::workflow::{
 };
 use kiln_domain::version::VersionFilter;
 use kiln_store::{ListQuery, Txn, TxnExt};
+use kiln_toe::yaml::{Mapping, Value};
 use kiln_wire::types::*;
 use kiln_wire::{ApiError, ErrorKind, RequestContext};
-use serde_yaml::{Mapping, Value};
 
 /// Filter names ListWorkflows documents.
 const LIST_FILTERS: [&str; 4] = ["name", "version", "description", "type"];

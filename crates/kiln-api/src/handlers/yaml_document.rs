@@ -2,11 +2,11 @@
 //! members with messages that name the member's path in the document. (Component documents are
 //! read by `kiln_toe::document`.)
 
-use serde_yaml::{Mapping, Value};
+use kiln_toe::yaml::{Mapping, Value};
 
 /// Parses a document that must be a YAML mapping.
 pub fn parse(data: &str) -> Result<Mapping, String> {
-    let value: Value = serde_yaml::from_str(data).map_err(|e| syntax_error(&e))?;
+    let value: Value = kiln_toe::yaml::from_str(data).map_err(|e| syntax_error(&e))?;
     match value {
         Value::Mapping(map) => Ok(map),
         Value::Null => Err("the document is empty".to_string()),
@@ -17,10 +17,10 @@ pub fn parse(data: &str) -> Result<Mapping, String> {
     }
 }
 
-fn syntax_error(e: &serde_yaml::Error) -> String {
+fn syntax_error(e: &kiln_toe::yaml::Error) -> String {
     let message = e.to_string();
     match e.location() {
-        // serde_yaml usually ends its message with the position already.
+        // The YAML crate usually ends its message with the position already.
         Some(at) if !message.contains(" line ") => format!(
             "the document is not valid YAML: {message} at line {} column {}",
             at.line(),

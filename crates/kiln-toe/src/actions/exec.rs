@@ -30,8 +30,8 @@
 
 use super::inputs::{describe, Text};
 use super::{ActionContext, ActionFailure, ActionKind, Outputs, Stream};
+use crate::yaml::Value;
 use serde::Deserialize;
-use serde_yaml::Value;
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -466,7 +466,7 @@ mod tests {
     }
 
     fn bash_yaml(commands: &[&str]) -> Value {
-        let mut map = serde_yaml::Mapping::new();
+        let mut map = crate::yaml::Mapping::new();
         map.insert(
             "commands".into(),
             Value::Sequence(
@@ -484,7 +484,7 @@ mod tests {
     }
 
     fn yaml(src: &str) -> Value {
-        serde_yaml::from_str(src).unwrap()
+        crate::yaml::from_str(src).unwrap()
     }
 
     #[test]

@@ -22,10 +22,10 @@
 
 use super::inputs::{flag_or, parse_list, Text};
 use super::{ActionContext, ActionFailure, ActionKind, Outputs, Stream};
+use crate::yaml::Value;
 use glob::Pattern;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use serde_yaml::Value;
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -581,8 +581,9 @@ fn decode_file(doc: &str, bytes: &[u8], encoding: Encoding) -> Result<String, St
 
 /// An octal mode such as `0755`, `755` or `0o755` (at most `7777`).
 ///
-/// Note: YAML may read an unquoted `permissions: 0755` as the number 755 (serde_yaml follows
-/// YAML 1.2, where a leading zero does not mean octal); its text is read as octal either way.
+/// Note: YAML may read an unquoted `permissions: 0755` as the number 755 (the YAML crate
+/// follows YAML 1.2, where a leading zero does not mean octal); its text is read as octal
+/// either way.
 fn parse_mode(field: &str, text: &Text) -> Result<u32, String> {
     let s = text.as_str().trim();
     let digits = s.strip_prefix("0o").unwrap_or(s);
@@ -1408,7 +1409,7 @@ mod tests {
         }
 
         fn run(&self, kind: ActionKind, yaml: &str) -> Result<Outputs, ActionFailure> {
-            let inputs: Value = serde_yaml::from_str(yaml).unwrap();
+            let inputs: Value = crate::yaml::from_str(yaml).unwrap();
             validate(kind, &inputs).unwrap_or_else(|e| panic!("{yaml}: {e}"));
             let ctx = ActionContext {
                 target: &self.target,
@@ -1493,7 +1494,7 @@ mod tests {
             (DeleteFile, "[]"),
         ];
         for (kind, src) in cases {
-            let v: Value = serde_yaml::from_str(src).unwrap();
+            let v: Value = crate::yaml::from_str(src).unwrap();
             assert_eq!(validate(*kind, &v), Ok(()), "{} {src}", kind.name());
         }
     }
@@ -1562,7 +1563,7 @@ mod tests {
             (ExecuteBash, "[]", "ExecuteBash is not a file action"),
         ];
         for (kind, src, want) in cases {
-            let v: Value = serde_yaml::from_str(src).unwrap();
+            let v: Value = crate::yaml::from_str(src).unwrap();
             let err = validate(*kind, &v).unwrap_err();
             assert!(err.contains(want), "{} {src}: {err}", kind.name());
         }
@@ -1642,7 +1643,7 @@ mod tests {
             );
         }
         // However YAML reads an unquoted 0755, its text means 0o755.
-        let v: Value = serde_yaml::from_str("- {path: /a, permissions: 0755}").unwrap();
+        let v: Value = crate::yaml::from_str("- {path: /a, permissions: 0755}").unwrap();
         let e: Vec<FilePermissionsEntry> = parse_list(&v).unwrap();
         assert_eq!(parse_mode("permissions", &e[0].permissions), Ok(0o755));
     }
@@ -2438,7 +2439,7 @@ mod tests {
     #[test]
     fn a_passed_deadline_times_out() {
         let f = Fixture::new();
-        let inputs: Value = serde_yaml::from_str("- path: /x").unwrap();
+        let inputs: Value = crate::yaml::from_str("- path: /x").unwrap();
         let ctx = ActionContext {
             target: &f.target,
             config: &f.config,

@@ -5,9 +5,9 @@
 //! `overwrite: '{{ Overwrite }}'`; all three are valid at validation time, and [`Text::flag`] /
 //! [`Text::number`] convert after substitution, naming the field when the value is not one.
 
+use crate::yaml::Value;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
-use serde_yaml::Value;
 
 /// Any YAML scalar, kept as text.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -56,7 +56,7 @@ pub fn flag_or(value: &Option<Text>, field: &str, default: bool) -> Result<bool,
     value.as_ref().map_or(Ok(default), |t| t.flag(field))
 }
 
-/// Any YAML scalar as text (numbers and booleans as serde_yaml writes them); `None` for nothing,
+/// Any YAML scalar as text (numbers and booleans as the YAML crate writes them); `None` for nothing,
 /// lists and mappings.
 pub fn scalar_text(v: &Value) -> Option<String> {
     match v {
@@ -111,7 +111,7 @@ mod tests {
     #[test]
     fn scalars_read_as_text() {
         let v: Value =
-            serde_yaml::from_str("- {path: /a, overwrite: false}\n- {path: 755}").unwrap();
+            crate::yaml::from_str("- {path: /a, overwrite: false}\n- {path: 755}").unwrap();
         let entries: Vec<Entry> = parse_list(&v).unwrap();
         assert_eq!(entries[0].path.as_str(), "/a");
         assert!(!flag_or(&entries[0].overwrite, "overwrite", true).unwrap());
@@ -128,7 +128,7 @@ mod tests {
             ("- {path: [1]}", "expected a single value, found a list"),
         ];
         for (src, want) in cases {
-            let v: Value = serde_yaml::from_str(src).unwrap();
+            let v: Value = crate::yaml::from_str(src).unwrap();
             let err = parse_list::<Entry>(&v).unwrap_err();
             assert!(err.contains(want), "{src}: {err}");
         }

@@ -19,7 +19,7 @@ pub mod net;
 pub mod system;
 
 use crate::target::Target;
-use serde_yaml::Value;
+use crate::yaml::Value;
 use std::path::Path;
 use std::time::Instant;
 

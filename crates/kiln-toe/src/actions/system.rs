@@ -36,8 +36,8 @@
 use super::exec::{exit_message, run_command, string_list};
 use super::inputs::{describe, Text};
 use super::{ActionContext, ActionFailure, ActionKind, Outputs, Stream};
+use crate::yaml::Value;
 use serde::Deserialize;
-use serde_yaml::Value;
 use std::time::{Duration, Instant};
 
 /// How long the `apt-mark unhold` clean-up may take when the step's deadline has already passed.
@@ -334,7 +334,7 @@ mod tests {
     type Collect = crate::actions::RecordingConsole;
 
     fn yaml(src: &str) -> Value {
-        serde_yaml::from_str(src).unwrap()
+        crate::yaml::from_str(src).unwrap()
     }
 
     fn strings(items: &[&str]) -> Vec<String> {

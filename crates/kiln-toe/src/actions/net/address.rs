@@ -1,4 +1,4 @@
-//! Which destinations a connection opened by Kiln for a caller may reach (issue 11).
+//! Which destinations a connection opened by Kiln for a caller may reach.
 //!
 //! Kiln runs as root on the host, next to its own API, the S3 endpoint it may be configured
 //! with, a cloud metadata service and whatever else listens on loopback or the private networks.

@@ -17,7 +17,7 @@ pub mod s3_object;
 pub mod web;
 
 use super::{ActionContext, ActionFailure, ActionKind, Outputs, Stream};
-use serde_yaml::Value;
+use crate::yaml::Value;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -29,7 +29,7 @@ pub fn fetch_s3_text(config: &super::ActionConfig, uri: &str) -> Result<String, 
     let dir = std::env::temp_dir().join(format!("kiln-toe-document-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let file = dir.join("document.yaml");
-    let mut entry = serde_yaml::Mapping::new();
+    let mut entry = crate::yaml::Mapping::new();
     entry.insert("source".into(), uri.into());
     entry.insert("destination".into(), file.display().to_string().into());
     let inputs = Value::Sequence(vec![Value::Mapping(entry)]);

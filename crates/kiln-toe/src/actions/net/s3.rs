@@ -29,8 +29,8 @@ use super::{
 };
 use crate::actions::inputs::{flag_or, parse_list, Text};
 use crate::actions::{ActionContext, ActionFailure, ActionKind, Outputs, S3Config};
+use crate::yaml::Value;
 use serde::Deserialize;
-use serde_yaml::Value;
 use std::path::{Path, PathBuf};
 
 /// The most objects one `prefix/*` download may fetch.
@@ -1092,7 +1092,7 @@ mod tests {
             ),
         ];
         for (kind, src, want) in cases {
-            let v: Value = serde_yaml::from_str(src).unwrap();
+            let v: Value = crate::yaml::from_str(src).unwrap();
             let m = crate::actions::validate(*kind, &v).unwrap_err();
             assert!(m.contains(want), "{src}: {m}");
         }
@@ -1100,7 +1100,7 @@ mod tests {
             (ActionKind::S3Download, "- {source: '{{ S }}', destination: '{{ D }}', overwrite: '{{ O }}', expectedBucketOwner: '1'}"),
             (ActionKind::S3Upload, "- {source: '{{ S }}/*', destination: '{{ D }}', recurse: '{{ R }}'}"),
         ] {
-            let v: Value = serde_yaml::from_str(src).unwrap();
+            let v: Value = crate::yaml::from_str(src).unwrap();
             crate::actions::validate(kind, &v).unwrap();
         }
     }

@@ -13,8 +13,8 @@ use super::{
 };
 use crate::actions::inputs::{flag_or, parse_list, Text};
 use crate::actions::{ActionContext, ActionFailure, Outputs};
+use crate::yaml::Value;
 use serde::Deserialize;
-use serde_yaml::Value;
 use std::path::Path;
 
 /// How many times one download is tried.
@@ -398,7 +398,7 @@ mod tests {
             yaml: &str,
             deadline: Option<std::time::Instant>,
         ) -> Result<Outputs, ActionFailure> {
-            let inputs: Value = serde_yaml::from_str(yaml).unwrap();
+            let inputs: Value = crate::yaml::from_str(yaml).unwrap();
             crate::actions::validate(ActionKind::WebDownload, &inputs)
                 .map_err(ActionFailure::Failed)?;
             let scratch = self.root.path().join("scratch");
@@ -736,11 +736,11 @@ mod tests {
             ),
         ];
         for (src, want) in cases {
-            let v: Value = serde_yaml::from_str(src).unwrap();
+            let v: Value = crate::yaml::from_str(src).unwrap();
             let m = crate::actions::validate(ActionKind::WebDownload, &v).unwrap_err();
             assert!(m.contains(want), "{src}: {m}");
         }
-        let v: Value = serde_yaml::from_str(
+        let v: Value = crate::yaml::from_str(
             "- {source: '{{ Url }}', destination: '{{ D }}', overwrite: '{{ O }}', \
              algorithm: '{{ A }}', checksum: '{{ C }}', ignoreCertificateErrors: true}",
         )
