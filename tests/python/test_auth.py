@@ -1,4 +1,4 @@
-"""Verified callers (issue 11, items 1-3): every request carries a valid SigV4 signature of a key
+"""Verified callers: every request carries a valid SigV4 signature of a key
 in the server's credentials file, which says the key's account; Kiln's own /kiln/v1/ endpoints
 verify callers the same way and answer only about the caller's account.
 

@@ -1,4 +1,4 @@
-"""Real builds through the API (issue 4): StartImagePipelineExecution and CreateImage build
+"""Real builds through the API: StartImagePipelineExecution and CreateImage build
 images on this machine, in build instances on Kiln's managed busybox base, and boto3's
 `image_available` waiter waits for them.
 

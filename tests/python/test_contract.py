@@ -1,4 +1,4 @@
-"""The contract test (issue 12): every operation of the model, called through boto3 the way a
+"""The contract test: every operation of the model, called through boto3 the way a
 user calls it, and every response compared member by member with what AWS returns.
 
 The test is driven by the model (model/imagebuilder-service-2.json): one test per operation.
@@ -406,10 +406,10 @@ def build_request(operation: str, world: World) -> Request:
 # --- Response members -------------------------------------------------------------------------
 
 ALWAYS_PRESENT = {
-    # The lead's rule (issue 12): present, `{}`/`[]` when empty, on every shape that has them.
-    "Image": {"outputResources": "always present (issue 12)"},
-    "ImageSummary": {"outputResources": "always present (issue 12)"},
-    "OutputResources": {"amis": "always present (issue 12)"},
+    # Kiln's rule for list and map members: present, `{}`/`[]` when empty, on every shape that has them.
+    "Image": {"outputResources": "always present (Kiln's rule for list and map members)"},
+    "ImageSummary": {"outputResources": "always present (Kiln's rule for list and map members)"},
+    "OutputResources": {"amis": "always present (Kiln's rule for list and map members)"},
 }
 
 
@@ -424,7 +424,7 @@ def expected_members(shape_name: str, value: dict) -> dict[str, str]:
     shape = SHAPES[shape_name]
     expected = {m: "required by the model" for m in shape.get("required", [])}
     if "tags" in shape["members"]:
-        expected["tags"] = "always present on every shape with tags (issue 12)"
+        expected["tags"] = "always present on every shape with tags (Kiln's rule)"
     expected.update(ALWAYS_PRESENT.get(shape_name, {}))
     expected.update(TABLES["members"].get(shape_name, {}))
     if image_status(value) == "AVAILABLE":

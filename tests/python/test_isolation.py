@@ -1,5 +1,5 @@
-"""Build instances contain their code (issue 11, item 4): a component tries every way out the
-issue names, from inside a real build made through the API, and each attempt must fail.
+"""Build instances contain their code: a component tries every way out of an instance that
+matters, from inside a real build made through the API, and each attempt must fail.
 
 The component runs each attempt as `attempt NAME COMMAND`, which prints `ATTEMPT NAME refused`
 or `ATTEMPT NAME ALLOWED` to the build log; the test reads the log with `kiln logs` and wants

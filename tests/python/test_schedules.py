@@ -1,4 +1,4 @@
-"""Pipelines that run themselves (issue 5): `kiln serve`'s scheduler starts SCHEDULED builds of
+"""Pipelines that run themselves: `kiln serve`'s scheduler starts SCHEDULED builds of
 ENABLED pipelines when their schedule is due, honours the start condition (dependency updates),
 disables a pipeline after too many failed scheduled builds, fires each due time exactly once
 across restarts (and once after downtime), and computes dateNextRun in the pipeline's time zone.

@@ -1,4 +1,4 @@
-"""Account walls on everything a caller names (issue 11, item 3): parent images and the
+"""Account walls on everything a caller names: parent images and the
 network actions of builds.
 
 - An Image Builder image ARN (exact or `x` filter) of another account is refused when the

@@ -100,7 +100,7 @@ pub fn resolved_parent(
     })
 }
 
-/// What a caller may name as a parent image beyond its own account's images (issue 11): the
+/// What a caller may name as a parent image beyond its own account's images: the
 /// operator's `--import-dir`s for `oci:` and `file://` parents (never Kiln's data directory,
 /// even inside one of them) and `--registry`s on loopback, link-local or private addresses.
 /// Checked when a recipe is created and again by the worker right before it reads.

@@ -23,7 +23,7 @@ pub struct Service {
     pub work: crate::work::WorkSignal,
     /// The time of requests, builds and schedules.
     pub clock: Arc<dyn Clock>,
-    /// What callers may name as parent images besides their own images (issue 11).
+    /// What callers may name as parent images besides their own images.
     pub parents: crate::parents::ParentRules,
     /// Per-account limits on resources and builds, checked in each create's transaction.
     pub quotas: Quotas,

@@ -1,6 +1,5 @@
 //! `cargo run --release -p kiln-bench -- build [--rounds N] [--kiln PATH]`: a whole image build,
-//! from StartImagePipelineExecution to an AVAILABLE image, against buildah doing the same steps
-//! (issue 4, item 9).
+//! from StartImagePipelineExecution to an AVAILABLE image, against buildah doing the same steps.
 //!
 //! The reference recipe is a busybox base and five components, each an AWSTOE document whose
 //! `ExecuteBash` scripts are POSIX sh (busybox ash):

@@ -11,7 +11,7 @@
 //! Creates run for `--seconds`; gets and the ceiling then alternate in five rounds that share
 //! `--seconds`, because the machine is shared and noisy: the get/ceiling ratio reported is the
 //! median of the rounds' ratios. It prints throughput and p50/p99 latency for each, and the
-//! figures next to the targets of issue 2: creates >= 3,000/s with p99 <= 20 ms; gets >= 50% of
+//! figures next to their targets: creates >= 3,000/s with p99 <= 20 ms; gets >= 50% of
 //! the ceiling's throughput.
 //!
 //! `cargo run --release -p kiln-bench -- toe [--rounds N] [--steps N]` measures the component

@@ -1,5 +1,5 @@
 //! `cargo run --release -p kiln-bench -- schedule [--pipelines N] [--rounds R] [--idle-seconds S]`:
-//! the scheduler's scale targets (issue 5): "with 100,000 scheduled pipelines in the database,
+//! the scheduler's scale targets: "with 100,000 scheduled pipelines in the database,
 //! computing every dateNextRun takes under 1 s, a due pipeline starts within 1 s of its time,
 //! and an idle scheduler uses under 1% of a core."
 //!
@@ -50,7 +50,7 @@ const MINUTE: i64 = 60_000;
 const MARGIN_MINUTES: i64 = 30;
 /// How far ahead of "now" the latency rounds set their due time.
 const DUE_AHEAD_MILLIS: i64 = 1_500;
-/// Targets of issue 5.
+/// The scheduler's targets (see the module docs).
 const COMPUTE_TARGET_S: f64 = 1.0;
 const START_TARGET_MS: f64 = 1_000.0;
 const IDLE_TARGET_PERCENT: f64 = 1.0;
@@ -592,7 +592,7 @@ pub fn main(args: impl Iterator<Item = String>) -> Result<()> {
         bail!("(c): the rebuilt due set differs from the one CreateImagePipeline wrote");
     }
     println!(
-        "(c) reindex from an empty due set (writes {scheduled} rows; once, on a database from before issue 5): {}",
+        "(c) reindex from an empty due set (writes {scheduled} rows; once, as on a database written before schedules were indexed): {}",
         spread(&rebuilt, "ms", 1e3)
     );
     table.push(Row {

@@ -1,5 +1,5 @@
 //! `cargo run --release -p kiln-bench -- snapshot [--tree DIR] [--rounds N]`: the snapshot of a
-//! root filesystem change set into an image layer (issue 4, item 9).
+//! root filesystem change set into an image layer.
 //!
 //! The tree is `--tree DIR`, or a Debian minbase root filesystem made once with
 //! `mmdebstrap --variant=minbase bookworm` (about 170 MB; needs mmdebstrap and the configured

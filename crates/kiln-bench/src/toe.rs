@@ -1,6 +1,6 @@
 //! `cargo run --release -p kiln-bench -- toe [--rounds N] [--steps N]`: the component engine's
-//! overhead per step (issue 3, item 8: everything except the step's own command stays under
-//! 2 ms per step).
+//! overhead per step (the target: everything except the step's own command stays under 2 ms
+//! per step).
 //!
 //! Measured in the same process, in alternating rounds (the machine is shared and noisy), on
 //! the local host through `Engine::run` with its logs in a temporary directory:

@@ -1,4 +1,5 @@
-//! The build engine: turns a recipe into an image (issue 4; the API does not call it yet).
+//! The build engine: turns a recipe into an image (the build worker calls it for each queued
+//! build).
 //!
 //! [`build_image`] does what Image Builder's build and test stages do, on this machine:
 //!

@@ -1,5 +1,5 @@
-//! Reading a caller's parent image from a directory the operator allowed, without leaving it
-//! (issue 11). The API checked the path when the recipe was created, but the file system may
+//! Reading a caller's parent image from a directory the operator allowed, without leaving it.
+//! The API checked the path when the recipe was created, but the file system may
 //! have changed since (a symlink swapped in, a directory moved), so the reads themselves are
 //! confined: `openat2(RESOLVE_BENEATH)` from the allowed directory resolves symlinks only while
 //! they stay beneath it, and files inside an OCI layout are opened without following any

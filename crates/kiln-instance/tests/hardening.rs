@@ -1,4 +1,4 @@
-//! Build code is contained (issue 11, item 4): every way out the issue names is tried from
+//! Build code is contained: each way out of an instance is tried from
 //! inside a real instance and must fail: writing `core_pattern`, making and opening devices,
 //! mounting, new user namespaces, entering other namespaces, reading host paths, reaching the
 //! host over the network. Needs root, a static busybox at /bin/busybox, iproute2 and nftables.

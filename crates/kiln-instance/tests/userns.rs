@@ -1,4 +1,4 @@
-//! Root builds in a user namespace (issue 11, item 4): root in an instance is an unprivileged
+//! Root builds in a user namespace: root in an instance is an unprivileged
 //! host uid, and the image's ownership survives the round trip. Needs root and a static busybox
 //! at /bin/busybox.
 

@@ -1,4 +1,4 @@
-//! Finding a build's parent image in the image store (issue 4, item 2).
+//! Finding a build's parent image in the image store.
 //!
 //! - Kiln's managed images (`arn:aws:imagebuilder:<region>:aws:image/busybox-x86/x.x.x`, ...)
 //!   are made on first use and kept under a fixed store tag.

@@ -1,4 +1,4 @@
-//! Where a build's parent image comes from (issue 4, item 2).
+//! Where a build's parent image comes from.
 //!
 //! A recipe's `parentImage` is stored as written ([`super::recipe::ParentImage`] only tells
 //! Image Builder ARNs apart, which is all the control plane needs). A build has to fetch the
