@@ -71,7 +71,7 @@ pub(super) fn parse_mode(field: &str, text: &Text) -> Result<u32, String> {
 
 /// Lines of a colon-separated database of the target (`/etc/passwd`, `/etc/group`), read
 /// through the target. A missing file reads as empty.
-pub(super) fn read_db(ctx: &ActionContext, doc: &str) -> Result<Vec<Vec<String>>, String> {
+fn read_db(ctx: &ActionContext, doc: &str) -> Result<Vec<Vec<String>>, String> {
     let host = resolve(ctx, doc)?;
     let text = match fs::read(&host) {
         Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
@@ -170,7 +170,7 @@ pub(super) fn chmod(ctx: &ActionContext, host: &Path, mode: u32) -> Result<(), S
 }
 
 /// Decision: SetFile* on a folder and SetFolder* on a file fail, naming the other module.
-pub(super) fn existing(ctx: &ActionContext, doc: &str, folder: bool) -> Result<PathBuf, String> {
+fn existing(ctx: &ActionContext, doc: &str, folder: bool) -> Result<PathBuf, String> {
     let host = resolve(ctx, doc)?;
     match fs::metadata(&host) {
         Err(err) if err.kind() == io::ErrorKind::NotFound => Err(format!(
@@ -184,7 +184,7 @@ pub(super) fn existing(ctx: &ActionContext, doc: &str, folder: bool) -> Result<P
     }
 }
 
-pub(super) fn required_owner(owner: &Text) -> Result<&Text, String> {
+fn required_owner(owner: &Text) -> Result<&Text, String> {
     if owner.as_str().trim().is_empty() {
         Err("owner must not be empty".into())
     } else {

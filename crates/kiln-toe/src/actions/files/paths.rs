@@ -21,7 +21,7 @@ pub(super) fn resolve_link(ctx: &ActionContext, doc: &str) -> Result<PathBuf, St
         .map_err(|e| target_error(doc, e))
 }
 
-pub(super) fn target_error(doc: &str, e: crate::target::TargetError) -> String {
+fn target_error(doc: &str, e: crate::target::TargetError) -> String {
     match e {
         crate::target::TargetError::Io(io) => format!("{doc}: {}", io_message(&io)),
         other => other.to_string(),
@@ -33,7 +33,7 @@ pub(super) fn target_error(doc: &str, e: crate::target::TargetError) -> String {
 /// The root as the target's own `resolve` answers it: the form its host paths start with
 /// (canonical for local targets; `/proc/<pid>/root/...` for a rootless instance, whose root a
 /// canonicalize would turn into the wrong, empty directory).
-pub(super) fn resolved_root(ctx: &ActionContext) -> Option<std::path::PathBuf> {
+fn resolved_root(ctx: &ActionContext) -> Option<std::path::PathBuf> {
     ctx.target.resolve("/").ok()
 }
 

@@ -23,7 +23,7 @@ pub(super) struct TransferEntry {
 }
 
 /// Renames, or copies and removes when the rename crosses file systems.
-pub(super) fn rename_or_copy(ctx: &ActionContext, from: &Path, to: &Path) -> Result<(), String> {
+fn rename_or_copy(ctx: &ActionContext, from: &Path, to: &Path) -> Result<(), String> {
     match fs::rename(from, to) {
         Ok(()) => Ok(()),
         Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
@@ -46,7 +46,7 @@ pub(super) fn rename_or_copy(ctx: &ActionContext, from: &Path, to: &Path) -> Res
 }
 
 /// Copies one non-folder entry (a file's content and mode, or a link as a link).
-pub(super) fn copy_entry(
+fn copy_entry(
     ctx: &ActionContext,
     from: &Path,
     to: &Path,
@@ -78,7 +78,7 @@ pub(super) fn copy_entry(
 }
 
 /// Copies folder `from` to a new folder `to` (which must not exist), links copied as links.
-pub(super) fn copy_tree(ctx: &ActionContext, from: &Path, to: &Path) -> Result<(), String> {
+fn copy_tree(ctx: &ActionContext, from: &Path, to: &Path) -> Result<(), String> {
     fs::create_dir(to).map_err(io_err(&doc_of(ctx, to)))?;
     walk(ctx, from, &mut |path, ft| {
         let Ok(rel) = path.strip_prefix(from) else {
@@ -97,7 +97,7 @@ pub(super) fn copy_tree(ctx: &ActionContext, from: &Path, to: &Path) -> Result<(
     Ok(())
 }
 
-pub(super) fn copy_mode(from: &Path, to: &Path) {
+fn copy_mode(from: &Path, to: &Path) {
     // Best effort, as `cp -r` without `-p` also keeps the mode bits.
     if let Ok(m) = fs::metadata(from) {
         let _ = fs::set_permissions(to, m.permissions());
