@@ -153,7 +153,12 @@ impl Stages for StageTracker<'_> {
 
 fn build(shared: &Arc<Shared>, image: Image) {
     let arn = image.arn.to_string();
-    let log = match BuildLog::create(&shared.config.logs_dir(), &image.build_id, &arn) {
+    let log = match BuildLog::create(
+        &shared.config.logs_dir(),
+        &image.build_id,
+        &arn,
+        shared.core.clock.clone(),
+    ) {
         Ok(log) => log,
         Err(e) => {
             let reason = format!("build stage failed: creating the build log: {e}");
