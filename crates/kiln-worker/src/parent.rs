@@ -221,7 +221,7 @@ fn managed_base(shared: &Shared, m: &ManagedImage) -> Result<ImageRef, String> {
     made.map_err(|e| format!("making the managed image {}: {e}", m.name))
 }
 
-/// Reads through the API's parent rules ([`kiln_core::parents`]), in the building image's
+/// Reads through the parent rules the API also applies ([`kiln_core::parents`]), in the building image's
 /// account and region.
 fn read_parent(
     shared: &Shared,
