@@ -20,8 +20,8 @@
 //! Deleted images come through the same queue: the worker removes their store entry, then
 //! their record.
 //!
-//! Data directory layout: `kiln.db` (the store, shared with the API), `images/` (the OCI image store),
-//! `instances/<build id>-build|test/`, `logs/<build id>/`, `tmp/` (exports in flight).
+//! Data directory layout: `kiln.db` (the store, shared with the API), `images/` (the OCI image
+//! store), `instances/<build id>-build|test/`, `logs/<build id>/`, `tmp/` (exports in flight).
 
 pub mod extension;
 pub mod logs;

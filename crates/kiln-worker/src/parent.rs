@@ -221,8 +221,8 @@ fn managed_base(shared: &Shared, m: &ManagedImage) -> Result<ImageRef, String> {
     made.map_err(|e| format!("making the managed image {}: {e}", m.name))
 }
 
-/// Reads through the parent rules the API also applies ([`kiln_core::parents`]), in the building image's
-/// account and region.
+/// Reads through the parent rules the API also applies ([`kiln_core::parents`]), in the
+/// building image's account and region.
 fn read_parent(
     shared: &Shared,
     image: &Image,
