@@ -216,3 +216,43 @@ pub fn parent_error(message: String) -> ApiError {
         format!("parentImage: {message}"),
     )
 }
+
+#[cfg(test)]
+#[test]
+fn core_errors_keep_their_aws_classes_and_messages() {
+    let cases = [
+        (
+            CoreError::not_found(ResourceKind::Image, "arn:x"),
+            "ResourceNotFoundException",
+            "The image 'arn:x' does not exist.",
+        ),
+        (
+            CoreError::Invalid("imageRecipeArn: bad".into()),
+            "InvalidRequestException",
+            "imageRecipeArn: bad",
+        ),
+        (
+            CoreError::InvalidVersion("imageRecipeArn: 1.x".into()),
+            "InvalidVersionNumberException",
+            "imageRecipeArn: 1.x",
+        ),
+        (
+            CoreError::Internal("reading images: gone".into()),
+            "ServiceException",
+            "reading images: gone",
+        ),
+        (
+            CoreError::Storage(StoreError::Corrupt {
+                arn: "arn:x".into(),
+                message: "bad".into(),
+            }),
+            "ServiceException",
+            "internal storage error: ",
+        ),
+    ];
+    for (error, code, message) in cases {
+        let api = core_error(error);
+        assert_eq!(api.code(), code, "{}", api.message);
+        assert!(api.message.starts_with(message), "{}", api.message);
+    }
+}

@@ -13,15 +13,15 @@
 
 pub mod caller;
 pub mod clock;
-pub mod core;
 pub mod error;
 pub mod extension;
 pub mod images;
 pub mod lookup;
 pub mod parents;
 pub mod scheduled;
+pub mod state;
 pub mod work;
 
 pub use crate::caller::Caller;
-pub use crate::core::Core;
 pub use crate::error::{CoreError, CoreResult};
+pub use crate::state::Core;
