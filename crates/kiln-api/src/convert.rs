@@ -1,11 +1,13 @@
 //! Small conversions shared by all handlers: dates, errors from the other crates, and the
 //! lookups every handler needs (scoped gets, reference resolution).
 
+use kiln_core::lookup;
+use kiln_core::{Caller, CoreError};
 use kiln_domain::arn::{Arn, ResourceKind};
 use kiln_domain::resources::{Millis, Resource};
-use kiln_domain::version::{SemVer, VersionError, VersionFilter};
+use kiln_domain::version::VersionError;
 use kiln_domain::DomainError;
-use kiln_store::{ListQuery, Row, StoreError, Txn, TxnExt};
+use kiln_store::{Row, StoreError, Txn};
 use kiln_wire::{ApiError, ErrorKind, RequestContext};
 use std::collections::BTreeMap;
 
@@ -76,16 +78,40 @@ pub fn new_arn(ctx: &RequestContext, kind: ResourceKind, name: &str) -> Arn {
     )
 }
 
+/// The caller of a request, as the core knows it.
+pub fn caller(ctx: &RequestContext) -> Caller<'_> {
+    Caller {
+        account_id: &ctx.account_id,
+        region: &ctx.region,
+        now_millis: ctx.now_millis,
+    }
+}
+
+/// The AWS error shape of a failure below the HTTP layer: the one place that decides it.
+pub fn core_error(e: CoreError) -> ApiError {
+    match e {
+        CoreError::NotFound { .. } => ApiError::not_found(e.to_string()),
+        CoreError::Invalid(message) => ApiError::invalid_request(message),
+        CoreError::InvalidVersion(message) => ApiError::invalid_version(message),
+        CoreError::Storage(e) => store_error(e),
+        CoreError::Internal(message) => ApiError::service(message),
+    }
+}
+
+impl<T> StoreResultExt<T> for Result<T, CoreError> {
+    fn api(self) -> Result<T, ApiError> {
+        self.map_err(core_error)
+    }
+}
+
 /// Parses an ARN the wire layer already matched against its pattern, and hides resources of
 /// other accounts and regions: to the caller they do not exist.
 pub fn scoped_arn(ctx: &RequestContext, arn: &str, field: &str) -> Result<Option<Arn>, ApiError> {
-    let parsed = Arn::parse(arn).map_err(|e| ApiError::invalid_request(format!("{field}: {e}")))?;
-    let visible = parsed.region == ctx.region && parsed.account == ctx.account_id;
-    Ok(visible.then_some(parsed))
+    lookup::scoped_arn(caller(ctx), arn, field).api()
 }
 
 pub fn not_found(kind: ResourceKind, arn: &str) -> ApiError {
-    ApiError::not_found(format!("The {} '{arn}' does not exist.", kind.label()))
+    core_error(CoreError::not_found(kind, arn))
 }
 
 /// Gets a resource by its exact ARN in the caller's scope, or `ResourceNotFoundException`.
@@ -96,51 +122,17 @@ pub fn get_exact<T: Resource>(
     arn: &str,
     field: &str,
 ) -> Result<T, ApiError> {
-    if scoped_arn(ctx, arn, field)?.is_none() {
-        return Err(not_found(kind, arn));
-    }
-    tx.get::<T>(arn).api()?.ok_or_else(|| not_found(kind, arn))
+    lookup::get_exact(tx, caller(ctx), kind, arn, field).api()
 }
 
-/// Resolves a reference that may name a version filter (`1.x.x`), a version (`1.2.3`, newest
-/// build) or a build (`1.2.3/4`) to the newest matching stored row. `Ok(None)` when nothing
-/// matches; an error when the ARN is malformed.
+/// See [`lookup::resolve`].
 pub fn resolve(
     tx: &mut dyn Txn,
     ctx: &RequestContext,
     arn: &str,
     field: &str,
 ) -> Result<Option<Row>, ApiError> {
-    let Some(parsed) = scoped_arn(ctx, arn, field)? else {
-        return Ok(None);
-    };
-    if !parsed.kind.is_versioned() || parsed.build.is_some() {
-        return tx.get_row(arn).api();
-    }
-    let filter = match &parsed.version {
-        Some(v) => VersionFilter::parse(v).map_err(|e| version_error(field, e))?,
-        None => VersionFilter::ANY,
-    };
-    let candidates = tx
-        .list_rows(&ListQuery {
-            account: parsed.account.clone(),
-            region: parsed.region.clone(),
-            kind: parsed.kind,
-            name: Some(parsed.name.clone()),
-            after: None,
-        })
-        .api()?;
-    let versions = candidates.iter().filter_map(|row| {
-        let v = SemVer::parse(row.version.as_deref()?).ok()?;
-        Some((v, row.build.unwrap_or(0)))
-    });
-    let Some((version, build)) = filter.newest(versions) else {
-        return Ok(None);
-    };
-    Ok(candidates.into_iter().find(|row| {
-        row.version.as_deref() == Some(version.to_string().as_str())
-            && row.build.unwrap_or(0) == build
-    }))
+    lookup::resolve(tx, caller(ctx), arn, field).api()
 }
 
 /// Like [`resolve`], but a reference to nothing is an `InvalidRequestException` naming it.
@@ -150,12 +142,7 @@ pub fn resolve_required(
     arn: &str,
     field: &str,
 ) -> Result<Row, ApiError> {
-    let kind = Arn::parse(arn)
-        .map(|a| a.kind.label())
-        .unwrap_or("resource");
-    resolve(tx, ctx, arn, field)?.ok_or_else(|| {
-        ApiError::invalid_request(format!("{field}: the {kind} '{arn}' does not exist"))
-    })
+    lookup::resolve_required(tx, caller(ctx), arn, field).api()
 }
 
 /// The caller's resources of one kind (of one normalised name, if given), in ARN order, after
@@ -167,24 +154,12 @@ pub fn list_own<T: Resource>(
     name: Option<&str>,
     after: Option<String>,
 ) -> Result<Vec<T>, ApiError> {
-    tx.list(&ListQuery {
-        account: ctx.account_id.clone(),
-        region: ctx.region.clone(),
-        kind,
-        name: name.map(str::to_string),
-        after,
-    })
-    .api()
+    lookup::list_own(tx, caller(ctx), kind, name, after).api()
 }
 
 /// Decodes a stored record, or a part of one (such as a pipeline's timing).
 pub fn decode_row<T: serde::de::DeserializeOwned>(row: &Row) -> Result<T, ApiError> {
-    serde_json::from_str(&row.body).map_err(|e| {
-        store_error(StoreError::Corrupt {
-            arn: row.arn.clone(),
-            message: e.to_string(),
-        })
-    })
+    lookup::decode_row(row).api()
 }
 
 /// Refuses to delete a resource that others still reference.
@@ -214,10 +189,7 @@ pub fn store_tags(
     arn: &str,
     tags: Option<&BTreeMap<String, String>>,
 ) -> Result<(), ApiError> {
-    match tags {
-        Some(tags) if !tags.is_empty() => tx.set_tags(arn, tags).api(),
-        _ => Ok(()),
-    }
+    lookup::store_tags(tx, arn, tags).api()
 }
 
 /// A name that normalises like an existing resource's is the same name.
@@ -235,4 +207,52 @@ pub fn check_name_free(
         )));
     }
     Ok(())
+}
+
+/// A refused `parentImage`, as CreateImageRecipe and CreateContainerRecipe answer it.
+pub fn parent_error(message: String) -> ApiError {
+    ApiError::new(
+        ErrorKind::InvalidParameterValueException,
+        format!("parentImage: {message}"),
+    )
+}
+
+#[cfg(test)]
+#[test]
+fn core_errors_keep_their_aws_classes_and_messages() {
+    let cases = [
+        (
+            CoreError::not_found(ResourceKind::Image, "arn:x"),
+            "ResourceNotFoundException",
+            "The image 'arn:x' does not exist.",
+        ),
+        (
+            CoreError::Invalid("imageRecipeArn: bad".into()),
+            "InvalidRequestException",
+            "imageRecipeArn: bad",
+        ),
+        (
+            CoreError::InvalidVersion("imageRecipeArn: 1.x".into()),
+            "InvalidVersionNumberException",
+            "imageRecipeArn: 1.x",
+        ),
+        (
+            CoreError::Internal("reading images: gone".into()),
+            "ServiceException",
+            "reading images: gone",
+        ),
+        (
+            CoreError::Storage(StoreError::Corrupt {
+                arn: "arn:x".into(),
+                message: "bad".into(),
+            }),
+            "ServiceException",
+            "internal storage error: ",
+        ),
+    ];
+    for (error, code, message) in cases {
+        let api = core_error(error);
+        assert_eq!(api.code(), code, "{}", api.message);
+        assert!(api.message.starts_with(message), "{}", api.message);
+    }
 }

@@ -843,15 +843,15 @@ GET /GetImage?x=1 HTTP/1.0\r\n\r\n";
     /// Answers after a pause, so that a request can be in flight when the server stops.
     struct Slow;
 
-    impl crate::extension::Extension for Slow {
+    impl kiln_core::extension::Extension for Slow {
         fn handle(
             &self,
-            _: &crate::extension::RequestContext,
+            _: &kiln_core::Caller<'_>,
             _: &str,
             _: &[(String, String)],
-        ) -> crate::extension::ExtensionResponse {
+        ) -> kiln_core::extension::ExtensionResponse {
             std::thread::sleep(std::time::Duration::from_millis(500));
-            crate::extension::ExtensionResponse::json(200, &serde_json::json!({"slow": true}))
+            kiln_core::extension::ExtensionResponse::json(200, &serde_json::json!({"slow": true}))
         }
     }
 

@@ -11,23 +11,18 @@
 
 pub mod accounts;
 pub mod auth;
-pub mod clock;
 pub mod convert;
 pub mod documents;
-pub mod extension;
 pub mod filters;
 pub mod handlers;
 pub mod http_edges;
 pub mod paging;
-pub mod parents;
 pub mod quotas;
 pub mod request_id;
-pub mod scheduled;
 pub mod server;
 pub mod service;
 pub mod throttle;
 pub mod tls;
-pub mod work;
 
 pub use accounts::Accounts;
 pub use auth::Authenticator;

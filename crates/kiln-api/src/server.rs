@@ -1,11 +1,10 @@
 //! The HTTP front: connections, body limits, routing, and the AWS error response format.
 //!
-//! Paths under [`crate::extension::PREFIX`] (`GET /kiln/v1/...`) are not API operations: they go
+//! Paths under [`kiln_core::extension::PREFIX`] (`GET /kiln/v1/...`) are not API operations: they go
 //! to the [`Extension`] the binary configured (404 without one), on a blocking thread. A file
 //! answer is streamed from disk in chunks, never read into memory.
 
 use crate::auth::{Authenticator, Caller};
-use crate::extension::{Extension, ExtensionBody, ExtensionResponse};
 use crate::http_edges;
 use crate::request_id::RequestIds;
 use crate::service::Service;
@@ -18,6 +17,7 @@ use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use kiln_core::extension::{Extension, ExtensionBody, ExtensionResponse};
 use kiln_wire::route::{assemble_input, route};
 use kiln_wire::{ApiError, RequestContext};
 use std::future::Future;
@@ -150,7 +150,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Bod
         fetched_document: None,
     };
     // Throttling is keyed on the verified account: nobody can drain another account's bucket.
-    if let Some(rest) = path.strip_prefix(crate::extension::PREFIX) {
+    if let Some(rest) = path.strip_prefix(kiln_core::extension::PREFIX) {
         if let Err(t) = shared.throttle.admit(&ctx.account_id, Calls::Reads) {
             return throttle::response(&path, &ctx.account_id, t, &request_id);
         }
@@ -255,7 +255,7 @@ async fn handle_extension(
             "ClientException",
             &format!(
                 "{method} is not allowed on {}*: only GET is",
-                crate::extension::PREFIX
+                kiln_core::extension::PREFIX
             ),
             request_id,
         );
@@ -266,7 +266,7 @@ async fn handle_extension(
             "ResourceNotFoundException",
             &format!(
                 "{}{rest} is not available: this server runs without the build worker",
-                crate::extension::PREFIX
+                kiln_core::extension::PREFIX
             ),
             request_id,
         );
@@ -277,7 +277,7 @@ async fn handle_extension(
     let pairs = query.map(decode_query).unwrap_or_default();
     let log_path = path.clone();
     let answered = tokio::task::spawn_blocking(move || {
-        let response = extension.handle(&ctx, &path, &pairs);
+        let response = extension.handle(&crate::convert::caller(&ctx), &path, &pairs);
         open_body(response)
     })
     .await;
@@ -559,7 +559,7 @@ mod tests {
     impl Extension for Fake {
         fn handle(
             &self,
-            _ctx: &RequestContext,
+            _caller: &kiln_core::Caller<'_>,
             path: &str,
             query: &[(String, String)],
         ) -> ExtensionResponse {

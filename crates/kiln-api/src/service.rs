@@ -1,30 +1,30 @@
 //! One API call, from validated input to JSON answer, inside one transaction.
 
-use crate::clock::{Clock, SystemClock};
 use crate::convert::{store_error, StoreResultExt};
 use crate::paging::{Pager, SIGNING_KEY_SETTING};
 use crate::quotas::Quotas;
-use kiln_store::{SqliteStore, StoreError, TokenKey, TokenRecord, Txn};
+use kiln_core::clock::Clock;
+use kiln_core::parents::ParentRules;
+use kiln_core::Core;
+use kiln_store::{StoreError, TokenKey, TokenRecord, Txn};
 use kiln_wire::codec::with_request_id;
 use kiln_wire::{dispatch, ApiError, ErrorKind, Operation, RequestContext};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::ops::Deref;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 /// How long idempotency tokens are kept. AWS promises nothing; EC2 keeps them at least a day.
 pub const TOKEN_RETENTION_MILLIS: i64 = 7 * 24 * 3600 * 1000;
 
+/// The API service: the [`Core`] it shares with the build worker and the scheduler (its
+/// store, clock, work signal and parent rules, reached through `Deref`), and what only the
+/// HTTP API has.
 pub struct Service {
-    pub store: SqliteStore,
+    pub core: Arc<Core>,
     pub pager: Pager,
-    /// Woken by every committed write (the build worker waits on it).
-    pub work: crate::work::WorkSignal,
-    /// The time of requests, builds and schedules.
-    pub clock: Arc<dyn Clock>,
-    /// What callers may name as parent images besides their own images.
-    pub parents: crate::parents::ParentRules,
     /// Per-account limits on resources and builds, checked in each create's transaction.
     pub quotas: Quotas,
     /// Where documents named by `uri` are read from (`crate::documents`).
@@ -35,12 +35,8 @@ pub struct Service {
 impl Service {
     /// Opens the database under `data_dir` and loads (or creates) the pagination key.
     pub fn open(data_dir: &Path, sync: kiln_store::sqlite::Sync) -> Result<Service, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Open {
-            path: data_dir.display().to_string(),
-            message: e.to_string(),
-        })?;
-        let store = SqliteStore::open(&data_dir.join("kiln.db"), sync)?;
-        let key = store.write(|tx| -> Result<String, StoreError> {
+        let core = Core::open(data_dir, sync)?;
+        let key = core.store.write(|tx| -> Result<String, StoreError> {
             if let Some(key) = tx.get_setting(SIGNING_KEY_SETTING)? {
                 return Ok(key);
             }
@@ -52,33 +48,31 @@ impl Service {
             arn: SIGNING_KEY_SETTING.to_string(),
             message: "the pagination key is not hex".to_string(),
         })?;
-        let parents = crate::parents::ParentRules::new(data_dir, &[], &[]).map_err(|message| {
-            StoreError::Open {
-                path: data_dir.display().to_string(),
-                message,
-            }
-        })?;
         Ok(Service {
-            store,
+            core: Arc::new(core),
             pager,
-            work: Default::default(),
-            clock: Arc::new(SystemClock),
-            parents,
             quotas: Quotas::default(),
             documents: Default::default(),
             answers: Answers::default(),
         })
     }
 
+    /// The core, to change before the service is shared.
+    fn core_mut(&mut self) -> &mut Core {
+        // Only the builders below change the core, and they run before `core` is cloned for
+        // the worker and the scheduler; afterwards the core is shared and fixed.
+        Arc::get_mut(&mut self.core).expect("the core is configured before it is shared")
+    }
+
     /// The same service on another clock (a test clock).
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Service {
-        self.clock = clock;
+        self.core_mut().clock = clock;
         self
     }
 
     /// The same service with the operator's import directories and registries.
-    pub fn with_parent_rules(mut self, rules: crate::parents::ParentRules) -> Service {
-        self.parents = rules;
+    pub fn with_parent_rules(mut self, rules: ParentRules) -> Service {
+        self.core_mut().parents = rules;
         self
     }
 
@@ -209,6 +203,14 @@ impl Service {
         )
         .api()?;
         Ok(output)
+    }
+}
+
+impl Deref for Service {
+    type Target = Core;
+
+    fn deref(&self) -> &Core {
+        &self.core
     }
 }
 
@@ -454,7 +456,7 @@ mod tests {
         let arn = pipeline["imagePipelineArn"].as_str().unwrap().to_string();
         let due = now + 3_600_000;
         svc.store
-            .write(|tx| crate::scheduled::fire(tx, &arn, due, due))
+            .write(|tx| kiln_core::scheduled::fire(tx, &arn, due, due))
             .unwrap()
             .unwrap();
         let after_one = call(&svc, Operation::GetImagePipeline, now + 3_600_000, get);

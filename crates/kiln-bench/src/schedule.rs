@@ -14,7 +14,7 @@
 //! - computing every dateNextRun: (a) parse + `ImagePipeline::next_run(now)` for every pipeline
 //!   (records already in memory), with the parse and the calendar search also timed apart;
 //!   in one batch that parses each distinct expression once, as Kiln computes them (the
-//!   target), and one pipeline at a time; (b) `kiln_api::scheduled::reindex` over the whole database in one write
+//!   target), and one pipeline at a time; (b) `kiln_core::scheduled::reindex` over the whole database in one write
 //!   transaction: read every pipeline row, decode when it runs, compute its next run, compare
 //!   (nothing to write); (c) the same from an empty due set (every row written), as on the first
 //!   start of a database from before the due set existed. Medians of `--rounds`.
@@ -28,8 +28,8 @@
 //!   No build worker runs here: the images it starts stay PENDING.
 
 use anyhow::{bail, Context, Result};
-use kiln_api::clock::{Clock, SystemClock};
 use kiln_api::Service;
+use kiln_core::clock::{Clock, SystemClock};
 use kiln_domain::arn::ResourceKind;
 use kiln_domain::resources::image::Image;
 use kiln_domain::resources::pipeline::{next_runs, ImagePipeline};
@@ -451,7 +451,7 @@ pub fn main(args: impl Iterator<Item = String>) -> Result<()> {
         }
         black_box(nexts);
 
-        // As `kiln_api::scheduled::reindex` does: one batch, each distinct expression parsed
+        // As `kiln_core::scheduled::reindex` does: one batch, each distinct expression parsed
         // once.
         let t = Instant::now();
         let timings: Vec<_> = pipelines.iter().map(|p| p.timing()).collect();
@@ -520,7 +520,7 @@ pub fn main(args: impl Iterator<Item = String>) -> Result<()> {
         spread(&search_only, "ms", 1e3)
     );
     println!(
-        "    in one batch, each distinct expression parsed once (pipeline::next_runs, as kiln_api::scheduled::reindex computes): {} ({distinct} distinct expression+zone pairs)",
+        "    in one batch, each distinct expression parsed once (pipeline::next_runs, as kiln_core::scheduled::reindex computes): {} ({distinct} distinct expression+zone pairs)",
         spread(&cached, "ms", 1e3)
     );
     println!(
@@ -543,7 +543,7 @@ pub fn main(args: impl Iterator<Item = String>) -> Result<()> {
     });
 
     // ---------------------------------------------------------------------------------------
-    // (b) `kiln_api::scheduled::reindex` in one write transaction: read every pipeline row,
+    // (b) `kiln_core::scheduled::reindex` in one write transaction: read every pipeline row,
     // decode its timing, compute its next run, compare with the record and the due set (equal
     // here: nothing written), commit.
     let reindex = |what: &str| -> Result<f64> {
@@ -551,8 +551,8 @@ pub fn main(args: impl Iterator<Item = String>) -> Result<()> {
         let t = Instant::now();
         let read = service
             .store
-            .write(|tx| kiln_api::scheduled::reindex(tx, now))?
-            .map_err(|e| anyhow::anyhow!("reindex: {}", e.message))?;
+            .write(|tx| kiln_core::scheduled::reindex(tx, now))?
+            .map_err(|e| anyhow::anyhow!("reindex: {e}"))?;
         if read != scheduled {
             bail!("{what}: reindex read {read} pipelines, {scheduled} are stored");
         }
@@ -563,7 +563,7 @@ pub fn main(args: impl Iterator<Item = String>) -> Result<()> {
         reindexed.push(reindex("(b)")?);
     }
     println!(
-        "(b) kiln_api::scheduled::reindex, one write transaction (read every pipeline, decode its timing, compute every next run, compare; nothing to write): {}",
+        "(b) kiln_core::scheduled::reindex, one write transaction (read every pipeline, decode its timing, compute every next run, compare; nothing to write): {}",
         spread(&reindexed, "ms", 1e3)
     );
     // The target is for computing (a); this adds reading and decoding every record, which
@@ -608,7 +608,7 @@ pub fn main(args: impl Iterator<Item = String>) -> Result<()> {
     // window starts once the thread sleeps and its CPU time stands still.
     let cpu_at_start = process_cpu();
     let started = Instant::now();
-    let scheduler = Scheduler::new(service.clone());
+    let scheduler = Scheduler::new(service.core.clone());
     scheduler.start()?;
     let mut tid = None;
     let mut last = None;

@@ -2,8 +2,9 @@
 //! (`kiln pipeline schedule ARN`). The Image Builder API has no member for why a firing was
 //! skipped or why a pipeline disabled itself; this answers both, from the pipeline's record.
 
-use kiln_api::extension::{is_callers, param, Extension, ExtensionResponse, RequestContext};
-use kiln_api::Service;
+use kiln_core::extension::{is_callers, param, Extension, ExtensionResponse};
+use kiln_core::Caller;
+use kiln_core::Core;
 use kiln_domain::arn::ResourceKind;
 use kiln_domain::resources::pipeline::{ImagePipeline, PipelineStatus};
 use kiln_store::TxnExt;
@@ -11,7 +12,7 @@ use serde_json::json;
 use std::sync::Arc;
 
 pub struct ScheduleExtension {
-    pub service: Arc<Service>,
+    pub core: Arc<Core>,
 }
 
 fn rfc3339(millis: i64) -> Option<String> {
@@ -22,7 +23,7 @@ fn rfc3339(millis: i64) -> Option<String> {
 impl Extension for ScheduleExtension {
     fn handle(
         &self,
-        ctx: &RequestContext,
+        ctx: &Caller<'_>,
         path: &str,
         query: &[(String, String)],
     ) -> ExtensionResponse {
@@ -41,7 +42,7 @@ impl Extension for ScheduleExtension {
             );
         };
         let found = if is_callers(ctx, arn, ResourceKind::ImagePipeline) {
-            self.service.store.read(|tx| tx.get::<ImagePipeline>(arn))
+            self.core.store.read(|tx| tx.get::<ImagePipeline>(arn))
         } else {
             Ok(Ok(None))
         };

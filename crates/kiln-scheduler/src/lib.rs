@@ -3,24 +3,23 @@
 //! The due set lives in the store (`schedules`: one row per pipeline that will run on its
 //! schedule, indexed by time), so the scheduler holds no state of its own and never scans the
 //! pipelines: each round asks the store for the runs due now, earliest first, fires each one in
-//! its own write transaction ([`kiln_api::scheduled::fire`], which claims the run atomically and
+//! its own write transaction ([`kiln_core::scheduled::fire`], which claims the run atomically and
 //! starts the build, or records why not), then asks for the earliest next run and sleeps until
 //! then. Any committed write (a pipeline created, updated, enabled) wakes it early, since it may
 //! have moved the earliest run; so does [`Scheduler::stop`].
 //!
-//! Time comes from the service's [`kiln_api::clock::Clock`]. On a test clock, which can jump,
+//! Time comes from the core's [`kiln_core::clock::Clock`]. On a test clock, which can jump,
 //! the scheduler looks every [`MANUAL_CLOCK_POLL`] instead of sleeping until the next run.
 //!
 //! [`Scheduler::run_due`] is one round without the waiting: tests drive it on a clock they set.
 
 pub mod extension;
 
-use kiln_api::convert::store_error;
-use kiln_api::scheduled::{fire, index_once};
-use kiln_api::Service;
+use kiln_core::scheduled::{fire, index_once};
+use kiln_core::Core;
+use kiln_core::CoreError;
 use kiln_domain::resources::scheduled_run::ScheduleEvent;
 use kiln_store::StoreError;
-use kiln_wire::ApiError;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -44,7 +43,7 @@ pub struct Fired {
 }
 
 pub struct Scheduler {
-    service: Arc<Service>,
+    core: Arc<Core>,
     stop: AtomicBool,
     /// Set by a round in which a firing failed (the store failed): the next round waits a
     /// little instead of retrying at once.
@@ -54,9 +53,9 @@ pub struct Scheduler {
 
 impl Scheduler {
     /// A scheduler that does nothing until [`Scheduler::start`] or [`Scheduler::run_due`].
-    pub fn new(service: Arc<Service>) -> Arc<Scheduler> {
+    pub fn new(core: Arc<Core>) -> Arc<Scheduler> {
         Arc::new(Scheduler {
-            service,
+            core,
             stop: AtomicBool::new(false),
             failing: AtomicBool::new(false),
             thread: Mutex::new(None),
@@ -77,7 +76,7 @@ impl Scheduler {
     /// Stops the thread and waits for it (a round under way finishes first).
     pub fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
-        self.service.work.notify();
+        self.core.work.notify();
         let handle = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(handle) = handle {
             let _ = handle.join();
@@ -85,13 +84,10 @@ impl Scheduler {
     }
 
     /// Builds the due set from the pipeline records if this database has not had one yet (see
-    /// [`kiln_api::scheduled::index_once`]).
-    pub fn index_once(&self) -> Result<usize, ApiError> {
-        let now = self.service.clock.now_millis();
-        self.service
-            .store
-            .write(|tx| index_once(tx, now))
-            .map_err(store_error)?
+    /// [`kiln_core::scheduled::index_once`]).
+    pub fn index_once(&self) -> Result<usize, CoreError> {
+        let now = self.core.clock.now_millis();
+        self.core.store.write(|tx| index_once(tx, now))?
     }
 
     fn run(&self) {
@@ -99,12 +95,12 @@ impl Scheduler {
             Ok(0) => {}
             Ok(read) => tracing::info!(pipelines = read, "indexed the pipelines' schedules"),
             Err(e) => {
-                tracing::error!(error = %e.message, "indexing the pipelines' schedules failed")
+                tracing::error!(error = %e, "indexing the pipelines' schedules failed")
             }
         }
         tracing::info!("scheduler started");
         while !self.stop.load(Ordering::SeqCst) {
-            let seen = self.service.work.seen();
+            let seen = self.core.work.seen();
             if let Err(e) = self.run_due() {
                 tracing::error!(error = %e, "scheduler round failed");
             }
@@ -119,18 +115,18 @@ impl Scheduler {
             if self.stop.load(Ordering::SeqCst) {
                 break;
             }
-            self.service.work.wait(seen, wait);
+            self.core.work.wait(seen, wait);
         }
         tracing::info!("scheduler stopped");
     }
 
     /// How long to sleep before the next round.
     fn sleep_for(&self) -> Result<Duration, StoreError> {
-        let clock = &self.service.clock;
+        let clock = &self.core.clock;
         if clock.is_manual() {
             return Ok(MANUAL_CLOCK_POLL);
         }
-        let earliest = self.service.store.read(|tx| tx.earliest_run())??;
+        let earliest = self.core.store.read(|tx| tx.earliest_run())??;
         Ok(match earliest {
             None => MAX_SLEEP,
             Some(at) => {
@@ -142,11 +138,11 @@ impl Scheduler {
 
     /// One round: fires every run due at the clock's current time and answers what fired.
     pub fn run_due(&self) -> Result<Vec<Fired>, StoreError> {
-        let now = self.service.clock.now_millis();
+        let now = self.core.clock.now_millis();
         let mut fired = Vec::new();
         self.failing.store(false, Ordering::SeqCst);
         loop {
-            let due = self.service.store.read(|tx| tx.due_runs(now, BATCH))??;
+            let due = self.core.store.read(|tx| tx.due_runs(now, BATCH))??;
             let full = due.len() == BATCH;
             let mut progressed = false;
             for (pipeline_arn, due_at) in due {
@@ -154,10 +150,10 @@ impl Scheduler {
                     return Ok(fired);
                 }
                 let outcome = self
-                    .service
+                    .core
                     .store
                     .write(|tx| fire(tx, &pipeline_arn, due_at, now))?;
-                self.service.work.notify();
+                self.core.work.notify();
                 match outcome {
                     Ok(Some(event)) => {
                         progressed = true;
@@ -171,7 +167,7 @@ impl Scheduler {
                         // The transaction rolled back: the run stays due, and is retried after
                         // a pause.
                         self.failing.store(true, Ordering::SeqCst);
-                        tracing::error!(pipeline = %pipeline_arn, error = %e.message, "firing a scheduled run failed");
+                        tracing::error!(pipeline = %pipeline_arn, error = %e, "firing a scheduled run failed");
                     }
                 }
             }

@@ -13,9 +13,8 @@
 use crate::logs::{log_path, read_from, ARN_FILE};
 use crate::run::{read_image, store_tag};
 use crate::Shared;
-use kiln_api::extension::{
-    is_callers, param, Extension, ExtensionBody, ExtensionResponse, RequestContext,
-};
+use kiln_core::extension::{is_callers, param, Extension, ExtensionBody, ExtensionResponse};
+use kiln_core::Caller;
 use kiln_domain::arn::ResourceKind;
 use kiln_domain::resources::image::{Image, ImageStatus};
 use kiln_image::DiskFormat;
@@ -44,7 +43,7 @@ fn internal(message: &str) -> ExtensionResponse {
 impl WorkerExtension {
     fn image(
         &self,
-        ctx: &RequestContext,
+        ctx: &Caller<'_>,
         query: &[(String, String)],
     ) -> Result<Image, ExtensionResponse> {
         let arn = param(query, "imageBuildVersionArn")
@@ -56,7 +55,7 @@ impl WorkerExtension {
             .ok_or_else(|| not_found(&format!("The image '{arn}' does not exist.")))
     }
 
-    fn logs(&self, ctx: &RequestContext, query: &[(String, String)]) -> ExtensionResponse {
+    fn logs(&self, ctx: &Caller<'_>, query: &[(String, String)]) -> ExtensionResponse {
         let image = match self.image(ctx, query) {
             Ok(i) => i,
             Err(r) => return r,
@@ -84,7 +83,7 @@ impl WorkerExtension {
         }
     }
 
-    fn export(&self, ctx: &RequestContext, query: &[(String, String)]) -> ExtensionResponse {
+    fn export(&self, ctx: &Caller<'_>, query: &[(String, String)]) -> ExtensionResponse {
         let image = match self.image(ctx, query) {
             Ok(i) => i,
             Err(r) => return r,
@@ -167,7 +166,7 @@ impl WorkerExtension {
         }
     }
 
-    fn instance(&self, ctx: &RequestContext, id: &str) -> ExtensionResponse {
+    fn instance(&self, ctx: &Caller<'_>, id: &str) -> ExtensionResponse {
         let valid = !id.is_empty()
             && !id.starts_with('.')
             && id
@@ -219,7 +218,7 @@ fn tar_dir(dir: &std::path::Path, out: &PathBuf) -> std::io::Result<()> {
 impl Extension for WorkerExtension {
     fn handle(
         &self,
-        ctx: &RequestContext,
+        ctx: &Caller<'_>,
         path: &str,
         query: &[(String, String)],
     ) -> ExtensionResponse {

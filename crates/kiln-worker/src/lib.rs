@@ -20,8 +20,8 @@
 //! Deleted images come through the same queue: the worker removes their store entry, then
 //! their record.
 //!
-//! Data directory layout: `kiln.db` (the API's), `images/` (the OCI image store),
-//! `instances/<build id>-build|test/`, `logs/<build id>/`, `tmp/` (exports in flight).
+//! Data directory layout: `kiln.db` (the store, shared with the API), `images/` (the OCI image
+//! store), `instances/<build id>-build|test/`, `logs/<build id>/`, `tmp/` (exports in flight).
 
 pub mod extension;
 pub mod logs;
@@ -29,7 +29,7 @@ pub mod parent;
 pub mod recover;
 pub mod run;
 
-use kiln_api::Service;
+use kiln_core::Core;
 use kiln_image::ImageStore;
 use kiln_instance::Privileged;
 use std::path::{Path, PathBuf};
@@ -95,7 +95,7 @@ impl WorkerConfig {
 
 /// What the worker threads share.
 pub struct Shared {
-    pub service: Arc<Service>,
+    pub core: Arc<Core>,
     pub store: ImageStore,
     pub sys: Arc<dyn Privileged>,
     pub config: WorkerConfig,
@@ -120,24 +120,24 @@ pub struct Worker {
 
 impl Worker {
     /// Recovers from a previous process (see [`recover`]) and starts the worker threads.
-    pub fn start(service: Arc<Service>, config: WorkerConfig) -> Result<Worker, WorkerError> {
+    pub fn start(core: Arc<Core>, config: WorkerConfig) -> Result<Worker, WorkerError> {
         let sys = kiln_instance::detect::privileged_with_host_access(config.instance_host_access);
-        Worker::start_with(service, config, sys)
+        Worker::start_with(core, config, sys)
     }
 
     pub fn start_with(
-        service: Arc<Service>,
+        core: Arc<Core>,
         config: WorkerConfig,
         sys: Arc<dyn Privileged>,
     ) -> Result<Worker, WorkerError> {
-        let worker = Worker::open(service, config, sys)?;
+        let worker = Worker::open(core, config, sys)?;
         worker.spawn_threads()?;
         Ok(worker)
     }
 
     /// Opens the store and recovers (see [`recover`]) without starting any thread.
     pub fn open(
-        service: Arc<Service>,
+        core: Arc<Core>,
         config: WorkerConfig,
         sys: Arc<dyn Privileged>,
     ) -> Result<Worker, WorkerError> {
@@ -152,7 +152,7 @@ impl Worker {
             message: e.to_string(),
         })?;
         let shared = Arc::new(Shared {
-            service,
+            core,
             store,
             sys,
             worker_id: format!("pid-{}", std::process::id()),
@@ -193,7 +193,7 @@ impl Worker {
     }
 
     /// The endpoints `kiln logs`, `kiln image export` and `kiln instance shell` use.
-    pub fn extension(&self) -> Arc<dyn kiln_api::extension::Extension> {
+    pub fn extension(&self) -> Arc<dyn kiln_core::extension::Extension> {
         Arc::new(extension::WorkerExtension {
             shared: self.shared.clone(),
         })
@@ -204,7 +204,7 @@ impl Worker {
     pub fn stop(&self) {
         // Each running build's watcher sees the flag within its poll and stops the build.
         self.shared.stopping.store(true, Ordering::SeqCst);
-        self.shared.service.work.notify();
+        self.shared.core.work.notify();
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
         for t in threads {
             let _ = t.join();
@@ -215,9 +215,9 @@ impl Worker {
 /// One worker thread: claim, run, repeat; wait for a write when the queue is empty.
 fn work(shared: &Arc<Shared>) {
     while !shared.stopping() {
-        let seen = shared.service.work.seen();
+        let seen = shared.core.work.seen();
         let claimed = shared
-            .service
+            .core
             .store
             .write(|tx| tx.claim_build(&shared.worker_id));
         match claimed {
@@ -231,10 +231,10 @@ fn work(shared: &Arc<Shared>) {
                     run::abandon(shared, &arn, "internal error: the build worker panicked");
                 }
             }
-            Ok(Ok(None)) => shared.service.work.wait(seen, IDLE_POLL),
+            Ok(Ok(None)) => shared.core.work.wait(seen, IDLE_POLL),
             Ok(Err(e)) | Err(e) => {
                 tracing::error!(error = %e, "claiming a build failed");
-                shared.service.work.wait(seen, IDLE_POLL);
+                shared.core.work.wait(seen, IDLE_POLL);
             }
         }
     }

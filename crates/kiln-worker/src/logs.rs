@@ -3,13 +3,14 @@
 //! read it live. The component engine's own `TOE_*` folders (detailed output, chaining) sit
 //! beside it in `toe/`.
 
+use kiln_core::clock::Clock;
 use kiln_toe::actions::Stream;
 use kiln_toe::engine::{Observer, StepAt};
 use kiln_toe::report::{Status, StepReport};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub const LOG_FILE: &str = "build.log";
@@ -19,6 +20,8 @@ pub const ARN_FILE: &str = "image.arn";
 /// The log of one build.
 pub struct BuildLog {
     file: Mutex<File>,
+    /// The service's clock: a build on a test clock logs the times its image records.
+    clock: Arc<dyn Clock>,
 }
 
 /// The log file of a build.
@@ -26,8 +29,9 @@ pub fn log_path(logs_dir: &Path, build_id: &str) -> PathBuf {
     logs_dir.join(build_id).join(LOG_FILE)
 }
 
-fn stamp() -> String {
-    chrono::Utc::now()
+fn stamp(clock: &dyn Clock) -> String {
+    chrono::DateTime::from_timestamp_millis(clock.now_millis())
+        .unwrap_or_default()
         .format("%Y-%m-%dT%H:%M:%S%.3fZ")
         .to_string()
 }
@@ -35,7 +39,12 @@ fn stamp() -> String {
 impl BuildLog {
     /// Opens the log of build `build_id` of the image `arn` (recorded beside it, so that an
     /// instance's directory name leads back to its image).
-    pub fn create(logs_dir: &Path, build_id: &str, arn: &str) -> std::io::Result<BuildLog> {
+    pub fn create(
+        logs_dir: &Path,
+        build_id: &str,
+        arn: &str,
+        clock: Arc<dyn Clock>,
+    ) -> std::io::Result<BuildLog> {
         let path = log_path(logs_dir, build_id);
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
@@ -44,6 +53,7 @@ impl BuildLog {
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         Ok(BuildLog {
             file: Mutex::new(file),
+            clock,
         })
     }
 
@@ -55,7 +65,7 @@ impl BuildLog {
 
     /// A line of the build itself (stage changes, the outcome).
     pub fn event(&self, text: &str) {
-        self.write_line(&format!("{} {text}", stamp()));
+        self.write_line(&format!("{} {text}", stamp(self.clock.as_ref())));
     }
 }
 
@@ -126,11 +136,16 @@ mod tests {
     #[test]
     fn lines_append_and_read_from_an_offset() {
         let dir = tempfile::tempdir().unwrap();
-        let log = BuildLog::create(dir.path(), "b1", "arn:x").unwrap();
+        let clock = Arc::new(kiln_core::clock::ManualClock::at(1_893_492_000_000));
+        let log = BuildLog::create(dir.path(), "b1", "arn:x", clock).unwrap();
         log.event("stage build started");
         let path = log_path(dir.path(), "b1");
         let (first, size) = read_from(&path, 0, 1 << 20).unwrap();
-        assert!(String::from_utf8_lossy(&first).ends_with("stage build started\n"));
+        assert_eq!(
+            String::from_utf8_lossy(&first),
+            "2030-01-01T10:00:00.000Z stage build started\n",
+            "lines are stamped with the service clock"
+        );
         log.event("AVAILABLE");
         let (rest, total) = read_from(&path, size, 1 << 20).unwrap();
         assert!(String::from_utf8_lossy(&rest).ends_with("AVAILABLE\n"));

@@ -58,7 +58,7 @@ pub fn build_network_access(
         };
     }
     NetworkAccess::Public {
-        allowed: shared.service.parents.registries().to_vec(),
+        allowed: shared.core.parents.registries().to_vec(),
     }
 }
 
@@ -106,7 +106,7 @@ pub fn resolve(shared: &Shared, image: &Image, parent: &str) -> Result<Parent, S
                 .and_then(|a| Arn::parse(a).ok())
                 .unwrap_or(arn);
             let built = read_parent(shared, image, |tx, account, region| {
-                kiln_api::parents::newest_available(tx, account, region, &arn)
+                kiln_core::parents::newest_available(tx, account, region, &arn)
             })?;
             shared
                 .store
@@ -117,7 +117,7 @@ pub fn resolve(shared: &Shared, image: &Image, parent: &str) -> Result<Parent, S
         }
         ParentSource::Ami(id) => {
             let built = read_parent(shared, image, |tx, account, region| {
-                kiln_api::parents::by_ami(tx, account, region, &id)
+                kiln_core::parents::by_ami(tx, account, region, &id)
             })?;
             shared
                 .store
@@ -173,7 +173,7 @@ fn open_allowed(
     path: &str,
     directory: bool,
 ) -> Result<kiln_image::confined::Confined, String> {
-    let rules = &shared.service.parents;
+    let rules = &shared.core.parents;
     let allowed = rules.allowed_path(path)?;
     let opened =
         kiln_image::confined::open_beneath(&allowed.import_dir, &allowed.relative, directory)
@@ -199,7 +199,7 @@ fn check_registry(shared: &Shared, registry: &str) -> Result<(), String> {
         .map_err(|e| format!("resolving the registry {registry}: {e}"))?
         .map(|a| a.ip())
         .collect();
-    shared.service.parents.check_registry(registry, &addrs)
+    shared.core.parents.check_registry(registry, &addrs)
 }
 
 /// A managed base image, made the first time a build asks for it.
@@ -221,15 +221,15 @@ fn managed_base(shared: &Shared, m: &ManagedImage) -> Result<ImageRef, String> {
     made.map_err(|e| format!("making the managed image {}: {e}", m.name))
 }
 
-/// Reads through the API's parent rules ([`kiln_api::parents`]), in the building image's
-/// account and region.
+/// Reads through the parent rules the API also applies ([`kiln_core::parents`]), in the
+/// building image's account and region.
 fn read_parent(
     shared: &Shared,
     image: &Image,
     find: impl FnOnce(&mut dyn kiln_store::Txn, &str, &str) -> Result<Image, String>,
 ) -> Result<Image, String> {
     let (account, region) = (image.arn.account.as_str(), image.arn.region.as_str());
-    match shared.service.store.read(|tx| find(tx, account, region)) {
+    match shared.core.store.read(|tx| find(tx, account, region)) {
         Ok(found) => found,
         Err(e) => Err(format!("reading images: {e}")),
     }

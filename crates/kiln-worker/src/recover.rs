@@ -14,7 +14,7 @@ use std::time::Duration;
 
 pub fn recover(shared: &Shared) -> Result<(), WorkerError> {
     let queued = shared
-        .service
+        .core
         .store
         .read(|tx| tx.queued_builds())
         .map_err(|e| WorkerError::Database(e.to_string()))?
@@ -46,7 +46,7 @@ pub fn recover(shared: &Shared) -> Result<(), WorkerError> {
         };
         if !keep_queued {
             shared
-                .service
+                .core
                 .store
                 .write(|tx| tx.finish_build(&arn))
                 .map_err(|e| WorkerError::Database(e.to_string()))?

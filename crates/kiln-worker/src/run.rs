@@ -7,8 +7,8 @@
 
 use crate::logs::BuildLog;
 use crate::Shared;
-use kiln_api::handlers::images::sync_pipeline_status;
 use kiln_build::{BuildError, BuildRequest, Builder, Built, Stage, Stages};
+use kiln_core::images::sync_pipeline_status;
 use kiln_domain::resources::image::{Image, ImageStatus, ImageType, Package};
 use kiln_instance::{for_instance_types, Instance};
 use kiln_store::{StoreError, TxnExt};
@@ -30,7 +30,7 @@ pub fn store_tag(build_id: &str) -> String {
 
 /// Reads an image record.
 pub fn read_image(shared: &Shared, arn: &str) -> Option<Image> {
-    match shared.service.store.read(|tx| tx.get::<Image>(arn)) {
+    match shared.core.store.read(|tx| tx.get::<Image>(arn)) {
         Ok(Ok(image)) => image,
         Ok(Err(e)) | Err(e) => {
             tracing::error!(arn, error = %e, "reading an image failed");
@@ -49,25 +49,22 @@ pub fn transition(
     reason: Option<String>,
     edit: impl FnOnce(&mut Image),
 ) -> bool {
-    let result = shared
-        .service
-        .store
-        .write(|tx| -> Result<bool, StoreError> {
-            let Some(mut image) = tx.get::<Image>(arn)? else {
-                return Ok(false);
-            };
-            // A refused move drops the edit with the record.
-            edit(&mut image);
-            let now = shared.service.clock.now_millis();
-            if image.advance(status, reason, now).is_err() {
-                return Ok(false);
-            }
-            tx.put(&image)?;
-            if sync_pipeline_status(tx, &image, now).is_err() {
-                tracing::warn!(arn, "updating the pipeline's last run status failed");
-            }
-            Ok(true)
-        });
+    let result = shared.core.store.write(|tx| -> Result<bool, StoreError> {
+        let Some(mut image) = tx.get::<Image>(arn)? else {
+            return Ok(false);
+        };
+        // A refused move drops the edit with the record.
+        edit(&mut image);
+        let now = shared.core.clock.now_millis();
+        if image.advance(status, reason, now).is_err() {
+            return Ok(false);
+        }
+        tx.put(&image)?;
+        if sync_pipeline_status(tx, &image, now).is_err() {
+            tracing::warn!(arn, "updating the pipeline's last run status failed");
+        }
+        Ok(true)
+    });
     match result {
         Ok(Ok(moved)) => moved,
         Ok(Err(e)) | Err(e) => {
@@ -78,7 +75,7 @@ pub fn transition(
 }
 
 fn finish(shared: &Shared, arn: &str) {
-    if let Err(e) = shared.service.store.write(|tx| tx.finish_build(arn)) {
+    if let Err(e) = shared.core.store.write(|tx| tx.finish_build(arn)) {
         tracing::error!(arn, error = %e, "removing a build from the queue failed");
     }
 }
@@ -129,7 +126,7 @@ pub(crate) fn remove(shared: &Shared, image: &Image) {
     if !image.build_id.is_empty() {
         let _ = std::fs::remove_dir_all(logs);
     }
-    if let Err(e) = shared.service.store.write(|tx| tx.delete_row(&arn)) {
+    if let Err(e) = shared.core.store.write(|tx| tx.delete_row(&arn)) {
         tracing::error!(arn, error = %e, "removing a deleted image's record failed");
     }
     // Layers no other image uses go now; the age guard keeps those of builds under way.
@@ -156,7 +153,12 @@ impl Stages for StageTracker<'_> {
 
 fn build(shared: &Arc<Shared>, image: Image) {
     let arn = image.arn.to_string();
-    let log = match BuildLog::create(&shared.config.logs_dir(), &image.build_id, &arn) {
+    let log = match BuildLog::create(
+        &shared.config.logs_dir(),
+        &image.build_id,
+        &arn,
+        shared.core.clock.clone(),
+    ) {
         Ok(log) => log,
         Err(e) => {
             let reason = format!("build stage failed: creating the build log: {e}");

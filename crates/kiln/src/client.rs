@@ -182,7 +182,7 @@ impl Client {
 
     /// The URL of `GET /kiln/v1/<path>?<query>`; `path` segments and query values are encoded.
     pub fn url(&self, path: &[&str], query: &[(&str, &str)]) -> String {
-        let mut url = format!("{}{}", self.endpoint, kiln_api::extension::PREFIX);
+        let mut url = format!("{}{}", self.endpoint, kiln_core::extension::PREFIX);
         let segments: Vec<String> = path
             .iter()
             .map(|s| utf8_percent_encode(s, COMPONENT).to_string())

@@ -315,10 +315,10 @@ fn serve(args: ServeArgs) -> Result<()> {
         .with_context(|| format!("opening the data directory {}", args.data_dir.display()))?;
     if let Some(path) = &args.clock_file {
         tracing::warn!(path = %path.display(), "using a test clock");
-        service = service.with_clock(Arc::new(kiln_api::clock::FileClock::new(path.clone())));
+        service = service.with_clock(Arc::new(kiln_core::clock::FileClock::new(path.clone())));
     }
     let rules =
-        kiln_api::parents::ParentRules::new(&args.data_dir, &args.import_dirs, &args.registries)
+        kiln_core::parents::ParentRules::new(&args.data_dir, &args.import_dirs, &args.registries)
             .map_err(anyhow::Error::msg)?;
     let service = Arc::new(
         service
@@ -334,18 +334,18 @@ fn serve(args: ServeArgs) -> Result<()> {
     worker_config.debian_mirror = args.debian_mirror.clone();
     worker_config.instance_host_access = args.instance_host_access;
     let worker = Arc::new(
-        kiln_worker::Worker::start(service.clone(), worker_config)
+        kiln_worker::Worker::start(service.core.clone(), worker_config)
             .context("starting the build worker")?,
     );
     // After the worker, whose start-up recovery settles what a previous run left.
-    let scheduler = kiln_scheduler::Scheduler::new(service.clone());
+    let scheduler = kiln_scheduler::Scheduler::new(service.core.clone());
     scheduler.start().context("starting the scheduler")?;
-    let extension: Arc<dyn kiln_api::extension::Extension> =
-        Arc::new(kiln_api::extension::Routes {
+    let extension: Arc<dyn kiln_core::extension::Extension> =
+        Arc::new(kiln_core::extension::Routes {
             routes: vec![(
                 "schedule",
                 Arc::new(kiln_scheduler::extension::ScheduleExtension {
-                    service: service.clone(),
+                    core: service.core.clone(),
                 }),
             )],
             fallback: worker.extension(),
@@ -388,8 +388,8 @@ async fn purge_tokens_hourly(service: Arc<Service>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
     loop {
         tick.tick().await;
-        let cutoff =
-            chrono::Utc::now().timestamp_millis() - kiln_api::service::TOKEN_RETENTION_MILLIS;
+        // Tokens are stamped with the service clock's time, so they expire on it too.
+        let cutoff = service.clock.now_millis() - kiln_api::service::TOKEN_RETENTION_MILLIS;
         let service = service.clone();
         match tokio::task::spawn_blocking(move || service.store.purge_tokens(cutoff)).await {
             Ok(Ok(n)) if n > 0 => tracing::info!(purged = n, "forgot expired idempotency tokens"),

@@ -117,7 +117,7 @@ pub fn create(
     let parent = ParentImage::classify(&parent_image).map_err(domain_error)?;
     svc.parents
         .check_at_create(&ctx.account_id, &ctx.region, &parent_image)
-        .map_err(crate::parents::parent_error)?;
+        .map_err(crate::convert::parent_error)?;
     check_os_version_override(input.image_os_version_override.as_deref(), &parent)?;
     if let Some(instance) = &instance_configuration {
         domain::check_block_device_mappings(

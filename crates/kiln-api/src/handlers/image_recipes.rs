@@ -427,7 +427,7 @@ pub fn create(
     let parent = ParentImage::classify(&parent_image).map_err(domain_error)?;
     svc.parents
         .check_at_create(&ctx.account_id, &ctx.region, &parent_image)
-        .map_err(crate::parents::parent_error)?;
+        .map_err(crate::convert::parent_error)?;
     domain::check_block_device_mappings("blockDeviceMappings", &block_device_mappings)
         .map_err(domain_error)?;
     domain::check_ami_watermarks(&ami_watermarks).map_err(domain_error)?;

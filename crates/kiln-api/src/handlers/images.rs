@@ -2,10 +2,9 @@
 //! build), GetImage, ListImages, ListImageBuildVersions, ListImagePipelineImages,
 //! ListImagePackages, CancelImageCreation and DeleteImage.
 //!
-//! Creating an image fixes everything its build needs in the record (a [`BuildSnapshot`]: the
-//! recipe, its components' documents, the configurations) and queues the build in the same
-//! transaction; the build worker (`kiln-worker`) claims it once the transaction has committed
-//! and moves the image through its statuses. The handlers here never wait for a build.
+//! Creating an image and queueing its build is the core's ([`kiln_core::images`]); the handlers
+//! here turn requests into its orders and its answers into responses, and never wait for a
+//! build.
 //!
 //! Cancelling moves a running image to CANCELLED at once; the worker notices and stops the
 //! build. Deleting moves a finished image to DELETED, which hides it from every operation, and
@@ -15,235 +14,27 @@
 //! from the built-in list.
 
 use crate::convert::{
-    date, decode_row, get_exact, not_found, resolve, resolve_required, response_tags, scoped_arn,
-    store_tags, version_error, StoreResultExt,
+    caller, date, decode_row, get_exact, not_found, resolve, response_tags, scoped_arn,
+    version_error, StoreResultExt,
 };
 use crate::filters::Filters;
 use crate::handlers::components::newest_per_key;
 use crate::handlers::{container_recipes, distribution, image_recipes, infrastructure};
 use crate::service::Service;
+use kiln_core::images::{create_image, start_pipeline_build, sync_pipeline_status, ImageOrder};
 use kiln_domain::arn::{Arn, ResourceKind};
-use kiln_domain::resources::component::Component as DomainComponent;
-use kiln_domain::resources::distribution::DistributionConfiguration as DomainDistribution;
 use kiln_domain::resources::image::{
-    self as domain, BuildComponent, BuildSnapshot, BuildType as DomainBuildType,
-    ImageStatus as DomainStatus, ImageType as DomainImageType, RecipeSnapshot, StatusChange,
+    self as domain, BuildType as DomainBuildType, ImageStatus as DomainStatus,
+    ImageType as DomainImageType, RecipeSnapshot,
 };
-use kiln_domain::resources::infrastructure::InfrastructureConfiguration as DomainInfra;
 use kiln_domain::resources::managed::{self, ManagedImage};
-use kiln_domain::resources::pipeline::{ImagePipeline as DomainPipeline, RecipeKind};
-use kiln_domain::resources::recipe::{ContainerRecipe as DomainContainerRecipe, ImageRecipe};
-use kiln_domain::resources::scheduled_run::Dependencies;
+use kiln_domain::resources::pipeline::ImagePipeline as DomainPipeline;
 use kiln_domain::version::SemVer;
-use kiln_store::{ListQuery, Txn, TxnExt};
+use kiln_store::{Txn, TxnExt};
 use kiln_wire::types::*;
 use kiln_wire::{ApiError, ErrorKind, RequestContext};
-use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
 
 const KIND: ResourceKind = ResourceKind::Image;
-
-/// What a new image is built from: a CreateImage request or a pipeline.
-pub(crate) struct ImageOrder {
-    pub recipe_kind: RecipeKind,
-    pub recipe_arn: String,
-    pub infrastructure_arn: String,
-    pub distribution_arn: Option<String>,
-    pub tests_enabled: bool,
-    pub tests_timeout_minutes: i32,
-    pub enhanced_metadata: bool,
-    pub build_type: DomainBuildType,
-    pub pipeline: Option<(String, String)>,
-    pub tags: Option<BTreeMap<String, String>>,
-}
-
-/// A recipe with its references resolved as a build made now would use them.
-pub(crate) struct ResolvedRecipe {
-    /// The recipe's build version ARN.
-    pub arn: String,
-    pub recipe: RecipeSnapshot,
-    /// The components, resolved to builds, in recipe order.
-    pub components: Vec<BuildComponent>,
-    /// See [`domain::Image::resolved_parent`].
-    pub resolved_parent: Option<String>,
-}
-
-impl ResolvedRecipe {
-    /// What the schedule's dependency check compares (see [`Dependencies::of_image`]).
-    pub fn dependencies(&self) -> Dependencies {
-        Dependencies {
-            parent: self
-                .resolved_parent
-                .clone()
-                .unwrap_or_else(|| self.recipe.parent_image().to_string()),
-            components: self.components.iter().map(|c| c.arn.clone()).collect(),
-        }
-    }
-}
-
-fn recipe_field(kind: RecipeKind) -> &'static str {
-    match kind {
-        RecipeKind::Image => "imageRecipeArn",
-        RecipeKind::Container => "containerRecipeArn",
-    }
-}
-
-/// Resolves a recipe reference, its components' references and its parent image.
-pub(crate) fn resolve_recipe(
-    tx: &mut dyn Txn,
-    ctx: &RequestContext,
-    kind: RecipeKind,
-    arn: &str,
-) -> Result<ResolvedRecipe, ApiError> {
-    let recipe_field = recipe_field(kind);
-    let recipe_row = resolve_required(tx, ctx, arn, recipe_field)?;
-    let recipe = match kind {
-        RecipeKind::Image => RecipeSnapshot::Image(decode_row::<ImageRecipe>(&recipe_row)?),
-        RecipeKind::Container => {
-            RecipeSnapshot::Container(decode_row::<DomainContainerRecipe>(&recipe_row)?)
-        }
-    };
-    let configured = recipe.components();
-    let mut components = Vec::with_capacity(configured.len());
-    for (i, c) in configured.iter().enumerate() {
-        let field = format!("{recipe_field}: the recipe's components[{i}]");
-        let row = resolve(tx, ctx, &c.component_arn, &field)?.ok_or_else(|| {
-            ApiError::invalid_request(format!(
-                "{field}: the component '{}' no longer exists",
-                c.component_arn
-            ))
-        })?;
-        let component: DomainComponent = decode_row(&row)?;
-        components.push(BuildComponent {
-            arn: row.arn.clone(),
-            name: component.name,
-            data: component.data,
-            parameters: c
-                .parameters
-                .iter()
-                .map(|p| (p.name.clone(), p.value.join(",")))
-                .collect(),
-        });
-    }
-    let resolved_parent =
-        crate::parents::resolved_parent(tx, &ctx.account_id, &ctx.region, recipe.parent_image())
-            .map_err(ApiError::service)?;
-    Ok(ResolvedRecipe {
-        arn: recipe_row.arn,
-        recipe,
-        components,
-        resolved_parent,
-    })
-}
-
-/// Creates the image record of `order` (PENDING), queues its build, and answers its ARN.
-pub(crate) fn create_image(
-    tx: &mut dyn Txn,
-    ctx: &RequestContext,
-    order: ImageOrder,
-) -> Result<String, ApiError> {
-    let ResolvedRecipe {
-        arn: recipe_arn,
-        recipe,
-        components: build_components,
-        resolved_parent,
-    } = resolve_recipe(tx, ctx, order.recipe_kind, &order.recipe_arn)?;
-    let infra_row = resolve_required(
-        tx,
-        ctx,
-        &order.infrastructure_arn,
-        "infrastructureConfigurationArn",
-    )?;
-    let infrastructure: DomainInfra = decode_row(&infra_row)?;
-    let distribution = match &order.distribution_arn {
-        Some(arn) => Some(decode_row::<DomainDistribution>(&resolve_required(
-            tx,
-            ctx,
-            arn,
-            "distributionConfigurationArn",
-        )?)?),
-        None => None,
-    };
-    let version = recipe.version();
-    let build = next_build(tx, recipe.arn(), &version)?;
-    let arn = Arn::new(&ctx.region, &ctx.account_id, KIND, &recipe.arn().name)
-        .with_version(version)
-        .with_build(build);
-    let arn_text = arn.to_string();
-    let build_id = build_id_of(&arn_text);
-    let image = domain::Image {
-        arn,
-        name: recipe.name().to_string(),
-        image_type: recipe.image_type(),
-        build_type: order.build_type,
-        status: DomainStatus::Pending,
-        reason: None,
-        history: vec![StatusChange {
-            status: DomainStatus::Pending,
-            reason: None,
-            at: ctx.now_millis,
-        }],
-        pipeline_arn: order.pipeline.as_ref().map(|(arn, _)| arn.clone()),
-        recipe_arn,
-        infrastructure_configuration_arn: infra_row.arn.clone(),
-        distribution_configuration_arn: distribution.as_ref().map(|d| d.arn.to_string()),
-        image_tests_enabled: order.tests_enabled,
-        enhanced_image_metadata_enabled: order.enhanced_metadata,
-        platform: recipe.platform().as_str().to_string(),
-        os_version: None,
-        output_resources: Vec::new(),
-        owner: ctx.account_id.clone(),
-        date_created: ctx.now_millis,
-        snapshot: Some(BuildSnapshot {
-            recipe,
-            infrastructure,
-            distribution,
-            components: build_components,
-            image_tests_timeout_minutes: order.tests_timeout_minutes,
-        }),
-        build_id,
-        pipeline_name: order.pipeline.map(|(_, name)| name),
-        image_digest: None,
-        packages: Vec::new(),
-        kept_instance: None,
-        resolved_parent,
-    };
-    tx.put(&image).api()?;
-    store_tags(tx, &arn_text, order.tags.as_ref())?;
-    tx.enqueue_build(&arn_text, ctx.now_millis).api()?;
-    Ok(arn_text)
-}
-
-/// 16 hex digits that name a build's instances and logs.
-fn build_id_of(arn: &str) -> String {
-    Sha256::digest(arn.as_bytes())
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// The next build number of the images of a recipe version (build numbers are never reused
-/// while an image of the version exists).
-fn next_build(tx: &mut dyn Txn, recipe_arn: &Arn, version: &SemVer) -> Result<u32, ApiError> {
-    let rows = tx
-        .list_rows(&ListQuery {
-            account: recipe_arn.account.clone(),
-            region: recipe_arn.region.clone(),
-            kind: KIND,
-            name: Some(recipe_arn.name.clone()),
-            after: None,
-        })
-        .api()?;
-    let version = version.to_string();
-    Ok(rows
-        .iter()
-        .filter(|r| r.version.as_deref() == Some(version.as_str()))
-        .filter_map(|r| r.build)
-        .max()
-        .unwrap_or(0)
-        + 1)
-}
 
 pub fn create(
     _svc: &Service,
@@ -259,7 +50,7 @@ pub fn create(
     let tests = input.image_tests_configuration.unwrap_or_default();
     let arn = create_image(
         tx,
-        ctx,
+        caller(ctx),
         ImageOrder {
             recipe_kind: recipe.kind,
             recipe_arn: recipe.arn,
@@ -272,7 +63,8 @@ pub fn create(
             pipeline: None,
             tags: input.tags,
         },
-    )?;
+    )
+    .api()?;
     let latest = Arn::parse(&arn)
         .ok()
         .and_then(|a| Some((SemVer::parse(a.version.as_deref()?).ok()?, a)))
@@ -303,48 +95,18 @@ pub fn start_pipeline_execution(
     // request instead" (of the pipeline's imageTags).
     let arn = start_pipeline_build(
         tx,
-        ctx,
+        caller(ctx),
         &mut pipeline,
         DomainBuildType::UserInitiated,
         input.tags,
-    )?;
+    )
+    .api()?;
     tx.put(&pipeline).api()?;
     Ok(StartImagePipelineExecutionResponse {
         request_id: None,
         client_token: input.client_token,
         image_build_version_arn: Some(arn),
     })
-}
-
-/// Creates and queues a build of `pipeline` (a manual run or a scheduled one) and marks it the
-/// pipeline's last run; the caller stores the pipeline.
-pub(crate) fn start_pipeline_build(
-    tx: &mut dyn Txn,
-    ctx: &RequestContext,
-    pipeline: &mut DomainPipeline,
-    build_type: DomainBuildType,
-    tags: Option<BTreeMap<String, String>>,
-) -> Result<String, ApiError> {
-    let d = &pipeline.definition;
-    let arn = create_image(
-        tx,
-        ctx,
-        ImageOrder {
-            recipe_kind: d.recipe.kind,
-            recipe_arn: d.recipe.arn.clone(),
-            infrastructure_arn: d.infrastructure_configuration_arn.clone(),
-            distribution_arn: d.distribution_configuration_arn.clone(),
-            tests_enabled: d.image_tests.enabled,
-            tests_timeout_minutes: d.image_tests.timeout_minutes,
-            enhanced_metadata: d.enhanced_image_metadata_enabled,
-            build_type,
-            pipeline: Some((pipeline.arn.to_string(), pipeline.name.clone())),
-            tags,
-        },
-    )?;
-    pipeline.date_last_run = Some(ctx.now_millis);
-    pipeline.last_run_status = Some(DomainStatus::Pending.as_str().to_string());
-    Ok(arn)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -876,7 +638,7 @@ pub fn cancel(
     tx.put(&image).api()?;
     // The worker (when it has claimed the build) sees the status and stops; a build nobody
     // claimed yet is simply dropped from the queue.
-    sync_pipeline_status(tx, &image, ctx.now_millis)?;
+    sync_pipeline_status(tx, &image, ctx.now_millis).api()?;
     Ok(CancelImageCreationResponse {
         request_id: None,
         client_token: input.client_token,
@@ -912,41 +674,4 @@ pub fn delete(
         request_id: None,
         image_build_version_arn: Some(arn),
     })
-}
-
-/// Keeps a pipeline's `lastRunStatus` in step with the image of its latest run, and counts
-/// finished builds towards auto-disable (which may disable the pipeline).
-pub fn sync_pipeline_status(
-    tx: &mut dyn Txn,
-    image: &domain::Image,
-    now: i64,
-) -> Result<(), ApiError> {
-    let Some(pipeline_arn) = &image.pipeline_arn else {
-        return Ok(());
-    };
-    let Some(mut pipeline) = tx.get::<DomainPipeline>(pipeline_arn).api()? else {
-        return Ok(()); // deleted since; its images live on
-    };
-    let latest = pipeline
-        .date_last_run
-        .is_none_or(|t| t <= image.date_created);
-    if !latest && !image.status.is_final() {
-        return Ok(()); // a later run is the last one, and this one is not over
-    }
-    if latest {
-        pipeline.last_run_status = Some(image.status.as_str().to_string());
-    }
-    if image.status.is_final() {
-        let image_arn = image.arn.to_string();
-        crate::scheduled::count_build_end(
-            tx,
-            &mut pipeline,
-            image.status,
-            image.build_type,
-            Some(&image_arn),
-            now,
-        )?;
-    }
-    tx.put(&pipeline).api()?;
-    Ok(())
 }

@@ -357,7 +357,7 @@ pub fn create(
         schedule_events: Vec::new(),
     };
     let arn = arn.to_string();
-    crate::scheduled::reschedule(tx, &mut pipeline, ctx.now_millis)?;
+    kiln_core::scheduled::reschedule(tx, &mut pipeline, ctx.now_millis).api()?;
     tx.put(&pipeline).api()?;
     tx.set_references(&arn, &references).api()?;
     store_tags(tx, &arn, input.tags.as_ref())?;
@@ -475,7 +475,7 @@ pub fn update(
     pipeline.date_updated = ctx.now_millis;
     // "The consecutive failure count is also reset to zero when the pipeline configuration is updated."
     pipeline.consecutive_failures = 0;
-    crate::scheduled::reschedule(tx, &mut pipeline, ctx.now_millis)?;
+    kiln_core::scheduled::reschedule(tx, &mut pipeline, ctx.now_millis).api()?;
     tx.put(&pipeline).api()?;
     tx.set_references(&arn, &references).api()?;
     Ok(UpdateImagePipelineResponse {

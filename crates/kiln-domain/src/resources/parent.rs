@@ -14,7 +14,7 @@
 //!
 //! Which of these a caller may name (its own account's images, paths under the operator's
 //! import directories, registries on private addresses only when listed) is decided by
-//! `kiln_api::parents::ParentRules`, which needs the file system and the operator's settings.
+//! `kiln_core::parents::ParentRules`, which needs the file system and the operator's settings.
 //!
 //! Anything else (SSM parameters, Marketplace product ids, `docker.io` short names) is
 //! [`ParentSource::Unsupported`], with the reason a build gives when it refuses it.

@@ -14,8 +14,10 @@
 //! The next run is computed from the time of firing, not from the due time: a pipeline whose
 //! firings were missed while Kiln was down runs once when Kiln is back, then keeps its schedule.
 
-use crate::convert::{decode_row, list_own, StoreResultExt};
-use crate::handlers::images::{resolve_recipe, start_pipeline_build};
+use crate::caller::Caller;
+use crate::error::CoreResult;
+use crate::images::{resolve_recipe, start_pipeline_build};
+use crate::lookup::{decode_row, list_own};
 use kiln_domain::arn::ResourceKind;
 use kiln_domain::resources::image::{BuildType, Image, ImageStatus};
 use kiln_domain::resources::pipeline::{
@@ -25,19 +27,13 @@ use kiln_domain::resources::scheduled_run::{
     decide, last_build, Decision, ScheduleEvent, ScheduleOutcome,
 };
 use kiln_store::{Txn, TxnExt};
-use kiln_wire::{ApiError, RequestContext};
 use std::collections::HashMap;
 
 /// Sets `pipeline`'s next run from `now` (none while disabled or without a schedule), in the
 /// record and in the due set.
-pub(crate) fn reschedule(
-    tx: &mut dyn Txn,
-    pipeline: &mut ImagePipeline,
-    now: i64,
-) -> Result<(), ApiError> {
+pub fn reschedule(tx: &mut dyn Txn, pipeline: &mut ImagePipeline, now: i64) -> CoreResult<()> {
     pipeline.date_next_run = pipeline.next_run(now);
-    tx.set_next_run(&pipeline.arn.to_string(), pipeline.date_next_run)
-        .api()
+    Ok(tx.set_next_run(&pipeline.arn.to_string(), pipeline.date_next_run)?)
 }
 
 /// The setting that says the due set has been built from the pipeline records.
@@ -46,12 +42,12 @@ pub const INDEXED_SETTING: &str = "schedules_indexed";
 /// Builds the due set from the pipeline records once per database (a database written before
 /// Kiln kept next runs has pipelines without one). Answers how many pipelines it read (0 when
 /// the database was indexed already).
-pub fn index_once(tx: &mut dyn Txn, now: i64) -> Result<usize, ApiError> {
-    if tx.get_setting(INDEXED_SETTING).api()?.is_some() {
+pub fn index_once(tx: &mut dyn Txn, now: i64) -> CoreResult<usize> {
+    if tx.get_setting(INDEXED_SETTING)?.is_some() {
         return Ok(0);
     }
     let read = reindex(tx, now)?;
-    tx.put_setting(INDEXED_SETTING, "1").api()?;
+    tx.put_setting(INDEXED_SETTING, "1")?;
     Ok(read)
 }
 
@@ -59,15 +55,13 @@ pub fn index_once(tx: &mut dyn Txn, now: i64) -> Result<usize, ApiError> {
 /// writing only what differs. A next run already due is kept (a firing not yet done, such as
 /// one missed while Kiln was down); any other is computed from `now`. Answers how many
 /// pipelines it read.
-pub fn reindex(tx: &mut dyn Txn, now: i64) -> Result<usize, ApiError> {
+pub fn reindex(tx: &mut dyn Txn, now: i64) -> CoreResult<usize> {
     // Only when each pipeline runs is kept from the records (a few strings each), so that all
     // next runs are computed in one batch, each distinct schedule parsed once.
     let mut pipelines: Vec<(String, PipelineTiming)> = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let rows = tx
-            .rows_of_kind(ResourceKind::ImagePipeline, after.as_deref(), 4096)
-            .api()?;
+        let rows = tx.rows_of_kind(ResourceKind::ImagePipeline, after.as_deref(), 4096)?;
         let Some(last) = rows.last() else {
             break;
         };
@@ -79,24 +73,20 @@ pub fn reindex(tx: &mut dyn Txn, now: i64) -> Result<usize, ApiError> {
     }
     let timings: Vec<_> = pipelines.iter().map(|(_, t)| t.timing()).collect();
     let computed = next_runs(&timings, now);
-    let due_set: HashMap<String, i64> = tx
-        .due_runs(i64::MAX, usize::MAX)
-        .api()?
-        .into_iter()
-        .collect();
+    let due_set: HashMap<String, i64> = tx.due_runs(i64::MAX, usize::MAX)?.into_iter().collect();
     for ((arn, timing), computed) in pipelines.iter().zip(computed) {
         let next = match timing.date_next_run {
             Some(pending) if pending <= now => Some(pending),
             _ => computed,
         };
         if next != timing.date_next_run {
-            if let Some(mut pipeline) = tx.get::<ImagePipeline>(arn).api()? {
+            if let Some(mut pipeline) = tx.get::<ImagePipeline>(arn)? {
                 pipeline.date_next_run = next;
-                tx.put(&pipeline).api()?;
+                tx.put(&pipeline)?;
             }
         }
         if due_set.get(arn).copied() != next {
-            tx.set_next_run(arn, next).api()?;
+            tx.set_next_run(arn, next)?;
         }
     }
     Ok(pipelines.len())
@@ -110,43 +100,42 @@ pub fn fire(
     pipeline_arn: &str,
     due: i64,
     now: i64,
-) -> Result<Option<ScheduleEvent>, ApiError> {
-    let Some(mut pipeline) = tx.get::<ImagePipeline>(pipeline_arn).api()? else {
+) -> CoreResult<Option<ScheduleEvent>> {
+    let Some(mut pipeline) = tx.get::<ImagePipeline>(pipeline_arn)? else {
         // The pipeline is gone; so is its run.
-        tx.claim_run(pipeline_arn, due, None).api()?;
+        tx.claim_run(pipeline_arn, due, None)?;
         return Ok(None);
     };
     let next = pipeline.next_run(now);
-    if !tx.claim_run(pipeline_arn, due, next).api()? {
+    if !tx.claim_run(pipeline_arn, due, next)? {
         return Ok(None);
     }
     pipeline.date_next_run = next;
     let Some(schedule) = pipeline.definition.schedule.clone() else {
-        tx.put(&pipeline).api()?;
+        tx.put(&pipeline)?;
         return Ok(None);
     };
     if pipeline.definition.status != PipelineStatus::Enabled {
-        tx.put(&pipeline).api()?;
+        tx.put(&pipeline)?;
         return Ok(None);
     }
-    let ctx = RequestContext {
-        request_id: format!("schedule-{due}"),
-        account_id: pipeline.arn.account.clone(),
-        region: pipeline.arn.region.clone(),
+    // The run acts for the pipeline's owner.
+    let owner = pipeline.arn.clone();
+    let caller = Caller {
+        account_id: &owner.account,
+        region: &owner.region,
         now_millis: now,
-        valid_until: Default::default(),
-        ..Default::default()
     };
     let decision = match schedule.start_condition {
         StartCondition::ExpressionMatchOnly => {
             decide(schedule.start_condition, &Default::default(), None)
         }
         StartCondition::ExpressionMatchAndDependencyUpdatesAvailable => {
-            match dependency_decision(tx, &ctx, &pipeline) {
+            match dependency_decision(tx, caller, &pipeline) {
                 Ok(decision) => decision,
                 // Starting the build reports the same problem, as a failed run.
                 Err(e) => Decision::Build {
-                    reason: format!("the dependencies could not be resolved: {}", e.message),
+                    reason: format!("the dependencies could not be resolved: {e}"),
                 },
             }
         }
@@ -161,7 +150,7 @@ pub fn fire(
         },
         Decision::Build { reason } => {
             let tags = pipeline.definition.image_tags.clone();
-            match start_pipeline_build(tx, &ctx, &mut pipeline, BuildType::Scheduled, tags) {
+            match start_pipeline_build(tx, caller, &mut pipeline, BuildType::Scheduled, tags) {
                 Ok(image_arn) => ScheduleEvent {
                     at: now,
                     due,
@@ -174,7 +163,7 @@ pub fn fire(
                     due,
                     outcome: ScheduleOutcome::FailedToStart,
                     image_arn: None,
-                    reason: format!("the scheduled build could not start: {}", e.message),
+                    reason: format!("the scheduled build could not start: {e}"),
                 },
             }
         }
@@ -193,25 +182,25 @@ pub fn fire(
             now,
         )?;
     }
-    tx.put(&pipeline).api()?;
+    tx.put(&pipeline)?;
     Ok(Some(event))
 }
 
 /// Counts a finished build of `pipeline` towards auto-disable ([`ImagePipeline::build_ended`]);
 /// when that disables the pipeline, logs it and removes it from the due set. The caller stores
 /// the pipeline.
-pub(crate) fn count_build_end(
+pub fn count_build_end(
     tx: &mut dyn Txn,
     pipeline: &mut ImagePipeline,
     status: ImageStatus,
     build_type: BuildType,
     image_arn: Option<&str>,
     now: i64,
-) -> Result<(), ApiError> {
+) -> CoreResult<()> {
     if let Some(reason) = pipeline.build_ended(status, build_type, image_arn, now) {
         let arn = pipeline.arn.to_string();
         tracing::warn!(pipeline = %arn, image = image_arn.unwrap_or(""), %reason, "pipeline disabled");
-        tx.set_next_run(&arn, None).api()?;
+        tx.set_next_run(&arn, None)?;
     }
     Ok(())
 }
@@ -230,16 +219,16 @@ fn log(pipeline_arn: &str, event: &ScheduleEvent) {
 /// now and compare with the pipeline's last build.
 fn dependency_decision(
     tx: &mut dyn Txn,
-    ctx: &RequestContext,
+    caller: Caller<'_>,
     pipeline: &ImagePipeline,
-) -> Result<Decision, ApiError> {
+) -> CoreResult<Decision> {
     let recipe = &pipeline.definition.recipe;
-    let current = resolve_recipe(tx, ctx, recipe.kind, &recipe.arn)?;
+    let current = resolve_recipe(tx, caller, recipe.kind, &recipe.arn)?;
     let pipeline_arn = pipeline.arn.to_string();
     // Images are named after their recipe, so the pipeline's images are among these.
     let images: Vec<Image> = list_own::<Image>(
         tx,
-        ctx,
+        caller,
         ResourceKind::Image,
         Some(&current.recipe.arn().name),
         None,

@@ -1,13 +1,14 @@
-//! The scheduler on a real service (SQLite file, the API's handlers) and a clock the tests set:
+//! The scheduler on a real service (SQLite file, the API's handlers, so it lives beside the
+//! binary that joins them) and a clock the tests set:
 //! firings, start conditions, auto-disable, restarts and racing schedulers, without waiting for
 //! real minutes. Builds do not run here (no worker); a test ends them the way the worker does
 //! ([`finish`]). `tests/python/test_schedules.py` runs the same through `kiln serve` with real
 //! builds.
 
-use kiln_api::clock::{Clock, ManualClock};
-use kiln_api::handlers::images::sync_pipeline_status;
-use kiln_api::scheduled::fire;
 use kiln_api::Service;
+use kiln_core::clock::{Clock, ManualClock};
+use kiln_core::images::sync_pipeline_status;
+use kiln_core::scheduled::fire;
 use kiln_domain::resources::image::{BuildType, Image, ImageStatus};
 use kiln_domain::resources::pipeline::ImagePipeline;
 use kiln_domain::resources::scheduled_run::ScheduleOutcome;
@@ -44,7 +45,7 @@ impl Kiln {
                 .unwrap()
                 .with_clock(clock.clone()),
         );
-        let scheduler = Scheduler::new(service.clone());
+        let scheduler = Scheduler::new(service.core.clone());
         Kiln {
             service,
             clock,
@@ -330,7 +331,7 @@ fn racing_schedulers_fire_each_due_time_once() {
     // Four schedulers on one database, all at the due time.
     kiln.clock.set(due);
     let schedulers: Vec<_> = (0..4)
-        .map(|_| Scheduler::new(kiln.service.clone()))
+        .map(|_| Scheduler::new(kiln.service.core.clone()))
         .collect();
     let fired: Vec<Fired> = std::thread::scope(|scope| {
         let handles: Vec<_> = schedulers

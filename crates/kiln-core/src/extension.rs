@@ -6,8 +6,8 @@
 //! and the instances). Paths and queries are those of the request; answers are small JSON or
 //! text bodies, or a file streamed from disk.
 
-use kiln_domain::arn::{Arn, ResourceKind};
-pub use kiln_wire::RequestContext;
+use crate::caller::Caller;
+use kiln_domain::arn::ResourceKind;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -53,14 +53,14 @@ impl ExtensionResponse {
 /// Answers `GET /kiln/v1/<path>?<query>`. Called on a blocking thread: it may read files and
 /// run exports.
 ///
-/// The request's signature was verified like an API call's; `ctx` says whose it is. An
+/// The request's signature was verified like an API call's; `caller` says whose it is. An
 /// extension answers only about the caller's own account and region: anything else does not
 /// exist for the caller (404), exactly as in the API.
 pub trait Extension: Send + Sync {
     /// `path` is what follows [`PREFIX`]; `query` the decoded query pairs in order.
     fn handle(
         &self,
-        ctx: &RequestContext,
+        caller: &Caller<'_>,
         path: &str,
         query: &[(String, String)],
     ) -> ExtensionResponse;
@@ -68,9 +68,8 @@ pub trait Extension: Send + Sync {
 
 /// Whether `arn` names a resource of `kind` in the caller's account and region: anything else
 /// (another account's, another kind, not an Image Builder ARN) does not exist for the caller.
-pub fn is_callers(ctx: &RequestContext, arn: &str, kind: ResourceKind) -> bool {
-    Arn::parse(arn)
-        .is_ok_and(|a| a.kind == kind && a.account == ctx.account_id && a.region == ctx.region)
+pub fn is_callers(caller: &Caller<'_>, arn: &str, kind: ResourceKind) -> bool {
+    caller.owns(arn, kind)
 }
 
 /// The value of query parameter `name`, if given.
@@ -91,7 +90,7 @@ pub struct Routes {
 impl Extension for Routes {
     fn handle(
         &self,
-        ctx: &RequestContext,
+        caller: &Caller<'_>,
         path: &str,
         query: &[(String, String)],
     ) -> ExtensionResponse {
@@ -100,6 +99,6 @@ impl Extension for Routes {
             .iter()
             .find(|(segment, _)| *segment == first)
             .map_or(&self.fallback, |(_, extension)| extension)
-            .handle(ctx, path, query)
+            .handle(caller, path, query)
     }
 }

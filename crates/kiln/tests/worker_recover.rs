@@ -100,7 +100,7 @@ fn a_new_worker_finishes_what_a_dead_one_left() {
     .unwrap();
 
     let fake = Arc::new(RecordingPrivileged::new());
-    let worker = Worker::open(svc.clone(), WorkerConfig::new(&data), fake).unwrap();
+    let worker = Worker::open(svc.core.clone(), WorkerConfig::new(&data), fake).unwrap();
 
     let (st, reason) = status(&svc, &claimed).unwrap();
     assert_eq!(st, ImageStatus::Failed);

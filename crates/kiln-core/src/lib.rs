@@ -1,0 +1,27 @@
+//! What Kiln does, as opposed to how it is asked over HTTP.
+//!
+//! The HTTP crate (`kiln-api`), the build worker (`kiln-worker`) and the scheduler
+//! (`kiln-scheduler`) share one [`Core`]: the store, the [`clock`], the [`work`] signal and
+//! the [`parents`] rules. The actions that more than one of them take live here, on a store
+//! transaction: creating images and queueing their builds and starting pipeline runs
+//! ([`images`]), firing schedules ([`scheduled`]), keeping a pipeline's last-run fields
+//! ([`images::sync_pipeline_status`]), resolving parents ([`parents`]). They fail with a
+//! [`CoreError`]; only the HTTP crate turns it into an AWS error shape.
+//!
+//! Kiln's own endpoints (`/kiln/v1/...`) are answered by [`extension::Extension`]s that the
+//! worker and the scheduler implement and the HTTP crate routes to.
+
+pub mod caller;
+pub mod clock;
+pub mod error;
+pub mod extension;
+pub mod images;
+pub mod lookup;
+pub mod parents;
+pub mod scheduled;
+pub mod state;
+pub mod work;
+
+pub use crate::caller::Caller;
+pub use crate::error::{CoreError, CoreResult};
+pub use crate::state::Core;

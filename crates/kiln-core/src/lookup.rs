@@ -1,0 +1,130 @@
+//! The reads every action needs: resources in the caller's scope, references resolved to the
+//! newest matching build, records decoded.
+
+use crate::caller::Caller;
+use crate::error::{CoreError, CoreResult};
+use kiln_domain::arn::{Arn, ResourceKind};
+use kiln_domain::resources::Resource;
+use kiln_domain::version::{SemVer, VersionError, VersionFilter};
+use kiln_store::{ListQuery, Row, StoreError, Txn, TxnExt};
+use std::collections::BTreeMap;
+
+pub fn version_error(field: &str, e: VersionError) -> CoreError {
+    CoreError::InvalidVersion(format!("{field}: {}", e.message))
+}
+
+/// Parses an ARN the wire layer already matched against its pattern, and hides resources of
+/// other accounts and regions: to the caller they do not exist.
+pub fn scoped_arn(caller: Caller<'_>, arn: &str, field: &str) -> CoreResult<Option<Arn>> {
+    let parsed = Arn::parse(arn).map_err(|e| CoreError::Invalid(format!("{field}: {e}")))?;
+    let visible = parsed.region == caller.region && parsed.account == caller.account_id;
+    Ok(visible.then_some(parsed))
+}
+
+/// Gets a resource by its exact ARN in the caller's scope, or [`CoreError::NotFound`].
+pub fn get_exact<T: Resource>(
+    tx: &mut dyn Txn,
+    caller: Caller<'_>,
+    kind: ResourceKind,
+    arn: &str,
+    field: &str,
+) -> CoreResult<T> {
+    if scoped_arn(caller, arn, field)?.is_none() {
+        return Err(CoreError::not_found(kind, arn));
+    }
+    tx.get::<T>(arn)?
+        .ok_or_else(|| CoreError::not_found(kind, arn))
+}
+
+/// Resolves a reference that may name a version filter (`1.x.x`), a version (`1.2.3`, newest
+/// build) or a build (`1.2.3/4`) to the newest matching stored row. `Ok(None)` when nothing
+/// matches; an error when the ARN is malformed.
+pub fn resolve(
+    tx: &mut dyn Txn,
+    caller: Caller<'_>,
+    arn: &str,
+    field: &str,
+) -> CoreResult<Option<Row>> {
+    let Some(parsed) = scoped_arn(caller, arn, field)? else {
+        return Ok(None);
+    };
+    if !parsed.kind.is_versioned() || parsed.build.is_some() {
+        return Ok(tx.get_row(arn)?);
+    }
+    let filter = match &parsed.version {
+        Some(v) => VersionFilter::parse(v).map_err(|e| version_error(field, e))?,
+        None => VersionFilter::ANY,
+    };
+    let candidates = tx.list_rows(&ListQuery {
+        account: parsed.account.clone(),
+        region: parsed.region.clone(),
+        kind: parsed.kind,
+        name: Some(parsed.name.clone()),
+        after: None,
+    })?;
+    let versions = candidates.iter().filter_map(|row| {
+        let v = SemVer::parse(row.version.as_deref()?).ok()?;
+        Some((v, row.build.unwrap_or(0)))
+    });
+    let Some((version, build)) = filter.newest(versions) else {
+        return Ok(None);
+    };
+    Ok(candidates.into_iter().find(|row| {
+        row.version.as_deref() == Some(version.to_string().as_str())
+            && row.build.unwrap_or(0) == build
+    }))
+}
+
+/// Like [`resolve`], but a reference to nothing is [`CoreError::Invalid`] naming it.
+pub fn resolve_required(
+    tx: &mut dyn Txn,
+    caller: Caller<'_>,
+    arn: &str,
+    field: &str,
+) -> CoreResult<Row> {
+    let kind = Arn::parse(arn)
+        .map(|a| a.kind.label())
+        .unwrap_or("resource");
+    resolve(tx, caller, arn, field)?
+        .ok_or_else(|| CoreError::Invalid(format!("{field}: the {kind} '{arn}' does not exist")))
+}
+
+/// The caller's resources of one kind (of one normalised name, if given), in ARN order, after
+/// the cursor `after`.
+pub fn list_own<T: Resource>(
+    tx: &mut dyn Txn,
+    caller: Caller<'_>,
+    kind: ResourceKind,
+    name: Option<&str>,
+    after: Option<String>,
+) -> CoreResult<Vec<T>> {
+    Ok(tx.list(&ListQuery {
+        account: caller.account_id.to_string(),
+        region: caller.region.to_string(),
+        kind,
+        name: name.map(str::to_string),
+        after,
+    })?)
+}
+
+/// Decodes a stored record, or a part of one (such as a pipeline's timing).
+pub fn decode_row<T: serde::de::DeserializeOwned>(row: &Row) -> CoreResult<T> {
+    serde_json::from_str(&row.body).map_err(|e| {
+        CoreError::Storage(StoreError::Corrupt {
+            arn: row.arn.clone(),
+            message: e.to_string(),
+        })
+    })
+}
+
+/// Stores the tags a create request carried.
+pub fn store_tags(
+    tx: &mut dyn Txn,
+    arn: &str,
+    tags: Option<&BTreeMap<String, String>>,
+) -> CoreResult<()> {
+    match tags {
+        Some(tags) if !tags.is_empty() => Ok(tx.set_tags(arn, tags)?),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,54 @@
+//! The state every part of Kiln shares, whichever way it is asked to act: the store, the
+//! clock, the work signal and the parent rules. The HTTP service, the build worker and the
+//! scheduler each hold the same [`Core`].
+
+use crate::clock::{Clock, SystemClock};
+use crate::parents::ParentRules;
+use crate::work::WorkSignal;
+use kiln_store::{SqliteStore, StoreError};
+use std::path::Path;
+use std::sync::Arc;
+
+pub struct Core {
+    pub store: SqliteStore,
+    /// Woken by every committed write (the build worker and the scheduler wait on it).
+    pub work: WorkSignal,
+    /// The time of requests, builds and schedules.
+    pub clock: Arc<dyn Clock>,
+    /// What callers may name as parent images besides their own images.
+    pub parents: ParentRules,
+}
+
+impl Core {
+    /// Opens (or creates) the database under `data_dir`, on the system clock, with no import
+    /// directories or registries.
+    pub fn open(data_dir: &Path, sync: kiln_store::sqlite::Sync) -> Result<Core, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Open {
+            path: data_dir.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let store = SqliteStore::open(&data_dir.join("kiln.db"), sync)?;
+        let parents = ParentRules::new(data_dir, &[], &[]).map_err(|message| StoreError::Open {
+            path: data_dir.display().to_string(),
+            message,
+        })?;
+        Ok(Core {
+            store,
+            work: Default::default(),
+            clock: Arc::new(SystemClock),
+            parents,
+        })
+    }
+
+    /// The same core on another clock (a test clock).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Core {
+        self.clock = clock;
+        self
+    }
+
+    /// The same core with the operator's import directories and registries.
+    pub fn with_parent_rules(mut self, rules: ParentRules) -> Core {
+        self.parents = rules;
+        self
+    }
+}
