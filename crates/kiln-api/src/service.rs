@@ -4,7 +4,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::convert::{store_error, StoreResultExt};
 use crate::paging::{Pager, SIGNING_KEY_SETTING};
 use crate::quotas::Quotas;
-use kiln_store::{SqliteStore, StoreError, TokenKey, TokenRecord, Txn};
+use kiln_store::{Database, Store, StoreError, TokenKey, TokenRecord, Txn};
 use kiln_wire::codec::with_request_id;
 use kiln_wire::{dispatch, ApiError, ErrorKind, Operation, RequestContext};
 use serde_json::Value;
@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 pub const TOKEN_RETENTION_MILLIS: i64 = 7 * 24 * 3600 * 1000;
 
 pub struct Service {
-    pub store: SqliteStore,
+    pub store: Store,
     pub pager: Pager,
     /// Woken by every committed write (the build worker waits on it).
     pub work: crate::work::WorkSignal,
@@ -33,13 +33,26 @@ pub struct Service {
 }
 
 impl Service {
-    /// Opens the database under `data_dir` and loads (or creates) the pagination key.
+    /// Opens the SQLite database under `data_dir` and loads (or creates) the pagination key.
     pub fn open(data_dir: &Path, sync: kiln_store::sqlite::Sync) -> Result<Service, StoreError> {
+        Service::open_database(data_dir, None, sync)
+    }
+
+    /// Opens `database` (by default, SQLite under `data_dir`) and loads (or creates) the
+    /// pagination key, which every server on a shared database then signs with.
+    pub fn open_database(
+        data_dir: &Path,
+        database: Option<&Database>,
+        sync: kiln_store::sqlite::Sync,
+    ) -> Result<Service, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Open {
             path: data_dir.display().to_string(),
             message: e.to_string(),
         })?;
-        let store = SqliteStore::open(&data_dir.join("kiln.db"), sync)?;
+        let store = match database {
+            Some(database) => Store::open(database, sync)?,
+            None => Store::open(&Database::Sqlite(data_dir.join("kiln.db")), sync)?,
+        };
         let key = store.write(|tx| -> Result<String, StoreError> {
             if let Some(key) = tx.get_setting(SIGNING_KEY_SETTING)? {
                 return Ok(key);
@@ -292,7 +305,8 @@ fn params_hash(input: &Value) -> String {
 /// waiters, Terraform refreshes), and an answer costs far more to build (row, tags, decoding,
 /// formatting) than to copy. Every commit makes every entry stale, so the cache never answers
 /// something the database no longer says; it relies on this process being the database's only
-/// writer, which the store's lock file guarantees.
+/// writer, which the store's lock file guarantees. On PostgreSQL other processes write too, so
+/// the store's generation changes on every call there and the cache never answers.
 #[derive(Default)]
 struct Answers {
     entries: Mutex<HashMap<AnswerKey, Answer>>,

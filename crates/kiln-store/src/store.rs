@@ -9,7 +9,7 @@ use crate::txn::Txn;
 use std::path::PathBuf;
 
 /// Where the database is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Database {
     /// A SQLite file (one process at a time).
     Sqlite(PathBuf),
@@ -28,6 +28,16 @@ impl Database {
                  (without --database, Kiln uses SQLite in the data directory)",
                 redact(value)
             ))
+        }
+    }
+}
+
+/// Never shows a URL's password.
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
+            Database::Postgres(url) => f.debug_tuple("Postgres").field(&redact(url)).finish(),
         }
     }
 }
