@@ -161,8 +161,22 @@ impl PgStore {
     ) -> Result<Result<R, E>, StoreError> {
         let mut conn = self.connect()?;
         if let Err(e) = conn.client.batch_execute(begin) {
-            self.discard_unless_idle(conn);
-            return Err(e.into());
+            let closed = e.is_closed()
+                || conn.client.is_closed()
+                || e.code() == Some(&postgres::error::SqlState::ADMIN_SHUTDOWN);
+            if !closed {
+                self.discard_unless_idle(conn);
+                return Err(e.into());
+            }
+            // A pooled connection the server closed (it restarted, or dropped idle clients):
+            // nothing has run on it yet, so the call can start over on a new one.
+            drop(conn);
+            self.forget();
+            conn = self.connect()?;
+            if let Err(e) = conn.client.batch_execute(begin) {
+                self.discard_unless_idle(conn);
+                return Err(e.into());
+            }
         }
         let mut txn = PgTxn { conn };
         let result = match catch_unwind(AssertUnwindSafe(|| f(&mut txn))) {

@@ -244,3 +244,19 @@ pub fn stores_opening_at_once_migrate_once(fixture: &Fixture) {
     }
     assert_eq!(fixture.version(), kiln_store::postgres::SCHEMA_VERSION);
 }
+
+/// Connections the server ends (a restart, an administrator) are replaced, not reused.
+pub fn closed_connections_are_replaced(fixture: &Fixture) {
+    let store = fixture.open();
+    store
+        .write(|tx| tx.put_row(&row("before")))
+        .unwrap()
+        .unwrap();
+    fixture.end_connections();
+    assert_eq!(list_all(&store), vec!["before".to_string()]);
+    store
+        .write(|tx| tx.put_row(&row("after")))
+        .unwrap()
+        .unwrap();
+    assert_eq!(list_all(&store).len(), 2);
+}

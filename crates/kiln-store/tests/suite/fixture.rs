@@ -138,6 +138,36 @@ impl Fixture {
         }
     }
 
+    /// Ends every other session on the database, as a server restart would (PostgreSQL only).
+    pub fn end_connections(&self) {
+        if let Fixture::Postgres { admin, name, .. } = self {
+            let mut client = postgres::Client::connect(admin, postgres::NoTls).unwrap();
+            client
+                .execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                     WHERE datname = $1 AND pid <> pg_backend_pid()",
+                    &[name],
+                )
+                .unwrap();
+            // Terminating is a signal: wait until the sessions are gone.
+            for _ in 0..500 {
+                let left: i64 = client
+                    .query_one(
+                        "SELECT COUNT(*) FROM pg_stat_activity
+                         WHERE datname = $1 AND pid <> pg_backend_pid()",
+                        &[name],
+                    )
+                    .unwrap()
+                    .get(0);
+                if left == 0 {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            panic!("the sessions on {name} did not end");
+        }
+    }
+
     /// Records another schema version, as another Kiln would have.
     pub fn set_version(&self, version: i64) {
         match self {

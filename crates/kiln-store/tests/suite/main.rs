@@ -47,6 +47,7 @@ both!(
     concurrency::a_due_run_is_claimed_once,
     concurrency::writes_are_seen_by_every_store_at_once,
     concurrency::stores_opening_at_once_migrate_once,
+    concurrency::closed_connections_are_replaced,
 );
 
 #[test]
