@@ -288,6 +288,15 @@ fn authenticator(args: &ServeArgs) -> Result<Authenticator> {
 }
 
 fn serve(args: ServeArgs) -> Result<()> {
+    // Parsed here rather than by clap, whose message would quote the value, password and all;
+    // first, so that a bad value leaves nothing behind in the data directory.
+    let database = args
+        .database
+        .as_deref()
+        .map(kiln_store::Database::parse)
+        .transpose()
+        .map_err(anyhow::Error::msg)
+        .context("--database")?;
     let auth = Arc::new(authenticator(&args)?);
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(
@@ -315,14 +324,6 @@ fn serve(args: ServeArgs) -> Result<()> {
         bad.is_empty(),
         "model patterns that do not compile: {bad:?}"
     );
-    // Parsed here rather than by clap, whose message would quote the value, password and all.
-    let database = args
-        .database
-        .as_deref()
-        .map(kiln_store::Database::parse)
-        .transpose()
-        .map_err(anyhow::Error::msg)
-        .context("--database")?;
     let mut service = Service::open_database(&args.data_dir, database.as_ref(), sync)
         .with_context(|| match &args.database {
             Some(url) => format!("opening the database {}", kiln_store::postgres::redact(url)),

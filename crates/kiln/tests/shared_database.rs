@@ -225,8 +225,11 @@ async fn one_name_created_on_both_servers_at_once_is_created_once() {
 
 #[test]
 fn a_bad_database_url_is_refused_with_a_clear_message() {
+    let data = tempfile::tempdir().expect("a temporary directory");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--database"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path().join("data"))
+        .arg("--database")
         .arg("mysql://root:hunter2@127.0.0.1/kiln")
         .env_remove("KILN_DATABASE")
         .output()
