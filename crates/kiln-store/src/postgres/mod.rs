@@ -18,6 +18,7 @@
 //! rather than put back.
 
 mod schema;
+mod text;
 mod txn;
 
 pub use schema::SCHEMA_VERSION;
@@ -189,6 +190,13 @@ impl PgStore {
             }
         };
         let mut conn = txn.conn;
+        let failed = std::mem::take(&mut conn.failed);
+        if result.is_ok() && failed {
+            self.discard_unless_idle(conn);
+            return Err(StoreError::BatchFailed {
+                reason: "a statement failed inside a call that then returned success".to_string(),
+            });
+        }
         let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
         match conn.client.batch_execute(end) {
             Ok(()) => {

@@ -1,6 +1,7 @@
 //! `Txn` on a PostgreSQL connection. Every statement is prepared once per connection and kept:
 //! an unprepared query costs a second round trip to the server.
 
+use super::text::{dec, dec_opt, enc};
 use crate::error::StoreError;
 use crate::txn::{ListQuery, Row, TokenKey, TokenRecord, Txn};
 use kiln_domain::arn::ResourceKind;
@@ -12,6 +13,10 @@ use std::collections::{BTreeMap, HashMap};
 pub(super) struct Conn {
     pub(super) client: Client,
     statements: HashMap<&'static str, Statement>,
+    /// A statement failed in the current transaction. PostgreSQL then refuses every later
+    /// statement and turns `COMMIT` into a silent rollback, so a call that went on to return
+    /// success must not be answered as committed.
+    pub(super) failed: bool,
 }
 
 impl Conn {
@@ -19,10 +24,11 @@ impl Conn {
         Conn {
             client,
             statements: HashMap::new(),
+            failed: false,
         }
     }
 
-    fn statement(&mut self, sql: &'static str) -> Result<Statement, StoreError> {
+    fn statement(&mut self, sql: &'static str) -> Result<Statement, postgres::Error> {
         if let Some(stmt) = self.statements.get(sql) {
             return Ok(stmt.clone());
         }
@@ -31,13 +37,22 @@ impl Conn {
         Ok(stmt)
     }
 
+    fn noted<T>(&mut self, result: Result<T, postgres::Error>) -> Result<T, StoreError> {
+        if result.is_err() {
+            self.failed = true;
+        }
+        Ok(result?)
+    }
+
     fn query(
         &mut self,
         sql: &'static str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<postgres::Row>, StoreError> {
-        let stmt = self.statement(sql)?;
-        Ok(self.client.query(&stmt, params)?)
+        let result = self
+            .statement(sql)
+            .and_then(|stmt| self.client.query(&stmt, params));
+        self.noted(result)
     }
 
     fn execute(
@@ -45,8 +60,10 @@ impl Conn {
         sql: &'static str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, StoreError> {
-        let stmt = self.statement(sql)?;
-        Ok(self.client.execute(&stmt, params)?)
+        let result = self
+            .statement(sql)
+            .and_then(|stmt| self.client.execute(&stmt, params));
+        self.noted(result)
     }
 }
 
@@ -57,7 +74,7 @@ pub(super) struct PgTxn {
 }
 
 fn row_from(r: &postgres::Row) -> Result<Row, StoreError> {
-    let arn: String = r.try_get(0)?;
+    let arn = dec(r.try_get(0)?);
     let kind: String = r.try_get(1)?;
     let build: Option<i64> = r.try_get(6)?;
     Ok(Row {
@@ -65,10 +82,10 @@ fn row_from(r: &postgres::Row) -> Result<Row, StoreError> {
             arn: arn.clone(),
             message: format!("unknown kind {kind}"),
         })?,
-        account: r.try_get(2)?,
-        region: r.try_get(3)?,
-        name: r.try_get(4)?,
-        version: r.try_get(5)?,
+        account: dec(r.try_get(2)?),
+        region: dec(r.try_get(3)?),
+        name: dec(r.try_get(4)?),
+        version: dec_opt(r.try_get(5)?),
         build: build
             .map(|b| {
                 u32::try_from(b).map_err(|_| StoreError::Corrupt {
@@ -77,7 +94,7 @@ fn row_from(r: &postgres::Row) -> Result<Row, StoreError> {
                 })
             })
             .transpose()?,
-        body: r.try_get(7)?,
+        body: dec(r.try_get(7)?),
         arn,
     })
 }
@@ -95,7 +112,7 @@ impl Txn for PgTxn {
         let rows = self.conn.query(
             "SELECT arn, kind, account, region, name, version, build, body
              FROM resources WHERE arn = $1",
-            &[&arn],
+            &[&enc(arn)],
         )?;
         rows.first().map(row_from).transpose()
     }
@@ -106,7 +123,13 @@ impl Txn for PgTxn {
              WHERE account = $1 AND region = $2 AND kind = $3
                AND ($4::text IS NULL OR name = $4) AND ($5::text IS NULL OR arn > $5)
              ORDER BY arn",
-            &[&q.account, &q.region, &q.kind.segment(), &q.name, &q.after],
+            &[
+                &enc(&q.account),
+                &enc(&q.region),
+                &q.kind.segment(),
+                &q.name.as_deref().map(enc),
+                &q.after.as_deref().map(enc),
+            ],
         )?;
         rows_from(rows)
     }
@@ -119,7 +142,7 @@ impl Txn for PgTxn {
     ) -> Result<u64, StoreError> {
         let rows = self.conn.query(
             "SELECT COUNT(*) FROM resources WHERE account = $1 AND region = $2 AND kind = $3",
-            &[&account, &region, &kind.segment()],
+            &[&enc(account), &enc(region), &kind.segment()],
         )?;
         let n: i64 = rows.first().map(|r| r.try_get(0)).transpose()?.unwrap_or(0);
         Ok(u64::try_from(n).unwrap_or(0))
@@ -134,7 +157,7 @@ impl Txn for PgTxn {
         let rows = self.conn.query(
             "SELECT arn, kind, account, region, name, version, build, body FROM resources
              WHERE kind = $1 AND ($2::text IS NULL OR arn > $2) ORDER BY arn LIMIT $3",
-            &[&kind.segment(), &after, &limit_of(limit)],
+            &[&kind.segment(), &after.map(enc), &limit_of(limit)],
         )?;
         rows_from(rows)
     }
@@ -148,14 +171,14 @@ impl Txn for PgTxn {
              region = excluded.region, name = excluded.name, version = excluded.version,
              build = excluded.build, body = excluded.body",
             &[
-                &row.arn,
+                &enc(&row.arn),
                 &row.kind.segment(),
-                &row.account,
-                &row.region,
-                &row.name,
-                &row.version,
+                &enc(&row.account),
+                &enc(&row.region),
+                &enc(&row.name),
+                &row.version.as_deref().map(enc),
                 &build,
-                &row.body,
+                &enc(&row.body),
             ],
         )?;
         Ok(())
@@ -164,21 +187,21 @@ impl Txn for PgTxn {
     fn delete_row(&mut self, arn: &str) -> Result<bool, StoreError> {
         let n = self
             .conn
-            .execute("DELETE FROM resources WHERE arn = $1", &[&arn])?;
+            .execute("DELETE FROM resources WHERE arn = $1", &[&enc(arn)])?;
         self.conn
-            .execute("DELETE FROM tags WHERE arn = $1", &[&arn])?;
+            .execute("DELETE FROM tags WHERE arn = $1", &[&enc(arn)])?;
         self.conn
-            .execute("DELETE FROM refs WHERE from_arn = $1", &[&arn])?;
+            .execute("DELETE FROM refs WHERE from_arn = $1", &[&enc(arn)])?;
         Ok(n > 0)
     }
 
     fn set_references(&mut self, from: &str, to: &[String]) -> Result<(), StoreError> {
         self.conn
-            .execute("DELETE FROM refs WHERE from_arn = $1", &[&from])?;
+            .execute("DELETE FROM refs WHERE from_arn = $1", &[&enc(from)])?;
         for target in to {
             self.conn.execute(
                 "INSERT INTO refs (from_arn, to_arn) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                &[&from, target],
+                &[&enc(from), &enc(target)],
             )?;
         }
         Ok(())
@@ -187,21 +210,21 @@ impl Txn for PgTxn {
     fn referrers(&mut self, to: &str) -> Result<Vec<String>, StoreError> {
         let rows = self.conn.query(
             "SELECT from_arn FROM refs WHERE to_arn = $1 ORDER BY from_arn",
-            &[&to],
+            &[&enc(to)],
         )?;
         Ok(rows
             .iter()
-            .map(|r| r.try_get(0))
+            .map(|r| r.try_get(0).map(dec))
             .collect::<Result<_, _>>()?)
     }
 
     fn tags(&mut self, arn: &str) -> Result<BTreeMap<String, String>, StoreError> {
         let rows = self
             .conn
-            .query("SELECT key, value FROM tags WHERE arn = $1", &[&arn])?;
+            .query("SELECT key, value FROM tags WHERE arn = $1", &[&enc(arn)])?;
         Ok(rows
             .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .map(|r| Ok((dec(r.try_get(0)?), dec(r.try_get(1)?))))
             .collect::<Result<_, postgres::Error>>()?)
     }
 
@@ -210,7 +233,7 @@ impl Txn for PgTxn {
             self.conn.execute(
                 "INSERT INTO tags (arn, key, value) VALUES ($1, $2, $3)
                  ON CONFLICT (arn, key) DO UPDATE SET value = excluded.value",
-                &[&arn, k, v],
+                &[&enc(arn), &enc(k), &enc(v)],
             )?;
         }
         Ok(())
@@ -218,8 +241,10 @@ impl Txn for PgTxn {
 
     fn remove_tags(&mut self, arn: &str, keys: &[String]) -> Result<(), StoreError> {
         for k in keys {
-            self.conn
-                .execute("DELETE FROM tags WHERE arn = $1 AND key = $2", &[&arn, k])?;
+            self.conn.execute(
+                "DELETE FROM tags WHERE arn = $1 AND key = $2",
+                &[&enc(arn), &enc(k)],
+            )?;
         }
         Ok(())
     }
@@ -228,14 +253,19 @@ impl Txn for PgTxn {
         let rows = self.conn.query(
             "SELECT params_hash, response, created_millis FROM tokens
              WHERE account = $1 AND region = $2 AND operation = $3 AND token = $4",
-            &[&key.account, &key.region, &key.operation, &key.token],
+            &[
+                &enc(&key.account),
+                &enc(&key.region),
+                &enc(&key.operation),
+                &enc(&key.token),
+            ],
         )?;
         Ok(rows
             .first()
             .map(|r| -> Result<TokenRecord, postgres::Error> {
                 Ok(TokenRecord {
-                    params_hash: r.try_get(0)?,
-                    response: r.try_get(1)?,
+                    params_hash: dec(r.try_get(0)?),
+                    response: dec(r.try_get(1)?),
                     created_millis: r.try_get(2)?,
                 })
             })
@@ -251,12 +281,12 @@ impl Txn for PgTxn {
              params_hash = excluded.params_hash, response = excluded.response,
              created_millis = excluded.created_millis",
             &[
-                &key.account,
-                &key.region,
-                &key.operation,
-                &key.token,
-                &record.params_hash,
-                &record.response,
+                &enc(&key.account),
+                &enc(&key.region),
+                &enc(&key.operation),
+                &enc(&key.token),
+                &enc(&record.params_hash),
+                &enc(&record.response),
                 &record.created_millis,
             ],
         )?;
@@ -275,7 +305,7 @@ impl Txn for PgTxn {
         self.conn.execute(
             "INSERT INTO builds (arn, queued_millis, worker) VALUES ($1, $2, NULL)
              ON CONFLICT DO NOTHING",
-            &[&arn, &queued_millis],
+            &[&enc(arn), &queued_millis],
         )?;
         Ok(())
     }
@@ -288,14 +318,14 @@ impl Txn for PgTxn {
                  SELECT arn FROM builds WHERE worker IS NULL
                  ORDER BY queued_millis, arn LIMIT 1 FOR UPDATE SKIP LOCKED)
              RETURNING arn",
-            &[&worker],
+            &[&enc(worker)],
         )?;
-        Ok(rows.first().map(|r| r.try_get(0)).transpose()?)
+        Ok(rows.first().map(|r| r.try_get(0).map(dec)).transpose()?)
     }
 
     fn finish_build(&mut self, arn: &str) -> Result<(), StoreError> {
         self.conn
-            .execute("DELETE FROM builds WHERE arn = $1", &[&arn])?;
+            .execute("DELETE FROM builds WHERE arn = $1", &[&enc(arn)])?;
         Ok(())
     }
 
@@ -306,7 +336,7 @@ impl Txn for PgTxn {
         )?;
         Ok(rows
             .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .map(|r| Ok((dec(r.try_get(0)?), dec_opt(r.try_get(1)?))))
             .collect::<Result<_, postgres::Error>>()?)
     }
 
@@ -319,11 +349,11 @@ impl Txn for PgTxn {
             Some(next) => self.conn.execute(
                 "INSERT INTO schedules (pipeline_arn, next_run_millis) VALUES ($1, $2)
                  ON CONFLICT (pipeline_arn) DO UPDATE SET next_run_millis = excluded.next_run_millis",
-                &[&pipeline_arn, &next],
+                &[&enc(pipeline_arn), &next],
             )?,
             None => self.conn.execute(
                 "DELETE FROM schedules WHERE pipeline_arn = $1",
-                &[&pipeline_arn],
+                &[&enc(pipeline_arn)],
             )?,
         };
         Ok(())
@@ -341,7 +371,7 @@ impl Txn for PgTxn {
         )?;
         Ok(rows
             .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .map(|r| Ok((dec(r.try_get(0)?), r.try_get(1)?)))
             .collect::<Result<_, postgres::Error>>()?)
     }
 
@@ -364,11 +394,11 @@ impl Txn for PgTxn {
             Some(next) => self.conn.execute(
                 "UPDATE schedules SET next_run_millis = $3
                  WHERE pipeline_arn = $1 AND next_run_millis = $2",
-                &[&pipeline_arn, &due_millis, &next],
+                &[&enc(pipeline_arn), &due_millis, &next],
             )?,
             None => self.conn.execute(
                 "DELETE FROM schedules WHERE pipeline_arn = $1 AND next_run_millis = $2",
-                &[&pipeline_arn, &due_millis],
+                &[&enc(pipeline_arn), &due_millis],
             )?,
         };
         Ok(n == 1)
@@ -377,15 +407,15 @@ impl Txn for PgTxn {
     fn get_setting(&mut self, name: &str) -> Result<Option<String>, StoreError> {
         let rows = self
             .conn
-            .query("SELECT value FROM settings WHERE name = $1", &[&name])?;
-        Ok(rows.first().map(|r| r.try_get(0)).transpose()?)
+            .query("SELECT value FROM settings WHERE name = $1", &[&enc(name)])?;
+        Ok(rows.first().map(|r| r.try_get(0).map(dec)).transpose()?)
     }
 
     fn put_setting(&mut self, name: &str, value: &str) -> Result<(), StoreError> {
         self.conn.execute(
             "INSERT INTO settings (name, value) VALUES ($1, $2)
              ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-            &[&name, &value],
+            &[&enc(name), &enc(value)],
         )?;
         Ok(())
     }

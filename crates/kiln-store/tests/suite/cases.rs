@@ -381,3 +381,52 @@ pub fn deleting_a_row_removes_its_tags_and_references(fixture: &Fixture) {
         .unwrap()
         .unwrap();
 }
+
+/// Callers may send any string (a tag, a clientToken, an ARN to look up), NUL included; every
+/// backend stores and finds it as it came.
+pub fn any_string_is_stored_as_it_came(fixture: &Fixture) {
+    let store = fixture.open();
+    let odd = "a\0b\u{1}c\u{1}0";
+    let key = TokenKey {
+        token: odd.into(),
+        ..token_key()
+    };
+    let mut r = row("odd");
+    r.body = format!("{{\"v\":{}}}", serde_json::Value::String(odd.into()));
+    store
+        .write(|tx| {
+            tx.put_row(&r)?;
+            tx.set_tags(&r.arn, &[(odd.to_string(), odd.to_string())].into())?;
+            tx.set_references(&r.arn, &[odd.to_string()])?;
+            tx.put_setting(odd, odd)?;
+            tx.put_token(
+                &key,
+                &TokenRecord {
+                    params_hash: odd.into(),
+                    response: odd.into(),
+                    created_millis: 1,
+                },
+            )
+        })
+        .unwrap()
+        .unwrap();
+    store
+        .read(|tx| {
+            assert_eq!(tx.get_row(&r.arn)?, Some(r.clone()));
+            assert_eq!(tx.get_row(&format!("{}\0", r.arn))?, None);
+            assert_eq!(
+                tx.tags(&r.arn)?,
+                [(odd.to_string(), odd.to_string())].into()
+            );
+            assert_eq!(tx.referrers(odd)?, vec![r.arn.clone()]);
+            assert_eq!(tx.get_setting(odd)?.as_deref(), Some(odd));
+            let token = tx.get_token(&key)?.expect("the token");
+            assert_eq!(
+                (token.params_hash.as_str(), token.response.as_str()),
+                (odd, odd)
+            );
+            Ok::<_, StoreError>(())
+        })
+        .unwrap()
+        .unwrap();
+}

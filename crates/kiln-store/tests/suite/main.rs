@@ -39,6 +39,7 @@ both!(
     cases::lists_are_in_byte_order_and_resume_after_a_cursor,
     cases::tags_references_and_settings,
     cases::deleting_a_row_removes_its_tags_and_references,
+    cases::any_string_is_stored_as_it_came,
     migrations::a_fresh_database_gets_the_newest_version,
     migrations::a_database_from_a_newer_kiln_is_refused,
     concurrency::creates_of_one_name_never_share_a_build_number,
