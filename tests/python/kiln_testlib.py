@@ -2,7 +2,9 @@
 aws CLI, and builders of valid resources that the resource tests share.
 
 Fixtures live in conftest.py; this module holds the plain code so that test files can import it.
-The binary comes from `KILN_BIN` (default: `<repo>/target/debug/kiln`).
+The binary comes from `KILN_BIN` (default: `<repo>/target/debug/kiln`). With
+`KILN_TEST_PYTHON_DATABASE_URL` (a PostgreSQL server's URL) every server runs on a database of
+its own there (`--database`), one per data directory, so the suite checks the PostgreSQL backend.
 """
 
 from __future__ import annotations
@@ -40,6 +42,26 @@ LISTENING_PREFIX = "kiln listening on "
 
 def kiln_bin() -> str:
     return os.environ.get("KILN_BIN") or str(REPO / "target" / "debug" / "kiln")
+
+
+def database_for(data_dir: Path) -> list[str]:
+    """`--database` on a PostgreSQL database named after `data_dir` (so that a restarted server
+    finds its data) when `KILN_TEST_PYTHON_DATABASE_URL` names a server; else nothing."""
+    admin = os.environ.get("KILN_TEST_PYTHON_DATABASE_URL")
+    if not admin:
+        return []
+    import hashlib
+
+    name = "kiln_py_" + hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:24]
+    psql = shutil.which("psql") or "/usr/lib/postgresql/15/bin/psql"
+    query = f"SELECT 1 FROM pg_database WHERE datname = '{name}'"
+    found = subprocess.run(
+        [psql, admin, "-Atc", query], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    if not found:
+        subprocess.run([psql, admin, "-qc", f"CREATE DATABASE {name}"], check=True)
+    base, _, _ = admin.partition("?")
+    return ["--database", base.rsplit("/", 1)[0] + "/" + name]
 
 
 class KilnServer:
@@ -105,10 +127,12 @@ class KilnServer:
         if not {"--credentials", "--insecure-no-auth"} & set(self.extra_args):
             self.write_credentials()
             auth_args = ["--credentials", str(self.credentials_path)]
+        db_args = [] if "--database" in self.extra_args else database_for(self.data_dir)
         args = [
             *self.prefix,
             self.binary or kiln_bin(),
             "serve",
+            *db_args,
             "--listen",
             "127.0.0.1:0",
             "--data-dir",

@@ -171,8 +171,9 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Bod
     let service = shared.service.clone();
     let operation = routed.operation;
     // Reads take microseconds and never wait for a lock, so they run on the runtime's thread;
-    // writes may wait for their batch to commit, so they move to a blocking thread.
-    let result = if def.is_read_only() {
+    // writes may wait for their batch to commit, so they move to a blocking thread. On a shared
+    // database reads are network round trips (and its client blocks), so they move too.
+    let result = if def.is_read_only() && !service.store.is_shared() {
         Ok(service.call(operation, &ctx, input))
     } else {
         tokio::task::spawn_blocking(move || service.call(operation, &ctx, input)).await

@@ -6,7 +6,7 @@ use crate::quotas::Quotas;
 use kiln_core::clock::Clock;
 use kiln_core::parents::ParentRules;
 use kiln_core::Core;
-use kiln_store::{StoreError, TokenKey, TokenRecord, Txn};
+use kiln_store::{Database, StoreError, TokenKey, TokenRecord, Txn};
 use kiln_wire::codec::with_request_id;
 use kiln_wire::{dispatch, ApiError, ErrorKind, Operation, RequestContext};
 use serde_json::Value;
@@ -33,9 +33,19 @@ pub struct Service {
 }
 
 impl Service {
-    /// Opens the database under `data_dir` and loads (or creates) the pagination key.
+    /// Opens the SQLite database under `data_dir` and loads (or creates) the pagination key.
     pub fn open(data_dir: &Path, sync: kiln_store::sqlite::Sync) -> Result<Service, StoreError> {
-        let core = Core::open(data_dir, sync)?;
+        Service::open_database(data_dir, None, sync)
+    }
+
+    /// Opens `database` (by default, SQLite under `data_dir`) and loads (or creates) the
+    /// pagination key, which every server on a shared database then signs with.
+    pub fn open_database(
+        data_dir: &Path,
+        database: Option<&Database>,
+        sync: kiln_store::sqlite::Sync,
+    ) -> Result<Service, StoreError> {
+        let core = Core::open_database(data_dir, database, sync)?;
         let key = core.store.write(|tx| -> Result<String, StoreError> {
             if let Some(key) = tx.get_setting(SIGNING_KEY_SETTING)? {
                 return Ok(key);
@@ -294,7 +304,8 @@ fn params_hash(input: &Value) -> String {
 /// waiters, Terraform refreshes), and an answer costs far more to build (row, tags, decoding,
 /// formatting) than to copy. Every commit makes every entry stale, so the cache never answers
 /// something the database no longer says; it relies on this process being the database's only
-/// writer, which the store's lock file guarantees.
+/// writer, which the store's lock file guarantees. On PostgreSQL other processes write too, so
+/// the store's generation changes on every call there and the cache never answers.
 #[derive(Default)]
 struct Answers {
     entries: Mutex<HashMap<AnswerKey, Answer>>,

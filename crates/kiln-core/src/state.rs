@@ -5,12 +5,12 @@
 use crate::clock::{Clock, SystemClock};
 use crate::parents::ParentRules;
 use crate::work::WorkSignal;
-use kiln_store::{SqliteStore, StoreError};
+use kiln_store::{Database, Store, StoreError};
 use std::path::Path;
 use std::sync::Arc;
 
 pub struct Core {
-    pub store: SqliteStore,
+    pub store: Store,
     /// Woken by every committed write (the build worker and the scheduler wait on it).
     pub work: WorkSignal,
     /// The time of requests, builds and schedules.
@@ -20,14 +20,27 @@ pub struct Core {
 }
 
 impl Core {
-    /// Opens (or creates) the database under `data_dir`, on the system clock, with no import
-    /// directories or registries.
+    /// Opens (or creates) the SQLite database under `data_dir`, on the system clock, with no
+    /// import directories or registries.
     pub fn open(data_dir: &Path, sync: kiln_store::sqlite::Sync) -> Result<Core, StoreError> {
+        Core::open_database(data_dir, None, sync)
+    }
+
+    /// Opens `database` (by default, SQLite under `data_dir`); the data directory holds the
+    /// machine's own state (images, instances, logs) either way.
+    pub fn open_database(
+        data_dir: &Path,
+        database: Option<&Database>,
+        sync: kiln_store::sqlite::Sync,
+    ) -> Result<Core, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Open {
             path: data_dir.display().to_string(),
             message: e.to_string(),
         })?;
-        let store = SqliteStore::open(&data_dir.join("kiln.db"), sync)?;
+        let store = match database {
+            Some(database) => Store::open(database, sync)?,
+            None => Store::open(&Database::Sqlite(data_dir.join("kiln.db")), sync)?,
+        };
         let parents = ParentRules::new(data_dir, &[], &[]).map_err(|message| StoreError::Open {
             path: data_dir.display().to_string(),
             message,

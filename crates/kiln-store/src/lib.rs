@@ -7,12 +7,19 @@
 //! have tables of their own.
 //!
 //! - [`txn`]: the backend-neutral transaction interface and its typed helpers.
+//! - [`store`]: the [`Store`] callers hold, over one of the two backends.
 //! - [`sqlite`]: the embedded SQLite backend (WAL, one writer, a pool of readers).
+//! - [`postgres`]: the shared PostgreSQL backend (many processes, writes under one lock).
 
 pub mod error;
+mod migrate;
+pub mod postgres;
 pub mod sqlite;
+pub mod store;
 pub mod txn;
 
 pub use error::StoreError;
-pub use sqlite::SqliteStore;
+pub use postgres::PgStore;
+pub use sqlite::{SqliteStore, Sync};
+pub use store::{Database, Store};
 pub use txn::{ListQuery, Row, TokenKey, TokenRecord, Txn, TxnExt};

@@ -1,5 +1,5 @@
-//! The transaction interface the API runs against. It is object-safe and speaks in rows, so a
-//! second backend (PostgreSQL) implements the same few methods; [`TxnExt`] adds the typed
+//! The transaction interface the API runs against. It is object-safe and speaks in rows, so
+//! both backends (SQLite, PostgreSQL) implement the same few methods; [`TxnExt`] adds the typed
 //! helpers on top for every backend.
 
 use crate::error::StoreError;

@@ -97,7 +97,11 @@ struct ServeArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, env = "KILN_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
-    /// Durability of commits.
+    /// A shared PostgreSQL database, `postgres://user[:password]@host[:port]/database`, for
+    /// several Kiln processes at once. Default: SQLite in the data directory (one process).
+    #[arg(long, env = "KILN_DATABASE")]
+    database: Option<String>,
+    /// Durability of commits (SQLite; on PostgreSQL the server's synchronous_commit decides).
     #[arg(long, env = "KILN_SYNC", value_enum, default_value = "normal")]
     sync: SyncMode,
     /// Image builds that run at once (default: the number of cores).
@@ -284,6 +288,15 @@ fn authenticator(args: &ServeArgs) -> Result<Authenticator> {
 }
 
 fn serve(args: ServeArgs) -> Result<()> {
+    // Parsed here rather than by clap, whose message would quote the value, password and all;
+    // first, so that a bad value leaves nothing behind in the data directory.
+    let database = args
+        .database
+        .as_deref()
+        .map(kiln_store::Database::parse)
+        .transpose()
+        .map_err(anyhow::Error::msg)
+        .context("--database")?;
     let auth = Arc::new(authenticator(&args)?);
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(
@@ -311,8 +324,11 @@ fn serve(args: ServeArgs) -> Result<()> {
         bad.is_empty(),
         "model patterns that do not compile: {bad:?}"
     );
-    let mut service = Service::open(&args.data_dir, sync)
-        .with_context(|| format!("opening the data directory {}", args.data_dir.display()))?;
+    let mut service = Service::open_database(&args.data_dir, database.as_ref(), sync)
+        .with_context(|| match &args.database {
+            Some(url) => format!("opening the database {}", kiln_store::postgres::redact(url)),
+            None => format!("opening the data directory {}", args.data_dir.display()),
+        })?;
     if let Some(path) = &args.clock_file {
         tracing::warn!(path = %path.display(), "using a test clock");
         service = service.with_clock(Arc::new(kiln_core::clock::FileClock::new(path.clone())));

@@ -22,6 +22,8 @@
 mod schema;
 mod txn;
 
+pub use schema::SCHEMA_VERSION;
+
 use crate::error::StoreError;
 use crate::txn::Txn;
 use rusqlite::{Connection, OpenFlags};
@@ -192,8 +194,8 @@ impl SqliteStore {
             }
             std::fs::TryLockError::Error(e) => open_error(&lock_path, e),
         })?;
-        let writer = open_writer(path, sync)?;
-        writer.execute_batch(schema::SCHEMA)?;
+        let mut writer = open_writer(path, sync)?;
+        schema::migrate(&mut writer, &path.display().to_string())?;
         let generation = Arc::new(AtomicU64::new(0));
         let stop_checkpoints = Arc::new(AtomicBool::new(false));
         {
@@ -457,6 +459,3 @@ fn run_in_savepoint<R, E>(
     txn.conn.prepare_cached("RELEASE call")?.execute([])?;
     Ok(result)
 }
-
-#[cfg(test)]
-mod tests;

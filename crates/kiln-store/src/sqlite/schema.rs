@@ -3,8 +3,38 @@
 //! Tokens are small rows keyed by their scope, so they need no second index; the hourly purge
 //! scans them. Schedules are the due set of the scheduler: one row per pipeline that will run on
 //! its schedule, indexed by time so that finding what is due never scans the others.
+//!
+//! The version is SQLite's `user_version`. Databases made before versions existed have 0 and
+//! the tables of version 1: the first migration only creates what is missing, so they open
+//! unchanged.
 
-pub const SCHEMA: &str = "
+use crate::error::StoreError;
+use rusqlite::Connection;
+
+/// Every migration, in order: `MIGRATIONS[i]` leads from version `i` to `i + 1`.
+pub const MIGRATIONS: &[&str] = &[V1];
+
+/// The version a database has after every migration this binary knows.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the database up to the newest version this binary knows, in one transaction.
+pub fn migrate(conn: &mut Connection, path: &str) -> Result<(), StoreError> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    // Read again under the write lock: only the version seen here is the one to migrate from.
+    let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (version, sql) in crate::migrate::pending(path, found, MIGRATIONS)? {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", version)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+const V1: &str = "
 CREATE TABLE IF NOT EXISTS resources (
     id INTEGER PRIMARY KEY,
     arn TEXT NOT NULL UNIQUE,

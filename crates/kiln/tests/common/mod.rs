@@ -70,6 +70,11 @@ impl Server {
         server
     }
 
+    /// Starts a server (with its own data directory) on a shared PostgreSQL database.
+    pub fn start_on_database(url: &str) -> Server {
+        Server::start_with_args("", &["--database", url])
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.root.path().join("data")
     }
@@ -127,6 +132,7 @@ impl Server {
             .env_remove("KILN_DEFAULT_ACCOUNT")
             .env_remove("KILN_DEFAULT_REGION")
             .env_remove("KILN_SYNC")
+            .env_remove("KILN_DATABASE")
             .env_remove("KILN_RATE_LIMIT")
             .env_remove("KILN_RATE_BURST")
             .env_remove("KILN_QUOTAS")

@@ -1,0 +1,263 @@
+//! The shared backend: one PostgreSQL database that many Kiln processes use at once.
+//!
+//! Every write transaction first takes one transaction-scoped advisory lock
+//! (`pg_advisory_xact_lock(WRITE_LOCK)`), so writes run one at a time across every process on
+//! the database, exactly as they run one at a time through SQLite's single writer. That keeps
+//! every check-then-write sequence of the API (name clashes after normalisation, build numbers
+//! as max + 1, idempotency tokens, references) correct without each one knowing about other
+//! processes, and it never fails a call with a serialization error to retry. Under the lock,
+//! READ COMMITTED sees every write committed before it, because the previous holder released
+//! the lock only by committing. The price is that writes do not run in parallel; a write
+//! holds the lock for a few round trips.
+//!
+//! Reads run in REPEATABLE READ, READ ONLY transactions: one snapshot for the whole call, taken
+//! after every write answered before it began (on any process), and they never wait for writes.
+//!
+//! Connections come from a small pool of our own (a mutex, a condition variable and a list):
+//! each connection keeps its prepared statements, and a connection that broke is dropped
+//! rather than put back.
+
+mod schema;
+mod text;
+mod txn;
+
+pub use schema::SCHEMA_VERSION;
+
+use crate::error::StoreError;
+use crate::txn::Txn;
+use postgres::NoTls;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use txn::{Conn, PgTxn};
+
+/// The advisory lock every write transaction holds ("KILNWRIT").
+const WRITE_LOCK: i64 = 0x4B49_4C4E_5752_4954;
+/// The advisory lock migrations hold ("KILNMIGR").
+const MIGRATION_LOCK: i64 = 0x4B49_4C4E_4D49_4752;
+/// Most connections one process opens.
+const MAX_CONNECTIONS: usize = 32;
+
+struct Pool {
+    idle: Vec<Conn>,
+    /// Connections open, idle or in use.
+    open: usize,
+}
+
+pub struct PgStore {
+    config: postgres::Config,
+    /// The URL without its password, for messages.
+    shown: String,
+    pool: Mutex<Pool>,
+    returned: Condvar,
+    calls: AtomicU64,
+    /// `BEGIN` and the writer lock, sent in one round trip.
+    begin_write: String,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// `url` with any password replaced, so that it can appear in messages and logs.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+impl PgStore {
+    /// Connects to the database at `url` (`postgres://user[:password]@host[:port]/db`) and
+    /// brings its schema up to date.
+    pub fn open(url: &str) -> Result<PgStore, StoreError> {
+        let shown = redact(url);
+        let config: postgres::Config = url.parse().map_err(|e| StoreError::Open {
+            path: shown.clone(),
+            message: format!("not a PostgreSQL URL: {e}"),
+        })?;
+        let store = PgStore {
+            config,
+            shown,
+            pool: Mutex::new(Pool {
+                idle: Vec::new(),
+                open: 0,
+            }),
+            returned: Condvar::new(),
+            calls: AtomicU64::new(0),
+            begin_write: format!("BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"),
+        };
+        let mut conn = store.connect()?;
+        schema::migrate(&mut conn.client, &store.shown)?;
+        store.put_back(conn);
+        Ok(store)
+    }
+
+    /// The database, without its password.
+    pub fn url(&self) -> &str {
+        &self.shown
+    }
+
+    /// Changes with every call: an answer read from PostgreSQL is never known to be current,
+    /// because another process may have committed since, so the API's answer cache (keyed on
+    /// this) never serves one.
+    pub fn generation(&self) -> u64 {
+        self.calls.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn connect(&self) -> Result<Conn, StoreError> {
+        let mut pool = lock(&self.pool);
+        loop {
+            if let Some(conn) = pool.idle.pop() {
+                return Ok(conn);
+            }
+            if pool.open < MAX_CONNECTIONS {
+                pool.open += 1;
+                break;
+            }
+            pool = self.returned.wait(pool).unwrap_or_else(|p| p.into_inner());
+        }
+        drop(pool);
+        match self.config.connect(NoTls) {
+            Ok(client) => Ok(Conn::new(client)),
+            Err(e) => {
+                self.forget();
+                Err(StoreError::Open {
+                    path: self.shown.clone(),
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+
+    fn put_back(&self, conn: Conn) {
+        if conn.client.is_closed() {
+            self.forget();
+            return;
+        }
+        lock(&self.pool).idle.push(conn);
+        self.returned.notify_one();
+    }
+
+    /// A connection was dropped: another may be opened in its place.
+    fn forget(&self) {
+        lock(&self.pool).open -= 1;
+        self.returned.notify_one();
+    }
+
+    /// Runs `f` in a transaction begun with `begin`, committed if `f` returns `Ok` and rolled
+    /// back otherwise. A connection whose transaction could not be ended is dropped.
+    fn run<R, E>(
+        &self,
+        begin: &str,
+        f: impl FnOnce(&mut (dyn Txn + 'static)) -> Result<R, E>,
+    ) -> Result<Result<R, E>, StoreError> {
+        let mut conn = self.connect()?;
+        if let Err(e) = conn.client.batch_execute(begin) {
+            let closed = e.is_closed()
+                || conn.client.is_closed()
+                || e.code() == Some(&postgres::error::SqlState::ADMIN_SHUTDOWN);
+            if !closed {
+                self.discard_unless_idle(conn);
+                return Err(e.into());
+            }
+            // A pooled connection the server closed (it restarted, or dropped idle clients):
+            // nothing has run on it yet, so the call can start over on a new one.
+            drop(conn);
+            self.forget();
+            conn = self.connect()?;
+            if let Err(e) = conn.client.batch_execute(begin) {
+                self.discard_unless_idle(conn);
+                return Err(e.into());
+            }
+        }
+        let mut txn = PgTxn { conn };
+        let result = match catch_unwind(AssertUnwindSafe(|| f(&mut txn))) {
+            Ok(result) => result,
+            Err(panic) => {
+                // Dropping the connection ends its transaction on the server.
+                drop(txn);
+                self.forget();
+                resume_unwind(panic);
+            }
+        };
+        let mut conn = txn.conn;
+        let failed = std::mem::take(&mut conn.failed);
+        if result.is_ok() && failed {
+            self.discard_unless_idle(conn);
+            return Err(StoreError::BatchFailed {
+                reason: "a statement failed inside a call that then returned success".to_string(),
+            });
+        }
+        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        match conn.client.batch_execute(end) {
+            Ok(()) => {
+                self.put_back(conn);
+                Ok(result)
+            }
+            Err(e) => {
+                self.discard_unless_idle(conn);
+                Err(StoreError::BatchFailed {
+                    reason: e.to_string(),
+                })
+            }
+        }
+    }
+
+    /// After a failed BEGIN or COMMIT the connection may be mid-transaction: roll back, and
+    /// drop it if even that fails.
+    fn discard_unless_idle(&self, mut conn: Conn) {
+        if conn.client.batch_execute("ROLLBACK").is_ok() {
+            self.put_back(conn);
+        } else {
+            drop(conn);
+            self.forget();
+        }
+    }
+
+    /// Runs `f` in a read-only transaction that sees every write answered before it began, by
+    /// any process.
+    pub fn read<R, E>(
+        &self,
+        f: impl FnOnce(&mut (dyn Txn + 'static)) -> Result<R, E>,
+    ) -> Result<Result<R, E>, StoreError> {
+        self.run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", f)
+    }
+
+    /// Runs `f` in a write transaction, one at a time across every process on the database.
+    /// Returns once its changes are committed (or rolled back, if `f` failed).
+    pub fn write<R, E>(
+        &self,
+        f: impl FnOnce(&mut (dyn Txn + 'static)) -> Result<R, E>,
+    ) -> Result<Result<R, E>, StoreError> {
+        self.run(&self.begin_write, f)
+    }
+
+    /// Forgets idempotency tokens created before `cutoff_millis`.
+    pub fn purge_tokens(&self, cutoff_millis: i64) -> Result<usize, StoreError> {
+        self.write(|tx| tx.purge_tokens(cutoff_millis))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            super::redact("postgres://kiln:secret@db:5432/kiln"),
+            "postgres://kiln:***@db:5432/kiln"
+        );
+        assert_eq!(
+            super::redact("postgres://kiln@db/kiln"),
+            "postgres://kiln@db/kiln"
+        );
+    }
+}

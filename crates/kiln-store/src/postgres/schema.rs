@@ -1,0 +1,93 @@
+//! The tables on PostgreSQL: the same as SQLite's, with every text column in the "C" collation
+//! so that ARNs sort byte by byte as they do in SQLite (pagination cursors compare ARNs, and a
+//! locale's collation would order them differently from one database to the next).
+//!
+//! The version is the one row of `schema_version`. Migrations run under their own advisory lock,
+//! so servers starting at once migrate one after the other.
+
+use super::MIGRATION_LOCK;
+use crate::error::StoreError;
+use postgres::Client;
+
+/// Every migration, in order: `MIGRATIONS[i]` leads from version `i` to `i + 1`.
+pub const MIGRATIONS: &[&str] = &[V1];
+
+/// The version a database has after every migration this binary knows.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+pub fn migrate(client: &mut Client, url: &str) -> Result<(), StoreError> {
+    let mut tx = client.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_version (
+             one BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one),
+             version BIGINT NOT NULL
+         )",
+    )?;
+    let found: i64 = tx
+        .query_opt("SELECT version FROM schema_version", &[])?
+        .map(|r| r.get(0))
+        .unwrap_or(0);
+    for (version, sql) in crate::migrate::pending(url, found, MIGRATIONS)? {
+        tx.batch_execute(sql)?;
+        tx.execute(
+            "INSERT INTO schema_version (one, version) VALUES (TRUE, $1)
+             ON CONFLICT (one) DO UPDATE SET version = excluded.version",
+            &[&version],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+const V1: &str = r#"
+CREATE TABLE resources (
+    arn TEXT COLLATE "C" PRIMARY KEY,
+    kind TEXT COLLATE "C" NOT NULL,
+    account TEXT COLLATE "C" NOT NULL,
+    region TEXT COLLATE "C" NOT NULL,
+    name TEXT COLLATE "C" NOT NULL,
+    version TEXT COLLATE "C",
+    build BIGINT,
+    body TEXT NOT NULL
+);
+CREATE INDEX resources_by_scope ON resources (account, region, kind, arn);
+CREATE INDEX resources_by_kind ON resources (kind, arn);
+CREATE TABLE refs (
+    from_arn TEXT COLLATE "C" NOT NULL,
+    to_arn TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (from_arn, to_arn)
+);
+CREATE INDEX refs_by_target ON refs (to_arn);
+CREATE TABLE tags (
+    arn TEXT COLLATE "C" NOT NULL,
+    key TEXT COLLATE "C" NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (arn, key)
+);
+CREATE TABLE tokens (
+    account TEXT COLLATE "C" NOT NULL,
+    region TEXT COLLATE "C" NOT NULL,
+    operation TEXT COLLATE "C" NOT NULL,
+    token TEXT COLLATE "C" NOT NULL,
+    params_hash TEXT NOT NULL,
+    response TEXT NOT NULL,
+    created_millis BIGINT NOT NULL,
+    PRIMARY KEY (account, region, operation, token)
+);
+CREATE TABLE builds (
+    arn TEXT COLLATE "C" PRIMARY KEY,
+    queued_millis BIGINT NOT NULL,
+    worker TEXT
+);
+CREATE INDEX builds_waiting ON builds (queued_millis, arn) WHERE worker IS NULL;
+CREATE TABLE schedules (
+    pipeline_arn TEXT COLLATE "C" PRIMARY KEY,
+    next_run_millis BIGINT NOT NULL
+);
+CREATE INDEX schedules_by_time ON schedules (next_run_millis, pipeline_arn);
+CREATE TABLE settings (
+    name TEXT COLLATE "C" PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"#;

@@ -1,0 +1,422 @@
+//! `Txn` on a PostgreSQL connection. Every statement is prepared once per connection and kept:
+//! an unprepared query costs a second round trip to the server.
+
+use super::text::{dec, dec_opt, enc};
+use crate::error::StoreError;
+use crate::txn::{ListQuery, Row, TokenKey, TokenRecord, Txn};
+use kiln_domain::arn::ResourceKind;
+use postgres::types::ToSql;
+use postgres::{Client, Statement};
+use std::collections::{BTreeMap, HashMap};
+
+/// A pooled connection and the statements prepared on it.
+pub(super) struct Conn {
+    pub(super) client: Client,
+    statements: HashMap<&'static str, Statement>,
+    /// A statement failed in the current transaction. PostgreSQL then refuses every later
+    /// statement and turns `COMMIT` into a silent rollback, so a call that went on to return
+    /// success must not be answered as committed.
+    pub(super) failed: bool,
+}
+
+impl Conn {
+    pub(super) fn new(client: Client) -> Conn {
+        Conn {
+            client,
+            statements: HashMap::new(),
+            failed: false,
+        }
+    }
+
+    fn statement(&mut self, sql: &'static str) -> Result<Statement, postgres::Error> {
+        if let Some(stmt) = self.statements.get(sql) {
+            return Ok(stmt.clone());
+        }
+        let stmt = self.client.prepare(sql)?;
+        self.statements.insert(sql, stmt.clone());
+        Ok(stmt)
+    }
+
+    fn noted<T>(&mut self, result: Result<T, postgres::Error>) -> Result<T, StoreError> {
+        if result.is_err() {
+            self.failed = true;
+        }
+        Ok(result?)
+    }
+
+    fn query(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<postgres::Row>, StoreError> {
+        let result = self
+            .statement(sql)
+            .and_then(|stmt| self.client.query(&stmt, params));
+        self.noted(result)
+    }
+
+    fn execute(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        let result = self
+            .statement(sql)
+            .and_then(|stmt| self.client.execute(&stmt, params));
+        self.noted(result)
+    }
+}
+
+/// A transaction on a connection it owns (so that it is `'static`, like SQLite's). Beginning
+/// and ending it is the store's job.
+pub(super) struct PgTxn {
+    pub(super) conn: Conn,
+}
+
+fn row_from(r: &postgres::Row) -> Result<Row, StoreError> {
+    let arn = dec(r.try_get(0)?);
+    let kind: String = r.try_get(1)?;
+    let build: Option<i64> = r.try_get(6)?;
+    Ok(Row {
+        kind: ResourceKind::from_segment(&kind).ok_or_else(|| StoreError::Corrupt {
+            arn: arn.clone(),
+            message: format!("unknown kind {kind}"),
+        })?,
+        account: dec(r.try_get(2)?),
+        region: dec(r.try_get(3)?),
+        name: dec(r.try_get(4)?),
+        version: dec_opt(r.try_get(5)?),
+        build: build
+            .map(|b| {
+                u32::try_from(b).map_err(|_| StoreError::Corrupt {
+                    arn: arn.clone(),
+                    message: format!("build number {b} out of range"),
+                })
+            })
+            .transpose()?,
+        body: dec(r.try_get(7)?),
+        arn,
+    })
+}
+
+fn rows_from(rows: Vec<postgres::Row>) -> Result<Vec<Row>, StoreError> {
+    rows.iter().map(row_from).collect()
+}
+
+fn limit_of(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+impl Txn for PgTxn {
+    fn get_row(&mut self, arn: &str) -> Result<Option<Row>, StoreError> {
+        let rows = self.conn.query(
+            "SELECT arn, kind, account, region, name, version, build, body
+             FROM resources WHERE arn = $1",
+            &[&enc(arn)],
+        )?;
+        rows.first().map(row_from).transpose()
+    }
+
+    fn list_rows(&mut self, q: &ListQuery) -> Result<Vec<Row>, StoreError> {
+        let rows = self.conn.query(
+            "SELECT arn, kind, account, region, name, version, build, body FROM resources
+             WHERE account = $1 AND region = $2 AND kind = $3
+               AND ($4::text IS NULL OR name = $4) AND ($5::text IS NULL OR arn > $5)
+             ORDER BY arn",
+            &[
+                &enc(&q.account),
+                &enc(&q.region),
+                &q.kind.segment(),
+                &q.name.as_deref().map(enc),
+                &q.after.as_deref().map(enc),
+            ],
+        )?;
+        rows_from(rows)
+    }
+
+    fn count_rows(
+        &mut self,
+        account: &str,
+        region: &str,
+        kind: ResourceKind,
+    ) -> Result<u64, StoreError> {
+        let rows = self.conn.query(
+            "SELECT COUNT(*) FROM resources WHERE account = $1 AND region = $2 AND kind = $3",
+            &[&enc(account), &enc(region), &kind.segment()],
+        )?;
+        let n: i64 = rows.first().map(|r| r.try_get(0)).transpose()?.unwrap_or(0);
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    fn rows_of_kind(
+        &mut self,
+        kind: ResourceKind,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Row>, StoreError> {
+        let rows = self.conn.query(
+            "SELECT arn, kind, account, region, name, version, build, body FROM resources
+             WHERE kind = $1 AND ($2::text IS NULL OR arn > $2) ORDER BY arn LIMIT $3",
+            &[&kind.segment(), &after.map(enc), &limit_of(limit)],
+        )?;
+        rows_from(rows)
+    }
+
+    fn put_row(&mut self, row: &Row) -> Result<(), StoreError> {
+        let build = row.build.map(i64::from);
+        self.conn.execute(
+            "INSERT INTO resources (arn, kind, account, region, name, version, build, body)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (arn) DO UPDATE SET kind = excluded.kind, account = excluded.account,
+             region = excluded.region, name = excluded.name, version = excluded.version,
+             build = excluded.build, body = excluded.body",
+            &[
+                &enc(&row.arn),
+                &row.kind.segment(),
+                &enc(&row.account),
+                &enc(&row.region),
+                &enc(&row.name),
+                &row.version.as_deref().map(enc),
+                &build,
+                &enc(&row.body),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn delete_row(&mut self, arn: &str) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .execute("DELETE FROM resources WHERE arn = $1", &[&enc(arn)])?;
+        self.conn
+            .execute("DELETE FROM tags WHERE arn = $1", &[&enc(arn)])?;
+        self.conn
+            .execute("DELETE FROM refs WHERE from_arn = $1", &[&enc(arn)])?;
+        Ok(n > 0)
+    }
+
+    fn set_references(&mut self, from: &str, to: &[String]) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM refs WHERE from_arn = $1", &[&enc(from)])?;
+        for target in to {
+            self.conn.execute(
+                "INSERT INTO refs (from_arn, to_arn) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&enc(from), &enc(target)],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn referrers(&mut self, to: &str) -> Result<Vec<String>, StoreError> {
+        let rows = self.conn.query(
+            "SELECT from_arn FROM refs WHERE to_arn = $1 ORDER BY from_arn",
+            &[&enc(to)],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get(0).map(dec))
+            .collect::<Result<_, _>>()?)
+    }
+
+    fn tags(&mut self, arn: &str) -> Result<BTreeMap<String, String>, StoreError> {
+        let rows = self
+            .conn
+            .query("SELECT key, value FROM tags WHERE arn = $1", &[&enc(arn)])?;
+        Ok(rows
+            .iter()
+            .map(|r| Ok((dec(r.try_get(0)?), dec(r.try_get(1)?))))
+            .collect::<Result<_, postgres::Error>>()?)
+    }
+
+    fn set_tags(&mut self, arn: &str, tags: &BTreeMap<String, String>) -> Result<(), StoreError> {
+        for (k, v) in tags {
+            self.conn.execute(
+                "INSERT INTO tags (arn, key, value) VALUES ($1, $2, $3)
+                 ON CONFLICT (arn, key) DO UPDATE SET value = excluded.value",
+                &[&enc(arn), &enc(k), &enc(v)],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn remove_tags(&mut self, arn: &str, keys: &[String]) -> Result<(), StoreError> {
+        for k in keys {
+            self.conn.execute(
+                "DELETE FROM tags WHERE arn = $1 AND key = $2",
+                &[&enc(arn), &enc(k)],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn get_token(&mut self, key: &TokenKey) -> Result<Option<TokenRecord>, StoreError> {
+        let rows = self.conn.query(
+            "SELECT params_hash, response, created_millis FROM tokens
+             WHERE account = $1 AND region = $2 AND operation = $3 AND token = $4",
+            &[
+                &enc(&key.account),
+                &enc(&key.region),
+                &enc(&key.operation),
+                &enc(&key.token),
+            ],
+        )?;
+        Ok(rows
+            .first()
+            .map(|r| -> Result<TokenRecord, postgres::Error> {
+                Ok(TokenRecord {
+                    params_hash: dec(r.try_get(0)?),
+                    response: dec(r.try_get(1)?),
+                    created_millis: r.try_get(2)?,
+                })
+            })
+            .transpose()?)
+    }
+
+    fn put_token(&mut self, key: &TokenKey, record: &TokenRecord) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO tokens (account, region, operation, token, params_hash, response,
+                                 created_millis)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (account, region, operation, token) DO UPDATE SET
+             params_hash = excluded.params_hash, response = excluded.response,
+             created_millis = excluded.created_millis",
+            &[
+                &enc(&key.account),
+                &enc(&key.region),
+                &enc(&key.operation),
+                &enc(&key.token),
+                &enc(&record.params_hash),
+                &enc(&record.response),
+                &record.created_millis,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn purge_tokens(&mut self, cutoff_millis: i64) -> Result<usize, StoreError> {
+        let n = self.conn.execute(
+            "DELETE FROM tokens WHERE created_millis < $1",
+            &[&cutoff_millis],
+        )?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
+    fn enqueue_build(&mut self, arn: &str, queued_millis: i64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO builds (arn, queued_millis, worker) VALUES ($1, $2, NULL)
+             ON CONFLICT DO NOTHING",
+            &[&enc(arn), &queued_millis],
+        )?;
+        Ok(())
+    }
+
+    fn claim_build(&mut self, worker: &str) -> Result<Option<String>, StoreError> {
+        // SKIP LOCKED: a row another transaction is claiming is passed over instead of waited
+        // for, so claims that do not run under the writer lock still never return the same row.
+        let rows = self.conn.query(
+            "UPDATE builds SET worker = $1 WHERE arn = (
+                 SELECT arn FROM builds WHERE worker IS NULL
+                 ORDER BY queued_millis, arn LIMIT 1 FOR UPDATE SKIP LOCKED)
+             RETURNING arn",
+            &[&enc(worker)],
+        )?;
+        Ok(rows.first().map(|r| r.try_get(0).map(dec)).transpose()?)
+    }
+
+    fn finish_build(&mut self, arn: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM builds WHERE arn = $1", &[&enc(arn)])?;
+        Ok(())
+    }
+
+    fn queued_builds(&mut self) -> Result<Vec<(String, Option<String>)>, StoreError> {
+        let rows = self.conn.query(
+            "SELECT arn, worker FROM builds ORDER BY queued_millis, arn",
+            &[],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| Ok((dec(r.try_get(0)?), dec_opt(r.try_get(1)?))))
+            .collect::<Result<_, postgres::Error>>()?)
+    }
+
+    fn set_next_run(
+        &mut self,
+        pipeline_arn: &str,
+        next_millis: Option<i64>,
+    ) -> Result<(), StoreError> {
+        match next_millis {
+            Some(next) => self.conn.execute(
+                "INSERT INTO schedules (pipeline_arn, next_run_millis) VALUES ($1, $2)
+                 ON CONFLICT (pipeline_arn) DO UPDATE SET next_run_millis = excluded.next_run_millis",
+                &[&enc(pipeline_arn), &next],
+            )?,
+            None => self.conn.execute(
+                "DELETE FROM schedules WHERE pipeline_arn = $1",
+                &[&enc(pipeline_arn)],
+            )?,
+        };
+        Ok(())
+    }
+
+    fn due_runs(
+        &mut self,
+        now_millis: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = self.conn.query(
+            "SELECT pipeline_arn, next_run_millis FROM schedules WHERE next_run_millis <= $1
+             ORDER BY next_run_millis, pipeline_arn LIMIT $2",
+            &[&now_millis, &limit_of(limit)],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| Ok((dec(r.try_get(0)?), r.try_get(1)?)))
+            .collect::<Result<_, postgres::Error>>()?)
+    }
+
+    fn earliest_run(&mut self) -> Result<Option<i64>, StoreError> {
+        let rows = self
+            .conn
+            .query("SELECT MIN(next_run_millis) FROM schedules", &[])?;
+        Ok(rows.first().map(|r| r.try_get(0)).transpose()?.flatten())
+    }
+
+    fn claim_run(
+        &mut self,
+        pipeline_arn: &str,
+        due_millis: i64,
+        next_millis: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        // Compare-and-set: a concurrent claim waits for the row lock, then re-checks the due
+        // time against the committed row and matches nothing.
+        let n = match next_millis {
+            Some(next) => self.conn.execute(
+                "UPDATE schedules SET next_run_millis = $3
+                 WHERE pipeline_arn = $1 AND next_run_millis = $2",
+                &[&enc(pipeline_arn), &due_millis, &next],
+            )?,
+            None => self.conn.execute(
+                "DELETE FROM schedules WHERE pipeline_arn = $1 AND next_run_millis = $2",
+                &[&enc(pipeline_arn), &due_millis],
+            )?,
+        };
+        Ok(n == 1)
+    }
+
+    fn get_setting(&mut self, name: &str) -> Result<Option<String>, StoreError> {
+        let rows = self
+            .conn
+            .query("SELECT value FROM settings WHERE name = $1", &[&enc(name)])?;
+        Ok(rows.first().map(|r| r.try_get(0).map(dec)).transpose()?)
+    }
+
+    fn put_setting(&mut self, name: &str, value: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO settings (name, value) VALUES ($1, $2)
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            &[&enc(name), &enc(value)],
+        )?;
+        Ok(())
+    }
+}

@@ -1,0 +1,78 @@
+//! The store test suite, run against every backend: SQLite always, PostgreSQL when
+//! `KILN_TEST_DATABASE_URL` names a server (see `fixture`). Each case is a function of a
+//! fixture; `both!` makes one test of it per backend.
+
+mod cases;
+mod concurrency;
+mod fixture;
+mod migrations;
+
+pub use fixture::Fixture;
+
+macro_rules! both {
+    ($($module:ident :: $case:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(#[test]
+            fn $case() {
+                crate::$module::$case(&crate::Fixture::sqlite());
+            })*
+        }
+        mod on_postgres {
+            $(#[test]
+            fn $case() {
+                if let Some(fixture) = crate::Fixture::postgres() {
+                    crate::$module::$case(&fixture);
+                }
+            })*
+        }
+    };
+}
+
+both!(
+    cases::concurrent_writes_all_commit_and_failures_roll_back_alone,
+    cases::a_panicking_call_does_not_wedge_the_writer,
+    cases::committed_writes_survive_reopening,
+    cases::upsert_keeps_one_row_per_arn,
+    cases::builds_are_claimed_once_in_queue_order,
+    cases::schedules_are_due_in_time_order_and_claimed_once,
+    cases::count_rows_counts_one_kind_of_one_account_and_region,
+    cases::lists_are_in_byte_order_and_resume_after_a_cursor,
+    cases::tags_references_and_settings,
+    cases::deleting_a_row_removes_its_tags_and_references,
+    cases::any_string_is_stored_as_it_came,
+    migrations::a_fresh_database_gets_the_newest_version,
+    migrations::a_database_from_a_newer_kiln_is_refused,
+    concurrency::creates_of_one_name_never_share_a_build_number,
+    concurrency::one_client_token_creates_one_resource,
+    concurrency::builds_are_never_claimed_twice,
+    concurrency::a_due_run_is_claimed_once,
+    concurrency::writes_are_seen_by_every_store_at_once,
+    concurrency::stores_opening_at_once_migrate_once,
+    concurrency::closed_connections_are_replaced,
+);
+
+#[test]
+fn sqlite_allows_one_process_per_database() {
+    let fixture = Fixture::sqlite();
+    let first = fixture.open();
+    let second = kiln_store::Store::open(&fixture.database(), kiln_store::Sync::Normal);
+    assert!(
+        matches!(second, Err(kiln_store::StoreError::Open { .. })),
+        "a second store on the same file must be refused"
+    );
+    drop(first);
+    fixture.open();
+}
+
+#[test]
+fn sqlite_databases_from_before_versions_open_unchanged() {
+    migrations::unversioned_sqlite_database_opens_unchanged(&Fixture::sqlite());
+}
+
+#[test]
+fn only_postgres_urls_name_a_database() {
+    assert!(kiln_store::Database::parse("postgres://kiln@127.0.0.1:5432/kiln").is_ok());
+    assert!(kiln_store::Database::parse("postgresql://kiln@db/kiln").is_ok());
+    let err = kiln_store::Database::parse("mysql://root:hunter2@db/kiln").unwrap_err();
+    assert!(err.contains("mysql://root:***@db/kiln"), "{err}");
+}
