@@ -16,6 +16,7 @@ mod migrate;
 pub mod postgres;
 pub mod sqlite;
 pub mod store;
+pub mod testing;
 pub mod txn;
 
 pub use error::StoreError;

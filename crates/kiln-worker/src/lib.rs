@@ -112,6 +112,28 @@ impl Shared {
     }
 }
 
+/// The file in the data directory that names the worker processes of this directory.
+pub const MACHINE_ID_FILE: &str = "worker-id";
+
+/// The stable name of the workers of one data directory, made on first use: claims in a shared
+/// queue are named `<machine>/pid-<n>`, so that a restarted worker recovers the builds its own
+/// predecessors claimed and leaves other machines' builds alone.
+pub fn machine_id(data_dir: &Path) -> Result<String, WorkerError> {
+    let path = data_dir.join(MACHINE_ID_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => return Err(WorkerError::Io { path, source }),
+    }
+    let id = format!("worker-{}", uuid::Uuid::new_v4().simple());
+    std::fs::write(&path, &id).map_err(|source| WorkerError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(id)
+}
+
 /// The running worker; [`Worker::stop`] ends it.
 pub struct Worker {
     shared: Arc<Shared>,
@@ -151,11 +173,12 @@ impl Worker {
             path: config.images_dir(),
             message: e.to_string(),
         })?;
+        let machine = machine_id(&config.data_dir)?;
         let shared = Arc::new(Shared {
             core,
             store,
             sys,
-            worker_id: format!("pid-{}", std::process::id()),
+            worker_id: format!("{machine}/pid-{}", std::process::id()),
             config,
             stopping: AtomicBool::new(false),
             base_lock: Mutex::new(()),

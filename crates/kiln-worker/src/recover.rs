@@ -1,9 +1,11 @@
 //! What a new worker does before it claims anything: finish what a previous process left.
 //!
-//! One process owns a data directory (the store's lock file sees to it), so every build the
-//! queue shows as claimed belongs to a process that is gone. Those images end FAILED with the
-//! reason [`INTERRUPTED`](crate::run::INTERRUPTED) and their half-made store entries are
-//! dropped; builds nobody claimed stay queued and run; deletions are done. Then every instance
+//! One process owns a data directory, so every build the queue shows as claimed by a worker of
+//! this directory (`<machine>/pid-<n>`, see [`crate::machine_id`]) belongs to a process that is
+//! gone; on SQLite, whose database one process owns, that is every claimed build. Those images
+//! end FAILED with the reason [`INTERRUPTED`](crate::run::INTERRUPTED) and their half-made store
+//! entries are dropped; builds nobody claimed stay queued and run; deletions are done. On a
+//! shared database, builds other machines claimed are theirs and are left alone. Then every instance
 //! left in `instances/` is torn down (processes, mounts, cgroups), exports in flight are
 //! removed, and the image store is collected.
 
@@ -19,7 +21,21 @@ pub fn recover(shared: &Shared) -> Result<(), WorkerError> {
         .read(|tx| tx.queued_builds())
         .map_err(|e| WorkerError::Database(e.to_string()))?
         .map_err(|e| WorkerError::Database(e.to_string()))?;
+    let own_prefix = shared
+        .worker_id
+        .split_once('/')
+        .map(|(machine, _)| format!("{machine}/"));
+    let shared_queue = shared.core.store.is_shared();
     for (arn, claimed_by) in queued {
+        let claimed_elsewhere = shared_queue
+            && claimed_by.as_deref().is_some_and(|worker| {
+                own_prefix
+                    .as_deref()
+                    .is_none_or(|prefix| !worker.starts_with(prefix))
+            });
+        if claimed_elsewhere {
+            continue;
+        }
         let image = read_image(shared, &arn);
         let keep_queued = match &image {
             Some(i) if i.status == ImageStatus::Deleted => {

@@ -9,75 +9,7 @@
 mod common;
 
 use common::{error_code, list_all_infra, Server};
-use std::sync::atomic::{AtomicU64, Ordering};
-
-/// A throwaway database on the test server, dropped at the end of the test.
-struct TestDatabase {
-    admin: String,
-    name: String,
-    url: String,
-}
-
-impl TestDatabase {
-    /// On a thread of its own: the blocking PostgreSQL client refuses to run inside the
-    /// test's async runtime.
-    fn create() -> Option<TestDatabase> {
-        std::thread::spawn(TestDatabase::create_blocking)
-            .join()
-            .expect("creating the test database")
-    }
-
-    fn create_blocking() -> Option<TestDatabase> {
-        let Ok(admin) = std::env::var("KILN_TEST_DATABASE_URL") else {
-            assert!(
-                std::env::var("KILN_TEST_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-                "KILN_TEST_REQUIRE_POSTGRES=1 but KILN_TEST_DATABASE_URL is not set"
-            );
-            eprintln!("skipped: KILN_TEST_DATABASE_URL is not set");
-            return None;
-        };
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let name = format!(
-            "kiln_e2e_{}_{}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.subsec_nanos())
-                .unwrap_or(0)
-        );
-        let mut client = postgres::Client::connect(&admin, postgres::NoTls)
-            .unwrap_or_else(|e| panic!("connecting to KILN_TEST_DATABASE_URL: {e}"));
-        client
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .expect("creating the test database");
-        let (base, query) = admin.split_once('?').unwrap_or((&admin, ""));
-        let host_end = base
-            .find("://")
-            .and_then(|i| base[i + 3..].find('/').map(|j| i + 3 + j))
-            .unwrap_or(base.len());
-        let query = if query.is_empty() {
-            String::new()
-        } else {
-            format!("?{query}")
-        };
-        let url = format!("{}/{name}{query}", &base[..host_end]);
-        Some(TestDatabase { admin, name, url })
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let (admin, name) = (self.admin.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            if let Ok(mut client) = postgres::Client::connect(&admin, postgres::NoTls) {
-                let _ =
-                    client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-            }
-        })
-        .join();
-    }
-}
+use kiln_store::testing::TestDatabase;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_servers_on_one_database_are_one_service() {
