@@ -174,13 +174,12 @@ pub fn check_no_referrers(tx: &mut dyn Txn, arn: &str, label: &str) -> Result<()
     )))
 }
 
-/// Tags for a response: absent rather than empty, as AWS answers.
+/// Tags for a response. None are answered `{}`: the generated types write `tags` always.
 pub fn response_tags(
     tx: &mut dyn Txn,
     arn: &str,
 ) -> Result<Option<BTreeMap<String, String>>, ApiError> {
-    let tags = tx.tags(arn).api()?;
-    Ok((!tags.is_empty()).then_some(tags))
+    Ok(Some(tx.tags(arn).api()?))
 }
 
 /// Stores the tags a create request carried.

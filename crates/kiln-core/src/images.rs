@@ -124,8 +124,18 @@ pub fn resolve_recipe(
     })
 }
 
+/// An image [`create_image`] made: its build version ARN and its semantic version.
+pub struct NewImage {
+    pub arn: Arn,
+    pub version: SemVer,
+}
+
 /// Creates the image record of `order` (PENDING), queues its build, and answers its ARN.
-pub fn create_image(tx: &mut dyn Txn, caller: Caller<'_>, order: ImageOrder) -> CoreResult<String> {
+pub fn create_image(
+    tx: &mut dyn Txn,
+    caller: Caller<'_>,
+    order: ImageOrder,
+) -> CoreResult<NewImage> {
     let ResolvedRecipe {
         arn: recipe_arn,
         recipe,
@@ -195,7 +205,10 @@ pub fn create_image(tx: &mut dyn Txn, caller: Caller<'_>, order: ImageOrder) -> 
     tx.put(&image)?;
     store_tags(tx, &arn_text, order.tags.as_ref())?;
     tx.enqueue_build(&arn_text, caller.now_millis)?;
-    Ok(arn_text)
+    Ok(NewImage {
+        arn: image.arn,
+        version,
+    })
 }
 
 /// 16 hex digits that name a build's instances and logs.
@@ -237,7 +250,7 @@ pub fn start_pipeline_build(
     tags: Option<BTreeMap<String, String>>,
 ) -> CoreResult<String> {
     let d = &pipeline.definition;
-    let arn = create_image(
+    let image = create_image(
         tx,
         caller,
         ImageOrder {
@@ -255,7 +268,7 @@ pub fn start_pipeline_build(
     )?;
     pipeline.date_last_run = Some(caller.now_millis);
     pipeline.last_run_status = Some(ImageStatus::Pending.as_str().to_string());
-    Ok(arn)
+    Ok(image.arn.to_string())
 }
 
 /// Keeps a pipeline's `lastRunStatus` in step with the image of its latest run, and counts

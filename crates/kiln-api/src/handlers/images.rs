@@ -48,7 +48,7 @@ pub fn create(
     )
     .map_err(crate::convert::domain_error)?;
     let tests = input.image_tests_configuration.unwrap_or_default();
-    let arn = create_image(
+    let image = create_image(
         tx,
         caller(ctx),
         ImageOrder {
@@ -65,15 +65,14 @@ pub fn create(
         },
     )
     .api()?;
-    let latest = Arn::parse(&arn)
-        .ok()
-        .and_then(|a| Some((SemVer::parse(a.version.as_deref()?).ok()?, a)))
-        .map(|(version, a)| super::components::latest_version_references(&a, &version));
     Ok(CreateImageResponse {
         request_id: None,
         client_token: input.client_token,
-        image_build_version_arn: Some(arn),
-        latest_version_references: latest,
+        image_build_version_arn: Some(image.arn.to_string()),
+        latest_version_references: Some(super::components::latest_version_references(
+            &image.arn,
+            &image.version,
+        )),
     })
 }
 
