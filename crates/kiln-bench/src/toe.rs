@@ -185,7 +185,7 @@ fn filesystem_work(steps: usize, work: &Path, id: &str) -> Result<(Duration, Dur
         writeln!(
             application,
             "{} step build/S{i} (ExecuteBash) started",
-            kiln_toe::report::now()
+            kiln_toe::report::format_time(chrono::Utc::now())
         )?;
         let t = Instant::now();
         std::fs::create_dir_all(&root)?;
@@ -193,7 +193,7 @@ fn filesystem_work(steps: usize, work: &Path, id: &str) -> Result<(Duration, Dur
         writeln!(
             application,
             "{} step build/S{i} success",
-            kiln_toe::report::now()
+            kiln_toe::report::format_time(chrono::Utc::now())
         )?;
     }
     let elapsed = started.elapsed();

@@ -165,6 +165,13 @@ impl Builder<'_> {
         });
         let meta = CommitMeta {
             created_by: Some(format!("kiln build {}", request.build_id)),
+            // The engine's clock is the service's: the image's configuration says it was made
+            // when its record says.
+            created: self
+                .engine
+                .clock
+                .as_ref()
+                .map(|clock| clock().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
             ..CommitMeta::default()
         };
         // Nothing may change the build's writable layer from here on: a daemon a component

@@ -84,11 +84,19 @@ impl Fixture {
         request: &BuildRequest,
         stages: &Recorded,
     ) -> Result<kiln_build::Built, kiln_build::BuildError> {
-        let engine = EngineConfig::default();
+        self.build_with(request, stages, &EngineConfig::default())
+    }
+
+    fn build_with(
+        &self,
+        request: &BuildRequest,
+        stages: &Recorded,
+        engine: &EngineConfig,
+    ) -> Result<kiln_build::Built, kiln_build::BuildError> {
         Builder {
             store: &self.store,
             sys: Arc::new(RealPrivileged::new()),
-            engine: &engine,
+            engine,
             observer: &Quiet,
             stages,
         }
@@ -203,6 +211,41 @@ phases:
     assert_eq!(
         f.merged(&second.image, "/etc/kiln-built").as_deref(),
         Some("built twice\n")
+    );
+}
+
+#[test]
+fn a_build_on_a_set_clock_records_that_clock_s_time() {
+    let f = Fixture::new();
+    let at = chrono::DateTime::parse_from_rfc3339("2030-01-01T10:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let engine = EngineConfig {
+        clock: Some(Arc::new(move || at)),
+        ..EngineConfig::default()
+    };
+    let built = f
+        .build_with(
+            &f.request("clocked", &f.base, &[WRITE]),
+            &Recorded::default(),
+            &engine,
+        )
+        .expect("build");
+    assert_eq!(built.build_report.start_time, "2030-01-01T10:00:00.000Z");
+    assert_eq!(
+        built.build_report.end_time.as_deref(),
+        Some("2030-01-01T10:00:00.000Z")
+    );
+    let config = f.store.config(&built.image).unwrap();
+    assert_eq!(config.created().as_deref(), Some("2030-01-01T10:00:00Z"));
+    let logs = std::fs::read_dir(f.dir.path().join("logs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect::<Vec<_>>();
+    assert!(
+        logs.iter()
+            .any(|name| name.starts_with("TOE_2030-01-01_10-00-00_UTC-0_")),
+        "the log folders are named by the clock's time: {logs:?}"
     );
 }
 

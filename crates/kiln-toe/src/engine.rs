@@ -30,7 +30,9 @@ use crate::actions::{
 use crate::condition::{self, StepDecision, TargetHost};
 use crate::document::{self, Document, LoopKind, OnFailure, Platform, Step};
 use crate::logs::{LogDir, Resolution};
-use crate::report::{now, DocumentReport, ExecutionReport, PhaseReport, Status, StepReport};
+use crate::report::{
+    format_time, DocumentReport, ExecutionReport, PhaseReport, Status, StepReport,
+};
 use crate::target::{Reboot, Target};
 use crate::variables::{substitute, substitute_value, LoopField, Reference, Scope, VariableError};
 use crate::yaml::Value;
@@ -72,9 +74,22 @@ pub struct EngineConfig {
     /// Where, inside the target, the engine keeps a run's scratch files (scripts of
     /// ExecuteBash): the recipe's `workingDirectory`. Default `/tmp`.
     pub working_directory: Option<String>,
+    /// Where the run's times (reports, log lines, the log folder's name) come from: the
+    /// service's clock in a build, so that a build on a test clock reports the times its image
+    /// records. Default: the system clock.
+    pub clock: Option<Clock>,
 }
 
+/// A source of the current time.
+pub type Clock = Arc<dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync>;
+
 impl EngineConfig {
+    fn time(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock
+            .as_ref()
+            .map_or_else(chrono::Utc::now, |clock| clock())
+    }
+
     fn cancelled(&self) -> bool {
         self.cancel
             .as_ref()
@@ -272,6 +287,11 @@ impl<'a> Engine<'a> {
     }
 
     /// Validates documents and parameters without running anything.
+    /// Now, as the reports write it.
+    fn now(&self) -> String {
+        format_time(self.config.time())
+    }
+
     pub fn validate(&self, request: &RunRequest) -> Result<(), EngineError> {
         self.prepare(request).map(|_| ())
     }
@@ -279,7 +299,7 @@ impl<'a> Engine<'a> {
     /// Runs the documents of `request`.
     pub fn run(&self, request: RunRequest) -> Result<Outcome, EngineError> {
         let prepared = self.prepare(&request)?;
-        let started = chrono::Utc::now();
+        let started = self.config.time();
         let execution_id = request
             .execution_id
             .clone()
@@ -287,13 +307,14 @@ impl<'a> Engine<'a> {
         let log_path = request
             .log_directory
             .join(LogDir::folder_name(started, &execution_id));
-        let log = LogDir::open(log_path.clone()).map_err(io_error(&log_path))?;
+        let log = LogDir::open(log_path.clone(), self.config.clock.clone())
+            .map_err(io_error(&log_path))?;
         let texts: Vec<String> = request.documents.iter().map(|d| d.text.clone()).collect();
         log.write_documents(&texts).map_err(io_error(&log_path))?;
         let report = ExecutionReport {
             execution_id: execution_id.clone(),
             status: Status::Pending,
-            start_time: now(),
+            start_time: self.now(),
             end_time: None,
             failure_message: None,
             log_url: log_path.display().to_string(),
@@ -328,7 +349,8 @@ impl<'a> Engine<'a> {
         let saved: SavedRun = serde_json::from_str(&text)
             .map_err(|e| EngineError::State(format!("{}: {e}", path.display())))?;
         let prepared = self.prepare(&saved.request)?;
-        let log = LogDir::open(saved.log_path.clone()).map_err(io_error(&saved.log_path))?;
+        let log = LogDir::open(saved.log_path.clone(), self.config.clock.clone())
+            .map_err(io_error(&saved.log_path))?;
         log.application_line(&format!(
             "resuming after a reboot at document {}, phase {}, step {}",
             saved.cursor.document + 1,
@@ -415,7 +437,7 @@ impl<'a> Engine<'a> {
             };
             let doc_report = &mut report.documents[d];
             if doc_report.start_time.is_none() {
-                doc_report.start_time = Some(now());
+                doc_report.start_time = Some(self.now());
             }
             let mut run = Run {
                 log: &log,
@@ -456,7 +478,7 @@ impl<'a> Engine<'a> {
                 }
             }
             let doc_report = &mut report.documents[d];
-            doc_report.end_time = Some(now());
+            doc_report.end_time = Some(self.now());
             doc_report.status = Status::combine(doc_report.phases.iter().map(|p| p.status));
             if doc_report.status == Status::Failed {
                 doc_report.failure_message = first_failure(doc_report);
@@ -465,7 +487,7 @@ impl<'a> Engine<'a> {
                 break;
             }
         }
-        report.end_time = Some(now());
+        report.end_time = Some(self.now());
         report.status = Status::combine(report.documents.iter().map(|d| d.status));
         if report.status == Status::Failed {
             report.failure_message = report
@@ -517,7 +539,7 @@ impl<'a> Engine<'a> {
             let phase = &doc.document.phases[phase_index];
             let phase_report = &mut doc_report.phases[p];
             if phase_report.start_time.is_none() {
-                phase_report.start_time = Some(now());
+                phase_report.start_time = Some(self.now());
             }
             let mut aborted = false;
             for (s, step) in phase.steps.iter().enumerate().skip(step_start(p)) {
@@ -532,7 +554,7 @@ impl<'a> Engine<'a> {
                     let r = &mut phase_report.steps[s];
                     r.status = Status::Failed;
                     r.failure_message = Some(CANCELLED.to_string());
-                    r.end_time = Some(now());
+                    r.end_time = Some(self.now());
                     aborted = true;
                 }
                 if aborted {
@@ -543,7 +565,7 @@ impl<'a> Engine<'a> {
                     // The Reboot step finished before the target went down.
                     let r = &mut phase_report.steps[s];
                     r.status = Status::Success;
-                    r.end_time = Some(now());
+                    r.end_time = Some(self.now());
                     chain.steps.insert(
                         format!("{}.{}", phase.name, step.name),
                         ChainRecord::default(),
@@ -593,7 +615,7 @@ impl<'a> Engine<'a> {
                 }
             }
             let phase_report = &mut doc_report.phases[p];
-            phase_report.end_time = Some(now());
+            phase_report.end_time = Some(self.now());
             phase_report.status = Status::combine(
                 phase_report
                     .steps
@@ -631,12 +653,12 @@ impl<'a> Engine<'a> {
         mut reboots: u32,
     ) -> StepEnd {
         let mut report = new_step_report(step);
-        report.start_time = Some(now());
+        report.start_time = Some(self.now());
         let key = format!("{}.{}", at.phase, at.step);
         let finish = |mut report: StepReport, status: Status, failure: Option<String>| {
             report.status = status;
             report.failure_message = failure;
-            report.end_time = Some(now());
+            report.end_time = Some(self.now());
             StepEnd::Finished(report)
         };
         // `if`: once, and not again when the step is re-run after a reboot.
@@ -933,7 +955,7 @@ impl<'a> Engine<'a> {
         let mut nested = ExecutionReport {
             execution_id: nested_id.clone(),
             status: Status::Pending,
-            start_time: now(),
+            start_time: self.now(),
             end_time: None,
             failure_message: None,
             log_url: run.log.path().display().to_string(),
@@ -961,15 +983,15 @@ impl<'a> Engine<'a> {
             &mut resume,
         );
         let doc_report = &mut nested.documents[0];
-        doc_report.end_time = Some(now());
-        doc_report.start_time.get_or_insert_with(now);
+        doc_report.end_time = Some(self.now());
+        doc_report.start_time.get_or_insert_with(|| self.now());
         doc_report.status = Status::combine(doc_report.phases.iter().map(|p| p.status));
         doc_report.failure_message = (doc_report.status == Status::Failed)
             .then(|| first_failure(doc_report))
             .flatten();
         nested.status = doc_report.status;
         nested.failure_message = doc_report.failure_message.clone();
-        nested.end_time = Some(now());
+        nested.end_time = Some(self.now());
         if matches!(flow, Flow::Reboot(_)) {
             nested.status = Status::Failed;
         }

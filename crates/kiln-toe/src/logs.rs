@@ -33,6 +33,7 @@ pub struct LogDir {
     path: PathBuf,
     console: Mutex<File>,
     application: Mutex<File>,
+    clock: Option<crate::engine::Clock>,
 }
 
 impl LogDir {
@@ -45,7 +46,8 @@ impl LogDir {
     }
 
     /// Creates (or, when resuming, reopens for appending) the run's folder.
-    pub fn open(path: PathBuf) -> io::Result<LogDir> {
+    /// Lines are stamped with `clock`'s time (the system clock's when `None`).
+    pub fn open(path: PathBuf, clock: Option<crate::engine::Clock>) -> io::Result<LogDir> {
         std::fs::create_dir_all(&path)?;
         let append = |name: &str| {
             OpenOptions::new()
@@ -57,6 +59,7 @@ impl LogDir {
             console: Mutex::new(append("console.log")?),
             application: Mutex::new(append("application.log")?),
             path,
+            clock,
         })
     }
 
@@ -84,7 +87,11 @@ impl LogDir {
 
     pub fn application_line(&self, line: &str) {
         if let Ok(mut f) = self.application.lock() {
-            let _ = writeln!(f, "{} {line}", crate::report::now());
+            let now = self
+                .clock
+                .as_ref()
+                .map_or_else(chrono::Utc::now, |clock| clock());
+            let _ = writeln!(f, "{} {line}", crate::report::format_time(now));
         }
     }
 

@@ -162,9 +162,9 @@ impl Counts {
     }
 }
 
-/// Now, as awstoe writes times (RFC 3339, UTC, milliseconds).
-pub fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+/// A time as awstoe writes times (RFC 3339, UTC, milliseconds).
+pub fn format_time(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 #[cfg(test)]

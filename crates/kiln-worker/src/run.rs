@@ -266,6 +266,7 @@ fn run_build(
         },
         cancel: Some(cancel.clone()),
         working_directory: snapshot.working_directory().map(str::to_string),
+        clock: Some(engine_clock(shared.core.clock.clone())),
         ..EngineConfig::default()
     };
     let tracker = StageTracker {
@@ -289,6 +290,13 @@ fn run_build(
     });
     parent.release(shared);
     result.map(|built| (built, parent.os_version))
+}
+
+/// The service clock as the component engine reads time.
+fn engine_clock(clock: Arc<dyn kiln_core::clock::Clock>) -> kiln_toe::engine::Clock {
+    Arc::new(move || {
+        chrono::DateTime::from_timestamp_millis(clock.now_millis()).unwrap_or_default()
+    })
 }
 
 /// Until the build ends: when the image is cancelled (or the worker stops), raise the engine's
