@@ -113,6 +113,28 @@ class KilnServer:
         if os.geteuid() == 0 and owner.st_uid != 0:
             os.chown(self.credentials_path, owner.st_uid, owner.st_gid)
 
+    # The line the process prints on stdout once it is ready; what follows it is kept as
+    # `endpoint` (for a server, its URL).
+    READY_PREFIX = LISTENING_PREFIX
+
+    def command_args(self) -> list[str]:
+        """The `kiln` subcommand and its arguments."""
+        auth_args: list[str] = []
+        if not {"--credentials", "--insecure-no-auth"} & set(self.extra_args):
+            self.write_credentials()
+            auth_args = ["--credentials", str(self.credentials_path)]
+        db_args = [] if "--database" in self.extra_args else database_for(self.data_dir)
+        return [
+            "serve",
+            *db_args,
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            str(self.data_dir),
+            *auth_args,
+            *self.extra_args,
+        ]
+
     def start(self) -> "KilnServer":
         env = dict(os.environ)
         # The server's own settings come only from what the test asks for.
@@ -123,23 +145,7 @@ class KilnServer:
         env["NO_COLOR"] = "1"  # the log is read from a file, not a terminal
         env.update(self.extra_env)
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        auth_args: list[str] = []
-        if not {"--credentials", "--insecure-no-auth"} & set(self.extra_args):
-            self.write_credentials()
-            auth_args = ["--credentials", str(self.credentials_path)]
-        db_args = [] if "--database" in self.extra_args else database_for(self.data_dir)
-        args = [
-            *self.prefix,
-            self.binary or kiln_bin(),
-            "serve",
-            *db_args,
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            str(self.data_dir),
-            *auth_args,
-            *self.extra_args,
-        ]
+        args = [*self.prefix, self.binary or kiln_bin(), *self.command_args()]
         self.log_file = open(self.log_path, "a", encoding="utf-8")
         self.process = subprocess.Popen(
             args,
@@ -161,8 +167,8 @@ class KilnServer:
         def read_stdout() -> None:
             # Keep draining stdout for the life of the process, so that it never blocks on it.
             for line in stdout:
-                if not found and line.startswith(LISTENING_PREFIX):
-                    found.append(line[len(LISTENING_PREFIX) :].strip())
+                if not found and line.startswith(self.READY_PREFIX):
+                    found.append(line[len(self.READY_PREFIX) :].strip())
                     ready.set()
             ready.set()
 
@@ -171,7 +177,7 @@ class KilnServer:
             self.process.kill()
             self.process.wait()
             raise RuntimeError(
-                f"kiln did not print '{LISTENING_PREFIX}...' within {STARTUP_TIMEOUT_SECONDS}s "
+                f"kiln did not print '{self.READY_PREFIX}...' within {STARTUP_TIMEOUT_SECONDS}s "
                 f"(exit code {self.process.returncode}); log:\n{self.log()}"
             )
         return found[0]
@@ -206,6 +212,39 @@ class KilnServer:
     def stop_gracefully(self) -> None:
         code = self.stop()
         assert code == 0, f"kiln exited with {code} after SIGTERM; log:\n{self.log()}"
+
+
+class KilnWorker(KilnServer):
+    """One `kiln worker` process: builds from the shared queue of `database`, serves no API.
+    `endpoint` is its worker id once it is ready."""
+
+    READY_PREFIX = "kiln worker ready: "
+
+    def __init__(self, data_dir: Path, database: str, extra_args: list[str] | None = None) -> None:
+        super().__init__(data_dir, extra_args)
+        self.database = database
+
+    @property
+    def worker_id(self) -> str:
+        return self.endpoint
+
+    def command_args(self) -> list[str]:
+        return [
+            "worker",
+            "--database",
+            self.database,
+            "--data-dir",
+            str(self.data_dir),
+            *self.extra_args,
+        ]
+
+    def kill(self) -> None:
+        """SIGKILL: the worker gets no chance to clean up."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+        if self.log_file is not None:
+            self.log_file.close()
 
 
 class MotoServer:
