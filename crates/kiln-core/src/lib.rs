@@ -16,6 +16,7 @@ pub mod clock;
 pub mod error;
 pub mod extension;
 pub mod images;
+pub mod leases;
 pub mod lookup;
 pub mod parents;
 pub mod scheduled;

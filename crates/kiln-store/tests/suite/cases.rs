@@ -184,9 +184,24 @@ pub fn leases_are_renewed_and_expire(fixture: &Fixture) {
         })
         .unwrap()
         .unwrap();
-    let claim = |w: &str, now: i64| store.write(|tx| tx.claim_build(w, now, 100)).unwrap().unwrap();
-    let expired = |now: i64| store.read(|tx| tx.expired_leases(now, 10)).unwrap().unwrap();
-    let take = |lease: &Lease, now: i64| store.write(|tx| tx.take_expired(lease, now)).unwrap().unwrap();
+    let claim = |w: &str, now: i64| {
+        store
+            .write(|tx| tx.claim_build(w, now, 100))
+            .unwrap()
+            .unwrap()
+    };
+    let expired = |now: i64| {
+        store
+            .read(|tx| tx.expired_leases(now, 10))
+            .unwrap()
+            .unwrap()
+    };
+    let take = |lease: &Lease, now: i64| {
+        store
+            .write(|tx| tx.take_expired(lease, now))
+            .unwrap()
+            .unwrap()
+    };
     assert_eq!(claim("w1", 1000).as_deref(), Some("a"));
     assert_eq!(claim("w2", 1000).as_deref(), Some("b"));
     assert_eq!(expired(1100), vec![], "a lease lasts until its end");
@@ -215,7 +230,10 @@ pub fn leases_are_renewed_and_expire(fixture: &Fixture) {
     assert!(take(&lost[0], 1300), "an expired lease is taken");
     assert!(!take(&lost[0], 1300), "once");
     assert_eq!(
-        store.write(|tx| tx.renew_leases("w2", 1310, 1410)).unwrap().unwrap(),
+        store
+            .write(|tx| tx.renew_leases("w2", 1310, 1410))
+            .unwrap()
+            .unwrap(),
         0,
         "a worker whose build was taken renews nothing"
     );
@@ -235,8 +253,14 @@ pub fn leases_are_renewed_and_expire(fixture: &Fixture) {
     let store = fixture.open();
     let legacy = store.read(|tx| tx.expired_leases(0, 10)).unwrap().unwrap();
     assert_eq!(legacy.len(), 1);
-    assert_eq!((legacy[0].heartbeat_millis, legacy[0].expires_millis), (None, None));
-    assert!(store.write(|tx| tx.take_expired(&legacy[0], 0)).unwrap().unwrap());
+    assert_eq!(
+        (legacy[0].heartbeat_millis, legacy[0].expires_millis),
+        (None, None)
+    );
+    assert!(store
+        .write(|tx| tx.take_expired(&legacy[0], 0))
+        .unwrap()
+        .unwrap());
 }
 
 pub fn schedules_are_due_in_time_order_and_claimed_once(fixture: &Fixture) {

@@ -150,7 +150,11 @@ pub fn builds_are_never_claimed_twice(fixture: &Fixture) {
     let claims: Vec<(usize, String)> = race(&stores, |i, store| {
         let worker = format!("worker-{i}");
         let mut mine = Vec::new();
-        while let Some(arn) = store.write(|tx| tx.claim_build(&worker, 0, 60_000)).unwrap().unwrap() {
+        while let Some(arn) = store
+            .write(|tx| tx.claim_build(&worker, 0, 60_000))
+            .unwrap()
+            .unwrap()
+        {
             mine.push((i, arn));
         }
         mine
@@ -265,7 +269,10 @@ pub fn closed_connections_are_replaced(fixture: &Fixture) {
 pub fn committed_notifications_wake_listeners_across_reconnects(fixture: &Fixture) {
     if !fixture.is_postgres() {
         let store = fixture.open();
-        assert!(store.listen(|| {}).unwrap().is_none(), "SQLite has no listener");
+        assert!(
+            store.listen(|| {}).unwrap().is_none(),
+            "SQLite has no listener"
+        );
         return;
     }
     let (listening, other) = (fixture.open(), fixture.open());
@@ -303,7 +310,9 @@ pub fn committed_notifications_wake_listeners_across_reconnects(fixture: &Fixtur
     let _ = other
         .write(|tx| {
             tx.enqueue_build("b2", 2)?;
-            Err::<(), _>(StoreError::BatchFailed { reason: "no".into() })
+            Err::<(), _>(StoreError::BatchFailed {
+                reason: "no".into(),
+            })
         })
         .unwrap();
     quiet("a rolled-back write");
@@ -312,6 +321,8 @@ pub fn committed_notifications_wake_listeners_across_reconnects(fixture: &Fixtur
     wakes
         .recv_timeout(wait)
         .expect("a wake-up after reconnecting");
-    notifies("a build queued after the reconnection", &|tx| tx.enqueue_build("b3", 3));
+    notifies("a build queued after the reconnection", &|tx| {
+        tx.enqueue_build("b3", 3)
+    });
     drop(listener);
 }

@@ -67,7 +67,10 @@ pub fn unversioned_sqlite_database_opens_unchanged(fixture: &Fixture) {
     fixture.set_version(0);
     let store = fixture.open();
     assert_eq!(list_all(&store), vec!["old".to_string()]);
-    let claimed = store.write(|tx| tx.claim_build("w", 10, 5)).unwrap().unwrap();
+    let claimed = store
+        .write(|tx| tx.claim_build("w", 10, 5))
+        .unwrap()
+        .unwrap();
     assert_eq!(claimed.as_deref(), Some("queued-before-leases"));
     let expired = store.read(|tx| tx.expired_leases(16, 10)).unwrap().unwrap();
     assert_eq!(expired.len(), 1, "the migrated queue has leases");
