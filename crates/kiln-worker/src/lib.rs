@@ -15,7 +15,12 @@
 //!   `kiln logs` reads;
 //! - [`extension`] answers Kiln's own endpoints (`/kiln/v1/logs`, `/export`, `/instances`);
 //! - [`recover`] runs once at start: builds a previous process left running end FAILED
-//!   "interrupted", their instances are reaped, and half-written store entries collected.
+//!   "interrupted", their instances are reaped, and half-written store entries collected;
+//! - [`lease`] keeps, on a shared database, the leases of this process's claims and ends the
+//!   builds of workers whose lease ran out (another process, dead or cut off).
+//!
+//! With a concurrency of 0 (`kiln serve --build-concurrency 0`) no build thread starts, but
+//! recovery, the lease keeper and the endpoints work as usual.
 //!
 //! Deleted images come through the same queue: the worker removes their store entry, then
 //! their record.
