@@ -299,6 +299,9 @@ fn serve(args: ServeArgs) -> Result<()> {
     );
     // With --build-concurrency 0 the worker runs no builds but still recovers, keeps leases
     // and answers Kiln's own endpoints (logs, exports, instances).
+    if args.worker.build_concurrency == Some(0) && database.is_none() {
+        tracing::warn!("--build-concurrency 0 on SQLite: images are queued but nothing builds them (kiln worker needs --database)");
+    }
     let worker = Arc::new(
         kiln_worker::Worker::start(service.core.clone(), args.worker.worker_config())
             .context("starting the build worker")?,

@@ -300,6 +300,38 @@ async fn a_worker_cut_off_past_its_lease_stops_the_build_it_lost() {
     assert_eq!(st, ImageStatus::Available, "{why}\n{}", worker.log());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_stopped_with_sigterm_ends_its_builds_interrupted() {
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    let server = Server::start_with_args("", &["--database", &db.url, "--build-concurrency", "0"]);
+    let client = server.client();
+    let mut worker = WorkerProcess::start(&db.url, &["--build-concurrency", "1"]);
+    let slow = recipe(&client, "slow", "sleep 300").await;
+    let arn = create_image(&client, &slow).await;
+    wait_until(&client, &arn, Duration::from_secs(60), |s| {
+        *s == ImageStatus::Building
+    })
+    .await;
+    let began = Instant::now();
+    worker.stop();
+    assert!(
+        began.elapsed() < Duration::from_secs(20),
+        "stopping took {:?}",
+        began.elapsed()
+    );
+    let (st, reason) = status(&client, &arn).await;
+    assert_eq!(st, ImageStatus::Failed);
+    assert!(reason.contains("interrupted"), "{reason}");
+    assert!(is_empty(&worker.data_dir().join("instances")), "torn down");
+    assert!(
+        worker.log().contains("kiln worker stopped"),
+        "{}",
+        worker.log()
+    );
+}
+
 fn set_clock(path: &std::path::Path, instant: &str) {
     let temp = path.with_extension("tmp");
     std::fs::write(&temp, instant).expect("writing the clock");
