@@ -303,3 +303,30 @@ pub fn sync_pipeline_status(tx: &mut dyn Txn, image: &Image, now: i64) -> CoreRe
     tx.put(&pipeline)?;
     Ok(())
 }
+
+/// Moves the image `arn` to `status` (with `reason`), after `edit` changed its record, if the
+/// state machine allows it, and keeps its pipeline's last-run fields in step: every status
+/// change of a build, by its worker or by whoever ends the build of a lost worker. `false`
+/// when the move was refused (the image ended meanwhile: cancelled, failed, deleted) or the
+/// image is gone; a refused move drops the edit with the record.
+pub fn move_image(
+    tx: &mut dyn Txn,
+    arn: &str,
+    status: ImageStatus,
+    reason: Option<String>,
+    now: i64,
+    edit: impl FnOnce(&mut Image),
+) -> Result<bool, kiln_store::StoreError> {
+    let Some(mut image) = tx.get::<Image>(arn)? else {
+        return Ok(false);
+    };
+    edit(&mut image);
+    if image.advance(status, reason, now).is_err() {
+        return Ok(false);
+    }
+    tx.put(&image)?;
+    if let Err(e) = sync_pipeline_status(tx, &image, now) {
+        tracing::warn!(arn, error = %e, "updating the pipeline's last run status failed");
+    }
+    Ok(true)
+}

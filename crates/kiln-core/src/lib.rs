@@ -5,7 +5,8 @@
 //! the [`parents`] rules. The actions that more than one of them take live here, on a store
 //! transaction: creating images and queueing their builds and starting pipeline runs
 //! ([`images`]), firing schedules ([`scheduled`]), keeping a pipeline's last-run fields
-//! ([`images::sync_pipeline_status`]), resolving parents ([`parents`]). They fail with a
+//! ([`images::sync_pipeline_status`]), ending the builds of lost workers ([`leases`]),
+//! resolving parents ([`parents`]). They fail with a
 //! [`CoreError`]; only the HTTP crate turns it into an AWS error shape.
 //!
 //! Kiln's own endpoints (`/kiln/v1/...`) are answered by [`extension::Extension`]s that the
@@ -16,6 +17,7 @@ pub mod clock;
 pub mod error;
 pub mod extension;
 pub mod images;
+pub mod leases;
 pub mod lookup;
 pub mod parents;
 pub mod scheduled;

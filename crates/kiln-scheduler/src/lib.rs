@@ -25,8 +25,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// The longest the scheduler sleeps without looking, in case another process changed the
-/// database (several schedulers may share one).
+/// The longest the scheduler sleeps without looking. Only a safety net: other processes'
+/// schedule changes wake it through the store's notifications (PostgreSQL), this process's
+/// through the work signal.
 pub const MAX_SLEEP: Duration = Duration::from_secs(30);
 /// How often the scheduler looks at a test clock.
 pub const MANUAL_CLOCK_POLL: Duration = Duration::from_millis(50);

@@ -9,7 +9,8 @@
 //! - [`txn`]: the backend-neutral transaction interface and its typed helpers.
 //! - [`store`]: the [`Store`] callers hold, over one of the two backends.
 //! - [`sqlite`]: the embedded SQLite backend (WAL, one writer, a pool of readers).
-//! - [`postgres`]: the shared PostgreSQL backend (many processes, writes under one lock).
+//! - [`postgres`]: the shared PostgreSQL backend (many processes, writes under one lock; a
+//!   listener that hears the writes of other processes).
 
 pub mod error;
 mod migrate;
@@ -23,4 +24,4 @@ pub use error::StoreError;
 pub use postgres::PgStore;
 pub use sqlite::{SqliteStore, Sync};
 pub use store::{Database, Store};
-pub use txn::{ListQuery, Row, TokenKey, TokenRecord, Txn, TxnExt};
+pub use txn::{Lease, ListQuery, Row, TokenKey, TokenRecord, Txn, TxnExt};

@@ -99,6 +99,19 @@ impl Store {
         }
     }
 
+    /// Calls `on_wake` whenever another process (or this one) commits a write that queues a
+    /// build or moves a schedule; see `postgres::listen`. `None` on SQLite, which one process
+    /// owns: its writes wake its own workers and scheduler directly.
+    pub fn listen(
+        &self,
+        on_wake: impl Fn() + Send + 'static,
+    ) -> std::io::Result<Option<crate::postgres::Listener>> {
+        match self {
+            Store::Sqlite(_) => Ok(None),
+            Store::Postgres(s) => s.listen(on_wake).map(Some),
+        }
+    }
+
     /// Whether more than one process may use this database at once.
     pub fn is_shared(&self) -> bool {
         matches!(self, Store::Postgres(_))

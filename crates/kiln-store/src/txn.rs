@@ -54,6 +54,17 @@ pub struct TokenRecord {
     pub created_millis: i64,
 }
 
+/// A claimed build and the lease its worker holds on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub arn: String,
+    pub worker: String,
+    /// When the worker last renewed it (claimed it, at first); `None` for claims made before
+    /// leases existed.
+    pub heartbeat_millis: Option<i64>,
+    pub expires_millis: Option<i64>,
+}
+
 pub trait Txn {
     fn get_row(&mut self, arn: &str) -> Result<Option<Row>, StoreError>;
     fn list_rows(&mut self, query: &ListQuery) -> Result<Vec<Row>, StoreError>;
@@ -93,8 +104,28 @@ pub trait Txn {
 
     /// Queues the build of an image (its ARN), in the same transaction that creates it.
     fn enqueue_build(&mut self, arn: &str, queued_millis: i64) -> Result<(), StoreError>;
-    /// Claims the oldest unclaimed build for `worker`; `None` when none waits.
-    fn claim_build(&mut self, worker: &str) -> Result<Option<String>, StoreError>;
+    /// Claims the oldest unclaimed build for `worker`, with a lease until `now_millis +
+    /// lease_millis` that [`Txn::renew_leases`] extends; `None` when none waits.
+    fn claim_build(
+        &mut self,
+        worker: &str,
+        now_millis: i64,
+        lease_millis: i64,
+    ) -> Result<Option<String>, StoreError>;
+    /// The heartbeat of `worker`: every build it holds is leased until `expires_millis`, seen
+    /// alive at `now_millis`. Returns how many builds it holds.
+    fn renew_leases(
+        &mut self,
+        worker: &str,
+        now_millis: i64,
+        expires_millis: i64,
+    ) -> Result<usize, StoreError>;
+    /// Claimed builds whose lease ended before `now_millis` (a claim without a lease, made
+    /// before leases existed, counts as ended), oldest lease first, at most `limit`.
+    fn expired_leases(&mut self, now_millis: i64, limit: usize) -> Result<Vec<Lease>, StoreError>;
+    /// Removes the queue entry of `lease` if it is still that claim and its lease still ended
+    /// before `now_millis`; `false` when the worker renewed it or someone else took it first.
+    fn take_expired(&mut self, lease: &Lease, now_millis: i64) -> Result<bool, StoreError>;
     /// Removes a build from the queue (finished, cancelled before it started, or recovered).
     fn finish_build(&mut self, arn: &str) -> Result<(), StoreError>;
     /// Every queued or claimed build: `(arn, worker)`.

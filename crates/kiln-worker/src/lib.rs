@@ -15,7 +15,12 @@
 //!   `kiln logs` reads;
 //! - [`extension`] answers Kiln's own endpoints (`/kiln/v1/logs`, `/export`, `/instances`);
 //! - [`recover`] runs once at start: builds a previous process left running end FAILED
-//!   "interrupted", their instances are reaped, and half-written store entries collected.
+//!   "interrupted", their instances are reaped, and half-written store entries collected;
+//! - [`lease`] keeps, on a shared database, the leases of this process's claims and ends the
+//!   builds of workers whose lease ran out (another process, dead or cut off).
+//!
+//! With a concurrency of 0 (`kiln serve --build-concurrency 0`) no build thread starts, but
+//! recovery, the lease keeper and the endpoints work as usual.
 //!
 //! Deleted images come through the same queue: the worker removes their store entry, then
 //! their record.
@@ -24,6 +29,7 @@
 //! store), `instances/<build id>-build|test/`, `logs/<build id>/`, `tmp/` (exports in flight).
 
 pub mod extension;
+pub mod lease;
 pub mod logs;
 pub mod parent;
 pub mod recover;
@@ -38,8 +44,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// How long a worker thread waits for a write before it looks at the queue again.
-const IDLE_POLL: Duration = Duration::from_secs(1);
+/// How long an idle worker thread waits before it looks at the queue again without being
+/// woken. Only a safety net: every write that queues a build wakes the threads (in this process
+/// directly, in others through the store's notifications), and each look is a write
+/// transaction.
+const IDLE_POLL: Duration = Duration::from_secs(30);
+/// How long a claim lasts without a heartbeat, unless configured.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -58,8 +69,10 @@ pub enum WorkerError {
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     pub data_dir: PathBuf,
-    /// Builds run at once.
+    /// Builds run at once; 0 runs none (an API server whose builds other processes run).
     pub concurrency: usize,
+    /// How long a claimed build stays this worker's without a heartbeat.
+    pub lease: Duration,
     /// The Debian mirror the managed Debian base image is made from.
     pub debian_mirror: String,
     /// Whether build instances with networking may reach the host's own addresses.
@@ -71,6 +84,7 @@ impl WorkerConfig {
         WorkerConfig {
             data_dir: data_dir.to_path_buf(),
             concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            lease: DEFAULT_LEASE,
             debian_mirror: kiln_image::DEFAULT_DEBIAN_MIRROR.to_string(),
             instance_host_access: false,
         }
@@ -138,6 +152,8 @@ pub fn machine_id(data_dir: &Path) -> Result<String, WorkerError> {
 pub struct Worker {
     shared: Arc<Shared>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// The lease keeper, and what stops it (dropping the sender).
+    keeper: Mutex<Option<(std::sync::mpsc::Sender<()>, JoinHandle<()>)>>,
 }
 
 impl Worker {
@@ -187,28 +203,47 @@ impl Worker {
         Ok(Worker {
             shared,
             threads: Mutex::new(Vec::new()),
+            keeper: Mutex::new(None),
         })
     }
 
-    /// Starts the worker threads: [`WorkerConfig::concurrency`] builds at once.
+    /// Starts the worker threads ([`WorkerConfig::concurrency`] builds at once; none for 0)
+    /// and, on a shared database, the lease keeper ([`lease`]).
     pub fn spawn_threads(&self) -> Result<(), WorkerError> {
+        let spawn_error = |source| WorkerError::Io {
+            path: PathBuf::from("<thread>"),
+            source,
+        };
         let mut threads = self.threads.lock().unwrap_or_else(|p| p.into_inner());
-        for i in 0..self.shared.config.concurrency.max(1) {
+        for i in 0..self.shared.config.concurrency {
             let shared = self.shared.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("kiln-build-{i}"))
                 .spawn(move || work(&shared))
-                .map_err(|source| WorkerError::Io {
-                    path: PathBuf::from("<thread>"),
-                    source,
-                })?;
+                .map_err(spawn_error)?;
             threads.push(handle);
+        }
+        if self.shared.core.store.is_shared() {
+            let (stop, stopped) = std::sync::mpsc::channel();
+            let shared = self.shared.clone();
+            let renew = self.shared.config.concurrency > 0;
+            let handle = std::thread::Builder::new()
+                .name("kiln-leases".into())
+                .spawn(move || lease::keep(&shared, renew, &stopped))
+                .map_err(spawn_error)?;
+            *self.keeper.lock().unwrap_or_else(|p| p.into_inner()) = Some((stop, handle));
         }
         tracing::info!(
             concurrency = self.shared.config.concurrency,
+            worker = %self.shared.worker_id,
             "build worker ready"
         );
         Ok(())
+    }
+
+    /// The name of this process's claims in the queue, `<machine>/pid-<n>`.
+    pub fn id(&self) -> &str {
+        &self.shared.worker_id
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -232,6 +267,12 @@ impl Worker {
         for t in threads {
             let _ = t.join();
         }
+        // Last: the leases of builds still ending stay renewed until they are out of the queue.
+        let keeper = self.keeper.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some((stop, handle)) = keeper {
+            drop(stop);
+            let _ = handle.join();
+        }
     }
 }
 
@@ -239,10 +280,12 @@ impl Worker {
 fn work(shared: &Arc<Shared>) {
     while !shared.stopping() {
         let seen = shared.core.work.seen();
+        let now = shared.core.clock.now_millis();
+        let lease = i64::try_from(shared.config.lease.as_millis()).unwrap_or(i64::MAX);
         let claimed = shared
             .core
             .store
-            .write(|tx| tx.claim_build(&shared.worker_id));
+            .write(|tx| tx.claim_build(&shared.worker_id, now, lease));
         match claimed {
             Ok(Ok(Some(arn))) => {
                 // A bug in a build must not take the thread (and the build's image) with it.

@@ -8,10 +8,10 @@
 use crate::logs::BuildLog;
 use crate::Shared;
 use kiln_build::{BuildError, BuildRequest, Builder, Built, Stage, Stages};
-use kiln_core::images::sync_pipeline_status;
+use kiln_core::images::move_image;
 use kiln_domain::resources::image::{Image, ImageStatus, ImageType, Package};
 use kiln_instance::{for_instance_types, Instance};
-use kiln_store::{StoreError, TxnExt};
+use kiln_store::TxnExt;
 use kiln_toe::engine::{EngineConfig, SourceDocument};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -49,22 +49,11 @@ pub fn transition(
     reason: Option<String>,
     edit: impl FnOnce(&mut Image),
 ) -> bool {
-    let result = shared.core.store.write(|tx| -> Result<bool, StoreError> {
-        let Some(mut image) = tx.get::<Image>(arn)? else {
-            return Ok(false);
-        };
-        // A refused move drops the edit with the record.
-        edit(&mut image);
-        let now = shared.core.clock.now_millis();
-        if image.advance(status, reason, now).is_err() {
-            return Ok(false);
-        }
-        tx.put(&image)?;
-        if sync_pipeline_status(tx, &image, now).is_err() {
-            tracing::warn!(arn, "updating the pipeline's last run status failed");
-        }
-        Ok(true)
-    });
+    let now = shared.core.clock.now_millis();
+    let result = shared
+        .core
+        .store
+        .write(|tx| move_image(tx, arn, status, reason, now, edit));
     match result {
         Ok(Ok(moved)) => moved,
         Ok(Err(e)) | Err(e) => {
@@ -212,7 +201,16 @@ fn end_cancelled(shared: &Shared, arn: &str, log: &BuildLog, interrupted: bool) 
             |_| {},
         );
     } else {
-        log.event("CANCELLED: the build was stopped");
+        match read_image(shared, arn) {
+            Some(image) if image.status == ImageStatus::Failed => log.event(&format!(
+                "FAILED: {}",
+                image
+                    .reason
+                    .as_deref()
+                    .unwrap_or("ended by another Kiln process")
+            )),
+            _ => log.event("CANCELLED: the build was stopped"),
+        }
     }
 }
 
@@ -299,8 +297,9 @@ fn engine_clock(clock: Arc<dyn kiln_core::clock::Clock>) -> kiln_toe::engine::Cl
     })
 }
 
-/// Until the build ends: when the image is cancelled (or the worker stops), raise the engine's
-/// cancel flag and kill every process of the build's instances.
+/// Until the build ends: when the image is no longer this build's (cancelled, deleted, or
+/// FAILED because this worker's lease was taken) or the worker stops, raise the engine's cancel
+/// flag and kill every process of the build's instances.
 fn watch_for_cancel(
     shared: &Shared,
     image: &Image,
@@ -322,12 +321,11 @@ fn watch_for_cancel(
     // The build dropping its sender ends the wait (and the watch) at once.
     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = finished.recv_timeout(CANCEL_POLL) {
         if !cancel.load(Ordering::SeqCst) {
+            // Cancelled, deleted, or FAILED by another process that found this worker's
+            // lease expired (it was cut off from the database): no longer this build's.
             let status = read_image(shared, &arn).map(|i| i.status);
-            let cancelled = matches!(
-                status,
-                None | Some(ImageStatus::Cancelled | ImageStatus::Deleted)
-            );
-            if cancelled || shared.stopping() {
+            let taken = status.is_none_or(|s| !s.in_progress());
+            if taken || shared.stopping() {
                 cancel.store(true, Ordering::SeqCst);
             }
         }

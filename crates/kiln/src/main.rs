@@ -15,6 +15,7 @@ mod instance;
 mod logs;
 mod pipeline;
 mod toe;
+mod worker;
 
 #[derive(Parser)]
 #[command(
@@ -31,6 +32,9 @@ struct Cli {
 enum Command {
     /// Serve the Image Builder API (AWS SDKs and the aws CLI talk to it with --endpoint-url).
     Serve(Box<ServeArgs>),
+    /// Run builds from a shared PostgreSQL database, with no API (`kiln serve` processes,
+    /// perhaps with --build-concurrency 0, serve it).
+    Worker(Box<worker::WorkerArgs>),
     /// Validate and run AWSTOE component documents on this machine (like AWS's awstoe).
     #[command(subcommand)]
     Toe(toe::ToeCommand),
@@ -60,12 +64,12 @@ enum SyncMode {
 
 #[derive(clap::Args)]
 struct ServeArgs {
+    /// Where the state is and how this process runs builds (shared with `kiln worker`).
+    #[command(flatten)]
+    worker: worker::WorkerOptions,
     /// Address to listen on.
     #[arg(long, env = "KILN_LISTEN", default_value = "127.0.0.1:7070")]
     listen: SocketAddr,
-    /// Directory that holds all state (the SQLite database).
-    #[arg(long, env = "KILN_DATA_DIR", default_value = "./kiln-data")]
-    data_dir: PathBuf,
     /// The key pairs callers sign with, in the AWS shared credentials format (one profile per
     /// key: aws_access_key_id, aws_secret_access_key, aws_account_id). Re-read on SIGHUP.
     /// Without it, a server on a loopback address uses (and on first start creates)
@@ -97,19 +101,9 @@ struct ServeArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, env = "KILN_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
-    /// A shared PostgreSQL database, `postgres://user[:password]@host[:port]/database`, for
-    /// several Kiln processes at once. Default: SQLite in the data directory (one process).
-    #[arg(long, env = "KILN_DATABASE")]
-    database: Option<String>,
     /// Durability of commits (SQLite; on PostgreSQL the server's synchronous_commit decides).
     #[arg(long, env = "KILN_SYNC", value_enum, default_value = "normal")]
     sync: SyncMode,
-    /// Image builds that run at once (default: the number of cores).
-    #[arg(long, env = "KILN_BUILD_CONCURRENCY")]
-    build_concurrency: Option<usize>,
-    /// The Debian mirror the managed debian-12-minimal-x86 base image is made from.
-    #[arg(long, env = "KILN_DEBIAN_MIRROR", default_value = kiln_image::DEFAULT_DEBIAN_MIRROR)]
-    debian_mirror: String,
     /// Requests per second each account may make, on average, per bucket (reads and writes
     /// have one each); 0 disables rate limiting.
     #[arg(long, env = "KILN_RATE_LIMIT", default_value_t = kiln_api::throttle::RateLimit::DEFAULT.per_second)]
@@ -123,32 +117,6 @@ struct ServeArgs {
     /// concurrent-builds.
     #[arg(long = "quota", env = "KILN_QUOTAS", value_delimiter = ',')]
     quotas: Vec<String>,
-    /// For tests: read Kiln's time (requests, builds, schedules) from this file, an RFC 3339
-    /// instant that the test rewrites to move time, instead of the system clock.
-    #[arg(long, env = "KILN_CLOCK_FILE")]
-    clock_file: Option<PathBuf>,
-    /// Let build instances with networking (a subnet or security groups in the infrastructure
-    /// configuration) reach the host's own addresses, Kiln's API included. Off by default.
-    #[arg(long, env = "KILN_INSTANCE_HOST_ACCESS")]
-    instance_host_access: bool,
-    /// A directory callers may name `oci:` and `file://` parent images in (repeatable; none by
-    /// default). Every account can read what is in it. Kiln's data directory stays refused.
-    #[arg(
-        long = "import-dir",
-        value_name = "DIR",
-        env = "KILN_IMPORT_DIRS",
-        value_delimiter = ':'
-    )]
-    import_dirs: Vec<PathBuf>,
-    /// A registry on this machine or a private network (HOST:PORT) that parent images may be
-    /// pulled from and builds may download from (repeatable; public registries need no flag).
-    #[arg(
-        long = "registry",
-        value_name = "HOST:PORT",
-        env = "KILN_REGISTRIES",
-        value_delimiter = ','
-    )]
-    registries: Vec<String>,
     /// The S3-compatible endpoint (path-style, e.g. http://127.0.0.1:9000) that component and
     /// workflow documents given as `uri: s3://bucket/key` are read from, with the caller's own
     /// key. Without it, a `uri` is refused. No other address is contacted for them.
@@ -184,6 +152,7 @@ fn main() -> Result<()> {
         .init();
     match Cli::parse().command {
         Command::Serve(args) => serve(*args),
+        Command::Worker(args) => worker::main(*args),
         Command::Toe(command) => std::process::exit(toe::main(command)),
         Command::Logs(args) => std::process::exit(logs::main(args)),
         Command::Image(command) => std::process::exit(image::main(command)),
@@ -260,7 +229,7 @@ fn authenticator(args: &ServeArgs) -> Result<Authenticator> {
     let path = match &args.credentials {
         Some(path) => path.clone(),
         None if args.listen.ip().is_loopback() => {
-            let path = args.data_dir.join("credentials");
+            let path = args.worker.data_dir.join("credentials");
             if !path.exists() {
                 let key = kiln_auth::credentials::Key::generate(
                     "default",
@@ -288,15 +257,8 @@ fn authenticator(args: &ServeArgs) -> Result<Authenticator> {
 }
 
 fn serve(args: ServeArgs) -> Result<()> {
-    // Parsed here rather than by clap, whose message would quote the value, password and all;
-    // first, so that a bad value leaves nothing behind in the data directory.
-    let database = args
-        .database
-        .as_deref()
-        .map(kiln_store::Database::parse)
-        .transpose()
-        .map_err(anyhow::Error::msg)
-        .context("--database")?;
+    // First, so that a bad value leaves nothing behind in the data directory.
+    let database = args.worker.database()?;
     let auth = Arc::new(authenticator(&args)?);
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(
@@ -324,35 +286,27 @@ fn serve(args: ServeArgs) -> Result<()> {
         bad.is_empty(),
         "model patterns that do not compile: {bad:?}"
     );
-    let mut service = Service::open_database(&args.data_dir, database.as_ref(), sync)
-        .with_context(|| match &args.database {
-            Some(url) => format!("opening the database {}", kiln_store::postgres::redact(url)),
-            None => format!("opening the data directory {}", args.data_dir.display()),
-        })?;
-    if let Some(path) = &args.clock_file {
-        tracing::warn!(path = %path.display(), "using a test clock");
-        service = service.with_clock(Arc::new(kiln_core::clock::FileClock::new(path.clone())));
+    let mut service = Service::open_database(&args.worker.data_dir, database.as_ref(), sync)
+        .with_context(|| args.worker.opening())?;
+    if let Some(clock) = args.worker.clock() {
+        service = service.with_clock(clock);
     }
-    let rules =
-        kiln_core::parents::ParentRules::new(&args.data_dir, &args.import_dirs, &args.registries)
-            .map_err(anyhow::Error::msg)?;
     let service = Arc::new(
         service
-            .with_parent_rules(rules)
+            .with_parent_rules(args.worker.parent_rules()?)
             .with_quotas(quotas)
             .with_documents(document_source(&args)?),
     );
-    let mut worker_config = kiln_worker::WorkerConfig::new(&args.data_dir);
-    if let Some(n) = args.build_concurrency {
-        anyhow::ensure!(n > 0, "--build-concurrency must be at least 1");
-        worker_config.concurrency = n;
+    // With --build-concurrency 0 the worker runs no builds but still recovers, keeps leases
+    // and answers Kiln's own endpoints (logs, exports, instances).
+    if args.worker.build_concurrency == Some(0) && database.is_none() {
+        tracing::warn!("--build-concurrency 0 on SQLite: images are queued but nothing builds them (kiln worker needs --database)");
     }
-    worker_config.debian_mirror = args.debian_mirror.clone();
-    worker_config.instance_host_access = args.instance_host_access;
     let worker = Arc::new(
-        kiln_worker::Worker::start(service.core.clone(), worker_config)
+        kiln_worker::Worker::start(service.core.clone(), args.worker.worker_config())
             .context("starting the build worker")?,
     );
+    let listener = worker::listen_for_work(&service.core)?;
     // After the worker, whose start-up recovery settles what a previous run left.
     let scheduler = kiln_scheduler::Scheduler::new(service.core.clone());
     scheduler.start().context("starting the scheduler")?;
@@ -377,7 +331,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         let addr = listener.local_addr()?;
         tokio::spawn(purge_tokens_hourly(service.clone()));
         tokio::spawn(reload_credentials_on_sighup(auth.clone()));
-        tracing::info!(data_dir = %args.data_dir.display(), "kiln ready");
+        tracing::info!(data_dir = %args.worker.data_dir.display(), "kiln ready");
         println!("kiln listening on {scheme}://{addr}");
         kiln_api::serve(
             listener,
@@ -393,6 +347,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         .await?;
         Ok::<(), anyhow::Error>(())
     });
+    drop(listener);
     scheduler.stop();
     // Builds still running end FAILED "interrupted"; their instances are torn down.
     stopped_worker.stop();

@@ -101,7 +101,10 @@ fn on_a_shared_database_a_worker_recovers_only_its_own_machine_s_builds() {
                 (&theirs, other_worker.clone()),
                 (&mine, format!("{machine_a}/pid-8")),
             ] {
-                assert_eq!(tx.claim_build(&worker)?.as_deref(), Some(arn.as_str()));
+                assert_eq!(
+                    tx.claim_build(&worker, 0, 60_000)?.as_deref(),
+                    Some(arn.as_str())
+                );
                 let mut image: Image = tx.get(arn)?.unwrap();
                 image.advance(ImageStatus::Building, None, 1).unwrap();
                 tx.put(&image)?;
@@ -142,7 +145,10 @@ fn a_new_worker_finishes_what_a_dead_one_left() {
     // The dead process had claimed the first build and moved it to BUILDING.
     svc.store
         .write(|tx| -> Result<(), kiln_store::StoreError> {
-            assert_eq!(tx.claim_build("dead")?.as_deref(), Some(claimed.as_str()));
+            assert_eq!(
+                tx.claim_build("dead", 0, 60_000)?.as_deref(),
+                Some(claimed.as_str())
+            );
             let mut image: Image = tx.get(&claimed)?.unwrap();
             image.advance(ImageStatus::Building, None, 1).unwrap();
             tx.put(&image)?;

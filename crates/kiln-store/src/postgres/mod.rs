@@ -17,9 +17,12 @@
 //! each connection keeps its prepared statements, and a connection that broke is dropped
 //! rather than put back.
 
+mod listen;
 mod schema;
 mod text;
 mod txn;
+
+pub use listen::{Listener, CHANNEL};
 
 pub use schema::SCHEMA_VERSION;
 

@@ -2,6 +2,9 @@
 //! so that ARNs sort byte by byte as they do in SQLite (pagination cursors compare ARNs, and a
 //! locale's collation would order them differently from one database to the next).
 //!
+//! Version 2 gives claimed builds a lease: when their worker last renewed it
+//! (`heartbeat_millis`) and when it ends (`lease_expires_millis`), both null while unclaimed.
+//!
 //! The version is the one row of `schema_version`. Migrations run under their own advisory lock,
 //! so servers starting at once migrate one after the other.
 
@@ -10,7 +13,7 @@ use crate::error::StoreError;
 use postgres::Client;
 
 /// Every migration, in order: `MIGRATIONS[i]` leads from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[V1];
+pub const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The version a database has after every migration this binary knows.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -90,4 +93,9 @@ CREATE TABLE settings (
     name TEXT COLLATE "C" PRIMARY KEY,
     value TEXT NOT NULL
 );
+"#;
+
+const V2: &str = r#"
+ALTER TABLE builds ADD COLUMN heartbeat_millis BIGINT, ADD COLUMN lease_expires_millis BIGINT;
+CREATE INDEX builds_by_lease ON builds (lease_expires_millis) WHERE worker IS NOT NULL;
 "#;

@@ -3,7 +3,7 @@
 
 use super::text::{dec, dec_opt, enc};
 use crate::error::StoreError;
-use crate::txn::{ListQuery, Row, TokenKey, TokenRecord, Txn};
+use crate::txn::{Lease, ListQuery, Row, TokenKey, TokenRecord, Txn};
 use kiln_domain::arn::ResourceKind;
 use postgres::types::ToSql;
 use postgres::{Client, Statement};
@@ -302,25 +302,83 @@ impl Txn for PgTxn {
     }
 
     fn enqueue_build(&mut self, arn: &str, queued_millis: i64) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT INTO builds (arn, queued_millis, worker) VALUES ($1, $2, NULL)
-             ON CONFLICT DO NOTHING",
+        // The notification wakes the workers of every process when the transaction commits
+        // (see `listen.rs`); sent with the insert, it costs no round trip of its own.
+        self.conn.query(
+            "WITH queued AS (
+                 INSERT INTO builds (arn, queued_millis, worker) VALUES ($1, $2, NULL)
+                 ON CONFLICT DO NOTHING)
+             SELECT pg_notify('kiln_work', '')",
             &[&enc(arn), &queued_millis],
         )?;
         Ok(())
     }
 
-    fn claim_build(&mut self, worker: &str) -> Result<Option<String>, StoreError> {
+    fn claim_build(
+        &mut self,
+        worker: &str,
+        now_millis: i64,
+        lease_millis: i64,
+    ) -> Result<Option<String>, StoreError> {
         // SKIP LOCKED: a row another transaction is claiming is passed over instead of waited
         // for, so claims that do not run under the writer lock still never return the same row.
         let rows = self.conn.query(
-            "UPDATE builds SET worker = $1 WHERE arn = (
+            "UPDATE builds SET worker = $1, heartbeat_millis = $2, lease_expires_millis = $3
+             WHERE arn = (
                  SELECT arn FROM builds WHERE worker IS NULL
                  ORDER BY queued_millis, arn LIMIT 1 FOR UPDATE SKIP LOCKED)
              RETURNING arn",
-            &[&enc(worker)],
+            &[
+                &enc(worker),
+                &now_millis,
+                &now_millis.saturating_add(lease_millis),
+            ],
         )?;
         Ok(rows.first().map(|r| r.try_get(0).map(dec)).transpose()?)
+    }
+
+    fn renew_leases(
+        &mut self,
+        worker: &str,
+        now_millis: i64,
+        expires_millis: i64,
+    ) -> Result<usize, StoreError> {
+        let n = self.conn.execute(
+            "UPDATE builds SET heartbeat_millis = $2, lease_expires_millis = $3
+             WHERE worker = $1",
+            &[&enc(worker), &now_millis, &expires_millis],
+        )?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
+    fn expired_leases(&mut self, now_millis: i64, limit: usize) -> Result<Vec<Lease>, StoreError> {
+        let rows = self.conn.query(
+            "SELECT arn, worker, heartbeat_millis, lease_expires_millis FROM builds
+             WHERE worker IS NOT NULL
+               AND (lease_expires_millis IS NULL OR lease_expires_millis < $1)
+             ORDER BY lease_expires_millis NULLS FIRST, arn LIMIT $2",
+            &[&now_millis, &limit_of(limit)],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                Ok(Lease {
+                    arn: dec(r.try_get(0)?),
+                    worker: dec(r.try_get(1)?),
+                    heartbeat_millis: r.try_get(2)?,
+                    expires_millis: r.try_get(3)?,
+                })
+            })
+            .collect::<Result<_, postgres::Error>>()?)
+    }
+
+    fn take_expired(&mut self, lease: &Lease, now_millis: i64) -> Result<bool, StoreError> {
+        let n = self.conn.execute(
+            "DELETE FROM builds WHERE arn = $1 AND worker = $2
+               AND (lease_expires_millis IS NULL OR lease_expires_millis < $3)",
+            &[&enc(&lease.arn), &enc(&lease.worker), &now_millis],
+        )?;
+        Ok(n > 0)
     }
 
     fn finish_build(&mut self, arn: &str) -> Result<(), StoreError> {
@@ -346,12 +404,17 @@ impl Txn for PgTxn {
         next_millis: Option<i64>,
     ) -> Result<(), StoreError> {
         match next_millis {
-            Some(next) => self.conn.execute(
-                "INSERT INTO schedules (pipeline_arn, next_run_millis) VALUES ($1, $2)
-                 ON CONFLICT (pipeline_arn) DO UPDATE SET next_run_millis = excluded.next_run_millis",
+            // The notification wakes the schedulers of every process: the earliest run may
+            // have moved.
+            Some(next) => self.conn.query(
+                "WITH scheduled AS (
+                     INSERT INTO schedules (pipeline_arn, next_run_millis) VALUES ($1, $2)
+                     ON CONFLICT (pipeline_arn)
+                     DO UPDATE SET next_run_millis = excluded.next_run_millis)
+                 SELECT pg_notify('kiln_work', '')",
                 &[&enc(pipeline_arn), &next],
             )?,
-            None => self.conn.execute(
+            None => self.conn.query(
                 "DELETE FROM schedules WHERE pipeline_arn = $1",
                 &[&enc(pipeline_arn)],
             )?,

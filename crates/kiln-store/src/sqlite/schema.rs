@@ -4,6 +4,9 @@
 //! scans them. Schedules are the due set of the scheduler: one row per pipeline that will run on
 //! its schedule, indexed by time so that finding what is due never scans the others.
 //!
+//! Version 2 gives claimed builds a lease: when their worker last renewed it
+//! (`heartbeat_millis`) and when it ends (`lease_expires_millis`), both null while unclaimed.
+//!
 //! The version is SQLite's `user_version`. Databases made before versions existed have 0 and
 //! the tables of version 1: the first migration only creates what is missing, so they open
 //! unchanged.
@@ -12,7 +15,7 @@ use crate::error::StoreError;
 use rusqlite::Connection;
 
 /// Every migration, in order: `MIGRATIONS[i]` leads from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[V1];
+pub const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The version a database has after every migration this binary knows.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -83,4 +86,10 @@ CREATE TABLE IF NOT EXISTS settings (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL
 ) WITHOUT ROWID;
+";
+
+const V2: &str = "
+ALTER TABLE builds ADD COLUMN heartbeat_millis INTEGER;
+ALTER TABLE builds ADD COLUMN lease_expires_millis INTEGER;
+CREATE INDEX builds_by_lease ON builds (lease_expires_millis) WHERE worker IS NOT NULL;
 ";

@@ -1,7 +1,7 @@
 //! `Txn` on a SQLite connection.
 
 use crate::error::StoreError;
-use crate::txn::{ListQuery, Row, TokenKey, TokenRecord, Txn};
+use crate::txn::{Lease, ListQuery, Row, TokenKey, TokenRecord, Txn};
 use kiln_domain::arn::ResourceKind;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::BTreeMap;
@@ -240,7 +240,12 @@ impl Txn for SqliteTxn {
         Ok(())
     }
 
-    fn claim_build(&mut self, worker: &str) -> Result<Option<String>, StoreError> {
+    fn claim_build(
+        &mut self,
+        worker: &str,
+        now_millis: i64,
+        lease_millis: i64,
+    ) -> Result<Option<String>, StoreError> {
         let arn: Option<String> = self
             .conn
             .prepare_cached(
@@ -250,10 +255,64 @@ impl Txn for SqliteTxn {
             .optional()?;
         if let Some(arn) = &arn {
             self.conn
-                .prepare_cached("UPDATE builds SET worker = ?2 WHERE arn = ?1")?
-                .execute(params![arn, worker])?;
+                .prepare_cached(
+                    "UPDATE builds SET worker = ?2, heartbeat_millis = ?3, lease_expires_millis = ?4
+                     WHERE arn = ?1",
+                )?
+                .execute(params![
+                    arn,
+                    worker,
+                    now_millis,
+                    now_millis.saturating_add(lease_millis)
+                ])?;
         }
         Ok(arn)
+    }
+
+    fn renew_leases(
+        &mut self,
+        worker: &str,
+        now_millis: i64,
+        expires_millis: i64,
+    ) -> Result<usize, StoreError> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE builds SET heartbeat_millis = ?2, lease_expires_millis = ?3
+                 WHERE worker = ?1",
+            )?
+            .execute(params![worker, now_millis, expires_millis])?;
+        Ok(n)
+    }
+
+    fn expired_leases(&mut self, now_millis: i64, limit: usize) -> Result<Vec<Lease>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT arn, worker, heartbeat_millis, lease_expires_millis FROM builds
+             WHERE worker IS NOT NULL
+               AND (lease_expires_millis IS NULL OR lease_expires_millis < ?1)
+             ORDER BY lease_expires_millis, arn LIMIT ?2",
+        )?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![now_millis, limit], |r| {
+            Ok(Lease {
+                arn: r.get(0)?,
+                worker: r.get(1)?,
+                heartbeat_millis: r.get(2)?,
+                expires_millis: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn take_expired(&mut self, lease: &Lease, now_millis: i64) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "DELETE FROM builds WHERE arn = ?1 AND worker = ?2
+                   AND (lease_expires_millis IS NULL OR lease_expires_millis < ?3)",
+            )?
+            .execute(params![lease.arn, lease.worker, now_millis])?;
+        Ok(n > 0)
     }
 
     fn finish_build(&mut self, arn: &str) -> Result<(), StoreError> {

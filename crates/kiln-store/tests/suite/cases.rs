@@ -2,7 +2,7 @@
 
 use crate::Fixture;
 use kiln_domain::arn::ResourceKind;
-use kiln_store::{ListQuery, Row, Store, StoreError, TokenKey, TokenRecord};
+use kiln_store::{Lease, ListQuery, Row, Store, StoreError, TokenKey, TokenRecord};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
@@ -157,7 +157,7 @@ pub fn builds_are_claimed_once_in_queue_order(fixture: &Fixture) {
         })
         .unwrap()
         .unwrap();
-    let claim = |w: &str| store.write(|tx| tx.claim_build(w)).unwrap().unwrap();
+    let claim = |w: &str| store.write(|tx| tx.claim_build(w, 0, 1)).unwrap().unwrap();
     assert_eq!(claim("w1").as_deref(), Some("a"));
     assert_eq!(claim("w2").as_deref(), Some("b"));
     assert_eq!(claim("w1"), None);
@@ -172,6 +172,95 @@ pub fn builds_are_claimed_once_in_queue_order(fixture: &Fixture) {
     store.write(|tx| tx.finish_build("a")).unwrap().unwrap();
     let queued = store.read(|tx| tx.queued_builds()).unwrap().unwrap();
     assert_eq!(queued.len(), 1);
+}
+
+pub fn leases_are_renewed_and_expire(fixture: &Fixture) {
+    let store = fixture.open();
+    store
+        .write(|tx| {
+            tx.enqueue_build("a", 1)?;
+            tx.enqueue_build("b", 2)?;
+            tx.enqueue_build("c", 3)
+        })
+        .unwrap()
+        .unwrap();
+    let claim = |w: &str, now: i64| {
+        store
+            .write(|tx| tx.claim_build(w, now, 100))
+            .unwrap()
+            .unwrap()
+    };
+    let expired = |now: i64| {
+        store
+            .read(|tx| tx.expired_leases(now, 10))
+            .unwrap()
+            .unwrap()
+    };
+    let take = |lease: &Lease, now: i64| {
+        store
+            .write(|tx| tx.take_expired(lease, now))
+            .unwrap()
+            .unwrap()
+    };
+    assert_eq!(claim("w1", 1000).as_deref(), Some("a"));
+    assert_eq!(claim("w2", 1000).as_deref(), Some("b"));
+    assert_eq!(expired(1100), vec![], "a lease lasts until its end");
+    // w1's heartbeat extends its lease; w2 stays silent.
+    let renewed = store
+        .write(|tx| tx.renew_leases("w1", 1090, 1190))
+        .unwrap()
+        .unwrap();
+    assert_eq!(renewed, 1);
+    let lost = expired(1150);
+    assert_eq!(
+        lost,
+        vec![Lease {
+            arn: "b".into(),
+            worker: "w2".into(),
+            heartbeat_millis: Some(1000),
+            expires_millis: Some(1100),
+        }]
+    );
+    // w2 comes back just before anyone takes the build: its renewal keeps it.
+    store
+        .write(|tx| tx.renew_leases("w2", 1160, 1260))
+        .unwrap()
+        .unwrap();
+    assert!(!take(&lost[0], 1170), "a renewed lease is not taken");
+    assert!(take(&lost[0], 1300), "an expired lease is taken");
+    assert!(!take(&lost[0], 1300), "once");
+    assert_eq!(
+        store
+            .write(|tx| tx.renew_leases("w2", 1310, 1410))
+            .unwrap()
+            .unwrap(),
+        0,
+        "a worker whose build was taken renews nothing"
+    );
+    // Taken builds are out of the queue; the unclaimed one is never expired.
+    let queued = store.read(|tx| tx.queued_builds()).unwrap().unwrap();
+    assert_eq!(
+        queued,
+        vec![
+            ("a".to_string(), Some("w1".to_string())),
+            ("c".to_string(), None)
+        ]
+    );
+    assert_eq!(expired(1_000_000).len(), 1, "only a, claimed, can expire");
+    drop(store);
+    // A claim made before leases existed has none: it counts as expired.
+    fixture.raw("UPDATE builds SET heartbeat_millis = NULL, lease_expires_millis = NULL");
+    let store = fixture.open();
+    let legacy = store.read(|tx| tx.expired_leases(0, 10)).unwrap().unwrap();
+    assert_eq!(legacy.len(), 1);
+    assert_eq!(
+        (legacy[0].heartbeat_millis, legacy[0].expires_millis),
+        (None, None)
+    );
+    assert!(store
+        .write(|tx| tx.take_expired(&legacy[0], 0))
+        .unwrap()
+        .unwrap());
 }
 
 pub fn schedules_are_due_in_time_order_and_claimed_once(fixture: &Fixture) {

@@ -7,6 +7,7 @@ use kiln_domain::arn::ResourceKind;
 use kiln_store::{ListQuery, Row, Store, StoreError, TokenKey, TokenRecord};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Barrier};
+use std::time::Duration;
 
 const WRITERS: usize = 6;
 
@@ -149,7 +150,11 @@ pub fn builds_are_never_claimed_twice(fixture: &Fixture) {
     let claims: Vec<(usize, String)> = race(&stores, |i, store| {
         let worker = format!("worker-{i}");
         let mut mine = Vec::new();
-        while let Some(arn) = store.write(|tx| tx.claim_build(&worker)).unwrap().unwrap() {
+        while let Some(arn) = store
+            .write(|tx| tx.claim_build(&worker, 0, 60_000))
+            .unwrap()
+            .unwrap()
+        {
             mine.push((i, arn));
         }
         mine
@@ -259,4 +264,65 @@ pub fn closed_connections_are_replaced(fixture: &Fixture) {
         .unwrap()
         .unwrap();
     assert_eq!(list_all(&store).len(), 2);
+}
+
+pub fn committed_notifications_wake_listeners_across_reconnects(fixture: &Fixture) {
+    if !fixture.is_postgres() {
+        let store = fixture.open();
+        assert!(
+            store.listen(|| {}).unwrap().is_none(),
+            "SQLite has no listener"
+        );
+        return;
+    }
+    let (listening, other) = (fixture.open(), fixture.open());
+    let (tx, wakes) = std::sync::mpsc::channel::<()>();
+    let tx = std::sync::Mutex::new(tx);
+    let Some(listener) = listening
+        .listen(move || {
+            let _ = tx.lock().unwrap().send(());
+        })
+        .unwrap()
+    else {
+        panic!("PostgreSQL listens");
+    };
+    let wait = Duration::from_secs(10);
+    wakes.recv_timeout(wait).expect("a wake-up once listening");
+    let quiet = |what: &str| {
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(wakes.try_recv().is_err(), "{what} woke the listener");
+    };
+    let notifies = |what: &str, f: &dyn Fn(&mut dyn kiln_store::Txn) -> Result<(), StoreError>| {
+        other.write(|tx| f(tx)).unwrap().unwrap();
+        wakes
+            .recv_timeout(wait)
+            .unwrap_or_else(|_| panic!("{what} did not wake the listener"));
+        while wakes.try_recv().is_ok() {}
+    };
+    notifies("a queued build", &|tx| tx.enqueue_build("b1", 1));
+    notifies("a schedule", &|tx| tx.set_next_run("p", Some(5)));
+    // Neither a claim (every idle worker makes them) nor a rolled-back write wakes anyone.
+    other
+        .write(|tx| tx.claim_build("w", 0, 1_000).map(drop))
+        .unwrap()
+        .unwrap();
+    quiet("a claim");
+    let _ = other
+        .write(|tx| {
+            tx.enqueue_build("b2", 2)?;
+            Err::<(), _>(StoreError::BatchFailed {
+                reason: "no".into(),
+            })
+        })
+        .unwrap();
+    quiet("a rolled-back write");
+    // The server drops every connection: the listener reconnects and hears later writes.
+    fixture.end_connections();
+    wakes
+        .recv_timeout(wait)
+        .expect("a wake-up after reconnecting");
+    notifies("a build queued after the reconnection", &|tx| {
+        tx.enqueue_build("b3", 3)
+    });
+    drop(listener);
 }

@@ -34,6 +34,7 @@ both!(
     cases::committed_writes_survive_reopening,
     cases::upsert_keeps_one_row_per_arn,
     cases::builds_are_claimed_once_in_queue_order,
+    cases::leases_are_renewed_and_expire,
     cases::schedules_are_due_in_time_order_and_claimed_once,
     cases::count_rows_counts_one_kind_of_one_account_and_region,
     cases::lists_are_in_byte_order_and_resume_after_a_cursor,
@@ -49,6 +50,7 @@ both!(
     concurrency::writes_are_seen_by_every_store_at_once,
     concurrency::stores_opening_at_once_migrate_once,
     concurrency::closed_connections_are_replaced,
+    concurrency::committed_notifications_wake_listeners_across_reconnects,
 );
 
 #[test]

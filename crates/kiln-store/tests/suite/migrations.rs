@@ -53,10 +53,27 @@ pub fn a_database_from_a_newer_kiln_is_refused(fixture: &Fixture) {
 pub fn unversioned_sqlite_database_opens_unchanged(fixture: &Fixture) {
     let store = fixture.open();
     store.write(|tx| tx.put_row(&row("old"))).unwrap().unwrap();
+    store
+        .write(|tx| tx.enqueue_build("queued-before-leases", 1))
+        .unwrap()
+        .unwrap();
     drop(store);
+    // Back to version 1's tables: what later migrations added goes.
+    fixture.raw(
+        "DROP INDEX builds_by_lease;
+         ALTER TABLE builds DROP COLUMN heartbeat_millis;
+         ALTER TABLE builds DROP COLUMN lease_expires_millis;",
+    );
     fixture.set_version(0);
     let store = fixture.open();
     assert_eq!(list_all(&store), vec!["old".to_string()]);
+    let claimed = store
+        .write(|tx| tx.claim_build("w", 10, 5))
+        .unwrap()
+        .unwrap();
+    assert_eq!(claimed.as_deref(), Some("queued-before-leases"));
+    let expired = store.read(|tx| tx.expired_leases(16, 10)).unwrap().unwrap();
+    assert_eq!(expired.len(), 1, "the migrated queue has leases");
     drop(store);
     assert_eq!(fixture.version(), kiln_store::sqlite::SCHEMA_VERSION);
 }

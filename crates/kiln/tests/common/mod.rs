@@ -10,6 +10,8 @@
 //! Every test binary compiles this module but uses only part of it.
 #![allow(dead_code)]
 
+pub mod worker;
+
 use aws_sdk_imagebuilder::config::retry::RetryConfig;
 use aws_sdk_imagebuilder::config::timeout::TimeoutConfig;
 use aws_sdk_imagebuilder::config::{Credentials, Region};

@@ -1,0 +1,170 @@
+//! `kiln worker`: a process that runs builds from a shared database and serves no API; and the
+//! flags it shares with `kiln serve` (where the state is, how builds run), in one struct that
+//! both commands flatten.
+
+use anyhow::{Context, Result};
+use kiln_core::Core;
+use kiln_store::postgres::Listener;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where Kiln's state is and how this process runs builds: `kiln serve` and `kiln worker`.
+#[derive(clap::Args)]
+pub struct WorkerOptions {
+    /// Directory that holds this machine's state (images, build instances, logs; and the SQLite
+    /// database, without --database).
+    #[arg(long, env = "KILN_DATA_DIR", default_value = "./kiln-data")]
+    pub data_dir: PathBuf,
+    /// A shared PostgreSQL database, `postgres://user[:password]@host[:port]/database`, for
+    /// several Kiln processes at once. Default: SQLite in the data directory (one process).
+    #[arg(long, env = "KILN_DATABASE")]
+    pub database: Option<String>,
+    /// Image builds that run at once (default: the number of cores). `kiln serve
+    /// --build-concurrency 0` runs none: `kiln worker` processes on the same database do.
+    #[arg(long, env = "KILN_BUILD_CONCURRENCY")]
+    pub build_concurrency: Option<usize>,
+    /// How long a build stays its worker's without a heartbeat (renewed every third of it).
+    /// On a shared database, the builds of a worker that stops renewing (killed, hung, cut off)
+    /// end FAILED this long after its last heartbeat.
+    #[arg(
+        long,
+        env = "KILN_LEASE_SECONDS",
+        default_value_t = kiln_worker::DEFAULT_LEASE.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..=86_400)
+    )]
+    pub lease_seconds: u64,
+    /// The Debian mirror the managed debian-12-minimal-x86 base image is made from.
+    #[arg(long, env = "KILN_DEBIAN_MIRROR", default_value = kiln_image::DEFAULT_DEBIAN_MIRROR)]
+    pub debian_mirror: String,
+    /// Let build instances with networking (a subnet or security groups in the infrastructure
+    /// configuration) reach the host's own addresses, Kiln's API included. Off by default.
+    #[arg(long, env = "KILN_INSTANCE_HOST_ACCESS")]
+    pub instance_host_access: bool,
+    /// A directory callers may name `oci:` and `file://` parent images in (repeatable; none by
+    /// default). Every account can read what is in it. Kiln's data directory stays refused.
+    #[arg(
+        long = "import-dir",
+        value_name = "DIR",
+        env = "KILN_IMPORT_DIRS",
+        value_delimiter = ':'
+    )]
+    pub import_dirs: Vec<PathBuf>,
+    /// A registry on this machine or a private network (HOST:PORT) that parent images may be
+    /// pulled from and builds may download from (repeatable; public registries need no flag).
+    #[arg(
+        long = "registry",
+        value_name = "HOST:PORT",
+        env = "KILN_REGISTRIES",
+        value_delimiter = ','
+    )]
+    pub registries: Vec<String>,
+    /// For tests: read Kiln's time (requests, builds, schedules, leases) from this file, an
+    /// RFC 3339 instant that the test rewrites to move time, instead of the system clock.
+    #[arg(long, env = "KILN_CLOCK_FILE")]
+    pub clock_file: Option<PathBuf>,
+}
+
+impl WorkerOptions {
+    /// `--database`, parsed here rather than by clap, whose message would quote the value,
+    /// password and all.
+    pub fn database(&self) -> Result<Option<kiln_store::Database>> {
+        self.database
+            .as_deref()
+            .map(kiln_store::Database::parse)
+            .transpose()
+            .map_err(anyhow::Error::msg)
+            .context("--database")
+    }
+
+    /// What opening the store failed at, for messages (never with a password).
+    pub fn opening(&self) -> String {
+        match &self.database {
+            Some(url) => format!("opening the database {}", kiln_store::postgres::redact(url)),
+            None => format!("opening the data directory {}", self.data_dir.display()),
+        }
+    }
+
+    /// `--clock-file`'s clock, if any.
+    pub fn clock(&self) -> Option<Arc<dyn kiln_core::clock::Clock>> {
+        self.clock_file.as_ref().map(|path| {
+            tracing::warn!(path = %path.display(), "using a test clock");
+            Arc::new(kiln_core::clock::FileClock::new(path.clone())) as Arc<_>
+        })
+    }
+
+    pub fn parent_rules(&self) -> Result<kiln_core::parents::ParentRules> {
+        kiln_core::parents::ParentRules::new(&self.data_dir, &self.import_dirs, &self.registries)
+            .map_err(anyhow::Error::msg)
+    }
+
+    pub fn worker_config(&self) -> kiln_worker::WorkerConfig {
+        let mut config = kiln_worker::WorkerConfig::new(&self.data_dir);
+        if let Some(n) = self.build_concurrency {
+            config.concurrency = n;
+        }
+        config.lease = Duration::from_secs(self.lease_seconds);
+        config.debian_mirror = self.debian_mirror.clone();
+        config.instance_host_access = self.instance_host_access;
+        config
+    }
+}
+
+#[derive(clap::Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub options: WorkerOptions,
+}
+
+/// Wakes this process's build threads and scheduler when another process queues a build or
+/// moves a schedule (PostgreSQL's notifications); `None` on SQLite, where every write is this
+/// process's own. Dropping the answer stops listening.
+pub fn listen_for_work(core: &Arc<Core>) -> Result<Option<Listener>> {
+    let woken = Arc::downgrade(core);
+    core.store
+        .listen(move || {
+            if let Some(core) = woken.upgrade() {
+                core.work.notify();
+            }
+        })
+        .context("starting the thread that listens for work")
+}
+
+pub fn main(args: WorkerArgs) -> Result<()> {
+    let options = args.options;
+    let Some(database) = options.database()? else {
+        anyhow::bail!(
+            "kiln worker needs a shared database: --database postgres://... (env \
+             KILN_DATABASE). A SQLite database belongs to the one `kiln serve` that opened it, \
+             and that process runs its builds itself"
+        );
+    };
+    let config = options.worker_config();
+    anyhow::ensure!(
+        config.concurrency > 0,
+        "kiln worker --build-concurrency 0 would run no builds; give it 1 or more"
+    );
+    let mut core = Core::open_database(
+        &options.data_dir,
+        Some(&database),
+        kiln_store::sqlite::Sync::Normal,
+    )
+    .with_context(|| options.opening())?;
+    if let Some(clock) = options.clock() {
+        core = core.with_clock(clock);
+    }
+    let core = Arc::new(core.with_parent_rules(options.parent_rules()?));
+    let worker =
+        kiln_worker::Worker::start(core.clone(), config).context("starting the build worker")?;
+    let listener = listen_for_work(&core)?;
+    println!("kiln worker ready: {}", worker.id());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(crate::shutdown_signal());
+    drop(listener);
+    // Builds still running end FAILED "interrupted"; their instances are torn down.
+    worker.stop();
+    tracing::info!("kiln worker stopped");
+    Ok(())
+}
