@@ -23,4 +23,4 @@ pub use error::StoreError;
 pub use postgres::PgStore;
 pub use sqlite::{SqliteStore, Sync};
 pub use store::{Database, Store};
-pub use txn::{ListQuery, Row, TokenKey, TokenRecord, Txn, TxnExt};
+pub use txn::{BuildLogPart, ListQuery, Row, TokenKey, TokenRecord, Txn, TxnExt};

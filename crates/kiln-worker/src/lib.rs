@@ -14,6 +14,8 @@
 //! - [`logs`] writes each build's log (`<data>/logs/<build id>/build.log`, live) that
 //!   `kiln logs` reads;
 //! - [`extension`] answers Kiln's own endpoints (`/kiln/v1/logs`, `/export`, `/instances`);
+//! - [`registry`] pushes every image built to the shared registry (`--registry`) and pulls
+//!   the images Kiln built elsewhere that a build or an export needs;
 //! - [`recover`] runs once at start: builds a previous process left running end FAILED
 //!   "interrupted", their instances are reaped, and half-written store entries collected.
 //!
@@ -27,6 +29,7 @@ pub mod extension;
 pub mod logs;
 pub mod parent;
 pub mod recover;
+pub mod registry;
 pub mod run;
 
 use kiln_core::Core;
@@ -64,6 +67,9 @@ pub struct WorkerConfig {
     pub debian_mirror: String,
     /// Whether build instances with networking may reach the host's own addresses.
     pub instance_host_access: bool,
+    /// The registry every built image is pushed to and missing images are pulled from
+    /// (`--registry`), when the store is shared between machines.
+    pub registry: Option<kiln_image::SharedRegistry>,
 }
 
 impl WorkerConfig {
@@ -73,6 +79,7 @@ impl WorkerConfig {
             concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
             debian_mirror: kiln_image::DEFAULT_DEBIAN_MIRROR.to_string(),
             instance_host_access: false,
+            registry: None,
         }
     }
 
@@ -193,7 +200,7 @@ impl Worker {
     /// Starts the worker threads: [`WorkerConfig::concurrency`] builds at once.
     pub fn spawn_threads(&self) -> Result<(), WorkerError> {
         let mut threads = self.threads.lock().unwrap_or_else(|p| p.into_inner());
-        for i in 0..self.shared.config.concurrency.max(1) {
+        for i in 0..self.shared.config.concurrency {
             let shared = self.shared.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("kiln-build-{i}"))

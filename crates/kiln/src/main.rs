@@ -104,9 +104,31 @@ struct ServeArgs {
     /// Durability of commits (SQLite; on PostgreSQL the server's synchronous_commit decides).
     #[arg(long, env = "KILN_SYNC", value_enum, default_value = "normal")]
     sync: SyncMode,
-    /// Image builds that run at once (default: the number of cores).
+    /// Image builds that run at once (default: the number of cores); 0 runs none (the process
+    /// serves the API only).
     #[arg(long, env = "KILN_BUILD_CONCURRENCY")]
     build_concurrency: Option<usize>,
+    /// The OCI registry the machines of a shared database keep images in,
+    /// `[https://]HOST[:PORT][/PREFIX]`: every image built is pushed there, and an image built
+    /// elsewhere is pulled from there. Plain HTTP only for a loopback host; TLS otherwise.
+    #[arg(long, value_name = "HOST:PORT[/PREFIX]", env = "KILN_REGISTRY")]
+    registry: Option<String>,
+    /// A PEM CA bundle the --registry's certificate is verified with (besides the system's).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "KILN_REGISTRY_CA",
+        requires = "registry"
+    )]
+    registry_ca: Option<PathBuf>,
+    /// The --registry's credentials, a containers auth.json (as `skopeo login` writes it).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "KILN_REGISTRY_AUTH_FILE",
+        requires = "registry"
+    )]
+    registry_auth_file: Option<PathBuf>,
     /// The Debian mirror the managed debian-12-minimal-x86 base image is made from.
     #[arg(long, env = "KILN_DEBIAN_MIRROR", default_value = kiln_image::DEFAULT_DEBIAN_MIRROR)]
     debian_mirror: String,
@@ -143,12 +165,12 @@ struct ServeArgs {
     /// A registry on this machine or a private network (HOST:PORT) that parent images may be
     /// pulled from and builds may download from (repeatable; public registries need no flag).
     #[arg(
-        long = "registry",
+        long = "allow-registry",
         value_name = "HOST:PORT",
-        env = "KILN_REGISTRIES",
+        env = "KILN_ALLOWED_REGISTRIES",
         value_delimiter = ','
     )]
-    registries: Vec<String>,
+    allowed_registries: Vec<String>,
     /// The S3-compatible endpoint (path-style, e.g. http://127.0.0.1:9000) that component and
     /// workflow documents given as `uri: s3://bucket/key` are read from, with the caller's own
     /// key. Without it, a `uri` is refused. No other address is contacted for them.
@@ -297,6 +319,17 @@ fn serve(args: ServeArgs) -> Result<()> {
         .transpose()
         .map_err(anyhow::Error::msg)
         .context("--database")?;
+    let registry = args
+        .registry
+        .as_deref()
+        .map(|value| {
+            kiln_image::SharedRegistry::parse(
+                value,
+                args.registry_ca.as_deref(),
+                args.registry_auth_file.as_deref(),
+            )
+        })
+        .transpose()?;
     let auth = Arc::new(authenticator(&args)?);
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(
@@ -333,9 +366,12 @@ fn serve(args: ServeArgs) -> Result<()> {
         tracing::warn!(path = %path.display(), "using a test clock");
         service = service.with_clock(Arc::new(kiln_core::clock::FileClock::new(path.clone())));
     }
-    let rules =
-        kiln_core::parents::ParentRules::new(&args.data_dir, &args.import_dirs, &args.registries)
-            .map_err(anyhow::Error::msg)?;
+    let rules = kiln_core::parents::ParentRules::new(
+        &args.data_dir,
+        &args.import_dirs,
+        &args.allowed_registries,
+    )
+    .map_err(anyhow::Error::msg)?;
     let service = Arc::new(
         service
             .with_parent_rules(rules)
@@ -344,9 +380,9 @@ fn serve(args: ServeArgs) -> Result<()> {
     );
     let mut worker_config = kiln_worker::WorkerConfig::new(&args.data_dir);
     if let Some(n) = args.build_concurrency {
-        anyhow::ensure!(n > 0, "--build-concurrency must be at least 1");
         worker_config.concurrency = n;
     }
+    worker_config.registry = registry;
     worker_config.debian_mirror = args.debian_mirror.clone();
     worker_config.instance_host_access = args.instance_host_access;
     let worker = Arc::new(

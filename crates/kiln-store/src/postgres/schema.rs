@@ -10,7 +10,7 @@ use crate::error::StoreError;
 use postgres::Client;
 
 /// Every migration, in order: `MIGRATIONS[i]` leads from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[V1];
+pub const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The version a database has after every migration this binary knows.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -89,5 +89,16 @@ CREATE INDEX schedules_by_time ON schedules (next_run_millis, pipeline_arn);
 CREATE TABLE settings (
     name TEXT COLLATE "C" PRIMARY KEY,
     value TEXT NOT NULL
+);
+"#;
+
+/// Build logs, appended in chunks by the worker that runs the build, read by any API server.
+const V2: &str = r#"
+CREATE TABLE build_logs (
+    build_id TEXT COLLATE "C" NOT NULL,
+    start_byte BIGINT NOT NULL,
+    chunk BYTEA NOT NULL,
+    last BOOLEAN NOT NULL DEFAULT FALSE,
+    PRIMARY KEY (build_id, start_byte)
 );
 "#;

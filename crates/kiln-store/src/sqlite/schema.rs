@@ -12,7 +12,7 @@ use crate::error::StoreError;
 use rusqlite::Connection;
 
 /// Every migration, in order: `MIGRATIONS[i]` leads from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[V1];
+pub const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The version a database has after every migration this binary knows.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -82,5 +82,17 @@ CREATE INDEX IF NOT EXISTS schedules_by_time ON schedules (next_run_millis, pipe
 CREATE TABLE IF NOT EXISTS settings (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL
+) WITHOUT ROWID;
+";
+
+/// Build logs, for the API servers of other machines (written only on a shared database, but
+/// the tables are the same on both backends).
+const V2: &str = "
+CREATE TABLE IF NOT EXISTS build_logs (
+    build_id TEXT NOT NULL,
+    start_byte INTEGER NOT NULL,
+    chunk BLOB NOT NULL,
+    last INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (build_id, start_byte)
 ) WITHOUT ROWID;
 ";
