@@ -461,3 +461,182 @@ async fn a_registry_that_refuses_the_push_fails_the_build_naming_it() {
         "{reason}"
     );
 }
+
+/// Runs a setup command of the test; panics with its error output if it fails.
+fn run(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd.output().expect("running a setup command");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// A self-signed certificate for 127.0.0.1 (an IP SAN), an htpasswd file with a bcrypt entry
+/// (perl's crypt, libxcrypt's `$2b$`) and the containers auth.json that signs in with it; and
+/// one that signs in with the wrong password.
+struct TlsAuth {
+    dir: tempfile::TempDir,
+}
+
+impl TlsAuth {
+    fn make() -> TlsAuth {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let p = |name: &str| dir.path().join(name);
+        run(Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args([
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+            ])
+            .arg("-keyout")
+            .arg(p("key.pem"))
+            .arg("-out")
+            .arg(p("cert.pem")));
+        let hash = run(Command::new("perl").args([
+            "-e",
+            r#"print crypt($ARGV[0], '$2b$05$' . $ARGV[1])"#,
+            "kiln-secret",
+            "kilnregistrytestsalt00",
+        ]));
+        let hash = String::from_utf8(hash).expect("a bcrypt hash");
+        assert!(
+            hash.starts_with("$2b$05$"),
+            "perl's crypt made no bcrypt hash: {hash}"
+        );
+        std::fs::write(p("htpasswd"), format!("kiln:{hash}\n")).expect("writing htpasswd");
+        TlsAuth { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// A containers auth.json for `host_port` with `password`.
+    fn auth_file(&self, name: &str, host_port: &str, password: &str) -> PathBuf {
+        let auth = base64(format!("kiln:{password}").as_bytes());
+        let path = self.path(name);
+        std::fs::write(
+            &path,
+            serde_json::json!({"auths": {host_port: {"auth": auth}}}).to_string(),
+        )
+        .expect("writing an auth file");
+        path
+    }
+}
+
+/// Standard base64 with padding (the auth.json `auth` field).
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tls_registry_with_credentials_is_pushed_to_and_pulled_from() {
+    if let Some(why) = missing_prerequisite() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    let secrets = TlsAuth::make();
+    let registry = Registry::start(&RegistryOptions {
+        tls: Some((secrets.path("cert.pem"), secrets.path("key.pem"))),
+        htpasswd: Some(secrets.path("htpasswd")),
+    });
+    let url = format!("https://{}", registry.host_port());
+    let ca = secrets.path("cert.pem");
+    let good = secrets.auth_file("auth.json", &registry.host_port(), "kiln-secret");
+    let wrong = secrets.auth_file("wrong.json", &registry.host_port(), "not-it");
+    let flags = |auth: &Path, builds: &'static str| -> Vec<String> {
+        [
+            "--database",
+            &db.url,
+            "--registry",
+            &url,
+            "--registry-ca",
+            ca.to_str().expect("UTF-8"),
+            "--registry-auth-file",
+            auth.to_str().expect("UTF-8"),
+            "--build-concurrency",
+            builds,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let (a_flags, b_flags) = (flags(&good, "1"), flags(&good, "0"));
+    let a = Server::start_with_args("", &a_flags.iter().map(String::as_str).collect::<Vec<_>>());
+    let b = Server::start_with_args("", &b_flags.iter().map(String::as_str).collect::<Vec<_>>());
+    let client = a.client();
+    let infra = infrastructure(&client).await;
+    let over_tls = recipe(&client, "over-tls", BUSYBOX, &["echo over tls"]).await;
+    let arn = create_image(&client, &over_tls, &infra).await;
+    let (status, reason) = wait_final(&client, &arn).await;
+    assert_eq!(status, "AVAILABLE", "{reason}");
+    let out = tempfile::tempdir().expect("a temporary directory");
+    export_oci(&arn, &b, &out.path().join("pulled"));
+
+    // Wrong credentials, or no CA for the self-signed certificate: the build fails naming
+    // the registry. (Single servers on SQLite: nothing else is shared here.)
+    let wrong_password = Server::start_with_args(
+        "",
+        &[
+            "--registry",
+            &url,
+            "--registry-ca",
+            ca.to_str().expect("UTF-8"),
+            "--registry-auth-file",
+            wrong.to_str().expect("UTF-8"),
+        ],
+    );
+    let no_ca = Server::start_with_args(
+        "",
+        &[
+            "--registry",
+            &url,
+            "--registry-auth-file",
+            good.to_str().expect("UTF-8"),
+        ],
+    );
+    for (server, why) in [(&wrong_password, "unauthorized"), (&no_ca, "certificate")] {
+        let client = server.client();
+        let infra = infrastructure(&client).await;
+        let refused = recipe(&client, "refused", BUSYBOX, &["true"]).await;
+        let arn = create_image(&client, &refused, &infra).await;
+        let (status, reason) = wait_final(&client, &arn).await;
+        assert_eq!(status, "FAILED", "{why}");
+        assert!(
+            reason.contains(&format!("the registry {}", registry.host_port()))
+                && reason.to_lowercase().contains(why),
+            "{why}: {reason}"
+        );
+    }
+}
+
+#[test]
+fn base64_pads_like_the_standard() {
+    assert_eq!(base64(b"kiln:pw"), "a2lsbjpwdw==");
+    assert_eq!(base64(b"ab"), "YWI=");
+    assert_eq!(base64(b"abc"), "YWJj");
+}
