@@ -640,3 +640,47 @@ fn base64_pads_like_the_standard() {
     assert_eq!(base64(b"ab"), "YWI=");
     assert_eq!(base64(b"abc"), "YWJj");
 }
+
+#[test]
+fn bad_registry_flags_are_refused_before_anything_starts() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let data = dir.path().join("data");
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").expect("writing a CA file");
+    let ca = ca.to_str().expect("UTF-8");
+    for (args, message) in [
+        (
+            vec!["--registry", "http://registry.example.com"],
+            "plain HTTP is allowed only for a loopback registry",
+        ),
+        (
+            vec!["--registry", "127.0.0.1:5000/Team"],
+            "the prefix `Team`",
+        ),
+        (
+            vec!["--registry", "127.0.0.1:5000", "--registry-ca", ca],
+            "write https://127.0.0.1:5000",
+        ),
+        (
+            vec![
+                "--registry",
+                "registry.example.com",
+                "--registry-auth-file",
+                "/nonexistent/auth.json",
+            ],
+            "--registry-auth-file /nonexistent/auth.json",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data)
+            .args(&args)
+            .env_remove("KILN_REGISTRY")
+            .output()
+            .expect("running kiln serve");
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        assert!(!data.exists(), "{args:?} left a data directory");
+    }
+}
