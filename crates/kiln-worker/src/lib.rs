@@ -61,7 +61,7 @@ pub enum WorkerError {
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     pub data_dir: PathBuf,
-    /// Builds run at once.
+    /// Builds run at once; 0 runs none (a server that answers the API only).
     pub concurrency: usize,
     /// The Debian mirror the managed Debian base image is made from.
     pub debian_mirror: String,

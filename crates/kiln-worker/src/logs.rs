@@ -304,4 +304,43 @@ mod tests {
         let (none, _) = read_from(&dir.path().join("missing"), 0, 10).unwrap();
         assert!(none.is_empty());
     }
+
+    #[test]
+    fn the_database_copy_is_the_file_and_is_closed_at_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let core =
+            Arc::new(Core::open(&dir.path().join("data"), kiln_store::Sync::Normal).unwrap());
+        let clock = Arc::new(kiln_core::clock::ManualClock::at(1_893_492_000_000));
+        let logs = dir.path().join("logs");
+        let log = BuildLog::create(&logs, "b1", "arn:x", clock)
+            .unwrap()
+            .with_database(core.clone(), "b1")
+            .unwrap();
+        let read = || {
+            core.store
+                .read(|tx| tx.read_build_log("b1", 0, 1 << 20))
+                .unwrap()
+                .unwrap()
+        };
+        log.event("stage build started");
+        // A stage change is written at once (well before the next tick would).
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while read().size == 0 {
+            assert!(std::time::Instant::now() < deadline, "never written");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(!read().complete);
+        for i in 0..100 {
+            log.write_line(&format!("    │ line {i}"), false);
+        }
+        log.event("AVAILABLE");
+        drop(log);
+        let copy = read();
+        assert!(copy.complete, "closed when the log is dropped");
+        let (file, _) = read_from(&log_path(&logs, "b1"), 0, 1 << 20).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&copy.data),
+            String::from_utf8_lossy(&file)
+        );
+    }
 }

@@ -64,7 +64,7 @@ pub fn local_or_pulled(shared: &Shared, image: &Image) -> Result<ImageRef, Strin
     };
     let Some(registry) = &shared.config.registry else {
         return Err(format!(
-            "{}: {missing} on this machine (the image was built on another one, and no shared registry is configured: kiln serve --registry)",
+            "{}: {missing} on this machine, and no shared registry (kiln serve --registry) is configured to pull it from",
             image.arn
         ));
     };
