@@ -409,7 +409,9 @@ fn distribute(
     if moved {
         log.event(&format!("AVAILABLE: {output} ({})", built.image.digest));
     } else {
+        // Cancelled while it was pushed: no machine will ask the registry for it.
         discard(shared, image);
+        crate::registry::remove(shared, image);
         log.event("CANCELLED: the build was stopped");
     }
 }
