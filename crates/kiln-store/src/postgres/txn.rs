@@ -443,9 +443,10 @@ impl Txn for PgTxn {
         max: usize,
     ) -> Result<BuildLogPart, StoreError> {
         let id = enc(build_id);
+        // The newest chunk ends the log, and only the closing append is `last`.
         let head = self.conn.query(
-            "SELECT COALESCE(MAX(start_byte + length(chunk)), 0)::BIGINT, COALESCE(bool_or(last), FALSE)
-             FROM build_logs WHERE build_id = $1",
+            "SELECT start_byte + length(chunk), last FROM build_logs
+             WHERE build_id = $1 ORDER BY start_byte DESC LIMIT 1",
             &[&id],
         )?;
         let (size, complete): (i64, bool) = match head.first() {

@@ -254,13 +254,16 @@ impl Txn for SqliteTxn {
         offset: u64,
         max: usize,
     ) -> Result<BuildLogPart, StoreError> {
+        // The newest chunk ends the log, and only the closing append is `last`.
         let (size, complete): (i64, bool) = self
             .conn
             .prepare_cached(
-                "SELECT COALESCE(MAX(start_byte + length(chunk)), 0), COALESCE(MAX(last), 0)
-                 FROM build_logs WHERE build_id = ?1",
+                "SELECT start_byte + length(chunk), last FROM build_logs
+                 WHERE build_id = ?1 ORDER BY start_byte DESC LIMIT 1",
             )?
-            .query_row(params![build_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            .query_row(params![build_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?
+            .unwrap_or((0, false));
         // From the chunk that holds `offset` on.
         let chunks = self
             .conn
