@@ -624,7 +624,7 @@ def build_on(client: Any, infra: str, parent: str, check: str) -> dict:
 
 def test_parents_from_a_layout_an_archive_and_a_registry(endpoint, built, tmp_path):
     """On a server of its own, which lists the directory of the layout and the archive
-    (--import-dir) and the loopback registry (--registry): without them it refuses such
+    (--import-dir) and the loopback registry (--allow-registry): without them it refuses such
     parents (tests/python/test_walls.py)."""
     imports = tmp_path / "imports"
     imports.mkdir()
@@ -634,7 +634,7 @@ def test_parents_from_a_layout_an_archive_and_a_registry(endpoint, built, tmp_pa
     port = free_port()
     server = KilnServer(
         tmp_path / "data",
-        extra_args=["--import-dir", str(imports), "--registry", f"127.0.0.1:{port}"],
+        extra_args=["--import-dir", str(imports), "--allow-registry", f"127.0.0.1:{port}"],
     ).start()
     try:
         client = make_client(server.endpoint)

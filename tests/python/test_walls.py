@@ -7,7 +7,7 @@ network actions of builds.
 - `oci:` and `file://` parents are read only under the operator's `--import-dir`s, never from
   Kiln's data directory (not even when an import dir contains it), and never through a symlink
   that leads out, whether it was there at create time or swapped in before the build.
-- Registries on loopback or private addresses need the operator's `--registry`.
+- Registries on loopback or private addresses need the operator's `--allow-registry`.
 - WebDownload in a build cannot reach the host: not the API port, not a loopback HTTP server,
   not through a redirect; a build without network cannot download at all.
 
@@ -269,14 +269,14 @@ def test_loopback_registries_need_the_operators_listing(walls, tmp_path):
         "10.0.0.5:5000/team/app:1",
     ):
         assert_client_error(
-            lambda: their_recipe(walls.theirs, parent), REFUSED, "parentImage", "--registry"
+            lambda: their_recipe(walls.theirs, parent), REFUSED, "parentImage", "--allow-registry"
         )
-    listed = KilnServer(tmp_path / "data", extra_args=["--registry", "127.0.0.1:5000"]).start()
+    listed = KilnServer(tmp_path / "data", extra_args=["--allow-registry", "127.0.0.1:5000"]).start()
     try:
         c = make_client(listed.endpoint)
         assert their_recipe(c, "127.0.0.1:5000/kiln/app:1")["imageRecipeArn"]
         assert_client_error(
-            lambda: their_recipe(c, "127.0.0.1:5001/kiln/app:1"), REFUSED, "--registry 127.0.0.1"
+            lambda: their_recipe(c, "127.0.0.1:5001/kiln/app:1"), REFUSED, "--allow-registry 127.0.0.1"
         )
     finally:
         listed.stop_gracefully()
@@ -342,7 +342,7 @@ def test_web_download_cannot_reach_the_host(walls, host_http):
 
 
 def test_web_download_from_a_listed_host_service(host_http, tmp_path):
-    server = KilnServer(tmp_path / "data", extra_args=["--registry", f"127.0.0.1:{host_http}"]).start()
+    server = KilnServer(tmp_path / "data", extra_args=["--allow-registry", f"127.0.0.1:{host_http}"]).start()
     try:
         c = make_client(server.endpoint)
         networked = create_infra(c, instanceTypes=["t3.micro"], subnetId="subnet-0123456789abcdef0")
@@ -356,12 +356,12 @@ def test_web_download_from_a_listed_host_service(host_http, tmp_path):
 
 def test_the_build_checks_again_with_the_servers_current_settings(tmp_path):
     """Recipes made while the operator allowed their parents; the server restarts without
-    --import-dir and --registry: their builds read and pull nothing and fail."""
+    --import-dir and --allow-registry: their builds read and pull nothing and fail."""
     imports = tmp_path / "imports"
     imports.mkdir()
     archive = imports / "rootfs.tar.gz"
     busybox_rootfs_archive(archive)
-    allowed = ["--import-dir", str(imports), "--registry", "127.0.0.1:5999"]
+    allowed = ["--import-dir", str(imports), "--allow-registry", "127.0.0.1:5999"]
     server = KilnServer(tmp_path / "data", extra_args=allowed).start()
     try:
         c = make_client(server.endpoint)
@@ -373,7 +373,7 @@ def test_the_build_checks_again_with_the_servers_current_settings(tmp_path):
     server = KilnServer(tmp_path / "data").start()
     try:
         c = make_client(server.endpoint)
-        for r, flag in ((from_file, "--import-dir"), (from_registry, "--registry")):
+        for r, flag in ((from_file, "--import-dir"), (from_registry, "--allow-registry")):
             image = build(c, r, infra, tests=False)
             assert image["state"]["status"] == "FAILED"
             assert flag in image["state"]["reason"], image["state"]["reason"]

@@ -42,6 +42,17 @@ fn rfc3339(millis: i64) -> String {
         .unwrap_or_else(|| format!("{millis} ms after the epoch"))
 }
 
+/// The lost worker never closes the build's log in the database: its end is written for it,
+/// so that `kiln logs --follow` through any server ends with the reason.
+fn close_log(tx: &mut dyn Txn, build_id: &str, reason: &str, now: i64) -> Result<(), StoreError> {
+    let log = tx.read_build_log(build_id, u64::MAX, 0)?;
+    if log.complete {
+        return Ok(());
+    }
+    let line = format!("{} FAILED: {reason}\n", rfc3339(now));
+    tx.append_build_log(build_id, log.size, line.as_bytes(), true)
+}
+
 /// Ends the build `lease` names if its lease is still over at `now`: in one transaction.
 pub fn end_expired(tx: &mut dyn Txn, lease: &Lease, now: i64) -> Result<Ended, StoreError> {
     if !tx.take_expired(lease, now)? {
@@ -64,6 +75,7 @@ pub fn end_expired(tx: &mut dyn Txn, lease: &Lease, now: i64) -> Result<Ended, S
         now,
         |_| {},
     )? {
+        close_log(tx, &image.build_id, &reason, now)?;
         Ok(Ended::Failed(reason))
     } else {
         Ok(Ended::Removed)

@@ -102,7 +102,7 @@ pub fn resolved_parent(
 
 /// What a caller may name as a parent image beyond its own account's images: the
 /// operator's `--import-dir`s for `oci:` and `file://` parents (never Kiln's data directory,
-/// even inside one of them) and `--registry`s on loopback, link-local or private addresses.
+/// even inside one of them) and `--allow-registry`s on loopback, link-local or private addresses.
 /// Checked when a recipe is created and again by the worker right before it reads.
 #[derive(Debug, Clone, Default)]
 pub struct ParentRules {
@@ -158,7 +158,7 @@ impl ParentRules {
                 .is_some_and(|(h, _)| !h.is_empty() && !h.contains('/'));
             if !ok {
                 return Err(format!(
-                    "--registry `{r}`: give HOST:PORT (e.g. 127.0.0.1:5000)"
+                    "--allow-registry `{r}`: give HOST:PORT (e.g. 127.0.0.1:5000)"
                 ));
             }
         }
@@ -292,7 +292,7 @@ impl ParentRules {
             || resolved.iter().copied().any(is_internal);
         if internal {
             return Err(format!(
-                "the registry {registry} is on this machine or a private network (loopback, link-local or private address); Kiln pulls from such a registry only when the operator lists it with `kiln serve --registry {registry}`"
+                "the registry {registry} is on this machine or a private network (loopback, link-local or private address); Kiln pulls from such a registry only when the operator lists it with `kiln serve --allow-registry {registry}`"
             ));
         }
         Ok(())
@@ -484,7 +484,7 @@ mod tests {
             "192.168.1.10/app",
         ] {
             let err = rules.check_at_create(me, region, parent).unwrap_err();
-            assert!(err.contains("--registry"), "{parent}: {err}");
+            assert!(err.contains("--allow-registry"), "{parent}: {err}");
         }
         // A name is checked on what it resolves to.
         let loopback: IpAddr = "127.0.0.1".parse().unwrap();

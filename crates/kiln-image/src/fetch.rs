@@ -2,6 +2,7 @@
 //! `mmdebstrap`) and images pulled from and pushed to OCI registries (with `skopeo`, through a
 //! temporary OCI layout in the store's `tmp/`).
 
+use crate::registry::RegistryAccess;
 use crate::store::{check_tag, digest_hex, CommitMeta};
 use crate::{io_err, Error, ImageRef, ImageStore, Result};
 use std::ffi::OsString;
@@ -120,7 +121,7 @@ fn check_mirror(mirror: &str) -> Result<()> {
     Ok(())
 }
 
-fn check_registry(registry: &str) -> Result<()> {
+pub(crate) fn check_registry(registry: &str) -> Result<()> {
     if registry.is_empty()
         || registry.len() > 255
         || registry.starts_with(['-', '.', ':'])
@@ -135,7 +136,7 @@ fn check_registry(registry: &str) -> Result<()> {
     Ok(())
 }
 
-fn check_repository(repository: &str) -> Result<()> {
+pub(crate) fn check_repository(repository: &str) -> Result<()> {
     let component_ok = |c: &str| {
         !c.is_empty()
             && c.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
@@ -263,6 +264,22 @@ impl ImageStore {
         plain_http: bool,
         tag: &str,
     ) -> Result<ImageRef> {
+        let access = RegistryAccess {
+            insecure: plain_http,
+            ..RegistryAccess::default()
+        };
+        self.pull_registry_with(registry, repository, reference, &access, tag)
+    }
+
+    /// [`ImageStore::pull_registry`] with a CA bundle and credentials.
+    pub fn pull_registry_with(
+        &self,
+        registry: &str,
+        repository: &str,
+        reference: &str,
+        access: &RegistryAccess<'_>,
+        tag: &str,
+    ) -> Result<ImageRef> {
         check_tag(tag)?;
         check_registry(registry)?;
         check_repository(repository)?;
@@ -274,9 +291,7 @@ impl ImageStore {
         let name = name_in_tmp(&dir.0)?;
         let mut cmd = Command::new("skopeo");
         cmd.current_dir(self.tmp_dir()).args(["copy", "--quiet"]);
-        if plain_http {
-            cmd.arg("--src-tls-verify=false");
-        }
+        let _certs = self.access_args(&mut cmd, access, "--src-")?;
         cmd.arg(&source).arg(format!("oci:{name}:pulled"));
         run(&mut cmd, "skopeo")?;
         self.import_oci_layout(&dir.0, "pulled", tag)
@@ -291,6 +306,20 @@ impl ImageStore {
         dest_reference: &str,
         plain_http: bool,
     ) -> Result<String> {
+        let access = RegistryAccess {
+            insecure: plain_http,
+            ..RegistryAccess::default()
+        };
+        self.push_registry_with(image, dest_reference, &access)
+    }
+
+    /// [`ImageStore::push_registry`] with a CA bundle and credentials.
+    pub fn push_registry_with(
+        &self,
+        image: &ImageRef,
+        dest_reference: &str,
+        access: &RegistryAccess<'_>,
+    ) -> Result<String> {
         let dest = check_dest_reference(dest_reference)?;
         let dir = Cleanup(self.temp_path("push"));
         let digest_file = Cleanup(self.temp_path("push-digest"));
@@ -299,9 +328,7 @@ impl ImageStore {
         let digest_name = name_in_tmp(&digest_file.0)?;
         let mut cmd = Command::new("skopeo");
         cmd.current_dir(self.tmp_dir()).args(["copy", "--quiet"]);
-        if plain_http {
-            cmd.arg("--dest-tls-verify=false");
-        }
+        let _certs = self.access_args(&mut cmd, access, "--dest-")?;
         cmd.arg("--digestfile")
             .arg(&digest_name)
             .arg(format!("oci:{name}:push"))
@@ -311,6 +338,44 @@ impl ImageStore {
         let digest = text.trim().to_string();
         digest_hex(&digest)?;
         Ok(digest)
+    }
+
+    /// Deletes `reference` (`registry/repository:tag`) from its registry with `skopeo delete`
+    /// (the registry must allow deletes: docker-registry's `storage: delete: enabled: true`).
+    pub fn delete_registry(&self, reference: &str, access: &RegistryAccess<'_>) -> Result<()> {
+        let reference = check_dest_reference(reference)?;
+        let mut cmd = Command::new("skopeo");
+        cmd.current_dir(self.tmp_dir()).arg("delete");
+        let _certs = self.access_args(&mut cmd, access, "--")?;
+        cmd.arg(format!("docker://{reference}"));
+        run(&mut cmd, "skopeo")
+    }
+
+    /// Adds the TLS and credential options of `access` to a skopeo command (`side` is
+    /// `--src-`, `--dest-` or `--`); answers the certificate directory made for a CA bundle,
+    /// removed when dropped (skopeo reads CAs from a directory of `*.crt` files).
+    fn access_args(
+        &self,
+        cmd: &mut Command,
+        access: &RegistryAccess<'_>,
+        side: &str,
+    ) -> Result<Option<Cleanup>> {
+        if let Some(auth) = access.auth {
+            cmd.arg("--authfile").arg(auth);
+        }
+        if access.insecure {
+            cmd.arg(format!("{side}tls-verify=false"));
+            return Ok(None);
+        }
+        let Some(ca) = access.ca else {
+            return Ok(None);
+        };
+        let dir = Cleanup(self.temp_path("certs"));
+        fs::create_dir(&dir.0).map_err(io_err("creating", &dir.0))?;
+        let crt = dir.0.join("ca.crt");
+        fs::copy(ca, &crt).map_err(io_err("copying the registry CA bundle", ca))?;
+        cmd.arg(format!("{side}cert-dir")).arg(&dir.0);
+        Ok(Some(dir))
     }
 }
 

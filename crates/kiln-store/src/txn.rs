@@ -156,6 +156,57 @@ pub trait Txn {
     /// A named value that must survive restarts (for example the pagination signing key).
     fn get_setting(&mut self, name: &str) -> Result<Option<String>, StoreError>;
     fn put_setting(&mut self, name: &str, value: &str) -> Result<(), StoreError>;
+
+    /// Appends `chunk` to the log of build `build_id` at byte `offset` (the log's size before
+    /// it); `last` closes the log (the build wrote everything it will write).
+    fn append_build_log(
+        &mut self,
+        build_id: &str,
+        offset: u64,
+        chunk: &[u8],
+        last: bool,
+    ) -> Result<(), StoreError>;
+    /// Up to `max` bytes of the log of build `build_id` from byte `offset`.
+    fn read_build_log(
+        &mut self,
+        build_id: &str,
+        offset: u64,
+        max: usize,
+    ) -> Result<BuildLogPart, StoreError>;
+    /// Forgets the log of build `build_id`; answers how many chunks it had.
+    fn delete_build_log(&mut self, build_id: &str) -> Result<u64, StoreError>;
+}
+
+/// Part of a build log kept in the database (for the API servers of other machines).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BuildLogPart {
+    /// The bytes from the offset asked for.
+    pub data: Vec<u8>,
+    /// The log's size so far.
+    pub size: u64,
+    /// The log was closed: it will not grow.
+    pub complete: bool,
+}
+
+/// How many chunks one [`Txn::read_build_log`] reads at most; a reader asks again for more.
+pub(crate) const LOG_CHUNKS_PER_READ: i64 = 256;
+
+/// Cuts the bytes from `offset`, at most `max`, out of `chunks` (`(start, bytes)` in order,
+/// the first one holding `offset` or starting after it).
+pub(crate) fn slice_log(chunks: &[(u64, Vec<u8>)], offset: u64, max: usize) -> Vec<u8> {
+    let mut data = Vec::new();
+    for (start, bytes) in chunks {
+        if data.len() >= max {
+            break;
+        }
+        let skip = usize::try_from(offset.saturating_sub(*start)).unwrap_or(usize::MAX);
+        if skip >= bytes.len() {
+            continue;
+        }
+        let take = (bytes.len() - skip).min(max - data.len());
+        data.extend_from_slice(&bytes[skip..skip + take]);
+    }
+    data
 }
 
 fn decode<T: Resource>(row: &Row) -> Result<T, StoreError> {

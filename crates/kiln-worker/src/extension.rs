@@ -2,16 +2,19 @@
 //! image store and the instances:
 //!
 //! - `logs?imageBuildVersionArn=A&offset=N`: the build log from byte N (at most 1 MiB), with
-//!   the image's status in `x-kiln-image-status` and the log's size in `x-kiln-log-size`;
+//!   the image's status in `x-kiln-image-status` and the log's size in `x-kiln-log-size`; a
+//!   build that ran on another machine of a shared database is read from the database, with
+//!   `x-kiln-log-complete: false` while its worker may still append to it;
 //! - `export?imageBuildVersionArn=A&format=oci|raw|qcow2|vmdk|vhd`: an AVAILABLE image as a
-//!   disk image file, or (oci) a tar of an OCI image layout whose tag is in `x-kiln-oci-tag`;
+//!   disk image file, or (oci) a tar of an OCI image layout whose tag is in `x-kiln-oci-tag`
+//!   (an image built on another machine is pulled from the shared registry first);
 //! - `instances/<id>`: where a kept instance lives, for `kiln instance shell`.
 //!
 //! Requests are signed like API calls, and each answers only about the caller's own account and
 //! region: another account's image or instance does not exist for the caller.
 
 use crate::logs::{log_path, read_from, ARN_FILE};
-use crate::run::{read_image, store_tag};
+use crate::run::read_image;
 use crate::Shared;
 use kiln_core::extension::{is_callers, param, Extension, ExtensionBody, ExtensionResponse};
 use kiln_core::Caller;
@@ -66,17 +69,39 @@ impl WorkerExtension {
             Some(Err(_)) => return invalid("offset: a number of bytes"),
         };
         let path = log_path(&self.shared.config.logs_dir(), &image.build_id);
+        let status = (
+            "x-kiln-image-status".to_string(),
+            image.status.as_str().to_string(),
+        );
+        // The build ran on another machine (or has not started): its log is in the database.
+        if self.shared.core.store.is_shared() && !path.exists() {
+            let build_id = image.build_id.as_str();
+            return match self
+                .shared
+                .core
+                .store
+                .read(|tx| tx.read_build_log(build_id, offset, MAX_LOG_CHUNK))
+                .and_then(|r| r)
+            {
+                Ok(part) => ExtensionResponse {
+                    status: 200,
+                    content_type: "text/plain; charset=utf-8",
+                    headers: vec![
+                        status,
+                        ("x-kiln-log-size".to_string(), part.size.to_string()),
+                        // The worker writes its last lines after the image's final status.
+                        ("x-kiln-log-complete".to_string(), part.complete.to_string()),
+                    ],
+                    body: ExtensionBody::Bytes(part.data),
+                },
+                Err(e) => internal(&format!("reading the log of build {build_id}: {e}")),
+            };
+        }
         match read_from(&path, offset, MAX_LOG_CHUNK) {
             Ok((data, size)) => ExtensionResponse {
                 status: 200,
                 content_type: "text/plain; charset=utf-8",
-                headers: vec![
-                    (
-                        "x-kiln-image-status".to_string(),
-                        image.status.as_str().to_string(),
-                    ),
-                    ("x-kiln-log-size".to_string(), size.to_string()),
-                ],
+                headers: vec![status, ("x-kiln-log-size".to_string(), size.to_string())],
                 body: ExtensionBody::Bytes(data),
             },
             Err(e) => internal(&format!("reading {}: {e}", path.display())),
@@ -100,9 +125,9 @@ impl WorkerExtension {
                 ),
             );
         }
-        let stored = match self.shared.store.resolve(&store_tag(&image.build_id)) {
+        let stored = match crate::registry::local_or_pulled(&self.shared, &image) {
             Ok(s) => s,
-            Err(e) => return internal(&format!("the image store: {e}")),
+            Err(e) => return internal(&e),
         };
         let tmp = self.shared.config.tmp_dir();
         let unique = format!(

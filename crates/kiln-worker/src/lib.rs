@@ -14,6 +14,8 @@
 //! - [`logs`] writes each build's log (`<data>/logs/<build id>/build.log`, live) that
 //!   `kiln logs` reads;
 //! - [`extension`] answers Kiln's own endpoints (`/kiln/v1/logs`, `/export`, `/instances`);
+//! - [`registry`] pushes every image built to the shared registry (`--registry`) and pulls
+//!   the images Kiln built elsewhere that a build or an export needs;
 //! - [`recover`] runs once at start: builds a previous process left running end FAILED
 //!   "interrupted", their instances are reaped, and half-written store entries collected;
 //! - [`lease`] keeps, on a shared database, the leases of this process's claims and ends the
@@ -33,6 +35,7 @@ pub mod lease;
 pub mod logs;
 pub mod parent;
 pub mod recover;
+pub mod registry;
 pub mod run;
 
 use kiln_core::Core;
@@ -77,6 +80,9 @@ pub struct WorkerConfig {
     pub debian_mirror: String,
     /// Whether build instances with networking may reach the host's own addresses.
     pub instance_host_access: bool,
+    /// The registry every built image is pushed to and missing images are pulled from
+    /// (`--registry`), when the store is shared between machines.
+    pub registry: Option<kiln_image::SharedRegistry>,
 }
 
 impl WorkerConfig {
@@ -87,6 +93,7 @@ impl WorkerConfig {
             lease: DEFAULT_LEASE,
             debian_mirror: kiln_image::DEFAULT_DEBIAN_MIRROR.to_string(),
             instance_host_access: false,
+            registry: None,
         }
     }
 

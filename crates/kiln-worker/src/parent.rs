@@ -3,7 +3,8 @@
 //! - Kiln's managed images (`arn:aws:imagebuilder:<region>:aws:image/busybox-x86/x.x.x`, ...)
 //!   are made on first use and kept under a fixed store tag.
 //! - An image Kiln built, named by its Image Builder ARN (`x` filters pick the newest AVAILABLE
-//!   match) or by its `ami-` id, must belong to the building image's account and region.
+//!   match) or by its `ami-` id, must belong to the building image's account and region; one
+//!   built on another machine is pulled from the shared registry ([`crate::registry`]).
 //! - OCI layouts, root filesystem archives and registry images are imported for the build
 //!   under a temporary tag, removed when the build ends (the layers the new image shares stay).
 
@@ -46,7 +47,8 @@ pub fn network_allowed(infrastructure: &InfrastructureConfiguration) -> bool {
 
 /// Where a build's WebDownload and S3 actions may connect. They connect from the Kiln process,
 /// on the host, so they follow the instance's network: none without one, and with one only
-/// public addresses plus the registries the operator listed (`--registry`), never the host's
+/// public addresses plus the registries the operator listed (`--allow-registry`; not the shared
+/// `--registry`, which holds every account's images), never the host's
 /// own services or private networks.
 pub fn build_network_access(
     shared: &Shared,
@@ -108,23 +110,17 @@ pub fn resolve(shared: &Shared, image: &Image, parent: &str) -> Result<Parent, S
             let built = read_parent(shared, image, |tx, account, region| {
                 kiln_core::parents::newest_available(tx, account, region, &arn)
             })?;
-            shared
-                .store
-                .resolve(&crate::run::store_tag(&built.build_id))
+            crate::registry::local_or_pulled(shared, &built)
                 .map(kept)
                 .map(with_os(built.os_version.clone()))
-                .map_err(|e| format!("{}: {e}", built.arn))
         }
         ParentSource::Ami(id) => {
             let built = read_parent(shared, image, |tx, account, region| {
                 kiln_core::parents::by_ami(tx, account, region, &id)
             })?;
-            shared
-                .store
-                .resolve(&crate::run::store_tag(&built.build_id))
+            crate::registry::local_or_pulled(shared, &built)
                 .map(kept)
                 .map(with_os(built.os_version.clone()))
-                .map_err(|e| format!("{id}: {e}"))
         }
         ParentSource::OciLayout { path, tag } => {
             let layout = open_allowed(shared, &path, true)?;

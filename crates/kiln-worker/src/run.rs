@@ -111,11 +111,21 @@ pub(crate) fn remove(shared: &Shared, image: &Image) {
             Err(e) => tracing::warn!(arn, error = %e, "removing the image from the store failed"),
         }
     }
+    if image.image_digest.is_some() {
+        crate::registry::remove(shared, image);
+    }
     let logs = shared.config.logs_dir().join(&image.build_id);
     if !image.build_id.is_empty() {
         let _ = std::fs::remove_dir_all(logs);
     }
-    if let Err(e) = shared.core.store.write(|tx| tx.delete_row(&arn)) {
+    let build_id = image.build_id.as_str();
+    let deleted = shared.core.store.write(|tx| {
+        if !build_id.is_empty() {
+            tx.delete_build_log(build_id)?;
+        }
+        tx.delete_row(&arn)
+    });
+    if let Err(e) = deleted.and_then(|r| r) {
         tracing::error!(arn, error = %e, "removing a deleted image's record failed");
     }
     // Layers no other image uses go now; the age guard keeps those of builds under way.
@@ -147,7 +157,11 @@ fn build(shared: &Arc<Shared>, image: Image) {
         &image.build_id,
         &arn,
         shared.core.clock.clone(),
-    ) {
+    )
+    .and_then(|log| match shared.core.store.is_shared() {
+        true => log.with_database(shared.core.clone(), &image.build_id),
+        false => Ok(log),
+    }) {
         Ok(log) => log,
         Err(e) => {
             let reason = format!("build stage failed: creating the build log: {e}");
@@ -382,6 +396,15 @@ fn distribute(
                 .collect()
         })
         .unwrap_or_default();
+    // Other machines build on and export this image only once it is in the shared registry,
+    // so it is AVAILABLE only then.
+    if let Err(e) = crate::registry::push(shared, image, &built.image) {
+        let reason = format!("distribute stage failed: {e}");
+        log.event(&format!("FAILED: {reason}"));
+        discard(shared, image);
+        transition(shared, &arn, ImageStatus::Failed, Some(reason), |_| {});
+        return;
+    }
     let digest = built.image.digest.clone();
     let moved = transition(shared, &arn, ImageStatus::Available, None, |i| {
         i.output_resources = vec![output.clone()];
@@ -392,7 +415,9 @@ fn distribute(
     if moved {
         log.event(&format!("AVAILABLE: {output} ({})", built.image.digest));
     } else {
+        // Cancelled while it was pushed: no machine will ask the registry for it.
         discard(shared, image);
+        crate::registry::remove(shared, image);
         log.event("CANCELLED: the build was stopped");
     }
 }

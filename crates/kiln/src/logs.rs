@@ -11,6 +11,9 @@ use std::time::Duration;
 
 /// How often `--follow` asks for more.
 const POLL: Duration = Duration::from_millis(200);
+/// How long `--follow` waits, once the build ended, for the last lines of a log that another
+/// machine's worker is still writing to the database (a worker that died never closes it).
+const CLOSE_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(clap::Args, Debug)]
 pub struct LogsArgs {
@@ -47,6 +50,7 @@ fn run(args: &LogsArgs) -> Result<i32> {
     let client = Client::new(&args.endpoint)?;
     let mut stdout = std::io::stdout().lock();
     let mut offset: u64 = 0;
+    let mut ended_at: Option<std::time::Instant> = None;
     loop {
         let offset_text = offset.to_string();
         let answer = client.get(
@@ -63,6 +67,7 @@ fn run(args: &LogsArgs) -> Result<i32> {
         let size = answer
             .header("x-kiln-log-size")
             .and_then(|s| s.parse::<u64>().ok());
+        let still_written = answer.header("x-kiln-log-complete") == Some("false");
         let bytes = answer.bytes(client.endpoint())?;
         if !bytes.is_empty() {
             match stdout.write_all(&bytes).and_then(|_| stdout.flush()) {
@@ -82,6 +87,11 @@ fn run(args: &LogsArgs) -> Result<i32> {
             return Ok(0);
         }
         if is_final(&status) {
+            let ended = *ended_at.get_or_insert_with(std::time::Instant::now);
+            if still_written && ended.elapsed() < CLOSE_GRACE {
+                std::thread::sleep(POLL);
+                continue;
+            }
             if status != "AVAILABLE" {
                 eprintln!("kiln logs: the image is {status}");
                 return Ok(1);

@@ -259,6 +259,7 @@ fn authenticator(args: &ServeArgs) -> Result<Authenticator> {
 fn serve(args: ServeArgs) -> Result<()> {
     // First, so that a bad value leaves nothing behind in the data directory.
     let database = args.worker.database()?;
+    let worker_config = args.worker.worker_config()?;
     let auth = Arc::new(authenticator(&args)?);
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(
@@ -303,7 +304,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         tracing::warn!("--build-concurrency 0 on SQLite: images are queued but nothing builds them (kiln worker needs --database)");
     }
     let worker = Arc::new(
-        kiln_worker::Worker::start(service.core.clone(), args.worker.worker_config())
+        kiln_worker::Worker::start(service.core.clone(), worker_config)
             .context("starting the build worker")?,
     );
     let listener = worker::listen_for_work(&service.core)?;

@@ -53,12 +53,33 @@ pub struct WorkerOptions {
     /// A registry on this machine or a private network (HOST:PORT) that parent images may be
     /// pulled from and builds may download from (repeatable; public registries need no flag).
     #[arg(
-        long = "registry",
+        long = "allow-registry",
         value_name = "HOST:PORT",
-        env = "KILN_REGISTRIES",
+        env = "KILN_ALLOWED_REGISTRIES",
         value_delimiter = ','
     )]
-    pub registries: Vec<String>,
+    pub allowed_registries: Vec<String>,
+    /// The OCI registry the machines of a shared database keep images in,
+    /// `[https://]HOST[:PORT][/PREFIX]`: every image built is pushed there, and an image built
+    /// elsewhere is pulled from there. Plain HTTP only for a loopback host; TLS otherwise.
+    #[arg(long, value_name = "HOST:PORT[/PREFIX]", env = "KILN_REGISTRY")]
+    pub registry: Option<String>,
+    /// A PEM CA bundle the --registry's certificate is verified with (besides the system's).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "KILN_REGISTRY_CA",
+        requires = "registry"
+    )]
+    pub registry_ca: Option<PathBuf>,
+    /// The --registry's credentials, a containers auth.json (as `skopeo login` writes it).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "KILN_REGISTRY_AUTH_FILE",
+        requires = "registry"
+    )]
+    pub registry_auth_file: Option<PathBuf>,
     /// For tests: read Kiln's time (requests, builds, schedules, leases) from this file, an
     /// RFC 3339 instant that the test rewrites to move time, instead of the system clock.
     #[arg(long, env = "KILN_CLOCK_FILE")]
@@ -94,19 +115,40 @@ impl WorkerOptions {
     }
 
     pub fn parent_rules(&self) -> Result<kiln_core::parents::ParentRules> {
-        kiln_core::parents::ParentRules::new(&self.data_dir, &self.import_dirs, &self.registries)
+        kiln_core::parents::ParentRules::new(
+            &self.data_dir,
+            &self.import_dirs,
+            &self.allowed_registries,
+        )
             .map_err(anyhow::Error::msg)
     }
 
-    pub fn worker_config(&self) -> kiln_worker::WorkerConfig {
+    /// `--registry` with its CA and credentials; parsed before anything starts, so that a bad
+    /// value leaves nothing behind.
+    pub fn registry(&self) -> Result<Option<kiln_image::SharedRegistry>> {
+        self.registry
+            .as_deref()
+            .map(|value| {
+                kiln_image::SharedRegistry::parse(
+                    value,
+                    self.registry_ca.as_deref(),
+                    self.registry_auth_file.as_deref(),
+                )
+            })
+            .transpose()
+            .map_err(anyhow::Error::from)
+    }
+
+    pub fn worker_config(&self) -> Result<kiln_worker::WorkerConfig> {
         let mut config = kiln_worker::WorkerConfig::new(&self.data_dir);
+        config.registry = self.registry()?;
         if let Some(n) = self.build_concurrency {
             config.concurrency = n;
         }
         config.lease = Duration::from_secs(self.lease_seconds);
         config.debian_mirror = self.debian_mirror.clone();
         config.instance_host_access = self.instance_host_access;
-        config
+        Ok(config)
     }
 }
 
@@ -139,7 +181,7 @@ pub fn main(args: WorkerArgs) -> Result<()> {
              and that process runs its builds itself"
         );
     };
-    let config = options.worker_config();
+    let config = options.worker_config()?;
     anyhow::ensure!(
         config.concurrency > 0,
         "kiln worker --build-concurrency 0 would run no builds; give it 1 or more"

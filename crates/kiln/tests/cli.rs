@@ -231,6 +231,36 @@ fn logs_follow_exits_1_when_the_build_failed() {
     assert!(text(&out.stderr).contains("FAILED"));
 }
 
+/// A log another machine's worker is still writing to the database: the build has ended
+/// (AVAILABLE from the first answer), but its last lines arrive, and the log is complete, only
+/// after a few polls.
+#[test]
+fn logs_follow_reads_a_finished_build_until_its_log_is_complete() {
+    const LOG: &str = "line one\nAVAILABLE\n";
+    let count = Arc::new(Mutex::new(0usize));
+    let fake = Fake::start(move |target| {
+        let mut n = count.lock().unwrap();
+        *n += 1;
+        let offset: usize = query_value(target, "offset")
+            .and_then(|o| o.parse().ok())
+            .unwrap_or(0);
+        let complete = *n >= 4;
+        let visible = if complete { LOG.len() } else { 9 };
+        (
+            200,
+            vec![
+                ("x-kiln-image-status".into(), "AVAILABLE".into()),
+                ("x-kiln-log-size".into(), visible.to_string()),
+                ("x-kiln-log-complete".into(), complete.to_string()),
+            ],
+            LOG.as_bytes()[offset.min(visible)..visible].to_vec(),
+        )
+    });
+    let out = kiln(&["logs", "--follow", ARN], &fake.url);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(text(&out.stdout), LOG);
+}
+
 #[test]
 fn bad_flags_exit_2() {
     let endpoint = closed_endpoint();

@@ -142,6 +142,21 @@ fn the_builds_of_a_lost_worker_end_failed_naming_it() {
              (last seen 2030-01-01T10:00:00.000Z); the build was abandoned"
         )
     );
+    // The lost worker never closed the build's log in the database: its end is written for it.
+    let log = svc
+        .store
+        .read(|tx| tx.read_build_log(&failed.build_id, 0, 1 << 20))
+        .unwrap()
+        .unwrap();
+    assert!(log.complete, "the log is closed");
+    assert!(
+        String::from_utf8_lossy(&log.data).ends_with(
+            "FAILED: the build worker machine-x/pid-1 stopped renewing its lease \
+             (last seen 2030-01-01T10:00:00.000Z); the build was abandoned\n"
+        ),
+        "{:?}",
+        String::from_utf8_lossy(&log.data)
+    );
     assert_eq!(
         image(&svc, &renewed).unwrap().status,
         ImageStatus::Pending,

@@ -13,7 +13,7 @@ use crate::error::StoreError;
 use postgres::Client;
 
 /// Every migration, in order: `MIGRATIONS[i]` leads from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[V1, V2];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The version a database has after every migration this binary knows.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -98,4 +98,15 @@ CREATE TABLE settings (
 const V2: &str = r#"
 ALTER TABLE builds ADD COLUMN heartbeat_millis BIGINT, ADD COLUMN lease_expires_millis BIGINT;
 CREATE INDEX builds_by_lease ON builds (lease_expires_millis) WHERE worker IS NOT NULL;
+"#;
+
+/// Build logs, appended in chunks by the worker that runs the build, read by any API server.
+const V3: &str = r#"
+CREATE TABLE build_logs (
+    build_id TEXT COLLATE "C" NOT NULL,
+    start_byte BIGINT NOT NULL,
+    chunk BYTEA NOT NULL,
+    last BOOLEAN NOT NULL DEFAULT FALSE,
+    PRIMARY KEY (build_id, start_byte)
+);
 "#;

@@ -3,7 +3,10 @@
 
 use super::text::{dec, dec_opt, enc};
 use crate::error::StoreError;
-use crate::txn::{Lease, ListQuery, Row, TokenKey, TokenRecord, Txn};
+use crate::txn::{
+    slice_log, BuildLogPart, Lease, ListQuery, Row, TokenKey, TokenRecord, Txn,
+    LOG_CHUNKS_PER_READ,
+};
 use kiln_domain::arn::ResourceKind;
 use postgres::types::ToSql;
 use postgres::{Client, Statement};
@@ -482,4 +485,73 @@ impl Txn for PgTxn {
         )?;
         Ok(())
     }
+
+    fn append_build_log(
+        &mut self,
+        build_id: &str,
+        offset: u64,
+        chunk: &[u8],
+        last: bool,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO build_logs (build_id, start_byte, chunk, last) VALUES ($1, $2, $3, $4)",
+            &[&enc(build_id), &i64_of(offset), &chunk, &last],
+        )?;
+        Ok(())
+    }
+
+    fn read_build_log(
+        &mut self,
+        build_id: &str,
+        offset: u64,
+        max: usize,
+    ) -> Result<BuildLogPart, StoreError> {
+        let id = enc(build_id);
+        // The newest chunk ends the log, and only the closing append is `last`.
+        let head = self.conn.query(
+            "SELECT start_byte + length(chunk), last FROM build_logs
+             WHERE build_id = $1 ORDER BY start_byte DESC LIMIT 1",
+            &[&id],
+        )?;
+        let (size, complete): (i64, bool) = match head.first() {
+            Some(r) => (r.try_get(0)?, r.try_get(1)?),
+            None => (0, false),
+        };
+        // From the chunk that holds `offset` on.
+        let rows = self.conn.query(
+            "SELECT start_byte, chunk FROM build_logs
+             WHERE build_id = $1 AND start_byte >= COALESCE(
+                 (SELECT MAX(start_byte) FROM build_logs
+                  WHERE build_id = $1 AND start_byte <= $2), 0)
+             ORDER BY start_byte LIMIT $3",
+            &[&id, &i64_of(offset), &LOG_CHUNKS_PER_READ],
+        )?;
+        let chunks = rows
+            .iter()
+            .map(|r| {
+                let start: i64 = r.try_get(0)?;
+                Ok((
+                    u64::try_from(start).unwrap_or(0),
+                    r.try_get::<_, Vec<u8>>(1)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(BuildLogPart {
+            data: slice_log(&chunks, offset, max),
+            size: u64::try_from(size).unwrap_or(0),
+            complete,
+        })
+    }
+
+    fn delete_build_log(&mut self, build_id: &str) -> Result<u64, StoreError> {
+        self.conn.execute(
+            "DELETE FROM build_logs WHERE build_id = $1",
+            &[&enc(build_id)],
+        )
+    }
+}
+
+/// A byte offset as PostgreSQL's BIGINT (logs never reach 2^63 bytes).
+fn i64_of(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }

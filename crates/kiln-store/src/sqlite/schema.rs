@@ -15,7 +15,7 @@ use crate::error::StoreError;
 use rusqlite::Connection;
 
 /// Every migration, in order: `MIGRATIONS[i]` leads from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[V1, V2];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The version a database has after every migration this binary knows.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -92,4 +92,16 @@ const V2: &str = "
 ALTER TABLE builds ADD COLUMN heartbeat_millis INTEGER;
 ALTER TABLE builds ADD COLUMN lease_expires_millis INTEGER;
 CREATE INDEX builds_by_lease ON builds (lease_expires_millis) WHERE worker IS NOT NULL;
+";
+
+/// Build logs, for the API servers of other machines (written only on a shared database, but
+/// the tables are the same on both backends).
+const V3: &str = "
+CREATE TABLE IF NOT EXISTS build_logs (
+    build_id TEXT NOT NULL,
+    start_byte INTEGER NOT NULL,
+    chunk BLOB NOT NULL,
+    last INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (build_id, start_byte)
+) WITHOUT ROWID;
 ";

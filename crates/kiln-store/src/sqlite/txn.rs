@@ -1,7 +1,10 @@
 //! `Txn` on a SQLite connection.
 
 use crate::error::StoreError;
-use crate::txn::{Lease, ListQuery, Row, TokenKey, TokenRecord, Txn};
+use crate::txn::{
+    slice_log, BuildLogPart, Lease, ListQuery, Row, TokenKey, TokenRecord, Txn,
+    LOG_CHUNKS_PER_READ,
+};
 use kiln_domain::arn::ResourceKind;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::BTreeMap;
@@ -231,6 +234,67 @@ impl Txn for SqliteTxn {
         Ok(())
     }
 
+    fn append_build_log(
+        &mut self,
+        build_id: &str,
+        offset: u64,
+        chunk: &[u8],
+        last: bool,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO build_logs (build_id, start_byte, chunk, last) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![build_id, i64_of(offset), chunk, last])?;
+        Ok(())
+    }
+
+    fn read_build_log(
+        &mut self,
+        build_id: &str,
+        offset: u64,
+        max: usize,
+    ) -> Result<BuildLogPart, StoreError> {
+        // The newest chunk ends the log, and only the closing append is `last`.
+        let (size, complete): (i64, bool) = self
+            .conn
+            .prepare_cached(
+                "SELECT start_byte + length(chunk), last FROM build_logs
+                 WHERE build_id = ?1 ORDER BY start_byte DESC LIMIT 1",
+            )?
+            .query_row(params![build_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?
+            .unwrap_or((0, false));
+        // From the chunk that holds `offset` on.
+        let chunks = self
+            .conn
+            .prepare_cached(
+                "SELECT start_byte, chunk FROM build_logs
+                 WHERE build_id = ?1 AND start_byte >= COALESCE(
+                     (SELECT MAX(start_byte) FROM build_logs
+                      WHERE build_id = ?1 AND start_byte <= ?2), 0)
+                 ORDER BY start_byte LIMIT ?3",
+            )?
+            .query_map(
+                params![build_id, i64_of(offset), LOG_CHUNKS_PER_READ],
+                |r| Ok((u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0), r.get(1)?)),
+            )?
+            .collect::<Result<Vec<(u64, Vec<u8>)>, _>>()?;
+        Ok(BuildLogPart {
+            data: slice_log(&chunks, offset, max),
+            size: u64::try_from(size).unwrap_or(0),
+            complete,
+        })
+    }
+
+    fn delete_build_log(&mut self, build_id: &str) -> Result<u64, StoreError> {
+        let n = self
+            .conn
+            .prepare_cached("DELETE FROM build_logs WHERE build_id = ?1")?
+            .execute(params![build_id])?;
+        Ok(n as u64)
+    }
+
     fn enqueue_build(&mut self, arn: &str, queued_millis: i64) -> Result<(), StoreError> {
         self.conn
             .prepare_cached(
@@ -394,4 +458,9 @@ impl Txn for SqliteTxn {
         };
         Ok(n == 1)
     }
+}
+
+/// A byte offset as SQLite's integer (logs never reach 2^63 bytes).
+fn i64_of(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }

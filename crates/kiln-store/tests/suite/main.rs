@@ -5,6 +5,7 @@
 mod cases;
 mod concurrency;
 mod fixture;
+mod logs;
 mod migrations;
 
 pub use fixture::Fixture;
@@ -41,6 +42,7 @@ both!(
     cases::tags_references_and_settings,
     cases::deleting_a_row_removes_its_tags_and_references,
     cases::any_string_is_stored_as_it_came,
+    logs::build_logs_are_read_from_any_offset_and_deleted,
     migrations::a_fresh_database_gets_the_newest_version,
     migrations::a_database_from_a_newer_kiln_is_refused,
     concurrency::creates_of_one_name_never_share_a_build_number,

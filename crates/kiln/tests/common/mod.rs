@@ -138,6 +138,8 @@ impl Server {
             .env_remove("KILN_RATE_LIMIT")
             .env_remove("KILN_RATE_BURST")
             .env_remove("KILN_QUOTAS")
+            .env_remove("KILN_REGISTRY")
+            .env_remove("KILN_BUILD_CONCURRENCY")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -168,6 +170,13 @@ impl Server {
     /// Kills the server and starts a new one on the same data directory (on a new port).
     pub fn restart(&mut self) {
         self.kill();
+        self.spawn();
+    }
+
+    /// Kills the server and starts it again on the same data directory with other flags.
+    pub fn restart_with_args(&mut self, extra_args: &[&str]) {
+        self.kill();
+        self.extra_args = extra_args.iter().map(|a| a.to_string()).collect();
         self.spawn();
     }
 
