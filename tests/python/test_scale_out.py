@@ -298,7 +298,11 @@ def test_a_cron_pipeline_builds_once_a_minute_with_two_schedulers(
         name=unique_name("cron"),
         imageRecipeArn=recipe(a, [bash_component(a, {"build": "true"})]),
         infrastructureConfigurationArn=cluster.infra,
-        schedule={"scheduleExpression": "cron(* * * * ? *)"},
+        # Every due time builds (the default waits for a dependency update).
+        schedule={
+            "scheduleExpression": "cron(* * * * ? *)",
+            "pipelineExecutionStartCondition": "EXPRESSION_MATCH_ONLY",
+        },
     )["imagePipelineArn"]
 
     def runs() -> int:
