@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any, Callable
@@ -245,6 +246,48 @@ class KilnWorker(KilnServer):
         self.process.wait()
         if self.log_file is not None:
             self.log_file.close()
+
+
+class DockerRegistry:
+    """Debian's `docker-registry` on 127.0.0.1:`port`, storing under `root`, deletes allowed;
+    `start` returns once it answers `/v2/`."""
+
+    def __init__(self, root: Path, port: int) -> None:
+        self.root = root
+        self.address = f"127.0.0.1:{port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "DockerRegistry":
+        import urllib.request
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        config = self.root / "registry.yml"
+        config.write_text(
+            "version: 0.1\n"
+            f"storage: {{filesystem: {{rootdirectory: {self.root / 'data'}}}, "
+            "delete: {enabled: true}}\n"
+            f"http: {{addr: {self.address}}}\n"
+        )
+        self.process = subprocess.Popen(
+            ["docker-registry", "serve", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+        while True:
+            try:
+                urllib.request.urlopen(f"http://{self.address}/v2/", timeout=1).close()
+                return self
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"docker-registry did not start on {self.address}")
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
 
 
 class MotoServer:

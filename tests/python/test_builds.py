@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from kiln_testlib import (
+    DockerRegistry,
     KilnServer,
     assert_client_error,
     create_infra,
@@ -656,18 +657,7 @@ def test_parents_from_a_layout_an_archive_and_a_registry(endpoint, built, tmp_pa
 
 
 def registry_parents(client: Any, infra: str, layout: Path, port: int, tmp_path: Path) -> None:
-    storage = tmp_path / "registry"
-    config = tmp_path / "registry.yml"
-    config.write_text(
-        "version: 0.1\n"
-        f"storage: {{filesystem: {{rootdirectory: {storage}}}, delete: {{enabled: true}}}}\n"
-        f"http: {{addr: 127.0.0.1:{port}}}\n"
-    )
-    registry = subprocess.Popen(
-        ["docker-registry", "serve", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    registry = DockerRegistry(tmp_path / "registry", port).start()
     try:
         pushed = None
         for _ in range(50):
@@ -688,8 +678,7 @@ def registry_parents(client: Any, infra: str, layout: Path, port: int, tmp_path:
         )
         assert from_registry["state"]["status"] == "AVAILABLE", from_registry["state"]
     finally:
-        registry.kill()
-        registry.wait()
+        registry.stop()
     gone = build_on(client, infra, f"127.0.0.1:{port}/kiln/app:1", "true")
     assert gone["state"]["status"] == "FAILED"
     assert f"127.0.0.1:{port}/kiln/app" in gone["state"]["reason"]

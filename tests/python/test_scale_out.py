@@ -30,7 +30,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from kiln_testlib import KilnServer, KilnWorker, create_infra, make_client, unique_name
+from kiln_testlib import DockerRegistry, KilnServer, KilnWorker, create_infra, make_client, unique_name
 from test_builds import (
     bash_component,
     build_id,
@@ -75,35 +75,11 @@ def database() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     require(shutil.which("docker-registry") is not None, "docker-registry is not installed")
-    root = tmp_path_factory.mktemp("registry")
-    port = free_port()
-    config = root / "registry.yml"
-    config.write_text(
-        "version: 0.1\n"
-        f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}, delete: {{enabled: true}}}}\n"
-        f"http: {{addr: 127.0.0.1:{port}}}\n"
-    )
-    process = subprocess.Popen(
-        ["docker-registry", "serve", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    address = f"127.0.0.1:{port}"
+    registry = DockerRegistry(tmp_path_factory.mktemp("registry"), free_port()).start()
     try:
-        deadline = time.monotonic() + 30
-        import urllib.request
-
-        while True:
-            try:
-                urllib.request.urlopen(f"http://{address}/v2/", timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the registry did not start"
-                time.sleep(0.1)
-        yield address
+        yield registry.address
     finally:
-        process.kill()
-        process.wait()
+        registry.stop()
 
 
 class Cluster:

@@ -120,7 +120,7 @@ impl WorkerOptions {
             &self.import_dirs,
             &self.allowed_registries,
         )
-            .map_err(anyhow::Error::msg)
+        .map_err(anyhow::Error::msg)
     }
 
     /// `--registry` with its CA and credentials; parsed before anything starts, so that a bad

@@ -10,7 +10,7 @@
 mod common;
 
 use aws_sdk_imagebuilder::types::{
-    ImageStatus, ImageTestsConfiguration, PipelineExecutionStartCondition, Platform, Schedule,
+    ImageStatus, PipelineExecutionStartCondition, Platform, Schedule,
 };
 use aws_sdk_imagebuilder::Client;
 use common::worker::{cpu_time, is_empty, WorkerProcess};
@@ -59,20 +59,7 @@ async fn recipe(client: &Client, name: &str, script: &str) -> (String, String) {
 }
 
 async fn create_image(client: &Client, (recipe, infra): &(String, String)) -> String {
-    client
-        .create_image()
-        .image_recipe_arn(recipe)
-        .infrastructure_configuration_arn(infra)
-        .image_tests_configuration(
-            ImageTestsConfiguration::builder()
-                .image_tests_enabled(false)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("CreateImage")
-        .image_build_version_arn
-        .expect("its ARN")
+    common::create_image(client, recipe, infra).await
 }
 
 async fn status(client: &Client, arn: &str) -> (ImageStatus, String) {
@@ -171,17 +158,7 @@ async fn a_killed_worker_s_build_fails_naming_it_and_another_worker_goes_on() {
         return;
     };
     let lease = ["--lease-seconds", "3"];
-    let server = Server::start_with_args(
-        "",
-        &[
-            "--database",
-            &db.url,
-            "--build-concurrency",
-            "0",
-            lease[0],
-            lease[1],
-        ],
-    );
+    let server = server_without_builds(&db, &lease);
     let client = server.client();
     let mut lost = WorkerProcess::start(&db.url, &["--build-concurrency", "1", lease[0], lease[1]]);
     let slow = recipe(&client, "slow", "sleep 300").await;
@@ -243,17 +220,7 @@ async fn a_worker_cut_off_past_its_lease_stops_the_build_it_lost() {
         return;
     };
     let lease = ["--lease-seconds", "3"];
-    let server = Server::start_with_args(
-        "",
-        &[
-            "--database",
-            &db.url,
-            "--build-concurrency",
-            "0",
-            lease[0],
-            lease[1],
-        ],
-    );
+    let server = server_without_builds(&db, &lease);
     let client = server.client();
     let worker = WorkerProcess::start(&db.url, &["--build-concurrency", "1", lease[0], lease[1]]);
     let slow = recipe(&client, "slow", "sleep 300").await;
@@ -468,4 +435,11 @@ async fn a_server_without_builds_queues_them_and_still_answers_its_own_endpoints
     let answer = server.raw("GET", &path, b"");
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert_eq!(answer.header("x-kiln-image-status"), Some("PENDING"));
+}
+
+/// An API server on `db` that runs no builds, with these lease flags.
+fn server_without_builds(db: &TestDatabase, lease: &[&str]) -> Server {
+    let mut args = vec!["--database", db.url.as_str(), "--build-concurrency", "0"];
+    args.extend_from_slice(lease);
+    Server::start_with_args("", &args)
 }

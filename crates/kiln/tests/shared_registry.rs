@@ -10,7 +10,7 @@
 mod common;
 
 use aws_sdk_imagebuilder::Client;
-use common::Server;
+use common::{create_image, Server};
 use kiln_store::testing::TestDatabase;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -202,23 +202,6 @@ async fn infrastructure(client: &Client) -> String {
         .expect("CreateInfrastructureConfiguration")
         .infrastructure_configuration_arn
         .expect("an infrastructure ARN")
-}
-
-async fn create_image(client: &Client, recipe: &str, infra: &str) -> String {
-    client
-        .create_image()
-        .image_recipe_arn(recipe)
-        .infrastructure_configuration_arn(infra)
-        .image_tests_configuration(
-            aws_sdk_imagebuilder::types::ImageTestsConfiguration::builder()
-                .image_tests_enabled(false)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("CreateImage")
-        .image_build_version_arn
-        .expect("an image ARN")
 }
 
 /// The image's status and reason once its build ended.

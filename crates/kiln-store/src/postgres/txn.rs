@@ -4,8 +4,7 @@
 use super::text::{dec, dec_opt, enc};
 use crate::error::StoreError;
 use crate::txn::{
-    slice_log, BuildLogPart, Lease, ListQuery, Row, TokenKey, TokenRecord, Txn,
-    LOG_CHUNKS_PER_READ,
+    slice_log, BuildLogPart, Lease, ListQuery, Row, TokenKey, TokenRecord, Txn, LOG_CHUNKS_PER_READ,
 };
 use kiln_domain::arn::ResourceKind;
 use postgres::types::ToSql;

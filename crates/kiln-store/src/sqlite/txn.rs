@@ -2,8 +2,7 @@
 
 use crate::error::StoreError;
 use crate::txn::{
-    slice_log, BuildLogPart, Lease, ListQuery, Row, TokenKey, TokenRecord, Txn,
-    LOG_CHUNKS_PER_READ,
+    slice_log, BuildLogPart, Lease, ListQuery, Row, TokenKey, TokenRecord, Txn, LOG_CHUNKS_PER_READ,
 };
 use kiln_domain::arn::ResourceKind;
 use rusqlite::{params, Connection, OptionalExtension};

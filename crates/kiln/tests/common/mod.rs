@@ -256,25 +256,33 @@ impl Drop for Server {
     }
 }
 
-/// Reads the server's stdout until the ready line, on a thread so that a server that never
-/// prints it cannot hang the test. The thread keeps draining stdout afterwards so that the
-/// server never blocks on a full pipe.
-fn wait_for_port(stdout: std::process::ChildStdout) -> Option<u16> {
+/// Reads a process's stdout until a line starting with `prefix` and answers the rest of that
+/// line, on a thread so that a process that never prints it cannot hang the test. The thread
+/// keeps draining stdout afterwards so that the process never blocks on a full pipe.
+pub fn wait_for_line(
+    stdout: std::process::ChildStdout,
+    prefix: &'static str,
+    timeout: Duration,
+) -> Option<String> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let mut announced = false;
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
             if !announced {
-                if let Some(rest) = line.trim().strip_prefix(READY_PREFIX) {
-                    let port = rest.rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
-                    let _ = tx.send(port);
+                if let Some(rest) = line.trim().strip_prefix(prefix) {
+                    let _ = tx.send(rest.to_string());
                     announced = true;
                 }
             }
         }
     });
-    rx.recv_timeout(READY_TIMEOUT).ok().flatten()
+    rx.recv_timeout(timeout).ok()
+}
+
+fn wait_for_port(stdout: std::process::ChildStdout) -> Option<u16> {
+    wait_for_line(stdout, READY_PREFIX, READY_TIMEOUT)
+        .and_then(|rest| rest.rsplit(':').next().and_then(|p| p.parse::<u16>().ok()))
 }
 
 /// The AWS error code of an SDK error (`ResourceNotFoundException`, ...), or a description of
@@ -523,4 +531,22 @@ fn read_response(stream: TcpStream) -> RawResponse {
         headers,
         body: String::from_utf8_lossy(&body).into_owned(),
     }
+}
+
+/// CreateImage of `recipe` on `infra`, tests off; answers the image's ARN.
+pub async fn create_image(client: &Client, recipe: &str, infra: &str) -> String {
+    client
+        .create_image()
+        .image_recipe_arn(recipe)
+        .infrastructure_configuration_arn(infra)
+        .image_tests_configuration(
+            aws_sdk_imagebuilder::types::ImageTestsConfiguration::builder()
+                .image_tests_enabled(false)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("CreateImage")
+        .image_build_version_arn
+        .expect("an image ARN")
 }

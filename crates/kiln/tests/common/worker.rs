@@ -1,10 +1,8 @@
 //! A real `kiln worker` process on a shared database, with its own data directory, for the
 //! tests of build workers as their own processes.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -122,20 +120,7 @@ impl Drop for WorkerProcess {
 }
 
 fn wait_ready(stdout: std::process::ChildStdout) -> Option<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut announced = false;
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if !announced {
-                if let Some(id) = line.trim().strip_prefix(READY_PREFIX) {
-                    let _ = tx.send(id.to_string());
-                    announced = true;
-                }
-            }
-        }
-    });
-    rx.recv_timeout(READY_TIMEOUT).ok()
+    super::wait_for_line(stdout, READY_PREFIX, READY_TIMEOUT)
 }
 
 /// CPU time (user + system) a process has used, from `/proc/<pid>/stat`.
