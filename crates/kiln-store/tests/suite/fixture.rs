@@ -38,7 +38,7 @@ impl Fixture {
     }
 
     /// Runs SQL on the database outside any store (to tamper with it).
-    fn raw(&self, sql: &str) {
+    pub fn raw(&self, sql: &str) {
         match self {
             Fixture::Sqlite { dir } => {
                 let conn = rusqlite::Connection::open(dir.path().join("k.db")).unwrap();

@@ -2,6 +2,7 @@
 //! `KILN_TEST_DATABASE_URL` names a server (see `fixture`). Each case is a function of a
 //! fixture; `both!` makes one test of it per backend.
 
+mod batches;
 mod cases;
 mod concurrency;
 mod fixture;
@@ -49,6 +50,9 @@ both!(
     concurrency::writes_are_seen_by_every_store_at_once,
     concurrency::stores_opening_at_once_migrate_once,
     concurrency::closed_connections_are_replaced,
+    batches::each_call_of_a_batch_commits_or_rolls_back_alone,
+    batches::a_cached_answer_never_hides_an_acknowledged_write,
+    batches::the_generation_holds_while_nothing_is_written,
 );
 
 #[test]

@@ -1,0 +1,122 @@
+//! The database-wide write counter that lets the API's answer cache serve on PostgreSQL.
+//!
+//! Every write transaction bumps one row (in the same transaction, under the writer lock, so
+//! once per batch); a read transaction reads it in its own snapshot, so an answer knows the
+//! generation it was read at. A cached answer may be served only if a counter read that *began
+//! after the request arrived* returns that generation: no write committed since the answer
+//! was read, and every write acknowledged before the request arrived (by any process) had
+//! committed, so had bumped the counter, before that read began.
+//!
+//! Those counter reads are coalesced: one `SELECT` in flight at a time, and a caller is served
+//! by the first one sent after it arrived, so concurrent Gets share one round trip.
+//!
+//! The row lives in `settings` rather than a table of its own, so that it needs no schema
+//! migration: older Kilns of the same schema version simply bump nothing and never cache.
+
+use super::PgStore;
+use crate::error::StoreError;
+use std::sync::{Condvar, Mutex};
+
+/// The `settings` row holding the counter.
+pub(super) const NAME: &str = "kiln.write-generation";
+
+/// What a failed counter read answers: never the generation of a stored answer.
+const UNKNOWN: u64 = u64::MAX;
+
+/// `BEGIN`'s tail for write transactions: bumps the counter (creating it on first use).
+pub(super) fn bump_sql() -> String {
+    format!(
+        "INSERT INTO settings (name, value) VALUES ('{NAME}', '1') ON CONFLICT (name) \
+         DO UPDATE SET value = (settings.value::bigint + 1)::text"
+    )
+}
+
+/// The counter, as one statement of a simple query.
+pub(super) fn read_sql() -> String {
+    format!("SELECT value FROM settings WHERE name = '{NAME}'")
+}
+
+/// The counter's text as stored; an absent row is generation 0.
+pub(super) fn parse(value: Option<&str>) -> Result<u64, StoreError> {
+    match value {
+        None => Ok(0),
+        Some(v) => v.parse().map_err(|_| StoreError::Corrupt {
+            arn: NAME.to_string(),
+            message: format!("the write generation '{v}' is not a number"),
+        }),
+    }
+}
+
+#[derive(Default)]
+pub(super) struct Counter {
+    state: Mutex<State>,
+    read: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    /// Counter reads sent so far (each numbered by the count when it was sent).
+    sent: u64,
+    /// The number of the last read answered, and its answer.
+    answered: u64,
+    value: u64,
+    in_flight: bool,
+}
+
+impl PgStore {
+    /// The write generation as read by a query sent after this call began; see the module doc.
+    pub(super) fn current_generation(&self) -> u64 {
+        let counter = &self.counter;
+        let mut state = super::lock(&counter.state);
+        // Reads are sent one at a time, so the next one sent is sent after now.
+        let wanted = state.sent + 1;
+        loop {
+            if state.answered >= wanted {
+                return state.value;
+            }
+            if !state.in_flight {
+                state.in_flight = true;
+                state.sent += 1;
+                let mine = state.sent;
+                drop(state);
+                let value = self.read_generation().unwrap_or(UNKNOWN);
+                state = super::lock(&counter.state);
+                state.in_flight = false;
+                state.answered = mine;
+                state.value = value;
+                counter.read.notify_all();
+                continue;
+            }
+            state = counter.read.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// One round trip on a pooled connection, outside any transaction: it sees every commit
+    /// that ended before it began.
+    fn read_generation(&self) -> Result<u64, StoreError> {
+        let mut conn = self.connect()?;
+        match conn.client.simple_query(&self.read_generation) {
+            Ok(messages) => {
+                self.put_back(conn);
+                parse(first_value(&messages))
+            }
+            Err(e) => {
+                if super::is_closed(&e, &conn) {
+                    drop(conn);
+                    self.forget();
+                } else {
+                    self.put_back(conn);
+                }
+                Err(e.into())
+            }
+        }
+    }
+}
+
+/// The first column of the first row a simple query returned.
+pub(super) fn first_value(messages: &[postgres::SimpleQueryMessage]) -> Option<&str> {
+    messages.iter().find_map(|m| match m {
+        postgres::SimpleQueryMessage::Row(row) => row.get(0),
+        _ => None,
+    })
+}
