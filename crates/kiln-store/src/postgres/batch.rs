@@ -57,6 +57,15 @@ struct Open {
     began: Instant,
 }
 
+/// Where a member's call stands after `end_member`, with the reason its own statements failed
+/// (if they did).
+enum Ended {
+    /// Its batch has ended (committed, or rolled back having nothing to keep).
+    Committed(Option<String>),
+    /// Its batch stays open for others: wait for this.
+    Open(Arc<Batch>, Option<String>),
+}
+
 /// How a batch ended, for the members waiting on it.
 #[derive(Default)]
 struct Batch {
@@ -103,68 +112,103 @@ impl PgStore {
         let mut slot = super::lock(&writer.slot);
         writer.waiting.fetch_sub(1, Ordering::SeqCst);
 
-        let conn = match slot.open {
-            None => self.begin_batch(&mut slot)?,
-            Some(_) => {
-                let mut conn = match slot.conn.take() {
-                    Some(conn) => conn,
-                    None => return Err(self.abort_batch(&mut slot, None, "no writer connection")),
-                };
-                if let Err(e) = conn.client.batch_execute("SAVEPOINT member") {
-                    return Err(self.abort_batch(&mut slot, Some(conn), &e.to_string()));
-                }
-                conn
+        // An open batch has a savepoint ready for its next member (see `end_member`).
+        let conn = match (slot.open.is_some(), slot.conn.take()) {
+            (true, Some(conn)) => conn,
+            (true, None) => return Err(self.abort_batch(&mut slot, None, "no writer connection")),
+            (false, conn) => {
+                slot.conn = conn;
+                self.begin_batch(&mut slot)?
             }
         };
 
         let mut txn = PgTxn { conn };
         let ran = catch_unwind(AssertUnwindSafe(|| f(&mut txn)));
-        let mut conn = txn.conn;
-        let failed = std::mem::take(&mut conn.failed);
-        let keep = matches!(ran, Ok(Ok(_))) && !failed;
-        if !keep {
-            if let Err(e) = conn.client.batch_execute("ROLLBACK TO SAVEPOINT member") {
-                let error = self.abort_batch(&mut slot, Some(conn), &e.to_string());
+        let ended = self.end_member(&mut slot, txn.conn, matches!(ran, Ok(Ok(_))));
+        let (committed, own_failure) = match ended {
+            Ok(Ended::Committed(own_failure)) => (Ok(()), own_failure),
+            Ok(Ended::Open(batch, own_failure)) => {
                 drop(slot);
-                return match ran {
-                    Err(panic) => resume_unwind(panic),
-                    Ok(_) => Err(error),
-                };
+                (batch.wait(), own_failure)
             }
-        }
-        slot.conn = Some(conn);
-
-        let (batch, more) = match slot.open.as_mut() {
-            Some(open) => {
-                open.members += 1;
-                open.kept += usize::from(keep);
-                let more = writer.waiting.load(Ordering::SeqCst) > 0
-                    && open.members < MAX_MEMBERS
-                    && open.began.elapsed() < MAX_AGE;
-                (open.batch.clone(), more)
-            }
-            None => return Err(self.abort_batch(&mut slot, None, "the batch vanished")),
+            Err(e) => (Err(e), None),
         };
-        let committed = if more {
-            drop(slot);
-            batch.wait()
-        } else {
-            let committed = self.commit_batch(&mut slot);
-            drop(slot);
-            committed
-        };
-
         let result = match ran {
             Err(panic) => resume_unwind(panic),
             Ok(result) => result,
         };
         committed?;
-        if failed && result.is_ok() {
-            return Err(StoreError::BatchFailed {
-                reason: "a statement failed inside a call that then returned success".to_string(),
-            });
+        match own_failure {
+            Some(reason) if result.is_ok() => Err(StoreError::BatchFailed {
+                reason: format!(
+                    "a statement failed inside a call that then returned success: {reason}"
+                ),
+            }),
+            _ => Ok(result),
         }
-        Ok(result)
+    }
+
+    /// Ends the caller's part of the open batch, in one round trip: its deferred writes and a
+    /// savepoint for the next member, or `ROLLBACK TO SAVEPOINT` if its closure failed; and if
+    /// nobody else is queued (or the batch is full), the batch's `COMMIT` in the same query.
+    /// The caller's changes are kept only if `ok` and none of its statements failed; if they
+    /// were not, the reason comes back with the outcome.
+    fn end_member(&self, slot: &mut Slot, mut conn: Conn, ok: bool) -> Result<Ended, StoreError> {
+        let pending = conn.take_deferred();
+        let failed = std::mem::take(&mut conn.failed);
+        let Some(open) = slot.open.as_mut() else {
+            return Err(self.abort_batch(slot, Some(conn), "the batch vanished"));
+        };
+        open.members += 1;
+        let more = self.writer.waiting.load(Ordering::SeqCst) > 0
+            && open.members < MAX_MEMBERS
+            && open.began.elapsed() < MAX_AGE;
+        // After this member: a savepoint for the next, or the end of the batch.
+        let end = |kept: usize| match (more, kept) {
+            (true, _) => "",
+            (false, 0) => "ROLLBACK",
+            (false, _) => "COMMIT",
+        };
+        let mut own_failure = failed.then(|| "the call went on past its error".to_string());
+        let keep = ok && !failed;
+        let sent = if keep {
+            let next = if more {
+                "SAVEPOINT member"
+            } else {
+                end(open.kept + 1)
+            };
+            match conn.client.batch_execute(&format!("{pending}{next}")) {
+                Ok(()) => {
+                    open.kept += 1;
+                    Ok(())
+                }
+                // A deferred write failed: the transaction waits for the rollback to this
+                // member's savepoint. (If the end failed instead, that rollback fails too.)
+                Err(e) if !pending.is_empty() => {
+                    own_failure = Some(e.to_string());
+                    let end = end(open.kept);
+                    conn.client
+                        .batch_execute(&format!("ROLLBACK TO SAVEPOINT member; {end}"))
+                }
+                Err(e) => Err(e),
+            }
+        } else {
+            // The savepoint survives its rollback, ready for the next member.
+            let end = end(open.kept);
+            conn.client
+                .batch_execute(&format!("ROLLBACK TO SAVEPOINT member; {end}"))
+        };
+        if let Err(e) = sent {
+            return Err(self.abort_batch(slot, Some(conn), &e.to_string()));
+        }
+        slot.conn = Some(conn);
+        if more {
+            return Ok(Ended::Open(open.batch.clone(), own_failure));
+        }
+        if let Some(open) = slot.open.take() {
+            open.batch.publish(Ok(()));
+        }
+        Ok(Ended::Committed(own_failure))
     }
 
     /// Opens a transaction on the writer connection (opening that first if needed): `BEGIN`,
@@ -196,31 +240,6 @@ impl PgStore {
             began: Instant::now(),
         });
         Ok(conn)
-    }
-
-    /// Commits the open transaction and tells its members.
-    fn commit_batch(&self, slot: &mut Slot) -> Result<(), StoreError> {
-        let Some(open) = slot.open.take() else {
-            return Err(StoreError::BatchFailed {
-                reason: "no open batch to commit".to_string(),
-            });
-        };
-        let end = if open.kept > 0 { "COMMIT" } else { "ROLLBACK" };
-        let outcome = match slot.conn.take() {
-            Some(mut conn) => match conn.client.batch_execute(end) {
-                Ok(()) => {
-                    slot.conn = Some(conn);
-                    Ok(())
-                }
-                Err(e) => {
-                    slot.conn = self.rolled_back(conn);
-                    Err(e.to_string())
-                }
-            },
-            None => Err("no writer connection".to_string()),
-        };
-        open.batch.publish(outcome.clone());
-        outcome.map_err(|reason| StoreError::BatchFailed { reason })
     }
 
     /// The open transaction cannot go on: rolls it back, fails every member waiting on it, and

@@ -23,18 +23,21 @@ pub(super) const NAME: &str = "kiln.write-generation";
 /// What a failed counter read answers: never the generation of a stored answer.
 const UNKNOWN: u64 = u64::MAX;
 
-/// `BEGIN`'s tail for write transactions: bumps the counter (creating it on first use).
-pub(super) fn bump_sql() -> String {
-    format!(
-        "INSERT INTO settings (name, value) VALUES ('{NAME}', '1') ON CONFLICT (name) \
-         DO UPDATE SET value = (settings.value::bigint + 1)::text"
-    )
-}
-
-/// The counter, as one statement of a simple query.
-pub(super) fn read_sql() -> String {
-    format!("SELECT value FROM settings WHERE name = '{NAME}'")
-}
+/// The prepared statements (see `txn::DEFERRED`) that bump the counter (creating it on first
+/// use) and read it, by name; `EXECUTE`d inside simple queries, so planned once per connection.
+pub(super) const PREPARED: &[(&str, &str)] = &[
+    (
+        BUMP,
+        "INSERT INTO settings (name, value) VALUES ('kiln.write-generation', '1')
+         ON CONFLICT (name) DO UPDATE SET value = (settings.value::bigint + 1)::text",
+    ),
+    (
+        READ,
+        "SELECT value FROM settings WHERE name = 'kiln.write-generation'",
+    ),
+];
+pub(super) const BUMP: &str = "kiln_bump_generation";
+pub(super) const READ: &str = "kiln_read_generation";
 
 /// The counter's text as stored; an absent row is generation 0.
 pub(super) fn parse(value: Option<&str>) -> Result<u64, StoreError> {
@@ -95,7 +98,7 @@ impl PgStore {
     /// that ended before it began.
     fn read_generation(&self) -> Result<u64, StoreError> {
         let mut conn = self.connect()?;
-        match conn.client.simple_query(&self.read_generation) {
+        match conn.client.simple_query(&format!("EXECUTE {READ}")) {
             Ok(messages) => {
                 self.put_back(conn);
                 parse(first_value(&messages))

@@ -64,8 +64,8 @@ pub struct PgStore {
     begin_write: String,
     /// `BEGIN` of a read that also reads the generation its snapshot holds.
     begin_read_counted: String,
-    /// The generation, read outside a transaction.
-    read_generation: String,
+    /// `PREPARE`s every connection runs before its first use.
+    prepare: String,
     writer: Box<batch::Writer>,
     counter: Box<generation::Counter>,
 }
@@ -115,15 +115,20 @@ impl PgStore {
             }),
             returned: Condvar::new(),
             begin_write: format!(
-                "BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK}); {}; SAVEPOINT member",
-                generation::bump_sql()
+                "BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK}); EXECUTE {}; SAVEPOINT member",
+                generation::BUMP
             ),
-            begin_read_counted: format!("{BEGIN_READ}; {}", generation::read_sql()),
-            read_generation: generation::read_sql(),
+            begin_read_counted: format!("{BEGIN_READ}; EXECUTE {}", generation::READ),
+            prepare: txn::DEFERRED
+                .iter()
+                .chain(generation::PREPARED)
+                .map(|(name, sql)| format!("PREPARE {name} AS {sql};\n"))
+                .collect(),
             writer: Box::new(batch::Writer::new()),
             counter: Box::default(),
         };
-        let mut conn = store.connect()?;
+        // Not `connect`: the statements it prepares need the tables.
+        let mut conn = store.checkout()?;
         schema::migrate(&mut conn.client, &store.shown)?;
         store.put_back(conn);
         Ok(store)
@@ -141,7 +146,22 @@ impl PgStore {
         self.current_generation()
     }
 
+    /// A connection (pooled, or newly opened) ready for the store's statements.
     fn connect(&self) -> Result<Conn, StoreError> {
+        let mut conn = self.checkout()?;
+        if !conn.ready {
+            if let Err(e) = conn.client.batch_execute(&self.prepare) {
+                drop(conn);
+                self.forget();
+                return Err(e.into());
+            }
+            conn.ready = true;
+        }
+        Ok(conn)
+    }
+
+    /// A pooled connection, or a new one while the pool is under its size.
+    fn checkout(&self) -> Result<Conn, StoreError> {
         let mut pool = lock(&self.pool);
         loop {
             if let Some(conn) = pool.idle.pop() {
@@ -230,8 +250,11 @@ impl PgStore {
                 reason: "a statement failed inside a call that then returned success".to_string(),
             });
         }
-        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-        match conn.client.batch_execute(end) {
+        let end = match result {
+            Ok(_) => format!("{}COMMIT", conn.take_deferred()),
+            Err(_) => "ROLLBACK".to_string(),
+        };
+        match conn.client.batch_execute(&end) {
             Ok(()) => {
                 self.put_back(conn);
                 Ok((result, value))

@@ -237,3 +237,51 @@ fn two(fixture: &Fixture) -> (Arc<Store>, Arc<Store>) {
     };
     (first, second)
 }
+
+/// Writes are sent as literals on PostgreSQL, several to a round trip: quotes, backslashes,
+/// parameter markers and statement separators in a value must come back as they went in.
+pub fn quoted_strings_survive_deferred_writes(fixture: &Fixture) {
+    let store = fixture.open();
+    let odd = "it's a \\'trap\\\\'; DROP TABLE resources; -- $1 $$ E'x' \\x00 \u{1}0 é\n";
+    let mut r = row("quoted");
+    r.version = Some(odd.into());
+    r.body = odd.into();
+    let key = kiln_store::TokenKey {
+        account: odd.into(),
+        region: "r".into(),
+        operation: "Op".into(),
+        token: odd.into(),
+    };
+    store
+        .write(|tx| {
+            tx.put_row(&r)?;
+            tx.set_tags(&r.arn, &[(odd.to_string(), odd.to_string())].into())?;
+            tx.set_references(&r.arn, &[odd.to_string()])?;
+            tx.put_setting(odd, odd)?;
+            tx.put_token(
+                &key,
+                &kiln_store::TokenRecord {
+                    params_hash: odd.into(),
+                    response: odd.into(),
+                    created_millis: 7,
+                },
+            )
+        })
+        .unwrap()
+        .unwrap();
+    store
+        .read(|tx| -> Result<(), StoreError> {
+            let stored = tx.get_row(&r.arn)?.expect("the row");
+            assert_eq!(stored.body, odd);
+            assert_eq!(stored.version.as_deref(), Some(odd));
+            assert_eq!(tx.tags(&r.arn)?.get(odd).map(String::as_str), Some(odd));
+            assert_eq!(tx.referrers(odd)?, vec![r.arn.clone()]);
+            assert_eq!(tx.get_setting(odd)?.as_deref(), Some(odd));
+            let token = tx.get_token(&key)?.expect("the token");
+            assert_eq!((token.response.as_str(), token.created_millis), (odd, 7));
+            Ok(())
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(list_all(&store), vec!["quoted".to_string()]);
+}

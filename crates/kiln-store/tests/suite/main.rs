@@ -53,6 +53,7 @@ both!(
     batches::each_call_of_a_batch_commits_or_rolls_back_alone,
     batches::a_cached_answer_never_hides_an_acknowledged_write,
     batches::the_generation_holds_while_nothing_is_written,
+    batches::quoted_strings_survive_deferred_writes,
 );
 
 #[test]
