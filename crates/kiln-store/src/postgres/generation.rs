@@ -7,8 +7,8 @@
 //! was read, and every write acknowledged before the request arrived (by any process) had
 //! committed, so had bumped the counter, before that read began.
 //!
-//! Those counter reads are coalesced: one `SELECT` in flight at a time, and a caller is served
-//! by the first one sent after it arrived, so concurrent Gets share one round trip.
+//! Those counter reads are coalesced: a caller is served by the first one sent after it
+//! arrived, so concurrent Gets share one round trip, and at most a few are in flight at once.
 //!
 //! The row lives in `settings` rather than a table of its own, so that it needs no schema
 //! migration: older Kilns of the same schema version simply bump nothing and never cache.
@@ -58,35 +58,43 @@ pub(super) struct Counter {
 
 #[derive(Default)]
 struct State {
-    /// Counter reads sent so far (each numbered by the count when it was sent).
+    /// Counter reads numbered so far; a read is numbered just before it is sent.
     sent: u64,
-    /// The number of the last read answered, and its answer.
+    /// The highest-numbered read answered so far, and its answer.
     answered: u64,
     value: u64,
-    in_flight: bool,
+    in_flight: usize,
 }
+
+/// Most counter reads in flight at once. A caller is served by the first read sent after it
+/// arrived; with one in flight it waits for the rest of that one and then a whole one, with a
+/// few it sends its own at once.
+const MAX_IN_FLIGHT: usize = 3;
 
 impl PgStore {
     /// The write generation as read by a query sent after this call began; see the module doc.
     pub(super) fn current_generation(&self) -> u64 {
         let counter = &self.counter;
         let mut state = super::lock(&counter.state);
-        // Reads are sent one at a time, so the next one sent is sent after now.
+        // Any read numbered from here on is sent after now.
         let wanted = state.sent + 1;
         loop {
             if state.answered >= wanted {
                 return state.value;
             }
-            if !state.in_flight {
-                state.in_flight = true;
+            if state.sent < wanted && state.in_flight < MAX_IN_FLIGHT {
+                state.in_flight += 1;
                 state.sent += 1;
                 let mine = state.sent;
                 drop(state);
                 let value = self.read_generation().unwrap_or(UNKNOWN);
                 state = super::lock(&counter.state);
-                state.in_flight = false;
-                state.answered = mine;
-                state.value = value;
+                state.in_flight -= 1;
+                // A later-numbered read that answered first saw at least as much.
+                if mine > state.answered {
+                    state.answered = mine;
+                    state.value = value;
+                }
                 counter.read.notify_all();
                 continue;
             }

@@ -28,6 +28,7 @@ mod batch;
 mod generation;
 mod schema;
 mod text;
+mod turn;
 mod txn;
 
 pub use schema::SCHEMA_VERSION;
