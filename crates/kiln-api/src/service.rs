@@ -491,6 +491,60 @@ mod tests {
         );
     }
 
+    /// Two servers on one PostgreSQL database: what one acknowledges, the other's next Get
+    /// answers, though the other keeps cached answers (and serves them while nothing changes).
+    #[test]
+    fn cached_answers_on_a_shared_database_follow_every_servers_writes() {
+        let Some(db) = kiln_store::testing::TestDatabase::create() else {
+            return;
+        };
+        let database = Database::Postgres(db.url.clone());
+        let open = |dir: &Path| {
+            Service::open_database(dir, Some(&database), kiln_store::sqlite::Sync::Normal).unwrap()
+        };
+        let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (a, b) = (open(dir_a.path()), open(dir_b.path()));
+        let now = NOV_26_2026_NOON;
+        let infra = call(
+            &a,
+            Operation::CreateInfrastructureConfiguration,
+            now,
+            json!({"name": "infra", "instanceProfileName": "p0", "clientToken": "t0"}),
+        );
+        let get =
+            json!({ "infrastructureConfigurationArn": infra["infrastructureConfigurationArn"] });
+        let profile = |svc: &Service| {
+            call(
+                svc,
+                Operation::GetInfrastructureConfiguration,
+                now,
+                get.clone(),
+            )["infrastructureConfiguration"]["instanceProfileName"]
+                .clone()
+        };
+        let cached = |svc: &Service| svc.answers.entries.lock().unwrap().len();
+        for round in 1..=20 {
+            assert_eq!(profile(&b), format!("p{}", round - 1), "round {round}");
+            assert_eq!(cached(&b), 1, "B keeps the answer");
+            assert_eq!(profile(&b), format!("p{}", round - 1), "served again");
+            call(
+                &a,
+                Operation::UpdateInfrastructureConfiguration,
+                now,
+                json!({
+                    "infrastructureConfigurationArn": infra["infrastructureConfigurationArn"],
+                    "instanceProfileName": format!("p{round}"),
+                    "clientToken": format!("t{round}"),
+                }),
+            );
+            assert_eq!(
+                profile(&b),
+                format!("p{round}"),
+                "round {round}: B answers A's acknowledged update"
+            );
+        }
+    }
+
     #[test]
     fn a_response_off_the_model_fails_the_call_naming_the_member() {
         let ok = r#"{"requestId":"r","image":{"tags":{},"outputResources":{"amis":[]}}}"#;

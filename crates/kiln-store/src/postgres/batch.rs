@@ -20,12 +20,12 @@
 //! Nothing is answered before its batch committed, not even a closure's `Err`: it may have been
 //! decided on rows an earlier member wrote, which exist only if the batch commits.
 
-use super::turn::Turns;
 use super::txn::{Conn, PgTxn};
 use super::PgStore;
 use crate::error::StoreError;
 use crate::txn::Txn;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -36,10 +36,9 @@ const MAX_MEMBERS: usize = 32;
 const MAX_AGE: Duration = Duration::from_millis(8);
 
 pub(super) struct Writer {
-    /// Held only by the caller whose turn it is.
     slot: Mutex<Slot>,
-    /// Whose turn it is; a batch stays open only while someone waits for a turn.
-    turns: Turns,
+    /// Callers waiting for `slot`: a batch stays open only if one will join it.
+    waiting: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -97,7 +96,7 @@ impl Writer {
     pub(super) fn new() -> Writer {
         Writer {
             slot: Mutex::new(Slot::default()),
-            turns: Turns::default(),
+            waiting: AtomicUsize::new(0),
         }
     }
 }
@@ -109,8 +108,9 @@ impl PgStore {
         f: impl FnOnce(&mut (dyn Txn + 'static)) -> Result<R, E>,
     ) -> Result<Result<R, E>, StoreError> {
         let writer = &self.writer;
-        let turn = writer.turns.take();
+        writer.waiting.fetch_add(1, Ordering::SeqCst);
         let mut slot = super::lock(&writer.slot);
+        writer.waiting.fetch_sub(1, Ordering::SeqCst);
 
         // An open batch has a savepoint ready for its next member (see `end_member`).
         let conn = match (slot.open.is_some(), slot.conn.take()) {
@@ -126,7 +126,6 @@ impl PgStore {
         let ran = catch_unwind(AssertUnwindSafe(|| f(&mut txn)));
         let ended = self.end_member(&mut slot, txn.conn, matches!(ran, Ok(Ok(_))));
         drop(slot);
-        drop(turn);
         let (committed, own_failure) = match ended {
             Ok(Ended::Committed(own_failure)) => (Ok(()), own_failure),
             Ok(Ended::Open(batch, own_failure)) => (batch.wait(), own_failure),
@@ -159,7 +158,7 @@ impl PgStore {
             return Err(self.abort_batch(slot, Some(conn), "the batch vanished"));
         };
         open.members += 1;
-        let more = self.writer.turns.waiting() > 0
+        let more = self.writer.waiting.load(Ordering::SeqCst) > 0
             && open.members < MAX_MEMBERS
             && open.began.elapsed() < MAX_AGE;
         // After this member: a savepoint for the next, or the end of the batch.

@@ -28,7 +28,6 @@ mod batch;
 mod generation;
 mod schema;
 mod text;
-mod turn;
 mod txn;
 
 pub use schema::SCHEMA_VERSION;
