@@ -10,12 +10,17 @@
 //!
 //! The protocol, on one writer connection per process kept behind a mutex:
 //! - a caller takes the mutex; if no transaction is open it sends `BEGIN`, the writer lock,
-//!   the generation bump and its savepoint in one round trip, otherwise just `SAVEPOINT`;
-//! - it runs its closure; on `Err`, a panic, or a statement that failed inside a closure that
-//!   returned `Ok`, `ROLLBACK TO SAVEPOINT` undoes its changes alone;
+//!   the generation bump and its savepoint in one round trip; otherwise the previous member
+//!   left a savepoint ready for it;
+//! - it runs its closure. Writes whose results the closure does not read are deferred (see
+//!   `Conn::defer`) and go, in the member's last round trip, with what follows it: a savepoint
+//!   for the next member, or the batch's `COMMIT`;
+//! - on `Err`, a panic, or a statement that failed inside a closure that returned `Ok` (or a
+//!   deferred write that failed), `ROLLBACK TO SAVEPOINT` undoes its changes alone;
 //! - if others are queued for the mutex and the batch is under its caps, it leaves the
 //!   transaction open for them and waits for the batch's outcome; otherwise it commits and
-//!   publishes the outcome to every member. A failed `COMMIT` fails every member.
+//!   publishes the outcome to every member. A failed `COMMIT` fails every member; a batch in
+//!   which every member failed rolls back instead (no WAL flush).
 //!
 //! Nothing is answered before its batch committed, not even a closure's `Err`: it may have been
 //! decided on rows an earlier member wrote, which exist only if the batch commits.
@@ -181,12 +186,20 @@ impl PgStore {
                     Ok(())
                 }
                 // A deferred write failed: the transaction waits for the rollback to this
-                // member's savepoint. (If the end failed instead, that rollback fails too.)
+                // member's savepoint. If the end failed instead, that rollback fails too, and
+                // the end's error is the batch's.
                 Err(e) if !pending.is_empty() => {
-                    own_failure = Some(e.to_string());
                     let end = end(open.kept);
-                    conn.client
+                    match conn
+                        .client
                         .batch_execute(&format!("ROLLBACK TO SAVEPOINT member; {end}"))
+                    {
+                        Ok(()) => {
+                            own_failure = Some(e.to_string());
+                            Ok(())
+                        }
+                        Err(_) => Err(e),
+                    }
                 }
                 Err(e) => Err(e),
             }
