@@ -10,8 +10,10 @@
 //! Those counter reads are coalesced: a caller is served by the first one sent after it
 //! arrived, so concurrent Gets share one round trip, and at most a few are in flight at once.
 //!
-//! The row lives in `settings` rather than a table of its own, so that it needs no schema
-//! migration: older Kilns of the same schema version simply bump nothing and never cache.
+//! The row lives in `settings` rather than a table of its own, so that it needs no migration of
+//! its own. A Kiln that writes without bumping it (one from before it) must not share the
+//! database with one that caches: the counter ships with schema version 2 (the build leases),
+//! which such Kilns refuse.
 
 use super::PgStore;
 use crate::error::StoreError;
