@@ -123,12 +123,11 @@ impl Service {
         let def = op.def();
         let cacheable = def.is_read_only() && def.name.starts_with("Get");
         let key = cacheable.then(|| AnswerKey::new(op, ctx, &input));
-        let generation = self.store.generation();
-        if let Some(body) = key
-            .as_ref()
-            .and_then(|k| self.answers.get(k, generation, ctx.now_millis))
-        {
-            return Ok(with_request_id(body, &ctx.request_id));
+        if let Some(body) = key.as_ref().and_then(|k| {
+            self.answers
+                .get(k, ctx.now_millis, || self.store.generation())
+        }) {
+            return Ok(with_request_id(body.to_string(), &ctx.request_id));
         }
         kiln_wire::validate::validate(def.input, &input)?;
         let with_document;
@@ -142,7 +141,15 @@ impl Service {
             }
             None => ctx,
         };
-        let output = if def.is_read_only() {
+        let mut read_at = None;
+        let output = if key.is_some() {
+            let (output, at) = self
+                .store
+                .read_at(|tx| dispatch(self, op, ctx, tx, input))
+                .map_err(store_error)?;
+            read_at = at;
+            output?
+        } else if def.is_read_only() {
             self.store
                 .read(|tx| dispatch(self, op, ctx, tx, input))
                 .map_err(store_error)??
@@ -158,12 +165,10 @@ impl Service {
         if !def.is_read_only() {
             self.work.notify();
         }
-        if let Some(key) = key {
-            // Only an answer read while nothing committed is known to be current.
-            if self.store.generation() == generation {
-                self.answers
-                    .put(key, generation, ctx.valid_until.get(), &output);
-            }
+        // Only an answer whose generation is known can be told current later.
+        if let (Some(key), Some(generation)) = (key, read_at) {
+            self.answers
+                .put(key, generation, ctx.valid_until.get(), &output);
         }
         Ok(if def.has_request_id {
             with_request_id(output, &ctx.request_id)
@@ -302,10 +307,12 @@ fn params_hash(input: &Value) -> String {
 
 /// Answers of `Get*` calls, kept until the next commit. Clients poll Get operations (SDK
 /// waiters, Terraform refreshes), and an answer costs far more to build (row, tags, decoding,
-/// formatting) than to copy. Every commit makes every entry stale, so the cache never answers
-/// something the database no longer says; it relies on this process being the database's only
-/// writer, which the store's lock file guarantees. On PostgreSQL other processes write too, so
-/// the store's generation changes on every call there and the cache never answers.
+/// formatting) than to copy. Each answer carries the store generation it was read at, and is
+/// served only while the store's generation, read after the request arrived, is still that
+/// one: on SQLite this process's commit count (the store's lock file makes it the only
+/// writer); on PostgreSQL a database-wide write counter every write transaction bumps, read
+/// by a query sent after the request arrived, so an answer is never older than any write an
+/// API server acknowledged before the request.
 #[derive(Default)]
 struct Answers {
     entries: Mutex<HashMap<AnswerKey, Answer>>,
@@ -336,15 +343,22 @@ impl AnswerKey {
 struct Answer {
     generation: u64,
     valid_until: Option<i64>,
-    body: String,
+    body: Arc<str>,
 }
 
 impl Answers {
-    fn get(&self, key: &AnswerKey, generation: u64, now: i64) -> Option<String> {
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        let answer = entries.get(key)?;
-        let current = answer.generation == generation && answer.valid_until.is_none_or(|t| now < t);
-        current.then(|| answer.body.clone())
+    /// The answer kept for `key` if it is still current. `generation` is asked only when there
+    /// is an answer to check (on PostgreSQL it costs a round trip), and without the lock held.
+    fn get(&self, key: &AnswerKey, now: i64, generation: impl FnOnce() -> u64) -> Option<Arc<str>> {
+        let (at, body) = {
+            let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+            let answer = entries.get(key)?;
+            if answer.valid_until.is_some_and(|t| now >= t) {
+                return None;
+            }
+            (answer.generation, answer.body.clone())
+        };
+        (generation() == at).then_some(body)
     }
 
     fn put(&self, key: AnswerKey, generation: u64, valid_until: Option<i64>, body: &str) {
@@ -360,7 +374,7 @@ impl Answers {
             Answer {
                 generation,
                 valid_until,
-                body: body.to_string(),
+                body: Arc::from(body),
             },
         );
     }
@@ -475,6 +489,60 @@ mod tests {
             after_one["imagePipeline"]["dateNextRun"], "2026-11-26T14:00:00.000Z",
             "a firing moves the next run"
         );
+    }
+
+    /// Two servers on one PostgreSQL database: what one acknowledges, the other's next Get
+    /// answers, though the other keeps cached answers (and serves them while nothing changes).
+    #[test]
+    fn cached_answers_on_a_shared_database_follow_every_servers_writes() {
+        let Some(db) = kiln_store::testing::TestDatabase::create() else {
+            return;
+        };
+        let database = Database::Postgres(db.url.clone());
+        let open = |dir: &Path| {
+            Service::open_database(dir, Some(&database), kiln_store::sqlite::Sync::Normal).unwrap()
+        };
+        let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (a, b) = (open(dir_a.path()), open(dir_b.path()));
+        let now = NOV_26_2026_NOON;
+        let infra = call(
+            &a,
+            Operation::CreateInfrastructureConfiguration,
+            now,
+            json!({"name": "infra", "instanceProfileName": "p0", "clientToken": "t0"}),
+        );
+        let get =
+            json!({ "infrastructureConfigurationArn": infra["infrastructureConfigurationArn"] });
+        let profile = |svc: &Service| {
+            call(
+                svc,
+                Operation::GetInfrastructureConfiguration,
+                now,
+                get.clone(),
+            )["infrastructureConfiguration"]["instanceProfileName"]
+                .clone()
+        };
+        let cached = |svc: &Service| svc.answers.entries.lock().unwrap().len();
+        for round in 1..=20 {
+            assert_eq!(profile(&b), format!("p{}", round - 1), "round {round}");
+            assert_eq!(cached(&b), 1, "B keeps the answer");
+            assert_eq!(profile(&b), format!("p{}", round - 1), "served again");
+            call(
+                &a,
+                Operation::UpdateInfrastructureConfiguration,
+                now,
+                json!({
+                    "infrastructureConfigurationArn": infra["infrastructureConfigurationArn"],
+                    "instanceProfileName": format!("p{round}"),
+                    "clientToken": format!("t{round}"),
+                }),
+            );
+            assert_eq!(
+                profile(&b),
+                format!("p{round}"),
+                "round {round}: B answers A's acknowledged update"
+            );
+        }
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! Benchmarks. Not tests: they print figures next to their baselines, measured in the same run.
 //!
-//! `cargo run --release -p kiln-bench -- api [--seconds N] [--connections N]` starts the API
-//! server in this process on a fresh SQLite database, and a bare HTTP handler on the same stack
-//! (tokio + hyper, same accept loop settings) as the ceiling, then drives each over loopback
-//! with keep-alive HTTP/1.1 connections:
+//! `cargo run --release -p kiln-bench -- api [--seconds N] [--connections N] [--postgres |
+//! --database postgres://...]` starts the API server in this process on a fresh SQLite database,
+//! and a bare HTTP handler on the same stack (tokio + hyper, same accept loop settings) as the
+//! ceiling, then drives each over loopback with keep-alive HTTP/1.1 connections:
 //! - CreateImagePipeline (every request a new pipeline with its own clientToken),
 //! - GetImagePipeline (random pipelines among those created),
 //! - the bare handler.
@@ -12,7 +12,13 @@
 //! `--seconds`, because the machine is shared and noisy: the get/ceiling ratio reported is the
 //! median of the rounds' ratios. It prints throughput and p50/p99 latency for each, and the
 //! figures next to their targets: creates >= 3,000/s with p99 <= 20 ms; gets >= 50% of
-//! the ceiling's throughput.
+//! the ceiling's throughput. With `--postgres` (a throwaway cluster of its own, see
+//! `cluster.rs`) or `--database URL` (a fresh database on that server) it then does the same
+//! on PostgreSQL and prints both side by side, PostgreSQL against its own targets: creates
+//! >= 2,000/s with p99 <= 30 ms; gets >= 30% of the ceiling.
+//!
+//! `cargo run --release -p kiln-bench -- claims [--database postgres://...] [--workers 4]
+//! [--threads N] [--builds N]` measures build claims on PostgreSQL (see `claims.rs`).
 //!
 //! `cargo run --release -p kiln-bench -- toe [--rounds N] [--steps N]` measures the component
 //! engine's overhead per step (see `toe.rs`).
@@ -33,7 +39,9 @@
 
 mod build;
 mod ceiling;
+mod claims;
 mod client;
+mod cluster;
 mod schedule;
 mod snapshot;
 mod toe;
@@ -52,6 +60,8 @@ const ROUNDS: usize = 5;
 struct Options {
     seconds: f64,
     connections: usize,
+    /// Also run on PostgreSQL: at this server, or (`Some(None)`) on a throwaway cluster.
+    postgres: Option<Option<String>>,
 }
 
 fn parse_options() -> Result<(String, Options)> {
@@ -60,14 +70,20 @@ fn parse_options() -> Result<(String, Options)> {
     let mut options = Options {
         seconds: 5.0,
         connections: 32,
+        postgres: None,
     };
     while let Some(flag) = args.next() {
+        if flag == "--postgres" {
+            options.postgres.get_or_insert(None);
+            continue;
+        }
         let value = args
             .next()
             .with_context(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--seconds" => options.seconds = value.parse().context("--seconds")?,
             "--connections" => options.connections = value.parse().context("--connections")?,
+            "--database" => options.postgres = Some(Some(value)),
             _ => bail!("unknown flag {flag}"),
         }
     }
@@ -80,18 +96,28 @@ fn main() -> Result<()> {
         Some("snapshot") => return snapshot::main(std::env::args().skip(2)),
         Some("build") => return build::main(std::env::args().skip(2)),
         Some("schedule") => return schedule::main(std::env::args().skip(2)),
+        Some("claims") => return claims::main(std::env::args().skip(2)),
         _ => {}
     }
     let (which, options) = parse_options()?;
     if which != "api" {
         bail!(
-            "usage: kiln-bench api [--seconds N] [--connections N] | toe [--rounds N] [--steps N] | snapshot [--tree DIR] [--rounds N] | build [--rounds N] [--kiln PATH] | schedule [--pipelines N] [--rounds R] [--idle-seconds S]"
+            "usage: kiln-bench api [--seconds N] [--connections N] [--postgres | --database URL] | claims [--database URL] [--workers N] [--threads N] [--builds N] | toe [--rounds N] [--steps N] | snapshot [--tree DIR] [--rounds N] | build [--rounds N] [--kiln PATH] | schedule [--pipelines N] [--rounds R] [--idle-seconds S]"
         );
     }
+    // The PostgreSQL client blocks: the database is made (and dropped) outside the runtime.
+    let target = match &options.postgres {
+        Some(url) => Some(cluster::Target::new(url.as_deref())?),
+        None => None,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(api(options))
+    let services = runtime.block_on(api(options, target.as_ref()))?;
+    drop(runtime);
+    drop(services);
+    drop(target);
+    Ok(())
 }
 
 /// Latencies of one phase, and how long it ran.
@@ -215,19 +241,126 @@ async fn setup(addr: SocketAddr) -> Result<(String, String)> {
     Ok((infra, recipe))
 }
 
-async fn api(options: Options) -> Result<()> {
+/// What one backend measured.
+struct Figures {
+    creates: Measured,
+    get: Measured,
+    ceiling: Measured,
+    ratios: Vec<f64>,
+}
+
+impl Figures {
+    fn print(&self) {
+        self.creates.print();
+        self.get.print();
+        self.ceiling.print();
+    }
+    fn ratio(&self) -> f64 {
+        median(&self.ratios)
+    }
+    fn rounds(&self) -> String {
+        self.ratios
+            .iter()
+            .map(|r| format!("{:.0}%", r * 100.0))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// Targets of one backend: creates per second, their p99 in ms, gets as a share of the ceiling.
+struct Targets {
+    creates: f64,
+    p99_ms: f64,
+    ratio: f64,
+}
+
+const SQLITE_TARGETS: Targets = Targets {
+    creates: 3000.0,
+    p99_ms: 20.0,
+    ratio: 0.5,
+};
+const POSTGRES_TARGETS: Targets = Targets {
+    creates: 2000.0,
+    p99_ms: 30.0,
+    ratio: 0.3,
+};
+
+async fn api(options: Options, postgres: Option<&cluster::Target>) -> Result<Vec<Arc<Service>>> {
+    let (ceiling_addr, ceiling_stop) = ceiling::start().await?;
+    let mut services = Vec::new();
     let data = tempfile::tempdir()?;
-    // Every request creates a pipeline: far more than an account's quota allows.
-    let service = Arc::new(
-        Service::open(data.path(), kiln_store::sqlite::Sync::Normal)?
-            .with_quotas(kiln_api::quotas::Quotas::unlimited()),
+    println!(
+        "kiln-bench api: {} connections, {} s per phase, SQLite in {}",
+        options.connections,
+        options.seconds,
+        data.path().display()
     );
+    let path = data.path().to_path_buf();
+    let (sqlite, service) = on_backend(&options, ceiling_addr, path, None).await?;
+    services.push(service);
+    println!();
+    sqlite.print();
+    println!();
+    let mut results = vec![("SQLite", sqlite, SQLITE_TARGETS)];
+    if let Some(target) = postgres {
+        let data = tempfile::tempdir()?;
+        println!("PostgreSQL: {}", target.describe());
+        let database = kiln_store::Database::Postgres(target.database.url.clone());
+        let path = data.path().to_path_buf();
+        let (figures, service) = on_backend(&options, ceiling_addr, path, Some(database)).await?;
+        services.push(service);
+        println!();
+        figures.print();
+        println!();
+        results.push(("PostgreSQL", figures, POSTGRES_TARGETS));
+    }
+    for (name, figures, targets) in &results {
+        let p99 = figures.creates.percentile(0.99).as_secs_f64() * 1e3;
+        println!(
+            "{name:<10} creates: {:.0}/s vs target {:.0}/s (x{:.2}); p99 {:.2} ms vs target {:.0} ms",
+            figures.creates.throughput(),
+            targets.creates,
+            figures.creates.throughput() / targets.creates,
+            p99,
+            targets.p99_ms,
+        );
+        println!(
+            "{name:<10} gets: median {:.0}/s; median ratio to the ceiling {:.0}% (target >= {:.0}%; rounds: {})",
+            figures.get.throughput(),
+            100.0 * figures.ratio(),
+            100.0 * targets.ratio,
+            figures.rounds()
+        );
+    }
+    let _ = ceiling_stop.send(());
+    Ok(services)
+}
+
+/// Runs the three phases against a server on `database` (SQLite under `data_dir` if `None`).
+async fn on_backend(
+    options: &Options,
+    ceiling_addr: SocketAddr,
+    data_dir: std::path::PathBuf,
+    database: Option<kiln_store::Database>,
+) -> Result<(Figures, Arc<Service>)> {
+    // Every request creates a pipeline: far more than an account's quota allows. Opening a
+    // PostgreSQL store blocks, so it runs off the runtime's threads.
+    let service = tokio::task::spawn_blocking(move || {
+        Service::open_database(
+            &data_dir,
+            database.as_ref(),
+            kiln_store::sqlite::Sync::Normal,
+        )
+    })
+    .await??
+    .with_quotas(kiln_api::quotas::Quotas::unlimited());
+    let service = Arc::new(service);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(kiln_api::serve(
         listener,
-        service,
+        service.clone(),
         // The benchmark's hand-written client sends unsigned requests: this measures the API
         // without the signature check (an HMAC chain per request).
         ServerConfig {
@@ -248,14 +381,7 @@ async fn api(options: Options) -> Result<()> {
             let _ = stopped.await;
         },
     ));
-    let (ceiling_addr, ceiling_stop) = ceiling::start().await?;
 
-    println!(
-        "kiln-bench api: {} connections, {} s per phase, SQLite in {}",
-        options.connections,
-        options.seconds,
-        data.path().display()
-    );
     let (infra, recipe) = setup(addr).await?;
     let body = move |i: usize| {
         let body = serde_json::json!({
@@ -272,7 +398,7 @@ async fn api(options: Options) -> Result<()> {
             body.to_string(),
         )
     };
-    let creates = drive("CreateImagePipeline", addr, &options, body).await?;
+    let creates = drive("CreateImagePipeline", addr, options, body).await?;
     let created = creates.latencies.len();
     let get = move |i: usize| {
         let n = (i * 7919) % created.max(1);
@@ -291,6 +417,7 @@ async fn api(options: Options) -> Result<()> {
     let round = Options {
         seconds: options.seconds / ROUNDS as f64,
         connections: options.connections,
+        postgres: None,
     };
     let mut gets = Vec::new();
     let mut ceilings = Vec::new();
@@ -303,33 +430,13 @@ async fn api(options: Options) -> Result<()> {
         .zip(&ceilings)
         .map(|(g, c)| g.throughput() / c.throughput())
         .collect();
-    let get = median_by_throughput(gets);
-    let ceiling = median_by_throughput(ceilings);
-
-    println!();
-    creates.print();
-    get.print();
-    ceiling.print();
-    println!();
-    let create_p99 = creates.percentile(0.99).as_secs_f64() * 1e3;
-    println!(
-        "creates: {:.0}/s vs target 3000/s (x{:.2}); p99 {:.2} ms vs target 20 ms",
-        creates.throughput(),
-        creates.throughput() / 3000.0,
-        create_p99
-    );
-    println!(
-        "gets: median {:.0}/s; median ratio to the ceiling {:.0}% (target >= 50%; rounds: {})",
-        get.throughput(),
-        100.0 * median(&ratios),
-        ratios
-            .iter()
-            .map(|r| format!("{:.0}%", r * 100.0))
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    let figures = Figures {
+        creates,
+        get: median_by_throughput(gets),
+        ceiling: median_by_throughput(ceilings),
+        ratios,
+    };
     let _ = stop.send(());
-    let _ = ceiling_stop.send(());
     server.await??;
-    Ok(())
+    Ok((figures, service))
 }

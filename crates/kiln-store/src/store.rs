@@ -81,13 +81,33 @@ impl Store {
         }
     }
 
-    /// Anything read while this stayed the same is still current. On PostgreSQL it changes on
-    /// every call (other processes write too), which turns the API's answer cache off there.
+    /// Anything read at this generation is still current: on SQLite this process's commit
+    /// count; on PostgreSQL the database-wide write counter, read by a query sent after this
+    /// call began (one round trip, shared by concurrent callers).
     #[inline]
     pub fn generation(&self) -> u64 {
         match self {
             Store::Sqlite(s) => s.generation(),
             Store::Postgres(s) => s.generation(),
+        }
+    }
+
+    /// [`Store::read`], also answering the generation what `f` read belongs to, if it is known:
+    /// an answer of `f` may be served again while [`Store::generation`] answers that number.
+    pub fn read_at<R, E>(
+        &self,
+        f: impl FnOnce(&mut (dyn Txn + 'static)) -> Result<R, E>,
+    ) -> Result<(Result<R, E>, Option<u64>), StoreError> {
+        match self {
+            Store::Sqlite(s) => {
+                let before = s.generation();
+                let result = s.read(f)?;
+                Ok((result, (s.generation() == before).then_some(before)))
+            }
+            Store::Postgres(s) => {
+                let (result, at) = s.read_at(f)?;
+                Ok((result, Some(at)))
+            }
         }
     }
 

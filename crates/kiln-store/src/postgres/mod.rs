@@ -7,16 +7,25 @@
 //! as max + 1, idempotency tokens, references) correct without each one knowing about other
 //! processes, and it never fails a call with a serialization error to retry. Under the lock,
 //! READ COMMITTED sees every write committed before it, because the previous holder released
-//! the lock only by committing. The price is that writes do not run in parallel; a write
-//! holds the lock for a few round trips.
+//! the lock only by committing.
+//!
+//! The lock is held until the commit's WAL flush ends, so one transaction per flush would cap
+//! every process together at a few hundred writes a second. Instead each process commits its
+//! concurrent write calls in batches, one savepoint per call and one `COMMIT` per batch (group
+//! commit, `batch.rs`): a call is still all-or-nothing on its own, answered only once its batch
+//! has committed, and serialized with every other call of every process.
 //!
 //! Reads run in REPEATABLE READ, READ ONLY transactions: one snapshot for the whole call, taken
 //! after every write answered before it began (on any process), and they never wait for writes.
+//! Every write transaction also bumps a database-wide counter, which lets the API's answer
+//! cache serve on a shared database (`generation.rs`).
 //!
 //! Connections come from a small pool of our own (a mutex, a condition variable and a list):
 //! each connection keeps its prepared statements, and a connection that broke is dropped
-//! rather than put back.
+//! rather than put back. The writer connection stays out of the pool, with its transaction.
 
+mod batch;
+mod generation;
 mod listen;
 mod schema;
 mod text;
@@ -30,7 +39,6 @@ use crate::error::StoreError;
 use crate::txn::Txn;
 use postgres::NoTls;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use txn::{Conn, PgTxn};
 
@@ -40,6 +48,8 @@ const WRITE_LOCK: i64 = 0x4B49_4C4E_5752_4954;
 const MIGRATION_LOCK: i64 = 0x4B49_4C4E_4D49_4752;
 /// Most connections one process opens.
 const MAX_CONNECTIONS: usize = 32;
+/// `BEGIN` of every read transaction.
+const BEGIN_READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 
 struct Pool {
     idle: Vec<Conn>,
@@ -53,13 +63,25 @@ pub struct PgStore {
     shown: String,
     pool: Mutex<Pool>,
     returned: Condvar,
-    calls: AtomicU64,
-    /// `BEGIN` and the writer lock, sent in one round trip.
+    /// `BEGIN`, the writer lock, the generation bump and the first savepoint: one round trip.
     begin_write: String,
+    /// `BEGIN` of a read that also reads the generation its snapshot holds.
+    begin_read_counted: String,
+    /// `PREPARE`s every connection runs before its first use.
+    prepare: String,
+    writer: Box<batch::Writer>,
+    counter: Box<generation::Counter>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Whether `e` means the server closed `conn` (so nothing sent on it ran).
+fn is_closed(e: &postgres::Error, conn: &Conn) -> bool {
+    e.is_closed()
+        || conn.client.is_closed()
+        || e.code() == Some(&postgres::error::SqlState::ADMIN_SHUTDOWN)
 }
 
 /// `url` with any password replaced, so that it can appear in messages and logs.
@@ -95,10 +117,21 @@ impl PgStore {
                 open: 0,
             }),
             returned: Condvar::new(),
-            calls: AtomicU64::new(0),
-            begin_write: format!("BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"),
+            begin_write: format!(
+                "BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK}); EXECUTE {}; SAVEPOINT member",
+                generation::BUMP
+            ),
+            begin_read_counted: format!("{BEGIN_READ}; EXECUTE {}", generation::READ),
+            prepare: txn::DEFERRED
+                .iter()
+                .chain(generation::PREPARED)
+                .map(|(name, sql)| format!("PREPARE {name} AS {sql};\n"))
+                .collect(),
+            writer: Box::new(batch::Writer::new()),
+            counter: Box::default(),
         };
-        let mut conn = store.connect()?;
+        // Not `connect`: the statements it prepares need the tables.
+        let mut conn = store.checkout()?;
         schema::migrate(&mut conn.client, &store.shown)?;
         store.put_back(conn);
         Ok(store)
@@ -109,14 +142,29 @@ impl PgStore {
         &self.shown
     }
 
-    /// Changes with every call: an answer read from PostgreSQL is never known to be current,
-    /// because another process may have committed since, so the API's answer cache (keyed on
-    /// this) never serves one.
+    /// The database's write generation, read by a query sent after this call began (shared
+    /// with concurrent callers): an answer read at this generation is still current. See
+    /// `generation.rs`.
     pub fn generation(&self) -> u64 {
-        self.calls.fetch_add(1, Ordering::Relaxed)
+        self.current_generation()
     }
 
+    /// A connection (pooled, or newly opened) ready for the store's statements.
     fn connect(&self) -> Result<Conn, StoreError> {
+        let mut conn = self.checkout()?;
+        if !conn.ready {
+            if let Err(e) = conn.client.batch_execute(&self.prepare) {
+                drop(conn);
+                self.forget();
+                return Err(e.into());
+            }
+            conn.ready = true;
+        }
+        Ok(conn)
+    }
+
+    /// A pooled connection, or a new one while the pool is under its size.
+    fn checkout(&self) -> Result<Conn, StoreError> {
         let mut pool = lock(&self.pool);
         loop {
             if let Some(conn) = pool.idle.pop() {
@@ -156,32 +204,37 @@ impl PgStore {
         self.returned.notify_one();
     }
 
-    /// Runs `f` in a transaction begun with `begin`, committed if `f` returns `Ok` and rolled
-    /// back otherwise. A connection whose transaction could not be ended is dropped.
+    /// Runs `f` in a read transaction begun with `begin`, then ends it. Returns the first value
+    /// the `begin` query returned, if any. A connection whose transaction could not be ended
+    /// is dropped.
     fn run<R, E>(
         &self,
         begin: &str,
         f: impl FnOnce(&mut (dyn Txn + 'static)) -> Result<R, E>,
-    ) -> Result<Result<R, E>, StoreError> {
+    ) -> Result<(Result<R, E>, Option<String>), StoreError> {
         let mut conn = self.connect()?;
-        if let Err(e) = conn.client.batch_execute(begin) {
-            let closed = e.is_closed()
-                || conn.client.is_closed()
-                || e.code() == Some(&postgres::error::SqlState::ADMIN_SHUTDOWN);
-            if !closed {
-                self.discard_unless_idle(conn);
-                return Err(e.into());
+        let began = match conn.client.simple_query(begin) {
+            Ok(messages) => messages,
+            Err(e) => {
+                if !is_closed(&e, &conn) {
+                    self.discard_unless_idle(conn);
+                    return Err(e.into());
+                }
+                // A pooled connection the server closed (it restarted, or dropped idle
+                // clients): nothing has run on it yet, so the call can start over on a new one.
+                drop(conn);
+                self.forget();
+                conn = self.connect()?;
+                match conn.client.simple_query(begin) {
+                    Ok(messages) => messages,
+                    Err(e) => {
+                        self.discard_unless_idle(conn);
+                        return Err(e.into());
+                    }
+                }
             }
-            // A pooled connection the server closed (it restarted, or dropped idle clients):
-            // nothing has run on it yet, so the call can start over on a new one.
-            drop(conn);
-            self.forget();
-            conn = self.connect()?;
-            if let Err(e) = conn.client.batch_execute(begin) {
-                self.discard_unless_idle(conn);
-                return Err(e.into());
-            }
-        }
+        };
+        let value = generation::first_value(&began).map(str::to_string);
         let mut txn = PgTxn { conn };
         let result = match catch_unwind(AssertUnwindSafe(|| f(&mut txn))) {
             Ok(result) => result,
@@ -200,11 +253,14 @@ impl PgStore {
                 reason: "a statement failed inside a call that then returned success".to_string(),
             });
         }
-        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-        match conn.client.batch_execute(end) {
+        let end = match result {
+            Ok(_) => format!("{}COMMIT", conn.take_deferred()),
+            Err(_) => "ROLLBACK".to_string(),
+        };
+        match conn.client.batch_execute(&end) {
             Ok(()) => {
                 self.put_back(conn);
-                Ok(result)
+                Ok((result, value))
             }
             Err(e) => {
                 self.discard_unless_idle(conn);
@@ -232,16 +288,27 @@ impl PgStore {
         &self,
         f: impl FnOnce(&mut (dyn Txn + 'static)) -> Result<R, E>,
     ) -> Result<Result<R, E>, StoreError> {
-        self.run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", f)
+        Ok(self.run(BEGIN_READ, f)?.0)
     }
 
-    /// Runs `f` in a write transaction, one at a time across every process on the database.
-    /// Returns once its changes are committed (or rolled back, if `f` failed).
+    /// [`PgStore::read`], also answering the write generation its snapshot holds: what `f`
+    /// read is current for as long as [`PgStore::generation`] answers that number.
+    pub fn read_at<R, E>(
+        &self,
+        f: impl FnOnce(&mut (dyn Txn + 'static)) -> Result<R, E>,
+    ) -> Result<(Result<R, E>, u64), StoreError> {
+        let (result, value) = self.run(&self.begin_read_counted, f)?;
+        Ok((result, generation::parse(value.as_deref())?))
+    }
+
+    /// Runs `f` in a write transaction, one at a time across every process on the database,
+    /// possibly together with other calls of this process (see `batch.rs`). Returns once its
+    /// changes are committed; if `f` fails, only its own changes are rolled back.
     pub fn write<R, E>(
         &self,
         f: impl FnOnce(&mut (dyn Txn + 'static)) -> Result<R, E>,
     ) -> Result<Result<R, E>, StoreError> {
-        self.run(&self.begin_write, f)
+        self.write_batched(f)
     }
 
     /// Forgets idempotency tokens created before `cutoff_millis`.

@@ -19,6 +19,16 @@ pub(super) struct Conn {
     /// statement and turns `COMMIT` into a silent rollback, so a call that went on to return
     /// success must not be answered as committed.
     pub(super) failed: bool,
+    /// Writes whose answer nobody needs, not sent yet (see [`Conn::defer`]).
+    deferred: String,
+    /// The SQL-level prepared statements (`PREPARE`) exist on this connection.
+    pub(super) ready: bool,
+}
+
+/// A parameter of a deferred statement.
+pub(super) enum Lit<'a> {
+    Text(Option<&'a str>),
+    Int(Option<i64>),
 }
 
 impl Conn {
@@ -27,6 +37,8 @@ impl Conn {
             client,
             statements: HashMap::new(),
             failed: false,
+            deferred: String::new(),
+            ready: false,
         }
     }
 
@@ -46,11 +58,45 @@ impl Conn {
         Ok(result?)
     }
 
+    /// Queues a write whose result nobody reads, to go with the next round trip: the next
+    /// statement that needs an answer, or the store's end of the call (which sends it with the
+    /// next savepoint or the `COMMIT`). Every write of a call thus costs one round trip in
+    /// all instead of one each, while the writer lock is held. `name` is one of [`DEFERRED`],
+    /// run with `EXECUTE` so that the server plans it once per connection; the parameters are
+    /// rendered as literals (escape strings, so the server's `standard_conforming_strings`
+    /// does not matter). A write that then fails marks the call failed, like any statement.
+    pub(super) fn defer(&mut self, name: &'static str, params: &[Lit<'_>]) {
+        let out = &mut self.deferred;
+        out.push_str("EXECUTE ");
+        out.push_str(name);
+        for (i, param) in params.iter().enumerate() {
+            out.push_str(if i == 0 { "(" } else { ", " });
+            literal(param, out);
+        }
+        out.push_str(if params.is_empty() { ";\n" } else { ");\n" });
+    }
+
+    /// The deferred writes, to send ahead of what ends the call.
+    pub(super) fn take_deferred(&mut self) -> String {
+        std::mem::take(&mut self.deferred)
+    }
+
+    /// Sends the deferred writes, so that what comes next sees them.
+    fn flush(&mut self) -> Result<(), StoreError> {
+        if self.deferred.is_empty() {
+            return Ok(());
+        }
+        let sql = self.take_deferred();
+        let result = self.client.batch_execute(&sql);
+        self.noted(result)
+    }
+
     fn query(
         &mut self,
         sql: &'static str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<postgres::Row>, StoreError> {
+        self.flush()?;
         let result = self
             .statement(sql)
             .and_then(|stmt| self.client.query(&stmt, params));
@@ -62,12 +108,79 @@ impl Conn {
         sql: &'static str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, StoreError> {
+        self.flush()?;
         let result = self
             .statement(sql)
             .and_then(|stmt| self.client.execute(&stmt, params));
         self.noted(result)
     }
 }
+
+/// `param` as an SQL literal.
+fn literal(param: &Lit<'_>, out: &mut String) {
+    match param {
+        Lit::Text(Some(text)) => {
+            out.push_str("E'");
+            for c in text.chars() {
+                match c {
+                    '\'' => out.push_str("''"),
+                    '\\' => out.push_str("\\\\"),
+                    c => out.push(c),
+                }
+            }
+            out.push('\'');
+        }
+        Lit::Int(Some(n)) => out.push_str(&n.to_string()),
+        Lit::Text(None) | Lit::Int(None) => out.push_str("NULL"),
+    }
+}
+
+const PUT_ROW: &str = "kiln_put_row";
+const DELETE_TAGS: &str = "kiln_delete_tags";
+const DELETE_REFS: &str = "kiln_delete_refs";
+const PUT_REF: &str = "kiln_put_ref";
+const PUT_TAG: &str = "kiln_put_tag";
+const REMOVE_TAG: &str = "kiln_remove_tag";
+const PUT_TOKEN: &str = "kiln_put_token";
+const PUT_SETTING: &str = "kiln_put_setting";
+
+/// The writes [`Conn::defer`] sends, by name; prepared on each connection before its first use.
+pub(super) const DEFERRED: &[(&str, &str)] = &[
+    (
+        PUT_ROW,
+        "INSERT INTO resources (arn, kind, account, region, name, version, build, body)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (arn) DO UPDATE SET kind = excluded.kind, account = excluded.account,
+         region = excluded.region, name = excluded.name, version = excluded.version,
+         build = excluded.build, body = excluded.body",
+    ),
+    (DELETE_TAGS, "DELETE FROM tags WHERE arn = $1"),
+    (DELETE_REFS, "DELETE FROM refs WHERE from_arn = $1"),
+    (
+        PUT_REF,
+        "INSERT INTO refs (from_arn, to_arn) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    ),
+    (
+        PUT_TAG,
+        "INSERT INTO tags (arn, key, value) VALUES ($1, $2, $3)
+         ON CONFLICT (arn, key) DO UPDATE SET value = excluded.value",
+    ),
+    (REMOVE_TAG, "DELETE FROM tags WHERE arn = $1 AND key = $2"),
+    (
+        PUT_TOKEN,
+        "INSERT INTO tokens (account, region, operation, token, params_hash, response,
+                             created_millis)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (account, region, operation, token) DO UPDATE SET
+         params_hash = excluded.params_hash, response = excluded.response,
+         created_millis = excluded.created_millis",
+    ),
+    (
+        PUT_SETTING,
+        "INSERT INTO settings (name, value) VALUES ($1, $2)
+         ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+    ),
+];
 
 /// A transaction on a connection it owns (so that it is `'static`, like SQLite's). Beginning
 /// and ending it is the store's job.
@@ -165,24 +278,19 @@ impl Txn for PgTxn {
     }
 
     fn put_row(&mut self, row: &Row) -> Result<(), StoreError> {
-        let build = row.build.map(i64::from);
-        self.conn.execute(
-            "INSERT INTO resources (arn, kind, account, region, name, version, build, body)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-             ON CONFLICT (arn) DO UPDATE SET kind = excluded.kind, account = excluded.account,
-             region = excluded.region, name = excluded.name, version = excluded.version,
-             build = excluded.build, body = excluded.body",
+        self.conn.defer(
+            PUT_ROW,
             &[
-                &enc(&row.arn),
-                &row.kind.segment(),
-                &enc(&row.account),
-                &enc(&row.region),
-                &enc(&row.name),
-                &row.version.as_deref().map(enc),
-                &build,
-                &enc(&row.body),
+                Lit::Text(Some(&enc(&row.arn))),
+                Lit::Text(Some(row.kind.segment())),
+                Lit::Text(Some(&enc(&row.account))),
+                Lit::Text(Some(&enc(&row.region))),
+                Lit::Text(Some(&enc(&row.name))),
+                Lit::Text(row.version.as_deref().map(enc).as_deref()),
+                Lit::Int(row.build.map(i64::from)),
+                Lit::Text(Some(&enc(&row.body))),
             ],
-        )?;
+        );
         Ok(())
     }
 
@@ -190,21 +298,20 @@ impl Txn for PgTxn {
         let n = self
             .conn
             .execute("DELETE FROM resources WHERE arn = $1", &[&enc(arn)])?;
-        self.conn
-            .execute("DELETE FROM tags WHERE arn = $1", &[&enc(arn)])?;
-        self.conn
-            .execute("DELETE FROM refs WHERE from_arn = $1", &[&enc(arn)])?;
+        let arn = enc(arn);
+        self.conn.defer(DELETE_TAGS, &[Lit::Text(Some(&arn))]);
+        self.conn.defer(DELETE_REFS, &[Lit::Text(Some(&arn))]);
         Ok(n > 0)
     }
 
     fn set_references(&mut self, from: &str, to: &[String]) -> Result<(), StoreError> {
-        self.conn
-            .execute("DELETE FROM refs WHERE from_arn = $1", &[&enc(from)])?;
+        let from = enc(from);
+        self.conn.defer(DELETE_REFS, &[Lit::Text(Some(&from))]);
         for target in to {
-            self.conn.execute(
-                "INSERT INTO refs (from_arn, to_arn) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                &[&enc(from), &enc(target)],
-            )?;
+            self.conn.defer(
+                PUT_REF,
+                &[Lit::Text(Some(&from)), Lit::Text(Some(&enc(target)))],
+            );
         }
         Ok(())
     }
@@ -231,22 +338,27 @@ impl Txn for PgTxn {
     }
 
     fn set_tags(&mut self, arn: &str, tags: &BTreeMap<String, String>) -> Result<(), StoreError> {
+        let arn = enc(arn);
         for (k, v) in tags {
-            self.conn.execute(
-                "INSERT INTO tags (arn, key, value) VALUES ($1, $2, $3)
-                 ON CONFLICT (arn, key) DO UPDATE SET value = excluded.value",
-                &[&enc(arn), &enc(k), &enc(v)],
-            )?;
+            self.conn.defer(
+                PUT_TAG,
+                &[
+                    Lit::Text(Some(&arn)),
+                    Lit::Text(Some(&enc(k))),
+                    Lit::Text(Some(&enc(v))),
+                ],
+            );
         }
         Ok(())
     }
 
     fn remove_tags(&mut self, arn: &str, keys: &[String]) -> Result<(), StoreError> {
+        let arn = enc(arn);
         for k in keys {
-            self.conn.execute(
-                "DELETE FROM tags WHERE arn = $1 AND key = $2",
-                &[&enc(arn), &enc(k)],
-            )?;
+            self.conn.defer(
+                REMOVE_TAG,
+                &[Lit::Text(Some(&arn)), Lit::Text(Some(&enc(k)))],
+            );
         }
         Ok(())
     }
@@ -275,23 +387,18 @@ impl Txn for PgTxn {
     }
 
     fn put_token(&mut self, key: &TokenKey, record: &TokenRecord) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT INTO tokens (account, region, operation, token, params_hash, response,
-                                 created_millis)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
-             ON CONFLICT (account, region, operation, token) DO UPDATE SET
-             params_hash = excluded.params_hash, response = excluded.response,
-             created_millis = excluded.created_millis",
+        self.conn.defer(
+            PUT_TOKEN,
             &[
-                &enc(&key.account),
-                &enc(&key.region),
-                &enc(&key.operation),
-                &enc(&key.token),
-                &enc(&record.params_hash),
-                &enc(&record.response),
-                &record.created_millis,
+                Lit::Text(Some(&enc(&key.account))),
+                Lit::Text(Some(&enc(&key.region))),
+                Lit::Text(Some(&enc(&key.operation))),
+                Lit::Text(Some(&enc(&key.token))),
+                Lit::Text(Some(&enc(&record.params_hash))),
+                Lit::Text(Some(&enc(&record.response))),
+                Lit::Int(Some(record.created_millis)),
             ],
-        )?;
+        );
         Ok(())
     }
 
@@ -477,11 +584,10 @@ impl Txn for PgTxn {
     }
 
     fn put_setting(&mut self, name: &str, value: &str) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT INTO settings (name, value) VALUES ($1, $2)
-             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-            &[&enc(name), &enc(value)],
-        )?;
+        self.conn.defer(
+            PUT_SETTING,
+            &[Lit::Text(Some(&enc(name))), Lit::Text(Some(&enc(value)))],
+        );
         Ok(())
     }
 

@@ -2,6 +2,7 @@
 //! `KILN_TEST_DATABASE_URL` names a server (see `fixture`). Each case is a function of a
 //! fixture; `both!` makes one test of it per backend.
 
+mod batches;
 mod cases;
 mod concurrency;
 mod fixture;
@@ -53,6 +54,10 @@ both!(
     concurrency::stores_opening_at_once_migrate_once,
     concurrency::closed_connections_are_replaced,
     concurrency::committed_notifications_wake_listeners_across_reconnects,
+    batches::each_call_of_a_batch_commits_or_rolls_back_alone,
+    batches::a_cached_answer_never_hides_an_acknowledged_write,
+    batches::the_generation_holds_while_nothing_is_written,
+    batches::quoted_strings_survive_deferred_writes,
 );
 
 #[test]
