@@ -59,13 +59,11 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Options> {
     Ok(options)
 }
 
-/// The lease of `kiln worker`'s default `--lease-seconds 60`.
-const LEASE_MILLIS: i64 = 60_000;
-
 /// One claim, as `kiln worker` makes it: with a lease of the default length from now.
 fn claim(store: &Store, worker: &str) -> Result<Option<String>> {
     let now = chrono::Utc::now().timestamp_millis();
-    Ok(store.write(|tx| tx.claim_build(worker, now, LEASE_MILLIS))??)
+    let lease = kiln_worker::lease_millis(kiln_worker::DEFAULT_LEASE);
+    Ok(store.write(|tx| tx.claim_build(worker, now, lease))??)
 }
 
 struct Pass {

@@ -38,13 +38,9 @@ pub(crate) fn keep(shared: &Arc<Shared>, renew: bool, stop: &Receiver<()>) {
     }
 }
 
-fn lease_millis(shared: &Shared) -> i64 {
-    i64::try_from(shared.config.lease.as_millis()).unwrap_or(i64::MAX)
-}
-
 fn renew_own(shared: &Shared) {
     let now = shared.core.clock.now_millis();
-    let expires = now.saturating_add(lease_millis(shared));
+    let expires = now.saturating_add(crate::lease_millis(shared.config.lease));
     let renewed = shared
         .core
         .store

@@ -55,6 +55,11 @@ const IDLE_POLL: Duration = Duration::from_secs(30);
 /// How long a claim lasts without a heartbeat, unless configured.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 
+/// A lease in the milliseconds the store counts in.
+pub fn lease_millis(lease: Duration) -> i64 {
+    i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
     #[error("image store at {path}: {message}")]
@@ -288,7 +293,7 @@ fn work(shared: &Arc<Shared>) {
     while !shared.stopping() {
         let seen = shared.core.work.seen();
         let now = shared.core.clock.now_millis();
-        let lease = i64::try_from(shared.config.lease.as_millis()).unwrap_or(i64::MAX);
+        let lease = lease_millis(shared.config.lease);
         let claimed = shared
             .core
             .store

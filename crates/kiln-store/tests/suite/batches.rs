@@ -2,7 +2,7 @@
 //! each stays all-or-nothing on its own, and a generation seen by a reader never hides a write
 //! another store acknowledged.
 
-use crate::cases::{list_all, row};
+use crate::cases::{list_all, row, store_and_read_back};
 use crate::Fixture;
 use kiln_store::{Store, StoreError};
 use std::collections::BTreeSet;
@@ -252,36 +252,6 @@ pub fn quoted_strings_survive_deferred_writes(fixture: &Fixture) {
         operation: "Op".into(),
         token: odd.into(),
     };
-    store
-        .write(|tx| {
-            tx.put_row(&r)?;
-            tx.set_tags(&r.arn, &[(odd.to_string(), odd.to_string())].into())?;
-            tx.set_references(&r.arn, &[odd.to_string()])?;
-            tx.put_setting(odd, odd)?;
-            tx.put_token(
-                &key,
-                &kiln_store::TokenRecord {
-                    params_hash: odd.into(),
-                    response: odd.into(),
-                    created_millis: 7,
-                },
-            )
-        })
-        .unwrap()
-        .unwrap();
-    store
-        .read(|tx| -> Result<(), StoreError> {
-            let stored = tx.get_row(&r.arn)?.expect("the row");
-            assert_eq!(stored.body, odd);
-            assert_eq!(stored.version.as_deref(), Some(odd));
-            assert_eq!(tx.tags(&r.arn)?.get(odd).map(String::as_str), Some(odd));
-            assert_eq!(tx.referrers(odd)?, vec![r.arn.clone()]);
-            assert_eq!(tx.get_setting(odd)?.as_deref(), Some(odd));
-            let token = tx.get_token(&key)?.expect("the token");
-            assert_eq!((token.response.as_str(), token.created_millis), (odd, 7));
-            Ok(())
-        })
-        .unwrap()
-        .unwrap();
+    store_and_read_back(&store, &r, &key, odd);
     assert_eq!(list_all(&store), vec!["quoted".to_string()]);
 }

@@ -482,18 +482,31 @@ pub fn any_string_is_stored_as_it_came(fixture: &Fixture) {
     };
     let mut r = row("odd");
     r.body = format!("{{\"v\":{}}}", serde_json::Value::String(odd.into()));
+    store_and_read_back(&store, &r, &key, odd);
+    store
+        .read(|tx| {
+            assert_eq!(tx.get_row(&format!("{}\0", r.arn))?, None);
+            Ok::<_, StoreError>(())
+        })
+        .unwrap()
+        .unwrap();
+}
+
+/// Stores `r`, `odd` as a tag key and value, a reference, a setting's name and value, and a
+/// token under `key` whose record is `odd`, in one write; then checks each reads back as it went.
+pub fn store_and_read_back(store: &Store, r: &Row, key: &TokenKey, odd: &str) {
     store
         .write(|tx| {
-            tx.put_row(&r)?;
+            tx.put_row(r)?;
             tx.set_tags(&r.arn, &[(odd.to_string(), odd.to_string())].into())?;
             tx.set_references(&r.arn, &[odd.to_string()])?;
             tx.put_setting(odd, odd)?;
             tx.put_token(
-                &key,
+                key,
                 &TokenRecord {
                     params_hash: odd.into(),
                     response: odd.into(),
-                    created_millis: 1,
+                    created_millis: 7,
                 },
             )
         })
@@ -501,18 +514,21 @@ pub fn any_string_is_stored_as_it_came(fixture: &Fixture) {
         .unwrap();
     store
         .read(|tx| {
-            assert_eq!(tx.get_row(&r.arn)?, Some(r.clone()));
-            assert_eq!(tx.get_row(&format!("{}\0", r.arn))?, None);
+            assert_eq!(tx.get_row(&r.arn)?.as_ref(), Some(r));
             assert_eq!(
                 tx.tags(&r.arn)?,
                 [(odd.to_string(), odd.to_string())].into()
             );
             assert_eq!(tx.referrers(odd)?, vec![r.arn.clone()]);
             assert_eq!(tx.get_setting(odd)?.as_deref(), Some(odd));
-            let token = tx.get_token(&key)?.expect("the token");
+            let token = tx.get_token(key)?.expect("the token");
             assert_eq!(
-                (token.params_hash.as_str(), token.response.as_str()),
-                (odd, odd)
+                (
+                    token.params_hash.as_str(),
+                    token.response.as_str(),
+                    token.created_millis
+                ),
+                (odd, odd, 7)
             );
             Ok::<_, StoreError>(())
         })
