@@ -6,7 +6,7 @@ use crate::quotas::Quotas;
 use kiln_core::clock::Clock;
 use kiln_core::parents::ParentRules;
 use kiln_core::Core;
-use kiln_store::{Database, StoreError, TokenKey, TokenRecord, Txn};
+use kiln_store::{Database, Read, StoreError, TokenKey, TokenRecord, Txn};
 use kiln_wire::codec::with_request_id;
 use kiln_wire::{dispatch, ApiError, ErrorKind, Operation, RequestContext};
 use serde_json::Value;
@@ -153,13 +153,20 @@ impl Service {
             self.store
                 .read(|tx| dispatch(self, op, ctx, tx, input))
                 .map_err(store_error)??
-        } else if def.idempotent {
-            self.store
-                .write(|tx| self.idempotent(op, ctx, tx, input))
-                .map_err(store_error)??
         } else {
+            // The call's token (if it has one) and its handler's first reads, in one round trip
+            // on a shared database.
+            let token = token_key(op, ctx, &input).filter(|_| def.idempotent);
+            let mut reads: Vec<Read> = token.clone().map(Read::Token).into_iter().collect();
+            reads.extend(crate::handlers::reads_ahead(op, ctx, &input));
             self.store
-                .write(|tx| self.dispatch_within_quotas(op, ctx, tx, input))
+                .write(|tx| {
+                    tx.prefetch(&reads).api()?;
+                    match token {
+                        Some(key) => self.idempotent(op, ctx, tx, key, input),
+                        None => self.dispatch_within_quotas(op, ctx, tx, input),
+                    }
+                })
                 .map_err(store_error)??
         };
         if !def.is_read_only() {
@@ -186,11 +193,9 @@ impl Service {
         op: Operation,
         ctx: &RequestContext,
         tx: &mut (dyn Txn + 'static),
+        key: TokenKey,
         input: Value,
     ) -> Result<String, ApiError> {
-        let Some(key) = token_key(op, ctx, &input) else {
-            return self.dispatch_within_quotas(op, ctx, tx, input);
-        };
         let params_hash = params_hash(&input);
         if let Some(previous) = tx.get_token(&key).api()? {
             if previous.created_millis >= ctx.now_millis - TOKEN_RETENTION_MILLIS {

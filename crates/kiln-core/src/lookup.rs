@@ -6,7 +6,7 @@ use crate::error::{CoreError, CoreResult};
 use kiln_domain::arn::{Arn, ResourceKind};
 use kiln_domain::resources::Resource;
 use kiln_domain::version::{SemVer, VersionError, VersionFilter};
-use kiln_store::{ListQuery, Row, StoreError, Txn, TxnExt};
+use kiln_store::{ListQuery, Read, Row, StoreError, Txn, TxnExt};
 use std::collections::BTreeMap;
 
 pub fn version_error(field: &str, e: VersionError) -> CoreError {
@@ -48,20 +48,15 @@ pub fn resolve(
     let Some(parsed) = scoped_arn(caller, arn, field)? else {
         return Ok(None);
     };
-    if !parsed.kind.is_versioned() || parsed.build.is_some() {
-        return Ok(tx.get_row(arn)?);
-    }
+    let query = match read_of(arn, &parsed) {
+        Read::List(query) => query,
+        _ => return Ok(tx.get_row(arn)?),
+    };
     let filter = match &parsed.version {
         Some(v) => VersionFilter::parse(v).map_err(|e| version_error(field, e))?,
         None => VersionFilter::ANY,
     };
-    let candidates = tx.list_rows(&ListQuery {
-        account: parsed.account.clone(),
-        region: parsed.region.clone(),
-        kind: parsed.kind,
-        name: Some(parsed.name.clone()),
-        after: None,
-    })?;
+    let candidates = tx.list_rows(&query)?;
     let versions = candidates.iter().filter_map(|row| {
         let v = SemVer::parse(row.version.as_deref()?).ok()?;
         Some((v, row.build.unwrap_or(0)))
@@ -73,6 +68,26 @@ pub fn resolve(
         row.version.as_deref() == Some(version.to_string().as_str())
             && row.build.unwrap_or(0) == build
     }))
+}
+
+/// The read [`resolve`] makes for `arn` (for [`Txn::prefetch`]); `None` when it makes none.
+pub fn resolve_read(caller: Caller<'_>, arn: &str) -> Option<Read> {
+    let parsed = scoped_arn(caller, arn, "").ok()??;
+    Some(read_of(arn, &parsed))
+}
+
+/// An exact ARN is one row; a version or filter is every build of the name.
+fn read_of(arn: &str, parsed: &Arn) -> Read {
+    if !parsed.kind.is_versioned() || parsed.build.is_some() {
+        return Read::Row(arn.to_string());
+    }
+    Read::List(ListQuery {
+        account: parsed.account.clone(),
+        region: parsed.region.clone(),
+        kind: parsed.kind,
+        name: Some(parsed.name.clone()),
+        after: None,
+    })
 }
 
 /// Like [`resolve`], but a reference to nothing is [`CoreError::Invalid`] naming it.

@@ -24,4 +24,4 @@ pub use error::StoreError;
 pub use postgres::PgStore;
 pub use sqlite::{SqliteStore, Sync};
 pub use store::{Database, Store};
-pub use txn::{BuildLogPart, Lease, ListQuery, Row, TokenKey, TokenRecord, Txn, TxnExt};
+pub use txn::{BuildLogPart, Lease, ListQuery, Read, Row, TokenKey, TokenRecord, Txn, TxnExt};

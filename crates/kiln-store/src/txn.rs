@@ -24,7 +24,7 @@ pub struct Row {
 }
 
 /// Rows of one kind in one account and region, in ARN order, after a cursor.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ListQuery {
     pub account: String,
     pub region: String,
@@ -37,7 +37,7 @@ pub struct ListQuery {
 
 /// Idempotency tokens are scoped like resources: the same token may be used in another account,
 /// region or operation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TokenKey {
     pub account: String,
     pub region: String,
@@ -65,7 +65,30 @@ pub struct Lease {
     pub expires_millis: Option<i64>,
 }
 
+/// A read a call is about to make, named ahead of time (see [`Txn::prefetch`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Read {
+    /// [`Txn::get_row`].
+    Row(String),
+    /// [`Txn::list_rows`].
+    List(ListQuery),
+    /// [`Txn::tags`].
+    Tags(String),
+    /// [`Txn::get_token`].
+    Token(TokenKey),
+}
+
 pub trait Txn {
+    /// Says which reads the call will make next, so that a backend whose reads are network
+    /// round trips can make them all in one. It changes no answer: a prefetched read answers
+    /// what the read itself would have answered when it is made, and a read the call never
+    /// makes costs nothing more than its share of that round trip. Backends whose reads are
+    /// local ignore it.
+    fn prefetch(&mut self, reads: &[Read]) -> Result<(), StoreError> {
+        let _ = reads;
+        Ok(())
+    }
+
     fn get_row(&mut self, arn: &str) -> Result<Option<Row>, StoreError>;
     fn list_rows(&mut self, query: &ListQuery) -> Result<Vec<Row>, StoreError>;
     /// How many rows of one kind an account holds in a region (for quotas), without reading them.

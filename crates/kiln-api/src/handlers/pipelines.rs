@@ -8,8 +8,8 @@
 
 use crate::convert::list_own;
 use crate::convert::{
-    check_dry_run, check_name_free, check_no_referrers, date, domain_error, get_exact, new_arn,
-    resolve_required, response_tags, store_tags, StoreResultExt,
+    caller, check_dry_run, check_name_free, check_no_referrers, date, domain_error, get_exact,
+    new_arn, resolve_required, response_tags, store_tags, StoreResultExt,
 };
 use crate::filters::Filters;
 use crate::service::Service;
@@ -18,9 +18,10 @@ use kiln_domain::resources::pipeline::{
     self as domain, pick_recipe, ImagePipeline as Pipeline, ImageScanning, ImageTests,
     PipelineDefinition, RecipeKind, ScanType, StartCondition, WorkflowFailureAction,
 };
-use kiln_store::{Txn, TxnExt};
+use kiln_store::{Read, Txn, TxnExt};
 use kiln_wire::types::*;
 use kiln_wire::{ApiError, RequestContext};
+use serde_json::Value;
 use std::collections::BTreeMap;
 
 const KIND: ResourceKind = ResourceKind::ImagePipeline;
@@ -314,6 +315,35 @@ fn to_wire(tx: &mut dyn Txn, p: &Pipeline) -> Result<ImagePipeline, ApiError> {
         // (get-image-pipeline and list-image-pipelines examples).
         consecutive_failures: (p.consecutive_failures > 0).then_some(p.consecutive_failures),
     })
+}
+
+/// The reads [`create`] makes, named ahead (see `Txn::prefetch`): the resources it references
+/// and the name it takes.
+pub fn create_reads(ctx: &RequestContext, input: &Value) -> Vec<Read> {
+    let caller = caller(ctx);
+    let referenced = [
+        "imageRecipeArn",
+        "containerRecipeArn",
+        "infrastructureConfigurationArn",
+        "distributionConfigurationArn",
+    ]
+    .iter()
+    .filter_map(|member| input.get(member))
+    .chain(
+        input
+            .get("workflows")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|w| w.get("workflowArn")),
+    )
+    .filter_map(Value::as_str)
+    .filter_map(|arn| kiln_core::lookup::resolve_read(caller, arn));
+    let name = input
+        .get("name")
+        .and_then(Value::as_str)
+        .map(|name| Read::Row(new_arn(ctx, KIND, name).to_string()));
+    referenced.chain(name).collect()
 }
 
 pub fn create(

@@ -157,7 +157,7 @@ impl PgStore {
     /// The caller's changes are kept only if `ok` and none of its statements failed; if they
     /// were not, the reason comes back with the outcome.
     fn end_member(&self, slot: &mut Slot, mut conn: Conn, ok: bool) -> Result<Ended, StoreError> {
-        let pending = conn.take_deferred();
+        let pending = conn.end_call();
         let failed = std::mem::take(&mut conn.failed);
         let Some(open) = slot.open.as_mut() else {
             return Err(self.abort_batch(slot, Some(conn), "the batch vanished"));

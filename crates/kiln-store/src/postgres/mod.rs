@@ -27,6 +27,7 @@
 mod batch;
 mod generation;
 mod listen;
+mod prefetch;
 mod schema;
 mod text;
 mod txn;
@@ -125,6 +126,7 @@ impl PgStore {
             prepare: txn::DEFERRED
                 .iter()
                 .chain(generation::PREPARED)
+                .chain(prefetch::PREPARED)
                 .map(|(name, sql)| format!("PREPARE {name} AS {sql};\n"))
                 .collect(),
             writer: Box::new(batch::Writer::new()),
@@ -246,6 +248,7 @@ impl PgStore {
             }
         };
         let mut conn = txn.conn;
+        let pending = conn.end_call();
         let failed = std::mem::take(&mut conn.failed);
         if result.is_ok() && failed {
             self.discard_unless_idle(conn);
@@ -254,7 +257,7 @@ impl PgStore {
             });
         }
         let end = match result {
-            Ok(_) => format!("{}COMMIT", conn.take_deferred()),
+            Ok(_) => format!("{pending}COMMIT"),
             Err(_) => "ROLLBACK".to_string(),
         };
         match conn.client.batch_execute(&end) {

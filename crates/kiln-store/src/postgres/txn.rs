@@ -4,7 +4,8 @@
 use super::text::{dec, dec_opt, enc};
 use crate::error::StoreError;
 use crate::txn::{
-    slice_log, BuildLogPart, Lease, ListQuery, Row, TokenKey, TokenRecord, Txn, LOG_CHUNKS_PER_READ,
+    slice_log, BuildLogPart, Lease, ListQuery, Read, Row, TokenKey, TokenRecord, Txn,
+    LOG_CHUNKS_PER_READ,
 };
 use kiln_domain::arn::ResourceKind;
 use postgres::types::ToSql;
@@ -21,8 +22,19 @@ pub(super) struct Conn {
     pub(super) failed: bool,
     /// Writes whose answer nobody needs, not sent yet (see [`Conn::defer`]).
     deferred: String,
+    /// How many statements `deferred` holds.
+    deferred_statements: usize,
+    /// Answers read ahead by [`Txn::prefetch`], until the read is made or the call writes.
+    pub(super) prefetched: Vec<(Read, Prefetched)>,
     /// The SQL-level prepared statements (`PREPARE`) exist on this connection.
     pub(super) ready: bool,
+}
+
+/// A prefetched answer.
+pub(super) enum Prefetched {
+    Rows(Vec<Row>),
+    Tags(BTreeMap<String, String>),
+    Token(Option<TokenRecord>),
 }
 
 /// A parameter of a deferred statement.
@@ -38,6 +50,8 @@ impl Conn {
             statements: HashMap::new(),
             failed: false,
             deferred: String::new(),
+            deferred_statements: 0,
+            prefetched: Vec::new(),
             ready: false,
         }
     }
@@ -51,7 +65,7 @@ impl Conn {
         Ok(stmt)
     }
 
-    fn noted<T>(&mut self, result: Result<T, postgres::Error>) -> Result<T, StoreError> {
+    pub(super) fn noted<T>(&mut self, result: Result<T, postgres::Error>) -> Result<T, StoreError> {
         if result.is_err() {
             self.failed = true;
         }
@@ -66,19 +80,35 @@ impl Conn {
     /// rendered as literals (escape strings, so the server's `standard_conforming_strings`
     /// does not matter). A write that then fails marks the call failed, like any statement.
     pub(super) fn defer(&mut self, name: &'static str, params: &[Lit<'_>]) {
-        let out = &mut self.deferred;
-        out.push_str("EXECUTE ");
-        out.push_str(name);
-        for (i, param) in params.iter().enumerate() {
-            out.push_str(if i == 0 { "(" } else { ", " });
-            literal(param, out);
-        }
-        out.push_str(if params.is_empty() { ";\n" } else { ");\n" });
+        self.wrote();
+        render_execute(name, params, &mut self.deferred);
+        self.deferred_statements += 1;
     }
 
-    /// The deferred writes, to send ahead of what ends the call.
-    pub(super) fn take_deferred(&mut self) -> String {
-        std::mem::take(&mut self.deferred)
+    /// The deferred writes, to send ahead of what ends the call, and how many statements
+    /// they are.
+    pub(super) fn take_deferred_counted(&mut self) -> (String, usize) {
+        let statements = std::mem::take(&mut self.deferred_statements);
+        (std::mem::take(&mut self.deferred), statements)
+    }
+
+    /// The call ends: its deferred writes, to send ahead of what ends it. What it read ahead
+    /// and did not read is forgotten: the connection's next call is another transaction.
+    pub(super) fn end_call(&mut self) -> String {
+        self.prefetched.clear();
+        self.take_deferred_counted().0
+    }
+
+    /// The call changed the database: what was read ahead may no longer be what a read would
+    /// answer.
+    fn wrote(&mut self) {
+        self.prefetched.clear();
+    }
+
+    /// The prefetched answer to the first read `wanted` accepts, taken out.
+    pub(super) fn take_prefetched(&mut self, wanted: impl Fn(&Read) -> bool) -> Option<Prefetched> {
+        let at = self.prefetched.iter().position(|(read, _)| wanted(read))?;
+        Some(self.prefetched.swap_remove(at).1)
     }
 
     /// Sends the deferred writes, so that what comes next sees them.
@@ -86,7 +116,7 @@ impl Conn {
         if self.deferred.is_empty() {
             return Ok(());
         }
-        let sql = self.take_deferred();
+        let (sql, _) = self.take_deferred_counted();
         let result = self.client.batch_execute(&sql);
         self.noted(result)
     }
@@ -103,17 +133,40 @@ impl Conn {
         self.noted(result)
     }
 
+    /// [`Conn::query`] for a statement that changes the database.
+    fn query_write(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<postgres::Row>, StoreError> {
+        self.wrote();
+        self.query(sql, params)
+    }
+
+    /// A statement that changes the database, answering how many rows it changed.
     fn execute(
         &mut self,
         sql: &'static str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, StoreError> {
+        self.wrote();
         self.flush()?;
         let result = self
             .statement(sql)
             .and_then(|stmt| self.client.execute(&stmt, params));
         self.noted(result)
     }
+}
+
+/// `EXECUTE name(params...);` with the parameters as literals.
+pub(super) fn render_execute(name: &str, params: &[Lit<'_>], out: &mut String) {
+    out.push_str("EXECUTE ");
+    out.push_str(name);
+    for (i, param) in params.iter().enumerate() {
+        out.push_str(if i == 0 { "(" } else { ", " });
+        literal(param, out);
+    }
+    out.push_str(if params.is_empty() { ";\n" } else { ");\n" });
 }
 
 /// `param` as an SQL literal.
@@ -143,6 +196,9 @@ const PUT_TAG: &str = "kiln_put_tag";
 const REMOVE_TAG: &str = "kiln_remove_tag";
 const PUT_TOKEN: &str = "kiln_put_token";
 const PUT_SETTING: &str = "kiln_put_setting";
+const ENQUEUE_BUILD: &str = "kiln_enqueue_build";
+const SET_NEXT_RUN: &str = "kiln_set_next_run";
+const CLEAR_NEXT_RUN: &str = "kiln_clear_next_run";
 
 /// The writes [`Conn::defer`] sends, by name; prepared on each connection before its first use.
 pub(super) const DEFERRED: &[(&str, &str)] = &[
@@ -180,7 +236,40 @@ pub(super) const DEFERRED: &[(&str, &str)] = &[
         "INSERT INTO settings (name, value) VALUES ($1, $2)
          ON CONFLICT (name) DO UPDATE SET value = excluded.value",
     ),
+    // The notification wakes the workers of every process when the transaction commits (see
+    // `listen.rs`); sent with the insert, it costs no round trip of its own.
+    (
+        ENQUEUE_BUILD,
+        "WITH queued AS (
+             INSERT INTO builds (arn, queued_millis, worker) VALUES ($1, $2, NULL)
+             ON CONFLICT DO NOTHING)
+         SELECT pg_notify('kiln_work', '')",
+    ),
+    // The notification wakes the schedulers of every process: the earliest run may have moved.
+    (
+        SET_NEXT_RUN,
+        "WITH scheduled AS (
+             INSERT INTO schedules (pipeline_arn, next_run_millis) VALUES ($1, $2)
+             ON CONFLICT (pipeline_arn) DO UPDATE SET next_run_millis = excluded.next_run_millis)
+         SELECT pg_notify('kiln_work', '')",
+    ),
+    (
+        CLEAR_NEXT_RUN,
+        "DELETE FROM schedules WHERE pipeline_arn = $1",
+    ),
 ];
+
+/// The reads [`Txn::prefetch`] can make ahead, also prepared by name (see `prefetch.rs`).
+pub(super) const GET_ROW_SQL: &str = "SELECT arn, kind, account, region, name, version, build, body
+     FROM resources WHERE arn = $1";
+pub(super) const LIST_ROWS_SQL: &str =
+    "SELECT arn, kind, account, region, name, version, build, body FROM resources
+     WHERE account = $1 AND region = $2 AND kind = $3
+       AND ($4::text IS NULL OR name = $4) AND ($5::text IS NULL OR arn > $5)
+     ORDER BY arn";
+pub(super) const TAGS_SQL: &str = "SELECT key, value FROM tags WHERE arn = $1";
+pub(super) const TOKEN_SQL: &str = "SELECT params_hash, response, created_millis FROM tokens
+     WHERE account = $1 AND region = $2 AND operation = $3 AND token = $4";
 
 /// A transaction on a connection it owns (so that it is `'static`, like SQLite's). Beginning
 /// and ending it is the store's job.
@@ -190,28 +279,37 @@ pub(super) struct PgTxn {
 
 fn row_from(r: &postgres::Row) -> Result<Row, StoreError> {
     let arn = dec(r.try_get(0)?);
-    let kind: String = r.try_get(1)?;
-    let build: Option<i64> = r.try_get(6)?;
+    let kind: &str = r.try_get(1)?;
     Ok(Row {
-        kind: ResourceKind::from_segment(&kind).ok_or_else(|| StoreError::Corrupt {
-            arn: arn.clone(),
-            message: format!("unknown kind {kind}"),
-        })?,
+        kind: kind_of(&arn, kind)?,
         account: dec(r.try_get(2)?),
         region: dec(r.try_get(3)?),
         name: dec(r.try_get(4)?),
         version: dec_opt(r.try_get(5)?),
-        build: build
-            .map(|b| {
-                u32::try_from(b).map_err(|_| StoreError::Corrupt {
-                    arn: arn.clone(),
-                    message: format!("build number {b} out of range"),
-                })
-            })
-            .transpose()?,
+        build: build_of(&arn, r.try_get(6)?)?,
         body: dec(r.try_get(7)?),
         arn,
     })
+}
+
+/// The stored kind of the row `arn`.
+pub(super) fn kind_of(arn: &str, kind: &str) -> Result<ResourceKind, StoreError> {
+    ResourceKind::from_segment(kind).ok_or_else(|| StoreError::Corrupt {
+        arn: arn.to_string(),
+        message: format!("unknown kind {kind}"),
+    })
+}
+
+/// The stored build number of the row `arn`.
+pub(super) fn build_of(arn: &str, build: Option<i64>) -> Result<Option<u32>, StoreError> {
+    build
+        .map(|b| {
+            u32::try_from(b).map_err(|_| StoreError::Corrupt {
+                arn: arn.to_string(),
+                message: format!("build number {b} out of range"),
+            })
+        })
+        .transpose()
 }
 
 fn rows_from(rows: Vec<postgres::Row>) -> Result<Vec<Row>, StoreError> {
@@ -223,21 +321,30 @@ fn limit_of(limit: usize) -> i64 {
 }
 
 impl Txn for PgTxn {
+    fn prefetch(&mut self, reads: &[Read]) -> Result<(), StoreError> {
+        self.conn.prefetch(reads)
+    }
+
     fn get_row(&mut self, arn: &str) -> Result<Option<Row>, StoreError> {
-        let rows = self.conn.query(
-            "SELECT arn, kind, account, region, name, version, build, body
-             FROM resources WHERE arn = $1",
-            &[&enc(arn)],
-        )?;
+        if let Some(Prefetched::Rows(rows)) = self
+            .conn
+            .take_prefetched(|r| matches!(r, Read::Row(a) if a == arn))
+        {
+            return Ok(rows.into_iter().next());
+        }
+        let rows = self.conn.query(GET_ROW_SQL, &[&enc(arn)])?;
         rows.first().map(row_from).transpose()
     }
 
     fn list_rows(&mut self, q: &ListQuery) -> Result<Vec<Row>, StoreError> {
+        if let Some(Prefetched::Rows(rows)) = self
+            .conn
+            .take_prefetched(|r| matches!(r, Read::List(query) if query == q))
+        {
+            return Ok(rows);
+        }
         let rows = self.conn.query(
-            "SELECT arn, kind, account, region, name, version, build, body FROM resources
-             WHERE account = $1 AND region = $2 AND kind = $3
-               AND ($4::text IS NULL OR name = $4) AND ($5::text IS NULL OR arn > $5)
-             ORDER BY arn",
+            LIST_ROWS_SQL,
             &[
                 &enc(&q.account),
                 &enc(&q.region),
@@ -328,9 +435,13 @@ impl Txn for PgTxn {
     }
 
     fn tags(&mut self, arn: &str) -> Result<BTreeMap<String, String>, StoreError> {
-        let rows = self
+        if let Some(Prefetched::Tags(tags)) = self
             .conn
-            .query("SELECT key, value FROM tags WHERE arn = $1", &[&enc(arn)])?;
+            .take_prefetched(|r| matches!(r, Read::Tags(a) if a == arn))
+        {
+            return Ok(tags);
+        }
+        let rows = self.conn.query(TAGS_SQL, &[&enc(arn)])?;
         Ok(rows
             .iter()
             .map(|r| Ok((dec(r.try_get(0)?), dec(r.try_get(1)?))))
@@ -364,9 +475,14 @@ impl Txn for PgTxn {
     }
 
     fn get_token(&mut self, key: &TokenKey) -> Result<Option<TokenRecord>, StoreError> {
+        if let Some(Prefetched::Token(token)) = self
+            .conn
+            .take_prefetched(|r| matches!(r, Read::Token(k) if k == key))
+        {
+            return Ok(token);
+        }
         let rows = self.conn.query(
-            "SELECT params_hash, response, created_millis FROM tokens
-             WHERE account = $1 AND region = $2 AND operation = $3 AND token = $4",
+            TOKEN_SQL,
             &[
                 &enc(&key.account),
                 &enc(&key.region),
@@ -411,15 +527,10 @@ impl Txn for PgTxn {
     }
 
     fn enqueue_build(&mut self, arn: &str, queued_millis: i64) -> Result<(), StoreError> {
-        // The notification wakes the workers of every process when the transaction commits
-        // (see `listen.rs`); sent with the insert, it costs no round trip of its own.
-        self.conn.query(
-            "WITH queued AS (
-                 INSERT INTO builds (arn, queued_millis, worker) VALUES ($1, $2, NULL)
-                 ON CONFLICT DO NOTHING)
-             SELECT pg_notify('kiln_work', '')",
-            &[&enc(arn), &queued_millis],
-        )?;
+        self.conn.defer(
+            ENQUEUE_BUILD,
+            &[Lit::Text(Some(&enc(arn))), Lit::Int(Some(queued_millis))],
+        );
         Ok(())
     }
 
@@ -431,7 +542,7 @@ impl Txn for PgTxn {
     ) -> Result<Option<String>, StoreError> {
         // SKIP LOCKED: a row another transaction is claiming is passed over instead of waited
         // for, so claims that do not run under the writer lock still never return the same row.
-        let rows = self.conn.query(
+        let rows = self.conn.query_write(
             "UPDATE builds SET worker = $1, heartbeat_millis = $2, lease_expires_millis = $3
              WHERE arn = (
                  SELECT arn FROM builds WHERE worker IS NULL
@@ -512,22 +623,13 @@ impl Txn for PgTxn {
         pipeline_arn: &str,
         next_millis: Option<i64>,
     ) -> Result<(), StoreError> {
+        let arn = enc(pipeline_arn);
         match next_millis {
-            // The notification wakes the schedulers of every process: the earliest run may
-            // have moved.
-            Some(next) => self.conn.query(
-                "WITH scheduled AS (
-                     INSERT INTO schedules (pipeline_arn, next_run_millis) VALUES ($1, $2)
-                     ON CONFLICT (pipeline_arn)
-                     DO UPDATE SET next_run_millis = excluded.next_run_millis)
-                 SELECT pg_notify('kiln_work', '')",
-                &[&enc(pipeline_arn), &next],
-            )?,
-            None => self.conn.query(
-                "DELETE FROM schedules WHERE pipeline_arn = $1",
-                &[&enc(pipeline_arn)],
-            )?,
-        };
+            Some(next) => self
+                .conn
+                .defer(SET_NEXT_RUN, &[Lit::Text(Some(&arn)), Lit::Int(Some(next))]),
+            None => self.conn.defer(CLEAR_NEXT_RUN, &[Lit::Text(Some(&arn))]),
+        }
         Ok(())
     }
 

@@ -8,6 +8,7 @@ mod concurrency;
 mod fixture;
 mod logs;
 mod migrations;
+mod prefetch;
 
 pub use fixture::Fixture;
 
@@ -58,6 +59,9 @@ both!(
     batches::a_cached_answer_never_hides_an_acknowledged_write,
     batches::the_generation_holds_while_nothing_is_written,
     batches::quoted_strings_survive_deferred_writes,
+    prefetch::prefetched_reads_answer_what_the_reads_answer,
+    prefetch::prefetched_reads_see_the_call_s_own_writes,
+    prefetch::prefetched_answers_end_with_their_call,
 );
 
 #[test]
