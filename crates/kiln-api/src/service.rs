@@ -143,9 +143,10 @@ impl Service {
         };
         let mut read_at = None;
         let output = if key.is_some() {
+            let reads = crate::handlers::reads_ahead(op, ctx, &input);
             let (output, at) = self
                 .store
-                .read_at(|tx| dispatch(self, op, ctx, tx, input))
+                .read_at(&reads, |tx| dispatch(self, op, ctx, tx, input))
                 .map_err(store_error)?;
             read_at = at;
             output?
@@ -548,6 +549,150 @@ mod tests {
                 "round {round}: B answers A's acknowledged update"
             );
         }
+    }
+
+    /// CreateImagePipeline and GetImagePipeline name their reads ahead (`Txn::prefetch`), which
+    /// on PostgreSQL answers them from one round trip: every outcome must be what SQLite, which
+    /// ignores the names, answers.
+    #[test]
+    fn pipelines_read_ahead_answer_as_on_sqlite() {
+        let sqlite_dir = tempfile::tempdir().unwrap();
+        let sqlite = Service::open(sqlite_dir.path(), kiln_store::sqlite::Sync::Normal).unwrap();
+        let expected = pipeline_outcomes(&sqlite);
+        let gist: Vec<&str> = expected
+            .iter()
+            .map(|o| o.split([':', ' ']).next().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            gist,
+            [
+                "ok",
+                "ok",
+                "IdempotentParameterMismatchException",
+                "ResourceAlreadyExistsException",
+                "InvalidRequestException",
+                "InvalidRequestException",
+                "ok",
+                "ok",
+                "ok",
+                "ResourceNotFoundException",
+                "ResourceNotFoundException",
+            ],
+            "{expected:#?}"
+        );
+        assert!(expected[7].contains("rcp/1.x.x") && expected[7].contains(r#"{"k":"Pipe One"}"#));
+        let Some(db) = kiln_store::testing::TestDatabase::create() else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let database = Database::Postgres(db.url.clone());
+        let postgres = Service::open_database(
+            dir.path(),
+            Some(&database),
+            kiln_store::sqlite::Sync::Normal,
+        )
+        .unwrap();
+        assert_eq!(pipeline_outcomes(&postgres), expected);
+    }
+
+    /// What a series of pipeline calls answers: "ok" with the response's gist, or the error.
+    fn pipeline_outcomes(svc: &Service) -> Vec<String> {
+        let now = NOV_26_2026_NOON;
+        let arn = |kind: &str, rest: &str| {
+            format!("arn:aws:imagebuilder:us-east-1:123456789012:{kind}/{rest}")
+        };
+        call(
+            svc,
+            Operation::CreateInfrastructureConfiguration,
+            now,
+            json!({"name": "infra", "instanceProfileName": "a", "clientToken": "i"}),
+        );
+        for version in ["1.0.0", "1.2.0", "2.0.0"] {
+            call(
+                svc,
+                Operation::CreateImageRecipe,
+                now,
+                json!({"name": "rcp", "semanticVersion": version,
+                       "parentImage": "ami-0123456789abcdef0", "clientToken": version}),
+            );
+        }
+        let create = |name: &str, token: &str, recipe: &str, infra: &str| {
+            json!({
+                "name": name, "clientToken": token, "tags": {"k": name},
+                "imageRecipeArn": arn("image-recipe", recipe),
+                "infrastructureConfigurationArn": arn("infrastructure-configuration", infra),
+            })
+        };
+        let attempts = [
+            (
+                Operation::CreateImagePipeline,
+                create("Pipe One", "t1", "rcp/1.x.x", "infra"),
+            ),
+            // A retry answers the first response; a reuse with other parameters is refused.
+            (
+                Operation::CreateImagePipeline,
+                create("Pipe One", "t1", "rcp/1.x.x", "infra"),
+            ),
+            (
+                Operation::CreateImagePipeline,
+                create("Pipe One", "t1", "rcp/2.0.0", "infra"),
+            ),
+            // The same name once normalised.
+            (
+                Operation::CreateImagePipeline,
+                create("pipe_one", "t2", "rcp/1.0.0", "infra"),
+            ),
+            (
+                Operation::CreateImagePipeline,
+                create("two", "t3", "rcp/3.x.x", "infra"),
+            ),
+            (
+                Operation::CreateImagePipeline,
+                create("two", "t4", "rcp/1.0.0", "absent"),
+            ),
+            (
+                Operation::CreateImagePipeline,
+                create("two", "t5", "rcp/2.0.0", "infra"),
+            ),
+            (
+                Operation::GetImagePipeline,
+                json!({"imagePipelineArn": arn("image-pipeline", "pipe-one")}),
+            ),
+            (
+                Operation::GetImagePipeline,
+                json!({"imagePipelineArn": arn("image-pipeline", "two")}),
+            ),
+            (
+                Operation::GetImagePipeline,
+                json!({"imagePipelineArn": arn("image-pipeline", "absent")}),
+            ),
+            (
+                Operation::GetImagePipeline,
+                json!({"imagePipelineArn": "arn:aws:imagebuilder:us-east-1:210987654321:image-pipeline/two"}),
+            ),
+        ];
+        let mut created = 0;
+        attempts
+            .into_iter()
+            .map(|(op, input)| match svc.call(op, &ctx(now), input) {
+                Ok(out) => {
+                    let out: Value = serde_json::from_str(&out).unwrap();
+                    match op {
+                        Operation::CreateImagePipeline => {
+                            created += 1;
+                            format!("ok {created}")
+                        }
+                        _ => format!(
+                            "ok {} {} {}",
+                            out["imagePipeline"]["name"],
+                            out["imagePipeline"]["imageRecipeArn"],
+                            out["imagePipeline"]["tags"]
+                        ),
+                    }
+                }
+                Err(e) => format!("{}: {}", e.code(), e.message),
+            })
+            .collect()
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use crate::error::StoreError;
 use crate::postgres::{redact, PgStore};
 use crate::sqlite::{SqliteStore, Sync};
-use crate::txn::Txn;
+use crate::txn::{Read, Txn};
 use std::path::PathBuf;
 
 /// Where the database is.
@@ -94,8 +94,11 @@ impl Store {
 
     /// [`Store::read`], also answering the generation what `f` read belongs to, if it is known:
     /// an answer of `f` may be served again while [`Store::generation`] answers that number.
+    /// `reads` are the reads `f` will make first (see [`Txn::prefetch`]): on PostgreSQL they go
+    /// with the transaction's `BEGIN`.
     pub fn read_at<R, E>(
         &self,
+        reads: &[Read],
         f: impl FnOnce(&mut (dyn Txn + 'static)) -> Result<R, E>,
     ) -> Result<(Result<R, E>, Option<u64>), StoreError> {
         match self {
@@ -105,7 +108,7 @@ impl Store {
                 Ok((result, (s.generation() == before).then_some(before)))
             }
             Store::Postgres(s) => {
-                let (result, at) = s.read_at(f)?;
+                let (result, at) = s.read_at(reads, f)?;
                 Ok((result, Some(at)))
             }
         }

@@ -22,12 +22,13 @@ pub mod tags;
 pub mod workflows;
 mod yaml_document;
 
-/// The reads an operation's handler makes before its writes, where naming them ahead pays (see
-/// `Txn::prefetch`): on a shared database they then cost one round trip under the writer lock
-/// instead of one each.
+/// The reads an operation's handler makes first, where naming them ahead pays (see
+/// `Txn::prefetch`): on a shared database they then cost one round trip in all (under the
+/// writer lock, for a write; with the `BEGIN`, for a read) instead of one each.
 pub fn reads_ahead(op: Operation, ctx: &RequestContext, input: &serde_json::Value) -> Vec<Read> {
     match op {
         Operation::CreateImagePipeline => pipelines::create_reads(ctx, input),
+        Operation::GetImagePipeline => pipelines::get_reads(ctx, input),
         _ => Vec::new(),
     }
 }

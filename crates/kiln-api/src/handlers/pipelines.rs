@@ -13,6 +13,7 @@ use crate::convert::{
 };
 use crate::filters::Filters;
 use crate::service::Service;
+use kiln_core::lookup::scoped_arn;
 use kiln_domain::arn::ResourceKind;
 use kiln_domain::resources::pipeline::{
     self as domain, pick_recipe, ImagePipeline as Pipeline, ImageScanning, ImageTests,
@@ -396,6 +397,15 @@ pub fn create(
         client_token: input.client_token,
         image_pipeline_arn: Some(arn),
     })
+}
+
+/// The reads [`get`] makes, named ahead: the pipeline and its tags.
+pub fn get_reads(ctx: &RequestContext, input: &Value) -> Vec<Read> {
+    let arn = input.get("imagePipelineArn").and_then(Value::as_str);
+    match arn.filter(|arn| scoped_arn(caller(ctx), arn, "").is_ok_and(|a| a.is_some())) {
+        Some(arn) => vec![Read::Row(arn.to_string()), Read::Tags(arn.to_string())],
+        None => Vec::new(),
+    }
 }
 
 pub fn get(

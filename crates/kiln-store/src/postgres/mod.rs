@@ -206,14 +206,21 @@ impl PgStore {
         self.returned.notify_one();
     }
 
-    /// Runs `f` in a read transaction begun with `begin`, then ends it. Returns the first value
-    /// the `begin` query returned, if any. A connection whose transaction could not be ended
-    /// is dropped.
+    /// Runs `f` in a read transaction begun with `begin` (`statements` statements, the last of
+    /// which may answer a value), then ends it. The `reads` `f` will make (see
+    /// [`Txn::prefetch`]) go with the `begin`, in the same round trip. Returns the first value
+    /// the `begin` answered, if any. A connection whose transaction could not be ended is
+    /// dropped.
     fn run<R, E>(
         &self,
-        begin: &str,
+        (begin, statements): (&str, usize),
+        reads: &[crate::txn::Read],
         f: impl FnOnce(&mut (dyn Txn + 'static)) -> Result<R, E>,
     ) -> Result<(Result<R, E>, Option<String>), StoreError> {
+        let wanted = prefetch::distinct(reads, &[]);
+        let mut begin = format!("{begin};\n");
+        prefetch::render_all(&wanted, &mut begin);
+        let begin = begin.as_str();
         let mut conn = self.connect()?;
         let began = match conn.client.simple_query(begin) {
             Ok(messages) => messages,
@@ -236,7 +243,16 @@ impl PgStore {
                 }
             }
         };
-        let value = generation::first_value(&began).map(str::to_string);
+        let mut results = prefetch::statement_results(began);
+        let value = results
+            .get(statements - 1)
+            .and_then(|rows| rows.first())
+            .and_then(|row| row.get(0))
+            .map(str::to_string);
+        if let Err(e) = conn.keep_answers(&wanted, statements, std::mem::take(&mut results)) {
+            self.discard_unless_idle(conn);
+            return Err(e);
+        }
         let mut txn = PgTxn { conn };
         let result = match catch_unwind(AssertUnwindSafe(|| f(&mut txn))) {
             Ok(result) => result,
@@ -291,16 +307,17 @@ impl PgStore {
         &self,
         f: impl FnOnce(&mut (dyn Txn + 'static)) -> Result<R, E>,
     ) -> Result<Result<R, E>, StoreError> {
-        Ok(self.run(BEGIN_READ, f)?.0)
+        Ok(self.run((BEGIN_READ, 1), &[], f)?.0)
     }
 
     /// [`PgStore::read`], also answering the write generation its snapshot holds: what `f`
     /// read is current for as long as [`PgStore::generation`] answers that number.
     pub fn read_at<R, E>(
         &self,
+        reads: &[crate::txn::Read],
         f: impl FnOnce(&mut (dyn Txn + 'static)) -> Result<R, E>,
     ) -> Result<(Result<R, E>, u64), StoreError> {
-        let (result, value) = self.run(&self.begin_read_counted, f)?;
+        let (result, value) = self.run((&self.begin_read_counted, 2), reads, f)?;
         Ok((result, generation::parse(value.as_deref())?))
     }
 

@@ -32,23 +32,24 @@ pub(super) const PREPARED: &[(&str, &str)] = &[
 
 impl Conn {
     pub(super) fn prefetch(&mut self, reads: &[Read]) -> Result<(), StoreError> {
-        let mut wanted: Vec<&Read> = Vec::with_capacity(reads.len());
-        for read in reads {
-            let known = wanted.contains(&read) || self.prefetched.iter().any(|(r, _)| r == read);
-            if !known {
-                wanted.push(read);
-            }
-        }
+        let wanted = distinct(reads, &self.prefetched);
         if wanted.is_empty() {
             return Ok(());
         }
         let (mut sql, skip) = self.take_deferred_counted();
-        for read in &wanted {
-            render(read, &mut sql);
-        }
+        render_all(&wanted, &mut sql);
         let answered = self.client.simple_query(&sql);
         let messages = self.noted(answered)?;
-        let results = statement_results(messages);
+        self.keep_answers(&wanted, skip, statement_results(messages))
+    }
+
+    /// Keeps the answers to `wanted`, the results after the first `skip` in `results`.
+    pub(super) fn keep_answers(
+        &mut self,
+        wanted: &[&Read],
+        skip: usize,
+        results: Vec<Vec<SimpleQueryRow>>,
+    ) -> Result<(), StoreError> {
         if results.len() != skip + wanted.len() {
             self.failed = true;
             return Err(StoreError::BatchFailed {
@@ -59,11 +60,29 @@ impl Conn {
                 ),
             });
         }
-        for (read, rows) in wanted.into_iter().zip(results.into_iter().skip(skip)) {
+        for (read, rows) in wanted.iter().zip(results.into_iter().skip(skip)) {
             let answer = answer(read, &rows)?;
-            self.prefetched.push((read.clone(), answer));
+            self.prefetched.push(((*read).clone(), answer));
         }
         Ok(())
+    }
+}
+
+/// `reads` without repeats and without those already answered in `known`.
+pub(super) fn distinct<'r>(reads: &'r [Read], known: &[(Read, Prefetched)]) -> Vec<&'r Read> {
+    let mut wanted: Vec<&Read> = Vec::with_capacity(reads.len());
+    for read in reads {
+        if !wanted.contains(&read) && !known.iter().any(|(r, _)| r == read) {
+            wanted.push(read);
+        }
+    }
+    wanted
+}
+
+/// Appends the `EXECUTE`s that make `reads`.
+pub(super) fn render_all(reads: &[&Read], out: &mut String) {
+    for read in reads {
+        render(read, out);
     }
 }
 
@@ -97,7 +116,7 @@ fn render(read: &Read, out: &mut String) {
 }
 
 /// The rows of each statement of a simple query, in order.
-fn statement_results(messages: Vec<SimpleQueryMessage>) -> Vec<Vec<SimpleQueryRow>> {
+pub(super) fn statement_results(messages: Vec<SimpleQueryMessage>) -> Vec<Vec<SimpleQueryRow>> {
     let mut results = Vec::new();
     let mut rows = Vec::new();
     for message in messages {

@@ -169,7 +169,7 @@ fn watch(writer: &Store, reader: &Store, rounds: std::ops::Range<usize>) {
     for round in rounds {
         let body = format!("{{\"round\":{round}}}");
         let (seen, at) = reader
-            .read_at(|tx| tx.get_row(&row("watched").arn))
+            .read_at(&[], |tx| tx.get_row(&row("watched").arn))
             .unwrap();
         let seen = seen.unwrap().expect("the row").body;
         let Some(at) = at else { continue };
@@ -190,7 +190,7 @@ fn watch(writer: &Store, reader: &Store, rounds: std::ops::Range<usize>) {
         if let Store::Postgres(_) = reader {
             // And the cache stays useful: nothing else writes, so what is read now stays current.
             let (_, again) = reader
-                .read_at(|tx| tx.get_row(&row("watched").arn))
+                .read_at(&[], |tx| tx.get_row(&row("watched").arn))
                 .unwrap();
             assert_eq!(again, Some(now), "round {round}");
         }
@@ -204,7 +204,7 @@ pub fn the_generation_holds_while_nothing_is_written(fixture: &Fixture) {
     }
     let (first, second) = (fixture.open(), fixture.open());
     first.write(|tx| tx.put_row(&row("a"))).unwrap().unwrap();
-    let (_, at) = second.read_at(|tx| tx.get_row(&row("a").arn)).unwrap();
+    let (_, at) = second.read_at(&[], |tx| tx.get_row(&row("a").arn)).unwrap();
     let at = at.expect("PostgreSQL reads know their generation");
     assert_eq!(second.generation(), at, "an answer stays current");
     assert_eq!(first.generation(), at, "on every store");

@@ -131,6 +131,9 @@ pub fn prefetched_reads_answer_what_the_reads_answer(fixture: &Fixture) {
     assert_eq!(in_read, expected, "in a read");
     let in_write = store.write(|tx| ahead(tx, &reads)).unwrap().unwrap();
     assert_eq!(in_write, expected, "in a write");
+    // Named with the read's `BEGIN`.
+    let (with_begin, _) = store.read_at(&reads, |tx| plain(tx, &reads)).unwrap();
+    assert_eq!(with_begin.unwrap(), expected, "with the begin");
 }
 
 pub fn prefetched_reads_see_the_call_s_own_writes(fixture: &Fixture) {
