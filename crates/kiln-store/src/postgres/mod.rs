@@ -264,7 +264,7 @@ impl PgStore {
             }
         };
         let mut conn = txn.conn;
-        let pending = conn.end_call();
+        let (pending, _) = conn.end_call();
         let failed = std::mem::take(&mut conn.failed);
         if result.is_ok() && failed {
             self.discard_unless_idle(conn);

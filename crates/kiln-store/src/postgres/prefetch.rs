@@ -36,10 +36,29 @@ impl Conn {
         if wanted.is_empty() {
             return Ok(());
         }
-        let (mut sql, skip) = self.take_deferred_counted();
+        let (deferred, deferred_statements) = self.take_deferred_counted();
+        let mut sql = String::new();
+        // The previous call's end (see `batch.rs`) goes first, in the same round trip.
+        let carried = self.carried.take();
+        let mut skip = deferred_statements;
+        if let Some(carried) = &carried {
+            sql.push_str(&carried.sql);
+            skip += carried.statements;
+        }
+        sql.push_str(&deferred);
         render_all(&wanted, &mut sql);
-        let answered = self.client.simple_query(&sql);
-        let messages = self.noted(answered)?;
+        let messages = match (self.client.simple_query(&sql), carried) {
+            (Ok(messages), _) => messages,
+            (Err(e), None) => return self.noted(Err(e)),
+            (Err(e), Some(carried)) => {
+                if self.blame(carried, &e)? {
+                    return self.noted(Err(e));
+                }
+                // The previous call's end failed, and nothing of this call ran: again, alone.
+                self.restore_deferred(deferred, deferred_statements);
+                return self.prefetch(reads);
+            }
+        };
         self.keep_answers(&wanted, skip, statement_results(messages))
     }
 

@@ -11,6 +11,7 @@ use kiln_domain::arn::ResourceKind;
 use postgres::types::ToSql;
 use postgres::{Client, Statement};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 /// A pooled connection and the statements prepared on it.
 pub(super) struct Conn {
@@ -28,7 +29,30 @@ pub(super) struct Conn {
     pub(super) prefetched: Vec<(Read, Prefetched)>,
     /// The SQL-level prepared statements (`PREPARE`) exist on this connection.
     pub(super) ready: bool,
+    /// The end of the open batch's previous call, sent with this call's first round trip (see
+    /// `batch.rs`).
+    pub(super) carried: Option<Carried>,
 }
+
+/// A call's end, not sent yet: its deferred writes, a marker naming it (so that a failure can
+/// be told to be its own or the next call's), and the next call's savepoint.
+pub(super) struct Carried {
+    pub(super) sql: String,
+    pub(super) statements: usize,
+    /// The marker's value: the call's number in its batch.
+    pub(super) member: usize,
+    /// Where the call learns that its writes failed after all (it then rolled back alone).
+    pub(super) failure: Arc<Mutex<Option<String>>>,
+}
+
+impl Carried {
+    fn failed(self, reason: String) {
+        *super::lock(&self.failure) = Some(reason);
+    }
+}
+
+/// The setting the marker sets (transaction-local, undone with the savepoint it was set in).
+pub(super) const MARKER: &str = "kiln.member";
 
 /// A prefetched answer.
 pub(super) enum Prefetched {
@@ -53,6 +77,7 @@ impl Conn {
             deferred_statements: 0,
             prefetched: Vec::new(),
             ready: false,
+            carried: None,
         }
     }
 
@@ -92,11 +117,17 @@ impl Conn {
         (std::mem::take(&mut self.deferred), statements)
     }
 
+    /// Puts back deferred writes taken for a round trip that did not run them.
+    pub(super) fn restore_deferred(&mut self, sql: String, statements: usize) {
+        self.deferred = sql + &self.deferred;
+        self.deferred_statements += statements;
+    }
+
     /// The call ends: its deferred writes, to send ahead of what ends it. What it read ahead
     /// and did not read is forgotten: the connection's next call is another transaction.
-    pub(super) fn end_call(&mut self) -> String {
+    pub(super) fn end_call(&mut self) -> (String, usize) {
         self.prefetched.clear();
-        self.take_deferred_counted().0
+        self.take_deferred_counted()
     }
 
     /// The call changed the database: what was read ahead may no longer be what a read would
@@ -111,8 +142,45 @@ impl Conn {
         Some(self.prefetched.swap_remove(at).1)
     }
 
+    /// Sends the previous call's end on its own. If its writes fail, they are rolled back
+    /// alone, and its savepoint serves this call.
+    pub(super) fn send_carried(&mut self) -> Result<(), StoreError> {
+        let Some(carried) = self.carried.take() else {
+            return Ok(());
+        };
+        if let Err(e) = self.client.batch_execute(&carried.sql) {
+            carried.failed(e.to_string());
+            let undone = self.client.batch_execute("ROLLBACK TO SAVEPOINT member");
+            self.noted(undone)?;
+        }
+        Ok(())
+    }
+
+    /// After `failure` of a round trip that began with `carried`: undoes what failed and says
+    /// whose it was. `Ok(true)`: this call's own statements failed (the previous call's end
+    /// went through, and this call is back at its savepoint); `Ok(false)`: the previous call's
+    /// end failed (it is rolled back, and its savepoint serves this call, whose statements
+    /// did not run).
+    pub(super) fn blame(
+        &mut self,
+        carried: Carried,
+        failure: &postgres::Error,
+    ) -> Result<bool, StoreError> {
+        let answered = self.client.simple_query(&format!(
+            "ROLLBACK TO SAVEPOINT member; SELECT current_setting('{MARKER}', true)"
+        ));
+        let messages = self.noted(answered)?;
+        let marker = super::generation::first_value(&messages);
+        if marker == Some(carried.member.to_string().as_str()) {
+            return Ok(true);
+        }
+        carried.failed(failure.to_string());
+        Ok(false)
+    }
+
     /// Sends the deferred writes, so that what comes next sees them.
     fn flush(&mut self) -> Result<(), StoreError> {
+        self.send_carried()?;
         if self.deferred.is_empty() {
             return Ok(());
         }

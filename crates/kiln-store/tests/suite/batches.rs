@@ -4,7 +4,7 @@
 
 use crate::cases::{list_all, row, store_and_read_back};
 use crate::Fixture;
-use kiln_store::{Store, StoreError};
+use kiln_store::{Read, Store, StoreError};
 use std::collections::BTreeSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -66,6 +66,12 @@ pub fn each_call_of_a_batch_commits_or_rolls_back_alone(fixture: &Fixture) {
                     let kind = kind(i);
                     let call = || {
                         store.write(|tx| {
+                            // A read named ahead: the previous call's end goes with it (or
+                            // else on its own).
+                            if i % 3 != 1 {
+                                tx.prefetch(&[Read::Row(row(&name).arn)])?;
+                                assert_eq!(tx.get_row(&row(&name).arn)?, None);
+                            }
                             tx.put_row(&row(&name))?;
                             match kind {
                                 Kind::Commits => {}
