@@ -145,6 +145,27 @@ def test_what_server_a_creates_server_b_reads(cluster: Cluster):
     assert any(arn.startswith(n) for n in names)
 
 
+def test_b_s_cached_answers_follow_a_s_updates(cluster: Cluster):
+    """B keeps Get answers (served without a database read of the resource), yet every Get
+    after an update acknowledged by A answers that update."""
+    arn = cluster.a.create_infrastructure_configuration(
+        name="cached", instanceProfileName="p0", clientToken="cached-0"
+    )["infrastructureConfigurationArn"]
+
+    def profile() -> str:
+        return cluster.b.get_infrastructure_configuration(infrastructureConfigurationArn=arn)[
+            "infrastructureConfiguration"
+        ]["instanceProfileName"]
+
+    for n in range(1, 21):
+        assert profile() == f"p{n - 1}"
+        assert profile() == f"p{n - 1}", "served again"
+        cluster.a.update_infrastructure_configuration(
+            infrastructureConfigurationArn=arn, instanceProfileName=f"p{n}", clientToken=f"cached-{n}"
+        )
+        assert profile() == f"p{n}", f"round {n}: B answers A's acknowledged update"
+
+
 @pytest.fixture(scope="module")
 def parent_and_child(cluster: Cluster) -> tuple[dict, dict]:
     """Image 1 on one worker; with that worker stopped, image 2 on image 1 on the other,

@@ -14,6 +14,7 @@ pub mod auth;
 pub mod convert;
 pub mod documents;
 pub mod filters;
+mod generation;
 pub mod handlers;
 pub mod http_edges;
 pub mod paging;

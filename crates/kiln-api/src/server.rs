@@ -175,6 +175,11 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Bod
     // database reads are network round trips (and its client blocks), so they move too.
     let result = if def.is_read_only() && !service.store.is_shared() {
         Ok(service.call(operation, &ctx, input))
+    } else if let Some(body) = match service.cached_candidate(operation, &ctx, &input) {
+        Some(cached) => service.serve_cached(cached).await,
+        None => None,
+    } {
+        Ok(Ok(body))
     } else {
         tokio::task::spawn_blocking(move || service.call(operation, &ctx, input)).await
     };

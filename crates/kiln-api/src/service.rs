@@ -30,6 +30,9 @@ pub struct Service {
     /// Where documents named by `uri` are read from (`crate::documents`).
     pub documents: crate::documents::DocumentSource,
     answers: Answers,
+    /// On a shared database, the generation reads cached answers await (started at first use,
+    /// once the core is shared).
+    generation: std::sync::OnceLock<Option<Arc<crate::generation::SharedGeneration>>>,
 }
 
 impl Service {
@@ -64,6 +67,7 @@ impl Service {
             quotas: Quotas::default(),
             documents: Default::default(),
             answers: Answers::default(),
+            generation: Default::default(),
         })
     }
 
@@ -112,6 +116,55 @@ impl Service {
             checked_response(op, &body)?;
         }
         Ok(body)
+    }
+
+    /// On a shared database, the answer cached for a `Get*` call, to check with
+    /// [`Service::serve_cached`]; `None` when the call must run.
+    pub fn cached_candidate(
+        &self,
+        op: Operation,
+        ctx: &RequestContext,
+        input: &Value,
+    ) -> Option<CachedAnswer> {
+        let def = op.def();
+        if !(def.is_read_only() && def.name.starts_with("Get") && self.store.is_shared()) {
+            return None;
+        }
+        let key = AnswerKey::new(op, ctx, input);
+        let (generation, body) = self.answers.peek(&key, ctx.now_millis)?;
+        Some(CachedAnswer {
+            op,
+            key,
+            generation,
+            body,
+            request_id: ctx.request_id.clone(),
+        })
+    }
+
+    /// The cached answer if it is still current, awaited without a thread of its own (see
+    /// `crate::generation`); `None` when the call must run. A stale answer is dropped, so that
+    /// the call does not check it again.
+    pub async fn serve_cached(&self, cached: CachedAnswer) -> Option<String> {
+        let generation = self
+            .generation
+            .get_or_init(|| {
+                crate::generation::SharedGeneration::start(Arc::downgrade(&self.core))
+                    .inspect_err(|e| tracing::warn!(error = %e, "no generation reader thread"))
+                    .ok()
+            })
+            .as_ref()?;
+        if generation.current().await != cached.generation {
+            self.answers.forget(&cached.key, cached.generation);
+            return None;
+        }
+        let body = with_request_id(cached.body.to_string(), &cached.request_id);
+        // As `call` checks every answer it gives (in test and debug builds).
+        if kiln_wire::validate::response_checks_enabled()
+            && checked_response(cached.op, &body).is_err()
+        {
+            return None;
+        }
+        Some(body)
     }
 
     fn answer(
@@ -324,6 +377,15 @@ struct Answers {
     entries: Mutex<HashMap<AnswerKey, Answer>>,
 }
 
+/// An answer kept for a call, not yet known to be current (see [`Service::cached_candidate`]).
+pub struct CachedAnswer {
+    op: Operation,
+    key: AnswerKey,
+    generation: u64,
+    body: Arc<str>,
+    request_id: String,
+}
+
 /// Most answers kept; the cache is emptied when full (commits empty it far more often).
 const MAX_ANSWERS: usize = 16 * 1024;
 
@@ -356,15 +418,26 @@ impl Answers {
     /// The answer kept for `key` if it is still current. `generation` is asked only when there
     /// is an answer to check (on PostgreSQL it costs a round trip), and without the lock held.
     fn get(&self, key: &AnswerKey, now: i64, generation: impl FnOnce() -> u64) -> Option<Arc<str>> {
-        let (at, body) = {
-            let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-            let answer = entries.get(key)?;
-            if answer.valid_until.is_some_and(|t| now >= t) {
-                return None;
-            }
-            (answer.generation, answer.body.clone())
-        };
+        let (at, body) = self.peek(key, now)?;
         (generation() == at).then_some(body)
+    }
+
+    /// The answer kept for `key` and the generation it was read at, unless it expired.
+    fn peek(&self, key: &AnswerKey, now: i64) -> Option<(u64, Arc<str>)> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let answer = entries.get(key)?;
+        if answer.valid_until.is_some_and(|t| now >= t) {
+            return None;
+        }
+        Some((answer.generation, answer.body.clone()))
+    }
+
+    /// Drops the answer kept for `key` if it is still the one read at `generation`.
+    fn forget(&self, key: &AnswerKey, generation: u64) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.get(key).is_some_and(|a| a.generation == generation) {
+            entries.remove(key);
+        }
     }
 
     fn put(&self, key: AnswerKey, generation: u64, valid_until: Option<i64>, body: &str) {
