@@ -31,6 +31,9 @@ struct State {
     value: u64,
     /// The highest read number a request waits for.
     wanted: u64,
+    /// The reading thread waits for demand (else it will see the new demand by itself: no
+    /// wake-up, which is a system call, per request).
+    idle: bool,
 }
 
 /// How long the reading thread waits for demand before it checks that the service still exists.
@@ -57,13 +60,15 @@ impl SharedGeneration {
 
     /// The generation as read by a query sent after this call began.
     pub(crate) async fn current(&self) -> u64 {
-        let wanted = {
+        let (wanted, idle) = {
             let mut state = lock(&self.state);
             let wanted = state.sent + 1;
             state.wanted = state.wanted.max(wanted);
-            wanted
+            (wanted, state.idle)
         };
-        self.demand.notify_one();
+        if idle {
+            self.demand.notify_one();
+        }
         loop {
             // Registered before the check, so an answer published in between still wakes it.
             let mut notified = std::pin::pin!(self.answered.notified());
@@ -87,10 +92,12 @@ fn read_on_demand(this: Weak<SharedGeneration>, core: Weak<Core>) {
         let mine = {
             let mut state = lock(&shared.state);
             if state.wanted <= state.answered {
-                let (_state, _) = shared
+                state.idle = true;
+                let (mut state, _) = shared
                     .demand
                     .wait_timeout(state, IDLE_CHECK)
                     .unwrap_or_else(|p| p.into_inner());
+                state.idle = false;
                 // Check for demand (and that the service still exists) again.
                 continue;
             }
