@@ -696,57 +696,40 @@ mod tests {
                 "infrastructureConfigurationArn": arn("infrastructure-configuration", infra),
             })
         };
-        let attempts = [
-            (
-                Operation::CreateImagePipeline,
-                create("Pipe One", "t1", "rcp/1.x.x", "infra"),
-            ),
+        let creates = [
+            ("Pipe One", "t1", "rcp/1.x.x", "infra"),
             // A retry answers the first response; a reuse with other parameters is refused.
-            (
-                Operation::CreateImagePipeline,
-                create("Pipe One", "t1", "rcp/1.x.x", "infra"),
-            ),
-            (
-                Operation::CreateImagePipeline,
-                create("Pipe One", "t1", "rcp/2.0.0", "infra"),
-            ),
+            ("Pipe One", "t1", "rcp/1.x.x", "infra"),
+            ("Pipe One", "t1", "rcp/2.0.0", "infra"),
             // The same name once normalised.
+            ("pipe_one", "t2", "rcp/1.0.0", "infra"),
+            ("two", "t3", "rcp/3.x.x", "infra"),
+            ("two", "t4", "rcp/1.0.0", "absent"),
+            ("two", "t5", "rcp/2.0.0", "infra"),
+        ]
+        .map(|(name, token, recipe, infra)| {
             (
                 Operation::CreateImagePipeline,
-                create("pipe_one", "t2", "rcp/1.0.0", "infra"),
-            ),
-            (
-                Operation::CreateImagePipeline,
-                create("two", "t3", "rcp/3.x.x", "infra"),
-            ),
-            (
-                Operation::CreateImagePipeline,
-                create("two", "t4", "rcp/1.0.0", "absent"),
-            ),
-            (
-                Operation::CreateImagePipeline,
-                create("two", "t5", "rcp/2.0.0", "infra"),
-            ),
+                create(name, token, recipe, infra),
+            )
+        });
+        let gets = [
+            arn("image-pipeline", "pipe-one"),
+            arn("image-pipeline", "two"),
+            arn("image-pipeline", "absent"),
+            // Another account's.
+            "arn:aws:imagebuilder:us-east-1:210987654321:image-pipeline/two".to_string(),
+        ]
+        .map(|arn| {
             (
                 Operation::GetImagePipeline,
-                json!({"imagePipelineArn": arn("image-pipeline", "pipe-one")}),
-            ),
-            (
-                Operation::GetImagePipeline,
-                json!({"imagePipelineArn": arn("image-pipeline", "two")}),
-            ),
-            (
-                Operation::GetImagePipeline,
-                json!({"imagePipelineArn": arn("image-pipeline", "absent")}),
-            ),
-            (
-                Operation::GetImagePipeline,
-                json!({"imagePipelineArn": "arn:aws:imagebuilder:us-east-1:210987654321:image-pipeline/two"}),
-            ),
-        ];
+                json!({ "imagePipelineArn": arn }),
+            )
+        });
         let mut created = 0;
-        attempts
+        creates
             .into_iter()
+            .chain(gets)
             .map(|(op, input)| match svc.call(op, &ctx(now), input) {
                 Ok(out) => {
                     let out: Value = serde_json::from_str(&out).unwrap();
