@@ -211,6 +211,11 @@ pub struct BuildLogPart {
     pub complete: bool,
 }
 
+/// A byte offset as SQL's 64-bit integer (logs never reach 2^63 bytes).
+pub(crate) fn i64_of(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 /// How many chunks one [`Txn::read_build_log`] reads at most; a reader asks again for more.
 pub(crate) const LOG_CHUNKS_PER_READ: i64 = 256;
 

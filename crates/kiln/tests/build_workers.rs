@@ -9,53 +9,19 @@
 
 mod common;
 
-use aws_sdk_imagebuilder::types::{
-    ImageStatus, PipelineExecutionStartCondition, Platform, Schedule,
-};
+use aws_sdk_imagebuilder::types::{ImageStatus, PipelineExecutionStartCondition, Schedule};
 use aws_sdk_imagebuilder::Client;
 use common::worker::{cpu_time, is_empty, WorkerProcess};
-use common::Server;
+use common::{Server, BUSYBOX};
 use kiln_store::testing::TestDatabase;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-const BUSYBOX: &str = "arn:aws:imagebuilder:us-east-1:aws:image/busybox-x86/x.x.x";
-
 /// A recipe of one component running `script` in its build phase, and an infrastructure
 /// configuration: what an image needs.
 async fn recipe(client: &Client, name: &str, script: &str) -> (String, String) {
-    let document = format!(
-        "schemaVersion: 1.0\nphases:\n  - name: build\n    steps:\n      - name: Run\n        action: ExecuteBash\n        inputs:\n          commands: ['{script}']\n"
-    );
-    let component = client
-        .create_component()
-        .name(name)
-        .semantic_version("1.0.0")
-        .platform(Platform::Linux)
-        .data(document)
-        .send()
-        .await
-        .expect("a component")
-        .component_build_version_arn
-        .expect("its ARN");
-    let recipe = client
-        .create_image_recipe()
-        .name(name)
-        .semantic_version("1.0.0")
-        .parent_image(BUSYBOX)
-        .components(
-            aws_sdk_imagebuilder::types::ComponentConfiguration::builder()
-                .component_arn(component)
-                .build()
-                .expect("a component configuration"),
-        )
-        .send()
-        .await
-        .expect("a recipe")
-        .image_recipe_arn
-        .expect("its ARN");
-    let infra = common::create_infra(client, name).await;
-    (recipe, infra)
+    let recipe = common::bash_recipe(client, name, BUSYBOX, &[script]).await;
+    (recipe, common::create_infra(client, name).await)
 }
 
 async fn create_image(client: &Client, (recipe, infra): &(String, String)) -> String {

@@ -10,14 +10,12 @@
 mod common;
 
 use aws_sdk_imagebuilder::Client;
-use common::{create_image, Server};
+use common::{bash_recipe as recipe, create_image, Server, BUSYBOX};
 use kiln_store::testing::TestDatabase;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-const BUSYBOX: &str = "arn:aws:imagebuilder:us-east-1:aws:image/busybox-x86/x.x.x";
 
 /// Why this machine cannot run these tests, if it cannot.
 fn missing_prerequisite() -> Option<String> {
@@ -151,44 +149,6 @@ fn kiln_command(args: &[&str], server: &Server) -> Command {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// A component whose build phase runs `script` (one command a line) and an infrastructure
-/// configuration; answers a recipe on `parent` and the configuration.
-async fn recipe(client: &Client, name: &str, parent: &str, script: &[&str]) -> String {
-    let mut data = String::from(
-        "schemaVersion: 1.0\nphases:\n  - name: build\n    steps:\n      - name: Run\n        action: ExecuteBash\n        inputs:\n          commands:\n",
-    );
-    for line in script {
-        data.push_str(&format!("            - {}\n", serde_json::json!(line)));
-    }
-    let component = client
-        .create_component()
-        .name(format!("{name}-component"))
-        .semantic_version("1.0.0")
-        .platform(aws_sdk_imagebuilder::types::Platform::Linux)
-        .data(data)
-        .send()
-        .await
-        .expect("CreateComponent")
-        .component_build_version_arn
-        .expect("a component ARN");
-    client
-        .create_image_recipe()
-        .name(name)
-        .semantic_version("1.0.0")
-        .parent_image(parent)
-        .components(
-            aws_sdk_imagebuilder::types::ComponentConfiguration::builder()
-                .component_arn(component)
-                .build()
-                .expect("a component configuration"),
-        )
-        .send()
-        .await
-        .expect("CreateImageRecipe")
-        .image_recipe_arn
-        .expect("a recipe ARN")
 }
 
 async fn infrastructure(client: &Client) -> String {

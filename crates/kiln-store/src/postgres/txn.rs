@@ -4,7 +4,7 @@
 use super::text::{dec, dec_opt, enc};
 use crate::error::StoreError;
 use crate::txn::{
-    slice_log, BuildLogPart, Lease, ListQuery, Read, Row, TokenKey, TokenRecord, Txn,
+    i64_of, slice_log, BuildLogPart, Lease, ListQuery, Read, Row, TokenKey, TokenRecord, Txn,
     LOG_CHUNKS_PER_READ,
 };
 use kiln_domain::arn::ResourceKind;
@@ -824,9 +824,4 @@ impl Txn for PgTxn {
             &[&enc(build_id)],
         )
     }
-}
-
-/// A byte offset as PostgreSQL's BIGINT (logs never reach 2^63 bytes).
-fn i64_of(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
 }

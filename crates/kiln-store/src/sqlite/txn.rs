@@ -2,7 +2,8 @@
 
 use crate::error::StoreError;
 use crate::txn::{
-    slice_log, BuildLogPart, Lease, ListQuery, Row, TokenKey, TokenRecord, Txn, LOG_CHUNKS_PER_READ,
+    i64_of, slice_log, BuildLogPart, Lease, ListQuery, Row, TokenKey, TokenRecord, Txn,
+    LOG_CHUNKS_PER_READ,
 };
 use kiln_domain::arn::ResourceKind;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -457,9 +458,4 @@ impl Txn for SqliteTxn {
         };
         Ok(n == 1)
     }
-}
-
-/// A byte offset as SQLite's integer (logs never reach 2^63 bytes).
-fn i64_of(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
 }

@@ -550,3 +550,44 @@ pub async fn create_image(client: &Client, recipe: &str, infra: &str) -> String 
         .image_build_version_arn
         .expect("an image ARN")
 }
+
+/// The managed busybox base image.
+pub const BUSYBOX: &str = "arn:aws:imagebuilder:us-east-1:aws:image/busybox-x86/x.x.x";
+
+/// A recipe on `parent` with one component, named `{name}-component`, whose build phase runs
+/// `script` (one command a line).
+pub async fn bash_recipe(client: &Client, name: &str, parent: &str, script: &[&str]) -> String {
+    let mut data = String::from(
+        "schemaVersion: 1.0\nphases:\n  - name: build\n    steps:\n      - name: Run\n        action: ExecuteBash\n        inputs:\n          commands:\n",
+    );
+    for line in script {
+        data.push_str(&format!("            - {}\n", serde_json::json!(line)));
+    }
+    let component = client
+        .create_component()
+        .name(format!("{name}-component"))
+        .semantic_version("1.0.0")
+        .platform(aws_sdk_imagebuilder::types::Platform::Linux)
+        .data(data)
+        .send()
+        .await
+        .expect("CreateComponent")
+        .component_build_version_arn
+        .expect("a component ARN");
+    client
+        .create_image_recipe()
+        .name(name)
+        .semantic_version("1.0.0")
+        .parent_image(parent)
+        .components(
+            aws_sdk_imagebuilder::types::ComponentConfiguration::builder()
+                .component_arn(component)
+                .build()
+                .expect("a component configuration"),
+        )
+        .send()
+        .await
+        .expect("CreateImageRecipe")
+        .image_recipe_arn
+        .expect("a recipe ARN")
+}
