@@ -157,7 +157,7 @@ impl Service {
             self.answers.forget(&cached.key, cached.generation);
             return None;
         }
-        let body = with_request_id(cached.body.to_string(), &cached.request_id);
+        let body = with_request_id(&cached.body, &cached.request_id);
         // As `call` checks every answer it gives (in test and debug builds).
         if kiln_wire::validate::response_checks_enabled()
             && checked_response(cached.op, &body).is_err()
@@ -180,7 +180,7 @@ impl Service {
             self.answers
                 .get(k, ctx.now_millis, || self.store.generation())
         }) {
-            return Ok(with_request_id(body.to_string(), &ctx.request_id));
+            return Ok(with_request_id(&body, &ctx.request_id));
         }
         kiln_wire::validate::validate(def.input, &input)?;
         let with_document;
@@ -232,7 +232,7 @@ impl Service {
                 .put(key, generation, ctx.valid_until.get(), &output);
         }
         Ok(if def.has_request_id {
-            with_request_id(output, &ctx.request_id)
+            with_request_id(&output, &ctx.request_id)
         } else {
             output
         })

@@ -354,19 +354,16 @@ pub fn parse_authorization(value: &str) -> Result<Authorization, SigV4Error> {
 /// The signature of a request, from its `Authorization` header or its presigned query; `None`
 /// when it carries neither.
 pub fn extract(request: &Request) -> Result<Option<Authorization>, SigV4Error> {
-    let query = decode_query(request.raw_query);
+    // Only the values of the parameters asked for are decoded: most requests are not presigned,
+    // and their query strings are ARNs.
     let query_value = |name: &str| -> Result<Option<String>, SigV4Error> {
-        let mut found = query
-            .iter()
-            .filter(|(k, _)| k.as_slice() == name.as_bytes());
+        let mut found = query_values(request.raw_query, name);
         let first = found.next();
         if found.next().is_some() {
             return Err(incomplete(format!("{name} is given twice")));
         }
         first
-            .map(|(_, v)| {
-                String::from_utf8(v.clone()).map_err(|_| incomplete(format!("{name} is not UTF-8")))
-            })
+            .map(|v| String::from_utf8(v).map_err(|_| incomplete(format!("{name} is not UTF-8"))))
             .transpose()
     };
     let mut headers = request.header_values("authorization");
@@ -808,6 +805,19 @@ fn encode_component(bytes: &[u8]) -> String {
     out
 }
 
+/// The values of query parameter `name`, percent-decoded as [`decode_query`] decodes them;
+/// names are compared decoded, without allocating, and other values are not decoded.
+fn query_values<'q>(raw: &'q str, name: &'q str) -> impl Iterator<Item = Vec<u8>> + 'q {
+    raw.split('&')
+        .filter(|p| !p.is_empty())
+        .filter_map(move |pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            percent_encoding::percent_decode_str(k)
+                .eq(name.bytes())
+                .then(|| percent_encoding::percent_decode_str(v).collect())
+        })
+}
+
 /// Query pairs, percent-decoded (a `+` stays a `+`, as the SDKs send a space as `%20`).
 fn decode_query(raw: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
     raw.split('&')
@@ -867,6 +877,29 @@ fn constant_time_eq(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_parameters_are_found_by_their_decoded_names() {
+        let raw = "imagePipelineArn=arn%3Aaws&X%2DAmz%2DAlgorithm=AWS4-HMAC-SHA256&b=%FF+";
+        let values = |name| query_values(raw, name).collect::<Vec<_>>();
+        assert_eq!(
+            values("X-Amz-Algorithm"),
+            vec![b"AWS4-HMAC-SHA256".to_vec()]
+        );
+        assert_eq!(values("imagePipelineArn"), vec![b"arn:aws".to_vec()]);
+        assert_eq!(values("b"), vec![b"\xff+".to_vec()]);
+        assert!(values("X-Amz-Signature").is_empty());
+        assert_eq!(query_values("a=1&&a=2", "a").count(), 2);
+        assert_eq!(
+            query_values("a", "a").collect::<Vec<_>>(),
+            vec![Vec::<u8>::new()]
+        );
+        // The same pairs decode_query gives, for the names asked.
+        for (name, value) in decode_query(raw) {
+            let name = String::from_utf8(name).unwrap();
+            assert_eq!(query_values(raw, &name).collect::<Vec<_>>(), vec![value]);
+        }
+    }
 
     #[test]
     fn scopes_are_parsed_strictly() {

@@ -37,6 +37,10 @@
 //! scheduler's targets: computing every dateNextRun, how soon a due pipeline starts, and the
 //! idle scheduler's CPU use (see `schedule.rs`).
 
+/// The allocator the `kiln` binary uses, so that the server measured here is the one shipped.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod build;
 mod ceiling;
 mod claims;

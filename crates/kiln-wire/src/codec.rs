@@ -33,22 +33,39 @@ where
 }
 
 /// Adds `"requestId"` to an encoded response object. Handlers leave `requestId` unset, so the
-/// member is never duplicated.
-pub fn with_request_id(mut json: String, request_id: &str) -> String {
+/// member is never duplicated. Built in one allocation: cached answers are copied through here
+/// on every hit.
+pub fn with_request_id(json: &str, request_id: &str) -> String {
     let Some(rest) = json.strip_prefix('{') else {
-        return json;
+        return json.to_string();
     };
     let separator = if rest.trim_start().starts_with('}') {
         ""
     } else {
         ","
     };
-    let member = format!(
-        "\"requestId\":{}{separator}",
-        Value::String(request_id.to_string())
-    );
-    json.insert_str(1, &member);
-    json
+    // Request ids are UUIDs; anything that JSON would have to escape goes through serde_json.
+    let plain = request_id
+        .bytes()
+        .all(|b| b >= 0x20 && b != b'"' && b != b'\\');
+    let quoted_id = if plain {
+        None
+    } else {
+        Some(Value::String(request_id.to_string()).to_string())
+    };
+    let mut out = String::with_capacity(json.len() + request_id.len() + 20);
+    out.push_str("{\"requestId\":");
+    match &quoted_id {
+        Some(quoted) => out.push_str(quoted),
+        None => {
+            out.push('"');
+            out.push_str(request_id);
+            out.push('"');
+        }
+    }
+    out.push_str(separator);
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -57,10 +74,13 @@ mod tests {
 
     #[test]
     fn request_id_is_inserted_into_empty_and_full_objects() {
-        assert_eq!(with_request_id("{}".into(), "r1"), r#"{"requestId":"r1"}"#);
-        let out = with_request_id(r#"{"a":1}"#.into(), "r\"2");
+        assert_eq!(with_request_id("{}", "r1"), r#"{"requestId":"r1"}"#);
+        let out = with_request_id(r#"{"a":1}"#, "r\"2");
         let parsed: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(parsed["requestId"], "r\"2");
         assert_eq!(parsed["a"], 1);
+        let odd = "r\u{1}\u{e9}\\";
+        let parsed: Value = serde_json::from_str(&with_request_id(r#"{ }"#, odd)).unwrap();
+        assert_eq!(parsed["requestId"], odd);
     }
 }
