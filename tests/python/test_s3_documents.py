@@ -549,3 +549,43 @@ def test_an_endpoint_that_is_down_or_silent_is_unavailable_not_a_hang(fake, tmp_
         )
     finally:
         down.stop_gracefully()
+
+
+def test_a_container_recipe_reads_its_dockerfile_template_from_s3(ib, s3):
+    template = (
+        "FROM {{{ imagebuilder:parentImage }}}\n"
+        "ENV FROM_S3=yes\n"
+        "RUN echo built > /from-s3.txt\n"
+    )
+    uri = put(s3, template, key=f"templates/{uuid.uuid4().hex}/Dockerfile")
+    base = dict(
+        containerType="DOCKER",
+        semanticVersion="1.0.0",
+        parentImage="arn:aws:imagebuilder:us-east-1:aws:image/busybox-x86/x.x.x",
+        targetRepository={"service": "ECR", "repositoryName": "kiln/s3"},
+    )
+    arn = ib.create_container_recipe(
+        name=unique_name("s3ctr"), dockerfileTemplateUri=uri, **base
+    )["containerRecipeArn"]
+    got = ib.get_container_recipe(containerRecipeArn=arn)["containerRecipe"]
+    assert got["dockerfileTemplateData"] == template
+    # The template read from S3 is checked as inline data is, naming where it came from.
+    bad = put(s3, "FROM {{{ imagebuilder:parentImage }}}\nCOPY app.py /app/\n")
+    assert_client_error(
+        lambda: ib.create_container_recipe(
+            name=unique_name("s3ctr"), dockerfileTemplateUri=bad, **base
+        ),
+        "InvalidRequestException",
+        f"dockerfileTemplateUri {bad}",
+        "line 2",
+        "build context",
+    )
+    assert_client_error(
+        lambda: ib.create_container_recipe(
+            name=unique_name("s3ctr"),
+            dockerfileTemplateUri=f"s3://{BUCKET}/templates/missing/Dockerfile",
+            **base,
+        ),
+        "InvalidRequestException",
+        "dockerfileTemplateUri",
+    )

@@ -68,25 +68,33 @@ pub struct DocumentSource {
 
 /// The `uri` of a request that names its document by one and not inline. A request that gives
 /// both is left to its handler, which refuses the combination without reading anything.
-pub fn uri_to_fetch(op: Operation, input: &Value) -> Option<&str> {
-    if !matches!(
-        op,
-        Operation::CreateComponent | Operation::CreateWorkflow | Operation::ImportComponent
-    ) || input.get("data").is_some_and(|d| !d.is_null())
-    {
+pub fn uri_to_fetch(op: Operation, input: &Value) -> Option<(&'static str, &str)> {
+    let (data, uri) = match op {
+        Operation::CreateComponent | Operation::CreateWorkflow | Operation::ImportComponent => {
+            ("data", "uri")
+        }
+        Operation::CreateContainerRecipe => ("dockerfileTemplateData", "dockerfileTemplateUri"),
+        _ => return None,
+    };
+    if input.get(data).is_some_and(|d| !d.is_null()) {
         return None;
     }
-    input.get("uri").and_then(Value::as_str)
+    input.get(uri).and_then(Value::as_str).map(|u| (uri, u))
 }
 
 impl DocumentSource {
-    /// Reads the document at `uri` with the caller's key.
-    pub fn fetch(&self, ctx: &RequestContext, uri: &str) -> Result<FetchedDocument, ApiError> {
-        let invalid = |m: String| ApiError::invalid_request(format!("uri {uri}: {m}"));
+    /// Reads the document at `uri` (given in the request's `member`) with the caller's key.
+    pub fn fetch(
+        &self,
+        ctx: &RequestContext,
+        member: &str,
+        uri: &str,
+    ) -> Result<FetchedDocument, ApiError> {
+        let invalid = |m: String| ApiError::invalid_request(format!("{member} {uri}: {m}"));
         parse_object_uri(uri).map_err(invalid)?;
         let Some(s3) = &self.s3 else {
             return Err(invalid(
-                "this server has no S3 endpoint configured (kiln serve --s3-endpoint); give the document inline in data".into(),
+                "this server has no S3 endpoint configured (kiln serve --s3-endpoint); give the document inline instead".into(),
             ));
         };
         let (access_key_id, secret_access_key, session_token) = match (&ctx.credentials, &s3.fallback_key) {
@@ -114,7 +122,7 @@ impl DocumentSource {
             max_bytes: MAX_DOCUMENT_BYTES,
             timeout: FETCH_TIMEOUT,
         };
-        let bytes = get_object(&config, uri, &limits).map_err(|e| fetch_error(uri, e))?;
+        let bytes = get_object(&config, uri, &limits).map_err(|e| fetch_error(member, uri, e))?;
         let text = String::from_utf8(bytes).map_err(|e| {
             invalid(format!(
                 "the document is not UTF-8 text (invalid byte at offset {})",
@@ -128,7 +136,7 @@ impl DocumentSource {
     }
 }
 
-fn fetch_error(uri: &str, e: GetObjectError) -> ApiError {
+fn fetch_error(member: &str, uri: &str, e: GetObjectError) -> ApiError {
     let kind = match &e {
         GetObjectError::Refused { status: 403, .. } => ErrorKind::ForbiddenException,
         GetObjectError::Refused { status, .. } if *status >= 500 => {
@@ -139,12 +147,12 @@ fn fetch_error(uri: &str, e: GetObjectError) -> ApiError {
     };
     let message = match &e {
         GetObjectError::Refused { status: 403, .. } => {
-            format!("uri {uri}: S3 refused to read it with the caller's credentials: {e}")
+            format!("{member} {uri}: S3 refused to read it with the caller's credentials: {e}")
         }
         GetObjectError::Unreachable(_) => {
-            format!("uri {uri}: the S3 endpoint could not be read: {e}")
+            format!("{member} {uri}: the S3 endpoint could not be read: {e}")
         }
-        _ => format!("uri {uri}: {e}"),
+        _ => format!("{member} {uri}: {e}"),
     };
     ApiError::new(kind, message)
 }
@@ -187,11 +195,16 @@ mod tests {
         let both = serde_json::json!({"uri": "s3://b/k", "data": "x"});
         assert_eq!(
             uri_to_fetch(Operation::CreateComponent, &uri),
-            Some("s3://b/k")
+            Some(("uri", "s3://b/k"))
         );
         assert_eq!(
             uri_to_fetch(Operation::ImportComponent, &uri),
-            Some("s3://b/k")
+            Some(("uri", "s3://b/k"))
+        );
+        let template = serde_json::json!({"dockerfileTemplateUri": "s3://b/Dockerfile"});
+        assert_eq!(
+            uri_to_fetch(Operation::CreateContainerRecipe, &template),
+            Some(("dockerfileTemplateUri", "s3://b/Dockerfile"))
         );
         assert_eq!(uri_to_fetch(Operation::CreateComponent, &both), None);
         assert_eq!(uri_to_fetch(Operation::ImportDiskImage, &uri), None);
@@ -201,13 +214,13 @@ mod tests {
     fn refusals_name_the_uri_and_the_reason() {
         let source = DocumentSource::default();
         let ctx = RequestContext::default();
-        let e = source.fetch(&ctx, "s3://b/k").unwrap_err();
+        let e = source.fetch(&ctx, "uri", "s3://b/k").unwrap_err();
         assert_eq!(e.kind, ErrorKind::InvalidRequestException);
         assert!(
             e.message.contains("uri s3://b/k") && e.message.contains("no S3 endpoint"),
             "{e}"
         );
-        let e = source.fetch(&ctx, "https://b/k").unwrap_err();
+        let e = source.fetch(&ctx, "uri", "https://b/k").unwrap_err();
         assert!(e.message.contains("not an S3 URL"), "{e}");
         let source = DocumentSource {
             s3: Some(S3Endpoint {
@@ -216,9 +229,10 @@ mod tests {
                 fallback_key: None,
             }),
         };
-        let e = source.fetch(&ctx, "s3://b/k").unwrap_err();
+        let e = source.fetch(&ctx, "uri", "s3://b/k").unwrap_err();
         assert!(e.message.contains("--insecure-no-auth"), "{e}");
         let forbidden = fetch_error(
+            "uri",
             "s3://b/k",
             GetObjectError::Refused {
                 status: 403,

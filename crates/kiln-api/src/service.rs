@@ -298,7 +298,7 @@ impl Service {
         ctx: &RequestContext,
         input: &Value,
     ) -> Result<Option<kiln_wire::FetchedDocument>, ApiError> {
-        let Some(uri) = crate::documents::uri_to_fetch(op, input) else {
+        let Some((member, uri)) = crate::documents::uri_to_fetch(op, input) else {
             return Ok(None);
         };
         if let Some(key) = token_key(op, ctx, input).filter(|_| op.def().idempotent) {
@@ -314,7 +314,7 @@ impl Service {
                 return Ok(None);
             }
         }
-        self.documents.fetch(ctx, uri).map(Some)
+        self.documents.fetch(ctx, member, uri).map(Some)
     }
 
     /// A write, then the quota its success adds to (`crate::quotas`), in the same transaction.

@@ -19,6 +19,7 @@
 //! message (phase, step and cause), and every instance is terminated whatever happens; the
 //! caller maps the stages to image statuses through [`Stages`].
 
+pub mod container;
 pub mod metadata;
 
 use kiln_image::{CommitMeta, Compression, ImageRef, ImageStore};
@@ -94,12 +95,26 @@ pub struct BuildRequest {
     /// Keep the instance of a failed build or test stage for inspection
     /// (`terminateInstanceOnFailure: false`) instead of terminating it.
     pub keep_failed_instance: bool,
+    /// A container recipe's Dockerfile: the build runs it (the components run where it says).
+    pub container: Option<container::ContainerSpec>,
 }
 
 impl BuildRequest {
     /// The id of the instance of a stage (`build` or `test`).
     pub fn instance_id(&self, role: &str) -> String {
         format!("{}-{role}", self.build_id)
+    }
+
+    /// The roles of every instance the build may launch (see [`BuildRequest::instance_id`]):
+    /// a Dockerfile's earlier stages (`build-stage<n>`), then `build` and `test`.
+    pub fn instance_roles(&self) -> Vec<String> {
+        let earlier = self
+            .container
+            .as_ref()
+            .map_or(0, |c| c.dockerfile.stages.len().saturating_sub(1));
+        let mut roles: Vec<String> = (0..earlier).map(|i| format!("build-stage{i}")).collect();
+        roles.extend(["build".to_string(), "test".to_string()]);
+        roles
     }
 }
 
@@ -125,6 +140,9 @@ pub struct Builder<'a> {
 impl Builder<'_> {
     /// Builds (and tests) one image; see the module documentation.
     pub fn build_image(&self, request: &BuildRequest) -> Result<Built, BuildError> {
+        if let Some(spec) = &request.container {
+            return self.build_container(request, spec);
+        }
         self.stages.entered(Stage::Build);
         let lowers = self
             .store
@@ -142,7 +160,43 @@ impl Builder<'_> {
             Ok(report) => report,
             Err(e) => return Err(self.failed(request, instance, e)),
         };
+        let meta = self.commit_meta(request);
+        self.finish(
+            request,
+            instance,
+            lowers,
+            Some(&request.parent),
+            &meta,
+            build_report,
+        )
+    }
 
+    /// How the image's configuration records a build of `request`.
+    pub(crate) fn commit_meta(&self, request: &BuildRequest) -> CommitMeta {
+        CommitMeta {
+            created_by: Some(format!("kiln build {}", request.build_id)),
+            // The engine's clock is the service's: the image's configuration says it was made
+            // when its record says.
+            created: self
+                .engine
+                .clock
+                .as_ref()
+                .map(|clock| clock().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            ..CommitMeta::default()
+        }
+    }
+
+    /// After the build stage ran in `instance` (launched on `lowers`, the layers of `base`):
+    /// the metadata, the snapshot into an image on top of `base`, and the test stage.
+    pub(crate) fn finish(
+        &self,
+        request: &BuildRequest,
+        instance: Instance,
+        lowers: Vec<PathBuf>,
+        base: Option<&ImageRef>,
+        meta: &CommitMeta,
+        build_report: ExecutionReport,
+    ) -> Result<Built, BuildError> {
         // Read from the instance's merged view, where the build's changes sit on the parent's
         // layers, before anything is torn down.
         let metadata = request.enhanced_metadata.then(|| {
@@ -163,17 +217,6 @@ impl Builder<'_> {
             document::parse(&c.text, Platform::Linux)
                 .is_ok_and(|d| d.phases.iter().any(|p| p.name == "test"))
         });
-        let meta = CommitMeta {
-            created_by: Some(format!("kiln build {}", request.build_id)),
-            // The engine's clock is the service's: the image's configuration says it was made
-            // when its record says.
-            created: self
-                .engine
-                .clock
-                .as_ref()
-                .map(|clock| clock().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-            ..CommitMeta::default()
-        };
         // Nothing may change the build's writable layer from here on: a daemon a component
         // left running is stopped.
         instance
@@ -190,7 +233,8 @@ impl Builder<'_> {
                 request,
                 instance,
                 lowers,
-                &meta,
+                base,
+                meta,
                 metadata,
                 build_report,
             );
@@ -206,7 +250,7 @@ impl Builder<'_> {
             .map_err(|e| fail(Stage::Snapshot)(format!("terminating the build instance: {e}")))?;
         let image = self
             .store
-            .commit(Some(&request.parent), snapshot?, &meta, &request.tag)
+            .commit(base, snapshot?, meta, &request.tag)
             .map_err(|e| fail(Stage::Snapshot)(e.to_string()))?;
 
         if !(request.tests_enabled && has_tests) {
@@ -247,6 +291,7 @@ impl Builder<'_> {
         request: &BuildRequest,
         build: Instance,
         parent_lowers: Vec<PathBuf>,
+        base: Option<&ImageRef>,
         meta: &CommitMeta,
         metadata: Option<metadata::Metadata>,
         build_report: ExecutionReport,
@@ -297,7 +342,7 @@ impl Builder<'_> {
         let layer = snapshot.map_err(|e| fail(Stage::Snapshot)(e.to_string()))?;
         let image = self
             .store
-            .commit(Some(&request.parent), layer, meta, &request.tag)
+            .commit(base, layer, meta, &request.tag)
             .map_err(|e| fail(Stage::Snapshot)(e.to_string()))?;
         Ok(Built {
             image,
@@ -308,7 +353,7 @@ impl Builder<'_> {
     }
 
     /// Ends a failed stage: terminates its instance, or keeps it when asked to.
-    fn failed(&self, request: &BuildRequest, instance: Instance, mut e: BuildError) -> BuildError {
+    pub(crate) fn failed(&self, request: &BuildRequest, instance: Instance, mut e: BuildError) -> BuildError {
         if request.keep_failed_instance {
             let id = instance.id().to_string();
             instance.keep();
@@ -319,7 +364,7 @@ impl Builder<'_> {
         e
     }
 
-    fn launch(
+    pub(crate) fn launch(
         &self,
         request: &BuildRequest,
         role: &str,
@@ -337,7 +382,7 @@ impl Builder<'_> {
             .map_err(|e| fail(stage)(format!("launching the {role} instance: {e}")))
     }
 
-    fn run(
+    pub(crate) fn run(
         &self,
         instance: &Instance,
         request: &BuildRequest,

@@ -9,9 +9,11 @@
 //!   words kept as written.
 //! - [`expand`]: the builder's variable substitution and quote removal (`$VAR`, `${VAR}`,
 //!   `${VAR:-word}`, `${VAR:+word}`, ...), applied at build time with the stage's ENV and ARG.
+//! - [`bases`]: what each stage starts from (the parent image, an earlier stage, `scratch`).
 //! - [`validate`]: what a container recipe cannot do (a build context), and references that do
 //!   not resolve, refused before anything runs.
 
+pub mod bases;
 pub mod expand;
 pub mod parse;
 pub mod template;

@@ -33,6 +33,12 @@ pub struct CommitMeta {
     pub comment: Option<String>,
     /// Labels added to (or replacing those of) the parent's configuration.
     pub labels: BTreeMap<String, String>,
+    /// The whole execution configuration (`config` in the image configuration: `Env`, `Cmd`,
+    /// `Entrypoint`, `User`, `WorkingDir`, `Labels`, ...), replacing the parent's; Docker's own
+    /// members (`Healthcheck`, `OnBuild`, `Shell`) are kept as given. `labels` still apply.
+    pub config: Option<serde_json::Value>,
+    /// The image's `author`.
+    pub author: Option<String>,
 }
 
 impl Default for CommitMeta {
@@ -44,6 +50,8 @@ impl Default for CommitMeta {
             created_by: None,
             comment: None,
             labels: BTreeMap::new(),
+            config: None,
+            author: None,
         }
     }
 }
@@ -431,7 +439,13 @@ impl ImageStore {
             inner.set_labels(Some(labels));
             config.set_config(Some(inner));
         }
-        let config_text = config.to_string().map_err(json_err("image config"))?;
+        if let Some(author) = &meta.author {
+            config.set_author(Some(author.clone()));
+        }
+        let config_text = match &meta.config {
+            None => config.to_string().map_err(json_err("image config"))?,
+            Some(execution) => with_execution_config(&config, execution, &meta.labels)?,
+        };
         let config_digest = self.put_blob(config_text.as_bytes())?;
         layers.push(layer.descriptor);
         let manifest = ImageManifestBuilder::default()
@@ -856,4 +870,39 @@ fn copy_hashed(src: &Path, tmp: &Path) -> Result<(File, String, u64)> {
         .into_inner()
         .map_err(|e| io_err("writing", tmp)(e.into_error()))?;
     Ok((file, digest, size))
+}
+
+/// `config` as JSON with its execution configuration replaced by `execution` (plus `labels`):
+/// typed OCI configurations have no room for Docker's `Healthcheck`, `OnBuild` and `Shell`,
+/// which a Dockerfile build records as `docker build` does.
+fn with_execution_config(
+    config: &ImageConfiguration,
+    execution: &serde_json::Value,
+    labels: &BTreeMap<String, String>,
+) -> Result<String> {
+    let json_error = |e: serde_json::Error| Error::Json {
+        what: "image config".to_string(),
+        message: e.to_string(),
+    };
+    let mut whole = serde_json::to_value(config).map_err(json_error)?;
+    let mut execution = execution.clone();
+    if !labels.is_empty() {
+        if let Some(object) = execution.as_object_mut() {
+            let merged = object
+                .entry("Labels")
+                .or_insert_with(|| serde_json::json!({}));
+            if !merged.is_object() {
+                *merged = serde_json::json!({});
+            }
+            if let Some(merged) = merged.as_object_mut() {
+                for (k, v) in labels {
+                    merged.insert(k.clone(), serde_json::Value::String(v.clone()));
+                }
+            }
+        }
+    }
+    if let Some(object) = whole.as_object_mut() {
+        object.insert("config".to_string(), execution);
+    }
+    serde_json::to_string(&whole).map_err(json_error)
 }

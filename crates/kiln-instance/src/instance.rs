@@ -259,6 +259,7 @@ impl Instance {
                 capabilities: sys_caps,
                 netns: None,
                 userns: None,
+                process: None,
             },
             id_base: None,
             done: false,
@@ -314,6 +315,7 @@ impl Instance {
                 capabilities,
                 netns: state.netns,
                 userns: state.userns,
+                process: None,
             },
             id_base: state.id_base,
             dir,
@@ -450,6 +452,7 @@ impl Instance {
             capabilities: self.plan.capabilities.clone(),
             netns: None,
             userns: Some(userns.to_path_buf()),
+            process: None,
         };
         let mut cmd = Command::new("/kiln-user-namespace-probe");
         cmd.stdin(std::process::Stdio::null())
@@ -633,13 +636,28 @@ impl Target for Instance {
     /// `program` runs isolated in the instance (see [`crate::sys`]), with a clean environment
     /// (`PATH` = [`INSTANCE_PATH`], `HOME=/root`) and `/` as its working directory.
     fn command(&self, program: &str, args: &[String]) -> Command {
+        self.command_in(program, args, &self.plan)
+    }
+}
+
+impl Instance {
+    /// As [`Target::command`], run as `process` says (a Dockerfile's `USER` and `WORKDIR`).
+    pub fn command_as(&self, program: &str, args: &[String], process: crate::sys::Process) -> Command {
+        let plan = IsolationPlan {
+            process: Some(process),
+            ..self.plan.clone()
+        };
+        self.command_in(program, args, &plan)
+    }
+
+    fn command_in(&self, program: &str, args: &[String], plan: &IsolationPlan) -> Command {
         let mut cmd = Command::new(program);
         cmd.args(args)
             .env_clear()
             .env("PATH", INSTANCE_PATH)
             .env("HOME", "/root")
             .env("HOSTNAME", &self.plan.hostname);
-        self.sys.isolate(&mut cmd, &self.plan);
+        self.sys.isolate(&mut cmd, plan);
         if let Some(base) = self.id_base {
             // What the engine wrote from the host (scripts, file actions) belongs to host
             // root, which is nobody in the instance: give it to the instance's ids first.

@@ -7,9 +7,12 @@
 
 use crate::logs::BuildLog;
 use crate::Shared;
+use kiln_build::container::ContainerSpec;
 use kiln_build::{BuildError, BuildRequest, Builder, Built, Stage, Stages};
 use kiln_core::images::move_image;
-use kiln_domain::resources::image::{Image, ImageStatus, ImageType, Package};
+use kiln_domain::resources::image::{
+    BuildSnapshot, Image, ImageStatus, ImageType, Package, RecipeSnapshot,
+};
 use kiln_instance::{for_instance_types, Instance};
 use kiln_store::TxnExt;
 use kiln_toe::engine::{EngineConfig, SourceDocument};
@@ -250,7 +253,9 @@ fn run_build(
     log.event(&format!("parent image {}", snapshot.parent_image()));
     let parent = crate::parent::resolve(shared, image, snapshot.parent_image())
         .map_err(|e| build_failed(format!("parent image {}: {e}", snapshot.parent_image())))?;
+    let container = container_spec(snapshot)?;
     let request = BuildRequest {
+        container,
         build_id: image.build_id.clone(),
         parent: parent.image.clone(),
         components: snapshot
@@ -304,6 +309,27 @@ fn run_build(
     result.map(|built| (built, parent.os_version))
 }
 
+/// A container recipe's Dockerfile, its template expanded: what the build runs. The text the
+/// parent image is written as in the recipe stands for it in `FROM`.
+fn container_spec(snapshot: &BuildSnapshot) -> Result<Option<ContainerSpec>, BuildError> {
+    let RecipeSnapshot::Container(recipe) = &snapshot.recipe else {
+        return Ok(None);
+    };
+    let parent_reference = recipe.parent_image.clone();
+    let dockerfile =
+        kiln_dockerfile::template::expand_template(&recipe.dockerfile_template_data, &parent_reference)
+            .and_then(|d| kiln_dockerfile::validate::validate(&d).map(|()| d))
+            .map_err(|e| BuildError {
+                stage: Stage::Build,
+                reason: format!("the recipe's Dockerfile template: {e}"),
+                kept_instance: None,
+            })?;
+    Ok(Some(ContainerSpec {
+        dockerfile,
+        parent_reference,
+    }))
+}
+
 /// The service clock as the component engine reads time.
 fn engine_clock(clock: Arc<dyn kiln_core::clock::Clock>) -> kiln_toe::engine::Clock {
     Arc::new(move || {
@@ -322,7 +348,8 @@ fn watch_for_cancel(
     finished: std::sync::mpsc::Receiver<()>,
 ) {
     let arn = image.arn.to_string();
-    let instances: Vec<_> = ["build", "test"]
+    let instances: Vec<_> = request
+        .instance_roles()
         .iter()
         .map(|role| {
             let id = request.instance_id(role);

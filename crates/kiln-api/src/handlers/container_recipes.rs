@@ -5,10 +5,12 @@
 //! template instead of an AMI's settings, a target ECR repository, and the instance that builds
 //! and tests the container.
 //!
-//! The template is given inline (`dockerfileTemplateData`). Image Builder can also read it once
-//! from S3 (`dockerfileTemplateUri`); Kiln does not read S3 yet and says so. The template must
-//! use `{{{ imagebuilder:parentImage }}}`, and `{{{ imagebuilder:environments }}}` when the
-//! recipe has components. The platform is `platformOverride` or Linux.
+//! The template is given inline (`dockerfileTemplateData`) or read once from S3
+//! (`dockerfileTemplateUri`, through `crate::documents`, before the transaction). It must use
+//! `{{{ imagebuilder:parentImage }}}`, and `{{{ imagebuilder:environments }}}` when the recipe
+//! has components; it is parsed and checked as the build will run it (`kiln_dockerfile`): no
+//! build context, stages built from the parent, an earlier stage or `scratch`. The platform is
+//! `platformOverride` or Linux.
 
 use super::image_recipes::{
     block_devices_from_wire, block_devices_to_wire, components_from_wire, components_to_wire,
@@ -27,20 +29,46 @@ use kiln_wire::{ApiError, RequestContext};
 
 const KIND: ResourceKind = ResourceKind::ContainerRecipe;
 
-/// Exactly one of the two template members; the S3 one is not supported yet.
-fn dockerfile_template(data: Option<String>, uri: Option<String>) -> Result<String, ApiError> {
+/// The template: inline, or the text read from `dockerfileTemplateUri` before the transaction
+/// (see `crate::documents`); exactly one of them. Answers the text and the member it came from.
+fn dockerfile_template(
+    ctx: &RequestContext,
+    data: Option<String>,
+    uri: Option<String>,
+) -> Result<(String, String), ApiError> {
     match (data, uri) {
-        (Some(data), None) => Ok(data),
+        (Some(data), None) => Ok((data, "dockerfileTemplateData".to_string())),
         (Some(_), Some(_)) => Err(ApiError::invalid_request(
             "dockerfileTemplateData, dockerfileTemplateUri: give exactly one of them, not both",
         )),
-        (None, Some(uri)) => Err(ApiError::invalid_request(format!(
-            "dockerfileTemplateUri: reading the template from '{uri}' is not supported yet; pass the template inline in dockerfileTemplateData"
-        ))),
+        (None, Some(uri)) => match &ctx.fetched_document {
+            Some(doc) if doc.uri == uri => {
+                Ok((doc.text.clone(), format!("dockerfileTemplateUri {uri}")))
+            }
+            // Only a request whose clientToken was answered a moment ago gets here (it was not
+            // read again), and the token has expired since.
+            _ => Err(ApiError::new(
+                kiln_wire::ErrorKind::ServiceUnavailableException,
+                format!("dockerfileTemplateUri {uri}: the template was not read; retry the request"),
+            )),
+        },
         (None, None) => Err(ApiError::invalid_request(
-            "dockerfileTemplateData: required (give the Dockerfile template inline; dockerfileTemplateUri is not supported yet)",
+            "dockerfileTemplateData: required (give the Dockerfile template inline, or its S3 location in dockerfileTemplateUri)",
         )),
     }
+}
+
+/// The template as the build will read it: Image Builder's variables expanded, the Dockerfile
+/// parsed, and everything a container build cannot do refused now rather than at build time.
+fn check_template(template: &str, field: &str, parent_image: &str) -> Result<(), ApiError> {
+    let invalid = |e: kiln_dockerfile::Error| {
+        ApiError::invalid_request(format!("{field}: the Dockerfile, line {e}"))
+    };
+    let dockerfile =
+        kiln_dockerfile::template::expand_template(template, parent_image).map_err(invalid)?;
+    kiln_dockerfile::validate::validate(&dockerfile).map_err(invalid)?;
+    kiln_dockerfile::bases::bases(&dockerfile, parent_image).map_err(invalid)?;
+    Ok(())
 }
 
 /// "Use this property only when the base image is a container image from a registry. When the
@@ -108,12 +136,14 @@ pub fn create(
     let parent_image = input.parent_image.unwrap_or_default();
     let components = components_from_wire(input.components);
     let instance_configuration = instance_from_wire(input.instance_configuration);
-    let template = dockerfile_template(
+    let (template, field) = dockerfile_template(
+        ctx,
         input.dockerfile_template_data,
         input.dockerfile_template_uri,
     )?;
 
     domain::check_dockerfile_template(&template, !components.is_empty()).map_err(domain_error)?;
+    check_template(&template, &field, &parent_image)?;
     let parent = ParentImage::classify(&parent_image).map_err(domain_error)?;
     svc.parents
         .check_at_create(&ctx.account_id, &ctx.region, &parent_image)
@@ -393,7 +423,10 @@ mod tests {
         expect_error(
             f.call(Operation::CreateContainerRecipe, no_data.clone()),
             ErrorKind::InvalidRequestException,
-            &["dockerfileTemplateUri", "not supported yet"],
+            &[
+                "dockerfileTemplateUri s3://bucket/Dockerfile",
+                "no S3 endpoint configured",
+            ],
         );
         no_data
             .as_object_mut()

@@ -135,6 +135,7 @@ impl CommandHook {
                 }
             }
             self.isolation.drop_capabilities()?;
+            self.isolation.become_process()?;
             self.isolation.confine()
         }
     }

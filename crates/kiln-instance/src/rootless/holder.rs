@@ -303,6 +303,7 @@ mod tests {
             capabilities: crate::sys::DEFAULT_CAPABILITIES.to_vec(),
             netns: None,
             userns: None,
+            process: None,
         };
         let hook = HolderSetup::new(&plan, &state).unwrap();
         let names: Vec<String> = hook

@@ -87,6 +87,10 @@ pub(crate) struct Isolation {
     keep: [u32; 2],
     /// The seccomp filters, applied last ([`crate::seccomp`]).
     filters: Vec<seccompiler::BpfProgram>,
+    /// The command's working directory inside the root ([`IsolationPlan::process`]).
+    working_dir: Option<CString>,
+    /// The command's uid, gid and supplementary groups ([`IsolationPlan::process`]).
+    user: Option<(libc::uid_t, libc::gid_t, Vec<libc::gid_t>)>,
 }
 
 /// The seccomp filters, compiled once per process.
@@ -162,6 +166,11 @@ impl Isolation {
             drop,
             keep,
             filters,
+            working_dir: match plan.process.as_ref().and_then(|p| p.working_dir.as_ref()) {
+                Some(dir) => Some(c(Path::new(dir))?),
+                None => None,
+            },
+            user: plan.process.as_ref().and_then(|p| p.user.clone()),
         })
     }
 
@@ -287,6 +296,25 @@ impl Isolation {
         Ok(())
     }
 
+    /// After [`Isolation::drop_capabilities`]: enters the command's working directory and
+    /// becomes its user. Leaving uid 0 clears the effective and permitted capabilities, as a
+    /// container runtime's non-root process has none.
+    ///
+    /// # Safety
+    ///
+    /// Runs in the child after `fork`: async-signal-safe calls only, on data owned by `self`.
+    pub(crate) unsafe fn become_process(&self) -> io::Result<()> {
+        if let Some(dir) = &self.working_dir {
+            os_result(libc::chdir(dir.as_ptr()))?;
+        }
+        if let Some((uid, gid, groups)) = &self.user {
+            os_result(libc::setgroups(groups.len(), groups.as_ptr()))?;
+            os_result(libc::setresgid(*gid, *gid, *gid))?;
+            os_result(libc::setresuid(*uid, *uid, *uid))?;
+        }
+        Ok(())
+    }
+
     /// The last step before `exec`: `PR_SET_NO_NEW_PRIVS` (no setuid binary or file
     /// capability gives anything back) and the seccomp filters.
     ///
@@ -404,6 +432,7 @@ impl Hook {
             }
             self.isolation.enter_root()?;
             self.isolation.drop_capabilities()?;
+            self.isolation.become_process()?;
             self.isolation.confine()
         }
     }
@@ -455,6 +484,7 @@ mod tests {
             capabilities: DEFAULT_CAPABILITIES.to_vec(),
             netns: None,
             userns: None,
+            process: None,
         }
     }
 

@@ -93,6 +93,18 @@ pub struct IsolationPlan {
     /// as its root before it makes its other namespaces ([`crate::userns`]); `None` where
     /// commands run as host root.
     pub userns: Option<PathBuf>,
+    /// Who the command runs as, and where (a Dockerfile's `USER` and `WORKDIR`); `None`: the
+    /// instance's root, in `/`.
+    pub process: Option<Process>,
+}
+
+/// The user and working directory of one command (see [`IsolationPlan::process`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Process {
+    /// `(uid, gid, supplementary groups)` inside the instance; `None`: root.
+    pub user: Option<(u32, u32, Vec<u32>)>,
+    /// An absolute path inside the instance; `None`: `/`.
+    pub working_dir: Option<String>,
 }
 
 /// The privileged operations an instance needs. See the module documentation.
