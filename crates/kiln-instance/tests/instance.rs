@@ -96,6 +96,31 @@ fn commands_run_isolated_inside() {
 }
 
 #[test]
+fn a_command_runs_as_the_user_and_in_the_directory_it_is_given() {
+    let f = Fixture::new();
+    let inst = f.launch(f.spec(&id("process")));
+    let process = kiln_instance::sys::Process {
+        user: Some((1000, 1001, vec![1002, 1003])),
+        working_dir: Some("/etc".to_string()),
+    };
+    let script = "id -u; id -g; id -G; pwd; grep -E '^CapEff' /proc/self/status; touch /root/x 2>&1 || echo refused";
+    let out = inst
+        .command_as("/bin/sh", &["-c".to_string(), script.to_string()], process)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(&lines[..4], ["1000", "1001", "1001 1002 1003", "/etc"], "{text}");
+    // A non-root user has no effective capabilities and cannot write root's files.
+    assert_eq!(lines[4].split_whitespace().nth(1), Some("0000000000000000"), "{text}");
+    assert!(text.contains("refused"), "{text}");
+    // The instance's other commands are unchanged: root, in /.
+    assert_eq!(stdout(&sh(&inst, "id -u; pwd")), "0\n/");
+    inst.terminate().unwrap();
+}
+
+#[test]
 fn writes_land_in_the_upper_layer() {
     let f = Fixture::new();
     let inst = f.launch(f.spec(&id("overlay")));
