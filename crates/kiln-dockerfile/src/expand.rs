@@ -169,7 +169,13 @@ struct Lexer<'a> {
     options: Options,
     /// The current raw-escapes mode (patterns of `${NAME#...}` and `${NAME/...}` keep escapes).
     raw_escapes: bool,
+    /// How many `${...}` words are being read inside one another.
+    depth: usize,
 }
+
+/// Nested `${...}` words deeper than this are refused (the lexer recurses: a hostile template
+/// must not exhaust the stack).
+const MAX_DEPTH: usize = 64;
 
 impl<'a> Lexer<'a> {
     fn new(
@@ -185,6 +191,7 @@ impl<'a> Lexer<'a> {
             lookup,
             options,
             raw_escapes: options.raw_escapes,
+            depth: 0,
         }
     }
 
@@ -211,9 +218,16 @@ impl<'a> Lexer<'a> {
         stop: Option<char>,
         raw_escapes: bool,
     ) -> Result<(String, Vec<String>), String> {
+        if self.depth >= MAX_DEPTH {
+            return Err(format!(
+                "more than {MAX_DEPTH} ${{...}} expansions inside one another"
+            ));
+        }
         let saved = self.raw_escapes;
         self.raw_escapes = raw_escapes;
+        self.depth += 1;
         let result = self.process_stop_on_inner(stop);
+        self.depth -= 1;
         self.raw_escapes = saved;
         result
     }
@@ -582,13 +596,13 @@ impl Glob {
         Ok(Glob { tokens })
     }
 
-    /// Whether the pattern matches all of `text`.
-    fn matches(&self, text: &[char]) -> bool {
-        // matched[j]: the tokens so far match text[..j].
+    /// `ends[j]`: whether the pattern matches `text[..j]`, for every `j` (one pass).
+    fn prefix_matches(tokens: &[GlobToken], text: &[char]) -> Vec<bool> {
         let mut matched = vec![false; text.len() + 1];
         matched[0] = true;
-        for token in &self.tokens {
-            let mut next = vec![false; text.len() + 1];
+        let mut next = vec![false; text.len() + 1];
+        for token in tokens {
+            next.fill(false);
             match token {
                 GlobToken::Star => {
                     let mut any = false;
@@ -597,57 +611,55 @@ impl Glob {
                         next[j] = any;
                     }
                 }
-                GlobToken::Any => {
-                    next[1..].copy_from_slice(&matched[..text.len()]);
-                }
+                GlobToken::Any => next[1..].copy_from_slice(&matched[..text.len()]),
                 GlobToken::Literal(c) => {
                     for j in 0..text.len() {
                         next[j + 1] = matched[j] && text[j] == *c;
                     }
                 }
             }
-            matched = next;
+            std::mem::swap(&mut matched, &mut next);
         }
-        matched[text.len()]
+        matched
     }
 
     fn trim_prefix(&self, value: &str, longest: bool) -> String {
         let chars: Vec<char> = value.chars().collect();
-        let ends: Box<dyn Iterator<Item = usize>> = if longest {
-            Box::new((0..=chars.len()).rev())
+        let ends = Glob::prefix_matches(&self.tokens, &chars);
+        let end = if longest {
+            ends.iter().rposition(|&m| m)
         } else {
-            Box::new(0..=chars.len())
+            ends.iter().position(|&m| m)
         };
-        for end in ends {
-            if self.matches(&chars[..end]) {
-                return chars[end..].iter().collect();
-            }
+        match end {
+            Some(end) => chars[end..].iter().collect(),
+            None => value.to_string(),
         }
-        value.to_string()
     }
 
     fn trim_suffix(&self, value: &str, longest: bool) -> String {
-        let chars: Vec<char> = value.chars().collect();
-        let starts: Box<dyn Iterator<Item = usize>> = if longest {
-            Box::new(0..=chars.len())
+        // The suffixes of the value are the prefixes of its reverse, for the reversed pattern.
+        let reversed: Vec<char> = value.chars().rev().collect();
+        let tokens: Vec<GlobToken> = self.tokens.iter().rev().copied().collect();
+        let ends = Glob::prefix_matches(&tokens, &reversed);
+        let len = if longest {
+            ends.iter().rposition(|&m| m)
         } else {
-            Box::new((0..=chars.len()).rev())
+            ends.iter().position(|&m| m)
         };
-        for start in starts {
-            if self.matches(&chars[start..]) {
-                return chars[..start].iter().collect();
-            }
+        match len {
+            Some(len) => reversed[len..].iter().rev().collect(),
+            None => value.to_string(),
         }
-        value.to_string()
     }
 
     /// The leftmost match at or after `from`, the longest there.
     fn find(&self, chars: &[char], from: usize) -> Option<(usize, usize)> {
         (from..=chars.len()).find_map(|start| {
-            (start..=chars.len())
-                .rev()
-                .find(|&end| self.matches(&chars[start..end]))
-                .map(|end| (start, end))
+            Glob::prefix_matches(&self.tokens, &chars[start..])
+                .iter()
+                .rposition(|&m| m)
+                .map(|len| (start, start + len))
         })
     }
 
@@ -701,6 +713,18 @@ mod tests {
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.clone())
         }
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let deep = "${a:-".repeat(100_000) + &"}".repeat(100_000);
+        let nothing = |_: &str| None;
+        assert!(expand(&deep, '\\', &nothing)
+            .unwrap_err()
+            .contains("inside one another"));
+        assert!(raw_words(&format!("RUN <<EOF {deep}")).is_empty());
+        let ok = "${a:-".repeat(60) + "x" + &"}".repeat(60);
+        assert_eq!(expand(&ok, '\\', &nothing).unwrap(), "x");
     }
 
     #[test]

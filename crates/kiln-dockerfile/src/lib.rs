@@ -99,9 +99,14 @@ pub struct Healthcheck {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {
     Run {
+        /// The command as written after the flags. With here-documents it still holds the
+        /// `<<EOF` words: `RUN <<EOF` alone is `Shell("<<EOF")`, meaning the body is the
+        /// script (see [`parse`](mod@parse)).
         command: Command,
+        /// The bodies of the `<<EOF` words, in order.
         heredocs: Vec<Heredoc>,
-        /// `--mount=...`, `--network=...`, `--security=...`, as written (name, value).
+        /// `--mount=...`, `--network=...`, `--security=...`, `--device=...`, as written
+        /// (name, value; quotes removed as BuildKit does).
         flags: Vec<(String, String)>,
     },
     /// `ENV a=b c=d` or the legacy `ENV a b`: (name, value as written).
@@ -140,8 +145,11 @@ pub struct CopySpec {
     pub link: bool,
     /// `ADD --checksum=...`.
     pub checksum: Option<String>,
-    /// Other flags, refused by [`validate`].
+    /// Other flags (`COPY --parents`, `--exclude`; `ADD --keep-git-dir`, `--unpack`,
+    /// `--exclude`), refused by [`validate`]; booleans as `true`/`false`.
     pub other_flags: Vec<(String, String)>,
+    /// The sources as written, here-document words (`<<EOF`) excluded: those are in
+    /// [`CopySpec::heredocs`].
     pub sources: Vec<String>,
     pub destination: String,
     /// `COPY <<EOF /dest` here-documents (files created from the Dockerfile itself).

@@ -59,9 +59,13 @@
 //! match `[a-z][a-z0-9-_.]*`. `ARG`s before the first `FROM` are [`Dockerfile::global_args`];
 //! any other instruction there is an error, as is a Dockerfile without `FROM`.
 //!
-//! Where the parser is stricter than BuildKit's: `CMD` and `ENTRYPOINT` with nothing at all
-//! after them (BuildKit accepts an empty shell form), flags on `STOPSIGNAL` (BuildKit ignores
-//! them), and `HEALTHCHECK` with flags before `NONE` (BuildKit ignores the flags).
+//! Where this parser differs from BuildKit, on purpose: `CMD` and `ENTRYPOINT` with nothing at
+//! all after them are errors (BuildKit accepts an empty shell form); flags on `STOPSIGNAL` are
+//! errors (BuildKit ignores them); in the JSON form of `COPY`/`ADD` a `"<<EOF"` source is a
+//! path (BuildKit makes it an empty here-document file); `EXPOSE` keeps the ports in the order
+//! written (BuildKit sorts them; the image configuration is a set either way). As in BuildKit,
+//! flags before `HEALTHCHECK NONE` are ignored, and an explicit zero duration
+//! (`--interval=0s`, "use the default") is kept as `Some(0)`.
 //!
 //! Errors name the first line of the instruction and say what is wrong in words: "line 7: RUN
 //! needs a command".

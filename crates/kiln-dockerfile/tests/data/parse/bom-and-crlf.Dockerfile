@@ -1,0 +1,5 @@
+﻿# escape=`
+FROM scratch
+RUN echo crlf `
+  done
+ENV A=1
