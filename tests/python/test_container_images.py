@@ -8,15 +8,28 @@ skipped.
 
 from __future__ import annotations
 
+import hashlib
+import http.server
 import json
 import os
+import shutil
 import subprocess
+import tarfile
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from kiln_testlib import assert_client_error, create_infra, kiln_bin, unique_name
+from kiln_testlib import (
+    KilnServer,
+    assert_client_error,
+    create_infra,
+    kiln_bin,
+    make_client,
+    unique_name,
+)
 from test_builds import BUSYBOX, bash_component, wait_final, wait_status
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="builds need root")
@@ -55,13 +68,31 @@ def kiln(endpoint: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def image_files(uri: str, out: Path) -> dict[str, bytes]:
+    """Every regular file of the image (upper layers win), read from its layers."""
+    subprocess.run(
+        ["skopeo", "copy", "--dest-decompress", uri, f"dir:{out}"],
+        capture_output=True, text=True, check=True,
+    )
+    manifest = json.loads((out / "manifest.json").read_text())
+    files: dict[str, bytes] = {}
+    for layer in manifest["layers"]:
+        with tarfile.open(out / layer["digest"].split(":", 1)[1]) as tar:
+            for member in tar.getmembers():
+                name = member.name.lstrip("./")
+                if member.isfile():
+                    files[name] = tar.extractfile(member).read()
+    return files
+
+
 def container_recipe(client: Any, template: str, components: list[str] | None = None) -> str:
+    extra = {"components": [{"componentArn": c} for c in components]} if components else {}
     return client.create_container_recipe(
         containerType="DOCKER",
         name=unique_name("ctr"),
         semanticVersion="1.0.0",
         parentImage=BUSYBOX,
-        components=[{"componentArn": c} for c in components or []],
+        **extra,
         dockerfileTemplateData=template,
         targetRepository={"service": "ECR", "repositoryName": "kiln/demo"},
     )["containerRecipeArn"]
@@ -96,20 +127,14 @@ def test_a_container_pipeline_runs_its_dockerfile(client, infra, endpoint, tmp_p
     assert config["Entrypoint"] == ["/bin/sh", "-c"]
     assert config["Cmd"] == ["cat app.txt"]
 
-    # The files, as umoci unpacks the image.
-    layout, tag = uri[len("oci:"):].rsplit(":", 1)
-    bundle = tmp_path / "bundle"
-    subprocess.run(
-        ["umoci", "unpack", "--image", f"{layout}:{tag}", str(bundle)],
-        capture_output=True, text=True, check=True,
-    )
-    root = bundle / "rootfs"
-    assert (root / "srv/app/app.txt").read_text() == "compiled\n"
-    assert (root / "srv/app/component.txt").read_text() == "from-component\n"
-    assert (root / "srv/app/uid").read_text() == "1001\n"
-    assert not (root / "out").exists(), "the build stage's files stay in that stage"
+    # The files, from the image's layers as skopeo copies them out (decompressed).
+    files = image_files(uri, tmp_path / "copy")
+    assert files["srv/app/app.txt"] == b"compiled\n"
+    assert files["srv/app/component.txt"] == b"from-component\n"
+    assert files["srv/app/uid"] == b"1001\n"
+    assert not any(name.startswith("out/") for name in files), "the build stage stays there"
     # The build log has the Dockerfile's own steps.
-    assert "RUN (line 3)" in log and "RUN (line 16)" in log, log[-3000:]
+    assert "RUN (line 3)" in log and "RUN (line 15)" in log, log[-3000:]
 
 
 def test_a_failing_run_fails_the_image_with_its_line_and_output(client, infra, endpoint):
@@ -138,8 +163,6 @@ def test_a_container_build_is_cancelled_during_a_run(client, infra):
         infrastructureConfigurationArn=infra,
     )["imageBuildVersionArn"]
     wait_status(client, arn, "BUILDING")
-    import time
-
     time.sleep(1.5)
     client.cancel_image_creation(imageBuildVersionArn=arn)
     started = time.monotonic()
@@ -167,3 +190,182 @@ def test_templates_a_container_build_cannot_run_are_refused_at_create(client, te
         "dockerfileTemplateData",
         *fragments,
     )
+
+
+def test_add_downloads_a_url_when_the_build_has_network(tmp_path):
+    body = b"downloaded by ADD\n"
+    digest = hashlib.sha256(body).hexdigest()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    files = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=files.serve_forever, daemon=True).start()
+    port = files.server_address[1]
+    # The build may download from this machine only because the operator allows the address.
+    srv = KilnServer(tmp_path / "data", extra_args=["--allow-registry", f"127.0.0.1:{port}"]).start()
+    try:
+        client = make_client(srv.endpoint)
+        with_network = create_infra(
+            client, instanceTypes=["t3.micro"], subnetId="subnet-0123456789abcdef0"
+        )
+        template = (
+            "FROM {{{ imagebuilder:parentImage }}}\n"
+            f"ADD --checksum=sha256:{digest} http://127.0.0.1:{port}/files/data.txt /opt/\n"
+            "RUN test \"$(cat /opt/data.txt)\" = 'downloaded by ADD' && stat -c %a /opt/data.txt > /opt/mode\n"
+        )
+        recipe = container_recipe(client, template)
+        arn = client.create_image(containerRecipeArn=recipe, infrastructureConfigurationArn=with_network)[
+            "imageBuildVersionArn"
+        ]
+        image = wait_final(client, arn)
+        assert image["state"]["status"] == "AVAILABLE", image["state"]
+        got = image_files(image["outputResources"]["containers"][0]["imageUris"][0], tmp_path / "copy")
+        assert got["opt/data.txt"] == body
+        assert got["opt/mode"] == b"600\n", "a remote ADD is 0600, as Docker makes it"
+
+        # A wrong checksum, and a build without network, fail naming why.
+        bad = template.replace(digest, "0" * 64)
+        arn = client.create_image(
+            containerRecipeArn=container_recipe(client, bad), infrastructureConfigurationArn=with_network
+        )["imageBuildVersionArn"]
+        image = wait_final(client, arn)
+        assert image["state"]["status"] == "FAILED"
+        assert "Dockerfile line 2" in image["state"]["reason"], image["state"]
+        assert "checksum" in image["state"]["reason"].lower(), image["state"]
+        offline = create_infra(client, instanceTypes=["t3.micro"])
+        arn = client.create_image(containerRecipeArn=recipe, infrastructureConfigurationArn=offline)[
+            "imageBuildVersionArn"
+        ]
+        image = wait_final(client, arn)
+        assert image["state"]["status"] == "FAILED"
+        assert "no network" in image["state"]["reason"], image["state"]
+    finally:
+        srv.stop_gracefully()
+        files.shutdown()
+
+
+# --- The same Dockerfile through buildah bud ------------------------------------------------
+
+COMPARED = """\
+FROM {{{ imagebuilder:parentImage }}} AS build
+ARG VERSION=1.2
+RUN mkdir -p /out/lib && echo "compiled $VERSION" > /out/app.txt && ln -s ../app.txt /out/lib/link
+FROM {{{ imagebuilder:parentImage }}}
+ENV APP_HOME=/srv/app LEVEL=info
+WORKDIR $APP_HOME
+COPY --from=build /out/ ./
+RUN echo 'web:x:1001:1001::/srv/app:/bin/sh' >> /etc/passwd && chown -R 1001:1001 /srv/app \\
+ && rm /etc/group && chmod 0750 /srv/app/lib
+USER web
+RUN id -u > /srv/app/uid && mkdir data && echo kept > data/file
+LABEL team="web ops" tier=front
+EXPOSE 8080 53/udp
+VOLUME /srv/app/data
+STOPSIGNAL SIGQUIT
+HEALTHCHECK --interval=30s --timeout=5s --retries=3 CMD wget -q -O- http://localhost:8080/ || exit 1
+ENTRYPOINT ["/bin/sh", "-c"]
+CMD ["cat app.txt"]
+"""
+
+# What only buildah leaves in a layer: the files it mounts over in every RUN container.
+BUILDAH_MOUNT_POINTS = {"etc/hostname", "etc/hosts", "etc/resolv.conf", "run"}
+
+CONFIG_FIELDS = (
+    "Env", "User", "WorkingDir", "Entrypoint", "Cmd", "ExposedPorts", "Labels", "Volumes",
+    "StopSignal", "Healthcheck", "OnBuild",
+)
+
+
+def copied_out(reference: str, out: Path) -> tuple[dict, list[Path]]:
+    """The image's configuration and its layers (decompressed tar files), as skopeo copies them."""
+    subprocess.run(
+        ["skopeo", "copy", "--dest-decompress", reference, f"dir:{out}"],
+        capture_output=True, text=True, check=True,
+    )
+    manifest = json.loads((out / "manifest.json").read_text())
+    config = json.loads((out / manifest["config"]["digest"].split(":", 1)[1]).read_text())
+    return config, [out / layer["digest"].split(":", 1)[1] for layer in manifest["layers"]]
+
+
+def entries(layer: Path) -> dict[str, tuple]:
+    """A layer's entries without their times: type, mode, owner, content digest, link target."""
+    found = {}
+    with tarfile.open(layer) as tar:
+        for m in tar.getmembers():
+            name = m.name.lstrip("./").rstrip("/")
+            if name.split("/")[0] in BUILDAH_MOUNT_POINTS or name in BUILDAH_MOUNT_POINTS:
+                continue
+            digest = hashlib.sha256(tar.extractfile(m).read()).hexdigest() if m.isfile() else ""
+            # The type is its own field; the mode is compared by its permission bits (Go's tar
+            # writer also puts the type bits there).
+            found[name] = (m.type, oct(m.mode & 0o7777), m.uid, m.gid, digest, m.linkname)
+    return found
+
+
+def comparable(config: dict) -> dict:
+    c = config.get("config") or {}
+    out = {k: c.get(k) for k in CONFIG_FIELDS if c.get(k) not in (None, {}, [])}
+    labels = {k: v for k, v in (out.get("Labels") or {}).items() if k != "io.buildah.version"}
+    if labels:
+        out["Labels"] = labels
+    else:
+        out.pop("Labels", None)
+    return out
+
+
+def test_kiln_builds_what_buildah_bud_builds_from_the_same_dockerfile(client, infra, server, tmp_path):
+    if not shutil.which("buildah"):
+        pytest.fail("buildah is not installed (bash .ci/run installs it)")
+    arn = client.create_image(
+        containerRecipeArn=container_recipe(client, COMPARED), infrastructureConfigurationArn=infra
+    )["imageBuildVersionArn"]
+    image = wait_final(client, arn)
+    assert image["state"]["status"] == "AVAILABLE", image["state"]
+    kiln_config, kiln_layers = copied_out(
+        image["outputResources"]["containers"][0]["imageUris"][0], tmp_path / "kiln"
+    )
+
+    # buildah gets the same parent: Kiln's managed busybox base, copied into its own store.
+    store = tmp_path / "buildah"
+    storage = f"[vfs@{store}/root+{store}/run]"
+    base = f"oci:{server.data_dir / 'images'}:aws-busybox-x86-1.0.0"
+    subprocess.run(
+        ["skopeo", "copy", base, f"containers-storage:{storage}localhost/kiln-base:1"],
+        capture_output=True, text=True, check=True,
+    )
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "Dockerfile").write_text(
+        COMPARED.replace("{{{ imagebuilder:parentImage }}}", "localhost/kiln-base:1")
+    )
+    bud = subprocess.run(
+        ["buildah", "--root", f"{store}/root", "--runroot", f"{store}/run",
+         "--storage-driver", "vfs", "bud", "--isolation", "chroot", "--pull-never",
+         "--format", "docker", "-t", "localhost/compared:1", str(context)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert bud.returncode == 0, bud.stderr[-3000:]
+    buildah_config, buildah_layers = copied_out(
+        f"containers-storage:{storage}localhost/compared:1", tmp_path / "buildah-out"
+    )
+    subprocess.run(
+        ["buildah", "--root", f"{store}/root", "--runroot", f"{store}/run",
+         "--storage-driver", "vfs", "rmi", "--all", "--force"],
+        capture_output=True,
+    )
+
+    assert comparable(kiln_config) == comparable(buildah_config)
+    assert len(kiln_layers) == len(buildah_layers)
+    for ours, theirs in zip(kiln_layers, buildah_layers):
+        mine, other = entries(ours), entries(theirs)
+        assert sorted(mine) == sorted(other), (sorted(set(mine) ^ set(other)))
+        for name in mine:
+            assert mine[name] == other[name], (name, mine[name], other[name])

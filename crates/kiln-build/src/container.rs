@@ -13,6 +13,7 @@
 //! Earlier stages' instances stay up until the build ends, so that `COPY --from=<stage>` reads
 //! their file systems as they were left.
 
+mod add;
 mod copy;
 mod run;
 pub mod state;
@@ -98,8 +99,10 @@ impl Builder<'_> {
         dockerfile: &Dockerfile,
         finished: &mut Vec<Finished>,
     ) -> Result<(Instance, Start, StageState, ExecutionReport), BuildError> {
-        let dockerfile_error = |e: kiln_dockerfile::Error| fail(Stage::Build)(format!("Dockerfile line {e}"));
-        let global_args = kiln_dockerfile::bases::global_args(dockerfile).map_err(dockerfile_error)?;
+        let dockerfile_error =
+            |e: kiln_dockerfile::Error| fail(Stage::Build)(format!("Dockerfile line {e}"));
+        let global_args =
+            kiln_dockerfile::bases::global_args(dockerfile).map_err(dockerfile_error)?;
         let bases = kiln_dockerfile::bases::bases(dockerfile, &spec.parent_reference)
             .map_err(dockerfile_error)?;
         let count = dockerfile.stages.len();
@@ -135,7 +138,13 @@ impl Builder<'_> {
                     Some(report) => report,
                     // A Dockerfile without the components placeholder (the template puts one
                     // in): the components run last, where the template would have them.
-                    None => match self.run(&instance, request, &["build", "validate"], "build", Stage::Build) {
+                    None => match self.run(
+                        &instance,
+                        request,
+                        &["build", "validate"],
+                        "build",
+                        Stage::Build,
+                    ) {
                         Ok(report) => report,
                         Err(e) => return Err(self.failed(request, instance, e)),
                     },
@@ -202,9 +211,11 @@ impl Builder<'_> {
         instance
             .stop_processes()
             .map_err(|e| snapshot(format!("stopping stage {index}'s instance: {e}")))?;
-        instance
-            .restore_owners()
-            .map_err(|e| snapshot(format!("restoring the owners of stage {index}'s files: {e}")))?;
+        instance.restore_owners().map_err(|e| {
+            snapshot(format!(
+                "restoring the owners of stage {index}'s files: {e}"
+            ))
+        })?;
         let layer = self
             .store
             .snapshot_layer_mapped(
@@ -254,23 +265,31 @@ impl Builder<'_> {
                 let dir = state.set_workdir(dir).map_err(at)?;
                 run::make_directory(instance, &dir).map_err(at)
             }
+            Kind::Add(add)
+                if !add.sources.is_empty() && add.sources.iter().all(|s| add::is_url(s)) =>
+            {
+                add::add_urls(self, request, instance, state, add, instruction.line).map_err(at)
+            }
             Kind::Copy(copy) | Kind::Add(copy) => {
-                let source = match &copy.from {
-                    None => None,
-                    Some(from) => {
-                        let from = state.expand(from).map_err(at)?;
-                        let found = match from.parse::<usize>() {
-                            Ok(i) => finished.get(i),
-                            Err(_) => {
-                                let name = from.to_ascii_lowercase();
-                                finished.iter().find(|f| f.name.as_deref() == Some(name.as_str()))
-                            }
-                        };
-                        Some(found.ok_or_else(|| {
-                            at(format!("--from={from} names no earlier stage"))
-                        })?)
-                    }
-                };
+                let source =
+                    match &copy.from {
+                        None => None,
+                        Some(from) => {
+                            let from = state.expand(from).map_err(at)?;
+                            let found = match from.parse::<usize>() {
+                                Ok(i) => finished.get(i),
+                                Err(_) => {
+                                    let name = from.to_ascii_lowercase();
+                                    finished
+                                        .iter()
+                                        .find(|f| f.name.as_deref() == Some(name.as_str()))
+                                }
+                            };
+                            Some(found.ok_or_else(|| {
+                                at(format!("--from={from} names no earlier stage"))
+                            })?)
+                        }
+                    };
                 copy::copy(
                     instance,
                     source.map(|s| (&s.instance, &s.state)),
@@ -281,8 +300,13 @@ impl Builder<'_> {
             }
             Kind::Components => {
                 self.observer.step_started(&step_at("components"));
-                let report =
-                    self.run(instance, request, &["build", "validate"], "build", Stage::Build)?;
+                let report = self.run(
+                    instance,
+                    request,
+                    &["build", "validate"],
+                    "build",
+                    Stage::Build,
+                )?;
                 *components_report = Some(report);
                 Ok(())
             }

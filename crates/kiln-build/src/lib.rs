@@ -233,8 +233,7 @@ impl Builder<'_> {
                 request,
                 instance,
                 lowers,
-                base,
-                meta,
+                (base, meta),
                 metadata,
                 build_report,
             );
@@ -291,8 +290,7 @@ impl Builder<'_> {
         request: &BuildRequest,
         build: Instance,
         parent_lowers: Vec<PathBuf>,
-        base: Option<&ImageRef>,
-        meta: &CommitMeta,
+        (base, meta): (Option<&ImageRef>, &CommitMeta),
         metadata: Option<metadata::Metadata>,
         build_report: ExecutionReport,
     ) -> Result<Built, BuildError> {
@@ -353,7 +351,12 @@ impl Builder<'_> {
     }
 
     /// Ends a failed stage: terminates its instance, or keeps it when asked to.
-    pub(crate) fn failed(&self, request: &BuildRequest, instance: Instance, mut e: BuildError) -> BuildError {
+    pub(crate) fn failed(
+        &self,
+        request: &BuildRequest,
+        instance: Instance,
+        mut e: BuildError,
+    ) -> BuildError {
         if request.keep_failed_instance {
             let id = instance.id().to_string();
             instance.keep();

@@ -12,7 +12,8 @@ use serde_json::json;
 const PARENT: &str = "busybox-x86:1.0.0";
 
 fn container_request(f: &Fixture, id: &str, template: &str, components: &[&str]) -> BuildRequest {
-    let dockerfile = kiln_dockerfile::template::expand_template(template, PARENT).expect("template");
+    let dockerfile =
+        kiln_dockerfile::template::expand_template(template, PARENT).expect("template");
     kiln_dockerfile::validate::validate(&dockerfile).expect("valid Dockerfile");
     BuildRequest {
         container: Some(ContainerSpec {
@@ -27,7 +28,7 @@ fn config(f: &Fixture, image: &kiln_image::ImageRef) -> serde_json::Value {
     let manifest = f.store.manifest(image).unwrap();
     let path = f
         .store
-        .blob_path(&manifest.config().digest().to_string())
+        .blob_path(manifest.config().digest().as_ref())
         .unwrap();
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
@@ -115,9 +116,16 @@ fn a_multi_stage_dockerfile_runs_in_kiln_instances_and_configures_the_image() {
 
     let image_config = config(&f, &built.image);
     let c = &image_config["config"];
-    // The builder stage's ENV stays in that stage; RUNs got Docker's default PATH (the base
-    // image sets none).
-    assert_eq!(c["Env"], json!(["A=1", "B=two"]));
+    // The builder stage's ENV stays in that stage; the base sets no PATH, so the image gets
+    // Docker's default, as BuildKit and buildah give it.
+    assert_eq!(
+        c["Env"],
+        json!([
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "A=1",
+            "B=two"
+        ])
+    );
     assert_eq!(c["User"], "app");
     assert_eq!(c["WorkingDir"], "/home/app");
     assert_eq!(c["Labels"]["team"], "web ops");
@@ -148,13 +156,20 @@ fn a_failing_run_names_its_line_and_its_output() {
     let f = Fixture::new();
     let template = "FROM {{{ imagebuilder:parentImage }}}\nRUN true\nRUN echo about to fail; echo on stderr >&2; exit 3\nRUN echo never\n";
     let e = f
-        .build(&container_request(&f, "c2", template, &[]), &Recorded::default())
+        .build(
+            &container_request(&f, "c2", template, &[]),
+            &Recorded::default(),
+        )
         .unwrap_err();
     assert_eq!(e.stage, Stage::Build);
     assert!(e.reason.contains("Dockerfile line 3"), "{}", e.reason);
     assert!(e.reason.contains("RUN echo about to fail"), "{}", e.reason);
     assert!(e.reason.contains("exit status 3"), "{}", e.reason);
-    assert!(e.reason.contains("about to fail") && e.reason.contains("on stderr"), "{}", e.reason);
+    assert!(
+        e.reason.contains("about to fail") && e.reason.contains("on stderr"),
+        "{}",
+        e.reason
+    );
     assert_eq!(f.instances_left(), 0);
 }
 
@@ -163,12 +178,19 @@ fn a_scratch_stage_gets_only_what_is_copied_into_it() {
     let f = Fixture::new();
     let template = "FROM {{{ imagebuilder:parentImage }}} AS build\nRUN mkdir -p /out && echo static > /out/app\nFROM scratch\nCOPY --from=build --chmod=755 /out/app /app\nCOPY --from=0 /bin/busybox /bin/\nENTRYPOINT [\"/app\"]\n";
     let built = f
-        .build(&container_request(&f, "c3", template, &[]), &Recorded::default())
+        .build(
+            &container_request(&f, "c3", template, &[]),
+            &Recorded::default(),
+        )
         .expect("build");
     assert_eq!(f.merged(&built.image, "/app").as_deref(), Some("static\n"));
     assert!(f.merged(&built.image, "/etc/passwd").is_none());
     let manifest = f.store.manifest(&built.image).unwrap();
-    assert_eq!(manifest.layers().len(), 1, "scratch has no layers of its own");
+    assert_eq!(
+        manifest.layers().len(),
+        1,
+        "scratch has no layers of its own"
+    );
     let c = config(&f, &built.image);
     assert_eq!(c["config"]["Entrypoint"], json!(["/app"]));
 }

@@ -21,8 +21,10 @@ pub fn global_args(dockerfile: &Dockerfile) -> Result<BTreeMap<String, String>, 
     let mut values = BTreeMap::new();
     for arg in &dockerfile.global_args {
         let value = match &arg.default {
-            Some(default) => expand::expand(default, dockerfile.escape, &|n| values.get(n).cloned())
-                .map_err(|e| Error::new(1, format!("ARG {}: {e}", arg.name)))?,
+            Some(default) => {
+                expand::expand(default, dockerfile.escape, &|n| values.get(n).cloned())
+                    .map_err(|e| Error::new(1, format!("ARG {}: {e}", arg.name)))?
+            }
             None => String::new(),
         };
         values.insert(arg.name.clone(), value);

@@ -642,7 +642,12 @@ impl Target for Instance {
 
 impl Instance {
     /// As [`Target::command`], run as `process` says (a Dockerfile's `USER` and `WORKDIR`).
-    pub fn command_as(&self, program: &str, args: &[String], process: crate::sys::Process) -> Command {
+    pub fn command_as(
+        &self,
+        program: &str,
+        args: &[String],
+        process: crate::sys::Process,
+    ) -> Command {
         let plan = IsolationPlan {
             process: Some(process),
             ..self.plan.clone()

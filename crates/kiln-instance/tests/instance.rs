@@ -111,9 +111,17 @@ fn a_command_runs_as_the_user_and_in_the_directory_it_is_given() {
     assert!(out.status.success(), "{out:?}");
     let text = stdout(&out);
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(&lines[..4], ["1000", "1001", "1001 1002 1003", "/etc"], "{text}");
+    assert_eq!(
+        &lines[..4],
+        ["1000", "1001", "1001 1002 1003", "/etc"],
+        "{text}"
+    );
     // A non-root user has no effective capabilities and cannot write root's files.
-    assert_eq!(lines[4].split_whitespace().nth(1), Some("0000000000000000"), "{text}");
+    assert_eq!(
+        lines[4].split_whitespace().nth(1),
+        Some("0000000000000000"),
+        "{text}"
+    );
     assert!(text.contains("refused"), "{text}");
     // The instance's other commands are unchanged: root, in /.
     assert_eq!(stdout(&sh(&inst, "id -u; pwd")), "0\n/");

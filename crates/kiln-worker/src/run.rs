@@ -316,14 +316,16 @@ fn container_spec(snapshot: &BuildSnapshot) -> Result<Option<ContainerSpec>, Bui
         return Ok(None);
     };
     let parent_reference = recipe.parent_image.clone();
-    let dockerfile =
-        kiln_dockerfile::template::expand_template(&recipe.dockerfile_template_data, &parent_reference)
-            .and_then(|d| kiln_dockerfile::validate::validate(&d).map(|()| d))
-            .map_err(|e| BuildError {
-                stage: Stage::Build,
-                reason: format!("the recipe's Dockerfile template: {e}"),
-                kept_instance: None,
-            })?;
+    let dockerfile = kiln_dockerfile::template::expand_template(
+        &recipe.dockerfile_template_data,
+        &parent_reference,
+    )
+    .and_then(|d| kiln_dockerfile::validate::validate(&d).map(|()| d))
+    .map_err(|e| BuildError {
+        stage: Stage::Build,
+        reason: format!("the recipe's Dockerfile template: {e}"),
+        kept_instance: None,
+    })?;
     Ok(Some(ContainerSpec {
         dockerfile,
         parent_reference,

@@ -83,7 +83,9 @@ pub(super) fn copy(
         let pattern = absolute(&state.expand(pattern)?, "/");
         let found = matches(from, &pattern)?;
         if found.is_empty() {
-            return Err(format!("{pattern}: no such file or directory in that stage"));
+            return Err(format!(
+                "{pattern}: no such file or directory in that stage"
+            ));
         }
         matched.extend(found);
     }
@@ -98,9 +100,7 @@ pub(super) fn copy(
             copy_tree(from, &inside, dest, &destination, &placement)?;
         } else {
             let name = inside.rsplit('/').next().unwrap_or_default();
-            let existing_dir = dest
-                .resolve(&destination)
-                .is_ok_and(|p| p.is_dir());
+            let existing_dir = dest.resolve(&destination).is_ok_and(|p| p.is_dir());
             let target = if into_dir || existing_dir {
                 format!("{}/{name}", destination.trim_end_matches('/'))
             } else {
@@ -171,7 +171,12 @@ fn prepare(dest: &Instance, inside: &str) -> Result<std::path::PathBuf, String> 
 }
 
 /// Owner and mode of a copy (`default_mode` when the source had none to keep).
-fn place(host: &Path, inside: &str, placement: &Placement, default_mode: u32) -> Result<(), String> {
+fn place(
+    host: &Path,
+    inside: &str,
+    placement: &Placement,
+    default_mode: u32,
+) -> Result<(), String> {
     std::os::unix::fs::lchown(host, Some(placement.uid), Some(placement.gid))
         .map_err(|e| format!("setting the owner of {inside}: {e}"))?;
     let is_link = host
@@ -180,9 +185,9 @@ fn place(host: &Path, inside: &str, placement: &Placement, default_mode: u32) ->
     if is_link {
         return Ok(());
     }
-    let mode = placement.mode.or_else(|| {
-        (default_mode != 0).then_some(default_mode)
-    });
+    let mode = placement
+        .mode
+        .or_else(|| (default_mode != 0).then_some(default_mode));
     if let Some(mode) = mode {
         std::fs::set_permissions(host, std::fs::Permissions::from_mode(mode))
             .map_err(|e| format!("setting the mode of {inside}: {e}"))?;
@@ -214,7 +219,9 @@ fn copy_entry(
     }
     let out = prepare(dest, target)?;
     if out.is_dir() {
-        return Err(format!("{target} is a directory; end the destination with / to copy into it"));
+        return Err(format!(
+            "{target} is a directory; end the destination with / to copy into it"
+        ));
     }
     if kind.is_symlink() {
         let link = std::fs::read_link(&host).map_err(|e| format!("{source}: {e}"))?;
@@ -245,7 +252,10 @@ fn copy_tree(
     for entry in std::fs::read_dir(&host).map_err(|e| format!("{source}: {e}"))? {
         let name = entry.map_err(|e| format!("{source}: {e}"))?.file_name();
         let name = name.into_string().map_err(|name| {
-            format!("{source}/{}: Kiln copies only file names that are UTF-8", name.to_string_lossy())
+            format!(
+                "{source}/{}: Kiln copies only file names that are UTF-8",
+                name.to_string_lossy()
+            )
         })?;
         names.push(name);
     }

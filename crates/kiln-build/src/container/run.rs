@@ -89,17 +89,17 @@ pub(super) fn run(
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
     let follow = |pipe: Option<Box<dyn Read + Send>>, stream: Stream| {
-            let Some(pipe) = pipe else { return };
-            for line in BufReader::new(pipe).split(b'\n').map_while(Result::ok) {
-                let line = String::from_utf8_lossy(&line).into_owned();
-                builder.observer.output(&step_at(&label), stream, &line);
-                let mut tail = tail.lock().unwrap_or_else(|p| p.into_inner());
-                if tail.len() == TAIL_LINES {
-                    tail.pop_front();
-                }
-                tail.push_back(line);
+        let Some(pipe) = pipe else { return };
+        for line in BufReader::new(pipe).split(b'\n').map_while(Result::ok) {
+            let line = String::from_utf8_lossy(&line).into_owned();
+            builder.observer.output(&step_at(&label), stream, &line);
+            let mut tail = tail.lock().unwrap_or_else(|p| p.into_inner());
+            if tail.len() == TAIL_LINES {
+                tail.pop_front();
             }
-        };
+            tail.push_back(line);
+        }
+    };
     std::thread::scope(|scope| {
         scope.spawn(|| {
             follow(
@@ -107,7 +107,10 @@ pub(super) fn run(
                 Stream::Stdout,
             )
         });
-        follow(stderr.map(|p| Box::new(p) as Box<dyn Read + Send>), Stream::Stderr);
+        follow(
+            stderr.map(|p| Box::new(p) as Box<dyn Read + Send>),
+            Stream::Stderr,
+        );
     });
     let status = child
         .wait()
@@ -130,9 +133,7 @@ pub(super) fn run(
 
 /// Makes `dir` (absolute, inside the instance) and its missing parents.
 pub(super) fn make_directory(instance: &Instance, dir: &str) -> Result<(), String> {
-    let path = instance
-        .resolve(dir)
-        .map_err(|e| format!("{dir}: {e}"))?;
+    let path = instance.resolve(dir).map_err(|e| format!("{dir}: {e}"))?;
     std::fs::create_dir_all(&path).map_err(|e| format!("creating {dir}: {e}"))
 }
 

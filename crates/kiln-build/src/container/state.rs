@@ -60,6 +60,11 @@ impl StageState {
         };
         // A base's ONBUILD triggers are not inherited by the image built on it.
         other.remove("OnBuild");
+        let mut env = env;
+        // As BuildKit and buildah do: an image whose base sets no PATH gets the default one.
+        if !env.iter().any(|(k, _)| k == "PATH") {
+            env.insert(0, ("PATH".to_string(), DEFAULT_PATH.to_string()));
+        }
         StageState {
             escape,
             env,
@@ -248,10 +253,7 @@ impl StageState {
                     .insert("Healthcheck".to_string(), healthcheck_json(check.as_ref()));
             }
             Kind::Onbuild(trigger) => {
-                let list = self
-                    .other
-                    .entry("OnBuild")
-                    .or_insert_with(|| json!([]));
+                let list = self.other.entry("OnBuild").or_insert_with(|| json!([]));
                 if let Some(items) = list.as_array_mut() {
                     items.push(json!(trigger));
                 }
@@ -381,18 +383,21 @@ mod tests {
             ("B".into(), "$A".into()),
         ]))
         .unwrap();
-        assert_eq!(
-            s.image_config()["Env"],
-            json!(["PATH=/bin", "A=2", "B=1"])
-        );
+        assert_eq!(s.image_config()["Env"], json!(["PATH=/bin", "A=2", "B=1"]));
     }
 
     #[test]
     fn args_take_global_defaults_and_env_wins() {
         let mut s = state();
         s.apply(&Kind::Arg(vec![
-            ArgDecl { name: "V".into(), default: None },
-            ArgDecl { name: "A".into(), default: Some("from-arg".into()) },
+            ArgDecl {
+                name: "V".into(),
+                default: None,
+            },
+            ArgDecl {
+                name: "A".into(),
+                default: Some("from-arg".into()),
+            },
         ]))
         .unwrap();
         assert_eq!(s.expand("$V-$A").unwrap(), "9-1");
@@ -410,7 +415,8 @@ mod tests {
         s.apply(&Kind::Entrypoint(Command::Exec(vec!["/app".into()])))
             .unwrap();
         assert!(s.image_config().get("Cmd").is_none());
-        s.apply(&Kind::Cmd(Command::Shell("run it".into()))).unwrap();
+        s.apply(&Kind::Cmd(Command::Shell("run it".into())))
+            .unwrap();
         s.apply(&Kind::Entrypoint(Command::Shell("exec /app".into())))
             .unwrap();
         let config = s.image_config();
@@ -429,8 +435,12 @@ mod tests {
     #[test]
     fn ports_labels_volumes_and_healthcheck_are_shaped_as_docker_writes_them() {
         let mut s = state();
-        s.apply(&Kind::Expose(vec!["80".into(), "53/UDP".into(), "8000-8001".into()]))
-            .unwrap();
+        s.apply(&Kind::Expose(vec![
+            "80".into(),
+            "53/UDP".into(),
+            "8000-8001".into(),
+        ]))
+        .unwrap();
         s.apply(&Kind::Label(vec![("team".into(), "\"web ops\"".into())]))
             .unwrap();
         s.apply(&Kind::Volume(vec!["/data".into()])).unwrap();

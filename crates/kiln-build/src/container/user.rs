@@ -63,9 +63,8 @@ pub fn resolve_with(spec: &str, passwd: &str, group: &str) -> Result<User, Strin
         Some((n, g)) => (n, Some(g)),
         None => (spec, None),
     };
-    let entry = passwd_entries(passwd).find(|(n, uid, _, _)| {
-        *n == name || name.parse::<u32>().ok() == Some(*uid)
-    });
+    let entry = passwd_entries(passwd)
+        .find(|(n, uid, _, _)| *n == name || name.parse::<u32>().ok() == Some(*uid));
     let (user_name, uid, mut gid, home) = match (entry, name.parse::<u32>()) {
         (Some((n, uid, gid, home)), _) => (Some(n), uid, gid, home.to_string()),
         (None, Ok(uid)) => (None, uid, 0, "/".to_string()),
@@ -130,7 +129,10 @@ mod tests {
     #[test]
     fn names_numbers_and_groups_resolve_as_a_runtime_resolves_them() {
         let app = resolve_with("app", PASSWD, GROUP).unwrap();
-        assert_eq!((app.uid, app.gid, app.groups.clone()), (1000, 1000, vec![33]));
+        assert_eq!(
+            (app.uid, app.gid, app.groups.clone()),
+            (1000, 1000, vec![33])
+        );
         assert_eq!(app.home, "/home/app");
         let numeric = resolve_with("1000:33", PASSWD, GROUP).unwrap();
         assert_eq!((numeric.uid, numeric.gid), (1000, 33));

@@ -120,4 +120,3 @@ impl Fixture {
         std::fs::read_dir(&dir).map_or(0, |d| d.count())
     }
 }
-
