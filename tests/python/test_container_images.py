@@ -46,7 +46,8 @@ ENV APP_HOME=/srv/app \\
 WORKDIR $APP_HOME
 COPY --from=build /out/app.txt ./
 RUN echo 'web:x:1001:1001::/srv/app:/bin/sh' >> /etc/passwd \\
- && chown -R 1001:1001 /srv/app
+ && chown -R 1001:1001 /srv/app && mkdir -p /var/lib/dpkg \\
+ && printf 'Package: kiln-demo\\nStatus: install ok installed\\nVersion: 1.2-3\\n' > /var/lib/dpkg/status
 {{{ imagebuilder:components }}}
 USER web
 RUN id -u > /srv/app/uid
@@ -133,8 +134,32 @@ def test_a_container_pipeline_runs_its_dockerfile(client, infra, endpoint, tmp_p
     assert files["srv/app/component.txt"] == b"from-component\n"
     assert files["srv/app/uid"] == b"1001\n"
     assert not any(name.startswith("out/") for name in files), "the build stage stays there"
+    # Listed as a DOCKER image, with the packages of its final root file system.
+    listed = client.list_images(filters=[{"name": "type", "values": ["DOCKER"]}])["imageVersionList"]
+    assert any(arn.startswith(v["arn"]) for v in listed), listed
+    amis = client.list_images(filters=[{"name": "type", "values": ["AMI"]}])["imageVersionList"]
+    assert all(not arn.startswith(v["arn"]) for v in amis), amis
+    packages = client.list_image_packages(imageBuildVersionArn=arn)["imagePackageList"]
+    assert {"packageName": "kiln-demo", "packageVersion": "1.2-3"} in packages, packages
+    # Exported as an OCI layout and as a `docker save` archive.
+    for fmt, out in (("oci", tmp_path / "layout"), ("docker-archive", tmp_path / "image.tar")):
+        exported = kiln(endpoint, "image", "export", arn, "--format", fmt, "-o", str(out))
+        assert exported.returncode == 0, exported.stderr
+    archived = subprocess.run(
+        ["skopeo", "inspect", "--config", f"docker-archive:{tmp_path / 'image.tar'}"],
+        capture_output=True, text=True, check=True,
+    )
+    assert json.loads(archived.stdout)["config"]["User"] == "web"
+    with tarfile.open(tmp_path / "image.tar") as tar:
+        saved = json.load(tar.extractfile("manifest.json"))
+    # Named as docker save names it (docker load shows it without docker.io/library/).
+    assert saved[0]["RepoTags"] == [f"docker.io/library/{arn.split('/')[1]}:1.0.0-1"], saved
+    listed = subprocess.run(
+        ["skopeo", "inspect", f"oci:{tmp_path / 'layout'}:1.0.0-1"], capture_output=True, text=True
+    )
+    assert listed.returncode == 0, listed.stderr
     # The build log has the Dockerfile's own steps.
-    assert "RUN (line 3)" in log and "RUN (line 15)" in log, log[-3000:]
+    assert "RUN (line 3)" in log and "RUN (line 16)" in log, log[-3000:]
 
 
 def test_a_failing_run_fails_the_image_with_its_line_and_output(client, infra, endpoint):

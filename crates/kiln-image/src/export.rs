@@ -327,6 +327,37 @@ impl ImageStore {
     /// `out` is replaced atomically (written beside it, then renamed). Needs `mkfs.ext4`
     /// (e2fsprogs) and, for qcow2/vmdk/vhd, `qemu-img` (qemu-utils); run as root so the
     /// merged tree keeps its owners.
+    /// Writes `image` to `out` as a `docker save` archive (what `docker load` and `podman load`
+    /// read) named `reference` (`name:tag`). Docker images cannot hold zstd layers, so skopeo
+    /// first copies the image into a temporary layout with gzip layers, then writes the archive
+    /// from that (with plain tar layers, as docker archives hold them).
+    pub fn export_docker_archive(
+        &self,
+        image: &ImageRef,
+        out: &Path,
+        reference: &str,
+    ) -> Result<()> {
+        let exported = TempPath::new(self.tmp_dir().join(unique("docker-archive")));
+        let gzipped = TempPath::new(self.tmp_dir().join(unique("docker-archive-gzip")));
+        self.export_oci_layout(image, &exported.path, "export")?;
+        let mut cmd = Command::new("skopeo");
+        cmd.args([
+            "copy",
+            "--quiet",
+            "--dest-compress",
+            "--dest-compress-format",
+            "gzip",
+        ])
+        .arg(format!("oci:{}:export", exported.path.display()))
+        .arg(format!("oci:{}:export", gzipped.path.display()));
+        crate::fetch::run(&mut cmd, "skopeo")?;
+        let mut cmd = Command::new("skopeo");
+        cmd.args(["copy", "--quiet"])
+            .arg(format!("oci:{}:export", gzipped.path.display()))
+            .arg(format!("docker-archive:{}:{reference}", out.display()));
+        crate::fetch::run(&mut cmd, "skopeo")
+    }
+
     pub fn export_disk(&self, image: &ImageRef, format: DiskFormat, out: &Path) -> Result<()> {
         // Fail on a bad image before any work.
         self.manifest(image).map_err(|e| match e {

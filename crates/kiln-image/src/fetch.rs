@@ -72,7 +72,7 @@ fn stderr_tail(stderr: &[u8]) -> String {
 
 /// Runs `cmd` to the end (stdin closed, output captured); a missing program is an error that
 /// names the Debian `package` to install, a failure one that names the command and its stderr.
-fn run(cmd: &mut Command, package: &str) -> Result<()> {
+pub(crate) fn run(cmd: &mut Command, package: &str) -> Result<()> {
     let line = shown(cmd);
     let out = match cmd.stdin(Stdio::null()).output() {
         Ok(out) => out,

@@ -165,11 +165,37 @@ impl WorkerExtension {
                 }
             };
         }
+        if format == "docker-archive" {
+            let reference = match (&image.arn.version, image.arn.build) {
+                (Some(v), Some(b)) => format!("{}:{v}-{b}", image.arn.name),
+                _ => format!("{}:latest", image.arn.name),
+            };
+            let out = tmp.join(format!("{unique}.tar"));
+            return match self
+                .shared
+                .store
+                .export_docker_archive(&stored, &out, &reference)
+            {
+                Ok(()) => ExtensionResponse {
+                    status: 200,
+                    content_type: "application/x-tar",
+                    headers: Vec::new(),
+                    body: ExtensionBody::File {
+                        path: out,
+                        remove_after: true,
+                    },
+                },
+                Err(e) => {
+                    let _ = std::fs::remove_file(&out);
+                    internal(&format!("exporting {}: {e}", image.arn))
+                }
+            };
+        }
         let disk = match DiskFormat::parse(format) {
             Ok(d) => d,
             Err(_) => {
                 return invalid(&format!(
-                    "format: '{format}' is not one of oci, raw, qcow2, vmdk, vhd"
+                    "format: '{format}' is not one of oci, docker-archive, raw, qcow2, vmdk, vhd"
                 ))
             }
         };

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum ImageCommand {
-    /// Write an AVAILABLE image as an OCI image layout directory or a disk image file.
+    /// Write an AVAILABLE image as an OCI image layout directory, a docker archive or a disk
+    /// image file.
     Export(ExportArgs),
 }
 
@@ -20,6 +21,8 @@ pub enum ImageCommand {
 pub enum ExportFormat {
     /// An OCI image layout directory.
     Oci,
+    /// A `docker save` archive (`docker load` / `podman load` read it).
+    DockerArchive,
     /// A raw ext4 disk image.
     Raw,
     Qcow2,
@@ -31,6 +34,7 @@ impl ExportFormat {
     fn name(self) -> &'static str {
         match self {
             ExportFormat::Oci => "oci",
+            ExportFormat::DockerArchive => "docker-archive",
             ExportFormat::Raw => "raw",
             ExportFormat::Qcow2 => "qcow2",
             ExportFormat::Vmdk => "vmdk",
