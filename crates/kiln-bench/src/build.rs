@@ -52,7 +52,7 @@ const POLL: Duration = Duration::from_millis(20);
 /// A build that takes longer than this is reported as stuck.
 const BUILD_TIMEOUT: Duration = Duration::from_secs(600);
 /// The buildah image the rounds start from.
-const BUILDAH_BASE: &str = "localhost/kiln-bench-busybox:latest";
+pub(crate) const BUILDAH_BASE: &str = "localhost/kiln-bench-busybox:latest";
 
 /// One component of the reference recipe: the same scripts run in Kiln (as ExecuteBash steps)
 /// and in buildah (as `buildah run -- sh -c`).
@@ -213,11 +213,16 @@ fn workspace_root() -> PathBuf {
 
 /// The server binary: `--kiln`, or `target/release/kiln` of this workspace (built if missing).
 fn kiln_binary(options: &Options) -> Result<PathBuf> {
-    if let Some(path) = &options.kiln {
+    binary_at(options.kiln.as_deref())
+}
+
+/// The `kiln` binary: `path` (`--kiln`), or this workspace's release build (built when missing).
+pub(crate) fn binary_at(path: Option<&Path>) -> Result<PathBuf> {
+    if let Some(path) = path {
         if !path.is_file() {
             bail!("--kiln {}: no such file", path.display());
         }
-        return Ok(path.clone());
+        return Ok(path.to_path_buf());
     }
     let root = workspace_root();
     let path = root.join("target/release/kiln");
@@ -241,12 +246,12 @@ fn kiln_binary(options: &Options) -> Result<PathBuf> {
 // ---------------------------------------------------------------------------------------------
 // buildah
 
-struct Buildah {
+pub(crate) struct Buildah {
     storage: Vec<String>,
 }
 
 impl Buildah {
-    fn new(dir: &Path) -> Buildah {
+    pub(crate) fn new(dir: &Path) -> Buildah {
         Buildah {
             storage: vec![
                 "--storage-driver".into(),
@@ -260,7 +265,7 @@ impl Buildah {
     }
 
     /// Runs `buildah <storage> <args>` and answers its standard output, trimmed.
-    fn run(&self, args: &[&str]) -> Result<String> {
+    pub(crate) fn run(&self, args: &[&str]) -> Result<String> {
         let out = Command::new("buildah")
             .args(&self.storage)
             .args(args)
@@ -280,7 +285,7 @@ impl Buildah {
     }
 
     /// Commits a busybox root filesystem to [`BUILDAH_BASE`] (untimed).
-    fn make_base(&self, work: &Path) -> Result<()> {
+    pub(crate) fn make_base(&self, work: &Path) -> Result<()> {
         let busybox = ["/bin/busybox", "/usr/bin/busybox"]
             .into_iter()
             .find(|p| Path::new(p).is_file())
@@ -348,7 +353,7 @@ impl Buildah {
         })
     }
 
-    fn clean(&self) {
+    pub(crate) fn clean(&self) {
         let _ = self.run(&["rm", "--all"]);
         let _ = self.run(&["rmi", "--all", "--force"]);
     }
@@ -367,14 +372,14 @@ struct BuildahRound {
 // Kiln
 
 /// The `kiln serve` process; SIGTERM and wait on drop.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     log: PathBuf,
 }
 
 impl Server {
-    fn start(binary: &Path, data: &Path, log: PathBuf) -> Result<Server> {
+    pub(crate) fn start(binary: &Path, data: &Path, log: PathBuf, extra: &[String]) -> Result<Server> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let log_file = std::fs::File::create(&log)?;
@@ -386,6 +391,7 @@ impl Server {
             .arg(data)
             // The benchmark's client sends unsigned requests: it measures builds, not SigV4.
             .arg("--insecure-no-auth")
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file)
@@ -414,7 +420,7 @@ impl Server {
     }
 
     /// Prints the end of the server's log to stderr, and answers `error` in the context of `what`.
-    fn explain(&self, error: anyhow::Error, what: &str) -> anyhow::Error {
+    pub(crate) fn explain(&self, error: anyhow::Error, what: &str) -> anyhow::Error {
         eprintln!(
             "--- end of the kiln serve log ---\n{}\n---",
             self.log_tail()
@@ -450,7 +456,7 @@ impl Drop for Server {
     }
 }
 
-fn arn<'a>(value: &'a serde_json::Value, member: &str) -> Result<&'a str> {
+pub(crate) fn arn<'a>(value: &'a serde_json::Value, member: &str) -> Result<&'a str> {
     value[member]
         .as_str()
         .with_context(|| format!("the answer has no {member}: {value}"))
@@ -468,15 +474,15 @@ fn percent_encode(s: &str) -> String {
     out
 }
 
-struct Kiln {
-    runtime: tokio::runtime::Runtime,
-    addr: SocketAddr,
-    pipeline: String,
-    tokens: usize,
+pub(crate) struct Kiln {
+    pub(crate) runtime: tokio::runtime::Runtime,
+    pub(crate) addr: SocketAddr,
+    pub(crate) pipeline: String,
+    pub(crate) tokens: usize,
 }
 
 /// How a Kiln build ended.
-enum Outcome {
+pub(crate) enum Outcome {
     Available(Duration),
     /// StartImagePipelineExecution is not implemented by this server; its message.
     NotImplemented(String),
@@ -551,7 +557,7 @@ impl Kiln {
     }
 
     /// One build: StartImagePipelineExecution, then GetImage every [`POLL`] until AVAILABLE.
-    fn build(&mut self) -> Result<Outcome> {
+    pub(crate) fn build(&mut self) -> Result<Outcome> {
         self.tokens += 1;
         let body = serde_json::json!({
             "imagePipelineArn": self.pipeline,
@@ -600,7 +606,7 @@ impl Kiln {
 
 // ---------------------------------------------------------------------------------------------
 
-fn stats(values: &[f64]) -> (f64, f64, f64) {
+pub(crate) fn stats(values: &[f64]) -> (f64, f64, f64) {
     let mut sorted = values.to_vec();
     sorted.sort_by(|a, b| a.total_cmp(b));
     let n = sorted.len();
@@ -612,7 +618,7 @@ fn stats(values: &[f64]) -> (f64, f64, f64) {
     (median, sorted[0], sorted[sorted.len() - 1])
 }
 
-fn have(tool: &str) -> bool {
+pub(crate) fn have(tool: &str) -> bool {
     Command::new("sh")
         .args(["-c", &format!("command -v {tool} >/dev/null")])
         .status()
@@ -655,7 +661,7 @@ fn run(options: &Options, binary: &Path, work: &Path, buildah: Option<&Buildah>)
 
     let data = work.join("kiln-data");
     std::fs::create_dir_all(&data)?;
-    let server = Server::start(binary, &data, work.join("kiln.log"))?;
+    let server = Server::start(binary, &data, work.join("kiln.log"), &[])?;
     println!("kiln serve on http://{}", server.addr);
     let mut kiln =
         Kiln::setup(server.addr).map_err(|e| server.explain(e, "setting up the pipeline"))?;

@@ -32,6 +32,10 @@
 //! components), from StartImagePipelineExecution to AVAILABLE, against buildah doing the same
 //! steps (`from`, one `run` per component, `commit`) (see `build.rs`).
 //!
+//! `cargo run --release -p kiln-bench -- container [--rounds N] [--kiln PATH]` measures a
+//! container pipeline's build and push against `buildah bud` + `buildah push` of the same
+//! Dockerfile, and a 170 MB push against `skopeo copy` (see `container.rs`).
+//!
 //! `cargo run --release -p kiln-bench -- schedule [--pipelines N] [--rounds R] [--idle-seconds S]`
 //! creates N scheduled pipelines (100,000 by default) through the API and measures the
 //! scheduler's targets: computing every dateNextRun, how soon a due pipeline starts, and the
@@ -46,6 +50,7 @@ mod ceiling;
 mod claims;
 mod client;
 mod cluster;
+mod container;
 mod schedule;
 mod snapshot;
 mod toe;
@@ -99,6 +104,7 @@ fn main() -> Result<()> {
         Some("toe") => return toe::main(std::env::args().skip(2)),
         Some("snapshot") => return snapshot::main(std::env::args().skip(2)),
         Some("build") => return build::main(std::env::args().skip(2)),
+        Some("container") => return container::main(std::env::args().skip(2)),
         Some("schedule") => return schedule::main(std::env::args().skip(2)),
         Some("claims") => return claims::main(std::env::args().skip(2)),
         _ => {}
