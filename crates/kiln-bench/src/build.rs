@@ -178,12 +178,21 @@ impl Component {
     }
 }
 
-struct Options {
-    rounds: usize,
-    kiln: Option<PathBuf>,
+/// The flags of `build` and `container`.
+pub(crate) struct Options {
+    pub(crate) rounds: usize,
+    pub(crate) kiln: Option<PathBuf>,
 }
 
-fn parse(mut args: impl Iterator<Item = String>) -> Result<Options> {
+fn parse(args: impl Iterator<Item = String>) -> Result<Options> {
+    parse_options(args, "build")
+}
+
+/// `--rounds N` and `--kiln PATH`, for the `command` subcommand.
+pub(crate) fn parse_options(
+    mut args: impl Iterator<Item = String>,
+    command: &str,
+) -> Result<Options> {
     let mut options = Options {
         rounds: 5,
         kiln: None,
@@ -195,7 +204,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options> {
         match flag.as_str() {
             "--rounds" => options.rounds = value.parse().context("--rounds")?,
             "--kiln" => options.kiln = Some(PathBuf::from(value)),
-            _ => bail!("unknown flag {flag} (build takes --rounds N and --kiln PATH)"),
+            _ => bail!("unknown flag {flag} ({command} takes --rounds N and --kiln PATH)"),
         }
     }
     if options.rounds == 0 {
@@ -379,7 +388,12 @@ pub(crate) struct Server {
 }
 
 impl Server {
-    pub(crate) fn start(binary: &Path, data: &Path, log: PathBuf, extra: &[String]) -> Result<Server> {
+    pub(crate) fn start(
+        binary: &Path,
+        data: &Path,
+        log: PathBuf,
+        extra: &[String],
+    ) -> Result<Server> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let log_file = std::fs::File::create(&log)?;

@@ -20,12 +20,15 @@
 //! from an OCI layout of the same image, exported once, untimed. Each round pushes to new
 //! repositories, so every blob is sent. Target: Kiln <= 1.0x skopeo.
 
-use crate::build::{arn, binary_at, have, stats, Buildah, Kiln, Outcome, Server, BUILDAH_BASE};
+use crate::build::{
+    arn, binary_at, have, parse_options, stats, Buildah, Kiln, Options, Outcome, Server,
+    BUILDAH_BASE,
+};
 use crate::client::Connection;
 use anyhow::{bail, Context, Result};
 use std::io::Write;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -45,32 +48,6 @@ const PARENT_IMAGE: &str = "arn:aws:imagebuilder:us-east-1:aws:image/busybox-x86
 
 /// Size of the pushed image's big layer.
 const PUSH_BYTES: usize = 170 << 20;
-
-struct Options {
-    rounds: usize,
-    kiln: Option<PathBuf>,
-}
-
-fn parse(mut args: impl Iterator<Item = String>) -> Result<Options> {
-    let mut options = Options {
-        rounds: 5,
-        kiln: None,
-    };
-    while let Some(flag) = args.next() {
-        let value = args
-            .next()
-            .with_context(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--rounds" => options.rounds = value.parse().context("--rounds")?,
-            "--kiln" => options.kiln = Some(PathBuf::from(value)),
-            _ => bail!("unknown flag {flag} (container takes --rounds N and --kiln PATH)"),
-        }
-    }
-    if options.rounds == 0 {
-        bail!("--rounds must be at least 1");
-    }
-    Ok(options)
-}
 
 /// Debian's `docker-registry` on 127.0.0.1, killed when dropped.
 struct Registry {
@@ -145,7 +122,11 @@ fn kiln_pipeline(addr: std::net::SocketAddr) -> Result<Kiln> {
             "clientToken": "infrastructure",
         });
         let infra = conn
-            .call("PUT", "/CreateInfrastructureConfiguration", &body.to_string())
+            .call(
+                "PUT",
+                "/CreateInfrastructureConfiguration",
+                &body.to_string(),
+            )
             .await?;
         let body = serde_json::json!({
             "name": "bench-container",
@@ -168,7 +149,12 @@ fn kiln_pipeline(addr: std::net::SocketAddr) -> Result<Kiln> {
 
 /// `buildah bud` of the Dockerfile, then `buildah push` to the registry (a new tag each round);
 /// the built image is removed afterwards, untimed.
-fn buildah_round(buildah: &Buildah, context: &Path, registry: &str, round: usize) -> Result<Duration> {
+fn buildah_round(
+    buildah: &Buildah,
+    context: &Path,
+    registry: &str,
+    round: usize,
+) -> Result<Duration> {
     let started = Instant::now();
     buildah.run(&[
         "bud",
@@ -208,7 +194,7 @@ fn print_figures(name: &str, kiln: &[f64], baseline: &[f64], baseline_name: &str
 }
 
 pub fn main(args: impl Iterator<Item = String>) -> Result<()> {
-    let options = parse(args)?;
+    let options = parse_options(args, "container")?;
     for tool in ["buildah", "docker-registry", "skopeo"] {
         if !have(tool) {
             bail!("{tool} is not installed (bash .ci/run installs it): it is this benchmark's baseline or its registry");
@@ -251,7 +237,10 @@ fn run(options: &Options, binary: &Path, work: &Path, buildah: &Buildah) -> Resu
     let mut kiln = kiln_pipeline(server.addr).map_err(|e| server.explain(e, "setting up"))?;
 
     // Warm-up, untimed: Kiln makes its managed base; buildah fills its caches.
-    match kiln.build().map_err(|e| server.explain(e, "the warm-up build"))? {
+    match kiln
+        .build()
+        .map_err(|e| server.explain(e, "the warm-up build"))?
+    {
         Outcome::Available(d) => println!("warm-up: Kiln {:.2} s", seconds(d)),
         Outcome::NotImplemented(m) => bail!("this Kiln cannot run the benchmark: {m}"),
     }
@@ -269,12 +258,18 @@ fn run(options: &Options, binary: &Path, work: &Path, buildah: &Buildah) -> Resu
         };
         let (k, b) = if round % 2 == 0 {
             let k = kiln_round()?;
-            (k, seconds(buildah_round(buildah, &context, &registry.address, round)?))
+            (
+                k,
+                seconds(buildah_round(buildah, &context, &registry.address, round)?),
+            )
         } else {
             let b = seconds(buildah_round(buildah, &context, &registry.address, round)?);
             (kiln_round()?, b)
         };
-        println!("  round {round}: Kiln {k:.2} s, buildah bud + push {b:.2} s (x{:.2})", k / b);
+        println!(
+            "  round {round}: Kiln {k:.2} s, buildah bud + push {b:.2} s (x{:.2})",
+            k / b
+        );
         kiln_times.push(k);
         buildah_times.push(b);
     }
@@ -312,7 +307,12 @@ fn push_alone(options: &Options, work: &Path, registry: &Registry) -> Result<()>
     }
     drop(file);
     let layer = store.snapshot_layer(&upper, kiln_image::Compression::Zstd)?;
-    let image = store.commit(Some(&base), layer, &kiln_image::CommitMeta::default(), "push:1")?;
+    let image = store.commit(
+        Some(&base),
+        layer,
+        &kiln_image::CommitMeta::default(),
+        "push:1",
+    )?;
     let layout = work.join("push-layout");
     store.export_oci_layout(&image, &layout, "push")?;
     println!();
@@ -334,7 +334,10 @@ fn push_alone(options: &Options, work: &Path, registry: &Registry) -> Result<()>
             let status = Command::new("skopeo")
                 .args(["copy", "--quiet", "--dest-tls-verify=false"])
                 .arg(format!("oci:{}:push", layout.display()))
-                .arg(format!("docker://{}/skopeo-push-{round}:1", registry.address))
+                .arg(format!(
+                    "docker://{}/skopeo-push-{round}:1",
+                    registry.address
+                ))
                 .status()?;
             if !status.success() {
                 bail!("skopeo copy failed: {status}");
@@ -348,7 +351,10 @@ fn push_alone(options: &Options, work: &Path, registry: &Registry) -> Result<()>
             let s = skopeo_push()?;
             (kiln_push()?, s)
         };
-        println!("  round {round}: Kiln {k:.2} s, skopeo copy {s:.2} s (x{:.2})", k / s);
+        println!(
+            "  round {round}: Kiln {k:.2} s, skopeo copy {s:.2} s (x{:.2})",
+            k / s
+        );
         kiln_times.push(k);
         skopeo_times.push(s);
     }

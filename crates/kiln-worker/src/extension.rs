@@ -171,25 +171,11 @@ impl WorkerExtension {
                 _ => format!("{}:latest", image.arn.name),
             };
             let out = tmp.join(format!("{unique}.tar"));
-            return match self
+            let written = self
                 .shared
                 .store
-                .export_docker_archive(&stored, &out, &reference)
-            {
-                Ok(()) => ExtensionResponse {
-                    status: 200,
-                    content_type: "application/x-tar",
-                    headers: Vec::new(),
-                    body: ExtensionBody::File {
-                        path: out,
-                        remove_after: true,
-                    },
-                },
-                Err(e) => {
-                    let _ = std::fs::remove_file(&out);
-                    internal(&format!("exporting {}: {e}", image.arn))
-                }
-            };
+                .export_docker_archive(&stored, &out, &reference);
+            return file_answer(written, out, "application/x-tar", &image.arn);
         }
         let disk = match DiskFormat::parse(format) {
             Ok(d) => d,
@@ -200,21 +186,8 @@ impl WorkerExtension {
             }
         };
         let out = tmp.join(format!("{unique}.{}", disk.name()));
-        match self.shared.store.export_disk(&stored, disk, &out) {
-            Ok(()) => ExtensionResponse {
-                status: 200,
-                content_type: "application/octet-stream",
-                headers: Vec::new(),
-                body: ExtensionBody::File {
-                    path: out,
-                    remove_after: true,
-                },
-            },
-            Err(e) => {
-                let _ = std::fs::remove_file(&out);
-                internal(&format!("exporting {}: {e}", image.arn))
-            }
-        }
+        let written = self.shared.store.export_disk(&stored, disk, &out);
+        file_answer(written, out, "application/octet-stream", &image.arn)
     }
 
     fn instance(&self, ctx: &Caller<'_>, id: &str) -> ExtensionResponse {
@@ -282,6 +255,30 @@ impl Extension for WorkerExtension {
                     "no endpoint /kiln/v1/{path}; there are logs, export, instances/<id> and schedule"
                 )),
             },
+        }
+    }
+}
+
+/// An export written to `out` (removed once sent), or the error that stopped it (`out` removed).
+fn file_answer(
+    written: Result<(), kiln_image::Error>,
+    out: std::path::PathBuf,
+    content_type: &'static str,
+    arn: &impl std::fmt::Display,
+) -> ExtensionResponse {
+    match written {
+        Ok(()) => ExtensionResponse {
+            status: 200,
+            content_type,
+            headers: Vec::new(),
+            body: ExtensionBody::File {
+                path: out,
+                remove_after: true,
+            },
+        },
+        Err(e) => {
+            let _ = std::fs::remove_file(&out);
+            internal(&format!("exporting {arn}: {e}"))
         }
     }
 }
