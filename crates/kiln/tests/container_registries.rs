@@ -4,7 +4,9 @@
 //! the build's Region, `outputResources.containers` names what was pushed (by tag and by
 //! digest) and every URI pulls back with the image's own digest; a Region without a registry
 //! is refused up front by CreateImage, or fails the build in the distribute stage, naming the
-//! Region and the flag; bad flag values stop Kiln before it starts.
+//! Region and the flag; a TLS registry with a password is reached with `--ecr-registry-ca` and
+//! `--ecr-auth-file`, and wrong credentials fail the build naming it; bad flag values stop Kiln
+//! before it starts.
 //!
 //! Real builds and one `docker-registry` on 127.0.0.1: runs as root with `docker-registry` and
 //! `skopeo` installed, and skips with a message otherwise.
@@ -16,7 +18,7 @@ use aws_sdk_imagebuilder::types::{
     ContainerType, Distribution, ImageTestsConfiguration, Platform, TargetContainerRepository,
 };
 use aws_sdk_imagebuilder::Client;
-use common::registry::{missing_prerequisite, Registry, RegistryOptions};
+use common::registry::{missing_prerequisite, Registry, RegistryOptions, TlsAuth};
 use common::{error_code, error_message, Server, BUSYBOX};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -581,6 +583,77 @@ async fn without_registries_container_images_stay_local_and_the_log_says_so() {
         log.contains("no registry for container images is configured (kiln --ecr-registry)"),
         "{log}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tls_registry_with_credentials_gets_the_image_and_wrong_ones_fail_the_build() {
+    if let Some(why) = missing_prerequisite() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let secrets = TlsAuth::make();
+    let registry = Registry::start(&RegistryOptions {
+        tls: Some((secrets.path("cert.pem"), secrets.path("key.pem"))),
+        htpasswd: Some(secrets.path("htpasswd")),
+        ..RegistryOptions::default()
+    });
+    let host = registry.host_port();
+    let url = format!("https://{host}/tls");
+    let ca = secrets.path("cert.pem");
+    let ca = ca.to_str().expect("UTF-8");
+    let good = secrets.auth_file("auth.json", &host, "kiln-secret");
+    let wrong = secrets.auth_file("wrong.json", &host, "not-it");
+    for (auth, ok) in [(&good, true), (&wrong, false)] {
+        let auth = auth.to_str().expect("UTF-8");
+        let server = Server::start_with_args(
+            "",
+            &[
+                "--ecr-registry",
+                &url,
+                "--ecr-registry-ca",
+                ca,
+                "--ecr-auth-file",
+                auth,
+            ],
+        );
+        let client = server.client();
+        let infra = infrastructure(&client).await;
+        let recipe = container_recipe(&client, "over-tls", "app").await;
+        let arn = client
+            .create_image()
+            .container_recipe_arn(&recipe)
+            .infrastructure_configuration_arn(&infra)
+            .image_tests_configuration(no_tests())
+            .send()
+            .await
+            .expect("CreateImage")
+            .image_build_version_arn
+            .expect("an image ARN");
+        let image = wait_final(&client, &arn).await;
+        let (status, reason) = status_and_reason(&image);
+        if ok {
+            assert_eq!(status, "AVAILABLE", "{reason}");
+            let digest = local_digest(&server, &arn);
+            assert_eq!(
+                containers(&image),
+                vec![(
+                    "us-east-1".to_string(),
+                    vec![
+                        format!("{host}/tls/app:1.0.0-1"),
+                        format!("{host}/tls/app@{digest}"),
+                    ]
+                )]
+            );
+        } else {
+            assert_eq!(status, "FAILED");
+            assert!(
+                reason.starts_with(&format!(
+                    "distribute stage failed: pushing the container image to {host}/tls/app (the Region us-east-1's registry)"
+                )) && reason.to_lowercase().contains("unauthorized"),
+                "{reason}"
+            );
+        }
+    }
 }
 
 #[test]

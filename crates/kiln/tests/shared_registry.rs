@@ -10,10 +10,12 @@
 mod common;
 
 use aws_sdk_imagebuilder::Client;
-use common::registry::{free_port, missing_prerequisite, Registry, RegistryOptions};
+use common::registry::{
+    base64, free_port, missing_prerequisite, Registry, RegistryOptions, TlsAuth,
+};
 use common::{bash_recipe as recipe, create_image, Server, BUSYBOX};
 use kiln_store::testing::TestDatabase;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -290,94 +292,6 @@ async fn a_registry_that_refuses_the_push_fails_the_build_naming_it() {
             && reason.contains(&nowhere),
         "{reason}"
     );
-}
-
-/// Runs a setup command of the test; panics with its error output if it fails.
-fn run(cmd: &mut Command) -> Vec<u8> {
-    let out = cmd.output().expect("running a setup command");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-/// A self-signed certificate for 127.0.0.1 (an IP SAN), an htpasswd file with a bcrypt entry
-/// (perl's crypt, libxcrypt's `$2b$`) and the containers auth.json that signs in with it; and
-/// one that signs in with the wrong password.
-struct TlsAuth {
-    dir: tempfile::TempDir,
-}
-
-impl TlsAuth {
-    fn make() -> TlsAuth {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let p = |name: &str| dir.path().join(name);
-        run(Command::new("openssl")
-            .args([
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-            ])
-            .args([
-                "-subj",
-                "/CN=127.0.0.1",
-                "-addext",
-                "subjectAltName=IP:127.0.0.1",
-            ])
-            .arg("-keyout")
-            .arg(p("key.pem"))
-            .arg("-out")
-            .arg(p("cert.pem")));
-        let hash = run(Command::new("perl").args([
-            "-e",
-            r#"print crypt($ARGV[0], '$2b$05$' . $ARGV[1])"#,
-            "kiln-secret",
-            "kilnregistrytestsalt00",
-        ]));
-        let hash = String::from_utf8(hash).expect("a bcrypt hash");
-        assert!(
-            hash.starts_with("$2b$05$"),
-            "perl's crypt made no bcrypt hash: {hash}"
-        );
-        std::fs::write(p("htpasswd"), format!("kiln:{hash}\n")).expect("writing htpasswd");
-        TlsAuth { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// A containers auth.json for `host_port` with `password`.
-    fn auth_file(&self, name: &str, host_port: &str, password: &str) -> PathBuf {
-        let auth = base64(format!("kiln:{password}").as_bytes());
-        let path = self.path(name);
-        std::fs::write(
-            &path,
-            serde_json::json!({"auths": {host_port: {"auth": auth}}}).to_string(),
-        )
-        .expect("writing an auth file");
-        path
-    }
-}
-
-/// Standard base64 with padding (the auth.json `auth` field).
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
