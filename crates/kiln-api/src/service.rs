@@ -90,6 +90,15 @@ impl Service {
         self
     }
 
+    /// The same service with the Regions that have a registry for container images.
+    pub fn with_container_registries(
+        mut self,
+        registries: kiln_core::containers::ContainerRegistries,
+    ) -> Service {
+        self.core_mut().container_registries = registries;
+        self
+    }
+
     /// The same service with other quotas.
     pub fn with_quotas(mut self, quotas: Quotas) -> Service {
         self.quotas = quotas;

@@ -13,7 +13,8 @@ use kiln_domain::arn::{Arn, ResourceKind};
 use kiln_domain::resources::component::Component;
 use kiln_domain::resources::distribution::DistributionConfiguration;
 use kiln_domain::resources::image::{
-    BuildComponent, BuildSnapshot, BuildType, Image, ImageStatus, RecipeSnapshot, StatusChange,
+    BuildComponent, BuildSnapshot, BuildType, ContainerDestination, Image, ImageStatus,
+    RecipeSnapshot, StatusChange,
 };
 use kiln_domain::resources::infrastructure::InfrastructureConfiguration;
 use kiln_domain::resources::pipeline::{ImagePipeline, RecipeKind};
@@ -128,6 +129,9 @@ pub fn resolve_recipe(
 pub struct NewImage {
     pub arn: Arn,
     pub version: SemVer,
+    /// Where its container image will be pushed (none for an AMI), for
+    /// [`crate::containers::ContainerRegistries::check`].
+    pub container_destinations: Vec<ContainerDestination>,
 }
 
 /// Creates the image record of `order` (PENDING), queues its build, and answers its ARN.
@@ -201,11 +205,13 @@ pub fn create_image(
         packages: Vec::new(),
         kept_instance: None,
         resolved_parent,
+        containers: Vec::new(),
     };
     tx.put(&image)?;
     store_tags(tx, &arn_text, order.tags.as_ref())?;
     tx.enqueue_build(&arn_text, caller.now_millis)?;
     Ok(NewImage {
+        container_destinations: image.container_destinations(),
         arn: image.arn,
         version,
     })
@@ -248,7 +254,7 @@ pub fn start_pipeline_build(
     pipeline: &mut ImagePipeline,
     build_type: BuildType,
     tags: Option<BTreeMap<String, String>>,
-) -> CoreResult<String> {
+) -> CoreResult<NewImage> {
     let d = &pipeline.definition;
     let image = create_image(
         tx,
@@ -268,7 +274,7 @@ pub fn start_pipeline_build(
     )?;
     pipeline.date_last_run = Some(caller.now_millis);
     pipeline.last_run_status = Some(ImageStatus::Pending.as_str().to_string());
-    Ok(image.arn.to_string())
+    Ok(image)
 }
 
 /// Keeps a pipeline's `lastRunStatus` in step with the image of its latest run, and counts

@@ -6,7 +6,8 @@
 //! transaction: creating images and queueing their builds and starting pipeline runs
 //! ([`images`]), firing schedules ([`scheduled`]), keeping a pipeline's last-run fields
 //! ([`images::sync_pipeline_status`]), ending the builds of lost workers ([`leases`]),
-//! resolving parents ([`parents`]). They fail with a
+//! resolving parents ([`parents`]), checking that container images have a registry to go to
+//! ([`containers`]). They fail with a
 //! [`CoreError`]; only the HTTP crate turns it into an AWS error shape.
 //!
 //! Kiln's own endpoints (`/kiln/v1/...`) are answered by [`extension::Extension`]s that the
@@ -14,6 +15,7 @@
 
 pub mod caller;
 pub mod clock;
+pub mod containers;
 pub mod error;
 pub mod extension;
 pub mod images;

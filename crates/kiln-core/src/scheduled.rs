@@ -151,11 +151,11 @@ pub fn fire(
         Decision::Build { reason } => {
             let tags = pipeline.definition.image_tags.clone();
             match start_pipeline_build(tx, caller, &mut pipeline, BuildType::Scheduled, tags) {
-                Ok(image_arn) => ScheduleEvent {
+                Ok(image) => ScheduleEvent {
                     at: now,
                     due,
                     outcome: ScheduleOutcome::Started,
-                    image_arn: Some(image_arn),
+                    image_arn: Some(image.arn.to_string()),
                     reason,
                 },
                 Err(e) => ScheduleEvent {

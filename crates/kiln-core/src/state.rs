@@ -3,6 +3,7 @@
 //! scheduler each hold the same [`Core`].
 
 use crate::clock::{Clock, SystemClock};
+use crate::containers::ContainerRegistries;
 use crate::parents::ParentRules;
 use crate::work::WorkSignal;
 use kiln_store::{Database, Store, StoreError};
@@ -17,6 +18,8 @@ pub struct Core {
     pub clock: Arc<dyn Clock>,
     /// What callers may name as parent images besides their own images.
     pub parents: ParentRules,
+    /// The Regions with a registry for container images (`--ecr-registry`).
+    pub container_registries: ContainerRegistries,
 }
 
 impl Core {
@@ -50,6 +53,7 @@ impl Core {
             work: Default::default(),
             clock: Arc::new(SystemClock),
             parents,
+            container_registries: ContainerRegistries::None,
         })
     }
 
@@ -62,6 +66,12 @@ impl Core {
     /// The same core with the operator's import directories and registries.
     pub fn with_parent_rules(mut self, rules: ParentRules) -> Core {
         self.parents = rules;
+        self
+    }
+
+    /// The same core with the Regions that have a registry for container images.
+    pub fn with_container_registries(mut self, registries: ContainerRegistries) -> Core {
+        self.container_registries = registries;
         self
     }
 }

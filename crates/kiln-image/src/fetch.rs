@@ -340,6 +340,61 @@ impl ImageStore {
         Ok(digest)
     }
 
+    /// Pushes `image` straight from the store's own OCI layout (`oci:<store>:<tag>`) to
+    /// `registry/repository`, once per tag in `tags`, with `skopeo copy`. The first copy sends
+    /// the blobs the registry lacks (none it already has, from an earlier build or another
+    /// repository it mounts them from); the others find every blob there and send only the
+    /// manifest. The registry must store the image's own manifest digest for every tag: the
+    /// first that differs stops the pushes with [`Error::DigestMismatch`].
+    pub fn push_registry_tags(
+        &self,
+        image: &ImageRef,
+        registry: &str,
+        repository: &str,
+        tags: &[String],
+        access: &RegistryAccess<'_>,
+    ) -> Result<()> {
+        check_registry(registry)?;
+        check_repository(repository)?;
+        check_tag(&image.tag)?;
+        if tags.is_empty() {
+            return Err(Error::Invalid(format!(
+                "no tag to push {registry}/{repository} with"
+            )));
+        }
+        for tag in tags {
+            let suffix = reference_suffix(tag)?;
+            if !suffix.starts_with(':') {
+                return Err(Error::Invalid(format!(
+                    "bad tag `{tag}`: a tag, not a digest"
+                )));
+            }
+            let digest_file = Cleanup(self.temp_path("push-digest"));
+            let mut cmd = Command::new("skopeo");
+            // In the store, so that the `oci:` reference holds no `:` of the store's own path.
+            cmd.current_dir(self.root()).args(["copy", "--quiet"]);
+            let _certs = self.access_args(&mut cmd, access, "--dest-")?;
+            cmd.arg("--digestfile")
+                .arg(&digest_file.0)
+                .arg(format!("oci:.:{}", image.tag))
+                .arg(format!("docker://{registry}/{repository}{suffix}"));
+            run(&mut cmd, "skopeo")?;
+            let text =
+                fs::read_to_string(&digest_file.0).map_err(io_err("reading", &digest_file.0))?;
+            let digest = text.trim();
+            if digest != image.digest {
+                return Err(Error::DigestMismatch {
+                    what: format!(
+                        "the manifest the registry stored as {registry}/{repository}{suffix}"
+                    ),
+                    expected: image.digest.clone(),
+                    actual: digest.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Deletes `reference` (`registry/repository:tag`) from its registry with `skopeo delete`
     /// (the registry must allow deletes: docker-registry's `storage: delete: enabled: true`).
     pub fn delete_registry(&self, reference: &str, access: &RegistryAccess<'_>) -> Result<()> {

@@ -67,7 +67,7 @@ pub use export::DiskFormat;
 pub use fetch::{DEBIAN_EPOCH, DEFAULT_DEBIAN_MIRROR};
 /// The OCI types this crate's API uses (`Descriptor`, `ImageManifest`, ...).
 pub use oci_spec;
-pub use registry::{RegistryAccess, RegistryTls, SharedRegistry};
+pub use registry::{RegistryAccess, RegistryFlags, RegistryTls, SharedRegistry};
 pub use store::{CommitMeta, GcReport, ImageStore};
 
 use oci_spec::image::Descriptor;

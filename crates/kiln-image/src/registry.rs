@@ -42,11 +42,44 @@ pub struct RegistryAccess<'a> {
     pub auth: Option<&'a Path>,
 }
 
+/// The command-line flags a registry, its CA bundle and its auth file come from, for messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegistryFlags {
+    pub registry: &'static str,
+    pub ca: &'static str,
+    pub auth: &'static str,
+}
+
+impl RegistryFlags {
+    /// The shared registry of the machines of one database.
+    pub const SHARED: RegistryFlags = RegistryFlags {
+        registry: "--registry",
+        ca: "--registry-ca",
+        auth: "--registry-auth-file",
+    };
+    /// The registries container images are distributed to.
+    pub const ECR: RegistryFlags = RegistryFlags {
+        registry: "--ecr-registry",
+        ca: "--ecr-registry-ca",
+        auth: "--ecr-auth-file",
+    };
+}
+
 impl SharedRegistry {
     /// Parses `[https://|http://]HOST[:PORT][/PREFIX]` with the CA bundle and auth file that go
     /// with it. Without a scheme a loopback host is plain HTTP and any other TLS.
     pub fn parse(value: &str, ca: Option<&Path>, auth: Option<&Path>) -> Result<SharedRegistry> {
-        let bad = |why: String| Error::Invalid(format!("--registry `{value}`: {why}"));
+        SharedRegistry::parse_flags(value, ca, auth, RegistryFlags::SHARED)
+    }
+
+    /// [`SharedRegistry::parse`], with errors that name `flags`.
+    pub fn parse_flags(
+        value: &str,
+        ca: Option<&Path>,
+        auth: Option<&Path>,
+        flags: RegistryFlags,
+    ) -> Result<SharedRegistry> {
+        let bad = |why: String| Error::Invalid(format!("{} `{value}`: {why}", flags.registry));
         let (scheme, rest) = match value.split_once("://") {
             Some((s @ ("http" | "https"), rest)) => (Some(s), rest),
             Some((s, _)) => {
@@ -89,23 +122,24 @@ impl SharedRegistry {
         if let Some(ca) = ca {
             if tls == RegistryTls::PlainHttp {
                 return Err(bad(format!(
-                    "--registry-ca {} is for a TLS registry; a loopback registry without a scheme is plain HTTP: write https://{rest}",
+                    "{} {} is for a TLS registry; a loopback registry without a scheme is plain HTTP: write https://{rest}",
+                    flags.ca,
                     ca.display()
                 )));
             }
             let text = std::fs::read_to_string(ca)
-                .map_err(|e| Error::Invalid(format!("--registry-ca {}: {e}", ca.display())))?;
+                .map_err(|e| Error::Invalid(format!("{} {}: {e}", flags.ca, ca.display())))?;
             if !text.contains("-----BEGIN CERTIFICATE-----") {
                 return Err(Error::Invalid(format!(
-                    "--registry-ca {}: no PEM certificate in it",
+                    "{} {}: no PEM certificate in it",
+                    flags.ca,
                     ca.display()
                 )));
             }
         }
         if let Some(auth) = auth {
-            std::fs::metadata(auth).map_err(|e| {
-                Error::Invalid(format!("--registry-auth-file {}: {e}", auth.display()))
-            })?;
+            std::fs::metadata(auth)
+                .map_err(|e| Error::Invalid(format!("{} {}: {e}", flags.auth, auth.display())))?;
         }
         Ok(SharedRegistry {
             host_port: host_port.to_string(),
@@ -139,6 +173,15 @@ impl SharedRegistry {
     /// `host:port/[prefix/]repository:tag`.
     pub fn reference(&self, repository: &str, tag: &str) -> String {
         format!("{}/{}:{tag}", self.host_port, self.repository(repository))
+    }
+
+    /// `host:port/[prefix/]repository@digest`.
+    pub fn digest_reference(&self, repository: &str, digest: &str) -> String {
+        format!(
+            "{}/{}@{digest}",
+            self.host_port,
+            self.repository(repository)
+        )
     }
 }
 
@@ -219,5 +262,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("--registry-auth-file"), "{err}");
+        let err =
+            SharedRegistry::parse_flags("http://10.0.0.1:5000", None, None, RegistryFlags::ECR)
+                .unwrap_err()
+                .to_string();
+        assert!(err.starts_with("--ecr-registry `"), "{err}");
+        let err =
+            SharedRegistry::parse_flags("127.0.0.1:5000", None, Some(&missing), RegistryFlags::ECR)
+                .unwrap_err()
+                .to_string();
+        assert!(err.starts_with("--ecr-auth-file "), "{err}");
     }
 }

@@ -16,6 +16,8 @@
 //! - [`extension`] answers Kiln's own endpoints (`/kiln/v1/logs`, `/export`, `/instances`);
 //! - [`registry`] pushes every image built to the shared registry (`--registry`) and pulls
 //!   the images Kiln built elsewhere that a build or an export needs;
+//! - [`containers`] pushes container images where their distribution configuration or
+//!   recipe sends them, to the registries of `--ecr-registry`;
 //! - [`recover`] runs once at start: builds a previous process left running end FAILED
 //!   "interrupted", their instances are reaped, and half-written store entries collected;
 //! - [`lease`] keeps, on a shared database, the leases of this process's claims and ends the
@@ -30,6 +32,7 @@
 //! Data directory layout: `kiln.db` (the store, shared with the API), `images/` (the OCI image
 //! store), `instances/<build id>-build|test/`, `logs/<build id>/`, `tmp/` (exports in flight).
 
+pub mod containers;
 pub mod extension;
 pub mod lease;
 pub mod logs;
@@ -88,6 +91,9 @@ pub struct WorkerConfig {
     /// The registry every built image is pushed to and missing images are pulled from
     /// (`--registry`), when the store is shared between machines.
     pub registry: Option<kiln_image::SharedRegistry>,
+    /// The registries container images are pushed to, by Region (`--ecr-registry`); none:
+    /// container images stay in the local image store.
+    pub ecr_registries: containers::EcrRegistries,
 }
 
 impl WorkerConfig {
@@ -99,6 +105,7 @@ impl WorkerConfig {
             debian_mirror: kiln_image::DEFAULT_DEBIAN_MIRROR.to_string(),
             instance_host_access: false,
             registry: None,
+            ecr_registries: containers::EcrRegistries::default(),
         }
     }
 

@@ -425,18 +425,25 @@ fn distribute(
                 .collect()
         })
         .unwrap_or_default();
-    // Other machines build on and export this image only once it is in the shared registry,
-    // so it is AVAILABLE only then.
-    if let Err(e) = crate::registry::push(shared, image, &built.image) {
-        let reason = format!("distribute stage failed: {e}");
-        log.event(&format!("FAILED: {reason}"));
-        discard(shared, image);
-        transition(shared, &arn, ImageStatus::Failed, Some(reason), |_| {});
-        return;
-    }
+    // A container image goes to its registries (`--ecr-registry`); other machines build on and
+    // export an image only once it is in the shared registry. It is AVAILABLE only then.
+    let pushed = crate::containers::push(shared, image, &built.image, log).and_then(|containers| {
+        crate::registry::push(shared, image, &built.image).map(|_| containers)
+    });
+    let containers = match pushed {
+        Ok(containers) => containers,
+        Err(e) => {
+            let reason = format!("distribute stage failed: {e}");
+            log.event(&format!("FAILED: {reason}"));
+            discard(shared, image);
+            transition(shared, &arn, ImageStatus::Failed, Some(reason), |_| {});
+            return;
+        }
+    };
     let digest = built.image.digest.clone();
     let moved = transition(shared, &arn, ImageStatus::Available, None, |i| {
         i.output_resources = vec![output.clone()];
+        i.containers = containers;
         i.os_version = os_version;
         i.packages = packages;
         i.image_digest = Some(digest);
@@ -444,7 +451,8 @@ fn distribute(
     if moved {
         log.event(&format!("AVAILABLE: {output} ({})", built.image.digest));
     } else {
-        // Cancelled while it was pushed: no machine will ask the registry for it.
+        // Cancelled while it was pushed: no machine will ask the registry for it. Container
+        // images pushed to --ecr-registry stay, as AWS keeps what a cancelled build made.
         discard(shared, image);
         crate::registry::remove(shared, image);
         log.event("CANCELLED: the build was stopped");

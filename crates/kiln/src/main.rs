@@ -301,6 +301,7 @@ fn serve(args: ServeArgs) -> Result<()> {
     let service = Arc::new(
         service
             .with_parent_rules(args.worker.parent_rules()?)
+            .with_container_registries(worker_config.ecr_registries.coverage())
             .with_quotas(quotas)
             .with_documents(document_source(&args)?),
     );

@@ -80,6 +80,24 @@ pub struct WorkerOptions {
         requires = "registry"
     )]
     pub registry_auth_file: Option<PathBuf>,
+    /// A registry container images are pushed to (repeatable), standing in for ECR:
+    /// `REGION=[https://]HOST[:PORT][/PREFIX]` for one Region, or without `REGION=` for every
+    /// Region. A container image goes to `[PREFIX/]<repositoryName>` there, as its distribution
+    /// configuration or container recipe says. None: container images stay in the local store.
+    #[arg(
+        long = "ecr-registry",
+        value_name = "[REGION=]HOST:PORT[/PREFIX]",
+        env = "KILN_ECR_REGISTRY",
+        value_delimiter = ','
+    )]
+    pub ecr_registries: Vec<String>,
+    /// A PEM CA bundle the --ecr-registry certificates are verified with (besides the system's).
+    #[arg(long, value_name = "FILE", env = "KILN_ECR_REGISTRY_CA")]
+    pub ecr_registry_ca: Option<PathBuf>,
+    /// The --ecr-registry credentials, a docker config.json or containers auth.json (as
+    /// `skopeo login --authfile` writes it).
+    #[arg(long, value_name = "FILE", env = "KILN_ECR_AUTH_FILE")]
+    pub ecr_auth_file: Option<PathBuf>,
     /// For tests: read Kiln's time (requests, builds, schedules, leases) from this file, an
     /// RFC 3339 instant that the test rewrites to move time, instead of the system clock.
     #[arg(long, env = "KILN_CLOCK_FILE")]
@@ -139,9 +157,20 @@ impl WorkerOptions {
             .map_err(anyhow::Error::from)
     }
 
+    /// `--ecr-registry` with its CA and credentials, parsed before anything starts.
+    pub fn ecr_registries(&self) -> Result<kiln_worker::containers::EcrRegistries> {
+        kiln_worker::containers::EcrRegistries::parse(
+            &self.ecr_registries,
+            self.ecr_registry_ca.as_deref(),
+            self.ecr_auth_file.as_deref(),
+        )
+        .map_err(anyhow::Error::msg)
+    }
+
     pub fn worker_config(&self) -> Result<kiln_worker::WorkerConfig> {
         let mut config = kiln_worker::WorkerConfig::new(&self.data_dir);
         config.registry = self.registry()?;
+        config.ecr_registries = self.ecr_registries()?;
         if let Some(n) = self.build_concurrency {
             config.concurrency = n;
         }

@@ -10,125 +10,14 @@
 mod common;
 
 use aws_sdk_imagebuilder::Client;
+use common::registry::{
+    base64, free_port, missing_prerequisite, Registry, RegistryOptions, TlsAuth,
+};
 use common::{bash_recipe as recipe, create_image, Server, BUSYBOX};
 use kiln_store::testing::TestDatabase;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-/// Why this machine cannot run these tests, if it cannot.
-fn missing_prerequisite() -> Option<String> {
-    let uid = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|l| l.split_whitespace().next().map(str::to_string))
-        });
-    if uid.as_deref() != Some("0") {
-        return Some("builds need root".into());
-    }
-    for program in ["docker-registry", "skopeo"] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {program}")])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !found {
-            return Some(format!("{program} is not installed"));
-        }
-    }
-    None
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// TLS (certificate, key) and htpasswd file of a registry, when it is to have them.
-#[derive(Default)]
-struct RegistryOptions {
-    tls: Option<(PathBuf, PathBuf)>,
-    htpasswd: Option<PathBuf>,
-}
-
-/// A `docker-registry` on 127.0.0.1 (deletes enabled), killed when dropped.
-struct Registry {
-    child: Child,
-    _dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl Registry {
-    fn start(options: &RegistryOptions) -> Registry {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let port = free_port();
-        let mut config = format!(
-            "version: 0.1\nlog: {{level: error}}\nstorage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\n",
-            dir.path().join("storage").display()
-        );
-        match &options.tls {
-            Some((cert, key)) => config.push_str(&format!(
-                "http: {{addr: 127.0.0.1:{port}, tls: {{certificate: {}, key: {}}}}}\n",
-                cert.display(),
-                key.display()
-            )),
-            None => config.push_str(&format!("http: {{addr: 127.0.0.1:{port}}}\n")),
-        }
-        if let Some(htpasswd) = &options.htpasswd {
-            config.push_str(&format!(
-                "auth: {{htpasswd: {{realm: kiln-tests, path: {}}}}}\n",
-                htpasswd.display()
-            ));
-        }
-        let path = dir.path().join("config.yml");
-        std::fs::write(&path, config).expect("writing the registry's configuration");
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting docker-registry");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        while TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "docker-registry never listened");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Registry {
-            child,
-            _dir: dir,
-            port,
-        }
-    }
-
-    fn host_port(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// A GET on the plain-HTTP registry API.
-    fn get(&self, path: &str) -> common::RawResponse {
-        common::raw_request_unsigned(
-            SocketAddr::from(([127, 0, 0, 1], self.port)),
-            "GET",
-            path,
-            &[],
-            b"",
-        )
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// `kiln ARGS` against `server`, signed with the test key.
 fn kiln(args: &[&str], server: &Server) -> Output {
@@ -405,94 +294,6 @@ async fn a_registry_that_refuses_the_push_fails_the_build_naming_it() {
     );
 }
 
-/// Runs a setup command of the test; panics with its error output if it fails.
-fn run(cmd: &mut Command) -> Vec<u8> {
-    let out = cmd.output().expect("running a setup command");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-/// A self-signed certificate for 127.0.0.1 (an IP SAN), an htpasswd file with a bcrypt entry
-/// (perl's crypt, libxcrypt's `$2b$`) and the containers auth.json that signs in with it; and
-/// one that signs in with the wrong password.
-struct TlsAuth {
-    dir: tempfile::TempDir,
-}
-
-impl TlsAuth {
-    fn make() -> TlsAuth {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let p = |name: &str| dir.path().join(name);
-        run(Command::new("openssl")
-            .args([
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-            ])
-            .args([
-                "-subj",
-                "/CN=127.0.0.1",
-                "-addext",
-                "subjectAltName=IP:127.0.0.1",
-            ])
-            .arg("-keyout")
-            .arg(p("key.pem"))
-            .arg("-out")
-            .arg(p("cert.pem")));
-        let hash = run(Command::new("perl").args([
-            "-e",
-            r#"print crypt($ARGV[0], '$2b$05$' . $ARGV[1])"#,
-            "kiln-secret",
-            "kilnregistrytestsalt00",
-        ]));
-        let hash = String::from_utf8(hash).expect("a bcrypt hash");
-        assert!(
-            hash.starts_with("$2b$05$"),
-            "perl's crypt made no bcrypt hash: {hash}"
-        );
-        std::fs::write(p("htpasswd"), format!("kiln:{hash}\n")).expect("writing htpasswd");
-        TlsAuth { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// A containers auth.json for `host_port` with `password`.
-    fn auth_file(&self, name: &str, host_port: &str, password: &str) -> PathBuf {
-        let auth = base64(format!("kiln:{password}").as_bytes());
-        let path = self.path(name);
-        std::fs::write(
-            &path,
-            serde_json::json!({"auths": {host_port: {"auth": auth}}}).to_string(),
-        )
-        .expect("writing an auth file");
-        path
-    }
-}
-
-/// Standard base64 with padding (the auth.json `auth` field).
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_tls_registry_with_credentials_is_pushed_to_and_pulled_from() {
     if let Some(why) = missing_prerequisite() {
@@ -506,6 +307,7 @@ async fn a_tls_registry_with_credentials_is_pushed_to_and_pulled_from() {
     let registry = Registry::start(&RegistryOptions {
         tls: Some((secrets.path("cert.pem"), secrets.path("key.pem"))),
         htpasswd: Some(secrets.path("htpasswd")),
+        ..RegistryOptions::default()
     });
     let url = format!("https://{}", registry.host_port());
     let ca = secrets.path("cert.pem");

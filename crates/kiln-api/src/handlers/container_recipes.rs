@@ -170,9 +170,15 @@ pub fn create(
         &resolved.platforms,
     )
     .map_err(domain_error)?;
+    let target = input.target_repository.unwrap_or_default();
+    // Images are pushed there (`--ecr-registry`): a name no registry takes is refused now.
+    kiln_domain::resources::distribution::check_repository_name(
+        target.repository_name.as_deref().unwrap_or_default(),
+        "targetRepository.repositoryName",
+    )
+    .map_err(|e| ApiError::invalid_request(e.to_string()))?;
     check_dry_run(input.dry_run, "CreateContainerRecipe")?;
 
-    let target = input.target_repository.unwrap_or_default();
     let recipe = Recipe {
         arn: arn.clone(),
         name,

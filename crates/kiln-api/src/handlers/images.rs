@@ -37,7 +37,7 @@ use kiln_wire::{ApiError, ErrorKind, RequestContext};
 const KIND: ResourceKind = ResourceKind::Image;
 
 pub fn create(
-    _svc: &Service,
+    svc: &Service,
     ctx: &RequestContext,
     tx: &mut dyn Txn,
     input: CreateImageRequest,
@@ -65,6 +65,10 @@ pub fn create(
         },
     )
     .api()?;
+    // Refused here, the image and its queued build roll back with the transaction.
+    svc.container_registries
+        .check(&image.container_destinations)
+        .api()?;
     Ok(CreateImageResponse {
         request_id: None,
         client_token: input.client_token,
@@ -77,7 +81,7 @@ pub fn create(
 }
 
 pub fn start_pipeline_execution(
-    _svc: &Service,
+    svc: &Service,
     ctx: &RequestContext,
     tx: &mut dyn Txn,
     input: StartImagePipelineExecutionRequest,
@@ -92,7 +96,7 @@ pub fn start_pipeline_execution(
     )?;
     // "Builds that you start manually use the tags from the StartImagePipelineExecution
     // request instead" (of the pipeline's imageTags).
-    let arn = start_pipeline_build(
+    let image = start_pipeline_build(
         tx,
         caller(ctx),
         &mut pipeline,
@@ -100,11 +104,14 @@ pub fn start_pipeline_execution(
         input.tags,
     )
     .api()?;
+    svc.container_registries
+        .check(&image.container_destinations)
+        .api()?;
     tx.put(&pipeline).api()?;
     Ok(StartImagePipelineExecutionResponse {
         request_id: None,
         client_token: input.client_token,
-        image_build_version_arn: Some(arn),
+        image_build_version_arn: Some(image.arn.to_string()),
     })
 }
 
@@ -190,6 +197,21 @@ fn output_resources(image: &domain::Image) -> Option<OutputResources> {
             ),
             containers: None,
         },
+        // Pushed to registries: one entry per Region, as AWS answers.
+        DomainImageType::Docker if !image.containers.is_empty() => OutputResources {
+            amis: None,
+            containers: Some(
+                image
+                    .containers
+                    .iter()
+                    .map(|c| Container {
+                        region: Some(c.region.clone()),
+                        image_uris: Some(c.image_uris.clone()),
+                    })
+                    .collect(),
+            ),
+        },
+        // Kept in the local image store (no --ecr-registry): its `oci:` URI.
         DomainImageType::Docker => OutputResources {
             amis: None,
             containers: Some(vec![Container {

@@ -253,6 +253,12 @@ fn check_entry(d: &Distribution, at: &str, owner_account: &str) -> Result<(), Di
             &container.target_repository.repository_name,
             &format!("{at}.containerDistributionConfiguration.targetRepository.repositoryName"),
         )?;
+        for (j, tag) in container.container_tags.iter().flatten().enumerate() {
+            check_container_tag(
+                tag,
+                &format!("{at}.containerDistributionConfiguration.containerTags[{j}]"),
+            )?;
+        }
     }
     check_user_groups(d, at)?;
     check_fast_launch_templates(d, at)?;
@@ -314,8 +320,9 @@ fn check_region(region: &str, field: &str) -> Result<(), DistributionError> {
 }
 
 /// The API documents the repository name alone, optionally with a namespace path; a registry
-/// host, tag or digest would make the push go somewhere else, so they are refused.
-fn check_repository_name(name: &str, field: &str) -> Result<(), DistributionError> {
+/// host, tag or digest would make the push go somewhere else, so they are refused. Container
+/// recipes' `targetRepository.repositoryName` follows the same rule.
+pub fn check_repository_name(name: &str, field: &str) -> Result<(), DistributionError> {
     let refuse = |why: &str| Err(DistributionError::invalid(field, format!("'{name}' {why}")));
     let first_segment = name.split('/').next().unwrap_or_default();
     if name.contains(".dkr.ecr.") || first_segment.ends_with("amazonaws.com") {
@@ -330,6 +337,32 @@ fn check_repository_name(name: &str, field: &str) -> Result<(), DistributionErro
         return refuse("is not an ECR repository name: lowercase letters and digits, separated by '.', '_', '-' or '/', 2 to 256 characters");
     }
     Ok(())
+}
+
+/// A container image tag as registries take it (ECR and the OCI distribution spec):
+/// `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`. The model only bounds the length (1-1024), but a tag
+/// outside this rule could never be pushed, so it is refused when the configuration is written.
+pub fn is_container_tag(tag: &str) -> bool {
+    let mut bytes = tag.bytes();
+    let first_ok = bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_');
+    first_ok
+        && tag.len() <= 128
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+fn check_container_tag(tag: &str, field: &str) -> Result<(), DistributionError> {
+    if is_container_tag(tag) {
+        return Ok(());
+    }
+    Err(DistributionError::invalid(
+        field,
+        format!(
+            "'{tag}' is not a container image tag: letters, digits, '_', '.' and '-', \
+             starting with a letter, digit or '_', at most 128 characters"
+        ),
+    ))
 }
 
 /// ECR's rule: `(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*`, 2-256 long.
@@ -463,6 +496,27 @@ mod tests {
             container_entry("us-east-1", "team-a/my-repo"),
         ];
         assert_eq!(validate(&entries, OWNER), Ok(()));
+    }
+
+    #[test]
+    fn refuses_container_tags_no_registry_takes() {
+        for good in ["latest", "1.0.0-1", "_x", "A.b-c_d"] {
+            assert!(is_container_tag(good), "{good}");
+        }
+        let long = "a".repeat(129);
+        for bad in ["", "-x", ".x", "a b", "a:b", "a/b", long.as_str()] {
+            assert!(!is_container_tag(bad), "{bad}");
+        }
+        let mut entry = container_entry("us-east-1", "app");
+        if let Some(c) = entry.container_distribution_configuration.as_mut() {
+            c.container_tags = Some(vec!["latest".into(), "not ok".into()]);
+        }
+        let (conflict, field) = field_of(validate(&[entry], OWNER).unwrap_err());
+        assert!(!conflict);
+        assert_eq!(
+            field,
+            "distributions[0].containerDistributionConfiguration.containerTags[1]"
+        );
     }
 
     #[test]

@@ -214,6 +214,29 @@ pub struct Image {
     /// to when this image was created; `None` for other parent forms or when none matched yet.
     #[serde(default)]
     pub resolved_parent: Option<String>,
+    /// A container image pushed to registries (`--ecr-registry`): one entry per Region, the
+    /// `outputResources.containers` of the API. Empty for images kept in the local store only.
+    #[serde(default)]
+    pub containers: Vec<ContainerOutput>,
+}
+
+/// A container image in one Region's registry: its URIs by tag and by digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerOutput {
+    pub region: String,
+    pub image_uris: Vec<String>,
+}
+
+/// Where a container image goes when it is distributed: one repository in one Region, with
+/// the tags it gets there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerDestination {
+    pub region: String,
+    pub repository: String,
+    /// The default `<version>-<build>` tag first, then the entry's `containerTags` (each once).
+    pub tags: Vec<String>,
+    /// The request member it comes from, for messages.
+    pub source: String,
 }
 
 /// The inputs of a build, copied into the image when it is created.
@@ -321,6 +344,67 @@ impl Resource for Image {
 }
 
 impl Image {
+    /// The tag every pushed container image gets: `<semantic version>-<build number>`, as
+    /// AWS's image URIs show (`repo:1.0.0-1`).
+    pub fn default_container_tag(&self) -> String {
+        format!(
+            "{}-{}",
+            self.arn.version.as_deref().unwrap_or("0.0.0"),
+            self.arn.build.unwrap_or(0)
+        )
+    }
+
+    /// Where a container image goes, as AWS decides it (User Guide, "Create a container image
+    /// pipeline from the AWS CLI"): with a distribution configuration, every entry that has a
+    /// `containerDistributionConfiguration` names the repository and tags of its Region;
+    /// without one, the container recipe's `targetRepository` in the Region of the build. A
+    /// distribution configuration with no container entry (AMI entries only) says nothing
+    /// about containers, so the recipe's `targetRepository` applies then too. Empty for AMI
+    /// images.
+    pub fn container_destinations(&self) -> Vec<ContainerDestination> {
+        let Some(snapshot) = &self.snapshot else {
+            return Vec::new();
+        };
+        let RecipeSnapshot::Container(recipe) = &snapshot.recipe else {
+            return Vec::new();
+        };
+        let default_tag = self.default_container_tag();
+        let tags_with = |extra: &[String]| {
+            let mut tags = vec![default_tag.clone()];
+            for tag in extra {
+                if !tags.contains(tag) {
+                    tags.push(tag.clone());
+                }
+            }
+            tags
+        };
+        let entries: Vec<ContainerDestination> = snapshot
+            .distribution
+            .iter()
+            .flat_map(|d| d.distributions.iter().enumerate())
+            .filter_map(|(i, d)| {
+                let c = d.container_distribution_configuration.as_ref()?;
+                Some(ContainerDestination {
+                    region: d.region.clone(),
+                    repository: c.target_repository.repository_name.clone(),
+                    tags: tags_with(c.container_tags.as_deref().unwrap_or_default()),
+                    source: format!(
+                        "distributionConfigurationArn: distributions[{i}].containerDistributionConfiguration"
+                    ),
+                })
+            })
+            .collect();
+        if !entries.is_empty() {
+            return entries;
+        }
+        vec![ContainerDestination {
+            region: self.arn.region.clone(),
+            repository: recipe.target_repository.repository_name.clone(),
+            tags: tags_with(&[]),
+            source: "containerRecipeArn: the recipe's targetRepository".to_string(),
+        }]
+    }
+
     /// `ami-0` and the 16 hex digits of the build id: the id an AVAILABLE AMI-type image
     /// answers to (and a recipe's `parentImage` may name).
     pub fn ami_id(&self) -> String {
@@ -367,6 +451,7 @@ pub fn build_path(tests_enabled: bool) -> Vec<ImageStatus> {
 mod tests {
     use super::*;
     use crate::arn::ResourceKind;
+    use crate::resources::distribution::Distribution;
     use ImageStatus::*;
 
     #[test]
@@ -434,10 +519,8 @@ mod tests {
         assert!(!build_path(false).contains(&Testing));
     }
 
-    #[test]
-    fn advance_records_history_and_refuses_bad_moves() {
-        let arn = Arn::new("us-east-1", "123456789012", ResourceKind::Image, "img");
-        let mut image = Image {
+    fn test_image(arn: Arn) -> Image {
+        Image {
             arn,
             name: "img".into(),
             image_type: ImageType::Ami,
@@ -463,7 +546,14 @@ mod tests {
             packages: Vec::new(),
             kept_instance: None,
             resolved_parent: None,
-        };
+            containers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn advance_records_history_and_refuses_bad_moves() {
+        let arn = Arn::new("us-east-1", "123456789012", ResourceKind::Image, "img");
+        let mut image = test_image(arn);
         image.advance(Building, None, 1).unwrap();
         image
             .advance(Failed, Some("build/Install: exit status 1".into()), 2)
@@ -477,5 +567,173 @@ mod tests {
             image.reason.as_deref(),
             Some("build/Install: exit status 1")
         );
+    }
+
+    /// A container image 1.2.0/3 of a recipe whose targetRepository is `recipe-repo`, built in
+    /// us-east-1 with `distributions`, if any.
+    fn container_image(distributions: Option<Vec<Distribution>>) -> Image {
+        use crate::resources::recipe::TargetRepository as RecipeRepository;
+        use std::collections::BTreeMap;
+        let arn = Arn::new("us-east-1", "123456789012", ResourceKind::Image, "app")
+            .with_version("1.2.0")
+            .with_build(3);
+        let recipe_arn = Arn::new(
+            "us-east-1",
+            "123456789012",
+            ResourceKind::ContainerRecipe,
+            "app",
+        )
+        .with_version("1.2.0");
+        let mut image = test_image(arn);
+        image.image_type = ImageType::Docker;
+        image.snapshot = Some(BuildSnapshot {
+            recipe: RecipeSnapshot::Container(ContainerRecipe {
+                arn: recipe_arn,
+                name: "app".into(),
+                version: SemVer::parse("1.2.0").unwrap(),
+                description: None,
+                container_type: "DOCKER".into(),
+                platform: Platform::Linux,
+                parent_image: "busybox".into(),
+                components: Vec::new(),
+                dockerfile_template_data: String::new(),
+                instance_configuration: None,
+                image_os_version_override: None,
+                target_repository: RecipeRepository {
+                    service: "ECR".into(),
+                    repository_name: "recipe-repo".into(),
+                },
+                kms_key_id: None,
+                working_directory: None,
+                date_created: 0,
+            }),
+            infrastructure: InfrastructureConfiguration {
+                arn: Arn::new(
+                    "us-east-1",
+                    "123456789012",
+                    ResourceKind::InfrastructureConfiguration,
+                    "i",
+                ),
+                name: "i".into(),
+                description: None,
+                instance_types: Vec::new(),
+                instance_profile_name: "p".into(),
+                security_group_ids: Vec::new(),
+                subnet_id: None,
+                logging: None,
+                key_pair: None,
+                terminate_instance_on_failure: true,
+                terminate_instance_on_completion: None,
+                sns_topic_arn: None,
+                resource_tags: BTreeMap::new(),
+                instance_metadata_options: None,
+                placement: None,
+                parent_instance: None,
+                date_created: 0,
+                date_updated: None,
+            },
+            distribution: distributions.map(|distributions| DistributionConfiguration {
+                arn: Arn::new(
+                    "us-east-1",
+                    "123456789012",
+                    ResourceKind::DistributionConfiguration,
+                    "d",
+                ),
+                name: "d".into(),
+                description: None,
+                distributions,
+                date_created: 0,
+                date_updated: None,
+            }),
+            components: Vec::new(),
+            image_tests_timeout_minutes: 720,
+        });
+        image
+    }
+
+    fn container_entry(region: &str, repository: &str, tags: Option<&[&str]>) -> Distribution {
+        use crate::resources::distribution::{
+            ContainerDistribution, RepositoryService, TargetRepository,
+        };
+        Distribution {
+            region: region.into(),
+            container_distribution_configuration: Some(ContainerDistribution {
+                description: None,
+                container_tags: tags.map(|t| t.iter().map(|s| s.to_string()).collect()),
+                target_repository: TargetRepository {
+                    service: RepositoryService::Ecr,
+                    repository_name: repository.into(),
+                },
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_container_image_goes_where_its_distribution_or_its_recipe_says() {
+        use crate::resources::distribution::AmiDistribution;
+        let destinations = |d: Option<Vec<Distribution>>| -> Vec<(String, String, Vec<String>)> {
+            container_image(d)
+                .container_destinations()
+                .into_iter()
+                .map(|d| (d.region, d.repository, d.tags))
+                .collect()
+        };
+        let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // No distribution configuration: the recipe's repository, in the build's Region.
+        assert_eq!(
+            destinations(None),
+            vec![("us-east-1".into(), "recipe-repo".into(), s(&["1.2.0-3"]))]
+        );
+        // Every container entry, each with the default tag first and its own tags once.
+        let ami = Distribution {
+            region: "eu-west-1".into(),
+            ami_distribution_configuration: Some(AmiDistribution::default()),
+            ..Default::default()
+        };
+        assert_eq!(
+            destinations(Some(vec![
+                container_entry(
+                    "us-west-2",
+                    "team/west",
+                    Some(&["latest", "1.2.0-3", "west"])
+                ),
+                ami.clone(),
+                container_entry("us-east-1", "east", None),
+            ])),
+            vec![
+                (
+                    "us-west-2".into(),
+                    "team/west".into(),
+                    s(&["1.2.0-3", "latest", "west"])
+                ),
+                ("us-east-1".into(), "east".into(), s(&["1.2.0-3"])),
+            ]
+        );
+        // A distribution with AMI entries only says nothing of containers: the recipe's.
+        assert_eq!(
+            destinations(Some(vec![ami])),
+            vec![("us-east-1".into(), "recipe-repo".into(), s(&["1.2.0-3"]))]
+        );
+        // AMI images go to no repository.
+        let mut image = container_image(None);
+        if let Some(snapshot) = image.snapshot.as_mut() {
+            snapshot.recipe = RecipeSnapshot::Image(ImageRecipe {
+                arn: snapshot.recipe.arn().clone(),
+                name: "app".into(),
+                version: SemVer::parse("1.2.0").unwrap(),
+                description: None,
+                platform: Platform::Linux,
+                parent_image: "busybox".into(),
+                components: Vec::new(),
+                block_device_mappings: Vec::new(),
+                working_directory: None,
+                additional_instance_configuration: None,
+                ami_tags: Default::default(),
+                ami_watermarks: Vec::new(),
+                date_created: 0,
+            });
+        }
+        assert!(image.container_destinations().is_empty());
     }
 }

@@ -10,6 +10,7 @@
 //! Every test binary compiles this module but uses only part of it.
 #![allow(dead_code)]
 
+pub mod registry;
 pub mod worker;
 
 use aws_sdk_imagebuilder::config::retry::RetryConfig;
@@ -139,6 +140,9 @@ impl Server {
             .env_remove("KILN_RATE_BURST")
             .env_remove("KILN_QUOTAS")
             .env_remove("KILN_REGISTRY")
+            .env_remove("KILN_ECR_REGISTRY")
+            .env_remove("KILN_ECR_REGISTRY_CA")
+            .env_remove("KILN_ECR_AUTH_FILE")
             .env_remove("KILN_BUILD_CONCURRENCY")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
