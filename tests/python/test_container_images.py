@@ -13,6 +13,7 @@ import http.server
 import json
 import os
 import shutil
+import socket
 import subprocess
 import tarfile
 import threading
@@ -23,6 +24,7 @@ from typing import Any
 import pytest
 
 from kiln_testlib import (
+    DockerRegistry,
     KilnServer,
     assert_client_error,
     create_infra,
@@ -71,8 +73,9 @@ def kiln(endpoint: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 def image_files(uri: str, out: Path) -> dict[str, bytes]:
     """Every regular file of the image (upper layers win), read from its layers."""
+    insecure = ["--src-tls-verify=false"] if uri.startswith("docker://") else []
     subprocess.run(
-        ["skopeo", "copy", "--dest-decompress", uri, f"dir:{out}"],
+        ["skopeo", "copy", *insecure, "--dest-decompress", uri, f"dir:{out}"],
         capture_output=True, text=True, check=True,
     )
     manifest = json.loads((out / "manifest.json").read_text())
@@ -394,3 +397,69 @@ def test_kiln_builds_what_buildah_bud_builds_from_the_same_dockerfile(client, in
         assert sorted(mine) == sorted(other), (sorted(set(mine) ^ set(other)))
         for name in mine:
             assert mine[name] == other[name], (name, mine[name], other[name])
+
+
+def test_a_pushed_image_pulls_back_and_is_the_parent_of_the_next(tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    registry = DockerRegistry(tmp_path / "registry", port).start()
+    address = registry.address
+    srv = KilnServer(
+        tmp_path / "data",
+        extra_args=["--ecr-registry", address, "--allow-registry", address],
+    ).start()
+    try:
+        client = make_client(srv.endpoint)
+        infra = create_infra(client, instanceTypes=["t3.micro"])
+        first = client.create_image(
+            containerRecipeArn=container_recipe(client, TEMPLATE),
+            infrastructureConfigurationArn=infra,
+        )["imageBuildVersionArn"]
+        image = wait_final(client, first, timeout=300)
+        assert image["state"]["status"] == "AVAILABLE", image["state"]
+        uris = image["outputResources"]["containers"][0]["imageUris"]
+        tagged = next(u for u in uris if ":1.0.0-1" in u)
+        assert tagged == f"{address}/kiln/demo:1.0.0-1", uris
+
+        # Pulled back with skopeo: the configuration the Dockerfile set.
+        pulled = tmp_path / "pulled"
+        subprocess.run(
+            ["skopeo", "copy", "--quiet", "--src-tls-verify=false", f"docker://{tagged}", f"oci:{pulled}:x"],
+            capture_output=True, text=True, check=True,
+        )
+        inspect = subprocess.run(
+            ["skopeo", "inspect", "--config", f"oci:{pulled}:x"],
+            capture_output=True, text=True, check=True,
+        )
+        config = json.loads(inspect.stdout)["config"]
+        assert config["User"] == "web" and config["WorkingDir"] == "/srv/app", config
+        assert config["Entrypoint"] == ["/bin/sh", "-c"] and config["Cmd"] == ["cat app.txt"]
+
+        # A second container recipe builds on the pushed image by its registry URI.
+        second_template = (
+            "FROM {{{ imagebuilder:parentImage }}}\n"
+            "USER root\n"
+            "RUN test \"$(cat /srv/app/app.txt)\" = compiled && echo second > /srv/app/second.txt\n"
+        )
+        second = client.create_container_recipe(
+            containerType="DOCKER",
+            name=unique_name("ctr"),
+            semanticVersion="1.0.0",
+            parentImage=tagged,
+            dockerfileTemplateData=second_template,
+            targetRepository={"service": "ECR", "repositoryName": "kiln/second"},
+        )["containerRecipeArn"]
+        arn = client.create_image(containerRecipeArn=second, infrastructureConfigurationArn=infra)[
+            "imageBuildVersionArn"
+        ]
+        image = wait_final(client, arn, timeout=300)
+        assert image["state"]["status"] == "AVAILABLE", image["state"]
+        uri = image["outputResources"]["containers"][0]["imageUris"][0]
+        assert uri.startswith(f"{address}/kiln/second:"), uri
+        files = image_files(f"docker://{uri}", tmp_path / "second")
+        assert files["srv/app/second.txt"] == b"second\n"
+        assert files["srv/app/app.txt"] == b"compiled\n"
+    finally:
+        srv.stop_gracefully()
+        registry.stop()
