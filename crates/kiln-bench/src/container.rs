@@ -16,9 +16,11 @@
 //!
 //! The push alone: an image of the busybox base plus a 170 MB layer of random bytes (zstd, as
 //! Kiln stores layers) in an image store of this process. Kiln's push is
-//! `ImageStore::push_registry` (what a build's distribution uses); the baseline is `skopeo copy`
-//! from an OCI layout of the same image, exported once, untimed. Each round pushes to new
-//! repositories, so every blob is sent. Target: Kiln <= 1.0x skopeo.
+//! `ImageStore::push_registry_tags` (what a build's distribution uses: skopeo from the store's
+//! own layout, the digest checked); the baseline is `skopeo copy`
+//! from an OCI layout of the same image, exported once, untimed. Each push goes to a registry
+//! started for it (skopeo would otherwise mount blobs it pushed before instead of sending
+//! them), so every blob is sent. Target: Kiln <= 1.0x skopeo.
 
 use crate::build::{
     arn, binary_at, have, parse_options, stats, Buildah, Kiln, Options, Outcome, Server,
@@ -283,11 +285,12 @@ fn run(options: &Options, binary: &Path, work: &Path, buildah: &Buildah) -> Resu
         0.5,
     );
 
-    push_alone(options, work, &registry)
+    drop(registry);
+    push_alone(options, work)
 }
 
 /// The push of a 170 MB image: Kiln's registry push against `skopeo copy`.
-fn push_alone(options: &Options, work: &Path, registry: &Registry) -> Result<()> {
+fn push_alone(options: &Options, work: &Path) -> Result<()> {
     let store = kiln_image::ImageStore::open(&work.join("push-store"))?;
     let base = store.busybox_base("busybox:1")?;
     let upper = work.join("push-upper");
@@ -320,24 +323,32 @@ fn push_alone(options: &Options, work: &Path, registry: &Registry) -> Result<()>
     let mut kiln_times = Vec::new();
     let mut skopeo_times = Vec::new();
     for round in 1..=options.rounds {
+        // A registry of its own for each push: skopeo remembers where it put a blob and mounts
+        // it from there instead of sending it again, which would measure nothing.
+        let fresh =
+            |side: &str| Registry::start(&work.join(format!("push-registry-{side}-{round}")));
         let kiln_push = || -> Result<f64> {
+            let registry = fresh("kiln")?;
             let started = Instant::now();
-            store.push_registry(
+            store.push_registry_tags(
                 &image,
-                &format!("{}/kiln-push-{round}:1", registry.address),
-                true,
+                &registry.address,
+                "kiln-push",
+                &["1".to_string()],
+                &kiln_image::registry::RegistryAccess {
+                    insecure: true,
+                    ..Default::default()
+                },
             )?;
             Ok(seconds(started.elapsed()))
         };
         let skopeo_push = || -> Result<f64> {
+            let registry = fresh("skopeo")?;
             let started = Instant::now();
             let status = Command::new("skopeo")
                 .args(["copy", "--quiet", "--dest-tls-verify=false"])
                 .arg(format!("oci:{}:push", layout.display()))
-                .arg(format!(
-                    "docker://{}/skopeo-push-{round}:1",
-                    registry.address
-                ))
+                .arg(format!("docker://{}/skopeo-push:1", registry.address))
                 .status()?;
             if !status.success() {
                 bail!("skopeo copy failed: {status}");
