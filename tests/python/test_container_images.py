@@ -208,6 +208,7 @@ def test_a_container_build_is_cancelled_during_a_run(client, infra):
         ("FROM {{{ imagebuilder:parentImage }}}\nFROM nginx:latest\n", ["line 2", "nginx:latest", "parentImage"]),
         ("FROM {{{ imagebuilder:parentImage }}}\nCOPY --from=later /x /x\nFROM scratch AS later\n", ["line 2", "later"]),
         ("FROM {{{ imagebuilder:parentImage }}}\nFROBNICATE now\n", ["line 2", "FROBNICATE"]),
+        ("FROM --platform=linux/arm64 {{{ imagebuilder:parentImage }}}\n", ["line 1", "linux/arm64"]),
         ("FROM {{{ imagebuilder:parentImage }}}\nRUN echo {{{ imagebuilder:nonsense }}}\n", ["imagebuilder:nonsense"]),
     ],
 )

@@ -40,6 +40,7 @@ pub fn bases(dockerfile: &Dockerfile, parent_reference: &str) -> Result<Vec<Base
     for (index, stage) in dockerfile.stages.iter().enumerate() {
         let from = expand::expand(&stage.from, dockerfile.escape, &|n| args.get(n).cloned())
             .map_err(|e| Error::new(stage.line, format!("FROM {}: {e}", stage.from)))?;
+        check_platform(stage, dockerfile.escape, &args)?;
         let lower = from.to_ascii_lowercase();
         let earlier = dockerfile.stages[..index]
             .iter()
@@ -64,4 +65,64 @@ pub fn bases(dockerfile: &Dockerfile, parent_reference: &str) -> Result<Vec<Base
         bases.push(base);
     }
     Ok(bases)
+}
+
+/// The platform every stage builds for: Kiln's instances run the host's x86-64 Linux.
+pub const PLATFORM: &str = "linux/amd64";
+
+/// `FROM --platform=...` may only name [`PLATFORM`] (also through BuildKit's automatic
+/// `BUILDPLATFORM` / `TARGETPLATFORM`), since that is what the stage is built for.
+fn check_platform(
+    stage: &crate::Stage,
+    escape: char,
+    args: &BTreeMap<String, String>,
+) -> Result<(), Error> {
+    let Some(platform) = &stage.platform else {
+        return Ok(());
+    };
+    let lookup = |name: &str| match name {
+        "BUILDPLATFORM" | "TARGETPLATFORM" => Some(PLATFORM.to_string()),
+        _ => args.get(name).cloned(),
+    };
+    let expanded = expand::expand(platform, escape, &lookup)
+        .map_err(|e| Error::new(stage.line, format!("FROM --platform={platform}: {e}")))?;
+    if matches!(
+        expanded.as_str(),
+        "linux/amd64" | "linux/x86_64" | "linux/amd64/v1"
+    ) {
+        return Ok(());
+    }
+    Err(Error::new(
+        stage.line,
+        format!(
+            "FROM --platform={expanded}: Kiln builds {PLATFORM} images only (its build instances run on this x86-64 host)"
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bases_of(text: &str) -> Result<Vec<Base>, Error> {
+        bases(&crate::parse(text).unwrap(), "parent:1")
+    }
+
+    #[test]
+    fn stages_build_on_the_parent_an_earlier_stage_or_scratch() {
+        let text = "ARG P=parent:1\nFROM $P AS a\nFROM a\nFROM scratch\nFROM --platform=$BUILDPLATFORM A\n";
+        assert_eq!(
+            bases_of(text).unwrap(),
+            [Base::Parent, Base::Stage(0), Base::Scratch, Base::Stage(0)]
+        );
+        let e = bases_of("FROM parent:1\nFROM nginx\n").unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(e.message.contains("FROM nginx"), "{e}");
+        let e = bases_of("FROM --platform=linux/arm64 parent:1\n").unwrap_err();
+        assert!(
+            e.message.contains("linux/arm64") && e.message.contains("linux/amd64"),
+            "{e}"
+        );
+        assert!(bases_of("FROM --platform=linux/amd64 parent:1\n").is_ok());
+    }
 }
