@@ -413,10 +413,14 @@ def test_a_pushed_image_pulls_back_and_is_the_parent_of_the_next(tmp_path):
     try:
         client = make_client(srv.endpoint)
         infra = create_infra(client, instanceTypes=["t3.micro"])
-        first = client.create_image(
+        pipeline = client.create_image_pipeline(
+            name=unique_name("ctr-pipe"),
             containerRecipeArn=container_recipe(client, TEMPLATE),
             infrastructureConfigurationArn=infra,
-        )["imageBuildVersionArn"]
+        )["imagePipelineArn"]
+        first = client.start_image_pipeline_execution(imagePipelineArn=pipeline)[
+            "imageBuildVersionArn"
+        ]
         image = wait_final(client, first, timeout=300)
         assert image["state"]["status"] == "AVAILABLE", image["state"]
         uris = image["outputResources"]["containers"][0]["imageUris"]
