@@ -194,3 +194,30 @@ fn a_scratch_stage_gets_only_what_is_copied_into_it() {
     let c = config(&f, &built.image);
     assert_eq!(c["config"]["Entrypoint"], json!(["/app"]));
 }
+
+#[test]
+fn copies_follow_symlinks_only_inside_their_own_instances() {
+    let f = Fixture::new();
+    let marker = format!("kiln-copy-escape-{}", std::process::id());
+    assert!(!std::path::Path::new("/").join(&marker).exists());
+    // The source's symlink points at /etc of its own stage; the destination's /app points at
+    // its own root. Followed on the host, either would read or write the host's files.
+    let template = format!(
+        "FROM {{{{{{ imagebuilder:parentImage }}}}}} AS build\n\
+         RUN mkdir -p /out && ln -s /etc /out/etc-link && echo stage-secret > /etc/stage-file\n\
+         FROM {{{{{{ imagebuilder:parentImage }}}}}}\n\
+         RUN ln -s / /app\n\
+         COPY --from=build /out/etc-link/stage-file /app/{marker}\n"
+    );
+    let built = f
+        .build(&container_request(&f, "c4", &template, &[]), &Recorded::default())
+        .expect("build");
+    assert_eq!(
+        f.merged(&built.image, &format!("/{marker}")).as_deref(),
+        Some("stage-secret\n")
+    );
+    assert!(
+        !std::path::Path::new("/").join(&marker).exists(),
+        "the copy landed on the host"
+    );
+}
