@@ -210,7 +210,10 @@ fn copies_follow_symlinks_only_inside_their_own_instances() {
          COPY --from=build /out/etc-link/stage-file /app/{marker}\n"
     );
     let built = f
-        .build(&container_request(&f, "c4", &template, &[]), &Recorded::default())
+        .build(
+            &container_request(&f, "c4", &template, &[]),
+            &Recorded::default(),
+        )
         .expect("build");
     assert_eq!(
         f.merged(&built.image, &format!("/{marker}")).as_deref(),
