@@ -37,12 +37,12 @@ pub struct ContainerSpec {
     pub parent_reference: String,
 }
 
-/// A stage that has ended: its instance (still up, for `COPY --from`) and its name.
+/// A stage that has ended: its name, its instance (still up, for `COPY --from`) and its image
+/// (for `FROM <stage>`).
 struct Finished {
     name: Option<String>,
     instance: Instance,
-    image: Option<ImageRef>,
-    state: StageState,
+    image: ImageRef,
 }
 
 /// The layers, image and configuration a stage starts from.
@@ -83,9 +83,7 @@ impl Builder<'_> {
         };
         for stage in finished {
             let _ = stage.instance.terminate();
-            if let Some(image) = stage.image {
-                let _ = self.store.delete(&image.tag);
-            }
+            let _ = self.store.delete(&stage.image.tag);
         }
         outcome
     }
@@ -155,8 +153,7 @@ impl Builder<'_> {
             finished.push(Finished {
                 name: stage.name.clone(),
                 instance,
-                image: Some(image),
-                state,
+                image,
             });
         }
         Err(fail(Stage::Build)(
@@ -173,7 +170,7 @@ impl Builder<'_> {
     ) -> Result<Start, BuildError> {
         let image = match base {
             Base::Parent => Some(request.parent.clone()),
-            Base::Stage(i) => finished.get(i).and_then(|f| f.image.clone()),
+            Base::Stage(i) => finished.get(i).map(|f| f.image.clone()),
             Base::Scratch => None,
         };
         let Some(image) = image else {
@@ -290,13 +287,7 @@ impl Builder<'_> {
                             })?)
                         }
                     };
-                copy::copy(
-                    instance,
-                    source.map(|s| (&s.instance, &s.state)),
-                    state,
-                    copy,
-                )
-                .map_err(at)
+                copy::copy(instance, source.map(|s| &s.instance), state, copy).map_err(at)
             }
             Kind::Components => {
                 self.observer.step_started(&step_at("components"));

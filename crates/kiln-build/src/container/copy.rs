@@ -25,7 +25,7 @@ struct Placement {
 
 pub(super) fn copy(
     dest: &Instance,
-    source: Option<(&Instance, &StageState)>,
+    source: Option<&Instance>,
     state: &StageState,
     spec: &CopySpec,
 ) -> Result<(), String> {
@@ -68,7 +68,7 @@ pub(super) fn copy(
         std::fs::write(&path, &heredoc.content).map_err(|e| format!("writing {target}: {e}"))?;
         place(&path, &target, &placement, 0o644)?;
     }
-    let Some((from, _)) = source else {
+    let Some(from) = source else {
         if spec.sources.is_empty() || !spec.heredocs.is_empty() {
             return Ok(());
         }
