@@ -537,30 +537,14 @@ impl Kiln {
             let recipe = conn
                 .call("PUT", "/CreateImageRecipe", &body.to_string())
                 .await?;
-            let body = serde_json::json!({
-                "name": "bench-build",
-                "instanceTypes": ["t3.micro"],
-                "instanceProfileName": "kiln",
-                "clientToken": "infrastructure",
-            });
-            let infra = conn
-                .call(
-                    "PUT",
-                    "/CreateInfrastructureConfiguration",
-                    &body.to_string(),
-                )
-                .await?;
-            let body = serde_json::json!({
-                "name": "bench-build",
-                "imageRecipeArn": arn(&recipe, "imageRecipeArn")?,
-                "infrastructureConfigurationArn": arn(&infra, "infrastructureConfigurationArn")?,
-                "imageTestsConfiguration": {"imageTestsEnabled": true, "timeoutMinutes": 60},
-                "clientToken": "pipeline",
-            });
-            let pipeline = conn
-                .call("PUT", "/CreateImagePipeline", &body.to_string())
-                .await?;
-            anyhow::Ok(arn(&pipeline, "imagePipelineArn")?.to_string())
+            let tests = serde_json::json!({"imageTestsEnabled": true, "timeoutMinutes": 60});
+            pipeline_on(
+                &mut conn,
+                "bench-build",
+                ("imageRecipeArn", arn(&recipe, "imageRecipeArn")?),
+                Some(tests),
+            )
+            .await
         })?;
         Ok(Kiln {
             runtime,
@@ -616,6 +600,42 @@ impl Kiln {
             }
         })
     }
+}
+
+/// An infrastructure configuration (t3.micro) and a pipeline named `name` on `recipe` (its
+/// member and ARN); answers the pipeline's ARN.
+pub(crate) async fn pipeline_on(
+    conn: &mut Connection,
+    name: &str,
+    recipe: (&str, &str),
+    tests: Option<serde_json::Value>,
+) -> Result<String> {
+    let body = serde_json::json!({
+        "name": name,
+        "instanceTypes": ["t3.micro"],
+        "instanceProfileName": "kiln",
+        "clientToken": "infrastructure",
+    });
+    let infra = conn
+        .call(
+            "PUT",
+            "/CreateInfrastructureConfiguration",
+            &body.to_string(),
+        )
+        .await?;
+    let mut body = serde_json::json!({
+        "name": name,
+        recipe.0: recipe.1,
+        "infrastructureConfigurationArn": arn(&infra, "infrastructureConfigurationArn")?,
+        "clientToken": "pipeline",
+    });
+    if let Some(tests) = tests {
+        body["imageTestsConfiguration"] = tests;
+    }
+    let pipeline = conn
+        .call("PUT", "/CreateImagePipeline", &body.to_string())
+        .await?;
+    Ok(arn(&pipeline, "imagePipelineArn")?.to_string())
 }
 
 // ---------------------------------------------------------------------------------------------

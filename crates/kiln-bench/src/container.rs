@@ -23,8 +23,8 @@
 //! them), so every blob is sent. Target: Kiln <= 1.0x skopeo.
 
 use crate::build::{
-    arn, binary_at, have, parse_options, stats, Buildah, Kiln, Options, Outcome, Server,
-    BUILDAH_BASE,
+    arn, binary_at, have, parse_options, pipeline_on, stats, Buildah, Kiln, Options, Outcome,
+    Server, BUILDAH_BASE,
 };
 use crate::client::Connection;
 use anyhow::{bail, Context, Result};
@@ -117,29 +117,13 @@ fn kiln_pipeline(addr: std::net::SocketAddr) -> Result<Kiln> {
             .call("PUT", "/CreateContainerRecipe", &body.to_string())
             .await
             .context("CreateContainerRecipe")?;
-        let body = serde_json::json!({
-            "name": "bench-container",
-            "instanceTypes": ["t3.micro"],
-            "instanceProfileName": "kiln",
-            "clientToken": "infrastructure",
-        });
-        let infra = conn
-            .call(
-                "PUT",
-                "/CreateInfrastructureConfiguration",
-                &body.to_string(),
-            )
-            .await?;
-        let body = serde_json::json!({
-            "name": "bench-container",
-            "containerRecipeArn": arn(&recipe, "containerRecipeArn")?,
-            "infrastructureConfigurationArn": arn(&infra, "infrastructureConfigurationArn")?,
-            "clientToken": "pipeline",
-        });
-        let pipeline = conn
-            .call("PUT", "/CreateImagePipeline", &body.to_string())
-            .await?;
-        anyhow::Ok(arn(&pipeline, "imagePipelineArn")?.to_string())
+        pipeline_on(
+            &mut conn,
+            "bench-container",
+            ("containerRecipeArn", arn(&recipe, "containerRecipeArn")?),
+            None,
+        )
+        .await
     })?;
     Ok(Kiln {
         runtime,

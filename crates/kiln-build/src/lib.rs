@@ -393,27 +393,48 @@ impl Builder<'_> {
         role: &str,
         stage: Stage,
     ) -> Result<ExecutionReport, BuildError> {
+        let what = format!("the {role} stage");
+        self.run_documents(
+            instance,
+            request,
+            request.components.clone(),
+            phases,
+            &format!("{}-{role}", request.build_id),
+            &what,
+        )
+        .map_err(fail(stage))
+    }
+
+    /// Runs the `phases` of `documents` in `instance` with the component engine; a failure is
+    /// the engine's message (or "`what` failed").
+    pub(crate) fn run_documents(
+        &self,
+        instance: &Instance,
+        request: &BuildRequest,
+        documents: Vec<SourceDocument>,
+        phases: &[&str],
+        execution_id: &str,
+        what: &str,
+    ) -> Result<ExecutionReport, String> {
         let run = RunRequest {
-            documents: request.components.clone(),
+            documents,
             phases: Some(phases.iter().map(|p| p.to_string()).collect()),
             parameters: Vec::new(),
-            execution_id: Some(format!("{}-{role}", request.build_id)),
+            execution_id: Some(execution_id.to_string()),
             log_directory: request.log_directory.clone(),
             state_directory: None,
         };
         let engine = Engine::new(instance, self.engine, self.observer);
         match engine.run(run) {
             Ok(Outcome::Finished(report)) if report.status.is_success() => Ok(report),
-            Ok(Outcome::Finished(report)) => Err(fail(stage)(
-                report
-                    .failure_message
-                    .clone()
-                    .unwrap_or_else(|| format!("the {role} stage failed")),
-            )),
-            Ok(Outcome::RebootPending(_)) => Err(fail(stage)(
-                "a component asked for a reboot that could not be resumed".into(),
-            )),
-            Err(e) => Err(fail(stage)(e.to_string())),
+            Ok(Outcome::Finished(report)) => Err(report
+                .failure_message
+                .clone()
+                .unwrap_or_else(|| format!("{what} failed"))),
+            Ok(Outcome::RebootPending(_)) => {
+                Err("a component asked for a reboot that could not be resumed".into())
+            }
+            Err(e) => Err(e.to_string()),
         }
     }
 }

@@ -148,18 +148,40 @@ pub fn uses_environments(template: &str) -> bool {
 
 /// Whether the template uses `{{{ imagebuilder:parentImage }}}` anywhere.
 pub fn uses_parent_image(template: &str) -> bool {
+    uses_variable(template, PARENT_IMAGE)
+}
+
+/// Whether `template` uses the variable `{{{ name }}}` anywhere (spaces inside the braces are
+/// optional).
+pub fn uses_variable(template: &str, name: &str) -> bool {
     let mut rest = template;
     while let Some(start) = rest.find("{{{") {
         let after_open = &rest[start + 3..];
         let Some(end) = after_open.find("}}}") else {
             return false;
         };
-        if after_open[..end].trim() == PARENT_IMAGE {
+        if after_open[..end].trim() == name {
             return true;
         }
         rest = after_open;
     }
     false
+}
+
+/// The documented template variables: `parentImage` always, `environments` when the recipe has
+/// components. The message is for the member the template came from.
+pub fn check_variables(template: &str, has_components: bool) -> Result<(), String> {
+    if !uses_variable(template, PARENT_IMAGE) {
+        return Err(format!(
+            "the template must use {{{{{{ {PARENT_IMAGE} }}}}}} (for example 'FROM {{{{{{ {PARENT_IMAGE} }}}}}}')"
+        ));
+    }
+    if has_components && !uses_variable(template, ENVIRONMENTS) {
+        return Err(format!(
+            "a recipe with components needs {{{{{{ {ENVIRONMENTS} }}}}}} in its template, before {{{{{{ {COMPONENTS} }}}}}}"
+        ));
+    }
+    Ok(())
 }
 
 fn has_placeholder_line(template: &str, variable: &str) -> bool {

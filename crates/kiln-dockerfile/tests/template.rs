@@ -2,7 +2,8 @@
 //! errors.
 
 use kiln_dockerfile::template::{
-    expand_template, uses_components, uses_environments, uses_parent_image,
+    check_variables, expand_template, uses_components, uses_environments, uses_parent_image,
+    uses_variable, PARENT_IMAGE,
 };
 use kiln_dockerfile::{Command, Dockerfile, Kind};
 
@@ -199,4 +200,24 @@ fn uses() {
     assert!(!uses_environments(
         "FROM alpine\nRUN echo {{{ imagebuilder:environments }}}\n"
     ));
+    assert!(!uses_variable(
+        "{{ imagebuilder:parentImage }}",
+        PARENT_IMAGE
+    ));
+    assert!(!uses_variable("{{{ imagebuilder:parentImage", PARENT_IMAGE));
+    assert!(uses_variable(
+        "{{{ x }}} {{{ imagebuilder:parentImage }}}",
+        PARENT_IMAGE
+    ));
+}
+
+#[test]
+fn the_documented_variables_are_required() {
+    let full = "FROM {{{ imagebuilder:parentImage }}}\n{{{ imagebuilder:environments }}}\n{{{ imagebuilder:components }}}";
+    assert!(check_variables(full, true).is_ok());
+    assert!(check_variables("FROM {{{imagebuilder:parentImage}}}", false).is_ok());
+    let text = check_variables("FROM {{{ imagebuilder:parentImage }}}", true).unwrap_err();
+    assert!(text.contains("imagebuilder:environments"), "{text}");
+    let text = check_variables("FROM amazonlinux:2", false).unwrap_err();
+    assert!(text.contains("{{{ imagebuilder:parentImage }}}"), "{text}");
 }

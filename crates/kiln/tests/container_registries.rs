@@ -19,7 +19,7 @@ use aws_sdk_imagebuilder::types::{
 };
 use aws_sdk_imagebuilder::Client;
 use common::registry::{missing_prerequisite, Registry, RegistryOptions, TlsAuth};
-use common::{error_code, error_message, Server, BUSYBOX};
+use common::{error_code, error_message, status_and_reason, wait_final, Server, BUSYBOX};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -102,45 +102,6 @@ fn no_tests() -> ImageTestsConfiguration {
     ImageTestsConfiguration::builder()
         .image_tests_enabled(false)
         .build()
-}
-
-/// The image once its build ended.
-async fn wait_final(client: &Client, arn: &str) -> aws_sdk_imagebuilder::types::Image {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let image = client
-            .get_image()
-            .image_build_version_arn(arn)
-            .send()
-            .await
-            .expect("GetImage")
-            .image
-            .expect("an image");
-        let status = image
-            .state()
-            .and_then(|s| s.status())
-            .map(|s| s.as_str().to_string())
-            .unwrap_or_default();
-        if !matches!(
-            status.as_str(),
-            "PENDING" | "CREATING" | "BUILDING" | "TESTING" | "DISTRIBUTING" | "INTEGRATING"
-        ) {
-            return image;
-        }
-        assert!(Instant::now() < deadline, "{arn} still {status}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn status_and_reason(image: &aws_sdk_imagebuilder::types::Image) -> (String, String) {
-    let state = image.state().expect("a state");
-    (
-        state
-            .status()
-            .map(|s| s.as_str().to_string())
-            .unwrap_or_default(),
-        state.reason().unwrap_or_default().to_string(),
-    )
 }
 
 /// `outputResources.containers` as (Region, URIs).

@@ -55,30 +55,7 @@ async fn infrastructure(client: &Client) -> String {
 
 /// The image's status and reason once its build ended.
 async fn wait_final(client: &Client, arn: &str) -> (String, String) {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let image = client
-            .get_image()
-            .image_build_version_arn(arn)
-            .send()
-            .await
-            .expect("GetImage")
-            .image
-            .expect("an image");
-        let state = image.state.expect("a state");
-        let status = state
-            .status
-            .map(|s| s.as_str().to_string())
-            .unwrap_or_default();
-        if !matches!(
-            status.as_str(),
-            "PENDING" | "CREATING" | "BUILDING" | "TESTING" | "DISTRIBUTING" | "INTEGRATING"
-        ) {
-            return (status, state.reason.unwrap_or_default());
-        }
-        assert!(Instant::now() < deadline, "{arn} still {status}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    common::status_and_reason(&common::wait_final(client, arn).await)
 }
 
 /// The build id of an image as its log directory on the server that built it names it.

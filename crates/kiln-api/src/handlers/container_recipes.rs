@@ -142,7 +142,8 @@ pub fn create(
         input.dockerfile_template_uri,
     )?;
 
-    domain::check_dockerfile_template(&template, !components.is_empty()).map_err(domain_error)?;
+    kiln_dockerfile::template::check_variables(&template, !components.is_empty())
+        .map_err(|m| ApiError::invalid_request(format!("{field}: {m}")))?;
     check_template(&template, &field, &parent_image)?;
     let parent = ParentImage::classify(&parent_image).map_err(domain_error)?;
     svc.parents

@@ -8,7 +8,7 @@ use super::state::StageState;
 use crate::{BuildRequest, Builder};
 use kiln_dockerfile::CopySpec;
 use kiln_instance::Instance;
-use kiln_toe::engine::{Engine, Outcome, RunRequest, SourceDocument};
+use kiln_toe::engine::SourceDocument;
 use kiln_toe::target::Target;
 use std::os::unix::fs::PermissionsExt;
 
@@ -81,29 +81,18 @@ pub(super) fn add_urls(
             "name": "Add", "action": "WebDownload", "inputs": entries,
         }]}],
     });
-    let run = RunRequest {
-        documents: vec![SourceDocument {
+    builder.run_documents(
+        instance,
+        request,
+        vec![SourceDocument {
             name: format!("Dockerfile line {line}"),
             text: document.to_string(),
             parameters: Vec::new(),
         }],
-        phases: Some(vec!["build".to_string()]),
-        parameters: Vec::new(),
-        execution_id: Some(format!("{}-add-{line}", request.build_id)),
-        log_directory: request.log_directory.clone(),
-        state_directory: None,
-    };
-    let engine = Engine::new(instance, builder.engine, builder.observer);
-    match engine.run(run) {
-        Ok(Outcome::Finished(report)) if report.status.is_success() => {}
-        Ok(Outcome::Finished(report)) => {
-            return Err(report
-                .failure_message
-                .unwrap_or_else(|| "the download failed".to_string()))
-        }
-        Ok(Outcome::RebootPending(_)) => return Err("the download asked for a reboot".into()),
-        Err(e) => return Err(e.to_string()),
-    }
+        &["build"],
+        &format!("{}-add-{line}", request.build_id),
+        "the download",
+    )?;
     let (uid, gid) = match &spec.chown {
         Some(owner) => {
             let user = super::user::resolve(instance, &state.expand(owner)?)?;

@@ -91,9 +91,7 @@ pub(super) fn copy(
     }
     let into_dir = as_dir || matched.len() > 1;
     for inside in matched {
-        let host = from
-            .resolve(&inside)
-            .map_err(|e| format!("{inside}: {e}"))?;
+        let host = host_path(from, &inside)?;
         let meta = std::fs::metadata(&host).map_err(|e| format!("{inside}: {e}"))?;
         if meta.is_dir() {
             // A directory's contents are copied, not the directory itself.
@@ -135,7 +133,7 @@ fn matches(from: &Instance, pattern: &str) -> Result<Vec<String>, String> {
     }
     let glob = glob::Pattern::new(last).map_err(|e| format!("{pattern}: {e}"))?;
     let parent = if parent.is_empty() { "/" } else { parent };
-    let dir = from.resolve(parent).map_err(|e| format!("{parent}: {e}"))?;
+    let dir = host_path(from, parent)?;
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return Ok(Vec::new());
     };
@@ -153,14 +151,12 @@ fn matches(from: &Instance, pattern: &str) -> Result<Vec<String>, String> {
 fn prepare(dest: &Instance, inside: &str) -> Result<std::path::PathBuf, String> {
     if let Some((parent, _)) = inside.rsplit_once('/') {
         if !parent.is_empty() {
-            let host = dest.resolve(parent).map_err(|e| format!("{parent}: {e}"))?;
+            let host = host_path(dest, parent)?;
             std::fs::create_dir_all(&host).map_err(|e| format!("creating {parent}: {e}"))?;
         }
     }
     // The last component is not followed: a symlink there is replaced, not written through.
-    let host = dest
-        .resolve_link(inside)
-        .map_err(|e| format!("{inside}: {e}"))?;
+    let host = host_link(dest, inside)?;
     if host
         .symlink_metadata()
         .is_ok_and(|m| m.file_type().is_symlink())
@@ -204,9 +200,7 @@ fn copy_entry(
     target: &str,
     placement: &Placement,
 ) -> Result<(), String> {
-    let host = from
-        .resolve_link(source)
-        .map_err(|e| format!("{source}: {e}"))?;
+    let host = host_link(from, source)?;
     let meta = host
         .symlink_metadata()
         .map_err(|e| format!("{source}: {e}"))?;
@@ -243,9 +237,9 @@ fn copy_tree(
     target: &str,
     placement: &Placement,
 ) -> Result<(), String> {
-    let host = from.resolve(source).map_err(|e| format!("{source}: {e}"))?;
+    let host = host_path(from, source)?;
     let meta = std::fs::metadata(&host).map_err(|e| format!("{source}: {e}"))?;
-    let out = dest.resolve(target).map_err(|e| format!("{target}: {e}"))?;
+    let out = host_path(dest, target)?;
     std::fs::create_dir_all(&out).map_err(|e| format!("creating {target}: {e}"))?;
     place(&out, target, placement, meta.permissions().mode() & 0o7777)?;
     let mut names = Vec::new();
@@ -270,4 +264,16 @@ fn copy_tree(
         )?;
     }
     Ok(())
+}
+
+/// The host path of `path` inside `instance`'s root, symlinks followed only within it.
+fn host_path(instance: &Instance, path: &str) -> Result<std::path::PathBuf, String> {
+    instance.resolve(path).map_err(|e| format!("{path}: {e}"))
+}
+
+/// As [`host_path`], without following a symlink in the last component.
+fn host_link(instance: &Instance, path: &str) -> Result<std::path::PathBuf, String> {
+    instance
+        .resolve_link(path)
+        .map_err(|e| format!("{path}: {e}"))
 }

@@ -18,9 +18,6 @@
 //! - the platform of an image recipe follows its components ([`image_recipe_platform`]);
 //!   container recipes take `platformOverride`, Linux or Windows only
 //!   ([`container_recipe_platform`]);
-//! - a Dockerfile template must use `{{{ imagebuilder:parentImage }}}`, and also
-//!   `{{{ imagebuilder:environments }}}` when the recipe has components
-//!   ([`check_dockerfile_template`]);
 //! - block device mappings and AMI watermarks follow the documented EBS and naming rules.
 
 use super::{Millis, Resource};
@@ -33,11 +30,6 @@ use std::collections::{BTreeMap, BTreeSet};
 /// The default quota of build and test components in one recipe ("a maximum of 20 build and test
 /// components in any combination, by default").
 pub const MAX_COMPONENTS: usize = 20;
-
-/// The Dockerfile variable every container recipe template must use.
-pub const PARENT_IMAGE_VARIABLE: &str = "imagebuilder:parentImage";
-/// The Dockerfile variable a template must use when the recipe has components.
-pub const ENVIRONMENTS_VARIABLE: &str = "imagebuilder:environments";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Platform {
@@ -389,40 +381,6 @@ pub fn check_component_parameters(
     Ok(())
 }
 
-/// Whether `template` uses the variable `{{{ name }}}` (spaces inside the braces are optional).
-pub fn uses_template_variable(template: &str, name: &str) -> bool {
-    let mut rest = template;
-    while let Some(start) = rest.find("{{{") {
-        let after_open = &rest[start + 3..];
-        let Some(end) = after_open.find("}}}") else {
-            return false;
-        };
-        if after_open[..end].trim() == name {
-            return true;
-        }
-        rest = after_open;
-    }
-    false
-}
-
-/// The documented template variables: `parentImage` always, `environments` with components.
-pub fn check_dockerfile_template(template: &str, has_components: bool) -> Result<(), DomainError> {
-    const FIELD: &str = "dockerfileTemplateData";
-    if !uses_template_variable(template, PARENT_IMAGE_VARIABLE) {
-        return Err(DomainError::invalid(
-            FIELD,
-            format!("the template must use {{{{{{ {PARENT_IMAGE_VARIABLE} }}}}}} (for example 'FROM {{{{{{ {PARENT_IMAGE_VARIABLE} }}}}}}')"),
-        ));
-    }
-    if has_components && !uses_template_variable(template, ENVIRONMENTS_VARIABLE) {
-        return Err(DomainError::invalid(
-            FIELD,
-            format!("a recipe with components needs {{{{{{ {ENVIRONMENTS_VARIABLE} }}}}}} in its template, before {{{{{{ imagebuilder:components }}}}}}"),
-        ));
-    }
-    Ok(())
-}
-
 /// EBS rules the API documents, and the ones EC2 enforces on a mapping:
 ///
 /// - a mapping is one of an EBS volume, an instance store (`virtualName`), or a removal
@@ -670,35 +628,6 @@ mod tests {
                 .unwrap();
         assert!(container_recipe_platform(Some(Linux), &image, &[]).is_err());
         assert_eq!(container_recipe_platform(None, &image, &[]), Ok(Linux));
-    }
-
-    #[test]
-    fn dockerfile_variables() {
-        let full = "FROM {{{ imagebuilder:parentImage }}}\n{{{ imagebuilder:environments }}}\n{{{ imagebuilder:components }}}";
-        assert!(check_dockerfile_template(full, true).is_ok());
-        assert!(check_dockerfile_template("FROM {{{imagebuilder:parentImage}}}", false).is_ok());
-        let text = message(
-            check_dockerfile_template("FROM {{{ imagebuilder:parentImage }}}", true).unwrap_err(),
-        );
-        assert!(text.contains("imagebuilder:environments"), "{text}");
-        let text = message(check_dockerfile_template("FROM amazonlinux:2", false).unwrap_err());
-        assert!(
-            text.starts_with("dockerfileTemplateData:")
-                && text.contains("{{{ imagebuilder:parentImage }}}"),
-            "{text}"
-        );
-        assert!(!uses_template_variable(
-            "{{ imagebuilder:parentImage }}",
-            PARENT_IMAGE_VARIABLE
-        ));
-        assert!(!uses_template_variable(
-            "{{{ imagebuilder:parentImage",
-            PARENT_IMAGE_VARIABLE
-        ));
-        assert!(uses_template_variable(
-            "{{{ x }}} {{{ imagebuilder:parentImage }}}",
-            PARENT_IMAGE_VARIABLE
-        ));
     }
 
     fn ebs(

@@ -23,7 +23,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Access key of the default account.
 pub const DEFAULT_KEY: &str = "AKIDDEFAULTACCOUNT";
@@ -594,4 +594,43 @@ pub async fn bash_recipe(client: &Client, name: &str, parent: &str, script: &[&s
         .expect("CreateImageRecipe")
         .image_recipe_arn
         .expect("a recipe ARN")
+}
+
+/// The image once its build ended (5 minutes at most).
+pub async fn wait_final(client: &Client, arn: &str) -> aws_sdk_imagebuilder::types::Image {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let image = client
+            .get_image()
+            .image_build_version_arn(arn)
+            .send()
+            .await
+            .expect("GetImage")
+            .image
+            .expect("an image");
+        let status = image
+            .state()
+            .and_then(|s| s.status())
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default();
+        if !matches!(
+            status.as_str(),
+            "PENDING" | "CREATING" | "BUILDING" | "TESTING" | "DISTRIBUTING" | "INTEGRATING"
+        ) {
+            return image;
+        }
+        assert!(Instant::now() < deadline, "{arn} still {status}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub fn status_and_reason(image: &aws_sdk_imagebuilder::types::Image) -> (String, String) {
+    let state = image.state().expect("a state");
+    (
+        state
+            .status()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
+        state.reason().unwrap_or_default().to_string(),
+    )
 }
