@@ -83,7 +83,7 @@ fn resolution_finds_only_the_callers_images() {
             }
             let err = by_ami(tx, B, REGION, ami).unwrap_err();
             assert!(
-                err.contains(&format!("no AVAILABLE image of account {B}")),
+                err.contains(&format!("that account {B} owns or may launch")),
                 "{err}"
             );
             assert_eq!(resolved_parent(tx, B, REGION, ami).unwrap(), None);

@@ -206,6 +206,9 @@ pub fn create_image(
         kept_instance: None,
         resolved_parent,
         containers: Vec::new(),
+        amis: Vec::new(),
+        failure: None,
+        resume_at: None,
     };
     tx.put(&image)?;
     store_tags(tx, &arn_text, order.tags.as_ref())?;

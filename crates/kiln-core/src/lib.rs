@@ -13,6 +13,7 @@
 //! Kiln's own endpoints (`/kiln/v1/...`) are answered by [`extension::Extension`]s that the
 //! worker and the scheduler implement and the HTTP crate routes to.
 
+pub mod amis;
 pub mod caller;
 pub mod clock;
 pub mod containers;

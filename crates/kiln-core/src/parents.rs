@@ -66,14 +66,52 @@ pub fn newest_available(
         .ok_or_else(|| format!("no AVAILABLE image matches {arn}"))
 }
 
-/// The AVAILABLE image of `account` in `region` that answers to an `ami-` id.
-pub fn by_ami(tx: &mut dyn Txn, account: &str, region: &str, id: &str) -> Result<Image, String> {
+/// What an `ami-` id names as a parent: the contents of the Image Builder image it was
+/// distributed from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AmiParent {
+    pub image_id: String,
+    /// The Image Builder image it was distributed from (it may have been deleted since: the
+    /// AMI keeps its contents).
+    pub source_image: Arn,
+    pub build_id: String,
+    pub os_version: Option<String>,
+}
+
+/// The AMI an `ami-` id names for `account` in `region`: one it owns, one shared with it or a
+/// public one (EC2's launch permissions), or, for images built before distribution made AMI
+/// records, the AVAILABLE image of the account that answers to the id.
+pub fn by_ami(
+    tx: &mut dyn Txn,
+    account: &str,
+    region: &str,
+    id: &str,
+) -> Result<AmiParent, String> {
+    let ami = crate::amis::find_launchable(tx, account, region, id)
+        .map_err(|e| format!("reading AMIs: {e}"))?;
+    if let Some(ami) = ami {
+        let source_image = Arn::parse(&ami.source_image).map_err(|e| e.to_string())?;
+        return Ok(AmiParent {
+            image_id: ami.image_id,
+            source_image,
+            build_id: ami.build_id,
+            os_version: ami.os_version,
+        });
+    }
     images(tx, account, region, None)?
         .into_iter()
-        .find(|i| i.output_resources.iter().any(|o| o == id))
+        .find(|i| i.output_resources.iter().any(|o| o == id) && i.amis.is_empty())
         .filter(|i| i.status == ImageStatus::Available)
+        .map(|i| AmiParent {
+            image_id: id.to_string(),
+            source_image: i.arn,
+            build_id: i.build_id,
+            os_version: i.os_version,
+        })
         .ok_or_else(|| {
-            format!("no AVAILABLE image of account {account} in {region} has the id {id}")
+            format!(
+                "no AMI {id} in {region} that account {account} owns or may launch (shared with it or public)"
+            )
         })
 }
 
@@ -95,7 +133,7 @@ pub fn resolved_parent(
             .map(|i| i.arn.to_string()),
         ParentSource::Ami(id) => by_ami(tx, account, region, &id)
             .ok()
-            .map(|i| i.arn.to_string()),
+            .map(|p| p.source_image.to_string()),
         _ => None,
     })
 }
@@ -209,7 +247,7 @@ impl ParentRules {
                 self.allowed_path(&path).map(|_| ())
             }
             ParentSource::Registry { registry, .. } => self.check_registry(&registry, &[]),
-            // An ami- id names only the caller's images (`by_ami`); other forms fail at build.
+            // An ami- id names only AMIs the caller may launch (`by_ami`); other forms fail at build.
             ParentSource::Ami(_) | ParentSource::Unsupported(_) => Ok(()),
         }
     }

@@ -21,10 +21,12 @@ pub enum ResourceKind {
     BuildWorkflow,
     TestWorkflow,
     DistributionWorkflow,
+    /// An EC2 AMI that distribution made (a storage key only: see `resources::ami`).
+    Ami,
 }
 
 impl ResourceKind {
-    pub const ALL: [ResourceKind; 11] = [
+    pub const ALL: [ResourceKind; 12] = [
         ResourceKind::Component,
         ResourceKind::ImageRecipe,
         ResourceKind::ContainerRecipe,
@@ -36,6 +38,7 @@ impl ResourceKind {
         ResourceKind::BuildWorkflow,
         ResourceKind::TestWorkflow,
         ResourceKind::DistributionWorkflow,
+        ResourceKind::Ami,
     ];
 
     /// The ARN path segment(s) before the name.
@@ -52,6 +55,7 @@ impl ResourceKind {
             ResourceKind::BuildWorkflow => "workflow/build",
             ResourceKind::TestWorkflow => "workflow/test",
             ResourceKind::DistributionWorkflow => "workflow/distribution",
+            ResourceKind::Ami => "ami",
         }
     }
 
@@ -69,6 +73,7 @@ impl ResourceKind {
             ResourceKind::BuildWorkflow
             | ResourceKind::TestWorkflow
             | ResourceKind::DistributionWorkflow => "workflow",
+            ResourceKind::Ami => "AMI",
         }
     }
 
@@ -84,6 +89,7 @@ impl ResourceKind {
                 | ResourceKind::DistributionConfiguration
                 | ResourceKind::ImagePipeline
                 | ResourceKind::LifecyclePolicy
+                | ResourceKind::Ami
         )
     }
 

@@ -115,12 +115,12 @@ pub fn resolve(shared: &Shared, image: &Image, parent: &str) -> Result<Parent, S
                 .map(with_os(built.os_version.clone()))
         }
         ParentSource::Ami(id) => {
-            let built = read_parent(shared, image, |tx, account, region| {
+            let ami = read_parent(shared, image, |tx, account, region| {
                 kiln_core::parents::by_ami(tx, account, region, &id)
             })?;
-            crate::registry::local_or_pulled(shared, &built)
+            crate::registry::local_or_pulled_build(shared, &ami.source_image, &ami.build_id)
                 .map(kept)
-                .map(with_os(built.os_version.clone()))
+                .map(with_os(ami.os_version.clone()))
         }
         ParentSource::OciLayout { path, tag } => {
             let layout = open_allowed(shared, &path, true)?;
@@ -219,11 +219,11 @@ fn managed_base(shared: &Shared, m: &ManagedImage) -> Result<ImageRef, String> {
 
 /// Reads through the parent rules the API also applies ([`kiln_core::parents`]), in the
 /// building image's account and region.
-fn read_parent(
+fn read_parent<T>(
     shared: &Shared,
     image: &Image,
-    find: impl FnOnce(&mut dyn kiln_store::Txn, &str, &str) -> Result<Image, String>,
-) -> Result<Image, String> {
+    find: impl FnOnce(&mut dyn kiln_store::Txn, &str, &str) -> Result<T, String>,
+) -> Result<T, String> {
     let (account, region) = (image.arn.account.as_str(), image.arn.region.as_str());
     match shared.core.store.read(|tx| find(tx, account, region)) {
         Ok(found) => found,

@@ -56,7 +56,13 @@ pub fn push(shared: &Shared, image: &Image, built: &ImageRef) -> Result<(), Stri
 /// The store entry of an image Kiln built: from the local store, or else pulled from the
 /// shared registry into it (under the same tag, so later builds find it there).
 pub fn local_or_pulled(shared: &Shared, image: &Image) -> Result<ImageRef, String> {
-    let tag = store_tag(&image.build_id);
+    local_or_pulled_build(shared, &image.arn, &image.build_id)
+}
+
+/// [`local_or_pulled`] for the build `build_id` of the image `arn` (which may have been
+/// deleted since, when an AMI distributed from it still names its contents).
+pub fn local_or_pulled_build(shared: &Shared, arn: &Arn, build_id: &str) -> Result<ImageRef, String> {
+    let tag = store_tag(build_id);
     let missing = match shared.store.resolve(&tag) {
         Ok(found) => return Ok(found),
         Err(e @ kiln_image::Error::UnknownTag(_)) => e,
@@ -64,12 +70,11 @@ pub fn local_or_pulled(shared: &Shared, image: &Image) -> Result<ImageRef, Strin
     };
     let Some(registry) = &shared.config.registry else {
         return Err(format!(
-            "{}: {missing} on this machine, and no shared registry (kiln serve --registry) is configured to pull it from",
-            image.arn
+            "{arn}: {missing} on this machine, and no shared registry (kiln serve --registry) is configured to pull it from"
         ));
     };
-    let (repository, reference) = name_of(image);
-    tracing::info!(arn = %image.arn, registry = registry.host_port, "pulling an image from the shared registry");
+    let (repository, reference) = repository_and_tag(arn, build_id);
+    tracing::info!(arn = %arn, registry = registry.host_port, "pulling an image from the shared registry");
     shared
         .store
         .pull_registry_with(
@@ -81,8 +86,8 @@ pub fn local_or_pulled(shared: &Shared, image: &Image) -> Result<ImageRef, Strin
         )
         .map_err(|e| {
             format!(
-                "{}: not on this machine, and pulling it from the registry {} failed: {e}",
-                image.arn, registry.host_port
+                "{arn}: not on this machine, and pulling it from the registry {} failed: {e}",
+                registry.host_port
             )
         })
 }

@@ -218,6 +218,45 @@ pub struct Image {
     /// `outputResources.containers` of the API. Empty for images kept in the local store only.
     #[serde(default)]
     pub containers: Vec<ContainerOutput>,
+    /// The AMIs distribution made of an AMI-type image, one per Region and account (the API's
+    /// `outputResources.amis`). Records written before distribution made AMIs have none and
+    /// answer with `output_resources`.
+    #[serde(default)]
+    pub amis: Vec<super::ami::AmiOutput>,
+    /// Where and why the build failed (the API's `state.failureContext`), when it did.
+    #[serde(default)]
+    pub failure: Option<FailureContext>,
+    /// The stage a FAILED or CANCELLED build reached with its image intact: RetryImage resumes
+    /// there (DISTRIBUTING) instead of building again.
+    #[serde(default)]
+    pub resume_at: Option<ImageStatus>,
+}
+
+/// Where a build failed, for the API's `ImageFailureContext`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureContext {
+    /// The status the image was in when it failed.
+    pub image_status: ImageStatus,
+    pub failed_step: Option<String>,
+    pub distribution: Option<DistributionFailure>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DistributionFailure {
+    pub error_message: String,
+    pub region_failures: Vec<RegionFailure>,
+}
+
+/// One Region (and account) where distribution failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionFailure {
+    pub region: String,
+    /// `FAILED`, `CANCELLED` or `TIMED_OUT`.
+    pub status: String,
+    /// The post-copy step (`PUT_SSM_PARAMETERS`, `EXPORT_AMI`...); `None` when the copy failed.
+    pub image_configuration_step: Option<String>,
+    pub error_message: String,
+    pub target_account_id: Option<String>,
 }
 
 /// A container image in one Region's registry: its URIs by tag and by digest.
@@ -547,6 +586,9 @@ mod tests {
             kept_instance: None,
             resolved_parent: None,
             containers: Vec::new(),
+            amis: Vec::new(),
+            failure: None,
+            resume_at: None,
         }
     }
 

@@ -7,6 +7,7 @@
 use crate::arn::Arn;
 use serde::{de::DeserializeOwned, Serialize};
 
+pub mod ami;
 pub mod component;
 pub mod distribution;
 pub mod image;
