@@ -13,6 +13,10 @@
 //! In both modes the credential scope must be well formed and name a region the server serves:
 //! the region becomes part of every ARN the request creates.
 //!
+//! One endpoint answers two APIs ([`Api`]): Image Builder's rest-json calls, signed for the
+//! service `imagebuilder`, and the EC2 Query calls for AMIs (`crate::ec2`), signed for `ec2`.
+//! A signature for one service never passes for the other.
+//!
 //! Signature times are checked against the system clock, not the service's (a test clock moves
 //! Kiln's own time; clients sign with the real one).
 
@@ -44,10 +48,20 @@ enum Mode {
     },
 }
 
+/// Which API a request is for: it decides the service its credential scope must name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// Image Builder's rest-json operations and Kiln's own `/kiln/v1/` endpoints: `imagebuilder`.
+    ImageBuilder,
+    /// The EC2 Query protocol (`POST /` with `Action=...`): `ec2`.
+    Ec2,
+}
+
 pub struct Authenticator {
     mode: Mode,
     regions: Regions,
-    settings: sigv4::Settings,
+    imagebuilder: sigv4::Settings,
+    ec2: sigv4::Settings,
 }
 
 impl Authenticator {
@@ -66,7 +80,8 @@ impl Authenticator {
                 keys: RwLock::new(Arc::new(keys)),
             },
             regions,
-            settings: sigv4::Settings::imagebuilder(),
+            imagebuilder: sigv4::Settings::imagebuilder(),
+            ec2: sigv4::Settings::ec2(),
         })
     }
 
@@ -75,7 +90,8 @@ impl Authenticator {
         Authenticator {
             mode: Mode::Insecure { accounts },
             regions,
-            settings: sigv4::Settings::imagebuilder(),
+            imagebuilder: sigv4::Settings::imagebuilder(),
+            ec2: sigv4::Settings::ec2(),
         }
     }
 
@@ -103,11 +119,12 @@ impl Authenticator {
         Ok(n)
     }
 
-    /// Checks the request's signature; answers who is calling.
+    /// Checks the request's signature for `api`; answers who is calling.
     pub fn authenticate(
         &self,
         request: &sigv4::Request,
         now: DateTime<Utc>,
+        api: Api,
     ) -> Result<Caller, SigV4Error> {
         let auth = sigv4::extract(request)?;
         if let Some(a) = &auth {
@@ -150,7 +167,11 @@ impl Authenticator {
                     secret_access_key: &key.secret_access_key,
                     session_token: key.session_token.as_deref(),
                 };
-                sigv4::verify(request, &auth, &signing, now, &self.settings)?;
+                let settings = match api {
+                    Api::ImageBuilder => &self.imagebuilder,
+                    Api::Ec2 => &self.ec2,
+                };
+                sigv4::verify(request, &auth, &signing, now, settings)?;
                 Ok(Caller {
                     account_id: key.account_id.clone(),
                     region: auth.scope.region,
@@ -199,12 +220,24 @@ mod tests {
         when: DateTime<Utc>,
         body: &[u8],
     ) -> Vec<(String, String)> {
+        signed_for("imagebuilder", key, secret, region, when, body)
+    }
+
+    /// The same, for `service`.
+    fn signed_for(
+        service: &str,
+        key: &Key,
+        secret: &str,
+        region: &str,
+        when: DateTime<Utc>,
+        body: &[u8],
+    ) -> Vec<(String, String)> {
         let amz_date = when.format("%Y%m%dT%H%M%SZ").to_string();
         let scope = sigv4::Scope {
             access_key_id: key.access_key_id.clone(),
             date: amz_date[..8].to_string(),
             region: region.to_string(),
-            service: "imagebuilder".to_string(),
+            service: service.to_string(),
         };
         let mut headers = vec![
             ("host".to_string(), "127.0.0.1:7070".to_string()),
@@ -266,7 +299,9 @@ mod tests {
         let auth = Authenticator::verify(path.clone(), Regions::default()).unwrap();
         let now = Utc::now();
         let h = signed(&key, &key.secret_access_key, "eu-west-1", now, b"");
-        let caller = auth.authenticate(&request(&h, b""), now).unwrap();
+        let caller = auth
+            .authenticate(&request(&h, b""), now, Api::ImageBuilder)
+            .unwrap();
         assert_eq!(caller.account_id, ACCOUNT);
         assert_eq!(caller.region, "eu-west-1");
         // The verified key travels with the caller (reads on its behalf are signed with it).
@@ -275,7 +310,7 @@ mod tests {
         assert_eq!(credentials.secret_access_key, key.secret_access_key);
 
         let code = |h: &[(String, String)], body: &[u8]| {
-            auth.authenticate(&request(h, body), now)
+            auth.authenticate(&request(h, body), now, Api::ImageBuilder)
                 .unwrap_err()
                 .code()
         };
@@ -310,11 +345,42 @@ mod tests {
         assert_eq!(code(&h2, b""), "UnrecognizedClientException");
         assert_eq!(auth.reload().unwrap(), 2);
         assert_eq!(
-            auth.authenticate(&request(&h2, b""), now)
+            auth.authenticate(&request(&h2, b""), now, Api::ImageBuilder)
                 .unwrap()
                 .account_id,
             "222222222222"
         );
+    }
+
+    #[test]
+    fn each_api_takes_signatures_for_its_own_service_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("credentials");
+        let key = Key::generate("default", ACCOUNT, None);
+        append(&path, &key).unwrap();
+        let auth = Authenticator::verify(path, Regions::default()).unwrap();
+        let now = Utc::now();
+        let secret = &key.secret_access_key;
+        let ec2 = signed_for("ec2", &key, secret, "us-east-1", now, b"");
+        let imagebuilder = signed_for("imagebuilder", &key, secret, "us-east-1", now, b"");
+        let caller = auth
+            .authenticate(&request(&ec2, b""), now, Api::Ec2)
+            .unwrap();
+        assert_eq!(caller.account_id, ACCOUNT);
+        assert_eq!(caller.region, "us-east-1");
+        assert!(auth
+            .authenticate(&request(&imagebuilder, b""), now, Api::ImageBuilder)
+            .is_ok());
+        for (headers, api, wanted) in [
+            (&ec2, Api::ImageBuilder, "'imagebuilder'"),
+            (&imagebuilder, Api::Ec2, "'ec2'"),
+        ] {
+            let refused = auth
+                .authenticate(&request(headers, b""), now, api)
+                .unwrap_err();
+            assert_eq!(refused.code(), "InvalidSignatureException");
+            assert!(refused.to_string().contains(wanted), "{refused}");
+        }
     }
 
     #[test]
@@ -327,7 +393,7 @@ mod tests {
         let auth = Authenticator::verify(path, Regions::default()).unwrap();
         let h = signed(&key, &key.secret_access_key, "us-east-1", now, b"");
         assert_eq!(
-            auth.authenticate(&request(&h, b""), now)
+            auth.authenticate(&request(&h, b""), now, Api::ImageBuilder)
                 .unwrap_err()
                 .code(),
             "ExpiredTokenException"
@@ -340,14 +406,16 @@ mod tests {
         accounts.parse_map("AKIDA=444455556666").unwrap();
         let auth = Authenticator::insecure(accounts, Regions::default());
         let now = Utc::now();
-        let caller = auth.authenticate(&request(&[], b""), now).unwrap();
+        let caller = auth
+            .authenticate(&request(&[], b""), now, Api::ImageBuilder)
+            .unwrap();
         assert_eq!(caller.account_id, crate::accounts::DEFAULT_ACCOUNT);
         let h = vec![(
             "authorization".to_string(),
             "AWS4-HMAC-SHA256 Credential=AKIDA/20260101/us-east-1:111111111111/imagebuilder/aws4_request, SignedHeaders=host, Signature=0000000000000000000000000000000000000000000000000000000000000000".to_string(),
         )];
         assert_eq!(
-            auth.authenticate(&request(&h, b""), now)
+            auth.authenticate(&request(&h, b""), now, Api::ImageBuilder)
                 .unwrap_err()
                 .code(),
             "IncompleteSignatureException"
@@ -359,7 +427,9 @@ mod tests {
             ),
             ("x-amz-date".to_string(), "20260101T000000Z".to_string()),
         ];
-        let caller = auth.authenticate(&request(&h, b""), now).unwrap();
+        let caller = auth
+            .authenticate(&request(&h, b""), now, Api::ImageBuilder)
+            .unwrap();
         assert_eq!(caller.account_id, "444455556666");
         assert_eq!(caller.credentials, None, "nothing was verified");
         assert_eq!(caller.region, "us-west-2");

@@ -8,11 +8,15 @@
 //! the write transaction otherwise), applies idempotency for operations with a `clientToken`,
 //! and dispatches to the [`handlers`], which turn wire types into domain values, apply the
 //! domain's rules, and read and write storage.
+//!
+//! The same endpoint answers the EC2 Query calls for Kiln's AMIs ([`ec2`]: `POST /` with
+//! `Action=DescribeImages...`, signed for the service `ec2`), in XML as EC2 answers.
 
 pub mod accounts;
 pub mod auth;
 pub mod convert;
 pub mod documents;
+pub mod ec2;
 pub mod filters;
 mod generation;
 pub mod handlers;

@@ -4,7 +4,7 @@
 //! to the [`Extension`] the binary configured (404 without one), on a blocking thread. A file
 //! answer is streamed from disk in chunks, never read into memory.
 
-use crate::auth::{Authenticator, Caller};
+use crate::auth::{Api, Authenticator, Caller};
 use crate::http_edges;
 use crate::request_id::RequestIds;
 use crate::service::Service;
@@ -132,10 +132,18 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Bod
             });
         }
     };
-    let caller = match authenticate(&shared, &parts, &body) {
+    // EC2 Query calls (`POST /`) are signed for `ec2`, everything else for `imagebuilder`.
+    let api = crate::ec2::api_of(&method, &path, query.as_deref());
+    let caller = match authenticate(&shared, &parts, &body, api) {
         Ok(c) => c,
         Err(e) => {
             tracing::debug!(code = e.code(), message = %e, %path, "signature refused");
+            if api == Api::Ec2 {
+                return crate::ec2::error_response(
+                    &crate::ec2::error::Ec2Error::from_signature(&e),
+                    &request_id,
+                );
+            }
             let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::FORBIDDEN);
             return protocol_error(status, e.code(), &e.to_string(), &request_id);
         }
@@ -149,6 +157,22 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Bod
         credentials: caller.credentials,
         fetched_document: None,
     };
+    if api == Api::Ec2 {
+        let content_type = parts
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        return crate::ec2::handle(
+            shared.service.clone(),
+            &shared.throttle,
+            ctx,
+            &method,
+            content_type,
+            query.as_deref(),
+            &body,
+        )
+        .await;
+    }
     // Throttling is keyed on the verified account: nobody can drain another account's bucket.
     if let Some(rest) = path.strip_prefix(kiln_core::extension::PREFIX) {
         if let Err(t) = shared.throttle.admit(&ctx.account_id, Calls::Reads) {
@@ -204,6 +228,7 @@ fn authenticate(
     shared: &Shared,
     parts: &hyper::http::request::Parts,
     body: &[u8],
+    api: Api,
 ) -> Result<Caller, kiln_auth::sigv4::SigV4Error> {
     let headers: Vec<(String, String)> = parts
         .headers
@@ -223,7 +248,7 @@ fn authenticate(
         authority: parts.uri.authority().map(|a| a.as_str()),
         body,
     };
-    shared.auth.authenticate(&request, chrono::Utc::now())
+    shared.auth.authenticate(&request, chrono::Utc::now(), api)
 }
 
 /// Decodes `a=1&b=x+y&c` into `[("a", "1"), ("b", "x y"), ("c", "")]`: `+` is a space, then

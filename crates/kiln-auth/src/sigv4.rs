@@ -98,7 +98,7 @@ pub enum PathEncoding {
 /// What a verifier expects of every request.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// The service name the credential scope must carry (`imagebuilder`).
+    /// The service name the credential scope must carry (`imagebuilder`, `ec2`).
     pub service: String,
     pub path_encoding: PathEncoding,
     /// Remove dot segments and merge repeated slashes before encoding (every service but S3).
@@ -109,8 +109,18 @@ impl Settings {
     /// What Kiln's API expects: service `imagebuilder`, the SDKs' double encoding, normalized
     /// paths.
     pub fn imagebuilder() -> Settings {
+        Settings::for_service("imagebuilder")
+    }
+
+    /// What Kiln's EC2 Query endpoint expects: service `ec2`, otherwise as [`Settings::imagebuilder`]
+    /// (the aws CLI and the SDKs sign EC2 calls the same way).
+    pub fn ec2() -> Settings {
+        Settings::for_service("ec2")
+    }
+
+    fn for_service(service: &str) -> Settings {
         Settings {
-            service: "imagebuilder".to_string(),
+            service: service.to_string(),
             path_encoding: PathEncoding::Double,
             normalize_path: true,
         }

@@ -33,6 +33,13 @@ pub fn derived_id(prefix: &str, parts: &[&str]) -> String {
     format!("{prefix}0{hex}")
 }
 
+/// The id of the EBS snapshot EC2 shows behind an AMI. Kiln keeps no snapshots (the image
+/// store holds the contents under the build id), so it is derived from the AMI's id: the same
+/// AMI always shows the same snapshot, and two AMIs never share one.
+pub fn snapshot_id(image_id: &str) -> String {
+    derived_id("snap-", &["snapshot", image_id])
+}
+
 /// Every AMI in `region`, whoever owns it, in key order.
 pub fn in_region(tx: &mut dyn Txn, region: &str) -> CoreResult<Vec<Ami>> {
     let mut out = Vec::new();
@@ -181,5 +188,9 @@ mod tests {
         assert_eq!(a, derived_id("ami-", &["b", "us-east-1", "111111111111"]));
         assert_ne!(a, derived_id("ami-", &["b", "us-west-2", "111111111111"]));
         assert_eq!(a.len(), "ami-0".len() + 16);
+        let snap = snapshot_id(&a);
+        assert!(snap.starts_with("snap-0") && snap.len() == 22, "{snap}");
+        assert_eq!(snap, snapshot_id(&a));
+        assert_ne!(snap, snapshot_id("ami-0000000000000000"));
     }
 }

@@ -85,6 +85,95 @@ impl LaunchPermissions {
     }
 }
 
+/// One launch permission, as EC2's ModifyImageAttribute names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grantee {
+    /// `UserId`: an account.
+    Account(String),
+    /// `Group=all`: every account.
+    Public,
+    /// `OrganizationArn`.
+    Organization(String),
+    /// `OrganizationalUnitArn`.
+    OrganizationalUnit(String),
+}
+
+impl LaunchPermissions {
+    /// Grants `grantee` (granting twice is granting once, as on EC2).
+    pub fn add(&mut self, grantee: &Grantee) {
+        match grantee {
+            Grantee::Account(a) => {
+                self.user_ids.insert(a.clone());
+            }
+            Grantee::Public => self.public = true,
+            Grantee::Organization(a) => {
+                self.organization_arns.insert(a.clone());
+            }
+            Grantee::OrganizationalUnit(a) => {
+                self.organizational_unit_arns.insert(a.clone());
+            }
+        }
+    }
+
+    /// Takes `grantee`'s permission away (removing one it does not have changes nothing).
+    pub fn remove(&mut self, grantee: &Grantee) {
+        match grantee {
+            Grantee::Account(a) => {
+                self.user_ids.remove(a);
+            }
+            Grantee::Public => self.public = false,
+            Grantee::Organization(a) => {
+                self.organization_arns.remove(a);
+            }
+            Grantee::OrganizationalUnit(a) => {
+                self.organizational_unit_arns.remove(a);
+            }
+        }
+    }
+
+    /// Every permission, in the order EC2 lists them (groups, then accounts, organizations and
+    /// organizational units).
+    pub fn grantees(&self) -> Vec<Grantee> {
+        let mut out = Vec::new();
+        if self.public {
+            out.push(Grantee::Public);
+        }
+        out.extend(self.user_ids.iter().cloned().map(Grantee::Account));
+        out.extend(
+            self.organization_arns
+                .iter()
+                .cloned()
+                .map(Grantee::Organization),
+        );
+        out.extend(
+            self.organizational_unit_arns
+                .iter()
+                .cloned()
+                .map(Grantee::OrganizationalUnit),
+        );
+        out
+    }
+}
+
+/// How far ahead a deprecation time may be (EC2: 10 years from now).
+pub const MAX_DEPRECATION_MONTHS: u32 = 120;
+/// A public AMI is deprecated at most this long after its creation (EC2 sets it so when an
+/// AMI is made public, and refuses later times while it is public).
+pub const PUBLIC_DEPRECATION_MONTHS: u32 = 24;
+
+/// `millis` plus whole calendar months (clamped at the end of chrono's range).
+pub fn add_months(millis: Millis, months: u32) -> Millis {
+    chrono::DateTime::from_timestamp_millis(millis)
+        .and_then(|t| t.checked_add_months(chrono::Months::new(months)))
+        .map_or(Millis::MAX, |t| t.timestamp_millis())
+}
+
+/// EC2 rounds a deprecation time to the nearest minute (30 seconds round up).
+pub fn round_to_minute(millis: Millis) -> Millis {
+    const MINUTE: Millis = 60_000;
+    (millis + MINUTE / 2).div_euclid(MINUTE) * MINUTE
+}
+
 /// A disk image written to S3 from an AMI (EC2's export image task).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct S3ExportRecord {
@@ -130,6 +219,25 @@ impl Ami {
     /// `true` once its deprecation time has passed.
     pub fn deprecated_at(&self, now: Millis) -> bool {
         self.deprecation_time.is_some_and(|t| t <= now)
+    }
+
+    /// The latest deprecation time EC2 accepts for it at `now`: 10 years ahead, or for a public
+    /// AMI two years after its creation.
+    pub fn latest_deprecation(&self, now: Millis) -> Millis {
+        if self.launch_permission.public {
+            add_months(self.creation_date, PUBLIC_DEPRECATION_MONTHS)
+        } else {
+            add_months(now, MAX_DEPRECATION_MONTHS)
+        }
+    }
+
+    /// Makes it public, as EC2 does: its deprecation time becomes at most two years after its
+    /// creation (the User Guide: "the deprecation date of all public AMIs is set to two years
+    /// from the AMI creation date").
+    pub fn make_public(&mut self) {
+        self.launch_permission.public = true;
+        let limit = round_to_minute(add_months(self.creation_date, PUBLIC_DEPRECATION_MONTHS));
+        self.deprecation_time = Some(self.deprecation_time.map_or(limit, |t| t.min(limit)));
     }
 }
 
@@ -220,7 +328,10 @@ pub fn render_name(template: &str, values: &NameValues) -> Result<String, String
 pub fn check_ami_name(name: &str) -> Result<(), String> {
     let allowed = |c: char| {
         c.is_ascii_alphanumeric()
-            || matches!(c, ' ' | '(' | ')' | '[' | ']' | '.' | '/' | '-' | '\'' | '@' | '_')
+            || matches!(
+                c,
+                ' ' | '(' | ')' | '[' | ']' | '.' | '/' | '-' | '\'' | '@' | '_'
+            )
     };
     if !(3..=128).contains(&name.chars().count()) {
         return Err(format!(
@@ -297,7 +408,11 @@ impl Image {
         for (i, d) in entries {
             let ami: Option<&AmiDistribution> = d.ami_distribution_configuration.as_ref();
             let mut accounts = vec![owner.clone()];
-            for a in ami.and_then(|a| a.target_account_ids.as_ref()).into_iter().flatten() {
+            for a in ami
+                .and_then(|a| a.target_account_ids.as_ref())
+                .into_iter()
+                .flatten()
+            {
                 if !accounts.contains(a) {
                     accounts.push(a.clone());
                 }
@@ -351,7 +466,10 @@ mod tests {
     #[test]
     fn refuses_unknown_variables_and_unclosed_braces() {
         let e = render_name("web-{{ imagebuilder:nope }}", &values()).unwrap_err();
-        assert!(e.contains("imagebuilder:nope") && e.contains("buildDate"), "{e}");
+        assert!(
+            e.contains("imagebuilder:nope") && e.contains("buildDate"),
+            "{e}"
+        );
         assert!(render_name("web-{{ imagebuilder:buildDate", &values()).is_err());
         assert!(render_name("{{ ssm:x }}", &values()).is_err());
     }
@@ -392,5 +510,59 @@ mod tests {
         assert!(!ami.launchable_by("333333333333"));
         ami.launch_permission.public = true;
         assert!(ami.launchable_by("333333333333"));
+    }
+
+    #[test]
+    fn launch_permissions_add_and_remove() {
+        let mut p = LaunchPermissions::default();
+        let account = Grantee::Account("222222222222".into());
+        let org = Grantee::Organization("arn:aws:organizations::1:organization/o-1".into());
+        p.add(&account);
+        p.add(&account);
+        p.add(&Grantee::Public);
+        p.add(&org);
+        assert_eq!(
+            p.grantees(),
+            vec![Grantee::Public, account.clone(), org.clone()]
+        );
+        p.remove(&account);
+        p.remove(&Grantee::Public);
+        p.remove(&Grantee::OrganizationalUnit("nothing".into()));
+        assert_eq!(p.grantees(), vec![org]);
+    }
+
+    #[test]
+    fn deprecation_times_round_and_public_amis_get_two_years() {
+        assert_eq!(round_to_minute(90_000), 120_000);
+        assert_eq!(round_to_minute(89_999), 60_000);
+        assert_eq!(round_to_minute(120_000), 120_000);
+        // 2026-01-01T00:00:00Z plus 24 months.
+        let created = 1_767_225_600_000;
+        assert_eq!(add_months(created, 24), 1_830_297_600_000);
+        let mut ami = Ami {
+            arn: Ami::key("us-east-1", "111111111111", "ami-0123"),
+            image_id: "ami-0123".into(),
+            name: "n".into(),
+            description: None,
+            source_image: String::new(),
+            build_id: String::new(),
+            image_digest: None,
+            os_version: None,
+            platform: "Linux".into(),
+            creation_date: created,
+            tags: BTreeMap::new(),
+            launch_permission: LaunchPermissions::default(),
+            kms_key_id: None,
+            deprecation_time: None,
+            exports: Vec::new(),
+        };
+        assert_eq!(ami.latest_deprecation(created), add_months(created, 120));
+        ami.make_public();
+        assert_eq!(ami.deprecation_time, Some(1_830_297_600_000));
+        assert_eq!(ami.latest_deprecation(created), 1_830_297_600_000);
+        // An earlier deprecation time stays.
+        ami.deprecation_time = Some(created + 60_000);
+        ami.make_public();
+        assert_eq!(ami.deprecation_time, Some(created + 60_000));
     }
 }
