@@ -168,7 +168,7 @@ pub fn create_image(
         .with_version(version)
         .with_build(build);
     let arn_text = arn.to_string();
-    let build_id = build_id_of(&arn_text);
+    let build_id = build_id_of(&arn_text, caller.now_millis);
     let image = Image {
         arn,
         name: recipe.name().to_string(),
@@ -209,6 +209,7 @@ pub fn create_image(
         amis: Vec::new(),
         failure: None,
         resume_at: None,
+        distributes: None,
     };
     tx.put(&image)?;
     store_tags(tx, &arn_text, order.tags.as_ref())?;
@@ -220,13 +221,85 @@ pub fn create_image(
     })
 }
 
-/// 16 hex digits that name a build's instances and logs.
-fn build_id_of(arn: &str) -> String {
-    Sha256::digest(arn.as_bytes())
+/// 16 hex digits that name a build's instances, logs and contents. The creation time is part
+/// of it: a build number may be used again after DeleteImage, while AMIs distributed from the
+/// deleted image still name their contents by build id.
+fn build_id_of(arn: &str, now_millis: i64) -> String {
+    Sha256::digest(format!("{arn}@{now_millis}").as_bytes())
         .iter()
         .take(8)
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// DistributeImage: a new image that tracks the distribution of `source`'s contents with the
+/// distribution configuration `distribution_arn`. It has `source`'s name, version, recipe and
+/// build outputs, the next build number, and starts at the distribution stage (the worker
+/// skips building it).
+pub fn create_distribution_image(
+    tx: &mut dyn Txn,
+    caller: Caller<'_>,
+    source: &Image,
+    distribution_arn: &str,
+    tags: Option<&BTreeMap<String, String>>,
+) -> CoreResult<Arn> {
+    let distribution: DistributionConfiguration = decode_row(&resolve_required(
+        tx,
+        caller,
+        distribution_arn,
+        "distributionConfigurationArn",
+    )?)?;
+    if distribution
+        .distributions
+        .iter()
+        .all(|d| d.container_distribution_configuration.is_some())
+    {
+        return Err(CoreError::Invalid(format!(
+            "distributionConfigurationArn: {distribution_arn} distributes container images only; DistributeImage distributes AMIs"
+        )));
+    }
+    let snapshot = source.snapshot.clone().map(|s| BuildSnapshot {
+        distribution: Some(distribution.clone()),
+        ..s
+    });
+    let version = source
+        .arn
+        .version
+        .as_deref()
+        .and_then(|v| SemVer::parse(v).ok())
+        .ok_or_else(|| CoreError::Internal(format!("{} has no version", source.arn)))?;
+    let build = next_build(tx, &source.arn, &version)?;
+    let arn = source.arn.without_build().with_build(build);
+    let arn_text = arn.to_string();
+    let image = Image {
+        arn: arn.clone(),
+        build_type: BuildType::UserInitiated,
+        status: ImageStatus::Pending,
+        reason: None,
+        history: vec![StatusChange {
+            status: ImageStatus::Pending,
+            reason: Some(format!("DistributeImage of {}", source.arn)),
+            at: caller.now_millis,
+        }],
+        pipeline_arn: None,
+        pipeline_name: None,
+        distribution_configuration_arn: Some(distribution.arn.to_string()),
+        output_resources: Vec::new(),
+        date_created: caller.now_millis,
+        snapshot,
+        build_id: build_id_of(&arn_text, caller.now_millis),
+        kept_instance: None,
+        containers: Vec::new(),
+        amis: Vec::new(),
+        failure: None,
+        resume_at: Some(ImageStatus::Distributing),
+        distributes: Some(source.contents()),
+        ..source.clone()
+    };
+    tx.put(&image)?;
+    store_tags(tx, &arn_text, tags)?;
+    tx.enqueue_build(&arn_text, caller.now_millis)?;
+    Ok(arn)
 }
 
 /// The next build number of the images of a recipe version (build numbers are never reused

@@ -145,7 +145,38 @@ fn state(image: &domain::Image) -> ImageState {
     ImageState {
         status: Some(status_to_wire(image.status)),
         reason: image.reason.clone(),
-        failure_context: None,
+        // The model: set only when the status is FAILED.
+        failure_context: image
+            .failure
+            .as_ref()
+            .filter(|_| image.status == DomainStatus::Failed)
+            .map(failure_context),
+    }
+}
+
+fn failure_context(f: &domain::FailureContext) -> ImageFailureContext {
+    ImageFailureContext {
+        image_status: Some(status_to_wire(f.image_status)),
+        failed_step: f.failed_step.clone(),
+        distribution_failure: f.distribution.as_ref().map(|d| DistributionFailureContext {
+            error_message: Some(d.error_message.clone()),
+            region_failures: (!d.region_failures.is_empty()).then(|| {
+                d.region_failures
+                    .iter()
+                    .map(|r| RegionFailure {
+                        region: Some(r.region.clone()),
+                        status: RegionFailureStatus::from_wire(&r.status),
+                        image_configuration_step: r
+                            .image_configuration_step
+                            .as_deref()
+                            .and_then(ImageConfigurationStep::from_wire),
+                        error_message: Some(r.error_message.clone()),
+                        target_account_id: r.target_account_id.clone(),
+                    })
+                    .collect()
+            }),
+        }),
+        ..Default::default()
     }
 }
 
@@ -174,10 +205,29 @@ fn build_version(arn: &Arn) -> String {
 }
 
 fn output_resources(image: &domain::Image) -> Option<OutputResources> {
-    if image.output_resources.is_empty() {
+    if image.output_resources.is_empty() && image.amis.is_empty() {
         return None;
     }
     Some(match image.image_type {
+        // Distributed: one entry per AMI, copies in other Regions and accounts included.
+        DomainImageType::Ami if !image.amis.is_empty() => OutputResources {
+            amis: Some(
+                image
+                    .amis
+                    .iter()
+                    .map(|a| Ami {
+                        region: Some(a.region.clone()),
+                        image: Some(a.image_id.clone()),
+                        name: Some(a.name.clone()),
+                        description: a.description.clone(),
+                        state: None,
+                        account_id: Some(a.account_id.clone()),
+                    })
+                    .collect(),
+            ),
+            containers: None,
+        },
+        // Built before distribution made AMI records.
         DomainImageType::Ami => OutputResources {
             amis: Some(
                 image
