@@ -168,7 +168,7 @@ pub fn create_image(
         .with_version(version)
         .with_build(build);
     let arn_text = arn.to_string();
-    let build_id = build_id_of(&arn_text, caller.now_millis);
+    let build_id = build_id_of(&arn_text);
     let image = Image {
         arn,
         name: recipe.name().to_string(),
@@ -221,11 +221,10 @@ pub fn create_image(
     })
 }
 
-/// 16 hex digits that name a build's instances, logs and contents. The creation time is part
-/// of it: a build number may be used again after DeleteImage, while AMIs distributed from the
-/// deleted image still name their contents by build id.
-fn build_id_of(arn: &str, now_millis: i64) -> String {
-    Sha256::digest(format!("{arn}@{now_millis}").as_bytes())
+/// 16 hex digits that name a build's instances, logs and contents. Unique because a build
+/// number whose contents AMIs still name is never used again ([`keep_build_number`]).
+fn build_id_of(arn: &str) -> String {
+    Sha256::digest(arn.as_bytes())
         .iter()
         .take(8)
         .map(|b| format!("{b:02x}"))
@@ -287,7 +286,7 @@ pub fn create_distribution_image(
         output_resources: Vec::new(),
         date_created: caller.now_millis,
         snapshot,
-        build_id: build_id_of(&arn_text, caller.now_millis),
+        build_id: build_id_of(&arn_text),
         kept_instance: None,
         containers: Vec::new(),
         amis: Vec::new(),
@@ -304,6 +303,27 @@ pub fn create_distribution_image(
 
 /// The next build number of the images of a recipe version (build numbers are never reused
 /// while an image of the version exists).
+fn build_mark_key(account: &str, region: &str, name: &str, version: &str) -> String {
+    format!("kiln.build-mark/{account}/{region}/{name}/{version}")
+}
+
+/// Called when a deleted image goes while AMIs still name its contents: its build number is
+/// not used again for that version, so a later build never gets its build id (and store tag).
+pub fn keep_build_number(tx: &mut dyn Txn, image: &Arn) -> CoreResult<()> {
+    let (Some(version), Some(build)) = (&image.version, image.build) else {
+        return Ok(());
+    };
+    let key = build_mark_key(&image.account, &image.region, &image.name, version);
+    let mark = tx
+        .get_setting(&key)?
+        .and_then(|m| m.parse::<u32>().ok())
+        .unwrap_or(0);
+    if build > mark {
+        tx.put_setting(&key, &build.to_string())?;
+    }
+    Ok(())
+}
+
 fn next_build(tx: &mut dyn Txn, recipe_arn: &Arn, version: &SemVer) -> CoreResult<u32> {
     let rows = tx.list_rows(&ListQuery {
         account: recipe_arn.account.clone(),
@@ -313,12 +333,22 @@ fn next_build(tx: &mut dyn Txn, recipe_arn: &Arn, version: &SemVer) -> CoreResul
         after: None,
     })?;
     let version = version.to_string();
+    let kept = tx
+        .get_setting(&build_mark_key(
+            &recipe_arn.account,
+            &recipe_arn.region,
+            &recipe_arn.name,
+            &version,
+        ))?
+        .and_then(|m| m.parse::<u32>().ok())
+        .unwrap_or(0);
     Ok(rows
         .iter()
         .filter(|r| r.version.as_deref() == Some(version.as_str()))
         .filter_map(|r| r.build)
         .max()
         .unwrap_or(0)
+        .max(kept)
         + 1)
 }
 

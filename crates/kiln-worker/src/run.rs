@@ -111,19 +111,23 @@ pub(crate) fn remove(shared: &Shared, image: &Image) {
     }
     // DeleteImage does not deregister the AMIs distributed from the image (as on AWS): while
     // one names the build, its contents stay in the store and the shared registry.
-    let named_by_amis = match shared
-        .core
-        .store
-        .read(|tx| kiln_core::amis::naming_build(tx, &image.build_id))
-    {
-        Ok(Ok(amis)) => amis,
+    let amis = shared.core.store.read(|tx| {
+        let named = kiln_core::amis::naming_build(tx, &image.build_id)?;
+        let mut made_left = false;
+        for a in &image.amis {
+            made_left |= kiln_core::amis::find(tx, &a.region, &a.image_id)?.is_some();
+        }
+        Ok::<_, kiln_core::error::CoreError>((named, made_left))
+    });
+    let (named_by_amis, made_amis_left) = match amis {
+        Ok(Ok(found)) => found,
         Ok(Err(e)) => {
             tracing::warn!(arn, error = %e, "reading AMIs failed; the image's contents stay");
-            vec!["?".to_string()]
+            (vec!["?".to_string()], true)
         }
         Err(e) => {
             tracing::warn!(arn, error = %e, "reading AMIs failed; the image's contents stay");
-            vec!["?".to_string()]
+            (vec!["?".to_string()], true)
         }
     };
     if image.image_digest.is_some() && named_by_amis.is_empty() {
@@ -140,9 +144,21 @@ pub(crate) fn remove(shared: &Shared, image: &Image) {
         let _ = std::fs::remove_dir_all(logs);
     }
     let build_id = image.build_id.as_str();
+    // Its build number is not used again while AMIs it made or whose contents it has remain:
+    // a new build with the same number would get the same build id, AMI id and store tag.
+    let keep_number = !named_by_amis.is_empty() || made_amis_left;
     let deleted = shared.core.store.write(|tx| {
         if !build_id.is_empty() {
             tx.delete_build_log(build_id)?;
+        }
+        if keep_number {
+            kiln_core::images::keep_build_number(tx, &image.arn).map_err(|e| match e {
+                kiln_core::error::CoreError::Storage(e) => e,
+                other => kiln_store::StoreError::Corrupt {
+                    arn: arn.clone(),
+                    message: other.to_string(),
+                },
+            })?;
         }
         tx.delete_row(&arn)
     });

@@ -130,6 +130,20 @@ pub fn retry(
             format!("imageBuildVersionArn: {e}"),
         )
     })?;
+    // A cancelled build's worker may still be stopping it; its queue entry goes when it has.
+    if tx
+        .queued_builds()
+        .api()?
+        .iter()
+        .any(|(queued, _)| *queued == arn)
+    {
+        return Err(ApiError::new(
+            ErrorKind::ResourceInUseException,
+            format!(
+                "imageBuildVersionArn: the last build of '{arn}' is still stopping; retry it in a moment"
+            ),
+        ));
+    }
     tx.put(&image).api()?;
     tx.enqueue_build(&arn, ctx.now_millis).api()?;
     sync_pipeline_status(tx, &image, ctx.now_millis).api()?;
