@@ -19,6 +19,7 @@ import pytest
 
 from kiln_testlib import (
     DEFAULT_ACCOUNT,
+    AwsCli,
     KilnServer,
     assert_client_error,
     create_infra,
@@ -423,3 +424,26 @@ def test_distribution_configurations_check_names_and_accounts(client):
         "InvalidParameterCombinationException",
         "999999999999",
     )
+
+
+def test_the_aws_cli_distributes_and_retries(server, client, fanned_out, tmp_path):
+    cli = AwsCli(server.endpoint, tmp_path)
+    dist = distribution(
+        client,
+        [{"region": "us-east-1", "amiDistributionConfiguration": {"name": "cli-{{ imagebuilder:buildDate }}"}}],
+    )
+    arn = cli.json(
+        "distribute-image",
+        "--source-image",
+        fanned_out["image"]["arn"].rsplit("/", 1)[0],  # a version ARN: the newest build
+        "--distribution-configuration-arn",
+        dist,
+        "--execution-role",
+        "ib-exec",
+    )["imageBuildVersionArn"]
+    image = wait_final(client, arn)
+    assert image["state"]["status"] == "AVAILABLE", image["state"]
+    amis = cli.json("get-image", "--image-build-version-arn", arn)["image"]["outputResources"]["amis"]
+    assert re.fullmatch(f"cli-{DATE}", amis[0]["name"]), amis
+    retried = cli.run("retry-image", "--image-build-version-arn", arn, check=False)
+    assert retried.returncode != 0 and "ResourceInUseException" in retried.stderr, retried.stderr

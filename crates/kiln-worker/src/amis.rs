@@ -342,7 +342,10 @@ fn post_copy(
         let written = shared.core.store.write(|tx| {
             amis::put_parameter(tx, account, region, &p.parameter_name, id, data_type, now)
         });
-        if let Err(e) = written.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
+        if let Err(e) = written
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+        {
             return Err(fail(
                 PUT_SSM_PARAMETERS,
                 Some(account),

@@ -527,7 +527,12 @@ fn distribute(
 /// container image to its registries, any image to the shared registry, an AMI-type image's
 /// AMIs; then AVAILABLE with the outputs, or FAILED with the Regions that failed. RetryImage
 /// and DistributeImage start here.
-pub(crate) fn deliver(shared: &Shared, image: &Image, built: &kiln_image::ImageRef, log: &BuildLog) {
+pub(crate) fn deliver(
+    shared: &Shared,
+    image: &Image,
+    built: &kiln_image::ImageRef,
+    log: &BuildLog,
+) {
     let arn = image.arn.to_string();
     log.event("stage distribute started");
     let fail = |reason: String, failure: Option<FailureContext>| {
@@ -575,7 +580,9 @@ pub(crate) fn deliver(shared: &Shared, image: &Image, built: &kiln_image::ImageR
         ImageType::Docker => crate::amis::Distributed::default(),
     };
     if distributed.cancelled {
-        log.event("CANCELLED: the build was stopped during distribution (the AMIs made so far stay)");
+        log.event(
+            "CANCELLED: the build was stopped during distribution (the AMIs made so far stay)",
+        );
         record_amis(shared, &arn, distributed.amis);
         return;
     }
@@ -649,7 +656,10 @@ fn resume_distribution(shared: &Shared, image: &Image, log: &BuildLog) {
             return;
         }
     };
-    log.event(&format!("image {arn}: distributing {} again", contents.image));
+    log.event(&format!(
+        "image {arn}: distributing {} again",
+        contents.image
+    ));
     let mut current = None;
     let moved = transition(shared, &arn, ImageStatus::Distributing, None, |i| {
         current = Some(i.clone());

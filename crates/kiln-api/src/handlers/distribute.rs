@@ -131,12 +131,10 @@ pub fn retry(
         )
     })?;
     // A cancelled build's worker may still be stopping it; its queue entry goes when it has.
-    if tx
-        .queued_builds()
-        .api()?
-        .iter()
-        .any(|(queued, _)| *queued == arn)
-    {
+    // An entry no worker claimed yet (cancelled before it started) simply runs the retry.
+    let queued = tx.queued_builds().api()?;
+    let entry = queued.iter().find(|(queued, _)| *queued == arn);
+    if entry.is_some_and(|(_, worker)| worker.is_some()) {
         return Err(ApiError::new(
             ErrorKind::ResourceInUseException,
             format!(
@@ -144,8 +142,11 @@ pub fn retry(
             ),
         ));
     }
+    let already_queued = entry.is_some();
     tx.put(&image).api()?;
-    tx.enqueue_build(&arn, ctx.now_millis).api()?;
+    if !already_queued {
+        tx.enqueue_build(&arn, ctx.now_millis).api()?;
+    }
     sync_pipeline_status(tx, &image, ctx.now_millis).api()?;
     Ok(RetryImageResponse {
         client_token: input.client_token,

@@ -403,7 +403,12 @@ fn check_launch_template_accounts(
         .ami_distribution_configuration
         .as_ref()
         .and_then(|a| a.target_account_ids.as_ref());
-    for (j, lt) in d.launch_template_configurations.iter().flatten().enumerate() {
+    for (j, lt) in d
+        .launch_template_configurations
+        .iter()
+        .flatten()
+        .enumerate()
+    {
         let Some(account) = lt.account_id.as_deref() else {
             continue;
         };
