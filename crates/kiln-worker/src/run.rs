@@ -580,9 +580,11 @@ pub(crate) fn deliver(
         ImageType::Docker => crate::amis::Distributed::default(),
     };
     if distributed.cancelled {
-        log.event(
-            "CANCELLED: the build was stopped during distribution (the AMIs made so far stay)",
-        );
+        log.event(if shared.stopping() {
+            "stopped during distribution: kiln is stopping (the AMIs made so far stay; RetryImage distributes the rest)"
+        } else {
+            "CANCELLED: the build was stopped during distribution (the AMIs made so far stay)"
+        });
         record_amis(shared, &arn, distributed.amis);
         return;
     }
