@@ -27,6 +27,7 @@ use kiln_domain::resources::image::{
     self as domain, BuildType as DomainBuildType, ImageStatus as DomainStatus,
     ImageType as DomainImageType, RecipeSnapshot,
 };
+use kiln_domain::resources::ami::AmiOutput;
 use kiln_domain::resources::managed::{self, ManagedImage};
 use kiln_domain::resources::pipeline::ImagePipeline as DomainPipeline;
 use kiln_domain::version::SemVer;
@@ -204,47 +205,45 @@ fn build_version(arn: &Arn) -> String {
     }
 }
 
+/// The AMIs of an image: one per Region and account it was distributed to, or for an image
+/// built before distribution made AMI records, its one id in the build Region.
+fn amis_of(image: &domain::Image) -> Vec<AmiOutput> {
+    if !image.amis.is_empty() {
+        return image.amis.clone();
+    }
+    image
+        .output_resources
+        .iter()
+        .map(|id| AmiOutput {
+            region: image.arn.region.clone(),
+            image_id: id.clone(),
+            name: format!("{} {}", image.name, build_version(&image.arn)),
+            // AWS shows none on the AMIs of a build (list-image-build-versions.rst); a
+            // description comes only from a recipe or distribution that has one.
+            description: None,
+            account_id: image.owner.clone(),
+        })
+        .collect()
+}
+
+fn ami_to_wire(a: &AmiOutput) -> Ami {
+    Ami {
+        region: Some(a.region.clone()),
+        image: Some(a.image_id.clone()),
+        name: Some(a.name.clone()),
+        description: a.description.clone(),
+        state: None,
+        account_id: Some(a.account_id.clone()),
+    }
+}
+
 fn output_resources(image: &domain::Image) -> Option<OutputResources> {
     if image.output_resources.is_empty() && image.amis.is_empty() {
         return None;
     }
     Some(match image.image_type {
-        // Distributed: one entry per AMI, copies in other Regions and accounts included.
-        DomainImageType::Ami if !image.amis.is_empty() => OutputResources {
-            amis: Some(
-                image
-                    .amis
-                    .iter()
-                    .map(|a| Ami {
-                        region: Some(a.region.clone()),
-                        image: Some(a.image_id.clone()),
-                        name: Some(a.name.clone()),
-                        description: a.description.clone(),
-                        state: None,
-                        account_id: Some(a.account_id.clone()),
-                    })
-                    .collect(),
-            ),
-            containers: None,
-        },
-        // Built before distribution made AMI records.
         DomainImageType::Ami => OutputResources {
-            amis: Some(
-                image
-                    .output_resources
-                    .iter()
-                    .map(|id| Ami {
-                        region: Some(image.arn.region.clone()),
-                        image: Some(id.clone()),
-                        name: Some(format!("{} {}", image.name, build_version(&image.arn))),
-                        // AWS shows neither on the AMIs of a build (list-image-build-versions.rst);
-                        // a description comes only from a recipe or distribution that has one.
-                        description: None,
-                        state: None,
-                        account_id: Some(image.owner.clone()),
-                    })
-                    .collect(),
-            ),
+            amis: Some(amis_of(image).iter().map(ami_to_wire).collect()),
             containers: None,
         },
         // Pushed to registries: one entry per Region, as AWS answers.
