@@ -74,6 +74,7 @@ phases:
           commands:
             - sleep 300
 """
+FAILING_COMPONENT_YAML = SLOW_COMPONENT_YAML.replace("sleep 300", "exit 3")
 SHELL_SCRIPT = "#!/bin/bash\necho hello\n"
 FINAL_STATES = ("AVAILABLE", "FAILED", "CANCELLED", "DELETED", "DEPRECATED", "DISABLED")
 # The states of an image before its build produced any AMI.
@@ -101,6 +102,7 @@ class World:
     distribution: str = ""
     pipeline: str = ""
     image: str = ""
+    failed_image: str = ""
     second_pipeline: str = ""
     second_image: str = ""
     not_implemented: list[str] = field(default_factory=list)
@@ -238,6 +240,14 @@ def build_world(server: KilnServer) -> World:
     status = wait_final(c, world.image)["state"]["status"]
     assert status == "AVAILABLE", f"the world's image ended {status}"
     s = world.second
+    # RetryImage's, in the second account (the first one's reads list only AVAILABLE versions):
+    # failed long before the contract test runs, so its build has stopped.
+    world.failed_image = s.create_image(
+        imageRecipeArn=create_recipe(s, create_component(s, FAILING_COMPONENT_YAML)),
+        infrastructureConfigurationArn=create_infra(s),
+    )["imageBuildVersionArn"]
+    status = wait_final(s, world.failed_image)["state"]["status"]
+    assert status == "FAILED", f"the world's failing image ended {status}"
     second_recipe = create_recipe(s, create_component(s, SLOW_COMPONENT_YAML))
     world.second_pipeline = create_pipeline(s, second_recipe, create_infra(s))
     world.second_image = s.start_image_pipeline_execution(imagePipelineArn=world.second_pipeline)[
@@ -328,6 +338,7 @@ OPERATION_FILLERS: dict[tuple[str, str], Filler] = {
     ("DeleteWorkflow", "workflowBuildVersionArn"): lambda w: w.own_workflow(),
     ("DeleteImagePipeline", "imagePipelineArn"): lambda w: w.own_pipeline(),
     ("DeleteImage", "imageBuildVersionArn"): lambda w: w.own_finished_image(),
+    ("RetryImage", "imageBuildVersionArn"): lambda w: w.failed_image,
     ("StartResourceStateUpdate", "resourceArn"): lambda w: w.image,
     ("ListLifecycleExecutions", "resourceArn"): lambda w: w.image,
 }
@@ -353,7 +364,7 @@ EITHER_OR_MEMBERS: dict[str, dict[str, Filler]] = {
 }
 
 # Operations on the second account's resources (pipeline executions happen there).
-SECOND_ACCOUNT_OPERATIONS = {"StartImagePipelineExecution", "ListImagePipelineImages"}
+SECOND_ACCOUNT_OPERATIONS = {"StartImagePipelineExecution", "ListImagePipelineImages", "RetryImage"}
 
 
 def probe(shape_name: str) -> Any:

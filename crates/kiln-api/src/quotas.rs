@@ -118,9 +118,10 @@ impl Quota {
             Operation::CreateImagePipeline => Quota::ImagePipelines,
             Operation::CreateWorkflow => Quota::Workflows,
             Operation::CreateLifecyclePolicy => Quota::LifecyclePolicies,
-            Operation::CreateImage | Operation::StartImagePipelineExecution => {
-                Quota::ConcurrentBuilds
-            }
+            // A DistributeImage is a job of the worker's, like a build.
+            Operation::CreateImage
+            | Operation::StartImagePipelineExecution
+            | Operation::DistributeImage => Quota::ConcurrentBuilds,
             _ => return None,
         })
     }
@@ -278,10 +279,7 @@ mod tests {
     #[test]
     fn every_operation_whose_model_has_the_error_has_a_quota() {
         for def in kiln_wire::OPERATIONS.iter() {
-            // DistributeImage (not implemented) limits copies, which Kiln does not make.
-            if def.errors.contains(&"ServiceQuotaExceededException")
-                && def.name != "DistributeImage"
-            {
+            if def.errors.contains(&"ServiceQuotaExceededException") {
                 assert!(
                     Quota::of(def.operation).is_some(),
                     "{} has no quota",

@@ -40,21 +40,31 @@ pub fn snapshot_id(image_id: &str) -> String {
     derived_id("snap-", &["snapshot", image_id])
 }
 
-/// Every AMI in `region`, whoever owns it, in key order.
-pub fn in_region(tx: &mut dyn Txn, region: &str) -> CoreResult<Vec<Ami>> {
-    let mut out = Vec::new();
+/// Every AMI of every account and Region, in key order, through `keep`.
+fn scan(tx: &mut dyn Txn, mut keep: impl FnMut(Ami)) -> CoreResult<()> {
     let mut after: Option<String> = None;
     loop {
         let rows = tx.rows_of_kind(ResourceKind::Ami, after.as_deref(), SCAN_PAGE)?;
         let full = rows.len() == SCAN_PAGE;
         after = rows.last().map(|r| r.arn.clone());
-        for row in rows.iter().filter(|r| r.region == region) {
-            out.push(decode(row)?);
+        for row in &rows {
+            keep(decode(row)?);
         }
         if !full {
-            return Ok(out);
+            return Ok(());
         }
     }
+}
+
+/// Every AMI in `region`, whoever owns it, in key order.
+pub fn in_region(tx: &mut dyn Txn, region: &str) -> CoreResult<Vec<Ami>> {
+    let mut out = Vec::new();
+    scan(tx, |ami| {
+        if ami.region() == region {
+            out.push(ami);
+        }
+    })?;
+    Ok(out)
 }
 
 /// The AMIs `owner` owns in `region`.
@@ -107,6 +117,17 @@ pub fn name_taken(
         .into_iter()
         .find(|a| a.name == name && a.image_id != except)
         .map(|a| a.image_id))
+}
+
+/// The ids of the AMIs (any account, any Region) whose contents are the build `build_id`.
+pub fn naming_build(tx: &mut dyn Txn, build_id: &str) -> CoreResult<Vec<String>> {
+    let mut out = Vec::new();
+    scan(tx, |ami| {
+        if ami.build_id == build_id {
+            out.push(ami.image_id);
+        }
+    })?;
+    Ok(out)
 }
 
 pub fn put(tx: &mut dyn Txn, ami: &Ami) -> CoreResult<()> {

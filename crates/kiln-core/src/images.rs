@@ -209,6 +209,7 @@ pub fn create_image(
         amis: Vec::new(),
         failure: None,
         resume_at: None,
+        distributes: None,
     };
     tx.put(&image)?;
     store_tags(tx, &arn_text, order.tags.as_ref())?;
@@ -220,7 +221,8 @@ pub fn create_image(
     })
 }
 
-/// 16 hex digits that name a build's instances and logs.
+/// 16 hex digits that name a build's instances, logs and contents. Unique because a build
+/// number whose contents AMIs still name is never used again ([`keep_build_number`]).
 fn build_id_of(arn: &str) -> String {
     Sha256::digest(arn.as_bytes())
         .iter()
@@ -229,8 +231,99 @@ fn build_id_of(arn: &str) -> String {
         .collect()
 }
 
+/// DistributeImage: a new image that tracks the distribution of `source`'s contents with the
+/// distribution configuration `distribution_arn`. It has `source`'s name, version, recipe and
+/// build outputs, the next build number, and starts at the distribution stage (the worker
+/// skips building it).
+pub fn create_distribution_image(
+    tx: &mut dyn Txn,
+    caller: Caller<'_>,
+    source: &Image,
+    distribution_arn: &str,
+    tags: Option<&BTreeMap<String, String>>,
+) -> CoreResult<Arn> {
+    let distribution: DistributionConfiguration = decode_row(&resolve_required(
+        tx,
+        caller,
+        distribution_arn,
+        "distributionConfigurationArn",
+    )?)?;
+    if distribution
+        .distributions
+        .iter()
+        .all(|d| d.container_distribution_configuration.is_some())
+    {
+        return Err(CoreError::Invalid(format!(
+            "distributionConfigurationArn: {distribution_arn} distributes container images only; DistributeImage distributes AMIs"
+        )));
+    }
+    let snapshot = source.snapshot.clone().map(|s| BuildSnapshot {
+        distribution: Some(distribution.clone()),
+        ..s
+    });
+    let version = source
+        .arn
+        .version
+        .as_deref()
+        .and_then(|v| SemVer::parse(v).ok())
+        .ok_or_else(|| CoreError::Internal(format!("{} has no version", source.arn)))?;
+    let build = next_build(tx, &source.arn, &version)?;
+    let arn = source.arn.without_build().with_build(build);
+    let arn_text = arn.to_string();
+    let image = Image {
+        arn: arn.clone(),
+        build_type: BuildType::UserInitiated,
+        status: ImageStatus::Pending,
+        reason: None,
+        history: vec![StatusChange {
+            status: ImageStatus::Pending,
+            reason: Some(format!("DistributeImage of {}", source.arn)),
+            at: caller.now_millis,
+        }],
+        pipeline_arn: None,
+        pipeline_name: None,
+        distribution_configuration_arn: Some(distribution.arn.to_string()),
+        output_resources: Vec::new(),
+        date_created: caller.now_millis,
+        snapshot,
+        build_id: build_id_of(&arn_text),
+        kept_instance: None,
+        containers: Vec::new(),
+        amis: Vec::new(),
+        failure: None,
+        resume_at: Some(ImageStatus::Distributing),
+        distributes: Some(source.contents()),
+        ..source.clone()
+    };
+    tx.put(&image)?;
+    store_tags(tx, &arn_text, tags)?;
+    tx.enqueue_build(&arn_text, caller.now_millis)?;
+    Ok(arn)
+}
+
 /// The next build number of the images of a recipe version (build numbers are never reused
 /// while an image of the version exists).
+fn build_mark_key(account: &str, region: &str, name: &str, version: &str) -> String {
+    format!("kiln.build-mark/{account}/{region}/{name}/{version}")
+}
+
+/// Called when a deleted image goes while AMIs still name its contents: its build number is
+/// not used again for that version, so a later build never gets its build id (and store tag).
+pub fn keep_build_number(tx: &mut dyn Txn, image: &Arn) -> CoreResult<()> {
+    let (Some(version), Some(build)) = (&image.version, image.build) else {
+        return Ok(());
+    };
+    let key = build_mark_key(&image.account, &image.region, &image.name, version);
+    let mark = tx
+        .get_setting(&key)?
+        .and_then(|m| m.parse::<u32>().ok())
+        .unwrap_or(0);
+    if build > mark {
+        tx.put_setting(&key, &build.to_string())?;
+    }
+    Ok(())
+}
+
 fn next_build(tx: &mut dyn Txn, recipe_arn: &Arn, version: &SemVer) -> CoreResult<u32> {
     let rows = tx.list_rows(&ListQuery {
         account: recipe_arn.account.clone(),
@@ -240,12 +333,22 @@ fn next_build(tx: &mut dyn Txn, recipe_arn: &Arn, version: &SemVer) -> CoreResul
         after: None,
     })?;
     let version = version.to_string();
+    let kept = tx
+        .get_setting(&build_mark_key(
+            &recipe_arn.account,
+            &recipe_arn.region,
+            &recipe_arn.name,
+            &version,
+        ))?
+        .and_then(|m| m.parse::<u32>().ok())
+        .unwrap_or(0);
     Ok(rows
         .iter()
         .filter(|r| r.version.as_deref() == Some(version.as_str()))
         .filter_map(|r| r.build)
         .max()
         .unwrap_or(0)
+        .max(kept)
         + 1)
 }
 

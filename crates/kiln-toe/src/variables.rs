@@ -144,6 +144,24 @@ pub fn parse_reference(expr: &str) -> Option<Reference> {
     }
 }
 
+/// The SSM parameters `text` reads with `{{ aws:ssm:resolve(name) }}`, each once, in order:
+/// what a caller must load into `EngineConfig::ssm_parameters` before a run.
+pub fn ssm_parameter_names(text: &str) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else { break };
+        if let Some(Reference::SsmParameter(name)) = parse_reference(&after[..end]) {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        rest = &after[end + 2..];
+    }
+    names
+}
+
 /// Replaces every `{{ ... }}` in `text`; unknown loop references are left verbatim, unknown
 /// variables are an error naming them.
 pub fn substitute(text: &str, scope: &dyn Scope) -> Result<Substituted, VariableError> {
@@ -232,6 +250,17 @@ pub fn parse_parameter_overrides(s: &str) -> Result<Vec<(String, String)>, Varia
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_the_ssm_parameters_a_text_reads() {
+        assert_eq!(
+            ssm_parameter_names(
+                "a {{ aws:ssm:resolve(/golden/web) }} {{ x }} {{aws:ssm:resolve(p)}} {{ aws:ssm:resolve(/golden/web) }}"
+            ),
+            vec!["/golden/web".to_string(), "p".to_string()]
+        );
+        assert!(ssm_parameter_names("{{ unterminated").is_empty());
+    }
 
     fn scope() -> MapScope {
         let mut s = MapScope::new();

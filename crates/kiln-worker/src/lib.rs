@@ -32,6 +32,7 @@
 //! Data directory layout: `kiln.db` (the store, shared with the API), `images/` (the OCI image
 //! store), `instances/<build id>-build|test/`, `logs/<build id>/`, `tmp/` (exports in flight).
 
+pub mod amis;
 pub mod containers;
 pub mod extension;
 pub mod lease;

@@ -11,7 +11,8 @@ use kiln_build::container::ContainerSpec;
 use kiln_build::{BuildError, BuildRequest, Builder, Built, Stage, Stages};
 use kiln_core::images::move_image;
 use kiln_domain::resources::image::{
-    BuildSnapshot, Image, ImageStatus, ImageType, Package, RecipeSnapshot,
+    BuildSnapshot, DistributionFailure, FailureContext, Image, ImageStatus, ImageType, Package,
+    RecipeSnapshot,
 };
 use kiln_instance::{for_instance_types, Instance};
 use kiln_store::TxnExt;
@@ -108,23 +109,56 @@ pub(crate) fn remove(shared: &Shared, image: &Image) {
             }
         }
     }
-    if image.image_digest.is_some() {
+    // DeleteImage does not deregister the AMIs distributed from the image (as on AWS): while
+    // one names the build, its contents stay in the store and the shared registry.
+    let amis = shared.core.store.read(|tx| {
+        let named = kiln_core::amis::naming_build(tx, &image.build_id)?;
+        let mut made_left = false;
+        for a in &image.amis {
+            made_left |= kiln_core::amis::find(tx, &a.region, &a.image_id)?.is_some();
+        }
+        Ok::<_, kiln_core::error::CoreError>((named, made_left))
+    });
+    let (named_by_amis, made_amis_left) = match amis {
+        Ok(Ok(found)) => found,
+        Ok(Err(e)) => {
+            tracing::warn!(arn, error = %e, "reading AMIs failed; the image's contents stay");
+            (vec!["?".to_string()], true)
+        }
+        Err(e) => {
+            tracing::warn!(arn, error = %e, "reading AMIs failed; the image's contents stay");
+            (vec!["?".to_string()], true)
+        }
+    };
+    if image.image_digest.is_some() && named_by_amis.is_empty() {
         match shared.store.delete(&store_tag(&image.build_id)) {
             Ok(()) | Err(kiln_image::Error::UnknownTag(_)) => {}
             Err(e) => tracing::warn!(arn, error = %e, "removing the image from the store failed"),
         }
-    }
-    if image.image_digest.is_some() {
         crate::registry::remove(shared, image);
+    } else if !named_by_amis.is_empty() {
+        tracing::info!(arn, amis = ?named_by_amis, "the image's contents stay for the AMIs distributed from it");
     }
     let logs = shared.config.logs_dir().join(&image.build_id);
     if !image.build_id.is_empty() {
         let _ = std::fs::remove_dir_all(logs);
     }
     let build_id = image.build_id.as_str();
+    // Its build number is not used again while AMIs it made or whose contents it has remain:
+    // a new build with the same number would get the same build id, AMI id and store tag.
+    let keep_number = !named_by_amis.is_empty() || made_amis_left;
     let deleted = shared.core.store.write(|tx| {
         if !build_id.is_empty() {
             tx.delete_build_log(build_id)?;
+        }
+        if keep_number {
+            kiln_core::images::keep_build_number(tx, &image.arn).map_err(|e| match e {
+                kiln_core::error::CoreError::Storage(e) => e,
+                other => kiln_store::StoreError::Corrupt {
+                    arn: arn.clone(),
+                    message: other.to_string(),
+                },
+            })?;
         }
         tx.delete_row(&arn)
     });
@@ -155,6 +189,16 @@ impl Stages for StageTracker<'_> {
 
 fn build(shared: &Arc<Shared>, image: Image) {
     let arn = image.arn.to_string();
+    if image.resume_at.is_some() && shared.core.store.is_shared() {
+        // A retried build's database log starts again (the local file keeps appending).
+        if let Err(e) = shared
+            .core
+            .store
+            .write(|tx| tx.delete_build_log(&image.build_id))
+        {
+            tracing::warn!(arn, error = %e, "clearing a retried build's database log failed");
+        }
+    }
     let log = match BuildLog::create(
         &shared.config.logs_dir(),
         &image.build_id,
@@ -172,6 +216,9 @@ fn build(shared: &Arc<Shared>, image: Image) {
             return;
         }
     };
+    if image.resume_at == Some(ImageStatus::Distributing) {
+        return resume_distribution(shared, &image, &log);
+    }
     if !transition(shared, &arn, ImageStatus::Building, None, |_| {}) {
         return;
     }
@@ -200,8 +247,18 @@ fn build(shared: &Arc<Shared>, image: Image) {
             }
             log.event(&format!("FAILED: {reason}"));
             let kept = e.kept_instance.clone();
+            let image_status = match e.stage {
+                Stage::Test => ImageStatus::Testing,
+                _ => ImageStatus::Building,
+            };
             transition(shared, &arn, ImageStatus::Failed, Some(reason), |i| {
                 i.kept_instance = kept;
+                i.failure = Some(FailureContext {
+                    image_status,
+                    failed_step: None,
+                    distribution: None,
+                });
+                i.resume_at = None;
             });
         }
     }
@@ -282,6 +339,7 @@ fn run_build(
             ..Default::default()
         },
         cancel: Some(cancel.clone()),
+        ssm_parameters: ssm_parameters(shared, image, snapshot),
         working_directory: snapshot.working_directory().map(str::to_string),
         clock: Some(engine_clock(shared.core.clock.clone())),
         ..EngineConfig::default()
@@ -307,6 +365,46 @@ fn run_build(
     });
     parent.release(shared);
     result.map(|built| (built, parent.os_version))
+}
+
+/// The SSM parameters the build's documents read (`{{ aws:ssm:resolve(name) }}`), from the
+/// image's account and Region: distribution writes AMI ids there. A parameter that does not
+/// exist is left out, so the step that reads it fails naming it.
+fn ssm_parameters(
+    shared: &Shared,
+    image: &Image,
+    snapshot: &BuildSnapshot,
+) -> std::collections::HashMap<String, String> {
+    let mut names: Vec<String> = Vec::new();
+    for c in &snapshot.components {
+        names.extend(kiln_toe::variables::ssm_parameter_names(&c.data));
+    }
+    if let RecipeSnapshot::Container(r) = &snapshot.recipe {
+        names.extend(kiln_toe::variables::ssm_parameter_names(
+            &r.dockerfile_template_data,
+        ));
+    }
+    let (account, region) = (&image.arn.account, &image.arn.region);
+    let read = shared.core.store.read(|tx| {
+        let mut values = std::collections::HashMap::new();
+        for name in &names {
+            if let Some(p) = kiln_core::amis::get_parameter(tx, account, region, name)? {
+                values.insert(name.clone(), p.value);
+            }
+        }
+        Ok::<_, kiln_core::error::CoreError>(values)
+    });
+    match read {
+        Ok(Ok(values)) => values,
+        Ok(Err(e)) => {
+            tracing::warn!(arn = %image.arn, error = %e, "reading SSM parameters failed");
+            Default::default()
+        }
+        Err(e) => {
+            tracing::warn!(arn = %image.arn, error = %e, "reading SSM parameters failed");
+            Default::default()
+        }
+    }
 }
 
 /// A container recipe's Dockerfile, its template expanded: what the build runs. The text the
@@ -382,9 +480,10 @@ fn watch_for_cancel(
     }
 }
 
-/// After the test stage: DISTRIBUTING, then AVAILABLE with the outputs. `osVersion` is what the
-/// built root says of itself (its os-release, with enhanced metadata) or else its parent's, as an
-/// Image Builder image always has one.
+/// After the test stage: DISTRIBUTING (with the build's digest, OS and packages recorded, so
+/// that a failed distribution keeps what was built for RetryImage), then the outputs. `osVersion`
+/// is what the built root says of itself (its os-release, with enhanced metadata) or else its
+/// parent's, as an Image Builder image always has one.
 fn distribute(
     shared: &Shared,
     image: &Image,
@@ -393,21 +492,6 @@ fn distribute(
     log: &BuildLog,
 ) {
     let arn = image.arn.to_string();
-    if !transition(shared, &arn, ImageStatus::Distributing, None, |_| {}) {
-        discard(shared, image);
-        return;
-    }
-    log.event("stage distribute started");
-    // A container image's URI is the store itself, an OCI layout that skopeo, umoci and
-    // another recipe's `parentImage` (oci:...) can read; an AMI-type image answers to an id.
-    let output = match image.image_type {
-        ImageType::Docker => format!(
-            "oci:{}:{}",
-            shared.config.images_dir().display(),
-            store_tag(&image.build_id)
-        ),
-        ImageType::Ami => image.ami_id(),
-    };
     let metadata = built.metadata;
     let os_version = metadata
         .as_ref()
@@ -425,37 +509,180 @@ fn distribute(
                 .collect()
         })
         .unwrap_or_default();
-    // A container image goes to its registries (`--ecr-registry`); other machines build on and
-    // export an image only once it is in the shared registry. It is AVAILABLE only then.
-    let pushed = crate::containers::push(shared, image, &built.image, log).and_then(|containers| {
-        crate::registry::push(shared, image, &built.image).map(|_| containers)
+    let digest = built.image.digest.clone();
+    let mut recorded = None;
+    let moved = transition(shared, &arn, ImageStatus::Distributing, None, |i| {
+        i.image_digest = Some(digest);
+        i.os_version = os_version;
+        i.packages = packages;
+        recorded = Some(i.clone());
     });
+    match recorded {
+        Some(image) if moved => deliver(shared, &image, &built.image, log),
+        _ => discard(shared, image),
+    }
+}
+
+/// The distribution stage of an image in DISTRIBUTING whose build is `built` in the store: a
+/// container image to its registries, any image to the shared registry, an AMI-type image's
+/// AMIs; then AVAILABLE with the outputs, or FAILED with the Regions that failed. RetryImage
+/// and DistributeImage start here.
+pub(crate) fn deliver(
+    shared: &Shared,
+    image: &Image,
+    built: &kiln_image::ImageRef,
+    log: &BuildLog,
+) {
+    let arn = image.arn.to_string();
+    log.event("stage distribute started");
+    let fail = |reason: String, failure: Option<FailureContext>| {
+        log.event(&format!("FAILED: {reason}"));
+        transition(shared, &arn, ImageStatus::Failed, Some(reason), |i| {
+            i.failure = failure;
+            i.resume_at = Some(ImageStatus::Distributing);
+        });
+    };
+    // A container image goes to its registries (`--ecr-registry`); other machines build on and
+    // export an image only once it is in the shared registry.
+    let pushed = crate::containers::push(shared, image, built, log)
+        .and_then(|containers| crate::registry::push(shared, image, built).map(|_| containers));
     let containers = match pushed {
         Ok(containers) => containers,
         Err(e) => {
-            let reason = format!("distribute stage failed: {e}");
-            log.event(&format!("FAILED: {reason}"));
-            discard(shared, image);
-            transition(shared, &arn, ImageStatus::Failed, Some(reason), |_| {});
-            return;
+            let failure = FailureContext {
+                image_status: ImageStatus::Distributing,
+                failed_step: Some("DistributeImage".to_string()),
+                distribution: Some(DistributionFailure {
+                    error_message: e.clone(),
+                    region_failures: Vec::new(),
+                }),
+            };
+            return fail(format!("distribute stage failed: {e}"), Some(failure));
         }
     };
-    let digest = built.image.digest.clone();
+    let still_ours = || {
+        read_image(shared, &arn).is_some_and(|i| {
+            matches!(
+                i.status,
+                ImageStatus::Distributing | ImageStatus::Integrating
+            )
+        }) && !shared.stopping()
+    };
+    let distributed = match image.image_type {
+        ImageType::Ami => crate::amis::distribute(
+            shared,
+            image,
+            &built.digest,
+            image.os_version.as_deref(),
+            log,
+            &still_ours,
+        ),
+        ImageType::Docker => crate::amis::Distributed::default(),
+    };
+    if distributed.cancelled {
+        log.event(if shared.stopping() {
+            "stopped during distribution: kiln is stopping (the AMIs made so far stay; RetryImage distributes the rest)"
+        } else {
+            "CANCELLED: the build was stopped during distribution (the AMIs made so far stay)"
+        });
+        record_amis(shared, &arn, distributed.amis);
+        return;
+    }
+    if let Some(failure) = distributed.failure() {
+        let status = read_image(shared, &arn).map_or(ImageStatus::Distributing, |i| i.status);
+        let reason = format!("distribute stage failed: {}", failure.error_message);
+        let context = FailureContext {
+            image_status: status,
+            failed_step: Some("DistributeImage".to_string()),
+            distribution: Some(failure),
+        };
+        let amis = distributed.amis;
+        log.event(&format!("FAILED: {reason}"));
+        transition(shared, &arn, ImageStatus::Failed, Some(reason), |i| {
+            i.failure = Some(context);
+            i.resume_at = Some(ImageStatus::Distributing);
+            i.amis = amis;
+        });
+        return;
+    }
+    // A container image's URI is the store itself, an OCI layout that skopeo, umoci and
+    // another recipe's `parentImage` (oci:...) can read; an AMI-type image answers to an id.
+    let output = match image.image_type {
+        ImageType::Docker => format!(
+            "oci:{}:{}",
+            shared.config.images_dir().display(),
+            store_tag(&image.build_id)
+        ),
+        ImageType::Ami => image.ami_id(),
+    };
+    let amis = distributed.amis;
     let moved = transition(shared, &arn, ImageStatus::Available, None, |i| {
         i.output_resources = vec![output.clone()];
         i.containers = containers;
-        i.os_version = os_version;
-        i.packages = packages;
-        i.image_digest = Some(digest);
+        i.amis = amis;
+        i.failure = None;
+        i.resume_at = None;
     });
     if moved {
-        log.event(&format!("AVAILABLE: {output} ({})", built.image.digest));
+        log.event(&format!("AVAILABLE: {output} ({})", built.digest));
     } else {
         // Cancelled while it was pushed: no machine will ask the registry for it. Container
-        // images pushed to --ecr-registry stay, as AWS keeps what a cancelled build made.
-        discard(shared, image);
+        // images pushed to --ecr-registry and AMIs stay, as AWS keeps what a cancelled build
+        // made.
         crate::registry::remove(shared, image);
         log.event("CANCELLED: the build was stopped");
+    }
+}
+
+/// RetryImage of an image whose distribution failed, and DistributeImage: the build's contents
+/// are in the store (or the shared registry), so only the distribution stage runs.
+fn resume_distribution(shared: &Shared, image: &Image, log: &BuildLog) {
+    let arn = image.arn.to_string();
+    let contents = image.contents();
+    let built = kiln_domain::arn::Arn::parse(&contents.image)
+        .map_err(|e| e.to_string())
+        .and_then(|source| {
+            crate::registry::local_or_pulled_build(shared, &source, &contents.build_id)
+        });
+    let built = match built {
+        Ok(built) => built,
+        Err(e) => {
+            let reason = format!(
+                "distribute stage failed: the contents of {} are gone ({e}); create the image again",
+                contents.image
+            );
+            log.event(&format!("FAILED: {reason}"));
+            transition(shared, &arn, ImageStatus::Failed, Some(reason), |i| {
+                i.resume_at = None;
+            });
+            return;
+        }
+    };
+    log.event(&format!(
+        "image {arn}: distributing {} again",
+        contents.image
+    ));
+    let mut current = None;
+    let moved = transition(shared, &arn, ImageStatus::Distributing, None, |i| {
+        current = Some(i.clone());
+    });
+    if let (true, Some(image)) = (moved, current) {
+        deliver(shared, &image, &built, log);
+    }
+}
+
+/// Keeps the AMIs a cancelled distribution made in the image's outputs.
+fn record_amis(shared: &Shared, arn: &str, amis: Vec<kiln_domain::resources::ami::AmiOutput>) {
+    let written = shared.core.store.write(|tx| {
+        let Some(mut image) = tx.get::<Image>(arn)? else {
+            return Ok(());
+        };
+        image.amis = amis;
+        image.resume_at = Some(ImageStatus::Distributing);
+        tx.put(&image)
+    });
+    if let Err(e) = written.and_then(|r| r) {
+        tracing::error!(arn, error = %e, "recording a cancelled image's AMIs failed");
     }
 }
 

@@ -27,6 +27,7 @@ use kiln_domain::resources::image::{
     self as domain, BuildType as DomainBuildType, ImageStatus as DomainStatus,
     ImageType as DomainImageType, RecipeSnapshot,
 };
+use kiln_domain::resources::ami::AmiOutput;
 use kiln_domain::resources::managed::{self, ManagedImage};
 use kiln_domain::resources::pipeline::ImagePipeline as DomainPipeline;
 use kiln_domain::version::SemVer;
@@ -145,7 +146,38 @@ fn state(image: &domain::Image) -> ImageState {
     ImageState {
         status: Some(status_to_wire(image.status)),
         reason: image.reason.clone(),
-        failure_context: None,
+        // The model: set only when the status is FAILED.
+        failure_context: image
+            .failure
+            .as_ref()
+            .filter(|_| image.status == DomainStatus::Failed)
+            .map(failure_context),
+    }
+}
+
+fn failure_context(f: &domain::FailureContext) -> ImageFailureContext {
+    ImageFailureContext {
+        image_status: Some(status_to_wire(f.image_status)),
+        failed_step: f.failed_step.clone(),
+        distribution_failure: f.distribution.as_ref().map(|d| DistributionFailureContext {
+            error_message: Some(d.error_message.clone()),
+            region_failures: (!d.region_failures.is_empty()).then(|| {
+                d.region_failures
+                    .iter()
+                    .map(|r| RegionFailure {
+                        region: Some(r.region.clone()),
+                        status: RegionFailureStatus::from_wire(&r.status),
+                        image_configuration_step: r
+                            .image_configuration_step
+                            .as_deref()
+                            .and_then(ImageConfigurationStep::from_wire),
+                        error_message: Some(r.error_message.clone()),
+                        target_account_id: r.target_account_id.clone(),
+                    })
+                    .collect()
+            }),
+        }),
+        ..Default::default()
     }
 }
 
@@ -173,28 +205,45 @@ fn build_version(arn: &Arn) -> String {
     }
 }
 
+/// The AMIs of an image: one per Region and account it was distributed to, or for an image
+/// built before distribution made AMI records, its one id in the build Region.
+fn amis_of(image: &domain::Image) -> Vec<AmiOutput> {
+    if !image.amis.is_empty() {
+        return image.amis.clone();
+    }
+    image
+        .output_resources
+        .iter()
+        .map(|id| AmiOutput {
+            region: image.arn.region.clone(),
+            image_id: id.clone(),
+            name: format!("{} {}", image.name, build_version(&image.arn)),
+            // AWS shows none on the AMIs of a build (list-image-build-versions.rst); a
+            // description comes only from a recipe or distribution that has one.
+            description: None,
+            account_id: image.owner.clone(),
+        })
+        .collect()
+}
+
+fn ami_to_wire(a: &AmiOutput) -> Ami {
+    Ami {
+        region: Some(a.region.clone()),
+        image: Some(a.image_id.clone()),
+        name: Some(a.name.clone()),
+        description: a.description.clone(),
+        state: None,
+        account_id: Some(a.account_id.clone()),
+    }
+}
+
 fn output_resources(image: &domain::Image) -> Option<OutputResources> {
-    if image.output_resources.is_empty() {
+    if image.output_resources.is_empty() && image.amis.is_empty() {
         return None;
     }
     Some(match image.image_type {
         DomainImageType::Ami => OutputResources {
-            amis: Some(
-                image
-                    .output_resources
-                    .iter()
-                    .map(|id| Ami {
-                        region: Some(image.arn.region.clone()),
-                        image: Some(id.clone()),
-                        name: Some(format!("{} {}", image.name, build_version(&image.arn))),
-                        // AWS shows neither on the AMIs of a build (list-image-build-versions.rst);
-                        // a description comes only from a recipe or distribution that has one.
-                        description: None,
-                        state: None,
-                        account_id: Some(image.owner.clone()),
-                    })
-                    .collect(),
-            ),
+            amis: Some(amis_of(image).iter().map(ami_to_wire).collect()),
             containers: None,
         },
         // Pushed to registries: one entry per Region, as AWS answers.

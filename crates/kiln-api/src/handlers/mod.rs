@@ -12,6 +12,7 @@ use kiln_wire::{ApiError, Handlers, Operation, RequestContext};
 
 pub mod components;
 pub mod container_recipes;
+pub mod distribute;
 pub mod distribution;
 pub mod image_recipes;
 pub mod images;
@@ -97,6 +98,8 @@ impl Handlers for Service {
         list_image_packages => images::list_packages: ListImagePackagesRequest -> ListImagePackagesResponse;
         cancel_image_creation => images::cancel: CancelImageCreationRequest -> CancelImageCreationResponse;
         delete_image => images::delete: DeleteImageRequest -> DeleteImageResponse;
+        distribute_image => distribute::distribute: DistributeImageRequest -> DistributeImageResponse;
+        retry_image => distribute::retry: RetryImageRequest -> RetryImageResponse;
 
         tag_resource => tags::tag: TagResourceRequest -> TagResourceResponse;
         untag_resource => tags::untag: UntagResourceRequest -> UntagResourceResponse;

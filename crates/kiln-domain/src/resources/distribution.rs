@@ -260,6 +260,16 @@ fn check_entry(d: &Distribution, at: &str, owner_account: &str) -> Result<(), Di
             )?;
         }
     }
+    if let Some(name) = d
+        .ami_distribution_configuration
+        .as_ref()
+        .and_then(|a| a.name.as_deref())
+    {
+        super::ami::check_name_template(name).map_err(|message| {
+            DistributionError::invalid(format!("{at}.amiDistributionConfiguration.name"), message)
+        })?;
+    }
+    check_launch_template_accounts(d, at, owner_account)?;
     check_user_groups(d, at)?;
     check_fast_launch_templates(d, at)?;
     check_ssm_accounts(d, at, owner_account)
@@ -380,6 +390,40 @@ fn is_ecr_repository_name(name: &str) -> bool {
         !previous_was_separator
     };
     (2..=256).contains(&name.len()) && name.split('/').all(component_ok)
+}
+
+/// A launch template gets a version pointing at the AMI of its account, so its account must
+/// receive one: the owner, or one of `targetAccountIds`.
+fn check_launch_template_accounts(
+    d: &Distribution,
+    at: &str,
+    owner_account: &str,
+) -> Result<(), DistributionError> {
+    let targets = d
+        .ami_distribution_configuration
+        .as_ref()
+        .and_then(|a| a.target_account_ids.as_ref());
+    for (j, lt) in d
+        .launch_template_configurations
+        .iter()
+        .flatten()
+        .enumerate()
+    {
+        let Some(account) = lt.account_id.as_deref() else {
+            continue;
+        };
+        if account != owner_account && !targets.is_some_and(|t| t.iter().any(|a| a == account)) {
+            return Err(DistributionError::conflict(
+                format!("{at}.launchTemplateConfigurations[{j}].accountId"),
+                format!(
+                    "account {account} receives no AMI in {}: add it to \
+                     amiDistributionConfiguration.targetAccountIds",
+                    d.region
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_user_groups(d: &Distribution, at: &str) -> Result<(), DistributionError> {

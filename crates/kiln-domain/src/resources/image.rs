@@ -230,6 +230,17 @@ pub struct Image {
     /// there (DISTRIBUTING) instead of building again.
     #[serde(default)]
     pub resume_at: Option<ImageStatus>,
+    /// The build whose contents this image distributes, when it is not its own (an image
+    /// DistributeImage made to track a distribution of another image's AMI).
+    #[serde(default)]
+    pub distributes: Option<BuildRef>,
+}
+
+/// One build's contents: the image that made them and its build id (the store tag).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildRef {
+    pub image: String,
+    pub build_id: String,
 }
 
 /// Where a build failed, for the API's `ImageFailureContext`.
@@ -450,6 +461,38 @@ impl Image {
         format!("ami-0{}", &self.build_id[..self.build_id.len().min(16)])
     }
 
+    /// The build whose contents this image has: its own, or the one it distributes.
+    pub fn contents(&self) -> BuildRef {
+        self.distributes.clone().unwrap_or_else(|| BuildRef {
+            image: self.arn.to_string(),
+            build_id: self.build_id.clone(),
+        })
+    }
+
+    /// RetryImage: a FAILED or CANCELLED AMI image goes back to PENDING in place, keeping
+    /// where it may resume ([`Image::resume_at`]); its failure is forgotten.
+    pub fn retry(&mut self, at: Millis) -> Result<(), String> {
+        if self.image_type != ImageType::Ami {
+            return Err("RetryImage supports AMI images only; this is a container image".into());
+        }
+        if !matches!(self.status, ImageStatus::Failed | ImageStatus::Cancelled) {
+            return Err(format!(
+                "only a FAILED or CANCELLED image can be retried; this one is {}",
+                self.status.as_str()
+            ));
+        }
+        self.status = ImageStatus::Pending;
+        self.reason = None;
+        self.failure = None;
+        self.kept_instance = None;
+        self.history.push(StatusChange {
+            status: ImageStatus::Pending,
+            reason: Some("RetryImage".to_string()),
+            at,
+        });
+        Ok(())
+    }
+
     /// Moves the image to `next`, recording when and why; refuses a move the state machine does
     /// not allow.
     pub fn advance(
@@ -589,6 +632,7 @@ mod tests {
             amis: Vec::new(),
             failure: None,
             resume_at: None,
+            distributes: None,
         }
     }
 

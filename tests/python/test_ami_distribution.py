@@ -1,0 +1,449 @@
+"""AMI distribution through the API, with real builds: a distribution configuration's entries
+make one AMI per Region and account (`outputResources.amis`), named from the template, tagged,
+shared; the copies are usable as parents in their account and Region and nowhere else; SSM
+parameters receive the AMI ids and later builds read them; failures fill `failureContext`;
+DistributeImage and RetryImage run the distribution stage again.
+
+Builds need root (mounts, namespaces, cgroups): CI runs as root; elsewhere the module is
+skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from typing import Any
+
+import pytest
+
+from kiln_testlib import (
+    DEFAULT_ACCOUNT,
+    AwsCli,
+    KilnServer,
+    assert_client_error,
+    create_infra,
+    make_client,
+    unique_name,
+)
+from test_builds import BUSYBOX, bash_component, recipe, wait_final, wait_status
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="builds need root")
+
+TARGET_KEY = "AKIDTARGETACCOUNT"
+TARGET_ACCOUNT = "444455556666"
+STRANGER_KEY = "AKIDSTRANGERACCT"
+STRANGER_ACCOUNT = "777788889999"
+WEST = "us-west-2"
+DATE = r"\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}\.\d{3}Z"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = KilnServer(
+        tmp_path_factory.mktemp("distribution") / "data",
+        keys={TARGET_KEY: TARGET_ACCOUNT, STRANGER_KEY: STRANGER_ACCOUNT},
+    ).start()
+    yield srv
+    srv.stop_gracefully()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return make_client(server.endpoint)
+
+
+def clients(server, region: str) -> dict[str, Any]:
+    return {
+        "owner": make_client(server.endpoint, region=region),
+        "target": make_client(server.endpoint, region=region, access_key=TARGET_KEY),
+        "stranger": make_client(server.endpoint, region=region, access_key=STRANGER_KEY),
+    }
+
+
+@pytest.fixture(scope="module")
+def infra(client) -> str:
+    return create_infra(client, instanceTypes=["t3.micro"])
+
+
+def distribution(client: Any, distributions: list[dict]) -> str:
+    return client.create_distribution_configuration(
+        name=unique_name("dist"), distributions=distributions
+    )["distributionConfigurationArn"]
+
+
+def create_image(client: Any, recipe_arn: str, infra: str, dist: str | None) -> str:
+    extra = {"distributionConfigurationArn": dist} if dist else {}
+    return client.create_image(
+        imageRecipeArn=recipe_arn,
+        infrastructureConfigurationArn=infra,
+        imageTestsConfiguration={"imageTestsEnabled": False},
+        **extra,
+    )["imageBuildVersionArn"]
+
+
+def noop(client: Any) -> str:
+    return bash_component(client, {"build": "true"})
+
+
+def marker_recipe(client: Any, marker: str, **extra: Any) -> str:
+    comp = bash_component(client, {"build": f"mkdir -p /opt && echo {marker} > /opt/marker"})
+    return recipe(client, [comp], **extra)
+
+
+@pytest.fixture(scope="module")
+def fanned_out(server, client, infra):
+    """An image distributed to two Regions and two accounts, with a name template, tags,
+    sharing and an SSM parameter."""
+    marker = unique_name("marker")
+    recipe_arn = marker_recipe(client, marker, description="the web image")
+    dist = distribution(
+        client,
+        [
+            {
+                "region": "us-east-1",
+                "amiDistributionConfiguration": {
+                    "name": "web-{{ imagebuilder:buildDate }}",
+                    "amiTags": {"team": "web", "stage": "prod"},
+                    "targetAccountIds": [TARGET_ACCOUNT],
+                    "kmsKeyId": "arn:aws:kms:us-east-1:123456789012:alias/ami",
+                },
+                "ssmParameterConfigurations": [
+                    {"parameterName": "/golden/web/latest", "dataType": "aws:ec2:image"}
+                ],
+                "licenseConfigurationArns": [
+                    "arn:aws:license-manager:us-east-1:123456789012:license-configuration:lic-0123456789abcdef0123456789abcdef"
+                ],
+            },
+            {
+                "region": WEST,
+                "amiDistributionConfiguration": {
+                    "name": "web-{{ imagebuilder:buildDate }}-b{{ imagebuilder:buildVersion }}",
+                    "description": "copied west",
+                    "targetAccountIds": [TARGET_ACCOUNT],
+                },
+            },
+        ],
+    )
+    arn = create_image(client, recipe_arn, infra, dist)
+    image = wait_final(client, arn, timeout=600)
+    assert image["state"]["status"] == "AVAILABLE", image["state"]
+    return {"image": image, "marker": marker, "dist": dist}
+
+
+def amis_by(image: dict) -> dict[tuple[str, str], dict]:
+    return {(a["region"], a["accountId"]): a for a in image["outputResources"]["amis"]}
+
+
+def test_one_ami_per_region_and_account_named_from_the_template(fanned_out):
+    amis = amis_by(fanned_out["image"])
+    assert set(amis) == {
+        ("us-east-1", DEFAULT_ACCOUNT),
+        ("us-east-1", TARGET_ACCOUNT),
+        (WEST, DEFAULT_ACCOUNT),
+        (WEST, TARGET_ACCOUNT),
+    }
+    assert len({a["image"] for a in amis.values()}) == 4
+    for a in amis.values():
+        assert re.fullmatch(r"ami-[0-9a-f]{17}", a["image"]), a
+    east = amis[("us-east-1", DEFAULT_ACCOUNT)]
+    assert re.fullmatch(f"web-{DATE}", east["name"]), east
+    west = amis[(WEST, TARGET_ACCOUNT)]
+    assert re.fullmatch(f"web-{DATE}-b1", west["name"]), west
+    # The recipe's description goes to the build Region's own AMI only; an entry's to all of
+    # its copies.
+    assert east["description"] == "the web image"
+    assert "description" not in amis[("us-east-1", TARGET_ACCOUNT)]
+    assert west["description"] == "copied west"
+    assert amis[(WEST, DEFAULT_ACCOUNT)]["description"] == "copied west"
+
+
+def test_copies_are_parents_in_their_account_and_region_only(server, fanned_out):
+    amis = amis_by(fanned_out["image"])
+    west_copy = amis[(WEST, TARGET_ACCOUNT)]["image"]
+    west = clients(server, WEST)
+    check = bash_component(
+        west["target"], {"build": f"grep -qx {fanned_out['marker']} /opt/marker"}
+    )
+    infra = create_infra(west["target"], instanceTypes=["t3.micro"])
+    child = wait_final(
+        west["target"],
+        create_image(west["target"], recipe(west["target"], [check], parent=west_copy), infra, None),
+        timeout=600,
+    )
+    assert child["state"]["status"] == "AVAILABLE", child["state"]
+
+    # A third account may not use it, nor the owner's AMI id in another Region.
+    stranger = west["stranger"]
+    infra = create_infra(stranger, instanceTypes=["t3.micro"])
+    failed = wait_final(
+        stranger, create_image(stranger, recipe(stranger, [noop(stranger)], parent=west_copy), infra, None)
+    )
+    assert failed["state"]["status"] == "FAILED"
+    assert west_copy in failed["state"]["reason"], failed["state"]
+    east_own = amis[("us-east-1", DEFAULT_ACCOUNT)]["image"]
+    owner_west = west["owner"]
+    infra = create_infra(owner_west, instanceTypes=["t3.micro"])
+    failed = wait_final(
+        owner_west, create_image(owner_west, recipe(owner_west, [noop(owner_west)], parent=east_own), infra, None)
+    )
+    assert failed["state"]["status"] == "FAILED"
+
+
+def test_ssm_parameters_hold_the_ami_and_later_builds_read_them(client, infra, fanned_out):
+    own = amis_by(fanned_out["image"])[("us-east-1", DEFAULT_ACCOUNT)]["image"]
+    comp = bash_component(
+        client,
+        {"build": f'test "{{{{ aws:ssm:resolve(/golden/web/latest) }}}}" = "{own}"'},
+    )
+    image = wait_final(client, create_image(client, recipe(client, [comp]), infra, None))
+    assert image["state"]["status"] == "AVAILABLE", image["state"]
+
+
+def test_distribute_image_from_an_ami_id_and_an_ssm_parameter(server, client, fanned_out):
+    source = fanned_out["image"]
+    own = amis_by(source)[("us-east-1", DEFAULT_ACCOUNT)]["image"]
+    dist = distribution(
+        client,
+        [
+            {
+                "region": "eu-west-1",
+                "amiDistributionConfiguration": {"name": "eu-{{ imagebuilder:buildDate }}"},
+            }
+        ],
+    )
+    for source_image in (own, "ssm:/golden/web/latest", source["arn"]):
+        arn = client.distribute_image(
+            sourceImage=source_image,
+            distributionConfigurationArn=dist,
+            executionRole="arn:aws:iam::123456789012:role/ib-exec",
+        )["imageBuildVersionArn"]
+        assert arn != source["arn"]
+        assert arn.rsplit("/", 2)[0] == source["arn"].rsplit("/", 2)[0]  # same name and version
+        tracked = wait_final(client, arn)
+        assert tracked["state"]["status"] == "AVAILABLE", tracked["state"]
+        amis = tracked["outputResources"]["amis"]
+        assert [(a["region"], a["accountId"]) for a in amis] == [("eu-west-1", DEFAULT_ACCOUNT)]
+        assert re.fullmatch(f"eu-{DATE}", amis[0]["name"])
+
+    # The AMI in eu-west-1 holds the source's contents: a build there finds the marker.
+    eu = make_client(server.endpoint, region="eu-west-1")
+    check = bash_component(eu, {"build": f"grep -qx {fanned_out['marker']} /opt/marker"})
+    infra = create_infra(eu, instanceTypes=["t3.micro"])
+    child = wait_final(
+        eu, create_image(eu, recipe(eu, [check], parent=amis[0]["image"]), infra, None), timeout=600
+    )
+    assert child["state"]["status"] == "AVAILABLE", child["state"]
+
+
+def test_distribute_image_refusals(server, client, fanned_out):
+    dist = fanned_out["dist"]
+    role = "ib-exec"
+    assert_client_error(
+        lambda: client.distribute_image(
+            sourceImage="ami-0ffffffffffffffff", distributionConfigurationArn=dist, executionRole=role
+        ),
+        "ResourceNotFoundException",
+        "ami-0ffffffffffffffff",
+    )
+    assert_client_error(
+        lambda: client.distribute_image(
+            sourceImage="ssm:/no/such", distributionConfigurationArn=dist, executionRole=role
+        ),
+        "InvalidRequestException",
+        "/no/such",
+    )
+    # Another account's AMI, even shared with the caller, is not one of its images.
+    target_copy = amis_by(fanned_out["image"])[("us-east-1", TARGET_ACCOUNT)]["image"]
+    stranger = make_client(server.endpoint, access_key=STRANGER_KEY)
+    stranger_dist = distribution(
+        stranger, [{"region": "us-east-1", "amiDistributionConfiguration": {}}]
+    )
+    assert_client_error(
+        lambda: stranger.distribute_image(
+            sourceImage=target_copy, distributionConfigurationArn=stranger_dist, executionRole=role
+        ),
+        "ResourceNotFoundException",
+        target_copy,
+    )
+    assert_client_error(
+        lambda: client.distribute_image(
+            sourceImage=fanned_out["image"]["arn"],
+            distributionConfigurationArn=dist,
+            executionRole=role,
+            loggingConfiguration={"logGroupName": "/aws/imagebuilder/x"},
+        ),
+        "InvalidRequestException",
+        "loggingConfiguration",
+    )
+
+
+def test_a_taken_name_fails_the_region_with_a_failure_context_and_retry_resumes(client, infra):
+    name = unique_name("static")
+    recipe_arn = marker_recipe(client, "static")
+    dist = distribution(
+        client,
+        [
+            {"region": "us-east-1", "amiDistributionConfiguration": {"name": name}},
+            {"region": WEST, "amiDistributionConfiguration": {"name": f"{name}-w-{{{{ imagebuilder:buildDate }}}}"}},
+        ],
+    )
+    first = wait_final(client, create_image(client, recipe_arn, infra, dist), timeout=600)
+    assert first["state"]["status"] == "AVAILABLE", first["state"]
+    second = wait_final(client, create_image(client, recipe_arn, infra, dist), timeout=600)
+    state = second["state"]
+    assert state["status"] == "FAILED", state
+    assert "1 of 2 distributions failed" in state["reason"], state
+    context = state["failureContext"]
+    assert context["imageStatus"] == "DISTRIBUTING"
+    failures = context["distributionFailure"]["regionFailures"]
+    assert [(f["region"], f["status"]) for f in failures] == [("us-east-1", "FAILED")]
+    assert "InvalidAMIName.Duplicate" in failures[0]["errorMessage"]
+    assert "imageConfigurationStep" not in failures[0]
+    # The Region that worked has its AMI.
+    assert [a["region"] for a in second["outputResources"]["amis"]] == [WEST]
+
+    # Retry runs the distribution again in place: the same failure, the same ARN, no rebuild.
+    west_ami = second["outputResources"]["amis"][0]["image"]
+    retry_when_stopped(client, second["arn"])
+    again = wait_final(client, second["arn"])
+    assert again["state"]["status"] == "FAILED"
+    assert [a["image"] for a in again["outputResources"]["amis"]] == [west_ami]
+
+    # Deleting the first image leaves its AMIs (as on AWS), so the name stays taken.
+    client.delete_image(imageBuildVersionArn=first["arn"])
+    retry_when_stopped(client, second["arn"])
+    assert wait_final(client, second["arn"])["state"]["status"] == "FAILED"
+
+
+def test_post_copy_failures_name_the_step(client, infra):
+    dist = distribution(
+        client,
+        [
+            {
+                "region": "us-east-1",
+                "amiDistributionConfiguration": {"name": "fl-{{ imagebuilder:buildDate }}"},
+                "fastLaunchConfigurations": [{"enabled": True}],
+            }
+        ],
+    )
+    image = wait_final(client, create_image(client, marker_recipe(client, "fl"), infra, dist), timeout=600)
+    state = image["state"]
+    assert state["status"] == "FAILED", state
+    failure = state["failureContext"]["distributionFailure"]["regionFailures"][0]
+    assert failure["imageConfigurationStep"] == "UPDATE_FAST_LAUNCH_CONFIGURATIONS"
+    assert "Windows" in failure["errorMessage"]
+    assert state["failureContext"]["imageStatus"] == "INTEGRATING"
+
+
+def retry_when_stopped(client: Any, arn: str) -> None:
+    """RetryImage, once the worker has stopped the image's last build."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            client.retry_image(imageBuildVersionArn=arn)
+            return
+        except client.exceptions.ResourceInUseException as e:
+            assert "still stopping" in str(e), e
+            assert time.monotonic() < deadline, "the cancelled build never stopped"
+            time.sleep(0.2)
+
+
+def test_retry_image_rules_and_a_cancelled_build_built_again(client, infra):
+    comp = bash_component(client, {"build": "sleep 30"})
+    arn = create_image(client, recipe(client, [comp]), infra, None)
+    assert_client_error(
+        lambda: client.retry_image(imageBuildVersionArn=arn),
+        "ResourceInUseException",
+        "FAILED or CANCELLED",
+    )
+    wait_status(client, arn, "BUILDING")
+    client.cancel_image_creation(imageBuildVersionArn=arn)
+    assert wait_final(client, arn)["state"]["status"] == "CANCELLED"
+    retry_when_stopped(client, arn)
+    wait_status(client, arn, "BUILDING")
+    image = wait_final(client, arn, timeout=600)
+    assert image["state"]["status"] == "AVAILABLE", image["state"]
+    assert_client_error(
+        lambda: client.retry_image(imageBuildVersionArn=arn),
+        "ResourceInUseException",
+        "AVAILABLE",
+    )
+
+
+def test_cancel_during_distribution_keeps_what_was_made(client, infra):
+    # 300 target accounts make distribution take long enough to cancel in the middle.
+    accounts = [f"{100000000000 + i:012d}" for i in range(300)]
+    dist = distribution(
+        client,
+        [
+            {
+                "region": "us-east-1",
+                "amiDistributionConfiguration": {
+                    "name": "many-{{ imagebuilder:buildDate }}",
+                    "targetAccountIds": accounts,
+                },
+            }
+        ],
+    )
+    arn = create_image(client, marker_recipe(client, "many"), infra, dist)
+    wait_status(client, arn, "DISTRIBUTING", timeout=600)
+    client.cancel_image_creation(imageBuildVersionArn=arn)
+    image = wait_final(client, arn)
+    assert image["state"]["status"] == "CANCELLED"
+    time.sleep(1)  # the worker notices between two AMIs and records what it made
+    made = client.get_image(imageBuildVersionArn=arn)["image"]["outputResources"]["amis"]
+    assert 0 < len(made) < 301, len(made)
+
+
+def test_distribution_configurations_check_names_and_accounts(client):
+    for name, fragment in [
+        ("web:{{ imagebuilder:buildDate }}", "':'"),
+        ("web-{{ imagebuilder:nope }}", "imagebuilder:nope"),
+    ]:
+        assert_client_error(
+            lambda: distribution(
+                client, [{"region": "us-east-1", "amiDistributionConfiguration": {"name": name}}]
+            ),
+            "InvalidRequestException",
+            fragment,
+        )
+    assert_client_error(
+        lambda: distribution(
+            client,
+            [
+                {
+                    "region": "us-east-1",
+                    "amiDistributionConfiguration": {"name": "lt-{{ imagebuilder:buildDate }}"},
+                    "launchTemplateConfigurations": [
+                        {"launchTemplateId": "lt-0123456789abcdef0", "accountId": "999999999999"}
+                    ],
+                }
+            ],
+        ),
+        "InvalidParameterCombinationException",
+        "999999999999",
+    )
+
+
+def test_the_aws_cli_distributes_and_retries(server, client, fanned_out, tmp_path):
+    cli = AwsCli(server.endpoint, tmp_path)
+    dist = distribution(
+        client,
+        [{"region": "us-east-1", "amiDistributionConfiguration": {"name": "cli-{{ imagebuilder:buildDate }}"}}],
+    )
+    arn = cli.json(
+        "distribute-image",
+        "--source-image",
+        fanned_out["image"]["arn"].rsplit("/", 1)[0],  # a version ARN: the newest build
+        "--distribution-configuration-arn",
+        dist,
+        "--execution-role",
+        "ib-exec",
+    )["imageBuildVersionArn"]
+    image = wait_final(client, arn)
+    assert image["state"]["status"] == "AVAILABLE", image["state"]
+    amis = cli.json("get-image", "--image-build-version-arn", arn)["image"]["outputResources"]["amis"]
+    assert re.fullmatch(f"cli-{DATE}", amis[0]["name"]), amis
+    retried = cli.run("retry-image", "--image-build-version-arn", arn, check=False)
+    assert retried.returncode != 0 and "ResourceInUseException" in retried.stderr, retried.stderr
