@@ -751,41 +751,50 @@ mod http {
         (status, content_type, body.to_string())
     }
 
-    fn signed(
-        key: &Key,
-        settings: &Settings,
+    /// Signs requests to the test server with one key.
+    struct Signer<'a> {
+        key: &'a Key,
         addr: std::net::SocketAddr,
-        method: &str,
-        path: &str,
-        query: &str,
-        content_type: Option<&str>,
-        body: &str,
-    ) -> Vec<(String, String)> {
-        let mut headers = vec![("host".to_string(), addr.to_string())];
-        if let Some(ct) = content_type {
-            headers.push(("content-type".to_string(), ct.to_string()));
+    }
+
+    impl Signer<'_> {
+        /// The headers of a request signed for `settings`' service.
+        fn sign(
+            &self,
+            settings: &Settings,
+            method: &str,
+            path: &str,
+            query: &str,
+            content_type: Option<&str>,
+            body: &str,
+        ) -> Vec<(String, String)> {
+            let key = self.key;
+            let mut headers = vec![("host".to_string(), self.addr.to_string())];
+            if let Some(ct) = content_type {
+                headers.push(("content-type".to_string(), ct.to_string()));
+            }
+            let request = sigv4::Request {
+                method,
+                raw_path: path,
+                raw_query: query,
+                headers: &headers,
+                authority: None,
+                body: body.as_bytes(),
+            };
+            let added = sigv4::sign_request(
+                &request,
+                &sigv4::Credentials {
+                    access_key_id: key.access_key_id.clone(),
+                    secret_access_key: key.secret_access_key.clone(),
+                    session_token: None,
+                },
+                REGION,
+                chrono::Utc::now(),
+                settings,
+            );
+            headers.extend(added);
+            headers
         }
-        let request = sigv4::Request {
-            method,
-            raw_path: path,
-            raw_query: query,
-            headers: &headers,
-            authority: None,
-            body: body.as_bytes(),
-        };
-        let added = sigv4::sign_request(
-            &request,
-            &sigv4::Credentials {
-                access_key_id: key.access_key_id.clone(),
-                secret_access_key: key.secret_access_key.clone(),
-                session_token: None,
-            },
-            REGION,
-            chrono::Utc::now(),
-            settings,
-        );
-        headers.extend(added);
-        headers
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -798,6 +807,7 @@ mod http {
             Authenticator::verify(credentials, kiln_auth::regions::Regions::default()).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let signer = Signer { key: &key, addr };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let svc = f.svc.clone();
         tokio::spawn(serve(
@@ -816,16 +826,7 @@ mod http {
         let form =
             "Action=DescribeImages&Version=2016-11-15&Filter.1.Name=name&Filter.1.Value.1=web-%2A";
         let ct = "application/x-www-form-urlencoded; charset=utf-8";
-        let h = signed(
-            &key,
-            &Settings::ec2(),
-            addr,
-            "POST",
-            "/",
-            "",
-            Some(ct),
-            form,
-        );
+        let h = signer.sign(&Settings::ec2(), "POST", "/", "", Some(ct), form);
         let (status, content_type, body) = send(addr, "POST", "/", &h, form).await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(content_type, "text/xml;charset=utf-8");
@@ -839,22 +840,13 @@ mod http {
 
         // The same parameters in a GET query string.
         let query = "Action=DescribeImages&Owner.1=self&Version=2016-11-15";
-        let h = signed(&key, &Settings::ec2(), addr, "GET", "/", query, None, "");
+        let h = signer.sign(&Settings::ec2(), "GET", "/", query, None, "");
         let (status, _, body) = send(addr, "GET", &format!("/?{query}"), &h, "").await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(Node::parse(&body).items("imagesSet").len(), 1);
 
         // A signature for imagebuilder does not pass for EC2, and the refusal is EC2's XML.
-        let h = signed(
-            &key,
-            &Settings::imagebuilder(),
-            addr,
-            "POST",
-            "/",
-            "",
-            Some(ct),
-            form,
-        );
+        let h = signer.sign(&Settings::imagebuilder(), "POST", "/", "", Some(ct), form);
         let (status, _, body) = send(addr, "POST", "/", &h, form).await;
         assert_eq!(status, 403);
         let doc = Node::parse(&body);
@@ -863,7 +855,7 @@ mod http {
 
         // Errors of the call itself are EC2's XML too.
         let bad = "Action=DescribeImages&Version=2016-11-15&ImageId.1=ami-0000000000000000f";
-        let h = signed(&key, &Settings::ec2(), addr, "POST", "/", "", Some(ct), bad);
+        let h = signer.sign(&Settings::ec2(), "POST", "/", "", Some(ct), bad);
         let (status, _, body) = send(addr, "POST", "/", &h, bad).await;
         assert_eq!(status, 400);
         assert_eq!(
@@ -873,10 +865,8 @@ mod http {
 
         // Image Builder calls are untouched: JSON, and only with an imagebuilder signature.
         let json = Some("application/json");
-        let h = signed(
-            &key,
+        let h = signer.sign(
             &Settings::imagebuilder(),
-            addr,
             "POST",
             "/ListComponents",
             "",
@@ -889,16 +879,7 @@ mod http {
             (200, "application/json"),
             "{body}"
         );
-        let h = signed(
-            &key,
-            &Settings::ec2(),
-            addr,
-            "POST",
-            "/ListComponents",
-            "",
-            json,
-            "{}",
-        );
+        let h = signer.sign(&Settings::ec2(), "POST", "/ListComponents", "", json, "{}");
         let (status, _, body) = send(addr, "POST", "/ListComponents", &h, "{}").await;
         assert_eq!(status, 403, "{body}");
         assert!(body.contains("'imagebuilder'"), "{body}");

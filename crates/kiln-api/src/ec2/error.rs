@@ -163,7 +163,12 @@ mod tests {
         let e = Ec2Error::invalid_value("Filter.1.Name: the filter 'a<b' is invalid & unknown");
         let xml = e.to_xml("req-1");
         assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>InvalidParameterValue</Code>"));
-        assert!(xml.contains("<Message>Filter.1.Name: the filter &apos;a&lt;b&apos; is invalid &amp; unknown</Message>"), "{xml}");
+        assert!(
+            xml.contains(
+                "<Message>Filter.1.Name: the filter 'a&lt;b' is invalid &amp; unknown</Message>"
+            ),
+            "{xml}"
+        );
         assert!(xml.ends_with("<RequestID>req-1</RequestID></Response>"));
     }
 

@@ -9,11 +9,12 @@ use std::borrow::Cow;
 /// The namespace of the API version Kiln answers.
 pub const NAMESPACE: &str = "http://ec2.amazonaws.com/doc/2016-11-15/";
 
-/// Escapes text for an element or an attribute value. Characters XML 1.0 cannot carry at all
+/// Escapes the text of an element (Kiln writes no attribute values but the fixed namespace, so
+/// quotes stay as they are, as in EC2's own messages). Characters XML 1.0 cannot carry at all
 /// (most C0 controls, lone surrogates cannot occur in a `str`, U+FFFE/U+FFFF) become U+FFFD, so
 /// that a stored value can never make the whole answer unreadable.
 pub fn escape(text: &str) -> Cow<'_, str> {
-    let plain = |c: char| !matches!(c, '&' | '<' | '>' | '"' | '\'' | '\r') && allowed(c);
+    let plain = |c: char| !matches!(c, '&' | '<' | '>' | '\r') && allowed(c);
     if text.chars().all(plain) {
         return Cow::Borrowed(text);
     }
@@ -23,8 +24,6 @@ pub fn escape(text: &str) -> Cow<'_, str> {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
             // A carriage return would be read back as a newline (XML normalises line ends).
             '\r' => out.push_str("&#13;"),
             c if allowed(c) => out.push(c),
@@ -115,10 +114,7 @@ mod tests {
     fn text_is_escaped() {
         assert_eq!(escape("plain text"), "plain text");
         assert!(matches!(escape("plain"), Cow::Borrowed(_)));
-        assert_eq!(
-            escape("a<b & c>\"d\" 'e'"),
-            "a&lt;b &amp; c&gt;&quot;d&quot; &apos;e&apos;"
-        );
+        assert_eq!(escape("a<b & c>\"d\" 'e'"), "a&lt;b &amp; c&gt;\"d\" 'e'");
         assert_eq!(escape("line\r\nnext\ttab"), "line&#13;\nnext\ttab");
         assert_eq!(escape("nul\u{0}bell\u{7}"), "nul\u{FFFD}bell\u{FFFD}");
         assert_eq!(escape("ünïcödé ☃ 𝄞"), "ünïcödé ☃ 𝄞");

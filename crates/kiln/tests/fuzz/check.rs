@@ -1,5 +1,7 @@
 //! What every answer must be, whatever the request: no 5xx, no hang, and every 4xx in the AWS
-//! error shape (an `X-Amzn-ErrorType` header and a JSON body with a `message`).
+//! error shape (an `X-Amzn-ErrorType` header and a JSON body with a `message`). A request the
+//! mutations turned into an EC2 Query call (`POST /`, `GET /?Action=...`) is answered by Kiln's
+//! EC2 endpoint, in EC2's XML shape (`<Response><Errors><Error><Code>...<Message>...`).
 
 use super::wire::Request;
 use crate::common::RawResponse;
@@ -13,6 +15,16 @@ pub const HANG: Duration = Duration::from_secs(10);
 pub fn check(req: &Request, resp: &RawResponse, elapsed: Duration) -> Result<(), String> {
     if elapsed > HANG {
         return Err(format!("took {elapsed:?} (limit {HANG:?})"));
+    }
+    let (path, query) = match req.path.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (req.path.as_str(), None),
+    };
+    // Heads and bodies the HTTP layer refuses before reading the request (`http_edges`, the
+    // body limit) are answered in the generic shape below, whatever the path.
+    let refused_early = resp.header("x-amzn-errortype").is_some();
+    if kiln_api::ec2::is_ec2_request(&req.method, path, query) && !refused_early {
+        return check_ec2(resp);
     }
     match resp.status {
         200..=299 => {
@@ -48,6 +60,35 @@ pub fn check(req: &Request, resp: &RawResponse, elapsed: Duration) -> Result<(),
             }
         }
         status => Err(format!("status {status}")),
+    }
+}
+
+/// An EC2 answer: XML, and every 4xx an EC2 error with a code and a message.
+fn check_ec2(resp: &RawResponse) -> Result<(), String> {
+    let between = |open: &str, close: &str| {
+        let start = resp.body.find(open)? + open.len();
+        let end = resp.body[start..].find(close)? + start;
+        Some(resp.body[start..end].trim().to_string())
+    };
+    match resp.status {
+        200..=299 if resp.body.starts_with("<?xml") => Ok(()),
+        400..=499 => match (
+            between("<Code>", "</Code>"),
+            between("<Message>", "</Message>"),
+        ) {
+            (Some(code), Some(message))
+                if resp.body.contains("<Response><Errors><Error>")
+                    && !code.is_empty()
+                    && !message.is_empty() =>
+            {
+                Ok(())
+            }
+            _ => Err(format!(
+                "{} to an EC2 call without an EC2 error body: {}",
+                resp.status, resp.body
+            )),
+        },
+        status => Err(format!("status {status} to an EC2 call: {}", resp.body)),
     }
 }
 
