@@ -23,11 +23,11 @@ use crate::handlers::{container_recipes, distribution, image_recipes, infrastruc
 use crate::service::Service;
 use kiln_core::images::{create_image, start_pipeline_build, sync_pipeline_status, ImageOrder};
 use kiln_domain::arn::{Arn, ResourceKind};
+use kiln_domain::resources::ami::AmiOutput;
 use kiln_domain::resources::image::{
     self as domain, BuildType as DomainBuildType, ImageStatus as DomainStatus,
     ImageType as DomainImageType, RecipeSnapshot,
 };
-use kiln_domain::resources::ami::AmiOutput;
 use kiln_domain::resources::managed::{self, ManagedImage};
 use kiln_domain::resources::pipeline::ImagePipeline as DomainPipeline;
 use kiln_domain::version::SemVer;
