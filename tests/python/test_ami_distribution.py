@@ -10,16 +10,24 @@ skipped.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
+import subprocess
 import time
 from typing import Any
 
+import boto3
 import pytest
+from botocore.config import Config
 
 from kiln_testlib import (
+    ACCESS_KEY,
     DEFAULT_ACCOUNT,
+    SECRET_KEY,
     AwsCli,
+    aws_executable,
     KilnServer,
     assert_client_error,
     create_infra,
@@ -131,6 +139,38 @@ def fanned_out(server, client, infra):
     return {"image": image, "marker": marker, "dist": dist}
 
 
+def ec2(server, access_key: str = ACCESS_KEY, region: str = "us-east-1") -> Any:
+    return boto3.client(
+        "ec2",
+        endpoint_url=server.endpoint,
+        region_name=region,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=SECRET_KEY,
+        config=Config(retries={"total_max_attempts": 1}),
+    )
+
+
+def describe_images_cli(server, tmp_path, access_key: str, region: str, *args: str) -> list[dict]:
+    """`aws ec2 describe-images` as the account of `access_key`."""
+    config = tmp_path / "aws-config"
+    config.write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_ACCESS_KEY_ID=access_key,
+        AWS_SECRET_ACCESS_KEY=SECRET_KEY,
+        AWS_CONFIG_FILE=str(config),
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "aws-credentials"),
+        AWS_MAX_ATTEMPTS="1",
+        AWS_PAGER="",
+    )
+    out = subprocess.run(
+        [aws_executable(), "ec2", "describe-images", "--endpoint-url", server.endpoint,
+         "--region", region, *args, "--output", "json"],
+        env=env, capture_output=True, text=True, timeout=120, check=True,
+    )
+    return json.loads(out.stdout)["Images"]
+
+
 def amis_by(image: dict) -> dict[tuple[str, str], dict]:
     return {(a["region"], a["accountId"]): a for a in image["outputResources"]["amis"]}
 
@@ -156,6 +196,30 @@ def test_one_ami_per_region_and_account_named_from_the_template(fanned_out):
     assert "description" not in amis[("us-east-1", TARGET_ACCOUNT)]
     assert west["description"] == "copied west"
     assert amis[(WEST, DEFAULT_ACCOUNT)]["description"] == "copied west"
+
+
+def test_each_account_finds_its_copies_with_describe_images(server, fanned_out, tmp_path):
+    amis = amis_by(fanned_out["image"])
+    for region in ("us-east-1", WEST):
+        for key, account in ((ACCESS_KEY, DEFAULT_ACCOUNT), (TARGET_KEY, TARGET_ACCOUNT)):
+            found = describe_images_cli(
+                server, tmp_path, key, region, "--owners", account,
+                "--filters", "Name=name,Values=web-*",
+            )
+            assert [i["ImageId"] for i in found] == [amis[(region, account)]["image"]], (region, account)
+            assert found[0]["OwnerId"] == account
+            assert found[0]["Name"] == amis[(region, account)]["name"]
+        # Not from a third account, nor from the owner for the copy it gave away.
+        for key, owner in ((STRANGER_KEY, TARGET_ACCOUNT), (STRANGER_KEY, DEFAULT_ACCOUNT), (ACCESS_KEY, TARGET_ACCOUNT)):
+            assert describe_images_cli(
+                server, tmp_path, key, region, "--owners", owner, "--filters", "Name=name,Values=web-*"
+            ) == []
+    east = ec2(server).describe_images(ImageIds=[amis[("us-east-1", DEFAULT_ACCOUNT)]["image"]])["Images"][0]
+    assert {t["Key"]: t["Value"] for t in east["Tags"]} == {"team": "web", "stage": "prod"}
+    assert east["Description"] == "the web image"
+    mapping = east["BlockDeviceMappings"][0]["Ebs"]
+    assert mapping["Encrypted"] is True
+    assert mapping["KmsKeyId"] == "arn:aws:kms:us-east-1:123456789012:alias/ami"
 
 
 def test_copies_are_parents_in_their_account_and_region_only(server, fanned_out):
@@ -278,7 +342,7 @@ def test_distribute_image_refusals(server, client, fanned_out):
     )
 
 
-def test_a_taken_name_fails_the_region_with_a_failure_context_and_retry_resumes(client, infra):
+def test_a_taken_name_fails_the_region_with_a_failure_context_and_retry_resumes(server, client, infra):
     name = unique_name("static")
     recipe_arn = marker_recipe(client, "static")
     dist = distribution(
@@ -314,6 +378,29 @@ def test_a_taken_name_fails_the_region_with_a_failure_context_and_retry_resumes(
     client.delete_image(imageBuildVersionArn=first["arn"])
     retry_when_stopped(client, second["arn"])
     assert wait_final(client, second["arn"])["state"]["status"] == "FAILED"
+
+    # Deregistering it frees the name: the retry distributes without building, and the
+    # deleted image's contents leave the store with its last AMI.
+    taken = [a["image"] for a in first["outputResources"]["amis"] if a["region"] == "us-east-1"]
+    ec2(server).deregister_image(ImageId=taken[0])
+    retry_when_stopped(client, second["arn"])
+    done = wait_final(client, second["arn"])
+    assert done["state"]["status"] == "AVAILABLE", done["state"]
+    assert sorted(a["region"] for a in done["outputResources"]["amis"]) == ["us-east-1", WEST]
+    assert [a["image"] for a in done["outputResources"]["amis"] if a["region"] == WEST] == [west_ami]
+    first_tag = "kiln-" + hashlib.sha256(first["arn"].encode()).hexdigest()[:16]
+    index = server.data_dir / "images" / "index.json"
+    # Its other AMI still names the contents; they go with the last one.
+    time.sleep(1)
+    assert first_tag in index.read_text()
+    other = [a["image"] for a in first["outputResources"]["amis"] if a["region"] == WEST]
+    ec2(server, region=WEST).deregister_image(ImageId=other[0])
+    deadline = time.monotonic() + 30
+    while first_tag in index.read_text():
+        assert time.monotonic() < deadline, "the deleted image's contents stayed in the store"
+        time.sleep(0.2)
+    second_tag = "kiln-" + hashlib.sha256(second["arn"].encode()).hexdigest()[:16]
+    assert second_tag in index.read_text()
 
 
 def test_post_copy_failures_name_the_step(client, infra):

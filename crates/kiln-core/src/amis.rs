@@ -134,10 +134,14 @@ pub fn put(tx: &mut dyn Txn, ami: &Ami) -> CoreResult<()> {
     Ok(tx.put(ami)?)
 }
 
-/// Deregisters an AMI: its record goes; what the image store holds for it stays with the
-/// Image Builder image.
+/// Deregisters an AMI: its record goes. When it was the last AMI naming contents whose
+/// Image Builder image is gone (DeleteImage leaves AMIs), the image's ARN is queued: the worker
+/// then finds no image there and removes the contents no record names any more.
 pub fn remove(tx: &mut dyn Txn, ami: &Ami) -> CoreResult<()> {
     tx.delete_row(&ami.arn.to_string())?;
+    if naming_build(tx, &ami.build_id)?.is_empty() && tx.get_row(&ami.source_image)?.is_none() {
+        tx.enqueue_build(&ami.source_image, 0)?;
+    }
     Ok(())
 }
 

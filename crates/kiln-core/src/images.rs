@@ -223,7 +223,7 @@ pub fn create_image(
 
 /// 16 hex digits that name a build's instances, logs and contents. Unique because a build
 /// number whose contents AMIs still name is never used again ([`keep_build_number`]).
-fn build_id_of(arn: &str) -> String {
+pub fn build_id_of(arn: &str) -> String {
     Sha256::digest(arn.as_bytes())
         .iter()
         .take(8)

@@ -99,12 +99,18 @@ pub fn local_or_pulled_build(
 /// Deletes a deleted image's copy from the registry; a registry that refuses deletes (or is
 /// away) leaves it there, which is logged.
 pub fn remove(shared: &Shared, image: &Image) {
+    remove_build(shared, &image.arn, &image.build_id)
+}
+
+/// [`remove`] for the build `build_id` of the image `arn` (which may be gone).
+pub fn remove_build(shared: &Shared, arn: &Arn, build_id: &str) {
     let Some(registry) = &shared.config.registry else {
         return;
     };
-    let reference = reference_of(registry, image);
+    let (repository, tag) = repository_and_tag(arn, build_id);
+    let reference = registry.reference(&repository, &tag);
     if let Err(e) = shared.store.delete_registry(&reference, &registry.access()) {
-        tracing::warn!(arn = %image.arn, reference, error = %e, "deleting the image from the shared registry failed; it stays there");
+        tracing::warn!(arn = %arn, reference, error = %e, "deleting the image from the shared registry failed; it stays there");
     }
 }
 

@@ -91,10 +91,40 @@ pub fn process(shared: &Arc<Shared>, arn: &str) {
     match read_image(shared, arn) {
         Some(image) if image.status == ImageStatus::Deleted => remove(shared, &image),
         Some(image) if image.status == ImageStatus::Pending => build(shared, image),
-        // Cancelled before it started, or gone.
-        _ => {}
+        // Gone: what AMIs kept of it may be left, once the last of them was deregistered.
+        None => sweep(shared, arn),
+        // Cancelled before it started.
+        Some(_) => {}
     }
     finish(shared, arn);
+}
+
+/// The contents of a deleted image that AMIs kept, once no AMI names them (the last was
+/// deregistered): from the store and the shared registry.
+fn sweep(shared: &Shared, arn: &str) {
+    let Ok(parsed) = kiln_domain::arn::Arn::parse(arn) else {
+        return;
+    };
+    let build_id = kiln_core::images::build_id_of(arn);
+    let named = shared
+        .core
+        .store
+        .read(|tx| kiln_core::amis::naming_build(tx, &build_id));
+    if !matches!(named, Ok(Ok(ref ids)) if ids.is_empty()) {
+        return;
+    }
+    match shared.store.delete(&store_tag(&build_id)) {
+        Ok(()) => tracing::info!(
+            arn,
+            "removed the contents of a deleted image: its last AMI was deregistered"
+        ),
+        Err(kiln_image::Error::UnknownTag(_)) => {}
+        Err(e) => tracing::warn!(arn, error = %e, "removing a deleted image's contents failed"),
+    }
+    crate::registry::remove_build(shared, &parsed, &build_id);
+    if let Err(e) = shared.store.gc(Duration::from_secs(600)) {
+        tracing::warn!(error = %e, "collecting unused layers failed");
+    }
 }
 
 /// A deleted image: its kept instance, its store entry, its logs, then its record.
