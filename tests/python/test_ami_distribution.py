@@ -534,3 +534,61 @@ def test_the_aws_cli_distributes_and_retries(server, client, fanned_out, tmp_pat
     assert re.fullmatch(f"cli-{DATE}", amis[0]["name"]), amis
     retried = cli.run("retry-image", "--image-build-version-arn", arn, check=False)
     assert retried.returncode != 0 and "ResourceInUseException" in retried.stderr, retried.stderr
+
+
+def test_launch_permissions_share_and_publish(server, client, infra):
+    marker = unique_name("shared")
+    dist = distribution(
+        client,
+        [
+            {
+                "region": "us-east-1",
+                "amiDistributionConfiguration": {
+                    "name": "shared-{{ imagebuilder:buildDate }}",
+                    "launchPermission": {
+                        "userIds": [STRANGER_ACCOUNT],
+                        "organizationArns": ["arn:aws:organizations::123456789012:organization/o-abcdefghij"],
+                    },
+                },
+            },
+            {
+                "region": WEST,
+                "amiDistributionConfiguration": {
+                    "name": "public-{{ imagebuilder:buildDate }}",
+                    "launchPermission": {"userGroups": ["all"]},
+                },
+            },
+        ],
+    )
+    image = wait_final(client, create_image(client, marker_recipe(client, marker), infra, dist), timeout=600)
+    assert image["state"]["status"] == "AVAILABLE", image["state"]
+    amis = amis_by(image)
+    shared = amis[("us-east-1", DEFAULT_ACCOUNT)]["image"]
+    public = amis[(WEST, DEFAULT_ACCOUNT)]["image"]
+
+    stranger = ec2(server, access_key=STRANGER_KEY)
+    found = stranger.describe_images(ExecutableUsers=["self"], Filters=[{"Name": "name", "Values": ["shared-*"]}])
+    assert [i["ImageId"] for i in found["Images"]] == [shared]
+    assert found["Images"][0]["Public"] is False
+    attribute = ec2(server).describe_image_attribute(ImageId=shared, Attribute="launchPermission")
+    assert {"UserId": STRANGER_ACCOUNT} in attribute["LaunchPermissions"]
+    assert {
+        "OrganizationArn": "arn:aws:organizations::123456789012:organization/o-abcdefghij"
+    } in attribute["LaunchPermissions"]
+    # The account it was shared with builds on it; the target account may not.
+    b = make_client(server.endpoint, access_key=STRANGER_KEY)
+    check = bash_component(b, {"build": f"grep -qx {marker} /opt/marker"})
+    child = wait_final(
+        b, create_image(b, recipe(b, [check], parent=shared), create_infra(b, instanceTypes=["t3.micro"]), None),
+        timeout=600,
+    )
+    assert child["state"]["status"] == "AVAILABLE", child["state"]
+    assert ec2(server, access_key=TARGET_KEY).describe_images(
+        Filters=[{"Name": "name", "Values": ["shared-*"]}]
+    )["Images"] == []
+
+    # Public: every account sees it, deprecated two years after its creation as EC2 does.
+    for key in (TARGET_KEY, STRANGER_KEY):
+        found = ec2(server, access_key=key, region=WEST).describe_images(ImageIds=[public])["Images"]
+        assert found[0]["Public"] is True
+        assert found[0]["DeprecationTime"].startswith(str(int(found[0]["CreationDate"][:4]) + 2))

@@ -147,7 +147,7 @@ def test_another_accounts_ami_id_finds_nothing(walls, a_image):
     r = their_recipe(walls.theirs, ami)["imageRecipeArn"]
     image = build(walls.theirs, r, walls.their_infra, tests=False)
     assert image["state"]["status"] == "FAILED"
-    assert f"no AVAILABLE image of account {OTHER_ACCOUNT}" in image["state"]["reason"]
+    assert f"that account {OTHER_ACCOUNT} owns or may launch" in image["state"]["reason"]
     # The same id is the owner's image.
     check = bash_component(walls.mine, {"build": "grep -q A-secret /opt/a.txt"})
     mine = walls.mine.create_image_recipe(

@@ -183,6 +183,11 @@ pub fn distribute(
                 },
                 None => ami.clone(),
             };
+            let mut ami = ami;
+            if ami.launch_permission.public {
+                // As when ModifyImageAttribute makes an AMI public: deprecated two years on.
+                ami.make_public();
+            }
             amis::put(tx, &ami)?;
             Ok::<_, kiln_core::error::CoreError>(Ok(()))
         });
