@@ -118,9 +118,10 @@ impl Quota {
             Operation::CreateImagePipeline => Quota::ImagePipelines,
             Operation::CreateWorkflow => Quota::Workflows,
             Operation::CreateLifecyclePolicy => Quota::LifecyclePolicies,
-            Operation::CreateImage | Operation::StartImagePipelineExecution => {
-                Quota::ConcurrentBuilds
-            }
+            Operation::CreateImage
+            | Operation::StartImagePipelineExecution
+            | Operation::ImportDiskImage
+            | Operation::ImportVmImage => Quota::ConcurrentBuilds,
             _ => return None,
         })
     }

@@ -163,7 +163,8 @@ pub fn create_image(
         None => None,
     };
     let version = recipe.version();
-    let build = next_build(tx, recipe.arn(), &version)?;
+    let recipe_name = &recipe.arn().name;
+    let build = next_build(tx, caller.account_id, caller.region, recipe_name, &version)?;
     let arn = Arn::new(caller.region, caller.account_id, KIND, &recipe.arn().name)
         .with_version(version)
         .with_build(build);
@@ -209,6 +210,7 @@ pub fn create_image(
         amis: Vec::new(),
         failure: None,
         resume_at: None,
+        import: None,
     };
     tx.put(&image)?;
     store_tags(tx, &arn_text, order.tags.as_ref())?;
@@ -221,7 +223,7 @@ pub fn create_image(
 }
 
 /// 16 hex digits that name a build's instances and logs.
-fn build_id_of(arn: &str) -> String {
+pub(crate) fn build_id_of(arn: &str) -> String {
     Sha256::digest(arn.as_bytes())
         .iter()
         .take(8)
@@ -229,14 +231,20 @@ fn build_id_of(arn: &str) -> String {
         .collect()
 }
 
-/// The next build number of the images of a recipe version (build numbers are never reused
-/// while an image of the version exists).
-fn next_build(tx: &mut dyn Txn, recipe_arn: &Arn, version: &SemVer) -> CoreResult<u32> {
+/// The next build number of the images called `name` (an ARN name) at `version` in an account
+/// and region (build numbers are never reused while an image of the version exists).
+pub(crate) fn next_build(
+    tx: &mut dyn Txn,
+    account: &str,
+    region: &str,
+    name: &str,
+    version: &SemVer,
+) -> CoreResult<u32> {
     let rows = tx.list_rows(&ListQuery {
-        account: recipe_arn.account.clone(),
-        region: recipe_arn.region.clone(),
+        account: account.to_string(),
+        region: region.to_string(),
         kind: KIND,
-        name: Some(recipe_arn.name.clone()),
+        name: Some(name.to_string()),
         after: None,
     })?;
     let version = version.to_string();

@@ -16,6 +16,7 @@ pub mod distribution;
 pub mod image_recipes;
 pub mod images;
 pub mod import_component;
+pub mod imports;
 pub mod infrastructure;
 pub mod pipelines;
 pub mod tags;
@@ -97,6 +98,8 @@ impl Handlers for Service {
         list_image_packages => images::list_packages: ListImagePackagesRequest -> ListImagePackagesResponse;
         cancel_image_creation => images::cancel: CancelImageCreationRequest -> CancelImageCreationResponse;
         delete_image => images::delete: DeleteImageRequest -> DeleteImageResponse;
+        import_disk_image => imports::import_disk_image: ImportDiskImageRequest -> ImportDiskImageResponse;
+        import_vm_image => imports::import_vm_image: ImportVmImageRequest -> ImportVmImageResponse;
 
         tag_resource => tags::tag: TagResourceRequest -> TagResourceResponse;
         untag_resource => tags::untag: UntagResourceRequest -> UntagResourceResponse;

@@ -230,6 +230,10 @@ pub struct Image {
     /// there (DISTRIBUTING) instead of building again.
     #[serde(default)]
     pub resume_at: Option<ImageStatus>,
+    /// An image made by ImportDiskImage or ImportVmImage (`buildType` IMPORT): the disk the
+    /// worker imports instead of building; such an image has no build snapshot.
+    #[serde(default)]
+    pub import: Option<super::import::ImageImport>,
 }
 
 /// Where a build failed, for the API's `ImageFailureContext`.
@@ -589,6 +593,7 @@ mod tests {
             amis: Vec::new(),
             failure: None,
             resume_at: None,
+            import: None,
         }
     }
 
