@@ -245,7 +245,7 @@ fn read_gpt(read_at: ReadAt, disk_size: u64, sector: u64) -> Result<Vec<Partitio
     let entries_lba = u64_at(&header, 72);
     let count = u32_at(&header, 80);
     let entry_size = u32_at(&header, 84);
-    if !(128..=4096).contains(&entry_size) || entry_size % 8 != 0 {
+    if !(128..=4096).contains(&entry_size) || !entry_size.is_multiple_of(8) {
         return Err(format!(
             "the GPT header gives entries of {entry_size} bytes (128 to 4096 expected)"
         ));
@@ -256,7 +256,7 @@ fn read_gpt(read_at: ReadAt, disk_size: u64, sector: u64) -> Result<Vec<Partitio
         ));
     }
     let table_bytes = u64::from(count) * u64::from(entry_size);
-    let table_start = entries_lba.checked_mul(sector).unwrap_or(u64::MAX);
+    let table_start = entries_lba.saturating_mul(sector);
     if entries_lba < 2 || table_start.saturating_add(table_bytes) > disk_size {
         return Err(format!(
             "the GPT entries (sector {entries_lba}, {count} of {entry_size} bytes) lie outside the disk"

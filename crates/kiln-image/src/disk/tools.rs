@@ -29,6 +29,8 @@ pub(crate) const DISK_FD: i32 = 3;
 pub(crate) const DISK_PATH: &str = "/dev/fd/3";
 /// The most output a tool may print (a listing of a very large tree stays well below).
 const MAX_OUTPUT: u64 = 1 << 30;
+/// The end of a tool's standard error that is kept.
+const MAX_STDERR: usize = 256 * 1024;
 
 /// Resource limits of one run.
 #[derive(Debug, Clone, Copy)]
@@ -130,10 +132,24 @@ impl Tool<'_> {
                 let read = (&mut stdout).take(MAX_OUTPUT + 1).read_to_end(&mut buf);
                 read.map(|_| buf)
             });
+            // Read to the end (a tool writing to a closed pipe would die of SIGPIPE), keeping
+            // the last part: the cause of a failure is at the end.
             let err = scope.spawn(move || {
-                let mut buf = Vec::new();
-                let _ = (&mut stderr).take(1 << 20).read_to_end(&mut buf);
-                String::from_utf8_lossy(&buf).into_owned()
+                let mut kept = Vec::new();
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n) = stderr.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    kept.extend_from_slice(&buf[..n]);
+                    if kept.len() > 2 * MAX_STDERR {
+                        kept.drain(..kept.len() - MAX_STDERR);
+                    }
+                }
+                if kept.len() > MAX_STDERR {
+                    kept.drain(..kept.len() - MAX_STDERR);
+                }
+                String::from_utf8_lossy(&kept).into_owned()
             });
             let status = loop {
                 match child.try_wait() {
