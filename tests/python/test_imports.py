@@ -10,13 +10,16 @@ build's files (contents, set-user-ID bit, owner) are there.
 
 Refusals (Windows, ISO media, VM Import task ids, paths outside the import directories, Windows
 and boot settings, log groups) are ClientExceptions naming the member; disks that are not what
-Kiln imports end FAILED naming the disk and the cause.
+Kiln imports end FAILED naming the disk and the cause. With IAM enforced in moto, an `s3://` disk
+is read with a key of the importing account: one allowed to read the bucket imports it, another
+one's import fails with S3's AccessDenied.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import struct
 import subprocess
 import zlib
@@ -307,3 +310,65 @@ def test_without_an_s3_endpoint_s3_disks_are_refused(client):
         ),
         "ClientException", "vmImportTaskId:", "no S3 endpoint",
     )
+
+
+def test_s3_disks_are_read_with_the_accounts_own_key(tmp_path):
+    """With IAM enforced in moto, the worker reads a disk with a key of the importing account
+    (from Kiln's credentials file): an account whose key may read the bucket imports it, another
+    one's import fails with S3's refusal."""
+    moto = MotoServer(tmp_path)
+    try:
+        s3 = moto.client("s3")
+        s3.create_bucket(Bucket=BUCKET)
+        disk = tmp_path / "small.raw"
+        (tmp_path / "tree" / "etc").mkdir(parents=True)
+        (tmp_path / "tree" / "etc" / "os-release").write_text('NAME="Small"\nVERSION_ID="1"\n')
+        subprocess.run(["truncate", "-s", "8M", str(disk)], check=True)
+        mkfs = shutil.which("mkfs.ext4") or "/usr/sbin/mkfs.ext4"
+        subprocess.run([mkfs, "-q", "-d", str(tmp_path / "tree"), str(disk)], check=True)
+        s3.upload_file(str(disk), BUCKET, "private/small.raw")
+        iam = moto.client("iam")
+        keys = {}
+        for user in ("reader", "stranger"):
+            iam.create_user(UserName=user)
+            k = iam.create_access_key(UserName=user)["AccessKey"]
+            keys[user] = (k["AccessKeyId"], k["SecretAccessKey"])
+        iam.put_user_policy(
+            UserName="reader", PolicyName="read-disks",
+            PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Action": "s3:GetObject",
+                "Resource": f"arn:aws:s3:::{BUCKET}/private/*",
+            }]}),
+        )
+        moto.enforce_iam()
+        credentials = tmp_path / "credentials"
+        credentials.write_text("".join(
+            f"[{user}]\naws_access_key_id = {akid}\naws_secret_access_key = {secret}\n"
+            f"aws_account_id = {account}\n\n"
+            for user, (akid, secret), account in [
+                ("reader", keys["reader"], "111111111111"),
+                ("stranger", keys["stranger"], "222222222222"),
+            ]
+        ))
+        credentials.chmod(0o600)
+        srv = KilnServer(
+            tmp_path / "data",
+            extra_args=["--credentials", str(credentials), "--s3-endpoint", moto.endpoint],
+        ).start()
+        try:
+            results = {}
+            for user in ("reader", "stranger"):
+                client = make_client(srv.endpoint, access_key=keys[user][0], secret_key=keys[user][1])
+                arn = client.import_vm_image(
+                    name=unique_name(user), semanticVersion="1.0.0", platform="Linux",
+                    vmImportTaskId=f"s3://{BUCKET}/private/small.raw",
+                )["imageArn"]
+                results[user] = wait_final(client, arn, timeout=120)["state"]
+            assert results["reader"]["status"] == "AVAILABLE", results["reader"]
+            assert results["stranger"]["status"] == "FAILED", results["stranger"]
+            assert "AccessDenied" in results["stranger"]["reason"], results["stranger"]
+            assert keys["reader"][1] not in srv.log() and keys["stranger"][1] not in srv.log()
+        finally:
+            srv.stop_gracefully()
+    finally:
+        moto.stop()

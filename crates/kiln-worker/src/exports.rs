@@ -21,6 +21,7 @@ use kiln_domain::resources::ami::{Ami, S3ExportRecord};
 use kiln_domain::resources::distribution::{DiskImageFormat, S3Export};
 use kiln_image::DiskFormat;
 use kiln_toe::actions::net::s3_file::Transfer;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// EC2's name of a format (`diskImageFormat`).
 fn format_name(format: DiskImageFormat) -> &'static str {
@@ -71,9 +72,12 @@ pub fn export_to_s3(
         ami.image_id,
         format_name(config.disk_image_format)
     ));
+    // Unique in the process: two threads may export the same AMI (two distributions).
+    static EXPORTS: AtomicU64 = AtomicU64::new(0);
     let file = shared.config.tmp_dir().join(format!(
-        "{task_id}-{}.{}",
+        "{task_id}-{}-{}.{}",
         std::process::id(),
+        EXPORTS.fetch_add(1, Ordering::Relaxed),
         format.name()
     ));
     let stopping = || shared.stopping();
