@@ -61,11 +61,7 @@ pub fn local_or_pulled(shared: &Shared, image: &Image) -> Result<ImageRef, Strin
 
 /// [`local_or_pulled`] for the build `build_id` of the image `arn` (which may have been
 /// deleted since, when an AMI distributed from it still names its contents).
-pub fn local_or_pulled_build(
-    shared: &Shared,
-    arn: &Arn,
-    build_id: &str,
-) -> Result<ImageRef, String> {
+pub fn local_or_pulled_build(shared: &Shared, arn: &Arn, build_id: &str) -> Result<ImageRef, String> {
     let tag = store_tag(build_id);
     let missing = match shared.store.resolve(&tag) {
         Ok(found) => return Ok(found),

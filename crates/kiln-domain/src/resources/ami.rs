@@ -220,10 +220,7 @@ pub fn render_name(template: &str, values: &NameValues) -> Result<String, String
 pub fn check_ami_name(name: &str) -> Result<(), String> {
     let allowed = |c: char| {
         c.is_ascii_alphanumeric()
-            || matches!(
-                c,
-                ' ' | '(' | ')' | '[' | ']' | '.' | '/' | '-' | '\'' | '@' | '_'
-            )
+            || matches!(c, ' ' | '(' | ')' | '[' | ']' | '.' | '/' | '-' | '\'' | '@' | '_')
     };
     if !(3..=128).contains(&name.chars().count()) {
         return Err(format!(
@@ -300,11 +297,7 @@ impl Image {
         for (i, d) in entries {
             let ami: Option<&AmiDistribution> = d.ami_distribution_configuration.as_ref();
             let mut accounts = vec![owner.clone()];
-            for a in ami
-                .and_then(|a| a.target_account_ids.as_ref())
-                .into_iter()
-                .flatten()
-            {
+            for a in ami.and_then(|a| a.target_account_ids.as_ref()).into_iter().flatten() {
                 if !accounts.contains(a) {
                     accounts.push(a.clone());
                 }
@@ -358,10 +351,7 @@ mod tests {
     #[test]
     fn refuses_unknown_variables_and_unclosed_braces() {
         let e = render_name("web-{{ imagebuilder:nope }}", &values()).unwrap_err();
-        assert!(
-            e.contains("imagebuilder:nope") && e.contains("buildDate"),
-            "{e}"
-        );
+        assert!(e.contains("imagebuilder:nope") && e.contains("buildDate"), "{e}");
         assert!(render_name("web-{{ imagebuilder:buildDate", &values()).is_err());
         assert!(render_name("{{ ssm:x }}", &values()).is_err());
     }
