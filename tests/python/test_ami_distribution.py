@@ -592,3 +592,77 @@ def test_launch_permissions_share_and_publish(server, client, infra):
         found = ec2(server, access_key=key, region=WEST).describe_images(ImageIds=[public])["Images"]
         assert found[0]["Public"] is True
         assert found[0]["DeprecationTime"].startswith(str(int(found[0]["CreationDate"][:4]) + 2))
+
+
+@pytest.fixture(scope="module")
+def s3_server(tmp_path_factory, moto):
+    srv = KilnServer(
+        tmp_path_factory.mktemp("exports") / "data", extra_args=["--s3-endpoint", moto.endpoint]
+    ).start()
+    yield srv
+    srv.stop_gracefully()
+
+
+def test_s3_exports_write_the_disk_where_ec2_would(s3_server, moto, tmp_path):
+    client = make_client(s3_server.endpoint)
+    s3 = moto.client("s3")
+    bucket = unique_name("exports")
+    s3.create_bucket(Bucket=bucket)
+    dist = distribution(
+        client,
+        [
+            {
+                "region": "us-east-1",
+                "amiDistributionConfiguration": {"name": "exp-{{ imagebuilder:buildDate }}"},
+                "s3ExportConfiguration": {
+                    "roleName": "vmimport",
+                    "diskImageFormat": "VMDK",
+                    "s3Bucket": bucket,
+                    "s3Prefix": "web/",
+                },
+            }
+        ],
+    )
+    infra = create_infra(client, instanceTypes=["t3.micro"])
+    image = wait_final(client, create_image(client, marker_recipe(client, "exported"), infra, dist), timeout=600)
+    assert image["state"]["status"] == "AVAILABLE", image["state"]
+    ami = image["outputResources"]["amis"][0]["image"]
+
+    tasks = ec2(s3_server).describe_export_image_tasks()["ExportImageTasks"]
+    assert [t["ImageId"] for t in tasks] == [ami]
+    task = tasks[0]
+    assert task["Status"] == "completed"
+    assert task["S3ExportLocation"] == {"S3Bucket": bucket, "S3Prefix": "web/"}
+    key = f"web/{task['ExportImageTaskId']}.vmdk"
+    assert re.fullmatch(r"web/export-ami-[0-9a-f]{17}\.vmdk", key)
+    disk = tmp_path / "disk.vmdk"
+    s3.download_file(bucket, key, str(disk))
+    info = json.loads(
+        subprocess.run(
+            ["qemu-img", "info", "--output", "json", str(disk)], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    assert info["format"] == "vmdk"
+    assert info["format-specific"]["data"]["create-type"] == "streamOptimized"
+
+    # A bucket that does not exist fails the export step, after the AMI was made.
+    missing = distribution(
+        client,
+        [
+            {
+                "region": "us-east-1",
+                "amiDistributionConfiguration": {"name": "nobucket-{{ imagebuilder:buildDate }}"},
+                "s3ExportConfiguration": {
+                    "roleName": "vmimport", "diskImageFormat": "RAW", "s3Bucket": unique_name("missing"),
+                },
+            }
+        ],
+    )
+    failed = wait_final(client, create_image(client, marker_recipe(client, "nobucket"), infra, missing), timeout=600)
+    state = failed["state"]
+    assert state["status"] == "FAILED", state
+    assert state["failureContext"]["imageStatus"] == "INTEGRATING"
+    region_failure = state["failureContext"]["distributionFailure"]["regionFailures"][0]
+    assert region_failure["imageConfigurationStep"] == "EXPORT_AMI"
+    assert "s3://" in region_failure["errorMessage"]
+    assert len(failed["outputResources"]["amis"]) == 1

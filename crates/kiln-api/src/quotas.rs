@@ -118,10 +118,12 @@ impl Quota {
             Operation::CreateImagePipeline => Quota::ImagePipelines,
             Operation::CreateWorkflow => Quota::Workflows,
             Operation::CreateLifecyclePolicy => Quota::LifecyclePolicies,
-            // A DistributeImage is a job of the worker's, like a build.
+            // DistributeImage and the imports are jobs of the worker's, like builds.
             Operation::CreateImage
             | Operation::StartImagePipelineExecution
-            | Operation::DistributeImage => Quota::ConcurrentBuilds,
+            | Operation::DistributeImage
+            | Operation::ImportDiskImage
+            | Operation::ImportVmImage => Quota::ConcurrentBuilds,
             _ => return None,
         })
     }

@@ -126,6 +126,17 @@ impl KeyStore {
         self.keys.is_empty()
     }
 
+    /// A key that acts as `account` at `now`, for work Kiln does on the account's behalf (S3
+    /// transfers of its images): a long-term key before a temporary one, then the first profile
+    /// by name, so that the same file always gives the same key. Expired keys are skipped.
+    pub fn for_account(&self, account: &str, now: DateTime<Utc>) -> Option<&Key> {
+        self.keys
+            .values()
+            .filter(|k| k.account_id == account)
+            .filter(|k| k.expires.is_none_or(|t| t > now))
+            .min_by_key(|k| (k.session_token.is_some(), k.profile.as_str()))
+    }
+
     pub fn load(path: &Path) -> Result<KeyStore, CredentialsError> {
         let text = std::fs::read_to_string(path).map_err(|source| CredentialsError::Io {
             path: path.to_path_buf(),
@@ -352,6 +363,24 @@ mod tests {
         assert_eq!(t.session_token.as_deref(), Some("tok"));
         assert!(t.expires.is_some());
         assert_eq!(t.account_id, "222222222222");
+    }
+
+    #[test]
+    fn an_accounts_key_is_chosen_the_same_way_every_time() {
+        let store = KeyStore::parse(
+            "[zeta]\naws_access_key_id = AKIAZZZZZZZZZZZZZZZZ\naws_secret_access_key = z\naws_account_id = 111111111111\n\n\
+             [alpha]\naws_access_key_id = AKIAAAAAAAAAAAAAAAAA\naws_secret_access_key = a\naws_account_id = 111111111111\n\n\
+             [atemp]\naws_access_key_id = ASIAAAAAAAAAAAAAAAAA\naws_secret_access_key = t\naws_account_id = 111111111111\naws_session_token = tok\n\n\
+             [old]\naws_access_key_id = ASIABBBBBBBBBBBBBBBB\naws_secret_access_key = o\naws_account_id = 222222222222\naws_session_token = tok\nkiln_session_expiration = 2020-01-01T00:00:00Z\n",
+        )
+        .unwrap();
+        let now = Utc::now();
+        assert_eq!(
+            store.for_account("111111111111", now).unwrap().profile,
+            "alpha"
+        );
+        assert_eq!(store.for_account("222222222222", now), None, "expired");
+        assert_eq!(store.for_account("333333333333", now), None);
     }
 
     #[test]

@@ -163,7 +163,8 @@ pub fn create_image(
         None => None,
     };
     let version = recipe.version();
-    let build = next_build(tx, recipe.arn(), &version)?;
+    let recipe_name = &recipe.arn().name;
+    let build = next_build(tx, caller.account_id, caller.region, recipe_name, &version)?;
     let arn = Arn::new(caller.region, caller.account_id, KIND, &recipe.arn().name)
         .with_version(version)
         .with_build(build);
@@ -210,6 +211,7 @@ pub fn create_image(
         failure: None,
         resume_at: None,
         distributes: None,
+        import: None,
     };
     tx.put(&image)?;
     store_tags(tx, &arn_text, order.tags.as_ref())?;
@@ -267,7 +269,13 @@ pub fn create_distribution_image(
         .as_deref()
         .and_then(|v| SemVer::parse(v).ok())
         .ok_or_else(|| CoreError::Internal(format!("{} has no version", source.arn)))?;
-    let build = next_build(tx, &source.arn, &version)?;
+    let build = next_build(
+        tx,
+        &source.arn.account,
+        &source.arn.region,
+        &source.arn.name,
+        &version,
+    )?;
     let arn = source.arn.without_build().with_build(build);
     let arn_text = arn.to_string();
     let image = Image {
@@ -301,8 +309,6 @@ pub fn create_distribution_image(
     Ok(arn)
 }
 
-/// The next build number of the images of a recipe version (build numbers are never reused
-/// while an image of the version exists).
 fn build_mark_key(account: &str, region: &str, name: &str, version: &str) -> String {
     format!("kiln.build-mark/{account}/{region}/{name}/{version}")
 }
@@ -324,22 +330,26 @@ pub fn keep_build_number(tx: &mut dyn Txn, image: &Arn) -> CoreResult<()> {
     Ok(())
 }
 
-fn next_build(tx: &mut dyn Txn, recipe_arn: &Arn, version: &SemVer) -> CoreResult<u32> {
+/// The next build number of the images called `name` (an ARN name) at `version` in an account
+/// and region: build numbers are never reused while an image of the version exists, nor while
+/// AMIs name a deleted one's contents ([`keep_build_number`]).
+pub(crate) fn next_build(
+    tx: &mut dyn Txn,
+    account: &str,
+    region: &str,
+    name: &str,
+    version: &SemVer,
+) -> CoreResult<u32> {
     let rows = tx.list_rows(&ListQuery {
-        account: recipe_arn.account.clone(),
-        region: recipe_arn.region.clone(),
+        account: account.to_string(),
+        region: region.to_string(),
         kind: KIND,
-        name: Some(recipe_arn.name.clone()),
+        name: Some(name.to_string()),
         after: None,
     })?;
     let version = version.to_string();
     let kept = tx
-        .get_setting(&build_mark_key(
-            &recipe_arn.account,
-            &recipe_arn.region,
-            &recipe_arn.name,
-            &version,
-        ))?
+        .get_setting(&build_mark_key(account, region, name, &version))?
         .and_then(|m| m.parse::<u32>().ok())
         .unwrap_or(0);
     Ok(rows

@@ -4,7 +4,7 @@
 //! (`kiln-scheduler`) share one [`Core`]: the store, the [`clock`], the [`work`] signal and
 //! the [`parents`] rules. The actions that more than one of them take live here, on a store
 //! transaction: creating images and queueing their builds and starting pipeline runs
-//! ([`images`]), firing schedules ([`scheduled`]), keeping a pipeline's last-run fields
+//! ([`images`]), creating imported images and queueing their imports ([`imports`]), firing schedules ([`scheduled`]), keeping a pipeline's last-run fields
 //! ([`images::sync_pipeline_status`]), ending the builds of lost workers ([`leases`]),
 //! resolving parents ([`parents`]), checking that container images have a registry to go to
 //! ([`containers`]). They fail with a
@@ -20,6 +20,7 @@ pub mod containers;
 pub mod error;
 pub mod extension;
 pub mod images;
+pub mod imports;
 pub mod leases;
 pub mod lookup;
 pub mod parents;

@@ -83,6 +83,11 @@ fn confined_err(path: &Path, dir: &Path, e: io::Error) -> Error {
 }
 
 impl Confined {
+    /// Another descriptor of the opened file.
+    pub fn try_clone_file(&self) -> io::Result<File> {
+        self.fd.try_clone().map(File::from)
+    }
+
     /// The path that reopens exactly this file.
     fn proc_path(&self) -> PathBuf {
         PathBuf::from(format!("/proc/self/fd/{}", self.fd.as_raw_fd()))

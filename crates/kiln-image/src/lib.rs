@@ -54,6 +54,7 @@
 
 mod base;
 pub mod confined;
+pub mod disk;
 mod export;
 mod fetch;
 mod hash;
@@ -63,6 +64,7 @@ mod store;
 mod unpack;
 
 pub use base::BUSYBOX;
+pub use disk::{DiskImport, DiskInput};
 pub use export::DiskFormat;
 pub use fetch::{DEBIAN_EPOCH, DEFAULT_DEBIAN_MIRROR};
 /// The OCI types this crate's API uses (`Descriptor`, `ImageManifest`, ...).
@@ -106,6 +108,9 @@ pub enum Error {
     /// Anything else that is wrong with the input (bad tag, unsupported media type...).
     #[error("{0}")]
     Invalid(String),
+    /// The caller's cancel check answered true (a disk import of a cancelled build).
+    #[error("cancelled")]
+    Cancelled,
     /// An external program (mmdebstrap, skopeo) that failed: its command line, exit status
     /// and the end of its standard error.
     #[error("`{command}` failed ({status}): {stderr}")]

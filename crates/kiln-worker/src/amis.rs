@@ -18,6 +18,7 @@ use kiln_domain::resources::distribution::{Distribution, SsmDataType};
 use kiln_domain::resources::image::{
     DistributionFailure, Image, ImageStatus, RecipeSnapshot, RegionFailure,
 };
+use kiln_store::TxnExt;
 
 /// What distributing the AMIs of one image came to.
 #[derive(Debug, Default)]
@@ -106,9 +107,13 @@ pub fn distribute(
     still_ours: &dyn Fn() -> bool,
 ) -> Distributed {
     let recipe = image.snapshot.as_ref().map(|s| &s.recipe);
+    // An imported image has no recipe: its AMI takes the import's description.
     let (recipe_description, recipe_tags) = match recipe {
         Some(RecipeSnapshot::Image(r)) => (r.description.as_deref(), r.ami_tags.clone()),
-        _ => (None, Default::default()),
+        _ => (
+            image.import.as_ref().and_then(|i| i.description.as_deref()),
+            Default::default(),
+        ),
     };
     let destinations = image.ami_destinations(recipe_description);
     let values = NameValues::new(image.date_created, image.arn.build.unwrap_or(1));
@@ -379,6 +384,28 @@ fn export_step(
     export: &kiln_domain::resources::distribution::S3Export,
     log: &BuildLog,
 ) -> Result<(), String> {
-    let _ = (shared, owner, region, id, export, log);
-    Err("exports to S3 are being wired in".to_string())
+    let key = Ami::key(region, owner, id).to_string();
+    let ami: Ami = shared
+        .core
+        .store
+        .read(|tx| tx.get::<Ami>(&key))
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))?
+        .ok_or_else(|| format!("the AMI {id} was deregistered before its export"))?;
+    let record = crate::exports::export_to_s3(shared, &ami, export, log)?;
+    log.event(&format!(
+        "{EXPORT_AMI}: {id} written to s3://{}/{} ({} bytes)",
+        record.s3_bucket, record.s3_key, record.size
+    ));
+    let recorded = shared.core.store.write(|tx| {
+        let Some(mut ami) = tx.get::<Ami>(&key)? else {
+            return Ok(());
+        };
+        ami.exports.retain(|e| e.task_id != record.task_id);
+        ami.exports.push(record.clone());
+        tx.put(&ami)
+    });
+    recorded
+        .and_then(|r| r)
+        .map_err(|e| format!("recording the export of {id}: {e}"))
 }

@@ -18,6 +18,10 @@
 //!   the images Kiln built elsewhere that a build or an export needs;
 //! - [`containers`] pushes container images where their distribution configuration or
 //!   recipe sends them, to the registries of `--ecr-registry`;
+//! - `imports` imports the disk images of ImportDiskImage and ImportVmImage (queued like
+//!   builds) instead of building, and [`exports`] writes an AMI's disk image to S3 (a
+//!   distribution's `s3ExportConfiguration`), both through [`s3`] (`--s3-endpoint`, a key of
+//!   the image's account);
 //! - [`recover`] runs once at start: builds a previous process left running end FAILED
 //!   "interrupted", their instances are reaped, and half-written store entries collected;
 //! - [`lease`] keeps, on a shared database, the leases of this process's claims and ends the
@@ -34,13 +38,16 @@
 
 pub mod amis;
 pub mod containers;
+pub mod exports;
 pub mod extension;
+pub(crate) mod imports;
 pub mod lease;
 pub mod logs;
 pub mod parent;
 pub mod recover;
 pub mod registry;
 pub mod run;
+pub mod s3;
 
 use kiln_core::Core;
 use kiln_image::ImageStore;
@@ -95,6 +102,9 @@ pub struct WorkerConfig {
     /// The registries container images are pushed to, by Region (`--ecr-registry`); none:
     /// container images stay in the local image store.
     pub ecr_registries: containers::EcrRegistries,
+    /// The S3-compatible endpoint disk images are imported from and exported to
+    /// (`--s3-endpoint`), and where the keys that sign those transfers come from.
+    pub s3: Option<s3::S3Settings>,
 }
 
 impl WorkerConfig {
@@ -107,6 +117,7 @@ impl WorkerConfig {
             instance_host_access: false,
             registry: None,
             ecr_registries: containers::EcrRegistries::default(),
+            s3: None,
         }
     }
 

@@ -90,6 +90,10 @@ pub fn abandon(shared: &Shared, arn: &str, reason: &str) {
 pub fn process(shared: &Arc<Shared>, arn: &str) {
     match read_image(shared, arn) {
         Some(image) if image.status == ImageStatus::Deleted => remove(shared, &image),
+        // ImportDiskImage and ImportVmImage: a disk to import, not a recipe to build.
+        Some(image) if image.status == ImageStatus::Pending && image.import.is_some() => {
+            crate::imports::run(shared, image)
+        }
         Some(image) if image.status == ImageStatus::Pending => build(shared, image),
         // Gone: what AMIs kept of it may be left, once the last of them was deregistered.
         None => sweep(shared, arn),
@@ -217,7 +221,8 @@ impl Stages for StageTracker<'_> {
     }
 }
 
-fn build(shared: &Arc<Shared>, image: Image) {
+/// The build log of `image` (on a shared database also written to the database).
+pub(crate) fn open_log(shared: &Shared, image: &Image) -> std::io::Result<BuildLog> {
     let arn = image.arn.to_string();
     if image.resume_at.is_some() && shared.core.store.is_shared() {
         // A retried build's database log starts again (the local file keeps appending).
@@ -229,7 +234,7 @@ fn build(shared: &Arc<Shared>, image: Image) {
             tracing::warn!(arn, error = %e, "clearing a retried build's database log failed");
         }
     }
-    let log = match BuildLog::create(
+    BuildLog::create(
         &shared.config.logs_dir(),
         &image.build_id,
         &arn,
@@ -238,7 +243,12 @@ fn build(shared: &Arc<Shared>, image: Image) {
     .and_then(|log| match shared.core.store.is_shared() {
         true => log.with_database(shared.core.clone(), &image.build_id),
         false => Ok(log),
-    }) {
+    })
+}
+
+fn build(shared: &Arc<Shared>, image: Image) {
+    let arn = image.arn.to_string();
+    let log = match open_log(shared, &image) {
         Ok(log) => log,
         Err(e) => {
             let reason = format!("build stage failed: creating the build log: {e}");
@@ -294,7 +304,7 @@ fn build(shared: &Arc<Shared>, image: Image) {
     }
 }
 
-fn end_cancelled(shared: &Shared, arn: &str, log: &BuildLog, interrupted: bool) {
+pub(crate) fn end_cancelled(shared: &Shared, arn: &str, log: &BuildLog, interrupted: bool) {
     if interrupted {
         log.event(&format!("FAILED: {INTERRUPTED}"));
         transition(
@@ -717,6 +727,6 @@ fn record_amis(shared: &Shared, arn: &str, amis: Vec<kiln_domain::resources::ami
 }
 
 /// Drops the store entry of a build that was cancelled after it committed its image.
-fn discard(shared: &Shared, image: &Image) {
+pub(crate) fn discard(shared: &Shared, image: &Image) {
     let _ = shared.store.delete(&store_tag(&image.build_id));
 }

@@ -123,30 +123,6 @@ struct ServeArgs {
     /// concurrent-builds.
     #[arg(long = "quota", env = "KILN_QUOTAS", value_delimiter = ',')]
     quotas: Vec<String>,
-    /// The S3-compatible endpoint (path-style, e.g. http://127.0.0.1:9000) that component and
-    /// workflow documents given as `uri: s3://bucket/key` are read from, with the caller's own
-    /// key. Without it, a `uri` is refused. No other address is contacted for them.
-    #[arg(long, env = "KILN_S3_ENDPOINT")]
-    s3_endpoint: Option<String>,
-    /// The region S3 reads are signed for.
-    #[arg(long, env = "KILN_S3_REGION", default_value = "us-east-1")]
-    s3_region: String,
-    /// With --insecure-no-auth only (there is no verified caller key then): the key S3 reads
-    /// are signed with.
-    #[arg(
-        long,
-        env = "KILN_S3_ACCESS_KEY_ID",
-        requires_all = ["insecure_no_auth", "s3_secret_access_key"]
-    )]
-    s3_access_key_id: Option<String>,
-    /// The secret of --s3-access-key-id.
-    #[arg(
-        long,
-        env = "KILN_S3_SECRET_ACCESS_KEY",
-        hide_env_values = true,
-        requires = "s3_access_key_id"
-    )]
-    s3_secret_access_key: Option<String>,
 }
 
 fn main() -> Result<()> {
@@ -168,26 +144,29 @@ fn main() -> Result<()> {
     }
 }
 
-/// Where documents named by `uri` are read from: see `kiln_api::documents`.
+/// Where documents named by `uri` are read from: see `kiln_api::documents`. The fallback key
+/// serves only when no caller key is verified (`--insecure-no-auth`).
 fn document_source(args: &ServeArgs) -> Result<kiln_api::documents::DocumentSource> {
-    let Some(endpoint) = &args.s3_endpoint else {
+    let Some(endpoint) = args.worker.s3_endpoint()? else {
         return Ok(Default::default());
     };
-    anyhow::ensure!(
-        endpoint.starts_with("http://") || endpoint.starts_with("https://"),
-        "--s3-endpoint '{endpoint}' must be an http:// or https:// URL"
-    );
-    let fallback_key = args
-        .s3_access_key_id
-        .clone()
-        .zip(args.s3_secret_access_key.clone());
     Ok(kiln_api::documents::DocumentSource {
         s3: Some(kiln_api::documents::S3Endpoint {
-            endpoint: endpoint.trim_end_matches('/').to_string(),
-            region: args.s3_region.clone(),
-            fallback_key,
+            endpoint,
+            region: args.worker.s3_region.clone(),
+            fallback_key: args.worker.s3_fallback_key(),
         }),
     })
+}
+
+/// The credentials file signatures are verified with (none under `--insecure-no-auth`): the
+/// worker signs an account's S3 transfers with that account's key from it.
+fn credentials_path(args: &ServeArgs) -> Option<PathBuf> {
+    match (&args.credentials, args.insecure_no_auth) {
+        (_, true) => None,
+        (Some(path), false) => Some(path.clone()),
+        (None, false) => Some(args.worker.data_dir.join("credentials")),
+    }
 }
 
 /// Who may call the server: see `kiln_api::auth`. Decided before anything binds or opens.
@@ -265,7 +244,14 @@ fn authenticator(args: &ServeArgs) -> Result<Authenticator> {
 fn serve(args: ServeArgs) -> Result<()> {
     // First, so that a bad value leaves nothing behind in the data directory.
     let database = args.worker.database()?;
-    let worker_config = args.worker.worker_config()?;
+    anyhow::ensure!(
+        args.worker.s3_access_key_id.is_none() || args.insecure_no_auth,
+        "--s3-access-key-id is only for kiln serve --insecure-no-auth: with signatures verified, \
+         S3 requests are signed with a key of the caller's (or the image's) account from the \
+         credentials file"
+    );
+    let mut worker_config = args.worker.worker_config()?;
+    worker_config.s3 = args.worker.s3_settings(credentials_path(&args))?;
     let auth = Arc::new(authenticator(&args)?);
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(

@@ -102,6 +102,30 @@ pub struct WorkerOptions {
     /// RFC 3339 instant that the test rewrites to move time, instead of the system clock.
     #[arg(long, env = "KILN_CLOCK_FILE")]
     pub clock_file: Option<PathBuf>,
+    /// The S3-compatible endpoint (path-style, e.g. http://127.0.0.1:9000) Kiln reads and
+    /// writes S3 objects at: component and workflow documents and imported scripts given as
+    /// `uri: s3://bucket/key` (kiln serve, with the caller's key), disk images imported from
+    /// `s3://` and exported by a distribution's s3ExportConfiguration (the build worker, with
+    /// a key of the image's account). Without it, those are refused. No other address is
+    /// contacted for them.
+    #[arg(long, env = "KILN_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// The region S3 requests are signed for.
+    #[arg(long, env = "KILN_S3_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+    /// The key S3 requests are signed with when there is no key of the account to use: kiln
+    /// serve --insecure-no-auth (no caller key is verified; kiln serve takes it only then), and
+    /// the worker's transfers for an account without a key in the credentials file.
+    #[arg(long, env = "KILN_S3_ACCESS_KEY_ID", requires = "s3_secret_access_key")]
+    pub s3_access_key_id: Option<String>,
+    /// The secret of --s3-access-key-id.
+    #[arg(
+        long,
+        env = "KILN_S3_SECRET_ACCESS_KEY",
+        hide_env_values = true,
+        requires = "s3_access_key_id"
+    )]
+    pub s3_secret_access_key: Option<String>,
 }
 
 impl WorkerOptions {
@@ -167,6 +191,41 @@ impl WorkerOptions {
         .map_err(anyhow::Error::msg)
     }
 
+    /// `--s3-endpoint` without its trailing `/`, checked to be an HTTP(S) URL.
+    pub fn s3_endpoint(&self) -> Result<Option<String>> {
+        let Some(endpoint) = &self.s3_endpoint else {
+            return Ok(None);
+        };
+        anyhow::ensure!(
+            endpoint.starts_with("http://") || endpoint.starts_with("https://"),
+            "--s3-endpoint '{endpoint}' must be an http:// or https:// URL"
+        );
+        Ok(Some(endpoint.trim_end_matches('/').to_string()))
+    }
+
+    /// `--s3-access-key-id` and `--s3-secret-access-key`.
+    pub fn s3_fallback_key(&self) -> Option<(String, String)> {
+        self.s3_access_key_id
+            .clone()
+            .zip(self.s3_secret_access_key.clone())
+    }
+
+    /// The worker's S3 transfers: the endpoint, and the keys of `credentials` (the file whose
+    /// keys carry their accounts), else the fallback key.
+    pub fn s3_settings(
+        &self,
+        credentials: Option<PathBuf>,
+    ) -> Result<Option<kiln_worker::s3::S3Settings>> {
+        Ok(self
+            .s3_endpoint()?
+            .map(|endpoint| kiln_worker::s3::S3Settings {
+                endpoint,
+                region: self.s3_region.clone(),
+                credentials,
+                fallback_key: self.s3_fallback_key(),
+            }))
+    }
+
     pub fn worker_config(&self) -> Result<kiln_worker::WorkerConfig> {
         let mut config = kiln_worker::WorkerConfig::new(&self.data_dir);
         config.registry = self.registry()?;
@@ -185,6 +244,11 @@ impl WorkerOptions {
 pub struct WorkerArgs {
     #[command(flatten)]
     pub options: WorkerOptions,
+    /// The key pairs of the accounts, as `kiln serve --credentials` has them: an image's S3
+    /// transfers (disk imports from s3://, exports to S3) are signed with a key of its account
+    /// from this file, read at each transfer. Without it, --s3-access-key-id signs them.
+    #[arg(long, env = "KILN_CREDENTIALS")]
+    pub credentials: Option<PathBuf>,
 }
 
 /// Wakes this process's build threads and scheduler when another process queues a build or
@@ -210,7 +274,8 @@ pub fn main(args: WorkerArgs) -> Result<()> {
              and that process runs its builds itself"
         );
     };
-    let config = options.worker_config()?;
+    let mut config = options.worker_config()?;
+    config.s3 = options.s3_settings(args.credentials.clone())?;
     anyhow::ensure!(
         config.concurrency > 0,
         "kiln worker --build-concurrency 0 would run no builds; give it 1 or more"

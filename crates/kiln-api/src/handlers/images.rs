@@ -279,8 +279,12 @@ fn to_wire(tx: &mut dyn Txn, image: &domain::Image) -> Result<Image, ApiError> {
         Some(RecipeSnapshot::Container(r)) => (None, Some(container_recipes::to_wire(tx, r)?)),
         None => (None, None),
     };
-    let infrastructure_configuration = match snapshot {
-        Some(s) => Some(infrastructure::to_wire(tx, &s.infrastructure)?),
+    let import = image.import.as_ref();
+    let infrastructure = snapshot
+        .map(|s| &s.infrastructure)
+        .or_else(|| import.and_then(|i| i.infrastructure.as_ref()));
+    let infrastructure_configuration = match infrastructure {
+        Some(i) => Some(infrastructure::to_wire(tx, i)?),
         None => None,
     };
     let distribution_configuration = match snapshot.and_then(|s| s.distribution.as_ref()) {
@@ -310,11 +314,22 @@ fn to_wire(tx: &mut dyn Txn, image: &domain::Image) -> Result<Image, ApiError> {
         output_resources: output_resources(image),
         tags: response_tags(tx, &arn)?,
         build_type: Some(build_type_to_wire(image.build_type)),
-        // AWS shows imageSource on its managed images only: no custom image in the aws CLI
-        // examples (get-image, list-images, list-image-build-versions) carries it.
-        image_source: None,
+        image_source: image_source(image),
+        execution_role: import.and_then(|i| i.execution_role.clone()),
+        logging_configuration: import.and_then(|i| i.log_group.clone()).map(|group| {
+            ImageLoggingConfiguration {
+                log_group_name: Some(group),
+            }
+        }),
         ..Default::default()
     })
+}
+
+/// AWS shows imageSource on its managed images and on imported ones (IMPORTED): no image
+/// built from a recipe in the aws CLI examples (get-image, list-images,
+/// list-image-build-versions) carries it.
+fn image_source(image: &domain::Image) -> Option<ImageSource> {
+    image.import.as_ref().map(|_| ImageSource::Imported)
 }
 
 fn to_summary(tx: &mut dyn Txn, image: &domain::Image) -> Result<ImageSummary, ApiError> {
@@ -332,9 +347,7 @@ fn to_summary(tx: &mut dyn Txn, image: &domain::Image) -> Result<ImageSummary, A
         output_resources: output_resources(image),
         tags: response_tags(tx, &arn)?,
         build_type: Some(build_type_to_wire(image.build_type)),
-        // AWS shows imageSource on its managed images only: no custom image in the aws CLI
-        // examples (get-image, list-images, list-image-build-versions) carries it.
-        image_source: None,
+        image_source: image_source(image),
         ..Default::default()
     })
 }
@@ -506,7 +519,7 @@ pub fn list(
                         owner: Some(i.owner.clone()),
                         date_created: Some(date(i.date_created)),
                         build_type: Some(build_type_to_wire(i.build_type)),
-                        image_source: None, // as on the images themselves
+                        image_source: image_source(&i), // as on the images themselves
                     }
                 })
                 .collect()

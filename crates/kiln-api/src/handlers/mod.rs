@@ -17,6 +17,7 @@ pub mod distribution;
 pub mod image_recipes;
 pub mod images;
 pub mod import_component;
+pub mod imports;
 pub mod infrastructure;
 pub mod pipelines;
 pub mod tags;
@@ -100,6 +101,8 @@ impl Handlers for Service {
         delete_image => images::delete: DeleteImageRequest -> DeleteImageResponse;
         distribute_image => distribute::distribute: DistributeImageRequest -> DistributeImageResponse;
         retry_image => distribute::retry: RetryImageRequest -> RetryImageResponse;
+        import_disk_image => imports::import_disk_image: ImportDiskImageRequest -> ImportDiskImageResponse;
+        import_vm_image => imports::import_vm_image: ImportVmImageRequest -> ImportVmImageResponse;
 
         tag_resource => tags::tag: TagResourceRequest -> TagResourceResponse;
         untag_resource => tags::untag: UntagResourceRequest -> UntagResourceResponse;

@@ -234,6 +234,10 @@ pub struct Image {
     /// DistributeImage made to track a distribution of another image's AMI).
     #[serde(default)]
     pub distributes: Option<BuildRef>,
+    /// An image made by ImportDiskImage or ImportVmImage (`buildType` IMPORT): the disk the
+    /// worker imports instead of building; such an image has no build snapshot.
+    #[serde(default)]
+    pub import: Option<super::import::ImageImport>,
 }
 
 /// One build's contents: the image that made them and its build id (the store tag).
@@ -633,6 +637,7 @@ mod tests {
             failure: None,
             resume_at: None,
             distributes: None,
+            import: None,
         }
     }
 

@@ -11,6 +11,7 @@ pub mod ami;
 pub mod component;
 pub mod distribution;
 pub mod image;
+pub mod import;
 pub mod infrastructure;
 pub mod managed;
 pub mod parent;

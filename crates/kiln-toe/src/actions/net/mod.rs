@@ -5,6 +5,9 @@
 //!   SigV4 signatures), configured by [`ActionConfig::s3`](super::ActionConfig).
 //! - [`s3_object`]: one small object read into memory with the same client, for the API
 //!   server's documents from S3 (size cap, checksum check, one attempt with a time budget).
+//! - [`s3_file`]: large objects streamed between files and the endpoint with the same client,
+//!   for the build worker's disk image imports and exports (multipart uploads, checked
+//!   downloads, cancellable).
 //!
 //! Every document path goes through the target ([`crate::target::Target::resolve`]); bodies are
 //! streamed between the network and files, never held whole in memory. A download is written
@@ -13,6 +16,7 @@
 
 pub mod address;
 pub mod s3;
+pub mod s3_file;
 pub mod s3_object;
 pub mod web;
 
@@ -105,7 +109,7 @@ impl Algorithm {
         }
     }
 
-    fn hasher(self) -> Hasher {
+    pub(crate) fn hasher(self) -> Hasher {
         use sha2::Digest;
         match self {
             Algorithm::Md5 => Hasher::Md5(md5::Md5::new()),
@@ -116,7 +120,7 @@ impl Algorithm {
     }
 }
 
-enum Hasher {
+pub(crate) enum Hasher {
     Md5(md5::Md5),
     Sha1(sha1::Sha1),
     Sha256(sha2::Sha256),
@@ -124,7 +128,7 @@ enum Hasher {
 }
 
 impl Hasher {
-    fn update(&mut self, data: &[u8]) {
+    pub(crate) fn update(&mut self, data: &[u8]) {
         use sha2::Digest;
         match self {
             Hasher::Md5(h) => h.update(data),
@@ -135,7 +139,7 @@ impl Hasher {
     }
 
     /// Lowercase hex.
-    fn finish(self) -> String {
+    pub(crate) fn finish(self) -> String {
         use sha2::Digest;
         let bytes: Vec<u8> = match self {
             Hasher::Md5(h) => h.finalize().to_vec(),

@@ -913,7 +913,7 @@ fn parse_list_page(xml: &str) -> Result<ListPage, String> {
 
 /// The text of every element named one of `names` (local names, any depth), in document order,
 /// with entity and character references resolved.
-fn xml_fields(xml: &str, names: &[&str]) -> Result<Vec<(String, String)>, String> {
+pub(super) fn xml_fields(xml: &str, names: &[&str]) -> Result<Vec<(String, String)>, String> {
     use quick_xml::events::Event;
     let mut reader = quick_xml::Reader::from_str(xml);
     let mut out = Vec::new();

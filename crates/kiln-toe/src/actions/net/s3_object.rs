@@ -155,14 +155,14 @@ pub fn get_object(
 }
 
 /// The checksum an answer promises for its bytes.
-enum Expected {
+pub(super) enum Expected {
     Sha256Base64(String),
     Md5Hex(String),
     Nothing,
 }
 
 impl Expected {
-    fn from_headers(header: &dyn Fn(&str) -> Option<String>) -> Expected {
+    pub(super) fn from_headers(header: &dyn Fn(&str) -> Option<String>) -> Expected {
         if let Some(sum) = header("x-amz-checksum-sha256") {
             let composite = sum.contains('-')
                 || header("x-amz-checksum-type")
@@ -187,23 +187,34 @@ impl Expected {
         }
     }
 
-    fn check(&self, bytes: &[u8]) -> Result<(), GetObjectError> {
+    /// The digest to compute while the bytes stream past, if there is anything to check.
+    pub(super) fn algorithm(&self) -> Option<super::Algorithm> {
+        match self {
+            Expected::Sha256Base64(_) => Some(super::Algorithm::Sha256),
+            Expected::Md5Hex(_) => Some(super::Algorithm::Md5),
+            Expected::Nothing => None,
+        }
+    }
+
+    /// Compares the lowercase hex digest of [`Expected::algorithm`] with the promise.
+    pub(super) fn check_hex(&self, hex: &str) -> Result<(), GetObjectError> {
         use base64::Engine as _;
-        use sha2::Digest as _;
         let (header, expected, actual) = match self {
             Expected::Nothing => return Ok(()),
-            Expected::Sha256Base64(expected) => (
-                "x-amz-checksum-sha256",
-                expected,
-                base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(bytes)),
-            ),
+            Expected::Sha256Base64(expected) => {
+                let bytes: Vec<u8> = (0..hex.len() / 2)
+                    .filter_map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
+                    .collect();
+                (
+                    "x-amz-checksum-sha256",
+                    expected,
+                    base64::engine::general_purpose::STANDARD.encode(bytes),
+                )
+            }
             Expected::Md5Hex(expected) => (
                 "ETag (the MD5 of a single-part upload)",
                 expected,
-                md5::Md5::digest(bytes)
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect(),
+                hex.to_string(),
             ),
         };
         if *expected == actual {
@@ -214,6 +225,15 @@ impl Expected {
             expected: expected.clone(),
             actual,
         })
+    }
+
+    fn check(&self, bytes: &[u8]) -> Result<(), GetObjectError> {
+        let Some(algorithm) = self.algorithm() else {
+            return Ok(());
+        };
+        let mut hasher = algorithm.hasher();
+        hasher.update(bytes);
+        self.check_hex(&hasher.finish())
     }
 }
 
