@@ -376,6 +376,18 @@ def make_client(
     )
 
 
+def make_ec2_client(endpoint: str, access_key: str = ACCESS_KEY, region: str = REGION) -> Any:
+    """A boto3 EC2 client for Kiln's EC2 Query API (the AMI calls) on `endpoint`."""
+    return boto3.client(
+        "ec2",
+        endpoint_url=endpoint,
+        region_name=region,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=SECRET_KEY,
+        config=Config(retries={"total_max_attempts": 1}),
+    )
+
+
 def unique_name(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
@@ -447,29 +459,32 @@ def aws_executable() -> str:
     return found
 
 
+def aws_cli_env(workdir: Path, access_key: str = ACCESS_KEY) -> dict[str, str]:
+    """The environment of an aws CLI that signs with `access_key` (and SECRET_KEY) and reads no
+    configuration of the machine's: empty config and credentials files in `workdir`."""
+    config = workdir / "aws-config"
+    credentials = workdir / "aws-credentials"
+    config.write_text("")
+    credentials.write_text("")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    env.update(
+        AWS_ACCESS_KEY_ID=access_key,
+        AWS_SECRET_ACCESS_KEY=SECRET_KEY,
+        AWS_CONFIG_FILE=str(config),
+        AWS_SHARED_CREDENTIALS_FILE=str(credentials),
+        AWS_MAX_ATTEMPTS="1",
+        AWS_PAGER="",
+    )
+    return env
+
+
 class AwsCli:
     """Runs `aws imagebuilder ...` against the server with throwaway credentials and config."""
 
     def __init__(self, endpoint: str, workdir: Path) -> None:
         self.endpoint = endpoint
         self.workdir = workdir
-        config = workdir / "aws-config"
-        credentials = workdir / "aws-credentials"
-        config.write_text("")
-        credentials.write_text("")
-        self.env = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith("AWS_")
-        }
-        self.env.update(
-            AWS_ACCESS_KEY_ID=ACCESS_KEY,
-            AWS_SECRET_ACCESS_KEY=SECRET_KEY,
-            AWS_CONFIG_FILE=str(config),
-            AWS_SHARED_CREDENTIALS_FILE=str(credentials),
-            AWS_MAX_ATTEMPTS="1",
-            AWS_PAGER="",
-        )
+        self.env = aws_cli_env(workdir)
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         command = [

@@ -18,16 +18,15 @@ import subprocess
 import time
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 
 from kiln_testlib import (
     ACCESS_KEY,
     DEFAULT_ACCOUNT,
-    SECRET_KEY,
     AwsCli,
+    aws_cli_env,
     aws_executable,
+    make_ec2_client,
     KilnServer,
     assert_client_error,
     create_infra,
@@ -140,33 +139,15 @@ def fanned_out(server, client, infra):
 
 
 def ec2(server, access_key: str = ACCESS_KEY, region: str = "us-east-1") -> Any:
-    return boto3.client(
-        "ec2",
-        endpoint_url=server.endpoint,
-        region_name=region,
-        aws_access_key_id=access_key,
-        aws_secret_access_key=SECRET_KEY,
-        config=Config(retries={"total_max_attempts": 1}),
-    )
+    return make_ec2_client(server.endpoint, access_key, region)
 
 
 def describe_images_cli(server, tmp_path, access_key: str, region: str, *args: str) -> list[dict]:
     """`aws ec2 describe-images` as the account of `access_key`."""
-    config = tmp_path / "aws-config"
-    config.write_text("")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(
-        AWS_ACCESS_KEY_ID=access_key,
-        AWS_SECRET_ACCESS_KEY=SECRET_KEY,
-        AWS_CONFIG_FILE=str(config),
-        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "aws-credentials"),
-        AWS_MAX_ATTEMPTS="1",
-        AWS_PAGER="",
-    )
     out = subprocess.run(
         [aws_executable(), "ec2", "describe-images", "--endpoint-url", server.endpoint,
          "--region", region, *args, "--output", "json"],
-        env=env, capture_output=True, text=True, timeout=120, check=True,
+        env=aws_cli_env(tmp_path, access_key), capture_output=True, text=True, timeout=120, check=True,
     )
     return json.loads(out.stdout)["Images"]
 

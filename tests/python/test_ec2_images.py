@@ -22,12 +22,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import boto3
 import botocore.session
 import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
-from botocore.config import Config
 from botocore.credentials import Credentials
 
 from kiln_testlib import (
@@ -37,7 +35,9 @@ from kiln_testlib import (
     SECRET_KEY,
     KilnServer,
     assert_client_error,
+    aws_cli_env,
     aws_executable,
+    make_ec2_client,
     create_infra,
     make_client,
     unique_name,
@@ -71,14 +71,7 @@ def server(tmp_path_factory):
 
 
 def ec2(server, access_key: str = ACCESS_KEY, region: str = REGION) -> Any:
-    return boto3.client(
-        "ec2",
-        endpoint_url=server.endpoint,
-        region_name=region,
-        aws_access_key_id=access_key,
-        aws_secret_access_key=SECRET_KEY,
-        config=Config(retries={"total_max_attempts": 1}),
-    )
+    return make_ec2_client(server.endpoint, access_key, region)
 
 
 @pytest.fixture(scope="module")
@@ -193,17 +186,7 @@ def test_accounts_see_what_is_shared_with_them_only(server, built):
 
 
 def test_the_aws_cli_describes_images(server, built, tmp_path):
-    config = tmp_path / "aws-config"
-    config.write_text("")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(
-        AWS_ACCESS_KEY_ID=SHARED_KEY,
-        AWS_SECRET_ACCESS_KEY=SECRET_KEY,
-        AWS_CONFIG_FILE=str(config),
-        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "aws-credentials"),
-        AWS_MAX_ATTEMPTS="1",
-        AWS_PAGER="",
-    )
+    env = aws_cli_env(tmp_path, SHARED_KEY)
     out = subprocess.run(
         [
             aws_executable(),
