@@ -29,12 +29,14 @@ from typing import Any, Iterator
 import pytest
 
 from kiln_testlib import (
+    DEFAULT_ACCOUNT,
     AwsCli,
     KilnServer,
     MotoServer,
     assert_client_error,
     create_infra,
     make_client,
+    make_ec2_client,
     unique_name,
 )
 from test_builds import BUSYBOX, bash_component, build, kiln, recipe, wait_final
@@ -193,6 +195,9 @@ def test_round_trip_through_s3_and_an_import_directory(
     assert image["osVersion"] == "Kiln Imported OS 3.1"
     [ami] = image["outputResources"]["amis"]
     assert ami["image"].startswith("ami-0") and ami["region"] == "us-east-1"
+    # A real AMI of the account, as EC2 lists it.
+    [listed] = make_ec2_client(endpoint).describe_images(ImageIds=[ami["image"]])["Images"]
+    assert listed["Name"] == ami["name"] and listed["OwnerId"] == DEFAULT_ACCOUNT
     assert image["infrastructureConfiguration"]["arn"] == infra
     assert image["executionRole"] == "KilnImportRole"
     assert image["loggingConfiguration"] == {"logGroupName": "/aws/imagebuilder/imports"}
