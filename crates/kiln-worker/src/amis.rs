@@ -176,7 +176,7 @@ pub fn distribute(
             }
             // A retry finds its earlier AMI: keep its creation date, tags and sharing as EC2
             // calls may have changed them since.
-            let earlier = amis::find(tx, &destination.region, &id)?;
+            let earlier: Option<Ami> = tx.get(&ami.arn.to_string())?;
             let ami = match earlier {
                 Some(earlier) => Ami {
                     creation_date: earlier.creation_date,
