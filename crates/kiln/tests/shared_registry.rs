@@ -227,12 +227,36 @@ async fn images_built_on_one_machine_are_built_on_and_exported_by_another() {
     assert!(store_has(&a, &second_build), "A pulled the second image");
     export_oci(&first, &b, &out.path().join("first"));
 
-    // Deleting an image deletes it from the registry and its log from the database.
+    // Deleting an image deletes its log from the database; its contents leave the registry
+    // with its last AMI (DeleteImage does not deregister AMIs, as on AWS).
+    let ami = cb
+        .get_image()
+        .image_build_version_arn(&second)
+        .send()
+        .await
+        .expect("GetImage")
+        .image
+        .and_then(|i| i.output_resources)
+        .and_then(|o| o.amis)
+        .and_then(|a| a.into_iter().next())
+        .and_then(|a| a.image)
+        .expect("the second image's AMI");
     cb.delete_image()
         .image_build_version_arn(&second)
         .send()
         .await
         .expect("DeleteImage");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while log_size(&db.url, &second_build) != 0 {
+        assert!(Instant::now() < deadline, "the log stayed in the database");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let tags = registry.get("/v2/kiln/123456789012/us-east-1/second/tags/list");
+    assert!(tags.body.contains(&second_build), "{}", tags.body);
+    let deregistered = b.ec2(&format!(
+        "Action=DeregisterImage&Version=2016-11-15&ImageId={ami}"
+    ));
+    assert_eq!(deregistered.status, 200, "{}", deregistered.body);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let log = log_size(&db.url, &second_build);

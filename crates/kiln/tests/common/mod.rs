@@ -252,6 +252,28 @@ impl Server {
     pub fn raw(&self, method: &str, path: &str, body: &[u8]) -> RawResponse {
         raw_request(self.addr, method, path, &[], body)
     }
+
+    /// One EC2 Query call (`Action=...&...`, form-encoded) as the default key, signed for `ec2`.
+    pub fn ec2(&self, form: &str) -> RawResponse {
+        const FORM: &str = "application/x-www-form-urlencoded; charset=utf-8";
+        let signature = sign_for(
+            &kiln_auth::sigv4::Settings::ec2(),
+            FORM,
+            self.addr,
+            "POST",
+            "/",
+            form.as_bytes(),
+            DEFAULT_KEY,
+            SECRET,
+            chrono::Utc::now(),
+        );
+        let mut headers: Vec<(&str, &str)> = signature
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        headers.push(("content-type", FORM));
+        raw_request_unsigned(self.addr, "POST", "/", &headers, form.as_bytes())
+    }
 }
 
 impl Drop for Server {
@@ -409,10 +431,36 @@ pub fn sign(
     secret: &str,
     when: chrono::DateTime<chrono::Utc>,
 ) -> Vec<(String, String)> {
+    sign_for(
+        &kiln_auth::sigv4::Settings::imagebuilder(),
+        "application/json",
+        addr,
+        method,
+        path,
+        body,
+        key,
+        secret,
+        when,
+    )
+}
+
+/// [`sign`] for a service (`settings`) and content type of its own.
+#[allow(clippy::too_many_arguments)]
+pub fn sign_for(
+    settings: &kiln_auth::sigv4::Settings,
+    content_type: &str,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    key: &str,
+    secret: &str,
+    when: chrono::DateTime<chrono::Utc>,
+) -> Vec<(String, String)> {
     let (raw_path, raw_query) = path.split_once('?').unwrap_or((path, ""));
     let headers = vec![
         ("host".to_string(), addr.to_string()),
-        ("content-type".to_string(), "application/json".to_string()),
+        ("content-type".to_string(), content_type.to_string()),
     ];
     let request = kiln_auth::sigv4::Request {
         method,
@@ -431,7 +479,7 @@ pub fn sign(
         },
         REGION,
         when,
-        &kiln_auth::sigv4::Settings::imagebuilder(),
+        settings,
     )
 }
 
@@ -454,9 +502,14 @@ pub fn raw_request_unsigned(
     stream
         .set_write_timeout(Some(Duration::from_secs(20)))
         .expect("setting the write timeout");
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\n"
-    );
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    // JSON unless the caller says otherwise.
+    if !extra_headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+    {
+        head.push_str("Content-Type: application/json\r\n");
+    }
     let chunked = extra_headers
         .iter()
         .any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
