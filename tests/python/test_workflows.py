@@ -8,6 +8,7 @@ import pytest
 
 from kiln_testlib import (
     DEFAULT_ACCOUNT,
+    REGION,
     WORKFLOW_YAML,
     arn_prefix,
     assert_client_error,
@@ -177,3 +178,48 @@ def test_delete(client, name):
     assert client.delete_workflow(workflowBuildVersionArn=arn)["workflowBuildVersionArn"] == arn
     assert_client_error(lambda: get(client, arn), "ResourceNotFoundException")
     assert list_versions(client, name) == []
+
+
+MANAGED = {
+    ("BUILD", "build-image"), ("BUILD", "express-build-image"), ("BUILD", "build-container"),
+    ("BUILD", "express-build-container"), ("TEST", "test-image"), ("TEST", "express-test-image"),
+    ("TEST", "test-container"), ("DISTRIBUTION", "distribute-image"),
+    ("DISTRIBUTION", "distribute-container"),
+}
+
+
+def test_the_managed_workflows_are_listed_read_and_kept(client):
+    listed = client.list_workflows(owner="Amazon", maxResults=100)["workflowVersionList"]
+    assert {(w["type"], w["name"]) for w in listed} == MANAGED
+    for w in listed:
+        assert w["owner"] == "aws"
+        assert w["arn"] == f"arn:aws:imagebuilder:{REGION}:aws:workflow/{w['type'].lower()}/{w['name']}/1.0.0"
+    got = client.get_workflow(
+        workflowBuildVersionArn=f"arn:aws:imagebuilder:{REGION}:aws:workflow/build/build-image/x.x.x"
+    )["workflow"]
+    assert got["arn"] == f"arn:aws:imagebuilder:{REGION}:aws:workflow/build/build-image/1.0.0/1"
+    assert "CreateOutputAMI" in got["data"] and got["type"] == "BUILD"
+    builds = client.list_workflow_build_versions(
+        workflowVersionArn=f"arn:aws:imagebuilder:{REGION}:aws:workflow/test/test-image/x.x.x"
+    )["workflowSummaryList"]
+    assert [b["arn"] for b in builds] == [f"arn:aws:imagebuilder:{REGION}:aws:workflow/test/test-image/1.0.0/1"]
+    assert_client_error(
+        lambda: client.delete_workflow(
+            workflowBuildVersionArn=f"arn:aws:imagebuilder:{REGION}:aws:workflow/build/build-image/1.0.0/1"
+        ),
+        "InvalidRequestException",
+        "cannot be deleted",
+    )
+    # Not in another region's name, and not for a type they do not have.
+    assert_client_error(
+        lambda: client.get_workflow(
+            workflowBuildVersionArn="arn:aws:imagebuilder:us-west-2:aws:workflow/build/build-image/x.x.x"
+        ),
+        "ResourceNotFoundException",
+    )
+    assert_client_error(
+        lambda: client.get_workflow(
+            workflowBuildVersionArn=f"arn:aws:imagebuilder:{REGION}:aws:workflow/test/build-image/x.x.x"
+        ),
+        "ResourceNotFoundException",
+    )

@@ -20,8 +20,10 @@
 //! Kiln: the API's only workflow status is `DEPRECATED`, so `state` is left out.
 //!
 //! `owner` follows the ListWorkflows reference: `Self` (the default) lists the caller's
-//! workflows; `Amazon` would list the managed ones and `AWSMarketplace` lists nothing, and
-//! Kiln has no managed workflows yet, so both are empty; `Shared` and `ThirdParty` are refused.
+//! workflows; `Amazon` the managed ones (owner `aws`,
+//! [`kiln_domain::resources::managed_workflows`], read-only, readable with GetWorkflow and
+//! ListWorkflowBuildVersions, never deleted); `AWSMarketplace` lists nothing; `Shared` and
+//! `ThirdParty` are refused.
 
 use super::components::{
     any_version_arn, build_key, concrete_version, has_filter, latest_version_references, name_key,
@@ -41,6 +43,7 @@ use kiln_domain::resources::workflow::{
     self as domain, check_actions, check_step_names, WorkflowType as Stage, ON_FAILURE_VALUES,
     PARAMETER_TYPES,
 };
+use kiln_domain::resources::{managed, managed_workflows};
 use kiln_domain::version::VersionFilter;
 use kiln_store::{ListQuery, Txn, TxnExt};
 use kiln_toe::yaml::{Mapping, Value};
@@ -372,10 +375,18 @@ pub fn get(
     input: GetWorkflowRequest,
 ) -> Result<GetWorkflowResponse, ApiError> {
     let arn = input.workflow_build_version_arn.unwrap_or_default();
-    let row = resolve(tx, ctx, &arn, "workflowBuildVersionArn")?
-        .filter(|row| is_workflow(row.kind))
-        .ok_or_else(|| not_found(ResourceKind::BuildWorkflow, &arn))?;
-    let workflow: domain::Workflow = decode_row(&row)?;
+    let workflow: domain::Workflow = match managed_in_region(ctx, &arn) {
+        Some(found) => found
+            .into_iter()
+            .next()
+            .ok_or_else(|| not_found(ResourceKind::BuildWorkflow, &arn))?,
+        None => {
+            let row = resolve(tx, ctx, &arn, "workflowBuildVersionArn")?
+                .filter(|row| is_workflow(row.kind))
+                .ok_or_else(|| not_found(ResourceKind::BuildWorkflow, &arn))?;
+            decode_row(&row)?
+        }
+    };
     Ok(GetWorkflowResponse {
         latest_version_references: Some(latest_version_references(
             &workflow.arn,
@@ -397,11 +408,34 @@ fn passes(filters: &Filters, w: &domain::Workflow) -> bool {
     })
 }
 
-/// Whether the caller's own workflows are listed; `Shared` and `ThirdParty` are refused.
-fn lists_own(owner: Option<&Ownership>) -> Result<bool, ApiError> {
+/// For an ARN of owner `aws`: the managed workflows it names in the caller's region (none in
+/// another region: resources of other regions do not exist for a caller); `None` for other
+/// owners.
+fn managed_in_region(ctx: &RequestContext, arn: &str) -> Option<Vec<domain::Workflow>> {
+    let parsed = Arn::parse(arn).ok()?;
+    if parsed.account != managed::OWNER {
+        return None;
+    }
+    if parsed.region != ctx.region {
+        return Some(Vec::new());
+    }
+    Some(managed_workflows::matching(&parsed))
+}
+
+/// Whose workflows ListWorkflows lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Listed {
+    Own,
+    Managed,
+    Nothing,
+}
+
+/// Whose workflows are listed; `Shared` and `ThirdParty` are refused.
+fn listed(owner: Option<&Ownership>) -> Result<Listed, ApiError> {
     match owner {
-        None | Some(Ownership::SelfOwned) => Ok(true),
-        Some(Ownership::Amazon) | Some(Ownership::AWSMarketplace) => Ok(false),
+        None | Some(Ownership::SelfOwned) => Ok(Listed::Own),
+        Some(Ownership::Amazon) => Ok(Listed::Managed),
+        Some(Ownership::AWSMarketplace) => Ok(Listed::Nothing),
         Some(other) => Err(ApiError::invalid_request(format!(
             "owner: '{}' is not supported for workflows; use Self, Amazon or AWSMarketplace",
             other.as_str()
@@ -424,9 +458,13 @@ pub fn list(
             "byName and filters: byName cannot be combined with the version filter",
         ));
     }
-    let own = lists_own(input.owner.as_ref())?;
+    let listed = listed(input.owner.as_ref())?;
     let after = svc.pager.decode(OP, ctx, input.next_token.as_deref())?;
-    let all = if own { all_own(tx, ctx)? } else { Vec::new() };
+    let all = match listed {
+        Listed::Own => all_own(tx, ctx)?,
+        Listed::Managed => managed_workflows::all(&ctx.region),
+        Listed::Nothing => Vec::new(),
+    };
     let key = |w: &domain::Workflow| {
         if by_name {
             name_key(&w.arn)
@@ -470,6 +508,9 @@ fn builds_to_list(
     let Some(version_arn) = version_arn else {
         return all_own(tx, ctx);
     };
+    if let Some(found) = managed_in_region(ctx, version_arn) {
+        return Ok(found);
+    }
     let Some(parsed) = scoped_arn(ctx, version_arn, FIELD)? else {
         return Ok(Vec::new());
     };
@@ -511,6 +552,12 @@ pub fn delete(
 ) -> Result<DeleteWorkflowResponse, ApiError> {
     const FIELD: &str = "workflowBuildVersionArn";
     let arn = input.workflow_build_version_arn.unwrap_or_default();
+    if managed_in_region(ctx, &arn).is_some() {
+        return Err(ApiError::new(
+            ErrorKind::InvalidRequestException,
+            format!("workflowBuildVersionArn: '{arn}' is a managed workflow (owner aws); managed workflows cannot be deleted"),
+        ));
+    }
     let kind = Arn::parse(&arn)
         .map(|a| a.kind)
         .ok()
@@ -565,6 +612,15 @@ outputs:
   - name: "ImageId"
     value: "$.stepOutputs.CreateOutputAMI.imageId"
 "#;
+
+    #[test]
+    fn the_managed_documents_pass_createworkflows_checks() {
+        for (name, stage, data) in managed_workflows::DOCUMENTS {
+            if let Err(e) = read_workflow_document(data, stage) {
+                panic!("{name}: {e}");
+            }
+        }
+    }
 
     #[test]
     fn accepts_a_build_workflow_and_refuses_it_for_distribution() {
@@ -714,17 +770,20 @@ outputs:
 
     #[test]
     fn owner_values() {
-        assert!(lists_own(None).unwrap());
-        assert!(lists_own(Some(&Ownership::SelfOwned)).unwrap());
-        assert!(!lists_own(Some(&Ownership::Amazon)).unwrap());
-        assert!(!lists_own(Some(&Ownership::AWSMarketplace)).unwrap());
-        let err = lists_own(Some(&Ownership::Shared)).unwrap_err();
+        assert_eq!(listed(None).unwrap(), Listed::Own);
+        assert_eq!(listed(Some(&Ownership::SelfOwned)).unwrap(), Listed::Own);
+        assert_eq!(listed(Some(&Ownership::Amazon)).unwrap(), Listed::Managed);
+        assert_eq!(
+            listed(Some(&Ownership::AWSMarketplace)).unwrap(),
+            Listed::Nothing
+        );
+        let err = listed(Some(&Ownership::Shared)).unwrap_err();
         assert!(
             err.message.starts_with("owner: 'Shared'"),
             "{}",
             err.message
         );
-        assert!(lists_own(Some(&Ownership::ThirdParty)).is_err());
+        assert!(listed(Some(&Ownership::ThirdParty)).is_err());
     }
 
     use crate::handlers::components::tests::Harness;

@@ -27,7 +27,7 @@ pub struct ManagedImage {
 }
 
 /// Nov 27 2026, 00:00 UTC.
-const RELEASED: i64 = 1_795_737_600_000;
+pub const RELEASED: i64 = 1_795_737_600_000;
 
 pub const IMAGES: [ManagedImage; 2] = [
     ManagedImage {

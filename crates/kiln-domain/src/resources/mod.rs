@@ -14,6 +14,7 @@ pub mod image;
 pub mod import;
 pub mod infrastructure;
 pub mod managed;
+pub mod managed_workflows;
 pub mod parent;
 pub mod pipeline;
 pub mod recipe;
