@@ -298,19 +298,20 @@ fn parameter(value: &Value, at: &str) -> Result<ParameterDef, DocumentError> {
     let prefix = format!("{at}.");
     known_members(map, &prefix, &["name", "type", "default", "description"])?;
     let name = required_string(map, "name", &prefix)?;
-    let kind =
-        match optional_string(map, "type", &prefix)?.as_deref() {
-            None | Some("string") => ParamType::String,
-            Some("integer") => ParamType::Integer,
-            Some("boolean") => ParamType::Boolean,
-            Some("stringList") => ParamType::StringList,
-            Some(other) => return Err(invalid(
+    let kind = match optional_string(map, "type", &prefix)?.as_deref() {
+        None | Some("string") => ParamType::String,
+        Some("integer") => ParamType::Integer,
+        Some("boolean") => ParamType::Boolean,
+        Some("stringList") => ParamType::StringList,
+        Some(other) => {
+            return Err(invalid(
                 format!("{prefix}type"),
                 format!(
                     "'{other}' is not a parameter type; use string, integer, boolean or stringList"
                 ),
-            )),
-        };
+            ))
+        }
+    };
     // `default: ''` is a real (empty) default, so only a missing member means "required".
     let default = match map.get("default") {
         None => None,

@@ -145,7 +145,8 @@ steps:
     #[test]
     fn errors_name_the_parameter() {
         let doc = Document::parse(DOC).unwrap();
-        let cases: [(&[(&str, &[&str])], &str); 6] = [
+        type Given<'a> = &'a [(&'a str, &'a [&'a str])];
+        let cases: [(Given, &str); 6] = [
             (
                 &[],
                 "parameters: the workflow needs a value for size, topic",
