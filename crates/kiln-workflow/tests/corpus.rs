@@ -1,5 +1,6 @@
-//! Every workflow document of tests/corpus (real documents from public repositories) parses,
-//! and an execution of each with a plain AMI context runs to the end when every step succeeds.
+//! Every workflow document of tests/corpus (real documents from public repositories) and every
+//! managed workflow Kiln lists (owner `aws`) parses, and an execution of each with a plain AMI
+//! context runs to the end when every step succeeds.
 
 use kiln_workflow::execution::{Context, ExecutionStatus};
 use kiln_workflow::{Document, Execution, Next};
@@ -25,6 +26,11 @@ fn documents() -> Vec<(String, String)> {
         })
         .collect();
     docs.sort();
+    docs.extend(
+        kiln_domain::resources::managed_workflows::DOCUMENTS
+            .iter()
+            .map(|(name, _, text)| (format!("managed {name}"), text.to_string())),
+    );
     docs
 }
 
@@ -60,9 +66,13 @@ fn every_corpus_document_runs_to_the_end() {
         let context = Context {
             imagebuilder: json!({"imageType": "AMI", "platform": "Linux",
                 "collectImageMetadata": true, "collectImageScanFindings": true}),
-            workflow_outputs: [("ImageId".to_string(), json!("ami-1"))]
-                .into_iter()
-                .collect(),
+            // What build workflows hand on: the AMI, and a container build's instance.
+            workflow_outputs: [
+                ("ImageId".to_string(), json!("ami-1")),
+                ("InstanceId".to_string(), json!("i-1")),
+            ]
+            .into_iter()
+            .collect(),
         };
         let mut exec = Execution::start(doc, &given, context).expect("parameters bind");
         let mut now = 0;
