@@ -1,15 +1,49 @@
-//! The step-action catalogue (user guide, "Workflow step actions"): per action its default and
-//! maximum `timeoutSeconds`, whether it has a rollback, its outputs, and whether Kiln may run it
-//! again after a restart interrupted it.
+//! The step-action catalogue (user guide, "Workflow step actions"): per action the workflow
+//! types it may be used in, its default and maximum `timeoutSeconds`, whether it has a rollback,
+//! its outputs, and whether Kiln may run it again after a restart interrupted it. It is the one
+//! list of actions: CreateWorkflow checks documents against it ([`check_actions`]) and the
+//! engine runs them by it.
+
+use kiln_domain::resources::workflow::WorkflowType;
 
 const MIN: u64 = 60;
 const HOUR: u64 = 3600;
 const DAY: u64 = 86_400;
 
+/// Where a step action may be used, per the user guide's step action reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stages {
+    Any,
+    BuildOrTest,
+    TestOnly,
+    DistributionOnly,
+}
+
+impl Stages {
+    pub fn allows(self, stage: WorkflowType) -> bool {
+        match self {
+            Stages::Any => true,
+            Stages::BuildOrTest => stage != WorkflowType::Distribution,
+            Stages::TestOnly => stage == WorkflowType::Test,
+            Stages::DistributionOnly => stage == WorkflowType::Distribution,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Stages::Any => "any",
+            Stages::BuildOrTest => "BUILD and TEST",
+            Stages::TestOnly => "TEST",
+            Stages::DistributionOnly => "DISTRIBUTION",
+        }
+    }
+}
+
 /// What the engine needs to know about one step action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ActionSpec {
     pub name: &'static str,
+    pub stages: Stages,
     pub default_timeout_seconds: u64,
     pub max_timeout_seconds: u64,
     /// Whether the action undoes itself when a later step aborts the workflow (the guide names
@@ -26,6 +60,7 @@ const RUN_OUTPUTS: &[&str] = &["runCommandId", "status", "output"];
 
 const fn spec(
     name: &'static str,
+    stages: Stages,
     default_timeout_seconds: u64,
     max_timeout_seconds: u64,
     has_rollback: bool,
@@ -34,6 +69,7 @@ const fn spec(
 ) -> ActionSpec {
     ActionSpec {
         name,
+        stages,
         default_timeout_seconds,
         max_timeout_seconds,
         has_rollback,
@@ -46,6 +82,7 @@ const fn spec(
 pub const CATALOGUE: [ActionSpec; 19] = [
     spec(
         "LaunchInstance",
+        Stages::Any,
         75 * MIN,
         720 * MIN,
         true,
@@ -54,6 +91,7 @@ pub const CATALOGUE: [ActionSpec; 19] = [
     ),
     spec(
         "BootstrapInstanceForContainer",
+        Stages::Any,
         60 * MIN,
         720 * MIN,
         false,
@@ -62,6 +100,7 @@ pub const CATALOGUE: [ActionSpec; 19] = [
     ),
     spec(
         "ExecuteComponents",
+        Stages::BuildOrTest,
         720 * MIN,
         DAY,
         false,
@@ -70,6 +109,7 @@ pub const CATALOGUE: [ActionSpec; 19] = [
     ),
     spec(
         "CollectImageMetadata",
+        Stages::Any,
         30 * MIN,
         720 * MIN,
         true,
@@ -78,6 +118,7 @@ pub const CATALOGUE: [ActionSpec; 19] = [
     ),
     spec(
         "CollectImageScanFindings",
+        Stages::TestOnly,
         120 * MIN,
         720 * MIN,
         false,
@@ -86,15 +127,25 @@ pub const CATALOGUE: [ActionSpec; 19] = [
     ),
     spec(
         "SanitizeInstance",
+        Stages::Any,
         60 * MIN,
         720 * MIN,
         false,
         false,
         RUN_OUTPUTS,
     ),
-    spec("RunSysPrep", 60 * MIN, 720 * MIN, false, false, RUN_OUTPUTS),
+    spec(
+        "RunSysPrep",
+        Stages::Any,
+        60 * MIN,
+        720 * MIN,
+        false,
+        false,
+        RUN_OUTPUTS,
+    ),
     spec(
         "RunCommand",
+        Stages::Any,
         720 * MIN,
         720 * MIN,
         false,
@@ -103,6 +154,7 @@ pub const CATALOGUE: [ActionSpec; 19] = [
     ),
     spec(
         "CreateImage",
+        Stages::Any,
         720 * MIN,
         3 * DAY,
         false,
@@ -111,6 +163,7 @@ pub const CATALOGUE: [ActionSpec; 19] = [
     ),
     spec(
         "CreateImageFromIso",
+        Stages::Any,
         720 * MIN,
         720 * MIN,
         false,
@@ -119,6 +172,7 @@ pub const CATALOGUE: [ActionSpec; 19] = [
     ),
     spec(
         "RegisterImage",
+        Stages::Any,
         540 * MIN,
         720 * MIN,
         false,
@@ -127,15 +181,25 @@ pub const CATALOGUE: [ActionSpec; 19] = [
     ),
     spec(
         "WaitForSSMAgent",
+        Stages::Any,
         60 * MIN,
         180 * MIN,
         false,
         true,
         &["status"],
     ),
-    spec("TerminateInstance", 30 * MIN, 720 * MIN, false, true, &[]),
+    spec(
+        "TerminateInstance",
+        Stages::Any,
+        30 * MIN,
+        720 * MIN,
+        false,
+        true,
+        &[],
+    ),
     spec(
         "WaitForAction",
+        Stages::Any,
         3 * DAY,
         7 * DAY,
         false,
@@ -144,6 +208,7 @@ pub const CATALOGUE: [ActionSpec; 19] = [
     ),
     spec(
         "ExecuteStateMachine",
+        Stages::Any,
         6 * HOUR,
         DAY,
         false,
@@ -152,6 +217,7 @@ pub const CATALOGUE: [ActionSpec; 19] = [
     ),
     spec(
         "DistributeImage",
+        Stages::DistributionOnly,
         360 * MIN,
         720 * MIN,
         false,
@@ -160,6 +226,7 @@ pub const CATALOGUE: [ActionSpec; 19] = [
     ),
     spec(
         "ModifyImageAttributes",
+        Stages::DistributionOnly,
         120 * MIN,
         180 * MIN,
         false,
@@ -168,6 +235,7 @@ pub const CATALOGUE: [ActionSpec; 19] = [
     ),
     spec(
         "ApplyImageConfigurations",
+        Stages::DistributionOnly,
         360 * MIN,
         720 * MIN,
         false,
@@ -176,6 +244,7 @@ pub const CATALOGUE: [ActionSpec; 19] = [
     ),
     spec(
         "DistributeContainerImage",
+        Stages::DistributionOnly,
         120 * MIN,
         720 * MIN,
         false,
@@ -196,9 +265,82 @@ pub fn names() -> String {
     CATALOGUE.map(|a| a.name).join(", ")
 }
 
+/// Container distribution replaces the AMI distribution actions; a workflow cannot mix them.
+const DISTRIBUTE_CONTAINER_IMAGE: &str = "DistributeContainerImage";
+const AMI_DISTRIBUTION_ACTIONS: [&str; 3] = [
+    "DistributeImage",
+    "ModifyImageAttributes",
+    "ApplyImageConfigurations",
+];
+
+/// Checks the step actions of a workflow of type `stage`, given in step order: each must be a
+/// known action allowed in that stage, and container and AMI distribution must not be mixed.
+/// The message starts with the offending member (`steps[2].action`).
+pub fn check_actions<S: AsRef<str>>(actions: &[S], stage: WorkflowType) -> Result<(), String> {
+    for (i, action) in actions.iter().enumerate() {
+        let action = action.as_ref();
+        let Some(spec) = lookup(action) else {
+            return Err(format!(
+                "steps[{i}].action: '{action}' is not a workflow step action; use one of: {}",
+                names()
+            ));
+        };
+        if !spec.stages.allows(stage) {
+            return Err(format!(
+                "steps[{i}].action: '{action}' can only be used in {} workflows, not in a {} workflow",
+                spec.stages.describe(),
+                stage.as_str()
+            ));
+        }
+    }
+    let has = |wanted: &str| actions.iter().position(|a| a.as_ref() == wanted);
+    if let Some(container) = has(DISTRIBUTE_CONTAINER_IMAGE) {
+        if let Some((i, ami)) = AMI_DISTRIBUTION_ACTIONS
+            .iter()
+            .find_map(|a| has(a).map(|i| (i, a)))
+        {
+            return Err(format!(
+                "steps[{i}].action: '{ami}' cannot be used in a workflow that distributes a container image (steps[{container}] is {DISTRIBUTE_CONTAINER_IMAGE})"
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn actions_must_exist_and_suit_the_stage() {
+        let build = ["LaunchInstance", "ExecuteComponents", "CreateImage"];
+        assert!(check_actions(&build, WorkflowType::Build).is_ok());
+        let err = check_actions(&build, WorkflowType::Distribution).unwrap_err();
+        assert!(
+            err.starts_with("steps[1].action: 'ExecuteComponents'"),
+            "{err}"
+        );
+        let err = check_actions(&["CollectImageScanFindings"], WorkflowType::Build).unwrap_err();
+        assert!(err.contains("only be used in TEST"), "{err}");
+        let err = check_actions(&["LaunchInstance", "Nope"], WorkflowType::Test).unwrap_err();
+        assert!(err.starts_with("steps[1].action: 'Nope' is not"), "{err}");
+        let dist = ["WaitForAction", "DistributeImage", "ModifyImageAttributes"];
+        assert!(check_actions(&dist, WorkflowType::Distribution).is_ok());
+    }
+
+    #[test]
+    fn container_and_ami_distribution_do_not_mix() {
+        assert!(check_actions(&["DistributeContainerImage"], WorkflowType::Distribution).is_ok());
+        let err = check_actions(
+            &["DistributeContainerImage", "DistributeImage"],
+            WorkflowType::Distribution,
+        )
+        .unwrap_err();
+        assert!(
+            err.starts_with("steps[1].action: 'DistributeImage'"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn catalogue_is_consistent() {

@@ -10,7 +10,7 @@
 //!   `action`, and an `onFailure` of `Abort` or `Continue` when it has one;
 //! - actions that exist and suit the workflow's `type` (the API reference: "Image Builder
 //!   validates the workflow document steps against the stage you specify"), see
-//!   [`kiln_domain::resources::workflow::check_actions`];
+//!   [`kiln_workflow::actions::check_actions`];
 //! - `parameters` as a list of mappings with a unique `name`, a `type` among `string`,
 //!   `integer`, `boolean` and `stringList` (omitted means `string`) and a default that fits it;
 //! - `outputs`, when present, as a list of mappings with a `name` and a `value`.
@@ -40,8 +40,7 @@ use crate::service::Service;
 use kiln_domain::arn::{Arn, ResourceKind};
 use kiln_domain::resources::component::{next_build, DocumentParameter};
 use kiln_domain::resources::workflow::{
-    self as domain, check_actions, check_step_names, WorkflowType as Stage, ON_FAILURE_VALUES,
-    PARAMETER_TYPES,
+    self as domain, check_step_names, WorkflowType as Stage, ON_FAILURE_VALUES, PARAMETER_TYPES,
 };
 use kiln_domain::resources::{managed, managed_workflows};
 use kiln_domain::version::VersionFilter;
@@ -49,6 +48,7 @@ use kiln_store::{ListQuery, Txn, TxnExt};
 use kiln_toe::yaml::{Mapping, Value};
 use kiln_wire::types::*;
 use kiln_wire::{ApiError, ErrorKind, RequestContext};
+use kiln_workflow::actions::check_actions;
 
 /// Filter names ListWorkflows documents.
 const LIST_FILTERS: [&str; 4] = ["name", "version", "description", "type"];

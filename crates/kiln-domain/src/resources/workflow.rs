@@ -7,8 +7,8 @@
 //! and its parameters are extracted once, at creation, by the API layer.
 //!
 //! The rules here are the ones the user guide states for workflow documents that do not depend
-//! on YAML: at most [`MAX_STEPS`] steps with unique names, and actions that exist and are allowed
-//! in the workflow's stage ([`check_actions`]).
+//! on YAML: at most [`MAX_STEPS`] steps with unique names. Which actions exist and where they
+//! may be used is the step-action catalogue's (`kiln_workflow::actions::check_actions`).
 
 use super::component::DocumentParameter;
 use super::{Millis, Resource};
@@ -60,108 +60,6 @@ impl WorkflowType {
             WorkflowType::Distribution => "DISTRIBUTION",
         }
     }
-}
-
-/// Where a step action may be used, per the user guide's step action reference.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stages {
-    Any,
-    BuildOrTest,
-    TestOnly,
-    DistributionOnly,
-}
-
-impl Stages {
-    fn allows(self, stage: WorkflowType) -> bool {
-        match self {
-            Stages::Any => true,
-            Stages::BuildOrTest => stage != WorkflowType::Distribution,
-            Stages::TestOnly => stage == WorkflowType::Test,
-            Stages::DistributionOnly => stage == WorkflowType::Distribution,
-        }
-    }
-
-    fn describe(self) -> &'static str {
-        match self {
-            Stages::Any => "any",
-            Stages::BuildOrTest => "BUILD and TEST",
-            Stages::TestOnly => "TEST",
-            Stages::DistributionOnly => "DISTRIBUTION",
-        }
-    }
-}
-
-const ACTIONS: [(&str, Stages); 18] = [
-    ("LaunchInstance", Stages::Any),
-    ("BootstrapInstanceForContainer", Stages::Any),
-    ("ExecuteComponents", Stages::BuildOrTest),
-    ("CollectImageMetadata", Stages::Any),
-    ("CollectImageScanFindings", Stages::TestOnly),
-    ("SanitizeInstance", Stages::Any),
-    ("RunSysPrep", Stages::Any),
-    ("RunCommand", Stages::Any),
-    ("CreateImage", Stages::Any),
-    ("CreateImageFromIso", Stages::Any),
-    ("RegisterImage", Stages::Any),
-    ("WaitForSSMAgent", Stages::Any),
-    ("WaitForAction", Stages::Any),
-    ("ExecuteStateMachine", Stages::Any),
-    ("TerminateInstance", Stages::Any),
-    ("DistributeImage", Stages::DistributionOnly),
-    ("ModifyImageAttributes", Stages::DistributionOnly),
-    ("ApplyImageConfigurations", Stages::DistributionOnly),
-];
-
-/// Container distribution replaces the AMI distribution actions; a workflow cannot mix them.
-const DISTRIBUTE_CONTAINER_IMAGE: &str = "DistributeContainerImage";
-const AMI_DISTRIBUTION_ACTIONS: [&str; 3] = [
-    "DistributeImage",
-    "ModifyImageAttributes",
-    "ApplyImageConfigurations",
-];
-
-fn stages_of(action: &str) -> Option<Stages> {
-    if action == DISTRIBUTE_CONTAINER_IMAGE {
-        return Some(Stages::DistributionOnly);
-    }
-    ACTIONS
-        .iter()
-        .find(|(name, _)| *name == action)
-        .map(|(_, stages)| *stages)
-}
-
-/// Checks the step actions of a workflow of type `stage`, given in step order: each must be a
-/// known action allowed in that stage, and container and AMI distribution must not be mixed.
-/// The message starts with the offending member (`steps[2].action`).
-pub fn check_actions<S: AsRef<str>>(actions: &[S], stage: WorkflowType) -> Result<(), String> {
-    for (i, action) in actions.iter().enumerate() {
-        let action = action.as_ref();
-        let Some(stages) = stages_of(action) else {
-            return Err(format!(
-                "steps[{i}].action: '{action}' is not a workflow step action; use one of: {}, {DISTRIBUTE_CONTAINER_IMAGE}",
-                ACTIONS.map(|(name, _)| name).join(", ")
-            ));
-        };
-        if !stages.allows(stage) {
-            return Err(format!(
-                "steps[{i}].action: '{action}' can only be used in {} workflows, not in a {} workflow",
-                stages.describe(),
-                stage.as_str()
-            ));
-        }
-    }
-    let has = |wanted: &str| actions.iter().position(|a| a.as_ref() == wanted);
-    if let Some(container) = has(DISTRIBUTE_CONTAINER_IMAGE) {
-        if let Some((i, ami)) = AMI_DISTRIBUTION_ACTIONS
-            .iter()
-            .find_map(|a| has(a).map(|i| (i, a)))
-        {
-            return Err(format!(
-                "steps[{i}].action: '{ami}' cannot be used in a workflow that distributes a container image (steps[{container}] is {DISTRIBUTE_CONTAINER_IMAGE})"
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// Checks the number of steps and that their names are unique.
@@ -239,37 +137,6 @@ mod tests {
             assert_eq!(WorkflowType::from_kind(t.kind()), Some(t));
         }
         assert_eq!(WorkflowType::from_kind(ResourceKind::Component), None);
-    }
-
-    #[test]
-    fn actions_must_exist_and_suit_the_stage() {
-        let build = ["LaunchInstance", "ExecuteComponents", "CreateImage"];
-        assert!(check_actions(&build, WorkflowType::Build).is_ok());
-        let err = check_actions(&build, WorkflowType::Distribution).unwrap_err();
-        assert!(
-            err.starts_with("steps[1].action: 'ExecuteComponents'"),
-            "{err}"
-        );
-        let err = check_actions(&["CollectImageScanFindings"], WorkflowType::Build).unwrap_err();
-        assert!(err.contains("only be used in TEST"), "{err}");
-        let err = check_actions(&["LaunchInstance", "Nope"], WorkflowType::Test).unwrap_err();
-        assert!(err.starts_with("steps[1].action: 'Nope' is not"), "{err}");
-        let dist = ["WaitForAction", "DistributeImage", "ModifyImageAttributes"];
-        assert!(check_actions(&dist, WorkflowType::Distribution).is_ok());
-    }
-
-    #[test]
-    fn container_and_ami_distribution_do_not_mix() {
-        assert!(check_actions(&["DistributeContainerImage"], WorkflowType::Distribution).is_ok());
-        let err = check_actions(
-            &["DistributeContainerImage", "DistributeImage"],
-            WorkflowType::Distribution,
-        )
-        .unwrap_err();
-        assert!(
-            err.starts_with("steps[1].action: 'DistributeImage'"),
-            "{err}"
-        );
     }
 
     #[test]
