@@ -309,8 +309,14 @@ impl Worker {
 
 /// One worker thread: claim, run, repeat; wait for a write when the queue is empty.
 fn work(shared: &Arc<Shared>) {
-    while !shared.stopping() {
+    loop {
+        // `seen` before the flag: `stop` sets the flag, then notifies. Read the other way round,
+        // a stop between the two reads (the scheduler's own stop wakes idle workers right before
+        // it) would leave this thread waiting out IDLE_POLL, and the process's exit with it.
         let seen = shared.core.work.seen();
+        if shared.stopping() {
+            break;
+        }
         let now = shared.core.clock.now_millis();
         let lease = lease_millis(shared.config.lease);
         let claimed = shared
