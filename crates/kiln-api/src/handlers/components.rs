@@ -238,13 +238,23 @@ fn non_empty(v: &[String]) -> Option<Vec<String>> {
     (!v.is_empty()).then(|| v.to_vec())
 }
 
+/// The model spells parameter types `String`, `Integer`, `Boolean`, `StringList`
+/// (`ComponentParameterType`); documents spell them as AWSTOE does (`string`).
+fn wire_parameter_type(kind: &str) -> String {
+    let mut chars = kind.chars();
+    match chars.next() {
+        Some(first) => first.to_ascii_uppercase().to_string() + chars.as_str(),
+        None => String::new(),
+    }
+}
+
 fn parameters_to_wire(parameters: &[DocumentParameter]) -> Option<Vec<ComponentParameterDetail>> {
     (!parameters.is_empty()).then(|| {
         parameters
             .iter()
             .map(|p| ComponentParameterDetail {
                 name: Some(p.name.clone()),
-                r#type: Some(p.kind.clone()),
+                r#type: Some(wire_parameter_type(&p.kind)),
                 default_value: p.default_value.clone(),
                 description: p.description.clone(),
             })
@@ -567,6 +577,13 @@ pub fn delete(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn parameter_types_take_the_models_spelling() {
+        assert_eq!(wire_parameter_type("string"), "String");
+        assert_eq!(wire_parameter_type("stringList"), "StringList");
+        assert_eq!(wire_parameter_type("String"), "String");
+    }
 
     /// A parameter's name and default, as expected from a document.
     type Expected = &'static [(&'static str, Option<&'static str>)];
