@@ -74,7 +74,11 @@ fn log_group(
     };
     import::check_log_group(kind, &group, has_role)
         .map_err(|e| client("loggingConfiguration.logGroupName", e))?;
-    Ok(Some(group))
+    // A valid group is still refused: Kiln would store it and write nothing there.
+    Err(client(
+        "loggingConfiguration",
+        "Kiln keeps every import's log itself (kiln logs <image ARN>); it writes to no CloudWatch log group, so leave it out",
+    ))
 }
 
 pub fn import_disk_image(
