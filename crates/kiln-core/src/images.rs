@@ -17,7 +17,7 @@ use kiln_domain::resources::image::{
     RecipeSnapshot, StatusChange,
 };
 use kiln_domain::resources::infrastructure::InfrastructureConfiguration;
-use kiln_domain::resources::pipeline::{ImagePipeline, RecipeKind};
+use kiln_domain::resources::pipeline::{ImagePipeline, PipelineWorkflow, RecipeKind};
 use kiln_domain::resources::recipe::{ContainerRecipe, ImageRecipe};
 use kiln_domain::resources::scheduled_run::Dependencies;
 use kiln_domain::version::SemVer;
@@ -40,6 +40,9 @@ pub struct ImageOrder {
     /// The pipeline's ARN and name, for a pipeline's run.
     pub pipeline: Option<(String, String)>,
     pub tags: Option<BTreeMap<String, String>>,
+    /// See [`Image::workflows`].
+    pub workflows: Option<Vec<PipelineWorkflow>>,
+    pub execution_role: Option<String>,
 }
 
 /// A recipe with its references resolved as a build made now would use them.
@@ -212,6 +215,8 @@ pub fn create_image(
         resume_at: None,
         distributes: None,
         import: None,
+        workflows: order.workflows,
+        execution_role: order.execution_role,
     };
     tx.put(&image)?;
     store_tags(tx, &arn_text, order.tags.as_ref())?;
@@ -386,6 +391,8 @@ pub fn start_pipeline_build(
             build_type,
             pipeline: Some((pipeline.arn.to_string(), pipeline.name.clone())),
             tags,
+            workflows: d.workflows.clone(),
+            execution_role: d.execution_role.clone(),
         },
     )?;
     pipeline.date_last_run = Some(caller.now_millis);

@@ -93,6 +93,8 @@ pub fn create_import(
         resume_at: None,
         distributes: None,
         import: Some(import),
+        workflows: None,
+        execution_role: None,
     };
     tx.put(&image)?;
     store_tags(tx, &arn_text, order.tags.as_ref())?;

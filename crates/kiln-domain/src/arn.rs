@@ -23,10 +23,13 @@ pub enum ResourceKind {
     DistributionWorkflow,
     /// An EC2 AMI that distribution made (a storage key only: see `resources::ami`).
     Ami,
+    /// One workflow execution of an image build (a storage key only: see
+    /// `kiln_core::workflow_runs`).
+    WorkflowExecution,
 }
 
 impl ResourceKind {
-    pub const ALL: [ResourceKind; 12] = [
+    pub const ALL: [ResourceKind; 13] = [
         ResourceKind::Component,
         ResourceKind::ImageRecipe,
         ResourceKind::ContainerRecipe,
@@ -39,6 +42,7 @@ impl ResourceKind {
         ResourceKind::TestWorkflow,
         ResourceKind::DistributionWorkflow,
         ResourceKind::Ami,
+        ResourceKind::WorkflowExecution,
     ];
 
     /// The ARN path segment(s) before the name.
@@ -56,6 +60,7 @@ impl ResourceKind {
             ResourceKind::TestWorkflow => "workflow/test",
             ResourceKind::DistributionWorkflow => "workflow/distribution",
             ResourceKind::Ami => "ami",
+            ResourceKind::WorkflowExecution => "workflow-execution",
         }
     }
 
@@ -74,6 +79,7 @@ impl ResourceKind {
             | ResourceKind::TestWorkflow
             | ResourceKind::DistributionWorkflow => "workflow",
             ResourceKind::Ami => "AMI",
+            ResourceKind::WorkflowExecution => "workflow execution",
         }
     }
 
@@ -90,6 +96,7 @@ impl ResourceKind {
                 | ResourceKind::ImagePipeline
                 | ResourceKind::LifecyclePolicy
                 | ResourceKind::Ami
+                | ResourceKind::WorkflowExecution
         )
     }
 

@@ -63,6 +63,8 @@ pub fn create(
             build_type: DomainBuildType::UserInitiated,
             pipeline: None,
             tags: input.tags,
+            workflows: None,
+            execution_role: None,
         },
     )
     .api()?;

@@ -238,6 +238,14 @@ pub struct Image {
     /// worker imports instead of building; such an image has no build snapshot.
     #[serde(default)]
     pub import: Option<super::import::ImageImport>,
+    /// The workflows the build runs instead of the managed defaults (CreateImage's or the
+    /// pipeline's `workflows`, as given: `x` filters resolve when the build starts); `None`
+    /// runs build-image/test-image (or the container pair) and the implicit distribution.
+    #[serde(default)]
+    pub workflows: Option<Vec<super::pipeline::PipelineWorkflow>>,
+    /// The `executionRole` the workflows run under (echoed by GetImage).
+    #[serde(default)]
+    pub execution_role: Option<String>,
 }
 
 /// One build's contents: the image that made them and its build id (the store tag).
@@ -638,6 +646,8 @@ mod tests {
             resume_at: None,
             distributes: None,
             import: None,
+            workflows: None,
+            execution_role: None,
         }
     }
 
