@@ -388,6 +388,46 @@ def make_ec2_client(endpoint: str, access_key: str = ACCESS_KEY, region: str = R
     )
 
 
+def make_iam_client(endpoint: str, access_key: str = ACCESS_KEY) -> Any:
+    """A boto3 IAM client for Kiln's IAM endpoint (the cross-account distribution role)."""
+    return boto3.client(
+        "iam",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=access_key,
+        aws_secret_access_key=SECRET_KEY,
+        config=Config(retries={"total_max_attempts": 1}),
+    )
+
+
+DISTRIBUTION_ROLE = "EC2ImageBuilderDistributionCrossAccountRole"
+DISTRIBUTION_POLICY = "arn:aws:iam::aws:policy/Ec2ImageBuilderCrossAccountDistributionAccess"
+
+
+def trust_policy(*accounts: str) -> str:
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"AWS": [f"arn:aws:iam::{a}:root" for a in accounts]},
+                    "Action": "sts:AssumeRole",
+                }
+            ],
+        }
+    )
+
+
+def allow_distribution(endpoint: str, target_key: str, source: str = DEFAULT_ACCOUNT) -> None:
+    """The account of `target_key` consents, as on AWS, to distributions from `source`: it
+    creates EC2ImageBuilderDistributionCrossAccountRole trusting `source` and attaches the
+    distribution policy."""
+    iam = make_iam_client(endpoint, target_key)
+    iam.create_role(RoleName=DISTRIBUTION_ROLE, AssumeRolePolicyDocument=trust_policy(source))
+    iam.attach_role_policy(RoleName=DISTRIBUTION_ROLE, PolicyArn=DISTRIBUTION_POLICY)
+
+
 def unique_name(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 

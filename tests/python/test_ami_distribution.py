@@ -28,7 +28,12 @@ from kiln_testlib import (
     aws_executable,
     make_ec2_client,
     KilnServer,
+    allow_distribution,
     assert_client_error,
+    make_iam_client,
+    trust_policy,
+    DISTRIBUTION_POLICY,
+    DISTRIBUTION_ROLE,
     create_infra,
     make_client,
     unique_name,
@@ -41,6 +46,11 @@ TARGET_KEY = "AKIDTARGETACCOUNT"
 TARGET_ACCOUNT = "444455556666"
 STRANGER_KEY = "AKIDSTRANGERACCT"
 STRANGER_ACCOUNT = "777788889999"
+# An account that consents to distributions only in the middle of a test.
+LATE_KEY = "AKIDLATECONSENT0"
+LATE_ACCOUNT = "222233334444"
+# Many target accounts (each consents), so that distribution takes long enough to cancel.
+MANY = {f"AKIDMANY{i:08d}": f"{100000000000 + i:012d}" for i in range(1500)}
 WEST = "us-west-2"
 DATE = r"\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}\.\d{3}Z"
 
@@ -49,8 +59,10 @@ DATE = r"\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}\.\d{3}Z"
 def server(tmp_path_factory):
     srv = KilnServer(
         tmp_path_factory.mktemp("distribution") / "data",
-        keys={TARGET_KEY: TARGET_ACCOUNT, STRANGER_KEY: STRANGER_ACCOUNT},
+        keys={TARGET_KEY: TARGET_ACCOUNT, STRANGER_KEY: STRANGER_ACCOUNT, LATE_KEY: LATE_ACCOUNT, **MANY},
     ).start()
+    # The target account consents to the default account's distributions, as on AWS.
+    allow_distribution(srv.endpoint, TARGET_KEY)
     yield srv
     srv.stop_gracefully()
 
@@ -439,10 +451,14 @@ def test_retry_image_rules_and_a_cancelled_build_built_again(client, infra):
     )
 
 
-def test_cancel_during_distribution_keeps_what_was_made(client, infra):
+def test_cancel_during_distribution_keeps_what_was_made(server, client, infra):
     # 1,500 target accounts (the model allows 1,536) make distribution take long enough to
-    # cancel in the middle (about 2 ms an AMI).
-    accounts = [f"{100000000000 + i:012d}" for i in range(1500)]
+    # cancel in the middle (about 2 ms an AMI). Each consents first.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda key: allow_distribution(server.endpoint, key), MANY))
+    accounts = list(MANY.values())
     dist = distribution(
         client,
         [
@@ -648,3 +664,135 @@ def test_s3_exports_write_the_disk_where_ec2_would(s3_server, moto, tmp_path):
     assert region_failure["imageConfigurationStep"] == "EXPORT_AMI"
     assert "s3://" in region_failure["errorMessage"]
     assert len(failed["outputResources"]["amis"]) == 1
+
+
+def test_other_accounts_must_consent_before_they_receive_amis_or_parameters(server, client, infra):
+    """As on AWS, an account receives AMI copies and SSM parameters only from accounts its
+    EC2ImageBuilderDistributionCrossAccountRole trusts, with the distribution policy attached."""
+    parameter = "/" + unique_name("late") + "/ami"
+    dist = distribution(
+        client,
+        [
+            {
+                "region": "us-east-1",
+                "amiDistributionConfiguration": {
+                    "name": "late-{{ imagebuilder:buildDate }}",
+                    "targetAccountIds": [LATE_ACCOUNT],
+                },
+                "ssmParameterConfigurations": [
+                    {"parameterName": parameter, "amiAccountId": LATE_ACCOUNT}
+                ],
+            }
+        ],
+    )
+    arn = create_image(client, marker_recipe(client, "late"), infra, dist)
+    late_ec2 = ec2(server, access_key=LATE_KEY)
+
+    def refused(fragment: str) -> None:
+        image = wait_final(client, arn, timeout=600)
+        state = image["state"]
+        assert state["status"] == "FAILED", state
+        failures = state["failureContext"]["distributionFailure"]["regionFailures"]
+        # The copy is refused, and so the parameter step that needs it.
+        assert [(f["region"], f.get("targetAccountId")) for f in failures] == [
+            ("us-east-1", LATE_ACCOUNT)
+        ] * 2, failures
+        assert "AccessDenied" in failures[0]["errorMessage"], failures
+        assert fragment in failures[0]["errorMessage"], failures
+        assert parameter in failures[1]["errorMessage"], failures
+        # Nothing was written into the account that did not consent.
+        assert late_ec2.describe_images(Owners=["self"])["Images"] == []
+        assert [a["accountId"] for a in image["outputResources"]["amis"]] == [DEFAULT_ACCOUNT]
+
+    refused(DISTRIBUTION_ROLE)
+
+    # A role that trusts somebody else is no consent; nor is one without the policy.
+    iam = make_iam_client(server.endpoint, LATE_KEY)
+    iam.create_role(RoleName=DISTRIBUTION_ROLE, AssumeRolePolicyDocument=trust_policy(STRANGER_ACCOUNT))
+    retry_when_stopped(client, arn)
+    refused("does not trust")
+    iam.update_assume_role_policy(RoleName=DISTRIBUTION_ROLE, PolicyDocument=trust_policy(DEFAULT_ACCOUNT))
+    retry_when_stopped(client, arn)
+    refused("attach")
+
+    # With the policy attached, the retry distributes: the AMI and the parameter are the
+    # late account's.
+    iam.attach_role_policy(RoleName=DISTRIBUTION_ROLE, PolicyArn=DISTRIBUTION_POLICY)
+    retry_when_stopped(client, arn)
+    image = wait_final(client, arn, timeout=600)
+    assert image["state"]["status"] == "AVAILABLE", image["state"]
+    copy = amis_by(image)[("us-east-1", LATE_ACCOUNT)]["image"]
+    assert [i["ImageId"] for i in late_ec2.describe_images(Owners=["self"])["Images"]] == [copy]
+    late = make_client(server.endpoint, access_key=LATE_KEY)
+    late_dist = distribution(late, [{"region": "eu-west-1", "amiDistributionConfiguration": {}}])
+    # The parameter is the late account's and holds its copy's id (which DistributeImage then
+    # refuses: the copy is not an image of the late account's own).
+    assert_client_error(
+        lambda: late.distribute_image(
+            sourceImage="ssm:" + parameter, distributionConfigurationArn=late_dist, executionRole="ib-exec"
+        ),
+        "InvalidRequestException",
+        copy,
+    )
+
+
+def test_the_distribution_role_through_iam(server, tmp_path):
+    """The IAM calls that carry the consent, and what Kiln refuses rather than ignore."""
+    iam = make_iam_client(server.endpoint, STRANGER_KEY)
+    assert_client_error(lambda: iam.get_role(RoleName=DISTRIBUTION_ROLE), "NoSuchEntity", DISTRIBUTION_ROLE)
+    created = iam.create_role(
+        RoleName=DISTRIBUTION_ROLE,
+        AssumeRolePolicyDocument=trust_policy(DEFAULT_ACCOUNT),
+        Description="lets the build account distribute here",
+    )["Role"]
+    assert created["Arn"] == f"arn:aws:iam::{STRANGER_ACCOUNT}:role/{DISTRIBUTION_ROLE}"
+    assert created["RoleId"].startswith("AROA")
+    # botocore decodes the URL-encoded policy back into JSON.
+    assert created["AssumeRolePolicyDocument"] == json.loads(trust_policy(DEFAULT_ACCOUNT))
+    got = iam.get_role(RoleName=DISTRIBUTION_ROLE)["Role"]
+    assert got["Description"] == "lets the build account distribute here"
+    assert got["MaxSessionDuration"] == 3600
+    assert_client_error(
+        lambda: iam.create_role(RoleName=DISTRIBUTION_ROLE, AssumeRolePolicyDocument=trust_policy(DEFAULT_ACCOUNT)),
+        "EntityAlreadyExists",
+        DISTRIBUTION_ROLE,
+    )
+    for name, policy, code, fragment in [
+        ("SomeOtherRole", trust_policy(DEFAULT_ACCOUNT), "InvalidInput", "never used"),
+        (DISTRIBUTION_ROLE + "2", "{not json", "MalformedPolicyDocument", "JSON"),
+        (
+            "x",
+            json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": DEFAULT_ACCOUNT}, "Action": "sts:AssumeRole", "Condition": {"StringEquals": {"sts:ExternalId": "e"}}}]}),
+            "MalformedPolicyDocument",
+            "Condition",
+        ),
+    ]:
+        assert_client_error(
+            lambda: iam.create_role(RoleName=name, AssumeRolePolicyDocument=policy), code, fragment
+        )
+    assert_client_error(
+        lambda: iam.attach_role_policy(RoleName=DISTRIBUTION_ROLE, PolicyArn="arn:aws:iam::aws:policy/AdministratorAccess"),
+        "InvalidInput",
+        "AdministratorAccess",
+    )
+    iam.attach_role_policy(RoleName=DISTRIBUTION_ROLE, PolicyArn=DISTRIBUTION_POLICY)
+    attached = iam.list_attached_role_policies(RoleName=DISTRIBUTION_ROLE)["AttachedPolicies"]
+    assert attached == [{"PolicyName": "Ec2ImageBuilderCrossAccountDistributionAccess", "PolicyArn": DISTRIBUTION_POLICY}]
+    assert_client_error(lambda: iam.delete_role(RoleName=DISTRIBUTION_ROLE), "DeleteConflict", "detach")
+    iam.detach_role_policy(RoleName=DISTRIBUTION_ROLE, PolicyArn=DISTRIBUTION_POLICY)
+    iam.delete_role(RoleName=DISTRIBUTION_ROLE)
+    assert_client_error(lambda: iam.get_role(RoleName=DISTRIBUTION_ROLE), "NoSuchEntity", DISTRIBUTION_ROLE)
+    # Roles are per account: the default account sees none of the stranger's.
+    assert_client_error(
+        lambda: make_iam_client(server.endpoint).get_role(RoleName=DISTRIBUTION_ROLE), "NoSuchEntity", DISTRIBUTION_ROLE
+    )
+    assert_client_error(lambda: iam.list_roles(), "InvalidAction", "ListRoles")
+    # The aws CLI, as a user would type it.
+    env = aws_cli_env(tmp_path, STRANGER_KEY)
+    out = subprocess.run(
+        [aws_executable(), "iam", "create-role", "--endpoint-url", server.endpoint, "--region", "us-east-1", "--role-name", DISTRIBUTION_ROLE,
+         "--assume-role-policy-document", trust_policy(DEFAULT_ACCOUNT), "--output", "json"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["Role"]["RoleName"] == DISTRIBUTION_ROLE

@@ -34,6 +34,7 @@ from kiln_testlib import (
     REGION,
     SECRET_KEY,
     KilnServer,
+    allow_distribution,
     assert_client_error,
     aws_cli_env,
     aws_executable,
@@ -66,6 +67,8 @@ def server(tmp_path_factory):
             STRANGER_KEY: STRANGER_ACCOUNT,
         },
     ).start()
+    # The copy account consents to the default account's distributions, as on AWS.
+    allow_distribution(srv.endpoint, COPY_KEY)
     yield srv
     srv.stop_gracefully()
 

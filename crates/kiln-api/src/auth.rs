@@ -55,6 +55,9 @@ pub enum Api {
     ImageBuilder,
     /// The EC2 Query protocol (`POST /` with `Action=...`): `ec2`.
     Ec2,
+    /// IAM's Query protocol (the cross-account distribution role, `crate::iam`): `iam`. IAM is
+    /// global: its calls may be scoped to any Region.
+    Iam,
 }
 
 pub struct Authenticator {
@@ -62,6 +65,7 @@ pub struct Authenticator {
     regions: Regions,
     imagebuilder: sigv4::Settings,
     ec2: sigv4::Settings,
+    iam: sigv4::Settings,
 }
 
 impl Authenticator {
@@ -82,6 +86,7 @@ impl Authenticator {
             regions,
             imagebuilder: sigv4::Settings::imagebuilder(),
             ec2: sigv4::Settings::ec2(),
+            iam: sigv4::Settings::iam(),
         })
     }
 
@@ -92,6 +97,7 @@ impl Authenticator {
             regions,
             imagebuilder: sigv4::Settings::imagebuilder(),
             ec2: sigv4::Settings::ec2(),
+            iam: sigv4::Settings::iam(),
         }
     }
 
@@ -127,7 +133,7 @@ impl Authenticator {
         api: Api,
     ) -> Result<Caller, SigV4Error> {
         let auth = sigv4::extract(request)?;
-        if let Some(a) = &auth {
+        if let Some(a) = auth.as_ref().filter(|_| api != Api::Iam) {
             if !self.regions.contains(&a.scope.region) {
                 return Err(SigV4Error::Incomplete(format!(
                     "Credential should be scoped to a valid region, not '{}'. This server serves {}.",
@@ -170,6 +176,7 @@ impl Authenticator {
                 let settings = match api {
                     Api::ImageBuilder => &self.imagebuilder,
                     Api::Ec2 => &self.ec2,
+                    Api::Iam => &self.iam,
                 };
                 sigv4::verify(request, &auth, &signing, now, settings)?;
                 Ok(Caller {

@@ -21,6 +21,7 @@ pub mod filters;
 mod generation;
 pub mod handlers;
 pub mod http_edges;
+pub mod iam;
 pub mod paging;
 pub mod quotas;
 pub mod request_id;

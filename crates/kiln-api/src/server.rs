@@ -132,8 +132,13 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Bod
             });
         }
     };
-    // EC2 Query calls (`POST /`) are signed for `ec2`, everything else for `imagebuilder`.
-    let api = crate::ec2::api_of(&method, &path, query.as_deref());
+    // Query calls at `/` are signed for `iam` (the cross-account distribution role) or `ec2`,
+    // everything else for `imagebuilder`.
+    let authorization = parts
+        .headers
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let api = crate::iam::api_of(&method, &path, authorization, query.as_deref(), &body);
     let caller = match authenticate(&shared, &parts, &body, api) {
         Ok(c) => c,
         Err(e) => {
@@ -143,6 +148,9 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Bod
                     &crate::ec2::error::Ec2Error::from_signature(&e),
                     &request_id,
                 );
+            }
+            if api == Api::Iam {
+                return crate::iam::error_response(&crate::iam::signature_error(&e), &request_id);
             }
             let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::FORBIDDEN);
             return protocol_error(status, e.code(), &e.to_string(), &request_id);
@@ -157,6 +165,16 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Bod
         credentials: caller.credentials,
         fetched_document: None,
     };
+    if api == Api::Iam {
+        return crate::iam::handle(
+            shared.service.clone(),
+            &shared.throttle,
+            ctx,
+            query.as_deref(),
+            &body,
+        )
+        .await;
+    }
     if api == Api::Ec2 {
         let content_type = parts
             .headers

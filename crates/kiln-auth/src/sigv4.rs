@@ -118,6 +118,11 @@ impl Settings {
         Settings::for_service("ec2")
     }
 
+    /// What Kiln's IAM endpoint expects (the cross-account distribution role): service `iam`.
+    pub fn iam() -> Settings {
+        Settings::for_service("iam")
+    }
+
     fn for_service(service: &str) -> Settings {
         Settings {
             service: service.to_string(),

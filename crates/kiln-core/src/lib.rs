@@ -19,6 +19,7 @@ pub mod clock;
 pub mod containers;
 pub mod error;
 pub mod extension;
+pub mod iam_roles;
 pub mod images;
 pub mod imports;
 pub mod leases;

@@ -10,6 +10,7 @@
 //! - [`schedule`] parses AWS cron and rate expressions and computes next runs.
 //! - [`resources`] defines the stored resources.
 //! - [`instance_types`] lists the EC2 instance types Kiln knows and their sizes.
+//! - [`trust_policy`] reads IAM trust policies (which accounts a role trusts).
 
 pub mod arn;
 pub mod error;
@@ -17,6 +18,7 @@ pub mod instance_types;
 pub mod name;
 pub mod resources;
 pub mod schedule;
+pub mod trust_policy;
 pub mod version;
 
 pub use error::DomainError;

@@ -168,6 +168,11 @@ pub fn distribute(
             exports: Vec::new(),
         };
         let written = shared.core.store.write(|tx| {
+            // Another account's AMIs (and, after them, its SSM parameters: they are written
+            // only where an AMI was) need its consent, as AWS's cross-account role.
+            if let Err(why) = kiln_core::iam_roles::may_distribute(tx, account, &image.owner)? {
+                return Ok(Err(format!("AccessDenied: {why}")));
+            }
             if let Some(other) = amis::name_taken(tx, account, &destination.region, &name, &id)? {
                 return Ok(Err(format!(
                     "InvalidAMIName.Duplicate: AMI name '{name}' is already in use by AMI {other} \
@@ -350,11 +355,16 @@ fn post_copy(
             Some(SsmDataType::Text) | None => "text",
         };
         let written = shared.core.store.write(|tx| {
-            amis::put_parameter(tx, account, region, &p.parameter_name, id, data_type, now)
+            // Checked again here: the consent may have been withdrawn since the copy.
+            if let Err(why) = kiln_core::iam_roles::may_distribute(tx, account, &image.owner)? {
+                return Ok(Err(format!("AccessDenied: {why}")));
+            }
+            amis::put_parameter(tx, account, region, &p.parameter_name, id, data_type, now).map(Ok)
         });
         if let Err(e) = written
             .map_err(|e| e.to_string())
             .and_then(|r| r.map_err(|e| e.to_string()))
+            .and_then(|r| r)
         {
             return Err(fail(
                 PUT_SSM_PARAMETERS,
