@@ -74,6 +74,28 @@ steps:
         commands: ["echo hi"]
 "#;
 
+/// A step skipped by its `if`, then a command under way.
+const SKIPPING: &str = r#"
+name: skipping
+schemaVersion: 1.0
+parameters:
+  - name: approve
+    type: boolean
+    default: false
+steps:
+  - name: MaybeApprove
+    action: WaitForAction
+    if: { booleanEquals: true, value: "$.parameters.approve" }
+    inputs: { snsTopicArn.$: "$.stepOutputs.Nothing.topic" }
+  - name: Shell
+    action: RunCommand
+    inputs:
+      instanceId: i-0123456789abcdef0
+      documentName: AWS-RunShellScript
+      parameters:
+        commands: ["echo hi"]
+"#;
+
 fn now() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -82,14 +104,14 @@ fn workflow_arn(stage: &str, name: &str) -> String {
     format!("arn:aws:imagebuilder:{REGION}:{ACCOUNT}:workflow/{stage}/{name}/1.0.0/1")
 }
 
-/// An execution of `document` driven with `next` at `started` until its first step runs.
+/// An execution of `document` driven with `next` at `started` until a step runs.
 fn running(document: &str, started: i64) -> Execution {
     let document = Document::parse(document).expect("the test document parses");
     let mut execution =
         Execution::start(document, &[], Context::default()).expect("no parameters to bind");
     match execution.next(started) {
-        Next::RunStep { index: 0, .. } => {}
-        other => panic!("the first step should start: {other:?}"),
+        Next::RunStep { .. } => {}
+        other => panic!("a step should start: {other:?}"),
     }
     execution
 }
@@ -136,6 +158,8 @@ struct Runs {
     /// Another image's gate, resumed long ago with client token `old-token` (whose
     /// idempotency record is gone): the run's own record of its actions answers replays.
     resumed: WorkflowRun,
+    /// Another image's: `MaybeApprove` SKIPPED, `Shell` (RunCommand) under way.
+    skipping: WorkflowRun,
 }
 
 /// A server with one image (never built) and the executions of [`Runs`] stored for it.
@@ -211,7 +235,16 @@ async fn setup() -> (Server, Client, String, String, Runs) {
         action: WaitAction::Resume,
         reason: Some("earlier".into()),
     });
+    let skipping = run(
+        &other_image,
+        Stage::Test,
+        "skipping",
+        2,
+        None,
+        running(SKIPPING, started),
+    );
     let runs = Runs {
+        skipping,
         resumed,
         gate,
         soft,
@@ -234,6 +267,7 @@ async fn setup() -> (Server, Client, String, String, Runs) {
                     &runs.timed_out,
                     &runs.command,
                     &runs.resumed,
+                    &runs.skipping,
                 ] {
                     workflow_runs::put(tx, r)?;
                 }
@@ -302,6 +336,7 @@ async fn executions_and_steps_read_as_stored() {
     );
     assert_eq!(gate.end_time(), None);
     assert_eq!(gate.parallel_group(), None);
+    assert_eq!(gate.retried(), Some(false));
     assert_eq!(out.workflow_executions()[1].parallel_group(), Some("fast"));
     assert_eq!(
         out.workflow_executions()[1].r#type(),
@@ -403,8 +438,9 @@ async fn executions_and_steps_read_as_stored() {
         approve.start_time(),
         Some(iso(runs.gate.execution.steps[0].start_time.unwrap()).as_str())
     );
-    assert_eq!(approve.attempt_number(), Some(1));
-    assert_eq!(approve.max_attempts(), Some(1));
+    // One attempt: AWS shows no attempt counters then.
+    assert_eq!(approve.attempt_number(), None);
+    assert_eq!(approve.max_attempts(), None);
     let after = &steps.steps()[1];
     assert_eq!(after.status(), Some(&WorkflowStepExecutionStatus::Pending));
     assert_eq!(after.inputs(), None);
@@ -485,6 +521,48 @@ async fn executions_and_steps_read_as_stored() {
     );
     assert_eq!(step.timeout_seconds(), Some(60));
     assert!(step.end_time().is_some());
+
+    // A skipped step: the document's inputs (never resolved), no times; counted as skipped.
+    let skipped = client
+        .get_workflow_step_execution()
+        .step_execution_id(runs.skipping.step_id(0))
+        .send()
+        .await
+        .expect("GetWorkflowStepExecution of a skipped step");
+    assert_eq!(
+        skipped.status(),
+        Some(&WorkflowStepExecutionStatus::Skipped)
+    );
+    assert_eq!(
+        parse_json(skipped.inputs()),
+        json!({"snsTopicArn.$": "$.stepOutputs.Nothing.topic"})
+    );
+    assert_eq!(skipped.outputs(), None);
+    assert_eq!(skipped.start_time(), None);
+    let execution = client
+        .get_workflow_execution()
+        .workflow_execution_id(&runs.skipping.execution_id)
+        .send()
+        .await
+        .expect("GetWorkflowExecution");
+    assert_eq!(execution.total_steps_skipped(), 1);
+    assert_eq!(execution.total_step_count(), 2);
+    let shell = client
+        .get_workflow_step_execution()
+        .step_execution_id(runs.skipping.step_id(1))
+        .send()
+        .await
+        .expect("the RunCommand step");
+    assert_eq!(
+        parse_json(shell.inputs()),
+        json!({"instanceId": "i-0123456789abcdef0", "documentName": "AWS-RunShellScript",
+               "parameters": {"commands": ["echo hi"]}})
+    );
+    assert_eq!(
+        shell.timeout_seconds(),
+        Some(720 * 60),
+        "RunCommand's default"
+    );
 
     let soft = client
         .get_workflow_step_execution()

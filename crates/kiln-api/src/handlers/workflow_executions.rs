@@ -87,9 +87,26 @@ fn count(n: usize) -> Option<i32> {
     Some(i32::try_from(n).unwrap_or(i32::MAX))
 }
 
-/// Inputs and outputs are JSON text on the wire.
+/// Inputs and outputs are JSON text on the wire; AWS leaves out an empty object (a
+/// TerminateInstance step has no outputs in list-workflow-step-executions.rst).
 fn json_text(value: Option<&serde_json::Value>) -> Option<String> {
-    value.map(|v| v.to_string())
+    value
+        .filter(|v| v.as_object().is_none_or(|o| !o.is_empty()))
+        .map(|v| v.to_string())
+}
+
+/// A step's inputs: as resolved when it started; a skipped step never resolved them, and shows
+/// the document's (`"instanceId.$": "$.stepOutputs..."`, as list-workflow-step-executions.rst
+/// shows a SKIPPED step).
+fn inputs(execution: &Execution, index: usize) -> Option<String> {
+    let step = &execution.steps[index];
+    match (&step.inputs, step.status) {
+        (Some(inputs), _) => json_text(Some(inputs)),
+        (None, StepStatus::Skipped) => {
+            json_text(execution.document.steps.get(index).map(|s| &s.inputs))
+        }
+        (None, _) => None,
+    }
 }
 
 fn execution_metadata(run: &WorkflowRun) -> WorkflowExecutionMetadata {
@@ -108,17 +125,23 @@ fn execution_metadata(run: &WorkflowRun) -> WorkflowExecutionMetadata {
         start_time: e.start_time.map(date),
         end_time: e.end_time.map(date),
         parallel_group: run.parallel_group.clone(),
-        // Set on the executions a RetryImage re-ran; Kiln's records carry no such flag yet.
-        retried: None,
+        // AWS answers it on every execution (list-workflow-executions.rst); true marks the
+        // executions a RetryImage re-ran, which Kiln's records do not flag yet.
+        retried: Some(false),
     }
 }
 
-/// A step's attempt counters. Kiln has no retry syntax (contract §6 #4): one attempt is
-/// configured, but a step that is safe to repeat runs again after a restart of Kiln, and then
-/// shows its real attempt number (and a maximum that is not below it).
+/// A step's attempt counters. Workflow documents have no retry syntax (contract §6 #4), and
+/// AWS shows no `attemptNumber`/`maxAttempts` on steps that ran once
+/// (get-workflow-step-execution.rst, list-workflow-step-executions.rst). A step that is safe to
+/// repeat runs again after a restart of Kiln: that one shows its attempt number (and a maximum
+/// that is not below it).
 fn attempts(step: &StepRecord) -> (Option<i32>, Option<i32>) {
-    let attempt = (step.attempts > 0).then(|| i32::try_from(step.attempts).unwrap_or(i32::MAX));
-    (attempt, Some(attempt.unwrap_or(1).max(1)))
+    if step.attempts <= 1 {
+        return (None, None);
+    }
+    let attempt = i32::try_from(step.attempts).unwrap_or(i32::MAX);
+    (Some(attempt), Some(attempt))
 }
 
 fn step_metadata(run: &WorkflowRun, index: usize) -> WorkflowStepMetadata {
@@ -132,7 +155,7 @@ fn step_metadata(run: &WorkflowRun, index: usize) -> WorkflowStepMetadata {
         status: Some(step_status(step.status)),
         rollback_status: step.rollback_status.map(rollback_status),
         message: step.message.as_deref().map(capped),
-        inputs: json_text(step.inputs.as_ref()),
+        inputs: inputs(&run.execution, index),
         outputs: json_text(step.outputs.as_ref()),
         start_time: step.start_time.map(date),
         end_time: step.end_time.map(date),
