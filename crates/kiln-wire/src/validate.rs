@@ -72,6 +72,12 @@ pub fn warm_up() -> Vec<&'static str> {
         .collect()
 }
 
+/// Integer shapes whose model maximum is below what the service itself answers, so a response
+/// may exceed it: GetWorkflowStepExecution's `timeoutSeconds` (0-43200) is the step's effective
+/// timeout, and WaitForAction waits 3 days by default, up to 7 (wave-2 contract §6 #2). SDKs do
+/// not check ranges on output.
+const RESPONSE_UNBOUNDED: &[&str] = &["WorkflowStepTimeoutSecondsInteger"];
+
 /// Which side of a call is checked. Responses are held to more than requests: a member the
 /// shape does not have, a missing always-present member or a `DateTime` that is not an ISO 8601
 /// date would each break some client, while a request's unknown members are ignored as AWS
@@ -313,6 +319,11 @@ fn check(side: Side, id: ShapeId, value: &Value, path: &str, errors: &mut Vec<St
                 if i32::try_from(n).is_err() {
                     return fail(errors, value, path, "must fit in a 32-bit integer");
                 }
+                let max = if side == Side::Response && RESPONSE_UNBOUNDED.contains(&shape.name) {
+                    &None
+                } else {
+                    max
+                };
                 check_range(n, *min, *max, value, path, errors);
             }
         }

@@ -753,6 +753,8 @@ pub fn delete(
         .advance(DomainStatus::Deleted, None, ctx.now_millis)
         .map_err(|e| ApiError::service(e.to_string()))?;
     tx.put(&image).api()?;
+    // Its workflow executions go with it (GetWorkflowExecution no longer finds them).
+    kiln_core::workflow_runs::remove_of_image(tx, &image.arn).api()?;
     // The worker removes the image-store entry, then the record.
     tx.enqueue_build(&arn, ctx.now_millis).api()?;
     Ok(DeleteImageResponse {

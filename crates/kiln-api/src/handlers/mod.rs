@@ -21,6 +21,7 @@ pub mod imports;
 pub mod infrastructure;
 pub mod pipelines;
 pub mod tags;
+pub mod workflow_executions;
 pub mod workflows;
 mod yaml_document;
 
@@ -83,6 +84,13 @@ impl Handlers for Service {
         list_workflows => workflows::list: ListWorkflowsRequest -> ListWorkflowsResponse;
         list_workflow_build_versions => workflows::list_build_versions: ListWorkflowBuildVersionsRequest -> ListWorkflowBuildVersionsResponse;
         delete_workflow => workflows::delete: DeleteWorkflowRequest -> DeleteWorkflowResponse;
+
+        list_workflow_executions => workflow_executions::list_executions: ListWorkflowExecutionsRequest -> ListWorkflowExecutionsResponse;
+        get_workflow_execution => workflow_executions::get_execution: GetWorkflowExecutionRequest -> GetWorkflowExecutionResponse;
+        list_workflow_step_executions => workflow_executions::list_step_executions: ListWorkflowStepExecutionsRequest -> ListWorkflowStepExecutionsResponse;
+        get_workflow_step_execution => workflow_executions::get_step_execution: GetWorkflowStepExecutionRequest -> GetWorkflowStepExecutionResponse;
+        list_waiting_workflow_steps => workflow_executions::list_waiting_steps: ListWaitingWorkflowStepsRequest -> ListWaitingWorkflowStepsResponse;
+        send_workflow_step_action => workflow_executions::send_step_action: SendWorkflowStepActionRequest -> SendWorkflowStepActionResponse;
 
         create_image_pipeline => pipelines::create: CreateImagePipelineRequest -> CreateImagePipelineResponse;
         get_image_pipeline => pipelines::get: GetImagePipelineRequest -> GetImagePipelineResponse;

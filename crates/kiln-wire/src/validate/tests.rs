@@ -210,3 +210,19 @@ fn the_always_present_members_are_the_rule_s() {
         "request shapes keep their rules"
     );
 }
+
+#[test]
+fn a_step_timeout_above_the_model_maximum_may_be_answered() {
+    // WaitForAction's default is 3 days; the model's WorkflowStepTimeoutSecondsInteger stops
+    // at 43200 (wave-2 contract §6 #2): the service answers the real value.
+    let step = |timeout: Value| json!({"stepExecutionId": "step-00000000-0000-0000-0000-000000000001", "timeoutSeconds": timeout});
+    assert_eq!(
+        response_violations(Operation::GetWorkflowStepExecution, &step(json!(259_200))),
+        Vec::<String>::new()
+    );
+    let violations = response_violations(Operation::GetWorkflowStepExecution, &step(json!(-1)));
+    assert!(
+        violations.iter().any(|v| v.contains("timeoutSeconds")),
+        "{violations:?}"
+    );
+}
