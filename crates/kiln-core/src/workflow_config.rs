@@ -58,9 +58,12 @@ pub fn resolve_workflow(
         CoreError::Invalid(format!("{field}: '{arn}' is not the ARN of a workflow"))
     })?;
     if parsed.account == OWNER {
-        let found = (parsed.region == caller.region)
-            .then(|| managed_workflows::matching(&parsed))
-            .unwrap_or_default();
+        // Another region's managed workflows do not exist for the caller.
+        let found = if parsed.region == caller.region {
+            managed_workflows::matching(&parsed)
+        } else {
+            Vec::new()
+        };
         return match found.into_iter().next() {
             Some(workflow) => Ok(ResolvedWorkflow {
                 workflow,
