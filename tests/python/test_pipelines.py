@@ -28,6 +28,20 @@ DOCKERFILE = (
 MISSING_RECIPE = f"{arn_prefix()}:image-recipe/does-not-exist-anywhere/1.0.0"
 MISSING_INFRA = f"{arn_prefix()}:infrastructure-configuration/does-not-exist-anywhere"
 EXECUTION_ROLE = "arn:aws:iam::123456789012:role/ImageBuilderExecution"
+WAITING_WORKFLOW_YAML = """\
+schemaVersion: 1.0
+parameters:
+  - name: waitForActionAtEnd
+    type: boolean
+    default: false
+steps:
+  - name: WaitForApproval
+    action: WaitForAction
+    if:
+      booleanEquals: true
+      value: "$.parameters.waitForActionAtEnd"
+    inputs: {}
+"""
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +113,8 @@ def test_minimal_pipeline_gets_the_documented_defaults(client, recipe, infra, na
 
 def test_every_member_is_stored_and_returned(client, recipe, infra, name):
     dist = create_distribution(client)
-    workflow = create_workflow(client, type_="TEST")
+    # The workflow declares the parameter the pipeline sets: parameters are checked against it.
+    workflow = create_workflow(client, type_="TEST", data=WAITING_WORKFLOW_YAML)
     members = dict(
         description="nightly web build",
         distributionConfigurationArn=dist,

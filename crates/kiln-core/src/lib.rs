@@ -28,6 +28,7 @@ pub mod parents;
 pub mod scheduled;
 pub mod state;
 pub mod work;
+pub mod workflow_config;
 pub mod workflow_runs;
 
 pub use crate::caller::Caller;

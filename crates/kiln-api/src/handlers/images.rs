@@ -5,6 +5,8 @@
 //! Creating an image and queueing its build is the core's ([`kiln_core::images`]); the handlers
 //! here turn requests into its orders and its answers into responses, and never wait for a
 //! build.
+//! CreateImage's `workflows` and `executionRole` are checked as a pipeline's are
+//! ([`kiln_core::workflow_config::check`]) and stored on the image; GetImage answers them.
 //!
 //! Cancelling moves a running image to CANCELLED at once; the worker notices and stops the
 //! build. Deleting moves a finished image to DELETED, which hides it from every operation, and
@@ -48,6 +50,17 @@ pub fn create(
         input.container_recipe_arn.as_deref(),
     )
     .map_err(crate::convert::domain_error)?;
+    // Checked as a pipeline's are; stored on the image, which GetImage echoes and the worker
+    // runs (resolving `x` filters again when the build starts).
+    let workflows = input.workflows.map(super::pipelines::workflows_from_wire);
+    kiln_core::workflow_config::check(
+        tx,
+        caller(ctx),
+        workflows.as_deref(),
+        input.execution_role.as_deref(),
+        recipe.kind,
+    )
+    .api()?;
     let tests = input.image_tests_configuration.unwrap_or_default();
     let image = create_image(
         tx,
@@ -63,8 +76,8 @@ pub fn create(
             build_type: DomainBuildType::UserInitiated,
             pipeline: None,
             tags: input.tags,
-            workflows: None,
-            execution_role: None,
+            workflows,
+            execution_role: input.execution_role,
         },
     )
     .api()?;
@@ -317,7 +330,14 @@ fn to_wire(tx: &mut dyn Txn, image: &domain::Image) -> Result<Image, ApiError> {
         tags: response_tags(tx, &arn)?,
         build_type: Some(build_type_to_wire(image.build_type)),
         image_source: image_source(image),
-        execution_role: import.and_then(|i| i.execution_role.clone()),
+        execution_role: image
+            .execution_role
+            .clone()
+            .or_else(|| import.and_then(|i| i.execution_role.clone())),
+        workflows: image
+            .workflows
+            .as_deref()
+            .map(super::pipelines::workflows_to_wire),
         logging_configuration: import.and_then(|i| i.log_group.clone()).map(|group| {
             ImageLoggingConfiguration {
                 log_group_name: Some(group),

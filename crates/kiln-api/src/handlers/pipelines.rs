@@ -4,7 +4,9 @@
 //! go through [`Members`]: wire request -> domain definition -> the domain's cross-field checks
 //! -> reference checks against storage. Every referenced resource must exist in the caller's
 //! account and region; the pipeline records references to the resolved resources so that they
-//! cannot be deleted from under it.
+//! cannot be deleted from under it. `workflows` are checked by
+//! [`kiln_core::workflow_config::check`] (as CreateImage checks them): AWS-managed workflows
+//! (owner `aws`) are accepted and recorded as no reference.
 
 use crate::convert::list_own;
 use crate::convert::{
@@ -44,6 +46,52 @@ struct Members {
     workflows: Option<Vec<WorkflowConfiguration>>,
     execution_role: Option<String>,
     logging_configuration: Option<PipelineLoggingConfiguration>,
+}
+
+/// A request's `workflows` as the domain keeps them (pipelines and CreateImage).
+pub(crate) fn workflows_from_wire(
+    list: Vec<WorkflowConfiguration>,
+) -> Vec<domain::PipelineWorkflow> {
+    list.into_iter()
+        .map(|w| domain::PipelineWorkflow {
+            workflow_arn: w.workflow_arn.unwrap_or_default(),
+            parameters: w.parameters.map(|ps| {
+                ps.into_iter()
+                    .map(|p| domain::WorkflowParameter {
+                        name: p.name.unwrap_or_default(),
+                        values: p.value.unwrap_or_default(),
+                    })
+                    .collect()
+            }),
+            parallel_group: w.parallel_group,
+            on_failure: w.on_failure.map(|f| match f {
+                OnWorkflowFailure::Continue => WorkflowFailureAction::Continue,
+                OnWorkflowFailure::Abort => WorkflowFailureAction::Abort,
+            }),
+        })
+        .collect()
+}
+
+/// Stored `workflows` as GetImagePipeline and GetImage answer them: as given.
+pub(crate) fn workflows_to_wire(list: &[domain::PipelineWorkflow]) -> Vec<WorkflowConfiguration> {
+    list.iter()
+        .map(|w| WorkflowConfiguration {
+            workflow_arn: Some(w.workflow_arn.clone()),
+            parameters: w.parameters.as_ref().map(|ps| {
+                ps.iter()
+                    .map(|p| WorkflowParameter {
+                        name: Some(p.name.clone()),
+                        value: Some(p.values.clone()),
+                    })
+                    .collect()
+            }),
+            parallel_group: w.parallel_group.clone(),
+            on_failure: w.on_failure.map(|f| match f {
+                WorkflowFailureAction::Continue => OnWorkflowFailure::Continue,
+                WorkflowFailureAction::Abort => OnWorkflowFailure::Abort,
+            }),
+        })
+        .collect()
 }
 
 fn definition(m: Members) -> Result<PipelineDefinition, ApiError> {
@@ -107,26 +155,7 @@ fn definition(m: Members) -> Result<PipelineDefinition, ApiError> {
                 fix_available: c.fix_available.unwrap_or(true),
             }),
     });
-    let workflows = m.workflows.map(|list| {
-        list.into_iter()
-            .map(|w| domain::PipelineWorkflow {
-                workflow_arn: w.workflow_arn.unwrap_or_default(),
-                parameters: w.parameters.map(|ps| {
-                    ps.into_iter()
-                        .map(|p| domain::WorkflowParameter {
-                            name: p.name.unwrap_or_default(),
-                            values: p.value.unwrap_or_default(),
-                        })
-                        .collect()
-                }),
-                parallel_group: w.parallel_group,
-                on_failure: w.on_failure.map(|f| match f {
-                    OnWorkflowFailure::Continue => WorkflowFailureAction::Continue,
-                    OnWorkflowFailure::Abort => WorkflowFailureAction::Abort,
-                }),
-            })
-            .collect()
-    });
+    let workflows = m.workflows.map(workflows_from_wire);
     let definition = PipelineDefinition {
         description: m.description,
         recipe,
@@ -188,17 +217,16 @@ fn check_references(
     if let Some(arn) = &d.distribution_configuration_arn {
         references.push(resolve_required(tx, ctx, arn, "distributionConfigurationArn")?.arn);
     }
-    for (i, workflow) in d.workflows.iter().flatten().enumerate() {
-        references.push(
-            resolve_required(
-                tx,
-                ctx,
-                &workflow.workflow_arn,
-                &format!("workflows[{i}].workflowArn"),
-            )?
-            .arn,
-        );
-    }
+    references.extend(
+        kiln_core::workflow_config::check(
+            tx,
+            caller(ctx),
+            d.workflows.as_deref(),
+            d.execution_role.as_deref(),
+            d.recipe.kind,
+        )
+        .api()?,
+    );
     Ok((references, platform))
 }
 
@@ -288,26 +316,7 @@ fn to_wire(tx: &mut dyn Txn, p: &Pipeline) -> Result<ImagePipeline, ApiError> {
         image_scanning_configuration: d.image_scanning.as_ref().map(scanning_to_wire),
         image_tags: d.image_tags.clone(),
         execution_role: d.execution_role.clone(),
-        workflows: d.workflows.as_ref().map(|list| {
-            list.iter()
-                .map(|w| WorkflowConfiguration {
-                    workflow_arn: Some(w.workflow_arn.clone()),
-                    parameters: w.parameters.as_ref().map(|ps| {
-                        ps.iter()
-                            .map(|p| WorkflowParameter {
-                                name: Some(p.name.clone()),
-                                value: Some(p.values.clone()),
-                            })
-                            .collect()
-                    }),
-                    parallel_group: w.parallel_group.clone(),
-                    on_failure: w.on_failure.map(|f| match f {
-                        WorkflowFailureAction::Continue => OnWorkflowFailure::Continue,
-                        WorkflowFailureAction::Abort => OnWorkflowFailure::Abort,
-                    }),
-                })
-                .collect()
-        }),
+        workflows: d.workflows.as_deref().map(workflows_to_wire),
         logging_configuration: d.logging.as_ref().map(|l| PipelineLoggingConfiguration {
             image_log_group_name: l.image_log_group_name.clone(),
             pipeline_log_group_name: l.pipeline_log_group_name.clone(),

@@ -110,6 +110,91 @@ pub struct PipelineWorkflow {
     pub on_failure: Option<WorkflowFailureAction>,
 }
 
+/// "Workflows per image or pipeline: 10", of which at most one build and one distribution
+/// workflow (user guide, workflow resource constraints).
+pub const MAX_WORKFLOWS: usize = 10;
+
+/// The rules of a `workflows` list (with its `executionRole`) that need nothing stored: the
+/// role, the number of workflows per stage (the stage is in the ARN), `parallelGroup` and
+/// `onFailure` only on test workflows, and each parameter named once. CreateImagePipeline,
+/// UpdateImagePipeline and CreateImage share them; what needs the workflows' documents is
+/// `kiln_core::workflow_config`'s.
+pub fn check_workflows(
+    workflows: Option<&[PipelineWorkflow]>,
+    execution_role: Option<&str>,
+) -> Result<(), DomainError> {
+    let Some(workflows) = workflows else {
+        return Ok(());
+    };
+    if execution_role.is_none() {
+        return Err(DomainError::invalid(
+            "executionRole",
+            "an execution role is required when you specify workflows",
+        ));
+    }
+    if workflows.len() > MAX_WORKFLOWS {
+        return Err(DomainError::invalid(
+            "workflows",
+            format!(
+                "{} workflows given; an image or pipeline runs at most {MAX_WORKFLOWS}",
+                workflows.len()
+            ),
+        ));
+    }
+    let kinds: Vec<Option<ResourceKind>> = workflows
+        .iter()
+        .map(|w| Arn::parse(&w.workflow_arn).ok().map(|a| a.kind))
+        .collect();
+    for (i, workflow) in workflows.iter().enumerate() {
+        let kind = kinds[i];
+        for (stage, label) in [
+            (ResourceKind::BuildWorkflow, "BUILD"),
+            (ResourceKind::DistributionWorkflow, "DISTRIBUTION"),
+        ] {
+            if kind != Some(stage) {
+                continue;
+            }
+            if let Some(first) = kinds[..i].iter().position(|k| *k == Some(stage)) {
+                return Err(DomainError::invalid(
+                    format!("workflows[{i}].workflowArn"),
+                    format!(
+                        "a second {label} workflow (workflows[{first}] is one); an image runs at most one {label} workflow"
+                    ),
+                ));
+            }
+        }
+        let is_test = kind == Some(ResourceKind::TestWorkflow);
+        if !is_test && workflow.parallel_group.is_some() {
+            return Err(DomainError::invalid(
+                format!("workflows[{i}].parallelGroup"),
+                "parallel groups apply only to test workflows",
+            ));
+        }
+        if !is_test && workflow.on_failure.is_some() {
+            return Err(DomainError::invalid(
+                format!("workflows[{i}].onFailure"),
+                "onFailure can only be set for test workflows",
+            ));
+        }
+        let parameters = workflow.parameters.as_deref().unwrap_or(&[]);
+        for (j, parameter) in parameters.iter().enumerate() {
+            if let Some(first) = parameters[..j]
+                .iter()
+                .position(|p| p.name == parameter.name)
+            {
+                return Err(DomainError::invalid(
+                    format!("workflows[{i}].parameters[{j}].name"),
+                    format!(
+                        "the parameter '{}' is already given in parameters[{first}]; give each parameter once, with all its values",
+                        parameter.name
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Logging {
     pub image_log_group_name: Option<String>,
@@ -167,28 +252,7 @@ impl PipelineDefinition {
             parse_timezone(&schedule.timezone)
                 .map_err(|e| DomainError::invalid("schedule.timezone", e.message))?;
         }
-        if self.workflows.is_some() && self.execution_role.is_none() {
-            return Err(DomainError::invalid(
-                "executionRole",
-                "an execution role is required when you specify workflows",
-            ));
-        }
-        for (i, workflow) in self.workflows.iter().flatten().enumerate() {
-            let is_test = Arn::parse(&workflow.workflow_arn)
-                .is_ok_and(|a| a.kind == ResourceKind::TestWorkflow);
-            if !is_test && workflow.parallel_group.is_some() {
-                return Err(DomainError::invalid(
-                    format!("workflows[{i}].parallelGroup"),
-                    "parallel groups apply only to test workflows",
-                ));
-            }
-            if !is_test && workflow.on_failure.is_some() {
-                return Err(DomainError::invalid(
-                    format!("workflows[{i}].onFailure"),
-                    "onFailure can only be set for test workflows",
-                ));
-            }
-        }
+        check_workflows(self.workflows.as_deref(), self.execution_role.as_deref())?;
         if let Some(scanning) = &self.image_scanning {
             let types = scanning.scanning_types.as_deref().unwrap_or(&[]);
             let on_demand = types.contains(&ScanType::OnDemandAmiCve);
@@ -357,6 +421,8 @@ pub(crate) mod tests {
     const RECIPE: &str = "arn:aws:imagebuilder:us-east-1:123456789012:image-recipe/r/1.0.0";
     const TEST_WF: &str = "arn:aws:imagebuilder:us-east-1:123456789012:workflow/test/t/1.0.0";
     const BUILD_WF: &str = "arn:aws:imagebuilder:us-east-1:123456789012:workflow/build/b/1.0.0";
+    const DIST_WF: &str =
+        "arn:aws:imagebuilder:us-east-1:123456789012:workflow/distribution/d/1.0.0";
 
     pub(crate) fn definition() -> PipelineDefinition {
         PipelineDefinition {
@@ -400,6 +466,48 @@ pub(crate) mod tests {
             start_condition: StartCondition::ExpressionMatchOnly,
             auto_disable_failure_count: None,
         })
+    }
+
+    #[test]
+    fn workflow_counts_and_parameter_names() {
+        let check = |list: Vec<PipelineWorkflow>| {
+            check_workflows(Some(&list), Some("role")).map_err(|e| e.to_string())
+        };
+        let tests = || (0..8).map(|_| workflow(TEST_WF, None, None));
+        let mut ten: Vec<_> = tests().collect();
+        ten.push(workflow(BUILD_WF, None, None));
+        ten.push(workflow(DIST_WF, None, None));
+        assert_eq!(check(ten.clone()), Ok(()));
+        let mut eleven = ten.clone();
+        eleven.push(workflow(TEST_WF, None, None));
+        assert!(check(eleven)
+            .unwrap_err()
+            .starts_with("workflows: 11 workflows"));
+        for second in [BUILD_WF, DIST_WF] {
+            let list = vec![
+                workflow(second, None, None),
+                workflow(TEST_WF, None, None),
+                workflow(second, None, None),
+            ];
+            let err = check(list).unwrap_err();
+            assert!(
+                err.starts_with("workflows[2].workflowArn: a second"),
+                "{err}"
+            );
+            assert!(err.contains("workflows[0] is one"), "{err}");
+        }
+        let mut repeated = workflow(TEST_WF, None, None);
+        repeated.parameters = Some(
+            ["a", "b", "a"]
+                .map(|name| WorkflowParameter {
+                    name: name.into(),
+                    values: vec!["v".into()],
+                })
+                .to_vec(),
+        );
+        let err = check(vec![workflow(BUILD_WF, None, None), repeated]).unwrap_err();
+        assert!(err.starts_with("workflows[1].parameters[2].name"), "{err}");
+        assert!(err.contains("parameters[0]"), "{err}");
     }
 
     #[test]
