@@ -155,6 +155,11 @@ impl Tool<'_> {
                 match child.try_wait() {
                     Ok(Some(status)) => break Ok(status),
                     Ok(None) if cancel() => {
+                        // SAFETY: a signal to the group the child leads (its pid is not reused
+                        // before the wait below reaps it).
+                        unsafe {
+                            libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL);
+                        }
                         let _ = child.kill();
                         let _ = child.wait();
                         break Err(Error::Cancelled);
@@ -201,6 +206,9 @@ fn isolate(
     };
     // SAFETY: plain system calls on descriptors and ids this process owns.
     unsafe {
+        // A group of its own, so that a cancel kills whatever the tool started too (a child
+        // left alive would hold the output pipes open, and the reads with them).
+        check(libc::setpgid(0, 0))?;
         if let Some(dir) = cwd {
             check(libc::fchdir(dir))?;
         }
@@ -290,7 +298,8 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("bad"), "{err}");
         let start = std::time::Instant::now();
-        let err = tool(&["-c", "sleep 30"]).run(&|| true).unwrap_err();
+        // The shell forks the sleep (it has more to do after it): the cancel kills both.
+        let err = tool(&["-c", "sleep 30; true"]).run(&|| true).unwrap_err();
         assert!(matches!(err, Error::Cancelled), "{err}");
         assert!(start.elapsed() < Duration::from_secs(5));
     }
