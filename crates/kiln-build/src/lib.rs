@@ -99,6 +99,14 @@ pub struct BuildRequest {
     pub container: Option<container::ContainerSpec>,
 }
 
+/// Whether any of `components` has a `test` phase.
+pub fn has_test_phase(components: &[SourceDocument]) -> bool {
+    components.iter().any(|c| {
+        document::parse(&c.text, Platform::Linux)
+            .is_ok_and(|d| d.phases.iter().any(|p| p.name == "test"))
+    })
+}
+
 impl BuildRequest {
     /// The id of the instance of a stage (`build` or `test`).
     pub fn instance_id(&self, role: &str) -> String {
@@ -172,7 +180,7 @@ impl Builder<'_> {
     }
 
     /// How the image's configuration records a build of `request`.
-    pub(crate) fn commit_meta(&self, request: &BuildRequest) -> CommitMeta {
+    pub fn commit_meta(&self, request: &BuildRequest) -> CommitMeta {
         CommitMeta {
             created_by: Some(format!("kiln build {}", request.build_id)),
             // The engine's clock is the service's: the image's configuration says it was made
@@ -350,8 +358,82 @@ impl Builder<'_> {
         })
     }
 
+    /// The step-level operations the workflow actions use (LaunchInstance, ExecuteComponents,
+    /// CollectImageMetadata, CreateImage): each does one thing to one instance, and the caller
+    /// decides the order. `build_image` above strings them together the fixed way.
+    ///
+    /// Runs `phases` of the recipe's components in `instance`; `execution_id` names the
+    /// component engine's run (its log folder).
+    pub fn run_phases(
+        &self,
+        instance: &Instance,
+        request: &BuildRequest,
+        phases: &[&str],
+        execution_id: &str,
+    ) -> Result<ExecutionReport, String> {
+        let what = format!("the {} phases", phases.join("/"));
+        self.run_documents(
+            instance,
+            request,
+            request.components.clone(),
+            phases,
+            execution_id,
+            &what,
+        )
+    }
+
+    /// The OS and package list of the instance's root filesystem (enhanced image metadata).
+    pub fn collect_metadata(&self, instance: &Instance) -> metadata::Metadata {
+        let rpm_query = || {
+            let args: Vec<String> = metadata::RPM_QUERY.iter().map(|a| a.to_string()).collect();
+            let out = kiln_toe::target::Target::command(instance, "rpm", &args)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .ok()?;
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        };
+        metadata::collect_with(kiln_toe::target::Target::root(instance), &rpm_query)
+    }
+
+    /// CreateImage: stops what runs in `instance`, gives its writable layer the image's owners
+    /// back, and commits that layer on top of `base` under the request's tag. The instance
+    /// stays (stopped) until it is terminated.
+    pub fn snapshot(
+        &self,
+        request: &BuildRequest,
+        instance: &Instance,
+        base: Option<&ImageRef>,
+    ) -> Result<ImageRef, String> {
+        instance
+            .stop_processes()
+            .map_err(|e| format!("stopping the instance: {e}"))?;
+        instance
+            .restore_owners()
+            .map_err(|e| format!("restoring the owners of the instance's files: {e}"))?;
+        let layer = self
+            .store
+            .snapshot_layer_mapped(&instance.upper(), Compression::Zstd, instance.uid_map())
+            .map_err(|e| e.to_string())?;
+        self.store
+            .commit(base, layer, &self.commit_meta(request), &request.tag)
+            .map_err(|e| e.to_string())
+    }
+
+    /// A container recipe's whole Dockerfile build (the components run where it says), its
+    /// image committed under the request's tag; the test phase is left to test workflows.
+    pub fn build_container_image(&self, request: &BuildRequest) -> Result<Built, BuildError> {
+        let Some(spec) = &request.container else {
+            return Err(fail(Stage::Build)(
+                "the recipe is not a container recipe".into(),
+            ));
+        };
+        self.build_container(request, spec)
+    }
+
     /// Ends a failed stage: terminates its instance, or keeps it when asked to.
-    pub(crate) fn failed(
+    pub fn failed(
         &self,
         request: &BuildRequest,
         instance: Instance,
@@ -367,7 +449,7 @@ impl Builder<'_> {
         e
     }
 
-    pub(crate) fn launch(
+    pub fn launch(
         &self,
         request: &BuildRequest,
         role: &str,
@@ -407,7 +489,7 @@ impl Builder<'_> {
 
     /// Runs the `phases` of `documents` in `instance` with the component engine; a failure is
     /// the engine's message (or "`what` failed").
-    pub(crate) fn run_documents(
+    pub fn run_documents(
         &self,
         instance: &Instance,
         request: &BuildRequest,

@@ -48,6 +48,7 @@ pub mod recover;
 pub mod registry;
 pub mod run;
 pub mod s3;
+pub mod workflows;
 
 use kiln_core::Core;
 use kiln_image::ImageStore;

@@ -1,0 +1,158 @@
+//! Builds a restart of Kiln found under way (contract §1.3, "restarts resume"). Recovery
+//! ([`crate::recover`]) decides per image: when no execution needs an instance that died with
+//! the last process (and the build's image, if it made one, is in the store), the build stays
+//! queued and [`resume`] goes on from the stored executions: a WaitForAction step keeps
+//! waiting (up to its deadline), completed steps never run again. Otherwise [`fail_interrupted`]
+//! ends its executions FAILED, saying why.
+
+use super::context::BuildContext;
+use super::{execute, watched, Outcome};
+use crate::run::{self, store_tag, INTERRUPTED};
+use crate::Shared;
+use kiln_core::workflow_runs::{self, WorkflowRun};
+use kiln_domain::resources::image::Image;
+use kiln_domain::resources::workflow::WorkflowType;
+use kiln_workflow::execution::{ExecutionStatus, Next, StepStatus};
+use serde_json::Value;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+/// The executions of `image` (in order); empty when it ran none or they cannot be read.
+pub fn runs_of(shared: &Shared, image: &Image) -> Vec<WorkflowRun> {
+    match shared
+        .core
+        .store
+        .read(|tx| workflow_runs::of_image(tx, &image.arn))
+    {
+        Ok(Ok(runs)) => runs,
+        _ => Vec::new(),
+    }
+}
+
+/// Whether `run` has launched an instance it has not terminated (it died with the process).
+fn holds_instance(run: &WorkflowRun) -> bool {
+    let id_of = |v: &Option<Value>| {
+        v.as_ref()
+            .and_then(|v| v.get("instanceId"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let steps = &run.execution.steps;
+    let ended: Vec<String> = steps
+        .iter()
+        .filter(|s| s.action == "TerminateInstance" && s.status == StepStatus::Completed)
+        .filter_map(|s| id_of(&s.inputs))
+        .collect();
+    steps
+        .iter()
+        .filter(|s| s.action == "LaunchInstance" && s.status == StepStatus::Completed)
+        .filter_map(|s| id_of(&s.outputs))
+        .any(|id| !ended.contains(&id))
+}
+
+/// Whether the build of `image` can go on after a restart (see the module docs).
+pub fn resumable(shared: &Shared, image: &Image, runs: &[WorkflowRun]) -> bool {
+    if runs.is_empty() {
+        return false;
+    }
+    let under_way = |r: &&WorkflowRun| {
+        matches!(
+            r.execution.status,
+            ExecutionStatus::Running | ExecutionStatus::RollbackInProgress
+        )
+    };
+    if runs.iter().filter(under_way).any(holds_instance) {
+        return false;
+    }
+    let built = runs.iter().any(|r| {
+        r.workflow_type == WorkflowType::Build && r.execution.status == ExecutionStatus::Completed
+    });
+    !built || shared.store.resolve(&store_tag(&image.build_id)).is_ok()
+}
+
+/// Ends the unfinished executions of a build that cannot go on: a running step fails saying
+/// Kiln stopped (its rollbacks run: the instances are gone already), pending ones are SKIPPED.
+pub fn fail_interrupted(shared: &Shared, runs: Vec<WorkflowRun>) {
+    let now = shared.core.clock.now_millis();
+    let mut settled = Vec::new();
+    for mut run in runs {
+        let exec = &mut run.execution;
+        match exec.status {
+            ExecutionStatus::Pending => {
+                let _ = exec.skip("Kiln stopped before the workflow ran", now);
+            }
+            status if status.is_terminal() => continue,
+            _ => {
+                exec.recover(now);
+                // Bounded: each turn ends a step or a rollback.
+                for _ in 0..(exec.steps.len() * 3 + 3) {
+                    match exec.next(now) {
+                        Next::Done { .. } => break,
+                        Next::RunStep { index, .. } | Next::Wait { index, .. } => {
+                            let _ = exec.step_finished(index, Err(INTERRUPTED.to_string()), now);
+                        }
+                        Next::Rollback { index, .. } => {
+                            let _ = exec.rollback_finished(index, Ok(()), now);
+                        }
+                    }
+                }
+            }
+        }
+        settled.push(run);
+    }
+    if let Err(e) = super::store_all(shared, &settled) {
+        tracing::error!(error = %e, "storing interrupted workflow executions failed");
+    }
+}
+
+/// Goes on with the build of `image` (in progress, queued again by recovery).
+pub fn resume(shared: &Arc<Shared>, image: Image) -> Outcome {
+    let arn = image.arn.to_string();
+    let log = match run::open_log(shared, &image) {
+        Ok(log) => log,
+        Err(e) => {
+            run::abandon(
+                shared,
+                &arn,
+                &format!("{INTERRUPTED} (reopening its build log: {e})"),
+            );
+            return Outcome::Done;
+        }
+    };
+    let mut runs = runs_of(shared, &image);
+    if !resumable(shared, &image, &runs) {
+        fail_interrupted(shared, runs);
+        log.event(&format!("FAILED: {INTERRUPTED}"));
+        run::abandon(shared, &arn, INTERRUPTED);
+        return Outcome::Done;
+    }
+    log.event(&format!(
+        "image {arn}: going on with its workflows after a restart of Kiln"
+    ));
+    let cancel = Arc::new(AtomicBool::new(false));
+    let (request, engine, parent) = match run::prepare(shared, &image, &log, &cancel) {
+        Ok(prepared) => prepared,
+        Err(why) => {
+            fail_interrupted(shared, runs);
+            log.event(&format!("FAILED: {INTERRUPTED}: {why}"));
+            run::abandon(shared, &arn, &format!("{INTERRUPTED}: {why}"));
+            return Outcome::Done;
+        }
+    };
+    let now = shared.core.clock.now_millis();
+    for run in runs.iter_mut() {
+        run.execution.recover(now);
+    }
+    if let Err(e) = super::store_all(shared, &runs) {
+        tracing::error!(arn, error = %e, "storing recovered workflow executions failed");
+    }
+    let ctx = BuildContext::new(shared, image, &log, request, engine, cancel, Some(parent));
+    if let Ok(built) = shared.store.resolve(&store_tag(&ctx.image.build_id)) {
+        ctx.state().built = Some(built);
+    }
+    let outcome = watched(&ctx, || execute(&ctx, runs));
+    if let Some(parent) = &ctx.parent {
+        parent.release(shared);
+    }
+    outcome
+}
