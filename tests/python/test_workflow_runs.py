@@ -1,0 +1,229 @@
+"""Builds run as workflow executions (issue 16): the default build runs the managed
+build-image and test-image workflows (its log shows every workflow and step transition), a
+pipeline's own workflows replace them (a RunCommand before the components, test workflows in
+parallel groups, onFailure CONTINUE and ABORT), and the build log reads like before.
+
+The runtime APIs (ListWorkflowExecutions...) come with their own module; these tests read the
+build log (`kiln logs`) and the image's status.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from typing import Any
+
+import pytest
+from kiln_testlib import unique_name
+from test_builds import bash_component, infra, kiln, recipe, wait_final  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="builds need root")
+
+ROLE = "kiln-workflow-role"
+
+
+def workflow(client: Any, kind: str, yaml: str, name: str | None = None) -> str:
+    """CreateWorkflow; the build log names a run by its workflow's name."""
+    return client.create_workflow(
+        name=name or unique_name("wf"), semanticVersion="1.0.0", type=kind, data=yaml
+    )["workflowBuildVersionArn"]
+
+
+def managed(client: Any, kind: str, name: str) -> str:
+    """A copy of the managed workflow `name`, as the caller's own: pipelines on this branch
+    refuse managed workflow ARNs until the create-time half of issue 16 lands."""
+    region = client.meta.region_name
+    arn = f"arn:aws:imagebuilder:{region}:aws:workflow/{kind}/{name}/1.0.0/1"
+    data = client.get_workflow(workflowBuildVersionArn=arn)["workflow"]["data"]
+    return workflow(client, kind.upper(), data)
+
+
+def run_pipeline(client: Any, recipe_arn: str, infra: str, workflows: list[dict]) -> dict:
+    pipe = client.create_image_pipeline(
+        name=unique_name("pipe"),
+        imageRecipeArn=recipe_arn,
+        infrastructureConfigurationArn=infra,
+        imageTestsConfiguration={"imageTestsEnabled": True},
+        workflows=workflows,
+        executionRole=ROLE,
+    )["imagePipelineArn"]
+    arn = client.start_image_pipeline_execution(imagePipelineArn=pipe)["imageBuildVersionArn"]
+    return wait_final(client, arn, timeout=600)
+
+
+def log_of(endpoint: str, arn: str) -> str:
+    out = kiln(endpoint, "logs", arn)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def stamp_of(log: str, pattern: str) -> dt.datetime:
+    for line in log.splitlines():
+        if re.search(pattern, line):
+            return dt.datetime.strptime(line.split(" ", 1)[0], "%Y-%m-%dT%H:%M:%S.%fZ")
+    raise AssertionError(f"no log line matches {pattern!r}:\n{log}")
+
+
+BUILD_WITH_RUNCOMMAND = """
+name: build-with-runcommand
+schemaVersion: 1.0
+steps:
+  - name: Launch
+    action: LaunchInstance
+    onFailure: Abort
+    inputs:
+      waitFor: ssmAgent
+  - name: Prepare
+    action: RunCommand
+    onFailure: Abort
+    inputs:
+      instanceId.$: "$.stepOutputs.Launch.instanceId"
+      documentName: AWS-RunShellScript
+      parameters:
+        commands:
+          - "echo prepared-by-runcommand > /root/prepared"
+          - "echo runcommand-said-hello"
+  - name: Components
+    action: ExecuteComponents
+    onFailure: Abort
+    inputs:
+      instanceId.$: "$.stepOutputs.Launch.instanceId"
+  - name: Snapshot
+    action: CreateImage
+    onFailure: Abort
+    inputs:
+      instanceId.$: "$.stepOutputs.Launch.instanceId"
+  - name: Terminate
+    action: TerminateInstance
+    onFailure: Continue
+    inputs:
+      instanceId.$: "$.stepOutputs.Launch.instanceId"
+outputs:
+  - name: ImageId
+    value: "$.stepOutputs.Snapshot.imageId"
+"""
+
+
+def checking_workflow(name: str, command: str) -> str:
+    return f"""
+name: {name}
+schemaVersion: 1.0
+steps:
+  - name: LaunchTest
+    action: LaunchInstance
+    onFailure: Abort
+    inputs:
+      waitFor: ssmAgent
+  - name: Check
+    action: RunCommand
+    onFailure: Abort
+    inputs:
+      instanceId.$: "$.stepOutputs.LaunchTest.instanceId"
+      documentName: AWS-RunShellScript
+      parameters:
+        commands:
+          - "{command}"
+  - name: TerminateTest
+    action: TerminateInstance
+    onFailure: Continue
+    inputs:
+      instanceId.$: "$.stepOutputs.LaunchTest.instanceId"
+"""
+
+
+def test_the_default_build_runs_the_managed_workflows(client, infra, endpoint):
+    r = recipe(
+        client, [bash_component(client, {"build": "echo built", "test": "echo tested-ok"})]
+    )
+    arn = client.create_image(
+        imageRecipeArn=r,
+        infrastructureConfigurationArn=infra,
+        imageTestsConfiguration={"imageTestsEnabled": True},
+    )["imageBuildVersionArn"]
+    image = wait_final(client, arn, timeout=600)
+    assert image["state"]["status"] == "AVAILABLE", image["state"]
+    log = log_of(endpoint, arn)
+    # Today's lines are all there...
+    for line in ("BUILDING", "stage build started", "stage snapshot started",
+                 "stage test started", "stage distribute started", "AVAILABLE"):
+        assert line in log, line
+    # ... and the workflows' transitions beside them.
+    assert re.search(r"workflow build-image \(wf-[0-9a-f-]{36}, BUILD\): RUNNING", log), log
+    assert "workflow build-image step LaunchBuildInstance (LaunchInstance): COMPLETED" in log
+    # enhancedImageMetadataEnabled is on by default: the inventory is collected.
+    assert "workflow build-image step InventoryCollection (CollectImageMetadata): COMPLETED" in log
+    assert "workflow build-image step RunSysPrepScript (RunSysPrep): SKIPPED" in log
+    assert "workflow build-image step CreateOutputAMI (CreateImage): COMPLETED" in log
+    assert re.search(r"workflow build-image \(wf-[^)]*\): COMPLETED", log)
+    assert re.search(r"workflow test-image \(wf-[^)]*\): COMPLETED", log)
+    assert "tested-ok" in log
+    assert stamp_of(log, r"workflow build-image \(wf-[^)]*\): COMPLETED") <= stamp_of(
+        log, r"workflow test-image \(wf-[^,]*, TEST\): RUNNING"
+    )
+
+
+def test_a_custom_build_workflow_runs_a_command_before_the_components(client, infra, endpoint):
+    build = workflow(client, "BUILD", BUILD_WITH_RUNCOMMAND)
+    component = bash_component(
+        client,
+        {"build": "grep -q prepared-by-runcommand /root/prepared", "test": "exit 1"},
+    )
+    image = run_pipeline(client, recipe(client, [component]), infra, [{"workflowArn": build}])
+    assert image["state"]["status"] == "AVAILABLE", image["state"]
+    log = log_of(endpoint, image["arn"])
+    assert "RunCommand stdout: runcommand-said-hello" in log
+    assert "step Prepare (RunCommand): COMPLETED" in log
+    # No TEST workflow listed: the failing test phase never ran.
+    assert "stage test started" not in log
+
+
+def test_test_workflows_run_in_parallel_groups_in_order(client, infra, endpoint):
+    names = {n: unique_name(f"t{n}") for n in ("a", "b", "c")}
+    tests = {
+        n: workflow(client, "TEST", checking_workflow(name, "sleep 2"), name)
+        for n, name in names.items()
+    }
+    r = recipe(client, [bash_component(client, {"build": "echo ok"})])
+    image = run_pipeline(
+        client,
+        r,
+        infra,
+        [
+            {"workflowArn": managed(client, "build", "build-image")},
+            {"workflowArn": tests["a"], "parallelGroup": "first"},
+            {"workflowArn": tests["b"], "parallelGroup": "first"},
+            {"workflowArn": tests["c"], "parallelGroup": "second"},
+        ],
+    )
+    assert image["state"]["status"] == "AVAILABLE", image["state"]
+    log = log_of(endpoint, image["arn"])
+
+    def span(n: str) -> tuple[dt.datetime, dt.datetime]:
+        return (
+            stamp_of(log, rf"workflow {names[n]} step Check \(RunCommand\): RUNNING"),
+            stamp_of(log, rf"workflow {names[n]} step Check \(RunCommand\): COMPLETED"),
+        )
+
+    (a0, a1), (b0, b1), (c0, c1) = span("a"), span("b"), span("c")
+    assert a0 < b1 and b0 < a1, "the two workflows of the first group overlap"
+    assert c0 >= max(a1, b1), "the second group starts after the first ended"
+
+
+@pytest.mark.parametrize("on_failure,status", [("CONTINUE", "AVAILABLE"), ("ABORT", "FAILED")])
+def test_a_failing_test_workflow_continues_or_aborts(client, infra, endpoint, on_failure, status):
+    failing = workflow(client, "TEST", checking_workflow(unique_name("t-fail"), "exit 7"))
+    r = recipe(client, [bash_component(client, {"build": "echo ok"})])
+    image = run_pipeline(
+        client,
+        r,
+        infra,
+        [
+            {"workflowArn": managed(client, "build", "build-image")},
+            {"workflowArn": failing, "onFailure": on_failure},
+        ],
+    )
+    assert image["state"]["status"] == status, image["state"]
+    if status == "FAILED":
+        assert image["state"]["reason"].startswith("test stage failed"), image["state"]
+    log = log_of(endpoint, image["arn"])
+    assert "step Check (RunCommand): FAILED" in log
