@@ -421,6 +421,23 @@ impl Builder<'_> {
             .map_err(|e| e.to_string())
     }
 
+    /// CreateImage's first half when the snapshot runs beside later steps: stops what runs in
+    /// `instance`, gives its writable layer the image's owners back and unmounts its overlay
+    /// (the directory then may be a lower layer of a test instance while the snapshot reads
+    /// it). The instance's directory and cgroups stay until it is terminated.
+    pub fn detach_for_snapshot(&self, instance: &Instance) -> Result<(), String> {
+        instance
+            .stop_processes()
+            .map_err(|e| format!("stopping the instance: {e}"))?;
+        instance
+            .restore_owners()
+            .map_err(|e| format!("restoring the owners of the instance's files: {e}"))?;
+        self.sys
+            .mounts_under(instance.dir())
+            .and_then(|mounts| mounts.iter().try_for_each(|m| self.sys.unmount(m)))
+            .map_err(|e| format!("unmounting the instance: {e}"))
+    }
+
     /// A container recipe's whole Dockerfile build (the components run where it says), its
     /// image committed under the request's tag; the test phase is left to test workflows.
     pub fn build_container_image(&self, request: &BuildRequest) -> Result<Built, BuildError> {

@@ -36,6 +36,22 @@ pub struct State {
     pub kept_instance: Option<String>,
     /// What a DISTRIBUTION workflow's DistributeImage made, for the image's outputs.
     pub distributed: Option<crate::run::Delivered>,
+    /// A CreateImage whose snapshot still runs (see [`Pending`]).
+    pub pending: Option<Pending>,
+}
+
+/// A snapshot running beside the next steps (the test workflows): CreateImage detached the
+/// stopped build instance's writable layer and a thread compresses and hashes it, while a test
+/// instance may already have that layer as its top lower layer (entry for entry what the
+/// snapshot makes). The image is committed, and the build instance terminated, when something
+/// needs the image itself ([`BuildContext::built`]): distribution, or the build's end.
+pub struct Pending {
+    pub instance_id: String,
+    /// The build instance's writable layer, then the layers it was launched on.
+    pub lowers: Vec<std::path::PathBuf>,
+    pub layer: std::thread::JoinHandle<Result<kiln_image::LayerInfo, String>>,
+    /// TerminateInstance asked for the build instance: done once the snapshot has read it.
+    pub terminate: bool,
 }
 
 pub struct BuildContext<'a> {
@@ -115,8 +131,39 @@ impl<'a> BuildContext<'a> {
         }
     }
 
+    /// The image the build made: a pending snapshot is waited for and committed first.
+    pub fn built(&self) -> Result<Option<ImageRef>, String> {
+        let pending = self.state().pending.take();
+        if let Some(pending) = pending {
+            let layer = pending
+                .layer
+                .join()
+                .map_err(|_| "the snapshot panicked".to_string())
+                .and_then(|r| r);
+            if pending.terminate {
+                self.end_instance(&pending.instance_id, false)?;
+            }
+            let base = self.parent.as_ref().map(|p| &p.image);
+            let meta = self.builder().commit_meta(&self.request);
+            let image = self
+                .shared
+                .store
+                .commit(base, layer?, &meta, &self.request.tag)
+                .map_err(|e| format!("committing the snapshot: {e}"))?;
+            self.state().built = Some(image);
+        }
+        Ok(self.state().built.clone())
+    }
+
     /// Terminates (or, for a failed build kept for inspection, keeps) instance `id`.
     pub fn end_instance(&self, id: &str, keep: bool) -> Result<(), String> {
+        {
+            let mut state = self.state();
+            if let Some(p) = state.pending.as_mut().filter(|p| p.instance_id == id) {
+                p.terminate = true;
+                return Ok(());
+            }
+        }
         let live = self.state().instances.remove(id);
         let Some(Live::Running(instance)) = live else {
             return Ok(());
@@ -146,6 +193,10 @@ impl<'a> BuildContext<'a> {
 
     /// Ends every instance still running (the build is over, whatever happened).
     pub fn end_all(&self) {
+        let pending = self.state().pending.take();
+        if let Some(pending) = pending {
+            let _ = pending.layer.join();
+        }
         let ids: Vec<String> = self.state().instances.keys().cloned().collect();
         for id in ids {
             if let Err(e) = self.end_instance(&id, false) {

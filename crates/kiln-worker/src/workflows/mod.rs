@@ -131,6 +131,7 @@ pub fn execute(ctx: &BuildContext, mut runs: Vec<WorkflowRun>) -> Outcome {
             if !has_distribution {
                 log_overhead(ctx, &overhead);
                 let built = ctx.state().built.clone();
+                ctx.end_all();
                 match built {
                     Some(built) => run::deliver(ctx.shared, &image, &built, ctx.log),
                     None => fail_image(
@@ -194,7 +195,11 @@ pub fn execute(ctx: &BuildContext, mut runs: Vec<WorkflowRun>) -> Outcome {
                     _ => {}
                 }
             }
-            if failed.is_none() && stage == WorkflowType::Build && ctx.state().built.is_none() {
+            let made = {
+                let state = ctx.state();
+                state.built.is_some() || state.pending.is_some()
+            };
+            if failed.is_none() && stage == WorkflowType::Build && !made {
                 failed = Some((
                     stage,
                     "the build workflow made no image (it has no CreateImage step)".into(),
@@ -227,6 +232,10 @@ pub fn execute(ctx: &BuildContext, mut runs: Vec<WorkflowRun>) -> Outcome {
                     " (the {} instance {id} was kept for inspection: kiln instance shell {id})",
                     stage_word(stage)
                 ));
+            }
+            if stage != WorkflowType::Distribution {
+                // Nothing will distribute what was built (RetryImage builds again).
+                run::discard(ctx.shared, &ctx.image);
             }
             fail_image(ctx, stage_status(stage), reason, step, kept);
         }
@@ -323,10 +332,20 @@ fn skip(ctx: &BuildContext, runs: &mut [WorkflowRun], indices: &[usize], why: &s
 /// DISTRIBUTING, with what was built recorded; `None` when the image is no longer this
 /// build's (cancelled or deleted meanwhile), its store entry then dropped.
 fn enter_distribution(ctx: &BuildContext) -> Option<kiln_domain::resources::image::Image> {
-    let (built, metadata) = {
-        let state = ctx.state();
-        (state.built.clone(), state.metadata.clone())
+    let built = match ctx.built() {
+        Ok(built) => built,
+        Err(why) => {
+            fail_image(
+                ctx,
+                ImageStatus::Building,
+                format!("build stage failed: CreateImage: {why}"),
+                Some("CreateImage".into()),
+                None,
+            );
+            return None;
+        }
     };
+    let metadata = ctx.state().metadata.clone();
     let parent_os = ctx.parent.as_ref().and_then(|p| p.os_version.clone());
     let image =
         run::enter_distributing(ctx.shared, &ctx.image, built.as_ref(), metadata, parent_os);

@@ -35,7 +35,7 @@ pub fn run(
     match action {
         "LaunchInstance" => launch(ctx, run, inputs),
         "ExecuteComponents" => execute_components(ctx, run, index, inputs),
-        "CreateImage" => create_image(ctx, inputs),
+        "CreateImage" => create_image(ctx, run, index, inputs),
         "TerminateInstance" => {
             let id = input_str(inputs, "instanceId")?;
             ctx.end_instance(id, false)?;
@@ -73,8 +73,7 @@ pub fn run(
             json!("Kiln has no image scanner yet: no findings were collected"),
         )),
         "RegisterImage" => {
-            let built = ctx.state().built.clone();
-            match built {
+            match ctx.built()? {
                 Some(_) => Ok(json!({ "imageId": ctx.image.ami_id() })),
                 None => Err(
                     "RegisterImage: Kiln registers only the image this build made, and it has made none yet".into(),
@@ -120,6 +119,13 @@ pub fn rollback(ctx: &BuildContext, action: &str, outputs: &Value) -> Result<(),
     }
 }
 
+/// What a LaunchInstance starts from.
+enum Launch {
+    Image(kiln_image::ImageRef),
+    /// A pending snapshot's layers (see `context::Pending`).
+    Lowers(Vec<std::path::PathBuf>),
+}
+
 fn launch(ctx: &BuildContext, run: &WorkflowRun, inputs: &Value) -> Result<Value, String> {
     let base_role = match run.workflow_type {
         WorkflowType::Build => "build".to_string(),
@@ -140,40 +146,55 @@ fn launch(ctx: &BuildContext, run: &WorkflowRun, inputs: &Value) -> Result<Value
             for_instance_types(&types).map_err(|e| format!("inputs.instanceTypesOverride: {e}"))?
         }
     };
+    let pending_lowers = ctx.state().pending.as_ref().map(|p| p.lowers.clone());
     let image = match inputs.get("imageIdOverride") {
         Some(v) => {
             let wanted = v
                 .as_str()
                 .ok_or("inputs.imageIdOverride: must be a string")?;
-            let built = ctx.state().built.clone();
-            match (built, ctx.parent.as_ref()) {
-                (Some(b), _) if wanted == ctx.image.ami_id() => b,
-                (_, Some(p)) if wanted == ctx.image.arn.to_string() || wanted == "parent" => {
-                    p.image.clone()
+            if wanted == ctx.image.ami_id() {
+                match (pending_lowers, ctx.built()?) {
+                    (Some(lowers), _) => Launch::Lowers(lowers),
+                    (None, Some(b)) => Launch::Image(b),
+                    (None, None) => {
+                        return Err(format!(
+                            "inputs.imageIdOverride: {wanted} (this build's image) is not made yet"
+                        ))
+                    }
                 }
-                _ => {
-                    return Err(format!(
-                        "inputs.imageIdOverride: {wanted} is neither this build's image ({}) nor its parent; Kiln launches only those",
-                        ctx.image.ami_id()
-                    ))
-                }
+            } else if let Some(p) = ctx.parent.as_ref().filter(|_| wanted == "parent") {
+                Launch::Image(p.image.clone())
+            } else {
+                return Err(format!(
+                    "inputs.imageIdOverride: Kiln launches this build's image ({}) or its parent (\"parent\"), not {wanted}",
+                    ctx.image.ami_id()
+                ));
             }
         }
         None => {
             let built = ctx.state().built.clone();
-            match (run.workflow_type, built, ctx.parent.as_ref()) {
-                (WorkflowType::Build, _, Some(p)) => p.image.clone(),
-                (_, Some(b), _) => b,
-                (_, None, Some(p)) => p.image.clone(),
+            match (
+                run.workflow_type,
+                pending_lowers,
+                built,
+                ctx.parent.as_ref(),
+            ) {
+                (WorkflowType::Build, _, _, Some(p)) => Launch::Image(p.image.clone()),
+                (_, Some(lowers), _, _) => Launch::Lowers(lowers),
+                (_, None, Some(b), _) => Launch::Image(b),
+                (_, None, None, Some(p)) => Launch::Image(p.image.clone()),
                 _ => return Err("no image to launch: the build made none".into()),
             }
         }
     };
-    let lowers = ctx
-        .shared
-        .store
-        .lower_dirs(&image)
-        .map_err(|e| format!("image {}: {e}", image.tag))?;
+    let lowers = match image {
+        Launch::Lowers(lowers) => lowers,
+        Launch::Image(image) => ctx
+            .shared
+            .store
+            .lower_dirs(&image)
+            .map_err(|e| format!("image {}: {e}", image.tag))?,
+    };
     let spec = InstanceSpec {
         id: id.clone(),
         lowers,
@@ -226,12 +247,56 @@ fn execute_components(
     Ok(run_outputs(&run_id, json!([])))
 }
 
-fn create_image(ctx: &BuildContext, inputs: &Value) -> Result<Value, String> {
+fn create_image(
+    ctx: &BuildContext,
+    run: &WorkflowRun,
+    index: usize,
+    inputs: &Value,
+) -> Result<Value, String> {
     let id = input_str(inputs, "instanceId")?;
     let instance = ctx
         .instance(id)?
         .ok_or("CreateImage: a container build's image is made by ExecuteComponents")?;
     ctx.log.event("stage snapshot started");
+    if ctx.state().built.is_some() || ctx.state().pending.is_some() {
+        return Err("CreateImage: this build has made its image already".into());
+    }
+    // When nothing after this step uses the instance but to terminate it (build-image), the
+    // snapshot runs beside the next steps; a kept failed instance must stay whole, though.
+    let only_terminate_after = run.execution.steps[index + 1..]
+        .iter()
+        .all(|s| s.action == "TerminateInstance");
+    if only_terminate_after && !ctx.request.keep_failed_instance {
+        let builder = ctx.builder();
+        builder.detach_for_snapshot(&instance)?;
+        let base = match ctx.parent.as_ref() {
+            Some(p) => ctx
+                .shared
+                .store
+                .lower_dirs(&p.image)
+                .map_err(|e| format!("image {}: {e}", p.image.tag))?,
+            None => Vec::new(),
+        };
+        let upper = instance.upper();
+        let uid_map = instance.uid_map();
+        let shared = ctx.shared.clone();
+        let layer_of = upper.clone();
+        let layer = std::thread::spawn(move || {
+            shared
+                .store
+                .snapshot_layer_mapped(&layer_of, kiln_image::Compression::Zstd, uid_map)
+                .map_err(|e| e.to_string())
+        });
+        let mut lowers = vec![upper];
+        lowers.extend(base);
+        ctx.state().pending = Some(super::context::Pending {
+            instance_id: id.to_string(),
+            lowers,
+            layer,
+            terminate: false,
+        });
+        return Ok(json!({ "imageId": ctx.image.ami_id() }));
+    }
     let base = ctx.parent.as_ref().map(|p| &p.image);
     let image = ctx.builder().snapshot(&ctx.request, &instance, base)?;
     ctx.state().built = Some(image);
@@ -301,9 +366,7 @@ fn run_command(
 /// registries, the shared registry, an AMI image's AMIs and their post-copy configurations).
 fn distribute(ctx: &BuildContext, action: &str) -> Result<Value, String> {
     let built = ctx
-        .state()
-        .built
-        .clone()
+        .built()?
         .ok_or("no image to distribute: the build made none")?;
     let current = crate::run::read_image(ctx.shared, &ctx.image.arn.to_string())
         .ok_or("the image is gone")?;
