@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import time
 from typing import Any
 
 import pytest
@@ -227,3 +228,94 @@ def test_a_failing_test_workflow_continues_or_aborts(client, infra, endpoint, on
         assert image["state"]["reason"].startswith("test stage failed"), image["state"]
     log = log_of(endpoint, image["arn"])
     assert "step Check (RunCommand): FAILED" in log
+
+
+GATED_BUILD = """
+name: gated-build
+schemaVersion: 1.0
+steps:
+  - name: Gate
+    action: WaitForAction
+    onFailure: Continue
+    timeoutSeconds: {timeout}
+  - name: Launch
+    action: LaunchInstance
+    onFailure: Abort
+    inputs:
+      waitFor: ssmAgent
+  - name: Components
+    action: ExecuteComponents
+    onFailure: Abort
+    inputs:
+      instanceId.$: "$.stepOutputs.Launch.instanceId"
+  - name: Snapshot
+    action: CreateImage
+    onFailure: Abort
+    inputs:
+      instanceId.$: "$.stepOutputs.Launch.instanceId"
+  - name: Terminate
+    action: TerminateInstance
+    onFailure: Continue
+    inputs:
+      instanceId.$: "$.stepOutputs.Launch.instanceId"
+"""
+
+
+@pytest.mark.parametrize("how", ["stop", "kill"])
+def test_a_waiting_step_keeps_waiting_across_a_restart(tmp_path, how):
+    """Kiln stops (or dies) while a WaitForAction step waits: after the restart the build goes
+    on from the waiting step (nothing that completed runs again) and the step's deadline still
+    counts from when it started; here it times out and its onFailure CONTINUE lets the build
+    go on. (SendWorkflowStepAction's part is in test_workflow_gates.py.)"""
+    from kiln_testlib import KilnServer, create_infra, make_client
+    from test_builds import wait_status
+
+    data = tmp_path / "data"
+    srv = KilnServer(data).start()
+    try:
+        client = make_client(srv.endpoint)
+        infra = create_infra(client, instanceTypes=["t3.micro"])
+        name = unique_name("gated")
+        gated = workflow(client, "BUILD", GATED_BUILD.format(timeout=12), name)
+        r = recipe(client, [bash_component(client, {"build": "echo after-the-gate"})])
+        pipe = client.create_image_pipeline(
+            name=unique_name("pipe"),
+            imageRecipeArn=r,
+            infrastructureConfigurationArn=infra,
+            workflows=[{"workflowArn": gated}],
+            executionRole=ROLE,
+        )["imagePipelineArn"]
+        arn = client.start_image_pipeline_execution(imagePipelineArn=pipe)[
+            "imageBuildVersionArn"
+        ]
+        wait_status(client, arn, "BUILDING")
+        deadline = dt.datetime.now() + dt.timedelta(seconds=30)
+        while "waiting for SendWorkflowStepAction" not in log_of(srv.endpoint, arn):
+            assert dt.datetime.now() < deadline, log_of(srv.endpoint, arn)
+            time.sleep(0.1)
+        if how == "kill":
+            assert srv.process is not None
+            srv.process.kill()
+            srv.process.wait()
+        else:
+            srv.stop()
+    finally:
+        if how == "kill" and srv.log_file is not None:
+            srv.log_file.close()
+    again = KilnServer(data).start()
+    try:
+        client = make_client(again.endpoint)
+        assert client.get_image(imageBuildVersionArn=arn)["image"]["state"]["status"] in (
+            "BUILDING",
+            "AVAILABLE",
+        )
+        image = wait_final(client, arn, timeout=120)
+        log = log_of(again.endpoint, arn)
+        assert image["state"]["status"] == "AVAILABLE", (image["state"], log)
+        assert "going on with its workflows after a restart of Kiln" in log
+        assert "step Gate (WaitForAction): FAILED: Step timed out" in log
+        assert log.count(f"workflow {name} step Gate (WaitForAction): RUNNING") == 1
+        assert log.count("step Launch (LaunchInstance): COMPLETED") == 1
+        assert "after-the-gate" in log
+    finally:
+        again.stop()

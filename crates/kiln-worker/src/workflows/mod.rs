@@ -151,7 +151,9 @@ pub fn execute(ctx: &BuildContext, mut runs: Vec<WorkflowRun>) -> Outcome {
         match stage {
             WorkflowType::Build => ctx.log.event("stage build started"),
             WorkflowType::Test => {
-                if !transition(ctx.shared, &arn, ImageStatus::Testing, None, |_| {}) {
+                let already = run::read_image(ctx.shared, &arn)
+                    .is_some_and(|i| i.status == ImageStatus::Testing);
+                if !already && !transition(ctx.shared, &arn, ImageStatus::Testing, None, |_| {}) {
                     ctx.cancel.store(true, Ordering::SeqCst);
                 }
                 ctx.log.event("stage test started");
