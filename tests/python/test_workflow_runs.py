@@ -319,3 +319,33 @@ def test_a_waiting_step_keeps_waiting_across_a_restart(tmp_path, how):
         assert "after-the-gate" in log
     finally:
         again.stop()
+
+
+def test_cancel_image_creation_cancels_the_running_execution(client, infra, endpoint):
+    from test_builds import wait_status
+
+    gated = workflow(client, "BUILD", GATED_BUILD.format(timeout=600))
+    r = recipe(client, [bash_component(client, {"build": "echo never"})])
+    pipe = client.create_image_pipeline(
+        name=unique_name("pipe"),
+        imageRecipeArn=r,
+        infrastructureConfigurationArn=infra,
+        workflows=[{"workflowArn": gated}],
+        executionRole=ROLE,
+    )["imagePipelineArn"]
+    arn = client.start_image_pipeline_execution(imagePipelineArn=pipe)["imageBuildVersionArn"]
+    wait_status(client, arn, "BUILDING")
+    deadline = time.monotonic() + 30
+    while "waiting for SendWorkflowStepAction" not in log_of(endpoint, arn):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    client.cancel_image_creation(imageBuildVersionArn=arn, clientToken=unique_name("c"))
+    image = wait_final(client, arn)
+    assert image["state"]["status"] == "CANCELLED"
+    deadline = time.monotonic() + 10
+    while "): CANCELLED" not in log_of(endpoint, arn):
+        assert time.monotonic() < deadline, log_of(endpoint, arn)
+        time.sleep(0.1)
+    log = log_of(endpoint, arn)
+    assert "step Gate (WaitForAction): CANCELLED" in log
+    assert "never" not in log.replace("echo never", "")

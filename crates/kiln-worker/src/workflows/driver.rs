@@ -124,8 +124,13 @@ pub fn drive(ctx: &BuildContext, run: &mut WorkflowRun, overhead: &mut Overhead)
         let started = Instant::now();
         if ctx.cancelled() && !run.execution.status.is_terminal() {
             let now = ctx.now();
-            let _ = run.execution.cancel(now);
-            store(ctx, run);
+            let running = (0..run.execution.steps.len()).find(|&i| run.step_running(i));
+            if run.execution.cancel(now).is_ok() {
+                store(ctx, run);
+                if let Some(index) = running {
+                    log_step(ctx, run, index);
+                }
+            }
         }
         let before: Vec<StepStatus> = run.execution.steps.iter().map(|s| s.status).collect();
         let next = run.execution.next(ctx.now());
@@ -257,6 +262,7 @@ fn wait_for_action(ctx: &BuildContext, run: &mut WorkflowRun, index: usize) -> b
             update(ctx, run, |r| {
                 let _ = r.execution.cancel(now);
             });
+            log_step(ctx, run, index);
             return false;
         }
         let deadline = run.execution.steps[index]
