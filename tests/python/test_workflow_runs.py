@@ -349,3 +349,28 @@ def test_cancel_image_creation_cancels_the_running_execution(client, infra, endp
     log = log_of(endpoint, arn)
     assert "step Gate (WaitForAction): CANCELLED" in log
     assert "never" not in log.replace("echo never", "")
+
+
+def test_a_failed_component_step_is_named_in_the_failure_context(client, infra):
+    fine = bash_component(client, {"test": "echo only a test phase"})
+    bad = bash_component(client, {"build": "echo about to fail\nexit 3"})
+    r = recipe(client, [fine, bad])
+    arn = client.create_image(
+        imageRecipeArn=r,
+        infrastructureConfigurationArn=infra,
+        imageTestsConfiguration={"imageTestsEnabled": True},
+    )["imageBuildVersionArn"]
+    state = wait_final(client, arn, timeout=600)["state"]
+    assert state["status"] == "FAILED"
+    context = state["failureContext"]
+    assert context["imageStatus"] == "BUILDING"
+    assert context["failedStep"] == "ApplyBuildComponents"
+    assert re.fullmatch(r"wf-[0-9a-f-]{32}0000", context["workflowExecutionId"]), context
+    assert context["workflowArn"].endswith(":aws:workflow/build/build-image/1.0.0/1")
+    assert context["stepExecutionId"].startswith("step-")
+    component = context["componentFailure"]
+    assert component["componentArn"] == bad
+    assert component["phaseName"] == "build"
+    assert component["stepName"] == "BuildStep"
+    assert component["action"] == "ExecuteBash"
+    assert "3" in component["errorMessage"]

@@ -99,6 +99,55 @@ pub struct BuildRequest {
     pub container: Option<container::ContainerSpec>,
 }
 
+/// Why the phases of a recipe's components failed.
+#[derive(Debug, Clone)]
+pub struct PhaseError {
+    pub message: String,
+    pub component: Option<ComponentFailure>,
+}
+
+/// The component step that failed a run (the image's `componentFailure`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentFailure {
+    /// The component's name as the engine ran it (its document's `name`).
+    pub component: String,
+    /// Its place among the request's components (the report lists them in run order).
+    pub index: usize,
+    pub phase: String,
+    pub step: String,
+    pub action: String,
+    pub error: String,
+}
+
+impl ComponentFailure {
+    /// The first failed step of the first failed phase of the first failed document.
+    pub fn of(report: &ExecutionReport) -> Option<ComponentFailure> {
+        use kiln_toe::report::Status;
+        let (index, document) = report
+            .documents
+            .iter()
+            .enumerate()
+            .find(|(_, d)| d.status == Status::Failed)?;
+        let phase = document
+            .phases
+            .iter()
+            .find(|p| p.status == Status::Failed)?;
+        let step = phase.steps.iter().find(|s| s.status == Status::Failed)?;
+        Some(ComponentFailure {
+            component: document.name.clone(),
+            index,
+            phase: phase.name.clone(),
+            step: step.name.clone(),
+            action: step.action.clone(),
+            error: step
+                .failure_message
+                .clone()
+                .or_else(|| phase.failure_message.clone())
+                .unwrap_or_default(),
+        })
+    }
+}
+
 /// Whether any of `components` has a `test` phase.
 pub fn has_test_phase(components: &[SourceDocument]) -> bool {
     components.iter().any(|c| {
@@ -363,23 +412,42 @@ impl Builder<'_> {
     /// decides the order. `build_image` above strings them together the fixed way.
     ///
     /// Runs `phases` of the recipe's components in `instance`; `execution_id` names the
-    /// component engine's run (its log folder).
+    /// component engine's run (its log folder). A failure says which component, phase, step
+    /// and action failed, when the engine got that far.
     pub fn run_phases(
         &self,
         instance: &Instance,
         request: &BuildRequest,
         phases: &[&str],
         execution_id: &str,
-    ) -> Result<ExecutionReport, String> {
-        let what = format!("the {} phases", phases.join("/"));
-        self.run_documents(
-            instance,
-            request,
-            request.components.clone(),
-            phases,
-            execution_id,
-            &what,
-        )
+    ) -> Result<ExecutionReport, PhaseError> {
+        let run = RunRequest {
+            documents: request.components.clone(),
+            phases: Some(phases.iter().map(|p| p.to_string()).collect()),
+            parameters: Vec::new(),
+            execution_id: Some(execution_id.to_string()),
+            log_directory: request.log_directory.clone(),
+            state_directory: None,
+        };
+        let engine = Engine::new(instance, self.engine, self.observer);
+        let plain = |message: String| PhaseError {
+            message,
+            component: None,
+        };
+        match engine.run(run) {
+            Ok(Outcome::Finished(report)) if report.status.is_success() => Ok(report),
+            Ok(Outcome::Finished(report)) => Err(PhaseError {
+                message: report
+                    .failure_message
+                    .clone()
+                    .unwrap_or_else(|| format!("the {} phases failed", phases.join("/"))),
+                component: ComponentFailure::of(&report),
+            }),
+            Ok(Outcome::RebootPending(_)) => Err(plain(
+                "a component asked for a reboot that could not be resumed".into(),
+            )),
+            Err(e) => Err(plain(e.to_string())),
+        }
     }
 
     /// The OS and package list of the instance's root filesystem (enhanced image metadata).

@@ -628,6 +628,10 @@ pub(crate) fn deliver(
                     error_message: e.clone(),
                     region_failures: Vec::new(),
                 }),
+                workflow_execution_id: None,
+                workflow_arn: None,
+                step_execution_id: None,
+                component: None,
             };
             return fail(format!("distribute stage failed: {e}"), Some(failure));
         }
@@ -667,6 +671,10 @@ pub(crate) fn deliver(
             image_status: status,
             failed_step: Some("DistributeImage".to_string()),
             distribution: Some(failure),
+            workflow_execution_id: None,
+            workflow_arn: None,
+            step_execution_id: None,
+            component: None,
         };
         let amis = distributed.amis;
         log.event(&format!("FAILED: {reason}"));

@@ -38,6 +38,8 @@ pub struct State {
     pub distributed: Option<crate::run::Delivered>,
     /// A CreateImage whose snapshot still runs (see [`Pending`]).
     pub pending: Option<Pending>,
+    /// The component step that failed an ExecuteComponents step, by (execution id, step).
+    pub component_failures: HashMap<(String, usize), kiln_build::ComponentFailure>,
 }
 
 /// A snapshot running beside the next steps (the test workflows): CreateImage detached the

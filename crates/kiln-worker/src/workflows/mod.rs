@@ -227,6 +227,7 @@ pub fn execute(ctx: &BuildContext, mut runs: Vec<WorkflowRun>) -> Outcome {
                     && r.execution.status != ExecutionStatus::Completed
             });
             let step = failed_run.and_then(|r| failure_of(r).1);
+            let workflow = failed_run.map(|r| failed_workflow(ctx, r));
             let mut reason = format!("{} stage failed: {message}", stage_word(stage));
             let kept = ctx.state().kept_instance.clone();
             if let Some(id) = &kept {
@@ -240,6 +241,9 @@ pub fn execute(ctx: &BuildContext, mut runs: Vec<WorkflowRun>) -> Outcome {
                 run::discard(ctx.shared, &ctx.image);
             }
             fail_image(ctx, stage_status(stage), reason, step, kept);
+            if let Some(workflow) = workflow {
+                record_failed_workflow(ctx, workflow);
+            }
         }
         None => finish_distribution(ctx),
     }
@@ -385,6 +389,80 @@ fn finish_distribution(ctx: &BuildContext) {
     );
 }
 
+/// Where in the workflows a build failed, for the image's failure context.
+struct FailedWorkflow {
+    execution_id: String,
+    workflow_arn: String,
+    step_execution_id: Option<String>,
+    component: Option<kiln_domain::resources::image::ComponentFailure>,
+}
+
+fn failed_workflow(ctx: &BuildContext, run: &WorkflowRun) -> FailedWorkflow {
+    let index = run
+        .execution
+        .steps
+        .iter()
+        .position(|s| {
+            s.status == StepStatus::Failed
+                && s.on_failure == kiln_workflow::document::OnFailure::Abort
+        })
+        .or_else(|| {
+            run.execution
+                .steps
+                .iter()
+                .position(|s| s.status == StepStatus::Failed)
+        });
+    let component = index
+        .and_then(|i| {
+            ctx.state()
+                .component_failures
+                .get(&(run.execution_id.clone(), i))
+                .cloned()
+        })
+        .and_then(|c| {
+            let arn = ctx
+                .image
+                .snapshot
+                .as_ref()
+                .and_then(|s| s.components.get(c.index))
+                .map(|b| b.arn.clone())?;
+            Some(kiln_domain::resources::image::ComponentFailure {
+                component_arn: arn,
+                phase_name: c.phase,
+                step_name: c.step,
+                action: c.action,
+                error_message: c.error.chars().take(1024).collect(),
+            })
+        });
+    FailedWorkflow {
+        execution_id: run.execution_id.clone(),
+        workflow_arn: run.workflow_arn.clone(),
+        step_execution_id: index.map(|i| run.step_id(i)),
+        component,
+    }
+}
+
+/// Adds the failed workflow to the failure context `fail_image` recorded.
+fn record_failed_workflow(ctx: &BuildContext, workflow: FailedWorkflow) {
+    let arn = ctx.image.arn.to_string();
+    let written = ctx.shared.core.store.write(|tx| {
+        use kiln_store::TxnExt;
+        let Some(mut image) = tx.get::<kiln_domain::resources::image::Image>(&arn)? else {
+            return Ok(());
+        };
+        if let Some(f) = image.failure.as_mut() {
+            f.workflow_execution_id = Some(workflow.execution_id);
+            f.workflow_arn = Some(workflow.workflow_arn);
+            f.step_execution_id = workflow.step_execution_id;
+            f.component = workflow.component;
+        }
+        tx.put(&image)
+    });
+    if let Err(e) = written.and_then(|r| r) {
+        tracing::error!(arn, error = %e, "recording the failed workflow failed");
+    }
+}
+
 fn fail_image(
     ctx: &BuildContext,
     status: ImageStatus,
@@ -405,6 +483,10 @@ fn fail_image(
                 image_status: status,
                 failed_step: step,
                 distribution: None,
+                workflow_execution_id: None,
+                workflow_arn: None,
+                step_execution_id: None,
+                component: None,
             });
             // A failed distribution workflow can be retried from the store's contents.
             i.resume_at = distributing.then_some(ImageStatus::Distributing);
@@ -444,6 +526,10 @@ fn fail_before(
                 image_status: ImageStatus::Building,
                 failed_step: None,
                 distribution: None,
+                workflow_execution_id: None,
+                workflow_arn: None,
+                step_execution_id: None,
+                component: None,
             });
             i.resume_at = None;
         },

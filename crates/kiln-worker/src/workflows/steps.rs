@@ -242,8 +242,17 @@ fn execute_components(
         .strip_prefix(&format!("{}-", ctx.request.build_id))
         .unwrap_or(id);
     let execution_id = format!("{}-{role}", ctx.request.build_id);
-    ctx.builder()
-        .run_phases(&instance, &ctx.request, phases, &execution_id)?;
+    if let Err(e) = ctx
+        .builder()
+        .run_phases(&instance, &ctx.request, phases, &execution_id)
+    {
+        if let Some(component) = e.component {
+            ctx.state()
+                .component_failures
+                .insert((run.execution_id.clone(), index), component);
+        }
+        return Err(e.message);
+    }
     Ok(run_outputs(&run_id, json!([])))
 }
 
