@@ -76,32 +76,35 @@ pub fn fail_interrupted(shared: &Shared, runs: Vec<WorkflowRun>) {
     let now = shared.core.clock.now_millis();
     let mut settled = Vec::new();
     for mut run in runs {
-        let exec = &mut run.execution;
-        match exec.status {
-            ExecutionStatus::Pending => {
-                let _ = exec.skip("Kiln stopped before the workflow ran", now);
-            }
-            status if status.is_terminal() => continue,
-            _ => {
-                exec.recover(now);
-                // Bounded: each turn ends a step or a rollback.
-                for _ in 0..(exec.steps.len() * 3 + 3) {
-                    match exec.next(now) {
-                        Next::Done { .. } => break,
-                        Next::RunStep { index, .. } | Next::Wait { index, .. } => {
-                            let _ = exec.step_finished(index, Err(INTERRUPTED.to_string()), now);
-                        }
-                        Next::Rollback { index, .. } => {
-                            let _ = exec.rollback_finished(index, Ok(()), now);
-                        }
-                    }
-                }
-            }
+        if run.execution.status.is_terminal() {
+            continue;
         }
+        settle_interrupted(&mut run.execution, now);
         settled.push(run);
     }
     if let Err(e) = super::store_all(shared, &settled) {
         tracing::error!(error = %e, "storing interrupted workflow executions failed");
+    }
+}
+
+/// Ends one unfinished execution of a build that cannot go on (see [`fail_interrupted`]).
+pub fn settle_interrupted(exec: &mut kiln_workflow::Execution, now: i64) {
+    if exec.status == ExecutionStatus::Pending {
+        let _ = exec.skip("Kiln stopped before the workflow ran", now);
+        return;
+    }
+    exec.recover(now);
+    // Bounded: each turn ends a step or a rollback.
+    for _ in 0..(exec.steps.len() * 3 + 3) {
+        match exec.next(now) {
+            Next::Done { .. } => break,
+            Next::RunStep { index, .. } | Next::Wait { index, .. } => {
+                let _ = exec.step_finished(index, Err(INTERRUPTED.to_string()), now);
+            }
+            Next::Rollback { index, .. } => {
+                let _ = exec.rollback_finished(index, Ok(()), now);
+            }
+        }
     }
 }
 
@@ -155,4 +158,94 @@ pub fn resume(shared: &Arc<Shared>, image: Image) -> Outcome {
         parent.release(shared);
     }
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_workflow::execution::Context;
+    use kiln_workflow::{Document, Execution};
+    use serde_json::json;
+
+    const DOC: &str = "name: d\nschemaVersion: 1.0\nsteps:\n  - name: Gate\n    action: WaitForAction\n  - name: Launch\n    action: LaunchInstance\n    inputs:\n      waitFor: ssmAgent\n  - name: Terminate\n    action: TerminateInstance\n    inputs:\n      instanceId.$: \"$.stepOutputs.Launch.instanceId\"\n";
+
+    fn run() -> WorkflowRun {
+        let document = Document::parse(DOC).expect("a document");
+        let execution = Execution::start(document, &[], Context::default()).expect("bound");
+        let id = workflow_runs::new_execution_id();
+        WorkflowRun {
+            arn: WorkflowRun::key("us-east-1", "123456789012", &id),
+            execution_id: id,
+            image_arn: "arn:aws:imagebuilder:us-east-1:123456789012:image/i/1.0.0/1".into(),
+            workflow_arn: "arn:aws:imagebuilder:us-east-1:123456789012:workflow/build/d/1.0.0/1"
+                .into(),
+            workflow_type: WorkflowType::Build,
+            parallel_group: None,
+            ordinal: 0,
+            execution,
+            step_actions: Vec::new(),
+            continue_on_failure: false,
+        }
+    }
+
+    #[test]
+    fn a_run_holds_an_instance_from_launch_until_it_is_terminated() {
+        let mut r = run();
+        // Waiting at the gate before anything was launched: nothing died with the process.
+        assert!(matches!(
+            r.execution.next(1),
+            Next::RunStep { index: 0, .. }
+        ));
+        assert!(!holds_instance(&r));
+        r.execution
+            .waiting_action(0, kiln_workflow::execution::WaitAction::Resume, None, 2)
+            .expect("resumed");
+        assert!(matches!(
+            r.execution.next(3),
+            Next::RunStep { index: 1, .. }
+        ));
+        r.execution
+            .step_finished(1, Ok(json!({"instanceId": "b-build"})), 4)
+            .expect("launched");
+        assert!(
+            holds_instance(&r),
+            "a launched instance died with the process"
+        );
+        assert!(matches!(
+            r.execution.next(5),
+            Next::RunStep { index: 2, .. }
+        ));
+        r.execution
+            .step_finished(2, Ok(json!({})), 6)
+            .expect("terminated");
+        assert!(!holds_instance(&r));
+    }
+
+    #[test]
+    fn an_interrupted_run_ends_failed_and_pending_ones_skipped() {
+        let mut running = run();
+        running.execution.next(1);
+        running
+            .execution
+            .waiting_action(0, kiln_workflow::execution::WaitAction::Resume, None, 2)
+            .expect("resumed");
+        running.execution.next(3); // Launch RUNNING when Kiln died
+        let mut pending = run();
+        settle_interrupted(&mut running.execution, 9);
+        settle_interrupted(&mut pending.execution, 9);
+        let settled = [running.execution.status, pending.execution.status];
+        // The launch failed saying Kiln stopped; its rollback (the instance is gone) completed.
+        let launch = &running.execution.steps[1];
+        assert!(
+            launch
+                .message
+                .as_deref()
+                .is_some_and(|m| m.contains("Kiln stopped")),
+            "{launch:?}"
+        );
+        assert_eq!(
+            settled,
+            [ExecutionStatus::RollbackCompleted, ExecutionStatus::Skipped]
+        );
+    }
 }
