@@ -374,3 +374,39 @@ def test_a_failed_component_step_is_named_in_the_failure_context(client, infra):
     assert component["stepName"] == "BuildStep"
     assert component["action"] == "ExecuteBash"
     assert "3" in component["errorMessage"]
+
+
+def test_a_distribution_workflow_distributes_and_reads_the_build_s_outputs(client, infra, endpoint):
+    gated_distribution = """
+name: dist
+schemaVersion: 1.0
+steps:
+  - name: Say
+    action: WaitForAction
+    onFailure: Continue
+    timeoutSeconds: 1
+  - name: Distribute
+    action: DistributeImage
+    onFailure: Abort
+  - name: Modify
+    action: ModifyImageAttributes
+    onFailure: Abort
+    inputs:
+      distributedImages.$: "$.stepOutputs.Distribute.distributedImages"
+outputs:
+  - name: Built
+    value: "$.workflowOutputs.ImageId"
+"""
+    build = managed(client, "build", "build-image")
+    dist = workflow(client, "DISTRIBUTION", gated_distribution)
+    r = recipe(client, [bash_component(client, {"build": "echo ok"})])
+    image = run_pipeline(client, r, infra, [{"workflowArn": build}, {"workflowArn": dist}])
+    assert image["state"]["status"] == "AVAILABLE", image["state"]
+    assert image["outputResources"]["amis"][0]["image"].startswith("ami-")
+    log = log_of(endpoint, image["arn"])
+    assert "step Distribute (DistributeImage): COMPLETED" in log
+    assert "step Modify (ModifyImageAttributes): COMPLETED" in log
+    assert "stage distribute started" in log
+    assert stamp_of(log, r"step Say \(WaitForAction\): FAILED") <= stamp_of(
+        log, "stage distribute started"
+    )
