@@ -103,7 +103,8 @@ pub struct BuildRequest {
 #[derive(Debug, Clone)]
 pub struct PhaseError {
     pub message: String,
-    pub component: Option<ComponentFailure>,
+    /// Boxed: the error stays small on the success path.
+    pub component: Option<Box<ComponentFailure>>,
 }
 
 /// The component step that failed a run (the image's `componentFailure`).
@@ -441,7 +442,7 @@ impl Builder<'_> {
                     .failure_message
                     .clone()
                     .unwrap_or_else(|| format!("the {} phases failed", phases.join("/"))),
-                component: ComponentFailure::of(&report),
+                component: ComponentFailure::of(&report).map(Box::new),
             }),
             Ok(Outcome::RebootPending(_)) => Err(plain(
                 "a component asked for a reboot that could not be resumed".into(),

@@ -177,7 +177,7 @@ pub fn execute(ctx: &BuildContext, mut runs: Vec<WorkflowRun>) -> Outcome {
                 }
             }
             let ended = run_group(ctx, &mut runs, &group, &mut overhead);
-            if ended.iter().any(|e| *e == Ended::Suspended) {
+            if ended.contains(&Ended::Suspended) {
                 ctx.end_all();
                 return Outcome::Suspended;
             }
@@ -555,7 +555,7 @@ pub fn start(
     let planned = shared
         .core
         .store
-        .read(|tx| plan::plan(shared, tx, &image, has_tests))
+        .read(|tx| plan::plan(tx, &image, has_tests))
         .map_err(|e| e.to_string())
         .and_then(|r| r);
     let runs = match planned.and_then(|runs| store_all(shared, &runs).map(|()| runs)) {

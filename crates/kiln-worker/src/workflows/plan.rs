@@ -4,7 +4,6 @@
 //! [`WorkflowRun`] stored PENDING before anything runs. Distribution with no DISTRIBUTION
 //! workflow is the implicit one (the distribution configuration, as today): it has no run.
 
-use crate::Shared;
 use kiln_core::workflow_runs::{self, WorkflowRun};
 use kiln_domain::arn::Arn;
 use kiln_domain::resources::image::{Image, ImageType};
@@ -80,12 +79,7 @@ fn resolve(tx: &mut dyn Txn, image: &Image, arn: &str) -> Result<Workflow, Strin
 }
 
 /// The runs of `image`, in order: BUILD, then TEST (in the order given), then DISTRIBUTION.
-pub fn plan(
-    shared: &Shared,
-    tx: &mut dyn Txn,
-    image: &Image,
-    has_tests: bool,
-) -> Result<Vec<WorkflowRun>, String> {
+pub fn plan(tx: &mut dyn Txn, image: &Image, has_tests: bool) -> Result<Vec<WorkflowRun>, String> {
     let container = image.image_type == ImageType::Docker;
     let chosen: Vec<(Workflow, Option<&PipelineWorkflow>)> = match &image.workflows {
         None => {
@@ -125,7 +119,6 @@ pub fn plan(
             chosen
         }
     };
-    let _ = shared;
     let mut runs = Vec::new();
     for (index, (workflow, given)) in chosen.into_iter().enumerate() {
         let document = Document::parse(&workflow.data)

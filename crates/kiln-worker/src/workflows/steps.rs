@@ -249,7 +249,7 @@ fn execute_components(
         if let Some(component) = e.component {
             ctx.state()
                 .component_failures
-                .insert((run.execution_id.clone(), index), component);
+                .insert((run.execution_id.clone(), index), *component);
         }
         return Err(e.message);
     }
