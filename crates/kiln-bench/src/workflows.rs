@@ -1,4 +1,4 @@
-//! `kiln-bench workflows [--rounds N] [--kiln PATH] [--baseline PATH]`: the reference recipe's
+//! `kiln-bench workflows [--rounds N] [--kiln PATH] [--baseline PATH] [--keep]`: the reference recipe's
 //! build (the `build` benchmark's pipeline: five components, tests on) through the managed
 //! workflows, timed from StartImagePipelineExecution to AVAILABLE, with the workflow engine's
 //! overhead per step (the time the worker's driver spends outside step actions, as each build
@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 struct Options {
+    /// Keep the work directory (the servers' data and build logs) to look at afterwards.
+    keep: bool,
     rounds: usize,
     kiln: Option<PathBuf>,
     baseline: Option<PathBuf>,
@@ -21,12 +23,17 @@ struct Options {
 
 fn parse(args: impl Iterator<Item = String>) -> Result<Options> {
     let mut options = Options {
+        keep: false,
         rounds: 5,
         kiln: None,
         baseline: None,
     };
     let mut args = args;
     while let Some(flag) = args.next() {
+        if flag == "--keep" {
+            options.keep = true;
+            continue;
+        }
         let value = args
             .next()
             .with_context(|| format!("{flag} needs a value"))?;
@@ -35,7 +42,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Options> {
             "--kiln" => options.kiln = Some(PathBuf::from(value)),
             "--baseline" => options.baseline = Some(PathBuf::from(value)),
             _ => bail!(
-                "unknown flag {flag} (workflows takes --rounds N, --kiln PATH and --baseline PATH)"
+                "unknown flag {flag} (workflows takes --rounds N, --kiln PATH, --baseline PATH and --keep)"
             ),
         }
     }
@@ -169,5 +176,10 @@ pub fn main(args: impl Iterator<Item = String>) -> Result<()> {
         println!("workflows / baseline: {ratio:.3}x (target <= 1.05x) {ok}");
     }
     println!("({:.0} s in all)", began.elapsed().as_secs_f64());
+    drop(subject);
+    drop(baseline);
+    if options.keep {
+        println!("kept {}", work.keep().display());
+    }
     Ok(())
 }
