@@ -42,9 +42,6 @@ pub struct WorkflowRun {
     /// The SendWorkflowStepAction calls it took, for replays of the same client token.
     #[serde(default)]
     pub step_actions: Vec<StepAction>,
-    /// A test workflow's `onFailure: CONTINUE`: its failure leaves the image going on.
-    #[serde(default)]
-    pub continue_on_failure: bool,
 }
 
 /// One SendWorkflowStepAction taken.

@@ -186,7 +186,7 @@ pub fn execute(ctx: &BuildContext, mut runs: Vec<WorkflowRun>) -> Outcome {
                 match run.execution.status {
                     ExecutionStatus::Completed => outputs.extend(run.execution.outputs.clone()),
                     ExecutionStatus::Cancelled => {}
-                    _ if run.continue_on_failure => ctx.log.event(&format!(
+                    _ if plan::continues_on_failure(&ctx.image, run) => ctx.log.event(&format!(
                         "workflow {} failed; its onFailure is CONTINUE, so the build goes on",
                         plan::workflow_name(run)
                     )),
@@ -223,7 +223,7 @@ pub fn execute(ctx: &BuildContext, mut runs: Vec<WorkflowRun>) -> Outcome {
         Some((stage, message)) => {
             let failed_run = runs.iter().find(|r| {
                 r.workflow_type == stage
-                    && !r.continue_on_failure
+                    && !plan::continues_on_failure(&ctx.image, r)
                     && r.execution.status != ExecutionStatus::Completed
             });
             let step = failed_run.and_then(|r| failure_of(r).1);

@@ -16,6 +16,16 @@ use kiln_workflow::execution::Context;
 use kiln_workflow::{Document, Execution};
 use serde_json::{json, Map};
 
+/// Whether a failure of `run` leaves the build going on: its `onFailure: CONTINUE` in the
+/// image's `workflows` (where its `ordinal` points; ABORT by default).
+pub fn continues_on_failure(image: &Image, run: &WorkflowRun) -> bool {
+    image
+        .workflows
+        .as_ref()
+        .and_then(|w| w.get(run.ordinal as usize))
+        .is_some_and(|w| w.on_failure == Some(WorkflowFailureAction::Continue))
+}
+
 /// `$.imagebuilder` of the image's runs.
 pub fn imagebuilder_context(image: &Image) -> serde_json::Value {
     json!({
@@ -148,15 +158,11 @@ pub fn plan(tx: &mut dyn Txn, image: &Image, has_tests: bool) -> Result<Vec<Work
             ordinal: index as u32,
             execution,
             step_actions: Vec::new(),
-            continue_on_failure: given
-                .is_some_and(|g| g.on_failure == Some(WorkflowFailureAction::Continue)),
         });
     }
-    // The stages run in their fixed order whatever order the list gave them in.
+    // The stages run in their fixed order whatever order the list gave them in; `ordinal`
+    // stays the place in the image's `workflows` (see [`continues_on_failure`]).
     runs.sort_by_key(|r| (stage_rank(r.workflow_type), r.ordinal));
-    for (ordinal, run) in runs.iter_mut().enumerate() {
-        run.ordinal = ordinal as u32;
-    }
     Ok(runs)
 }
 

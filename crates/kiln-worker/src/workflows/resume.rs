@@ -184,7 +184,6 @@ mod tests {
             ordinal: 0,
             execution,
             step_actions: Vec::new(),
-            continue_on_failure: false,
         }
     }
 
