@@ -410,3 +410,23 @@ outputs:
     assert stamp_of(log, r"step Say \(WaitForAction\): FAILED") <= stamp_of(
         log, "stage distribute started"
     )
+
+
+def test_a_step_past_its_timeout_is_stopped_and_fails(client, infra, endpoint):
+    slow = BUILD_WITH_RUNCOMMAND.replace(
+        '          - "echo runcommand-said-hello"',
+        '          - "sleep 120"',
+    ).replace(
+        "    action: RunCommand\n    onFailure: Abort\n",
+        "    action: RunCommand\n    onFailure: Abort\n    timeoutSeconds: 2\n",
+    )
+    build = workflow(client, "BUILD", slow)
+    r = recipe(client, [bash_component(client, {"build": "echo never"})])
+    started = time.monotonic()
+    image = run_pipeline(client, r, infra, [{"workflowArn": build}])
+    assert time.monotonic() - started < 60
+    assert image["state"]["status"] == "FAILED", image["state"]
+    assert "Step timed out" in image["state"]["reason"], image["state"]
+    log = log_of(endpoint, image["arn"])
+    assert "ran past its timeoutSeconds" in log
+    assert "step Launch (LaunchInstance): rollback COMPLETED" in log

@@ -169,7 +169,7 @@ pub fn drive(ctx: &BuildContext, run: &mut WorkflowRun, overhead: &mut Overhead)
                     }
                     continue;
                 }
-                let result = steps::run(ctx, run, index, &action, &inputs);
+                let result = run_within(ctx, run, index, &action, &inputs, deadline);
                 let started = Instant::now();
                 let now = ctx.now();
                 if ctx.cancelled() {
@@ -228,6 +228,58 @@ pub fn drive(ctx: &BuildContext, run: &mut WorkflowRun, overhead: &mut Overhead)
             }
         }
     }
+}
+
+/// Runs a step action; when it outlives its deadline (`timeoutSeconds`), the processes of the
+/// instance it acts on are killed, so the action ends (and the step fails as timed out).
+fn run_within(
+    ctx: &BuildContext,
+    run: &WorkflowRun,
+    index: usize,
+    action: &str,
+    inputs: &serde_json::Value,
+    deadline: i64,
+) -> Result<serde_json::Value, String> {
+    // Only actions that run programs in the instance (never one that terminates it: the
+    // watchdog holds the instance while the step runs).
+    let runs_programs = matches!(action, "ExecuteComponents" | "RunCommand");
+    let instance = inputs
+        .get("instanceId")
+        .filter(|_| runs_programs)
+        .and_then(serde_json::Value::as_str)
+        .and_then(|id| ctx.instance(id).ok().flatten());
+    let Some(instance) = instance else {
+        return steps::run(ctx, run, index, action, inputs);
+    };
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let fired = std::sync::atomic::AtomicBool::new(false);
+    let result = std::thread::scope(|scope| {
+        let fired = &fired;
+        scope.spawn(move || {
+            let left = deadline.saturating_sub(ctx.now()).max(0) as u64;
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                finished.recv_timeout(Duration::from_millis(left))
+            {
+                ctx.log.event(&format!(
+                    "step {} ran past its timeoutSeconds: stopping what runs in {}",
+                    run.execution.steps[index].name,
+                    instance.id()
+                ));
+                fired.store(true, std::sync::atomic::Ordering::SeqCst);
+                let _ = instance.stop_processes();
+            }
+        });
+        let result = steps::run(ctx, run, index, action, inputs);
+        drop(done);
+        result
+    });
+    if fired.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(format!(
+            "Step timed out: it ran longer than its timeoutSeconds ({})",
+            run.execution.steps[index].timeout_seconds
+        ));
+    }
+    result
 }
 
 /// Waits until SendWorkflowStepAction settles step `index` (or its deadline passes, or the
