@@ -1,6 +1,8 @@
-//! Runs one workflow execution to its end: asks the engine what to do, stores the record after
-//! every transition (one small write), does it, reports, and logs each workflow and step
-//! transition to the build log.
+//! Runs one workflow execution to its end: asks the engine what to do, stores the record before
+//! acting on it (one small write), does it, reports, and logs each workflow and step transition
+//! to the build log. A step's end is stored in the same write as what follows it (the next
+//! step's start, a rollback, the end): nothing acts in between, so a restart finds the same
+//! record either way, and a step costs one write instead of two.
 //!
 //! A WaitForAction step stays RUNNING while the driver re-reads the stored record (every
 //! [`WAIT_POLL`], or sooner when a write wakes it): SendWorkflowStepAction completes or fails
@@ -185,7 +187,9 @@ pub fn drive(ctx: &BuildContext, run: &mut WorkflowRun, overhead: &mut Overhead)
                 if let Err(e) = run.execution.step_finished(index, result, now) {
                     tracing::error!(execution = %run.execution_id, error = %e, "reporting a step");
                 }
-                store(ctx, run);
+                // Stored with the next transition, in the same write: the next step starts (or
+                // the rollback, or the end) only once both are durable, which is all a restart
+                // needs; a crash between the two finds the step RUNNING either way.
                 log_step(ctx, run, index);
                 overhead.engine += started.elapsed();
             }
