@@ -37,12 +37,19 @@ pub struct Overhead {
     pub steps: u32,
 }
 
+/// Stores `run` over its record; a record that is gone (DeleteImage removed the image's
+/// executions) is not made again.
 pub fn store(ctx: &BuildContext, run: &WorkflowRun) {
     if let Err(e) = ctx
         .shared
         .core
         .store
-        .write(|tx| workflow_runs::put(tx, run))
+        .write(|tx| {
+            if tx.get_row(&run.arn.to_string())?.is_none() {
+                return Ok(());
+            }
+            workflow_runs::put(tx, run)
+        })
         .map_err(|e| e.to_string())
         .and_then(|r| r.map_err(|e| e.to_string()))
     {
@@ -58,15 +65,24 @@ fn update(ctx: &BuildContext, run: &mut WorkflowRun, change: impl FnOnce(&mut Wo
         run.region().to_string(),
         run.execution_id.clone(),
     );
+    let mut change = Some(change);
     let written = ctx.shared.core.store.write(|tx| {
-        let mut stored =
-            workflow_runs::get(tx, &owner, &region, &id)?.unwrap_or_else(|| run.clone());
-        change(&mut stored);
+        let Some(mut stored) = workflow_runs::get(tx, &owner, &region, &id)? else {
+            return Ok(None); // DeleteImage removed it: not made again
+        };
+        if let Some(change) = change.take() {
+            change(&mut stored);
+        }
         workflow_runs::put(tx, &stored)?;
-        Ok::<_, kiln_core::error::CoreError>(stored)
+        Ok::<_, kiln_core::error::CoreError>(Some(stored))
     });
     match written {
-        Ok(Ok(stored)) => *run = stored,
+        Ok(Ok(Some(stored))) => *run = stored,
+        Ok(Ok(None)) => {
+            if let Some(change) = change.take() {
+                change(run);
+            }
+        }
         Ok(Err(e)) => {
             tracing::error!(execution = %id, error = %e, "updating a workflow execution failed")
         }
