@@ -236,8 +236,9 @@ pub fn execute(ctx: &BuildContext, mut runs: Vec<WorkflowRun>) -> Outcome {
                     stage_word(stage)
                 ));
             }
-            if stage != WorkflowType::Distribution {
-                // Nothing will distribute what was built (RetryImage builds again).
+            if stage != WorkflowType::Distribution && kept.is_none() {
+                // Nothing will distribute what was built (RetryImage builds again); a kept
+                // test instance still has its layers below it, so they stay with it.
                 run::discard(ctx.shared, &ctx.image);
             }
             fail_image(ctx, stage_status(stage), reason, step, kept);
