@@ -141,8 +141,10 @@ pub fn plan(tx: &mut dyn Txn, image: &Image, has_tests: bool) -> Result<Vec<Work
                     .collect()
             })
             .unwrap_or_default();
+        let mut imagebuilder = imagebuilder_context(image);
+        imagebuilder["workflowPhase"] = json!(workflow.workflow_type.as_str());
         let context = Context {
-            imagebuilder: imagebuilder_context(image),
+            imagebuilder,
             workflow_outputs: Map::new(),
         };
         let execution = Execution::start(document, &parameters, context)
