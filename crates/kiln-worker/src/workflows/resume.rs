@@ -12,7 +12,7 @@ use crate::Shared;
 use kiln_core::workflow_runs::{self, WorkflowRun};
 use kiln_domain::resources::image::Image;
 use kiln_domain::resources::workflow::WorkflowType;
-use kiln_workflow::execution::{ExecutionStatus, Next, StepStatus};
+use kiln_workflow::execution::{ExecutionStatus, StepStatus};
 use serde_json::Value;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -89,23 +89,12 @@ pub fn fail_interrupted(shared: &Shared, runs: Vec<WorkflowRun>) {
 
 /// Ends one unfinished execution of a build that cannot go on (see [`fail_interrupted`]).
 pub fn settle_interrupted(exec: &mut kiln_workflow::Execution, now: i64) {
-    if exec.status == ExecutionStatus::Pending {
-        let _ = exec.skip("Kiln stopped before the workflow ran", now);
-        return;
-    }
-    exec.recover(now);
-    // Bounded: each turn ends a step or a rollback.
-    for _ in 0..(exec.steps.len() * 3 + 3) {
-        match exec.next(now) {
-            Next::Done { .. } => break,
-            Next::RunStep { index, .. } | Next::Wait { index, .. } => {
-                let _ = exec.step_finished(index, Err(INTERRUPTED.to_string()), now);
-            }
-            Next::Rollback { index, .. } => {
-                let _ = exec.rollback_finished(index, Ok(()), now);
-            }
-        }
-    }
+    let reason = if exec.status == ExecutionStatus::Pending {
+        "Kiln stopped before the workflow ran"
+    } else {
+        INTERRUPTED
+    };
+    workflow_runs::settle_interrupted(exec, reason, now);
 }
 
 /// Goes on with the build of `image` (in progress, queued again by recovery).
@@ -163,7 +152,7 @@ pub fn resume(shared: &Arc<Shared>, image: Image) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kiln_workflow::execution::Context;
+    use kiln_workflow::execution::{Context, Next};
     use kiln_workflow::{Document, Execution};
     use serde_json::json;
 
