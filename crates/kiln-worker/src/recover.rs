@@ -2,8 +2,11 @@
 //!
 //! One process owns a data directory, so every build the queue shows as claimed by a worker of
 //! this directory (`<machine>/pid-<n>`, see [`crate::machine_id`]) belongs to a process that is
-//! gone; on SQLite, whose database one process owns, that is every claimed build. Those images
-//! end FAILED with the reason [`INTERRUPTED`](crate::run::INTERRUPTED) and their half-made store
+//! gone; on SQLite, whose database one process owns, that is every claimed build. Those whose
+//! workflows can go on (no execution holds an instance that died with the process, e.g. one
+//! waits for SendWorkflowStepAction) are queued again and go on
+//! ([`crate::workflows::resume`]); the others end FAILED with the reason
+//! [`INTERRUPTED`](crate::run::INTERRUPTED), their executions too, and their half-made store
 //! entries are dropped; builds nobody claimed stay queued and run; deletions are done. On a
 //! shared database, builds other machines claimed are theirs and are left alone. Then every instance
 //! left in `instances/` is torn down (processes, mounts, cgroups), exports in flight are
