@@ -109,10 +109,37 @@ pub fn process(shared: &Arc<Shared>, arn: &str) {
         }
         // Gone: what AMIs kept of it may be left, once the last of them was deregistered.
         None => sweep(shared, arn),
-        // Cancelled before it started.
-        Some(_) => {}
+        // Cancelled before it started, or while it waited to go on after a restart: its
+        // executions (if it has any) end with it.
+        Some(image) => end_runs(shared, &image),
     }
     finish(shared, arn);
+}
+
+/// Ends the unfinished workflow executions of an image that ended without its build running
+/// them: CANCELLED (PENDING ones SKIPPED).
+fn end_runs(shared: &Shared, image: &Image) {
+    let now = shared.core.clock.now_millis();
+    let ended = shared.core.store.write(|tx| {
+        for mut run in kiln_core::workflow_runs::of_image(tx, &image.arn)? {
+            let exec = &mut run.execution;
+            let changed = match exec.status {
+                kiln_workflow::execution::ExecutionStatus::Pending => exec
+                    .skip("the image creation ended before the workflow ran", now)
+                    .is_ok(),
+                _ => exec.cancel(now).is_ok(),
+            };
+            if changed {
+                kiln_core::workflow_runs::put(tx, &run)?;
+            }
+        }
+        Ok::<_, kiln_core::error::CoreError>(())
+    });
+    match ended {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(arn = %image.arn, error = %e, "ending workflow executions"),
+        Err(e) => tracing::warn!(arn = %image.arn, error = %e, "ending workflow executions"),
+    }
 }
 
 /// The contents of a deleted image that AMIs kept, once no AMI names them (the last was
