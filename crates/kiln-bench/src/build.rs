@@ -504,7 +504,7 @@ pub(crate) enum Outcome {
 
 impl Kiln {
     /// Creates the components, recipe, infrastructure configuration and pipeline.
-    fn setup(addr: SocketAddr) -> Result<Kiln> {
+    pub(crate) fn setup(addr: SocketAddr) -> Result<Kiln> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;

@@ -54,6 +54,7 @@ mod container;
 mod schedule;
 mod snapshot;
 mod toe;
+mod workflows;
 
 use anyhow::{bail, Context, Result};
 use client::Connection;
@@ -105,6 +106,7 @@ fn main() -> Result<()> {
         Some("snapshot") => return snapshot::main(std::env::args().skip(2)),
         Some("build") => return build::main(std::env::args().skip(2)),
         Some("container") => return container::main(std::env::args().skip(2)),
+        Some("workflows") => return workflows::main(std::env::args().skip(2)),
         Some("schedule") => return schedule::main(std::env::args().skip(2)),
         Some("claims") => return claims::main(std::env::args().skip(2)),
         _ => {}
@@ -112,7 +114,7 @@ fn main() -> Result<()> {
     let (which, options) = parse_options()?;
     if which != "api" {
         bail!(
-            "usage: kiln-bench api [--seconds N] [--connections N] [--postgres | --database URL] | claims [--database URL] [--workers N] [--threads N] [--builds N] | toe [--rounds N] [--steps N] | snapshot [--tree DIR] [--rounds N] | build [--rounds N] [--kiln PATH] | schedule [--pipelines N] [--rounds R] [--idle-seconds S]"
+            "usage: kiln-bench api [--seconds N] [--connections N] [--postgres | --database URL] | claims [--database URL] [--workers N] [--threads N] [--builds N] | toe [--rounds N] [--steps N] | snapshot [--tree DIR] [--rounds N] | build [--rounds N] [--kiln PATH] | workflows [--rounds N] [--kiln PATH] [--baseline PATH] | schedule [--pipelines N] [--rounds R] [--idle-seconds S]"
         );
     }
     // The PostgreSQL client blocks: the database is made (and dropped) outside the runtime.

@@ -99,6 +99,64 @@ pub struct BuildRequest {
     pub container: Option<container::ContainerSpec>,
 }
 
+/// Why the phases of a recipe's components failed.
+#[derive(Debug, Clone)]
+pub struct PhaseError {
+    pub message: String,
+    /// Boxed: the error stays small on the success path.
+    pub component: Option<Box<ComponentFailure>>,
+}
+
+/// The component step that failed a run (the image's `componentFailure`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentFailure {
+    /// The component's name as the engine ran it (its document's `name`).
+    pub component: String,
+    /// Its place among the request's components (the report lists them in run order).
+    pub index: usize,
+    pub phase: String,
+    pub step: String,
+    pub action: String,
+    pub error: String,
+}
+
+impl ComponentFailure {
+    /// The first failed step of the first failed phase of the first failed document.
+    pub fn of(report: &ExecutionReport) -> Option<ComponentFailure> {
+        use kiln_toe::report::Status;
+        let (index, document) = report
+            .documents
+            .iter()
+            .enumerate()
+            .find(|(_, d)| d.status == Status::Failed)?;
+        let phase = document
+            .phases
+            .iter()
+            .find(|p| p.status == Status::Failed)?;
+        let step = phase.steps.iter().find(|s| s.status == Status::Failed)?;
+        Some(ComponentFailure {
+            component: document.name.clone(),
+            index,
+            phase: phase.name.clone(),
+            step: step.name.clone(),
+            action: step.action.clone(),
+            error: step
+                .failure_message
+                .clone()
+                .or_else(|| phase.failure_message.clone())
+                .unwrap_or_default(),
+        })
+    }
+}
+
+/// Whether any of `components` has a `test` phase.
+pub fn has_test_phase(components: &[SourceDocument]) -> bool {
+    components.iter().any(|c| {
+        document::parse(&c.text, Platform::Linux)
+            .is_ok_and(|d| d.phases.iter().any(|p| p.name == "test"))
+    })
+}
+
 impl BuildRequest {
     /// The id of the instance of a stage (`build` or `test`).
     pub fn instance_id(&self, role: &str) -> String {
@@ -172,7 +230,7 @@ impl Builder<'_> {
     }
 
     /// How the image's configuration records a build of `request`.
-    pub(crate) fn commit_meta(&self, request: &BuildRequest) -> CommitMeta {
+    pub fn commit_meta(&self, request: &BuildRequest) -> CommitMeta {
         CommitMeta {
             created_by: Some(format!("kiln build {}", request.build_id)),
             // The engine's clock is the service's: the image's configuration says it was made
@@ -350,8 +408,118 @@ impl Builder<'_> {
         })
     }
 
+    /// The step-level operations the workflow actions use (LaunchInstance, ExecuteComponents,
+    /// CollectImageMetadata, CreateImage): each does one thing to one instance, and the caller
+    /// decides the order. `build_image` above strings them together the fixed way.
+    ///
+    /// Runs `phases` of the recipe's components in `instance`; `execution_id` names the
+    /// component engine's run (its log folder). A failure says which component, phase, step
+    /// and action failed, when the engine got that far.
+    pub fn run_phases(
+        &self,
+        instance: &Instance,
+        request: &BuildRequest,
+        phases: &[&str],
+        execution_id: &str,
+    ) -> Result<ExecutionReport, PhaseError> {
+        let run = RunRequest {
+            documents: request.components.clone(),
+            phases: Some(phases.iter().map(|p| p.to_string()).collect()),
+            parameters: Vec::new(),
+            execution_id: Some(execution_id.to_string()),
+            log_directory: request.log_directory.clone(),
+            state_directory: None,
+        };
+        let engine = Engine::new(instance, self.engine, self.observer);
+        let plain = |message: String| PhaseError {
+            message,
+            component: None,
+        };
+        match engine.run(run) {
+            Ok(Outcome::Finished(report)) if report.status.is_success() => Ok(report),
+            Ok(Outcome::Finished(report)) => Err(PhaseError {
+                message: report
+                    .failure_message
+                    .clone()
+                    .unwrap_or_else(|| format!("the {} phases failed", phases.join("/"))),
+                component: ComponentFailure::of(&report).map(Box::new),
+            }),
+            Ok(Outcome::RebootPending(_)) => Err(plain(
+                "a component asked for a reboot that could not be resumed".into(),
+            )),
+            Err(e) => Err(plain(e.to_string())),
+        }
+    }
+
+    /// The OS and package list of the instance's root filesystem (enhanced image metadata).
+    pub fn collect_metadata(&self, instance: &Instance) -> metadata::Metadata {
+        let rpm_query = || {
+            let args: Vec<String> = metadata::RPM_QUERY.iter().map(|a| a.to_string()).collect();
+            let out = kiln_toe::target::Target::command(instance, "rpm", &args)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .ok()?;
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        };
+        metadata::collect_with(kiln_toe::target::Target::root(instance), &rpm_query)
+    }
+
+    /// CreateImage: stops what runs in `instance`, gives its writable layer the image's owners
+    /// back, and commits that layer on top of `base` under the request's tag. The instance
+    /// stays (stopped) until it is terminated.
+    pub fn snapshot(
+        &self,
+        request: &BuildRequest,
+        instance: &Instance,
+        base: Option<&ImageRef>,
+    ) -> Result<ImageRef, String> {
+        instance
+            .stop_processes()
+            .map_err(|e| format!("stopping the instance: {e}"))?;
+        instance
+            .restore_owners()
+            .map_err(|e| format!("restoring the owners of the instance's files: {e}"))?;
+        let layer = self
+            .store
+            .snapshot_layer_mapped(&instance.upper(), Compression::Zstd, instance.uid_map())
+            .map_err(|e| e.to_string())?;
+        self.store
+            .commit(base, layer, &self.commit_meta(request), &request.tag)
+            .map_err(|e| e.to_string())
+    }
+
+    /// CreateImage's first half when the snapshot runs beside later steps: stops what runs in
+    /// `instance`, gives its writable layer the image's owners back and unmounts its overlay
+    /// (the directory then may be a lower layer of a test instance while the snapshot reads
+    /// it). The instance's directory and cgroups stay until it is terminated.
+    pub fn detach_for_snapshot(&self, instance: &Instance) -> Result<(), String> {
+        instance
+            .stop_processes()
+            .map_err(|e| format!("stopping the instance: {e}"))?;
+        instance
+            .restore_owners()
+            .map_err(|e| format!("restoring the owners of the instance's files: {e}"))?;
+        self.sys
+            .mounts_under(instance.dir())
+            .and_then(|mounts| mounts.iter().try_for_each(|m| self.sys.unmount(m)))
+            .map_err(|e| format!("unmounting the instance: {e}"))
+    }
+
+    /// A container recipe's whole Dockerfile build (the components run where it says), its
+    /// image committed under the request's tag; the test phase is left to test workflows.
+    pub fn build_container_image(&self, request: &BuildRequest) -> Result<Built, BuildError> {
+        let Some(spec) = &request.container else {
+            return Err(fail(Stage::Build)(
+                "the recipe is not a container recipe".into(),
+            ));
+        };
+        self.build_container(request, spec)
+    }
+
     /// Ends a failed stage: terminates its instance, or keeps it when asked to.
-    pub(crate) fn failed(
+    pub fn failed(
         &self,
         request: &BuildRequest,
         instance: Instance,
@@ -367,7 +535,7 @@ impl Builder<'_> {
         e
     }
 
-    pub(crate) fn launch(
+    pub fn launch(
         &self,
         request: &BuildRequest,
         role: &str,
@@ -407,7 +575,7 @@ impl Builder<'_> {
 
     /// Runs the `phases` of `documents` in `instance` with the component engine; a failure is
     /// the engine's message (or "`what` failed").
-    pub(crate) fn run_documents(
+    pub fn run_documents(
         &self,
         instance: &Instance,
         request: &BuildRequest,

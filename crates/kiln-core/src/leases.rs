@@ -76,6 +76,16 @@ pub fn end_expired(tx: &mut dyn Txn, lease: &Lease, now: i64) -> Result<Ended, S
         |_| {},
     )? {
         close_log(tx, &image.build_id, &reason, now)?;
+        // Its workflow executions end too: nothing runs them any more.
+        crate::workflow_runs::settle_of_image(tx, &image.arn, &reason, now).map_err(
+            |e| match e {
+                crate::error::CoreError::Storage(e) => e,
+                other => StoreError::Corrupt {
+                    arn: lease.arn.clone(),
+                    message: other.to_string(),
+                },
+            },
+        )?;
         Ok(Ended::Failed(reason))
     } else {
         Ok(Ended::Removed)

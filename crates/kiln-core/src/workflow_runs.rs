@@ -17,7 +17,7 @@ use kiln_domain::arn::{Arn, ResourceKind};
 use kiln_domain::resources::workflow::WorkflowType;
 use kiln_domain::resources::Resource;
 use kiln_store::{ListQuery, Txn, TxnExt};
-use kiln_workflow::execution::{StepStatus, WaitAction};
+use kiln_workflow::execution::{ExecutionStatus, Next, StepStatus, WaitAction};
 use kiln_workflow::Execution;
 use serde::{Deserialize, Serialize};
 
@@ -157,6 +157,43 @@ pub fn waiting(tx: &mut dyn Txn, owner: &str, region: &str) -> CoreResult<Vec<Wo
         .into_iter()
         .filter(|r| r.waiting_step().is_some())
         .collect())
+}
+
+/// Ends an unfinished execution of a build that cannot go on (Kiln stopped under it, or its
+/// worker was lost): a step under way fails with `reason` (or as `recover` says) and its
+/// rollbacks are recorded done (the instances went with the process); a PENDING one is SKIPPED.
+pub fn settle_interrupted(execution: &mut Execution, reason: &str, now: i64) {
+    if execution.status.is_terminal() {
+        return;
+    }
+    if execution.status == ExecutionStatus::Pending {
+        let _ = execution.skip(reason, now);
+        return;
+    }
+    execution.recover(now);
+    // Bounded: each turn ends a step or a rollback.
+    for _ in 0..(execution.steps.len() * 3 + 3) {
+        match execution.next(now) {
+            Next::Done { .. } => break,
+            Next::RunStep { index, .. } | Next::Wait { index, .. } => {
+                let _ = execution.step_finished(index, Err(reason.to_string()), now);
+            }
+            Next::Rollback { index, .. } => {
+                let _ = execution.rollback_finished(index, Ok(()), now);
+            }
+        }
+    }
+}
+
+/// [`settle_interrupted`] for every unfinished execution of the image build version `image`.
+pub fn settle_of_image(tx: &mut dyn Txn, image: &Arn, reason: &str, now: i64) -> CoreResult<()> {
+    for mut run in of_image(tx, image)? {
+        if !run.execution.status.is_terminal() {
+            settle_interrupted(&mut run.execution, reason, now);
+            put(tx, &run)?;
+        }
+    }
+    Ok(())
 }
 
 /// Removes the executions of an image (DeleteImage).

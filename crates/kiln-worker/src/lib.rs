@@ -7,7 +7,10 @@
 //!
 //! - [`parent`] finds the parent image in the image store, making Kiln's managed base images on
 //!   first use and importing parents from OCI layouts, archives and registries;
-//! - [`run`] drives `kiln_build::Builder` and moves the image through BUILDING, TESTING,
+//! - [`workflows`] runs each build as workflow executions (the managed build-image/test-image
+//!   or container pair by default, or the image's own `workflows`), each stored after every
+//!   transition, with step actions on `kiln_build::Builder`'s step operations;
+//! - [`run`] starts builds and moves the image through BUILDING, TESTING,
 //!   DISTRIBUTING and AVAILABLE (or FAILED naming the stage, step and cause) in the database, and
 //!   watches for CancelImageCreation: a cancelled build's processes are killed and its instances
 //!   torn down within a second;
@@ -22,8 +25,9 @@
 //!   builds) instead of building, and [`exports`] writes an AMI's disk image to S3 (a
 //!   distribution's `s3ExportConfiguration`), both through [`s3`] (`--s3-endpoint`, a key of
 //!   the image's account);
-//! - [`recover`] runs once at start: builds a previous process left running end FAILED
-//!   "interrupted", their instances are reaped, and half-written store entries collected;
+//! - [`recover`] runs once at start: builds a previous process left running go on when their
+//!   workflows can (no execution held an instance that died with it), or else end FAILED
+//!   "interrupted"; their instances are reaped, and half-written store entries collected;
 //! - [`lease`] keeps, on a shared database, the leases of this process's claims and ends the
 //!   builds of workers whose lease ran out (another process, dead or cut off).
 //!
@@ -48,6 +52,7 @@ pub mod recover;
 pub mod registry;
 pub mod run;
 pub mod s3;
+pub mod workflows;
 
 use kiln_core::Core;
 use kiln_image::ImageStore;

@@ -2,8 +2,11 @@
 //!
 //! One process owns a data directory, so every build the queue shows as claimed by a worker of
 //! this directory (`<machine>/pid-<n>`, see [`crate::machine_id`]) belongs to a process that is
-//! gone; on SQLite, whose database one process owns, that is every claimed build. Those images
-//! end FAILED with the reason [`INTERRUPTED`](crate::run::INTERRUPTED) and their half-made store
+//! gone; on SQLite, whose database one process owns, that is every claimed build. Those whose
+//! workflows can go on (no execution holds an instance that died with the process, e.g. one
+//! waits for SendWorkflowStepAction) are queued again and go on
+//! ([`crate::workflows::resume`]); the others end FAILED with the reason
+//! [`INTERRUPTED`](crate::run::INTERRUPTED), their executions too, and their half-made store
 //! entries are dropped; builds nobody claimed stay queued and run; deletions are done. On a
 //! shared database, builds other machines claimed are theirs and are left alone. Then every instance
 //! left in `instances/` is torn down (processes, mounts, cgroups), exports in flight are
@@ -13,6 +16,32 @@ use crate::run::{read_image, store_tag, transition, INTERRUPTED};
 use crate::{Shared, WorkerError};
 use kiln_domain::resources::image::ImageStatus;
 use std::time::Duration;
+
+/// A build whose workflows can go on after the restart (see
+/// [`crate::workflows::resume`]) is queued again, unclaimed: a worker thread takes it and goes
+/// on from its stored executions. `false` when it cannot go on.
+fn requeue_resumable(
+    shared: &Shared,
+    image: &kiln_domain::resources::image::Image,
+    arn: &str,
+) -> Result<bool, WorkerError> {
+    let runs = crate::workflows::resume::runs_of(shared, image);
+    if !crate::workflows::resume::resumable(shared, image, &runs) {
+        return Ok(false);
+    }
+    tracing::info!(arn, "the build's workflows go on after the restart");
+    let now = shared.core.clock.now_millis();
+    shared
+        .core
+        .store
+        .write(|tx| {
+            tx.finish_build(arn)?;
+            tx.enqueue_build(arn, now)
+        })
+        .map_err(|e| WorkerError::Database(e.to_string()))?
+        .map_err(|e| WorkerError::Database(e.to_string()))?;
+    Ok(true)
+}
 
 pub fn recover(shared: &Shared) -> Result<(), WorkerError> {
     let queued = shared
@@ -43,7 +72,12 @@ pub fn recover(shared: &Shared) -> Result<(), WorkerError> {
                 false
             }
             Some(i) if i.status == ImageStatus::Pending && claimed_by.is_none() => true,
+            Some(i) if i.status.in_progress() && requeue_resumable(shared, i, &arn)? => true,
             Some(i) if i.status.in_progress() => {
+                crate::workflows::resume::fail_interrupted(
+                    shared,
+                    crate::workflows::resume::runs_of(shared, i),
+                );
                 tracing::warn!(
                     arn,
                     "marking a build interrupted by the last stop as FAILED"

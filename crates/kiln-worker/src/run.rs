@@ -8,7 +8,7 @@
 use crate::logs::BuildLog;
 use crate::Shared;
 use kiln_build::container::ContainerSpec;
-use kiln_build::{BuildError, BuildRequest, Builder, Built, Stage, Stages};
+use kiln_build::{BuildError, BuildRequest, Stage};
 use kiln_core::images::move_image;
 use kiln_domain::resources::image::{
     BuildSnapshot, DistributionFailure, FailureContext, Image, ImageStatus, ImageType, Package,
@@ -94,13 +94,52 @@ pub fn process(shared: &Arc<Shared>, arn: &str) {
         Some(image) if image.status == ImageStatus::Pending && image.import.is_some() => {
             crate::imports::run(shared, image)
         }
-        Some(image) if image.status == ImageStatus::Pending => build(shared, image),
+        Some(image) if image.status == ImageStatus::Pending => {
+            if !build(shared, image) {
+                return; // suspended: it stays queued for the next start
+            }
+        }
+        // A build a restart found waiting (see `recover`): its workflows go on.
+        Some(image) if image.status.in_progress() => {
+            if crate::workflows::resume::resume(shared, image)
+                == crate::workflows::Outcome::Suspended
+            {
+                return;
+            }
+        }
         // Gone: what AMIs kept of it may be left, once the last of them was deregistered.
         None => sweep(shared, arn),
-        // Cancelled before it started.
-        Some(_) => {}
+        // Cancelled before it started, or while it waited to go on after a restart: its
+        // executions (if it has any) end with it.
+        Some(image) => end_runs(shared, &image),
     }
     finish(shared, arn);
+}
+
+/// Ends the unfinished workflow executions of an image that ended without its build running
+/// them: CANCELLED (PENDING ones SKIPPED).
+fn end_runs(shared: &Shared, image: &Image) {
+    let now = shared.core.clock.now_millis();
+    let ended = shared.core.store.write(|tx| {
+        for mut run in kiln_core::workflow_runs::of_image(tx, &image.arn)? {
+            let exec = &mut run.execution;
+            let changed = match exec.status {
+                kiln_workflow::execution::ExecutionStatus::Pending => exec
+                    .skip("the image creation ended before the workflow ran", now)
+                    .is_ok(),
+                _ => exec.cancel(now).is_ok(),
+            };
+            if changed {
+                kiln_core::workflow_runs::put(tx, &run)?;
+            }
+        }
+        Ok::<_, kiln_core::error::CoreError>(())
+    });
+    match ended {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(arn = %image.arn, error = %e, "ending workflow executions"),
+        Err(e) => tracing::warn!(arn = %image.arn, error = %e, "ending workflow executions"),
+    }
 }
 
 /// The contents of a deleted image that AMIs kept, once no AMI names them (the last was
@@ -205,22 +244,6 @@ pub(crate) fn remove(shared: &Shared, image: &Image) {
     }
 }
 
-/// Moves the image to TESTING when the test stage starts, and logs stage changes.
-struct StageTracker<'a> {
-    shared: &'a Shared,
-    arn: &'a str,
-    log: &'a BuildLog,
-}
-
-impl Stages for StageTracker<'_> {
-    fn entered(&self, stage: Stage) {
-        self.log.event(&format!("stage {} started", stage.name()));
-        if stage == Stage::Test {
-            transition(self.shared, self.arn, ImageStatus::Testing, None, |_| {});
-        }
-    }
-}
-
 /// The build log of `image` (on a shared database also written to the database).
 pub(crate) fn open_log(shared: &Shared, image: &Image) -> std::io::Result<BuildLog> {
     let arn = image.arn.to_string();
@@ -246,62 +269,27 @@ pub(crate) fn open_log(shared: &Shared, image: &Image) -> std::io::Result<BuildL
     })
 }
 
-fn build(shared: &Arc<Shared>, image: Image) {
+/// Runs the build of a PENDING image as workflow executions (see [`crate::workflows`]).
+/// `false` when it is suspended: it stays queued, to go on after a restart.
+fn build(shared: &Arc<Shared>, image: Image) -> bool {
     let arn = image.arn.to_string();
     let log = match open_log(shared, &image) {
         Ok(log) => log,
         Err(e) => {
             let reason = format!("build stage failed: creating the build log: {e}");
             transition(shared, &arn, ImageStatus::Failed, Some(reason), |_| {});
-            return;
+            return true;
         }
     };
     if image.resume_at == Some(ImageStatus::Distributing) {
-        return resume_distribution(shared, &image, &log);
+        resume_distribution(shared, &image, &log);
+        return true;
     }
     if !transition(shared, &arn, ImageStatus::Building, None, |_| {}) {
-        return;
+        return true;
     }
     log.event(&format!("image {arn}: BUILDING"));
-    let cancel = Arc::new(AtomicBool::new(false));
-    let outcome = run_build(shared, &image, &log, &cancel);
-
-    let interrupted = shared.stopping() && cancel.load(Ordering::SeqCst);
-    match outcome {
-        Ok((built, parent_os)) if !cancel.load(Ordering::SeqCst) => {
-            distribute(shared, &image, built, parent_os, &log)
-        }
-        Ok(_) => {
-            // Cancelled after the last step: the image is not kept.
-            discard(shared, &image);
-            end_cancelled(shared, &arn, &log, interrupted);
-        }
-        Err(_) if cancel.load(Ordering::SeqCst) => end_cancelled(shared, &arn, &log, interrupted),
-        Err(e) => {
-            let mut reason = e.to_string();
-            if let Some(id) = &e.kept_instance {
-                reason.push_str(&format!(
-                    " (the {} instance {id} was kept for inspection: kiln instance shell {id})",
-                    e.stage.name()
-                ));
-            }
-            log.event(&format!("FAILED: {reason}"));
-            let kept = e.kept_instance.clone();
-            let image_status = match e.stage {
-                Stage::Test => ImageStatus::Testing,
-                _ => ImageStatus::Building,
-            };
-            transition(shared, &arn, ImageStatus::Failed, Some(reason), |i| {
-                i.kept_instance = kept;
-                i.failure = Some(FailureContext {
-                    image_status,
-                    failed_step: None,
-                    distribution: None,
-                });
-                i.resume_at = None;
-            });
-        }
-    }
+    crate::workflows::start(shared, image, &log) == crate::workflows::Outcome::Done
 }
 
 pub(crate) fn end_cancelled(shared: &Shared, arn: &str, log: &BuildLog, interrupted: bool) {
@@ -328,29 +316,31 @@ pub(crate) fn end_cancelled(shared: &Shared, arn: &str, log: &BuildLog, interrup
     }
 }
 
-/// Everything between BUILDING and the build engine's answer.
-fn run_build(
+/// What a build's workflows need, made when it starts: the build request (components,
+/// limits, the store tag...), the component engine's settings and the resolved parent.
+pub(crate) fn prepare(
     shared: &Arc<Shared>,
     image: &Image,
     log: &BuildLog,
     cancel: &Arc<AtomicBool>,
-) -> Result<(Built, Option<String>), BuildError> {
-    let build_failed = |reason: String| BuildError {
-        stage: Stage::Build,
-        reason,
-        kept_instance: None,
-    };
+) -> Result<(BuildRequest, EngineConfig, crate::parent::Parent), String> {
     let snapshot = image
         .snapshot
         .as_ref()
-        .ok_or_else(|| build_failed("the image has no build snapshot".into()))?;
+        .ok_or_else(|| "the image has no build snapshot".to_string())?;
     let infrastructure = &snapshot.infrastructure;
     let limits = for_instance_types(&infrastructure.instance_types)
-        .map_err(|e| build_failed(format!("infrastructure configuration: {e}")))?;
+        .map_err(|e| format!("infrastructure configuration: {e}"))?;
     log.event(&format!("parent image {}", snapshot.parent_image()));
     let parent = crate::parent::resolve(shared, image, snapshot.parent_image())
-        .map_err(|e| build_failed(format!("parent image {}: {e}", snapshot.parent_image())))?;
-    let container = container_spec(snapshot)?;
+        .map_err(|e| format!("parent image {}: {e}", snapshot.parent_image()))?;
+    let container = match container_spec(snapshot) {
+        Ok(c) => c,
+        Err(e) => {
+            parent.release(shared);
+            return Err(e.reason);
+        }
+    };
     let request = BuildRequest {
         container,
         build_id: image.build_id.clone(),
@@ -366,7 +356,8 @@ fn run_build(
             .collect(),
         limits,
         network: crate::parent::network_allowed(infrastructure),
-        tests_enabled: image.image_tests_enabled,
+        // Tests are test workflows now: the build request never runs them itself.
+        tests_enabled: false,
         enhanced_metadata: image.enhanced_image_metadata_enabled,
         tag: store_tag(&image.build_id),
         log_directory: shared.config.logs_dir().join(&image.build_id).join("toe"),
@@ -384,27 +375,7 @@ fn run_build(
         clock: Some(engine_clock(shared.core.clock.clone())),
         ..EngineConfig::default()
     };
-    let tracker = StageTracker {
-        shared,
-        arn: &image.arn.to_string(),
-        log,
-    };
-    let builder = Builder {
-        store: &shared.store,
-        sys: shared.sys.clone(),
-        engine: &engine,
-        observer: log,
-        stages: &tracker,
-    };
-    let (done, finished) = std::sync::mpsc::channel::<()>();
-    let result = std::thread::scope(|scope| {
-        scope.spawn(|| watch_for_cancel(shared, image, &request, cancel, finished));
-        let result = builder.build_image(&request);
-        drop(done); // wakes the watcher at once
-        result
-    });
-    parent.release(shared);
-    result.map(|built| (built, parent.os_version))
+    Ok((request, engine, parent))
 }
 
 /// The SSM parameters the build's documents read (`{{ aws:ssm:resolve(name) }}`), from the
@@ -479,26 +450,15 @@ fn engine_clock(clock: Arc<dyn kiln_core::clock::Clock>) -> kiln_toe::engine::Cl
 
 /// Until the build ends: when the image is no longer this build's (cancelled, deleted, or
 /// FAILED because this worker's lease was taken) or the worker stops, raise the engine's cancel
-/// flag and kill every process of the build's instances.
-fn watch_for_cancel(
+/// flag and kill every process of the build's instances (every instance named after the build).
+pub(crate) fn watch_for_cancel(
     shared: &Shared,
     image: &Image,
-    request: &BuildRequest,
     cancel: &AtomicBool,
     finished: std::sync::mpsc::Receiver<()>,
 ) {
     let arn = image.arn.to_string();
-    let instances: Vec<_> = request
-        .instance_roles()
-        .iter()
-        .map(|role| {
-            let id = request.instance_id(role);
-            (
-                shared.config.instances_dir().join(&id),
-                shared.sys.cgroup_paths(&id),
-            )
-        })
-        .collect();
+    let prefix = format!("{}-", image.build_id);
     // The build dropping its sender ends the wait (and the watch) at once.
     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = finished.recv_timeout(CANCEL_POLL) {
         if !cancel.load(Ordering::SeqCst) {
@@ -511,8 +471,19 @@ fn watch_for_cancel(
             }
         }
         if cancel.load(Ordering::SeqCst) {
-            for (dir, cgroups) in &instances {
-                if let Err(e) = shared.sys.stop_processes(dir, cgroups) {
+            let dir = shared.config.instances_dir();
+            let ids: Vec<String> = std::fs::read_dir(&dir)
+                .map(|entries| {
+                    entries
+                        .flatten()
+                        .filter_map(|e| e.file_name().into_string().ok())
+                        .filter(|name| name.starts_with(&prefix))
+                        .collect()
+                })
+                .unwrap_or_default();
+            for id in ids {
+                let cgroups = shared.sys.cgroup_paths(&id);
+                if let Err(e) = shared.sys.stop_processes(&dir.join(&id), &cgroups) {
                     tracing::debug!(arn, error = %e, "killing a cancelled build's processes");
                 }
             }
@@ -521,18 +492,24 @@ fn watch_for_cancel(
 }
 
 /// After the test stage: DISTRIBUTING (with the build's digest, OS and packages recorded, so
-/// that a failed distribution keeps what was built for RetryImage), then the outputs. `osVersion`
-/// is what the built root says of itself (its os-release, with enhanced metadata) or else its
-/// parent's, as an Image Builder image always has one.
-fn distribute(
+/// that a failed distribution keeps what was built for RetryImage); the image as recorded, or
+/// `None` when the move was refused (cancelled or deleted meanwhile). `osVersion` is what the
+/// built root says of itself (its os-release, with enhanced metadata) or else its parent's, as
+/// an Image Builder image always has one. An image already DISTRIBUTING (a build going on
+/// after a restart) stays as it is.
+pub(crate) fn enter_distributing(
     shared: &Shared,
     image: &Image,
-    built: Built,
+    built: Option<&kiln_image::ImageRef>,
+    metadata: Option<kiln_build::metadata::Metadata>,
     parent_os: Option<String>,
-    log: &BuildLog,
-) {
+) -> Option<Image> {
     let arn = image.arn.to_string();
-    let metadata = built.metadata;
+    if let Some(current) = read_image(shared, &arn) {
+        if current.status == ImageStatus::Distributing {
+            return Some(current);
+        }
+    }
     let os_version = metadata
         .as_ref()
         .and_then(|m| m.os.as_ref())
@@ -549,17 +526,99 @@ fn distribute(
                 .collect()
         })
         .unwrap_or_default();
-    let digest = built.image.digest.clone();
+    let digest = built.map(|b| b.digest.clone());
     let mut recorded = None;
     let moved = transition(shared, &arn, ImageStatus::Distributing, None, |i| {
-        i.image_digest = Some(digest);
+        i.image_digest = digest;
         i.os_version = os_version;
         i.packages = packages;
         recorded = Some(i.clone());
     });
-    match recorded {
-        Some(image) if moved => deliver(shared, &image, &built.image, log),
-        _ => discard(shared, image),
+    recorded.filter(|_| moved)
+}
+
+/// What a DISTRIBUTION workflow's DistributeImage made.
+#[derive(Debug, Clone, Default)]
+pub struct Delivered {
+    pub containers: Vec<kiln_domain::resources::image::ContainerOutput>,
+    pub amis: Vec<kiln_domain::resources::ami::AmiOutput>,
+}
+
+/// The distribution itself, for a DISTRIBUTION workflow's DistributeImage: a container image
+/// to its registries, any image to the shared registry, an AMI-type image's AMIs (with their
+/// post-copy configurations). A failure names the Regions; the AMIs made stay recorded.
+pub(crate) fn distribute_outputs(
+    shared: &Shared,
+    image: &Image,
+    built: &kiln_image::ImageRef,
+    log: &BuildLog,
+) -> Result<Delivered, String> {
+    let arn = image.arn.to_string();
+    log.event("stage distribute started");
+    let containers = crate::containers::push(shared, image, built, log)
+        .and_then(|containers| crate::registry::push(shared, image, built).map(|_| containers))?;
+    let still_ours = || {
+        read_image(shared, &arn).is_some_and(|i| {
+            matches!(
+                i.status,
+                ImageStatus::Distributing | ImageStatus::Integrating
+            )
+        }) && !shared.stopping()
+    };
+    let distributed = match image.image_type {
+        ImageType::Ami => crate::amis::distribute(
+            shared,
+            image,
+            &built.digest,
+            image.os_version.as_deref(),
+            log,
+            &still_ours,
+        ),
+        ImageType::Docker => crate::amis::Distributed::default(),
+    };
+    if distributed.cancelled {
+        record_amis(shared, &arn, distributed.amis);
+        return Err("the distribution was stopped (the AMIs made so far stay)".into());
+    }
+    if let Some(failure) = distributed.failure() {
+        record_amis(shared, &arn, distributed.amis);
+        return Err(failure.error_message);
+    }
+    Ok(Delivered {
+        containers,
+        amis: distributed.amis,
+    })
+}
+
+/// AVAILABLE with the outputs of a distribution (see [`deliver`]).
+pub(crate) fn finish_available(
+    shared: &Shared,
+    image: &Image,
+    built: &kiln_image::ImageRef,
+    delivered: Delivered,
+    log: &BuildLog,
+) {
+    let arn = image.arn.to_string();
+    let output = match image.image_type {
+        ImageType::Docker => format!(
+            "oci:{}:{}",
+            shared.config.images_dir().display(),
+            store_tag(&image.build_id)
+        ),
+        ImageType::Ami => image.ami_id(),
+    };
+    let moved = transition(shared, &arn, ImageStatus::Available, None, |i| {
+        i.output_resources = vec![output.clone()];
+        i.containers = delivered.containers;
+        i.amis = delivered.amis;
+        i.failure = None;
+        i.resume_at = None;
+    });
+    if moved {
+        log.event(&format!("AVAILABLE: {output} ({})", built.digest));
+    } else {
+        crate::registry::remove(shared, image);
+        log.event("CANCELLED: the build was stopped");
     }
 }
 
@@ -596,6 +655,10 @@ pub(crate) fn deliver(
                     error_message: e.clone(),
                     region_failures: Vec::new(),
                 }),
+                workflow_execution_id: None,
+                workflow_arn: None,
+                step_execution_id: None,
+                component: None,
             };
             return fail(format!("distribute stage failed: {e}"), Some(failure));
         }
@@ -635,6 +698,10 @@ pub(crate) fn deliver(
             image_status: status,
             failed_step: Some("DistributeImage".to_string()),
             distribution: Some(failure),
+            workflow_execution_id: None,
+            workflow_arn: None,
+            step_execution_id: None,
+            component: None,
         };
         let amis = distributed.amis;
         log.event(&format!("FAILED: {reason}"));

@@ -192,7 +192,16 @@ fn failure_context(f: &domain::FailureContext) -> ImageFailureContext {
                     .collect()
             }),
         }),
-        ..Default::default()
+        workflow_execution_id: f.workflow_execution_id.clone(),
+        workflow_arn: f.workflow_arn.clone(),
+        step_execution_id: f.step_execution_id.clone(),
+        component_failure: f.component.as_ref().map(|c| ComponentFailureContext {
+            component_arn: Some(c.component_arn.clone()),
+            phase_name: Some(c.phase_name.clone()),
+            step_name: Some(c.step_name.clone()),
+            action: Some(c.action.clone()),
+            error_message: Some(c.error_message.clone()),
+        }),
     }
 }
 

@@ -262,6 +262,28 @@ pub struct FailureContext {
     pub image_status: ImageStatus,
     pub failed_step: Option<String>,
     pub distribution: Option<DistributionFailure>,
+    /// The workflow execution that failed (`wf-...`), its workflow and failed step's ids.
+    #[serde(default)]
+    pub workflow_execution_id: Option<String>,
+    #[serde(default)]
+    pub workflow_arn: Option<String>,
+    #[serde(default)]
+    pub step_execution_id: Option<String>,
+    /// The component step that failed an ExecuteComponents step.
+    #[serde(default)]
+    pub component: Option<ComponentFailure>,
+}
+
+/// Which component step failed (the API's `ComponentFailureContext`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComponentFailure {
+    pub component_arn: String,
+    /// `build`, `validate` or `test`.
+    pub phase_name: String,
+    pub step_name: String,
+    pub action: String,
+    /// At most 1024 characters (the component log has the rest).
+    pub error_message: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

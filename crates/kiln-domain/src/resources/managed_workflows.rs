@@ -6,8 +6,8 @@
 //! `build-container` steps) say in their description that Kiln wrote them.
 //!
 //! They are listed and read (ListWorkflows `owner: Amazon`, GetWorkflow,
-//! ListWorkflowBuildVersions); builds do not run them yet (issue 16: today's builds run Kiln's
-//! fixed build, test and distribution stages, which these documents describe).
+//! ListWorkflowBuildVersions), and builds run them by default (the worker's `workflows`
+//! module: build-image/test-image or the container pair, then the implicit distribution).
 
 use super::managed::{OWNER, RELEASED};
 use super::workflow::{Workflow, WorkflowType};
