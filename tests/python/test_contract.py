@@ -508,7 +508,8 @@ def check(operation: str, shape_name: str, value: Any, path: str, problems: list
         return
     expected = expected_members(shape_name, value)
     present = set(value)
-    for member in sorted(present - set(expected)):
+    allowed = set(TABLES["members_when_present"].get(shape_name, {}))
+    for member in sorted(present - set(expected) - allowed):
         problems.append(
             f"{operation}: {path}.{member}: present, but AWS does not return it here "
             f"({shape_name}: not required by the model, not always present, not in "

@@ -276,6 +276,36 @@ const AMI_DISTRIBUTION_ACTIONS: [&str; 3] = [
 /// Checks the step actions of a workflow of type `stage`, given in step order: each must be a
 /// known action allowed in that stage, and container and AMI distribution must not be mixed.
 /// The message starts with the offending member (`steps[2].action`).
+/// Why Kiln cannot run `action`, for the actions of AWS's catalogue it cannot: CreateWorkflow
+/// refuses a step that would always run one (a step behind an `if`, such as the managed
+/// build-image's Windows-only RunSysPrep, is allowed: on Linux it is skipped, and if it ran it
+/// would fail saying this).
+pub fn cannot_run_on_kiln(action: &str) -> Option<&'static str> {
+    match action {
+        "ExecuteStateMachine" => Some("it starts an AWS Step Functions state machine, and Kiln has no Step Functions"),
+        "RunSysPrep" => Some("Sysprep prepares Windows instances, and Kiln builds Linux images only"),
+        "CreateImageFromIso" => Some("it installs an operating system from an ISO into a Windows AMI, and Kiln builds Linux images from images only"),
+        _ => None,
+    }
+}
+
+/// Refuses the steps that would always run an action Kiln cannot run ([`cannot_run_on_kiln`]);
+/// `conditional[i]` says whether step `i` has an `if`.
+pub fn check_runnable<S: AsRef<str>>(actions: &[S], conditional: &[bool]) -> Result<(), String> {
+    for (i, action) in actions.iter().enumerate() {
+        let action = action.as_ref();
+        if conditional.get(i).copied().unwrap_or(false) {
+            continue;
+        }
+        if let Some(why) = cannot_run_on_kiln(action) {
+            return Err(format!(
+                "steps[{i}].action: '{action}' cannot run on Kiln: {why} (a step with an `if` that is false on Kiln is allowed)"
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub fn check_actions<S: AsRef<str>>(actions: &[S], stage: WorkflowType) -> Result<(), String> {
     for (i, action) in actions.iter().enumerate() {
         let action = action.as_ref();

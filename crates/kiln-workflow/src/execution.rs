@@ -378,7 +378,11 @@ impl Execution {
         };
         let inputs = match run {
             Ok(false) => {
-                self.steps[index].status = StepStatus::Skipped;
+                // AWS answers a skipped step with equal start and end times.
+                let step = &mut self.steps[index];
+                step.status = StepStatus::Skipped;
+                step.start_time = Some(now);
+                step.end_time = Some(now);
                 self.cursor = index + 1;
                 return None;
             }

@@ -48,7 +48,7 @@ use kiln_store::{ListQuery, Txn, TxnExt};
 use kiln_toe::yaml::{Mapping, Value};
 use kiln_wire::types::*;
 use kiln_wire::{ApiError, ErrorKind, RequestContext};
-use kiln_workflow::actions::check_actions;
+use kiln_workflow::actions::{check_actions, check_runnable};
 
 /// Filter names ListWorkflows documents.
 const LIST_FILTERS: [&str; 4] = ["name", "version", "description", "type"];
@@ -74,12 +74,14 @@ fn read_steps(doc: &Mapping, stage: Stage) -> Result<(), String> {
     let steps = document::required_list(doc, "steps", "", "steps")?;
     let mut names = Vec::with_capacity(steps.len());
     let mut actions = Vec::with_capacity(steps.len());
+    let mut conditional = Vec::with_capacity(steps.len());
     for (i, step) in steps.iter().enumerate() {
         let path = format!("steps[{i}]");
         let step = document::as_mapping(step, &path)?;
         let member_path = format!("{path}.");
         names.push(document::required_string(step, "name", &member_path)?);
         actions.push(document::required_string(step, "action", &member_path)?);
+        conditional.push(document::get(step, "if").is_some());
         if let Some(on_failure) = document::optional_string(step, "onFailure", &member_path)? {
             if !ON_FAILURE_VALUES.contains(&on_failure.as_str()) {
                 return Err(format!(
@@ -90,7 +92,8 @@ fn read_steps(doc: &Mapping, stage: Stage) -> Result<(), String> {
         }
     }
     check_step_names(&names)?;
-    check_actions(&actions, stage)
+    check_actions(&actions, stage)?;
+    check_runnable(&actions, &conditional)
 }
 
 fn read_parameters(doc: &Mapping) -> Result<Vec<DocumentParameter>, String> {
