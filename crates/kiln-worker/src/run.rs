@@ -547,6 +547,36 @@ pub struct Delivered {
 /// The distribution itself, for a DISTRIBUTION workflow's DistributeImage: a container image
 /// to its registries, any image to the shared registry, an AMI-type image's AMIs (with their
 /// post-copy configurations). A failure names the Regions; the AMIs made stay recorded.
+/// The AMIs of an AMI-type image (none for a container image), made while the image is still
+/// distributing and Kiln is not stopping.
+fn make_amis(
+    shared: &Shared,
+    image: &Image,
+    built: &kiln_image::ImageRef,
+    log: &BuildLog,
+) -> crate::amis::Distributed {
+    let arn = image.arn.to_string();
+    let still_ours = || {
+        read_image(shared, &arn).is_some_and(|i| {
+            matches!(
+                i.status,
+                ImageStatus::Distributing | ImageStatus::Integrating
+            )
+        }) && !shared.stopping()
+    };
+    match image.image_type {
+        ImageType::Ami => crate::amis::distribute(
+            shared,
+            image,
+            &built.digest,
+            image.os_version.as_deref(),
+            log,
+            &still_ours,
+        ),
+        ImageType::Docker => crate::amis::Distributed::default(),
+    }
+}
+
 pub(crate) fn distribute_outputs(
     shared: &Shared,
     image: &Image,
@@ -557,25 +587,7 @@ pub(crate) fn distribute_outputs(
     log.event("stage distribute started");
     let containers = crate::containers::push(shared, image, built, log)
         .and_then(|containers| crate::registry::push(shared, image, built).map(|_| containers))?;
-    let still_ours = || {
-        read_image(shared, &arn).is_some_and(|i| {
-            matches!(
-                i.status,
-                ImageStatus::Distributing | ImageStatus::Integrating
-            )
-        }) && !shared.stopping()
-    };
-    let distributed = match image.image_type {
-        ImageType::Ami => crate::amis::distribute(
-            shared,
-            image,
-            &built.digest,
-            image.os_version.as_deref(),
-            log,
-            &still_ours,
-        ),
-        ImageType::Docker => crate::amis::Distributed::default(),
-    };
+    let distributed = make_amis(shared, image, built, log);
     if distributed.cancelled {
         record_amis(shared, &arn, distributed.amis);
         return Err("the distribution was stopped (the AMIs made so far stay)".into());
@@ -663,25 +675,7 @@ pub(crate) fn deliver(
             return fail(format!("distribute stage failed: {e}"), Some(failure));
         }
     };
-    let still_ours = || {
-        read_image(shared, &arn).is_some_and(|i| {
-            matches!(
-                i.status,
-                ImageStatus::Distributing | ImageStatus::Integrating
-            )
-        }) && !shared.stopping()
-    };
-    let distributed = match image.image_type {
-        ImageType::Ami => crate::amis::distribute(
-            shared,
-            image,
-            &built.digest,
-            image.os_version.as_deref(),
-            log,
-            &still_ours,
-        ),
-        ImageType::Docker => crate::amis::Distributed::default(),
-    };
+    let distributed = make_amis(shared, image, built, log);
     if distributed.cancelled {
         log.event(if shared.stopping() {
             "stopped during distribution: kiln is stopping (the AMIs made so far stay; RetryImage distributes the rest)"
