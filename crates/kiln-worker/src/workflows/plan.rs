@@ -10,8 +10,7 @@ use kiln_domain::resources::image::{Image, ImageType};
 use kiln_domain::resources::managed_workflows;
 use kiln_domain::resources::pipeline::{PipelineWorkflow, WorkflowFailureAction};
 use kiln_domain::resources::workflow::{Workflow, WorkflowType};
-use kiln_domain::version::VersionFilter;
-use kiln_store::{ListQuery, Txn, TxnExt};
+use kiln_store::Txn;
 use kiln_workflow::execution::Context;
 use kiln_workflow::{Document, Execution};
 use serde_json::{json, Map};
@@ -49,43 +48,17 @@ fn managed(image: &Image, name: &str) -> Result<Workflow, String> {
         .ok_or_else(|| format!("Kiln has no managed workflow {name}"))
 }
 
-/// The newest build the (possibly `x`-filtered) `arn` names, of the image's account or `aws`.
+/// The newest build the (possibly `x`-filtered) `arn` names now, of the image's account or an
+/// AWS-managed one: the same resolution CreateImage and the pipeline calls checked it with.
 fn resolve(tx: &mut dyn Txn, image: &Image, arn: &str) -> Result<Workflow, String> {
-    let parsed = Arn::parse(arn).map_err(|e| format!("workflowArn {arn}: {e}"))?;
-    if parsed.account == kiln_domain::resources::managed::OWNER {
-        return managed_workflows::matching(&parsed)
-            .into_iter()
-            .next()
-            .ok_or_else(|| format!("workflowArn {arn}: no managed workflow matches it"));
-    }
-    if parsed.account != image.arn.account {
-        return Err(format!(
-            "workflowArn {arn}: workflows of account {} cannot be run by images of account {}",
-            parsed.account, image.arn.account
-        ));
-    }
-    let filter = VersionFilter::parse(parsed.version.as_deref().unwrap_or("x.x.x"))
-        .map_err(|e| format!("workflowArn {arn}: {e}"))?;
-    let builds: Vec<Workflow> = tx
-        .list::<Workflow>(&ListQuery {
-            account: parsed.account.clone(),
-            region: parsed.region.clone(),
-            kind: parsed.kind,
-            name: None,
-            after: None,
-        })
-        .map_err(|e| format!("reading workflows: {e}"))?
-        .into_iter()
-        .filter(|w| w.name.eq_ignore_ascii_case(&parsed.name))
-        .filter(|w| parsed.build.is_none_or(|b| b == w.build))
-        .collect();
-    let newest = filter
-        .newest(builds.iter().map(|w| (w.version, w.build)))
-        .ok_or_else(|| format!("workflowArn {arn}: no workflow build version matches it"))?;
-    builds
-        .into_iter()
-        .find(|w| (w.version, w.build) == newest)
-        .ok_or_else(|| format!("workflowArn {arn}: no workflow build version matches it"))
+    let caller = kiln_core::caller::Caller {
+        account_id: &image.arn.account,
+        region: &image.arn.region,
+        now_millis: 0,
+    };
+    kiln_core::workflow_config::resolve_workflow(tx, caller, arn, "workflowArn")
+        .map(|resolved| resolved.workflow)
+        .map_err(|e| e.to_string())
 }
 
 /// The runs of `image`, in order: BUILD, then TEST (in the order given), then DISTRIBUTION.
