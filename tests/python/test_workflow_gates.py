@@ -1,8 +1,8 @@
 """Approval gates (issue 16): a WaitForAction step waits for SendWorkflowStepAction, also
 across a restart of Kiln; RESUME goes on, STOP fails the step and its onFailure decides.
 
-These tests need the runtime operations (ListWaitingWorkflowSteps, SendWorkflowStepAction) of
-the API half of issue 16; the worker half (this branch) stores the waiting step they act on.
+The worker stores the waiting step; the runtime operations (ListWaitingWorkflowSteps,
+SendWorkflowStepAction, ListWorkflowExecutions) act on and read the same records.
 """
 from __future__ import annotations
 
@@ -98,3 +98,34 @@ def test_stop_fails_the_step_and_its_on_failure_decides(client, infra, endpoint,
         assert "after-the-gate" not in log
     else:
         assert "after-the-gate" in log
+
+
+def test_retry_image_runs_the_workflows_again_as_a_retried_attempt(client, infra):
+    """A cancelled build retried with RetryImage runs new executions (`retried`), listed after
+    the first attempt's, which stay as they ended."""
+    arn, gated = gated_pipeline(client, infra)
+    waiting_step(client, arn)
+    client.cancel_image_creation(imageBuildVersionArn=arn, clientToken=unique_name("c"))
+    assert wait_final(client, arn)["state"]["status"] == "CANCELLED"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            client.retry_image(imageBuildVersionArn=arn)
+            break
+        except client.exceptions.ResourceInUseException:
+            assert time.monotonic() < deadline, "the cancelled build never stopped"
+            time.sleep(0.2)
+    step = waiting_step(client, arn)
+    client.send_workflow_step_action(
+        stepExecutionId=step["stepExecutionId"],
+        imageBuildVersionArn=arn,
+        action="RESUME",
+        clientToken=str(uuid.uuid4()),
+    )
+    assert wait_final(client, arn, timeout=120)["state"]["status"] == "AVAILABLE"
+    runs = client.list_workflow_executions(imageBuildVersionArn=arn)["workflowExecutions"]
+    assert [(r["workflowBuildVersionArn"], r["status"], r["retried"]) for r in runs] == [
+        (gated, "CANCELLED", False),
+        (gated, "COMPLETED", True),
+    ], runs
+    assert step["workflowExecutionId"] == runs[1]["workflowExecutionId"]

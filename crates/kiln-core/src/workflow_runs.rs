@@ -42,6 +42,10 @@ pub struct WorkflowRun {
     /// The SendWorkflowStepAction calls it took, for replays of the same client token.
     #[serde(default)]
     pub step_actions: Vec<StepAction>,
+    /// Which run of the image's build made it: 0 for the first, one more for each RetryImage
+    /// that built again (the API's `retried`).
+    #[serde(default)]
+    pub attempt: u32,
 }
 
 /// One SendWorkflowStepAction taken.
@@ -147,8 +151,26 @@ pub fn of_image(tx: &mut dyn Txn, image: &Arn) -> CoreResult<Vec<WorkflowRun>> {
         .into_iter()
         .filter(|r| r.image_arn == wanted)
         .collect();
-    runs.sort_by_key(|r| r.ordinal);
+    runs.sort_by_key(|r| (r.attempt, stage_rank(r.workflow_type), r.ordinal));
     Ok(runs)
+}
+
+/// The executions of the image's latest build attempt (a RetryImage that built again leaves
+/// the earlier attempt's, finished, beside them).
+pub fn latest_of_image(tx: &mut dyn Txn, image: &Arn) -> CoreResult<Vec<WorkflowRun>> {
+    let runs = of_image(tx, image)?;
+    let latest = runs.iter().map(|r| r.attempt).max().unwrap_or(0);
+    Ok(runs.into_iter().filter(|r| r.attempt == latest).collect())
+}
+
+/// Builds run BUILD, then TEST, then DISTRIBUTION workflows, whatever order the image's
+/// `workflows` named them in.
+pub fn stage_rank(t: WorkflowType) -> u8 {
+    match t {
+        WorkflowType::Build => 0,
+        WorkflowType::Test => 1,
+        WorkflowType::Distribution => 2,
+    }
 }
 
 /// The executions of `owner` in `region` with a step waiting for SendWorkflowStepAction.

@@ -140,6 +140,7 @@ fn run(
         ordinal,
         execution,
         step_actions: Vec::new(),
+        attempt: 0,
     }
 }
 

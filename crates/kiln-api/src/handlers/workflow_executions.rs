@@ -127,7 +127,7 @@ fn execution_metadata(run: &WorkflowRun) -> WorkflowExecutionMetadata {
         parallel_group: run.parallel_group.clone(),
         // AWS answers it on every execution (list-workflow-executions.rst); true marks the
         // executions a RetryImage re-ran, which Kiln's records do not flag yet.
-        retried: Some(false),
+        retried: Some(run.attempt > 0),
     }
 }
 

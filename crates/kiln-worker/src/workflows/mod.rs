@@ -556,7 +556,21 @@ pub fn start(
     let planned = shared
         .core
         .store
-        .read(|tx| plan::plan(tx, &image, has_tests))
+        .read(|tx| {
+            let mut runs = plan::plan(tx, &image, has_tests)?;
+            // A RetryImage that builds again: the earlier attempt's executions stay, and these
+            // are the next attempt's (`retried`).
+            let attempt = kiln_core::workflow_runs::of_image(tx, &image.arn)
+                .map_err(|e| e.to_string())?
+                .iter()
+                .map(|r| r.attempt + 1)
+                .max()
+                .unwrap_or(0);
+            for run in &mut runs {
+                run.attempt = attempt;
+            }
+            Ok::<_, String>(runs)
+        })
         .map_err(|e| e.to_string())
         .and_then(|r| r);
     let runs = match planned.and_then(|runs| store_all(shared, &runs).map(|()| runs)) {

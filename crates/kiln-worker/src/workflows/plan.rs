@@ -9,7 +9,7 @@ use kiln_domain::arn::Arn;
 use kiln_domain::resources::image::{Image, ImageType};
 use kiln_domain::resources::managed_workflows;
 use kiln_domain::resources::pipeline::{PipelineWorkflow, WorkflowFailureAction};
-use kiln_domain::resources::workflow::{Workflow, WorkflowType};
+use kiln_domain::resources::workflow::Workflow;
 use kiln_store::Txn;
 use kiln_workflow::execution::Context;
 use kiln_workflow::{Document, Execution};
@@ -133,20 +133,13 @@ pub fn plan(tx: &mut dyn Txn, image: &Image, has_tests: bool) -> Result<Vec<Work
             ordinal: index as u32,
             execution,
             step_actions: Vec::new(),
+            attempt: 0,
         });
     }
     // The stages run in their fixed order whatever order the list gave them in; `ordinal`
     // stays the place in the image's `workflows` (see [`continues_on_failure`]).
-    runs.sort_by_key(|r| (stage_rank(r.workflow_type), r.ordinal));
+    runs.sort_by_key(|r| (workflow_runs::stage_rank(r.workflow_type), r.ordinal));
     Ok(runs)
-}
-
-fn stage_rank(t: WorkflowType) -> u8 {
-    match t {
-        WorkflowType::Build => 0,
-        WorkflowType::Test => 1,
-        WorkflowType::Distribution => 2,
-    }
 }
 
 /// The short name of a run's workflow (`build-image`), for the log.

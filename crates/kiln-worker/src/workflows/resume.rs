@@ -17,12 +17,13 @@ use serde_json::Value;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-/// The executions of `image` (in order); empty when it ran none or they cannot be read.
+/// The executions of `image`'s latest build attempt (in order); empty when it ran none or they
+/// cannot be read.
 pub fn runs_of(shared: &Shared, image: &Image) -> Vec<WorkflowRun> {
     match shared
         .core
         .store
-        .read(|tx| workflow_runs::of_image(tx, &image.arn))
+        .read(|tx| workflow_runs::latest_of_image(tx, &image.arn))
     {
         Ok(Ok(runs)) => runs,
         _ => Vec::new(),
@@ -173,6 +174,7 @@ mod tests {
             ordinal: 0,
             execution,
             step_actions: Vec::new(),
+            attempt: 0,
         }
     }
 
