@@ -741,7 +741,7 @@ outputs:
 
     /// The public corpus of real workflow documents (tests/corpus): all must be accepted for the stage they were written for.
     #[test]
-    fn corpus_documents_are_accepted() {
+    fn corpus_documents_are_accepted_or_refused_for_what_kiln_cannot_run() {
         let root = std::env::var("KILN_CORPUS_DIR").unwrap_or_else(|_| {
             concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/corpus").to_string()
         });
@@ -763,7 +763,15 @@ outputs:
         for entry in entries.flatten() {
             let file = entry.file_name().to_string_lossy().to_string();
             let data = std::fs::read_to_string(entry.path()).unwrap();
-            if let Err(e) = read_workflow_document(&data, stage_of(&file)) {
+            let read = read_workflow_document(&data, stage_of(&file));
+            if file.contains("ValidateAmi") {
+                // It starts a Step Functions state machine, which Kiln has not.
+                let e = read.err().unwrap_or_default();
+                assert!(
+                    e.contains("'ExecuteStateMachine' cannot run on Kiln"),
+                    "{file}: {e}"
+                );
+            } else if let Err(e) = read {
                 panic!("{file} rejected: {e}");
             }
             checked += 1;
