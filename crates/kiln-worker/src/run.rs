@@ -611,6 +611,8 @@ pub(crate) fn finish_available(
     log: &BuildLog,
 ) {
     let arn = image.arn.to_string();
+    // A container image's URI is the store itself, an OCI layout that skopeo, umoci and
+    // another recipe's `parentImage` (oci:...) can read; an AMI-type image answers to an id.
     let output = match image.image_type {
         ImageType::Docker => format!(
             "oci:{}:{}",
@@ -629,6 +631,9 @@ pub(crate) fn finish_available(
     if moved {
         log.event(&format!("AVAILABLE: {output} ({})", built.digest));
     } else {
+        // Cancelled while it was pushed: no machine will ask the registry for it. Container
+        // images pushed to --ecr-registry and AMIs stay, as AWS keeps what a cancelled build
+        // made.
         crate::registry::remove(shared, image);
         log.event("CANCELLED: the build was stopped");
     }
@@ -706,33 +711,16 @@ pub(crate) fn deliver(
         });
         return;
     }
-    // A container image's URI is the store itself, an OCI layout that skopeo, umoci and
-    // another recipe's `parentImage` (oci:...) can read; an AMI-type image answers to an id.
-    let output = match image.image_type {
-        ImageType::Docker => format!(
-            "oci:{}:{}",
-            shared.config.images_dir().display(),
-            store_tag(&image.build_id)
-        ),
-        ImageType::Ami => image.ami_id(),
-    };
-    let amis = distributed.amis;
-    let moved = transition(shared, &arn, ImageStatus::Available, None, |i| {
-        i.output_resources = vec![output.clone()];
-        i.containers = containers;
-        i.amis = amis;
-        i.failure = None;
-        i.resume_at = None;
-    });
-    if moved {
-        log.event(&format!("AVAILABLE: {output} ({})", built.digest));
-    } else {
-        // Cancelled while it was pushed: no machine will ask the registry for it. Container
-        // images pushed to --ecr-registry and AMIs stay, as AWS keeps what a cancelled build
-        // made.
-        crate::registry::remove(shared, image);
-        log.event("CANCELLED: the build was stopped");
-    }
+    finish_available(
+        shared,
+        image,
+        built,
+        Delivered {
+            containers,
+            amis: distributed.amis,
+        },
+        log,
+    );
 }
 
 /// RetryImage of an image whose distribution failed, and DistributeImage: the build's contents
