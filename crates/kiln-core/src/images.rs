@@ -43,6 +43,8 @@ pub struct ImageOrder {
     /// See [`Image::workflows`].
     pub workflows: Option<Vec<PipelineWorkflow>>,
     pub execution_role: Option<String>,
+    /// See [`Image::scanning`].
+    pub scanning: Option<kiln_domain::resources::pipeline::ImageScanning>,
 }
 
 /// A recipe with its references resolved as a build made now would use them.
@@ -217,6 +219,15 @@ pub fn create_image(
         import: None,
         workflows: order.workflows,
         execution_role: order.execution_role,
+        scan_state: order
+            .scanning
+            .as_ref()
+            .filter(|s| s.enabled == Some(true))
+            .map(|_| kiln_domain::resources::scan::ScanState {
+                status: kiln_domain::resources::scan::ScanStatus::Pending,
+                reason: None,
+            }),
+        scanning: order.scanning,
     };
     tx.put(&image)?;
     store_tags(tx, &arn_text, order.tags.as_ref())?;
@@ -393,6 +404,7 @@ pub fn start_pipeline_build(
             tags,
             workflows: d.workflows.clone(),
             execution_role: d.execution_role.clone(),
+            scanning: d.image_scanning.clone(),
         },
     )?;
     pipeline.date_last_run = Some(caller.now_millis);

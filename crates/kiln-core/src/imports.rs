@@ -95,6 +95,8 @@ pub fn create_import(
         import: Some(import),
         workflows: None,
         execution_role: None,
+        scanning: None,
+        scan_state: None,
     };
     tx.put(&image)?;
     store_tags(tx, &arn_text, order.tags.as_ref())?;

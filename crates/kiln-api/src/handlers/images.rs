@@ -62,6 +62,18 @@ pub fn create(
     )
     .api()?;
     let tests = input.image_tests_configuration.unwrap_or_default();
+    let tests_enabled = tests.image_tests_enabled.unwrap_or(true);
+    let scanning = match input.image_scanning_configuration {
+        Some(wire) => {
+            let mut scanning = super::pipelines::scanning_from_wire(wire);
+            scanning
+                .check(recipe.kind, tests_enabled)
+                .map_err(crate::convert::domain_error)?;
+            scanning.fill_defaults(recipe.kind);
+            Some(scanning)
+        }
+        None => None,
+    };
     let image = create_image(
         tx,
         caller(ctx),
@@ -70,7 +82,7 @@ pub fn create(
             recipe_arn: recipe.arn,
             infrastructure_arn: input.infrastructure_configuration_arn.unwrap_or_default(),
             distribution_arn: input.distribution_configuration_arn,
-            tests_enabled: tests.image_tests_enabled.unwrap_or(true),
+            tests_enabled,
             tests_timeout_minutes: tests.timeout_minutes.unwrap_or(720),
             enhanced_metadata: input.enhanced_image_metadata_enabled.unwrap_or(true),
             build_type: DomainBuildType::UserInitiated,
@@ -78,6 +90,7 @@ pub fn create(
             tags: input.tags,
             workflows,
             execution_role: input.execution_role,
+            scanning,
         },
     )
     .api()?;

@@ -48,6 +48,37 @@ struct Members {
     logging_configuration: Option<PipelineLoggingConfiguration>,
 }
 
+/// `imageScanningConfiguration` as the domain keeps it (CreateImage's and the pipelines').
+pub(crate) fn scanning_from_wire(s: ImageScanningConfiguration) -> ImageScanning {
+    ImageScanning {
+        enabled: s.image_scanning_enabled,
+        ecr_configured: s.ecr_configuration.is_some(),
+        ecr_repository_name: s
+            .ecr_configuration
+            .as_ref()
+            .and_then(|e| e.repository_name.clone()),
+        ecr_container_tags: s.ecr_configuration.and_then(|e| e.container_tags),
+        scanning_types: s.image_scanning_types.map(|types| {
+            types
+                .into_iter()
+                .map(|t| match t {
+                    ImageScanningType::TestInstanceCve => ScanType::TestInstanceCve,
+                    ImageScanningType::OnDemandAmiCve => ScanType::OnDemandAmiCve,
+                })
+                .collect()
+        }),
+        scan_result_condition: s
+            .scan_result_condition
+            .map(|c| domain::ScanResultCondition {
+                maximum_severity_label: c
+                    .maximum_severity_label
+                    .map(|l| l.as_str().to_string())
+                    .unwrap_or_default(),
+                fix_available: c.fix_available.unwrap_or(true),
+            }),
+    }
+}
+
 /// A request's `workflows` as the domain keeps them (pipelines and CreateImage).
 pub(crate) fn workflows_from_wire(
     list: Vec<WorkflowConfiguration>,
@@ -128,33 +159,7 @@ fn definition(m: Members) -> Result<PipelineDefinition, ApiError> {
                 .timeout_minutes
                 .unwrap_or(domain::DEFAULT_TEST_TIMEOUT_MINUTES),
         });
-    let image_scanning = m.image_scanning_configuration.map(|s| ImageScanning {
-        enabled: s.image_scanning_enabled,
-        ecr_configured: s.ecr_configuration.is_some(),
-        ecr_repository_name: s
-            .ecr_configuration
-            .as_ref()
-            .and_then(|e| e.repository_name.clone()),
-        ecr_container_tags: s.ecr_configuration.and_then(|e| e.container_tags),
-        scanning_types: s.image_scanning_types.map(|types| {
-            types
-                .into_iter()
-                .map(|t| match t {
-                    ImageScanningType::TestInstanceCve => ScanType::TestInstanceCve,
-                    ImageScanningType::OnDemandAmiCve => ScanType::OnDemandAmiCve,
-                })
-                .collect()
-        }),
-        scan_result_condition: s
-            .scan_result_condition
-            .map(|c| domain::ScanResultCondition {
-                maximum_severity_label: c
-                    .maximum_severity_label
-                    .map(|l| l.as_str().to_string())
-                    .unwrap_or_default(),
-                fix_available: c.fix_available.unwrap_or(true),
-            }),
-    });
+    let image_scanning = m.image_scanning_configuration.map(scanning_from_wire);
     let workflows = m.workflows.map(workflows_from_wire);
     let definition = PipelineDefinition {
         description: m.description,

@@ -246,6 +246,13 @@ pub struct Image {
     /// The `executionRole` the workflows run under (echoed by GetImage).
     #[serde(default)]
     pub execution_role: Option<String>,
+    /// `imageScanningConfiguration` (CreateImage's or the pipeline's), echoed by GetImage;
+    /// with `enabled` the build scans the image (contract §2).
+    #[serde(default)]
+    pub scanning: Option<super::pipeline::ImageScanning>,
+    /// `scanState`: where the image's vulnerability scan is.
+    #[serde(default)]
+    pub scan_state: Option<super::scan::ScanState>,
 }
 
 /// One build's contents: the image that made them and its build id (the store tag).
@@ -670,6 +677,8 @@ mod tests {
             import: None,
             workflows: None,
             execution_role: None,
+            scanning: None,
+            scan_state: None,
         }
     }
 

@@ -18,6 +18,7 @@ pub mod managed_workflows;
 pub mod parent;
 pub mod pipeline;
 pub mod recipe;
+pub mod scan;
 pub mod scheduled_run;
 pub mod workflow;
 

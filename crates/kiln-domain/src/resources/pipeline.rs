@@ -96,6 +96,68 @@ pub struct ImageScanning {
     pub scan_result_condition: Option<ScanResultCondition>,
 }
 
+impl ImageScanning {
+    /// The documented cross-field rules of `imageScanningConfiguration` (CreateImage's and a
+    /// pipeline's alike).
+    pub fn check(&self, recipe: RecipeKind, tests_enabled: bool) -> Result<(), DomainError> {
+        let types = self.scanning_types.as_deref().unwrap_or(&[]);
+        let on_demand = types.contains(&ScanType::OnDemandAmiCve);
+        if self.scan_result_condition.is_some() && !on_demand {
+            return Err(DomainError::invalid(
+                "imageScanningConfiguration.scanResultCondition",
+                "scanResultCondition can only be set when imageScanningTypes is ON_DEMAND_AMI_CVE",
+            ));
+        }
+        if on_demand && recipe == RecipeKind::Container {
+            return Err(DomainError::invalid(
+                "imageScanningConfiguration.imageScanningTypes",
+                "ON_DEMAND_AMI_CVE scans need an image recipe; this one builds a container recipe",
+            ));
+        }
+        if self.enabled == Some(true) && !tests_enabled {
+            return Err(DomainError::invalid(
+                "imageScanningConfiguration.imageScanningEnabled",
+                "image scanning runs during image tests: enable imageTestsConfiguration.imageTestsEnabled too",
+            ));
+        }
+        if let Some(condition) = &self.scan_result_condition {
+            if !["INFORMATIONAL", "LOW", "MEDIUM", "HIGH"]
+                .contains(&condition.maximum_severity_label.as_str())
+            {
+                return Err(DomainError::invalid(
+                    "imageScanningConfiguration.scanResultCondition.maximumSeverityLabel",
+                    format!(
+                        "'{}' is not one of INFORMATIONAL, LOW, MEDIUM, HIGH",
+                        condition.maximum_severity_label
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `imageScanningTypes` defaults to TEST_INSTANCE_CVE for image recipes.
+    pub fn fill_defaults(&mut self, recipe: RecipeKind) {
+        if self.enabled == Some(true) && self.scanning_types.is_none() && recipe == RecipeKind::Image
+        {
+            self.scanning_types = Some(vec![ScanType::TestInstanceCve]);
+        }
+    }
+
+    /// Whether the build scans the image.
+    pub fn is_on(&self) -> bool {
+        self.enabled == Some(true)
+    }
+
+    /// Whether the scan type is ON_DEMAND_AMI_CVE (the output image, gated by
+    /// `scanResultCondition`).
+    pub fn on_demand(&self) -> bool {
+        self.scanning_types
+            .as_deref()
+            .is_some_and(|t| t.contains(&ScanType::OnDemandAmiCve))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkflowParameter {
     pub name: String,
@@ -254,26 +316,7 @@ impl PipelineDefinition {
         }
         check_workflows(self.workflows.as_deref(), self.execution_role.as_deref())?;
         if let Some(scanning) = &self.image_scanning {
-            let types = scanning.scanning_types.as_deref().unwrap_or(&[]);
-            let on_demand = types.contains(&ScanType::OnDemandAmiCve);
-            if scanning.scan_result_condition.is_some() && !on_demand {
-                return Err(DomainError::invalid(
-                    "imageScanningConfiguration.scanResultCondition",
-                    "scanResultCondition can only be set when imageScanningTypes is ON_DEMAND_AMI_CVE",
-                ));
-            }
-            if on_demand && self.recipe.kind == RecipeKind::Container {
-                return Err(DomainError::invalid(
-                    "imageScanningConfiguration.imageScanningTypes",
-                    "ON_DEMAND_AMI_CVE scans need an image recipe; this pipeline builds a container recipe",
-                ));
-            }
-            if scanning.enabled == Some(true) && !self.image_tests.enabled {
-                return Err(DomainError::invalid(
-                    "imageScanningConfiguration.imageScanningEnabled",
-                    "image scanning runs during image tests: enable imageTestsConfiguration.imageTestsEnabled too",
-                ));
-            }
+            scanning.check(self.recipe.kind, self.image_tests.enabled)?;
         }
         if let Some(logging) = &self.logging {
             for (field, group) in [
@@ -303,12 +346,7 @@ impl PipelineDefinition {
     /// Fills the documented defaults of the nested members that have them.
     pub fn with_defaults(mut self) -> PipelineDefinition {
         if let Some(scanning) = &mut self.image_scanning {
-            if scanning.enabled == Some(true)
-                && scanning.scanning_types.is_none()
-                && self.recipe.kind == RecipeKind::Image
-            {
-                scanning.scanning_types = Some(vec![ScanType::TestInstanceCve]);
-            }
+            scanning.fill_defaults(self.recipe.kind);
         }
         self
     }
