@@ -19,9 +19,14 @@ pub mod sqlite;
 pub mod store;
 pub mod testing;
 pub mod txn;
+pub mod vulndb;
 
 pub use error::StoreError;
 pub use postgres::PgStore;
 pub use sqlite::{SqliteStore, Sync};
 pub use store::{Database, Store};
+pub use vulndb::{
+    FindingFilter, FindingQuery, FindingRow, SeverityCountsRow, VulnPackageKey, VulnRecordRow,
+    VulnSourceStatus,
+};
 pub use txn::{BuildLogPart, Lease, ListQuery, Read, Row, TokenKey, TokenRecord, Txn, TxnExt};

@@ -3,6 +3,10 @@
 //! helpers on top for every backend.
 
 use crate::error::StoreError;
+use crate::vulndb::{
+    FindingFilter, FindingQuery, FindingRow, SeverityCountsRow, VulnPackageKey, VulnRecordRow,
+    VulnSourceStatus,
+};
 use kiln_domain::arn::{Arn, ResourceKind};
 use kiln_domain::resources::Resource;
 use std::collections::BTreeMap;
@@ -198,6 +202,69 @@ pub trait Txn {
     ) -> Result<BuildLogPart, StoreError>;
     /// Forgets the log of build `build_id`; answers how many chunks it had.
     fn delete_build_log(&mut self, build_id: &str) -> Result<u64, StoreError>;
+
+    // Vulnerability data (see `vulndb`). An import runs in one write transaction, so readers
+    // see all of it or none of it.
+
+    /// The stored `modified` of those of `ids` that `source` holds.
+    fn vuln_modified(
+        &mut self,
+        source: &str,
+        ids: &[String],
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        Err(StoreError::unsupported("vulnerability data"))
+    }
+    /// Every id `source` holds.
+    fn vuln_ids(&mut self, source: &str) -> Result<Vec<String>, StoreError> {
+        Err(StoreError::unsupported("vulnerability data"))
+    }
+    /// Inserts or replaces records by (source, id), with their package keys.
+    fn put_vuln_records(&mut self, rows: &[VulnRecordRow]) -> Result<(), StoreError> {
+        Err(StoreError::unsupported("vulnerability data"))
+    }
+    /// Removes records of `source` (and their package keys); answers how many there were.
+    fn delete_vuln_records(&mut self, source: &str, ids: &[String]) -> Result<u64, StoreError> {
+        Err(StoreError::unsupported("vulnerability data"))
+    }
+    /// Every record (of any source) with at least one of `keys`, once each.
+    fn vuln_records_for_packages(
+        &mut self,
+        keys: &[VulnPackageKey],
+    ) -> Result<Vec<VulnRecordRow>, StoreError> {
+        Err(StoreError::unsupported("vulnerability data"))
+    }
+    /// Every record (of any source) whose id is one of `ids`.
+    fn vuln_records_by_id(&mut self, ids: &[String]) -> Result<Vec<VulnRecordRow>, StoreError> {
+        Err(StoreError::unsupported("vulnerability data"))
+    }
+    /// What each source holds, by source name.
+    fn vuln_status(&mut self) -> Result<Vec<VulnSourceStatus>, StoreError> {
+        Err(StoreError::unsupported("vulnerability data"))
+    }
+
+    // Scan findings (see `vulndb`).
+
+    /// Replaces every finding of `image_arn` with `rows` (none: forgets them).
+    fn replace_findings(&mut self, image_arn: &str, rows: &[FindingRow]) -> Result<(), StoreError> {
+        Err(StoreError::unsupported("vulnerability data"))
+    }
+    /// The findings of one image, by vulnerability id.
+    fn findings_of_image(&mut self, image_arn: &str) -> Result<Vec<FindingRow>, StoreError> {
+        Err(StoreError::unsupported("vulnerability data"))
+    }
+    /// One page of an account's findings in a Region (see [`FindingQuery`]).
+    fn list_findings(&mut self, query: &FindingQuery) -> Result<Vec<FindingRow>, StoreError> {
+        Err(StoreError::unsupported("vulnerability data"))
+    }
+    /// Severity counts of an account's findings in a Region, optionally filtered.
+    fn count_findings(
+        &mut self,
+        account: &str,
+        region: &str,
+        filter: Option<&FindingFilter>,
+    ) -> Result<SeverityCountsRow, StoreError> {
+        Err(StoreError::unsupported("vulnerability data"))
+    }
 }
 
 /// Part of a build log kept in the database (for the API servers of other machines).
