@@ -265,6 +265,7 @@ mod tests {
             headers: &headers,
             authority: None,
             body,
+            body_follows: false,
         };
         let payload = sigv4::hex(&<sha2::Sha256 as sha2::Digest>::digest(body));
         let canonical =
@@ -294,6 +295,7 @@ mod tests {
             headers,
             authority: None,
             body,
+            body_follows: false,
         }
     }
 

@@ -28,6 +28,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpListener;
 
+mod upload;
+
 /// Bodies larger than this are refused before they are read to the end. The largest legitimate
 /// request (a component or workflow with 16,000 characters of inline data, or a distribution
 /// configuration with many regions) is far smaller.
@@ -106,6 +108,13 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Bod
     let method = parts.method.as_str().to_string();
     let path = parts.uri.path().to_string();
     let query = parts.uri.query().map(str::to_string);
+    if method == "POST" {
+        if let Some(rest) = path.strip_prefix(kiln_core::extension::PREFIX) {
+            let rest = rest.to_string();
+            return upload::handle(&shared, &parts, body, &rest, query.as_deref(), &request_id)
+                .await;
+        }
+    }
     let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => {
@@ -139,7 +148,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Bod
         .get(hyper::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let api = crate::iam::api_of(&method, &path, authorization, query.as_deref(), &body);
-    let caller = match authenticate(&shared, &parts, &body, api) {
+    let caller = match authenticate(&shared, &parts, &body, api, false) {
         Ok(c) => c,
         Err(e) => {
             tracing::debug!(code = e.code(), message = %e, %path, "signature refused");
@@ -247,6 +256,7 @@ fn authenticate(
     parts: &hyper::http::request::Parts,
     body: &[u8],
     api: Api,
+    body_follows: bool,
 ) -> Result<Caller, kiln_auth::sigv4::SigV4Error> {
     let headers: Vec<(String, String)> = parts
         .headers
@@ -265,6 +275,7 @@ fn authenticate(
         headers: &headers,
         authority: parts.uri.authority().map(|a| a.as_str()),
         body,
+        body_follows,
     };
     shared.auth.authenticate(&request, chrono::Utc::now(), api)
 }

@@ -780,6 +780,7 @@ mod http {
                 headers: &headers,
                 authority: None,
                 body: body.as_bytes(),
+                body_follows: false,
             };
             let added = sigv4::sign_request(
                 &request,

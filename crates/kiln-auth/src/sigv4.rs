@@ -145,6 +145,10 @@ pub struct Request<'a> {
     /// The authority of an HTTP/2 request (`:authority`), which stands in for a missing `host`.
     pub authority: Option<&'a str>,
     pub body: &'a [u8],
+    /// The body is not in `body`: it is streamed after the signature is checked, and whoever
+    /// reads it checks it against `x-amz-content-sha256`, which must then be a SHA-256 (not
+    /// `UNSIGNED-PAYLOAD`). Only for uploads too large to hold before checking.
+    pub body_follows: bool,
 }
 
 impl Request<'_> {
@@ -575,6 +579,16 @@ fn check_time(
 /// The payload hash that was signed: `x-amz-content-sha256` when given (`UNSIGNED-PAYLOAD`, or
 /// a hash that must match the body), otherwise the body's.
 fn payload_hash(request: &Request) -> Result<String, SigV4Error> {
+    if request.body_follows {
+        return match request.header("x-amz-content-sha256").map(str::trim) {
+            Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Ok(h.to_ascii_lowercase())
+            }
+            _ => Err(SigV4Error::Invalid(
+                "an upload must carry the SHA-256 of its body in 'x-amz-content-sha256'".to_string(),
+            )),
+        };
+    }
     let actual = || hex(&Sha256::digest(request.body));
     match request.header("x-amz-content-sha256").map(str::trim) {
         Some(UNSIGNED_PAYLOAD) => Ok(UNSIGNED_PAYLOAD.to_string()),
@@ -736,7 +750,11 @@ pub fn sign_request(
         headers: &headers,
         ..*request
     };
-    let payload = hex(&Sha256::digest(request.body));
+    // An upload whose body follows declares its hash in `x-amz-content-sha256` (signed).
+    let payload = match request.header("x-amz-content-sha256") {
+        Some(declared) if request.body_follows => declared.trim().to_string(),
+        _ => hex(&Sha256::digest(request.body)),
+    };
     // Every signed header is in `headers`, so building the canonical request cannot fail.
     let canonical =
         build_canonical(&with_added, &auth, &payload, settings, false).unwrap_or_default();

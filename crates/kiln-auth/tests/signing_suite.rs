@@ -66,6 +66,7 @@ impl Parsed {
             headers: &self.headers,
             authority: None,
             body: &self.body,
+            body_follows: false,
         }
     }
 }

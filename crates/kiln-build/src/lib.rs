@@ -466,6 +466,30 @@ impl Builder<'_> {
         metadata::collect_with(kiln_toe::target::Target::root(instance), &rpm_query)
     }
 
+    /// What a vulnerability scan reads of `instance`: its OS and installed packages, with
+    /// their source packages and architectures (`metadata::inventory`).
+    pub fn collect_inventory(&self, instance: &Instance) -> kiln_domain::resources::scan::Inventory {
+        // TEMPORARY until the vuln branch's metadata::inventory lands.
+        let m = self.collect_metadata(instance);
+        kiln_domain::resources::scan::Inventory {
+            os_id: String::new(),
+            os_version_id: m.os.map(|o| o.version_id).unwrap_or_default(),
+            os_id_like: Vec::new(),
+            packages: m
+                .packages
+                .into_iter()
+                .map(|p| kiln_domain::resources::scan::InstalledPackage {
+                    name: p.name,
+                    version: p.version,
+                    source_name: None,
+                    source_version: None,
+                    arch: None,
+                    manager: kiln_domain::resources::scan::PackageManager::Dpkg,
+                })
+                .collect(),
+        }
+    }
+
     /// CreateImage: stops what runs in `instance`, gives its writable layer the image's owners
     /// back, and commits that layer on top of `base` under the request's tag. The instance
     /// stays (stopped) until it is terminated.

@@ -4,7 +4,8 @@
 //! `kiln instance shell`) use them. The API crate only routes them: what they answer comes from
 //! an [`Extension`] the binary plugs in (the build worker, which owns the logs, the image store
 //! and the instances). Paths and queries are those of the request; answers are small JSON or
-//! text bodies, or a file streamed from disk.
+//! text bodies, or a file streamed from disk. `POST` paths are uploads (`kiln vulndb import`):
+//! the server stores the body in a file first, checked against the SHA-256 the request signed.
 
 use crate::caller::Caller;
 use kiln_domain::arn::ResourceKind;
@@ -64,6 +65,24 @@ pub trait Extension: Send + Sync {
         path: &str,
         query: &[(String, String)],
     ) -> ExtensionResponse;
+
+    /// Answers `POST /kiln/v1/<path>?<query>`, an upload: the server has stored the body in
+    /// the file `body` (removed afterwards) and checked it against the SHA-256 the request
+    /// signed. Extensions that take no uploads answer 404.
+    fn upload(
+        &self,
+        caller: &Caller<'_>,
+        path: &str,
+        query: &[(String, String)],
+        body: &std::path::Path,
+    ) -> ExtensionResponse {
+        let _ = (caller, query, body);
+        ExtensionResponse::error(
+            404,
+            "ResourceNotFoundException",
+            &format!("{PREFIX}{path} takes no uploads"),
+        )
+    }
 }
 
 /// Whether `arn` names a resource of `kind` in the caller's account and region: anything else
@@ -100,5 +119,20 @@ impl Extension for Routes {
             .find(|(segment, _)| *segment == first)
             .map_or(&self.fallback, |(_, extension)| extension)
             .handle(caller, path, query)
+    }
+
+    fn upload(
+        &self,
+        caller: &Caller<'_>,
+        path: &str,
+        query: &[(String, String)],
+        body: &std::path::Path,
+    ) -> ExtensionResponse {
+        let first = path.split('/').next().unwrap_or_default();
+        self.routes
+            .iter()
+            .find(|(segment, _)| *segment == first)
+            .map_or(&self.fallback, |(_, extension)| extension)
+            .upload(caller, path, query, body)
     }
 }

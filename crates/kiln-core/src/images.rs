@@ -465,6 +465,7 @@ pub fn move_image(
     if image.advance(status, reason, now).is_err() {
         return Ok(false);
     }
+    crate::scans::abandon_if_unfinished(&mut image);
     tx.put(&image)?;
     if let Err(e) = sync_pipeline_status(tx, &image, now) {
         tracing::warn!(arn, error = %e, "updating the pipeline's last run status failed");

@@ -26,10 +26,13 @@ pub enum ResourceKind {
     /// One workflow execution of an image build (a storage key only: see
     /// `kiln_core::workflow_runs`).
     WorkflowExecution,
+    /// What the vulnerability scan of an image read and when it was last evaluated (a storage
+    /// key only: see `resources::scan::ImageScan`).
+    ImageScan,
 }
 
 impl ResourceKind {
-    pub const ALL: [ResourceKind; 13] = [
+    pub const ALL: [ResourceKind; 14] = [
         ResourceKind::Component,
         ResourceKind::ImageRecipe,
         ResourceKind::ContainerRecipe,
@@ -43,6 +46,7 @@ impl ResourceKind {
         ResourceKind::DistributionWorkflow,
         ResourceKind::Ami,
         ResourceKind::WorkflowExecution,
+        ResourceKind::ImageScan,
     ];
 
     /// The ARN path segment(s) before the name.
@@ -61,6 +65,7 @@ impl ResourceKind {
             ResourceKind::DistributionWorkflow => "workflow/distribution",
             ResourceKind::Ami => "ami",
             ResourceKind::WorkflowExecution => "workflow-execution",
+            ResourceKind::ImageScan => "image-scan",
         }
     }
 
@@ -80,6 +85,7 @@ impl ResourceKind {
             | ResourceKind::DistributionWorkflow => "workflow",
             ResourceKind::Ami => "AMI",
             ResourceKind::WorkflowExecution => "workflow execution",
+            ResourceKind::ImageScan => "image scan",
         }
     }
 
@@ -97,6 +103,7 @@ impl ResourceKind {
                 | ResourceKind::LifecyclePolicy
                 | ResourceKind::Ami
                 | ResourceKind::WorkflowExecution
+                | ResourceKind::ImageScan
         )
     }
 

@@ -265,6 +265,11 @@ pub trait Txn {
     ) -> Result<SeverityCountsRow, StoreError> {
         Err(StoreError::unsupported("vulnerability data"))
     }
+
+    /// Wakes the workers of other processes (PostgreSQL: `pg_notify`, sent at commit).
+    fn notify_workers(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// Part of a build log kept in the database (for the API servers of other machines).

@@ -50,6 +50,7 @@ pub mod logs;
 pub mod parent;
 pub mod recover;
 pub mod registry;
+pub mod rescan;
 pub mod run;
 pub mod s3;
 pub mod workflows;
@@ -256,6 +257,14 @@ impl Worker {
             let handle = std::thread::Builder::new()
                 .name(format!("kiln-build-{i}"))
                 .spawn(move || work(&shared))
+                .map_err(spawn_error)?;
+            threads.push(handle);
+        }
+        {
+            let shared = self.shared.clone();
+            let handle = std::thread::Builder::new()
+                .name("kiln-rescan".into())
+                .spawn(move || rescan::keep_findings_current(&shared))
                 .map_err(spawn_error)?;
             threads.push(handle);
         }

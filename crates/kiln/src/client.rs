@@ -231,8 +231,75 @@ impl Client {
 }
 
 impl Client {
+    /// `POST /kiln/v1/<path>?<query>` with the file at `body` streamed as the body (signed
+    /// over its SHA-256, as uploads are: see `kiln_api::server::upload`): the answer's JSON
+    /// when it is a 2xx, otherwise an error with the server's message.
+    pub fn upload(
+        &self,
+        path: &[&str],
+        query: &[(&str, &str)],
+        body: &std::path::Path,
+    ) -> Result<serde_json::Value> {
+        use sha2::Digest;
+        let url = self.url(path, query);
+        let mut hasher = sha2::Sha256::new();
+        let mut file = std::fs::File::open(body)
+            .map_err(|e| anyhow!("reading {}: {e}", body.display()))?;
+        std::io::copy(&mut file, &mut hasher)
+            .map_err(|e| anyhow!("reading {}: {e}", body.display()))?;
+        let digest = kiln_auth::sigv4::hex(&hasher.finalize());
+        let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+        let (authority, target) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let (raw_path, raw_query) = target.split_once('?').unwrap_or((target, ""));
+        let headers = vec![
+            ("host".to_string(), authority.to_string()),
+            ("x-amz-content-sha256".to_string(), digest.clone()),
+        ];
+        let request = Request {
+            method: "POST",
+            raw_path,
+            raw_query,
+            headers: &headers,
+            authority: Some(authority),
+            body: b"",
+            body_follows: true,
+        };
+        let signature = sign_request(
+            &request,
+            &self.credentials,
+            &self.region,
+            chrono::Utc::now(),
+            &Settings::imagebuilder(),
+        );
+        let file = std::fs::File::open(body)
+            .map_err(|e| anyhow!("reading {}: {e}", body.display()))?;
+        let mut call = self
+            .agent
+            .post(&url)
+            .header("x-amz-content-sha256", digest)
+            .header("content-type", "application/octet-stream");
+        for (name, value) in signature {
+            call = call.header(name, value);
+        }
+        let response = call
+            .send(ureq::SendBody::from_reader(&mut std::io::BufReader::new(file)))
+            .map_err(|e| anyhow!("cannot reach Kiln at {}: {e}", self.endpoint))?;
+        let status = response.status();
+        let mut text = Vec::new();
+        let _ = response
+            .into_body()
+            .into_with_config()
+            .limit(1 << 20)
+            .reader()
+            .read_to_end(&mut text);
+        if status.is_success() {
+            return serde_json::from_slice(&text)
+                .map_err(|e| anyhow!("Kiln at {} answered what is not JSON: {e}", self.endpoint));
+        }
+        Err(anyhow!(error_message(&self.endpoint, status.as_u16(), &text)))
+    }
+
     /// The SigV4 headers of `GET url`, signed now.
-    fn signature(&self, url: &str) -> Vec<(String, String)> {
         let rest = url.split_once("://").map_or(url, |(_, r)| r);
         let (authority, target) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
@@ -244,6 +311,7 @@ impl Client {
             headers: &headers,
             authority: Some(authority),
             body: b"",
+            body_follows: false,
         };
         sign_request(
             &request,
@@ -317,6 +385,7 @@ mod tests {
             headers: &headers,
             authority: None,
             body: b"",
+            body_follows: false,
         };
         let auth = kiln_auth::sigv4::extract(&request).unwrap().unwrap();
         let key = kiln_auth::sigv4::SigningKey {

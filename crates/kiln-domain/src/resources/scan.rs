@@ -6,8 +6,38 @@
 //! Matching packages against vulnerability data is `kiln-vuln`'s; storing findings is
 //! `kiln-store`'s; the API maps these records to the wire shapes.
 
-use super::Millis;
+use super::{Millis, Resource};
+use crate::arn::{Arn, ResourceKind};
 use serde::{Deserialize, Serialize};
+
+/// What the scan of one image read, kept so that the image is evaluated again when new
+/// vulnerability data arrives (its files are not read again). A row of kind `image-scan`
+/// keyed `arn:aws:imagebuilder:<region>:<owner>:image-scan/<build id>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageScan {
+    pub arn: Arn,
+    pub image_arn: String,
+    pub pipeline_arn: Option<String>,
+    pub inventory: Inventory,
+    /// The OSV ecosystems the image's OS maps to (`Debian:12`, `Debian`), empty when Kiln
+    /// cannot scan that OS.
+    pub ecosystems: Vec<String>,
+    /// The generation of the vulnerability data the findings were last evaluated against.
+    pub generation: u64,
+    pub evaluated_at: Millis,
+}
+
+impl ImageScan {
+    pub fn key(region: &str, owner: &str, build_id: &str) -> Arn {
+        Arn::new(region, owner, ResourceKind::ImageScan, build_id)
+    }
+}
+
+impl Resource for ImageScan {
+    fn arn(&self) -> &Arn {
+        &self.arn
+    }
+}
 
 /// `ImageScanState.status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,6 +14,7 @@ pub mod context;
 pub mod driver;
 pub mod plan;
 pub mod resume;
+pub mod scan;
 pub mod steps;
 
 use crate::logs::BuildLog;
@@ -123,6 +124,18 @@ pub fn execute(ctx: &BuildContext, mut runs: Vec<WorkflowRun>) -> Outcome {
             continue;
         }
         if stage == WorkflowType::Distribution {
+            // The scan the test workflows did not make, and ON_DEMAND_AMI_CVE's gate: an image
+            // it fails is FAILED in the test stage and never distributed.
+            if let Err(message) = scan::after_tests(ctx) {
+                failed = Some((WorkflowType::Test, message));
+                skip(
+                    ctx,
+                    &mut runs,
+                    &in_stage,
+                    "the image failed its scanResultCondition",
+                );
+                continue;
+            }
             // Entering DISTRIBUTING records what was built (digest, OS, packages).
             let Some(image) = enter_distribution(ctx) else {
                 ctx.end_all();
@@ -587,6 +600,7 @@ pub fn start(
         }
     };
     let ctx = BuildContext::new(shared, image, log, request, engine, cancel, Some(parent));
+    scan::start(&ctx);
     let outcome = watched(&ctx, || execute(&ctx, runs));
     if let Some(parent) = &ctx.parent {
         parent.release(shared);

@@ -34,7 +34,7 @@ pub fn imagebuilder_context(image: &Image) -> serde_json::Value {
         },
         "platform": image.platform,
         "collectImageMetadata": image.enhanced_image_metadata_enabled,
-        "collectImageScanFindings": false,
+        "collectImageScanFindings": image.scanning.as_ref().is_some_and(|s| s.is_on()),
         "imageBuildVersionArn": image.arn.to_string(),
         "imageArn": image.arn.to_string(),
     })
@@ -79,7 +79,9 @@ pub fn plan(tx: &mut dyn Txn, image: &Image, has_tests: bool) -> Result<Vec<Work
             )];
             // The fixed path tested only images whose components have a test phase; a test
             // workflow with nothing to run would launch an instance for nothing.
-            if image.image_tests_enabled && has_tests {
+            // A scan runs in the test stage, so scanning wants the test workflow too.
+            let scans = image.scanning.as_ref().is_some_and(|s| s.is_on());
+            if image.image_tests_enabled && (has_tests || scans) {
                 defaults.push((
                     managed(
                         image,

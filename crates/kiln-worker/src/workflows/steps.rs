@@ -33,7 +33,7 @@ pub fn run(
 ) -> Result<Value, String> {
     let stage = run.workflow_type;
     match action {
-        "LaunchInstance" => launch(ctx, run, inputs),
+        "LaunchInstance" => launch(ctx, run.workflow_type, inputs),
         "ExecuteComponents" => execute_components(ctx, run, index, inputs),
         "CreateImage" => create_image(ctx, run, index, inputs),
         "TerminateInstance" => {
@@ -68,10 +68,14 @@ pub fn run(
             ))
         }
         "RunCommand" => run_command(ctx, run, index, inputs),
-        "CollectImageScanFindings" => Ok(run_outputs(
-            &run.step_id(index),
-            json!("Kiln has no image scanner yet: no findings were collected"),
-        )),
+        "CollectImageScanFindings" => {
+            let id = input_str(inputs, "instanceId")?;
+            let instance = ctx.instance(id)?.ok_or_else(|| {
+                "CollectImageScanFindings: a container build's instance has no root filesystem to scan".to_string()
+            })?;
+            let summary = super::scan::collect(ctx, &instance)?;
+            Ok(run_outputs(&run.step_id(index), json!(summary)))
+        }
         "RegisterImage" => {
             match ctx.built()? {
                 Some(_) => Ok(json!({ "imageId": ctx.image.ami_id() })),
@@ -126,14 +130,15 @@ enum Launch {
     Lowers(Vec<std::path::PathBuf>),
 }
 
-fn launch(ctx: &BuildContext, run: &WorkflowRun, inputs: &Value) -> Result<Value, String> {
-    let base_role = match run.workflow_type {
+/// LaunchInstance: an instance for a step of a `stage` workflow (also the scan's, see `scan`).
+pub fn launch(ctx: &BuildContext, stage: WorkflowType, inputs: &Value) -> Result<Value, String> {
+    let base_role = match stage {
         WorkflowType::Build => "build".to_string(),
         _ => "test".to_string(),
     };
     let role = ctx.next_role(&base_role);
     let id = ctx.request.instance_id(&role);
-    if ctx.request.container.is_some() && run.workflow_type == WorkflowType::Build {
+    if ctx.request.container.is_some() && stage == WorkflowType::Build {
         ctx.state().instances.insert(id.clone(), Live::Deferred);
         return Ok(json!({ "instanceId": id }));
     }
@@ -174,7 +179,7 @@ fn launch(ctx: &BuildContext, run: &WorkflowRun, inputs: &Value) -> Result<Value
         None => {
             let built = ctx.state().built.clone();
             match (
-                run.workflow_type,
+                stage,
                 pending_lowers,
                 built,
                 ctx.parent.as_ref(),
