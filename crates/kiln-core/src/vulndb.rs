@@ -93,19 +93,27 @@ impl<'t> Importer<'t> {
         }
     }
 
-    /// Takes one advisory of `source`.
-    pub fn add(&mut self, source: &str, mode: SourceMode, advisory: Advisory) -> CoreResult<()> {
+    /// Says that `source` is part of this import even if it brings no advisory (an empty
+    /// snapshot empties the source).
+    pub fn declare(&mut self, source: &str, mode: SourceMode) -> CoreResult<()> {
         match self.modes.get(source) {
-            Some(m) if *m != mode => {
-                return Err(CoreError::Invalid(format!(
-                    "source {source}: its records came both as a snapshot and incrementally"
-                )))
-            }
-            Some(_) => {}
+            Some(m) if *m != mode => Err(CoreError::Invalid(format!(
+                "source {source}: its records came both as a snapshot and incrementally"
+            ))),
+            Some(_) => Ok(()),
             None => {
                 self.modes.insert(source.to_string(), mode);
+                if mode == SourceMode::Snapshot {
+                    self.snapshot_ids.entry(source.to_string()).or_default();
+                }
+                Ok(())
             }
         }
+    }
+
+    /// Takes one advisory of `source`.
+    pub fn add(&mut self, source: &str, mode: SourceMode, advisory: Advisory) -> CoreResult<()> {
+        self.declare(source, mode)?;
         if mode == SourceMode::Snapshot {
             self.snapshot_ids
                 .entry(source.to_string())
@@ -270,4 +278,181 @@ pub fn status(tx: &mut dyn Txn) -> CoreResult<Status> {
         ecosystems: ecosystems(tx)?,
         sources,
     })
+}
+
+/// One line of an upload (`kiln vulndb import` to a server): a source, and one of its
+/// advisories unless the line only declares the source.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct UploadLine {
+    pub source: String,
+    pub mode: SourceMode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advisory: Option<Advisory>,
+}
+
+/// The longest line of an upload Kiln reads (one advisory).
+pub const MAX_UPLOAD_LINE: usize = 64 * 1024 * 1024;
+
+/// What an import did: the changes by source, and the generation after it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ImportOutcome {
+    pub changes: Vec<SourceChanges>,
+    pub generation: u64,
+}
+
+/// Imports an upload (JSON lines of [`UploadLine`]) in one write transaction: all of it, or
+/// nothing when a line is malformed (the error names the line).
+pub fn import_upload(
+    store: &kiln_store::Store,
+    reader: impl std::io::BufRead,
+) -> CoreResult<ImportOutcome> {
+    let mut reader = reader;
+    store.write(|tx| {
+        let mut importer = Importer::new(tx);
+        let mut line = Vec::new();
+        let mut number = 0u64;
+        loop {
+            line.clear();
+            number += 1;
+            let read = read_line(&mut reader, &mut line)
+                .map_err(|e| CoreError::Invalid(format!("upload line {number}: {e}")))?;
+            if read == 0 {
+                break;
+            }
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let parsed: UploadLine = serde_json::from_slice(&line).map_err(|e| {
+                CoreError::Invalid(format!("upload line {number}: not a Kiln import line: {e}"))
+            })?;
+            match parsed.advisory {
+                Some(advisory) => {
+                    kiln_vuln::check(&advisory).map_err(|e| {
+                        CoreError::Invalid(format!("upload line {number}: {e}"))
+                    })?;
+                    importer.add(&parsed.source, parsed.mode, advisory)?
+                }
+                None => importer.declare(&parsed.source, parsed.mode)?,
+            }
+        }
+        let changes = importer.finish()?;
+        Ok(ImportOutcome {
+            changes,
+            generation: generation(tx)?,
+        })
+    })?
+}
+
+/// Reads one line (without its newline) of at most [`MAX_UPLOAD_LINE`] bytes.
+fn read_line(reader: &mut impl std::io::BufRead, line: &mut Vec<u8>) -> std::io::Result<usize> {
+    let mut total = 0;
+    loop {
+        let (done, used) = {
+            let available = reader.fill_buf()?;
+            if available.is_empty() {
+                return Ok(total);
+            }
+            match available.iter().position(|b| *b == b'\n') {
+                Some(i) => {
+                    line.extend_from_slice(&available[..i]);
+                    (true, i + 1)
+                }
+                None => {
+                    line.extend_from_slice(available);
+                    (false, available.len())
+                }
+            }
+        };
+        reader.consume(used);
+        total += used;
+        if line.len() > MAX_UPLOAD_LINE {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("longer than {MAX_UPLOAD_LINE} bytes"),
+            ));
+        }
+        if done {
+            return Ok(total);
+        }
+    }
+}
+
+/// `GET /kiln/v1/vulndb` (what is loaded: any caller, the data is the same for every account)
+/// and `POST /kiln/v1/vulndb/import` (an upload of [`UploadLine`]s: only the accounts the
+/// server names with `--vulndb-importer`, since every account's scans read the data).
+pub struct VulnDbExtension {
+    pub core: std::sync::Arc<crate::Core>,
+    pub importers: Vec<String>,
+}
+
+impl crate::extension::Extension for VulnDbExtension {
+    fn handle(
+        &self,
+        _caller: &crate::Caller<'_>,
+        path: &str,
+        _query: &[(String, String)],
+    ) -> crate::extension::ExtensionResponse {
+        use crate::extension::ExtensionResponse;
+        if path.trim_end_matches('/') != "vulndb" {
+            return ExtensionResponse::error(
+                404,
+                "ResourceNotFoundException",
+                &format!("{}{path} does not exist: GET vulndb answers what is loaded", crate::extension::PREFIX),
+            );
+        }
+        match self.core.store.read(|tx| status(tx)) {
+            Ok(Ok(status)) => ExtensionResponse::json(
+                200,
+                &serde_json::to_value(status).unwrap_or_default(),
+            ),
+            Ok(Err(e)) => ExtensionResponse::error(500, "ServiceException", &e.to_string()),
+            Err(e) => ExtensionResponse::error(500, "ServiceException", &e.to_string()),
+        }
+    }
+
+    fn upload(
+        &self,
+        caller: &crate::Caller<'_>,
+        path: &str,
+        _query: &[(String, String)],
+        body: &std::path::Path,
+    ) -> crate::extension::ExtensionResponse {
+        use crate::extension::ExtensionResponse;
+        if path.trim_end_matches('/') != "vulndb/import" {
+            return ExtensionResponse::error(
+                404,
+                "ResourceNotFoundException",
+                &format!("{}{path} takes no uploads: POST vulndb/import does", crate::extension::PREFIX),
+            );
+        }
+        if !self.importers.iter().any(|a| a == caller.account_id) {
+            return ExtensionResponse::error(
+                403,
+                "AccessDeniedException",
+                &format!(
+                    "account {} may not import vulnerability data into this server: it takes imports from the accounts its operator names with `kiln serve --vulndb-importer ACCOUNT`{}; or import straight into its data directory with `kiln vulndb import --data-dir`",
+                    caller.account_id,
+                    if self.importers.is_empty() {
+                        " (none are named)".to_string()
+                    } else {
+                        format!(" ({})", self.importers.join(", "))
+                    }
+                ),
+            );
+        }
+        let file = match std::fs::File::open(body) {
+            Ok(f) => f,
+            Err(e) => return ExtensionResponse::error(500, "ServiceException", &format!("reading the upload: {e}")),
+        };
+        match import_upload(&self.core.store, std::io::BufReader::with_capacity(1 << 20, file)) {
+            Ok(outcome) => {
+                self.core.work.notify();
+                ExtensionResponse::json(200, &serde_json::to_value(outcome).unwrap_or_default())
+            }
+            Err(CoreError::Invalid(message)) => {
+                ExtensionResponse::error(400, "InvalidParameterValueException", &format!("nothing was imported: {message}"))
+            }
+            Err(e) => ExtensionResponse::error(500, "ServiceException", &format!("nothing was imported: {e}")),
+        }
+    }
 }

@@ -21,6 +21,10 @@ impl Advisory {
     }
 }
 
+pub fn check(_a: &Advisory) -> Result<(), String> {
+    Ok(())
+}
+
 pub mod ecosystem {
     pub fn ecosystems(_inventory: &super::Inventory) -> Vec<String> {
         Vec::new()
@@ -36,4 +40,15 @@ pub mod matching {
         Vec::new()
     }
     pub fn enrich(_findings: &mut [ScanFinding], _scored: &[Advisory]) {}
+}
+
+pub mod import {
+    use super::{Advisory, SourceMode};
+    pub trait Sink {
+        fn source(&mut self, source: &str, mode: SourceMode) -> Result<(), String>;
+        fn advisory(&mut self, source: &str, mode: SourceMode, advisory: Advisory) -> Result<(), String>;
+    }
+    pub fn read_path(_path: &std::path::Path, _sink: &mut dyn Sink) -> Result<(), String> {
+        Err("stub".into())
+    }
 }

@@ -299,7 +299,57 @@ impl Client {
         Err(anyhow!(error_message(&self.endpoint, status.as_u16(), &text)))
     }
 
+    /// Calls Image Builder operation `operation` (`POST /<operation>` with a JSON body, as
+    /// the SDKs do): its JSON answer, or an error with the server's message.
+    pub fn call_api(&self, operation: &str, input: &serde_json::Value) -> Result<serde_json::Value> {
+        let url = format!("{}/{operation}", self.endpoint);
+        let body = input.to_string();
+        let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+        let (authority, target) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let headers = vec![
+            ("host".to_string(), authority.to_string()),
+            ("content-type".to_string(), "application/json".to_string()),
+        ];
+        let request = Request {
+            method: "POST",
+            raw_path: target,
+            raw_query: "",
+            headers: &headers,
+            authority: Some(authority),
+            body: body.as_bytes(),
+            body_follows: false,
+        };
+        let signature = sign_request(
+            &request,
+            &self.credentials,
+            &self.region,
+            chrono::Utc::now(),
+            &Settings::imagebuilder(),
+        );
+        let mut call = self.agent.post(&url).header("content-type", "application/json");
+        for (name, value) in signature {
+            call = call.header(name, value);
+        }
+        let response = call
+            .send(body.as_bytes())
+            .map_err(|e| anyhow!("cannot reach Kiln at {}: {e}", self.endpoint))?;
+        let status = response.status();
+        let mut text = Vec::new();
+        let _ = response
+            .into_body()
+            .into_with_config()
+            .limit(64 << 20)
+            .reader()
+            .read_to_end(&mut text);
+        if status.is_success() {
+            return serde_json::from_slice(&text)
+                .map_err(|e| anyhow!("Kiln at {} answered what is not JSON: {e}", self.endpoint));
+        }
+        Err(anyhow!(error_message(&self.endpoint, status.as_u16(), &text)))
+    }
+
     /// The SigV4 headers of `GET url`, signed now.
+    fn signature(&self, url: &str) -> Vec<(String, String)> {
         let rest = url.split_once("://").map_or(url, |(_, r)| r);
         let (authority, target) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
         let (path, query) = target.split_once('?').unwrap_or((target, ""));

@@ -15,6 +15,8 @@ pub enum ImageCommand {
     /// Write an AVAILABLE image as an OCI image layout directory, a docker archive or a disk
     /// image file.
     Export(ExportArgs),
+    /// Print an image's vulnerability scan findings as a table (ListImageScanFindings).
+    Findings(crate::findings::FindingsArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -61,6 +63,7 @@ pub struct ExportArgs {
 pub fn main(command: ImageCommand) -> i32 {
     let result = match command {
         ImageCommand::Export(args) => export(&args),
+        ImageCommand::Findings(args) => crate::findings::print(&args),
     };
     match result {
         Ok(()) => 0,

@@ -16,11 +16,13 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod client;
 mod credentials;
+mod findings;
 mod image;
 mod instance;
 mod logs;
 mod pipeline;
 mod toe;
+mod vulndb;
 mod worker;
 
 #[derive(Parser)]
@@ -58,6 +60,9 @@ enum Command {
     /// Manage the key pairs callers sign with (create: a new key for an account).
     #[command(subcommand)]
     Credentials(credentials::CredentialsCommand),
+    /// Load vulnerability data for image scans (import) and see what is loaded (status).
+    #[command(subcommand)]
+    Vulndb(vulndb::VulndbCommand),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -123,6 +128,11 @@ struct ServeArgs {
     /// concurrent-builds.
     #[arg(long = "quota", env = "KILN_QUOTAS", value_delimiter = ',')]
     quotas: Vec<String>,
+    /// An account whose callers may import vulnerability data through the endpoint
+    /// (`kiln vulndb import --endpoint-url`; repeatable, or comma-separated). Every account's
+    /// scans read that data, so no account may by default.
+    #[arg(long = "vulndb-importer", env = "KILN_VULNDB_IMPORTERS", value_delimiter = ',')]
+    vulndb_importers: Vec<String>,
 }
 
 fn main() -> Result<()> {
@@ -141,6 +151,7 @@ fn main() -> Result<()> {
         Command::Instance(command) => std::process::exit(instance::main(command)),
         Command::Pipeline(command) => std::process::exit(pipeline::main(command)),
         Command::Credentials(command) => std::process::exit(credentials::main(command)),
+        Command::Vulndb(command) => std::process::exit(vulndb::main(command)),
     }
 }
 
@@ -306,12 +317,21 @@ fn serve(args: ServeArgs) -> Result<()> {
     scheduler.start().context("starting the scheduler")?;
     let extension: Arc<dyn kiln_core::extension::Extension> =
         Arc::new(kiln_core::extension::Routes {
-            routes: vec![(
-                "schedule",
-                Arc::new(kiln_scheduler::extension::ScheduleExtension {
-                    core: service.core.clone(),
-                }),
-            )],
+            routes: vec![
+                (
+                    "schedule",
+                    Arc::new(kiln_scheduler::extension::ScheduleExtension {
+                        core: service.core.clone(),
+                    }),
+                ),
+                (
+                    "vulndb",
+                    Arc::new(kiln_core::vulndb::VulnDbExtension {
+                        core: service.core.clone(),
+                        importers: args.vulndb_importers.clone(),
+                    }),
+                ),
+            ],
             fallback: worker.extension(),
         });
     let runtime = tokio::runtime::Builder::new_multi_thread()
