@@ -43,6 +43,22 @@ impl ContainerRegistries {
     }
 }
 
+impl ContainerRegistries {
+    /// The copy of a scanned container image (`ecrConfiguration`): like a destination, it
+    /// needs its Region's registry; with no registry at all it stays in Kiln's store, unless
+    /// `ecrConfiguration` was given (there would be nowhere to act on it).
+    pub fn check_scan_copy(&self, copy: Option<&(ContainerDestination, bool)>) -> CoreResult<()> {
+        match copy {
+            Some((d, true)) if *self == ContainerRegistries::None => Err(CoreError::Invalid(format!(
+                "{}: the scanned copy of the container image goes to the repository '{}', but this Kiln has no registry for container images: start it with --ecr-registry {}=HOST:PORT[/PREFIX], or leave ecrConfiguration out (the image is scanned in Kiln's own store)",
+                d.source, d.repository, d.region
+            ))),
+            Some((d, _)) => self.check(std::slice::from_ref(d)),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Why a destination cannot be pushed to: its Region has no registry.
 pub fn unmapped_region(d: &ContainerDestination) -> String {
     format!(

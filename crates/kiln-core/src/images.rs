@@ -137,6 +137,9 @@ pub struct NewImage {
     /// Where its container image will be pushed (none for an AMI), for
     /// [`crate::containers::ContainerRegistries::check`].
     pub container_destinations: Vec<ContainerDestination>,
+    /// Where the copy a scan looks at goes, and whether `ecrConfiguration` named it (see
+    /// [`crate::containers::ContainerRegistries::check_scan_copy`]).
+    pub scan_copy: Option<(ContainerDestination, bool)>,
 }
 
 /// Creates the image record of `order` (PENDING), queues its build, and answers its ARN.
@@ -234,6 +237,10 @@ pub fn create_image(
     tx.enqueue_build(&arn_text, caller.now_millis)?;
     Ok(NewImage {
         container_destinations: image.container_destinations(),
+        scan_copy: image.scan_copy_destination().map(|d| {
+            let named = image.scanning.as_ref().is_some_and(|s| s.ecr_configured);
+            (d, named)
+        }),
         arn: image.arn,
         version,
     })

@@ -105,6 +105,7 @@ pub fn create_import(
         arn: image.arn,
         version: order.version,
         container_destinations: Vec::new(),
+        scan_copy: None,
     })
 }
 

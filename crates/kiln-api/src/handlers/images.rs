@@ -98,6 +98,9 @@ pub fn create(
     svc.container_registries
         .check(&image.container_destinations)
         .api()?;
+    svc.container_registries
+        .check_scan_copy(image.scan_copy.as_ref())
+        .api()?;
     Ok(CreateImageResponse {
         request_id: None,
         client_token: input.client_token,
@@ -135,6 +138,9 @@ pub fn start_pipeline_execution(
     .api()?;
     svc.container_registries
         .check(&image.container_destinations)
+        .api()?;
+    svc.container_registries
+        .check_scan_copy(image.scan_copy.as_ref())
         .api()?;
     tx.put(&pipeline).api()?;
     Ok(StartImagePipelineExecutionResponse {

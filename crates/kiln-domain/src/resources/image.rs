@@ -166,6 +166,10 @@ pub struct StatusChange {
     pub at: Millis,
 }
 
+/// The repository a scanned container image's copy goes to when `ecrConfiguration` names none
+/// (AWS creates one of this name).
+pub const DEFAULT_SCAN_REPOSITORY: &str = "image-builder-image-scanning-repository";
+
 /// The record of one image build version (`image/<name>/<x.y.z>/<build>`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Image {
@@ -452,6 +456,31 @@ impl Image {
     /// distribution configuration with no container entry (AMI entries only) says nothing
     /// about containers, so the recipe's `targetRepository` applies then too. Empty for AMI
     /// images.
+    /// Where the copy of a container image that a scan looks at goes
+    /// (`imageScanningConfiguration.ecrConfiguration`): its repository (default
+    /// `image-builder-image-scanning-repository`, as AWS's) in the build's Region, with its
+    /// `containerTags` (default the `<version>-<build>` tag). `None` for AMI images and when
+    /// scanning is off.
+    pub fn scan_copy_destination(&self) -> Option<ContainerDestination> {
+        let scanning = self.scanning.as_ref().filter(|s| s.is_on())?;
+        if self.image_type != ImageType::Docker {
+            return None;
+        }
+        let tags = match scanning.ecr_container_tags.as_deref() {
+            Some(tags) if !tags.is_empty() => tags.to_vec(),
+            _ => vec![self.default_container_tag()],
+        };
+        Some(ContainerDestination {
+            region: self.arn.region.clone(),
+            repository: scanning
+                .ecr_repository_name
+                .clone()
+                .unwrap_or_else(|| DEFAULT_SCAN_REPOSITORY.to_string()),
+            tags,
+            source: "imageScanningConfiguration.ecrConfiguration".to_string(),
+        })
+    }
+
     pub fn container_destinations(&self) -> Vec<ContainerDestination> {
         let Some(snapshot) = &self.snapshot else {
             return Vec::new();

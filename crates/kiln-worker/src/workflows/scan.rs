@@ -37,22 +37,8 @@ pub fn enabled(ctx: &BuildContext) -> bool {
 
 /// A build (or a retried one) starts with its scan PENDING.
 pub fn start(ctx: &BuildContext) {
-    if !enabled(ctx) {
-        return;
-    }
-    let arn = ctx.image.arn.to_string();
-    let written = ctx.shared.core.store.write(|tx| {
-        let Some(mut image) = tx.get::<kiln_domain::resources::image::Image>(&arn)? else {
-            return Ok(());
-        };
-        image.scan_state = Some(ScanState {
-            status: ScanStatus::Pending,
-            reason: None,
-        });
-        tx.put(&image)
-    });
-    if let Err(e) = written.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
-        tracing::warn!(arn, error = %e, "recording the scan state failed");
+    if enabled(ctx) {
+        set_state_anyway(ctx, ScanStatus::Pending, None);
     }
 }
 
@@ -118,6 +104,10 @@ pub fn after_tests(ctx: &BuildContext) -> Result<(), String> {
             set_state(ctx, ScanStatus::Failed, Some(e));
         }
     }
+    if let Err(e) = push_scan_copy(ctx) {
+        ctx.log.event(&format!("scan: {e}"));
+        set_state_anyway(ctx, ScanStatus::Failed, Some(e));
+    }
     let Some(condition) = ctx
         .image
         .scanning
@@ -177,4 +167,56 @@ fn scan_built(ctx: &BuildContext) -> Result<(), String> {
     };
     let ended = ctx.end_instance(&id, false);
     result.and(ended)
+}
+
+/// A container image's copy for the scan (`ecrConfiguration`), pushed to the Region's
+/// registry when there is one; without, the image was scanned in Kiln's store (the API refused
+/// an `ecrConfiguration` that would have nowhere to go).
+fn push_scan_copy(ctx: &BuildContext) -> Result<(), String> {
+    let Some(d) = ctx.image.scan_copy_destination() else {
+        return Ok(());
+    };
+    let Some(registry) = ctx.shared.config.ecr_registries.for_region(&d.region) else {
+        ctx.log.event(
+            "scan: no registry for container images is configured: the image was scanned in this machine's image store",
+        );
+        return Ok(());
+    };
+    let built = ctx
+        .built()?
+        .ok_or("the build made no image to copy for the scan")?;
+    let repository = registry.repository(&d.repository);
+    ctx.shared
+        .store
+        .push_registry_tags(&built, &registry.host_port, &repository, &d.tags, &registry.access())
+        .map_err(|e| {
+            format!(
+                "pushing the scanned copy to {}/{repository} ({}): {e}",
+                registry.host_port, d.source
+            )
+        })?;
+    ctx.log.event(&format!(
+        "scan: the scanned copy is {}",
+        d.tags
+            .iter()
+            .map(|t| registry.reference(&d.repository, t))
+            .collect::<Vec<_>>()
+            .join(" ")
+    ));
+    Ok(())
+}
+
+/// Sets the scan state even over a COMPLETED scan (the copy it was to be read from failed).
+fn set_state_anyway(ctx: &BuildContext, status: ScanStatus, reason: Option<String>) {
+    let arn = ctx.image.arn.to_string();
+    let written = ctx.shared.core.store.write(|tx| {
+        let Some(mut image) = tx.get::<kiln_domain::resources::image::Image>(&arn)? else {
+            return Ok(());
+        };
+        image.scan_state = Some(ScanState { status, reason });
+        tx.put(&image)
+    });
+    if let Err(e) = written.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
+        tracing::warn!(arn, error = %e, "recording the scan state failed");
+    }
 }
