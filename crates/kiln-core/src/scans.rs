@@ -145,7 +145,7 @@ pub fn scan_image(
 
 /// The findings of the scan record against the data held now, `firstObservedAt` kept from the
 /// image's stored findings; or why Kiln cannot scan it.
-fn evaluate(
+pub fn evaluate(
     tx: &mut dyn Txn,
     scan: &ImageScan,
     now: Millis,
