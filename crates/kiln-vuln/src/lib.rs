@@ -11,3 +11,7 @@
 //! - [`synth`]: realistic generated OSV records for the benchmark.
 
 pub mod version;
+pub mod advisory;
+pub mod cvss;
+pub mod ecosystem;
+pub mod import;
