@@ -15,3 +15,5 @@ pub mod advisory;
 pub mod cvss;
 pub mod ecosystem;
 pub mod import;
+pub mod matching;
+pub mod synth;
