@@ -135,7 +135,10 @@ mod tests {
             {"ecosystem":"Debian:11","name":"openssl"},{"ecosystem":"Debian:12","name":"openssl"}],
             "source":"osv"}"#;
         let a: Advisory = serde_json::from_str(text).unwrap();
-        assert_eq!(a.affected[0].ranges[0].events[1], Event::Fixed("3.0.14-1~deb12u2".into()));
+        assert_eq!(
+            a.affected[0].ranges[0].events[1],
+            Event::Fixed("3.0.14-1~deb12u2".into())
+        );
         assert_eq!(a.package_keys().len(), 2);
         assert_eq!(a.vulnerability_id(), "CVE-2024-1");
         let again: Advisory = serde_json::from_str(&serde_json::to_string(&a).unwrap()).unwrap();

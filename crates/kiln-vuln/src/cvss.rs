@@ -35,7 +35,13 @@ pub fn base_score(vector: &str) -> Option<Score> {
 
 /// The severity a vendor's own word gives, without its Debian `*` marks; `None`: no rating.
 pub fn vendor_severity(word: &str) -> Option<Severity> {
-    match word.trim().trim_end_matches('*').trim().to_ascii_lowercase().as_str() {
+    match word
+        .trim()
+        .trim_end_matches('*')
+        .trim()
+        .to_ascii_lowercase()
+        .as_str()
+    {
         "unimportant" | "negligible" => Some(Severity::Informational),
         "low" => Some(Severity::Low),
         "medium" | "moderate" => Some(Severity::Medium),

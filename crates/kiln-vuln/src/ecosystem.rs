@@ -143,10 +143,7 @@ mod tests {
 
     #[test]
     fn os_release_to_ecosystems() {
-        assert_eq!(
-            names("debian", "12", &[]).unwrap(),
-            ["Debian:12", "Debian"]
-        );
+        assert_eq!(names("debian", "12", &[]).unwrap(), ["Debian:12", "Debian"]);
         assert_eq!(names("debian", "", &[]).unwrap(), ["Debian"]);
         assert_eq!(names("alpine", "3.20.3", &[]).unwrap(), ["Alpine:v3.20"]);
         assert_eq!(
@@ -158,7 +155,10 @@ mod tests {
             names("rocky", "9.4", &["rhel", "centos", "fedora"]).unwrap(),
             ["Red Hat", "AlmaLinux:9", "Rocky Linux:9"]
         );
-        assert_eq!(names("ol", "8.10", &["fedora", "rhel"]).unwrap()[1], "AlmaLinux:8");
+        assert_eq!(
+            names("ol", "8.10", &["fedora", "rhel"]).unwrap()[1],
+            "AlmaLinux:8"
+        );
         assert_eq!(names("arch", "", &[]), None);
         assert_eq!(names("linuxmint", "21.3", &["ubuntu", "debian"]), None);
         assert_eq!(names("alpine", "edge", &[]), None);

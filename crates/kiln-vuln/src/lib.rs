@@ -10,10 +10,10 @@
 //! - [`matching`]: an inventory against advisories, to `ScanFinding`s.
 //! - [`synth`]: realistic generated OSV records for the benchmark.
 
-pub mod version;
 pub mod advisory;
 pub mod cvss;
 pub mod ecosystem;
 pub mod import;
 pub mod matching;
 pub mod synth;
+pub mod version;

@@ -127,7 +127,10 @@ fn match_names(package: &InstalledPackage) -> (Vec<&str>, &str) {
     match package.manager {
         PackageManager::Dpkg => (
             vec![package.source()],
-            package.source_version.as_deref().unwrap_or(&package.version),
+            package
+                .source_version
+                .as_deref()
+                .unwrap_or(&package.version),
         ),
         PackageManager::Apk => (vec![package.source()], &package.version),
         PackageManager::Rpm => {
@@ -191,9 +194,9 @@ pub fn scan(inventory: &Inventory, advisories: &[Advisory], now_millis: i64) -> 
                     let slot = group.packages.entry(p).or_insert(None);
                     // Sources may disagree: the highest fix satisfies all that name one.
                     if let Some(fixed) = fixed {
-                        let higher = slot.as_deref().is_none_or(|s| {
-                            compare(os.order, &fixed, s) == Ordering::Greater
-                        });
+                        let higher = slot
+                            .as_deref()
+                            .is_none_or(|s| compare(os.order, &fixed, s) == Ordering::Greater);
                         if higher {
                             *slot = Some(fixed);
                         }
@@ -250,10 +253,7 @@ fn source_url(advisory: &Advisory, vulnerability_id: &str) -> String {
 }
 
 /// The CVSS scores of an advisory (and of its matched entries): v3.x and v4.0 vectors scored.
-fn scores<'a>(
-    advisory: &'a Advisory,
-    affected: impl Iterator<Item = &'a Affected>,
-) -> Vec<Cvss> {
+fn scores<'a>(advisory: &'a Advisory, affected: impl Iterator<Item = &'a Affected>) -> Vec<Cvss> {
     let label = source_label(advisory);
     advisory
         .severity
@@ -290,7 +290,11 @@ fn finding(
     // The advisory named by the id first, then by source and id.
     let mut primary: Vec<&Advisory> = group.advisories.iter().map(|&a| &advisories[a]).collect();
     primary.sort_by(|a, b| {
-        (a.id != vulnerability_id, &a.source, &a.id).cmp(&(b.id != vulnerability_id, &b.source, &b.id))
+        (a.id != vulnerability_id, &a.source, &a.id).cmp(&(
+            b.id != vulnerability_id,
+            &b.source,
+            &b.id,
+        ))
     });
     let first = primary[0];
     let mut packages: Vec<VulnerablePackage> = group
@@ -316,7 +320,10 @@ fn finding(
             .copied()
             .filter(|f| advisory.affected.iter().any(|g| std::ptr::eq(g, *f)));
         for score in scores(advisory, matched) {
-            if !cvss.iter().any(|c| c.scoring_vector == score.scoring_vector) {
+            if !cvss
+                .iter()
+                .any(|c| c.scoring_vector == score.scoring_vector)
+            {
                 cvss.push(score);
             }
         }
@@ -341,7 +348,10 @@ fn finding(
         .iter()
         .max_by_key(|w| cvss::vendor_severity(w).unwrap_or(Severity::Untriaged))
         .map(|w| w.to_string());
-    let fixed = packages.iter().filter(|p| p.fixed_in_version.is_some()).count();
+    let fixed = packages
+        .iter()
+        .filter(|p| p.fixed_in_version.is_some())
+        .count();
     let fix_available = if fixed == packages.len() {
         FixAvailable::Yes
     } else if fixed > 0 {
@@ -427,11 +437,7 @@ fn vulnerable_package(package: &InstalledPackage, fixed: Option<String>) -> Vuln
             )
         }
         PackageManager::Apk => match package.version.rsplit_once("-r") {
-            Some((version, release)) => (
-                Some(0),
-                version.to_string(),
-                Some(format!("r{release}")),
-            ),
+            Some((version, release)) => (Some(0), version.to_string(), Some(format!("r{release}"))),
             None => (Some(0), package.version.clone(), None),
         },
     };
@@ -468,7 +474,11 @@ pub fn enrich(findings: &mut [ScanFinding], records: &[Advisory]) {
             .filter(|r| r.id == finding.vulnerability_id && r.withdrawn.is_none())
         {
             for score in scores(record, std::iter::empty()) {
-                if !finding.cvss.iter().any(|c| c.scoring_vector == score.scoring_vector) {
+                if !finding
+                    .cvss
+                    .iter()
+                    .any(|c| c.scoring_vector == score.scoring_vector)
+                {
                     finding.cvss.push(score);
                 }
             }
@@ -514,7 +524,12 @@ mod tests {
         assert!(in_range(d, &r, "1.5"));
         assert!(!in_range(d, &r, "1.5.1"));
         // Out of order, and a limit.
-        let r = range(&[("fixed", "3.0"), ("introduced", "2.0"), ("fixed", "1.0"), ("introduced", "0")]);
+        let r = range(&[
+            ("fixed", "3.0"),
+            ("introduced", "2.0"),
+            ("fixed", "1.0"),
+            ("introduced", "0"),
+        ]);
         assert!(in_range(d, &r, "0.5") && !in_range(d, &r, "1.5") && in_range(d, &r, "2.5"));
         assert!(!in_range(d, &r, "3.0"));
         let r = range(&[("introduced", "0"), ("limit", "2.0")]);

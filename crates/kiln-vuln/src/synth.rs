@@ -83,10 +83,46 @@ pub const MINBASE: [(&str, &str); 67] = [
 pub const PACKAGE_NAMES: usize = 2000;
 
 const STEMS: [&str; 40] = [
-    "curl", "openssl", "nginx", "apache2", "python3", "ruby", "node", "golang", "php", "rust",
-    "xml", "yaml", "json", "png", "jpeg", "tiff", "sqlite", "postgresql", "mariadb", "redis",
-    "git", "vim", "emacs", "gtk", "qt", "kde", "gnome", "x11", "wayland", "mesa", "ffmpeg",
-    "gstreamer", "samba", "bind9", "dnsmasq", "krb5", "ldap", "sasl", "ssh", "zip",
+    "curl",
+    "openssl",
+    "nginx",
+    "apache2",
+    "python3",
+    "ruby",
+    "node",
+    "golang",
+    "php",
+    "rust",
+    "xml",
+    "yaml",
+    "json",
+    "png",
+    "jpeg",
+    "tiff",
+    "sqlite",
+    "postgresql",
+    "mariadb",
+    "redis",
+    "git",
+    "vim",
+    "emacs",
+    "gtk",
+    "qt",
+    "kde",
+    "gnome",
+    "x11",
+    "wayland",
+    "mesa",
+    "ffmpeg",
+    "gstreamer",
+    "samba",
+    "bind9",
+    "dnsmasq",
+    "krb5",
+    "ldap",
+    "sasl",
+    "ssh",
+    "zip",
 ];
 const SUFFIXES: [&str; 10] = [
     "", "-utils", "-perl", "-python", "-tools", "-common", "-core", "-extra", "-dev", "-data",
@@ -106,7 +142,10 @@ pub fn package(i: usize) -> (String, String) {
     } else {
         format!("lib{stem}{generation}{suffix}")
     };
-    (name, format!("{}.{}.{}-{}", 1 + n % 7, n % 13, n % 5, 1 + n % 3))
+    (
+        name,
+        format!("{}.{}.{}-{}", 1 + n % 7, n % 13, n % 5, 1 + n % 3),
+    )
 }
 
 struct SplitMix(u64);

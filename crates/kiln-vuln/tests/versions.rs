@@ -28,9 +28,16 @@ fn run_triples(name: &str, order: VersionOrder) -> usize {
     let mut checked = 0;
     for (n, line) in data(name) {
         if let Some(invalid) = line.strip_prefix('!') {
-            assert!(!is_valid(order, invalid), "{name}:{n}: {invalid:?} accepted");
+            assert!(
+                !is_valid(order, invalid),
+                "{name}:{n}: {invalid:?} accepted"
+            );
             // Still ordered, without panicking: after every valid version.
-            assert_eq!(compare(order, invalid, "1.0"), Ordering::Greater, "{name}:{n}");
+            assert_eq!(
+                compare(order, invalid, "1.0"),
+                Ordering::Greater,
+                "{name}:{n}"
+            );
             checked += 1;
             continue;
         }
@@ -40,7 +47,11 @@ fn run_triples(name: &str, order: VersionOrder) -> usize {
         };
         let want = ordering(result);
         assert_eq!(compare(order, a, b), want, "{name}:{n}: {a} vs {b}");
-        assert_eq!(compare(order, b, a), want.reverse(), "{name}:{n}: {b} vs {a}");
+        assert_eq!(
+            compare(order, b, a),
+            want.reverse(),
+            "{name}:{n}: {b} vs {a}"
+        );
         checked += 1;
     }
     checked
@@ -59,7 +70,11 @@ fn rpmvercmp_upstream_cases() {
         let [a, b, result] = fields[..] else {
             panic!("rpmvercmp.data:{n}: {line:?}");
         };
-        assert_eq!(rpm::rpmvercmp(a, b), ordering(result), "line {n}: {a} vs {b}");
+        assert_eq!(
+            rpm::rpmvercmp(a, b),
+            ordering(result),
+            "line {n}: {a} vs {b}"
+        );
         checked += 1;
     }
     assert!(checked > 80);
@@ -102,7 +117,11 @@ fn rpm_epoch_version_release() {
         (":1.0-1", "0:1.0-1", Equal),
     ] {
         assert_eq!(rpm::compare_evr(a, b), want, "{a} vs {b}");
-        assert_eq!(compare(VersionOrder::Rpm, b, a), want.reverse(), "{b} vs {a}");
+        assert_eq!(
+            compare(VersionOrder::Rpm, b, a),
+            want.reverse(),
+            "{b} vs {a}"
+        );
     }
 }
 

@@ -44,7 +44,10 @@ pub fn read_secdb(
     if release.is_empty() || release.contains(['/', ' ']) {
         return Err(ImportError::new(
             path,
-            format!("`distroversion` {:?} is not an Alpine release", db.distroversion),
+            format!(
+                "`distroversion` {:?} is not an Alpine release",
+                db.distroversion
+            ),
         ));
     }
     let repo = db.reponame.unwrap_or_else(|| "main".to_string());
@@ -57,7 +60,12 @@ pub fn read_secdb(
             if version.trim() == "0" {
                 continue;
             }
-            for id in ids.unwrap_or_default().iter().flatten().flat_map(|s| s.split_whitespace()) {
+            for id in ids
+                .unwrap_or_default()
+                .iter()
+                .flatten()
+                .flat_map(|s| s.split_whitespace())
+            {
                 let lowest = fixes
                     .entry(id.to_string())
                     .or_default()

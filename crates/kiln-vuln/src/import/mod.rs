@@ -179,7 +179,11 @@ impl Sink for Counting<'_> {
 }
 
 /// Reads a file or a directory (see the module's documentation).
-pub fn import_path(path: &Path, limits: &Limits, sink: &mut dyn Sink) -> Result<Summary, ImportError> {
+pub fn import_path(
+    path: &Path,
+    limits: &Limits,
+    sink: &mut dyn Sink,
+) -> Result<Summary, ImportError> {
     let mut summary = Summary::default();
     let metadata = std::fs::metadata(path).map_err(|e| ImportError::new(path, e.to_string()))?;
     if metadata.is_dir() {
@@ -216,7 +220,10 @@ fn walk(
         let kind = std::fs::symlink_metadata(&path)
             .map_err(|e| ImportError::new(&path, e.to_string()))?
             .file_type();
-        let extension = path.extension().and_then(|e| e.to_str()).unwrap_or_default();
+        let extension = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or_default();
         if kind.is_dir() {
             walk(&path, limits, sink, skipped)?;
         } else if kind.is_file() && (extension == "json" || extension == "zip") {
@@ -230,7 +237,10 @@ fn walk(
 
 /// Reads one file: a zip by its name, JSON by its content.
 pub fn import_file(path: &Path, limits: &Limits, sink: &mut dyn Sink) -> Result<(), ImportError> {
-    let extension = path.extension().and_then(|e| e.to_str()).unwrap_or_default();
+    let extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or_default();
     match extension {
         "zip" => return read_osv_zip(path, limits, sink),
         "yaml" | "yml" => {
@@ -279,7 +289,10 @@ pub fn import_file(path: &Path, limits: &Limits, sink: &mut dyn Sink) -> Result<
         .read_to_end(&mut bytes)
         .map_err(|e| ImportError::new(path, e.to_string()))?;
     if bytes.len() as u64 > limits.max_record_bytes {
-        return Err(ImportError::new(path, "the file grew past the size limit while read"));
+        return Err(ImportError::new(
+            path,
+            "the file grew past the size limit while read",
+        ));
     }
     match sniff::kind_of(&bytes).map_err(|m| ImportError::new(path, m))? {
         sniff::Kind::Osv => {
@@ -294,9 +307,7 @@ pub fn import_file(path: &Path, limits: &Limits, sink: &mut dyn Sink) -> Result<
             sink.end(&batch)
         }
         sniff::Kind::AlpineSecdb => read_secdb(path, &bytes, modified_of(path), sink),
-        sniff::Kind::DebianTracker => {
-            read_tracker(path, bytes.as_slice(), modified_of(path), sink)
-        }
+        sniff::Kind::DebianTracker => read_tracker(path, bytes.as_slice(), modified_of(path), sink),
     }
 }
 

@@ -201,9 +201,7 @@ pub fn read_osv_zip(path: &Path, limits: &Limits, sink: &mut dyn Sink) -> Result
                 limits.max_record_bytes
             )));
         }
-        if size > limits.ratio_checked_above
-            && size / compressed.max(1) > limits.max_zip_ratio
-        {
+        if size > limits.ratio_checked_above && size / compressed.max(1) > limits.max_zip_ratio {
             return Err(err(format!(
                 "expands {} times ({compressed} to {size} bytes), more than the {} times \
                  allowed: a zip bomb?",

@@ -17,8 +17,7 @@ pub fn is_debian_tracker(prefix: &[u8]) -> bool {
         && p.string().is_some()
         && p.punct(b':')
         && p.punct(b'{')
-        && p
-            .string()
+        && p.string()
             .is_some_and(|k| k.starts_with("CVE-") || k.starts_with("TEMP-"))
 }
 
@@ -36,9 +35,11 @@ pub fn kind_of(bytes: &[u8]) -> Result<Kind, String> {
     } else if has("id") || has("schema_version") || has("affected") {
         Err("an OSV record needs both `id` and `modified`".to_string())
     } else {
-        Err("neither an OSV record (`id`, `modified`), an Alpine secdb file (`distroversion`, \
+        Err(
+            "neither an OSV record (`id`, `modified`), an Alpine secdb file (`distroversion`, \
              `packages`) nor the Debian security tracker JSON (packages of CVE ids)"
-            .to_string())
+                .to_string(),
+        )
     }
 }
 

@@ -122,7 +122,11 @@ impl<'a> State<'a> {
                     return self.invalid();
                 }
                 self.rest = &self.rest[1..];
-                let n = self.rest.iter().take_while(|c| c.is_ascii_lowercase()).count();
+                let n = self
+                    .rest
+                    .iter()
+                    .take_while(|c| c.is_ascii_lowercase())
+                    .count();
                 self.value = &self.rest[..n];
                 self.rest = &self.rest[n..];
                 self.suffix = suffix_value(self.value);

@@ -34,7 +34,9 @@ pub fn parse(text: &str) -> Option<Version> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || ".+~-:".contains(c));
     let revision_ok = revision.is_none_or(|r| {
-        !r.is_empty() && r.chars().all(|c| c.is_ascii_alphanumeric() || ".+~".contains(c))
+        !r.is_empty()
+            && r.chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".+~".contains(c))
     });
     if !upstream_ok || !revision_ok {
         return None;
