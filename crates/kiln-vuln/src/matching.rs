@@ -19,7 +19,9 @@
 use crate::advisory::{Advisory, Affected, Event, Range};
 use crate::cvss;
 use crate::ecosystem::{self, OsEcosystems};
-use crate::version::{compare, dpkg, rpm, VersionOrder};
+#[cfg(test)]
+use crate::version::VersionOrder;
+use crate::version::{dpkg, rpm, Comparator};
 use kiln_domain::resources::scan::{
     Cvss, FixAvailable, InstalledPackage, Inventory, PackageManager, ScanFinding, Severity,
     VulnerablePackage,
@@ -50,14 +52,14 @@ pub fn lookup_keys(inventory: &Inventory) -> Vec<(String, String)> {
 /// Whether an affected entry's ranges or versions include `version`; with the lowest `fixed`
 /// above it when so.
 pub fn affected_version(
-    order: VersionOrder,
+    order: &Comparator,
     affected: &Affected,
     version: &str,
 ) -> Option<Option<String>> {
     let listed = affected
         .versions
         .iter()
-        .any(|v| compare(order, v, version) == Ordering::Equal);
+        .any(|v| order.compare(v, version) == Ordering::Equal);
     let ranges = || affected.ranges.iter().filter(|r| r.kind != "GIT");
     if !listed && !ranges().any(|r| in_range(order, r, version)) {
         return None;
@@ -65,16 +67,16 @@ pub fn affected_version(
     let fixed = ranges()
         .flat_map(|r| r.events.iter())
         .filter_map(|e| match e {
-            Event::Fixed(v) if compare(order, v, version) == Ordering::Greater => Some(v),
+            Event::Fixed(v) if order.compare(v, version) == Ordering::Greater => Some(v),
             _ => None,
         })
-        .min_by(|a, b| compare(order, a, b));
+        .min_by(|a, b| order.compare(a, b));
     Some(fixed.cloned())
 }
 
 /// OSV's `IncludedInRanges` for one range.
-pub fn in_range(order: VersionOrder, range: &Range, version: &str) -> bool {
-    let cmp = |a: &str, b: &str| compare(order, a, b);
+pub fn in_range(order: &Comparator, range: &Range, version: &str) -> bool {
+    let cmp = |a: &str, b: &str| order.compare(a, b);
     let limits: Vec<&str> = range
         .events
         .iter()
@@ -172,34 +174,46 @@ pub fn scan(inventory: &Inventory, advisories: &[Advisory], now_millis: i64) -> 
             }
         }
     }
+    let order = Comparator::new(os.order);
+    let mut scores = HashMap::new();
     let mut groups: BTreeMap<String, Group> = BTreeMap::new();
+    // Binary packages of one source share the source's name and version: evaluate once.
+    type Hit = (usize, usize, Option<String>);
+    let mut memo: HashMap<(&str, &str), Vec<Hit>> = HashMap::new();
     for (p, package) in inventory.packages.iter().enumerate() {
         let (names, version) = match_names(package);
         for name in names {
-            for ecosystem in &os.ecosystems {
-                for &(a, f) in index.get(&(ecosystem.as_str(), name)).into_iter().flatten() {
-                    let advisory = &advisories[a];
-                    let affected = &advisory.affected[f];
-                    if !applies(&os, advisory, affected) {
-                        continue;
-                    }
-                    let Some(fixed) = affected_version(os.order, affected, version) else {
-                        continue;
-                    };
-                    let group = groups
-                        .entry(advisory.vulnerability_id().to_string())
-                        .or_default();
-                    group.advisories.insert(a);
-                    group.affected.push(affected);
-                    let slot = group.packages.entry(p).or_insert(None);
-                    // Sources may disagree: the highest fix satisfies all that name one.
-                    if let Some(fixed) = fixed {
-                        let higher = slot
-                            .as_deref()
-                            .is_none_or(|s| compare(os.order, &fixed, s) == Ordering::Greater);
-                        if higher {
-                            *slot = Some(fixed);
+            let hits = memo.entry((name, version)).or_insert_with(|| {
+                let mut hits = Vec::new();
+                for ecosystem in &os.ecosystems {
+                    for &(a, f) in index.get(&(ecosystem.as_str(), name)).into_iter().flatten() {
+                        let advisory = &advisories[a];
+                        let affected = &advisory.affected[f];
+                        if !applies(&os, advisory, affected) {
+                            continue;
                         }
+                        if let Some(fixed) = affected_version(&order, affected, version) {
+                            hits.push((a, f, fixed));
+                        }
+                    }
+                }
+                hits
+            });
+            for (a, f, fixed) in hits.iter() {
+                let advisory = &advisories[*a];
+                let group = groups
+                    .entry(advisory.vulnerability_id().to_string())
+                    .or_default();
+                group.advisories.insert(*a);
+                group.affected.push(&advisory.affected[*f]);
+                let slot = group.packages.entry(p).or_insert(None);
+                // Sources may disagree: the highest fix satisfies all that name one.
+                if let Some(fixed) = fixed {
+                    let higher = slot
+                        .as_deref()
+                        .is_none_or(|s| order.compare(fixed, s) == Ordering::Greater);
+                    if higher {
+                        *slot = Some(fixed.clone());
                     }
                 }
             }
@@ -207,7 +221,7 @@ pub fn scan(inventory: &Inventory, advisories: &[Advisory], now_millis: i64) -> 
     }
     groups
         .into_iter()
-        .map(|(id, group)| finding(inventory, advisories, id, group, now_millis))
+        .map(|(id, group)| finding(inventory, advisories, id, group, now_millis, &mut scores))
         .collect()
 }
 
@@ -253,7 +267,11 @@ fn source_url(advisory: &Advisory, vulnerability_id: &str) -> String {
 }
 
 /// The CVSS scores of an advisory (and of its matched entries): v3.x and v4.0 vectors scored.
-fn scores<'a>(advisory: &'a Advisory, affected: impl Iterator<Item = &'a Affected>) -> Vec<Cvss> {
+fn scores<'a>(
+    advisory: &'a Advisory,
+    affected: impl Iterator<Item = &'a Affected>,
+    cache: &mut HashMap<&'a str, Option<cvss::Score>>,
+) -> Vec<Cvss> {
     let label = source_label(advisory);
     advisory
         .severity
@@ -261,7 +279,10 @@ fn scores<'a>(advisory: &'a Advisory, affected: impl Iterator<Item = &'a Affecte
         .chain(affected.flat_map(|a| a.severity.iter()))
         .filter(|s| s.kind.starts_with("CVSS_V3") || s.kind.starts_with("CVSS_V4"))
         .filter_map(|s| {
-            let score = cvss::base_score(&s.score)?;
+            let score = cache
+                .entry(s.score.as_str())
+                .or_insert_with(|| cvss::base_score(&s.score))
+                .clone()?;
             Some(Cvss {
                 base_score: score.base_score,
                 scoring_vector: s.score.trim().to_string(),
@@ -280,12 +301,13 @@ fn best_v3(scores: &[Cvss]) -> Option<&Cvss> {
         .max_by(|a, b| a.base_score.total_cmp(&b.base_score))
 }
 
-fn finding(
+fn finding<'a>(
     inventory: &Inventory,
-    advisories: &[Advisory],
+    advisories: &'a [Advisory],
     vulnerability_id: String,
-    group: Group,
+    group: Group<'a>,
     now_millis: i64,
+    score_cache: &mut HashMap<&'a str, Option<cvss::Score>>,
 ) -> ScanFinding {
     // The advisory named by the id first, then by source and id.
     let mut primary: Vec<&Advisory> = group.advisories.iter().map(|&a| &advisories[a]).collect();
@@ -319,7 +341,7 @@ fn finding(
             .iter()
             .copied()
             .filter(|f| advisory.affected.iter().any(|g| std::ptr::eq(g, *f)));
-        for score in scores(advisory, matched) {
+        for score in scores(advisory, matched, score_cache) {
             if !cvss
                 .iter()
                 .any(|c| c.scoring_vector == score.scoring_vector)
@@ -473,7 +495,7 @@ pub fn enrich(findings: &mut [ScanFinding], records: &[Advisory]) {
             .iter()
             .filter(|r| r.id == finding.vulnerability_id && r.withdrawn.is_none())
         {
-            for score in scores(record, std::iter::empty()) {
+            for score in scores(record, std::iter::empty(), &mut HashMap::new()) {
                 if !finding
                     .cvss
                     .iter()
@@ -515,7 +537,7 @@ mod tests {
 
     #[test]
     fn range_rules() {
-        let d = VersionOrder::Dpkg;
+        let d = &Comparator::new(VersionOrder::Dpkg);
         let r = range(&[("introduced", "0"), ("fixed", "1.2-1")]);
         assert!(in_range(d, &r, "1.1-9"));
         assert!(!in_range(d, &r, "1.2-1"));

@@ -2,9 +2,9 @@
 //! real format (`DEBIAN-CVE-...` ids, source packages, ECOSYSTEM ranges), so that an import of
 //! an `all.zip` of them and a scan of the managed Debian base image do realistic work.
 //!
-//! Package names: the 67 source packages of a bookworm minbase (with their versions there, so
-//! that about a third of the records naming one affect the image) and generated names up to
-//! about 2,000 in all. Deterministic for a seed (splitmix64; no `rand`).
+//! Package names: the 67 source packages of a bookworm minbase (with their versions there;
+//! half of the fixed versions are above them, so half of the records naming one affect the
+//! image) and generated names, 2,000 in all, drawn uniformly. Deterministic for a seed (splitmix64; no `rand`).
 
 use serde_json::{json, Value};
 
@@ -185,12 +185,9 @@ fn record(i: usize, rng: &mut SplitMix) -> Value {
     let month = 1 + rng.below(12);
     let affected: Vec<Value> = (0..1 + rng.below(3))
         .map(|_| {
-            // A third of the records name a minbase package.
-            let index = if rng.below(3) == 0 {
-                rng.below(MINBASE.len() as u64)
-            } else {
-                rng.below(PACKAGE_NAMES as u64)
-            } as usize;
+            // Uniform over the names: 1 draw in 30 names a minbase package, so 100,000
+            // records give a minbase image about 100 advisories per source package.
+            let index = rng.below(PACKAGE_NAMES as u64) as usize;
             let (name, base) = package(index);
             // Above the installed version (affects it) or below (does not).
             let fixed = if rng.below(2) == 0 {

@@ -49,3 +49,47 @@ pub fn is_valid(order: VersionOrder, version: &str) -> bool {
         VersionOrder::Rpm => !version.is_empty(),
     }
 }
+
+/// [`compare`] for many comparisons in one order: dpkg versions are parsed once each (a scan
+/// compares the same installed and fixed versions thousands of times).
+pub struct Comparator {
+    order: VersionOrder,
+    parsed: std::cell::RefCell<HashMap<String, Option<Rc<debversion::Version>>>>,
+}
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+impl Comparator {
+    pub fn new(order: VersionOrder) -> Self {
+        Comparator {
+            order,
+            parsed: Default::default(),
+        }
+    }
+
+    pub fn order(&self) -> VersionOrder {
+        self.order
+    }
+
+    fn dpkg(&self, text: &str) -> Option<Rc<debversion::Version>> {
+        if let Some(v) = self.parsed.borrow().get(text) {
+            return v.clone();
+        }
+        let v = dpkg::parse(text).map(Rc::new);
+        self.parsed.borrow_mut().insert(text.to_string(), v.clone());
+        v
+    }
+
+    pub fn compare(&self, a: &str, b: &str) -> Ordering {
+        if self.order != VersionOrder::Dpkg {
+            return compare(self.order, a, b);
+        }
+        match (self.dpkg(a), self.dpkg(b)) {
+            (Some(x), Some(y)) => x.cmp(&y),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => a.as_bytes().cmp(b.as_bytes()),
+        }
+    }
+}
