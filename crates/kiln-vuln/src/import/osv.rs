@@ -221,7 +221,18 @@ pub fn read_osv_zip(path: &Path, limits: &Limits, sink: &mut dyn Sink) -> Result
                 limits.max_record_bytes
             )));
         }
-        total += buffer.len() as u64;
+        // Also on what it really expanded to, in case the header understated it.
+        let actual = buffer.len() as u64;
+        if actual > limits.ratio_checked_above && actual / compressed.max(1) > limits.max_zip_ratio
+        {
+            return Err(err(format!(
+                "expanded {} times ({compressed} to {actual} bytes), more than the {} times \
+                 allowed: a zip bomb?",
+                actual / compressed.max(1),
+                limits.max_zip_ratio
+            )));
+        }
+        total += actual;
         if total > limits.max_zip_total_bytes {
             return Err(err(format!(
                 "the zip expands past the {} bytes allowed in total",
