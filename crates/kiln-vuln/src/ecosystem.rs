@@ -3,8 +3,10 @@
 //! - `debian` N → `Debian:N` and plain `Debian` (no `VERSION_ID`, as on sid: `Debian` only);
 //! - `alpine` 3.20.3 → `Alpine:v3.20`;
 //! - `ubuntu` 22.04 → `Ubuntu:22.04` and, for the even-year April releases, `Ubuntu:22.04:LTS`;
-//! - `rhel`, `almalinux`, `rocky` N (or an `ID_LIKE` naming `rhel`) → `Red Hat`,
-//!   `AlmaLinux:N`, `Rocky Linux:N` (they are rebuilds of one another).
+//! - `rhel`, `almalinux`, `rocky` N (or an `ID_LIKE` naming `rhel`, but not Amazon Linux) →
+//!   `Red Hat` (and its `Red Hat:enterprise_linux:N::baseos`, `::appstream`, `::crb`
+//!   repositories, as OSV names them), `AlmaLinux:N`, `Rocky Linux:N` (they are rebuilds of one
+//!   another).
 //!
 //! Anything else: `None`, and the caller reports that it cannot scan the image. `ID_LIKE` is
 //! used for the RHEL family only: the version numbers of Debian and Ubuntu derivatives
@@ -115,12 +117,18 @@ pub fn for_os(id: &str, version_id: &str, id_like: &[String]) -> Option<OsEcosys
                 generic: None,
             })
         }
+        // Amazon Linux says it is like RHEL, but its packages and versions are its own (and
+        // OSV defines no ecosystem for it).
+        "amzn" => None,
         _ if ["rhel", "almalinux", "rocky"].contains(&id)
             || id_like.iter().any(|like| like == "rhel") =>
         {
             numeric(major).then(|| OsEcosystems {
                 ecosystems: vec![
                     "Red Hat".to_string(),
+                    format!("Red Hat:enterprise_linux:{major}::baseos"),
+                    format!("Red Hat:enterprise_linux:{major}::appstream"),
+                    format!("Red Hat:enterprise_linux:{major}::crb"),
                     format!("AlmaLinux:{major}"),
                     format!("Rocky Linux:{major}"),
                 ],
@@ -151,14 +159,16 @@ mod tests {
             ["Ubuntu:22.04", "Ubuntu:22.04:LTS"]
         );
         assert_eq!(names("ubuntu", "23.10", &[]).unwrap(), ["Ubuntu:23.10"]);
+        let rocky = names("rocky", "9.4", &["rhel", "centos", "fedora"]).unwrap();
+        assert_eq!(rocky[0], "Red Hat");
+        assert_eq!(rocky[2], "Red Hat:enterprise_linux:9::appstream");
+        assert_eq!(rocky[4..], ["AlmaLinux:9", "Rocky Linux:9"]);
         assert_eq!(
-            names("rocky", "9.4", &["rhel", "centos", "fedora"]).unwrap(),
-            ["Red Hat", "AlmaLinux:9", "Rocky Linux:9"]
-        );
-        assert_eq!(
-            names("ol", "8.10", &["fedora", "rhel"]).unwrap()[1],
+            names("centos", "8", &["rhel", "fedora"]).unwrap()[4],
             "AlmaLinux:8"
         );
+        assert_eq!(names("amzn", "2023", &["fedora"]), None);
+        assert_eq!(names("amzn", "2", &["centos", "rhel", "fedora"]), None);
         assert_eq!(names("arch", "", &[]), None);
         assert_eq!(names("linuxmint", "21.3", &["ubuntu", "debian"]), None);
         assert_eq!(names("alpine", "edge", &[]), None);
