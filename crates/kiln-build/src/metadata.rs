@@ -5,9 +5,12 @@
 //! Everything is read from files of the image, never by running its programs: `os-release`
 //! (`/etc/os-release`, else `/usr/lib/os-release`), the dpkg status database
 //! (`/var/lib/dpkg/status`) and the apk database (`/lib/apk/db/installed`). RPM databases need
-//! the `rpm` tool and are not read yet. Paths resolve inside the root the way the kernel would
-//! under chroot, so an image's symlinks cannot point the reader at the host's files.
+//! the `rpm` tool, so the caller's `rpm_query` runs the image's own inside the instance.
+//! `inventory` reads what a vulnerability scan needs (os-release `ID`s, source packages,
+//! architectures). Paths resolve inside the root the way the kernel would under chroot, so an
+//! image's symlinks cannot point the reader at the host's files.
 
+use kiln_domain::resources::scan::{InstalledPackage, Inventory, PackageManager};
 use kiln_toe::target::resolve_in_root;
 use std::path::Path;
 
@@ -181,6 +184,167 @@ pub fn parse_apk_installed(text: &str) -> Vec<Package> {
         .collect()
 }
 
+/// The query [`inventory`] asks an image's `rpm` with: one
+/// `name<TAB>epoch<TAB>version-release<TAB>arch<TAB>source rpm` line per package (`(none)`
+/// where rpm has no value).
+pub const RPM_INVENTORY_QUERY: [&str; 3] = [
+    "-qa",
+    "--qf",
+    "%{NAME}\t%{EPOCH}\t%{VERSION}-%{RELEASE}\t%{ARCH}\t%{SOURCERPM}\n",
+];
+
+/// What a vulnerability scan reads of the root filesystem at `root`: os-release's `ID`,
+/// `VERSION_ID` and `ID_LIKE`, and every installed package with its source package and
+/// architecture (dpkg `Source:` and `Architecture:`, apk `o:` and `A:`, rpm's `SOURCERPM`
+/// and `ARCH`). `rpm_query` runs the image's `rpm` with [`RPM_INVENTORY_QUERY`]; it is asked
+/// only when the root has an rpm database.
+pub fn inventory(root: &Path, rpm_query: &dyn Fn() -> Option<String>) -> Inventory {
+    let read = |path: &str| {
+        resolve_in_root(root, "/", path, true)
+            .ok()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+    };
+    let mut inventory = Inventory::default();
+    if let Some(text) = read("/etc/os-release").or_else(|| read("/usr/lib/os-release")) {
+        for line in text.lines() {
+            let Some((key, value)) = line.trim().split_once('=') else {
+                continue;
+            };
+            let value = unquote(value.trim());
+            match key {
+                "ID" => inventory.os_id = value,
+                "VERSION_ID" => inventory.os_version_id = value,
+                "ID_LIKE" => {
+                    inventory.os_id_like = value.split_whitespace().map(str::to_string).collect()
+                }
+                _ => {}
+            }
+        }
+    }
+    if let Some(text) = read("/var/lib/dpkg/status") {
+        inventory.packages.extend(dpkg_inventory(&text));
+    }
+    if let Some(text) = read("/lib/apk/db/installed") {
+        inventory.packages.extend(apk_inventory(&text));
+    }
+    let has_rpm_db = RPM_DATABASES
+        .iter()
+        .any(|db| resolve_in_root(root, "/", db, true).is_ok_and(|p| p.is_dir()));
+    if has_rpm_db {
+        if let Some(text) = rpm_query() {
+            inventory.packages.extend(rpm_inventory(&text));
+        }
+    }
+    inventory.packages.sort();
+    inventory.packages.dedup();
+    inventory
+}
+
+/// `Some(value)` when it is there and differs from `other`.
+fn differing(value: Option<String>, other: &str) -> Option<String> {
+    value.filter(|v| !v.is_empty() && v != other)
+}
+
+/// Installed packages of a dpkg status file, with `Source:` (`name` or `name (version)`).
+pub fn dpkg_inventory(text: &str) -> Vec<InstalledPackage> {
+    text.split("\n\n")
+        .filter_map(|stanza| {
+            let field = |key: &str| {
+                stanza
+                    .lines()
+                    .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
+            };
+            if !field("Status:")?.ends_with(" installed") {
+                return None;
+            }
+            let name = field("Package:")?;
+            let version = field("Version:").unwrap_or_default();
+            let (source_name, source_version) = match field("Source:") {
+                Some(source) => match source.split_once(' ') {
+                    Some((source, rest)) => (
+                        Some(source.to_string()),
+                        rest.trim()
+                            .strip_prefix('(')
+                            .and_then(|v| v.strip_suffix(')'))
+                            .map(|v| v.trim().to_string()),
+                    ),
+                    None => (Some(source), None),
+                },
+                None => (None, None),
+            };
+            Some(InstalledPackage {
+                source_name: differing(source_name, &name),
+                source_version: differing(source_version, &version),
+                arch: field("Architecture:"),
+                manager: PackageManager::Dpkg,
+                name,
+                version,
+            })
+        })
+        .collect()
+}
+
+/// Packages of an apk `installed` database: `P:`, `V:`, `o:` (origin) and `A:`.
+pub fn apk_inventory(text: &str) -> Vec<InstalledPackage> {
+    text.split("\n\n")
+        .filter_map(|record| {
+            let field = |key: &str| {
+                record
+                    .lines()
+                    .find_map(|l| l.strip_prefix(key).map(str::to_string))
+            };
+            let name = field("P:")?;
+            Some(InstalledPackage {
+                version: field("V:").unwrap_or_default(),
+                source_name: differing(field("o:"), &name),
+                source_version: None,
+                arch: field("A:"),
+                manager: PackageManager::Apk,
+                name,
+            })
+        })
+        .collect()
+}
+
+/// Lines of [`RPM_INVENTORY_QUERY`]; the version carries the epoch as `N:` when not zero, the
+/// source name is `SOURCERPM` without `-version-release.src.rpm`.
+pub fn rpm_inventory(text: &str) -> Vec<InstalledPackage> {
+    let none = |v: &str| v.is_empty() || v == "(none)";
+    text.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split('\t').collect();
+            let [name, epoch, version, arch, source_rpm] = fields[..] else {
+                return None;
+            };
+            if name.is_empty() {
+                return None;
+            }
+            let version = if none(epoch) || epoch == "0" {
+                version.to_string()
+            } else {
+                format!("{epoch}:{version}")
+            };
+            let source = (!none(source_rpm))
+                .then(|| {
+                    source_rpm
+                        .strip_suffix(".src.rpm")
+                        .or(source_rpm.strip_suffix(".nosrc.rpm"))
+                })
+                .flatten()
+                .and_then(|s| s.rsplitn(3, '-').nth(2))
+                .map(str::to_string);
+            Some(InstalledPackage {
+                source_name: differing(source, name),
+                source_version: None,
+                arch: (!none(arch)).then(|| arch.to_string()),
+                manager: PackageManager::Rpm,
+                name: name.to_string(),
+                version,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,5 +412,57 @@ mod tests {
         assert_eq!(p.len(), 2);
         assert_eq!(p[0].name, "bash");
         assert_eq!(p[0].version, "5.2.26-3.fc40");
+    }
+
+    #[test]
+    fn inventories_of_the_three_databases() {
+        let dpkg = "Package: libssl3\nStatus: install ok installed\nSource: openssl\nVersion: 3.0.14-1~deb12u2\nArchitecture: amd64\n\nPackage: libc6\nStatus: install ok installed\nSource: glibc (2.36-9+deb12u4)\nVersion: 2.36-9+deb12u4+b1\nArchitecture: amd64\n\nPackage: bash\nStatus: install ok installed\nVersion: 5.2.15-2+b2\n\nPackage: gone\nStatus: deinstall ok config-files\nVersion: 1\n";
+        let p = dpkg_inventory(dpkg);
+        assert_eq!(p.len(), 3);
+        assert_eq!(
+            (p[0].source(), p[0].arch.as_deref()),
+            ("openssl", Some("amd64"))
+        );
+        assert_eq!(p[1].source(), "glibc");
+        assert_eq!(p[1].source_version.as_deref(), Some("2.36-9+deb12u4"));
+        assert_eq!((p[2].source(), p[2].source_name.as_deref()), ("bash", None));
+        let apk = "P:libcrypto3\nV:3.3.2-r0\nA:x86_64\no:openssl\n\nP:musl\nV:1.2.5-r0\no:musl\n";
+        let p = apk_inventory(apk);
+        assert_eq!(
+            (p[0].source(), p[0].arch.as_deref()),
+            ("openssl", Some("x86_64"))
+        );
+        assert_eq!(p[1].source_name, None);
+        let rpm = "openssl-libs\t1\t3.0.7-27.el9\tx86_64\topenssl-3.0.7-27.el9.src.rpm\nbash\t(none)\t5.1.8-9.el9\tx86_64\tbash-5.1.8-9.el9.src.rpm\ngpg-pubkey\t(none)\tfd431d51-4ae0493b\t(none)\t(none)\n";
+        let p = rpm_inventory(rpm);
+        assert_eq!(p[0].version, "1:3.0.7-27.el9");
+        assert_eq!(p[0].source(), "openssl");
+        assert_eq!(p[1].source_name, None);
+        assert_eq!((p[2].source(), p[2].arch.as_deref()), ("gpg-pubkey", None));
+    }
+
+    #[test]
+    fn inventory_reads_os_release_and_asks_rpm_only_with_a_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::create_dir_all(root.join("var/lib/rpm")).unwrap();
+        std::fs::write(
+            root.join("etc/os-release"),
+            "ID=\"rocky\"\nVERSION_ID=\"9.4\"\nID_LIKE=\"rhel centos fedora\"\n",
+        )
+        .unwrap();
+        let inv = inventory(root, &|| {
+            Some("bash\t(none)\t5.1.8-9.el9\tx86_64\tbash-5.1.8-9.el9.src.rpm\n".into())
+        });
+        assert_eq!(
+            (inv.os_id.as_str(), inv.os_version_id.as_str()),
+            ("rocky", "9.4")
+        );
+        assert_eq!(inv.os_id_like, ["rhel", "centos", "fedora"]);
+        assert_eq!(inv.packages.len(), 1);
+        std::fs::remove_dir(root.join("var/lib/rpm")).unwrap();
+        let inv = inventory(root, &|| panic!("no rpm database: rpm is not asked"));
+        assert!(inv.packages.is_empty());
     }
 }
