@@ -469,25 +469,20 @@ impl Builder<'_> {
     /// What a vulnerability scan reads of `instance`: its OS and installed packages, with
     /// their source packages and architectures (`metadata::inventory`).
     pub fn collect_inventory(&self, instance: &Instance) -> kiln_domain::resources::scan::Inventory {
-        // TEMPORARY until the vuln branch's metadata::inventory lands.
-        let m = self.collect_metadata(instance);
-        kiln_domain::resources::scan::Inventory {
-            os_id: String::new(),
-            os_version_id: m.os.map(|o| o.version_id).unwrap_or_default(),
-            os_id_like: Vec::new(),
-            packages: m
-                .packages
-                .into_iter()
-                .map(|p| kiln_domain::resources::scan::InstalledPackage {
-                    name: p.name,
-                    version: p.version,
-                    source_name: None,
-                    source_version: None,
-                    arch: None,
-                    manager: kiln_domain::resources::scan::PackageManager::Dpkg,
-                })
-                .collect(),
-        }
+        let rpm_query = || {
+            let args: Vec<String> = metadata::RPM_INVENTORY_QUERY
+                .iter()
+                .map(|a| a.to_string())
+                .collect();
+            let out = kiln_toe::target::Target::command(instance, "rpm", &args)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .ok()?;
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        };
+        metadata::inventory(kiln_toe::target::Target::root(instance), &rpm_query)
     }
 
     /// CreateImage: stops what runs in `instance`, gives its writable layer the image's owners

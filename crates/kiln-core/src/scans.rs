@@ -102,6 +102,14 @@ fn scan_key(image: &Image) -> String {
     ImageScan::key(&image.arn.region, &image.arn.account, &image.build_id).to_string()
 }
 
+/// The OSV ecosystems an inventory's OS maps to (most specific first, the family's generic one
+/// last), empty when Kiln cannot scan that OS.
+pub fn ecosystems_of(inventory: &Inventory) -> Vec<String> {
+    kiln_vuln::ecosystem::for_inventory(inventory)
+        .map(|os| os.ecosystems.into_iter().chain(os.generic).collect())
+        .unwrap_or_default()
+}
+
 /// Scans `image` whose packages the worker read into `inventory`: keeps the inventory, stores
 /// the findings and completes the scan state. The scan fails (FAILED with the reason, and no
 /// findings) when Kiln cannot tell the image's OS or holds no vulnerability data for it: an
@@ -112,7 +120,7 @@ pub fn scan_image(
     inventory: Inventory,
     now: Millis,
 ) -> CoreResult<Result<ScanSummary, String>> {
-    let ecosystems = kiln_vuln::ecosystem::ecosystems(&inventory);
+    let ecosystems = ecosystems_of(&inventory);
     let record = ImageScan {
         arn: kiln_domain::arn::Arn::parse(&scan_key(image))
             .map_err(|e| CoreError::Internal(e.to_string()))?,
@@ -186,11 +194,7 @@ pub fn evaluate(
     let rows = tx.vuln_records_for_packages(&keys)?;
     let advisories = vulndb::decode(&rows)?;
     let mut findings = kiln_vuln::matching::scan(&scan.inventory, &advisories, now);
-    let unscored: Vec<String> = findings
-        .iter()
-        .filter(|f| f.cvss.is_empty())
-        .map(|f| f.vulnerability_id.clone())
-        .collect();
+    let unscored = kiln_vuln::matching::ids_needing_scores(&findings);
     if !unscored.is_empty() {
         let scored = vulndb::decode(&tx.vuln_records_by_id(&unscored)?)?;
         kiln_vuln::matching::enrich(&mut findings, &scored);

@@ -11,7 +11,8 @@
 
 use crate::error::{CoreError, CoreResult};
 use kiln_store::{StoreError, Txn, VulnPackageKey, VulnRecordRow};
-use kiln_vuln::{Advisory, SourceMode};
+use kiln_vuln::advisory::Advisory;
+use kiln_vuln::import::Mode as SourceMode;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// The setting that holds the data's generation.
@@ -327,7 +328,7 @@ pub fn import_upload(
             })?;
             match parsed.advisory {
                 Some(advisory) => {
-                    kiln_vuln::check(&advisory).map_err(|e| {
+                    check_uploaded(&parsed.source, &advisory).map_err(|e| {
                         CoreError::Invalid(format!("upload line {number}: {e}"))
                     })?;
                     importer.add(&parsed.source, parsed.mode, advisory)?
@@ -341,6 +342,34 @@ pub fn import_upload(
             generation: generation(tx)?,
         })
     })?
+}
+
+/// What an upload's advisory must be: the readers of `kiln-vuln` make only such records, and a
+/// client could send anything. The limits are the model's and OSV's orders of magnitude.
+fn check_uploaded(source: &str, advisory: &Advisory) -> Result<(), String> {
+    let short = |what: &str, text: &str| {
+        if text.is_empty() || text.len() > 512 || text.chars().any(char::is_control) {
+            Err(format!(
+                "{what} must be 1 to 512 printable characters, not {:?}",
+                text.chars().take(80).collect::<String>()
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    short("id", &advisory.id)?;
+    short("source", source)?;
+    if advisory.source != source {
+        return Err(format!(
+            "advisory {} says it is from {}, its line says {source}",
+            advisory.id, advisory.source
+        ));
+    }
+    for affected in &advisory.affected {
+        short("affected.package.ecosystem", &affected.ecosystem)?;
+        short("affected.package.name", &affected.name)?;
+    }
+    Ok(())
 }
 
 /// Reads one line (without its newline) of at most [`MAX_UPLOAD_LINE`] bytes.

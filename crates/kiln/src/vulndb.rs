@@ -11,7 +11,8 @@
 use crate::client::{Client, EndpointArgs};
 use anyhow::{anyhow, Context, Result};
 use kiln_core::vulndb::{self, ImportOutcome, Importer, UploadLine};
-use kiln_vuln::{Advisory, SourceMode};
+use kiln_vuln::advisory::Advisory;
+use kiln_vuln::import::{Batch, ImportError, Limits, Mode as SourceMode, Sink};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -105,22 +106,21 @@ fn direct_store(target: &Target) -> Result<Option<kiln_core::Core>> {
     Ok(Some(core))
 }
 
-/// Feeds every advisory of the paths to `on`.
+/// Hands every batch and advisory the readers find to `on` (`None`: a batch begins).
 struct Feed<'a> {
     on: &'a mut dyn FnMut(&str, SourceMode, Option<Advisory>) -> Result<(), String>,
 }
 
-impl kiln_vuln::import::Sink for Feed<'_> {
-    fn source(&mut self, source: &str, mode: SourceMode) -> Result<(), String> {
-        (self.on)(source, mode, None)
+impl Sink for Feed<'_> {
+    fn begin(&mut self, batch: &Batch) -> Result<(), ImportError> {
+        (self.on)(&batch.source, batch.mode, None).map_err(|e| ImportError::new(&batch.path, e))
     }
-    fn advisory(
-        &mut self,
-        source: &str,
-        mode: SourceMode,
-        advisory: Advisory,
-    ) -> Result<(), String> {
-        (self.on)(source, mode, Some(advisory))
+    fn advisory(&mut self, batch: &Batch, advisory: Advisory) -> Result<(), ImportError> {
+        (self.on)(&batch.source, batch.mode, Some(advisory))
+            .map_err(|e| ImportError::new(&batch.path, e))
+    }
+    fn end(&mut self, _: &Batch) -> Result<(), ImportError> {
+        Ok(())
     }
 }
 
@@ -130,7 +130,14 @@ fn read_all(
 ) -> Result<()> {
     let mut feed = Feed { on };
     for path in paths {
-        kiln_vuln::import::read_path(path, &mut feed).map_err(|e| anyhow!("{e}"))?;
+        let summary = kiln_vuln::import::import_path(path, &Limits::default(), &mut feed)
+            .map_err(|e| anyhow!("{e}"))?;
+        for skipped in &summary.skipped {
+            eprintln!(
+                "skipped {} (neither a .json nor a .zip file, or a symlink)",
+                skipped.display()
+            );
+        }
     }
     Ok(())
 }

@@ -91,8 +91,10 @@ impl Default for Limits {
     }
 }
 
-/// How a source's records replace what the store holds of it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a source's records replace what the store holds of it (`incremental`, `snapshot` in an
+/// upload's lines).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Record by record: a newer `modified` replaces, withdrawn records are removed.
     Incremental,
