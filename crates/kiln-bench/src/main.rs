@@ -40,6 +40,11 @@
 //! creates N scheduled pipelines (100,000 by default) through the API and measures the
 //! scheduler's targets: computing every dateNextRun, how soon a due pipeline starts, and the
 //! idle scheduler's CPU use (see `schedule.rs`).
+//!
+//! `cargo run --release -p kiln-bench -- vulndb [--records N] [--images N] [--tree DIR]`
+//! measures the vulnerability scanner: an import of 100,000 generated OSV records, a scan of the
+//! managed Debian base image against them, and the re-evaluation of 1,000 images after an
+//! import (see `vulndb.rs`).
 
 /// The allocator the `kiln` binary uses, so that the server measured here is the one shipped.
 #[global_allocator]
@@ -54,6 +59,7 @@ mod container;
 mod schedule;
 mod snapshot;
 mod toe;
+mod vulndb;
 mod workflows;
 
 use anyhow::{bail, Context, Result};
@@ -109,12 +115,13 @@ fn main() -> Result<()> {
         Some("workflows") => return workflows::main(std::env::args().skip(2)),
         Some("schedule") => return schedule::main(std::env::args().skip(2)),
         Some("claims") => return claims::main(std::env::args().skip(2)),
+        Some("vulndb") => return vulndb::main(std::env::args().skip(2)),
         _ => {}
     }
     let (which, options) = parse_options()?;
     if which != "api" {
         bail!(
-            "usage: kiln-bench api [--seconds N] [--connections N] [--postgres | --database URL] | claims [--database URL] [--workers N] [--threads N] [--builds N] | toe [--rounds N] [--steps N] | snapshot [--tree DIR] [--rounds N] | build [--rounds N] [--kiln PATH] | workflows [--rounds N] [--kiln PATH] [--baseline PATH] | schedule [--pipelines N] [--rounds R] [--idle-seconds S]"
+            "usage: kiln-bench api [--seconds N] [--connections N] [--postgres | --database URL] | claims [--database URL] [--workers N] [--threads N] [--builds N] | toe [--rounds N] [--steps N] | snapshot [--tree DIR] [--rounds N] | build [--rounds N] [--kiln PATH] | workflows [--rounds N] [--kiln PATH] [--baseline PATH] | schedule [--pipelines N] [--rounds R] [--idle-seconds S] | vulndb [--records N] [--images N] [--rounds N] [--tree DIR]"
         );
     }
     // The PostgreSQL client blocks: the database is made (and dropped) outside the runtime.

@@ -23,8 +23,7 @@ use kiln_domain::resources::pipeline::ImageScanning;
 use kiln_domain::resources::scan::{ImageScan, Inventory};
 use kiln_store::TxnExt;
 use kiln_vuln::import::{Batch, ImportError, Limits, Sink};
-use kiln_vuln::Advisory;
-use std::io::Write;
+use kiln_vuln::advisory::Advisory;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -61,21 +60,6 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Options> {
         bail!("--rounds and --records must be at least 1");
     }
     Ok(options)
-}
-
-/// Writes `n` generated records as an OSV `all.zip`.
-fn write_zip(path: &Path, n: usize, seed: u64) -> Result<()> {
-    let file = std::fs::File::create(path)?;
-    let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(file));
-    let options = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated);
-    for record in kiln_vuln::synth::generate(n, seed) {
-        let id = record["id"].as_str().unwrap_or("record").to_string();
-        zip.start_file(format!("{id}.json"), options)?;
-        zip.write_all(record.to_string().as_bytes())?;
-    }
-    zip.finish()?;
-    Ok(())
 }
 
 /// Hands what an import reads to an [`Importer`].
@@ -150,7 +134,7 @@ fn tree(options: &Options, work: &Path) -> Result<PathBuf> {
 
 fn image_record(index: usize, inventory_os: &str) -> Image {
     let arn = Arn::new("us-east-1", "123456789012", ResourceKind::Image, "bench")
-        .with_version("1.0.0".parse().expect("a version"))
+        .with_version("1.0.0")
         .with_build(index as u32 + 1);
     Image {
         arn,
@@ -214,7 +198,7 @@ pub fn main(args: impl Iterator<Item = String>) -> Result<()> {
     let work = tempfile::tempdir()?;
     let zip = work.path().join("all.zip");
     let started = Instant::now();
-    write_zip(&zip, options.records, 17)?;
+    kiln_vuln::synth::write_all_zip(&zip, options.records, 17)?;
     println!(
         "{} generated OSV Debian:12 records: {} ({:.1} MB) in {:.1} s",
         options.records,

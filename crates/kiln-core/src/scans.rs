@@ -399,3 +399,120 @@ pub fn forget(tx: &mut dyn Txn, image: &Image) -> CoreResult<()> {
     tx.delete_row(&scan_key(image))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finding(id: &str, severity: Severity, fix: FixAvailable) -> ScanFinding {
+        ScanFinding {
+            vulnerability_id: id.into(),
+            title: id.into(),
+            description: String::new(),
+            severity,
+            inspector_score: None,
+            adjusted_cvss: None,
+            fix_available: fix,
+            remediation_text: None,
+            remediation_url: None,
+            source: "osv".into(),
+            source_url: None,
+            vendor_severity: None,
+            vendor_created_at: None,
+            vendor_updated_at: None,
+            reference_urls: Vec::new(),
+            related_vulnerabilities: Vec::new(),
+            cvss: Vec::new(),
+            vulnerable_packages: Vec::new(),
+            first_observed_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    fn condition(label: &str, fix_available: bool) -> ScanResultCondition {
+        ScanResultCondition {
+            maximum_severity_label: label.into(),
+            fix_available,
+        }
+    }
+
+    fn failing(findings: &[ScanFinding], c: &ScanResultCondition) -> Vec<String> {
+        failing_findings(findings, c)
+            .into_iter()
+            .map(|f| f.vulnerability_id.clone())
+            .collect()
+    }
+
+    #[test]
+    fn the_scan_result_condition_counts_what_aws_counts() {
+        let findings = [
+            finding("critical-fixed", Severity::Critical, FixAvailable::Yes),
+            finding("critical-unfixed", Severity::Critical, FixAvailable::No),
+            finding("high-partial", Severity::High, FixAvailable::Partial),
+            finding("medium-fixed", Severity::Medium, FixAvailable::Yes),
+            finding("untriaged", Severity::Untriaged, FixAvailable::Yes),
+        ];
+        // Only findings with a fix count by default; CRITICAL is always above the label.
+        assert_eq!(
+            failing(&findings, &condition("HIGH", true)),
+            ["critical-fixed"]
+        );
+        assert_eq!(
+            failing(&findings, &condition("MEDIUM", true)),
+            ["critical-fixed", "high-partial"]
+        );
+        assert_eq!(
+            failing(&findings, &condition("LOW", true)),
+            ["critical-fixed", "high-partial", "medium-fixed"]
+        );
+        // fixAvailable false counts every finding.
+        assert_eq!(
+            failing(&findings, &condition("HIGH", false)),
+            ["critical-fixed", "critical-unfixed"]
+        );
+        // A finding at the label passes; UNTRIAGED has no severity to compare.
+        assert!(failing(&findings[3..], &condition("MEDIUM", true)).is_empty());
+        let message = gate_message(
+            &failing_findings(&findings, &condition("MEDIUM", true)),
+            &condition("MEDIUM", true),
+        );
+        assert_eq!(
+            message,
+            "the image scan found 2 finding(s) above MEDIUM with a fix available: critical-fixed (CRITICAL), high-partial (HIGH)"
+        );
+    }
+
+    #[test]
+    fn a_build_that_ends_first_abandons_its_scan() {
+        let arn = kiln_domain::arn::Arn::new(
+            "us-east-1",
+            "123456789012",
+            kiln_domain::arn::ResourceKind::Image,
+            "img",
+        );
+        let json = serde_json::json!({
+            "arn": arn, "name": "img", "image_type": "Ami", "build_type": "UserInitiated",
+            "status": "Failed", "reason": null, "history": [], "pipeline_arn": null,
+            "recipe_arn": "r", "infrastructure_configuration_arn": "i",
+            "distribution_configuration_arn": null, "image_tests_enabled": true,
+            "enhanced_image_metadata_enabled": true, "platform": "Linux", "os_version": null,
+            "output_resources": [], "owner": "123456789012", "date_created": 0,
+            "scan_state": {"status": "Scanning", "reason": null}
+        });
+        let mut image: Image = serde_json::from_value(json).expect("an image");
+        abandon_if_unfinished(&mut image);
+        let state = image.scan_state.expect("a scan state");
+        assert_eq!(state.status, ScanStatus::Abandoned);
+        assert_eq!(
+            state.reason.as_deref(),
+            Some("the image became FAILED before its scan findings were collected")
+        );
+        // A finished scan stays as it ended.
+        image.scan_state = Some(ScanState {
+            status: ScanStatus::Completed,
+            reason: None,
+        });
+        abandon_if_unfinished(&mut image);
+        assert_eq!(image.scan_state.map(|s| s.status), Some(ScanStatus::Completed));
+    }
+}
