@@ -312,14 +312,13 @@ pub fn finding_to_wire(row: &FindingRow) -> Result<ImageScanFinding, ApiError> {
             row.vulnerability_id, row.image_arn
         ))
     })?;
-    let remediation = (f.remediation_text.is_some() || f.remediation_url.is_some()).then(|| {
-        Remediation {
+    let remediation =
+        (f.remediation_text.is_some() || f.remediation_url.is_some()).then(|| Remediation {
             recommendation: Some(RemediationRecommendation {
                 text: f.remediation_text.clone(),
                 url: f.remediation_url.clone(),
             }),
-        }
-    });
+        });
     Ok(ImageScanFinding {
         aws_account_id: Some(row.account.clone()),
         image_build_version_arn: Some(row.image_arn.clone()),
