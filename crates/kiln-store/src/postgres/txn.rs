@@ -230,6 +230,20 @@ impl Conn {
     }
 }
 
+impl Conn {
+    /// Runs `f` on the client after the call's deferred writes, as a write (for `COPY`, which
+    /// has no prepared statement): a failure marks the call failed like any statement's.
+    pub(super) fn write_with_client<T>(
+        &mut self,
+        f: impl FnOnce(&mut Client) -> Result<T, postgres::Error>,
+    ) -> Result<T, StoreError> {
+        self.wrote();
+        self.flush()?;
+        let result = f(&mut self.client);
+        self.noted(result)
+    }
+}
+
 /// `EXECUTE name(params...);` with the parameters as literals.
 pub(super) fn render_execute(name: &str, params: &[Lit<'_>], out: &mut String) {
     out.push_str("EXECUTE ");

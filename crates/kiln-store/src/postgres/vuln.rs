@@ -10,6 +10,9 @@ use crate::vulndb::{
     check_findings_image, last_of_each, FindingFilter, FindingQuery, FindingRow, SeverityCountsRow,
     VulnPackageKey, VulnRecordRow, VulnSourceStatus,
 };
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::types::Type;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 /// Rows per statement: large enough that round trips do not matter, small enough that one
 /// statement's parameters stay a few megabytes.
@@ -17,15 +20,21 @@ const CHUNK: usize = 1000;
 /// Keys per lookup statement (an array parameter each).
 const LOOKUP_CHUNK: usize = 5000;
 
-const UPSERT_RECORDS: &str = "INSERT INTO vuln_records (source, id, modified_millis, body)
-     SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[])
-     ON CONFLICT (source, id) DO UPDATE SET
-     modified_millis = excluded.modified_millis, body = excluded.body";
+/// Which of a chunk's records exist. Writes run under the database-wide writer lock, so none
+/// appears between this and the writes that follow.
+const EXISTING: &str = "SELECT source, id FROM vuln_records
+     WHERE (source, id) IN (SELECT * FROM unnest($1::text[], $2::text[]))";
+/// New records and every key: `COPY`, the server's fastest way in (an insert's `ON CONFLICT`
+/// alone doubles its work per row, and the executor adds more).
+const COPY_RECORDS: &str =
+    "COPY vuln_records (source, id, modified_millis, body) FROM STDIN (FORMAT binary)";
+const COPY_KEYS: &str =
+    "COPY vuln_packages (ecosystem, name, source, id) FROM STDIN (FORMAT binary)";
+const UPDATE_RECORDS: &str = "UPDATE vuln_records r SET modified_millis = u.modified, body = u.body
+     FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[]) AS u(source, id, modified, body)
+     WHERE r.source = u.source AND r.id = u.id";
 const FORGET_KEYS: &str = "DELETE FROM vuln_packages
      WHERE (source, id) IN (SELECT * FROM unnest($1::text[], $2::text[]))";
-const ADD_KEYS: &str = "INSERT INTO vuln_packages (ecosystem, name, source, id)
-     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
-     ON CONFLICT DO NOTHING";
 const FOR_PACKAGES: &str = "SELECT source, id, modified_millis, body FROM vuln_records
      WHERE (source, id) IN (
          SELECT p.source, p.id FROM vuln_packages p
@@ -100,6 +109,16 @@ fn finding_from(r: &postgres::Row) -> Result<FindingRow, postgres::Error> {
     })
 }
 
+/// A chunk's records as the four arrays of the insert and update statements.
+fn columns(rows: &[&VulnRecordRow]) -> (Vec<String>, Vec<String>, Vec<i64>, Vec<String>) {
+    (
+        rows.iter().map(|r| enc(&r.source).into_owned()).collect(),
+        rows.iter().map(|r| enc(&r.id).into_owned()).collect(),
+        rows.iter().map(|r| r.modified_millis).collect(),
+        rows.iter().map(|r| enc(&r.body).into_owned()).collect(),
+    )
+}
+
 fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
@@ -143,30 +162,69 @@ impl PgTxn {
         rows: &[VulnRecordRow],
     ) -> Result<(), StoreError> {
         for chunk in last_of_each(rows).chunks(CHUNK) {
-            let sources: Vec<String> = chunk.iter().map(|r| enc(&r.source).into_owned()).collect();
-            let ids: Vec<String> = chunk.iter().map(|r| enc(&r.id).into_owned()).collect();
-            let modified: Vec<i64> = chunk.iter().map(|r| r.modified_millis).collect();
-            let bodies: Vec<String> = chunk.iter().map(|r| enc(&r.body).into_owned()).collect();
-            self.conn
-                .execute(UPSERT_RECORDS, &[&sources, &ids, &modified, &bodies])?;
-            // A replaced record's old keys go with it.
-            self.conn.execute(FORGET_KEYS, &[&sources, &ids])?;
-            let (mut ecosystems, mut names, mut key_sources, mut key_ids) =
-                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-            for (row, (source, id)) in chunk.iter().zip(sources.iter().zip(&ids)) {
-                for key in &row.packages {
-                    ecosystems.push(enc(&key.ecosystem).into_owned());
-                    names.push(enc(&key.name).into_owned());
-                    key_sources.push(source.clone());
-                    key_ids.push(id.clone());
-                }
+            let existing = self.existing(chunk)?;
+            let (old, new): (Vec<&VulnRecordRow>, Vec<&VulnRecordRow>) = chunk
+                .iter()
+                .partition(|r| existing.contains(&(r.source.as_str(), r.id.as_str())));
+            if !new.is_empty() {
+                self.conn.write_with_client(|client| {
+                    let sink = client.copy_in(COPY_RECORDS)?;
+                    let types = [Type::TEXT, Type::TEXT, Type::INT8, Type::TEXT];
+                    let mut writer = BinaryCopyInWriter::new(sink, &types);
+                    for r in &new {
+                        writer.write(&[
+                            &enc(&r.source),
+                            &enc(&r.id),
+                            &r.modified_millis,
+                            &enc(&r.body),
+                        ])?;
+                    }
+                    writer.finish()
+                })?;
             }
-            if !ecosystems.is_empty() {
+            if !old.is_empty() {
+                let (sources, ids, modified, bodies) = columns(&old);
                 self.conn
-                    .execute(ADD_KEYS, &[&ecosystems, &names, &key_sources, &key_ids])?;
+                    .execute(UPDATE_RECORDS, &[&sources, &ids, &modified, &bodies])?;
+                // A replaced record's old keys go with it.
+                self.conn.execute(FORGET_KEYS, &[&sources, &ids])?;
             }
+            // No key can clash: the records' old keys are gone, each record comes once in a
+            // call (`last_of_each`), and its keys once each.
+            self.conn.write_with_client(|client| {
+                let sink = client.copy_in(COPY_KEYS)?;
+                let types = [Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT];
+                let mut writer = BinaryCopyInWriter::new(sink, &types);
+                for row in chunk {
+                    let (source, id) = (enc(&row.source), enc(&row.id));
+                    let keys: BTreeSet<&VulnPackageKey> = row.packages.iter().collect();
+                    for key in keys {
+                        writer.write(&[&enc(&key.ecosystem), &enc(&key.name), &source, &id])?;
+                    }
+                }
+                writer.finish()
+            })?;
         }
         Ok(())
+    }
+
+    /// The (source, id) of those of `chunk` that are stored.
+    fn existing<'a>(
+        &mut self,
+        chunk: &[&'a VulnRecordRow],
+    ) -> Result<HashSet<(&'a str, &'a str)>, StoreError> {
+        let sources: Vec<String> = chunk.iter().map(|r| enc(&r.source).into_owned()).collect();
+        let ids: Vec<String> = chunk.iter().map(|r| enc(&r.id).into_owned()).collect();
+        let rows = self.conn.query(EXISTING, &[&sources, &ids])?;
+        let mut stored = HashSet::new();
+        for r in &rows {
+            stored.insert((dec(r.try_get(0)?), dec(r.try_get(1)?)));
+        }
+        Ok(chunk
+            .iter()
+            .filter(|r| stored.contains(&(r.source.clone(), r.id.clone())))
+            .map(|r| (r.source.as_str(), r.id.as_str()))
+            .collect())
     }
 
     pub(super) fn delete_vuln_records_impl(
@@ -194,7 +252,7 @@ impl PgTxn {
         &mut self,
         keys: &[VulnPackageKey],
     ) -> Result<Vec<VulnRecordRow>, StoreError> {
-        let mut found = std::collections::BTreeMap::new();
+        let mut found = BTreeMap::new();
         for chunk in keys.chunks(LOOKUP_CHUNK) {
             let ecosystems: Vec<String> = chunk
                 .iter()
@@ -215,7 +273,7 @@ impl PgTxn {
         &mut self,
         ids: &[String],
     ) -> Result<Vec<VulnRecordRow>, StoreError> {
-        let mut found = std::collections::BTreeMap::new();
+        let mut found = BTreeMap::new();
         for chunk in ids.chunks(LOOKUP_CHUNK) {
             let rows = self.conn.query(
                 "SELECT source, id, modified_millis, body FROM vuln_records WHERE id = ANY($1)",
