@@ -78,13 +78,22 @@ pub struct SeverityCountsRow {
 /// The rows to write, the last one of each (source, id) only, so that a record given twice in
 /// one call is written once (PostgreSQL refuses to upsert one row twice in a statement).
 pub(crate) fn last_of_each(rows: &[VulnRecordRow]) -> Vec<&VulnRecordRow> {
+    last_by(rows, |row| (row.source.as_str(), row.id.as_str()))
+}
+
+/// The findings to write, the last one of each vulnerability only (the image is the same).
+pub(crate) fn last_finding_of_each(rows: &[FindingRow]) -> Vec<&FindingRow> {
+    last_by(rows, |row| row.vulnerability_id.as_str())
+}
+
+fn last_by<'a, T, K: std::hash::Hash + Eq>(rows: &'a [T], key: impl Fn(&'a T) -> K) -> Vec<&'a T> {
     let mut last = std::collections::HashMap::with_capacity(rows.len());
     for (i, row) in rows.iter().enumerate() {
-        last.insert((row.source.as_str(), row.id.as_str()), i);
+        last.insert(key(row), i);
     }
     rows.iter()
         .enumerate()
-        .filter(|(i, row)| last.get(&(row.source.as_str(), row.id.as_str())) == Some(i))
+        .filter(|(i, row)| last.get(&key(row)) == Some(i))
         .map(|(_, row)| row)
         .collect()
 }

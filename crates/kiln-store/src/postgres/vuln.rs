@@ -7,8 +7,8 @@ use super::text::{dec, dec_opt, enc};
 use super::txn::PgTxn;
 use crate::error::StoreError;
 use crate::vulndb::{
-    check_findings_image, last_of_each, FindingFilter, FindingQuery, FindingRow, SeverityCountsRow,
-    VulnPackageKey, VulnRecordRow, VulnSourceStatus,
+    check_findings_image, last_finding_of_each, last_of_each, FindingFilter, FindingQuery,
+    FindingRow, SeverityCountsRow, VulnPackageKey, VulnRecordRow, VulnSourceStatus,
 };
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::Type;
@@ -317,7 +317,9 @@ impl PgTxn {
             "DELETE FROM scan_findings WHERE image_arn = $1",
             &[&enc(image_arn)],
         )?;
-        for chunk in rows.chunks(CHUNK) {
+        // A vulnerability given twice: the last one stays, as SQLite's `INSERT OR REPLACE`
+        // keeps it.
+        for chunk in last_finding_of_each(rows).chunks(CHUNK) {
             let column = |f: fn(&FindingRow) -> &str| -> Vec<String> {
                 chunk.iter().map(|r| enc(f(r)).into_owned()).collect()
             };
@@ -325,13 +327,11 @@ impl PgTxn {
                 .iter()
                 .map(|r| r.pipeline_arn.as_deref().map(|p| enc(p).into_owned()))
                 .collect();
-            // A vulnerability given twice: the last one stays, as SQLite's upsert keeps it.
             self.conn.execute(
                 "INSERT INTO scan_findings
                      (image_arn, account, region, pipeline_arn, vulnerability_id, severity, body)
                  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                                      $6::text[], $7::text[])
-                 ON CONFLICT (image_arn, vulnerability_id) DO NOTHING",
+                                      $6::text[], $7::text[])",
                 &[
                     &column(|r| &r.image_arn),
                     &column(|r| &r.account),

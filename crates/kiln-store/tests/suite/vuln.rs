@@ -370,6 +370,18 @@ pub fn findings_are_replaced_and_forgotten_per_image(fixture: &Fixture) {
         keys(&read(&store, |tx| tx.findings_of_image(&a))),
         ["a:CVE-9"]
     );
+    // A vulnerability given twice: the last one stays.
+    write(&store, |tx| {
+        tx.replace_findings(
+            &b,
+            &[
+                finding(&b, Some("p2"), "CVE-7", "LOW"),
+                finding(&b, Some("p2"), "CVE-7", "HIGH"),
+            ],
+        )
+    });
+    let of_b = read(&store, |tx| tx.findings_of_image(&b));
+    assert_eq!(of_b, [finding(&b, Some("p2"), "CVE-7", "HIGH")]);
     write(&store, |tx| tx.replace_findings(&b, &[]));
     assert!(read(&store, |tx| tx.findings_of_image(&b)).is_empty());
     assert_eq!(
