@@ -684,3 +684,51 @@ async fn get_image_shows_scanning_and_delete_image_forgets_findings() {
     assert!(keys(&client, None).await.is_empty());
     assert_eq!(aggregation(&client, None).await.2, [0, 0, 0, 0]);
 }
+
+/// On a shared PostgreSQL database (when `KILN_TEST_DATABASE_URL` names a server), findings
+/// another process writes are listed at once, through the answer cache, and paged.
+#[tokio::test(flavor = "multi_thread")]
+async fn findings_on_a_shared_database_are_listed_as_written() {
+    let Some(db) = kiln_store::testing::TestDatabase::create() else {
+        return;
+    };
+    let server = Server::start_on_database(&db.url);
+    let client = server.client();
+    assert!(keys(&client, None).await.is_empty());
+    assert_eq!(aggregation(&client, None).await.2, [0, 0, 0, 0]);
+    let a = image(DEFAULT_ACCOUNT, "us-east-1", "a");
+    let rows = vec![
+        row(
+            &a,
+            Some(pipeline("p1")),
+            "CVE-2024-0001",
+            Severity::Critical,
+        ),
+        row(&a, Some(pipeline("p1")), "CVE-2024-0002", Severity::Medium),
+    ];
+    // The blocking client refuses to run inside the test's runtime: a thread of its own.
+    let url = db.url.clone();
+    std::thread::spawn(move || {
+        let store = Store::open(&Database::Postgres(url), Sync::Normal).expect("the store");
+        store
+            .write(|tx| tx.replace_findings(&a, &rows))
+            .expect("the write commits")
+            .expect("findings stored");
+    })
+    .join()
+    .expect("writing findings");
+    assert_eq!(
+        keys(&client, None).await,
+        ["a:CVE-2024-0001", "a:CVE-2024-0002"]
+    );
+    assert_eq!(aggregation(&client, None).await.2, [2, 1, 0, 1]);
+    let page = client
+        .list_image_scan_findings()
+        .filters(filter("imagePipelineArn", &pipeline("p1")))
+        .max_results(1)
+        .send()
+        .await
+        .expect("a page");
+    assert_eq!(page.findings().len(), 1);
+    assert!(page.next_token().is_some());
+}
