@@ -21,12 +21,4 @@ pub enum StoreError {
         found: i64,
         known: i64,
     },
-    #[error("this store does not keep {what} yet")]
-    Unsupported { what: &'static str },
-}
-
-impl StoreError {
-    pub fn unsupported(what: &'static str) -> StoreError {
-        StoreError::Unsupported { what }
-    }
 }

@@ -25,8 +25,8 @@ pub use error::StoreError;
 pub use postgres::PgStore;
 pub use sqlite::{SqliteStore, Sync};
 pub use store::{Database, Store};
+pub use txn::{BuildLogPart, Lease, ListQuery, Read, Row, TokenKey, TokenRecord, Txn, TxnExt};
 pub use vulndb::{
     FindingFilter, FindingQuery, FindingRow, SeverityCountsRow, VulnPackageKey, VulnRecordRow,
     VulnSourceStatus,
 };
-pub use txn::{BuildLogPart, Lease, ListQuery, Read, Row, TokenKey, TokenRecord, Txn, TxnExt};

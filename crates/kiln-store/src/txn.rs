@@ -211,65 +211,46 @@ pub trait Txn {
         &mut self,
         source: &str,
         ids: &[String],
-    ) -> Result<Vec<(String, i64)>, StoreError> {
-        Err(StoreError::unsupported("vulnerability data"))
-    }
-    /// Every id `source` holds.
-    fn vuln_ids(&mut self, source: &str) -> Result<Vec<String>, StoreError> {
-        Err(StoreError::unsupported("vulnerability data"))
-    }
-    /// Inserts or replaces records by (source, id), with their package keys.
-    fn put_vuln_records(&mut self, rows: &[VulnRecordRow]) -> Result<(), StoreError> {
-        Err(StoreError::unsupported("vulnerability data"))
-    }
+    ) -> Result<Vec<(String, i64)>, StoreError>;
+    /// Every id `source` holds, in byte order.
+    fn vuln_ids(&mut self, source: &str) -> Result<Vec<String>, StoreError>;
+    /// Inserts or replaces records by (source, id), with their package keys (a replaced
+    /// record's old keys go with it). A (source, id) given twice: the last one stays.
+    fn put_vuln_records(&mut self, rows: &[VulnRecordRow]) -> Result<(), StoreError>;
     /// Removes records of `source` (and their package keys); answers how many there were.
-    fn delete_vuln_records(&mut self, source: &str, ids: &[String]) -> Result<u64, StoreError> {
-        Err(StoreError::unsupported("vulnerability data"))
-    }
-    /// Every record (of any source) with at least one of `keys`, once each.
+    fn delete_vuln_records(&mut self, source: &str, ids: &[String]) -> Result<u64, StoreError>;
+    /// Every record (of any source) with at least one of `keys`, once each, by (source, id),
+    /// with `packages` left empty.
     fn vuln_records_for_packages(
         &mut self,
         keys: &[VulnPackageKey],
-    ) -> Result<Vec<VulnRecordRow>, StoreError> {
-        Err(StoreError::unsupported("vulnerability data"))
-    }
-    /// Every record (of any source) whose id is one of `ids`.
-    fn vuln_records_by_id(&mut self, ids: &[String]) -> Result<Vec<VulnRecordRow>, StoreError> {
-        Err(StoreError::unsupported("vulnerability data"))
-    }
+    ) -> Result<Vec<VulnRecordRow>, StoreError>;
+    /// Every record (of any source) whose id is one of `ids`, by (source, id), with `packages`
+    /// left empty.
+    fn vuln_records_by_id(&mut self, ids: &[String]) -> Result<Vec<VulnRecordRow>, StoreError>;
     /// What each source holds, by source name.
-    fn vuln_status(&mut self) -> Result<Vec<VulnSourceStatus>, StoreError> {
-        Err(StoreError::unsupported("vulnerability data"))
-    }
+    fn vuln_status(&mut self) -> Result<Vec<VulnSourceStatus>, StoreError>;
+    /// Wakes the background work of every process sharing the database once this transaction
+    /// commits (an import tells the others to re-evaluate their images). A single-process
+    /// store has nobody else to wake.
+    fn notify_workers(&mut self) -> Result<(), StoreError>;
 
     // Scan findings (see `vulndb`).
 
-    /// Replaces every finding of `image_arn` with `rows` (none: forgets them).
-    fn replace_findings(&mut self, image_arn: &str, rows: &[FindingRow]) -> Result<(), StoreError> {
-        Err(StoreError::unsupported("vulnerability data"))
-    }
+    /// Replaces every finding of `image_arn` with `rows` (none: forgets them). Rows naming
+    /// another image are refused as corrupt rather than stored under the wrong image.
+    fn replace_findings(&mut self, image_arn: &str, rows: &[FindingRow]) -> Result<(), StoreError>;
     /// The findings of one image, by vulnerability id.
-    fn findings_of_image(&mut self, image_arn: &str) -> Result<Vec<FindingRow>, StoreError> {
-        Err(StoreError::unsupported("vulnerability data"))
-    }
+    fn findings_of_image(&mut self, image_arn: &str) -> Result<Vec<FindingRow>, StoreError>;
     /// One page of an account's findings in a Region (see [`FindingQuery`]).
-    fn list_findings(&mut self, query: &FindingQuery) -> Result<Vec<FindingRow>, StoreError> {
-        Err(StoreError::unsupported("vulnerability data"))
-    }
+    fn list_findings(&mut self, query: &FindingQuery) -> Result<Vec<FindingRow>, StoreError>;
     /// Severity counts of an account's findings in a Region, optionally filtered.
     fn count_findings(
         &mut self,
         account: &str,
         region: &str,
         filter: Option<&FindingFilter>,
-    ) -> Result<SeverityCountsRow, StoreError> {
-        Err(StoreError::unsupported("vulnerability data"))
-    }
-
-    /// Wakes the workers of other processes (PostgreSQL: `pg_notify`, sent at commit).
-    fn notify_workers(&mut self) -> Result<(), StoreError> {
-        Ok(())
-    }
+    ) -> Result<SeverityCountsRow, StoreError>;
 }
 
 /// Part of a build log kept in the database (for the API servers of other machines).

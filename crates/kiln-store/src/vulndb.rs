@@ -74,3 +74,53 @@ pub struct SeverityCountsRow {
     pub high: u64,
     pub medium: u64,
 }
+
+/// The rows to write, the last one of each (source, id) only, so that a record given twice in
+/// one call is written once (PostgreSQL refuses to upsert one row twice in a statement).
+pub(crate) fn last_of_each(rows: &[VulnRecordRow]) -> Vec<&VulnRecordRow> {
+    last_by(rows, |row| (row.source.as_str(), row.id.as_str()))
+}
+
+/// The findings to write, the last one of each vulnerability only (the image is the same).
+pub(crate) fn last_finding_of_each(rows: &[FindingRow]) -> Vec<&FindingRow> {
+    last_by(rows, |row| row.vulnerability_id.as_str())
+}
+
+fn last_by<'a, T, K: std::hash::Hash + Eq>(rows: &'a [T], key: impl Fn(&'a T) -> K) -> Vec<&'a T> {
+    let mut last = std::collections::HashMap::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        last.insert(key(row), i);
+    }
+    rows.iter()
+        .enumerate()
+        .filter(|(i, row)| last.get(&key(row)) == Some(i))
+        .map(|(_, row)| row)
+        .collect()
+}
+
+/// Refuses findings that name another image than the one they are stored under.
+pub(crate) fn check_findings_image(
+    image_arn: &str,
+    rows: &[FindingRow],
+) -> Result<(), crate::StoreError> {
+    match rows.iter().find(|row| row.image_arn != image_arn) {
+        Some(row) => Err(crate::StoreError::Corrupt {
+            arn: image_arn.to_string(),
+            message: format!(
+                "a finding of {} (vulnerability {}) was given as one of this image",
+                row.image_arn, row.vulnerability_id
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The column a [`FindingFilter`] compares, and the value it compares with.
+pub(crate) fn filter_parts(filter: &FindingFilter) -> (&'static str, &str) {
+    match filter {
+        FindingFilter::Image(v) => ("image_arn", v),
+        FindingFilter::Pipeline(v) => ("pipeline_arn", v),
+        FindingFilter::Vulnerability(v) => ("vulnerability_id", v),
+        FindingFilter::Severity(v) => ("severity", v),
+    }
+}

@@ -371,6 +371,14 @@ fn to_wire(tx: &mut dyn Txn, image: &domain::Image) -> Result<Image, ApiError> {
                 log_group_name: Some(group),
             }
         }),
+        image_scanning_configuration: image
+            .scanning
+            .as_ref()
+            .map(super::pipelines::scanning_to_wire),
+        scan_state: image.scan_state.as_ref().map(|s| ImageScanState {
+            status: ImageScanStatus::from_wire(s.status.as_str()),
+            reason: s.reason.clone(),
+        }),
         ..Default::default()
     })
 }
@@ -801,6 +809,8 @@ pub fn delete(
         .advance(DomainStatus::Deleted, None, ctx.now_millis)
         .map_err(|e| ApiError::service(e.to_string()))?;
     tx.put(&image).api()?;
+    // Its scan findings go with it (ListImageScanFindings no longer lists them).
+    kiln_core::scans::forget(tx, &image).api()?;
     // Its workflow executions go with it (GetWorkflowExecution no longer finds them).
     kiln_core::workflow_runs::remove_of_image(tx, &image.arn).api()?;
     // The worker removes the image-store entry, then the record.

@@ -20,6 +20,7 @@ pub mod import_component;
 pub mod imports;
 pub mod infrastructure;
 pub mod pipelines;
+pub mod scan_findings;
 pub mod tags;
 pub mod workflow_executions;
 pub mod workflows;
@@ -111,6 +112,8 @@ impl Handlers for Service {
         retry_image => distribute::retry: RetryImageRequest -> RetryImageResponse;
         import_disk_image => imports::import_disk_image: ImportDiskImageRequest -> ImportDiskImageResponse;
         import_vm_image => imports::import_vm_image: ImportVmImageRequest -> ImportVmImageResponse;
+        list_image_scan_findings => scan_findings::list: ListImageScanFindingsRequest -> ListImageScanFindingsResponse;
+        list_image_scan_finding_aggregations => scan_findings::aggregations: ListImageScanFindingAggregationsRequest -> ListImageScanFindingAggregationsResponse;
 
         tag_resource => tags::tag: TagResourceRequest -> TagResourceResponse;
         untag_resource => tags::untag: UntagResourceRequest -> UntagResourceResponse;

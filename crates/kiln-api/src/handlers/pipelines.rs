@@ -255,7 +255,7 @@ fn schedule_to_wire(s: &domain::Schedule) -> Schedule {
     }
 }
 
-fn scanning_to_wire(s: &ImageScanning) -> ImageScanningConfiguration {
+pub(crate) fn scanning_to_wire(s: &ImageScanning) -> ImageScanningConfiguration {
     ImageScanningConfiguration {
         image_scanning_enabled: Some(s.enabled.unwrap_or(false)),
         ecr_configuration: s.ecr_configured.then(|| EcrConfiguration {

@@ -31,6 +31,7 @@ mod prefetch;
 mod schema;
 mod text;
 mod txn;
+mod vuln;
 
 pub use listen::{Listener, CHANNEL};
 

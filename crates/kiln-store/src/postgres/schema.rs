@@ -2,6 +2,9 @@
 //! so that ARNs sort byte by byte as they do in SQLite (pagination cursors compare ARNs, and a
 //! locale's collation would order them differently from one database to the next).
 //!
+//! Version 4 keeps vulnerability data (records by (source, id), an index of the packages each
+//! affects) and scan findings (by image, with the columns ListImageScanFindings filters on).
+//!
 //! Version 2 gives claimed builds a lease: when their worker last renewed it
 //! (`heartbeat_millis`) and when it ends (`lease_expires_millis`), both null while unclaimed.
 //!
@@ -13,7 +16,7 @@ use crate::error::StoreError;
 use postgres::Client;
 
 /// Every migration, in order: `MIGRATIONS[i]` leads from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The version a database has after every migration this binary knows.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -109,4 +112,42 @@ CREATE TABLE build_logs (
     last BOOLEAN NOT NULL DEFAULT FALSE,
     PRIMARY KEY (build_id, start_byte)
 );
+"#;
+
+/// Vulnerability records and scan findings (see the module's note on version 4).
+const V4: &str = r#"
+CREATE TABLE vuln_records (
+    source TEXT COLLATE "C" NOT NULL,
+    id TEXT COLLATE "C" NOT NULL,
+    modified_millis BIGINT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (source, id)
+);
+CREATE INDEX vuln_records_by_id ON vuln_records (id);
+CREATE TABLE vuln_packages (
+    ecosystem TEXT COLLATE "C" NOT NULL,
+    name TEXT COLLATE "C" NOT NULL,
+    source TEXT COLLATE "C" NOT NULL,
+    id TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (ecosystem, name, source, id)
+);
+CREATE INDEX vuln_packages_by_record ON vuln_packages (source, id);
+CREATE TABLE scan_findings (
+    image_arn TEXT COLLATE "C" NOT NULL,
+    vulnerability_id TEXT COLLATE "C" NOT NULL,
+    account TEXT COLLATE "C" NOT NULL,
+    region TEXT COLLATE "C" NOT NULL,
+    pipeline_arn TEXT COLLATE "C",
+    severity TEXT COLLATE "C" NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (image_arn, vulnerability_id)
+);
+CREATE INDEX scan_findings_by_scope
+    ON scan_findings (account, region, image_arn, vulnerability_id);
+CREATE INDEX scan_findings_by_pipeline
+    ON scan_findings (account, region, pipeline_arn, image_arn, vulnerability_id);
+CREATE INDEX scan_findings_by_vulnerability
+    ON scan_findings (account, region, vulnerability_id, image_arn);
+CREATE INDEX scan_findings_by_severity
+    ON scan_findings (account, region, severity, image_arn, vulnerability_id);
 "#;

@@ -7,6 +7,10 @@ use crate::txn::{
     i64_of, slice_log, BuildLogPart, Lease, ListQuery, Read, Row, TokenKey, TokenRecord, Txn,
     LOG_CHUNKS_PER_READ,
 };
+use crate::vulndb::{
+    FindingFilter, FindingQuery, FindingRow, SeverityCountsRow, VulnPackageKey, VulnRecordRow,
+    VulnSourceStatus,
+};
 use kiln_domain::arn::ResourceKind;
 use postgres::types::ToSql;
 use postgres::{Client, Statement};
@@ -189,7 +193,7 @@ impl Conn {
         self.noted(result)
     }
 
-    fn query(
+    pub(super) fn query(
         &mut self,
         sql: &'static str,
         params: &[&(dyn ToSql + Sync)],
@@ -212,7 +216,7 @@ impl Conn {
     }
 
     /// A statement that changes the database, answering how many rows it changed.
-    fn execute(
+    pub(super) fn execute(
         &mut self,
         sql: &'static str,
         params: &[&(dyn ToSql + Sync)],
@@ -222,6 +226,20 @@ impl Conn {
         let result = self
             .statement(sql)
             .and_then(|stmt| self.client.execute(&stmt, params));
+        self.noted(result)
+    }
+}
+
+impl Conn {
+    /// Runs `f` on the client after the call's deferred writes, as a write (for `COPY`, which
+    /// has no prepared statement): a failure marks the call failed like any statement's.
+    pub(super) fn write_with_client<T>(
+        &mut self,
+        f: impl FnOnce(&mut Client) -> Result<T, postgres::Error>,
+    ) -> Result<T, StoreError> {
+        self.wrote();
+        self.flush()?;
+        let result = f(&mut self.client);
         self.noted(result)
     }
 }
@@ -267,6 +285,7 @@ const PUT_SETTING: &str = "kiln_put_setting";
 const ENQUEUE_BUILD: &str = "kiln_enqueue_build";
 const SET_NEXT_RUN: &str = "kiln_set_next_run";
 const CLEAR_NEXT_RUN: &str = "kiln_clear_next_run";
+pub(super) const NOTIFY_WORK: &str = "kiln_notify_work";
 
 /// The writes [`Conn::defer`] sends, by name; prepared on each connection before its first use.
 pub(super) const DEFERRED: &[(&str, &str)] = &[
@@ -325,6 +344,8 @@ pub(super) const DEFERRED: &[(&str, &str)] = &[
         CLEAR_NEXT_RUN,
         "DELETE FROM schedules WHERE pipeline_arn = $1",
     ),
+    // What `enqueue_build` sends, alone: new vulnerability data for every process's workers.
+    (NOTIFY_WORK, "SELECT pg_notify('kiln_work', '')"),
 ];
 
 /// The reads [`Txn::prefetch`] can make ahead, also prepared by name (see `prefetch.rs`).
@@ -823,5 +844,66 @@ impl Txn for PgTxn {
             "DELETE FROM build_logs WHERE build_id = $1",
             &[&enc(build_id)],
         )
+    }
+
+    fn vuln_modified(
+        &mut self,
+        source: &str,
+        ids: &[String],
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        self.vuln_modified_impl(source, ids)
+    }
+
+    fn vuln_ids(&mut self, source: &str) -> Result<Vec<String>, StoreError> {
+        self.vuln_ids_impl(source)
+    }
+
+    fn put_vuln_records(&mut self, rows: &[VulnRecordRow]) -> Result<(), StoreError> {
+        self.put_vuln_records_impl(rows)
+    }
+
+    fn delete_vuln_records(&mut self, source: &str, ids: &[String]) -> Result<u64, StoreError> {
+        self.delete_vuln_records_impl(source, ids)
+    }
+
+    fn vuln_records_for_packages(
+        &mut self,
+        keys: &[VulnPackageKey],
+    ) -> Result<Vec<VulnRecordRow>, StoreError> {
+        self.vuln_records_for_packages_impl(keys)
+    }
+
+    fn vuln_records_by_id(&mut self, ids: &[String]) -> Result<Vec<VulnRecordRow>, StoreError> {
+        self.vuln_records_by_id_impl(ids)
+    }
+
+    fn vuln_status(&mut self) -> Result<Vec<VulnSourceStatus>, StoreError> {
+        self.vuln_status_impl()
+    }
+
+    fn notify_workers(&mut self) -> Result<(), StoreError> {
+        self.conn.defer(NOTIFY_WORK, &[]);
+        Ok(())
+    }
+
+    fn replace_findings(&mut self, image_arn: &str, rows: &[FindingRow]) -> Result<(), StoreError> {
+        self.replace_findings_impl(image_arn, rows)
+    }
+
+    fn findings_of_image(&mut self, image_arn: &str) -> Result<Vec<FindingRow>, StoreError> {
+        self.findings_of_image_impl(image_arn)
+    }
+
+    fn list_findings(&mut self, query: &FindingQuery) -> Result<Vec<FindingRow>, StoreError> {
+        self.list_findings_impl(query)
+    }
+
+    fn count_findings(
+        &mut self,
+        account: &str,
+        region: &str,
+        filter: Option<&FindingFilter>,
+    ) -> Result<SeverityCountsRow, StoreError> {
+        self.count_findings_impl(account, region, filter)
     }
 }

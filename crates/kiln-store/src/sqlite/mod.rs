@@ -21,6 +21,7 @@
 
 mod schema;
 mod txn;
+mod vuln;
 
 pub use schema::SCHEMA_VERSION;
 

@@ -4,6 +4,9 @@
 //! scans them. Schedules are the due set of the scheduler: one row per pipeline that will run on
 //! its schedule, indexed by time so that finding what is due never scans the others.
 //!
+//! Version 4 keeps vulnerability data (records by (source, id), an index of the packages each
+//! affects) and scan findings (by image, with the columns ListImageScanFindings filters on).
+//!
 //! Version 2 gives claimed builds a lease: when their worker last renewed it
 //! (`heartbeat_millis`) and when it ends (`lease_expires_millis`), both null while unclaimed.
 //!
@@ -15,7 +18,7 @@ use crate::error::StoreError;
 use rusqlite::Connection;
 
 /// Every migration, in order: `MIGRATIONS[i]` leads from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The version a database has after every migration this binary knows.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -104,4 +107,46 @@ CREATE TABLE IF NOT EXISTS build_logs (
     last INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (build_id, start_byte)
 ) WITHOUT ROWID;
+";
+
+/// Vulnerability records and scan findings. Records and findings are rowid tables (their
+/// bodies are a kilobyte or more of JSON); the package index is a covering key of its own, so
+/// a lookup by (ecosystem, name) reads no record it does not answer.
+const V4: &str = "
+CREATE TABLE IF NOT EXISTS vuln_records (
+    rid INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,
+    id TEXT NOT NULL,
+    modified_millis INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    UNIQUE (source, id)
+);
+CREATE INDEX IF NOT EXISTS vuln_records_by_id ON vuln_records (id);
+CREATE TABLE IF NOT EXISTS vuln_packages (
+    ecosystem TEXT NOT NULL,
+    name TEXT NOT NULL,
+    source TEXT NOT NULL,
+    id TEXT NOT NULL,
+    PRIMARY KEY (ecosystem, name, source, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS vuln_packages_by_record ON vuln_packages (source, id);
+CREATE TABLE IF NOT EXISTS scan_findings (
+    fid INTEGER PRIMARY KEY,
+    image_arn TEXT NOT NULL,
+    vulnerability_id TEXT NOT NULL,
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    pipeline_arn TEXT,
+    severity TEXT NOT NULL,
+    body TEXT NOT NULL,
+    UNIQUE (image_arn, vulnerability_id)
+);
+CREATE INDEX IF NOT EXISTS scan_findings_by_scope
+    ON scan_findings (account, region, image_arn, vulnerability_id);
+CREATE INDEX IF NOT EXISTS scan_findings_by_pipeline
+    ON scan_findings (account, region, pipeline_arn, image_arn, vulnerability_id);
+CREATE INDEX IF NOT EXISTS scan_findings_by_vulnerability
+    ON scan_findings (account, region, vulnerability_id, image_arn);
+CREATE INDEX IF NOT EXISTS scan_findings_by_severity
+    ON scan_findings (account, region, severity, image_arn, vulnerability_id);
 ";

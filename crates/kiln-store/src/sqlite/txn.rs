@@ -5,6 +5,10 @@ use crate::txn::{
     i64_of, slice_log, BuildLogPart, Lease, ListQuery, Row, TokenKey, TokenRecord, Txn,
     LOG_CHUNKS_PER_READ,
 };
+use crate::vulndb::{
+    FindingFilter, FindingQuery, FindingRow, SeverityCountsRow, VulnPackageKey, VulnRecordRow,
+    VulnSourceStatus,
+};
 use kiln_domain::arn::ResourceKind;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::BTreeMap;
@@ -457,5 +461,66 @@ impl Txn for SqliteTxn {
                 .execute(params![pipeline_arn, due_millis])?,
         };
         Ok(n == 1)
+    }
+
+    fn vuln_modified(
+        &mut self,
+        source: &str,
+        ids: &[String],
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        self.vuln_modified_impl(source, ids)
+    }
+
+    fn vuln_ids(&mut self, source: &str) -> Result<Vec<String>, StoreError> {
+        self.vuln_ids_impl(source)
+    }
+
+    fn put_vuln_records(&mut self, rows: &[VulnRecordRow]) -> Result<(), StoreError> {
+        self.put_vuln_records_impl(rows)
+    }
+
+    fn delete_vuln_records(&mut self, source: &str, ids: &[String]) -> Result<u64, StoreError> {
+        self.delete_vuln_records_impl(source, ids)
+    }
+
+    fn vuln_records_for_packages(
+        &mut self,
+        keys: &[VulnPackageKey],
+    ) -> Result<Vec<VulnRecordRow>, StoreError> {
+        self.vuln_records_for_packages_impl(keys)
+    }
+
+    fn vuln_records_by_id(&mut self, ids: &[String]) -> Result<Vec<VulnRecordRow>, StoreError> {
+        self.vuln_records_by_id_impl(ids)
+    }
+
+    fn vuln_status(&mut self) -> Result<Vec<VulnSourceStatus>, StoreError> {
+        self.vuln_status_impl()
+    }
+
+    /// One process owns a SQLite database: its own workers learn of the import directly.
+    fn notify_workers(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn replace_findings(&mut self, image_arn: &str, rows: &[FindingRow]) -> Result<(), StoreError> {
+        self.replace_findings_impl(image_arn, rows)
+    }
+
+    fn findings_of_image(&mut self, image_arn: &str) -> Result<Vec<FindingRow>, StoreError> {
+        self.findings_of_image_impl(image_arn)
+    }
+
+    fn list_findings(&mut self, query: &FindingQuery) -> Result<Vec<FindingRow>, StoreError> {
+        self.list_findings_impl(query)
+    }
+
+    fn count_findings(
+        &mut self,
+        account: &str,
+        region: &str,
+        filter: Option<&FindingFilter>,
+    ) -> Result<SeverityCountsRow, StoreError> {
+        self.count_findings_impl(account, region, filter)
     }
 }

@@ -301,6 +301,7 @@ pub fn committed_notifications_wake_listeners_across_reconnects(fixture: &Fixtur
     };
     notifies("a queued build", &|tx| tx.enqueue_build("b1", 1));
     notifies("a schedule", &|tx| tx.set_next_run("p", Some(5)));
+    notifies("new vulnerability data", &|tx| tx.notify_workers());
     // Neither a claim (every idle worker makes them) nor a rolled-back write wakes anyone.
     other
         .write(|tx| tx.claim_build("w", 0, 1_000).map(drop))

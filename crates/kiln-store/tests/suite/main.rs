@@ -9,6 +9,7 @@ mod fixture;
 mod logs;
 mod migrations;
 mod prefetch;
+mod vuln;
 
 pub use fixture::Fixture;
 
@@ -62,6 +63,13 @@ both!(
     prefetch::prefetched_reads_answer_what_the_reads_answer,
     prefetch::prefetched_reads_see_the_call_s_own_writes,
     prefetch::prefetched_answers_end_with_their_call,
+    vuln::vuln_records_round_trip_and_are_replaced_with_their_keys,
+    vuln::reads_in_an_import_see_its_own_writes,
+    vuln::a_failed_import_leaves_the_previous_records,
+    vuln::findings_are_listed_by_filter_and_cursor_in_their_scope,
+    vuln::findings_are_counted_by_severity,
+    vuln::findings_are_replaced_and_forgotten_per_image,
+    vuln::bulk_import_and_lookup,
 );
 
 #[test]
