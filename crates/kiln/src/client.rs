@@ -200,7 +200,30 @@ impl Client {
     /// `GET /kiln/v1/<path>?<query>`: the answer when it is a 2xx, otherwise an error with the
     /// server's message.
     pub fn get(&self, path: &[&str], query: &[(&str, &str)]) -> Result<Answer> {
-        let url = self.url(path, query);
+        self.get_url(&self.url(path, query))
+    }
+
+    /// Calls Image Builder operation `operation` routed as `GET /<operation>?<query>`
+    /// (GetImage, ...): its JSON answer, or an error with the server's message.
+    pub fn call_api_get(
+        &self,
+        operation: &str,
+        query: &[(&str, &str)],
+    ) -> Result<serde_json::Value> {
+        let mut url = format!("{}/{operation}", self.endpoint);
+        for (i, (k, v)) in query.iter().enumerate() {
+            url.push(if i == 0 { '?' } else { '&' });
+            url.push_str(&utf8_percent_encode(k, COMPONENT).to_string());
+            url.push('=');
+            url.push_str(&utf8_percent_encode(v, COMPONENT).to_string());
+        }
+        let body = self.get_url(&url)?.bytes(&self.endpoint)?;
+        serde_json::from_slice(&body)
+            .map_err(|e| anyhow!("Kiln at {} answered what is not JSON: {e}", self.endpoint))
+    }
+
+    fn get_url(&self, url: &str) -> Result<Answer> {
+        let url = url.to_string();
         let mut request = self.agent.get(&url);
         for (name, value) in self.signature(&url) {
             request = request.header(name, value);

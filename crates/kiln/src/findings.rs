@@ -94,16 +94,17 @@ pub fn print(args: &FindingsArgs) -> Result<()> {
         println!("{}", Value::Array(findings));
         return Ok(());
     }
-    let image = client.call_api(
+    let image = client.call_api_get(
         "GetImage",
-        &json!({ "imageBuildVersionArn": args.image_build_version_arn }),
-    );
-    if let Ok(image) = &image {
-        let state = &image["image"]["scanState"];
-        if let Some(status) = state["status"].as_str() {
+        &[("imageBuildVersionArn", &args.image_build_version_arn)],
+    )?;
+    let state = &image["image"]["scanState"];
+    match state["status"].as_str() {
+        Some(status) => {
             let reason = state["reason"].as_str().map(|r| format!(": {r}")).unwrap_or_default();
             println!("scan {status}{reason}");
         }
+        None => println!("the image is not scanned (imageScanningConfiguration is off)"),
     }
     let counts: Vec<String> = ORDER
         .iter()

@@ -349,11 +349,12 @@ pub fn finding_to_wire(row: &FindingRow) -> Result<ImageScanFinding, ApiError> {
             source: non_empty(&f.source),
             cvss: Some(f.cvss.iter().map(cvss_to_wire).collect()),
             related_vulnerabilities: Some(f.related_vulnerabilities.clone()),
-            source_url: f.source_url.clone(),
-            vendor_severity: f.vendor_severity.clone(),
+            source_url: f.source_url.as_deref().and_then(non_empty),
+            vendor_severity: f.vendor_severity.as_deref().and_then(non_empty),
             vendor_created_at: f.vendor_created_at.map(seconds),
             vendor_updated_at: f.vendor_updated_at.map(seconds),
-            reference_urls: Some(f.reference_urls.clone()),
+            // At least one URL, or none (the model's NonEmptyStringList).
+            reference_urls: (!f.reference_urls.is_empty()).then(|| f.reference_urls.clone()),
         }),
         fix_available: Some(f.fix_available.as_str().to_string()),
     })
