@@ -308,3 +308,31 @@ def test_bad_flag_values_are_refused_naming_the_flag(args, message, tmp_path):
     assert out.returncode == 1, out.stderr
     assert message in out.stderr, out.stderr
     assert not data.exists()
+
+
+def test_a_scanned_container_image_leaves_its_copy_where_ecr_configuration_says(pushing, registry):
+    """imageScanningConfiguration.ecrConfiguration: the copy the scan looks at goes to its
+    repository with its tags, in the build's Region's registry; the image's own destinations
+    are unchanged. (This server has no vulnerability data: the scan fails saying so, and the
+    image is still AVAILABLE.)"""
+    client = make_client(pushing.endpoint)
+    infra = create_infra(client, instanceTypes=["t3.micro"])
+    repository = unique_name("own")
+    recipe = container_recipe(client, repository)
+    scans = unique_name("scans")
+    arn = client.create_image(
+        containerRecipeArn=recipe,
+        infrastructureConfigurationArn=infra,
+        imageScanningConfiguration={
+            "imageScanningEnabled": True,
+            "ecrConfiguration": {"repositoryName": f"team/{scans}", "containerTags": ["scanned"]},
+        },
+    )["imageBuildVersionArn"]
+    image = wait_final(client, arn)
+    assert image["state"]["status"] == "AVAILABLE", image["state"]
+    assert image["scanState"]["status"] == "FAILED", image["scanState"]
+    assert "cannot scan" in image["scanState"]["reason"]
+    digest = local_digest(pushing.data_dir, arn)
+    assert registry_digest(f"{registry.address}/team/{scans}:scanned") == digest
+    uris = image["outputResources"]["containers"][0]["imageUris"]
+    assert all(f"/{repository}" in uri for uri in uris), uris

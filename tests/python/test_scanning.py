@@ -549,3 +549,30 @@ def test_no_data_for_the_os_fails_the_scan_not_the_image(scanning):
     assert image["scanState"]["status"] == "FAILED"
     assert "cannot scan" in image["scanState"]["reason"]
     assert findings_of(scanning["client"], imageBuildVersionArn=image["arn"]) == []
+
+
+def test_a_container_image_is_scanned_and_ecr_configuration_needs_a_registry(scanning):
+    """A container recipe's image is scanned like an AMI's (here in Kiln's own store: this
+    server has no registry for container images, so an ecrConfiguration is refused)."""
+    client = scanning["client"]
+    component = bash_component(client, {"build": ALPINE_DB})
+    recipe = client.create_container_recipe(
+        containerType="DOCKER", name=unique_name("ctr"), semanticVersion="1.0.0",
+        parentImage=BUSYBOX, components=[{"componentArn": component}],
+        dockerfileTemplateData="FROM {{{ imagebuilder:parentImage }}}\n{{{ imagebuilder:components }}}\n",
+        targetRepository={"service": "ECR", "repositoryName": "scanned"},
+    )["containerRecipeArn"]
+    assert_client_error(lambda: client.create_image(
+        containerRecipeArn=recipe, infrastructureConfigurationArn=scanning["infra"],
+        imageScanningConfiguration={"imageScanningEnabled": True,
+                                    "ecrConfiguration": {"repositoryName": "scans"}}),
+        "InvalidRequestException", "ecrConfiguration", "--ecr-registry")
+    arn = client.create_image(
+        containerRecipeArn=recipe, infrastructureConfigurationArn=scanning["infra"],
+        imageScanningConfiguration={"imageScanningEnabled": True},
+    )["imageBuildVersionArn"]
+    image = wait_final(client, arn, timeout=600)
+    assert image["state"]["status"] == "AVAILABLE", image["state"]
+    assert image["scanState"]["status"] == "COMPLETED", image.get("scanState")
+    found = findings_of(client, imageBuildVersionArn=arn)
+    assert [f["packageVulnerabilityDetails"]["vulnerabilityId"] for f in found] == ["CVE-2099-3001"]

@@ -75,6 +75,9 @@ fn fail(stage: Stage) -> impl Fn(String) -> BuildError {
 }
 
 /// What to build.
+/// How long a scan waits for an image's `rpm` to list its packages.
+pub const INVENTORY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
 pub struct BuildRequest {
     /// Names the instances and the logs (an image build version's id).
     pub build_id: String,
@@ -467,22 +470,60 @@ impl Builder<'_> {
     }
 
     /// What a vulnerability scan reads of `instance`: its OS and installed packages, with
-    /// their source packages and architectures (`metadata::inventory`).
-    pub fn collect_inventory(&self, instance: &Instance) -> kiln_domain::resources::scan::Inventory {
+    /// their source packages and architectures (`metadata::inventory`). The image's own `rpm`
+    /// answers for an rpm database; it gets [`INVENTORY_TIMEOUT`], and a scan whose `rpm` does
+    /// not answer in time is `Err` (the scan TIMED_OUT) rather than a wait without end.
+    pub fn collect_inventory(
+        &self,
+        instance: &Instance,
+    ) -> Result<kiln_domain::resources::scan::Inventory, String> {
+        let timed_out = std::cell::Cell::new(false);
         let rpm_query = || {
             let args: Vec<String> = metadata::RPM_INVENTORY_QUERY
                 .iter()
                 .map(|a| a.to_string())
                 .collect();
-            let out = kiln_toe::target::Target::command(instance, "rpm", &args)
+            let mut child = kiln_toe::target::Target::command(instance, "rpm", &args)
                 .stdin(std::process::Stdio::null())
-                .output()
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
                 .ok()?;
-            out.status
+            // The answer is read on a thread of its own, so a full pipe cannot stall the wait.
+            let mut stdout = child.stdout.take()?;
+            let reader = std::thread::spawn(move || {
+                let mut text = Vec::new();
+                std::io::Read::read_to_end(&mut stdout, &mut text).map(|_| text)
+            });
+            let deadline = std::time::Instant::now() + INVENTORY_TIMEOUT;
+            let status = loop {
+                match child.try_wait() {
+                    Ok(Some(status)) => break status,
+                    Ok(None) if std::time::Instant::now() < deadline => {
+                        std::thread::sleep(std::time::Duration::from_millis(20))
+                    }
+                    _ => {
+                        timed_out.set(true);
+                        let _ = instance.stop_processes();
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        return None;
+                    }
+                }
+            };
+            let text = reader.join().ok()?.ok()?;
+            status
                 .success()
-                .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+                .then(|| String::from_utf8_lossy(&text).into_owned())
         };
-        metadata::inventory(kiln_toe::target::Target::root(instance), &rpm_query)
+        let inventory = metadata::inventory(kiln_toe::target::Target::root(instance), &rpm_query);
+        if timed_out.get() {
+            return Err(format!(
+                "the image's rpm did not list its packages within {} s",
+                INVENTORY_TIMEOUT.as_secs()
+            ));
+        }
+        Ok(inventory)
     }
 
     /// CreateImage: stops what runs in `instance`, gives its writable layer the image's owners

@@ -49,7 +49,14 @@ pub fn collect(ctx: &BuildContext, instance: &Instance) -> Result<String, String
         return Ok("image scanning is not enabled for this image: nothing was collected".into());
     }
     set_state(ctx, ScanStatus::Scanning, None);
-    let inventory = ctx.builder().collect_inventory(instance);
+    let inventory = match ctx.builder().collect_inventory(instance) {
+        Ok(inventory) => inventory,
+        Err(reason) => {
+            ctx.log.event(&format!("scan timed out: {reason}"));
+            set_state(ctx, ScanStatus::TimedOut, Some(reason.clone()));
+            return Err(format!("the image scan timed out: {reason}"));
+        }
+    };
     ctx.log.event(&format!(
         "scan: {} packages read ({} {})",
         inventory.packages.len(),
