@@ -489,8 +489,13 @@ def test_new_data_reevaluates_available_images(scanning, debian_image):
     corrected = osv("KILN-2099-1001", "CVE-2099-1001", "kiln-fixture-src",
                     [{"introduced": "0"}, {"fixed": "1:0.5-1"}], CRITICAL_VECTOR,
                     modified="2026-11-20T00:00:00Z")
+    # 1002 gets a fix: the same finding, changed.
+    fixed = osv("KILN-2099-1002", "CVE-2099-1002", "kiln-fixture-src",
+                [{"introduced": "0"}, {"fixed": "1:1.0-9"}], MEDIUM_VECTOR,
+                modified="2026-11-20T00:00:00Z")
     (feeds / "new.json").write_text(json.dumps(new))
     (feeds / "corrected.json").write_text(json.dumps(corrected))
+    (feeds / "fixed.json").write_text(json.dumps(fixed))
     time.sleep(1.1)  # so that the re-evaluation's time differs from the build's
     out = kiln_cli(scanning["server"].endpoint, "vulndb", "import", str(feeds))
     assert out.returncode == 0, out.stderr
@@ -502,9 +507,13 @@ def test_new_data_reevaluates_available_images(scanning, debian_image):
 
     after = wait_for(current)
     assert after["CVE-2099-1011"]["firstObservedAt"] > before["CVE-2099-1002"]["firstObservedAt"]
-    kept = after["CVE-2099-1002"]
-    assert kept["firstObservedAt"] == before["CVE-2099-1002"]["firstObservedAt"]
-    assert kept["updatedAt"] > before["CVE-2099-1002"]["updatedAt"]
+    # A changed finding keeps when it was first observed, and is updated now ...
+    changed = after["CVE-2099-1002"]
+    assert changed["fixAvailable"] == "YES" and before["CVE-2099-1002"]["fixAvailable"] == "NO"
+    assert changed["firstObservedAt"] == before["CVE-2099-1002"]["firstObservedAt"]
+    assert changed["updatedAt"] > before["CVE-2099-1002"]["updatedAt"]
+    # ... and one the new data did not change is as it was.
+    assert after["CVE-2099-1005"] == before["CVE-2099-1005"]
     # Importing the same records again changes nothing.
     again = kiln_cli(scanning["server"].endpoint, "vulndb", "import", "--json", str(feeds))
     changes = json.loads(again.stdout)["changes"]

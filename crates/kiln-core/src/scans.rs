@@ -134,8 +134,10 @@ pub fn scan_image(
     tx.put(&record)?;
     let outcome = evaluate(tx, &record, now)?;
     match &outcome {
-        Ok(findings) => {
-            store_findings(tx, image, findings)?;
+        Ok(evaluation) => {
+            if evaluation.changed {
+                store_findings(tx, image, evaluation)?;
+            }
             set_state(tx, &record.image_arn, ScanStatus::Completed, None)?;
         }
         Err(reason) => {
@@ -148,16 +150,16 @@ pub fn scan_image(
             )?;
         }
     }
-    Ok(outcome.map(|findings| ScanSummary::of(&findings)))
+    Ok(outcome.map(|evaluation| ScanSummary::of(&evaluation.findings)))
 }
 
-/// The findings of the scan record against the data held now, `firstObservedAt` kept from the
-/// image's stored findings; or why Kiln cannot scan it.
+/// The findings of the scan record against the data held now, settled against the image's
+/// stored findings (see [`Evaluation`]); or why Kiln cannot scan it.
 pub fn evaluate(
     tx: &mut dyn Txn,
     scan: &ImageScan,
     now: Millis,
-) -> CoreResult<Result<Vec<ScanFinding>, String>> {
+) -> CoreResult<Result<Evaluation, String>> {
     if scan.ecosystems.is_empty() {
         let os = if scan.inventory.os_id.is_empty() {
             "the image has no os-release".to_string()
@@ -199,42 +201,105 @@ pub fn evaluate(
         let scored = vulndb::decode(&tx.vuln_records_by_id(&unscored)?)?;
         kiln_vuln::matching::enrich(&mut findings, &scored);
     }
-    let before: HashMap<String, Millis> = tx
-        .findings_of_image(&scan.image_arn)?
-        .into_iter()
-        .filter_map(|row| {
-            serde_json::from_str::<ScanFinding>(&row.body)
-                .ok()
-                .map(|f| (row.vulnerability_id, f.first_observed_at))
-        })
-        .collect();
-    for finding in &mut findings {
-        finding.updated_at = now;
-        finding.first_observed_at = before
-            .get(&finding.vulnerability_id)
-            .copied()
-            .unwrap_or(now);
-    }
-    Ok(Ok(findings))
+    Ok(Ok(settle(tx, &scan.image_arn, findings, now)?))
 }
 
-fn store_findings(tx: &mut dyn Txn, image: &Image, findings: &[ScanFinding]) -> CoreResult<()> {
-    let rows = findings
+/// What an evaluation found, each finding's times settled against the image's stored ones.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    pub findings: Vec<ScanFinding>,
+    /// Each finding as stored (JSON), in the order of `findings`.
+    bodies: Vec<String>,
+    /// Which of `findings` are new or differ from the stored ones.
+    changed_findings: Vec<usize>,
+    /// Stored findings the data no longer supports.
+    removed: Vec<String>,
+    /// Whether anything must be written.
+    pub changed: bool,
+}
+
+/// The two times of a stored finding (read without decoding the rest).
+#[derive(serde::Deserialize)]
+struct Times {
+    first_observed_at: Millis,
+    updated_at: Millis,
+}
+
+/// A finding keeps the `firstObservedAt` of its first report, and its `updatedAt` until its
+/// content changes; new ones get `now` for both.
+fn settle(
+    tx: &mut dyn Txn,
+    image_arn: &str,
+    mut findings: Vec<ScanFinding>,
+    now: Millis,
+) -> CoreResult<Evaluation> {
+    let encode = |f: &ScanFinding| {
+        serde_json::to_string(f).map_err(|e| CoreError::Internal(format!("encoding a finding: {e}")))
+    };
+    let mut stored: HashMap<String, (String, Option<Times>)> = tx
+        .findings_of_image(image_arn)?
+        .into_iter()
+        .map(|row| {
+            let times = serde_json::from_str::<Times>(&row.body).ok();
+            (row.vulnerability_id, (row.body, times))
+        })
+        .collect();
+    let mut changed_findings = Vec::new();
+    let mut bodies = Vec::with_capacity(findings.len());
+    for (index, finding) in findings.iter_mut().enumerate() {
+        let body = match stored.remove(&finding.vulnerability_id) {
+            Some((old, Some(times))) => {
+                finding.first_observed_at = times.first_observed_at;
+                finding.updated_at = times.updated_at;
+                let same = encode(finding)?;
+                if same == old {
+                    same
+                } else {
+                    changed_findings.push(index);
+                    finding.updated_at = now;
+                    encode(finding)?
+                }
+            }
+            _ => {
+                changed_findings.push(index);
+                finding.first_observed_at = now;
+                finding.updated_at = now;
+                encode(finding)?
+            }
+        };
+        bodies.push(body);
+    }
+    // Findings the data no longer supports are gone.
+    let removed: Vec<String> = stored.into_keys().collect();
+    Ok(Evaluation {
+        changed: !changed_findings.is_empty() || !removed.is_empty(),
+        findings,
+        bodies,
+        changed_findings,
+        removed,
+    })
+}
+
+/// Writes what an evaluation changed (only that: a re-evaluation rewrites no finding the new
+/// data left alone).
+fn store_findings(tx: &mut dyn Txn, image: &Image, evaluation: &Evaluation) -> CoreResult<()> {
+    let rows: Vec<FindingRow> = evaluation
+        .changed_findings
         .iter()
-        .map(|f| {
-            Ok(FindingRow {
+        .map(|&i| {
+            let f = &evaluation.findings[i];
+            FindingRow {
                 image_arn: image.arn.to_string(),
                 account: image.arn.account.clone(),
                 region: image.arn.region.clone(),
                 pipeline_arn: image.pipeline_arn.clone(),
                 vulnerability_id: f.vulnerability_id.clone(),
                 severity: f.severity.as_str().to_string(),
-                body: serde_json::to_string(f)
-                    .map_err(|e| CoreError::Internal(format!("encoding a finding: {e}")))?,
-            })
+                body: evaluation.bodies[i].clone(),
+            }
         })
-        .collect::<CoreResult<Vec<_>>>()?;
-    tx.replace_findings(&image.arn.to_string(), &rows)?;
+        .collect();
+    tx.update_findings(&image.arn.to_string(), &rows, &evaluation.removed)?;
     Ok(())
 }
 
@@ -369,14 +434,18 @@ fn reevaluate_one(
         return Ok(false);
     }
     match evaluate(tx, &scan, now)? {
-        Ok(findings) => {
-            store_findings(tx, &image, &findings)?;
-            let mut image = image;
-            image.scan_state = Some(ScanState {
-                status: ScanStatus::Completed,
-                reason: None,
-            });
-            tx.put(&image)?;
+        Ok(evaluation) => {
+            if evaluation.changed {
+                store_findings(tx, &image, &evaluation)?;
+            }
+            if image.scan_state.as_ref().map(|s| s.status) != Some(ScanStatus::Completed) {
+                let mut image = image;
+                image.scan_state = Some(ScanState {
+                    status: ScanStatus::Completed,
+                    reason: None,
+                });
+                tx.put(&image)?;
+            }
         }
         Err(reason) => {
             // Data that was there is gone (or never came): say so rather than keep findings

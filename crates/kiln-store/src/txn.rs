@@ -240,6 +240,14 @@ pub trait Txn {
     /// Replaces every finding of `image_arn` with `rows` (none: forgets them). Rows naming
     /// another image are refused as corrupt rather than stored under the wrong image.
     fn replace_findings(&mut self, image_arn: &str, rows: &[FindingRow]) -> Result<(), StoreError>;
+    /// Changes some findings of `image_arn`: `put` inserts or replaces by vulnerability id,
+    /// `remove` forgets those ids (what a re-evaluation changed, without rewriting the rest).
+    fn update_findings(
+        &mut self,
+        image_arn: &str,
+        put: &[FindingRow],
+        remove: &[String],
+    ) -> Result<(), StoreError>;
     /// The findings of one image, by vulnerability id.
     fn findings_of_image(&mut self, image_arn: &str) -> Result<Vec<FindingRow>, StoreError>;
     /// One page of an account's findings in a Region (see [`FindingQuery`]).

@@ -317,9 +317,24 @@ impl PgTxn {
             "DELETE FROM scan_findings WHERE image_arn = $1",
             &[&enc(image_arn)],
         )?;
-        // A vulnerability given twice: the last one stays, as SQLite's `INSERT OR REPLACE`
-        // keeps it.
-        for chunk in last_finding_of_each(rows).chunks(CHUNK) {
+        self.update_findings_impl(image_arn, rows, &[])
+    }
+
+    pub(super) fn update_findings_impl(
+        &mut self,
+        image_arn: &str,
+        put: &[FindingRow],
+        remove: &[String],
+    ) -> Result<(), StoreError> {
+        check_findings_image(image_arn, put)?;
+        if !remove.is_empty() {
+            let ids: Vec<String> = remove.iter().map(|id| enc(id).into_owned()).collect();
+            self.conn.execute(
+                "DELETE FROM scan_findings WHERE image_arn = $1 AND vulnerability_id = ANY($2)",
+                &[&enc(image_arn), &ids],
+            )?;
+        }
+        for chunk in last_finding_of_each(put).chunks(CHUNK) {
             let column = |f: fn(&FindingRow) -> &str| -> Vec<String> {
                 chunk.iter().map(|r| enc(f(r)).into_owned()).collect()
             };
@@ -331,7 +346,11 @@ impl PgTxn {
                 "INSERT INTO scan_findings
                      (image_arn, account, region, pipeline_arn, vulnerability_id, severity, body)
                  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                                      $6::text[], $7::text[])",
+                                      $6::text[], $7::text[])
+                 ON CONFLICT (image_arn, vulnerability_id) DO UPDATE SET
+                     account = EXCLUDED.account, region = EXCLUDED.region,
+                     pipeline_arn = EXCLUDED.pipeline_arn, severity = EXCLUDED.severity,
+                     body = EXCLUDED.body",
                 &[
                     &column(|r| &r.image_arn),
                     &column(|r| &r.account),

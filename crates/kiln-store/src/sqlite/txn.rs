@@ -507,6 +507,15 @@ impl Txn for SqliteTxn {
         self.replace_findings_impl(image_arn, rows)
     }
 
+    fn update_findings(
+        &mut self,
+        image_arn: &str,
+        put: &[FindingRow],
+        remove: &[String],
+    ) -> Result<(), StoreError> {
+        self.update_findings_impl(image_arn, put, remove)
+    }
+
     fn findings_of_image(&mut self, image_arn: &str) -> Result<Vec<FindingRow>, StoreError> {
         self.findings_of_image_impl(image_arn)
     }

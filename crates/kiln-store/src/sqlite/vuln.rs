@@ -179,11 +179,27 @@ impl SqliteTxn {
         self.conn
             .prepare_cached("DELETE FROM scan_findings WHERE image_arn = ?1")?
             .execute(params![image_arn])?;
+        self.update_findings_impl(image_arn, rows, &[])
+    }
+
+    pub(super) fn update_findings_impl(
+        &mut self,
+        image_arn: &str,
+        put: &[FindingRow],
+        remove: &[String],
+    ) -> Result<(), StoreError> {
+        check_findings_image(image_arn, put)?;
+        let mut delete = self.conn.prepare_cached(
+            "DELETE FROM scan_findings WHERE image_arn = ?1 AND vulnerability_id = ?2",
+        )?;
+        for id in remove {
+            delete.execute(params![image_arn, id])?;
+        }
         let mut insert = self.conn.prepare_cached(&format!(
             "INSERT OR REPLACE INTO scan_findings ({FINDING_COLUMNS})
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
         ))?;
-        for row in rows {
+        for row in put {
             insert.execute(params![
                 row.image_arn,
                 row.account,
