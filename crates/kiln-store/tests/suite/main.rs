@@ -69,6 +69,7 @@ both!(
     vuln::findings_are_listed_by_filter_and_cursor_in_their_scope,
     vuln::findings_are_counted_by_severity,
     vuln::findings_are_replaced_and_forgotten_per_image,
+    vuln::findings_are_updated_one_by_one,
     vuln::bulk_import_and_lookup,
 );
 

@@ -402,6 +402,54 @@ pub fn findings_are_replaced_and_forgotten_per_image(fixture: &Fixture) {
     );
 }
 
+pub fn findings_are_updated_one_by_one(fixture: &Fixture) {
+    let store = fixture.open();
+    let (a, b) = seed(&store);
+    write(&store, |tx| {
+        tx.replace_findings(
+            &a,
+            &[
+                finding(&a, Some("p1"), "CVE-1", "LOW"),
+                finding(&a, Some("p1"), "CVE-2", "LOW"),
+                finding(&a, Some("p1"), "CVE-3", "LOW"),
+            ],
+        )
+    });
+    write(&store, |tx| {
+        tx.replace_findings(&b, &[finding(&b, Some("p2"), "CVE-1", "LOW")])
+    });
+    // One changed, one new, one gone; the others as they were, and other images untouched.
+    write(&store, |tx| {
+        tx.update_findings(
+            &a,
+            &[
+                finding(&a, Some("p1"), "CVE-2", "HIGH"),
+                finding(&a, Some("p1"), "CVE-4", "MEDIUM"),
+            ],
+            &["CVE-3".to_string(), "CVE-9".to_string()],
+        )
+    });
+    assert_eq!(
+        read(&store, |tx| tx.findings_of_image(&a)),
+        [
+            finding(&a, Some("p1"), "CVE-1", "LOW"),
+            finding(&a, Some("p1"), "CVE-2", "HIGH"),
+            finding(&a, Some("p1"), "CVE-4", "MEDIUM"),
+        ]
+    );
+    assert_eq!(
+        read(&store, |tx| tx.findings_of_image(&b)),
+        [finding(&b, Some("p2"), "CVE-1", "LOW")]
+    );
+    // Nothing at all is a no-op; a row of another image is refused.
+    write(&store, |tx| tx.update_findings(&a, &[], &[]));
+    assert_eq!(read(&store, |tx| tx.findings_of_image(&a)).len(), 3);
+    let refused = store
+        .write(|tx| tx.update_findings(&a, &[finding(&b, None, "CVE-5", "LOW")], &[]))
+        .unwrap();
+    assert!(matches!(refused, Err(StoreError::Corrupt { .. })), "{refused:?}");
+}
+
 /// The import and lookup the scanner makes, at the size of a real feed. Timed only in release
 /// builds (a debug build is many times slower); run with
 /// `cargo test --release -p kiln-store --test suite vuln_bulk -- --nocapture`.
