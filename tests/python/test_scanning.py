@@ -568,7 +568,9 @@ def test_a_container_image_is_scanned_and_ecr_configuration_needs_a_registry(sca
     recipe = client.create_container_recipe(
         containerType="DOCKER", name=unique_name("ctr"), semanticVersion="1.0.0",
         parentImage=BUSYBOX, components=[{"componentArn": component}],
-        dockerfileTemplateData="FROM {{{ imagebuilder:parentImage }}}\n{{{ imagebuilder:components }}}\n",
+        dockerfileTemplateData=("FROM {{{ imagebuilder:parentImage }}}\n"
+                                "{{{ imagebuilder:environments }}}\n"
+                                "{{{ imagebuilder:components }}}\n"),
         targetRepository={"service": "ECR", "repositoryName": "scanned"},
     )["containerRecipeArn"]
     assert_client_error(lambda: client.create_image(
