@@ -42,6 +42,7 @@ fuzz_target!(|data: &[u8]| {
         headers: &headers,
         authority: None,
         body: body.as_bytes(),
+        body_follows: false,
     };
     let mut settings = Settings::imagebuilder();
     for (encoding, normalize) in [(PathEncoding::Double, true), (PathEncoding::Single, false)] {

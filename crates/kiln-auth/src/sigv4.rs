@@ -585,7 +585,8 @@ fn payload_hash(request: &Request) -> Result<String, SigV4Error> {
                 Ok(h.to_ascii_lowercase())
             }
             _ => Err(SigV4Error::Invalid(
-                "an upload must carry the SHA-256 of its body in 'x-amz-content-sha256'".to_string(),
+                "an upload must carry the SHA-256 of its body in 'x-amz-content-sha256'"
+                    .to_string(),
             )),
         };
     }

@@ -22,8 +22,8 @@ use kiln_domain::resources::image::{BuildType, Image, ImageStatus, ImageType};
 use kiln_domain::resources::pipeline::ImageScanning;
 use kiln_domain::resources::scan::{ImageScan, Inventory};
 use kiln_store::TxnExt;
-use kiln_vuln::import::{Batch, ImportError, Limits, Sink};
 use kiln_vuln::advisory::Advisory;
+use kiln_vuln::import::{Batch, ImportError, Limits, Sink};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -147,8 +147,7 @@ fn image_record(index: usize, inventory_os: &str) -> Image {
         pipeline_arn: None,
         recipe_arn: "arn:aws:imagebuilder:us-east-1:123456789012:image-recipe/bench/1.0.0".into(),
         infrastructure_configuration_arn:
-            "arn:aws:imagebuilder:us-east-1:123456789012:infrastructure-configuration/bench"
-                .into(),
+            "arn:aws:imagebuilder:us-east-1:123456789012:infrastructure-configuration/bench".into(),
         distribution_configuration_arn: None,
         image_tests_enabled: true,
         enhanced_image_metadata_enabled: true,
@@ -313,7 +312,11 @@ pub fn main(args: impl Iterator<Item = String>) -> Result<()> {
         scan_ms,
         "50"
     );
-    println!("{:<44} {:>14}", "  (min / max)", format!("{scan_min:.1} / {scan_max:.1} ms"));
+    println!(
+        "{:<44} {:>14}",
+        "  (min / max)",
+        format!("{scan_min:.1} / {scan_max:.1} ms")
+    );
     println!(
         "{:<44} {:>12.2} s {:>12} s",
         format!("re-evaluation of {evaluated} images"),

@@ -164,10 +164,7 @@ pub fn evaluate(
         let os = if scan.inventory.os_id.is_empty() {
             "the image has no os-release".to_string()
         } else {
-            format!(
-                "{} {}",
-                scan.inventory.os_id, scan.inventory.os_version_id
-            )
+            format!("{} {}", scan.inventory.os_id, scan.inventory.os_version_id)
         };
         return Ok(Err(format!(
             "Kiln cannot scan this OS ({os}): it scans Debian, Ubuntu, Alpine and RPM-based images"
@@ -234,7 +231,8 @@ fn settle(
     now: Millis,
 ) -> CoreResult<Evaluation> {
     let encode = |f: &ScanFinding| {
-        serde_json::to_string(f).map_err(|e| CoreError::Internal(format!("encoding a finding: {e}")))
+        serde_json::to_string(f)
+            .map_err(|e| CoreError::Internal(format!("encoding a finding: {e}")))
     };
     let mut stored: HashMap<String, (String, Option<Times>)> = tx
         .findings_of_image(image_arn)?
@@ -365,7 +363,11 @@ pub fn gate_message(failing: &[&ScanFinding], condition: &ScanResultCondition) -
 /// AVAILABLE (or deprecated/disabled) with scanning on whose findings predate the data's
 /// generation; at most `limit` of them. Answers how many it evaluated. Another process doing
 /// the same finds the record's generation moved and skips it.
-pub fn reevaluate_stale(store: &Store, now: impl Fn() -> Millis, limit: usize) -> CoreResult<usize> {
+pub fn reevaluate_stale(
+    store: &Store,
+    now: impl Fn() -> Millis,
+    limit: usize,
+) -> CoreResult<usize> {
     let (generation, stale) = store.read(|tx| {
         let generation = vulndb::generation(tx)?;
         let mut stale = Vec::new();
@@ -406,12 +408,7 @@ pub fn reevaluate_stale(store: &Store, now: impl Fn() -> Millis, limit: usize) -
     Ok(done)
 }
 
-fn reevaluate_one(
-    tx: &mut dyn Txn,
-    key: &str,
-    generation: u64,
-    now: Millis,
-) -> CoreResult<bool> {
+fn reevaluate_one(tx: &mut dyn Txn, key: &str, generation: u64, now: Millis) -> CoreResult<bool> {
     let Some(mut scan) = tx.get::<ImageScan>(key)? else {
         return Ok(false);
     };
@@ -582,6 +579,9 @@ mod tests {
             reason: None,
         });
         abandon_if_unfinished(&mut image);
-        assert_eq!(image.scan_state.map(|s| s.status), Some(ScanStatus::Completed));
+        assert_eq!(
+            image.scan_state.map(|s| s.status),
+            Some(ScanStatus::Completed)
+        );
     }
 }

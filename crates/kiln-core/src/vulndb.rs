@@ -261,6 +261,20 @@ pub struct SourceStatus {
     pub newest_modified: Option<String>,
 }
 
+// Closures: the functions name one lifetime for the reference and the trait object, and
+// `Store::read` hands a `dyn Txn + 'static`.
+/// [`status`] in a read transaction of its own.
+#[allow(clippy::redundant_closure)]
+pub fn read_status(store: &kiln_store::Store) -> CoreResult<Status> {
+    store.read(|tx| status(tx))?
+}
+
+/// [`generation`] in a read transaction of its own.
+#[allow(clippy::redundant_closure)]
+pub fn read_generation(store: &kiln_store::Store) -> CoreResult<u64> {
+    store.read(|tx| generation(tx))?
+}
+
 pub fn status(tx: &mut dyn Txn) -> CoreResult<Status> {
     let sources = tx
         .vuln_status()?
@@ -328,9 +342,8 @@ pub fn import_upload(
             })?;
             match parsed.advisory {
                 Some(advisory) => {
-                    check_uploaded(&parsed.source, &advisory).map_err(|e| {
-                        CoreError::Invalid(format!("upload line {number}: {e}"))
-                    })?;
+                    check_uploaded(&parsed.source, &advisory)
+                        .map_err(|e| CoreError::Invalid(format!("upload line {number}: {e}")))?;
                     importer.add(&parsed.source, parsed.mode, advisory)?
                 }
                 None => importer.declare(&parsed.source, parsed.mode)?,
@@ -426,15 +439,16 @@ impl crate::extension::Extension for VulnDbExtension {
             return ExtensionResponse::error(
                 404,
                 "ResourceNotFoundException",
-                &format!("{}{path} does not exist: GET vulndb answers what is loaded", crate::extension::PREFIX),
+                &format!(
+                    "{}{path} does not exist: GET vulndb answers what is loaded",
+                    crate::extension::PREFIX
+                ),
             );
         }
-        match self.core.store.read(|tx| status(tx)) {
-            Ok(Ok(status)) => ExtensionResponse::json(
-                200,
-                &serde_json::to_value(status).unwrap_or_default(),
-            ),
-            Ok(Err(e)) => ExtensionResponse::error(500, "ServiceException", &e.to_string()),
+        match read_status(&self.core.store) {
+            Ok(status) => {
+                ExtensionResponse::json(200, &serde_json::to_value(status).unwrap_or_default())
+            }
             Err(e) => ExtensionResponse::error(500, "ServiceException", &e.to_string()),
         }
     }
@@ -451,7 +465,10 @@ impl crate::extension::Extension for VulnDbExtension {
             return ExtensionResponse::error(
                 404,
                 "ResourceNotFoundException",
-                &format!("{}{path} takes no uploads: POST vulndb/import does", crate::extension::PREFIX),
+                &format!(
+                    "{}{path} takes no uploads: POST vulndb/import does",
+                    crate::extension::PREFIX
+                ),
             );
         }
         if !self.importers.iter().any(|a| a == caller.account_id) {
@@ -471,17 +488,32 @@ impl crate::extension::Extension for VulnDbExtension {
         }
         let file = match std::fs::File::open(body) {
             Ok(f) => f,
-            Err(e) => return ExtensionResponse::error(500, "ServiceException", &format!("reading the upload: {e}")),
+            Err(e) => {
+                return ExtensionResponse::error(
+                    500,
+                    "ServiceException",
+                    &format!("reading the upload: {e}"),
+                )
+            }
         };
-        match import_upload(&self.core.store, std::io::BufReader::with_capacity(1 << 20, file)) {
+        match import_upload(
+            &self.core.store,
+            std::io::BufReader::with_capacity(1 << 20, file),
+        ) {
             Ok(outcome) => {
                 self.core.work.notify();
                 ExtensionResponse::json(200, &serde_json::to_value(outcome).unwrap_or_default())
             }
-            Err(CoreError::Invalid(message)) => {
-                ExtensionResponse::error(400, "InvalidParameterValueException", &format!("nothing was imported: {message}"))
-            }
-            Err(e) => ExtensionResponse::error(500, "ServiceException", &format!("nothing was imported: {e}")),
+            Err(CoreError::Invalid(message)) => ExtensionResponse::error(
+                400,
+                "InvalidParameterValueException",
+                &format!("nothing was imported: {message}"),
+            ),
+            Err(e) => ExtensionResponse::error(
+                500,
+                "ServiceException",
+                &format!("nothing was imported: {e}"),
+            ),
         }
     }
 }

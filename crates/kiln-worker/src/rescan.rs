@@ -21,18 +21,20 @@ pub fn keep_findings_current(shared: &Arc<Shared>) {
         if shared.stopping() {
             return;
         }
-        let generation = shared
-            .core
-            .store
-            .read(|tx| kiln_core::vulndb::generation(tx))
-            .ok()
-            .and_then(Result::ok);
+        let generation = kiln_core::vulndb::read_generation(&shared.core.store).ok();
         if generation.is_some() && generation != seen_generation {
             let clock = shared.core.clock.clone();
-            match kiln_core::scans::reevaluate_stale(&shared.core.store, || clock.now_millis(), PASS) {
+            match kiln_core::scans::reevaluate_stale(
+                &shared.core.store,
+                || clock.now_millis(),
+                PASS,
+            ) {
                 Ok(0) => seen_generation = generation,
                 Ok(n) => {
-                    tracing::info!(scans = n, "image scans evaluated against new vulnerability data");
+                    tracing::info!(
+                        scans = n,
+                        "image scans evaluated against new vulnerability data"
+                    );
                     continue;
                 }
                 Err(e) => tracing::warn!(error = %e, "evaluating image scans again failed"),

@@ -266,8 +266,8 @@ impl Client {
         use sha2::Digest;
         let url = self.url(path, query);
         let mut hasher = sha2::Sha256::new();
-        let mut file = std::fs::File::open(body)
-            .map_err(|e| anyhow!("reading {}: {e}", body.display()))?;
+        let mut file =
+            std::fs::File::open(body).map_err(|e| anyhow!("reading {}: {e}", body.display()))?;
         std::io::copy(&mut file, &mut hasher)
             .map_err(|e| anyhow!("reading {}: {e}", body.display()))?;
         let digest = kiln_auth::sigv4::hex(&hasher.finalize());
@@ -294,8 +294,8 @@ impl Client {
             chrono::Utc::now(),
             &Settings::imagebuilder(),
         );
-        let file = std::fs::File::open(body)
-            .map_err(|e| anyhow!("reading {}: {e}", body.display()))?;
+        let file =
+            std::fs::File::open(body).map_err(|e| anyhow!("reading {}: {e}", body.display()))?;
         let mut call = self
             .agent
             .post(&url)
@@ -305,7 +305,9 @@ impl Client {
             call = call.header(name, value);
         }
         let response = call
-            .send(ureq::SendBody::from_reader(&mut std::io::BufReader::new(file)))
+            .send(ureq::SendBody::from_reader(&mut std::io::BufReader::new(
+                file,
+            )))
             .map_err(|e| anyhow!("cannot reach Kiln at {}: {e}", self.endpoint))?;
         let status = response.status();
         let mut text = Vec::new();
@@ -319,12 +321,20 @@ impl Client {
             return serde_json::from_slice(&text)
                 .map_err(|e| anyhow!("Kiln at {} answered what is not JSON: {e}", self.endpoint));
         }
-        Err(anyhow!(error_message(&self.endpoint, status.as_u16(), &text)))
+        Err(anyhow!(error_message(
+            &self.endpoint,
+            status.as_u16(),
+            &text
+        )))
     }
 
     /// Calls Image Builder operation `operation` (`POST /<operation>` with a JSON body, as
     /// the SDKs do): its JSON answer, or an error with the server's message.
-    pub fn call_api(&self, operation: &str, input: &serde_json::Value) -> Result<serde_json::Value> {
+    pub fn call_api(
+        &self,
+        operation: &str,
+        input: &serde_json::Value,
+    ) -> Result<serde_json::Value> {
         let url = format!("{}/{operation}", self.endpoint);
         let body = input.to_string();
         let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
@@ -349,7 +359,10 @@ impl Client {
             chrono::Utc::now(),
             &Settings::imagebuilder(),
         );
-        let mut call = self.agent.post(&url).header("content-type", "application/json");
+        let mut call = self
+            .agent
+            .post(&url)
+            .header("content-type", "application/json");
         for (name, value) in signature {
             call = call.header(name, value);
         }
@@ -368,7 +381,11 @@ impl Client {
             return serde_json::from_slice(&text)
                 .map_err(|e| anyhow!("Kiln at {} answered what is not JSON: {e}", self.endpoint));
         }
-        Err(anyhow!(error_message(&self.endpoint, status.as_u16(), &text)))
+        Err(anyhow!(error_message(
+            &self.endpoint,
+            status.as_u16(),
+            &text
+        )))
     }
 
     /// The SigV4 headers of `GET url`, signed now.

@@ -31,7 +31,10 @@ const ORDER: [&str; 6] = [
 ];
 
 fn rank(severity: &str) -> usize {
-    ORDER.iter().position(|s| *s == severity).unwrap_or(ORDER.len())
+    ORDER
+        .iter()
+        .position(|s| *s == severity)
+        .unwrap_or(ORDER.len())
 }
 
 fn text<'a>(v: &'a Value, path: &[&str]) -> &'a str {
@@ -101,14 +104,25 @@ pub fn print(args: &FindingsArgs) -> Result<()> {
     let state = &image["image"]["scanState"];
     match state["status"].as_str() {
         Some(status) => {
-            let reason = state["reason"].as_str().map(|r| format!(": {r}")).unwrap_or_default();
+            let reason = state["reason"]
+                .as_str()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default();
             println!("scan {status}{reason}");
         }
         None => println!("the image is not scanned (imageScanningConfiguration is off)"),
     }
     let counts: Vec<String> = ORDER
         .iter()
-        .map(|s| (s, findings.iter().filter(|f| f["severity"].as_str() == Some(*s)).count()))
+        .map(|s| {
+            (
+                s,
+                findings
+                    .iter()
+                    .filter(|f| f["severity"].as_str() == Some(*s))
+                    .count(),
+            )
+        })
         .filter(|(_, n)| *n > 0)
         .map(|(s, n)| format!("{n} {s}"))
         .collect();
@@ -118,12 +132,15 @@ pub fn print(args: &FindingsArgs) -> Result<()> {
     }
     println!("{} findings: {}", findings.len(), counts.join(", "));
     println!(
-        "{:<13} {:<18} {:>5}  {:<4} {:<28} {:<26} {}",
-        "SEVERITY", "VULNERABILITY", "SCORE", "FIX", "PACKAGE", "INSTALLED", "FIXED IN"
+        "{:<13} {:<18} {:>5}  {:<4} {:<28} {:<26} FIXED IN",
+        "SEVERITY", "VULNERABILITY", "SCORE", "FIX", "PACKAGE", "INSTALLED"
     );
     for f in &findings {
         let details = &f["packageVulnerabilityDetails"];
-        let packages = details["vulnerablePackages"].as_array().cloned().unwrap_or_default();
+        let packages = details["vulnerablePackages"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let score = f["inspectorScore"]
             .as_f64()
             .map(|s| format!("{s:.1}"))

@@ -131,7 +131,11 @@ struct ServeArgs {
     /// An account whose callers may import vulnerability data through the endpoint
     /// (`kiln vulndb import --endpoint-url`; repeatable, or comma-separated). Every account's
     /// scans read that data, so no account may by default.
-    #[arg(long = "vulndb-importer", env = "KILN_VULNDB_IMPORTERS", value_delimiter = ',')]
+    #[arg(
+        long = "vulndb-importer",
+        env = "KILN_VULNDB_IMPORTERS",
+        value_delimiter = ','
+    )]
     vulndb_importers: Vec<String>,
 }
 

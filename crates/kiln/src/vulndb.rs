@@ -106,9 +106,12 @@ fn direct_store(target: &Target) -> Result<Option<kiln_core::Core>> {
     Ok(Some(core))
 }
 
-/// Hands every batch and advisory the readers find to `on` (`None`: a batch begins).
+/// What is done with each batch (no advisory: the batch begins) and advisory the readers find.
+type OnRecord<'a> = dyn FnMut(&str, SourceMode, Option<Advisory>) -> Result<(), String> + 'a;
+
+/// Hands every batch and advisory the readers find to `on`.
 struct Feed<'a> {
-    on: &'a mut dyn FnMut(&str, SourceMode, Option<Advisory>) -> Result<(), String>,
+    on: &'a mut OnRecord<'a>,
 }
 
 impl Sink for Feed<'_> {
@@ -124,10 +127,7 @@ impl Sink for Feed<'_> {
     }
 }
 
-fn read_all(
-    paths: &[PathBuf],
-    on: &mut dyn FnMut(&str, SourceMode, Option<Advisory>) -> Result<(), String>,
-) -> Result<()> {
+fn read_all<'a>(paths: &[PathBuf], on: &'a mut OnRecord<'a>) -> Result<()> {
     let mut feed = Feed { on };
     for path in paths {
         let summary = kiln_vuln::import::import_path(path, &Limits::default(), &mut feed)
@@ -183,7 +183,8 @@ fn import(args: &ImportArgs) -> Result<()> {
         }
         None => {
             let client = Client::new(&args.target.endpoint)?;
-            let spool = tempfile::NamedTempFile::new().context("a temporary file for the upload")?;
+            let spool =
+                tempfile::NamedTempFile::new().context("a temporary file for the upload")?;
             let mut out = std::io::BufWriter::new(spool.as_file());
             let mut records = 0u64;
             read_all(&args.paths, &mut |source, mode, advisory| {
@@ -214,7 +215,10 @@ fn import(args: &ImportArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&outcome)?);
         return Ok(());
     }
-    println!("{:<34} {:>9} {:>9} {:>10} {:>9}", "SOURCE", "ADDED", "UPDATED", "UNCHANGED", "REMOVED");
+    println!(
+        "{:<34} {:>9} {:>9} {:>10} {:>9}",
+        "SOURCE", "ADDED", "UPDATED", "UNCHANGED", "REMOVED"
+    );
     for c in &outcome.changes {
         println!(
             "{:<34} {:>9} {:>9} {:>10} {:>9}",
@@ -231,11 +235,7 @@ fn import(args: &ImportArgs) -> Result<()> {
 
 fn status(args: &StatusArgs) -> Result<()> {
     let status: vulndb::Status = match direct_store(&args.target)? {
-        Some(core) => core
-            .store
-            .read(|tx| vulndb::status(tx))
-            .map_err(|e| anyhow!("{e}"))?
-            .map_err(|e| anyhow!("{e}"))?,
+        Some(core) => vulndb::read_status(&core.store).map_err(|e| anyhow!("{e}"))?,
         None => {
             let client = Client::new(&args.target.endpoint)?;
             let body = client.get(&["vulndb"], &[])?.bytes(client.endpoint())?;

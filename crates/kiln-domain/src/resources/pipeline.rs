@@ -138,7 +138,9 @@ impl ImageScanning {
 
     /// `imageScanningTypes` defaults to TEST_INSTANCE_CVE for image recipes.
     pub fn fill_defaults(&mut self, recipe: RecipeKind) {
-        if self.enabled == Some(true) && self.scanning_types.is_none() && recipe == RecipeKind::Image
+        if self.enabled == Some(true)
+            && self.scanning_types.is_none()
+            && recipe == RecipeKind::Image
         {
             self.scanning_types = Some(vec![ScanType::TestInstanceCve]);
         }

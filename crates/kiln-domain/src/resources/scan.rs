@@ -290,7 +290,9 @@ mod tests {
         ] {
             assert_eq!(Severity::from_cvss_score(score), severity, "{score}");
         }
-        assert!(Severity::Critical > Severity::High && Severity::Informational > Severity::Untriaged);
+        assert!(
+            Severity::Critical > Severity::High && Severity::Informational > Severity::Untriaged
+        );
         assert_eq!(Severity::parse("HIGH"), Some(Severity::High));
         assert_eq!(Severity::parse("high"), None);
     }

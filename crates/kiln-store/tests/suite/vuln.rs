@@ -447,7 +447,10 @@ pub fn findings_are_updated_one_by_one(fixture: &Fixture) {
     let refused = store
         .write(|tx| tx.update_findings(&a, &[finding(&b, None, "CVE-5", "LOW")], &[]))
         .unwrap();
-    assert!(matches!(refused, Err(StoreError::Corrupt { .. })), "{refused:?}");
+    assert!(
+        matches!(refused, Err(StoreError::Corrupt { .. })),
+        "{refused:?}"
+    );
 }
 
 /// The import and lookup the scanner makes, at the size of a real feed. Timed only in release

@@ -25,7 +25,10 @@ fn set_state(ctx: &BuildContext, status: ScanStatus, reason: Option<String>) {
         .core
         .store
         .write(|tx| scans::set_state(tx, &arn, status, reason));
-    if let Err(e) = written.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
+    if let Err(e) = written
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+    {
         tracing::warn!(arn, error = %e, "recording the scan state failed");
     }
 }
@@ -124,8 +127,8 @@ pub fn after_tests(ctx: &BuildContext) -> Result<(), String> {
     else {
         return Ok(());
     };
-    let image = crate::run::read_image(ctx.shared, &arn)
-        .ok_or_else(|| "the image is gone".to_string())?;
+    let image =
+        crate::run::read_image(ctx.shared, &arn).ok_or_else(|| "the image is gone".to_string())?;
     match image.scan_state {
         Some(ScanState {
             status: ScanStatus::Completed,
@@ -195,7 +198,13 @@ fn push_scan_copy(ctx: &BuildContext) -> Result<(), String> {
     let repository = registry.repository(&d.repository);
     ctx.shared
         .store
-        .push_registry_tags(&built, &registry.host_port, &repository, &d.tags, &registry.access())
+        .push_registry_tags(
+            &built,
+            &registry.host_port,
+            &repository,
+            &d.tags,
+            &registry.access(),
+        )
         .map_err(|e| {
             format!(
                 "pushing the scanned copy to {}/{repository} ({}): {e}",
@@ -223,7 +232,10 @@ fn set_state_anyway(ctx: &BuildContext, status: ScanStatus, reason: Option<Strin
         image.scan_state = Some(ScanState { status, reason });
         tx.put(&image)
     });
-    if let Err(e) = written.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
+    if let Err(e) = written
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+    {
         tracing::warn!(arn, error = %e, "recording the scan state failed");
     }
 }

@@ -178,12 +178,7 @@ pub fn launch(ctx: &BuildContext, stage: WorkflowType, inputs: &Value) -> Result
         }
         None => {
             let built = ctx.state().built.clone();
-            match (
-                stage,
-                pending_lowers,
-                built,
-                ctx.parent.as_ref(),
-            ) {
+            match (stage, pending_lowers, built, ctx.parent.as_ref()) {
                 (WorkflowType::Build, _, _, Some(p)) => Launch::Image(p.image.clone()),
                 (_, Some(lowers), _, _) => Launch::Lowers(lowers),
                 (_, None, Some(b), _) => Launch::Image(b),

@@ -469,6 +469,7 @@ pub fn sign_for(
         headers: &headers,
         authority: None,
         body,
+        body_follows: false,
     };
     kiln_auth::sigv4::sign_request(
         &request,
