@@ -299,6 +299,19 @@ pub fn decode_query(query: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The answer to `/kiln/v1/<rest>` on a server without extensions.
+fn no_extension(rest: &str, request_id: &str) -> Response<Body> {
+    protocol_error(
+        StatusCode::NOT_FOUND,
+        "ResourceNotFoundException",
+        &format!(
+            "{}{rest} is not available: this server runs without the build worker",
+            kiln_core::extension::PREFIX
+        ),
+        request_id,
+    )
+}
+
 /// `GET /kiln/v1/<rest>?<query>`: see the module documentation.
 async fn handle_extension(
     shared: &Shared,
@@ -321,15 +334,7 @@ async fn handle_extension(
         );
     }
     let Some(extension) = shared.extension.clone() else {
-        return protocol_error(
-            StatusCode::NOT_FOUND,
-            "ResourceNotFoundException",
-            &format!(
-                "{}{rest} is not available: this server runs without the build worker",
-                kiln_core::extension::PREFIX
-            ),
-            request_id,
-        );
+        return no_extension(rest, request_id);
     };
     let path = percent_encoding::percent_decode_str(rest)
         .decode_utf8_lossy()

@@ -63,10 +63,7 @@ pub const RPM_QUERY: [&str; 3] = ["-qa", "--qf", "%{NAME}\t%{VERSION}-%{RELEASE}
 /// root has an rpm database.
 pub fn collect_with(root: &Path, rpm_query: &dyn Fn() -> Option<String>) -> Metadata {
     let mut metadata = collect(root);
-    let has_rpm_db = RPM_DATABASES
-        .iter()
-        .any(|db| resolve_in_root(root, "/", db, true).is_ok_and(|p| p.is_dir()));
-    if has_rpm_db {
+    if has_rpm_database(root) {
         if let Some(text) = rpm_query() {
             metadata.packages.extend(parse_rpm_query(&text));
             metadata.packages.sort();
@@ -74,6 +71,20 @@ pub fn collect_with(root: &Path, rpm_query: &dyn Fn() -> Option<String>) -> Meta
         }
     }
     metadata
+}
+
+/// Whether the root filesystem has an rpm database (where rpm 4.16+ or an older one keeps it).
+fn has_rpm_database(root: &Path) -> bool {
+    RPM_DATABASES
+        .iter()
+        .any(|db| resolve_in_root(root, "/", db, true).is_ok_and(|p| p.is_dir()))
+}
+
+/// The text of the file at `path` inside the root (resolved as under chroot), if there is one.
+fn read_in_root(root: &Path, path: &str) -> Option<String> {
+    resolve_in_root(root, "/", path, true)
+        .ok()
+        .and_then(|p| std::fs::read_to_string(p).ok())
 }
 
 /// `name<TAB>version` lines of [`RPM_QUERY`].
@@ -91,11 +102,7 @@ pub fn parse_rpm_query(text: &str) -> Vec<Package> {
 
 /// Reads the metadata of the root filesystem at `root` (os-release, dpkg and apk databases).
 pub fn collect(root: &Path) -> Metadata {
-    let read = |path: &str| {
-        resolve_in_root(root, "/", path, true)
-            .ok()
-            .and_then(|p| std::fs::read_to_string(p).ok())
-    };
+    let read = |path: &str| read_in_root(root, path);
     let os = read("/etc/os-release")
         .or_else(|| read("/usr/lib/os-release"))
         .and_then(|text| parse_os_release(&text));
@@ -199,11 +206,7 @@ pub const RPM_INVENTORY_QUERY: [&str; 3] = [
 /// and `ARCH`). `rpm_query` runs the image's `rpm` with [`RPM_INVENTORY_QUERY`]; it is asked
 /// only when the root has an rpm database.
 pub fn inventory(root: &Path, rpm_query: &dyn Fn() -> Option<String>) -> Inventory {
-    let read = |path: &str| {
-        resolve_in_root(root, "/", path, true)
-            .ok()
-            .and_then(|p| std::fs::read_to_string(p).ok())
-    };
+    let read = |path: &str| read_in_root(root, path);
     let mut inventory = Inventory::default();
     if let Some(text) = read("/etc/os-release").or_else(|| read("/usr/lib/os-release")) {
         for line in text.lines() {
@@ -227,10 +230,7 @@ pub fn inventory(root: &Path, rpm_query: &dyn Fn() -> Option<String>) -> Invento
     if let Some(text) = read("/lib/apk/db/installed") {
         inventory.packages.extend(apk_inventory(&text));
     }
-    let has_rpm_db = RPM_DATABASES
-        .iter()
-        .any(|db| resolve_in_root(root, "/", db, true).is_ok_and(|p| p.is_dir()));
-    if has_rpm_db {
+    if has_rpm_database(root) {
         if let Some(text) = rpm_query() {
             inventory.packages.extend(rpm_inventory(&text));
         }

@@ -106,6 +106,17 @@ pub struct Routes {
     pub fallback: Arc<dyn Extension>,
 }
 
+impl Routes {
+    /// The extension of the path's first segment, else the fallback.
+    fn route(&self, path: &str) -> &Arc<dyn Extension> {
+        let first = path.split('/').next().unwrap_or_default();
+        self.routes
+            .iter()
+            .find(|(segment, _)| *segment == first)
+            .map_or(&self.fallback, |(_, extension)| extension)
+    }
+}
+
 impl Extension for Routes {
     fn handle(
         &self,
@@ -113,12 +124,7 @@ impl Extension for Routes {
         path: &str,
         query: &[(String, String)],
     ) -> ExtensionResponse {
-        let first = path.split('/').next().unwrap_or_default();
-        self.routes
-            .iter()
-            .find(|(segment, _)| *segment == first)
-            .map_or(&self.fallback, |(_, extension)| extension)
-            .handle(caller, path, query)
+        self.route(path).handle(caller, path, query)
     }
 
     fn upload(
@@ -128,11 +134,6 @@ impl Extension for Routes {
         query: &[(String, String)],
         body: &std::path::Path,
     ) -> ExtensionResponse {
-        let first = path.split('/').next().unwrap_or_default();
-        self.routes
-            .iter()
-            .find(|(segment, _)| *segment == first)
-            .map_or(&self.fallback, |(_, extension)| extension)
-            .upload(caller, path, query, body)
+        self.route(path).upload(caller, path, query, body)
     }
 }

@@ -309,23 +309,7 @@ impl Client {
                 file,
             )))
             .map_err(|e| anyhow!("cannot reach Kiln at {}: {e}", self.endpoint))?;
-        let status = response.status();
-        let mut text = Vec::new();
-        let _ = response
-            .into_body()
-            .into_with_config()
-            .limit(1 << 20)
-            .reader()
-            .read_to_end(&mut text);
-        if status.is_success() {
-            return serde_json::from_slice(&text)
-                .map_err(|e| anyhow!("Kiln at {} answered what is not JSON: {e}", self.endpoint));
-        }
-        Err(anyhow!(error_message(
-            &self.endpoint,
-            status.as_u16(),
-            &text
-        )))
+        self.json_answer(response)
     }
 
     /// Calls Image Builder operation `operation` (`POST /<operation>` with a JSON body, as
@@ -369,6 +353,12 @@ impl Client {
         let response = call
             .send(body.as_bytes())
             .map_err(|e| anyhow!("cannot reach Kiln at {}: {e}", self.endpoint))?;
+        self.json_answer(response)
+    }
+
+    /// A JSON answer (at most 64 MiB) when it is a 2xx, otherwise an error with the server's
+    /// message.
+    fn json_answer(&self, response: ureq::http::Response<ureq::Body>) -> Result<serde_json::Value> {
         let status = response.status();
         let mut text = Vec::new();
         let _ = response

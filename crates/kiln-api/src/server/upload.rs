@@ -6,7 +6,9 @@
 //! at most [`MAX_UPLOAD_BYTES`], hashed as it arrives, and reaches the extension only when the
 //! hash is the one that was signed. The file is removed once the extension has answered.
 
-use super::{authenticate, decode_query, extension_response, open_body, protocol_error};
+use super::{
+    authenticate, decode_query, extension_response, no_extension, open_body, protocol_error,
+};
 use super::{Body, RemoveOnDrop, Shared};
 use crate::auth::Api;
 use crate::throttle::{self, Calls};
@@ -39,15 +41,7 @@ pub(super) async fn handle(
         return throttle::response(rest, &caller.account_id, t, request_id);
     }
     let Some(extension) = shared.extension.clone() else {
-        return protocol_error(
-            StatusCode::NOT_FOUND,
-            "ResourceNotFoundException",
-            &format!(
-                "{}{rest} is not available: this server runs without the build worker",
-                kiln_core::extension::PREFIX
-            ),
-            request_id,
-        );
+        return no_extension(rest, request_id);
     };
     let declared = parts
         .headers
