@@ -25,6 +25,7 @@ import pytest
 
 from kiln_testlib import (
     DEFAULT_ACCOUNT,
+    database_for,
     AwsCli,
     KilnServer,
     assert_client_error,
@@ -44,6 +45,7 @@ OTHER_ACCOUNT = "210987654321"
 CRITICAL_VECTOR = "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"  # 9.8
 HIGH_VECTOR = "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H"  # 7.5
 MEDIUM_VECTOR = "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:L/I:N/A:N"  # 5.3
+LOW_VECTOR = "CVSS:3.1/AV:L/AC:H/PR:H/UI:R/S:U/C:L/I:N/A:N"  # 1.8
 
 # A .deb made and installed in the build instance: binary kiln-fixture 1:1.0-1 from source
 # kiln-fixture-src, and kiln-tilde 2.0~rc1-1 (its own source).
@@ -518,6 +520,38 @@ def test_new_data_reevaluates_available_images(scanning, debian_image):
     again = kiln_cli(scanning["server"].endpoint, "vulndb", "import", "--json", str(feeds))
     changes = json.loads(again.stdout)["changes"]
     assert all(c["added"] == c["updated"] == 0 for c in changes), changes
+
+
+def test_an_import_straight_into_the_data_directory(scanning, debian_image, tmp_path):
+    """`kiln vulndb import --data-dir` (or `--database`): no server in the way. A SQLite
+    database belongs to one process, so the server is stopped first (the import says so
+    otherwise); on PostgreSQL the server keeps running. Either way its scans follow the data."""
+    srv = scanning["server"]
+    store = ["--data-dir", str(srv.data_dir), *database_for(srv.data_dir)]
+    record = tmp_path / "direct.json"
+    record.write_text(json.dumps(osv("KILN-2099-1200", "CVE-2099-1200", "kiln-fixture-src",
+                                     [{"introduced": "0"}, {"fixed": "1:3.0-1"}], LOW_VECTOR,
+                                     modified="2026-11-25T00:00:00Z")))
+    command = [kiln_bin(), "vulndb", "import", *store, str(record)]
+    sqlite = "--database" not in store
+    if sqlite:
+        busy = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert busy.returncode != 0 and "another kiln process" in busy.stderr, busy.stderr
+        srv.stop()
+    out = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    status = subprocess.run([kiln_bin(), "vulndb", "status", "--json", *store],
+                            capture_output=True, text=True, timeout=60)
+    if sqlite:
+        srv.start()
+        scanning["client"] = make_client(srv.endpoint)
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout) == vulndb_status(srv.endpoint)
+    found = wait_for(lambda: [f for f in findings_of(scanning["client"],
+                                                     imageBuildVersionArn=debian_image["arn"])
+                              if f["packageVulnerabilityDetails"]["vulnerabilityId"]
+                              == "CVE-2099-1200"], timeout=30)
+    assert found[0]["severity"] == "LOW"
 
 
 def test_failed_imports_change_nothing(scanning, tmp_path):
