@@ -327,7 +327,7 @@ async fn handle_extension(
             StatusCode::BAD_REQUEST,
             "ClientException",
             &format!(
-                "{method} is not allowed on {}*: only GET is",
+                "{method} is not allowed on {}*: only GET is (and POST for uploads)",
                 kiln_core::extension::PREFIX
             ),
             request_id,
@@ -608,6 +608,7 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest, Sha256};
     use std::sync::Mutex;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -709,6 +710,71 @@ mod tests {
             headers,
             body,
         }
+    }
+
+    /// `POST target` with `body`, declaring `declared` as its SHA-256.
+    async fn upload(
+        addr: std::net::SocketAddr,
+        target: &str,
+        declared: &str,
+        body: &[u8],
+    ) -> Answer {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head = format!(
+            "POST {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nx-amz-content-sha256: {declared}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(body).await.unwrap();
+        let mut raw = Vec::new();
+        tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut raw))
+            .await
+            .expect("the server answers in time")
+            .unwrap();
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap();
+        let headers = text
+            .lines()
+            .take_while(|l| !l.is_empty())
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        Answer {
+            status,
+            headers,
+            body: raw,
+        }
+    }
+
+    #[tokio::test]
+    async fn uploads_reach_the_extension_only_as_declared() {
+        let (addr, stop, _dir) = start(Some(Arc::new(Fake {
+            file: PathBuf::from("/nonexistent"),
+            seen: Mutex::new(Vec::new()),
+        })))
+        .await;
+        let body = b"kiln upload body";
+        let declared = kiln_auth::sigv4::hex(&Sha256::digest(body));
+        // As declared: the extension answers (this one takes no uploads).
+        let r = upload(addr, "/kiln/v1/json", &declared, body).await;
+        assert_eq!(r.status, 404);
+        assert_eq!(
+            r.header("x-amzn-errortype"),
+            Some("ResourceNotFoundException")
+        );
+        assert!(String::from_utf8_lossy(&r.body).contains("takes no uploads"));
+        // Another body than the one declared never reaches it.
+        let r = upload(addr, "/kiln/v1/json", &declared, b"kiln upload bodY").await;
+        assert_eq!(r.status, 400);
+        assert_eq!(
+            r.header("x-amzn-errortype"),
+            Some("InvalidSignatureException")
+        );
+        let _ = stop.send(());
     }
 
     async fn start(
@@ -824,7 +890,14 @@ mod tests {
         assert_eq!(r.status, 500);
         assert!(String::from_utf8_lossy(&r.body).contains("internal error"));
 
+        // POST is an upload, whose body must be what the request declared (and signed).
         let r = request(addr, "POST", "/kiln/v1/json").await;
+        assert_eq!(r.status, 400);
+        assert_eq!(
+            r.header("x-amzn-errortype"),
+            Some("InvalidSignatureException")
+        );
+        let r = request(addr, "PUT", "/kiln/v1/json").await;
         assert_eq!(r.status, 400);
         assert_eq!(r.header("x-amzn-errortype"), Some("ClientException"));
         let message: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
