@@ -623,6 +623,32 @@ mod tests {
     }
 
     impl Extension for Fake {
+        fn accepts_upload(
+            &self,
+            _caller: &kiln_core::Caller<'_>,
+            path: &str,
+        ) -> Result<(), ExtensionResponse> {
+            match path {
+                "upload" => Ok(()),
+                _ => Err(ExtensionResponse::error(
+                    403,
+                    "AccessDeniedException",
+                    "not yours to upload",
+                )),
+            }
+        }
+
+        fn upload(
+            &self,
+            _caller: &kiln_core::Caller<'_>,
+            _path: &str,
+            _query: &[(String, String)],
+            body: &std::path::Path,
+        ) -> ExtensionResponse {
+            let bytes = std::fs::read(body).unwrap_or_default();
+            ExtensionResponse::json(200, &serde_json::json!({ "bytes": bytes.len() }))
+        }
+
         fn handle(
             &self,
             _caller: &kiln_core::Caller<'_>,
@@ -759,21 +785,21 @@ mod tests {
         .await;
         let body = b"kiln upload body";
         let declared = kiln_auth::sigv4::hex(&Sha256::digest(body));
-        // As declared: the extension answers (this one takes no uploads).
-        let r = upload(addr, "/kiln/v1/json", &declared, body).await;
-        assert_eq!(r.status, 404);
-        assert_eq!(
-            r.header("x-amzn-errortype"),
-            Some("ResourceNotFoundException")
-        );
-        assert!(String::from_utf8_lossy(&r.body).contains("takes no uploads"));
+        // As declared: the extension has it.
+        let r = upload(addr, "/kiln/v1/upload", &declared, body).await;
+        assert_eq!(r.status, 200);
+        assert!(String::from_utf8_lossy(&r.body).contains(r#"{"bytes":16}"#));
         // Another body than the one declared never reaches it.
-        let r = upload(addr, "/kiln/v1/json", &declared, b"kiln upload bodY").await;
+        let r = upload(addr, "/kiln/v1/upload", &declared, b"kiln upload bodY").await;
         assert_eq!(r.status, 400);
         assert_eq!(
             r.header("x-amzn-errortype"),
             Some("InvalidSignatureException")
         );
+        // A caller the extension refuses is answered before the body is read.
+        let r = upload(addr, "/kiln/v1/json", &declared, body).await;
+        assert_eq!(r.status, 403);
+        assert_eq!(r.header("x-amzn-errortype"), Some("AccessDeniedException"));
         let _ = stop.send(());
     }
 
@@ -891,7 +917,7 @@ mod tests {
         assert!(String::from_utf8_lossy(&r.body).contains("internal error"));
 
         // POST is an upload, whose body must be what the request declared (and signed).
-        let r = request(addr, "POST", "/kiln/v1/json").await;
+        let r = request(addr, "POST", "/kiln/v1/upload").await;
         assert_eq!(r.status, 400);
         assert_eq!(
             r.header("x-amzn-errortype"),

@@ -66,6 +66,18 @@ pub trait Extension: Send + Sync {
         query: &[(String, String)],
     ) -> ExtensionResponse;
 
+    /// Whether `caller` may upload to `path`, asked before the body is read (so that nobody
+    /// else makes the server store one): `Err` is the answer. Extensions that take no uploads
+    /// answer 404.
+    fn accepts_upload(&self, caller: &Caller<'_>, path: &str) -> Result<(), ExtensionResponse> {
+        let _ = caller;
+        Err(ExtensionResponse::error(
+            404,
+            "ResourceNotFoundException",
+            &format!("{PREFIX}{path} takes no uploads"),
+        ))
+    }
+
     /// Answers `POST /kiln/v1/<path>?<query>`, an upload: the server has stored the body in
     /// the file `body` (removed afterwards) and checked it against the SHA-256 the request
     /// signed. Extensions that take no uploads answer 404.
@@ -125,6 +137,10 @@ impl Extension for Routes {
         query: &[(String, String)],
     ) -> ExtensionResponse {
         self.route(path).handle(caller, path, query)
+    }
+
+    fn accepts_upload(&self, caller: &Caller<'_>, path: &str) -> Result<(), ExtensionResponse> {
+        self.route(path).accepts_upload(caller, path)
     }
 
     fn upload(

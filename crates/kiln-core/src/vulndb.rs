@@ -453,26 +453,24 @@ impl crate::extension::Extension for VulnDbExtension {
         }
     }
 
-    fn upload(
+    fn accepts_upload(
         &self,
         caller: &crate::Caller<'_>,
         path: &str,
-        _query: &[(String, String)],
-        body: &std::path::Path,
-    ) -> crate::extension::ExtensionResponse {
+    ) -> Result<(), crate::extension::ExtensionResponse> {
         use crate::extension::ExtensionResponse;
         if path.trim_end_matches('/') != "vulndb/import" {
-            return ExtensionResponse::error(
+            return Err(ExtensionResponse::error(
                 404,
                 "ResourceNotFoundException",
                 &format!(
                     "{}{path} takes no uploads: POST vulndb/import does",
                     crate::extension::PREFIX
                 ),
-            );
+            ));
         }
         if !self.importers.iter().any(|a| a == caller.account_id) {
-            return ExtensionResponse::error(
+            return Err(ExtensionResponse::error(
                 403,
                 "AccessDeniedException",
                 &format!(
@@ -484,7 +482,23 @@ impl crate::extension::Extension for VulnDbExtension {
                         format!(" ({})", self.importers.join(", "))
                     }
                 ),
-            );
+            ));
+        }
+        Ok(())
+    }
+
+    fn upload(
+        &self,
+        caller: &crate::Caller<'_>,
+        path: &str,
+        _query: &[(String, String)],
+        body: &std::path::Path,
+    ) -> crate::extension::ExtensionResponse {
+        use crate::extension::ExtensionResponse;
+        // The server asked `accepts_upload` before it read the body; asked again, it is the
+        // same answer (a caller whose rights changed meanwhile gets the new one).
+        if let Err(refused) = self.accepts_upload(caller, path) {
+            return refused;
         }
         let file = match std::fs::File::open(body) {
             Ok(f) => f,

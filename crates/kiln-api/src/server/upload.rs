@@ -43,6 +43,31 @@ pub(super) async fn handle(
     let Some(extension) = shared.extension.clone() else {
         return no_extension(rest, request_id);
     };
+    let ctx = RequestContext {
+        request_id: request_id.to_string(),
+        account_id: caller.account_id,
+        region: caller.region,
+        now_millis: shared.service.clock.now_millis(),
+        valid_until: Default::default(),
+        credentials: caller.credentials,
+        fetched_document: None,
+    };
+    let rest = percent_encoding::percent_decode_str(rest)
+        .decode_utf8_lossy()
+        .into_owned();
+    // Asked before the body is read: nobody the extension refuses makes the server store one.
+    let accepted = {
+        let (extension, ctx, rest) = (extension.clone(), ctx.clone(), rest.clone());
+        tokio::task::spawn_blocking(move || {
+            extension.accepts_upload(&crate::convert::caller(&ctx), &rest)
+        })
+        .await
+    };
+    match accepted {
+        Ok(Ok(())) => {}
+        Ok(Err(refused)) => return answer(open_body(refused), request_id),
+        Err(_) => return internal_error(request_id),
+    }
     let declared = parts
         .headers
         .get("x-amz-content-sha256")
@@ -118,18 +143,6 @@ pub(super) async fn handle(
             request_id,
         );
     }
-    let ctx = RequestContext {
-        request_id: request_id.to_string(),
-        account_id: caller.account_id,
-        region: caller.region,
-        now_millis: shared.service.clock.now_millis(),
-        valid_until: Default::default(),
-        credentials: caller.credentials,
-        fetched_document: None,
-    };
-    let rest = percent_encoding::percent_decode_str(rest)
-        .decode_utf8_lossy()
-        .into_owned();
     let pairs = query.map(decode_query).unwrap_or_default();
     let answered = tokio::task::spawn_blocking(move || {
         let response = extension.upload(&crate::convert::caller(&ctx), &rest, &pairs, &path);
@@ -138,18 +151,29 @@ pub(super) async fn handle(
     })
     .await;
     match answered {
-        Ok(Ok(prepared)) => extension_response(prepared, request_id),
-        Ok(Err(message)) => protocol_error(
+        Ok(prepared) => answer(prepared, request_id),
+        Err(_) => internal_error(request_id),
+    }
+}
+
+/// An extension's answer, or the error of opening its file.
+fn answer(prepared: Result<super::Prepared, String>, request_id: &str) -> Response<Body> {
+    match prepared {
+        Ok(prepared) => extension_response(prepared, request_id),
+        Err(message) => protocol_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "ServiceException",
             &message,
             request_id,
         ),
-        Err(_) => protocol_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "ServiceException",
-            "internal error while handling the upload",
-            request_id,
-        ),
     }
+}
+
+fn internal_error(request_id: &str) -> Response<Body> {
+    protocol_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "ServiceException",
+        "internal error while handling the upload",
+        request_id,
+    )
 }
