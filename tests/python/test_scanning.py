@@ -213,7 +213,8 @@ def scanning(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     """A server of its own (it takes vulnerability data from the default account), the data
     written and imported, and the images built on it."""
     base = tmp_path_factory.mktemp("scan")
-    srv = KilnServer(base / "data", extra_args=["--vulndb-importer", DEFAULT_ACCOUNT],
+    srv = KilnServer(base / "data", extra_args=["--vulndb-importer", DEFAULT_ACCOUNT,
+                                                "--rpm-timeout", "3"],
                      keys={OTHER_KEY: OTHER_ACCOUNT}).start()
     try:
         feeds = base / "feeds"
@@ -621,3 +622,37 @@ def test_a_container_image_is_scanned_and_ecr_configuration_needs_a_registry(sca
     assert image["scanState"]["status"] == "COMPLETED", image.get("scanState")
     found = findings_of(client, imageBuildVersionArn=arn)
     assert [f["packageVulnerabilityDetails"]["vulnerabilityId"] for f in found] == ["CVE-2099-3001"]
+
+
+# An RPM-based system whose `rpm` never answers.
+STUCK_RPM = r"""
+mkdir -p /etc /var/lib/rpm /usr/bin
+printf 'NAME="Red Hat Enterprise Linux"\nID=rhel\nID_LIKE=fedora\nVERSION_ID=9.4\n' > /etc/os-release
+printf '#!/bin/sh\nsleep 600\n' > /usr/bin/rpm
+chmod +x /usr/bin/rpm
+"""
+
+
+def test_an_rpm_that_never_answers_times_out(scanning):
+    """The image's own rpm lists an rpm database's packages; this server gives it 3 s
+    (`--rpm-timeout`). Past it the scan is TIMED_OUT and the image goes on; enhanced metadata's
+    inventory collection fails the build instead of waiting."""
+    client = scanning["client"]
+    r = recipe(client, [bash_component(client, {"build": STUCK_RPM})], parent=BUSYBOX)
+    started = time.monotonic()
+    arn = client.create_image(
+        imageRecipeArn=r, infrastructureConfigurationArn=scanning["infra"],
+        enhancedImageMetadataEnabled=False,
+        imageScanningConfiguration={"imageScanningEnabled": True},
+    )["imageBuildVersionArn"]
+    image = wait_final(client, arn, timeout=300)
+    assert image["state"]["status"] == "AVAILABLE", image["state"]
+    assert image["scanState"]["status"] == "TIMED_OUT", image["scanState"]
+    assert "within 3 s" in image["scanState"]["reason"]
+    arn = client.create_image(
+        imageRecipeArn=r, infrastructureConfigurationArn=scanning["infra"],
+    )["imageBuildVersionArn"]
+    image = wait_final(client, arn, timeout=300)
+    assert image["state"]["status"] == "FAILED", image["state"]
+    assert "did not list its packages within 3 s" in image["state"]["reason"]
+    assert time.monotonic() - started < 120

@@ -21,6 +21,7 @@
 
 pub mod container;
 pub mod metadata;
+mod rpm;
 
 use kiln_image::{CommitMeta, Compression, ImageRef, ImageStore};
 use kiln_instance::{Instance, InstanceSpec, Limits, Privileged};
@@ -75,7 +76,7 @@ fn fail(stage: Stage) -> impl Fn(String) -> BuildError {
 }
 
 /// What to build.
-/// How long a scan waits for an image's `rpm` to list its packages.
+/// How long a scan waits for an image's `rpm` to list its packages, by default.
 pub const INVENTORY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 pub struct BuildRequest {
@@ -261,15 +262,14 @@ impl Builder<'_> {
         // Read from the instance's merged view, where the build's changes sit on the parent's
         // layers, before anything is torn down.
         let metadata = request.enhanced_metadata.then(|| {
+            let timed_out = std::cell::Cell::new(false);
             let rpm_query = || {
-                let args: Vec<String> = metadata::RPM_QUERY.iter().map(|a| a.to_string()).collect();
-                let out = kiln_toe::target::Target::command(&instance, "rpm", &args)
-                    .stdin(std::process::Stdio::null())
-                    .output()
-                    .ok()?;
-                out.status
-                    .success()
-                    .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+                rpm::query(
+                    &instance,
+                    &metadata::RPM_QUERY,
+                    INVENTORY_TIMEOUT,
+                    &timed_out,
+                )
             };
             metadata::collect_with(kiln_toe::target::Target::root(&instance), &rpm_query)
         });
@@ -455,75 +455,44 @@ impl Builder<'_> {
     }
 
     /// The OS and package list of the instance's root filesystem (enhanced image metadata).
-    pub fn collect_metadata(&self, instance: &Instance) -> metadata::Metadata {
-        let rpm_query = || {
-            let args: Vec<String> = metadata::RPM_QUERY.iter().map(|a| a.to_string()).collect();
-            let out = kiln_toe::target::Target::command(instance, "rpm", &args)
-                .stdin(std::process::Stdio::null())
-                .output()
-                .ok()?;
-            out.status
-                .success()
-                .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-        };
-        metadata::collect_with(kiln_toe::target::Target::root(instance), &rpm_query)
+    /// The image's own `rpm` answers for an rpm database within `timeout`, or this is `Err`.
+    pub fn collect_metadata(
+        &self,
+        instance: &Instance,
+        timeout: std::time::Duration,
+    ) -> Result<metadata::Metadata, String> {
+        let timed_out = std::cell::Cell::new(false);
+        let rpm_query = || rpm::query(instance, &metadata::RPM_QUERY, timeout, &timed_out);
+        let found = metadata::collect_with(kiln_toe::target::Target::root(instance), &rpm_query);
+        if timed_out.get() {
+            return Err(rpm::timed_out_message(timeout));
+        }
+        Ok(found)
     }
 
     /// What a vulnerability scan reads of `instance`: its OS and installed packages, with
     /// their source packages and architectures (`metadata::inventory`). The image's own `rpm`
-    /// answers for an rpm database; it gets [`INVENTORY_TIMEOUT`], and a scan whose `rpm` does
-    /// not answer in time is `Err` (the scan TIMED_OUT) rather than a wait without end.
+    /// answers for an rpm database within `timeout` (by default [`INVENTORY_TIMEOUT`]), or
+    /// this is `Err` (the scan TIMED_OUT) rather than a wait without end.
     pub fn collect_inventory(
         &self,
         instance: &Instance,
+        timeout: std::time::Duration,
     ) -> Result<kiln_domain::resources::scan::Inventory, String> {
         let timed_out = std::cell::Cell::new(false);
         let rpm_query = || {
-            let args: Vec<String> = metadata::RPM_INVENTORY_QUERY
-                .iter()
-                .map(|a| a.to_string())
-                .collect();
-            let mut child = kiln_toe::target::Target::command(instance, "rpm", &args)
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .ok()?;
-            // The answer is read on a thread of its own, so a full pipe cannot stall the wait.
-            let mut stdout = child.stdout.take()?;
-            let reader = std::thread::spawn(move || {
-                let mut text = Vec::new();
-                std::io::Read::read_to_end(&mut stdout, &mut text).map(|_| text)
-            });
-            let deadline = std::time::Instant::now() + INVENTORY_TIMEOUT;
-            let status = loop {
-                match child.try_wait() {
-                    Ok(Some(status)) => break status,
-                    Ok(None) if std::time::Instant::now() < deadline => {
-                        std::thread::sleep(std::time::Duration::from_millis(20))
-                    }
-                    _ => {
-                        timed_out.set(true);
-                        let _ = instance.stop_processes();
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        return None;
-                    }
-                }
-            };
-            let text = reader.join().ok()?.ok()?;
-            status
-                .success()
-                .then(|| String::from_utf8_lossy(&text).into_owned())
+            rpm::query(
+                instance,
+                &metadata::RPM_INVENTORY_QUERY,
+                timeout,
+                &timed_out,
+            )
         };
-        let inventory = metadata::inventory(kiln_toe::target::Target::root(instance), &rpm_query);
+        let found = metadata::inventory(kiln_toe::target::Target::root(instance), &rpm_query);
         if timed_out.get() {
-            return Err(format!(
-                "the image's rpm did not list its packages within {} s",
-                INVENTORY_TIMEOUT.as_secs()
-            ));
+            return Err(rpm::timed_out_message(timeout));
         }
-        Ok(inventory)
+        Ok(found)
     }
 
     /// CreateImage: stops what runs in `instance`, gives its writable layer the image's owners

@@ -71,6 +71,8 @@ use std::time::Duration;
 const IDLE_POLL: Duration = Duration::from_secs(30);
 /// How long a claim lasts without a heartbeat, unless configured.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+/// See [`WorkerConfig::rpm_timeout`].
+pub const DEFAULT_RPM_TIMEOUT: Duration = kiln_build::INVENTORY_TIMEOUT;
 
 /// A lease in the milliseconds the store counts in.
 pub fn lease_millis(lease: Duration) -> i64 {
@@ -111,6 +113,9 @@ pub struct WorkerConfig {
     /// The S3-compatible endpoint disk images are imported from and exported to
     /// (`--s3-endpoint`), and where the keys that sign those transfers come from.
     pub s3: Option<s3::S3Settings>,
+    /// How long an image's own `rpm` may take to list its packages (`--rpm-timeout`): past
+    /// it a scan is TIMED_OUT and inventory collection fails.
+    pub rpm_timeout: Duration,
 }
 
 impl WorkerConfig {
@@ -124,6 +129,7 @@ impl WorkerConfig {
             registry: None,
             ecr_registries: containers::EcrRegistries::default(),
             s3: None,
+            rpm_timeout: DEFAULT_RPM_TIMEOUT,
         }
     }
 

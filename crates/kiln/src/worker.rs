@@ -34,6 +34,16 @@ pub struct WorkerOptions {
         value_parser = clap::value_parser!(u64).range(1..=86_400)
     )]
     pub lease_seconds: u64,
+    /// How long an image's own `rpm` may take to list its packages (for enhanced metadata and
+    /// vulnerability scans; dpkg and apk databases are read as files): past it, a scan is
+    /// TIMED_OUT and inventory collection fails.
+    #[arg(
+        long = "rpm-timeout",
+        env = "KILN_RPM_TIMEOUT_SECONDS",
+        default_value_t = kiln_worker::DEFAULT_RPM_TIMEOUT.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..=86_400)
+    )]
+    pub rpm_timeout_seconds: u64,
     /// The Debian mirror the managed debian-12-minimal-x86 base image is made from.
     #[arg(long, env = "KILN_DEBIAN_MIRROR", default_value = kiln_image::DEFAULT_DEBIAN_MIRROR)]
     pub debian_mirror: String,
@@ -234,6 +244,7 @@ impl WorkerOptions {
             config.concurrency = n;
         }
         config.lease = Duration::from_secs(self.lease_seconds);
+        config.rpm_timeout = Duration::from_secs(self.rpm_timeout_seconds);
         config.debian_mirror = self.debian_mirror.clone();
         config.instance_host_access = self.instance_host_access;
         Ok(config)

@@ -52,7 +52,10 @@ pub fn collect(ctx: &BuildContext, instance: &Instance) -> Result<String, String
         return Ok("image scanning is not enabled for this image: nothing was collected".into());
     }
     set_state(ctx, ScanStatus::Scanning, None);
-    let inventory = match ctx.builder().collect_inventory(instance) {
+    let inventory = match ctx
+        .builder()
+        .collect_inventory(instance, ctx.shared.config.rpm_timeout)
+    {
         Ok(inventory) => inventory,
         Err(reason) => {
             ctx.log.event(&format!("scan timed out: {reason}"));

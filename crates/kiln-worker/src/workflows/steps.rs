@@ -46,7 +46,9 @@ pub fn run(
             let instance = ctx.instance(id)?.ok_or_else(|| {
                 "a container build's instance has no root filesystem to read yet".to_string()
             })?;
-            let metadata = ctx.builder().collect_metadata(&instance);
+            let metadata = ctx
+                .builder()
+                .collect_metadata(&instance, ctx.shared.config.rpm_timeout)?;
             let os = metadata.os.as_ref().map(|os| os.os_version());
             ctx.state().metadata = Some(metadata);
             Ok(
