@@ -613,6 +613,13 @@ def test_a_container_image_is_scanned_and_ecr_configuration_needs_a_registry(sca
         imageScanningConfiguration={"imageScanningEnabled": True,
                                     "ecrConfiguration": {"repositoryName": "scans"}}),
         "InvalidRequestException", "ecrConfiguration", "--ecr-registry")
+    # A pipeline too, when it is made (no scheduled run finds out later).
+    assert_client_error(lambda: client.create_image_pipeline(
+        name=unique_name("scanpipe"), containerRecipeArn=recipe,
+        infrastructureConfigurationArn=scanning["infra"],
+        imageScanningConfiguration={"imageScanningEnabled": True,
+                                    "ecrConfiguration": {"repositoryName": "scans"}}),
+        "InvalidRequestException", "ecrConfiguration", "--ecr-registry")
     arn = client.create_image(
         containerRecipeArn=recipe, infrastructureConfigurationArn=scanning["infra"],
         imageScanningConfiguration={"imageScanningEnabled": True},

@@ -48,6 +48,34 @@ struct Members {
     logging_configuration: Option<PipelineLoggingConfiguration>,
 }
 
+/// A pipeline's `ecrConfiguration` needs a registry for its scanned copies, as CreateImage's
+/// does (checked when the pipeline is made, so that no scheduled run finds out).
+fn check_scan_copy(
+    svc: &Service,
+    ctx: &RequestContext,
+    definition: &PipelineDefinition,
+) -> Result<(), ApiError> {
+    let Some(scanning) = definition
+        .image_scanning
+        .as_ref()
+        .filter(|s| s.ecr_configured)
+    else {
+        return Ok(());
+    };
+    let destination = kiln_domain::resources::image::ContainerDestination {
+        region: ctx.region.clone(),
+        repository: scanning
+            .ecr_repository_name
+            .clone()
+            .unwrap_or_else(|| kiln_domain::resources::image::DEFAULT_SCAN_REPOSITORY.to_string()),
+        tags: Vec::new(),
+        source: "imageScanningConfiguration.ecrConfiguration".to_string(),
+    };
+    svc.container_registries
+        .check_scan_copy(Some(&(destination, true)))
+        .api()
+}
+
 /// `imageScanningConfiguration` as the domain keeps it (CreateImage's and the pipelines').
 pub(crate) fn scanning_from_wire(s: ImageScanningConfiguration) -> ImageScanning {
     ImageScanning {
@@ -362,7 +390,7 @@ pub fn create_reads(ctx: &RequestContext, input: &Value) -> Vec<Read> {
 }
 
 pub fn create(
-    _svc: &Service,
+    svc: &Service,
     ctx: &RequestContext,
     tx: &mut dyn Txn,
     input: CreateImagePipelineRequest,
@@ -385,6 +413,7 @@ pub fn create(
         logging_configuration: input.logging_configuration,
     })?;
     let (references, platform) = check_references(tx, ctx, &definition)?;
+    check_scan_copy(svc, ctx, &definition)?;
     check_name_free(tx, ctx, KIND, &name)?;
     check_dry_run(input.dry_run, "CreateImagePipeline")?;
     let arn = new_arn(ctx, KIND, &name);
@@ -491,7 +520,7 @@ pub fn list(
 }
 
 pub fn update(
-    _svc: &Service,
+    svc: &Service,
     ctx: &RequestContext,
     tx: &mut dyn Txn,
     input: UpdateImagePipelineRequest,
@@ -524,6 +553,7 @@ pub fn update(
         )));
     }
     let (references, platform) = check_references(tx, ctx, &definition)?;
+    check_scan_copy(svc, ctx, &definition)?;
     pipeline.definition = definition;
     pipeline.platform = platform;
     pipeline.date_updated = ctx.now_millis;

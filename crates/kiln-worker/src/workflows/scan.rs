@@ -190,6 +190,19 @@ fn push_scan_copy(ctx: &BuildContext) -> Result<(), String> {
         return Ok(());
     };
     let Some(registry) = ctx.shared.config.ecr_registries.for_region(&d.region) else {
+        if ctx
+            .image
+            .scanning
+            .as_ref()
+            .is_some_and(|s| s.ecr_configured)
+        {
+            // The API refuses such a request; a Kiln restarted without the registry since
+            // must not take ecrConfiguration for done.
+            return Err(format!(
+                "{}: the scanned copy goes to '{}' in {}, which has no registry for container images (--ecr-registry)",
+                d.source, d.repository, d.region
+            ));
+        }
         ctx.log.event(
             "scan: no registry for container images is configured: the image was scanned in this machine's image store",
         );
