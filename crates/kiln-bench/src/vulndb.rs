@@ -176,6 +176,8 @@ fn image_record(index: usize, inventory_os: &str) -> Image {
             ..ImageScanning::default()
         }),
         scan_state: None,
+        lifecycle_execution_id: None,
+        deprecation_time: None,
     }
 }
 

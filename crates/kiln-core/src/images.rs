@@ -231,6 +231,8 @@ pub fn create_image(
                 reason: None,
             }),
         scanning: order.scanning,
+        lifecycle_execution_id: None,
+        deprecation_time: None,
     };
     tx.put(&image)?;
     store_tags(tx, &arn_text, order.tags.as_ref())?;
@@ -324,6 +326,8 @@ pub fn create_distribution_image(
         failure: None,
         resume_at: Some(ImageStatus::Distributing),
         distributes: Some(source.contents()),
+        lifecycle_execution_id: None,
+        deprecation_time: None,
         ..source.clone()
     };
     tx.put(&image)?;

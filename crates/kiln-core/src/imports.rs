@@ -97,6 +97,8 @@ pub fn create_import(
         execution_role: None,
         scanning: None,
         scan_state: None,
+        lifecycle_execution_id: None,
+        deprecation_time: None,
     };
     tx.put(&image)?;
     store_tags(tx, &arn_text, order.tags.as_ref())?;

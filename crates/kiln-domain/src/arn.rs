@@ -29,10 +29,16 @@ pub enum ResourceKind {
     /// What the vulnerability scan of an image read and when it was last evaluated (a storage
     /// key only: see `resources::scan::ImageScan`).
     ImageScan,
+    /// One run of a lifecycle policy or of a StartResourceStateUpdate (a storage key only: see
+    /// `resources::lifecycle::LifecycleExecution`).
+    LifecycleExecution,
+    /// The resource policy (PutComponentPolicy and the others) attached to one resource (a
+    /// storage key only: see `resources::sharing`).
+    ResourcePolicy,
 }
 
 impl ResourceKind {
-    pub const ALL: [ResourceKind; 14] = [
+    pub const ALL: [ResourceKind; 16] = [
         ResourceKind::Component,
         ResourceKind::ImageRecipe,
         ResourceKind::ContainerRecipe,
@@ -47,6 +53,8 @@ impl ResourceKind {
         ResourceKind::Ami,
         ResourceKind::WorkflowExecution,
         ResourceKind::ImageScan,
+        ResourceKind::LifecycleExecution,
+        ResourceKind::ResourcePolicy,
     ];
 
     /// The ARN path segment(s) before the name.
@@ -66,6 +74,8 @@ impl ResourceKind {
             ResourceKind::Ami => "ami",
             ResourceKind::WorkflowExecution => "workflow-execution",
             ResourceKind::ImageScan => "image-scan",
+            ResourceKind::LifecycleExecution => "lifecycle-execution",
+            ResourceKind::ResourcePolicy => "resource-policy",
         }
     }
 
@@ -86,6 +96,8 @@ impl ResourceKind {
             ResourceKind::Ami => "AMI",
             ResourceKind::WorkflowExecution => "workflow execution",
             ResourceKind::ImageScan => "image scan",
+            ResourceKind::LifecycleExecution => "lifecycle execution",
+            ResourceKind::ResourcePolicy => "resource policy",
         }
     }
 
@@ -104,6 +116,8 @@ impl ResourceKind {
                 | ResourceKind::Ami
                 | ResourceKind::WorkflowExecution
                 | ResourceKind::ImageScan
+                | ResourceKind::LifecycleExecution
+                | ResourceKind::ResourcePolicy
         )
     }
 

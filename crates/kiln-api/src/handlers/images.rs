@@ -379,6 +379,8 @@ fn to_wire(tx: &mut dyn Txn, image: &domain::Image) -> Result<Image, ApiError> {
             status: ImageScanStatus::from_wire(s.status.as_str()),
             reason: s.reason.clone(),
         }),
+        lifecycle_execution_id: image.lifecycle_execution_id.clone(),
+        deprecation_time: image.deprecation_time.map(|t| t as f64 / 1000.0),
         ..Default::default()
     })
 }
@@ -406,6 +408,8 @@ fn to_summary(tx: &mut dyn Txn, image: &domain::Image) -> Result<ImageSummary, A
         tags: response_tags(tx, &arn)?,
         build_type: Some(build_type_to_wire(image.build_type)),
         image_source: image_source(image),
+        lifecycle_execution_id: image.lifecycle_execution_id.clone(),
+        deprecation_time: image.deprecation_time.map(|t| t as f64 / 1000.0),
         ..Default::default()
     })
 }

@@ -257,6 +257,13 @@ pub struct Image {
     /// `scanState`: where the image's vulnerability scan is.
     #[serde(default)]
     pub scan_state: Option<super::scan::ScanState>,
+    /// The last lifecycle execution that acted on the image (`lce-...`), answered by GetImage.
+    #[serde(default)]
+    pub lifecycle_execution_id: Option<String>,
+    /// When the image becomes (or became) DEPRECATED (`deprecationTime`); a future time is a
+    /// StartResourceStateUpdate with `updateAt` that has not applied yet.
+    #[serde(default)]
+    pub deprecation_time: Option<super::Millis>,
 }
 
 /// One build's contents: the image that made them and its build id (the store tag).
@@ -708,6 +715,8 @@ mod tests {
             execution_role: None,
             scanning: None,
             scan_state: None,
+            lifecycle_execution_id: None,
+            deprecation_time: None,
         }
     }
 

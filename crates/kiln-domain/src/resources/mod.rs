@@ -13,6 +13,7 @@ pub mod distribution;
 pub mod image;
 pub mod import;
 pub mod infrastructure;
+pub mod lifecycle;
 pub mod managed;
 pub mod managed_workflows;
 pub mod parent;
