@@ -200,10 +200,14 @@ fn rule_to_wire(r: &PolicyRule) -> LifecyclePolicyDetail {
                 ActionType::Disable => LifecyclePolicyDetailActionType::Disable,
                 ActionType::Delete => LifecyclePolicyDetailActionType::Delete,
             }),
-            include_resources: Some(LifecyclePolicyDetailActionIncludeResources {
-                amis: Some(r.include.amis),
-                snapshots: Some(r.include.snapshots),
-                containers: Some(r.include.containers),
+            // AWS answers the resources a rule includes, and nothing for those it does not
+            // (get-lifecycle-policy.rst shows `{"amis": true, "snapshots": true}`).
+            include_resources: (r.include != IncludeResources::default()).then(|| {
+                LifecyclePolicyDetailActionIncludeResources {
+                    amis: r.include.amis.then_some(true),
+                    snapshots: r.include.snapshots.then_some(true),
+                    containers: r.include.containers.then_some(true),
+                }
             }),
         }),
         filter: Some(LifecyclePolicyDetailFilter {
@@ -224,7 +228,7 @@ fn rule_to_wire(r: &PolicyRule) -> LifecyclePolicyDetail {
                     .amis
                     .as_ref()
                     .map(|a| LifecyclePolicyDetailExclusionRulesAmis {
-                        is_public: Some(a.is_public),
+                        is_public: a.is_public.then_some(true),
                         regions: (!a.regions.is_empty()).then(|| a.regions.clone()),
                         shared_accounts: (!a.shared_accounts.is_empty())
                             .then(|| a.shared_accounts.clone()),
