@@ -156,26 +156,18 @@ fn operations_not_implemented_yet_say_so() {
     let server = Server::start();
     // A body that passes every model constraint, so the request reaches the handler.
     let body = br#"{
-        "name": "expire-old-images",
-        "executionRole": "LifecycleRole",
-        "resourceType": "AMI_IMAGE",
-        "policyDetails": [{"action": {"type": "DELETE"}, "filter": {"type": "COUNT", "value": 5}}],
-        "resourceSelection": {"tagMap": {"lifecycle": "managed"}},
-        "clientToken": "lifecycle-token"
+        "resourceType": "COMPONENT_DATA",
+        "resourceArn": "arn:aws:imagebuilder:us-east-1:aws-marketplace:component/x/1.0.0/1"
     }"#;
-    let response = server.raw("PUT", "/CreateLifecyclePolicy", body);
+    let response = server.raw("POST", "/GetMarketplaceResource", body);
     if response.status == 200 {
-        // Implemented since this test was written: then it must have answered with the ARN.
-        assert!(
-            response.body.contains("lifecyclePolicyArn"),
-            "{}",
-            response.body
-        );
+        // Implemented since this test was written: then it must have answered with the resource.
+        assert!(response.body.contains("resourceArn"), "{}", response.body);
         return;
     }
-    assert_error(&response, 400, "ClientException", "CreateLifecyclePolicy");
+    assert_error(&response, 400, "ClientException", "GetMarketplaceResource");
     assert!(
-        response.body.contains("CreateLifecyclePolicy"),
+        response.body.contains("GetMarketplaceResource"),
         "the message names the operation: {}",
         response.body
     );
