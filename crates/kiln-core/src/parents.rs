@@ -41,13 +41,72 @@ pub fn newest_available(
             "{arn} belongs to another account or region than the image being built"
         ));
     }
+    let candidates = images(tx, account, region, Some(&arn.name))?;
+    newest_of(candidates, arn, &[ImageStatus::Available])
+}
+
+/// The image a parent reference (version, `x` filter or build) builds on: the newest
+/// AVAILABLE or DEPRECATED (deprecated images still build; DISABLED ones do not) image it
+/// matches among `account`'s own images in `region`, or, for another account's ARN, among
+/// the images that account shares with `account` here.
+pub fn newest_parent(
+    tx: &mut dyn Txn,
+    account: &str,
+    region: &str,
+    arn: &Arn,
+) -> Result<Image, String> {
+    if arn.region != region {
+        return Err(format!(
+            "{arn} is in {}; a parent image must be in this region ({region})",
+            arn.region
+        ));
+    }
+    let candidates = if arn.account == account {
+        images(tx, account, region, Some(&arn.name))?
+    } else {
+        let caller = crate::Caller {
+            account_id: account,
+            region,
+            now_millis: 0,
+        };
+        let rows = crate::sharing::shared_with(tx, caller, ResourceKind::Image)
+            .map_err(|e| format!("reading shared images: {e}"))?;
+        rows.iter()
+            .filter(|row| row.account == arn.account && row.name == arn.name)
+            .map(|row| crate::lookup::decode_row::<Image>(row).map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    newest_of(
+        candidates,
+        arn,
+        &[ImageStatus::Available, ImageStatus::Deprecated],
+    )
+    .map_err(|e| {
+        if arn.account == account {
+            e
+        } else {
+            format!(
+                "{e} among the images account {} shares with account {account}",
+                arn.account
+            )
+        }
+    })
+}
+
+/// The newest of `candidates` in one of `statuses` that `arn` matches.
+fn newest_of(candidates: Vec<Image>, arn: &Arn, statuses: &[ImageStatus]) -> Result<Image, String> {
+    let wanted = statuses
+        .iter()
+        .map(|s| format!("{s:?}").to_uppercase())
+        .collect::<Vec<_>>()
+        .join(" or ");
     let filter = match &arn.version {
         Some(v) => VersionFilter::parse(v).map_err(|e| e.message)?,
         None => VersionFilter::ANY,
     };
-    let candidates: Vec<Image> = images(tx, account, region, Some(&arn.name))?
+    let candidates: Vec<Image> = candidates
         .into_iter()
-        .filter(|i| i.status == ImageStatus::Available)
+        .filter(|i| statuses.contains(&i.status))
         .filter(|i| arn.build.is_none() || i.arn.build == arn.build)
         .collect();
     let versions = candidates.iter().filter_map(|i| {
@@ -58,12 +117,12 @@ pub fn newest_available(
     });
     let (version, build) = filter
         .newest(versions)
-        .ok_or_else(|| format!("no AVAILABLE image matches {arn}"))?;
+        .ok_or_else(|| format!("no {wanted} image matches {arn}"))?;
     let version = version.to_string();
     candidates
         .into_iter()
         .find(|i| i.arn.version.as_deref() == Some(version.as_str()) && i.arn.build == Some(build))
-        .ok_or_else(|| format!("no AVAILABLE image matches {arn}"))
+        .ok_or_else(|| format!("no {wanted} image matches {arn}"))
 }
 
 /// What an `ami-` id names as a parent: the contents of the Image Builder image it was
@@ -128,7 +187,7 @@ pub fn resolved_parent(
         ParentSource::ImageBuilderImage(arn) if arn.account == managed::OWNER => {
             managed::find(&arn).map(|m| m.arn(&arn.region).to_string())
         }
-        ParentSource::ImageBuilderImage(arn) => newest_available(tx, account, region, &arn)
+        ParentSource::ImageBuilderImage(arn) => newest_parent(tx, account, region, &arn)
             .ok()
             .map(|i| i.arn.to_string()),
         ParentSource::Ami(id) => by_ami(tx, account, region, &id)
@@ -218,8 +277,8 @@ impl ParentRules {
     }
 
     /// Whether the caller's account may use an Image Builder image ARN as a parent: its own
-    /// images in this region, and Kiln's managed ones (owner `aws`). Sharing will add images
-    /// shared with the account here.
+    /// images in this region, and Kiln's managed ones (owner `aws`). Images other accounts
+    /// share with it are checked by [`ParentRules::check_at_create_in`], which reads the store.
     pub fn may_use_image(account: &str, region: &str, arn: &Arn) -> Result<(), String> {
         if arn.account == managed::OWNER {
             return Ok(());
@@ -236,6 +295,27 @@ impl ParentRules {
             ));
         }
         Ok(())
+    }
+
+    /// [`ParentRules::check_at_create`], where an image of another account in this region is
+    /// allowed when an AVAILABLE or DEPRECATED image it matches is shared with `account` now.
+    pub fn check_at_create_in(
+        &self,
+        tx: &mut dyn Txn,
+        account: &str,
+        region: &str,
+        parent: &str,
+    ) -> Result<(), String> {
+        if let ParentSource::ImageBuilderImage(arn) = ParentSource::parse(parent) {
+            if arn.account != managed::OWNER && arn.account != account && arn.region == region {
+                return newest_parent(tx, account, region, &arn).map(|_| ()).map_err(|e| {
+                    format!(
+                        "{arn} is not an image of your account {account} nor one shared with it: {e}"
+                    )
+                });
+            }
+        }
+        self.check_at_create(account, region, parent)
     }
 
     /// The checks of CreateImageRecipe and CreateContainerRecipe. They read the file system

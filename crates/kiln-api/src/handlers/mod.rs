@@ -21,6 +21,7 @@ pub mod imports;
 pub mod infrastructure;
 pub mod pipelines;
 pub mod scan_findings;
+pub mod sharing;
 pub mod tags;
 pub mod workflow_executions;
 pub mod workflows;
@@ -114,6 +115,15 @@ impl Handlers for Service {
         import_vm_image => imports::import_vm_image: ImportVmImageRequest -> ImportVmImageResponse;
         list_image_scan_findings => scan_findings::list: ListImageScanFindingsRequest -> ListImageScanFindingsResponse;
         list_image_scan_finding_aggregations => scan_findings::aggregations: ListImageScanFindingAggregationsRequest -> ListImageScanFindingAggregationsResponse;
+
+        put_component_policy => sharing::put_component_policy: PutComponentPolicyRequest -> PutComponentPolicyResponse;
+        get_component_policy => sharing::get_component_policy: GetComponentPolicyRequest -> GetComponentPolicyResponse;
+        put_image_policy => sharing::put_image_policy: PutImagePolicyRequest -> PutImagePolicyResponse;
+        get_image_policy => sharing::get_image_policy: GetImagePolicyRequest -> GetImagePolicyResponse;
+        put_image_recipe_policy => sharing::put_image_recipe_policy: PutImageRecipePolicyRequest -> PutImageRecipePolicyResponse;
+        get_image_recipe_policy => sharing::get_image_recipe_policy: GetImageRecipePolicyRequest -> GetImageRecipePolicyResponse;
+        put_container_recipe_policy => sharing::put_container_recipe_policy: PutContainerRecipePolicyRequest -> PutContainerRecipePolicyResponse;
+        get_container_recipe_policy => sharing::get_container_recipe_policy: GetContainerRecipePolicyRequest -> GetContainerRecipePolicyResponse;
 
         tag_resource => tags::tag: TagResourceRequest -> TagResourceResponse;
         untag_resource => tags::untag: UntagResourceRequest -> UntagResourceResponse;

@@ -372,7 +372,9 @@ mod tests {
             serde_json::json!({"AWS": OTHER}),
             "imagebuilder:DeleteComponent",
         ));
-        assert!(wrong.contains("Action 'imagebuilder:DeleteComponent' is not allowed for a component"));
+        assert!(
+            wrong.contains("Action 'imagebuilder:DeleteComponent' is not allowed for a component")
+        );
         assert!(err(&allow(
             "Allow",
             serde_json::json!({"AWS": OTHER}),
@@ -395,7 +397,9 @@ mod tests {
         let key = ResourcePolicy::key(&component());
         assert_eq!(
             key.to_string(),
-            format!("arn:aws:imagebuilder:us-east-1:{OWNER}:resource-policy/policy+component+c+1.0.0+1")
+            format!(
+                "arn:aws:imagebuilder:us-east-1:{OWNER}:resource-policy/policy+component+c+1.0.0+1"
+            )
         );
         assert_eq!(Arn::parse(&key.to_string()).unwrap(), key);
         let grant = ShareGrant::key(OTHER, &component());
