@@ -95,11 +95,21 @@ pub fn newest_parent(
 
 /// The newest of `candidates` in one of `statuses` that `arn` matches.
 fn newest_of(candidates: Vec<Image>, arn: &Arn, statuses: &[ImageStatus]) -> Result<Image, String> {
-    let wanted = statuses
+    // "no AVAILABLE image matches ..." whatever else counts, so the reason reads the same
+    // as before DEPRECATED images could be parents.
+    let others = statuses
         .iter()
-        .map(|s| format!("{s:?}").to_uppercase())
-        .collect::<Vec<_>>()
-        .join(" or ");
+        .filter(|s| **s != ImageStatus::Available)
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>();
+    let nothing = if others.is_empty() {
+        format!("no AVAILABLE image matches {arn}")
+    } else {
+        format!(
+            "no AVAILABLE image matches {arn} (nor a {} one)",
+            others.join(" or ")
+        )
+    };
     let filter = match &arn.version {
         Some(v) => VersionFilter::parse(v).map_err(|e| e.message)?,
         None => VersionFilter::ANY,
@@ -115,14 +125,12 @@ fn newest_of(candidates: Vec<Image>, arn: &Arn, statuses: &[ImageStatus]) -> Res
             i.arn.build.unwrap_or(0),
         ))
     });
-    let (version, build) = filter
-        .newest(versions)
-        .ok_or_else(|| format!("no {wanted} image matches {arn}"))?;
+    let (version, build) = filter.newest(versions).ok_or_else(|| nothing.clone())?;
     let version = version.to_string();
     candidates
         .into_iter()
         .find(|i| i.arn.version.as_deref() == Some(version.as_str()) && i.arn.build == Some(build))
-        .ok_or_else(|| format!("no {wanted} image matches {arn}"))
+        .ok_or(nothing)
 }
 
 /// What an `ami-` id names as a parent: the contents of the Image Builder image it was
@@ -441,6 +449,104 @@ fn normalize(path: &Path) -> Option<PathBuf> {
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
+
+    fn image(account: &str, version: &str, status: ImageStatus) -> Image {
+        use kiln_domain::resources::image::{BuildType, ImageType};
+        let arn = Arn::new("us-east-1", account, ResourceKind::Image, "base")
+            .with_version(version)
+            .with_build(1);
+        Image {
+            arn,
+            name: "base".into(),
+            image_type: ImageType::Ami,
+            build_type: BuildType::UserInitiated,
+            status,
+            reason: None,
+            history: Vec::new(),
+            pipeline_arn: None,
+            recipe_arn: "r".into(),
+            infrastructure_configuration_arn: "i".into(),
+            distribution_configuration_arn: None,
+            image_tests_enabled: true,
+            enhanced_image_metadata_enabled: true,
+            platform: "Linux".into(),
+            os_version: None,
+            output_resources: Vec::new(),
+            owner: account.into(),
+            date_created: 0,
+            snapshot: None,
+            build_id: format!("{account}{version}"),
+            pipeline_name: None,
+            image_digest: None,
+            packages: Vec::new(),
+            kept_instance: None,
+            resolved_parent: None,
+            containers: Vec::new(),
+            amis: Vec::new(),
+            failure: None,
+            resume_at: None,
+            distributes: None,
+            import: None,
+            workflows: None,
+            execution_role: None,
+            scanning: None,
+            scan_state: None,
+            lifecycle_execution_id: None,
+            deprecation_time: None,
+        }
+    }
+
+    #[test]
+    fn deprecated_and_shared_images_are_parents_disabled_ones_are_not() {
+        use kiln_domain::resources::sharing::SharingPolicy;
+        let dir = tempfile::tempdir().unwrap();
+        let database = kiln_store::Database::Sqlite(dir.path().join("kiln.db"));
+        let store = kiln_store::Store::open(&database, kiln_store::sqlite::Sync::Normal).unwrap();
+        let (owner, grantee) = ("111111111111", "222222222222");
+        let any = Arn::parse(&format!(
+            "arn:aws:imagebuilder:us-east-1:{owner}:image/base/x.x.x"
+        ))
+        .unwrap();
+        store
+            .write(|tx| -> crate::CoreResult<()> {
+                tx.put(&image(owner, "1.0.0", ImageStatus::Available))?;
+                tx.put(&image(owner, "1.1.0", ImageStatus::Deprecated))?;
+                tx.put(&image(owner, "1.2.0", ImageStatus::Disabled))?;
+                let newest = |tx: &mut dyn Txn, account: &str| {
+                    newest_parent(tx, account, "us-east-1", &any).map(|i| i.arn.version)
+                };
+                // The deprecated 1.1.0 builds; the disabled 1.2.0 does not.
+                assert_eq!(newest(tx, owner), Ok(Some("1.1.0".to_string())));
+                // DistributeImage still takes AVAILABLE images only.
+                let available = newest_available(tx, owner, "us-east-1", &any).unwrap();
+                assert_eq!(available.arn.version.as_deref(), Some("1.0.0"));
+                // Another account: nothing until the owner shares a build, then that build.
+                let refused = newest(tx, grantee).unwrap_err();
+                assert!(refused.contains("shares with account"), "{refused}");
+                let shared = image(owner, "1.0.0", ImageStatus::Available).arn;
+                let policy = SharingPolicy {
+                    grantees: [grantee.to_string()].into(),
+                };
+                let caller = crate::Caller {
+                    account_id: owner,
+                    region: "us-east-1",
+                    now_millis: 0,
+                };
+                crate::sharing::put_policy(tx, caller, &shared, "{}", &policy)?;
+                assert_eq!(newest(tx, grantee), Ok(Some("1.0.0".to_string())));
+                let rules = ParentRules::default();
+                assert!(rules
+                    .check_at_create_in(tx, grantee, "us-east-1", &any.to_string())
+                    .is_ok());
+                assert!(rules
+                    .check_at_create_in(tx, "333333333333", "us-east-1", &any.to_string())
+                    .unwrap_err()
+                    .contains("nor one shared with it"));
+                Ok(())
+            })
+            .unwrap()
+            .unwrap();
+    }
 
     struct Dirs {
         _root: tempfile::TempDir,
