@@ -24,8 +24,10 @@
 //! Lists are computed from all of the caller's component builds: ListComponents gives one entry
 //! per version (the newest build that passed the filters) or, with `byName`, one per name
 //! (ARN `.../x.x.x`, showing the newest version). Entries are in name order, then numeric
-//! version order, and the page token is the last entry's sort key. Only the caller's own
-//! components exist in Kiln, so the other `owner` values list nothing.
+//! version order, and the page token is the last entry's sort key. `owner` Self (the default)
+//! lists the caller's own components, `Shared` the builds other accounts share with it
+//! (`super::sharing`); Kiln has no Amazon-managed or Marketplace components, so the other
+//! values list nothing. GetComponent also reads shared builds.
 
 use crate::convert::list_own;
 use crate::convert::{

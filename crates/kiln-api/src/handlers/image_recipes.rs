@@ -11,8 +11,10 @@
 //! to, so deleting a component a recipe uses is a `ResourceDependencyException`. Pipelines
 //! reference recipes the same way, which is what makes Delete refuse a recipe in use.
 //!
-//! List answers the caller's own recipes. Kiln has no Amazon-managed, shared, third-party or
-//! Marketplace recipes yet, so every other `owner` answers an empty list.
+//! List answers the caller's own recipes, or with `owner` Shared the recipes other accounts
+//! share with it (`super::sharing`; Get reads them too). Kiln has no Amazon-managed,
+//! third-party or Marketplace recipes, so every other `owner` answers an empty list. A
+//! recipe's components may be the caller's own or shared with it.
 
 pub(crate) use super::components::latest_version_references;
 use crate::convert::{
