@@ -304,6 +304,15 @@ POLICY = json.dumps(
     }
 )
 
+
+
+def share_policy(arn: str, action: str) -> str:
+    """A resource policy sharing `arn` with the second account."""
+    statement = json.loads(POLICY)["Statement"][0]
+    statement.update(Action=[f"imagebuilder:{action}"], Resource=[arn])
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+
 # Values of required input members, by member name: what a user would pass.
 FILLERS: dict[str, Filler] = {
     "clientToken": lambda w: str(uuid.uuid4()),
@@ -350,6 +359,11 @@ FILLERS: dict[str, Filler] = {
 # resources of their own, and a few members mean different things in different operations.
 OPERATION_FILLERS: dict[tuple[str, str], Filler] = {
     ("CreateWorkflow", "type"): lambda w: "TEST",
+    # A policy names its resource and the actions of its type (test_sharing.py checks the rules).
+    ("PutComponentPolicy", "policy"): lambda w: share_policy(w.component, "GetComponent"),
+    ("PutImagePolicy", "policy"): lambda w: share_policy(w.image, "GetImage"),
+    ("PutImageRecipePolicy", "policy"): lambda w: share_policy(w.recipe, "GetImageRecipe"),
+    ("PutContainerRecipePolicy", "policy"): lambda w: share_policy(w.container_recipe, "GetContainerRecipe"),
     ("ImportComponent", "type"): lambda w: "BUILD",
     ("GetMarketplaceResource", "resourceType"): lambda w: "COMPONENT_DATA",
     ("StartImagePipelineExecution", "imagePipelineArn"): lambda w: w.second_pipeline,

@@ -8,7 +8,7 @@
 
 use crate::caller::Caller;
 use crate::error::{CoreError, CoreResult};
-use crate::lookup::{decode_row, resolve, resolve_required, store_tags};
+use crate::lookup::{decode_row, resolve_required, store_tags};
 use kiln_domain::arn::{Arn, ResourceKind};
 use kiln_domain::resources::component::Component;
 use kiln_domain::resources::distribution::DistributionConfiguration;
@@ -97,9 +97,9 @@ pub fn resolve_recipe(
     let mut components = Vec::with_capacity(configured.len());
     for (i, c) in configured.iter().enumerate() {
         let field = format!("{recipe_field}: the recipe's components[{i}]");
-        let row = resolve(tx, caller, &c.component_arn, &field)?.ok_or_else(|| {
+        let row = crate::sharing::resolve_visible(tx, caller, &c.component_arn, &field)?.ok_or_else(|| {
             CoreError::Invalid(format!(
-                "{field}: the component '{}' no longer exists",
+                "{field}: the component '{}' no longer exists or is no longer shared with this account",
                 c.component_arn
             ))
         })?;

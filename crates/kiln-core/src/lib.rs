@@ -28,6 +28,7 @@ pub mod lookup;
 pub mod parents;
 pub mod scans;
 pub mod scheduled;
+pub mod sharing;
 pub mod state;
 pub mod vulndb;
 pub mod work;

@@ -41,13 +41,82 @@ pub fn newest_available(
             "{arn} belongs to another account or region than the image being built"
         ));
     }
+    let candidates = images(tx, account, region, Some(&arn.name))?;
+    newest_of(candidates, arn, &[ImageStatus::Available])
+}
+
+/// The image a parent reference (version, `x` filter or build) builds on: the newest
+/// AVAILABLE or DEPRECATED (deprecated images still build; DISABLED ones do not) image it
+/// matches among `account`'s own images in `region`, or, for another account's ARN, among
+/// the images that account shares with `account` here.
+pub fn newest_parent(
+    tx: &mut dyn Txn,
+    account: &str,
+    region: &str,
+    arn: &Arn,
+) -> Result<Image, String> {
+    if arn.region != region {
+        return Err(format!(
+            "{arn} is in {}; a parent image must be in this region ({region})",
+            arn.region
+        ));
+    }
+    let candidates = if arn.account == account {
+        images(tx, account, region, Some(&arn.name))?
+    } else {
+        let caller = crate::Caller {
+            account_id: account,
+            region,
+            now_millis: 0,
+        };
+        let rows = crate::sharing::shared_with(tx, caller, ResourceKind::Image)
+            .map_err(|e| format!("reading shared images: {e}"))?;
+        rows.iter()
+            .filter(|row| row.account == arn.account && row.name == arn.name)
+            .map(|row| crate::lookup::decode_row::<Image>(row).map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    newest_of(
+        candidates,
+        arn,
+        &[ImageStatus::Available, ImageStatus::Deprecated],
+    )
+    .map_err(|e| {
+        if arn.account == account {
+            e
+        } else {
+            format!(
+                "{e} among the images account {} shares with account {account}",
+                arn.account
+            )
+        }
+    })
+}
+
+/// The newest of `candidates` in one of `statuses` that `arn` matches.
+fn newest_of(candidates: Vec<Image>, arn: &Arn, statuses: &[ImageStatus]) -> Result<Image, String> {
+    // "no AVAILABLE image matches ..." whatever else counts, so the reason reads the same
+    // as before DEPRECATED images could be parents.
+    let others = statuses
+        .iter()
+        .filter(|s| **s != ImageStatus::Available)
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>();
+    let nothing = if others.is_empty() {
+        format!("no AVAILABLE image matches {arn}")
+    } else {
+        format!(
+            "no AVAILABLE image matches {arn} (nor a {} one)",
+            others.join(" or ")
+        )
+    };
     let filter = match &arn.version {
         Some(v) => VersionFilter::parse(v).map_err(|e| e.message)?,
         None => VersionFilter::ANY,
     };
-    let candidates: Vec<Image> = images(tx, account, region, Some(&arn.name))?
+    let candidates: Vec<Image> = candidates
         .into_iter()
-        .filter(|i| i.status == ImageStatus::Available)
+        .filter(|i| statuses.contains(&i.status))
         .filter(|i| arn.build.is_none() || i.arn.build == arn.build)
         .collect();
     let versions = candidates.iter().filter_map(|i| {
@@ -56,14 +125,12 @@ pub fn newest_available(
             i.arn.build.unwrap_or(0),
         ))
     });
-    let (version, build) = filter
-        .newest(versions)
-        .ok_or_else(|| format!("no AVAILABLE image matches {arn}"))?;
+    let (version, build) = filter.newest(versions).ok_or_else(|| nothing.clone())?;
     let version = version.to_string();
     candidates
         .into_iter()
         .find(|i| i.arn.version.as_deref() == Some(version.as_str()) && i.arn.build == Some(build))
-        .ok_or_else(|| format!("no AVAILABLE image matches {arn}"))
+        .ok_or(nothing)
 }
 
 /// What an `ami-` id names as a parent: the contents of the Image Builder image it was
@@ -128,7 +195,7 @@ pub fn resolved_parent(
         ParentSource::ImageBuilderImage(arn) if arn.account == managed::OWNER => {
             managed::find(&arn).map(|m| m.arn(&arn.region).to_string())
         }
-        ParentSource::ImageBuilderImage(arn) => newest_available(tx, account, region, &arn)
+        ParentSource::ImageBuilderImage(arn) => newest_parent(tx, account, region, &arn)
             .ok()
             .map(|i| i.arn.to_string()),
         ParentSource::Ami(id) => by_ami(tx, account, region, &id)
@@ -218,8 +285,8 @@ impl ParentRules {
     }
 
     /// Whether the caller's account may use an Image Builder image ARN as a parent: its own
-    /// images in this region, and Kiln's managed ones (owner `aws`). Sharing will add images
-    /// shared with the account here.
+    /// images in this region, and Kiln's managed ones (owner `aws`). Images other accounts
+    /// share with it are checked by [`ParentRules::check_at_create_in`], which reads the store.
     pub fn may_use_image(account: &str, region: &str, arn: &Arn) -> Result<(), String> {
         if arn.account == managed::OWNER {
             return Ok(());
@@ -236,6 +303,27 @@ impl ParentRules {
             ));
         }
         Ok(())
+    }
+
+    /// [`ParentRules::check_at_create`], where an image of another account in this region is
+    /// allowed when an AVAILABLE or DEPRECATED image it matches is shared with `account` now.
+    pub fn check_at_create_in(
+        &self,
+        tx: &mut dyn Txn,
+        account: &str,
+        region: &str,
+        parent: &str,
+    ) -> Result<(), String> {
+        if let ParentSource::ImageBuilderImage(arn) = ParentSource::parse(parent) {
+            if arn.account != managed::OWNER && arn.account != account && arn.region == region {
+                return newest_parent(tx, account, region, &arn).map(|_| ()).map_err(|e| {
+                    format!(
+                        "{arn} is not an image of your account {account} nor one shared with it: {e}"
+                    )
+                });
+            }
+        }
+        self.check_at_create(account, region, parent)
     }
 
     /// The checks of CreateImageRecipe and CreateContainerRecipe. They read the file system
@@ -361,6 +449,104 @@ fn normalize(path: &Path) -> Option<PathBuf> {
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
+
+    fn image(account: &str, version: &str, status: ImageStatus) -> Image {
+        use kiln_domain::resources::image::{BuildType, ImageType};
+        let arn = Arn::new("us-east-1", account, ResourceKind::Image, "base")
+            .with_version(version)
+            .with_build(1);
+        Image {
+            arn,
+            name: "base".into(),
+            image_type: ImageType::Ami,
+            build_type: BuildType::UserInitiated,
+            status,
+            reason: None,
+            history: Vec::new(),
+            pipeline_arn: None,
+            recipe_arn: "r".into(),
+            infrastructure_configuration_arn: "i".into(),
+            distribution_configuration_arn: None,
+            image_tests_enabled: true,
+            enhanced_image_metadata_enabled: true,
+            platform: "Linux".into(),
+            os_version: None,
+            output_resources: Vec::new(),
+            owner: account.into(),
+            date_created: 0,
+            snapshot: None,
+            build_id: format!("{account}{version}"),
+            pipeline_name: None,
+            image_digest: None,
+            packages: Vec::new(),
+            kept_instance: None,
+            resolved_parent: None,
+            containers: Vec::new(),
+            amis: Vec::new(),
+            failure: None,
+            resume_at: None,
+            distributes: None,
+            import: None,
+            workflows: None,
+            execution_role: None,
+            scanning: None,
+            scan_state: None,
+            lifecycle_execution_id: None,
+            deprecation_time: None,
+        }
+    }
+
+    #[test]
+    fn deprecated_and_shared_images_are_parents_disabled_ones_are_not() {
+        use kiln_domain::resources::sharing::SharingPolicy;
+        let dir = tempfile::tempdir().unwrap();
+        let database = kiln_store::Database::Sqlite(dir.path().join("kiln.db"));
+        let store = kiln_store::Store::open(&database, kiln_store::sqlite::Sync::Normal).unwrap();
+        let (owner, grantee) = ("111111111111", "222222222222");
+        let any = Arn::parse(&format!(
+            "arn:aws:imagebuilder:us-east-1:{owner}:image/base/x.x.x"
+        ))
+        .unwrap();
+        store
+            .write(|tx| -> crate::CoreResult<()> {
+                tx.put(&image(owner, "1.0.0", ImageStatus::Available))?;
+                tx.put(&image(owner, "1.1.0", ImageStatus::Deprecated))?;
+                tx.put(&image(owner, "1.2.0", ImageStatus::Disabled))?;
+                let newest = |tx: &mut dyn Txn, account: &str| {
+                    newest_parent(tx, account, "us-east-1", &any).map(|i| i.arn.version)
+                };
+                // The deprecated 1.1.0 builds; the disabled 1.2.0 does not.
+                assert_eq!(newest(tx, owner), Ok(Some("1.1.0".to_string())));
+                // DistributeImage still takes AVAILABLE images only.
+                let available = newest_available(tx, owner, "us-east-1", &any).unwrap();
+                assert_eq!(available.arn.version.as_deref(), Some("1.0.0"));
+                // Another account: nothing until the owner shares a build, then that build.
+                let refused = newest(tx, grantee).unwrap_err();
+                assert!(refused.contains("shares with account"), "{refused}");
+                let shared = image(owner, "1.0.0", ImageStatus::Available).arn;
+                let policy = SharingPolicy {
+                    grantees: [grantee.to_string()].into(),
+                };
+                let caller = crate::Caller {
+                    account_id: owner,
+                    region: "us-east-1",
+                    now_millis: 0,
+                };
+                crate::sharing::put_policy(tx, caller, &shared, "{}", &policy)?;
+                assert_eq!(newest(tx, grantee), Ok(Some("1.0.0".to_string())));
+                let rules = ParentRules::default();
+                assert!(rules
+                    .check_at_create_in(tx, grantee, "us-east-1", &any.to_string())
+                    .is_ok());
+                assert!(rules
+                    .check_at_create_in(tx, "333333333333", "us-east-1", &any.to_string())
+                    .unwrap_err()
+                    .contains("nor one shared with it"));
+                Ok(())
+            })
+            .unwrap()
+            .unwrap();
+    }
 
     struct Dirs {
         _root: tempfile::TempDir,

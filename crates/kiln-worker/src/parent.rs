@@ -108,7 +108,7 @@ pub fn resolve(shared: &Shared, image: &Image, parent: &str) -> Result<Parent, S
                 .and_then(|a| Arn::parse(a).ok())
                 .unwrap_or(arn);
             let built = read_parent(shared, image, |tx, account, region| {
-                kiln_core::parents::newest_available(tx, account, region, &arn)
+                kiln_core::parents::newest_parent(tx, account, region, &arn)
             })?;
             crate::registry::local_or_pulled(shared, &built)
                 .map(kept)

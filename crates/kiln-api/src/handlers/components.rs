@@ -24,12 +24,14 @@
 //! Lists are computed from all of the caller's component builds: ListComponents gives one entry
 //! per version (the newest build that passed the filters) or, with `byName`, one per name
 //! (ARN `.../x.x.x`, showing the newest version). Entries are in name order, then numeric
-//! version order, and the page token is the last entry's sort key. Only the caller's own
-//! components exist in Kiln, so the other `owner` values list nothing.
+//! version order, and the page token is the last entry's sort key. `owner` Self (the default)
+//! lists the caller's own components, `Shared` the builds other accounts share with it
+//! (`super::sharing`); Kiln has no Amazon-managed or Marketplace components, so the other
+//! values list nothing. GetComponent also reads shared builds.
 
 use crate::convert::list_own;
 use crate::convert::{
-    check_dry_run, check_no_referrers, date, decode_row, get_exact, new_arn, not_found, resolve,
+    check_dry_run, check_no_referrers, date, decode_row, get_exact, new_arn, not_found,
     response_tags, scoped_arn, store_tags, version_error, StoreResultExt,
 };
 use crate::documents::document;
@@ -404,7 +406,7 @@ pub fn get(
     input: GetComponentRequest,
 ) -> Result<GetComponentResponse, ApiError> {
     let arn = input.component_build_version_arn.unwrap_or_default();
-    let row = resolve(tx, ctx, &arn, "componentBuildVersionArn")?
+    let row = super::sharing::resolve_visible(tx, ctx, &arn, "componentBuildVersionArn")?
         .filter(|row| row.kind == KIND)
         .ok_or_else(|| not_found(KIND, &arn))?;
     let component: domain::Component = decode_row(&row)?;
@@ -460,9 +462,9 @@ pub fn list(
         ));
     }
     let after = svc.pager.decode(OP, ctx, input.next_token.as_deref())?;
-    // Only the caller's own components exist: nothing is shared, managed or sold in Kiln yet.
-    let own = matches!(input.owner, None | Some(Ownership::SelfOwned));
-    let all = if own { all_own(tx, ctx)? } else { Vec::new() };
+    // The caller's own components, or those shared with it: nothing is managed or sold in Kiln.
+    let all: Vec<domain::Component> =
+        super::sharing::listed(tx, ctx, KIND, input.owner.as_ref(), None)?;
     // Deprecated versions are left out unless the caller filters on status.
     let include_deprecated = has_filter(input.filters.as_ref(), "status");
     let matching = all.into_iter().filter(|c| {
@@ -568,6 +570,8 @@ pub fn delete(
     let _: domain::Component = get_exact(tx, ctx, KIND, &arn, "componentBuildVersionArn")?;
     check_no_referrers(tx, &arn, KIND.label())?;
     tx.delete_row(&arn).api()?;
+    // Its policy and the grants it made go with it.
+    kiln_core::sharing::remove_policy_of(tx, &arn).api()?;
     Ok(DeleteComponentResponse {
         request_id: None,
         component_build_version_arn: Some(arn),

@@ -14,10 +14,9 @@
 
 use super::image_recipes::{
     block_devices_from_wire, block_devices_to_wire, components_from_wire, components_to_wire,
-    delete_recipe, get_recipe, latest_version_references, lists_own_resources, new_version_arn,
-    platform_from_wire, platform_to_wire, resolve_components, store_recipe,
+    delete_recipe, get_recipe, latest_version_references, new_version_arn, platform_from_wire,
+    platform_to_wire, resolve_components, store_recipe,
 };
-use crate::convert::list_own;
 use crate::convert::{check_dry_run, date, domain_error, response_tags};
 use crate::filters::Filters;
 use crate::service::Service;
@@ -147,7 +146,7 @@ pub fn create(
     check_template(&template, &field, &parent_image)?;
     let parent = ParentImage::classify(&parent_image).map_err(domain_error)?;
     svc.parents
-        .check_at_create(&ctx.account_id, &ctx.region, &parent_image)
+        .check_at_create_in(tx, &ctx.account_id, &ctx.region, &parent_image)
         .map_err(crate::convert::parent_error)?;
     check_os_version_override(input.image_os_version_override.as_deref(), &parent)?;
     if let Some(instance) = &instance_configuration {
@@ -255,11 +254,7 @@ pub fn list(
     const OP: &str = "ListContainerRecipes";
     let filters = Filters::parse(input.filters.as_ref(), LIST_FILTERS)?;
     let after = svc.pager.decode(OP, ctx, input.next_token.as_deref())?;
-    let all: Vec<Recipe> = if lists_own_resources(input.owner.as_ref()) {
-        list_own(tx, ctx, KIND, None, after)?
-    } else {
-        Vec::new()
-    };
+    let all: Vec<Recipe> = super::sharing::listed(tx, ctx, KIND, input.owner.as_ref(), after)?;
     let matching = all
         .into_iter()
         .filter(|r| filters.accept(|f| filter_value(r, f)));

@@ -11,14 +11,15 @@
 //! to, so deleting a component a recipe uses is a `ResourceDependencyException`. Pipelines
 //! reference recipes the same way, which is what makes Delete refuse a recipe in use.
 //!
-//! List answers the caller's own recipes. Kiln has no Amazon-managed, shared, third-party or
-//! Marketplace recipes yet, so every other `owner` answers an empty list.
+//! List answers the caller's own recipes, or with `owner` Shared the recipes other accounts
+//! share with it (`super::sharing`; Get reads them too). Kiln has no Amazon-managed,
+//! third-party or Marketplace recipes, so every other `owner` answers an empty list. A
+//! recipe's components may be the caller's own or shared with it.
 
 pub(crate) use super::components::latest_version_references;
-use crate::convert::list_own;
 use crate::convert::{
-    check_dry_run, check_no_referrers, date, decode_row, domain_error, new_arn, not_found, resolve,
-    resolve_required, response_tags, scoped_arn, store_tags, version_error, StoreResultExt,
+    check_dry_run, check_no_referrers, date, decode_row, domain_error, new_arn, not_found,
+    response_tags, scoped_arn, store_tags, version_error, StoreResultExt,
 };
 use crate::filters::Filters;
 use crate::service::Service;
@@ -112,7 +113,8 @@ pub(crate) fn resolve_components(
     };
     for (i, component) in components.iter().enumerate() {
         let field = format!("components[{i}].componentArn");
-        let row = resolve_required(tx, ctx, &component.component_arn, &field)?;
+        let row =
+            super::sharing::resolve_visible_required(tx, ctx, &component.component_arn, &field)?;
         let facts = ComponentFacts::of(&row);
         if let Some(status) = facts.unusable_status() {
             return Err(ApiError::invalid_request(format!(
@@ -294,7 +296,7 @@ pub(crate) fn get_recipe<T: Resource>(
     arn: &str,
     field: &str,
 ) -> Result<T, ApiError> {
-    match resolve(tx, ctx, arn, field)? {
+    match super::sharing::resolve_visible(tx, ctx, arn, field)? {
         Some(row) if row.kind == kind => decode_row(&row),
         _ => Err(not_found(kind, arn)),
     }
@@ -326,13 +328,8 @@ pub(crate) fn delete_recipe(
     }
     check_no_referrers(tx, &canonical, kind.label())?;
     tx.delete_row(&canonical).api()?;
+    kiln_core::sharing::remove_policy_of(tx, &canonical).api()?;
     Ok(canonical)
-}
-
-/// Every owner but the caller itself lists nothing: Kiln holds no Amazon-managed, shared,
-/// third-party or Marketplace recipes.
-pub(crate) fn lists_own_resources(owner: Option<&Ownership>) -> bool {
-    matches!(owner, None | Some(Ownership::SelfOwned))
 }
 
 /// Stores a new recipe with its component references and tags.
@@ -344,8 +341,15 @@ pub(crate) fn store_recipe<T: Resource>(
 ) -> Result<(), ApiError> {
     let arn = recipe.arn().to_string();
     tx.put(recipe).api()?;
-    if !component_builds.is_empty() {
-        tx.set_references(&arn, component_builds).api()?;
+    // Only the caller's own components are recorded as in use: a component another account
+    // shares stays its owner's to delete (the recipe's next build then fails, naming it).
+    let own: Vec<String> = component_builds
+        .iter()
+        .filter(|c| Arn::parse(c).is_ok_and(|c| c.account == recipe.arn().account))
+        .cloned()
+        .collect();
+    if !own.is_empty() {
+        tx.set_references(&arn, &own).api()?;
     }
     store_tags(tx, &arn, tags)
 }
@@ -426,7 +430,7 @@ pub fn create(
 
     let parent = ParentImage::classify(&parent_image).map_err(domain_error)?;
     svc.parents
-        .check_at_create(&ctx.account_id, &ctx.region, &parent_image)
+        .check_at_create_in(tx, &ctx.account_id, &ctx.region, &parent_image)
         .map_err(crate::convert::parent_error)?;
     domain::check_block_device_mappings("blockDeviceMappings", &block_device_mappings)
         .map_err(domain_error)?;
@@ -506,11 +510,7 @@ pub fn list(
     const OP: &str = "ListImageRecipes";
     let filters = Filters::parse(input.filters.as_ref(), LIST_FILTERS)?;
     let after = svc.pager.decode(OP, ctx, input.next_token.as_deref())?;
-    let all: Vec<Recipe> = if lists_own_resources(input.owner.as_ref()) {
-        list_own(tx, ctx, KIND, None, after)?
-    } else {
-        Vec::new()
-    };
+    let all: Vec<Recipe> = super::sharing::listed(tx, ctx, KIND, input.owner.as_ref(), after)?;
     let matching = all
         .into_iter()
         .filter(|r| filters.accept(|f| filter_value(r, f)));

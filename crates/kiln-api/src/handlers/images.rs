@@ -16,8 +16,8 @@
 //! from the built-in list.
 
 use crate::convert::{
-    caller, date, decode_row, get_exact, not_found, resolve, response_tags, scoped_arn,
-    version_error, StoreResultExt,
+    caller, date, decode_row, get_exact, not_found, response_tags, scoped_arn, version_error,
+    StoreResultExt,
 };
 use crate::filters::Filters;
 use crate::handlers::components::newest_per_key;
@@ -456,7 +456,7 @@ fn find_image(
     arn: &str,
     field: &str,
 ) -> Result<domain::Image, ApiError> {
-    match resolve(tx, ctx, arn, field)? {
+    match super::sharing::resolve_visible(tx, ctx, arn, field)? {
         Some(row) if row.kind == KIND => {
             let image: domain::Image = decode_row(&row)?;
             if visible(&image) {
@@ -554,9 +554,12 @@ pub fn list(
     let after = svc.pager.decode(OP, ctx, input.next_token.as_deref())?;
     let by_name = input.by_name == Some(true);
     let versions: Vec<ImageVersion> = match input.owner {
-        None | Some(Ownership::SelfOwned) => {
-            let images = own_images(tx, ctx)?
+        None | Some(Ownership::SelfOwned) | Some(Ownership::Shared) => {
+            let listed: Vec<domain::Image> =
+                super::sharing::listed(tx, ctx, KIND, input.owner.as_ref(), None)?;
+            let images = listed
                 .into_iter()
+                .filter(visible)
                 .filter(|i| filters.accept(|f| filter_value(i, f)));
             let key: fn(&domain::Image) -> String = if by_name {
                 |i| i.arn.name.clone()
@@ -816,6 +819,8 @@ pub fn delete(
     kiln_core::scans::forget(tx, &image).api()?;
     // Its workflow executions go with it (GetWorkflowExecution no longer finds them).
     kiln_core::workflow_runs::remove_of_image(tx, &image.arn).api()?;
+    // Its policy and the grants it made go with it.
+    kiln_core::sharing::remove_policy(tx, &image.arn).api()?;
     // The worker removes the image-store entry, then the record.
     tx.enqueue_build(&arn, ctx.now_millis).api()?;
     Ok(DeleteImageResponse {

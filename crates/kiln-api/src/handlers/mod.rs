@@ -24,6 +24,7 @@ pub mod lifecycle_executions;
 pub mod lifecycle_policies;
 pub mod pipelines;
 pub mod scan_findings;
+pub mod sharing;
 pub mod tags;
 pub mod workflow_executions;
 pub mod workflows;
@@ -127,6 +128,14 @@ impl Handlers for Service {
         get_lifecycle_execution => lifecycle_executions::get_execution: GetLifecycleExecutionRequest -> GetLifecycleExecutionResponse;
         list_lifecycle_execution_resources => lifecycle_executions::list_resources: ListLifecycleExecutionResourcesRequest -> ListLifecycleExecutionResourcesResponse;
         cancel_lifecycle_execution => lifecycle_executions::cancel: CancelLifecycleExecutionRequest -> CancelLifecycleExecutionResponse;
+        put_component_policy => sharing::put_component_policy: PutComponentPolicyRequest -> PutComponentPolicyResponse;
+        get_component_policy => sharing::get_component_policy: GetComponentPolicyRequest -> GetComponentPolicyResponse;
+        put_image_policy => sharing::put_image_policy: PutImagePolicyRequest -> PutImagePolicyResponse;
+        get_image_policy => sharing::get_image_policy: GetImagePolicyRequest -> GetImagePolicyResponse;
+        put_image_recipe_policy => sharing::put_image_recipe_policy: PutImageRecipePolicyRequest -> PutImageRecipePolicyResponse;
+        get_image_recipe_policy => sharing::get_image_recipe_policy: GetImageRecipePolicyRequest -> GetImageRecipePolicyResponse;
+        put_container_recipe_policy => sharing::put_container_recipe_policy: PutContainerRecipePolicyRequest -> PutContainerRecipePolicyResponse;
+        get_container_recipe_policy => sharing::get_container_recipe_policy: GetContainerRecipePolicyRequest -> GetContainerRecipePolicyResponse;
 
         tag_resource => tags::tag: TagResourceRequest -> TagResourceResponse;
         untag_resource => tags::untag: UntagResourceRequest -> UntagResourceResponse;

@@ -21,6 +21,7 @@ pub mod pipeline;
 pub mod recipe;
 pub mod scan;
 pub mod scheduled_run;
+pub mod sharing;
 pub mod workflow;
 
 pub use infrastructure::InfrastructureConfiguration;
