@@ -58,7 +58,9 @@ pub mod disk;
 mod export;
 mod fetch;
 mod hash;
+mod gc;
 mod layer;
+mod pin;
 pub mod registry;
 mod store;
 mod unpack;
@@ -70,7 +72,9 @@ pub use fetch::{DEBIAN_EPOCH, DEFAULT_DEBIAN_MIRROR};
 /// The OCI types this crate's API uses (`Descriptor`, `ImageManifest`, ...).
 pub use oci_spec;
 pub use registry::{RegistryAccess, RegistryFlags, RegistryTls, SharedRegistry};
-pub use store::{CommitMeta, GcReport, ImageStore};
+pub use gc::{GcReport, ImageUsage, StoreUsage};
+pub use pin::Pin;
+pub use store::{CommitMeta, ImageStore};
 
 use oci_spec::image::Descriptor;
 use std::path::PathBuf;
@@ -145,14 +149,28 @@ pub enum Compression {
     Gzip,
 }
 
-/// A layer blob stored in the image store, not yet part of an image.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A layer blob stored in the image store, not yet part of an image. It holds a pin on its
+/// blob (see [`Pin`]), so a garbage collection before the commit keeps it; the pin goes when
+/// the last copy of this value is dropped (after [`ImageStore::commit`] tagged it, or when the
+/// build gives up).
+#[derive(Clone, Debug)]
 pub struct LayerInfo {
     /// Digest (of the compressed blob), size and media type.
     pub descriptor: Descriptor,
     /// `sha256:<hex>` of the uncompressed tar.
     pub diff_id: String,
+    // Held for its `Drop`: the blob stays pinned while the layer is uncommitted.
+    #[allow(dead_code)]
+    pub(crate) pin: Option<std::sync::Arc<Pin>>,
 }
+
+impl PartialEq for LayerInfo {
+    fn eq(&self, other: &Self) -> bool {
+        self.descriptor == other.descriptor && self.diff_id == other.diff_id
+    }
+}
+
+impl Eq for LayerInfo {}
 
 /// An image in the store: its manifest digest and the tag it was looked up or stored by.
 #[derive(Clone, Debug, PartialEq, Eq)]
