@@ -28,6 +28,9 @@ pub struct Parent {
     pub os_version: Option<String>,
     /// A tag made for this build only, removed by [`Parent::release`].
     temporary: bool,
+    /// Keeps the parent's layers while the build runs on them, even if the parent is deleted
+    /// (its tag removed and the store collected) meanwhile.
+    _pin: Option<kiln_image::Pin>,
 }
 
 impl Parent {
@@ -64,18 +67,34 @@ pub fn build_network_access(
     }
 }
 
+/// The build's parent, pinned in the store for as long as the answer lives.
 pub fn resolve(shared: &Shared, image: &Image, parent: &str) -> Result<Parent, String> {
+    let found = find(shared, image, parent)?;
+    let pin = shared.store.pin_image(&found.image).map_err(|e| {
+        format!(
+            "the parent image {parent} went away before the build could use it: {e}"
+        )
+    })?;
+    Ok(Parent {
+        _pin: Some(pin),
+        ..found
+    })
+}
+
+fn find(shared: &Shared, image: &Image, parent: &str) -> Result<Parent, String> {
     let temporary_tag = format!("parent-{}", image.build_id);
     let store_err = |e: kiln_image::Error| e.to_string();
     let kept = |image: ImageRef| Parent {
         image,
         os_version: None,
         temporary: false,
+        _pin: None,
     };
     let temporary = |image: ImageRef| Parent {
         image,
         os_version: None,
         temporary: true,
+        _pin: None,
     };
     let with_os = |os_version: Option<String>| {
         move |parent: Parent| Parent {
