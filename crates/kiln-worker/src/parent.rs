@@ -30,14 +30,22 @@ pub struct Parent {
     temporary: bool,
     /// Keeps the parent's layers while the build runs on them, even if the parent is deleted
     /// (its tag removed and the store collected) meanwhile.
-    _pin: Option<kiln_image::Pin>,
+    pin: std::sync::Mutex<Option<kiln_image::Pin>>,
 }
 
 impl Parent {
-    /// Drops the build's temporary tag, if it made one.
+    /// Drops the build's temporary tag, if it made one, and the pin on the parent's layers. If
+    /// nothing else keeps the parent (a temporary import, or an image deleted while the build
+    /// ran on it), the store is collected now: what the new image does not share goes.
     pub fn release(&self, shared: &Shared) {
+        let unreferenced = self.temporary || shared.store.resolve(&self.image.tag).is_err();
         if self.temporary {
             let _ = shared.store.delete(&self.image.tag);
+        }
+        let pin = self.pin.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if pin.is_some() && unreferenced {
+            drop(pin);
+            crate::run::collect(shared, &self.image.tag);
         }
     }
 }
@@ -76,7 +84,7 @@ pub fn resolve(shared: &Shared, image: &Image, parent: &str) -> Result<Parent, S
         )
     })?;
     Ok(Parent {
-        _pin: Some(pin),
+        pin: std::sync::Mutex::new(Some(pin)),
         ..found
     })
 }
@@ -88,13 +96,13 @@ fn find(shared: &Shared, image: &Image, parent: &str) -> Result<Parent, String> 
         image,
         os_version: None,
         temporary: false,
-        _pin: None,
+        pin: std::sync::Mutex::new(None),
     };
     let temporary = |image: ImageRef| Parent {
         image,
         os_version: None,
         temporary: true,
-        _pin: None,
+        pin: std::sync::Mutex::new(None),
     };
     let with_os = |os_version: Option<String>| {
         move |parent: Parent| Parent {
