@@ -139,10 +139,7 @@ fn tree_bytes(path: &Path, seen: &mut HashSet<(u64, u64)>) -> u64 {
         let Ok(entries) = fs::read_dir(path) else {
             return 0;
         };
-        entries
-            .flatten()
-            .map(|e| tree_bytes(&e.path(), seen))
-            .sum()
+        entries.flatten().map(|e| tree_bytes(&e.path(), seen)).sum()
     } else if md.is_file() && seen.insert((md.dev(), md.ino())) {
         md.len()
     } else {

@@ -57,8 +57,8 @@ pub mod confined;
 pub mod disk;
 mod export;
 mod fetch;
-mod hash;
 mod gc;
+mod hash;
 mod layer;
 mod pin;
 pub mod registry;
@@ -69,11 +69,11 @@ pub use base::BUSYBOX;
 pub use disk::{DiskImport, DiskInput};
 pub use export::DiskFormat;
 pub use fetch::{DEBIAN_EPOCH, DEFAULT_DEBIAN_MIRROR};
+pub use gc::{GcReport, ImageUsage, StoreUsage};
 /// The OCI types this crate's API uses (`Descriptor`, `ImageManifest`, ...).
 pub use oci_spec;
-pub use registry::{RegistryAccess, RegistryFlags, RegistryTls, SharedRegistry};
-pub use gc::{GcReport, ImageUsage, StoreUsage};
 pub use pin::Pin;
+pub use registry::{RegistryAccess, RegistryFlags, RegistryTls, SharedRegistry};
 pub use store::{CommitMeta, ImageStore};
 
 use oci_spec::image::Descriptor;
@@ -162,6 +162,18 @@ pub struct LayerInfo {
     // Held for its `Drop`: the blob stays pinned while the layer is uncommitted.
     #[allow(dead_code)]
     pub(crate) pin: Option<std::sync::Arc<Pin>>,
+}
+
+impl LayerInfo {
+    /// A layer whose blob the caller put in the store itself: nothing pins it, so the caller
+    /// keeps it from the collection until the commit (as tests that forge blobs do).
+    pub fn unpinned(descriptor: Descriptor, diff_id: String) -> LayerInfo {
+        LayerInfo {
+            descriptor,
+            diff_id,
+            pin: None,
+        }
+    }
 }
 
 impl PartialEq for LayerInfo {

@@ -1,9 +1,9 @@
 //! The store itself: blobs, the index and its lock, commits, tags, lower directories,
 //! exports, imports of OCI layouts, and garbage collection.
 
-use crate::pin::Pinned;
 use crate::hash::{self, Compressor, HashingReader, HashingWriter};
 use crate::layer::{LayerWriter, UpperWalk};
+use crate::pin::Pinned;
 use crate::unpack::{Mode, Unpacker};
 use crate::{io_err, Compression, Error, ImageRef, LayerInfo, Result};
 use oci_spec::image::{

@@ -137,7 +137,10 @@ fn a_pinned_untagged_image_keeps_its_layers_until_the_pin_goes() {
         assert!(store.blob_path(&d).unwrap().exists(), "{d} was removed");
     }
     let usage = store.usage().unwrap();
-    assert!(usage.pinned_bytes > 0 && usage.images.is_empty(), "{usage:?}");
+    assert!(
+        usage.pinned_bytes > 0 && usage.images.is_empty(),
+        "{usage:?}"
+    );
     drop(pin);
     let usage = store.usage().unwrap();
     assert_eq!(usage.reclaimable_bytes, usage.total_bytes, "{usage:?}");
@@ -179,9 +182,15 @@ fn a_shared_layer_survives_the_deletion_of_one_image() {
     store.delete("a").unwrap();
     let before = store.usage().unwrap().total_bytes;
     let report = store.gc(Duration::ZERO).unwrap();
-    assert_eq!(report.bytes + report.unpacked_bytes, ua.unique_bytes + base_only);
+    assert_eq!(
+        report.bytes + report.unpacked_bytes,
+        ua.unique_bytes + base_only
+    );
     let after = store.usage().unwrap();
-    assert_eq!(after.total_bytes, before - report.bytes - report.unpacked_bytes);
+    assert_eq!(
+        after.total_bytes,
+        before - report.bytes - report.unpacked_bytes
+    );
     // b is whole: its base layer is still there, blob and unpacked directory.
     for d in blobs_of(&store, &b) {
         assert!(store.blob_path(&d).unwrap().exists(), "{d} was removed");
@@ -244,7 +253,11 @@ fn concurrent_gc_and_commits_never_lose_a_committed_layer() {
     for image in &images {
         assert_eq!(&store.resolve(&image.tag).unwrap(), image);
         for d in blobs_of(&store, image) {
-            assert!(store.blob_path(&d).unwrap().exists(), "{d} of {} lost", image.tag);
+            assert!(
+                store.blob_path(&d).unwrap().exists(),
+                "{d} of {} lost",
+                image.tag
+            );
         }
         assert_eq!(store.lower_dirs(image).unwrap().len(), 2);
     }
@@ -271,8 +284,14 @@ fn what_a_crash_leaves_is_collected() {
         .to_string();
     store.delete("orphan").unwrap();
     fs::create_dir_all(root.join("pins")).unwrap();
-    fs::write(root.join("pins/dead"), format!("blob {orphan_layer}
-")).unwrap();
+    fs::write(
+        root.join("pins/dead"),
+        format!(
+            "blob {orphan_layer}
+"
+        ),
+    )
+    .unwrap();
     // A live process's temporary file (ours) stays.
     let ours = root.join(format!("tmp/.tmp-layer-{}-9-9", std::process::id()));
     fs::write(&ours, "writing").unwrap();

@@ -79,9 +79,7 @@ pub fn build_network_access(
 pub fn resolve(shared: &Shared, image: &Image, parent: &str) -> Result<Parent, String> {
     let found = find(shared, image, parent)?;
     let pin = shared.store.pin_image(&found.image).map_err(|e| {
-        format!(
-            "the parent image {parent} went away before the build could use it: {e}"
-        )
+        format!("the parent image {parent} went away before the build could use it: {e}")
     })?;
     Ok(Parent {
         pin: std::sync::Mutex::new(Some(pin)),

@@ -118,7 +118,9 @@ fn usage(args: &UsageArgs) -> Result<()> {
         Ok(arns) => (arns, None),
         Err(e) => (
             HashMap::new(),
-            Some(format!("images are shown by store tag: the database cannot be read ({e:#})")),
+            Some(format!(
+                "images are shown by store tag: the database cannot be read ({e:#})"
+            )),
         ),
     };
     if args.json {
@@ -149,10 +151,7 @@ fn usage(args: &UsageArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
-    println!(
-        "{:<12} {:>12} {:>12}  IMAGE",
-        "BYTES", "UNIQUE", "SHARED"
-    );
+    println!("{:<12} {:>12} {:>12}  IMAGE", "BYTES", "UNIQUE", "SHARED");
     for i in &usage.images {
         let name = match arns.get(&i.tag) {
             Some(arn) => format!("{arn} ({})", i.tag),
