@@ -24,6 +24,7 @@ import botocore.exceptions
 import pytest
 
 from kiln_testlib import (
+    DockerRegistry,
     KilnServer,
     create_infra,
     kiln_bin,
@@ -313,3 +314,72 @@ def test_deleting_an_image_while_a_child_builds_on_it(srv, client, ec2, infra, t
     assert out.returncode == 0, out.stderr
     for layer in child_layers:
         assert (layout / "blobs" / "sha256" / layer.removeprefix("sha256:")).exists(), layer
+
+
+def registry_has(address: str, repository: str, tag: str) -> bool:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"http://{address}/v2/{repository}/manifests/{tag}",
+        method="HEAD",
+        headers={
+            "Accept": "application/vnd.oci.image.manifest.v1+json, "
+            "application/vnd.docker.distribution.manifest.v2+json"
+        },
+    )
+    try:
+        urllib.request.urlopen(request, timeout=10).close()
+        return True
+    except urllib.error.HTTPError as e:
+        assert e.code == 404, e
+        return False
+
+
+def test_a_removed_image_leaves_the_shared_registry_too(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    registry = DockerRegistry(tmp_path / "registry", port).start()
+    server = KilnServer(tmp_path / "data", extra_args=["--registry", registry.address]).start()
+    try:
+        client = make_client(server.endpoint)
+        ec2 = make_ec2_client(server.endpoint)
+        infra = create_infra(client, instanceTypes=["t3.micro"])
+        r = recipe(client, [bash_component(client, RANDOM_MIB)])
+        arn, kept = start(client, r, infra), start(client, r, infra)
+        assert wait_final(client, [arn, kept]) == {arn: "AVAILABLE", kept: "AVAILABLE"}
+        # arn:aws:imagebuilder:REGION:ACCOUNT:image/NAME/VERSION/BUILD
+        region, account = arn.split(":")[3:5]
+        name, version, build = arn.split("/")[1:4]
+        repository = f"kiln/{account}/{region}/{name}"
+        tag = f"{version}-{build}-{build_id(arn)}"
+        assert registry_has(registry.address, repository, tag)
+        assert store_tag(arn) in {i["tag"] for i in usage(server.data_dir)["images"]}
+
+        delete_images(client, ec2, [arn])
+        wait_gone(client, [arn])
+        assert not registry_has(registry.address, repository, tag)
+        after = usage(server.data_dir)
+        assert store_tag(arn) not in {i["tag"] for i in after["images"]}
+        assert after["reclaimableBytes"] == 0
+        assert after["totalBytes"] == disk_bytes(server.data_dir)
+    finally:
+        server.stop()
+        registry.stop()
+    # Once the server is gone, the command reads its database: tags are named by image ARN.
+    offline = usage(server.data_dir)
+    assert offline["note"] is None
+    named = {i["tag"]: i["imageArn"] for i in offline["images"]}
+    assert named[store_tag(kept)] == kept
+    text = subprocess.run(
+        [kiln_bin(), "store", "usage", "--data-dir", str(server.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert text.returncode == 0, text.stderr
+    assert f"{kept} ({store_tag(kept)})" in text.stdout
+    assert "a gc frees now:" in text.stdout
