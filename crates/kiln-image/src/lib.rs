@@ -23,8 +23,13 @@
 //!   into overlay whiteouts there (`.wh.name` → character device 0/0 `name`,
 //!   `.wh..wh..opq` → `trusted.overlay.opaque=y` on the directory). A layer is unpacked into a
 //!   temporary directory and renamed into place.
-//! - `index.lock` — `flock`ed around every read-modify-write of `index.json` and around
+//! - `index.lock` — `flock`ed around every read-modify-write of `index.json`, around the end of
+//!   a commit (its configuration and manifest blobs and its tag), around pinning and around
 //!   garbage collection, so several processes (and threads) can commit at once.
+//! - `pins/<name>` — what running work uses that no tag names (a build's parent, a layer
+//!   between snapshot and commit, an import or export under way), each file `flock`ed by its
+//!   owner; see `pin.rs`. Garbage collection (`gc.rs`) keeps exactly what tags and live pins
+//!   reach and frees the rest at once.
 //!
 //! # Layers
 //!
