@@ -222,7 +222,12 @@ impl ImageStore {
         for entry in fs::read_dir(&blobs).map_err(io_err("reading", &blobs))? {
             let entry = entry.map_err(io_err("reading", &blobs))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            let md = entry.metadata().map_err(io_err("reading", entry.path()))?;
+            let md = match entry.metadata() {
+                Ok(md) => md,
+                // A temporary entry its owner renamed or removed meanwhile.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err("reading", entry.path())(e)),
+            };
             if name.starts_with(".tmp-") {
                 if stale_temporary(&name, &md, tmp_grace) {
                     remove_any(&entry.path(), &md)?;
@@ -242,7 +247,12 @@ impl ImageStore {
         for entry in fs::read_dir(&unpacked).map_err(io_err("reading", &unpacked))? {
             let entry = entry.map_err(io_err("reading", &unpacked))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            let md = entry.metadata().map_err(io_err("reading", entry.path()))?;
+            let md = match entry.metadata() {
+                Ok(md) => md,
+                // A temporary entry its owner renamed or removed meanwhile.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err("reading", entry.path())(e)),
+            };
             if name.starts_with(".tmp-") {
                 if stale_temporary(&name, &md, tmp_grace) {
                     remove_any(&entry.path(), &md)?;
@@ -261,7 +271,12 @@ impl ImageStore {
         for entry in fs::read_dir(&tmp).map_err(io_err("reading", &tmp))? {
             let entry = entry.map_err(io_err("reading", &tmp))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            let md = entry.metadata().map_err(io_err("reading", entry.path()))?;
+            let md = match entry.metadata() {
+                Ok(md) => md,
+                // A temporary entry its owner renamed or removed meanwhile.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err("reading", entry.path())(e)),
+            };
             if stale_temporary(&name, &md, tmp_grace) {
                 remove_any(&entry.path(), &md)?;
                 report.temporary += 1;

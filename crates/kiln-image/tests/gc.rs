@@ -221,6 +221,8 @@ fn concurrent_gc_and_commits_never_lose_a_committed_layer() {
             runs
         })
     };
+    // The builds' parent: pinned for as long as they run, deleted while they do.
+    let parent_pin = store.pin_image(&base).unwrap();
     let threads: Vec<_> = (0..6)
         .map(|i| {
             let (store, base, work) = (store.clone(), base.clone(), tmp.path().to_path_buf());
@@ -228,7 +230,7 @@ fn concurrent_gc_and_commits_never_lose_a_committed_layer() {
                 let mut made = Vec::new();
                 for n in 0..5 {
                     let tag = format!("t{i}-{n}");
-                    // Builds on the base, whose tag goes meanwhile: each pins it.
+                    // Each commit pins the base again, as the layers it unpacks do.
                     let _pin = store.pin_image(&base).unwrap();
                     made.push(child(&store, &work, Some(&base), &tag));
                     if n % 2 == 0 {
@@ -245,6 +247,7 @@ fn concurrent_gc_and_commits_never_lose_a_committed_layer() {
         .into_iter()
         .flat_map(|t| t.join().unwrap())
         .collect();
+    drop(parent_pin);
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let runs = collector.join().unwrap();
     assert!(runs > 0);
