@@ -210,6 +210,10 @@ pub(crate) fn remove(shared: &Shared, image: &Image) {
     } else if !named_by_amis.is_empty() {
         tracing::info!(arn, amis = ?named_by_amis, "the image's contents stay for the AMIs distributed from it");
     }
+    // Layers no other image (and no running build: they pin what they use) needs go now,
+    // before the record: when the record is gone, so are the bytes. Layers shared with other
+    // images stay. A crash from here on leaves the DELETED record, and the removal runs again.
+    collect(shared, &arn);
     let logs = shared.config.logs_dir().join(&image.build_id);
     if !image.build_id.is_empty() {
         let _ = std::fs::remove_dir_all(logs);
@@ -236,9 +240,6 @@ pub(crate) fn remove(shared: &Shared, image: &Image) {
     if let Err(e) = deleted.and_then(|r| r) {
         tracing::error!(arn, error = %e, "removing a deleted image's record failed");
     }
-    // Layers no other image (and no running build: they pin what they use) needs go now, so
-    // the bytes are gone when the record is. Layers shared with other images stay.
-    collect(shared, &arn);
 }
 
 /// Garbage-collects the image store after `arn`'s contents were removed (see
