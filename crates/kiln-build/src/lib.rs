@@ -202,6 +202,10 @@ pub struct Builder<'a> {
 impl Builder<'_> {
     /// Builds (and tests) one image; see the module documentation.
     pub fn build_image(&self, request: &BuildRequest) -> Result<Built, BuildError> {
+        // The parent's layers are mounted for the whole build: pinned, a deletion of the parent
+        // meanwhile does not collect them. A parent that cannot be pinned is gone; the build
+        // fails on it below, naming it.
+        let _parent_pin = self.store.pin_image(&request.parent).ok();
         if let Some(spec) = &request.container {
             return self.build_container(request, spec);
         }

@@ -56,7 +56,6 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A disk image format of [`ImageStore::export_disk`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -196,14 +195,9 @@ fn fs_size(tree_bytes: u64, tree_inodes: u64) -> FsSize {
     FsSize { bytes, inodes }
 }
 
-static COUNTER: AtomicU64 = AtomicU64::new(0);
-
+/// A temporary name that tells the garbage collection which process owns it.
 fn unique(what: &str) -> String {
-    format!(
-        ".tmp-{what}-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
+    crate::store::unique_name(what)
 }
 
 /// A path removed (file or directory tree) when dropped, unless kept.

@@ -23,8 +23,13 @@
 //!   into overlay whiteouts there (`.wh.name` → character device 0/0 `name`,
 //!   `.wh..wh..opq` → `trusted.overlay.opaque=y` on the directory). A layer is unpacked into a
 //!   temporary directory and renamed into place.
-//! - `index.lock` — `flock`ed around every read-modify-write of `index.json` and around
+//! - `index.lock` — `flock`ed around every read-modify-write of `index.json`, around the end of
+//!   a commit (its configuration and manifest blobs and its tag), around pinning and around
 //!   garbage collection, so several processes (and threads) can commit at once.
+//! - `pins/<name>` — what running work uses that no tag names (a build's parent, a layer
+//!   between snapshot and commit, an import or export under way), each file `flock`ed by its
+//!   owner; see `pin.rs`. Garbage collection (`gc.rs`) keeps exactly what tags and live pins
+//!   reach and frees the rest at once.
 //!
 //! # Layers
 //!
@@ -57,8 +62,10 @@ pub mod confined;
 pub mod disk;
 mod export;
 mod fetch;
+mod gc;
 mod hash;
 mod layer;
+mod pin;
 pub mod registry;
 mod store;
 mod unpack;
@@ -67,10 +74,12 @@ pub use base::BUSYBOX;
 pub use disk::{DiskImport, DiskInput};
 pub use export::DiskFormat;
 pub use fetch::{DEBIAN_EPOCH, DEFAULT_DEBIAN_MIRROR};
+pub use gc::{GcReport, ImageUsage, StoreUsage};
 /// The OCI types this crate's API uses (`Descriptor`, `ImageManifest`, ...).
 pub use oci_spec;
+pub use pin::Pin;
 pub use registry::{RegistryAccess, RegistryFlags, RegistryTls, SharedRegistry};
-pub use store::{CommitMeta, GcReport, ImageStore};
+pub use store::{CommitMeta, ImageStore};
 
 use oci_spec::image::Descriptor;
 use std::path::PathBuf;
@@ -145,14 +154,40 @@ pub enum Compression {
     Gzip,
 }
 
-/// A layer blob stored in the image store, not yet part of an image.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A layer blob stored in the image store, not yet part of an image. It holds a pin on its
+/// blob (see [`Pin`]), so a garbage collection before the commit keeps it; the pin goes when
+/// the last copy of this value is dropped (after [`ImageStore::commit`] tagged it, or when the
+/// build gives up).
+#[derive(Clone, Debug)]
 pub struct LayerInfo {
     /// Digest (of the compressed blob), size and media type.
     pub descriptor: Descriptor,
     /// `sha256:<hex>` of the uncompressed tar.
     pub diff_id: String,
+    // Held for its `Drop`: the blob stays pinned while the layer is uncommitted.
+    #[allow(dead_code)]
+    pub(crate) pin: Option<std::sync::Arc<Pin>>,
 }
+
+impl LayerInfo {
+    /// A layer whose blob the caller put in the store itself: nothing pins it, so the caller
+    /// keeps it from the collection until the commit (as tests that forge blobs do).
+    pub fn unpinned(descriptor: Descriptor, diff_id: String) -> LayerInfo {
+        LayerInfo {
+            descriptor,
+            diff_id,
+            pin: None,
+        }
+    }
+}
+
+impl PartialEq for LayerInfo {
+    fn eq(&self, other: &Self) -> bool {
+        self.descriptor == other.descriptor && self.diff_id == other.diff_id
+    }
+}
+
+impl Eq for LayerInfo {}
 
 /// An image in the store: its manifest digest and the tag it was looked up or stored by.
 #[derive(Clone, Debug, PartialEq, Eq)]

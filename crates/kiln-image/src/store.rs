@@ -3,6 +3,7 @@
 
 use crate::hash::{self, Compressor, HashingReader, HashingWriter};
 use crate::layer::{LayerWriter, UpperWalk};
+use crate::pin::Pinned;
 use crate::unpack::{Mode, Unpacker};
 use crate::{io_err, Compression, Error, ImageRef, LayerInfo, Result};
 use oci_spec::image::{
@@ -10,13 +11,13 @@ use oci_spec::image::{
     ImageIndexBuilder, ImageManifest, ImageManifestBuilder, MediaType, OciLayoutBuilder, Os,
     ANNOTATION_REF_NAME,
 };
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 /// What goes into the image configuration of a commit besides the layer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,20 +57,9 @@ impl Default for CommitMeta {
     }
 }
 
-/// What [`ImageStore::gc`] removed.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct GcReport {
-    /// Digests of the removed blobs.
-    pub blobs: Vec<String>,
-    /// Bytes freed by removing blobs.
-    pub bytes: u64,
-    /// diff_ids whose unpacked directories were removed.
-    pub unpacked: Vec<String>,
-}
-
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
-fn unique_name(what: &str) -> String {
+pub(crate) fn unique_name(what: &str) -> String {
     let nanos = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_nanos())
@@ -122,23 +112,29 @@ fn tag_of(d: &Descriptor) -> Option<&str> {
 }
 
 /// An exclusive `flock` held until dropped.
-struct FileLock {
+pub(crate) struct FileLock {
     _file: File,
 }
 
 impl FileLock {
-    fn acquire(path: &Path) -> Result<FileLock> {
+    pub(crate) fn acquire(path: &Path) -> Result<FileLock> {
         let file = fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(path)
             .map_err(io_err("opening lock file", path))?;
+        FileLock::lock_file(&file, path)?;
+        Ok(FileLock { _file: file })
+    }
+
+    /// Takes an exclusive `flock` on `file`, waiting for it.
+    pub(crate) fn lock_file(file: &File, path: &Path) -> Result<()> {
         loop {
             // SAFETY: flock on a file descriptor we own.
             let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
             if rc == 0 {
-                return Ok(FileLock { _file: file });
+                return Ok(());
             }
             let e = io::Error::last_os_error();
             if e.kind() != io::ErrorKind::Interrupted {
@@ -219,6 +215,11 @@ impl ImageStore {
         Ok(self.root.join("blobs/sha256").join(digest_hex(digest)?))
     }
 
+    /// The index lock file (see the crate documentation).
+    pub(crate) fn lock_path(&self) -> &Path {
+        &self.lock
+    }
+
     /// The store's temporary directory.
     pub(crate) fn tmp_dir(&self) -> &Path {
         &self.tmp
@@ -244,6 +245,29 @@ impl ImageStore {
             self.write_atomic(&path, data)?;
         }
         Ok(digest)
+    }
+
+    /// Renames the finished temporary file `tmp` to blob `digest`, pinned first (under the
+    /// index lock) so that no collection removes it before it is committed.
+    fn place_pinned(&self, tmp: &Path, digest: &str) -> Result<crate::Pin> {
+        let path = self.blob_path(digest)?;
+        let _lock = FileLock::acquire(&self.lock)?;
+        let pin = self.pin_locked(&[Pinned::Blob(digest.to_string())])?;
+        fs::rename(tmp, &path).map_err(io_err("renaming into place", &path))?;
+        Ok(pin)
+    }
+
+    /// Every blob `image` needs (manifest, configuration, layers) is in the store.
+    pub(crate) fn check_whole(&self, image: &ImageRef) -> Result<()> {
+        let manifest = self.manifest(image)?;
+        let mut digests = vec![manifest.config().digest().to_string()];
+        digests.extend(manifest.layers().iter().map(|l| l.digest().to_string()));
+        for d in digests {
+            if !self.blob_path(&d)?.exists() {
+                return Err(Error::MissingBlob(d));
+            }
+        }
+        Ok(())
     }
 
     fn read_blob(&self, digest: &str) -> Result<Vec<u8>> {
@@ -278,6 +302,11 @@ impl ImageStore {
     /// Runs `f` on index.json under the lock and writes the result back.
     fn update_index<T>(&self, f: impl FnOnce(&mut ImageIndex) -> Result<T>) -> Result<T> {
         let _lock = FileLock::acquire(&self.lock)?;
+        self.update_index_locked(f)
+    }
+
+    /// [`ImageStore::update_index`] for a caller that holds the lock.
+    fn update_index_locked<T>(&self, f: impl FnOnce(&mut ImageIndex) -> Result<T>) -> Result<T> {
         let mut index = self.read_index()?;
         let out = f(&mut index)?;
         self.write_index(&index)?;
@@ -352,8 +381,7 @@ impl ImageStore {
                 .into_inner()
                 .map_err(|e| io_err("writing", &tmp)(e.into_error()))?;
             file.sync_all().map_err(io_err("syncing", &tmp))?;
-            let path = self.blob_path(&digest)?;
-            fs::rename(&tmp, &path).map_err(io_err("renaming into place", &path))?;
+            let pin = self.place_pinned(&tmp, &digest)?;
             let media_type = match compression {
                 Compression::Zstd => MediaType::ImageLayerZstd,
                 Compression::Gzip => MediaType::ImageLayerGzip,
@@ -361,6 +389,7 @@ impl ImageStore {
             Ok(LayerInfo {
                 descriptor: Descriptor::new(media_type, size, digest_of(&digest)?),
                 diff_id,
+                pin: Some(std::sync::Arc::new(pin)),
             })
         })();
         if result.is_err() {
@@ -446,8 +475,19 @@ impl ImageStore {
             None => config.to_string().map_err(json_err("image config"))?,
             Some(execution) => with_execution_config(&config, execution, &meta.labels)?,
         };
+        layers.push(layer.descriptor.clone());
+        // From here on under the index lock, so no collection runs between the blobs being
+        // written and the tag naming them; the parent's layers are checked again, since the
+        // parent may have been deleted and collected after it was read (a caller that pins
+        // it, as builds do, never sees that).
+        let _lock = FileLock::acquire(&self.lock)?;
+        for l in &layers {
+            let d = l.digest().to_string();
+            if !self.blob_path(&d)?.exists() {
+                return Err(Error::MissingBlob(d));
+            }
+        }
         let config_digest = self.put_blob(config_text.as_bytes())?;
-        layers.push(layer.descriptor);
         let manifest = ImageManifestBuilder::default()
             .schema_version(2u32)
             .media_type(MediaType::ImageManifest)
@@ -465,11 +505,18 @@ impl ImageStore {
             digest: manifest_digest,
             tag: tag.to_string(),
         };
-        self.set_tag(&image, manifest_text.len() as u64, &image.tag)?;
+        self.set_tag_locked(&image, manifest_text.len() as u64, &image.tag)?;
+        // The layer's pin goes only now that the tag names it.
+        drop(layer);
         Ok(image)
     }
 
     fn set_tag(&self, image: &ImageRef, manifest_size: u64, tag: &str) -> Result<()> {
+        let _lock = FileLock::acquire(&self.lock)?;
+        self.set_tag_locked(image, manifest_size, tag)
+    }
+
+    fn set_tag_locked(&self, image: &ImageRef, manifest_size: u64, tag: &str) -> Result<()> {
         check_tag(tag)?;
         let mut desc = Descriptor::new(
             MediaType::ImageManifest,
@@ -480,7 +527,7 @@ impl ImageStore {
             ANNOTATION_REF_NAME.to_string(),
             tag.to_string(),
         )])));
-        self.update_index(|index| {
+        self.update_index_locked(|index| {
             let mut list = index.manifests().clone();
             list.retain(|d| tag_of(d) != Some(tag));
             list.push(desc);
@@ -562,6 +609,8 @@ impl ImageStore {
     /// The image's layers unpacked as overlay lower directories, topmost first (the order of
     /// overlay's `lowerdir=`). Each layer is unpacked once, into `unpacked/<diff_id hex>`.
     pub fn lower_dirs(&self, image: &ImageRef) -> Result<Vec<PathBuf>> {
+        // Kept while unpacking; the caller pins the image (or holds its tag) while it mounts them.
+        let _pin = self.pin_image(image)?;
         let mut dirs = Vec::new();
         for (layer, diff_id) in self.layers_with_diff_ids(image)? {
             let dir = self.root.join("unpacked").join(digest_hex(&diff_id)?);
@@ -592,6 +641,7 @@ impl ImageStore {
     /// Applies all of the image's layers in order into `dest` (created if missing; it should
     /// be empty), deleting whatever whiteouts delete.
     pub fn merged_rootfs(&self, image: &ImageRef, dest: &Path) -> Result<()> {
+        let _pin = self.pin_image(image)?;
         fs::create_dir_all(dest).map_err(io_err("creating directory", dest))?;
         for (layer, diff_id) in self.layers_with_diff_ids(image)? {
             self.apply_layer(&layer, &diff_id, dest, Mode::Merged)?;
@@ -633,6 +683,7 @@ impl ImageStore {
         from: &Path,
         manifest_desc: &Descriptor,
         tag: &str,
+        pin: bool,
     ) -> Result<ImageRef> {
         check_tag(tag)?;
         let digest = manifest_desc.digest().to_string();
@@ -649,6 +700,17 @@ impl ImageStore {
             .map_err(json_err(format!("manifest {}", manifest_path.display())))?;
         let mut blobs = vec![manifest.config().clone()];
         blobs.extend(manifest.layers().iter().cloned());
+        // An import pins what it copies in until the tag names it (an export's target is a
+        // plain layout with nothing to collect).
+        let _pin = match pin {
+            true => {
+                let _lock = FileLock::acquire(&self.lock)?;
+                let mut entries = vec![Pinned::Blob(digest.clone())];
+                entries.extend(blobs.iter().map(|b| Pinned::Blob(b.digest().to_string())));
+                Some(self.pin_locked(&entries)?)
+            }
+            false => None,
+        };
         for b in &blobs {
             let d = b.digest().to_string();
             let src = from.join("blobs/sha256").join(digest_hex(&d)?);
@@ -666,9 +728,10 @@ impl ImageStore {
     /// Writes `image` as a standalone OCI layout at `dest` (created, or added to if it is
     /// already a layout), tagged `tag`.
     pub fn export_oci_layout(&self, image: &ImageRef, dest: &Path, tag: &str) -> Result<ImageRef> {
+        let _pin = self.pin_image(image)?;
         let out = ImageStore::open_plain(dest)?;
         let desc = Descriptor::new(MediaType::ImageManifest, 0, digest_of(&image.digest)?);
-        let r = out.copy_image_from(&self.root, &desc, tag);
+        let r = out.copy_image_from(&self.root, &desc, tag, false);
         let _ = fs::remove_file(&out.lock);
         r
     }
@@ -717,7 +780,7 @@ impl ImageStore {
         } else {
             desc
         };
-        self.copy_image_from(dir, &desc, tag)
+        self.copy_image_from(dir, &desc, tag, true)
     }
 
     /// Stores a layer blob read from a file as is (plain, gzip or zstd tar), after checking
@@ -739,88 +802,17 @@ impl ImageStore {
                 hash::Detected::Gzip => MediaType::ImageLayerGzip,
                 hash::Detected::Zstd => MediaType::ImageLayerZstd,
             };
-            let dst = self.blob_path(&digest)?;
-            fs::rename(&tmp, &dst).map_err(io_err("renaming into place", &dst))?;
+            let pin = self.place_pinned(&tmp, &digest)?;
             Ok(LayerInfo {
                 descriptor: Descriptor::new(media_type, size, digest_of(&digest)?),
                 diff_id,
+                pin: Some(std::sync::Arc::new(pin)),
             })
         })();
         if result.is_err() {
             let _ = fs::remove_file(&tmp);
         }
         result
-    }
-
-    /// Removes blobs no tagged image refers to, unpacked layers no tagged image uses, and
-    /// stale temporary files. Blobs and temporary files younger than `min_age` are kept, so a
-    /// layer snapshotted but not committed yet survives a concurrent collection; pass
-    /// `Duration::ZERO` only when no build is running. Unpacked layers of untagged images are
-    /// removed whatever their age: do not delete the tag of an image a running build uses.
-    pub fn gc(&self, min_age: Duration) -> Result<GcReport> {
-        let _lock = FileLock::acquire(&self.lock)?;
-        let mut keep: HashSet<String> = HashSet::new();
-        let mut keep_unpacked: HashSet<String> = HashSet::new();
-        for image in self.images()? {
-            keep.insert(image.digest.clone());
-            let manifest = self.manifest(&image)?;
-            keep.insert(manifest.config().digest().to_string());
-            for l in manifest.layers() {
-                keep.insert(l.digest().to_string());
-            }
-            for d in self.config_of(&manifest)?.rootfs().diff_ids() {
-                keep_unpacked.insert(digest_hex(d)?.to_string());
-            }
-        }
-        let now = SystemTime::now();
-        let old_enough = |md: &fs::Metadata| {
-            md.modified()
-                .ok()
-                .and_then(|m| now.duration_since(m).ok())
-                .is_none_or(|age| age >= min_age)
-        };
-        let mut report = GcReport::default();
-        let blobs = self.root.join("blobs/sha256");
-        for entry in fs::read_dir(&blobs).map_err(io_err("reading", &blobs))? {
-            let entry = entry.map_err(io_err("reading", &blobs))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let digest = format!("sha256:{name}");
-            if keep.contains(&digest) {
-                continue;
-            }
-            let md = entry.metadata().map_err(io_err("reading", entry.path()))?;
-            if !old_enough(&md) {
-                continue;
-            }
-            fs::remove_file(entry.path()).map_err(io_err("removing", entry.path()))?;
-            report.bytes += md.len();
-            report.blobs.push(digest);
-        }
-        let unpacked = self.root.join("unpacked");
-        for entry in fs::read_dir(&unpacked).map_err(io_err("reading", &unpacked))? {
-            let entry = entry.map_err(io_err("reading", &unpacked))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if keep_unpacked.contains(&name) {
-                continue;
-            }
-            if name.starts_with(".tmp-") {
-                let md = entry.metadata().map_err(io_err("reading", entry.path()))?;
-                if !old_enough(&md) {
-                    continue;
-                }
-            } else {
-                report.unpacked.push(format!("sha256:{name}"));
-            }
-            fs::remove_dir_all(entry.path()).map_err(io_err("removing", entry.path()))?;
-        }
-        for entry in fs::read_dir(&self.tmp).map_err(io_err("reading", &self.tmp))? {
-            let entry = entry.map_err(io_err("reading", &self.tmp))?;
-            let md = entry.metadata().map_err(io_err("reading", entry.path()))?;
-            if old_enough(&md) && md.is_file() {
-                fs::remove_file(entry.path()).map_err(io_err("removing", entry.path()))?;
-            }
-        }
-        Ok(report)
     }
 }
 

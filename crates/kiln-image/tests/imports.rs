@@ -210,16 +210,16 @@ fn raw_layer(store: &ImageStore, tar: &Path) -> kiln_image::LayerInfo {
     let data = fs::read(tar).unwrap();
     let digest = sha(&data);
     fs::write(store.blob_path(&digest).unwrap(), &data).unwrap();
-    kiln_image::LayerInfo {
-        descriptor: kiln_image::oci_spec::image::Descriptor::new(
+    kiln_image::LayerInfo::unpinned(
+        kiln_image::oci_spec::image::Descriptor::new(
             kiln_image::oci_spec::image::MediaType::ImageLayer,
             data.len() as u64,
             digest
                 .parse::<kiln_image::oci_spec::image::Digest>()
                 .unwrap(),
         ),
-        diff_id: digest,
-    }
+        digest,
+    )
 }
 
 fn sha(data: &[u8]) -> String {

@@ -28,13 +28,24 @@ pub struct Parent {
     pub os_version: Option<String>,
     /// A tag made for this build only, removed by [`Parent::release`].
     temporary: bool,
+    /// Keeps the parent's layers while the build runs on them, even if the parent is deleted
+    /// (its tag removed and the store collected) meanwhile.
+    pin: std::sync::Mutex<Option<kiln_image::Pin>>,
 }
 
 impl Parent {
-    /// Drops the build's temporary tag, if it made one.
+    /// Drops the build's temporary tag, if it made one, and the pin on the parent's layers. If
+    /// nothing else keeps the parent (a temporary import, or an image deleted while the build
+    /// ran on it), the store is collected now: what the new image does not share goes.
     pub fn release(&self, shared: &Shared) {
+        let unreferenced = self.temporary || shared.store.resolve(&self.image.tag).is_err();
         if self.temporary {
             let _ = shared.store.delete(&self.image.tag);
+        }
+        let pin = self.pin.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if pin.is_some() && unreferenced {
+            drop(pin);
+            crate::run::collect(shared, &self.image.tag);
         }
     }
 }
@@ -64,18 +75,32 @@ pub fn build_network_access(
     }
 }
 
+/// The build's parent, pinned in the store for as long as the answer lives.
 pub fn resolve(shared: &Shared, image: &Image, parent: &str) -> Result<Parent, String> {
+    let found = find(shared, image, parent)?;
+    let pin = shared.store.pin_image(&found.image).map_err(|e| {
+        format!("the parent image {parent} went away before the build could use it: {e}")
+    })?;
+    Ok(Parent {
+        pin: std::sync::Mutex::new(Some(pin)),
+        ..found
+    })
+}
+
+fn find(shared: &Shared, image: &Image, parent: &str) -> Result<Parent, String> {
     let temporary_tag = format!("parent-{}", image.build_id);
     let store_err = |e: kiln_image::Error| e.to_string();
     let kept = |image: ImageRef| Parent {
         image,
         os_version: None,
         temporary: false,
+        pin: std::sync::Mutex::new(None),
     };
     let temporary = |image: ImageRef| Parent {
         image,
         os_version: None,
         temporary: true,
+        pin: std::sync::Mutex::new(None),
     };
     let with_os = |os_version: Option<String>| {
         move |parent: Parent| Parent {

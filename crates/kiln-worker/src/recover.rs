@@ -130,9 +130,19 @@ pub fn recover(shared: &Shared) -> Result<(), WorkerError> {
             let _ = shared.store.delete(&image.tag);
         }
     }
-    // Nothing runs yet, so nothing young needs protecting.
-    if let Err(e) = shared.store.gc(Duration::ZERO) {
-        tracing::warn!(error = %e, "collecting the image store");
+    // What a crash left between a tag's removal and the collection, or in the middle of
+    // writing a blob (temporary files of dead processes, pins of dead processes), goes now.
+    // Builds of other processes on the same store are safe: they pin what they use.
+    match shared.store.gc(Duration::ZERO) {
+        Ok(report) => tracing::info!(
+            blobs = report.blobs.len(),
+            unpacked = report.unpacked.len(),
+            temporary = report.temporary,
+            stale_pins = report.stale_pins,
+            bytes = report.bytes + report.unpacked_bytes,
+            "collected the image store"
+        ),
+        Err(e) => tracing::warn!(error = %e, "collecting the image store"),
     }
     Ok(())
 }

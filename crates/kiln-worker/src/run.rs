@@ -165,9 +165,7 @@ fn sweep(shared: &Shared, arn: &str) {
         Err(e) => tracing::warn!(arn, error = %e, "removing a deleted image's contents failed"),
     }
     crate::registry::remove_build(shared, &parsed, &build_id);
-    if let Err(e) = shared.store.gc(Duration::from_secs(600)) {
-        tracing::warn!(error = %e, "collecting unused layers failed");
-    }
+    collect(shared, arn);
 }
 
 /// A deleted image: its kept instance, its store entry, its logs, then its record.
@@ -212,6 +210,10 @@ pub(crate) fn remove(shared: &Shared, image: &Image) {
     } else if !named_by_amis.is_empty() {
         tracing::info!(arn, amis = ?named_by_amis, "the image's contents stay for the AMIs distributed from it");
     }
+    // Layers no other image (and no running build: they pin what they use) needs go now,
+    // before the record: when the record is gone, so are the bytes. Layers shared with other
+    // images stay. A crash from here on leaves the DELETED record, and the removal runs again.
+    collect(shared, &arn);
     let logs = shared.config.logs_dir().join(&image.build_id);
     if !image.build_id.is_empty() {
         let _ = std::fs::remove_dir_all(logs);
@@ -238,9 +240,20 @@ pub(crate) fn remove(shared: &Shared, image: &Image) {
     if let Err(e) = deleted.and_then(|r| r) {
         tracing::error!(arn, error = %e, "removing a deleted image's record failed");
     }
-    // Layers no other image uses go now; the age guard keeps those of builds under way.
-    if let Err(e) = shared.store.gc(Duration::from_secs(600)) {
-        tracing::warn!(error = %e, "collecting unused layers failed");
+}
+
+/// Garbage-collects the image store after `arn`'s contents were removed (see
+/// [`kiln_image::ImageStore::gc`]). A failure is logged; the next removal or start-up collects.
+pub(crate) fn collect(shared: &Shared, arn: &str) {
+    match shared.store.gc(Duration::ZERO) {
+        Ok(report) => tracing::info!(
+            arn,
+            blobs = report.blobs.len(),
+            unpacked = report.unpacked.len(),
+            bytes = report.bytes + report.unpacked_bytes,
+            "collected the image store"
+        ),
+        Err(e) => tracing::warn!(arn, error = %e, "collecting unused layers failed"),
     }
 }
 

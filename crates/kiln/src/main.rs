@@ -21,6 +21,7 @@ mod image;
 mod instance;
 mod logs;
 mod pipeline;
+mod store;
 mod toe;
 mod vulndb;
 mod worker;
@@ -63,6 +64,9 @@ enum Command {
     /// Load vulnerability data for image scans (import) and see what is loaded (status).
     #[command(subcommand)]
     Vulndb(vulndb::VulndbCommand),
+    /// Look at the image store of a data directory (usage: bytes per image, what a gc frees).
+    #[command(subcommand)]
+    Store(store::StoreCommand),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -156,6 +160,7 @@ fn main() -> Result<()> {
         Command::Pipeline(command) => std::process::exit(pipeline::main(command)),
         Command::Credentials(command) => std::process::exit(credentials::main(command)),
         Command::Vulndb(command) => std::process::exit(vulndb::main(command)),
+        Command::Store(command) => std::process::exit(store::main(command)),
     }
 }
 
