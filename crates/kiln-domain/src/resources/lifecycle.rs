@@ -10,6 +10,8 @@
 //! These are records only: the validation of a request, the evaluation order and the actions
 //! live in `lifecycle::rules` (pure) and in `kiln_core::lifecycle`.
 
+pub mod evaluate;
+
 use super::Millis;
 use crate::arn::{Arn, ResourceKind};
 use serde::{Deserialize, Serialize};
