@@ -23,6 +23,7 @@ pub mod iam_roles;
 pub mod images;
 pub mod imports;
 pub mod leases;
+pub mod lifecycle_records;
 pub mod lookup;
 pub mod parents;
 pub mod scans;

@@ -11,6 +11,7 @@
 //! live in `lifecycle::rules` (pure) and in `kiln_core::lifecycle`.
 
 pub mod evaluate;
+pub mod validate;
 
 use super::Millis;
 use crate::arn::{Arn, ResourceKind};
@@ -239,11 +240,30 @@ pub struct LifecycleExecution {
     pub start_time: Millis,
     pub end_time: Option<Millis>,
     pub resources: Vec<ExecutionResource>,
+    /// When a cancel was asked for (CancelLifecycleExecution, or the policy deleted or
+    /// disabled); the engine ends the execution CANCELLED after the resource action at hand.
+    #[serde(default)]
+    pub cancel_requested: Option<Millis>,
 }
 
 impl LifecycleExecution {
     pub fn key(region: &str, owner: &str, id: &str) -> Arn {
         Arn::new(region, owner, ResourceKind::LifecycleExecution, id)
+    }
+
+    /// Marks a PENDING or IN_PROGRESS execution CANCELLING with `reason`; answers whether it
+    /// did (an execution already cancelling, or ended, stays as it is).
+    pub fn request_cancel(&mut self, reason: &str, now: Millis) -> bool {
+        if !matches!(
+            self.status,
+            ExecutionStatus::Pending | ExecutionStatus::InProgress
+        ) {
+            return false;
+        }
+        self.status = ExecutionStatus::Cancelling;
+        self.reason = Some(reason.to_string());
+        self.cancel_requested = Some(now);
+        true
     }
 
     /// `resourcesImpactedSummary.hasImpactedResources`: whether any action was taken.
