@@ -51,6 +51,10 @@ pub struct Ami {
     /// Disk images exported to S3 from this AMI (the distribution's `s3ExportConfiguration`).
     #[serde(default)]
     pub exports: Vec<S3ExportRecord>,
+    /// Disabled by a lifecycle action (DisableImage on EC2): private, and shown with the
+    /// state `disabled`.
+    #[serde(default)]
+    pub disabled: bool,
 }
 
 /// Who besides the owner may launch (and so build on) an AMI.
