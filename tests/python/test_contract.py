@@ -132,6 +132,9 @@ class World:
     def own_pipeline(self) -> str:
         return create_pipeline(self.client, self.recipe, self.infra)
 
+    def own_lifecycle_policy(self) -> str:
+        return create_lifecycle_policy(self.client)
+
     def own_building_image(self) -> str:
         arn = self.client.create_image(
             imageRecipeArn=self.slow_recipe, infrastructureConfigurationArn=self.infra
@@ -195,6 +198,16 @@ def create_workflow(client: Any) -> str:
     return client.create_workflow(
         name=unique_name("wf"), semanticVersion="1.0.0", type="TEST", data=WORKFLOW_YAML
     )["workflowBuildVersionArn"]
+
+
+def create_lifecycle_policy(client: Any) -> str:
+    return client.create_lifecycle_policy(
+        name=unique_name("lcp"),
+        executionRole=FILLERS["executionRole"](None),
+        resourceType="AMI_IMAGE",
+        policyDetails=FILLERS["policyDetails"](None),
+        resourceSelection=FILLERS["resourceSelection"](None),
+    )["lifecyclePolicyArn"]
 
 
 def create_pipeline(client: Any, recipe: str, infra: str) -> str:
@@ -358,6 +371,20 @@ OPERATION_FILLERS: dict[tuple[str, str], Filler] = {
     ("RetryImage", "imageBuildVersionArn"): lambda w: w.failed_image,
     ("StartResourceStateUpdate", "resourceArn"): lambda w: w.image,
     ("ListLifecycleExecutions", "resourceArn"): lambda w: w.image,
+    ("GetLifecyclePolicy", "lifecyclePolicyArn"): lambda w: w.own_lifecycle_policy(),
+    ("UpdateLifecyclePolicy", "lifecyclePolicyArn"): lambda w: w.own_lifecycle_policy(),
+    ("DeleteLifecyclePolicy", "lifecyclePolicyArn"): lambda w: w.own_lifecycle_policy(),
+    **{
+        (operation, "lifecycleExecutionId"): lambda w: pytest.skip(
+            "the world has no lifecycle execution: only a policy's daily run or "
+            "StartResourceStateUpdate makes one; test_lifecycle_policies.py covers the errors"
+        )
+        for operation in (
+            "GetLifecycleExecution",
+            "ListLifecycleExecutionResources",
+            "CancelLifecycleExecution",
+        )
+    },
     # Kiln imports disks named by URI (it has no VM Import service); the world's S3 endpoint
     # answers nothing, so the imports end FAILED, after the call this test checks.
     ("ImportVmImage", "vmImportTaskId"): lambda w: "s3://kiln-contract/disk.raw",

@@ -229,8 +229,11 @@ def test_an_http_1_0_request_is_told_the_connection_closes(endpoint):
 
 def test_not_implemented_operation_is_a_client_exception_naming_it(client):
     with pytest.raises(client.exceptions.ClientException) as info:
-        client.list_lifecycle_policies()
-    assert "ListLifecyclePolicies" in info.value.response["Error"]["Message"]
+        client.get_marketplace_resource(
+            resourceType="COMPONENT_DATA",
+            resourceArn="arn:aws:imagebuilder:us-east-1:aws-marketplace:component/x/1.0.0/1",
+        )
+    assert "GetMarketplaceResource" in info.value.response["Error"]["Message"]
     assert "not implemented" in info.value.response["Error"]["Message"]
     assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
 

@@ -19,6 +19,9 @@ pub mod images;
 pub mod import_component;
 pub mod imports;
 pub mod infrastructure;
+mod lifecycle_convert;
+pub mod lifecycle_executions;
+pub mod lifecycle_policies;
 pub mod pipelines;
 pub mod scan_findings;
 pub mod tags;
@@ -114,6 +117,16 @@ impl Handlers for Service {
         import_vm_image => imports::import_vm_image: ImportVmImageRequest -> ImportVmImageResponse;
         list_image_scan_findings => scan_findings::list: ListImageScanFindingsRequest -> ListImageScanFindingsResponse;
         list_image_scan_finding_aggregations => scan_findings::aggregations: ListImageScanFindingAggregationsRequest -> ListImageScanFindingAggregationsResponse;
+
+        create_lifecycle_policy => lifecycle_policies::create: CreateLifecyclePolicyRequest -> CreateLifecyclePolicyResponse;
+        get_lifecycle_policy => lifecycle_policies::get: GetLifecyclePolicyRequest -> GetLifecyclePolicyResponse;
+        list_lifecycle_policies => lifecycle_policies::list: ListLifecyclePoliciesRequest -> ListLifecyclePoliciesResponse;
+        update_lifecycle_policy => lifecycle_policies::update: UpdateLifecyclePolicyRequest -> UpdateLifecyclePolicyResponse;
+        delete_lifecycle_policy => lifecycle_policies::delete: DeleteLifecyclePolicyRequest -> DeleteLifecyclePolicyResponse;
+        list_lifecycle_executions => lifecycle_executions::list_executions: ListLifecycleExecutionsRequest -> ListLifecycleExecutionsResponse;
+        get_lifecycle_execution => lifecycle_executions::get_execution: GetLifecycleExecutionRequest -> GetLifecycleExecutionResponse;
+        list_lifecycle_execution_resources => lifecycle_executions::list_resources: ListLifecycleExecutionResourcesRequest -> ListLifecycleExecutionResourcesResponse;
+        cancel_lifecycle_execution => lifecycle_executions::cancel: CancelLifecycleExecutionRequest -> CancelLifecycleExecutionResponse;
 
         tag_resource => tags::tag: TagResourceRequest -> TagResourceResponse;
         untag_resource => tags::untag: UntagResourceRequest -> UntagResourceResponse;
