@@ -46,6 +46,7 @@ pub mod exports;
 pub mod extension;
 pub(crate) mod imports;
 pub mod lease;
+pub mod lifecycle;
 pub mod logs;
 pub mod parent;
 pub mod recover;
@@ -271,6 +272,14 @@ impl Worker {
             let handle = std::thread::Builder::new()
                 .name("kiln-rescan".into())
                 .spawn(move || rescan::keep_findings_current(&shared))
+                .map_err(spawn_error)?;
+            threads.push(handle);
+        }
+        {
+            let shared = self.shared.clone();
+            let handle = std::thread::Builder::new()
+                .name("kiln-lifecycle".into())
+                .spawn(move || lifecycle::run_policies(&shared))
                 .map_err(spawn_error)?;
             threads.push(handle);
         }

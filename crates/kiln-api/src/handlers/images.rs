@@ -159,7 +159,7 @@ fn visible(image: &domain::Image) -> bool {
 }
 
 /// The build version `arn` names exactly, unless it does not exist or is DELETED.
-fn get_visible(
+pub(crate) fn get_visible(
     tx: &mut dyn Txn,
     ctx: &RequestContext,
     arn: &str,

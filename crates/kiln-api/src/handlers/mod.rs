@@ -23,6 +23,7 @@ mod lifecycle_convert;
 pub mod lifecycle_executions;
 pub mod lifecycle_policies;
 pub mod pipelines;
+pub mod resource_state;
 pub mod scan_findings;
 pub mod tags;
 pub mod workflow_executions;
@@ -127,6 +128,7 @@ impl Handlers for Service {
         get_lifecycle_execution => lifecycle_executions::get_execution: GetLifecycleExecutionRequest -> GetLifecycleExecutionResponse;
         list_lifecycle_execution_resources => lifecycle_executions::list_resources: ListLifecycleExecutionResourcesRequest -> ListLifecycleExecutionResourcesResponse;
         cancel_lifecycle_execution => lifecycle_executions::cancel: CancelLifecycleExecutionRequest -> CancelLifecycleExecutionResponse;
+        start_resource_state_update => resource_state::start: StartResourceStateUpdateRequest -> StartResourceStateUpdateResponse;
 
         tag_resource => tags::tag: TagResourceRequest -> TagResourceResponse;
         untag_resource => tags::untag: UntagResourceRequest -> UntagResourceResponse;
