@@ -19,6 +19,7 @@
 //! through the [`run::Registries`] it implements (kiln-core does no network IO).
 
 pub mod apply;
+pub mod extension;
 pub mod run;
 pub mod select;
 pub mod start;
