@@ -23,3 +23,6 @@ pub mod extension;
 pub mod run;
 pub mod select;
 pub mod start;
+
+#[cfg(test)]
+mod tests;
