@@ -356,6 +356,16 @@ def test_state_update_sync_then_available_again(kiln, srsu_images):
     assert again["resourceArn"] == arn
     client.start_resource_state_update(resourceArn=arn, state={"status": "DISABLED"})
     assert status(client, arn) == "DISABLED"
+    # A disabled image is not distributed.
+    dist = client.create_distribution_configuration(
+        name=unique_name("dist"),
+        distributions=[{"region": WEST, "amiDistributionConfiguration": {"name": "d-{{ imagebuilder:buildDate }}"}}],
+    )["distributionConfigurationArn"]
+    assert_client_error(
+        lambda: client.distribute_image(sourceImage=arn, distributionConfigurationArn=dist,
+                                        executionRole="ib-distribute"),
+        "InvalidRequestException", "DISABLED",
+    )
     # Disabled -> Deprecated is not a transition.
     assert_client_error(
         lambda: client.start_resource_state_update(resourceArn=arn, state={"status": "DEPRECATED"}),
