@@ -381,7 +381,6 @@ fn to_wire(tx: &mut dyn Txn, image: &domain::Image) -> Result<Image, ApiError> {
         }),
         lifecycle_execution_id: image.lifecycle_execution_id.clone(),
         deprecation_time: image.deprecation_time.map(|t| t as f64 / 1000.0),
-        ..Default::default()
     })
 }
 

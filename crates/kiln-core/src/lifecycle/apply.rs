@@ -261,10 +261,9 @@ pub fn apply(
         match image.advance(target, None, now) {
             Ok(()) => {
                 match planned.action {
-                    ResourceAction::Deprecate => {
-                        if image.deprecation_time.is_none_or(|t| t > now) {
-                            image.deprecation_time = Some(now);
-                        }
+                    // A deprecation time already passed (updateAt) stands.
+                    ResourceAction::Deprecate if image.deprecation_time.is_none_or(|t| t > now) => {
+                        image.deprecation_time = Some(now);
                     }
                     ResourceAction::Available => image.deprecation_time = None,
                     _ => {}

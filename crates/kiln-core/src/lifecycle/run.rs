@@ -171,6 +171,8 @@ pub fn run_due(
             tracing::info!(policy = %arn, execution = %id, "lifecycle policy run started");
         }
     }
+    // A closure, not the function: the store's transaction lifetime is higher-ranked.
+    #[allow(clippy::redundant_closure)]
     let unfinished = store.read(|tx| start::unfinished(tx))??;
     let mut steps = 0;
     for execution in unfinished {

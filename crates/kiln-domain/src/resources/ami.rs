@@ -506,6 +506,7 @@ mod tests {
             kms_key_id: None,
             deprecation_time: None,
             exports: Vec::new(),
+            disabled: false,
         };
         assert!(ami.launchable_by("111111111111"));
         assert!(!ami.launchable_by("222222222222"));
@@ -559,6 +560,7 @@ mod tests {
             kms_key_id: None,
             deprecation_time: None,
             exports: Vec::new(),
+            disabled: false,
         };
         assert_eq!(ami.latest_deprecation(created), add_months(created, 120));
         ami.make_public();

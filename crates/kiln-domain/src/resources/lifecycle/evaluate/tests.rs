@@ -463,7 +463,12 @@ fn amis_are_listed_only_when_the_rule_includes_them() {
     let mut rule = age_rule(ActionType::Deprecate, 1, None);
     let img = image("a", "1.0.0", Available, 10);
     assert_eq!(
-        amis_of(&evaluate(&[rule.clone()], &[img.clone()], NOW)).len(),
+        amis_of(&evaluate(
+            std::slice::from_ref(&rule),
+            std::slice::from_ref(&img),
+            NOW
+        ))
+        .len(),
         1
     );
     rule.include.amis = false;
