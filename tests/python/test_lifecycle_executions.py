@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import socket
 import subprocess
 import time
 from datetime import datetime, timedelta, timezone
@@ -20,6 +22,7 @@ from typing import Any, Iterator
 import pytest
 
 from kiln_testlib import (
+    DockerRegistry,
     KilnServer,
     assert_client_error,
     create_infra,
@@ -40,11 +43,13 @@ IN_USE = "ResourceInUseException"
 
 
 class Clocked:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, extra: list[str] | None = None) -> None:
         self.clock_path = tmp / "clock"
         self.now = datetime(2030, 1, 1, tzinfo=timezone.utc)
         self.write()
-        self.server = KilnServer(tmp / "data", extra_args=["--clock-file", str(self.clock_path)]).start()
+        self.server = KilnServer(
+            tmp / "data", extra_args=["--clock-file", str(self.clock_path), *(extra or [])]
+        ).start()
         self.endpoint = self.server.endpoint
         self.client = make_client(self.endpoint)
 
@@ -442,3 +447,84 @@ def test_cancel_a_pending_update(kiln, infra, noop):
     kiln.advance(days=1, seconds=1)
     time.sleep(0.5)
     assert status(client, arn) == "AVAILABLE"
+
+
+# --- Container images ----------------------------------------------------------------------------
+
+DOCKERFILE = (
+    "FROM {{{ imagebuilder:parentImage }}}\n"
+    "{{{ imagebuilder:environments }}}\n"
+    "{{{ imagebuilder:components }}}\n"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def in_registry(uri: str) -> bool:
+    out = subprocess.run(
+        ["skopeo", "inspect", "--tls-verify=false", f"docker://{uri}"], capture_output=True, text=True
+    )
+    return out.returncode == 0
+
+
+@pytest.mark.skipif(
+    not (shutil.which("docker-registry") and shutil.which("skopeo")),
+    reason="needs Debian's docker-registry and skopeo",
+)
+def test_container_images_are_deleted_from_their_registry(tmp_path):
+    """CONTAINER_IMAGE, DELETE COUNT 1 with containers: the older image's manifest leaves the
+    registry (`--ecr-registry`), its row lists the URIs, and the image record goes."""
+    registry = DockerRegistry(tmp_path / "registry", free_port()).start()
+    k = Clocked(tmp_path, extra=["--ecr-registry", registry.address])
+    try:
+        client = k.client
+        infra = create_infra(client, instanceTypes=["t3.micro"])
+        noop = bash_component(client, {"build": "true"})
+        name = unique_name("ctr")
+        recipe_arn = client.create_container_recipe(
+            containerType="DOCKER", name=name, semanticVersion="1.0.0", parentImage=BUSYBOX,
+            components=[{"componentArn": noop}], dockerfileTemplateData=DOCKERFILE,
+            targetRepository={"service": "ECR", "repositoryName": "lifecycle-test"},
+        )["containerRecipeArn"]
+
+        def build_container() -> tuple[str, list[str]]:
+            arn = client.create_image(
+                containerRecipeArn=recipe_arn, infrastructureConfigurationArn=infra,
+                imageTestsConfiguration={"imageTestsEnabled": False},
+            )["imageBuildVersionArn"]
+            image = wait_final(client, arn, timeout=600)
+            assert image["state"]["status"] == "AVAILABLE", image["state"]
+            (out,) = image["outputResources"]["containers"]
+            return arn, out["imageUris"]
+
+        old, old_uris = build_container()
+        k.advance(minutes=1)
+        new, new_uris = build_container()
+        old_digest = next(u for u in old_uris if "@sha256:" in u)
+        assert in_registry(old_digest)
+
+        lcp = policy(
+            client, [{"name": name, "semanticVersion": "x.x.x"}],
+            [{"action": {"type": "DELETE", "includeResources": {"containers": True}},
+              "filter": {"type": "COUNT", "value": 1}}],
+            resource_type="CONTAINER_IMAGE",
+        )
+        k.advance(days=1, seconds=1)
+        run = wait_execution(client, lcp, 1)
+        assert run["state"]["status"] == "SUCCESS", run
+        (row,) = resources(client, run["lifecycleExecutionId"])
+        assert row["resourceId"] == old and row["state"]["status"] == "SUCCESS"
+        (child,) = resources(client, run["lifecycleExecutionId"], old)
+        assert child["resourceId"] == old_digest and sorted(child["imageUris"]) == sorted(old_uris)
+        assert child["state"]["status"] == "SUCCESS"
+        assert not in_registry(old_digest)
+        assert all(in_registry(u) for u in new_uris)
+        assert_client_error(lambda: client.get_image(imageBuildVersionArn=old), "ResourceNotFoundException")
+        assert status(client, new) == "AVAILABLE"
+    finally:
+        k.server.stop_gracefully()
+        registry.stop()
