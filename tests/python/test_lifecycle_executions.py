@@ -295,6 +295,51 @@ def test_count_per_recipe_version_failed_images_and_tag_exclusion(kiln, infra, n
         assert_client_error(lambda: client.get_image(imageBuildVersionArn=arn), "ResourceNotFoundException")
 
 
+def test_age_with_retain_at_least_and_failed_images(kiln, infra, noop):
+    """AGE 30 days with retainAtLeast 1: the newest image stays whatever its age, older ones go;
+    a FAILED image goes without taking the slot."""
+    client = kiln.client
+    name = unique_name("age")
+    r = make_recipe(client, name, "1.0.0", noop)
+    oldest = build(client, r, infra)
+    kiln.advance(minutes=1)
+    older = build(client, r, infra)
+    kiln.advance(minutes=1)
+    failing = client.create_image_recipe(
+        name=name, semanticVersion="1.0.1", parentImage=BUSYBOX,
+        components=[{"componentArn": bash_component(client, {"build": "exit 1"})}],
+    )["imageRecipeArn"]
+    failed = client.create_image(
+        imageRecipeArn=failing, infrastructureConfigurationArn=infra,
+        imageTestsConfiguration={"imageTestsEnabled": False},
+    )["imageBuildVersionArn"]
+    assert wait_final(client, failed, timeout=600)["state"]["status"] == "FAILED"
+    kiln.advance(minutes=1)
+    newest = build(client, r, infra)
+
+    kiln.advance(days=40)
+    lcp = policy(
+        client,
+        [{"name": name, "semanticVersion": "1.0.x"}],
+        [{"action": {"type": "DELETE"},
+          "filter": {"type": "AGE", "value": 30, "unit": "DAYS", "retainAtLeast": 1}}],
+    )
+    kiln.advance(days=1, seconds=1)
+    run = wait_execution(client, lcp, 1)
+    assert run["state"]["status"] == "SUCCESS", run
+    rows = {r["resourceId"]: r["state"]["status"] for r in resources(client, run["lifecycleExecutionId"])}
+    assert rows == {failed: "SUCCESS", older: "SUCCESS", oldest: "SUCCESS"}
+    assert status(client, newest) == "AVAILABLE"
+    for arn in (failed, older, oldest):
+        assert_client_error(lambda: client.get_image(imageBuildVersionArn=arn), "ResourceNotFoundException")
+    # The next day, nothing is left to do: the run is empty.
+    kiln.advance(days=1)
+    second = wait_execution(client, lcp, 2)
+    assert second["state"]["status"] == "SUCCESS"
+    assert second["resourcesImpactedSummary"]["hasImpactedResources"] is False
+    assert resources(client, second["lifecycleExecutionId"]) == []
+
+
 # --- StartResourceStateUpdate --------------------------------------------------------------------
 
 
