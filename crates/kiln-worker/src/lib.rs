@@ -28,6 +28,8 @@
 //! - [`recover`] runs once at start: builds a previous process left running go on when their
 //!   workflows can (no execution held an instance that died with it), or else end FAILED
 //!   "interrupted"; their instances are reaped, and half-written store entries collected;
+//! - [`lifecycle`] runs lifecycle policies once a day and StartResourceStateUpdate executions
+//!   (`kiln_core::lifecycle`), deleting container images from their registries for them;
 //! - [`lease`] keeps, on a shared database, the leases of this process's claims and ends the
 //!   builds of workers whose lease ran out (another process, dead or cut off).
 //!

@@ -165,8 +165,7 @@ fn show(args: &ShowArgs) -> Result<()> {
             println!("{}", line(&child, "  "));
         }
     }
-    if let Some(end) = e.get("endTime").filter(|v| !v.is_null()) {
-        let _ = end;
+    if e.get("endTime").is_some_and(|v| !v.is_null()) {
         println!("{} execution ended", time_of(e, "endTime"));
     }
     Ok(())
