@@ -469,6 +469,17 @@ def test_state_update_async_with_amis_and_update_at(kiln, srsu_images):
     assert status(client, arn) == "DISABLED"
     assert ec2_image(kiln, "us-east-1", ami["image"])["State"] == "disabled"
 
+    # AVAILABLE again, with the AMI: enabled, no deprecation time, no DeprecatedBy tag.
+    lce_back = client.start_resource_state_update(
+        resourceArn=arn, state={"status": "AVAILABLE"}, executionRole="ib-lifecycle",
+        includeResources={"amis": True},
+    )["lifecycleExecutionId"]
+    assert wait_id(client, lce_back)["state"]["status"] == "SUCCESS"
+    assert status(client, arn) == "AVAILABLE"
+    described = ec2_image(kiln, "us-east-1", ami["image"])
+    assert described["State"] == "available" and "DeprecationTime" not in described
+    assert all(t["Key"] != "DeprecatedBy" for t in described.get("Tags", []))
+
     # DELETED with the AMI and its snapshot: everything goes.
     lce3 = client.start_resource_state_update(
         resourceArn=arn, state={"status": "DELETED"}, executionRole="ib-lifecycle",
