@@ -158,3 +158,6 @@ pub fn cancel(
         lifecycle_execution_id: Some(id),
     })
 }
+
+#[cfg(test)]
+mod tests;
