@@ -496,10 +496,12 @@ def test_cancel_a_pending_update(kiln, infra, noop):
     lce = client.start_resource_state_update(
         resourceArn=arn, state={"status": "DEPRECATED"}, updateAt=kiln.now + timedelta(days=1),
     )["lifecycleExecutionId"]
+    assert "deprecationTime" in client.get_image(imageBuildVersionArn=arn)["image"]
     client.cancel_lifecycle_execution(lifecycleExecutionId=lce, clientToken="c1")
     done = wait_id(client, lce)
     assert done["state"]["status"] == "CANCELLED"
     assert resources(client, lce) == []
+    assert "deprecationTime" not in client.get_image(imageBuildVersionArn=arn)["image"]
     kiln.advance(days=1, seconds=1)
     time.sleep(0.5)
     assert status(client, arn) == "AVAILABLE"

@@ -12,6 +12,7 @@ use super::apply::{self, ContainerDeletion};
 use super::start;
 use crate::error::CoreResult;
 use crate::lifecycle_records;
+use kiln_domain::resources::image::{Image, ImageStatus};
 use kiln_domain::resources::lifecycle::{ExecutionStatus, LifecycleExecution, ResourceStatus};
 use kiln_domain::resources::Millis;
 use kiln_store::{Store, Txn, TxnExt};
@@ -56,6 +57,24 @@ fn cancel(execution: &mut LifecycleExecution, now: Millis) {
         execution.reason = Some("Cancelled".to_string());
     }
     execution.end_time = Some(now);
+}
+
+/// A cancelled StartResourceStateUpdate with `updateAt` never deprecates its image: the
+/// deprecation time it gave the image goes (its AMIs keep theirs: EC2 had it at once).
+fn forget_scheduled_deprecation(
+    tx: &mut dyn Txn,
+    execution: &LifecycleExecution,
+) -> CoreResult<()> {
+    let (Some(at), Some(arn)) = (execution.not_before, &execution.image_arn) else {
+        return Ok(());
+    };
+    if let Some(mut image) = tx.get::<Image>(arn)? {
+        if image.deprecation_time == Some(at) && image.status != ImageStatus::Deprecated {
+            image.deprecation_time = None;
+            tx.put(&image)?;
+        }
+    }
+    Ok(())
 }
 
 /// Applies the next planned image of the execution stored at `key`.
@@ -108,6 +127,7 @@ fn step_in(
         return Ok(Step::Finished);
     }
     if execution.status == ExecutionStatus::Cancelling {
+        forget_scheduled_deprecation(tx, &execution)?;
         cancel(&mut execution, now);
         lifecycle_records::put(tx, &execution)?;
         return Ok(Step::Finished);
