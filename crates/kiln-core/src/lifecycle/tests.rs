@@ -236,3 +236,39 @@ fn a_due_run_is_claimed_once_and_a_running_execution_is_resumed() {
         .unwrap();
     assert_eq!(all.len(), 1);
 }
+
+#[test]
+fn an_error_fails_the_row_and_the_execution_and_the_others_go_on() {
+    let (_dir, core) = setup();
+    let mut p = policy();
+    p.rules[0].action = ActionType::Delete;
+    let kept = image(2, 0).arn.to_string();
+    core.store
+        .write(|tx| {
+            tx.put(&p)?;
+            // Something refers to image 2: deleting it fails, as DeleteImage would refuse it.
+            tx.set_references("arn:aws:imagebuilder:us-east-1:123456789012:x/holder", &[kept])
+        })
+        .unwrap()
+        .unwrap();
+    let id = core
+        .store
+        .write(|tx| start_policy_run(tx, &p, NOW))
+        .unwrap()
+        .unwrap();
+    let key = LifecycleExecution::key(REGION, ACCOUNT, &id).to_string();
+    while step(&core.store, &key, &NoRegistries, NOW).unwrap() == Step::Progressed {}
+    let done = execution(&core, &id);
+    assert_eq!(done.status, ExecutionStatus::Failed);
+    let failed: Vec<_> = done
+        .resources
+        .iter()
+        .filter(|r| r.status == kiln_domain::resources::lifecycle::ResourceStatus::Failed)
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert!(failed[0].reason.as_deref().unwrap_or("").contains("used by"));
+    assert_eq!(status_of(&core, 2), ImageStatus::Available);
+    for b in [1, 3, 4] {
+        assert_eq!(status_of(&core, b), ImageStatus::Deleted);
+    }
+}
