@@ -340,6 +340,34 @@ def test_age_with_retain_at_least_and_failed_images(kiln, infra, noop):
     assert resources(client, second["lifecycleExecutionId"]) == []
 
 
+def test_tag_selection_is_on_the_image_builder_image_with_or_logic(kiln, infra, noop):
+    """resourceSelection.tagMap: any pair on the Image Builder image selects it; images of the
+    same recipe without the tags are left alone."""
+    client = kiln.client
+    name = unique_name("tag")
+    r = make_recipe(client, name, "1.0.0", noop)
+    a = build(client, r, infra)
+    kiln.advance(minutes=1)
+    b = build(client, r, infra)
+    kiln.advance(minutes=1)
+    c = build(client, r, infra)
+    client.tag_resource(resourceArn=a, tags={"Lifecycle": "short"})
+    client.tag_resource(resourceArn=b, tags={"Team": name})
+    client.tag_resource(resourceArn=c, tags={"Lifecycle": "long"})
+    lcp = client.create_lifecycle_policy(
+        name=unique_name("lcp"),
+        executionRole="ib-lifecycle",
+        resourceType="AMI_IMAGE",
+        policyDetails=[{"action": {"type": "DEPRECATE"}, "filter": {"type": "AGE", "value": 1, "unit": "DAYS"}}],
+        resourceSelection={"tagMap": {"Lifecycle": "short", "Team": name}},
+    )["lifecyclePolicyArn"]
+    kiln.advance(days=1, seconds=1)
+    run = wait_execution(client, lcp, 1)
+    assert run["state"]["status"] == "SUCCESS", run
+    assert sorted(r["resourceId"] for r in resources(client, run["lifecycleExecutionId"])) == sorted([a, b])
+    assert (status(client, a), status(client, b), status(client, c)) == ("DEPRECATED", "DEPRECATED", "AVAILABLE")
+
+
 # --- StartResourceStateUpdate --------------------------------------------------------------------
 
 
