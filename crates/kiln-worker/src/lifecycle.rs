@@ -15,6 +15,10 @@ use std::time::Duration;
 
 const POLL_TEST_CLOCK: Duration = Duration::from_millis(75);
 const POLL: Duration = Duration::from_secs(3);
+/// The least time between two looks when writes keep waking the thread: a look reads every
+/// policy and unfinished execution, which a busy API should not pay for on each write.
+const MIN_GAP_TEST_CLOCK: Duration = Duration::from_millis(25);
+const MIN_GAP: Duration = Duration::from_millis(500);
 
 struct EcrDeletes<'a>(&'a Shared);
 
@@ -54,12 +58,13 @@ impl Registries for EcrDeletes<'_> {
 }
 
 pub fn run_policies(shared: &Arc<Shared>) {
-    let poll = if shared.core.clock.is_manual() {
-        POLL_TEST_CLOCK
+    let (poll, min_gap) = if shared.core.clock.is_manual() {
+        (POLL_TEST_CLOCK, MIN_GAP_TEST_CLOCK)
     } else {
-        POLL
+        (POLL, MIN_GAP)
     };
     loop {
+        let began = std::time::Instant::now();
         let seen = shared.core.work.seen();
         if shared.stopping() {
             return;
@@ -76,5 +81,8 @@ pub fn run_policies(shared: &Arc<Shared>) {
             Err(e) => tracing::warn!(error = %e, "running lifecycle executions failed"),
         }
         shared.core.work.wait(seen, poll);
+        if let Some(rest) = min_gap.checked_sub(began.elapsed()) {
+            std::thread::sleep(rest);
+        }
     }
 }

@@ -155,7 +155,8 @@ fn step_in(
     Ok(step)
 }
 
-/// Runs `key` until it ends, waits, or `stop` says so; answers the steps taken.
+/// Runs `key` until it ends, waits, or `stop` says so; answers the steps that changed
+/// something (a waiting execution's look is not one).
 pub fn drive(
     store: &Store,
     key: &str,
@@ -166,6 +167,9 @@ pub fn drive(
     let mut steps = 0;
     while !stop() {
         let s = step(store, key, registries, now())?;
+        if s == Step::Waiting {
+            break;
+        }
         steps += 1;
         if s != Step::Progressed {
             break;

@@ -247,7 +247,10 @@ fn an_error_fails_the_row_and_the_execution_and_the_others_go_on() {
         .write(|tx| {
             tx.put(&p)?;
             // Something refers to image 2: deleting it fails, as DeleteImage would refuse it.
-            tx.set_references("arn:aws:imagebuilder:us-east-1:123456789012:x/holder", &[kept])
+            tx.set_references(
+                "arn:aws:imagebuilder:us-east-1:123456789012:x/holder",
+                &[kept],
+            )
         })
         .unwrap()
         .unwrap();
@@ -266,7 +269,11 @@ fn an_error_fails_the_row_and_the_execution_and_the_others_go_on() {
         .filter(|r| r.status == kiln_domain::resources::lifecycle::ResourceStatus::Failed)
         .collect();
     assert_eq!(failed.len(), 1);
-    assert!(failed[0].reason.as_deref().unwrap_or("").contains("used by"));
+    assert!(failed[0]
+        .reason
+        .as_deref()
+        .unwrap_or("")
+        .contains("used by"));
     assert_eq!(status_of(&core, 2), ImageStatus::Available);
     for b in [1, 3, 4] {
         assert_eq!(status_of(&core, b), ImageStatus::Deleted);
