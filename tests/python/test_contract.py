@@ -348,7 +348,9 @@ FILLERS: dict[str, Filler] = {
     "workflowExecutionId": lambda w: world_execution(w),
     "stepExecutionId": lambda w: world_step(w),
     "action": lambda w: "RESUME",
-    "state": lambda w: {"status": "DEPRECATED"},
+    # StartResourceStateUpdate on the world's AVAILABLE image: AVAILABLE again changes nothing
+    # (DEPRECATED would give the image a deprecationTime the other operations then answer).
+    "state": lambda w: {"status": "AVAILABLE"},
     "sourceImage": lambda w: w.image,
     "osVersion": lambda w: "Amazon Linux 2023",
     "uri": lambda w: "s3://kiln-contract/disk.raw",

@@ -115,6 +115,7 @@ fn ami(owner: &str, region: &str, id: &str, name: &str) -> Ami {
         kms_key_id: None,
         deprecation_time: None,
         exports: Vec::new(),
+        disabled: false,
     }
 }
 

@@ -7,7 +7,8 @@
 //! ([`images`]), creating imported images and queueing their imports ([`imports`]), firing schedules ([`scheduled`]), keeping a pipeline's last-run fields
 //! ([`images::sync_pipeline_status`]), ending the builds of lost workers ([`leases`]),
 //! resolving parents ([`parents`]), checking that container images have a registry to go to
-//! ([`containers`]). They fail with a
+//! ([`containers`]), running lifecycle policies and StartResourceStateUpdate ([`lifecycle`]),
+//! deleting an image record ([`deletion`]). They fail with a
 //! [`CoreError`]; only the HTTP crate turns it into an AWS error shape.
 //!
 //! Kiln's own endpoints (`/kiln/v1/...`) are answered by [`extension::Extension`]s that the
@@ -17,12 +18,14 @@ pub mod amis;
 pub mod caller;
 pub mod clock;
 pub mod containers;
+pub mod deletion;
 pub mod error;
 pub mod extension;
 pub mod iam_roles;
 pub mod images;
 pub mod imports;
 pub mod leases;
+pub mod lifecycle;
 pub mod lifecycle_records;
 pub mod lookup;
 pub mod parents;

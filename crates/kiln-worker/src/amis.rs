@@ -166,6 +166,7 @@ pub fn distribute(
             kms_key_id: destination.kms_key_id.clone(),
             deprecation_time: None,
             exports: Vec::new(),
+            disabled: false,
         };
         let written = shared.core.store.write(|tx| {
             // Another account's AMIs (and, after them, its SSM parameters: they are written

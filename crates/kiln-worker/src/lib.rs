@@ -28,6 +28,8 @@
 //! - [`recover`] runs once at start: builds a previous process left running go on when their
 //!   workflows can (no execution held an instance that died with it), or else end FAILED
 //!   "interrupted"; their instances are reaped, and half-written store entries collected;
+//! - [`lifecycle`] runs lifecycle policies once a day and StartResourceStateUpdate executions
+//!   (`kiln_core::lifecycle`), deleting container images from their registries for them;
 //! - [`lease`] keeps, on a shared database, the leases of this process's claims and ends the
 //!   builds of workers whose lease ran out (another process, dead or cut off).
 //!
@@ -46,6 +48,7 @@ pub mod exports;
 pub mod extension;
 pub(crate) mod imports;
 pub mod lease;
+pub mod lifecycle;
 pub mod logs;
 pub mod parent;
 pub mod recover;
@@ -271,6 +274,14 @@ impl Worker {
             let handle = std::thread::Builder::new()
                 .name("kiln-rescan".into())
                 .spawn(move || rescan::keep_findings_current(&shared))
+                .map_err(spawn_error)?;
+            threads.push(handle);
+        }
+        {
+            let shared = self.shared.clone();
+            let handle = std::thread::Builder::new()
+                .name("kiln-lifecycle".into())
+                .spawn(move || lifecycle::run_policies(&shared))
                 .map_err(spawn_error)?;
             threads.push(handle);
         }

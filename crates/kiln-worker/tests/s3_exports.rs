@@ -74,6 +74,7 @@ fn ami() -> Ami {
         kms_key_id: None,
         deprecation_time: None,
         exports: Vec::new(),
+        disabled: false,
     }
 }
 

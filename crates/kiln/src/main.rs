@@ -19,6 +19,7 @@ mod credentials;
 mod findings;
 mod image;
 mod instance;
+mod lifecycle;
 mod logs;
 mod pipeline;
 mod store;
@@ -58,6 +59,10 @@ enum Command {
     /// Look at the pipelines of a running server (schedule: what the schedule did lately).
     #[command(subcommand)]
     Pipeline(pipeline::PipelineCommand),
+    /// Look at lifecycle policies and executions of a running server (schedule: the next
+    /// daily run; show: what an execution did, one line per resource).
+    #[command(subcommand)]
+    Lifecycle(lifecycle::LifecycleCommand),
     /// Manage the key pairs callers sign with (create: a new key for an account).
     #[command(subcommand)]
     Credentials(credentials::CredentialsCommand),
@@ -158,6 +163,7 @@ fn main() -> Result<()> {
         Command::Image(command) => std::process::exit(image::main(command)),
         Command::Instance(command) => std::process::exit(instance::main(command)),
         Command::Pipeline(command) => std::process::exit(pipeline::main(command)),
+        Command::Lifecycle(command) => std::process::exit(lifecycle::main(command)),
         Command::Credentials(command) => std::process::exit(credentials::main(command)),
         Command::Vulndb(command) => std::process::exit(vulndb::main(command)),
         Command::Store(command) => std::process::exit(store::main(command)),
@@ -330,6 +336,12 @@ fn serve(args: ServeArgs) -> Result<()> {
                 (
                     "schedule",
                     Arc::new(kiln_scheduler::extension::ScheduleExtension {
+                        core: service.core.clone(),
+                    }),
+                ),
+                (
+                    "lifecycle",
+                    Arc::new(kiln_core::lifecycle::extension::LifecycleExtension {
                         core: service.core.clone(),
                     }),
                 ),

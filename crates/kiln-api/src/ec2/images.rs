@@ -62,6 +62,15 @@ const ABSENT_FILTERS: [&str; 14] = [
 /// Owner aliases EC2 knows; none owns an AMI in Kiln.
 const OWNER_ALIASES: [&str; 3] = ["amazon", "aws-marketplace", "aws-backup-vault"];
 
+/// EC2's `imageState`: `disabled` after a lifecycle DISABLE action.
+fn state(a: &Ami) -> &'static str {
+    if a.disabled {
+        "disabled"
+    } else {
+        "available"
+    }
+}
+
 fn is_account_id(s: &str) -> bool {
     s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
 }
@@ -139,7 +148,7 @@ impl<'a> Shown<'a> {
             "owner-id" => one(a.owner()),
             "platform" if self.windows => one("windows"),
             "root-device-type" => one("ebs"),
-            "state" => one("available"),
+            "state" => one(state(a)),
             "tag-key" => a.tags.keys().cloned().collect(),
             "virtualization-type" => one("hvm"),
             _ => Vec::new(),
@@ -151,7 +160,7 @@ impl<'a> Shown<'a> {
         let a = self.ami;
         x.text("imageId", &a.image_id);
         x.text("imageLocation", &self.location());
-        x.text("imageState", "available");
+        x.text("imageState", state(a));
         x.text("imageOwnerId", a.owner());
         x.text("creationDate", &date(a.creation_date));
         x.boolean("isPublic", a.launch_permission.public);
@@ -486,6 +495,7 @@ mod tests {
             kms_key_id: Some("arn:aws:kms:us-east-1:111111111111:key/k".into()),
             deprecation_time: None,
             exports: Vec::new(),
+            disabled: false,
         }
     }
 

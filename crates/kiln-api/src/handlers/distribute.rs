@@ -77,7 +77,15 @@ fn source_image(tx: &mut dyn Txn, ctx: &RequestContext, source: &str) -> Result<
                     format!("sourceImage: no AMI {ami_id} in {region} that your account may use"),
                 )
             })?;
+        if ami.disabled {
+            return Err(invalid(format!(
+                "sourceImage: the AMI {ami_id} is disabled; a disabled AMI cannot be distributed"
+            )));
+        }
         let image: Option<Image> = tx.get(&ami.source_image).api()?;
+        if let Some(i) = image.as_ref().filter(|i| i.status == ImageStatus::Disabled) {
+            return Err(disabled(&i.arn.to_string()));
+        }
         return image
             .filter(|i| i.arn.account == account && i.status == ImageStatus::Available)
             .ok_or_else(|| {
@@ -97,6 +105,12 @@ fn source_image(tx: &mut dyn Txn, ctx: &RequestContext, source: &str) -> Result<
             "sourceImage: '{source}' is not an image ARN"
         )));
     }
+    if arn.build.is_some() {
+        let named: Option<Image> = tx.get(&arn.to_string()).api()?;
+        if named.is_some_and(|i| i.status == ImageStatus::Disabled) {
+            return Err(disabled(&ami_id));
+        }
+    }
     let image = kiln_core::parents::newest_available(tx, account, region, &arn)
         .map_err(|e| invalid(format!("sourceImage: {e}")))?;
     if image.image_type != ImageType::Ami {
@@ -106,6 +120,14 @@ fn source_image(tx: &mut dyn Txn, ctx: &RequestContext, source: &str) -> Result<
         )));
     }
     Ok(image)
+}
+
+/// A DISABLED image cannot be distributed (StartResourceStateUpdate to AVAILABLE makes it
+/// usable again); a DEPRECATED one can.
+fn disabled(arn: &str) -> ApiError {
+    invalid(format!(
+        "sourceImage: the image '{arn}' is DISABLED and cannot be distributed; set it AVAILABLE again with StartResourceStateUpdate"
+    ))
 }
 
 pub fn retry(

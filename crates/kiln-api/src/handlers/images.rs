@@ -159,7 +159,7 @@ fn visible(image: &domain::Image) -> bool {
 }
 
 /// The build version `arn` names exactly, unless it does not exist or is DELETED.
-fn get_visible(
+pub(crate) fn get_visible(
     tx: &mut dyn Txn,
     ctx: &RequestContext,
     arn: &str,
@@ -811,18 +811,7 @@ pub fn delete(
         ));
     }
     crate::convert::check_no_referrers(tx, &arn, KIND.label())?;
-    image
-        .advance(DomainStatus::Deleted, None, ctx.now_millis)
-        .map_err(|e| ApiError::service(e.to_string()))?;
-    tx.put(&image).api()?;
-    // Its scan findings go with it (ListImageScanFindings no longer lists them).
-    kiln_core::scans::forget(tx, &image).api()?;
-    // Its workflow executions go with it (GetWorkflowExecution no longer finds them).
-    kiln_core::workflow_runs::remove_of_image(tx, &image.arn).api()?;
-    // Its policy and the grants it made go with it.
-    kiln_core::sharing::remove_policy(tx, &image.arn).api()?;
-    // The worker removes the image-store entry, then the record.
-    tx.enqueue_build(&arn, ctx.now_millis).api()?;
+    kiln_core::deletion::delete_image(tx, &mut image, ctx.now_millis).api()?;
     Ok(DeleteImageResponse {
         request_id: None,
         image_build_version_arn: Some(arn),

@@ -70,7 +70,7 @@ pub fn status_to_wire(s: PolicyStatus) -> LifecyclePolicyStatus {
     }
 }
 
-fn unit_from_wire(u: LifecyclePolicyTimeUnit) -> TimeUnit {
+pub fn unit_from_wire(u: LifecyclePolicyTimeUnit) -> TimeUnit {
     match u {
         LifecyclePolicyTimeUnit::Days => TimeUnit::Days,
         LifecyclePolicyTimeUnit::Weeks => TimeUnit::Weeks,

@@ -23,6 +23,7 @@ mod lifecycle_convert;
 pub mod lifecycle_executions;
 pub mod lifecycle_policies;
 pub mod pipelines;
+pub mod resource_state;
 pub mod scan_findings;
 pub mod sharing;
 pub mod tags;
@@ -136,6 +137,7 @@ impl Handlers for Service {
         get_image_recipe_policy => sharing::get_image_recipe_policy: GetImageRecipePolicyRequest -> GetImageRecipePolicyResponse;
         put_container_recipe_policy => sharing::put_container_recipe_policy: PutContainerRecipePolicyRequest -> PutContainerRecipePolicyResponse;
         get_container_recipe_policy => sharing::get_container_recipe_policy: GetContainerRecipePolicyRequest -> GetContainerRecipePolicyResponse;
+        start_resource_state_update => resource_state::start: StartResourceStateUpdateRequest -> StartResourceStateUpdateResponse;
 
         tag_resource => tags::tag: TagResourceRequest -> TagResourceResponse;
         untag_resource => tags::untag: UntagResourceRequest -> UntagResourceResponse;

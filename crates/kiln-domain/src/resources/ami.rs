@@ -51,6 +51,10 @@ pub struct Ami {
     /// Disk images exported to S3 from this AMI (the distribution's `s3ExportConfiguration`).
     #[serde(default)]
     pub exports: Vec<S3ExportRecord>,
+    /// Disabled by a lifecycle action (DisableImage on EC2): private, and shown with the
+    /// state `disabled`.
+    #[serde(default)]
+    pub disabled: bool,
 }
 
 /// Who besides the owner may launch (and so build on) an AMI.
@@ -502,6 +506,7 @@ mod tests {
             kms_key_id: None,
             deprecation_time: None,
             exports: Vec::new(),
+            disabled: false,
         };
         assert!(ami.launchable_by("111111111111"));
         assert!(!ami.launchable_by("222222222222"));
@@ -555,6 +560,7 @@ mod tests {
             kms_key_id: None,
             deprecation_time: None,
             exports: Vec::new(),
+            disabled: false,
         };
         assert_eq!(ami.latest_deprecation(created), add_months(created, 120));
         ami.make_public();

@@ -10,6 +10,7 @@
 //! These are records only: the validation of a request, the evaluation order and the actions
 //! live in `lifecycle::rules` (pure) and in `kiln_core::lifecycle`.
 
+pub mod evaluate;
 pub mod validate;
 
 use super::Millis;
@@ -243,6 +244,41 @@ pub struct LifecycleExecution {
     /// disabled); the engine ends the execution CANCELLED after the resource action at hand.
     #[serde(default)]
     pub cancel_requested: Option<Millis>,
+    /// What the execution is to do, image by image, decided when it started (the engine in
+    /// `kiln_core::lifecycle` applies one entry per write transaction, so a cancel can come
+    /// between two images).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plan: Vec<PlannedImage>,
+    /// How many entries of `plan` are done.
+    #[serde(default)]
+    pub done: usize,
+    /// A StartResourceStateUpdate with `updateAt`: the execution stays PENDING until then.
+    #[serde(default)]
+    pub not_before: Option<Millis>,
+}
+
+/// One image an execution acts on (or reports SKIPPED), as decided when it started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedImage {
+    pub image_arn: String,
+    pub action: ResourceAction,
+    /// Why the action applies (the row's `action.reason`).
+    pub reason: String,
+    pub include: IncludeResources,
+    /// An exclusion keeps the image: reported SKIPPED with this reason, nothing done.
+    pub skipped: Option<String>,
+    /// The image's AMIs when the action includes them.
+    pub amis: Vec<PlannedAmi>,
+}
+
+/// One AMI of a [`PlannedImage`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedAmi {
+    pub image_id: String,
+    pub region: String,
+    pub account_id: String,
+    /// Excluded by `exclusionRules.amis`: reported SKIPPED with this reason.
+    pub skipped: Option<String>,
 }
 
 impl LifecycleExecution {

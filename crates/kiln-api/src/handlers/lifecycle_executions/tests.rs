@@ -52,6 +52,9 @@ fn execution(
         end_time: status.is_terminal().then_some(start + 1000),
         resources: Vec::new(),
         cancel_requested: None,
+        plan: Vec::new(),
+        done: 0,
+        not_before: None,
     }
 }
 
