@@ -371,6 +371,52 @@ def test_tag_selection_is_on_the_image_builder_image_with_or_logic(kiln, infra, 
 # --- StartResourceStateUpdate --------------------------------------------------------------------
 
 
+def test_last_launched_excludes_amis_a_build_launched_lately(kiln, infra, noop):
+    """A build on an image launches its AMI: EC2's lastLaunchedTime is recorded, and a DELETE
+    rule's `lastLaunched` exclusion keeps that AMI (SKIPPED, the record kept) once EC2 shows
+    the launch (a day later); an image whose AMI was never launched is deleted."""
+    client = kiln.client
+    ec2 = make_ec2_client(kiln.endpoint)
+    name = unique_name("launched")
+    r = make_recipe(client, name, "1.0.0", noop)
+    launched = build(client, r, infra)
+    kiln.advance(minutes=1)  # AMI names carry the build time
+    never = build(client, r, infra)
+    (launched_ami,) = [a["image"] for a in amis_of(client, launched).values()]
+    attribute = ec2.describe_image_attribute(ImageId=launched_ami, Attribute="lastLaunchedTime")
+    assert "Value" not in attribute.get("LastLaunchedTime", {})
+    child = client.create_image_recipe(
+        name=unique_name("child"), semanticVersion="1.0.0", parentImage=launched,
+        components=[{"componentArn": noop}],
+    )["imageRecipeArn"]
+    kiln.advance(minutes=1)
+    build(client, child, infra)
+    attribute = ec2.describe_image_attribute(ImageId=launched_ami, Attribute="lastLaunchedTime")
+    assert attribute["LastLaunchedTime"]["Value"].startswith(kiln.now.strftime("%Y-%m-%dT%H:%M"))
+
+    kiln.advance(days=2)
+    lcp = policy(
+        client,
+        [{"name": name, "semanticVersion": "1.0.0"}],
+        [{"action": {"type": "DELETE", "includeResources": {"amis": True}},
+          "filter": {"type": "AGE", "value": 1, "unit": "DAYS"},
+          "exclusionRules": {"amis": {"lastLaunched": {"value": 30, "unit": "DAYS"}}}}],
+    )
+    kiln.advance(days=1, seconds=1)
+    run = wait_execution(client, lcp, 1)
+    assert run["state"]["status"] == "SUCCESS", run
+    rows = {r["resourceId"]: r for r in resources(client, run["lifecycleExecutionId"])}
+    assert rows[never]["state"]["status"] == "SUCCESS"
+    assert rows[launched]["state"]["status"] == "SKIPPED"
+    (ami_row,) = resources(client, run["lifecycleExecutionId"], launched)
+    assert ami_row["resourceId"] == launched_ami
+    assert ami_row["state"]["status"] == "SKIPPED"
+    assert "lastLaunched" in ami_row["state"]["reason"]
+    assert status(client, launched) == "AVAILABLE"
+    assert ec2_image(kiln, "us-east-1", launched_ami) is not None
+    assert_client_error(lambda: client.get_image(imageBuildVersionArn=never), "ResourceNotFoundException")
+
+
 @pytest.fixture(scope="module")
 def srsu_images(kiln, infra, noop) -> list[str]:
     client = kiln.client

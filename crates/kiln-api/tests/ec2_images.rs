@@ -116,6 +116,7 @@ fn ami(owner: &str, region: &str, id: &str, name: &str) -> Ami {
         deprecation_time: None,
         exports: Vec::new(),
         disabled: false,
+        last_launched: None,
     }
 }
 

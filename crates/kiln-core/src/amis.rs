@@ -130,6 +130,25 @@ pub fn naming_build(tx: &mut dyn Txn, build_id: &str) -> CoreResult<Vec<String>>
     Ok(out)
 }
 
+/// Records that a build launched an instance from the AMIs `image_ids` of `region` at `now`
+/// (EC2's last-launched time, which lifecycle policies' `lastLaunched` exclusion reads).
+pub fn record_launch(
+    tx: &mut dyn Txn,
+    region: &str,
+    image_ids: &[String],
+    now: Millis,
+) -> CoreResult<()> {
+    for id in image_ids {
+        if let Some(mut ami) = find(tx, region, id)? {
+            if ami.last_launched.is_none_or(|t| t < now) {
+                ami.last_launched = Some(now);
+                put(tx, &ami)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 pub fn put(tx: &mut dyn Txn, ami: &Ami) -> CoreResult<()> {
     Ok(tx.put(ami)?)
 }

@@ -157,6 +157,11 @@ pub fn by_ami(
     let ami = crate::amis::find_launchable(tx, account, region, id)
         .map_err(|e| format!("reading AMIs: {e}"))?;
     if let Some(ami) = ami {
+        if ami.disabled {
+            return Err(format!(
+                "the AMI {id} is disabled; a disabled AMI cannot be launched (enable it first)"
+            ));
+        }
         let source_image = Arn::parse(&ami.source_image).map_err(|e| e.to_string())?;
         return Ok(AmiParent {
             image_id: ami.image_id,

@@ -167,6 +167,7 @@ pub fn distribute(
             deprecation_time: None,
             exports: Vec::new(),
             disabled: false,
+            last_launched: None,
         };
         let written = shared.core.store.write(|tx| {
             // Another account's AMIs (and, after them, its SSM parameters: they are written

@@ -135,6 +135,13 @@ fn find(shared: &Shared, image: &Image, parent: &str) -> Result<Parent, String> 
             let built = read_parent(shared, image, |tx, account, region| {
                 kiln_core::parents::newest_parent(tx, account, region, &arn)
             })?;
+            let launched: Vec<String> = built
+                .amis
+                .iter()
+                .filter(|a| a.region == image.arn.region)
+                .map(|a| a.image_id.clone())
+                .collect();
+            record_launch(shared, image, &launched);
             crate::registry::local_or_pulled(shared, &built)
                 .map(kept)
                 .map(with_os(built.os_version.clone()))
@@ -143,6 +150,7 @@ fn find(shared: &Shared, image: &Image, parent: &str) -> Result<Parent, String> 
             let ami = read_parent(shared, image, |tx, account, region| {
                 kiln_core::parents::by_ami(tx, account, region, &id)
             })?;
+            record_launch(shared, image, std::slice::from_ref(&ami.image_id));
             crate::registry::local_or_pulled_build(shared, &ami.source_image, &ami.build_id)
                 .map(kept)
                 .map(with_os(ami.os_version.clone()))
@@ -244,6 +252,26 @@ fn managed_base(shared: &Shared, m: &ManagedImage) -> Result<ImageRef, String> {
 
 /// Reads through the parent rules the API also applies ([`kiln_core::parents`]), in the
 /// building image's account and region.
+/// Records that this build launches its instance from the AMIs `ids` (EC2's last-launched
+/// time, read by lifecycle policies' `lastLaunched` exclusion). A failure to record it does not
+/// stop the build: the AMI then looks less recently launched than it was.
+fn record_launch(shared: &Shared, image: &Image, ids: &[String]) {
+    if ids.is_empty() {
+        return;
+    }
+    let now = shared.core.clock.now_millis();
+    let region = image.arn.region.as_str();
+    let recorded = shared
+        .core
+        .store
+        .write(|tx| kiln_core::amis::record_launch(tx, region, ids, now));
+    match recorded {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(arn = %image.arn, error = %e, "recording the AMI launch failed"),
+        Err(e) => tracing::warn!(arn = %image.arn, error = %e, "recording the AMI launch failed"),
+    }
+}
+
 fn read_parent<T>(
     shared: &Shared,
     image: &Image,

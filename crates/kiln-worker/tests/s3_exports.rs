@@ -75,6 +75,7 @@ fn ami() -> Ami {
         deprecation_time: None,
         exports: Vec::new(),
         disabled: false,
+        last_launched: None,
     }
 }
 

@@ -18,14 +18,16 @@ enum Attribute {
     Description,
     LaunchPermission,
     /// Attributes Kiln's AMIs have no value for (no kernel or RAM disk of their own, no
-    /// product codes, no UEFI data, no recorded launches, IMDS and boot mode left to the
-    /// instance's defaults): answered empty, as EC2 answers an AMI without them.
+    /// product codes, no UEFI data, IMDS and boot mode left to the instance's defaults):
+    /// answered empty, as EC2 answers an AMI without them.
     Empty(&'static str),
+    /// When a build last launched an instance from the AMI (empty when none has).
+    LastLaunchedTime,
     DeregistrationProtection,
     BlockDeviceMapping,
 }
 
-const EMPTY_ATTRIBUTES: [&str; 9] = [
+const EMPTY_ATTRIBUTES: [&str; 8] = [
     "kernel",
     "ramdisk",
     "productCodes",
@@ -33,7 +35,6 @@ const EMPTY_ATTRIBUTES: [&str; 9] = [
     "bootMode",
     "tpmSupport",
     "uefiData",
-    "lastLaunchedTime",
     "imdsSupport",
 ];
 
@@ -44,13 +45,14 @@ impl Attribute {
             "launchPermission" => Ok(Attribute::LaunchPermission),
             "deregistrationProtection" => Ok(Attribute::DeregistrationProtection),
             "blockDeviceMapping" => Ok(Attribute::BlockDeviceMapping),
+            "lastLaunchedTime" => Ok(Attribute::LastLaunchedTime),
             t => EMPTY_ATTRIBUTES
                 .into_iter()
                 .find(|a| *a == t)
                 .map(Attribute::Empty)
                 .ok_or_else(|| {
                     Ec2Error::invalid_value(format!(
-                        "Attribute: '{t}' is not an AMI attribute; use description, launchPermission, deregistrationProtection, {}",
+                        "Attribute: '{t}' is not an AMI attribute; use description, launchPermission, deregistrationProtection, lastLaunchedTime, {}",
                         EMPTY_ATTRIBUTES.join(", ")
                     ))
                 }),
@@ -109,6 +111,12 @@ impl Operation for DescribeImageAttribute {
                 x.element("deregistrationProtection", |x| x.text("value", "disabled"))
             }
             Attribute::Empty(name) => x.element(name, |_| {}),
+            Attribute::LastLaunchedTime => x.element("lastLaunchedTime", |x| {
+                x.optional(
+                    "value",
+                    ami.last_launched.map(crate::convert::date).as_deref(),
+                )
+            }),
             Attribute::BlockDeviceMapping => {}
         }
         Ok(x.finish())

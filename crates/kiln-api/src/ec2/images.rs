@@ -496,6 +496,7 @@ mod tests {
             deprecation_time: None,
             exports: Vec::new(),
             disabled: false,
+            last_launched: None,
         }
     }
 

@@ -56,9 +56,9 @@ fn ami_facts(
         facts.public = ami.launch_permission.public;
         facts.shared_accounts = ami.launch_permission.user_ids.iter().cloned().collect();
         facts.tags = ami.tags.clone();
-        // Kiln records no instance launches of AMIs: no AMI has a last-launched time, so the
-        // lastLaunched exclusion never matches (as on EC2 for an AMI never launched).
-        facts.last_launched = None;
+        // Builds record when they launch an instance from an AMI (`amis::record_launch`); an
+        // AMI never launched has no time and is not excluded, as on EC2.
+        facts.last_launched = ami.last_launched;
     }
     Ok(facts)
 }

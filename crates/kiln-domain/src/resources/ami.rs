@@ -55,6 +55,10 @@ pub struct Ami {
     /// state `disabled`.
     #[serde(default)]
     pub disabled: bool,
+    /// When a build last launched an instance from it (its image as a build's parent, by
+    /// `ami-` id or by Image Builder ARN): the lifecycle exclusion `lastLaunched` reads it.
+    #[serde(default)]
+    pub last_launched: Option<Millis>,
 }
 
 /// Who besides the owner may launch (and so build on) an AMI.
@@ -507,6 +511,7 @@ mod tests {
             deprecation_time: None,
             exports: Vec::new(),
             disabled: false,
+            last_launched: None,
         };
         assert!(ami.launchable_by("111111111111"));
         assert!(!ami.launchable_by("222222222222"));
@@ -561,6 +566,7 @@ mod tests {
             deprecation_time: None,
             exports: Vec::new(),
             disabled: false,
+            last_launched: None,
         };
         assert_eq!(ami.latest_deprecation(created), add_months(created, 120));
         ami.make_public();
