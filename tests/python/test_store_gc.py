@@ -2,7 +2,7 @@
 
 One server of its own (so the store holds only this module's images), one cheap recipe whose
 component writes ~1 MiB of random data (each image has its own sizeable, incompressible layer).
-20 images are built, 15 deleted; the bytes on disk (a walk of the data directory's image store)
+20 images are built, 15 deleted by a COUNT lifecycle policy; the bytes on disk (a walk of the data directory's image store)
 must fall to what `kiln store usage` says the remaining images and the base need, and the
 remaining images must still build children. A deletion while a child builds on the deleted
 image must not break the child (its parent's layers are pinned while it runs).
@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -41,10 +42,34 @@ MIB = 1024 * 1024
 TOLERANCE = 64 * 1024
 
 
+class Clock:
+    """The server's test clock (`--clock-file`): lifecycle policies run once a day on it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.now = datetime(2030, 1, 1, tzinfo=timezone.utc)
+        self.write()
+
+    def write(self) -> None:
+        temp = self.path.with_suffix(".tmp")
+        temp.write_text(self.now.strftime("%Y-%m-%dT%H:%M:%SZ") + "\n")
+        os.replace(temp, self.path)
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+        self.write()
+
+
 @pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KilnServer]:
+def clock(tmp_path_factory: pytest.TempPathFactory) -> Clock:
+    return Clock(tmp_path_factory.mktemp("gc-clock") / "clock")
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory, clock: Clock) -> Iterator[KilnServer]:
     server = KilnServer(
-        tmp_path_factory.mktemp("gc") / "data", extra_args=["--build-concurrency", "4"]
+        tmp_path_factory.mktemp("gc") / "data",
+        extra_args=["--build-concurrency", "4", "--clock-file", str(clock.path)],
     ).start()
     yield server
     server.stop()
@@ -141,6 +166,32 @@ def delete_images(client: Any, ec2: Any, arns: list[str]) -> None:
         client.delete_image(imageBuildVersionArn=arn)
 
 
+def delete_by_count_policy(client: Any, clock: Clock, recipe_arn: str, keep: int) -> str:
+    """A lifecycle policy that keeps the newest `keep` images of the recipe's version and
+    deletes the others with their AMIs and snapshots; it runs a day after it is created (the
+    test clock is moved there). Answers the execution's id once it succeeded."""
+    recipe = client.get_image_recipe(imageRecipeArn=recipe_arn)["imageRecipe"]
+    lcp = client.create_lifecycle_policy(
+        name=unique_name("gc-count"),
+        executionRole="ib-lifecycle",
+        resourceType="AMI_IMAGE",
+        policyDetails=[{
+            "action": {"type": "DELETE", "includeResources": {"amis": True, "snapshots": True}},
+            "filter": {"type": "COUNT", "value": keep},
+        }],
+        resourceSelection={"recipes": [{"name": recipe["name"], "semanticVersion": recipe["version"]}]},
+    )["lifecyclePolicyArn"]
+    clock.advance(days=1, seconds=1)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        runs = client.list_lifecycle_executions(resourceArn=lcp)["lifecycleExecutions"]
+        if runs and runs[0]["state"]["status"] in ("SUCCESS", "FAILED", "CANCELLED"):
+            assert runs[0]["state"]["status"] == "SUCCESS", runs[0]
+            return runs[0]["lifecycleExecutionId"]
+        time.sleep(0.2)
+    raise AssertionError(f"the policy {lcp} did not run")
+
+
 def wait_gone(client: Any, arns: list[str], timeout: float = 120) -> None:
     """Waits until the worker removed the images: their records are gone."""
     deadline = time.monotonic() + timeout
@@ -201,14 +252,19 @@ def wait_quiet(data_dir: Path, timeout: float = 30) -> dict:
         time.sleep(0.2)
 
 
-def test_the_store_shrinks_to_what_the_remaining_images_need(srv, client, ec2, infra):
+def test_the_store_shrinks_to_what_the_remaining_images_need(srv, clock, client, ec2, infra):
     data_dir = srv.data_dir
     r = recipe(client, [bash_component(client, RANDOM_MIB)])
     started = time.monotonic()
     first = start(client, r, infra)
     assert wait_final(client, [first]) == {first: "AVAILABLE"}
     one_build = time.monotonic() - started
-    rest = [start(client, r, infra) for _ in range(19)]
+    rest = []
+    for _ in range(19):
+        # Each image a second newer than the last (its AMI's name carries its build time, and
+        # the COUNT policy keeps the newest).
+        clock.advance(seconds=1)
+        rest.append(start(client, r, infra))
     finished = wait_final(client, rest, timeout=max(600, one_build * 30))
     assert set(finished.values()) == {"AVAILABLE"}, finished
     arns = [first, *rest]
@@ -223,9 +279,15 @@ def test_the_store_shrinks_to_what_the_remaining_images_need(srv, client, ec2, i
     # The SQLite database is the running server's: images are shown by tag, with a note.
     assert before["note"] and "database" in before["note"]
 
+    # A COUNT policy keeps the 5 newest and deletes the 15 others with their AMIs.
     deleted, kept = arns[:15], arns[15:]
-    delete_images(client, ec2, deleted)
+    execution = delete_by_count_policy(client, clock, r, keep=5)
+    rows = client.list_lifecycle_execution_resources(lifecycleExecutionId=execution)["resources"]
+    assert {row["resourceId"] for row in rows} == set(deleted)
+    assert {row["action"]["name"] for row in rows} == {"DELETE"}
     wait_gone(client, deleted)
+    for arn in kept:
+        assert status(client, arn) == "AVAILABLE"
     # The removal collects before the record goes: the bytes are gone with the records.
     after_disk = disk_bytes(data_dir)
     after = usage(data_dir)
