@@ -16,7 +16,7 @@
 //! Delete*, Put*Policy and tagging as it is for any other account.
 
 use crate::caller::Caller;
-use crate::error::CoreResult;
+use crate::error::{CoreError, CoreResult};
 use crate::lookup;
 use kiln_domain::arn::{Arn, ResourceKind};
 use kiln_domain::resources::sharing::{ResourcePolicy, ShareGrant, SharingPolicy};
@@ -164,6 +164,44 @@ pub fn resolve_visible(
         row.version.as_deref() == Some(version.to_string().as_str())
             && row.build.unwrap_or(0) == build
     }))
+}
+
+/// The recipe a build is ordered from (CreateImage, a pipeline's run or schedule): the
+/// caller's own, or one another account shares with it. Recipe policies are put on one recipe
+/// version; a version names it, and an `x` filter resolves among the versions shared with the
+/// caller, as component references do. A reference to nothing is [`CoreError::Invalid`]
+/// naming the field and the recipe (a grant taken away reads as "not shared").
+pub fn resolve_recipe(
+    tx: &mut dyn Txn,
+    caller: Caller<'_>,
+    arn: &str,
+    field: &str,
+) -> CoreResult<Row> {
+    if let Some(row) = resolve_visible(tx, caller, arn, field)? {
+        return Ok(row);
+    }
+    let parsed = Arn::parse(arn).ok();
+    let kind = parsed.as_ref().map_or("resource", |a| a.kind.label());
+    let foreign = parsed
+        .as_ref()
+        .is_some_and(|a| a.account != caller.account_id);
+    Err(CoreError::Invalid(if foreign {
+        format!("{field}: the {kind} '{arn}' does not exist or is not shared with this account")
+    } else {
+        format!("{field}: the {kind} '{arn}' does not exist")
+    }))
+}
+
+/// The scope a build resolves the references of a recipe owned by `owner` in: the owner's.
+/// Sharing a recipe shares what it names, as GetImageRecipe shows them to the grantee: its
+/// components are the owner's (or shared with the owner), its parent image the owner's (or
+/// shared with the owner, or Amazon-managed). Never more: what the owner could not use itself
+/// does not resolve. The image built stays the caller's.
+pub fn recipe_scope<'a>(caller: Caller<'a>, owner: &'a str) -> Caller<'a> {
+    Caller {
+        account_id: owner,
+        ..caller
+    }
 }
 
 /// Whether the caller may read `arn` exactly: its own in this Region, or shared with it.
