@@ -463,3 +463,200 @@ def test_a_shared_image_is_listed_read_and_built_on(owner, grantee, stranger, ow
     again = build(grantee, recipe)
     assert again["state"]["status"] == "FAILED"
     assert "shares with account" in again["state"]["reason"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Using a shared recipe, build-version lists, tags
+
+
+def share_recipe(owner, recipe: str, principals: Any = GRANTEE) -> None:
+    owner.put_image_recipe_policy(
+        imageRecipeArn=recipe, policy=policy(recipe, RECIPE_ACTIONS, principals)
+    )
+
+
+def grantee_pipeline(grantee, recipe: str, **extra: Any) -> str:
+    return grantee.create_image_pipeline(
+        name=unique_name("pipe"),
+        imageRecipeArn=recipe,
+        infrastructureConfigurationArn=create_infra(grantee, instanceTypes=["t3.micro"]),
+        imageTestsConfiguration={"imageTestsEnabled": True},
+        **extra,
+    )["imagePipelineArn"]
+
+
+def test_a_grantee_pipeline_on_a_shared_recipe_never_blocks_its_owner(owner, grantee, stranger):
+    recipe = image_recipe(owner, [create_component(owner)])
+    # Not shared yet: neither CreateImage nor a pipeline may name it.
+    infra = create_infra(grantee, instanceTypes=["t3.micro"])
+    for call in (
+        lambda: grantee.create_image(imageRecipeArn=recipe, infrastructureConfigurationArn=infra),
+        lambda: grantee_pipeline(grantee, recipe),
+    ):
+        assert_client_error(call, "InvalidRequestException", f"{recipe}' does not exist or is not shared")
+    share_recipe(owner, recipe)
+    pipe = grantee_pipeline(grantee, recipe)
+    got = grantee.get_image_pipeline(imagePipelineArn=pipe)["imagePipeline"]
+    assert got["imageRecipeArn"] == recipe
+    # An `x` filter resolves among the versions shared with the grantee, as for components.
+    grantee.update_image_pipeline(
+        imagePipelineArn=pipe,
+        imageRecipeArn=recipe.rsplit("/", 1)[0] + "/1.x.x",
+        infrastructureConfigurationArn=got["infrastructureConfigurationArn"],
+    )
+    assert_client_error(lambda: grantee_pipeline(stranger, recipe), "InvalidRequestException", recipe)
+    # The grantee still cannot change, tag or delete the recipe.
+    for call in (
+        lambda: grantee.delete_image_recipe(imageRecipeArn=recipe),
+        lambda: grantee.tag_resource(resourceArn=recipe, tags={"k": "v"}),
+    ):
+        assert_client_error(call, "ResourceNotFoundException")
+    # References are per account: the grantee's pipeline does not keep the owner from deleting
+    # its recipe; the pipeline's next run is then refused, naming the recipe.
+    owner.delete_image_recipe(imageRecipeArn=recipe)
+    assert_client_error(
+        lambda: grantee.start_image_pipeline_execution(imagePipelineArn=pipe),
+        "InvalidRequestException",
+        recipe.rsplit("/", 1)[0] + "/1.x.x' does not exist or is not shared",
+    )
+
+
+def test_build_version_lists_answer_the_grantee_the_builds_shared_with_it(owner, grantee, stranger):
+    comp = create_component(owner)
+    version = comp.rsplit("/", 1)[0]
+    unshared = create_component(owner).rsplit("/", 1)[0]
+    share_component(owner, comp)
+
+    def builds(client, arn: str) -> list[str]:
+        listed = client.list_component_build_versions(componentVersionArn=arn)
+        return [c["arn"] for c in listed["componentSummaryList"]]
+
+    assert builds(owner, version) == [comp]
+    assert builds(grantee, version) == [comp]
+    assert builds(grantee, unshared) == []
+    assert builds(stranger, version) == []
+    # Images: two builds of one version, only the first shared.
+    recipe = image_recipe(owner, [create_component(owner)])
+    infra = create_infra(owner, instanceTypes=["t3.micro"])
+    first, second = (
+        owner.create_image(imageRecipeArn=recipe, infrastructureConfigurationArn=infra)[
+            "imageBuildVersionArn"
+        ]
+        for _ in range(2)
+    )
+    for arn in (first, second):
+        owner.cancel_image_creation(imageBuildVersionArn=arn)
+    image_version = first.rsplit("/", 1)[0]
+    owner.put_image_policy(imageArn=first, policy=policy(first, IMAGE_ACTIONS))
+
+    def image_builds(client) -> list[str]:
+        listed = client.list_image_build_versions(imageVersionArn=image_version)
+        return [i["arn"] for i in listed["imageSummaryList"]]
+
+    assert sorted(image_builds(owner)) == sorted([first, second])
+    assert image_builds(grantee) == [first]
+    assert image_builds(stranger) == []
+    # Taking the grant away takes the build out of the grantee's list.
+    owner.put_image_policy(imageArn=first, policy=policy(first, IMAGE_ACTIONS, STRANGER))
+    assert image_builds(grantee) == []
+    assert image_builds(stranger) == [first]
+
+
+def test_the_grantee_never_sees_the_owners_tags(owner, grantee):
+    tags = {"team": "owner-only"}
+    comp = create_component(owner)
+    owner.tag_resource(resourceArn=comp, tags=tags)
+    share_component(owner, comp)
+    recipe = image_recipe(owner, [comp])
+    owner.tag_resource(resourceArn=recipe, tags=tags)
+    share_recipe(owner, recipe)
+    ctr = container_recipe(owner, [comp])
+    owner.tag_resource(resourceArn=ctr, tags=tags)
+    owner.put_container_recipe_policy(containerRecipeArn=ctr, policy=policy(ctr, CONTAINER_ACTIONS))
+
+    # The owner reads its tags.
+    assert owner.get_component(componentBuildVersionArn=comp)["component"]["tags"] == tags
+    assert owner.get_image_recipe(imageRecipeArn=recipe)["imageRecipe"]["tags"] == tags
+    # The grantee reads the resources, never the tags.
+    assert grantee.get_component(componentBuildVersionArn=comp)["component"]["tags"] == {}
+    listed = grantee.list_component_build_versions(componentVersionArn=comp.rsplit("/", 1)[0])
+    assert [c["tags"] for c in listed["componentSummaryList"]] == [{}]
+    assert grantee.get_image_recipe(imageRecipeArn=recipe)["imageRecipe"]["tags"] == {}
+    summaries = grantee.list_image_recipes(owner="Shared")["imageRecipeSummaryList"]
+    assert [r["tags"] for r in summaries if r["arn"] == recipe] == [{}]
+    assert grantee.get_container_recipe(containerRecipeArn=ctr)["containerRecipe"]["tags"] == {}
+    summaries = grantee.list_container_recipes(owner="Shared")["containerRecipeSummaryList"]
+    assert [r["tags"] for r in summaries if r["arn"] == ctr] == [{}]
+    # Its own image of the shared recipe shows its own tags, not the recipe's.
+    infra = create_infra(grantee, instanceTypes=["t3.micro"])
+    image = grantee.create_image(
+        imageRecipeArn=recipe, infrastructureConfigurationArn=infra, tags={"mine": "yes"}
+    )["imageBuildVersionArn"]
+    grantee.cancel_image_creation(imageBuildVersionArn=image)
+    got = grantee.get_image(imageBuildVersionArn=image)["image"]
+    assert got["tags"] == {"mine": "yes"}
+    assert got["imageRecipe"]["arn"] == recipe
+    assert got["imageRecipe"]["tags"] == {}
+
+
+@needs_root
+def test_a_grantee_builds_its_own_image_from_a_shared_recipe(owner, grantee, owner_image):
+    # The owner's recipe: on the owner's image (not shared with the grantee), with an owner's
+    # component (not shared either) and a test reading what both wrote.
+    writes = owner.create_component(
+        name=unique_name("writes"),
+        semanticVersion="1.0.0",
+        platform="Linux",
+        data=bash_document("mkdir -p /opt/recipe\necho owner-component > /opt/recipe/ran.txt"),
+    )["componentBuildVersionArn"]
+    reads = owner.create_component(
+        name=unique_name("reads"),
+        semanticVersion="1.0.0",
+        platform="Linux",
+        data=bash_document(
+            "grep -q owner-component /opt/recipe/ran.txt\ngrep -q from-owner /opt/owner/base.txt",
+            phase="test",
+        ),
+    )["componentBuildVersionArn"]
+    parent = owner_image["arn"].rsplit("/", 2)[0] + "/x.x.x"
+    recipe = image_recipe(owner, [writes, reads], parent=parent)
+    share_recipe(owner, recipe)
+
+    image = build(grantee, recipe)
+    assert image["state"]["status"] == "AVAILABLE", image["state"]
+    assert image["arn"].startswith(arn_prefix(GRANTEE))
+    assert image["imageRecipe"]["arn"] == recipe
+    # The image is the grantee's: listed as its own, never the owner's.
+    assert image["arn"].rsplit("/", 1)[0] in [
+        i["arn"] for i in grantee.list_images()["imageVersionList"]
+    ]
+    assert_client_error(
+        lambda: owner.get_image(imageBuildVersionArn=image["arn"]), "ResourceNotFoundException"
+    )
+
+    # A pipeline of the grantee on the same recipe runs it too.
+    pipe = grantee_pipeline(grantee, recipe)
+    run = grantee.start_image_pipeline_execution(imagePipelineArn=pipe)["imageBuildVersionArn"]
+    try:
+        grantee.get_waiter("image_available").wait(imageBuildVersionArn=run, WaiterConfig=FAST)
+    except Exception:
+        pass
+    ran = grantee.get_image(imageBuildVersionArn=run)["image"]
+    assert ran["state"]["status"] == "AVAILABLE", ran["state"]
+    assert ran["sourcePipelineArn"] == pipe
+
+    # Taking the grant away: CreateImage and the pipeline's next run are refused, naming it.
+    share_recipe(owner, recipe, principals=STRANGER)
+    infra = create_infra(grantee, instanceTypes=["t3.micro"])
+    assert_client_error(
+        lambda: grantee.create_image(imageRecipeArn=recipe, infrastructureConfigurationArn=infra),
+        "InvalidRequestException",
+        f"{recipe}' does not exist or is not shared with this account",
+    )
+    assert_client_error(
+        lambda: grantee.start_image_pipeline_execution(imagePipelineArn=pipe),
+        "InvalidRequestException",
+        recipe,
+    )
+    # What was built stays the grantee's.
+    assert grantee.get_image(imageBuildVersionArn=image["arn"])["image"]["state"]["status"] == "AVAILABLE"
