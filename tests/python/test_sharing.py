@@ -10,8 +10,11 @@ and a stranger that nothing is shared with.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import time
+import urllib.parse
 from typing import Any
 
 import pytest
@@ -26,6 +29,7 @@ from kiln_testlib import (
     create_component,
     create_infra,
     make_client,
+    sign,
     unique_name,
 )
 
@@ -660,3 +664,54 @@ def test_a_grantee_builds_its_own_image_from_a_shared_recipe(owner, grantee, own
     )
     # What was built stays the grantee's.
     assert grantee.get_image(imageBuildVersionArn=image["arn"])["image"]["state"]["status"] == "AVAILABLE"
+
+
+def test_a_scheduled_run_of_a_recipe_no_longer_shared_fails_to_start_with_the_reason(tmp_path):
+    clock = tmp_path / "clock"
+    clock.write_text("2030-01-01T09:59:30Z\n")
+    srv = KilnServer(
+        tmp_path / "data",
+        extra_args=["--clock-file", str(clock)],
+        keys={GRANTEE_KEY: GRANTEE},
+    ).start()
+    try:
+        owner = make_client(srv.endpoint)
+        grantee = make_client(srv.endpoint, access_key=GRANTEE_KEY)
+        recipe = image_recipe(owner, [create_component(owner)])
+        share_recipe(owner, recipe)
+        pipe = grantee_pipeline(
+            grantee,
+            recipe,
+            schedule={
+                "scheduleExpression": "cron(* * * * ? *)",
+                "pipelineExecutionStartCondition": "EXPRESSION_MATCH_ONLY",
+            },
+        )
+        # The grant goes before the schedule is due.
+        share_recipe(owner, recipe, principals=STRANGER)
+        clock.with_suffix(".tmp").write_text("2030-01-01T10:00:00Z\n")
+        os.replace(clock.with_suffix(".tmp"), clock)
+
+        path = "/kiln/v1/schedule?" + urllib.parse.urlencode({"imagePipelineArn": pipe})
+
+        def events() -> list[dict]:
+            headers = sign(srv.endpoint, "GET", path, b"", {}, access_key=GRANTEE_KEY)
+            conn = http.client.HTTPConnection(srv.endpoint.split("://", 1)[1], timeout=30)
+            try:
+                conn.request("GET", path, headers=headers)
+                response = conn.getresponse()
+                body = response.read()
+            finally:
+                conn.close()
+            assert response.status == 200, body
+            return json.loads(body)["events"]
+
+        deadline = time.monotonic() + 30
+        while not events() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        [event] = events()
+        assert event["outcome"] == "FAILED_TO_START"
+        assert recipe in event["reason"] and "not shared with this account" in event["reason"]
+        assert grantee.list_image_pipeline_images(imagePipelineArn=pipe)["imageSummaryList"] == []
+    finally:
+        srv.stop_gracefully()
