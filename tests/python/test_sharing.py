@@ -715,3 +715,55 @@ def test_a_scheduled_run_of_a_recipe_no_longer_shared_fails_to_start_with_the_re
         assert grantee.list_image_pipeline_images(imagePipelineArn=pipe)["imageSummaryList"] == []
     finally:
         srv.stop_gracefully()
+
+
+@needs_root
+def test_a_grantee_pipeline_builds_a_shared_container_recipe(owner, grantee):
+    # Two owner's components, neither shared: the second fails unless the first ran.
+    writes = owner.create_component(
+        name=unique_name("ctr-writes"),
+        semanticVersion="1.0.0",
+        platform="Linux",
+        data=bash_document("echo owner-container > /srv-owner.txt"),
+    )["componentBuildVersionArn"]
+    reads = owner.create_component(
+        name=unique_name("ctr-reads"),
+        semanticVersion="1.0.0",
+        platform="Linux",
+        data=bash_document("grep -q owner-container /srv-owner.txt"),
+    )["componentBuildVersionArn"]
+    ctr = container_recipe(owner, [writes, reads])
+    infra = create_infra(grantee, instanceTypes=["t3.micro"])
+
+    def pipeline() -> str:
+        return grantee.create_image_pipeline(
+            name=unique_name("ctr-pipe"),
+            containerRecipeArn=ctr,
+            infrastructureConfigurationArn=infra,
+        )["imagePipelineArn"]
+
+    assert_client_error(pipeline, "InvalidRequestException", f"{ctr}' does not exist or is not shared")
+    owner.put_container_recipe_policy(containerRecipeArn=ctr, policy=policy(ctr, CONTAINER_ACTIONS))
+    pipe = pipeline()
+    run = grantee.start_image_pipeline_execution(imagePipelineArn=pipe)["imageBuildVersionArn"]
+    assert run.startswith(arn_prefix(GRANTEE))
+    try:
+        grantee.get_waiter("image_available").wait(imageBuildVersionArn=run, WaiterConfig=FAST)
+    except Exception:
+        pass
+    image = grantee.get_image(imageBuildVersionArn=run)["image"]
+    assert image["state"]["status"] == "AVAILABLE", image["state"]
+    assert image["type"] == "DOCKER"
+    assert image["containerRecipe"]["arn"] == ctr
+    assert image["sourcePipelineArn"] == pipe
+    assert image["outputResources"]["containers"][0]["imageUris"]
+
+    # Revoked: the pipeline's next run is refused, naming the recipe.
+    owner.put_container_recipe_policy(
+        containerRecipeArn=ctr, policy=policy(ctr, CONTAINER_ACTIONS, STRANGER)
+    )
+    assert_client_error(
+        lambda: grantee.start_image_pipeline_execution(imagePipelineArn=pipe),
+        "InvalidRequestException",
+        f"{ctr}' does not exist or is not shared",
+    )
