@@ -119,13 +119,9 @@ pub fn resolve_recipe(
                 .collect(),
         });
     }
-    let resolved_parent = crate::parents::resolved_parent(
-        tx,
-        scope.account_id,
-        scope.region,
-        recipe.parent_image(),
-    )
-    .map_err(CoreError::Internal)?;
+    let resolved_parent =
+        crate::parents::resolved_parent(tx, scope.account_id, scope.region, recipe.parent_image())
+            .map_err(CoreError::Internal)?;
     Ok(ResolvedRecipe {
         arn: recipe_row.arn,
         recipe,

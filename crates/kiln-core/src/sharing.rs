@@ -294,4 +294,63 @@ mod tests {
             .unwrap()
             .unwrap();
     }
+    #[test]
+    fn a_shared_recipe_resolves_for_the_grantee_and_its_references_in_the_owners_scope() {
+        let dir = tempfile::tempdir().unwrap();
+        let database = kiln_store::Database::Sqlite(dir.path().join("kiln.db"));
+        let store = Store::open(&database, kiln_store::sqlite::Sync::Normal).unwrap();
+        let arn = format!("arn:aws:imagebuilder:us-east-1:{OWNER}:image-recipe/r/1.0.0");
+        let recipe = Row {
+            arn: arn.clone(),
+            kind: ResourceKind::ImageRecipe,
+            account: OWNER.into(),
+            region: "us-east-1".into(),
+            name: "r".into(),
+            version: Some("1.0.0".into()),
+            build: None,
+            body: "{}".into(),
+        };
+        let grant = SharingPolicy {
+            grantees: BTreeSet::from([GRANTEE.to_string()]),
+        };
+        store
+            .write(|tx| -> CoreResult<()> {
+                tx.put_row(&recipe)?;
+                put_policy(tx, caller(OWNER), &Arn::parse(&arn).unwrap(), "{}", &grant)?;
+                Ok(())
+            })
+            .unwrap()
+            .unwrap();
+        store
+            .write(|tx| -> CoreResult<()> {
+                let g = caller(GRANTEE);
+                assert_eq!(resolve_recipe(tx, g, &arn, "imageRecipeArn")?.arn, arn);
+                // A filter resolves among the shared versions, as for components.
+                let filter = arn.replace("1.0.0", "1.x.x");
+                assert_eq!(resolve_recipe(tx, g, &filter, "imageRecipeArn")?.arn, arn);
+                let refused = resolve_recipe(tx, caller(OTHER), &arn, "imageRecipeArn")
+                    .unwrap_err()
+                    .to_string();
+                assert!(
+                    refused.starts_with("imageRecipeArn: the image recipe"),
+                    "{refused}"
+                );
+                assert!(
+                    refused.contains("is not shared with this account"),
+                    "{refused}"
+                );
+                let own = format!("arn:aws:imagebuilder:us-east-1:{GRANTEE}:image-recipe/r/1.0.0");
+                let missing = resolve_recipe(tx, g, &own, "imageRecipeArn")
+                    .unwrap_err()
+                    .to_string();
+                assert!(missing.ends_with("does not exist"), "{missing}");
+                // The recipe's references resolve as its owner's, at the caller's time.
+                let scope = recipe_scope(g, OWNER);
+                assert_eq!((scope.account_id, scope.region), (OWNER, "us-east-1"));
+                assert_eq!(scope.now_millis, g.now_millis);
+                Ok(())
+            })
+            .unwrap()
+            .unwrap();
+    }
 }

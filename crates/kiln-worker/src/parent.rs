@@ -227,7 +227,9 @@ fn read_parent<T>(
     // A parent resolves in the scope of the recipe's owner: the image's account, or the
     // account that shared the recipe with it (`kiln_core::sharing::recipe_scope`).
     let recipe_owner = Arn::parse(&image.recipe_arn).ok().map(|a| a.account);
-    let account = recipe_owner.as_deref().unwrap_or(image.arn.account.as_str());
+    let account = recipe_owner
+        .as_deref()
+        .unwrap_or(image.arn.account.as_str());
     let region = image.arn.region.as_str();
     match shared.core.store.read(|tx| find(tx, account, region)) {
         Ok(found) => found,

@@ -21,9 +21,9 @@ use kiln_domain::resources::sharing::parse_policy;
 use kiln_domain::resources::Resource;
 use kiln_domain::version::SemVer;
 use kiln_store::{Row, Txn};
-use std::collections::BTreeMap;
 use kiln_wire::types::*;
 use kiln_wire::{ApiError, ErrorKind, RequestContext};
+use std::collections::BTreeMap;
 
 /// The resource `arn` names exactly, in the caller's own account and Region.
 fn owned(
