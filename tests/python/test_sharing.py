@@ -149,6 +149,16 @@ def build(client, recipe_arn: str) -> dict:
     return client.get_image(imageBuildVersionArn=arn)["image"]
 
 
+def wait_status(client, arn: str, status: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        image = client.get_image(imageBuildVersionArn=arn)["image"]
+        if image["state"]["status"] == status or time.monotonic() > deadline:
+            assert image["state"]["status"] == status, image["state"]
+            return image
+        time.sleep(0.1)
+
+
 # ---------------------------------------------------------------------------------------------
 # Policies
 
@@ -649,9 +659,17 @@ def test_a_grantee_builds_its_own_image_from_a_shared_recipe(owner, grantee, own
     assert ran["state"]["status"] == "AVAILABLE", ran["state"]
     assert ran["sourcePipelineArn"] == pipe
 
+    # An image ordered while shared whose build starts after the grant is gone fails with the
+    # reason (cancelled at once, then retried once the grant is gone).
+    infra = create_infra(grantee, instanceTypes=["t3.micro"])
+    late = grantee.create_image(imageRecipeArn=recipe, infrastructureConfigurationArn=infra)[
+        "imageBuildVersionArn"
+    ]
+    grantee.cancel_image_creation(imageBuildVersionArn=late)
+    wait_status(grantee, late, "CANCELLED")
+
     # Taking the grant away: CreateImage and the pipeline's next run are refused, naming it.
     share_recipe(owner, recipe, principals=STRANGER)
-    infra = create_infra(grantee, instanceTypes=["t3.micro"])
     assert_client_error(
         lambda: grantee.create_image(imageRecipeArn=recipe, infrastructureConfigurationArn=infra),
         "InvalidRequestException",
@@ -662,6 +680,17 @@ def test_a_grantee_builds_its_own_image_from_a_shared_recipe(owner, grantee, own
         "InvalidRequestException",
         recipe,
     )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            grantee.retry_image(imageBuildVersionArn=late)
+            break
+        except grantee.exceptions.ResourceInUseException as e:
+            # The cancelled build's worker has not let it go yet.
+            assert "still stopping" in str(e) and time.monotonic() < deadline, e
+            time.sleep(0.2)
+    failed = wait_status(grantee, late, "FAILED")
+    assert f"{recipe} is no longer shared with account {GRANTEE}" in failed["state"]["reason"]
     # What was built stays the grantee's.
     assert grantee.get_image(imageBuildVersionArn=image["arn"])["image"]["state"]["status"] == "AVAILABLE"
 

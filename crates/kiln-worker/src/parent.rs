@@ -3,8 +3,10 @@
 //! - Kiln's managed images (`arn:aws:imagebuilder:<region>:aws:image/busybox-x86/x.x.x`, ...)
 //!   are made on first use and kept under a fixed store tag.
 //! - An image Kiln built, named by its Image Builder ARN (`x` filters pick the newest AVAILABLE
-//!   match) or by its `ami-` id, must belong to the building image's account and region; one
-//!   built on another machine is pulled from the shared registry ([`crate::registry`]).
+//!   match) or by its `ami-` id, must belong to the building image's account and region (or
+//!   be shared with it); one built on another machine is pulled from the shared registry
+//!   ([`crate::registry`]). A build of a recipe another account shares resolves its parent as
+//!   that account would, while the recipe is still shared ([`recipe_scope`]).
 //! - OCI layouts, root filesystem archives and registry images are imported for the build
 //!   under a temporary tag, removed when the build ends (the layers the new image shares stay).
 
@@ -65,6 +67,7 @@ pub fn build_network_access(
 }
 
 pub fn resolve(shared: &Shared, image: &Image, parent: &str) -> Result<Parent, String> {
+    let scope = recipe_scope(shared, image)?;
     let temporary_tag = format!("parent-{}", image.build_id);
     let store_err = |e: kiln_image::Error| e.to_string();
     let kept = |image: ImageRef| Parent {
@@ -107,7 +110,7 @@ pub fn resolve(shared: &Shared, image: &Image, parent: &str) -> Result<Parent, S
                 .as_deref()
                 .and_then(|a| Arn::parse(a).ok())
                 .unwrap_or(arn);
-            let built = read_parent(shared, image, |tx, account, region| {
+            let built = read_parent(shared, &scope, image, |tx, account, region| {
                 kiln_core::parents::newest_parent(tx, account, region, &arn)
             })?;
             crate::registry::local_or_pulled(shared, &built)
@@ -115,7 +118,7 @@ pub fn resolve(shared: &Shared, image: &Image, parent: &str) -> Result<Parent, S
                 .map(with_os(built.os_version.clone()))
         }
         ParentSource::Ami(id) => {
-            let ami = read_parent(shared, image, |tx, account, region| {
+            let ami = read_parent(shared, &scope, image, |tx, account, region| {
                 kiln_core::parents::by_ami(tx, account, region, &id)
             })?;
             crate::registry::local_or_pulled_build(shared, &ami.source_image, &ami.build_id)
@@ -219,17 +222,45 @@ fn managed_base(shared: &Shared, m: &ManagedImage) -> Result<ImageRef, String> {
 
 /// Reads through the parent rules the API also applies ([`kiln_core::parents`]), in the
 /// building image's account and region.
+/// The account a build resolves its parent in: its recipe's owner (`kiln_core::sharing::
+/// recipe_scope`), which is the image's account unless another account shared the recipe. That
+/// recipe must still be shared with the image's account when the build starts: taking the grant
+/// away fails the builds that have not started yet, with the reason.
+fn recipe_scope(shared: &Shared, image: &Image) -> Result<String, String> {
+    let Ok(recipe) = Arn::parse(&image.recipe_arn) else {
+        return Ok(image.arn.account.clone());
+    };
+    if recipe.account == image.arn.account {
+        return Ok(recipe.account);
+    }
+    let grantee = kiln_core::caller::Caller {
+        account_id: &image.arn.account,
+        region: &image.arn.region,
+        now_millis: 0,
+    };
+    let shared_now = shared
+        .core
+        .store
+        .read(|tx| kiln_core::sharing::is_shared_with(tx, grantee, &recipe));
+    match shared_now {
+        Ok(Ok(true)) => Ok(recipe.account),
+        Ok(Ok(false)) => Err(format!(
+            "the {} {recipe} is no longer shared with account {}",
+            recipe.kind.label(),
+            image.arn.account
+        )),
+        Ok(Err(e)) => Err(format!("reading the recipe's grants: {e}")),
+        Err(e) => Err(format!("reading the recipe's grants: {e}")),
+    }
+}
+
 fn read_parent<T>(
     shared: &Shared,
+    scope_account: &str,
     image: &Image,
     find: impl FnOnce(&mut dyn kiln_store::Txn, &str, &str) -> Result<T, String>,
 ) -> Result<T, String> {
-    // A parent resolves in the scope of the recipe's owner: the image's account, or the
-    // account that shared the recipe with it (`kiln_core::sharing::recipe_scope`).
-    let recipe_owner = Arn::parse(&image.recipe_arn).ok().map(|a| a.account);
-    let account = recipe_owner
-        .as_deref()
-        .unwrap_or(image.arn.account.as_str());
+    let account = scope_account;
     let region = image.arn.region.as_str();
     match shared.core.store.read(|tx| find(tx, account, region)) {
         Ok(found) => found,
