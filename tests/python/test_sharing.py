@@ -601,6 +601,12 @@ def test_the_grantee_never_sees_the_owners_tags(owner, grantee):
     assert grantee.get_container_recipe(containerRecipeArn=ctr)["containerRecipe"]["tags"] == {}
     summaries = grantee.list_container_recipes(owner="Shared")["containerRecipeSummaryList"]
     assert [r["tags"] for r in summaries if r["arn"] == ctr] == [{}]
+    # ListTagsForResource is the owner's alone, as TagResource is.
+    for arn in (comp, recipe, ctr):
+        assert_client_error(
+            lambda: grantee.list_tags_for_resource(resourceArn=arn), "ResourceNotFoundException"
+        )
+    assert owner.list_tags_for_resource(resourceArn=recipe)["tags"] == tags
     # Its own image of the shared recipe shows its own tags, not the recipe's.
     infra = create_infra(grantee, instanceTypes=["t3.micro"])
     image = grantee.create_image(
