@@ -10,8 +10,11 @@ and a stranger that nothing is shared with.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import time
+import urllib.parse
 from typing import Any
 
 import pytest
@@ -26,6 +29,7 @@ from kiln_testlib import (
     create_component,
     create_infra,
     make_client,
+    sign,
     unique_name,
 )
 
@@ -143,6 +147,16 @@ def build(client, recipe_arn: str) -> dict:
     except Exception:
         pass
     return client.get_image(imageBuildVersionArn=arn)["image"]
+
+
+def wait_status(client, arn: str, status: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        image = client.get_image(imageBuildVersionArn=arn)["image"]
+        if image["state"]["status"] == status or time.monotonic() > deadline:
+            assert image["state"]["status"] == status, image["state"]
+            return image
+        time.sleep(0.1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -463,3 +477,328 @@ def test_a_shared_image_is_listed_read_and_built_on(owner, grantee, stranger, ow
     again = build(grantee, recipe)
     assert again["state"]["status"] == "FAILED"
     assert "shares with account" in again["state"]["reason"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Using a shared recipe, build-version lists, tags
+
+
+def share_recipe(owner, recipe: str, principals: Any = GRANTEE) -> None:
+    owner.put_image_recipe_policy(
+        imageRecipeArn=recipe, policy=policy(recipe, RECIPE_ACTIONS, principals)
+    )
+
+
+def grantee_pipeline(grantee, recipe: str, **extra: Any) -> str:
+    return grantee.create_image_pipeline(
+        name=unique_name("pipe"),
+        imageRecipeArn=recipe,
+        infrastructureConfigurationArn=create_infra(grantee, instanceTypes=["t3.micro"]),
+        imageTestsConfiguration={"imageTestsEnabled": True},
+        **extra,
+    )["imagePipelineArn"]
+
+
+def test_a_grantee_pipeline_on_a_shared_recipe_never_blocks_its_owner(owner, grantee, stranger):
+    recipe = image_recipe(owner, [create_component(owner)])
+    # Not shared yet: neither CreateImage nor a pipeline may name it.
+    infra = create_infra(grantee, instanceTypes=["t3.micro"])
+    for call in (
+        lambda: grantee.create_image(imageRecipeArn=recipe, infrastructureConfigurationArn=infra),
+        lambda: grantee_pipeline(grantee, recipe),
+    ):
+        assert_client_error(call, "InvalidRequestException", f"{recipe}' does not exist or is not shared")
+    share_recipe(owner, recipe)
+    pipe = grantee_pipeline(grantee, recipe)
+    got = grantee.get_image_pipeline(imagePipelineArn=pipe)["imagePipeline"]
+    assert got["imageRecipeArn"] == recipe
+    # An `x` filter resolves among the versions shared with the grantee, as for components.
+    grantee.update_image_pipeline(
+        imagePipelineArn=pipe,
+        imageRecipeArn=recipe.rsplit("/", 1)[0] + "/1.x.x",
+        infrastructureConfigurationArn=got["infrastructureConfigurationArn"],
+    )
+    assert_client_error(lambda: grantee_pipeline(stranger, recipe), "InvalidRequestException", recipe)
+    # The grantee still cannot change, tag or delete the recipe.
+    for call in (
+        lambda: grantee.delete_image_recipe(imageRecipeArn=recipe),
+        lambda: grantee.tag_resource(resourceArn=recipe, tags={"k": "v"}),
+    ):
+        assert_client_error(call, "ResourceNotFoundException")
+    # References are per account: the grantee's pipeline does not keep the owner from deleting
+    # its recipe; the pipeline's next run is then refused, naming the recipe.
+    owner.delete_image_recipe(imageRecipeArn=recipe)
+    assert_client_error(
+        lambda: grantee.start_image_pipeline_execution(imagePipelineArn=pipe),
+        "InvalidRequestException",
+        recipe.rsplit("/", 1)[0] + "/1.x.x' does not exist or is not shared",
+    )
+
+
+def test_build_version_lists_answer_the_grantee_the_builds_shared_with_it(owner, grantee, stranger):
+    comp = create_component(owner)
+    version = comp.rsplit("/", 1)[0]
+    unshared = create_component(owner).rsplit("/", 1)[0]
+    share_component(owner, comp)
+
+    def builds(client, arn: str) -> list[str]:
+        listed = client.list_component_build_versions(componentVersionArn=arn)
+        return [c["arn"] for c in listed["componentSummaryList"]]
+
+    assert builds(owner, version) == [comp]
+    assert builds(grantee, version) == [comp]
+    assert builds(grantee, unshared) == []
+    assert builds(stranger, version) == []
+    # Images: two builds of one version, only the first shared.
+    recipe = image_recipe(owner, [create_component(owner)])
+    infra = create_infra(owner, instanceTypes=["t3.micro"])
+    first, second = (
+        owner.create_image(imageRecipeArn=recipe, infrastructureConfigurationArn=infra)[
+            "imageBuildVersionArn"
+        ]
+        for _ in range(2)
+    )
+    for arn in (first, second):
+        owner.cancel_image_creation(imageBuildVersionArn=arn)
+    image_version = first.rsplit("/", 1)[0]
+    owner.put_image_policy(imageArn=first, policy=policy(first, IMAGE_ACTIONS))
+
+    def image_builds(client) -> list[str]:
+        listed = client.list_image_build_versions(imageVersionArn=image_version)
+        return [i["arn"] for i in listed["imageSummaryList"]]
+
+    assert sorted(image_builds(owner)) == sorted([first, second])
+    assert image_builds(grantee) == [first]
+    assert image_builds(stranger) == []
+    # Taking the grant away takes the build out of the grantee's list.
+    owner.put_image_policy(imageArn=first, policy=policy(first, IMAGE_ACTIONS, STRANGER))
+    assert image_builds(grantee) == []
+    assert image_builds(stranger) == [first]
+
+
+def test_the_grantee_never_sees_the_owners_tags(owner, grantee):
+    tags = {"team": "owner-only"}
+    comp = create_component(owner)
+    owner.tag_resource(resourceArn=comp, tags=tags)
+    share_component(owner, comp)
+    recipe = image_recipe(owner, [comp])
+    owner.tag_resource(resourceArn=recipe, tags=tags)
+    share_recipe(owner, recipe)
+    ctr = container_recipe(owner, [comp])
+    owner.tag_resource(resourceArn=ctr, tags=tags)
+    owner.put_container_recipe_policy(containerRecipeArn=ctr, policy=policy(ctr, CONTAINER_ACTIONS))
+
+    # The owner reads its tags.
+    assert owner.get_component(componentBuildVersionArn=comp)["component"]["tags"] == tags
+    assert owner.get_image_recipe(imageRecipeArn=recipe)["imageRecipe"]["tags"] == tags
+    # The grantee reads the resources, never the tags.
+    assert grantee.get_component(componentBuildVersionArn=comp)["component"]["tags"] == {}
+    listed = grantee.list_component_build_versions(componentVersionArn=comp.rsplit("/", 1)[0])
+    assert [c["tags"] for c in listed["componentSummaryList"]] == [{}]
+    assert grantee.get_image_recipe(imageRecipeArn=recipe)["imageRecipe"]["tags"] == {}
+    summaries = grantee.list_image_recipes(owner="Shared")["imageRecipeSummaryList"]
+    assert [r["tags"] for r in summaries if r["arn"] == recipe] == [{}]
+    assert grantee.get_container_recipe(containerRecipeArn=ctr)["containerRecipe"]["tags"] == {}
+    summaries = grantee.list_container_recipes(owner="Shared")["containerRecipeSummaryList"]
+    assert [r["tags"] for r in summaries if r["arn"] == ctr] == [{}]
+    # ListTagsForResource is the owner's alone, as TagResource is.
+    for arn in (comp, recipe, ctr):
+        assert_client_error(
+            lambda: grantee.list_tags_for_resource(resourceArn=arn), "ResourceNotFoundException"
+        )
+    assert owner.list_tags_for_resource(resourceArn=recipe)["tags"] == tags
+    # Its own image of the shared recipe shows its own tags, not the recipe's.
+    infra = create_infra(grantee, instanceTypes=["t3.micro"])
+    image = grantee.create_image(
+        imageRecipeArn=recipe, infrastructureConfigurationArn=infra, tags={"mine": "yes"}
+    )["imageBuildVersionArn"]
+    grantee.cancel_image_creation(imageBuildVersionArn=image)
+    got = grantee.get_image(imageBuildVersionArn=image)["image"]
+    assert got["tags"] == {"mine": "yes"}
+    assert got["imageRecipe"]["arn"] == recipe
+    assert got["imageRecipe"]["tags"] == {}
+
+
+@needs_root
+def test_a_grantee_builds_its_own_image_from_a_shared_recipe(owner, grantee, owner_image):
+    # The owner's recipe: on the owner's image (not shared with the grantee), with an owner's
+    # component (not shared either) and a test reading what both wrote.
+    writes = owner.create_component(
+        name=unique_name("writes"),
+        semanticVersion="1.0.0",
+        platform="Linux",
+        data=bash_document("mkdir -p /opt/recipe\necho owner-component > /opt/recipe/ran.txt"),
+    )["componentBuildVersionArn"]
+    reads = owner.create_component(
+        name=unique_name("reads"),
+        semanticVersion="1.0.0",
+        platform="Linux",
+        data=bash_document(
+            "grep -q owner-component /opt/recipe/ran.txt\ngrep -q from-owner /opt/owner/base.txt",
+            phase="test",
+        ),
+    )["componentBuildVersionArn"]
+    parent = owner_image["arn"].rsplit("/", 2)[0] + "/x.x.x"
+    recipe = image_recipe(owner, [writes, reads], parent=parent)
+    share_recipe(owner, recipe)
+
+    image = build(grantee, recipe)
+    assert image["state"]["status"] == "AVAILABLE", image["state"]
+    assert image["arn"].startswith(arn_prefix(GRANTEE))
+    assert image["imageRecipe"]["arn"] == recipe
+    # The image is the grantee's: listed as its own, never the owner's.
+    assert image["arn"].rsplit("/", 1)[0] in [
+        i["arn"] for i in grantee.list_images()["imageVersionList"]
+    ]
+    assert_client_error(
+        lambda: owner.get_image(imageBuildVersionArn=image["arn"]), "ResourceNotFoundException"
+    )
+
+    # A pipeline of the grantee on the same recipe runs it too.
+    pipe = grantee_pipeline(grantee, recipe)
+    run = grantee.start_image_pipeline_execution(imagePipelineArn=pipe)["imageBuildVersionArn"]
+    try:
+        grantee.get_waiter("image_available").wait(imageBuildVersionArn=run, WaiterConfig=FAST)
+    except Exception:
+        pass
+    ran = grantee.get_image(imageBuildVersionArn=run)["image"]
+    assert ran["state"]["status"] == "AVAILABLE", ran["state"]
+    assert ran["sourcePipelineArn"] == pipe
+
+    # An image ordered while shared whose build starts after the grant is gone fails with the
+    # reason (cancelled at once, then retried once the grant is gone).
+    infra = create_infra(grantee, instanceTypes=["t3.micro"])
+    late = grantee.create_image(imageRecipeArn=recipe, infrastructureConfigurationArn=infra)[
+        "imageBuildVersionArn"
+    ]
+    grantee.cancel_image_creation(imageBuildVersionArn=late)
+    wait_status(grantee, late, "CANCELLED")
+
+    # Taking the grant away: CreateImage and the pipeline's next run are refused, naming it.
+    share_recipe(owner, recipe, principals=STRANGER)
+    assert_client_error(
+        lambda: grantee.create_image(imageRecipeArn=recipe, infrastructureConfigurationArn=infra),
+        "InvalidRequestException",
+        f"{recipe}' does not exist or is not shared with this account",
+    )
+    assert_client_error(
+        lambda: grantee.start_image_pipeline_execution(imagePipelineArn=pipe),
+        "InvalidRequestException",
+        recipe,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            grantee.retry_image(imageBuildVersionArn=late)
+            break
+        except grantee.exceptions.ResourceInUseException as e:
+            # The cancelled build's worker has not let it go yet.
+            assert "still stopping" in str(e) and time.monotonic() < deadline, e
+            time.sleep(0.2)
+    failed = wait_status(grantee, late, "FAILED")
+    assert f"{recipe} is no longer shared with account {GRANTEE}" in failed["state"]["reason"]
+    # What was built stays the grantee's.
+    assert grantee.get_image(imageBuildVersionArn=image["arn"])["image"]["state"]["status"] == "AVAILABLE"
+
+
+def test_a_scheduled_run_of_a_recipe_no_longer_shared_fails_to_start_with_the_reason(tmp_path):
+    clock = tmp_path / "clock"
+    clock.write_text("2030-01-01T09:59:30Z\n")
+    srv = KilnServer(
+        tmp_path / "data",
+        extra_args=["--clock-file", str(clock)],
+        keys={GRANTEE_KEY: GRANTEE},
+    ).start()
+    try:
+        owner = make_client(srv.endpoint)
+        grantee = make_client(srv.endpoint, access_key=GRANTEE_KEY)
+        recipe = image_recipe(owner, [create_component(owner)])
+        share_recipe(owner, recipe)
+        pipe = grantee_pipeline(
+            grantee,
+            recipe,
+            schedule={
+                "scheduleExpression": "cron(* * * * ? *)",
+                "pipelineExecutionStartCondition": "EXPRESSION_MATCH_ONLY",
+            },
+        )
+        # The grant goes before the schedule is due.
+        share_recipe(owner, recipe, principals=STRANGER)
+        clock.with_suffix(".tmp").write_text("2030-01-01T10:00:00Z\n")
+        os.replace(clock.with_suffix(".tmp"), clock)
+
+        path = "/kiln/v1/schedule?" + urllib.parse.urlencode({"imagePipelineArn": pipe})
+
+        def events() -> list[dict]:
+            headers = sign(srv.endpoint, "GET", path, b"", {}, access_key=GRANTEE_KEY)
+            conn = http.client.HTTPConnection(srv.endpoint.split("://", 1)[1], timeout=30)
+            try:
+                conn.request("GET", path, headers=headers)
+                response = conn.getresponse()
+                body = response.read()
+            finally:
+                conn.close()
+            assert response.status == 200, body
+            return json.loads(body)["events"]
+
+        deadline = time.monotonic() + 30
+        while not events() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        [event] = events()
+        assert event["outcome"] == "FAILED_TO_START"
+        assert recipe in event["reason"] and "not shared with this account" in event["reason"]
+        assert grantee.list_image_pipeline_images(imagePipelineArn=pipe)["imageSummaryList"] == []
+    finally:
+        srv.stop_gracefully()
+
+
+@needs_root
+def test_a_grantee_pipeline_builds_a_shared_container_recipe(owner, grantee):
+    # Two owner's components, neither shared: the second fails unless the first ran.
+    writes = owner.create_component(
+        name=unique_name("ctr-writes"),
+        semanticVersion="1.0.0",
+        platform="Linux",
+        data=bash_document("echo owner-container > /srv-owner.txt"),
+    )["componentBuildVersionArn"]
+    reads = owner.create_component(
+        name=unique_name("ctr-reads"),
+        semanticVersion="1.0.0",
+        platform="Linux",
+        data=bash_document("grep -q owner-container /srv-owner.txt"),
+    )["componentBuildVersionArn"]
+    ctr = container_recipe(owner, [writes, reads])
+    infra = create_infra(grantee, instanceTypes=["t3.micro"])
+
+    def pipeline() -> str:
+        return grantee.create_image_pipeline(
+            name=unique_name("ctr-pipe"),
+            containerRecipeArn=ctr,
+            infrastructureConfigurationArn=infra,
+        )["imagePipelineArn"]
+
+    assert_client_error(pipeline, "InvalidRequestException", f"{ctr}' does not exist or is not shared")
+    owner.put_container_recipe_policy(containerRecipeArn=ctr, policy=policy(ctr, CONTAINER_ACTIONS))
+    pipe = pipeline()
+    run = grantee.start_image_pipeline_execution(imagePipelineArn=pipe)["imageBuildVersionArn"]
+    assert run.startswith(arn_prefix(GRANTEE))
+    try:
+        grantee.get_waiter("image_available").wait(imageBuildVersionArn=run, WaiterConfig=FAST)
+    except Exception:
+        pass
+    image = grantee.get_image(imageBuildVersionArn=run)["image"]
+    assert image["state"]["status"] == "AVAILABLE", image["state"]
+    assert image["type"] == "DOCKER"
+    assert image["containerRecipe"]["arn"] == ctr
+    assert image["sourcePipelineArn"] == pipe
+    assert image["outputResources"]["containers"][0]["imageUris"]
+
+    # Revoked: the pipeline's next run is refused, naming the recipe.
+    owner.put_container_recipe_policy(
+        containerRecipeArn=ctr, policy=policy(ctr, CONTAINER_ACTIONS, STRANGER)
+    )
+    assert_client_error(
+        lambda: grantee.start_image_pipeline_execution(imagePipelineArn=pipe),
+        "InvalidRequestException",
+        f"{ctr}' does not exist or is not shared",
+    )

@@ -86,7 +86,11 @@ pub fn resolve_recipe(
     arn: &str,
 ) -> CoreResult<ResolvedRecipe> {
     let recipe_field = recipe_field(kind);
-    let recipe_row = resolve_required(tx, caller, arn, recipe_field)?;
+    let recipe_row = crate::sharing::resolve_recipe(tx, caller, arn, recipe_field)?;
+    // A recipe another account shares is used as its owner would use it (see
+    // `sharing::recipe_scope`): its components and parent resolve in the owner's scope.
+    let owner = recipe_row.account.clone();
+    let scope = crate::sharing::recipe_scope(caller, &owner);
     let recipe = match kind {
         RecipeKind::Image => RecipeSnapshot::Image(decode_row::<ImageRecipe>(&recipe_row)?),
         RecipeKind::Container => {
@@ -97,7 +101,7 @@ pub fn resolve_recipe(
     let mut components = Vec::with_capacity(configured.len());
     for (i, c) in configured.iter().enumerate() {
         let field = format!("{recipe_field}: the recipe's components[{i}]");
-        let row = crate::sharing::resolve_visible(tx, caller, &c.component_arn, &field)?.ok_or_else(|| {
+        let row = crate::sharing::resolve_visible(tx, scope, &c.component_arn, &field)?.ok_or_else(|| {
             CoreError::Invalid(format!(
                 "{field}: the component '{}' no longer exists or is no longer shared with this account",
                 c.component_arn
@@ -115,13 +119,9 @@ pub fn resolve_recipe(
                 .collect(),
         });
     }
-    let resolved_parent = crate::parents::resolved_parent(
-        tx,
-        caller.account_id,
-        caller.region,
-        recipe.parent_image(),
-    )
-    .map_err(CoreError::Internal)?;
+    let resolved_parent =
+        crate::parents::resolved_parent(tx, scope.account_id, scope.region, recipe.parent_image())
+            .map_err(CoreError::Internal)?;
     Ok(ResolvedRecipe {
         arn: recipe_row.arn,
         recipe,

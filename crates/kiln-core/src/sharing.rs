@@ -16,7 +16,7 @@
 //! Delete*, Put*Policy and tagging as it is for any other account.
 
 use crate::caller::Caller;
-use crate::error::CoreResult;
+use crate::error::{CoreError, CoreResult};
 use crate::lookup;
 use kiln_domain::arn::{Arn, ResourceKind};
 use kiln_domain::resources::sharing::{ResourcePolicy, ShareGrant, SharingPolicy};
@@ -166,6 +166,44 @@ pub fn resolve_visible(
     }))
 }
 
+/// The recipe a build is ordered from (CreateImage, a pipeline's run or schedule): the
+/// caller's own, or one another account shares with it. Recipe policies are put on one recipe
+/// version; a version names it, and an `x` filter resolves among the versions shared with the
+/// caller, as component references do. A reference to nothing is [`CoreError::Invalid`]
+/// naming the field and the recipe (a grant taken away reads as "not shared").
+pub fn resolve_recipe(
+    tx: &mut dyn Txn,
+    caller: Caller<'_>,
+    arn: &str,
+    field: &str,
+) -> CoreResult<Row> {
+    if let Some(row) = resolve_visible(tx, caller, arn, field)? {
+        return Ok(row);
+    }
+    let parsed = Arn::parse(arn).ok();
+    let kind = parsed.as_ref().map_or("resource", |a| a.kind.label());
+    let foreign = parsed
+        .as_ref()
+        .is_some_and(|a| a.account != caller.account_id);
+    Err(CoreError::Invalid(if foreign {
+        format!("{field}: the {kind} '{arn}' does not exist or is not shared with this account")
+    } else {
+        format!("{field}: the {kind} '{arn}' does not exist")
+    }))
+}
+
+/// The scope a build resolves the references of a recipe owned by `owner` in: the owner's.
+/// Sharing a recipe shares what it names, as GetImageRecipe shows them to the grantee: its
+/// components are the owner's (or shared with the owner), its parent image the owner's (or
+/// shared with the owner, or Amazon-managed). Never more: what the owner could not use itself
+/// does not resolve. The image built stays the caller's.
+pub fn recipe_scope<'a>(caller: Caller<'a>, owner: &'a str) -> Caller<'a> {
+    Caller {
+        account_id: owner,
+        ..caller
+    }
+}
+
 /// Whether the caller may read `arn` exactly: its own in this Region, or shared with it.
 pub fn visible(tx: &mut dyn Txn, caller: Caller<'_>, arn: &Arn) -> CoreResult<bool> {
     if arn.region != caller.region {
@@ -251,6 +289,65 @@ mod tests {
                 remove_policy(tx, &arn_one)?;
                 assert!(!is_shared_with(tx, caller(OTHER), &arn_one)?);
                 assert!(get_policy(tx, &arn_one)?.is_none());
+                Ok(())
+            })
+            .unwrap()
+            .unwrap();
+    }
+    #[test]
+    fn a_shared_recipe_resolves_for_the_grantee_and_its_references_in_the_owners_scope() {
+        let dir = tempfile::tempdir().unwrap();
+        let database = kiln_store::Database::Sqlite(dir.path().join("kiln.db"));
+        let store = Store::open(&database, kiln_store::sqlite::Sync::Normal).unwrap();
+        let arn = format!("arn:aws:imagebuilder:us-east-1:{OWNER}:image-recipe/r/1.0.0");
+        let recipe = Row {
+            arn: arn.clone(),
+            kind: ResourceKind::ImageRecipe,
+            account: OWNER.into(),
+            region: "us-east-1".into(),
+            name: "r".into(),
+            version: Some("1.0.0".into()),
+            build: None,
+            body: "{}".into(),
+        };
+        let grant = SharingPolicy {
+            grantees: BTreeSet::from([GRANTEE.to_string()]),
+        };
+        store
+            .write(|tx| -> CoreResult<()> {
+                tx.put_row(&recipe)?;
+                put_policy(tx, caller(OWNER), &Arn::parse(&arn).unwrap(), "{}", &grant)?;
+                Ok(())
+            })
+            .unwrap()
+            .unwrap();
+        store
+            .write(|tx| -> CoreResult<()> {
+                let g = caller(GRANTEE);
+                assert_eq!(resolve_recipe(tx, g, &arn, "imageRecipeArn")?.arn, arn);
+                // A filter resolves among the shared versions, as for components.
+                let filter = arn.replace("1.0.0", "1.x.x");
+                assert_eq!(resolve_recipe(tx, g, &filter, "imageRecipeArn")?.arn, arn);
+                let refused = resolve_recipe(tx, caller(OTHER), &arn, "imageRecipeArn")
+                    .unwrap_err()
+                    .to_string();
+                assert!(
+                    refused.starts_with("imageRecipeArn: the image recipe"),
+                    "{refused}"
+                );
+                assert!(
+                    refused.contains("is not shared with this account"),
+                    "{refused}"
+                );
+                let own = format!("arn:aws:imagebuilder:us-east-1:{GRANTEE}:image-recipe/r/1.0.0");
+                let missing = resolve_recipe(tx, g, &own, "imageRecipeArn")
+                    .unwrap_err()
+                    .to_string();
+                assert!(missing.ends_with("does not exist"), "{missing}");
+                // The recipe's references resolve as its owner's, at the caller's time.
+                let scope = recipe_scope(g, OWNER);
+                assert_eq!((scope.account_id, scope.region), (OWNER, "us-east-1"));
+                assert_eq!(scope.now_millis, g.now_millis);
                 Ok(())
             })
             .unwrap()

@@ -3,8 +3,10 @@
 //! - Kiln's managed images (`arn:aws:imagebuilder:<region>:aws:image/busybox-x86/x.x.x`, ...)
 //!   are made on first use and kept under a fixed store tag.
 //! - An image Kiln built, named by its Image Builder ARN (`x` filters pick the newest AVAILABLE
-//!   match) or by its `ami-` id, must belong to the building image's account and region; one
-//!   built on another machine is pulled from the shared registry ([`crate::registry`]).
+//!   match) or by its `ami-` id, must belong to the building image's account and region (or
+//!   be shared with it); one built on another machine is pulled from the shared registry
+//!   ([`crate::registry`]). A build of a recipe another account shares resolves its parent as
+//!   that account would, while the recipe is still shared ([`recipe_scope`]).
 //! - OCI layouts, root filesystem archives and registry images are imported for the build
 //!   under a temporary tag, removed when the build ends (the layers the new image shares stay).
 
@@ -88,6 +90,7 @@ pub fn resolve(shared: &Shared, image: &Image, parent: &str) -> Result<Parent, S
 }
 
 fn find(shared: &Shared, image: &Image, parent: &str) -> Result<Parent, String> {
+    let scope = recipe_scope(shared, image)?;
     let temporary_tag = format!("parent-{}", image.build_id);
     let store_err = |e: kiln_image::Error| e.to_string();
     let kept = |image: ImageRef| Parent {
@@ -132,7 +135,7 @@ fn find(shared: &Shared, image: &Image, parent: &str) -> Result<Parent, String> 
                 .as_deref()
                 .and_then(|a| Arn::parse(a).ok())
                 .unwrap_or(arn);
-            let built = read_parent(shared, image, |tx, account, region| {
+            let built = read_parent(shared, &scope, image, |tx, account, region| {
                 kiln_core::parents::newest_parent(tx, account, region, &arn)
             })?;
             let launched: Vec<String> = built
@@ -147,7 +150,7 @@ fn find(shared: &Shared, image: &Image, parent: &str) -> Result<Parent, String> 
                 .map(with_os(built.os_version.clone()))
         }
         ParentSource::Ami(id) => {
-            let ami = read_parent(shared, image, |tx, account, region| {
+            let ami = read_parent(shared, &scope, image, |tx, account, region| {
                 kiln_core::parents::by_ami(tx, account, region, &id)
             })?;
             record_launch(shared, image, std::slice::from_ref(&ami.image_id));
@@ -250,8 +253,6 @@ fn managed_base(shared: &Shared, m: &ManagedImage) -> Result<ImageRef, String> {
     made.map_err(|e| format!("making the managed image {}: {e}", m.name))
 }
 
-/// Reads through the parent rules the API also applies ([`kiln_core::parents`]), in the
-/// building image's account and region.
 /// Records that this build launches its instance from the AMIs `ids` (EC2's last-launched
 /// time, read by lifecycle policies' `lastLaunched` exclusion). A failure to record it does not
 /// stop the build: the AMI then looks less recently launched than it was.
@@ -272,12 +273,48 @@ fn record_launch(shared: &Shared, image: &Image, ids: &[String]) {
     }
 }
 
+/// The account a build resolves its parent in: its recipe's owner (`kiln_core::sharing::
+/// recipe_scope`), which is the image's account unless another account shared the recipe. That
+/// recipe must still be shared with the image's account when the build starts: taking the grant
+/// away fails the builds that have not started yet, with the reason.
+fn recipe_scope(shared: &Shared, image: &Image) -> Result<String, String> {
+    let Ok(recipe) = Arn::parse(&image.recipe_arn) else {
+        return Ok(image.arn.account.clone());
+    };
+    if recipe.account == image.arn.account {
+        return Ok(recipe.account);
+    }
+    let grantee = kiln_core::caller::Caller {
+        account_id: &image.arn.account,
+        region: &image.arn.region,
+        now_millis: 0,
+    };
+    let shared_now = shared
+        .core
+        .store
+        .read(|tx| kiln_core::sharing::is_shared_with(tx, grantee, &recipe));
+    match shared_now {
+        Ok(Ok(true)) => Ok(recipe.account),
+        Ok(Ok(false)) => Err(format!(
+            "the {} {recipe} is no longer shared with account {}",
+            recipe.kind.label(),
+            image.arn.account
+        )),
+        Ok(Err(e)) => Err(format!("reading the recipe's grants: {e}")),
+        Err(e) => Err(format!("reading the recipe's grants: {e}")),
+    }
+}
+
+/// Reads through the parent rules the API also applies ([`kiln_core::parents`]), in the
+/// account `scope_account` (the recipe's owner) and the building image's region.
 fn read_parent<T>(
     shared: &Shared,
+    scope_account: &str,
     image: &Image,
     find: impl FnOnce(&mut dyn kiln_store::Txn, &str, &str) -> Result<T, String>,
 ) -> Result<T, String> {
-    let (account, region) = (image.arn.account.as_str(), image.arn.region.as_str());
+    let account = scope_account;
+    let region = image.arn.region.as_str();
     match shared.core.store.read(|tx| find(tx, account, region)) {
         Ok(found) => found,
         Err(e) => Err(format!("reading images: {e}")),

@@ -410,13 +410,15 @@ pub fn get(
         .filter(|row| row.kind == KIND)
         .ok_or_else(|| not_found(KIND, &arn))?;
     let component: domain::Component = decode_row(&row)?;
+    let mut wire = to_wire(tx, &component)?;
+    super::sharing::hide_foreign_tags(ctx, wire.arn.as_deref(), &mut wire.tags);
     Ok(GetComponentResponse {
         request_id: None,
         latest_version_references: Some(latest_version_references(
             &component.arn,
             &component.version,
         )),
-        component: Some(to_wire(tx, &component)?),
+        component: Some(wire),
     })
 }
 
@@ -519,7 +521,8 @@ fn builds_to_list(
         return all_own(tx, ctx);
     };
     let Some(parsed) = scoped_arn(ctx, version_arn, "componentVersionArn")? else {
-        return Ok(Vec::new());
+        // Another account's version: the builds of it shared with the caller.
+        return super::sharing::shared_builds(tx, ctx, KIND, version_arn, "componentVersionArn");
     };
     let version = concrete_version_of(&parsed, "componentVersionArn")?;
     if parsed.kind != KIND {
@@ -551,7 +554,9 @@ pub fn list_build_versions(
     let page = svc.pager.page(OP, ctx, sorted, input.max_results, key);
     let mut summaries = Vec::with_capacity(page.items.len());
     for c in &page.items {
-        summaries.push(to_summary(tx, c)?);
+        let mut summary = to_summary(tx, c)?;
+        super::sharing::hide_foreign_tags(ctx, summary.arn.as_deref(), &mut summary.tags);
+        summaries.push(summary);
     }
     Ok(ListComponentBuildVersionsResponse {
         request_id: None,

@@ -224,10 +224,12 @@ pub fn get(
 ) -> Result<GetContainerRecipeResponse, ApiError> {
     let arn = input.container_recipe_arn.unwrap_or_default();
     let recipe: Recipe = get_recipe(tx, ctx, KIND, &arn, "containerRecipeArn")?;
+    let mut wire = to_wire(tx, &recipe)?;
+    super::sharing::hide_foreign_tags(ctx, wire.arn.as_deref(), &mut wire.tags);
     Ok(GetContainerRecipeResponse {
         request_id: None,
         latest_version_references: Some(latest_version_references(&recipe.arn, &recipe.version)),
-        container_recipe: Some(to_wire(tx, &recipe)?),
+        container_recipe: Some(wire),
     })
 }
 
@@ -276,7 +278,7 @@ pub fn list(
                 .instance_configuration
                 .as_ref()
                 .and_then(|i| i.image.clone()),
-            tags: response_tags(tx, &arn)?,
+            tags: super::sharing::visible_tags(tx, ctx, &arn)?,
         });
     }
     Ok(ListContainerRecipesResponse {

@@ -481,10 +481,12 @@ pub fn get(
 ) -> Result<GetImageRecipeResponse, ApiError> {
     let arn = input.image_recipe_arn.unwrap_or_default();
     let recipe: Recipe = get_recipe(tx, ctx, KIND, &arn, "imageRecipeArn")?;
+    let mut wire = to_wire(tx, &recipe)?;
+    super::sharing::hide_foreign_tags(ctx, wire.arn.as_deref(), &mut wire.tags);
     Ok(GetImageRecipeResponse {
         request_id: None,
         latest_version_references: Some(latest_version_references(&recipe.arn, &recipe.version)),
-        image_recipe: Some(to_wire(tx, &recipe)?),
+        image_recipe: Some(wire),
     })
 }
 
@@ -527,7 +529,7 @@ pub fn list(
             owner: Some(recipe.arn.account.clone()),
             parent_image: Some(recipe.parent_image.clone()),
             date_created: Some(date(recipe.date_created)),
-            tags: response_tags(tx, &arn)?,
+            tags: super::sharing::visible_tags(tx, ctx, &arn)?,
         });
     }
     Ok(ListImageRecipesResponse {

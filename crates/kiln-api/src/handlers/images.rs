@@ -314,6 +314,27 @@ fn output_resources(image: &domain::Image) -> Option<OutputResources> {
     })
 }
 
+/// GetImage shows the caller only its own tags: those of a shared image, and of the recipe
+/// another account shared that the caller's image was built from, are the owner's.
+fn foreign_tags_hidden(ctx: &RequestContext, mut image: Image) -> Image {
+    let image_arn = image.arn.clone();
+    super::sharing::hide_foreign_tags(ctx, image_arn.as_deref(), &mut image.tags);
+    if let Some(r) = image.image_recipe.as_mut() {
+        super::sharing::hide_foreign_tags(ctx, r.arn.as_deref(), &mut r.tags);
+    }
+    if let Some(r) = image.container_recipe.as_mut() {
+        super::sharing::hide_foreign_tags(ctx, r.arn.as_deref(), &mut r.tags);
+    }
+    // The configurations are the image's owner's.
+    if let Some(c) = image.infrastructure_configuration.as_mut() {
+        super::sharing::hide_foreign_tags(ctx, image_arn.as_deref(), &mut c.tags);
+    }
+    if let Some(c) = image.distribution_configuration.as_mut() {
+        super::sharing::hide_foreign_tags(ctx, image_arn.as_deref(), &mut c.tags);
+    }
+    image
+}
+
 fn to_wire(tx: &mut dyn Txn, image: &domain::Image) -> Result<Image, ApiError> {
     let arn = image.arn.to_string();
     let snapshot = image.snapshot.as_ref();
@@ -496,7 +517,7 @@ pub fn get(
             &image.arn.without_build(),
             &version,
         )),
-        image: Some(to_wire(tx, &image)?),
+        image: Some(foreign_tags_hidden(ctx, to_wire(tx, &image)?)),
     })
 }
 
@@ -636,7 +657,9 @@ fn summaries(
     let page = svc.pager.page(op, ctx, rest, max_results, build_key);
     let mut list = Vec::with_capacity(page.items.len());
     for image in &page.items {
-        list.push(to_summary(tx, image)?);
+        let mut summary = to_summary(tx, image)?;
+        super::sharing::hide_foreign_tags(ctx, summary.arn.as_deref(), &mut summary.tags);
+        list.push(summary);
     }
     Ok((list, page.next_token))
 }
@@ -652,7 +675,8 @@ pub fn list_build_versions(
     let images = match input.image_version_arn.as_deref() {
         None => own_images(tx, ctx)?,
         Some(arn) => match scoped_arn(ctx, arn, "imageVersionArn")? {
-            None => Vec::new(),
+            // Another account's version: the builds of it shared with the caller.
+            None => super::sharing::shared_builds(tx, ctx, KIND, arn, "imageVersionArn")?,
             Some(parsed) => {
                 let version = SemVer::parse(parsed.version.as_deref().unwrap_or_default())
                     .map_err(|e| version_error("imageVersionArn", e))?

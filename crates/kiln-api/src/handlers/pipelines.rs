@@ -232,12 +232,19 @@ fn check_references(
         RecipeKind::Image => "imageRecipeArn",
         RecipeKind::Container => "containerRecipeArn",
     };
-    let recipe = resolve_required(tx, ctx, &d.recipe.arn, recipe_field)?;
+    // The caller's own recipe or one shared with it (`kiln_core::sharing::resolve_recipe`).
+    let recipe =
+        kiln_core::sharing::resolve_recipe(tx, caller(ctx), &d.recipe.arn, recipe_field).api()?;
     let platform = serde_json::from_str::<RecipePlatform>(&recipe.body)
         .ok()
         .and_then(|r| r.platform)
         .unwrap_or_else(|| DEFAULT_PLATFORM.to_string());
-    let mut references = vec![recipe.arn];
+    // References are per account: a grantee's pipeline never keeps the owner from deleting the
+    // recipe it shared (the pipeline's next run then fails, naming the recipe).
+    let mut references = Vec::new();
+    if recipe.account == ctx.account_id {
+        references.push(recipe.arn);
+    }
     references.push(
         resolve_required(
             tx,

@@ -19,9 +19,11 @@ use kiln_domain::arn::{Arn, ResourceKind};
 use kiln_domain::resources::image::{Image, ImageStatus};
 use kiln_domain::resources::sharing::parse_policy;
 use kiln_domain::resources::Resource;
+use kiln_domain::version::SemVer;
 use kiln_store::{Row, Txn};
 use kiln_wire::types::*;
 use kiln_wire::{ApiError, ErrorKind, RequestContext};
+use std::collections::BTreeMap;
 
 /// The resource `arn` names exactly, in the caller's own account and Region.
 fn owned(
@@ -271,4 +273,64 @@ pub(crate) fn listed<T: Resource>(
         }
         Some(_) => Ok(Vec::new()),
     }
+}
+
+/// The builds of one version (`…/name/1.2.3`) of another account's resource of `kind` that
+/// are shared with the caller: ListComponentBuildVersions and ListImageBuildVersions answer
+/// them to a grantee (only the builds shared with it; none for an ARN that names nothing
+/// shared, nor for the caller's own ARNs, which the handlers list themselves).
+pub(crate) fn shared_builds<T: serde::de::DeserializeOwned>(
+    tx: &mut dyn Txn,
+    ctx: &RequestContext,
+    kind: ResourceKind,
+    version_arn: &str,
+    field: &str,
+) -> Result<Vec<T>, ApiError> {
+    let Ok(parsed) = Arn::parse(version_arn) else {
+        return Ok(Vec::new());
+    };
+    if parsed.kind != kind || parsed.region != ctx.region || parsed.account == ctx.account_id {
+        return Ok(Vec::new());
+    }
+    let version = SemVer::parse(parsed.version.as_deref().unwrap_or_default())
+        .map_err(|e| crate::convert::version_error(field, e))?
+        .to_string();
+    sharing::shared_with(tx, caller(ctx), kind)
+        .api()?
+        .into_iter()
+        .filter(|row| {
+            row.account == parsed.account
+                && row.name == parsed.name
+                && row.version.as_deref() == Some(version.as_str())
+        })
+        .map(|row| crate::convert::decode_row(&row))
+        .collect()
+}
+
+/// Tags belong to the owner's account: a grantee reading a shared resource sees none (`{}`),
+/// as an AWS RAM consumer never sees the tags the owner put on a resource it shares. `arn` is
+/// the resource the tags are of.
+pub(crate) fn hide_foreign_tags(
+    ctx: &RequestContext,
+    arn: Option<&str>,
+    tags: &mut Option<BTreeMap<String, String>>,
+) {
+    let own = arn
+        .and_then(|a| Arn::parse(a).ok())
+        .is_some_and(|a| a.account == ctx.account_id);
+    if !own && tags.as_ref().is_some_and(|t| !t.is_empty()) {
+        *tags = Some(BTreeMap::new());
+    }
+}
+
+/// The tags a response shows the caller for `arn`: its own resources' tags, `{}` for a
+/// resource another account shares with it (see [`hide_foreign_tags`]).
+pub(crate) fn visible_tags(
+    tx: &mut dyn Txn,
+    ctx: &RequestContext,
+    arn: &str,
+) -> Result<Option<BTreeMap<String, String>>, ApiError> {
+    let mut tags = crate::convert::response_tags(tx, arn)?;
+    hide_foreign_tags(ctx, Some(arn), &mut tags);
+    Ok(tags)
 }
