@@ -103,6 +103,33 @@ pub fn is_callers(caller: &Caller<'_>, arn: &str, kind: ResourceKind) -> bool {
     caller.owns(arn, kind)
 }
 
+/// The start of an extension that answers one path about one resource named by a query
+/// parameter: `Ok(arn)` when `path` is `expected` and the parameter `name` is given, else the
+/// answer to send (404 naming the path it serves, 400 naming the missing parameter).
+pub fn one_resource_query<'a>(
+    path: &str,
+    expected: &str,
+    query: &'a [(String, String)],
+    name: &str,
+) -> Result<&'a str, ExtensionResponse> {
+    if path != expected {
+        return Err(ExtensionResponse::error(
+            404,
+            "ResourceNotFoundException",
+            &format!("no endpoint {PREFIX}{path}; did you mean {expected}?"),
+        ));
+    }
+    param(query, name).ok_or_else(|| {
+        ExtensionResponse::error(400, "InvalidRequestException", &format!("{name}: required"))
+    })
+}
+
+/// A time as the extensions answer it: RFC 3339 with milliseconds, UTC.
+pub fn rfc3339(millis: i64) -> Option<String> {
+    chrono::DateTime::from_timestamp_millis(millis)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
+
 /// The value of query parameter `name`, if given.
 pub fn param<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
     query

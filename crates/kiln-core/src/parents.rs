@@ -456,48 +456,15 @@ mod tests {
     use std::os::unix::fs::symlink;
 
     fn image(account: &str, version: &str, status: ImageStatus) -> Image {
-        use kiln_domain::resources::image::{BuildType, ImageType};
         let arn = Arn::new("us-east-1", account, ResourceKind::Image, "base")
             .with_version(version)
             .with_build(1);
         Image {
-            arn,
-            name: "base".into(),
-            image_type: ImageType::Ami,
-            build_type: BuildType::UserInitiated,
             status,
-            reason: None,
-            history: Vec::new(),
-            pipeline_arn: None,
             recipe_arn: "r".into(),
             infrastructure_configuration_arn: "i".into(),
-            distribution_configuration_arn: None,
-            image_tests_enabled: true,
-            enhanced_image_metadata_enabled: true,
-            platform: "Linux".into(),
-            os_version: None,
-            output_resources: Vec::new(),
-            owner: account.into(),
-            date_created: 0,
-            snapshot: None,
             build_id: format!("{account}{version}"),
-            pipeline_name: None,
-            image_digest: None,
-            packages: Vec::new(),
-            kept_instance: None,
-            resolved_parent: None,
-            containers: Vec::new(),
-            amis: Vec::new(),
-            failure: None,
-            resume_at: None,
-            distributes: None,
-            import: None,
-            workflows: None,
-            execution_role: None,
-            scanning: None,
-            scan_state: None,
-            lifecycle_execution_id: None,
-            deprecation_time: None,
+            ..Image::blank(arn)
         }
     }
 

@@ -2,7 +2,7 @@
 //! (`kiln pipeline schedule ARN`). The Image Builder API has no member for why a firing was
 //! skipped or why a pipeline disabled itself; this answers both, from the pipeline's record.
 
-use kiln_core::extension::{is_callers, param, Extension, ExtensionResponse};
+use kiln_core::extension::{is_callers, one_resource_query, rfc3339, Extension, ExtensionResponse};
 use kiln_core::Caller;
 use kiln_core::Core;
 use kiln_domain::arn::ResourceKind;
@@ -15,11 +15,6 @@ pub struct ScheduleExtension {
     pub core: Arc<Core>,
 }
 
-fn rfc3339(millis: i64) -> Option<String> {
-    chrono::DateTime::from_timestamp_millis(millis)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-}
-
 impl Extension for ScheduleExtension {
     fn handle(
         &self,
@@ -27,19 +22,9 @@ impl Extension for ScheduleExtension {
         path: &str,
         query: &[(String, String)],
     ) -> ExtensionResponse {
-        if path != "schedule" {
-            return ExtensionResponse::error(
-                404,
-                "ResourceNotFoundException",
-                &format!("no endpoint /kiln/v1/{path}; did you mean schedule?"),
-            );
-        }
-        let Some(arn) = param(query, "imagePipelineArn") else {
-            return ExtensionResponse::error(
-                400,
-                "InvalidRequestException",
-                "imagePipelineArn: required",
-            );
+        let arn = match one_resource_query(path, "schedule", query, "imagePipelineArn") {
+            Ok(arn) => arn,
+            Err(answer) => return answer,
         };
         let found = if is_callers(ctx, arn, ResourceKind::ImagePipeline) {
             self.core.store.read(|tx| tx.get::<ImagePipeline>(arn))

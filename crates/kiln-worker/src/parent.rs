@@ -268,7 +268,9 @@ fn record_launch(shared: &Shared, image: &Image, ids: &[String]) {
         .write(|tx| kiln_core::amis::record_launch(tx, region, ids, now));
     match recorded {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(arn = %image.arn, error = %e, "recording the AMI launch failed"),
+        Ok(Err(e)) => {
+            tracing::warn!(arn = %image.arn, error = %e, "recording the AMI launch failed")
+        }
         Err(e) => tracing::warn!(arn = %image.arn, error = %e, "recording the AMI launch failed"),
     }
 }

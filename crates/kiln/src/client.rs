@@ -7,7 +7,7 @@
 //! account. Every failure names the endpoint; an error answer of the server
 //! (`{"message": ...}`) becomes an error carrying its message.
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 use kiln_auth::sigv4::{sign_request, Credentials, Request, Settings};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use std::io::Read;
@@ -201,6 +201,12 @@ impl Client {
     /// server's message.
     pub fn get(&self, path: &[&str], query: &[(&str, &str)]) -> Result<Answer> {
         self.get_url(&self.url(path, query))
+    }
+
+    /// [`Client::get`] of an endpoint that answers JSON: the parsed answer.
+    pub fn get_json(&self, path: &[&str], query: &[(&str, &str)]) -> Result<serde_json::Value> {
+        let body = self.get(path, query)?.bytes(self.endpoint())?;
+        serde_json::from_slice(&body).context("the server's answer is not JSON")
     }
 
     /// Calls Image Builder operation `operation` routed as `GET /<operation>?<query>`
@@ -543,5 +549,15 @@ mod tests {
             error_message("http://e", 500, b""),
             "Kiln at http://e answered HTTP 500"
         );
+    }
+}
+
+/// Member `key` of a JSON answer as the commands print it: strings as they are, `-` for null
+/// or missing, anything else as JSON.
+pub fn field(v: &serde_json::Value, key: &str) -> String {
+    match v.get(key) {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Null) | None => "-".to_string(),
+        Some(other) => other.to_string(),
     }
 }

@@ -4,7 +4,7 @@
 //! container images indented under it. `show` reads the public API (GetLifecycleExecution,
 //! ListLifecycleExecutionResources), as any client could.
 
-use crate::client::{Client, EndpointArgs};
+use crate::client::{field, Client, EndpointArgs};
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
 
@@ -50,28 +50,18 @@ pub fn main(command: LifecycleCommand) -> i32 {
     }
 }
 
-fn text(v: &Value, key: &str) -> String {
-    match v.get(key) {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Null) | None => "-".to_string(),
-        Some(other) => other.to_string(),
-    }
-}
-
 fn schedule(args: &ScheduleArgs) -> Result<()> {
     let client = Client::new(&args.endpoint)?;
-    let answer = client.get(&["lifecycle"], &[("lifecyclePolicyArn", &args.arn)])?;
-    let body = answer.bytes(client.endpoint())?;
-    let v: Value = serde_json::from_slice(&body).context("the server's answer is not JSON")?;
+    let v = client.get_json(&["lifecycle"], &[("lifecyclePolicyArn", &args.arn)])?;
     if args.json {
         println!("{v}");
         return Ok(());
     }
-    println!("policy:    {}", text(&v, "lifecyclePolicyArn"));
-    println!("status:    {}", text(&v, "status"));
-    println!("next run:  {}", text(&v, "nextRunTime"));
-    println!("last run:  {}", text(&v, "dateLastRun"));
-    println!("running:   {}", text(&v, "runningExecutionId"));
+    println!("policy:    {}", field(&v, "lifecyclePolicyArn"));
+    println!("status:    {}", field(&v, "status"));
+    println!("next run:  {}", field(&v, "nextRunTime"));
+    println!("last run:  {}", field(&v, "dateLastRun"));
+    println!("running:   {}", field(&v, "runningExecutionId"));
     Ok(())
 }
 
@@ -130,7 +120,7 @@ fn line(r: &Value, indent: &str) -> String {
     format!(
         "{} {indent}{action} {} {status} {reason}",
         time_of(r, "startTime"),
-        text(r, "resourceId")
+        field(r, "resourceId")
     )
     .trim_end()
     .to_string()
@@ -148,8 +138,8 @@ fn show(args: &ShowArgs) -> Result<()> {
     println!(
         "{} execution {} of {} {}{}",
         time_of(e, "startTime"),
-        text(e, "lifecycleExecutionId"),
-        text(e, "lifecyclePolicyArn"),
+        field(e, "lifecycleExecutionId"),
+        field(e, "lifecyclePolicyArn"),
         e.pointer("/state/status")
             .and_then(Value::as_str)
             .unwrap_or("-"),
@@ -160,7 +150,7 @@ fn show(args: &ShowArgs) -> Result<()> {
     );
     for image in rows(&client, &args.id, None)? {
         println!("{}", line(&image, ""));
-        let arn = text(&image, "resourceId");
+        let arn = field(&image, "resourceId");
         for child in rows(&client, &args.id, Some(&arn))? {
             println!("{}", line(&child, "  "));
         }

@@ -3,8 +3,8 @@
 //! the recent firings with what each did (started a build, skipped it and why, could not start
 //! one) and why the pipeline disabled itself. `--json` prints the server's answer as it is.
 
-use crate::client::{Client, EndpointArgs};
-use anyhow::{Context, Result};
+use crate::client::{field, Client, EndpointArgs};
+use anyhow::Result;
 use serde_json::Value;
 
 #[derive(clap::Subcommand, Debug)]
@@ -38,48 +38,38 @@ pub fn main(command: PipelineCommand) -> i32 {
     }
 }
 
-fn text(v: &Value, key: &str) -> String {
-    match v.get(key) {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Null) | None => "-".to_string(),
-        Some(other) => other.to_string(),
-    }
-}
-
 fn schedule(args: &ScheduleArgs) -> Result<()> {
     let client = Client::new(&args.endpoint)?;
-    let answer = client.get(&["schedule"], &[("imagePipelineArn", &args.arn)])?;
-    let body = answer.bytes(client.endpoint())?;
-    let v: Value = serde_json::from_slice(&body).context("the server's answer is not JSON")?;
+    let v = client.get_json(&["schedule"], &[("imagePipelineArn", &args.arn)])?;
     if args.json {
         println!("{v}");
         return Ok(());
     }
-    println!("pipeline:             {}", text(&v, "imagePipelineArn"));
-    println!("status:               {}", text(&v, "status"));
+    println!("pipeline:             {}", field(&v, "imagePipelineArn"));
+    println!("status:               {}", field(&v, "status"));
     println!(
         "schedule:             {} ({})",
-        text(&v, "scheduleExpression"),
-        text(&v, "timezone")
+        field(&v, "scheduleExpression"),
+        field(&v, "timezone")
     );
-    println!("next run:             {}", text(&v, "dateNextRun"));
+    println!("next run:             {}", field(&v, "dateNextRun"));
     println!(
         "consecutive failures: {} (disables at {})",
-        text(&v, "consecutiveFailures"),
-        text(&v, "autoDisableFailureCount")
+        field(&v, "consecutiveFailures"),
+        field(&v, "autoDisableFailureCount")
     );
     let events = v.get("events").and_then(Value::as_array);
     for e in events.into_iter().flatten() {
         println!(
             "{}  due {}  {:<15} {}{}",
-            text(e, "at"),
-            text(e, "due"),
-            text(e, "outcome"),
+            field(e, "at"),
+            field(e, "due"),
+            field(e, "outcome"),
             match e.get("imageBuildVersionArn").and_then(Value::as_str) {
                 Some(arn) => format!("{arn}: "),
                 None => String::new(),
             },
-            text(e, "reason")
+            field(e, "reason")
         );
     }
     Ok(())

@@ -3,7 +3,7 @@
 //! the daily time itself, and this says which.
 
 use super::start::running_of_policy;
-use crate::extension::{is_callers, param, Extension, ExtensionResponse};
+use crate::extension::{is_callers, one_resource_query, rfc3339, Extension, ExtensionResponse};
 use crate::{Caller, Core};
 use kiln_domain::arn::ResourceKind;
 use kiln_domain::resources::lifecycle::{LifecyclePolicy, PolicyStatus};
@@ -15,11 +15,6 @@ pub struct LifecycleExtension {
     pub core: Arc<Core>,
 }
 
-fn rfc3339(millis: i64) -> Option<String> {
-    chrono::DateTime::from_timestamp_millis(millis)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-}
-
 impl Extension for LifecycleExtension {
     fn handle(
         &self,
@@ -27,19 +22,9 @@ impl Extension for LifecycleExtension {
         path: &str,
         query: &[(String, String)],
     ) -> ExtensionResponse {
-        if path != "lifecycle" {
-            return ExtensionResponse::error(
-                404,
-                "ResourceNotFoundException",
-                &format!("no endpoint /kiln/v1/{path}; did you mean lifecycle?"),
-            );
-        }
-        let Some(arn) = param(query, "lifecyclePolicyArn") else {
-            return ExtensionResponse::error(
-                400,
-                "InvalidRequestException",
-                "lifecyclePolicyArn: required",
-            );
+        let arn = match one_resource_query(path, "lifecycle", query, "lifecyclePolicyArn") {
+            Ok(arn) => arn,
+            Err(answer) => return answer,
         };
         let found = if is_callers(ctx, arn, ResourceKind::LifecyclePolicy) {
             self.core.store.read(|tx| {

@@ -6,7 +6,7 @@ use super::start::{claim_policy_run, start_policy_run};
 use crate::lifecycle_records;
 use crate::Core;
 use kiln_domain::arn::{Arn, ResourceKind};
-use kiln_domain::resources::image::{BuildType, Image, ImageStatus, ImageType};
+use kiln_domain::resources::image::{Image, ImageStatus};
 use kiln_domain::resources::lifecycle::{
     ActionType, ExecutionStatus, Filter, FilterType, IncludeResources, LifecycleExecution,
     LifecyclePolicy, PolicyResourceType, PolicyRule, PolicyStatus, RecipeSelection,
@@ -31,43 +31,13 @@ fn image(build: u32, age_days: i64) -> Image {
         .with_version("1.0.0")
         .with_build(build);
     Image {
-        arn,
-        name: "web".into(),
-        image_type: ImageType::Ami,
-        build_type: BuildType::UserInitiated,
         status: ImageStatus::Available,
-        reason: None,
-        history: Vec::new(),
-        pipeline_arn: None,
         recipe_arn: "r".into(),
         infrastructure_configuration_arn: "i".into(),
-        distribution_configuration_arn: None,
         image_tests_enabled: false,
-        enhanced_image_metadata_enabled: true,
-        platform: "Linux".into(),
-        os_version: None,
-        output_resources: Vec::new(),
-        owner: ACCOUNT.into(),
         date_created: NOW - age_days * DAY_MILLIS,
-        snapshot: None,
         build_id: format!("build{build}"),
-        pipeline_name: None,
-        image_digest: None,
-        packages: Vec::new(),
-        kept_instance: None,
-        resolved_parent: None,
-        containers: Vec::new(),
-        amis: Vec::new(),
-        failure: None,
-        resume_at: None,
-        distributes: None,
-        import: None,
-        workflows: None,
-        execution_role: None,
-        scanning: None,
-        scan_state: None,
-        lifecycle_execution_id: None,
-        deprecation_time: None,
+        ..Image::blank(arn)
     }
 }
 

@@ -446,6 +446,50 @@ impl Resource for Image {
 }
 
 impl Image {
+    /// A PENDING AMI image of the ARN's account with nothing else set (no recipe, build or
+    /// outputs): what fixtures start from, `Image { status, .., ..Image::blank(arn) }`.
+    pub fn blank(arn: Arn) -> Image {
+        Image {
+            name: arn.name.clone(),
+            image_type: ImageType::Ami,
+            build_type: BuildType::UserInitiated,
+            status: ImageStatus::Pending,
+            reason: None,
+            history: Vec::new(),
+            pipeline_arn: None,
+            recipe_arn: String::new(),
+            infrastructure_configuration_arn: String::new(),
+            distribution_configuration_arn: None,
+            image_tests_enabled: true,
+            enhanced_image_metadata_enabled: true,
+            platform: "Linux".into(),
+            os_version: None,
+            output_resources: Vec::new(),
+            owner: arn.account.clone(),
+            date_created: 0,
+            snapshot: None,
+            build_id: String::new(),
+            pipeline_name: None,
+            image_digest: None,
+            packages: Vec::new(),
+            kept_instance: None,
+            resolved_parent: None,
+            containers: Vec::new(),
+            amis: Vec::new(),
+            failure: None,
+            resume_at: None,
+            distributes: None,
+            import: None,
+            workflows: None,
+            execution_role: None,
+            scanning: None,
+            scan_state: None,
+            lifecycle_execution_id: None,
+            deprecation_time: None,
+            arn,
+        }
+    }
+
     /// The tag every pushed container image gets: `<semantic version>-<build number>`, as
     /// AWS's image URIs show (`repo:1.0.0-1`).
     pub fn default_container_tag(&self) -> String {
@@ -680,43 +724,11 @@ mod tests {
 
     fn test_image(arn: Arn) -> Image {
         Image {
-            arn,
             name: "img".into(),
-            image_type: ImageType::Ami,
-            build_type: BuildType::UserInitiated,
-            status: Pending,
-            reason: None,
-            history: Vec::new(),
-            pipeline_arn: None,
             recipe_arn: "r".into(),
             infrastructure_configuration_arn: "i".into(),
-            distribution_configuration_arn: None,
-            image_tests_enabled: true,
-            enhanced_image_metadata_enabled: true,
-            platform: "Linux".into(),
-            os_version: None,
-            output_resources: Vec::new(),
-            owner: "123456789012".into(),
-            date_created: 0,
-            snapshot: None,
             build_id: "0123456789abcdef".into(),
-            pipeline_name: None,
-            image_digest: None,
-            packages: Vec::new(),
-            kept_instance: None,
-            resolved_parent: None,
-            containers: Vec::new(),
-            amis: Vec::new(),
-            failure: None,
-            resume_at: None,
-            distributes: None,
-            import: None,
-            workflows: None,
-            execution_role: None,
-            scanning: None,
-            scan_state: None,
-            lifecycle_execution_id: None,
-            deprecation_time: None,
+            ..Image::blank(arn)
         }
     }
 
