@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs;
 use std::io;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 /// What [`ImageStore::gc`] removed.
@@ -218,69 +218,52 @@ impl ImageStore {
             stale_pins,
             ..GcReport::default()
         };
-        let blobs = self.root().join("blobs/sha256");
-        for entry in fs::read_dir(&blobs).map_err(io_err("reading", &blobs))? {
-            let entry = entry.map_err(io_err("reading", &blobs))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let md = match entry.metadata() {
-                Ok(md) => md,
-                // A temporary entry its owner renamed or removed meanwhile.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_err("reading", entry.path())(e)),
-            };
-            if name.starts_with(".tmp-") {
-                if stale_temporary(&name, &md, tmp_grace) {
-                    remove_any(&entry.path(), &md)?;
-                    report.temporary += 1;
-                }
+        // Temporary entries (in every directory) go once their writer is gone.
+        let mut temporary = |name: &str, path: &Path, md: &fs::Metadata| -> Result<bool> {
+            if !name.starts_with(".tmp-") {
+                return Ok(false);
+            }
+            if stale_temporary(name, md, tmp_grace) {
+                remove_any(path, md)?;
+                report.temporary += 1;
+            }
+            Ok(true)
+        };
+        let mut blobs_gone = Vec::new();
+        for (name, path, md) in entries(&self.root().join("blobs/sha256"))? {
+            if temporary(&name, &path, &md)? {
                 continue;
             }
             let digest = format!("sha256:{name}");
             if keep.contains(&Object::Blob(digest.clone())) {
                 continue;
             }
-            remove_any(&entry.path(), &md)?;
-            report.bytes += md.len();
-            report.blobs.push(digest);
+            remove_any(&path, &md)?;
+            blobs_gone.push((digest, md.len()));
         }
-        let unpacked = self.root().join("unpacked");
-        for entry in fs::read_dir(&unpacked).map_err(io_err("reading", &unpacked))? {
-            let entry = entry.map_err(io_err("reading", &unpacked))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let md = match entry.metadata() {
-                Ok(md) => md,
-                // A temporary entry its owner renamed or removed meanwhile.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_err("reading", entry.path())(e)),
-            };
-            if name.starts_with(".tmp-") {
-                if stale_temporary(&name, &md, tmp_grace) {
-                    remove_any(&entry.path(), &md)?;
-                    report.temporary += 1;
-                }
+        let mut unpacked_gone = Vec::new();
+        for (name, path, md) in entries(&self.root().join("unpacked"))? {
+            if temporary(&name, &path, &md)? || keep.contains(&Object::Unpacked(name.clone())) {
                 continue;
             }
-            if keep.contains(&Object::Unpacked(name.clone())) {
-                continue;
-            }
-            report.unpacked_bytes += tree_bytes(&entry.path(), &mut HashSet::new());
-            remove_any(&entry.path(), &md)?;
-            report.unpacked.push(format!("sha256:{name}"));
+            let bytes = tree_bytes(&path, &mut HashSet::new());
+            remove_any(&path, &md)?;
+            unpacked_gone.push((format!("sha256:{name}"), bytes));
         }
-        let tmp = self.tmp_dir().to_path_buf();
-        for entry in fs::read_dir(&tmp).map_err(io_err("reading", &tmp))? {
-            let entry = entry.map_err(io_err("reading", &tmp))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let md = match entry.metadata() {
-                Ok(md) => md,
-                // A temporary entry its owner renamed or removed meanwhile.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_err("reading", entry.path())(e)),
-            };
+        for (name, path, md) in entries(self.tmp_dir())? {
+            // Everything in tmp/ is temporary, whatever its name.
             if stale_temporary(&name, &md, tmp_grace) {
-                remove_any(&entry.path(), &md)?;
+                remove_any(&path, &md)?;
                 report.temporary += 1;
             }
+        }
+        for (digest, bytes) in blobs_gone {
+            report.bytes += bytes;
+            report.blobs.push(digest);
+        }
+        for (digest, bytes) in unpacked_gone {
+            report.unpacked_bytes += bytes;
+            report.unpacked.push(digest);
         }
         Ok(report)
     }
@@ -397,4 +380,23 @@ mod tests {
         assert_eq!(owner_pid("other"), None);
         assert!(alive(std::process::id() as i32));
     }
+}
+
+/// The entries of `dir` with their names and metadata; an entry that vanished between the
+/// listing and its metadata (a temporary entry its owner renamed or removed) is left out.
+fn entries(dir: &Path) -> Result<Vec<(String, PathBuf, fs::Metadata)>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_err("reading", dir))? {
+        let entry = entry.map_err(io_err("reading", dir))?;
+        match entry.metadata() {
+            Ok(md) => out.push((
+                entry.file_name().to_string_lossy().into_owned(),
+                entry.path(),
+                md,
+            )),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("reading", entry.path())(e)),
+        }
+    }
+    Ok(out)
 }
