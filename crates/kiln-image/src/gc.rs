@@ -367,21 +367,6 @@ impl ImageStore {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn temporary_names_carry_their_owner() {
-        assert_eq!(owner_pid(".tmp-layer-123-4-5678"), Some(123));
-        assert_eq!(owner_pid(".tmp-docker-archive-gzip-123-4-5678"), Some(123));
-        assert_eq!(owner_pid(".tmp-debian-77-0-99.tar.zst"), Some(77));
-        assert_eq!(owner_pid(".tmp-x-1"), None);
-        assert_eq!(owner_pid("other"), None);
-        assert!(alive(std::process::id() as i32));
-    }
-}
-
 /// The entries of `dir` with their names and metadata; an entry that vanished between the
 /// listing and its metadata (a temporary entry its owner renamed or removed) is left out.
 fn entries(dir: &Path) -> Result<Vec<(String, PathBuf, fs::Metadata)>> {
@@ -399,4 +384,19 @@ fn entries(dir: &Path) -> Result<Vec<(String, PathBuf, fs::Metadata)>> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporary_names_carry_their_owner() {
+        assert_eq!(owner_pid(".tmp-layer-123-4-5678"), Some(123));
+        assert_eq!(owner_pid(".tmp-docker-archive-gzip-123-4-5678"), Some(123));
+        assert_eq!(owner_pid(".tmp-debian-77-0-99.tar.zst"), Some(77));
+        assert_eq!(owner_pid(".tmp-x-1"), None);
+        assert_eq!(owner_pid("other"), None);
+        assert!(alive(std::process::id() as i32));
+    }
 }

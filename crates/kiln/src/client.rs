@@ -432,6 +432,16 @@ pub fn error_message(endpoint: &str, status: u16, body: &[u8]) -> String {
     }
 }
 
+/// Member `key` of a JSON answer as the commands print it: strings as they are, `-` for null
+/// or missing, anything else as JSON.
+pub fn field(v: &serde_json::Value, key: &str) -> String {
+    match v.get(key) {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Null) | None => "-".to_string(),
+        Some(other) => other.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -549,15 +559,5 @@ mod tests {
             error_message("http://e", 500, b""),
             "Kiln at http://e answered HTTP 500"
         );
-    }
-}
-
-/// Member `key` of a JSON answer as the commands print it: strings as they are, `-` for null
-/// or missing, anything else as JSON.
-pub fn field(v: &serde_json::Value, key: &str) -> String {
-    match v.get(key) {
-        Some(serde_json::Value::String(s)) => s.clone(),
-        Some(serde_json::Value::Null) | None => "-".to_string(),
-        Some(other) => other.to_string(),
     }
 }
