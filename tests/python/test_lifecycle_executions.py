@@ -517,7 +517,9 @@ def test_state_update_async_with_amis_and_update_at(kiln, srsu_images):
     time.sleep(0.5)
     assert status(client, arn) == "AVAILABLE"
     e = client.get_lifecycle_execution(lifecycleExecutionId=lce)["lifecycleExecution"]
-    assert e["state"]["status"] == "PENDING"
+    # As AWS shows a scheduled update: IN_PROGRESS, with no resources until it applies.
+    assert e["state"]["status"] == "IN_PROGRESS"
+    assert resources(client, lce) == []
     listed = client.list_lifecycle_executions(resourceArn=arn)["lifecycleExecutions"]
     assert [x["lifecycleExecutionId"] for x in listed] == [lce]
     # While it waits, the image is in use.
@@ -564,7 +566,7 @@ def test_state_update_async_with_amis_and_update_at(kiln, srsu_images):
     assert_client_error(lambda: client.get_image(imageBuildVersionArn=arn), "ResourceNotFoundException")
 
 
-def test_cancel_a_pending_update(kiln, infra, noop):
+def test_cancel_a_scheduled_update(kiln, infra, noop):
     client = kiln.client
     arn = build(client, make_recipe(client, unique_name("cxl"), "1.0.0", noop), infra)
     lce = client.start_resource_state_update(

@@ -5,7 +5,7 @@
 //! between two images stops the run before the next one: the execution ends CANCELLED and the
 //! images it did not reach get no row. [`run_due`] is what the worker's lifecycle thread calls
 //! on every look: it claims the policies whose daily run is due and steps every execution that
-//! has not ended (a PENDING one waits for its `not_before`, a StartResourceStateUpdate's
+//! has not ended (one with a `not_before` waits, IN_PROGRESS, until then, a StartResourceStateUpdate's
 //! `updateAt`).
 
 use super::apply::{self, ContainerDeletion};
@@ -31,7 +31,7 @@ pub enum Step {
     Progressed,
     /// The execution has ended (or is gone).
     Finished,
-    /// The execution waits (PENDING until its `not_before`).
+    /// The execution waits (IN_PROGRESS, with no rows, until its `not_before`).
     Waiting,
 }
 
@@ -90,7 +90,8 @@ pub fn step(
     if execution.status.is_terminal() {
         return Ok(Step::Finished);
     }
-    if execution.status == ExecutionStatus::Pending && execution.not_before.is_some_and(|t| t > now)
+    if execution.status != ExecutionStatus::Cancelling
+        && execution.not_before.is_some_and(|t| t > now)
     {
         return Ok(Step::Waiting);
     }

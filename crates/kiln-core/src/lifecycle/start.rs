@@ -176,7 +176,7 @@ pub struct StateUpdate {
 
 /// Starts the execution of a StartResourceStateUpdate on `image` (already checked: no build
 /// running, no execution running on it). With `update_at`, the included AMIs get their
-/// deprecation time now and the execution waits PENDING until then.
+/// deprecation time now and the execution waits (IN_PROGRESS, no rows) until then.
 pub fn start_state_update(
     tx: &mut dyn Txn,
     image: &Image,
@@ -223,7 +223,9 @@ pub fn start_state_update(
                 "updateAt: the time must be in the future".to_string(),
             ));
         }
-        execution.status = ExecutionStatus::Pending;
+        // IN_PROGRESS with no resources while it waits, as AWS shows a scheduled update
+        // (list-lifecycle-execution-resources.rst: "For a scheduled resource state update that
+        // hasn't started to apply changes yet, the resources list is empty", IN_PROGRESS).
         execution.not_before = Some(at);
         super::apply::deprecate_amis_at(tx, &planned, at)?;
         let mut image = image.clone();
