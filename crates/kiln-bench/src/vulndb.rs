@@ -18,7 +18,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use kiln_core::vulndb::Importer;
 use kiln_core::Core;
 use kiln_domain::arn::{Arn, ResourceKind};
-use kiln_domain::resources::image::{BuildType, Image, ImageStatus, ImageType};
+use kiln_domain::resources::image::{Image, ImageStatus};
 use kiln_domain::resources::pipeline::ImageScanning;
 use kiln_domain::resources::scan::{ImageScan, Inventory};
 use kiln_store::TxnExt;
@@ -137,47 +137,18 @@ fn image_record(index: usize, inventory_os: &str) -> Image {
         .with_version("1.0.0")
         .with_build(index as u32 + 1);
     Image {
-        arn,
         name: "bench".into(),
-        image_type: ImageType::Ami,
-        build_type: BuildType::UserInitiated,
         status: ImageStatus::Available,
-        reason: None,
-        history: Vec::new(),
-        pipeline_arn: None,
         recipe_arn: "arn:aws:imagebuilder:us-east-1:123456789012:image-recipe/bench/1.0.0".into(),
         infrastructure_configuration_arn:
             "arn:aws:imagebuilder:us-east-1:123456789012:infrastructure-configuration/bench".into(),
-        distribution_configuration_arn: None,
-        image_tests_enabled: true,
-        enhanced_image_metadata_enabled: true,
-        platform: "Linux".into(),
         os_version: Some(inventory_os.to_string()),
-        output_resources: Vec::new(),
-        owner: "123456789012".into(),
-        date_created: 0,
-        snapshot: None,
         build_id: format!("{index:016x}"),
-        pipeline_name: None,
-        image_digest: None,
-        packages: Vec::new(),
-        kept_instance: None,
-        resolved_parent: None,
-        containers: Vec::new(),
-        amis: Vec::new(),
-        failure: None,
-        resume_at: None,
-        distributes: None,
-        import: None,
-        workflows: None,
-        execution_role: None,
         scanning: Some(ImageScanning {
             enabled: Some(true),
             ..ImageScanning::default()
         }),
-        scan_state: None,
-        lifecycle_execution_id: None,
-        deprecation_time: None,
+        ..Image::blank(arn)
     }
 }
 

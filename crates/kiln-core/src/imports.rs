@@ -12,7 +12,7 @@ use crate::error::{CoreError, CoreResult};
 use crate::images::{build_id_of, next_build, NewImage};
 use crate::lookup::{decode_row, resolve_required, store_tags};
 use kiln_domain::arn::{Arn, ResourceKind};
-use kiln_domain::resources::image::{BuildType, Image, ImageStatus, ImageType, StatusChange};
+use kiln_domain::resources::image::{BuildType, Image, ImageStatus, StatusChange};
 use kiln_domain::resources::import::ImageImport;
 use kiln_domain::version::SemVer;
 use kiln_store::{Txn, TxnExt};
@@ -58,47 +58,20 @@ pub fn create_import(
     let arn_text = arn.to_string();
     let image = Image {
         build_id: build_id_of(&arn_text),
-        arn,
         name: order.name,
-        image_type: ImageType::Ami,
         build_type: BuildType::Import,
-        status: ImageStatus::Pending,
-        reason: None,
         history: vec![StatusChange {
             status: ImageStatus::Pending,
             reason: None,
             at: caller.now_millis,
         }],
-        pipeline_arn: None,
-        recipe_arn: String::new(),
         infrastructure_configuration_arn: infrastructure_arn,
-        distribution_configuration_arn: None,
         // Nothing is built, so nothing is tested; the OS and packages are read from the disk.
         image_tests_enabled: false,
-        enhanced_image_metadata_enabled: true,
         platform: order.platform,
-        os_version: None,
-        output_resources: Vec::new(),
-        owner: caller.account_id.to_string(),
         date_created: caller.now_millis,
-        snapshot: None,
-        pipeline_name: None,
-        image_digest: None,
-        packages: Vec::new(),
-        kept_instance: None,
-        resolved_parent: None,
-        containers: Vec::new(),
-        amis: Vec::new(),
-        failure: None,
-        resume_at: None,
-        distributes: None,
         import: Some(import),
-        workflows: None,
-        execution_role: None,
-        scanning: None,
-        scan_state: None,
-        lifecycle_execution_id: None,
-        deprecation_time: None,
+        ..Image::blank(arn)
     };
     tx.put(&image)?;
     store_tags(tx, &arn_text, order.tags.as_ref())?;

@@ -25,8 +25,32 @@ pub fn get(
     Ok(tx.get(&LifecycleExecution::key(region, account, id).to_string())?)
 }
 
+/// What every unfinished execution references (the store's reference index, kept by [`put`]),
+/// so that the worker finds them without reading every execution ever run: a key, not a row.
+const UNFINISHED: &str = "kiln:lifecycle-execution-unfinished";
+
 pub fn put(tx: &mut dyn Txn, execution: &LifecycleExecution) -> CoreResult<()> {
-    Ok(tx.put(execution)?)
+    tx.put(execution)?;
+    let marker = if execution.status.is_terminal() {
+        Vec::new()
+    } else {
+        vec![UNFINISHED.to_string()]
+    };
+    tx.set_references(&execution.arn.to_string(), &marker)?;
+    Ok(())
+}
+
+/// Every execution, of any account and Region, that has not ended.
+pub fn unfinished(tx: &mut dyn Txn) -> CoreResult<Vec<LifecycleExecution>> {
+    let mut out = Vec::new();
+    for key in tx.referrers(UNFINISHED)? {
+        if let Some(e) = tx.get::<LifecycleExecution>(&key)? {
+            if !e.status.is_terminal() {
+                out.push(e);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Every execution of `account` in `region`, newest first.

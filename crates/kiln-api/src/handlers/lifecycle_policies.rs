@@ -62,9 +62,11 @@ fn cancel_executions(
     policy_arn: &str,
     reason: &str,
 ) -> Result<(), ApiError> {
-    let executions =
-        lifecycle_records::list_of_policy(tx, &ctx.account_id, &ctx.region, policy_arn).api()?;
-    for mut execution in executions {
+    let running = lifecycle_records::unfinished(tx).api()?;
+    for mut execution in running
+        .into_iter()
+        .filter(|e| e.policy_arn.as_deref() == Some(policy_arn))
+    {
         lifecycle_records::request_cancel(tx, &mut execution, reason, ctx.now_millis).api()?;
     }
     Ok(())

@@ -198,7 +198,7 @@ pub fn run_due(
     }
     // A closure, not the function: the store's transaction lifetime is higher-ranked.
     #[allow(clippy::redundant_closure)]
-    let unfinished = store.read(|tx| start::unfinished(tx))??;
+    let unfinished = store.read(|tx| lifecycle_records::unfinished(tx))??;
     let mut steps = 0;
     for execution in unfinished {
         if stop() {

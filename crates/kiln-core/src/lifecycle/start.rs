@@ -112,11 +112,9 @@ pub fn running_of_policy(
     policy: &LifecyclePolicy,
 ) -> CoreResult<Option<LifecycleExecution>> {
     let arn = policy.arn.to_string();
-    Ok(
-        lifecycle_records::list_of_policy(tx, &policy.arn.account, &policy.arn.region, &arn)?
-            .into_iter()
-            .find(|e| !e.status.is_terminal()),
-    )
+    Ok(lifecycle_records::unfinished(tx)?
+        .into_iter()
+        .find(|e| e.policy_arn.as_deref() == Some(arn.as_str())))
 }
 
 /// Starts the daily run of the policy `policy_arn` if it is ENABLED and its `next_run` is
@@ -239,37 +237,16 @@ pub fn start_state_update(
 /// Whether `image` has an execution that has not ended (StartResourceStateUpdate refuses it).
 pub fn image_busy(tx: &mut dyn Txn, image: &Image) -> CoreResult<Option<String>> {
     let arn = image.arn.to_string();
-    let all = lifecycle_records::all(tx, &image.arn.account, &image.arn.region)?;
-    Ok(all
+    let unfinished = lifecycle_records::unfinished(tx)?;
+    Ok(unfinished
         .into_iter()
         .find(|e| {
-            !e.status.is_terminal()
-                && (e.image_arn.as_deref() == Some(arn.as_str())
-                    || e.plan[e.done.min(e.plan.len())..]
-                        .iter()
-                        .any(|p| p.image_arn == arn))
+            e.image_arn.as_deref() == Some(arn.as_str())
+                || e.plan[e.done.min(e.plan.len())..]
+                    .iter()
+                    .any(|p| p.image_arn == arn)
         })
         .map(|e| e.id))
-}
-
-/// Every execution that has not ended, of every account and Region (the worker runs them).
-pub fn unfinished(tx: &mut dyn Txn) -> CoreResult<Vec<LifecycleExecution>> {
-    let mut out = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let rows = tx.rows_of_kind(ResourceKind::LifecycleExecution, after.as_deref(), 512)?;
-        let full = rows.len() == 512;
-        after = rows.last().map(|r| r.arn.clone());
-        for row in &rows {
-            let e: LifecycleExecution = crate::lookup::decode_row(row)?;
-            if !e.status.is_terminal() {
-                out.push(e);
-            }
-        }
-        if !full {
-            return Ok(out);
-        }
-    }
 }
 
 /// The ENABLED policies whose next run is due at `now`, with that due time.
