@@ -497,7 +497,8 @@ pub(crate) struct Kiln {
 
 /// How a Kiln build ended.
 pub(crate) enum Outcome {
-    Available(Duration),
+    /// The time to AVAILABLE, and the image's build version ARN.
+    Available(Duration, String),
     /// StartImagePipelineExecution is not implemented by this server; its message.
     NotImplemented(String),
 }
@@ -583,7 +584,7 @@ impl Kiln {
                 let state = &answer["image"]["state"];
                 let status = state["status"].as_str().unwrap_or("").to_string();
                 match status.as_str() {
-                    "AVAILABLE" => return Ok(Outcome::Available(started.elapsed())),
+                    "AVAILABLE" => return Ok(Outcome::Available(started.elapsed(), image)),
                     "FAILED" | "CANCELLED" => bail!(
                         "Kiln build {image} ended {status}: {}",
                         state["reason"].as_str().unwrap_or("(no reason given)")
@@ -703,7 +704,7 @@ fn run(options: &Options, binary: &Path, work: &Path, buildah: Option<&Buildah>)
     // Warm-ups, untimed: Kiln creates and caches its busybox base on the first build.
     let warm = Instant::now();
     let not_implemented = match kiln.build() {
-        Ok(Outcome::Available(_)) => {
+        Ok(Outcome::Available(..)) => {
             println!(
                 "warm-up: Kiln {:.2} s (includes creating the busybox base)",
                 warm.elapsed().as_secs_f64()
@@ -726,6 +727,8 @@ fn run(options: &Options, binary: &Path, work: &Path, buildah: Option<&Buildah>)
     }
 
     let mut kiln_times = Vec::new();
+    // The image of each timed round, whose build log gives the per-stage breakdown.
+    let mut kiln_images: Vec<String> = Vec::new();
     let mut buildah_rounds = Vec::new();
     for round in 0..options.rounds {
         let mut measure_kiln = || -> Result<()> {
@@ -736,7 +739,10 @@ fn run(options: &Options, binary: &Path, work: &Path, buildah: Option<&Buildah>)
                 .build()
                 .map_err(|e| server.explain(e, &format!("Kiln, round {}", round + 1)))?
             {
-                Outcome::Available(d) => kiln_times.push(d.as_secs_f64()),
+                Outcome::Available(d, image) => {
+                    kiln_times.push(d.as_secs_f64());
+                    kiln_images.push(image);
+                }
                 Outcome::NotImplemented(m) => {
                     bail!("StartImagePipelineExecution stopped working: {m}")
                 }

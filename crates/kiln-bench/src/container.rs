@@ -227,7 +227,7 @@ fn run(options: &Options, binary: &Path, work: &Path, buildah: &Buildah) -> Resu
         .build()
         .map_err(|e| server.explain(e, "the warm-up build"))?
     {
-        Outcome::Available(d) => println!("warm-up: Kiln {:.2} s", seconds(d)),
+        Outcome::Available(d, _) => println!("warm-up: Kiln {:.2} s", seconds(d)),
         Outcome::NotImplemented(m) => bail!("this Kiln cannot run the benchmark: {m}"),
     }
     let warm = buildah_round(buildah, &context, &registry.address, 0)?;
@@ -238,7 +238,7 @@ fn run(options: &Options, binary: &Path, work: &Path, buildah: &Buildah) -> Resu
     for round in 1..=options.rounds {
         let mut kiln_round = || -> Result<f64> {
             match kiln.build().map_err(|e| server.explain(e, "a build"))? {
-                Outcome::Available(d) => Ok(seconds(d)),
+                Outcome::Available(d, _) => Ok(seconds(d)),
                 Outcome::NotImplemented(m) => bail!("{m}"),
             }
         };

@@ -85,7 +85,7 @@ impl Subject {
             .build()
             .map_err(|e| self.server.explain(e, self.name))?
         {
-            Outcome::Available(d) => self.times.push(d.as_secs_f64()),
+            Outcome::Available(d, _) => self.times.push(d.as_secs_f64()),
             Outcome::NotImplemented(m) => bail!("{}: {m}", self.name),
         }
         Ok(())
