@@ -280,6 +280,23 @@ def test_export_as_oci_layout_and_qcow2(client, built, endpoint, tmp_path):
     assert json.loads(info.stdout)["format"] == "qcow2"
 
 
+def test_exports_of_an_image_are_reproducible(built, endpoint, tmp_path):
+    """The same image exported twice is the same OCI image, digest for digest: the store's
+    layers are written once and exports copy them (a faster build path must not change that)."""
+    digests = []
+    for n in range(2):
+        oci = tmp_path / f"layout{n}"
+        out = kiln(endpoint, "image", "export", built["arn"], "--format", "oci", "-o", str(oci))
+        assert out.returncode == 0, out.stderr
+        index = json.loads((oci / "index.json").read_text())
+        manifest = index["manifests"][0]["digest"]
+        blob = oci / "blobs" / "sha256" / manifest.split(":", 1)[1]
+        layers = [layer["digest"] for layer in json.loads(blob.read_text())["layers"]]
+        digests.append((manifest, layers))
+    assert digests[0] == digests[1]
+    assert len(digests[0][1]) >= 2
+
+
 def test_a_failing_build_component_fails_the_image_naming_the_step(client, infra):
     bad = bash_component(client, {"build": "echo about to fail\nexit 3"})
     r = recipe(client, [bash_component(client, {"build": "echo fine"}), bad])

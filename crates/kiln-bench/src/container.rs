@@ -130,6 +130,7 @@ fn kiln_pipeline(addr: std::net::SocketAddr) -> Result<Kiln> {
         addr,
         pipeline,
         tokens: 0,
+        last: None,
     })
 }
 

@@ -58,6 +58,7 @@ mod cluster;
 mod container;
 mod schedule;
 mod snapshot;
+mod stages;
 mod toe;
 mod vulndb;
 mod workflows;

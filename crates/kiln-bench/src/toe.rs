@@ -1,6 +1,6 @@
 //! `cargo run --release -p kiln-bench -- toe [--rounds N] [--steps N]`: the component engine's
-//! overhead per step (the target: everything except the step's own command stays under 2 ms
-//! per step).
+//! overhead per step (the targets: at most 0.5 ms per `ExecuteBash` step beyond the step's own
+//! command, and at most 0.05 ms per `Assert` step).
 //!
 //! Measured in the same process, in alternating rounds (the machine is shared and noisy), on
 //! the local host through `Engine::run` with its logs in a temporary directory:
@@ -20,7 +20,8 @@
 //!   scratch directory under /tmp/kiln-toe made sure of, the console.log header line and the
 //!   two application.log lines (timestamped) appended.
 //!
-//! Medians over the rounds, with min and max, each next to the 2 ms target.
+//! Medians over the rounds, with min and max, each next to its target (`CreateFolder` has
+//! none of its own: it is shown against the `ExecuteBash` one).
 
 use anyhow::{bail, Context, Result};
 use kiln_toe::engine::{Engine, EngineConfig, Outcome, Quiet, RunRequest, SourceDocument};
@@ -32,8 +33,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Target for the engine's overhead per step.
-const TARGET_MS: f64 = 2.0;
+/// Target for the engine's overhead per `ExecuteBash` step, beyond the command itself.
+const TARGET_MS: f64 = 0.5;
+/// Target for a whole `Assert` step (no process: all of it is the engine's).
+const ASSERT_TARGET_MS: f64 = 0.05;
 
 struct Options {
     rounds: usize,
@@ -226,7 +229,11 @@ fn stats(values: &[f64]) -> (f64, f64, f64) {
 }
 
 fn verdict(per_step_ms: f64) -> &'static str {
-    if per_step_ms < TARGET_MS {
+    verdict_against(per_step_ms, TARGET_MS)
+}
+
+fn verdict_against(per_step_ms: f64, target_ms: f64) -> &'static str {
+    if per_step_ms <= target_ms {
         "OK"
     } else {
         "OVER"
@@ -319,18 +326,18 @@ pub fn main(args: impl Iterator<Item = String>) -> Result<()> {
     let (over_m, over_lo, over_hi) = stats(&overheads);
     println!();
     println!(
-        "ExecuteBash 'true' x{n}: engine {bash_m:.0} ms, bare bash {bare_m:.0} ms -> overhead {over_m:.3} ms/step (min {over_lo:.3}, max {over_hi:.3}; target < {TARGET_MS} ms) {}",
+        "ExecuteBash 'true' x{n}: engine {bash_m:.0} ms, bare bash {bare_m:.0} ms -> overhead {over_m:.3} ms/step (min {over_lo:.3}, max {over_hi:.3}; target <= {TARGET_MS} ms) {}",
         verdict(over_m)
     );
     let (m, lo, hi) = per_step(&assert);
     println!(
-        "Assert x{n}: {:.0} ms -> {m:.3} ms/step, all of it engine overhead (min {lo:.3}, max {hi:.3}; target < {TARGET_MS} ms) {}",
+        "Assert x{n}: {:.0} ms -> {m:.3} ms/step, all of it engine overhead (min {lo:.3}, max {hi:.3}; target <= {ASSERT_TARGET_MS} ms) {}",
         m * n as f64,
-        verdict(m)
+        verdict_against(m, ASSERT_TARGET_MS)
     );
     let (m, lo, hi) = per_step(&folder);
     println!(
-        "CreateFolder x{n}: {:.0} ms -> {m:.3} ms/step, engine overhead + scratch dir check + mkdir (min {lo:.3}, max {hi:.3}; target < {TARGET_MS} ms) {}",
+        "CreateFolder x{n}: {:.0} ms -> {m:.3} ms/step, engine overhead + scratch dir check + mkdir (min {lo:.3}, max {hi:.3}; against the ExecuteBash target <= {TARGET_MS} ms) {}",
         m * n as f64,
         verdict(m)
     );

@@ -378,7 +378,7 @@ impl Builder<'_> {
         let (snapshot, tested) = std::thread::scope(|scope| {
             let snapshot = scope.spawn(|| {
                 self.store
-                    .snapshot_layer_mapped(&upper, Compression::Zstd, uid_map)
+                    .snapshot_layer_beside_build(&upper, Compression::Zstd, uid_map)
             });
             let tested = (|| {
                 self.stages.entered(Stage::Test);

@@ -81,7 +81,11 @@ impl LogDir {
     /// once in application.log's place, stderr.
     pub fn console_line(&self, line: &str) {
         if let Ok(mut f) = self.console.lock() {
-            let _ = writeln!(f, "{line}");
+            // One write per line: `writeln!` on a file makes a system call per piece.
+            let mut text = String::with_capacity(line.len() + 1);
+            text.push_str(line);
+            text.push('\n');
+            let _ = f.write_all(text.as_bytes());
         }
     }
 
@@ -91,7 +95,8 @@ impl LogDir {
                 .clock
                 .as_ref()
                 .map_or_else(chrono::Utc::now, |clock| clock());
-            let _ = writeln!(f, "{} {line}", crate::report::format_time(now));
+            let text = format!("{} {line}\n", crate::report::format_time(now));
+            let _ = f.write_all(text.as_bytes());
         }
     }
 

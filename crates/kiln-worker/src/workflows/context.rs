@@ -45,15 +45,15 @@ pub struct State {
 /// A snapshot running beside the next steps (the test workflows): CreateImage detached the
 /// stopped build instance's writable layer and a thread compresses and hashes it, while a test
 /// instance may already have that layer as its top lower layer (entry for entry what the
-/// snapshot makes). The image is committed, and the build instance terminated, when something
-/// needs the image itself ([`BuildContext::built`]): distribution, or the build's end.
+/// snapshot makes). The image is committed when something needs the image itself
+/// ([`BuildContext::built`]): distribution, or the build's end. The build instance, which
+/// TerminateInstance cannot end while the snapshot reads it, ends with the build
+/// ([`BuildContext::end_all`], after the image is delivered).
 pub struct Pending {
     pub instance_id: String,
     /// The build instance's writable layer, then the layers it was launched on.
     pub lowers: Vec<std::path::PathBuf>,
     pub layer: std::thread::JoinHandle<Result<kiln_image::LayerInfo, String>>,
-    /// TerminateInstance asked for the build instance: done once the snapshot has read it.
-    pub terminate: bool,
 }
 
 pub struct BuildContext<'a> {
@@ -142,9 +142,9 @@ impl<'a> BuildContext<'a> {
                 .join()
                 .map_err(|_| "the snapshot panicked".to_string())
                 .and_then(|r| r);
-            if pending.terminate {
-                self.end_instance(&pending.instance_id, false)?;
-            }
+            // The build instance stays in `instances` for `end_all`, which runs once the image
+            // is delivered: removing its writable layer (a file per file the build wrote) is
+            // nothing the build's result waits for.
             let base = self.parent.as_ref().map(|p| &p.image);
             let meta = self.builder().commit_meta(&self.request);
             let image = self
@@ -160,9 +160,9 @@ impl<'a> BuildContext<'a> {
     /// Terminates (or, for a failed build kept for inspection, keeps) instance `id`.
     pub fn end_instance(&self, id: &str, keep: bool) -> Result<(), String> {
         {
-            let mut state = self.state();
-            if let Some(p) = state.pending.as_mut().filter(|p| p.instance_id == id) {
-                p.terminate = true;
+            let state = self.state();
+            if state.pending.as_ref().is_some_and(|p| p.instance_id == id) {
+                // The snapshot still reads its writable layer: `end_all` ends it.
                 return Ok(());
             }
         }

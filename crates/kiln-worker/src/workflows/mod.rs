@@ -144,16 +144,23 @@ pub fn execute(ctx: &BuildContext, mut runs: Vec<WorkflowRun>) -> Outcome {
             if !has_distribution {
                 log_overhead(ctx, &overhead);
                 let built = ctx.state().built.clone();
-                ctx.end_all();
                 match built {
-                    Some(built) => run::deliver(ctx.shared, &image, &built, ctx.log),
-                    None => fail_image(
+                    Some(built) => {
+                        run::deliver(ctx.shared, &image, &built, ctx.log);
+                        // The instances come down once the image is delivered (their layers
+                        // are in the store): the image does not wait for their removal.
+                        ctx.end_all();
+                    }
+                    None => {
+                        ctx.end_all();
+                        fail_image(
                         ctx,
                         ImageStatus::Distributing,
                         "distribute stage failed: the build workflow made no image (it has no CreateImage step)".into(),
                         None,
                         None,
-                    ),
+                    )
+                    }
                 }
                 return Outcome::Done;
             }
@@ -222,9 +229,13 @@ pub fn execute(ctx: &BuildContext, mut runs: Vec<WorkflowRun>) -> Outcome {
             }
         }
     }
-    ctx.end_all();
+    // A build that succeeded ends its instances once the image is AVAILABLE (below).
+    if failed.is_some() || ctx.cancelled() {
+        ctx.end_all();
+    }
     log_overhead(ctx, &overhead);
     if ctx.cancelled() {
+        ctx.end_all();
         let interrupted = ctx.shared.stopping();
         if ctx.state().built.is_some() && failed.is_none() {
             run::discard(ctx.shared, &ctx.image);
@@ -259,7 +270,10 @@ pub fn execute(ctx: &BuildContext, mut runs: Vec<WorkflowRun>) -> Outcome {
                 record_failed_workflow(ctx, workflow);
             }
         }
-        None => finish_distribution(ctx),
+        None => {
+            finish_distribution(ctx);
+            ctx.end_all();
+        }
     }
     Outcome::Done
 }

@@ -295,7 +295,7 @@ fn create_image(
         let layer = std::thread::spawn(move || {
             shared
                 .store
-                .snapshot_layer_mapped(&layer_of, kiln_image::Compression::Zstd, uid_map)
+                .snapshot_layer_beside_build(&layer_of, kiln_image::Compression::Zstd, uid_map)
                 .map_err(|e| e.to_string())
         });
         let mut lowers = vec![upper];
@@ -304,7 +304,6 @@ fn create_image(
             instance_id: id.to_string(),
             lowers,
             layer,
-            terminate: false,
         });
         return Ok(json!({ "imageId": ctx.image.ami_id() }));
     }
