@@ -444,6 +444,14 @@ impl Instance {
     /// right before `exec`: whether every step of the set-up works in it.
     fn probe_user_namespace(&self, userns: &Path) -> Result<(), Error> {
         use std::os::unix::process::CommandExt;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        // What the probe finds out is the kernel's (mounting /proc, pivot_root and the rest in
+        // a user namespace), the same for every instance this process launches: once one
+        // passed, later launches skip its fork (a few ms each).
+        static PASSED: AtomicBool = AtomicBool::new(false);
+        if PASSED.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         let plan = IsolationPlan {
             root: self.merged.clone(),
             hostname: self.plan.hostname.clone(),
@@ -469,6 +477,7 @@ impl Instance {
                 "a command could not set itself up in the user namespace ({status})"
             )));
         }
+        PASSED.store(true, Ordering::Relaxed);
         Ok(())
     }
 
