@@ -69,6 +69,7 @@ mod pin;
 pub mod registry;
 mod store;
 mod unpack;
+mod writeback;
 
 pub use base::BUSYBOX;
 pub use disk::{DiskImport, DiskInput};

@@ -362,12 +362,17 @@ impl ImageStore {
         &self,
         compression: Compression,
         fill: impl FnOnce(
-            &mut LayerWriter<HashingWriter<Compressor<HashingWriter<BufWriter<File>>>>>,
+            &mut LayerWriter<
+                HashingWriter<
+                    Compressor<HashingWriter<BufWriter<crate::writeback::WritebackFile>>>,
+                >,
+            >,
         ) -> Result<()>,
     ) -> Result<LayerInfo> {
         let tmp = self.temp_path("layer");
         let result = (|| {
             let file = File::create(&tmp).map_err(io_err("creating", &tmp))?;
+            let file = crate::writeback::WritebackFile::new(file);
             let outer = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
             let comp = Compressor::new(outer, compression)
                 .map_err(io_err("starting compression for", &tmp))?;
@@ -379,7 +384,8 @@ impl ImageStore {
             let (buf, digest, size) = outer.finish();
             let file = buf
                 .into_inner()
-                .map_err(|e| io_err("writing", &tmp)(e.into_error()))?;
+                .map_err(|e| io_err("writing", &tmp)(e.into_error()))?
+                .into_file();
             file.sync_all().map_err(io_err("syncing", &tmp))?;
             let pin = self.place_pinned(&tmp, &digest)?;
             let media_type = match compression {
