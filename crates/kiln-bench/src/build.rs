@@ -376,8 +376,24 @@ impl Buildah {
     }
 
     /// One timed round of `reference`: from, one run per component, commit, rm. Removes the
-    /// image afterwards (untimed).
+    /// image afterwards (untimed). A round that buildah's runtime failed to start a command in
+    /// (EBUSY sealing its memfd copy of itself: a transient kernel refusal on this machine, not
+    /// the build's fault) is thrown away and run again, at most twice.
     pub(crate) fn round_of(&self, reference: &Reference) -> Result<BuildahRound> {
+        let mut attempt = 1;
+        loop {
+            match self.try_round(reference) {
+                Err(e) if attempt < 3 && format!("{e:#}").contains("sealing memfd copy") => {
+                    println!("  (buildah: \"sealing memfd copy: Device or resource busy\": round run again)");
+                    let _ = self.run(&["rm", "--all"]);
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn try_round(&self, reference: &Reference) -> Result<BuildahRound> {
         let started = Instant::now();
         let container = self.run(&["from", "--quiet", "--pull-never", reference.buildah_base])?;
         let from = started.elapsed();
@@ -619,9 +635,13 @@ impl Kiln {
     /// One build: StartImagePipelineExecution, then GetImage every [`POLL`] until AVAILABLE.
     pub(crate) fn build(&mut self) -> Result<Outcome> {
         self.tokens += 1;
+        // Unique in this process, not per pipeline: a second server on the same data directory
+        // remembers the tokens of the first one's pipelines.
+        static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+        let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let body = serde_json::json!({
             "imagePipelineArn": self.pipeline,
-            "clientToken": format!("run-{}-{}", std::process::id(), self.tokens),
+            "clientToken": format!("run-{}-{run}", std::process::id()),
         })
         .to_string();
         let addr = self.addr;
