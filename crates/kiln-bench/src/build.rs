@@ -1,7 +1,11 @@
-//! `cargo run --release -p kiln-bench -- build [--rounds N] [--kiln PATH]`: a whole image build,
-//! from StartImagePipelineExecution to an AVAILABLE image, against buildah doing the same steps.
+//! `cargo run --release -p kiln-bench -- build [--rounds N] [--kiln PATH] [--only busybox|debian]
+//! [--buildah-driver overlay|vfs]`: a whole image build, from StartImagePipelineExecution to an
+//! AVAILABLE image, against buildah doing the same steps. Two references are measured, one after
+//! the other on one data directory: the busybox one described here, then a Debian one
+//! (`debian.rs`: a local .deb, 200 MB in 20,000 files, permissions, a deleted directory of the
+//! parent). `--only` runs one of them alone.
 //!
-//! The reference recipe is a busybox base and five components, each an AWSTOE document whose
+//! The busybox reference recipe is a busybox base and five components, each an AWSTOE document whose
 //! `ExecuteBash` scripts are POSIX sh (busybox ash):
 //!
 //! 1. `files`: a few files under `/opt/app` (a config, an executable script, a version file);
@@ -26,12 +30,12 @@
 //! `AVAILABLE`; `FAILED` or `CANCELLED` stops the benchmark with the image's `state.reason`.
 //!
 //! buildah: a busybox root filesystem (`/bin/busybox` of the host, `--install -s`) is committed
-//! once, untimed, to a local image in a private store (overlay driver, in the temporary
-//! directory). A round is `buildah from` that image, one
-//! `buildah run --isolation chroot -- sh -c '<script>'` per component (the build and validate
-//! scripts of a component in one run; the test component last), `buildah commit` to a local
-//! name and `buildah rm`; the committed image is removed between rounds, untimed. One untimed
-//! warm-up round runs first here too.
+//! once, untimed, to a local image in a private store (overlay driver unless
+//! `--buildah-driver` says otherwise, in the temporary directory). A round is `buildah from`
+//! that image, one `buildah run --isolation chroot -- sh -c '<script>'` per component (the
+//! build and validate scripts of a component in one run; the test component last), `buildah
+//! commit` to a local name and `buildah rm`; the committed image is removed between rounds,
+//! untimed. One untimed warm-up round runs first here too.
 //!
 //! Rounds alternate (Kiln first in even rounds, buildah first in odd ones), because the machine
 //! is shared and noisy. It prints every round, the medians with min and max, the ratio, and the
@@ -60,16 +64,38 @@ const BUILD_TIMEOUT: Duration = Duration::from_secs(600);
 /// The buildah image the rounds start from.
 pub(crate) const BUILDAH_BASE: &str = "localhost/kiln-bench-busybox:latest";
 
-/// One component of the reference recipe: the same scripts run in Kiln (as ExecuteBash steps)
-/// and in buildah (as `buildah run -- sh -c`).
-struct Component {
-    name: &'static str,
+/// One component of a reference recipe: the same scripts run in Kiln (as ExecuteBash steps)
+/// and in buildah (as `buildah run -- <shell> -c`).
+pub(crate) struct Component {
+    pub(crate) name: &'static str,
     /// Script of the `build` phase, or of the `test` phase when `test_only`.
-    script: &'static str,
+    pub(crate) script: &'static str,
     /// Script of the `validate` phase.
-    validate: Option<&'static str>,
-    test_only: bool,
+    pub(crate) validate: Option<&'static str>,
+    pub(crate) test_only: bool,
 }
+
+/// A reference recipe, as both sides build it: Kiln from its managed `parent`, buildah from
+/// `buildah_base` (a local image with the same root file system), running `components` in order.
+pub(crate) struct Reference {
+    /// The recipe's and pipeline's name; its components are `<name>-<component>` in Kiln, so
+    /// that several references live on one server.
+    pub(crate) name: &'static str,
+    pub(crate) parent: &'static str,
+    pub(crate) buildah_base: &'static str,
+    /// What `buildah run` runs a component's script with (Kiln's ExecuteBash runs `bash`).
+    pub(crate) shell: &'static str,
+    pub(crate) components: &'static [Component],
+}
+
+/// The busybox reference recipe.
+pub(crate) const BUSYBOX: Reference = Reference {
+    name: "bench",
+    parent: PARENT_IMAGE,
+    buildah_base: BUILDAH_BASE,
+    shell: "sh",
+    components: &COMPONENTS,
+};
 
 const COMPONENTS: [Component; 5] = [
     Component {
@@ -149,11 +175,11 @@ grep -q contrib /etc/apt/sources.list
 ];
 
 impl Component {
-    /// The AWSTOE document.
-    fn document(&self) -> String {
+    /// The AWSTOE document, named `name`.
+    fn document(&self, name: &str) -> String {
         let mut doc = format!(
-            "name: bench-{}\ndescription: kiln-bench build reference component {}\nschemaVersion: 1.0\nphases:\n",
-            self.name, self.name
+            "name: {name}\ndescription: kiln-bench build reference component {}\nschemaVersion: 1.0\nphases:\n",
+            self.name
         );
         let mut phase = |phase: &str, step: &str, script: &str| {
             let _ = write!(
@@ -188,6 +214,10 @@ impl Component {
 pub(crate) struct Options {
     pub(crate) rounds: usize,
     pub(crate) kiln: Option<PathBuf>,
+    /// `build --only busybox|debian`: one reference alone (`None`: both).
+    pub(crate) only: Option<String>,
+    /// `build --buildah-driver overlay|vfs`: buildah's storage driver.
+    pub(crate) driver: String,
 }
 
 fn parse(args: impl Iterator<Item = String>) -> Result<Options> {
@@ -202,6 +232,8 @@ pub(crate) fn parse_options(
     let mut options = Options {
         rounds: 5,
         kiln: None,
+        only: None,
+        driver: "overlay".into(),
     };
     while let Some(flag) = args.next() {
         let value = args
@@ -210,6 +242,15 @@ pub(crate) fn parse_options(
         match flag.as_str() {
             "--rounds" => options.rounds = value.parse().context("--rounds")?,
             "--kiln" => options.kiln = Some(PathBuf::from(value)),
+            "--only" if command == "build" => match value.as_str() {
+                "busybox" | "debian" => options.only = Some(value),
+                _ => bail!("--only takes busybox or debian, not {value}"),
+            },
+            "--buildah-driver" if command == "build" => options.driver = value,
+            _ if command == "build" => bail!(
+                "unknown flag {flag} (build takes --rounds N, --kiln PATH, --only busybox|debian \
+                 and --buildah-driver overlay|vfs)"
+            ),
             _ => bail!("unknown flag {flag} ({command} takes --rounds N and --kiln PATH)"),
         }
     }
@@ -263,14 +304,21 @@ pub(crate) fn binary_at(path: Option<&Path>) -> Result<PathBuf> {
 
 pub(crate) struct Buildah {
     storage: Vec<String>,
+    pub(crate) driver: String,
 }
 
 impl Buildah {
     pub(crate) fn new(dir: &Path) -> Buildah {
+        Buildah::with_driver(dir, "overlay")
+    }
+
+    /// buildah on a private store in `dir` with the storage driver `driver`.
+    pub(crate) fn with_driver(dir: &Path, driver: &str) -> Buildah {
         Buildah {
+            driver: driver.to_string(),
             storage: vec![
                 "--storage-driver".into(),
-                "overlay".into(),
+                driver.into(),
                 "--root".into(),
                 dir.join("root").display().to_string(),
                 "--runroot".into(),
@@ -328,15 +376,36 @@ impl Buildah {
         Ok(())
     }
 
-    /// One timed round: from, one run per component, commit, rm. Removes the image afterwards
-    /// (untimed).
+    /// One timed round of the busybox reference.
     fn round(&self) -> Result<BuildahRound> {
+        self.round_of(&BUSYBOX)
+    }
+
+    /// One timed round of `reference`: from, one run per component, commit, rm. Removes the
+    /// image afterwards (untimed). A round that buildah's runtime failed to start a command in
+    /// (EBUSY sealing its memfd copy of itself: a transient kernel refusal on this machine, not
+    /// the build's fault) is thrown away and run again, at most twice.
+    pub(crate) fn round_of(&self, reference: &Reference) -> Result<BuildahRound> {
+        let mut attempt = 1;
+        loop {
+            match self.try_round(reference) {
+                Err(e) if attempt < 3 && format!("{e:#}").contains("sealing memfd copy") => {
+                    println!("  (buildah: \"sealing memfd copy: Device or resource busy\": round run again)");
+                    let _ = self.run(&["rm", "--all"]);
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn try_round(&self, reference: &Reference) -> Result<BuildahRound> {
         let started = Instant::now();
-        let container = self.run(&["from", "--quiet", "--pull-never", BUILDAH_BASE])?;
+        let container = self.run(&["from", "--quiet", "--pull-never", reference.buildah_base])?;
         let from = started.elapsed();
         let runs_started = Instant::now();
         let mut steps = Vec::new();
-        for component in &COMPONENTS {
+        for component in reference.components {
             let script = component.buildah_script();
             let step_started = Instant::now();
             self.run(&[
@@ -345,7 +414,7 @@ impl Buildah {
                 "chroot",
                 &container,
                 "--",
-                "sh",
+                reference.shell,
                 "-c",
                 &script,
             ])
@@ -424,13 +493,13 @@ fn floor_round(work: &Path, round: usize) -> Result<Duration> {
     Ok(elapsed)
 }
 
-struct BuildahRound {
-    total: Duration,
-    from: Duration,
-    runs: Duration,
-    /// Each component's `buildah run`, in [`COMPONENTS`] order.
-    steps: Vec<Duration>,
-    commit: Duration,
+pub(crate) struct BuildahRound {
+    pub(crate) total: Duration,
+    pub(crate) from: Duration,
+    pub(crate) runs: Duration,
+    /// Each component's `buildah run`, in the reference's order.
+    pub(crate) steps: Vec<Duration>,
+    pub(crate) commit: Duration,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -562,21 +631,28 @@ pub(crate) enum Outcome {
 }
 
 impl Kiln {
-    /// Creates the components, recipe, infrastructure configuration and pipeline.
+    /// Creates the busybox reference's components, recipe, infrastructure configuration and
+    /// pipeline.
     pub(crate) fn setup(addr: SocketAddr) -> Result<Kiln> {
+        Kiln::setup_reference(addr, &BUSYBOX)
+    }
+
+    /// Creates the components, recipe, infrastructure configuration and pipeline of `reference`.
+    pub(crate) fn setup_reference(addr: SocketAddr, reference: &Reference) -> Result<Kiln> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         let pipeline = runtime.block_on(async {
             let mut conn = Connection::open(addr).await?;
             let mut components = Vec::new();
-            for (i, component) in COMPONENTS.iter().enumerate() {
+            for (i, component) in reference.components.iter().enumerate() {
+                let name = format!("{}-{}", reference.name, component.name);
                 let body = serde_json::json!({
-                    "name": format!("bench-{}", component.name),
+                    "name": name,
                     "semanticVersion": "1.0.0",
                     "platform": "Linux",
-                    "data": component.document(),
-                    "clientToken": format!("component-{i}"),
+                    "data": component.document(&name),
+                    "clientToken": format!("{}-component-{i}", reference.name),
                 });
                 let answer = conn
                     .call("PUT", "/CreateComponent", &body.to_string())
@@ -586,12 +662,13 @@ impl Kiln {
                     serde_json::json!({"componentArn": arn(&answer, "componentBuildVersionArn")?}),
                 );
             }
+            let recipe_name = format!("{}-build", reference.name);
             let body = serde_json::json!({
-                "name": "bench-build",
+                "name": recipe_name,
                 "semanticVersion": "1.0.0",
                 "components": components,
-                "parentImage": PARENT_IMAGE,
-                "clientToken": "recipe",
+                "parentImage": reference.parent,
+                "clientToken": format!("{}-recipe", reference.name),
             });
             let recipe = conn
                 .call("PUT", "/CreateImageRecipe", &body.to_string())
@@ -599,7 +676,7 @@ impl Kiln {
             let tests = serde_json::json!({"imageTestsEnabled": true, "timeoutMinutes": 60});
             pipeline_on(
                 &mut conn,
-                "bench-build",
+                &recipe_name,
                 ("imageRecipeArn", arn(&recipe, "imageRecipeArn")?),
                 Some(tests),
             )
@@ -617,9 +694,13 @@ impl Kiln {
     /// One build: StartImagePipelineExecution, then GetImage every [`POLL`] until AVAILABLE.
     pub(crate) fn build(&mut self) -> Result<Outcome> {
         self.tokens += 1;
+        // Unique in this process, not per pipeline: a second server on the same data directory
+        // remembers the tokens of the first one's pipelines.
+        static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+        let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let body = serde_json::json!({
             "imagePipelineArn": self.pipeline,
-            "clientToken": format!("run-{}-{}", std::process::id(), self.tokens),
+            "clientToken": format!("run-{}-{run}", std::process::id()),
         })
         .to_string();
         let addr = self.addr;
@@ -684,7 +765,7 @@ pub(crate) async fn pipeline_on(
         "name": name,
         "instanceTypes": ["t3.micro"],
         "instanceProfileName": "kiln",
-        "clientToken": "infrastructure",
+        "clientToken": format!("infrastructure-{name}"),
     });
     let infra = conn
         .call(
@@ -697,7 +778,7 @@ pub(crate) async fn pipeline_on(
         "name": name,
         recipe.0: recipe.1,
         "infrastructureConfigurationArn": arn(&infra, "infrastructureConfigurationArn")?,
-        "clientToken": "pipeline",
+        "clientToken": format!("pipeline-{name}"),
     });
     if let Some(tests) = tests {
         body["imageTestsConfiguration"] = tests;
@@ -743,15 +824,25 @@ pub fn main(args: impl Iterator<Item = String>) -> Result<()> {
     work.disable_cleanup(std::env::var_os("KILN_BENCH_KEEP").is_some());
     let binary = kiln_binary(&options)?;
     println!(
-        "kiln-bench build: {} rounds, Kiln = {}, work directory {}",
+        "kiln-bench build: {} rounds, Kiln = {}, buildah storage driver {}, work directory {}",
         options.rounds,
         binary.display(),
+        options.driver,
         work.path().display()
     );
 
-    // buildah: the base image, untimed.
-    let buildah = with_buildah.then(|| Buildah::new(&work.path().join("buildah")));
-    let result = run(&options, &binary, work.path(), buildah.as_ref());
+    let buildah =
+        with_buildah.then(|| Buildah::with_driver(&work.path().join("buildah"), &options.driver));
+    let result = (|| {
+        if options.only.as_deref() != Some("debian") {
+            run(&options, &binary, work.path(), buildah.as_ref())?;
+        }
+        // The Debian reference (debian.rs), after the busybox one, on the same data directory.
+        if options.only.as_deref() != Some("busybox") {
+            crate::debian::run(&options, &binary, work.path(), buildah.as_ref())?;
+        }
+        Ok(())
+    })();
     if let Some(buildah) = &buildah {
         buildah.clean();
     }
