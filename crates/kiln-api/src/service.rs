@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::ops::Deref;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// How long idempotency tokens are kept. AWS promises nothing; EC2 keeps them at least a day.
@@ -30,6 +31,9 @@ pub struct Service {
     /// Where documents named by `uri` are read from (`crate::documents`).
     pub documents: crate::documents::DocumentSource,
     answers: Answers,
+    /// Whether `Get*` answers are kept and served from `answers` (on by default; see
+    /// [`Service::without_answer_cache`]).
+    answer_cache: AtomicBool,
     /// On a shared database, the generation reads cached answers await (started at first use,
     /// once the core is shared).
     generation: std::sync::OnceLock<Option<Arc<crate::generation::SharedGeneration>>>,
@@ -67,6 +71,7 @@ impl Service {
             quotas: Quotas::default(),
             documents: Default::default(),
             answers: Answers::default(),
+            answer_cache: AtomicBool::new(true),
             generation: Default::default(),
         })
     }
@@ -111,6 +116,26 @@ impl Service {
         self
     }
 
+    /// The same service with no answer cache: every `Get*` call reads the database, as it would
+    /// for a resource asked for the first time. For measuring the read path itself (several
+    /// servers on one database share no cache, so most of their reads miss).
+    pub fn without_answer_cache(self) -> Service {
+        self.set_answer_cache(false);
+        self
+    }
+
+    /// Turns the answer cache on or off while the service runs (the benchmark measures both on
+    /// one database). Answers kept before it was turned off stay: each is served only while
+    /// the store's generation is still the one it was read at, as always.
+    pub fn set_answer_cache(&self, on: bool) {
+        self.answer_cache.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether `Get*` answers are kept and served from the answer cache.
+    pub fn answer_cache(&self) -> bool {
+        self.answer_cache.load(Ordering::Relaxed)
+    }
+
     /// Validates `input`, runs the operation in its transaction and returns the response JSON
     /// (with `requestId` filled in where the response has one). In test and debug builds the
     /// response is checked against the model first (see [`checked_response`]).
@@ -136,7 +161,11 @@ impl Service {
         input: &Value,
     ) -> Option<CachedAnswer> {
         let def = op.def();
-        if !(def.is_read_only() && def.name.starts_with("Get") && self.store.is_shared()) {
+        if !(def.is_read_only()
+            && def.name.starts_with("Get")
+            && self.store.is_shared()
+            && self.answer_cache())
+        {
             return None;
         }
         let key = AnswerKey::new(op, ctx, input);
@@ -190,7 +219,7 @@ impl Service {
     ) -> Result<String, ApiError> {
         let def = op.def();
         let cacheable = def.is_read_only() && def.name.starts_with("Get");
-        let key = cacheable.then(|| AnswerKey::new(op, ctx, &input));
+        let key = (cacheable && self.answer_cache()).then(|| AnswerKey::new(op, ctx, &input));
         if let Some(body) = key.as_ref().and_then(|k| {
             self.answers
                 .get(k, ctx.now_millis, || self.store.generation())
@@ -214,8 +243,16 @@ impl Service {
             None => ctx,
         };
         let mut read_at = None;
-        let output = if key.is_some() {
-            let reads = crate::handlers::reads_ahead(op, ctx, &input);
+        // Without the cache a Get still names its reads ahead (one round trip on a shared
+        // database); only the answer is not kept.
+        let output = if cacheable {
+            // Named reads save round trips on a shared database; SQLite ignores them, so they
+            // are not worked out there.
+            let reads = if self.store.is_shared() {
+                crate::handlers::reads_ahead(op, ctx, &input)
+            } else {
+                Vec::new()
+            };
             let (output, at) = self
                 .store
                 .read_at(&reads, |tx| dispatch(self, op, ctx, tx, input))
@@ -230,8 +267,11 @@ impl Service {
             // The call's token (if it has one) and its handler's first reads, in one round trip
             // on a shared database.
             let token = token_key(op, ctx, &input).filter(|_| def.idempotent);
-            let mut reads: Vec<Read> = token.clone().map(Read::Token).into_iter().collect();
-            reads.extend(crate::handlers::reads_ahead(op, ctx, &input));
+            let mut reads: Vec<Read> = Vec::new();
+            if self.store.is_shared() {
+                reads.extend(token.clone().map(Read::Token));
+                reads.extend(crate::handlers::reads_ahead(op, ctx, &input));
+            }
             self.store
                 .write(|tx| {
                     tx.prefetch(&reads).api()?;
@@ -586,6 +626,82 @@ mod tests {
         assert_eq!(
             after_one["imagePipeline"]["dateNextRun"], "2026-11-26T14:00:00.000Z",
             "a firing moves the next run"
+        );
+    }
+
+    /// Without the answer cache every Get reads the database and nothing is kept; the answers
+    /// are the ones the cached service gives, and follow every commit.
+    #[test]
+    fn without_the_answer_cache_gets_answer_the_same_and_keep_nothing() {
+        let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let cached = Service::open(dir_a.path(), kiln_store::sqlite::Sync::Normal).unwrap();
+        let uncached = Service::open(dir_b.path(), kiln_store::sqlite::Sync::Normal)
+            .unwrap()
+            .without_answer_cache();
+        assert!(cached.answer_cache() && !uncached.answer_cache());
+        let now = NOV_26_2026_NOON;
+        let kept = |svc: &Service| svc.answers.entries.lock().unwrap().len();
+        let mut answers = Vec::new();
+        for svc in [&cached, &uncached] {
+            let infra = call(
+                svc,
+                Operation::CreateInfrastructureConfiguration,
+                now,
+                json!({"name": "infra", "instanceProfileName": "a", "clientToken": "t1"}),
+            );
+            let get = json!({ "infrastructureConfigurationArn": infra["infrastructureConfigurationArn"] });
+            let first = call(
+                svc,
+                Operation::GetInfrastructureConfiguration,
+                now,
+                get.clone(),
+            );
+            let again = call(
+                svc,
+                Operation::GetInfrastructureConfiguration,
+                now,
+                get.clone(),
+            );
+            assert_eq!(first, again);
+            call(
+                svc,
+                Operation::UpdateInfrastructureConfiguration,
+                now,
+                json!({"infrastructureConfigurationArn": infra["infrastructureConfigurationArn"],
+                       "instanceProfileName": "b", "clientToken": "t2"}),
+            );
+            let after = call(svc, Operation::GetInfrastructureConfiguration, now, get);
+            assert_eq!(
+                after["infrastructureConfiguration"]["instanceProfileName"],
+                "b"
+            );
+            answers.push((first, after));
+        }
+        assert_eq!(answers[0], answers[1], "the same answers either way");
+        assert_eq!(kept(&uncached), 0, "nothing kept without the cache");
+        assert!(kept(&cached) > 0);
+
+        // Turned off and on again while running: what was kept before is served only while
+        // it is current.
+        cached.set_answer_cache(false);
+        let infra_arn =
+            "arn:aws:imagebuilder:us-east-1:123456789012:infrastructure-configuration/infra";
+        call(
+            &cached,
+            Operation::UpdateInfrastructureConfiguration,
+            now,
+            json!({"infrastructureConfigurationArn": infra_arn, "instanceProfileName": "c", "clientToken": "t3"}),
+        );
+        cached.set_answer_cache(true);
+        let current = call(
+            &cached,
+            Operation::GetInfrastructureConfiguration,
+            now,
+            json!({ "infrastructureConfigurationArn": infra_arn }),
+        );
+        assert_eq!(
+            current["infrastructureConfiguration"]["instanceProfileName"],
+            "c"
         );
     }
 
