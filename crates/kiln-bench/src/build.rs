@@ -803,6 +803,22 @@ pub(crate) fn stats(values: &[f64]) -> (f64, f64, f64) {
     (median, sorted[0], sorted[sorted.len() - 1])
 }
 
+/// The median of each component's `buildah run` over `rounds`, on one line.
+pub(crate) fn print_per_component(components: &[Component], rounds: &[BuildahRound]) {
+    let steps: Vec<String> = components
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let times: Vec<f64> = rounds.iter().map(|r| r.steps[i].as_secs_f64()).collect();
+            format!("{} {:.2}", c.name, stats(&times).0)
+        })
+        .collect();
+    println!(
+        "  buildah run per component (median s): {}",
+        steps.join(", ")
+    );
+}
+
 pub(crate) fn have(tool: &str) -> bool {
     Command::new("sh")
         .args(["-c", &format!("command -v {tool} >/dev/null")])
@@ -991,21 +1007,7 @@ fn run(options: &Options, binary: &Path, work: &Path, buildah: Option<&Buildah>)
         part(|r| r.runs),
         part(|r| r.commit),
     );
-    let steps: Vec<String> = COMPONENTS
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let times: Vec<f64> = buildah_rounds
-                .iter()
-                .map(|r| r.steps[i].as_secs_f64())
-                .collect();
-            format!("{} {:.2}", c.name, stats(&times).0)
-        })
-        .collect();
-    println!(
-        "  buildah run per component (median s): {}",
-        steps.join(", ")
-    );
+    print_per_component(&COMPONENTS, &buildah_rounds);
     match not_implemented {
         None => {
             let (k, k_lo, k_hi) = stats(&kiln_times);

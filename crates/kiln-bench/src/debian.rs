@@ -313,21 +313,7 @@ pub(crate) fn run(
             part(|r| r.runs.as_secs_f64()),
             part(|r| r.commit.as_secs_f64()),
         );
-        let steps: Vec<String> = COMPONENTS
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let times: Vec<f64> = buildah_rounds
-                    .iter()
-                    .map(|r| r.steps[i].as_secs_f64())
-                    .collect();
-                format!("{} {:.2}", c.name, stats(&times).0)
-            })
-            .collect();
-        println!(
-            "  buildah run per component (median s): {}",
-            steps.join(", ")
-        );
+        crate::build::print_per_component(&COMPONENTS, &buildah_rounds);
         println!("Debian: Kiln (StartImagePipelineExecution to AVAILABLE): {k:.2} s (min {k_lo:.2}, max {k_hi:.2})");
         println!(
             "Debian: Kiln / buildah: {:.2}x (target <= {TARGET}x) {}",

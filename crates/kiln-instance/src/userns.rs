@@ -401,7 +401,7 @@ fn shift_plain_at(
         let mut path = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
         path.extend_from_slice(name.to_bytes());
         let path = CString::new(path).map_err(|_| io::Error::other("descriptor path"))?;
-        if lget_caps(&path)?.is_some() {
+        if read_caps(&path, false)?.is_some() {
             return Ok(Shifted::NeedsCare);
         }
     }
@@ -424,28 +424,6 @@ fn shift_plain_at(
         }
     }
     Ok(Shifted::Done)
-}
-
-/// The file capability of `path` (its last component not followed), if it has one.
-fn lget_caps(path: &std::ffi::CStr) -> io::Result<Option<Vec<u8>>> {
-    let mut buf = [0u8; 64];
-    // SAFETY: lgetxattr(2) into a local buffer of the length passed.
-    let n = unsafe {
-        libc::lgetxattr(
-            path.as_ptr(),
-            CAPABILITY.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    if n >= 0 {
-        return Ok(Some(buf[..n as usize].to_vec()));
-    }
-    let err = io::Error::last_os_error();
-    match err.raw_os_error() {
-        Some(libc::ENODATA) | Some(libc::ENOTSUP) | Some(libc::ENOENT) => Ok(None),
-        _ => Err(err),
-    }
 }
 
 /// Whether `fd` is a directory on the target side (a build may have swapped one for a symlink
@@ -522,10 +500,21 @@ fn chown_keeping(
 }
 
 fn get_caps(path: &std::ffi::CStr) -> io::Result<Option<Vec<u8>>> {
+    read_caps(path, true)
+}
+
+/// The file capability of `path`, if it has one; `follow`: through a symlink in its last
+/// component (else the link's own, which never has one).
+fn read_caps(path: &std::ffi::CStr, follow: bool) -> io::Result<Option<Vec<u8>>> {
     let mut buf = [0u8; 64];
-    // SAFETY: getxattr(2) into a local buffer of the length passed.
+    let read = if follow {
+        libc::getxattr
+    } else {
+        libc::lgetxattr
+    };
+    // SAFETY: (l)getxattr(2) into a local buffer of the length passed.
     let n = unsafe {
-        libc::getxattr(
+        read(
             path.as_ptr(),
             CAPABILITY.as_ptr(),
             buf.as_mut_ptr().cast(),
@@ -538,6 +527,8 @@ fn get_caps(path: &std::ffi::CStr) -> io::Result<Option<Vec<u8>>> {
     let err = io::Error::last_os_error();
     match err.raw_os_error() {
         Some(libc::ENODATA) | Some(libc::ENOTSUP) => Ok(None),
+        // Removed meanwhile: nothing to keep.
+        Some(libc::ENOENT) if !follow => Ok(None),
         _ => Err(err),
     }
 }

@@ -40,6 +40,8 @@ pub struct State {
     pub pending: Option<Pending>,
     /// The component step that failed an ExecuteComponents step, by (execution id, step).
     pub component_failures: HashMap<(String, usize), kiln_build::ComponentFailure>,
+    /// Instances TerminateInstance stopped, in that order, to be taken down by `end_all`.
+    pub retired: Vec<Instance>,
 }
 
 /// A snapshot running beside the next steps (the test workflows): CreateImage detached the
@@ -187,9 +189,14 @@ impl<'a> BuildContext<'a> {
             self.state().kept_instance = Some(id);
             Ok(())
         } else {
+            // As EC2's TerminateInstances: the instance stops at once (every process in it is
+            // killed), and it is taken down (unmounted, its cgroups and directory removed) by
+            // `end_all`, when the build ends: nothing in the build waits for that.
             instance
-                .terminate()
-                .map_err(|e| format!("terminating instance {id}: {e}"))
+                .stop_processes()
+                .map_err(|e| format!("terminating instance {id}: {e}"))?;
+            self.state().retired.push(instance);
+            Ok(())
         }
     }
 
@@ -203,6 +210,15 @@ impl<'a> BuildContext<'a> {
         for id in ids {
             if let Err(e) = self.end_instance(&id, false) {
                 tracing::warn!(arn = %self.image.arn, error = %e, "ending an instance");
+            }
+        }
+        // In the order they stopped: a test instance before the build instance whose
+        // writable layer is one of its lower layers.
+        let retired = std::mem::take(&mut self.state().retired);
+        for instance in retired {
+            let id = instance.id().to_string();
+            if let Err(e) = instance.terminate() {
+                tracing::warn!(arn = %self.image.arn, instance = %id, error = %e, "ending an instance");
             }
         }
     }
