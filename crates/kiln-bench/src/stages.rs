@@ -47,10 +47,9 @@ const BETWEEN: &str = "worker between steps (workflow engine, database writes, l
 /// What the stage is after `text` (a log line without its timestamp), given the stage of the
 /// build (`build` or `test`) the log is in; `None` for lines that do not change it.
 fn opens(text: &str, stage: &str) -> Option<String> {
-    if text.starts_with("stage distribute started") {
-        return Some("distribution and AVAILABLE".into());
-    }
-    if text.starts_with("workflows: ") {
+    // The implicit distribution's lines (`workflows: ...` is logged once the image is
+    // committed, right before it).
+    if text.starts_with("stage distribute started") || text.starts_with("workflows: ") {
         return Some("distribution and AVAILABLE".into());
     }
     if text.starts_with("workflow test-image (") && text.ends_with("COMPLETED") {
@@ -70,9 +69,7 @@ fn opens(text: &str, stage: &str) -> Option<String> {
             if step.contains("(CollectImageMetadata)") {
                 return Some("enhanced metadata".into());
             }
-            if step.contains("(ExecuteComponents)") {
-                return Some(BETWEEN.into());
-            }
+            // ExecuteComponents and the others: their own lines (component steps) say more.
             return Some(BETWEEN.into());
         }
         return Some(BETWEEN.into());

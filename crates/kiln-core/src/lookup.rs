@@ -56,18 +56,20 @@ pub fn resolve(
         Some(v) => VersionFilter::parse(v).map_err(|e| version_error(field, e))?,
         None => VersionFilter::ANY,
     };
-    let candidates = tx.list_rows(&query)?;
+    Ok(newest_row(tx.list_rows(&query)?, &filter))
+}
+
+/// The newest of `candidates` (by semantic version, then build) that `filter` matches.
+pub fn newest_row(candidates: Vec<Row>, filter: &VersionFilter) -> Option<Row> {
     let versions = candidates.iter().filter_map(|row| {
         let v = SemVer::parse(row.version.as_deref()?).ok()?;
         Some((v, row.build.unwrap_or(0)))
     });
-    let Some((version, build)) = filter.newest(versions) else {
-        return Ok(None);
-    };
-    Ok(candidates.into_iter().find(|row| {
+    let (version, build) = filter.newest(versions)?;
+    candidates.into_iter().find(|row| {
         row.version.as_deref() == Some(version.to_string().as_str())
             && row.build.unwrap_or(0) == build
-    }))
+    })
 }
 
 /// The read [`resolve`] makes for `arn` (for [`Txn::prefetch`]); `None` when it makes none.

@@ -20,7 +20,7 @@ use crate::error::{CoreError, CoreResult};
 use crate::lookup;
 use kiln_domain::arn::{Arn, ResourceKind};
 use kiln_domain::resources::sharing::{ResourcePolicy, ShareGrant, SharingPolicy};
-use kiln_domain::version::{SemVer, VersionFilter};
+use kiln_domain::version::VersionFilter;
 use kiln_store::{ListQuery, Row, Txn, TxnExt};
 
 /// The policy put on `resource`, if any.
@@ -147,23 +147,11 @@ pub fn resolve_visible(
         Some(v) => VersionFilter::parse(v).map_err(|e| lookup::version_error(field, e))?,
         None => VersionFilter::ANY,
     };
-    let mut candidates = Vec::new();
-    for row in shared_with(tx, caller, parsed.kind)? {
-        if row.account == parsed.account && row.name == parsed.name {
-            candidates.push(row);
-        }
-    }
-    let versions = candidates.iter().filter_map(|row| {
-        let v = SemVer::parse(row.version.as_deref()?).ok()?;
-        Some((v, row.build.unwrap_or(0)))
-    });
-    let Some((version, build)) = filter.newest(versions) else {
-        return Ok(None);
-    };
-    Ok(candidates.into_iter().find(|row| {
-        row.version.as_deref() == Some(version.to_string().as_str())
-            && row.build.unwrap_or(0) == build
-    }))
+    let candidates = shared_with(tx, caller, parsed.kind)?
+        .into_iter()
+        .filter(|row| row.account == parsed.account && row.name == parsed.name)
+        .collect();
+    Ok(lookup::newest_row(candidates, &filter))
 }
 
 /// The recipe a build is ordered from (CreateImage, a pipeline's run or schedule): the

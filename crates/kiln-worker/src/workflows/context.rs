@@ -159,7 +159,8 @@ impl<'a> BuildContext<'a> {
         Ok(self.state().built.clone())
     }
 
-    /// Terminates (or, for a failed build kept for inspection, keeps) instance `id`.
+    /// Terminates instance `id` as EC2 does (its processes stop now; [`BuildContext::end_all`]
+    /// takes it down), or, for a failed build kept for inspection, keeps it.
     pub fn end_instance(&self, id: &str, keep: bool) -> Result<(), String> {
         {
             let state = self.state();

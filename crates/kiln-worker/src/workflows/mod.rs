@@ -229,10 +229,8 @@ pub fn execute(ctx: &BuildContext, mut runs: Vec<WorkflowRun>) -> Outcome {
             }
         }
     }
-    // A build that succeeded ends its instances once the image is AVAILABLE (below).
-    if failed.is_some() || ctx.cancelled() {
-        ctx.end_all();
-    }
+    // Each ending below takes the instances down (`end_all`); a build that succeeded, once
+    // its image is AVAILABLE.
     log_overhead(ctx, &overhead);
     if ctx.cancelled() {
         ctx.end_all();
@@ -245,6 +243,7 @@ pub fn execute(ctx: &BuildContext, mut runs: Vec<WorkflowRun>) -> Outcome {
     }
     match failed {
         Some((stage, message)) => {
+            ctx.end_all();
             let failed_run = runs.iter().find(|r| {
                 r.workflow_type == stage
                     && !plan::continues_on_failure(&ctx.image, r)
