@@ -182,15 +182,6 @@ pub fn response_tags(
     Ok(Some(tx.tags(arn).api()?))
 }
 
-/// Stores the tags a create request carried.
-pub fn store_tags(
-    tx: &mut dyn Txn,
-    arn: &str,
-    tags: Option<&BTreeMap<String, String>>,
-) -> Result<(), ApiError> {
-    lookup::store_tags(tx, arn, tags).api()
-}
-
 /// A name that normalises like an existing resource's is the same name.
 pub fn check_name_free(
     tx: &mut dyn Txn,

@@ -8,7 +8,7 @@
 
 use crate::caller::Caller;
 use crate::error::{CoreError, CoreResult};
-use crate::lookup::{decode_row, resolve_required, store_tags};
+use crate::lookup::{decode_row, resolve_required};
 use kiln_domain::arn::{Arn, ResourceKind};
 use kiln_domain::resources::component::Component;
 use kiln_domain::resources::distribution::DistributionConfiguration;
@@ -234,8 +234,7 @@ pub fn create_image(
         lifecycle_execution_id: None,
         deprecation_time: None,
     };
-    tx.put(&image)?;
-    store_tags(tx, &arn_text, order.tags.as_ref())?;
+    tx.put_tagged(&image, order.tags.as_ref())?;
     tx.enqueue_build(&arn_text, caller.now_millis)?;
     Ok(NewImage {
         container_destinations: image.container_destinations(),
@@ -330,8 +329,7 @@ pub fn create_distribution_image(
         deprecation_time: None,
         ..source.clone()
     };
-    tx.put(&image)?;
-    store_tags(tx, &arn_text, tags)?;
+    tx.put_tagged(&image, tags)?;
     tx.enqueue_build(&arn_text, caller.now_millis)?;
     Ok(arn)
 }

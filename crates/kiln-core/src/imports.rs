@@ -10,7 +10,7 @@
 use crate::caller::Caller;
 use crate::error::{CoreError, CoreResult};
 use crate::images::{build_id_of, next_build, NewImage};
-use crate::lookup::{decode_row, resolve_required, store_tags};
+use crate::lookup::{decode_row, resolve_required};
 use kiln_domain::arn::{Arn, ResourceKind};
 use kiln_domain::resources::image::{BuildType, Image, ImageStatus, StatusChange};
 use kiln_domain::resources::import::ImageImport;
@@ -73,8 +73,7 @@ pub fn create_import(
         import: Some(import),
         ..Image::blank(arn)
     };
-    tx.put(&image)?;
-    store_tags(tx, &arn_text, order.tags.as_ref())?;
+    tx.put_tagged(&image, order.tags.as_ref())?;
     tx.enqueue_build(&arn_text, caller.now_millis)?;
     Ok(NewImage {
         arn: image.arn,

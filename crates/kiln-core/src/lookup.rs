@@ -7,7 +7,6 @@ use kiln_domain::arn::{Arn, ResourceKind};
 use kiln_domain::resources::Resource;
 use kiln_domain::version::{SemVer, VersionError, VersionFilter};
 use kiln_store::{ListQuery, Read, Row, StoreError, Txn, TxnExt};
-use std::collections::BTreeMap;
 
 pub fn version_error(field: &str, e: VersionError) -> CoreError {
     CoreError::InvalidVersion(format!("{field}: {}", e.message))
@@ -132,16 +131,4 @@ pub fn decode_row<T: serde::de::DeserializeOwned>(row: &Row) -> CoreResult<T> {
             message: e.to_string(),
         })
     })
-}
-
-/// Stores the tags a create request carried.
-pub fn store_tags(
-    tx: &mut dyn Txn,
-    arn: &str,
-    tags: Option<&BTreeMap<String, String>>,
-) -> CoreResult<()> {
-    match tags {
-        Some(tags) if !tags.is_empty() => Ok(tx.set_tags(arn, tags)?),
-        _ => Ok(()),
-    }
 }

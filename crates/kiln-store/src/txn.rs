@@ -112,6 +112,20 @@ pub trait Txn {
     ) -> Result<Vec<Row>, StoreError>;
     /// Inserts or replaces the row with this ARN.
     fn put_row(&mut self, row: &Row) -> Result<(), StoreError>;
+    /// [`Txn::put_row`], then [`Txn::set_tags`] with `tags` (nothing if there are none): as a
+    /// create stores a resource and the tags it came with. One write where the backend keeps
+    /// tags beside the row (SQLite).
+    fn put_row_tagged(
+        &mut self,
+        row: &Row,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<(), StoreError> {
+        self.put_row(row)?;
+        if tags.is_empty() {
+            return Ok(());
+        }
+        self.set_tags(&row.arn, tags)
+    }
     /// Deletes the row, its tags and the references it holds. `false` if there was none.
     fn delete_row(&mut self, arn: &str) -> Result<bool, StoreError>;
 
@@ -298,6 +312,25 @@ pub(crate) fn slice_log(chunks: &[(u64, Vec<u8>)], offset: u64, max: usize) -> V
     data
 }
 
+/// The row `resource` is stored as: its record as JSON, under its ARN.
+fn row_of<T: Resource>(resource: &T) -> Result<Row, StoreError> {
+    let arn: &Arn = resource.arn();
+    let body = serde_json::to_string(resource).map_err(|e| StoreError::Corrupt {
+        arn: arn.to_string(),
+        message: e.to_string(),
+    })?;
+    Ok(Row {
+        arn: arn.to_string(),
+        kind: arn.kind,
+        account: arn.account.clone(),
+        region: arn.region.clone(),
+        name: arn.name.clone(),
+        version: arn.version.clone(),
+        build: arn.build,
+        body,
+    })
+}
+
 fn decode<T: Resource>(row: &Row) -> Result<T, StoreError> {
     serde_json::from_str(&row.body).map_err(|e| StoreError::Corrupt {
         arn: row.arn.clone(),
@@ -316,21 +349,20 @@ pub trait TxnExt: Txn {
     }
 
     fn put<T: Resource>(&mut self, resource: &T) -> Result<(), StoreError> {
-        let arn: &Arn = resource.arn();
-        let body = serde_json::to_string(resource).map_err(|e| StoreError::Corrupt {
-            arn: arn.to_string(),
-            message: e.to_string(),
-        })?;
-        self.put_row(&Row {
-            arn: arn.to_string(),
-            kind: arn.kind,
-            account: arn.account.clone(),
-            region: arn.region.clone(),
-            name: arn.name.clone(),
-            version: arn.version.clone(),
-            build: arn.build,
-            body,
-        })
+        self.put_row(&row_of(resource)?)
+    }
+
+    /// Stores `resource` with the tags it was created with (see [`Txn::put_row_tagged`]).
+    fn put_tagged<T: Resource>(
+        &mut self,
+        resource: &T,
+        tags: Option<&BTreeMap<String, String>>,
+    ) -> Result<(), StoreError> {
+        let row = row_of(resource)?;
+        match tags {
+            Some(tags) => self.put_row_tagged(&row, tags),
+            None => self.put_row(&row),
+        }
     }
 }
 

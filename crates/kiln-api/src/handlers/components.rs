@@ -32,7 +32,7 @@
 use crate::convert::list_own;
 use crate::convert::{
     check_dry_run, check_no_referrers, date, decode_row, get_exact, new_arn, not_found,
-    response_tags, scoped_arn, store_tags, version_error, StoreResultExt,
+    response_tags, scoped_arn, version_error, StoreResultExt,
 };
 use crate::documents::document;
 use crate::filters::Filters;
@@ -388,9 +388,8 @@ pub fn create(
     check_dry_run(input.dry_run, "CreateComponent")?;
     component.arn = version_arn.with_build(build);
     component.build = build;
-    tx.put(&component).api()?;
+    tx.put_tagged(&component, input.tags.as_ref()).api()?;
     let arn = component.arn.to_string();
-    store_tags(tx, &arn, input.tags.as_ref())?;
     Ok(CreateComponentResponse {
         request_id: None,
         client_token: input.client_token,

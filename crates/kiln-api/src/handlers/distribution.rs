@@ -10,7 +10,7 @@
 use crate::convert::list_own;
 use crate::convert::{
     check_dry_run, check_name_free, check_no_referrers, date, get_exact, new_arn, response_tags,
-    store_tags, StoreResultExt,
+    StoreResultExt,
 };
 use crate::filters::Filters;
 use crate::service::Service;
@@ -346,8 +346,7 @@ pub fn create(
         date_created: ctx.now_millis,
         date_updated: None,
     };
-    tx.put(&dist).api()?;
-    store_tags(tx, &arn.to_string(), input.tags.as_ref())?;
+    tx.put_tagged(&dist, input.tags.as_ref()).api()?;
     Ok(CreateDistributionConfigurationResponse {
         request_id: None,
         client_token: input.client_token,

@@ -19,7 +19,7 @@
 pub(crate) use super::components::latest_version_references;
 use crate::convert::{
     check_dry_run, check_no_referrers, date, decode_row, domain_error, new_arn, not_found,
-    response_tags, scoped_arn, store_tags, version_error, StoreResultExt,
+    response_tags, scoped_arn, version_error, StoreResultExt,
 };
 use crate::filters::Filters;
 use crate::service::Service;
@@ -340,7 +340,7 @@ pub(crate) fn store_recipe<T: Resource>(
     tags: Option<&std::collections::BTreeMap<String, String>>,
 ) -> Result<(), ApiError> {
     let arn = recipe.arn().to_string();
-    tx.put(recipe).api()?;
+    tx.put_tagged(recipe, tags).api()?;
     // Only the caller's own components are recorded as in use: a component another account
     // shares stays its owner's to delete (the recipe's next build then fails, naming it).
     let own: Vec<String> = component_builds
@@ -351,7 +351,7 @@ pub(crate) fn store_recipe<T: Resource>(
     if !own.is_empty() {
         tx.set_references(&arn, &own).api()?;
     }
-    store_tags(tx, &arn, tags)
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------

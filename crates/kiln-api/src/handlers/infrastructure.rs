@@ -3,7 +3,7 @@
 use crate::convert::list_own;
 use crate::convert::{
     check_dry_run, check_name_free, check_no_referrers, date, get_exact, new_arn, response_tags,
-    store_tags, StoreResultExt,
+    StoreResultExt,
 };
 use crate::filters::Filters;
 use crate::service::Service;
@@ -214,8 +214,7 @@ pub fn create(
         date_updated: None,
     };
     apply(&mut infra, settings);
-    tx.put(&infra).api()?;
-    store_tags(tx, &arn.to_string(), input.tags.as_ref())?;
+    tx.put_tagged(&infra, input.tags.as_ref()).api()?;
     Ok(CreateInfrastructureConfigurationResponse {
         request_id: None,
         client_token: input.client_token,

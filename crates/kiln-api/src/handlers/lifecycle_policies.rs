@@ -12,8 +12,7 @@ use super::lifecycle_convert::{
     seconds, selection_from_wire, selection_to_wire, status_from_wire, status_to_wire,
 };
 use crate::convert::{
-    check_dry_run, check_name_free, get_exact, list_own, new_arn, response_tags, store_tags,
-    StoreResultExt,
+    check_dry_run, check_name_free, get_exact, list_own, new_arn, response_tags, StoreResultExt,
 };
 use crate::filters::Filters;
 use crate::service::Service;
@@ -122,8 +121,7 @@ pub fn create(
         next_run: None,
     };
     set_status(&mut policy, status_from_wire(input.status), ctx.now_millis);
-    tx.put(&policy).api()?;
-    store_tags(tx, &arn.to_string(), input.tags.as_ref())?;
+    tx.put_tagged(&policy, input.tags.as_ref()).api()?;
     Ok(CreateLifecyclePolicyResponse {
         client_token: input.client_token,
         lifecycle_policy_arn: Some(arn.to_string()),

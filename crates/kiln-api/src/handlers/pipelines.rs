@@ -11,7 +11,7 @@
 use crate::convert::list_own;
 use crate::convert::{
     caller, check_dry_run, check_name_free, check_no_referrers, date, domain_error, get_exact,
-    new_arn, resolve_required, response_tags, store_tags, StoreResultExt,
+    new_arn, resolve_required, response_tags, StoreResultExt,
 };
 use crate::filters::Filters;
 use crate::service::Service;
@@ -439,9 +439,8 @@ pub fn create(
     };
     let arn = arn.to_string();
     kiln_core::scheduled::reschedule(tx, &mut pipeline, ctx.now_millis).api()?;
-    tx.put(&pipeline).api()?;
+    tx.put_tagged(&pipeline, input.tags.as_ref()).api()?;
     tx.set_references(&arn, &references).api()?;
-    store_tags(tx, &arn, input.tags.as_ref())?;
     Ok(CreateImagePipelineResponse {
         request_id: None,
         client_token: input.client_token,

@@ -32,7 +32,7 @@ use super::components::{
 use super::yaml_document as document;
 use crate::convert::{
     check_dry_run, check_no_referrers, date, decode_row, get_exact, new_arn, not_found, resolve,
-    response_tags, scoped_arn, store_tags, version_error, StoreResultExt,
+    response_tags, scoped_arn, version_error, StoreResultExt,
 };
 use crate::documents::document;
 use crate::filters::Filters;
@@ -361,9 +361,8 @@ pub fn create(
     check_dry_run(input.dry_run, "CreateWorkflow")?;
     workflow.arn = version_arn.with_build(build);
     workflow.build = build;
-    tx.put(&workflow).api()?;
+    tx.put_tagged(&workflow, input.tags.as_ref()).api()?;
     let arn = workflow.arn.to_string();
-    store_tags(tx, &arn, input.tags.as_ref())?;
     Ok(CreateWorkflowResponse {
         client_token: input.client_token,
         workflow_build_version_arn: Some(arn),

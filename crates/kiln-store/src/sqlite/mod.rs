@@ -270,7 +270,7 @@ impl SqliteStore {
             // The snapshot is taken by the first read; it includes at least `current` commits.
             conn.prepare_cached("BEGIN DEFERRED")?.execute([])?;
         }
-        let mut txn = SqliteTxn { conn };
+        let mut txn = SqliteTxn::new(conn);
         let result = f(&mut txn);
         let mut reader = Reader {
             conn: txn.conn,
@@ -320,7 +320,7 @@ impl SqliteStore {
             Some(conn) => conn,
             None => open_writer(&self.path, self.sync)?,
         };
-        let mut txn = SqliteTxn { conn };
+        let mut txn = SqliteTxn::new(conn);
         let batch = match state.open_batch {
             Some(batch) => batch,
             None => {

@@ -7,6 +7,10 @@
 //! Version 4 keeps vulnerability data (records by (source, id), an index of the packages each
 //! affects) and scan findings (by image, with the columns ListImageScanFindings filters on).
 //!
+//! Version 5 lets a Get read a resource and its tags in one lookup: rows carry a copy of their
+//! tags as a JSON object (`tag_json`), which every write of the tags table refreshes; the table
+//! stays the truth for every other read of tags.
+//!
 //! Version 2 gives claimed builds a lease: when their worker last renewed it
 //! (`heartbeat_millis`) and when it ends (`lease_expires_millis`), both null while unclaimed.
 //!
@@ -18,7 +22,7 @@ use crate::error::StoreError;
 use rusqlite::Connection;
 
 /// Every migration, in order: `MIGRATIONS[i]` leads from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// The version a database has after every migration this binary knows.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -34,9 +38,26 @@ pub fn migrate(conn: &mut Connection, path: &str) -> Result<(), StoreError> {
     let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     for (version, sql) in crate::migrate::pending(path, found, MIGRATIONS)? {
         tx.execute_batch(sql)?;
+        if version == 5 {
+            fill_version_5(&tx)?;
+        }
         tx.pragma_update(None, "user_version", version)?;
     }
     tx.commit()?;
+    Ok(())
+}
+
+/// Gives every resource its tags' copy.
+fn fill_version_5(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+    let rows: Vec<(i64, String)> = tx
+        .prepare("SELECT id, arn FROM resources")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut fill = tx.prepare("UPDATE resources SET tag_json = ?1 WHERE id = ?2")?;
+    for (id, arn) in rows {
+        let tags = super::txn::tag_json(tx, &arn)?;
+        fill.execute(rusqlite::params![tags, id])?;
+    }
     Ok(())
 }
 
@@ -149,4 +170,11 @@ CREATE INDEX IF NOT EXISTS scan_findings_by_vulnerability
     ON scan_findings (account, region, vulnerability_id, image_arn);
 CREATE INDEX IF NOT EXISTS scan_findings_by_severity
     ON scan_findings (account, region, severity, image_arn, vulnerability_id);
+";
+
+/// What a Get reads beside a resource's row (see the module's notes on version 5). The store
+/// writes the column itself (`fill_version_5` for the rows already there): SQLite's JSON
+/// functions end strings at a NUL, and tags are stored as they came.
+const V5: &str = "
+ALTER TABLE resources ADD COLUMN tag_json TEXT;
 ";

@@ -17,6 +17,76 @@ use std::collections::BTreeMap;
 /// `dyn Txn` in the generated handler trait). Beginning and ending it is the store's job.
 pub(super) struct SqliteTxn {
     pub(super) conn: Connection,
+    /// The copy of its tags (`tag_json`) of the row read or written last, with its ARN. A Get
+    /// reads a resource and then its tags, and a create writes a resource and then its tags:
+    /// this answers the second from the first. Replaced or dropped by every write.
+    known_tags: Option<(String, String)>,
+}
+
+impl SqliteTxn {
+    pub(super) fn new(conn: Connection) -> SqliteTxn {
+        SqliteTxn {
+            conn,
+            known_tags: None,
+        }
+    }
+
+    /// `arn`'s tags as its row's copy holds them, if that copy is the one read or written last.
+    fn known_tags(&self, arn: &str) -> Result<Option<BTreeMap<String, String>>, StoreError> {
+        match &self.known_tags {
+            Some((known, json)) if known == arn => {
+                serde_json::from_str(json)
+                    .map(Some)
+                    .map_err(|e| StoreError::Corrupt {
+                        arn: arn.to_string(),
+                        message: format!("tag_json: {e}"),
+                    })
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// After a write of `arn`'s tags, which now are `tags` (`None`: read them from the table):
+    /// its row's copy (if it has a row) is the table's again.
+    fn refresh_tag_json(
+        &mut self,
+        arn: &str,
+        tags: Option<BTreeMap<String, String>>,
+    ) -> Result<(), StoreError> {
+        let tags = match tags {
+            Some(tags) => tags,
+            None => table_tags(&self.conn, arn)?,
+        };
+        let json = to_tag_json(arn, &tags)?;
+        let updated = self
+            .conn
+            .prepare_cached("UPDATE resources SET tag_json = ?2 WHERE arn = ?1")?
+            .execute(params![arn, json])?;
+        if updated > 0 {
+            self.known_tags = Some((arn.to_string(), json));
+        }
+        Ok(())
+    }
+}
+
+/// The tags the tags table holds for `arn`.
+fn table_tags(conn: &Connection, arn: &str) -> Result<BTreeMap<String, String>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT key, value FROM tags WHERE arn = ?1")?;
+    let rows = stmt.query_map(params![arn], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<BTreeMap<String, String>, _>>()?)
+}
+
+/// The copy of `tags` a row keeps in `tag_json`.
+fn to_tag_json(arn: &str, tags: &BTreeMap<String, String>) -> Result<String, StoreError> {
+    serde_json::to_string(tags).map_err(|e| StoreError::Corrupt {
+        arn: arn.to_string(),
+        message: format!("tags: {e}"),
+    })
+}
+
+/// The copy of `arn`'s tags its row keeps in `tag_json`, made from the tags table.
+pub(super) fn tag_json(conn: &Connection, arn: &str) -> Result<String, StoreError> {
+    to_tag_json(arn, &table_tags(conn, arn)?)
 }
 
 fn kind_of(segment: &str) -> Result<ResourceKind, rusqlite::Error> {
@@ -54,12 +124,22 @@ macro_rules! row_columns {
 
 impl Txn for SqliteTxn {
     fn get_row(&mut self, arn: &str) -> Result<Option<Row>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(concat!(
-            "SELECT ",
-            row_columns!(),
-            " FROM resources WHERE arn = ?1"
-        ))?;
-        Ok(stmt.query_row(params![arn], row_from).optional()?)
+        let found = self
+            .conn
+            .prepare_cached(concat!(
+                "SELECT ",
+                row_columns!(),
+                ", tag_json FROM resources WHERE arn = ?1"
+            ))?
+            .query_row(params![arn], |r| {
+                Ok((row_from(r)?, r.get::<_, Option<String>>(8)?))
+            })
+            .optional()?;
+        let Some((row, tags)) = found else {
+            return Ok(None);
+        };
+        self.known_tags = tags.map(|tags| (row.arn.clone(), tags));
+        Ok(Some(row))
     }
 
     fn list_rows(&mut self, q: &ListQuery) -> Result<Vec<Row>, StoreError> {
@@ -109,10 +189,15 @@ impl Txn for SqliteTxn {
     }
 
     fn put_row(&mut self, row: &Row) -> Result<(), StoreError> {
+        self.known_tags = None;
+        // A new row's copy of its tags is empty, unless tags were stored before the row: then
+        // it is null (read the table) until they are next written. An update keeps its copy,
+        // which every write of tags refreshes.
         let mut stmt = self.conn.prepare_cached(concat!(
             "INSERT INTO resources (",
             row_columns!(),
-            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+            ", tag_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,
+                CASE WHEN EXISTS (SELECT 1 FROM tags WHERE arn = ?1) THEN NULL ELSE '{}' END)
              ON CONFLICT (arn) DO UPDATE SET kind = excluded.kind, account = excluded.account,
              region = excluded.region, name = excluded.name, version = excluded.version,
              build = excluded.build, body = excluded.body"
@@ -130,7 +215,52 @@ impl Txn for SqliteTxn {
         Ok(())
     }
 
+    fn put_row_tagged(
+        &mut self,
+        row: &Row,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<(), StoreError> {
+        if tags.is_empty() {
+            return self.put_row(row);
+        }
+        self.known_tags = None;
+        let mut stmt = self
+            .conn
+            .prepare_cached("INSERT OR REPLACE INTO tags (arn, key, value) VALUES (?1, ?2, ?3)")?;
+        for (k, v) in tags {
+            stmt.execute(params![row.arn, k, v])?;
+        }
+        drop(stmt);
+        // The row's copy is `tags` when the table holds just those for the ARN; when it holds
+        // more (stored before), null: read the table until tags are next written.
+        let json = to_tag_json(&row.arn, tags)?;
+        let count = i64::try_from(tags.len()).unwrap_or(i64::MAX);
+        let mut stmt = self.conn.prepare_cached(concat!(
+            "INSERT INTO resources (",
+            row_columns!(),
+            ", tag_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,
+                CASE WHEN (SELECT COUNT(*) FROM tags WHERE arn = ?1) = ?9 THEN ?10 END)
+             ON CONFLICT (arn) DO UPDATE SET kind = excluded.kind, account = excluded.account,
+             region = excluded.region, name = excluded.name, version = excluded.version,
+             build = excluded.build, body = excluded.body, tag_json = excluded.tag_json"
+        ))?;
+        stmt.execute(params![
+            row.arn,
+            row.kind.segment(),
+            row.account,
+            row.region,
+            row.name,
+            row.version,
+            row.build,
+            row.body,
+            count,
+            json
+        ])?;
+        Ok(())
+    }
+
     fn delete_row(&mut self, arn: &str) -> Result<bool, StoreError> {
+        self.known_tags = None;
         let n = self
             .conn
             .prepare_cached("DELETE FROM resources WHERE arn = ?1")?
@@ -166,31 +296,44 @@ impl Txn for SqliteTxn {
     }
 
     fn tags(&mut self, arn: &str) -> Result<BTreeMap<String, String>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT key, value FROM tags WHERE arn = ?1")?;
-        let rows = stmt.query_map(params![arn], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<Result<BTreeMap<String, String>, _>>()?)
+        match self.known_tags(arn)? {
+            Some(tags) => Ok(tags),
+            None => table_tags(&self.conn, arn),
+        }
     }
 
     fn set_tags(&mut self, arn: &str, tags: &BTreeMap<String, String>) -> Result<(), StoreError> {
+        let known = self.known_tags(arn)?;
+        self.known_tags = None;
         let mut stmt = self
             .conn
             .prepare_cached("INSERT OR REPLACE INTO tags (arn, key, value) VALUES (?1, ?2, ?3)")?;
         for (k, v) in tags {
             stmt.execute(params![arn, k, v])?;
         }
-        Ok(())
+        drop(stmt);
+        let now = known.map(|mut known| {
+            known.extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+            known
+        });
+        self.refresh_tag_json(arn, now)
     }
 
     fn remove_tags(&mut self, arn: &str, keys: &[String]) -> Result<(), StoreError> {
+        let known = self.known_tags(arn)?;
+        self.known_tags = None;
         let mut stmt = self
             .conn
             .prepare_cached("DELETE FROM tags WHERE arn = ?1 AND key = ?2")?;
         for k in keys {
             stmt.execute(params![arn, k])?;
         }
-        Ok(())
+        drop(stmt);
+        let now = known.map(|mut known| {
+            known.retain(|k, _| !keys.contains(k));
+            known
+        });
+        self.refresh_tag_json(arn, now)
     }
 
     fn get_token(&mut self, key: &TokenKey) -> Result<Option<TokenRecord>, StoreError> {

@@ -445,6 +445,156 @@ pub fn tags_references_and_settings(fixture: &Fixture) {
         .unwrap();
 }
 
+fn tag_map(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// A Get reads a row and then its tags; SQLite answers the second read from a copy of the tags
+/// beside the row. Whatever was written in between, and in whichever order, the answer is the
+/// tags table's.
+pub fn a_row_read_then_its_tags_gives_the_tags_stored_now(fixture: &Fixture) {
+    let store = fixture.open();
+    let (early, late, other) = (row("early"), row("late"), row("other"));
+    let odd = tag_map(&[
+        ("quote\"d", "back\\slash"),
+        ("ünï", "{\"json\": 1}"),
+        ("e", ""),
+    ]);
+    store
+        .write(|tx| {
+            // Tags stored before the row they belong to, as an import may.
+            tx.set_tags(&early.arn, &odd)?;
+            tx.put_row(&early)?;
+            tx.put_row(&late)?;
+            tx.put_row(&other)?;
+            tx.set_tags(&late.arn, &tag_map(&[("a", "1"), ("b", "2")]))?;
+            tx.set_tags(&other.arn, &tag_map(&[("o", "x")]))
+        })
+        .unwrap()
+        .unwrap();
+    let read = |arn: &str| {
+        store
+            .read(|tx| {
+                tx.get_row(arn)?.expect("the row");
+                tx.tags(arn)
+            })
+            .unwrap()
+            .unwrap()
+    };
+    assert_eq!(read(&early.arn), odd);
+    assert_eq!(read(&late.arn), tag_map(&[("a", "1"), ("b", "2")]));
+    store
+        .write(|tx| {
+            tx.get_row(&late.arn)?;
+            tx.set_tags(&late.arn, &tag_map(&[("a", "changed")]))?;
+            assert_eq!(
+                tx.tags(&late.arn)?,
+                tag_map(&[("a", "changed"), ("b", "2")])
+            );
+            tx.get_row(&late.arn)?;
+            tx.remove_tags(&late.arn, &["b".to_string()])?;
+            assert_eq!(tx.tags(&late.arn)?, tag_map(&[("a", "changed")]));
+            // Another resource's row read last: the tags asked for are still the ARN's own.
+            tx.get_row(&other.arn)?;
+            assert_eq!(tx.tags(&late.arn)?, tag_map(&[("a", "changed")]));
+            // Replacing the row keeps its tags.
+            tx.put_row(&Row {
+                body: "{\"v\": 2}".into(),
+                ..late.clone()
+            })?;
+            assert_eq!(
+                tx.get_row(&late.arn)?.map(|r| r.body).as_deref(),
+                Some("{\"v\": 2}")
+            );
+            assert_eq!(tx.tags(&late.arn)?, tag_map(&[("a", "changed")]));
+            tx.get_row(&other.arn)?;
+            tx.delete_row(&other.arn)?;
+            assert_eq!(tx.tags(&other.arn)?, tag_map(&[]));
+            Ok::<_, StoreError>(())
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(read(&late.arn), tag_map(&[("a", "changed")]));
+    assert_eq!(
+        store.read(|tx| tx.get_row(&other.arn)).unwrap().unwrap(),
+        None
+    );
+    // A row stored again after it was deleted starts with no tags.
+    store.write(|tx| tx.put_row(&other)).unwrap().unwrap();
+    assert_eq!(read(&other.arn), tag_map(&[]));
+}
+
+/// A create stores a resource and its tags in one write (`put_row_tagged`): read back, the
+/// resource has exactly the tags the table holds, whether it is new, was tagged before it was
+/// stored, or is stored again. On SQLite the row's copy is then the table's, or null (read
+/// the table), never anything else.
+pub fn rows_stored_with_their_tags_have_them(fixture: &Fixture) {
+    let store = fixture.open();
+    let (fresh, pretagged, again, bare) =
+        (row("fresh"), row("pretagged"), row("again"), row("bare"));
+    let check = |r: &Row, want: &[(&str, &str)]| {
+        let want = tag_map(want);
+        let got = store
+            .read(|tx| {
+                tx.get_row(&r.arn)?.expect("the row");
+                tx.tags(&r.arn)
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, want, "{}", r.name);
+        if !fixture.is_postgres() {
+            if let Some(copy) = fixture.sqlite_tag_json(&r.arn) {
+                let copy: std::collections::BTreeMap<String, String> =
+                    serde_json::from_str(&copy).unwrap();
+                assert_eq!(copy, want, "the copy beside {}", r.name);
+            }
+        }
+    };
+    store
+        .write(|tx| {
+            tx.put_row_tagged(&fresh, &tag_map(&[("a", "1"), ("b", "2")]))?;
+            tx.set_tags(&pretagged.arn, &tag_map(&[("before", "yes")]))?;
+            tx.put_row_tagged(&pretagged, &tag_map(&[("with", "yes")]))?;
+            tx.put_row_tagged(&again, &tag_map(&[("first", "1")]))?;
+            tx.put_row_tagged(&bare, &tag_map(&[]))
+        })
+        .unwrap()
+        .unwrap();
+    check(&fresh, &[("a", "1"), ("b", "2")]);
+    check(&pretagged, &[("before", "yes"), ("with", "yes")]);
+    check(&again, &[("first", "1")]);
+    check(&bare, &[]);
+    if !fixture.is_postgres() {
+        // The common case takes the fast path: the copy is there.
+        assert_eq!(
+            fixture.sqlite_tag_json(&fresh.arn).as_deref(),
+            Some(r#"{"a":"1","b":"2"}"#)
+        );
+        assert_eq!(fixture.sqlite_tag_json(&bare.arn).as_deref(), Some("{}"));
+    }
+    store
+        .write(|tx| {
+            tx.put_row_tagged(&again, &tag_map(&[("first", "one"), ("second", "2")]))?;
+            tx.put_row_tagged(&fresh, &tag_map(&[]))?;
+            tx.set_tags(&pretagged.arn, &tag_map(&[("after", "yes")]))
+        })
+        .unwrap()
+        .unwrap();
+    check(&again, &[("first", "one"), ("second", "2")]);
+    check(&fresh, &[("a", "1"), ("b", "2")]);
+    check(
+        &pretagged,
+        &[("after", "yes"), ("before", "yes"), ("with", "yes")],
+    );
+    if !fixture.is_postgres() {
+        // Writing tags again restores the copy a row stored after its tags went without.
+        assert!(fixture.sqlite_tag_json(&pretagged.arn).is_some());
+    }
+}
+
 pub fn deleting_a_row_removes_its_tags_and_references(fixture: &Fixture) {
     let store = fixture.open();
     let r = row("doomed");

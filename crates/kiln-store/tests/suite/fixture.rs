@@ -71,6 +71,20 @@ impl Fixture {
         }
     }
 
+    /// The copy of its tags SQLite keeps beside the resource `arn`.
+    pub fn sqlite_tag_json(&self, arn: &str) -> Option<String> {
+        let Fixture::Sqlite { dir } = self else {
+            panic!("tag_json is SQLite's");
+        };
+        let conn = rusqlite::Connection::open(dir.path().join("k.db")).unwrap();
+        conn.query_row(
+            "SELECT tag_json FROM resources WHERE arn = ?1",
+            [arn],
+            |r| r.get(0),
+        )
+        .unwrap()
+    }
+
     /// Ends every other session on the database, as a server restart would (PostgreSQL only).
     pub fn end_connections(&self) {
         if let Fixture::Postgres(db) = self {

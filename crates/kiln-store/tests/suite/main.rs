@@ -43,6 +43,8 @@ both!(
     cases::count_rows_counts_one_kind_of_one_account_and_region,
     cases::lists_are_in_byte_order_and_resume_after_a_cursor,
     cases::tags_references_and_settings,
+    cases::a_row_read_then_its_tags_gives_the_tags_stored_now,
+    cases::rows_stored_with_their_tags_have_them,
     cases::deleting_a_row_removes_its_tags_and_references,
     cases::any_string_is_stored_as_it_came,
     logs::build_logs_are_read_from_any_offset_and_deleted,
@@ -89,6 +91,11 @@ fn sqlite_allows_one_process_per_database() {
 #[test]
 fn sqlite_databases_from_before_versions_open_unchanged() {
     migrations::unversioned_sqlite_database_opens_unchanged(&Fixture::sqlite());
+}
+
+#[test]
+fn sqlite_rows_of_version_4_get_their_tags_beside_them() {
+    migrations::version_4_sqlite_rows_get_their_tags_beside_them(&Fixture::sqlite());
 }
 
 #[test]

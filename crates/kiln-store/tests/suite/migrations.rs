@@ -60,7 +60,8 @@ pub fn unversioned_sqlite_database_opens_unchanged(fixture: &Fixture) {
     drop(store);
     // Back to version 1's tables: what later migrations added goes.
     fixture.raw(
-        "DROP INDEX builds_by_lease;
+        "ALTER TABLE resources DROP COLUMN tag_json;
+         DROP INDEX builds_by_lease;
          ALTER TABLE builds DROP COLUMN heartbeat_millis;
          ALTER TABLE builds DROP COLUMN lease_expires_millis;",
     );
@@ -76,4 +77,43 @@ pub fn unversioned_sqlite_database_opens_unchanged(fixture: &Fixture) {
     assert_eq!(expired.len(), 1, "the migrated queue has leases");
     drop(store);
     assert_eq!(fixture.version(), kiln_store::sqlite::SCHEMA_VERSION);
+}
+
+/// Version 5 gives every resource a copy of its tags.
+pub fn version_4_sqlite_rows_get_their_tags_beside_them(fixture: &Fixture) {
+    let store = fixture.open();
+    let names = ["one", "two", "three"];
+    store
+        .write(|tx| {
+            for name in names {
+                let r = row(name);
+                tx.put_row(&r)?;
+                tx.set_tags(&r.arn, &[("name".to_string(), name.to_string())].into())?;
+            }
+            Ok::<_, StoreError>(())
+        })
+        .unwrap()
+        .unwrap();
+    drop(store);
+    // Back to version 4's tables.
+    fixture.raw("ALTER TABLE resources DROP COLUMN tag_json;");
+    fixture.set_version(4);
+    let store = fixture.open();
+    assert_eq!(fixture.version(), 5);
+    for name in names {
+        let arn = row(name).arn;
+        assert_eq!(
+            fixture.sqlite_tag_json(&arn),
+            Some(format!("{{\"name\":\"{name}\"}}"))
+        );
+        let tags = store
+            .read(|tx| {
+                assert!(tx.get_row(&arn)?.is_some());
+                tx.tags(&arn)
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(tags, [("name".to_string(), name.to_string())].into());
+    }
+    assert_eq!(list_all(&store), vec!["one", "three", "two"]);
 }
