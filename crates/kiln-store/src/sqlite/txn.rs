@@ -13,13 +13,22 @@ use kiln_domain::arn::ResourceKind;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::BTreeMap;
 
+/// The columns [`row_from`] reads, spelled out by a macro so that the statements using them
+/// are constants: `prepare_cached` then looks up a literal instead of a string formatted on
+/// every call (a Get's row read is the hot path).
+macro_rules! row_columns {
+    () => {
+        "arn, kind, account, region, name, version, build, body"
+    };
+}
+
 /// A transaction on a connection it owns (so that it is `'static` and can stand behind
 /// `dyn Txn` in the generated handler trait). Beginning and ending it is the store's job.
 pub(super) struct SqliteTxn {
     pub(super) conn: Connection,
-    /// The copy of its tags (`tag_json`) of the row read or written last, with its ARN. A Get
-    /// reads a resource and then its tags, and a create writes a resource and then its tags:
-    /// this answers the second from the first. Replaced or dropped by every write.
+    /// The copy of its tags (`tag_json`) of the row read last, or whose tags were written last,
+    /// with its ARN. A Get reads a resource and then its tags: this answers the second from the
+    /// first (and a write of tags after it starts from it). Dropped by every other write.
     known_tags: Option<(String, String)>,
 }
 
@@ -44,6 +53,43 @@ impl SqliteTxn {
             }
             _ => Ok(None),
         }
+    }
+
+    /// Inserts or replaces `row`, whose tags were just written as `tags` (none: not written).
+    /// The row's copy of its tags is `tags` when the table holds just those for the ARN; when it
+    /// holds more (tags stored before the row), null: read the table until tags are next
+    /// written. A row stored again without tags keeps its copy.
+    fn upsert_row(&mut self, row: &Row, tags: &BTreeMap<String, String>) -> Result<(), StoreError> {
+        self.known_tags = None;
+        let json = if tags.is_empty() {
+            "{}".to_string()
+        } else {
+            to_tag_json(&row.arn, tags)?
+        };
+        let count = i64::try_from(tags.len()).unwrap_or(i64::MAX);
+        let mut stmt = self.conn.prepare_cached(concat!(
+            "INSERT INTO resources (",
+            row_columns!(),
+            ", tag_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,
+                CASE WHEN (SELECT COUNT(*) FROM tags WHERE arn = ?1) = ?9 THEN ?10 END)
+             ON CONFLICT (arn) DO UPDATE SET kind = excluded.kind, account = excluded.account,
+             region = excluded.region, name = excluded.name, version = excluded.version,
+             build = excluded.build, body = excluded.body,
+             tag_json = CASE WHEN ?9 = 0 THEN tag_json ELSE excluded.tag_json END"
+        ))?;
+        stmt.execute(params![
+            row.arn,
+            row.kind.segment(),
+            row.account,
+            row.region,
+            row.name,
+            row.version,
+            row.build,
+            row.body,
+            count,
+            json
+        ])?;
+        Ok(())
     }
 
     /// After a write of `arn`'s tags, which now are `tags` (`None`: read them from the table):
@@ -113,15 +159,6 @@ fn row_from(r: &rusqlite::Row<'_>) -> Result<Row, rusqlite::Error> {
     })
 }
 
-/// The columns [`row_from`] reads, spelled out by a macro so that the statements using them
-/// are constants: `prepare_cached` then looks up a literal instead of a string formatted on
-/// every call (a Get's row read is the hot path).
-macro_rules! row_columns {
-    () => {
-        "arn, kind, account, region, name, version, build, body"
-    };
-}
-
 impl Txn for SqliteTxn {
     fn get_row(&mut self, arn: &str) -> Result<Option<Row>, StoreError> {
         let found = self
@@ -189,30 +226,7 @@ impl Txn for SqliteTxn {
     }
 
     fn put_row(&mut self, row: &Row) -> Result<(), StoreError> {
-        self.known_tags = None;
-        // A new row's copy of its tags is empty, unless tags were stored before the row: then
-        // it is null (read the table) until they are next written. An update keeps its copy,
-        // which every write of tags refreshes.
-        let mut stmt = self.conn.prepare_cached(concat!(
-            "INSERT INTO resources (",
-            row_columns!(),
-            ", tag_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,
-                CASE WHEN EXISTS (SELECT 1 FROM tags WHERE arn = ?1) THEN NULL ELSE '{}' END)
-             ON CONFLICT (arn) DO UPDATE SET kind = excluded.kind, account = excluded.account,
-             region = excluded.region, name = excluded.name, version = excluded.version,
-             build = excluded.build, body = excluded.body"
-        ))?;
-        stmt.execute(params![
-            row.arn,
-            row.kind.segment(),
-            row.account,
-            row.region,
-            row.name,
-            row.version,
-            row.build,
-            row.body
-        ])?;
-        Ok(())
+        self.upsert_row(row, &BTreeMap::new())
     }
 
     fn put_row_tagged(
@@ -220,9 +234,6 @@ impl Txn for SqliteTxn {
         row: &Row,
         tags: &BTreeMap<String, String>,
     ) -> Result<(), StoreError> {
-        if tags.is_empty() {
-            return self.put_row(row);
-        }
         self.known_tags = None;
         let mut stmt = self
             .conn
@@ -231,32 +242,7 @@ impl Txn for SqliteTxn {
             stmt.execute(params![row.arn, k, v])?;
         }
         drop(stmt);
-        // The row's copy is `tags` when the table holds just those for the ARN; when it holds
-        // more (stored before), null: read the table until tags are next written.
-        let json = to_tag_json(&row.arn, tags)?;
-        let count = i64::try_from(tags.len()).unwrap_or(i64::MAX);
-        let mut stmt = self.conn.prepare_cached(concat!(
-            "INSERT INTO resources (",
-            row_columns!(),
-            ", tag_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,
-                CASE WHEN (SELECT COUNT(*) FROM tags WHERE arn = ?1) = ?9 THEN ?10 END)
-             ON CONFLICT (arn) DO UPDATE SET kind = excluded.kind, account = excluded.account,
-             region = excluded.region, name = excluded.name, version = excluded.version,
-             build = excluded.build, body = excluded.body, tag_json = excluded.tag_json"
-        ))?;
-        stmt.execute(params![
-            row.arn,
-            row.kind.segment(),
-            row.account,
-            row.region,
-            row.name,
-            row.version,
-            row.build,
-            row.body,
-            count,
-            json
-        ])?;
-        Ok(())
+        self.upsert_row(row, tags)
     }
 
     fn delete_row(&mut self, arn: &str) -> Result<bool, StoreError> {

@@ -585,6 +585,13 @@ pub fn rows_stored_with_their_tags_have_them(fixture: &Fixture) {
         .unwrap();
     check(&again, &[("first", "one"), ("second", "2")]);
     check(&fresh, &[("a", "1"), ("b", "2")]);
+    if !fixture.is_postgres() {
+        // Stored again without tags, a row keeps its copy.
+        assert_eq!(
+            fixture.sqlite_tag_json(&fresh.arn).as_deref(),
+            Some(r#"{"a":"1","b":"2"}"#)
+        );
+    }
     check(
         &pretagged,
         &[("after", "yes"), ("before", "yes"), ("with", "yes")],
