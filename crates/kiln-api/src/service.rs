@@ -243,11 +243,10 @@ impl Service {
             None => ctx,
         };
         let mut read_at = None;
-        // Without the cache a Get still names its reads ahead (one round trip on a shared
-        // database); only the answer is not kept.
+        // Without the cache a Get still runs here; only its answer is not kept. Reads named
+        // ahead save round trips on a shared database; SQLite ignores them, so they are not
+        // worked out there.
         let output = if cacheable {
-            // Named reads save round trips on a shared database; SQLite ignores them, so they
-            // are not worked out there.
             let reads = if self.store.is_shared() {
                 crate::handlers::reads_ahead(op, ctx, &input)
             } else {

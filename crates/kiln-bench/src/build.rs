@@ -958,15 +958,12 @@ fn run(options: &Options, binary: &Path, work: &Path, buildah: Option<&Buildah>)
         );
     }
     drop(server);
-    if !kiln_rounds.is_empty() {
-        let breakdown = crate::stages::median(&data, &kiln_rounds)?;
-        println!();
-        crate::stages::print(
-            "Kiln, where a build's time goes",
-            &breakdown,
-            stats(&kiln_times).0 * 1000.0,
-        );
-    }
+    crate::stages::print_median(
+        "Kiln, where a build's time goes",
+        &data,
+        &kiln_rounds,
+        || stats(&kiln_times).0 * 1000.0,
+    )?;
     let verdict = |ok: bool| if ok { "OK" } else { "MISSED" };
     if buildah.is_none() {
         let message = not_implemented

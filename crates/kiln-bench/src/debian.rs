@@ -322,15 +322,12 @@ pub(crate) fn run(
         );
     }
     println!("Debian: Kiln wall time: {k:.2} s");
-    if !kiln_rounds.is_empty() {
-        let breakdown = crate::stages::median(&data, &kiln_rounds)?;
-        println!();
-        crate::stages::print(
-            "Debian: Kiln, where a build's time goes",
-            &breakdown,
-            k * 1000.0,
-        );
-    }
+    crate::stages::print_median(
+        "Debian: Kiln, where a build's time goes",
+        &data,
+        &kiln_rounds,
+        || k * 1000.0,
+    )?;
     Ok(Some(images))
 }
 

@@ -162,7 +162,7 @@ fn log_of(data: &Path, image_arn: &str) -> Result<PathBuf> {
 
 /// The median of each stage over `rounds`, in the order of the first round's stages; a stage
 /// missing from a round counts 0 there.
-pub(crate) fn median(data: &Path, rounds: &[Round]) -> Result<Breakdown> {
+fn median(data: &Path, rounds: &[Round]) -> Result<Breakdown> {
     let mut all = Vec::new();
     for round in rounds {
         let path = log_of(data, &round.image_arn)?;
@@ -198,7 +198,24 @@ pub(crate) fn median(data: &Path, rounds: &[Round]) -> Result<Breakdown> {
 }
 
 /// Prints `breakdown` as a table with each stage's share of `total_ms`.
-pub(crate) fn print(title: &str, breakdown: &Breakdown, total_ms: f64) {
+/// Prints, after a blank line, the median breakdown of `rounds` against their median total
+/// (`total_ms`, asked only when there are rounds); nothing when there are none.
+pub(crate) fn print_median(
+    title: &str,
+    data: &Path,
+    rounds: &[Round],
+    total_ms: impl FnOnce() -> f64,
+) -> Result<()> {
+    if rounds.is_empty() {
+        return Ok(());
+    }
+    let breakdown = median(data, rounds)?;
+    println!();
+    print(title, &breakdown, total_ms());
+    Ok(())
+}
+
+fn print(title: &str, breakdown: &Breakdown, total_ms: f64) {
     println!("{title} (median ms of the rounds; share of the median total {total_ms:.0} ms):");
     for (name, ms) in &breakdown.stages {
         let share = if total_ms > 0.0 {

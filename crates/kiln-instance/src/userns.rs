@@ -480,21 +480,26 @@ fn chown_keeping(
             }
         }
         if let Some(caps) = caps {
-            let caps = as_version_2(caps, base);
-            // SAFETY: setxattr(2) with a buffer of the length passed.
-            let rc = unsafe {
-                libc::setxattr(
-                    proc_path.as_ptr(),
-                    CAPABILITY.as_ptr(),
-                    caps.as_ptr().cast(),
-                    caps.len(),
-                    0,
-                )
-            };
-            if rc != 0 {
-                return Err(io::Error::last_os_error());
-            }
+            set_caps(&proc_path, &as_version_2(caps, base))?;
         }
+    }
+    Ok(())
+}
+
+/// Gives `path` the file capability `caps` (a `security.capability` value).
+fn set_caps(path: &std::ffi::CStr, caps: &[u8]) -> io::Result<()> {
+    // SAFETY: setxattr(2) with a buffer of the length passed.
+    let rc = unsafe {
+        libc::setxattr(
+            path.as_ptr(),
+            CAPABILITY.as_ptr(),
+            caps.as_ptr().cast(),
+            caps.len(),
+            0,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
     }
     Ok(())
 }
@@ -625,16 +630,7 @@ mod tests {
             caps.extend_from_slice(&u32::to_le_bytes(w));
         }
         let path = CString::new(upper.join("d/capable").as_os_str().as_encoded_bytes()).unwrap();
-        let rc = unsafe {
-            libc::setxattr(
-                path.as_ptr(),
-                CAPABILITY.as_ptr(),
-                caps.as_ptr().cast(),
-                caps.len(),
-                0,
-            )
-        };
-        if rc != 0 {
+        if set_caps(&path, &caps).is_err() {
             eprintln!("no file capabilities here: skipping");
             return;
         }

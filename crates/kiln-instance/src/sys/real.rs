@@ -258,9 +258,14 @@ impl Privileged for RealPrivileged {
         if !VOLATILE_REFUSED.load(Ordering::Relaxed) {
             match mount(&format!("{data},volatile")) {
                 Err(e) if e.source.raw_os_error() == Some(libc::EINVAL) => {
-                    // A kernel before 5.10 has no `volatile`: mount as before, and do not ask
+                    // A kernel before 5.10 has no `volatile`: mount as before, and, once that
+                    // works (so the refusal was the option's, not the layers'), do not ask
                     // again.
-                    VOLATILE_REFUSED.store(true, Ordering::Relaxed);
+                    let plain = mount(&data);
+                    if plain.is_ok() {
+                        VOLATILE_REFUSED.store(true, Ordering::Relaxed);
+                    }
+                    return plain;
                 }
                 done => return done,
             }

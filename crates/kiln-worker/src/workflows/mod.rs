@@ -153,13 +153,9 @@ pub fn execute(ctx: &BuildContext, mut runs: Vec<WorkflowRun>) -> Outcome {
                     }
                     None => {
                         ctx.end_all();
-                        fail_image(
-                        ctx,
-                        ImageStatus::Distributing,
-                        "distribute stage failed: the build workflow made no image (it has no CreateImage step)".into(),
-                        None,
-                        None,
-                    )
+                        let reason = "distribute stage failed: the build workflow made no image \
+                                      (it has no CreateImage step)";
+                        fail_image(ctx, ImageStatus::Distributing, reason.into(), None, None)
                     }
                 }
                 return Outcome::Done;
