@@ -47,6 +47,9 @@ pub struct ServerConfig {
     pub extension: Option<Arc<dyn Extension>>,
     /// Per-account request rates (`crate::throttle`).
     pub throttle: Throttle,
+    /// Whether builds can run, for `GET /kiln/v1/health` (`crate::health`); without it the
+    /// answer says `unknown`.
+    pub readiness: Option<Arc<crate::health::Readiness>>,
 }
 
 struct Shared {
@@ -55,6 +58,8 @@ struct Shared {
     extension: Option<Arc<dyn Extension>>,
     request_ids: RequestIds,
     throttle: Throttle,
+    readiness: Option<Arc<crate::health::Readiness>>,
+    database_probe: crate::health::DatabaseProbe,
 }
 
 /// The body of every response: a buffer, or a file streamed from disk.
@@ -108,6 +113,11 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Bod
     let method = parts.method.as_str().to_string();
     let path = parts.uri.path().to_string();
     let query = parts.uri.query().map(str::to_string);
+    // The one path answered without a signature: the exact raw path, GET or HEAD only.
+    if path == crate::health::PATH && (method == "GET" || method == "HEAD") {
+        // hyper sends no body in answer to HEAD, with the headers GET would have.
+        return health(&shared, &request_id).await;
+    }
     if method == "POST" {
         if let Some(rest) = path.strip_prefix(kiln_core::extension::PREFIX) {
             let rest = rest.to_string();
@@ -248,6 +258,20 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Bod
             )
         }
     }
+}
+
+/// `GET /kiln/v1/health`: see [`crate::health`]. No account, so no throttling bucket either.
+async fn health(shared: &Shared, request_id: &str) -> Response<Body> {
+    let database = shared.database_probe.reachable(&shared.service).await;
+    let builds = shared.readiness.as_ref().map(|r| r.builds());
+    let (status, body) = crate::health::answer(database, builds);
+    let mut response = ok_response(body, request_id);
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    response.headers_mut().insert(
+        hyper::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    response
 }
 
 /// The caller of a request, from its signature (see [`crate::auth`]).
@@ -554,6 +578,8 @@ pub async fn serve(
         extension: config.extension,
         request_ids: RequestIds::default(),
         throttle: config.throttle,
+        readiness: config.readiness,
+        database_probe: Default::default(),
     });
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -825,6 +851,7 @@ mod tests {
             tls: None,
             extension,
             throttle: Throttle::default(),
+            readiness: None,
         };
         tokio::spawn(serve(listener, service, config, async {
             let _ = stopped.await;
