@@ -996,6 +996,25 @@ mod tests {
         let _ = stop.send(());
     }
 
+    #[tokio::test]
+    async fn health_answers_get_and_head_without_an_extension() {
+        let (addr, stop, _dir) = start(None).await;
+        let r = request(addr, "GET", "/kiln/v1/health").await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("cache-control"), Some("no-store"));
+        let answer: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(
+            answer,
+            serde_json::json!({"status": "ok", "database": "ok", "builds": "unknown", "checks": []})
+        );
+        let r = request(addr, "HEAD", "/kiln/v1/health").await;
+        assert_eq!(r.status, 200);
+        assert!(r.body.is_empty());
+        // Only the exact path: anything else under the prefix goes to the (absent) extension.
+        let r = request(addr, "GET", "/kiln/v1/health/x").await;
+        assert_eq!(r.status, 404);
+        let _ = stop.send(());
+    }
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn without_an_extension_its_paths_are_404() {
         let (addr, stop, _dir) = start(None).await;
