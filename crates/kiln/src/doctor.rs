@@ -156,3 +156,69 @@ pub fn check_in_background(options: &WorkerOptions, readiness: Arc<Readiness>) {
         tracing::warn!(error = %e, "start-up checks not run");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        options: WorkerOptions,
+    }
+
+    fn config_of(args: &[&str]) -> Config {
+        let flags = Flags::try_parse_from(std::iter::once("kiln").chain(args.iter().copied()))
+            .expect("flags parse");
+        config(&flags.options).expect("a configuration")
+    }
+
+    #[test]
+    fn only_the_addresses_named_are_checked() {
+        let c = config_of(&["--data-dir", "/d"]);
+        assert_eq!(c.debian_mirror, None, "the default mirror is not contacted");
+        assert_eq!((c.database, c.registry, c.s3_endpoint), (None, None, None));
+        let c = config_of(&[
+            "--debian-mirror",
+            "http://127.0.0.1:3142/debian",
+            "--s3-endpoint",
+            "http://127.0.0.1:9000/",
+            "--database",
+            "postgres://k@127.0.0.1:5432/k",
+        ]);
+        assert_eq!(
+            c.debian_mirror.as_deref(),
+            Some("http://127.0.0.1:3142/debian")
+        );
+        assert_eq!(c.s3_endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(c.database.as_deref(), Some("postgres://k@127.0.0.1:5432/k"));
+        let bad = Flags::try_parse_from(["kiln", "--database", "mysql://x"]).unwrap();
+        assert!(config(&bad.options).is_err());
+    }
+
+    #[test]
+    fn the_summary_names_what_blocks_and_what_is_unavailable() {
+        use kiln_worker::doctor::Check;
+        let report = Report {
+            checks: vec![
+                Check::ok("privileges", "root"),
+                Check::gap("tool:qemu-img", Status::Missing, "not found", "install it")
+                    .affecting(&["disk image exports"]),
+                Check::gap("database", Status::Failed, "down", "start it")
+                    .affecting(&["builds"])
+                    .blocking(),
+            ],
+        };
+        assert_eq!(
+            summary(&report),
+            "builds: IMPOSSIBLE (database); 3 checks, 0 warnings; unavailable: disk image exports, builds"
+        );
+        let text = render(&report);
+        assert_eq!(text.lines().count(), 3);
+        assert!(
+            text.contains("MISSING tool:qemu-img  not found -> install it"),
+            "{text}"
+        );
+    }
+}
