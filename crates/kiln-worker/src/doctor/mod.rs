@@ -261,6 +261,8 @@ impl Config {
 /// given when it does not finish in time.
 struct Pending {
     name: String,
+    /// What it waits for, in the answer given when it does not finish in time.
+    what: String,
     blocking: bool,
     run: Box<dyn FnOnce() -> Vec<Check> + Send>,
 }
@@ -272,6 +274,7 @@ fn pending(
 ) -> Pending {
     Pending {
         name: name.to_string(),
+        what: "the check".to_string(),
         blocking,
         run: Box::new(run),
     }
@@ -283,16 +286,14 @@ pub fn run(env: &Environment, config: &Config) -> Report {
     let all = checks(env, config);
     let (send, receive) = mpsc::channel();
     let mut names = Vec::with_capacity(all.len());
-    for (
-        index,
-        Pending {
+    for (index, check) in all.into_iter().enumerate() {
+        let Pending {
             name,
+            what,
             blocking,
             run,
-        },
-    ) in all.into_iter().enumerate()
-    {
-        names.push((name.clone(), blocking));
+        } = check;
+        names.push((name.clone(), what, blocking));
         let sender = send.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("kiln-doctor-{index}"))
@@ -322,7 +323,7 @@ pub fn run(env: &Environment, config: &Config) -> Report {
         }
     }
     let mut report = Report::default();
-    for (answer, (name, blocking)) in answers.into_iter().zip(names) {
+    for (answer, (name, what, blocking)) in answers.into_iter().zip(names) {
         match answer {
             Some(checks) => report.checks.extend(checks),
             None => {
@@ -330,7 +331,7 @@ pub fn run(env: &Environment, config: &Config) -> Report {
                     name,
                     Status::Failed,
                     format!(
-                        "did not answer within {} ms",
+                        "{what} did not answer within {} ms",
                         (config.timeout + Duration::from_millis(500)).as_millis()
                     ),
                     "run `kiln doctor` again; if it persists, see what the check waits for",
@@ -364,9 +365,11 @@ fn checks(env: &Environment, config: &Config) -> Vec<Pending> {
         vec![system::disk_space(&c.data_dir)]
     }));
     let c = config.clone();
-    out.push(pending("database", true, move || {
-        vec![network::database(&c)]
-    }));
+    let mut database = pending("database", true, move || vec![network::database(&c)]);
+    if let Some(url) = &config.database {
+        database.what = format!("PostgreSQL {}", kiln_store::postgres::redact(url));
+    }
+    out.push(database);
     if let Some(registry) = config.registry.clone() {
         let timeout = config.timeout;
         out.push(pending("registry", true, move || {

@@ -298,6 +298,10 @@ fn a_check_that_hangs_is_reported_in_time() {
     let db = report.get("database").unwrap();
     assert_eq!(db.status, Status::Failed);
     assert!(db.blocks_builds);
+    assert!(
+        db.detail.contains("PostgreSQL postgres://kiln@127.0.0.1:"),
+        "{db:?}"
+    );
     drop(listener);
 }
 
