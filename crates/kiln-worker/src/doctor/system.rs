@@ -17,8 +17,8 @@ pub(super) fn privileges(env: &Environment) -> Check {
     match (env.userns)() {
         Ok(()) => Check::ok(
             "privileges",
-            "not root; unprivileged user namespaces work: rootless instances (no cgroup limits, \
-             no instance networks)",
+            "not root; unprivileged user namespaces work: rootless instances (rlimits instead \
+             of cgroups; instances with networking share the host's network)",
         ),
         Err(reason) => Check::gap(
             "privileges",

@@ -153,6 +153,11 @@ fn rootless_needs_user_namespaces_and_userxattr() {
     assert!(report.builds_possible(), "{report:#?}");
     assert_eq!(report.get("cgroups").unwrap().status, Status::Ok);
 
+    // The instance network tools serve root's instances only.
+    m.remove_tool("nft");
+    let report = run(&m.env, &m.config());
+    assert_eq!(report.get("tool:nft").unwrap().status, Status::Ok);
+
     m.env.kernel_release = "5.10.0-28-amd64".into();
     let report = run(&m.env, &m.config());
     let check = report.get("overlayfs").unwrap();

@@ -15,6 +15,9 @@ enum Need {
     Optional,
     /// Needed only when not root (the user-namespace probe).
     Rootless,
+    /// Its features need it only as root (rootless instances with networking share the host's
+    /// network, so the instance network tools are not run).
+    RootFeature,
 }
 
 struct Tool {
@@ -64,21 +67,21 @@ const TOOLS: &[Tool] = &[
         name: "ip",
         package: "iproute2",
         features: &["instances with networking"],
-        need: Need::Feature,
+        need: Need::RootFeature,
         sbin_fallback: false,
     },
     Tool {
         name: "nsenter",
         package: "util-linux",
         features: &["instances with networking"],
-        need: Need::Feature,
+        need: Need::RootFeature,
         sbin_fallback: false,
     },
     Tool {
         name: "nft",
         package: "nftables",
         features: &["instances with networking"],
-        need: Need::Feature,
+        need: Need::RootFeature,
         sbin_fallback: false,
     },
     Tool {
@@ -112,6 +115,9 @@ fn tool(env: &Environment, config: &Config, tool: &Tool) -> Check {
     let install = format!("install the Debian package {}", tool.package);
     match tool.need {
         Need::Rootless if env.root => Check::ok(name, "not found; not needed as root"),
+        Need::RootFeature if !env.root => {
+            Check::ok(name, "not found; not used by rootless instances")
+        }
         Need::Optional => Check::gap(
             name,
             Status::Warn,
@@ -139,7 +145,7 @@ fn tool(env: &Environment, config: &Config, tool: &Tool) -> Check {
         )
         .affecting(tool.features)
         .blocking(),
-        Need::Feature => Check::gap(
+        Need::Feature | Need::RootFeature => Check::gap(
             name,
             Status::Missing,
             format!("not found: unavailable: {}", tool.features.join(", ")),
