@@ -3,6 +3,9 @@
 //! Paths under [`kiln_core::extension::PREFIX`] (`GET /kiln/v1/...`) are not API operations: they go
 //! to the [`Extension`] the binary configured (404 without one), on a blocking thread. A file
 //! answer is streamed from disk in chunks, never read into memory.
+//!
+//! One path skips the signature check: `GET`/`HEAD /kiln/v1/health` (exactly that raw path),
+//! which reads no account's data ([`crate::health`]).
 
 use crate::auth::{Api, Authenticator, Caller};
 use crate::http_edges;
@@ -1015,6 +1018,7 @@ mod tests {
         assert_eq!(r.status, 404);
         let _ = stop.send(());
     }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn without_an_extension_its_paths_are_404() {
         let (addr, stop, _dir) = start(None).await;
