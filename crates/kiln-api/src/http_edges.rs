@@ -878,6 +878,7 @@ GET /GetImage?x=1 HTTP/1.0\r\n\r\n";
             tls: None,
             extension: Some(Arc::new(Slow)),
             throttle: crate::throttle::Throttle::default(),
+            readiness: None,
         };
         let server = tokio::spawn(crate::serve(listener, service, config, async {
             let _ = stopped.await;

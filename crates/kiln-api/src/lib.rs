@@ -20,6 +20,7 @@ pub mod ec2;
 pub mod filters;
 mod generation;
 pub mod handlers;
+pub mod health;
 pub mod http_edges;
 pub mod iam;
 pub mod paging;

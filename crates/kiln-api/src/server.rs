@@ -3,6 +3,9 @@
 //! Paths under [`kiln_core::extension::PREFIX`] (`GET /kiln/v1/...`) are not API operations: they go
 //! to the [`Extension`] the binary configured (404 without one), on a blocking thread. A file
 //! answer is streamed from disk in chunks, never read into memory.
+//!
+//! One path skips the signature check: `GET`/`HEAD /kiln/v1/health` (exactly that raw path),
+//! which reads no account's data ([`crate::health`]).
 
 use crate::auth::{Api, Authenticator, Caller};
 use crate::http_edges;
@@ -47,6 +50,9 @@ pub struct ServerConfig {
     pub extension: Option<Arc<dyn Extension>>,
     /// Per-account request rates (`crate::throttle`).
     pub throttle: Throttle,
+    /// Whether builds can run, for `GET /kiln/v1/health` (`crate::health`); without it the
+    /// answer says `unknown`.
+    pub readiness: Option<Arc<crate::health::Readiness>>,
 }
 
 struct Shared {
@@ -55,6 +61,8 @@ struct Shared {
     extension: Option<Arc<dyn Extension>>,
     request_ids: RequestIds,
     throttle: Throttle,
+    readiness: Option<Arc<crate::health::Readiness>>,
+    database_probe: crate::health::DatabaseProbe,
 }
 
 /// The body of every response: a buffer, or a file streamed from disk.
@@ -108,6 +116,11 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Bod
     let method = parts.method.as_str().to_string();
     let path = parts.uri.path().to_string();
     let query = parts.uri.query().map(str::to_string);
+    // The one path answered without a signature: the exact raw path, GET or HEAD only.
+    if path == crate::health::PATH && (method == "GET" || method == "HEAD") {
+        // hyper sends no body in answer to HEAD, with the headers GET would have.
+        return health(&shared, &request_id).await;
+    }
     if method == "POST" {
         if let Some(rest) = path.strip_prefix(kiln_core::extension::PREFIX) {
             let rest = rest.to_string();
@@ -248,6 +261,20 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Bod
             )
         }
     }
+}
+
+/// `GET /kiln/v1/health`: see [`crate::health`]. No account, so no throttling bucket either.
+async fn health(shared: &Shared, request_id: &str) -> Response<Body> {
+    let database = shared.database_probe.reachable(&shared.service).await;
+    let builds = shared.readiness.as_ref().map(|r| r.builds());
+    let (status, body) = crate::health::answer(database, builds);
+    let mut response = ok_response(body, request_id);
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    response.headers_mut().insert(
+        hyper::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    response
 }
 
 /// The caller of a request, from its signature (see [`crate::auth`]).
@@ -554,6 +581,8 @@ pub async fn serve(
         extension: config.extension,
         request_ids: RequestIds::default(),
         throttle: config.throttle,
+        readiness: config.readiness,
+        database_probe: Default::default(),
     });
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -825,6 +854,7 @@ mod tests {
             tls: None,
             extension,
             throttle: Throttle::default(),
+            readiness: None,
         };
         tokio::spawn(serve(listener, service, config, async {
             let _ = stopped.await;
@@ -966,6 +996,26 @@ mod tests {
             removed,
             "the file was not removed after the client went away"
         );
+        let _ = stop.send(());
+    }
+
+    #[tokio::test]
+    async fn health_answers_get_and_head_without_an_extension() {
+        let (addr, stop, _dir) = start(None).await;
+        let r = request(addr, "GET", "/kiln/v1/health").await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("cache-control"), Some("no-store"));
+        let answer: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(
+            answer,
+            serde_json::json!({"status": "ok", "database": "ok", "builds": "unknown", "checks": []})
+        );
+        let r = request(addr, "HEAD", "/kiln/v1/health").await;
+        assert_eq!(r.status, 200);
+        assert!(r.body.is_empty());
+        // Only the exact path: anything else under the prefix goes to the (absent) extension.
+        let r = request(addr, "GET", "/kiln/v1/health/x").await;
+        assert_eq!(r.status, 404);
         let _ = stop.send(());
     }
 

@@ -821,6 +821,7 @@ mod http {
                 tls: None,
                 extension: None,
                 throttle: Default::default(),
+                readiness: None,
             },
             async {
                 let _ = stopped.await;

@@ -469,6 +469,7 @@ async fn on_backend(
             )),
             tls: None,
             extension: None,
+            readiness: None,
             // Consulted on every request, as in production, but never empty: the benchmark
             // measures the server, not the limit.
             throttle: kiln_api::throttle::Throttle::new(Some(kiln_api::throttle::RateLimit {

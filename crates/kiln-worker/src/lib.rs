@@ -44,6 +44,7 @@
 
 pub mod amis;
 pub mod containers;
+pub mod doctor;
 pub mod exports;
 pub mod extension;
 pub(crate) mod imports;

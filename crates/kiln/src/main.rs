@@ -16,6 +16,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod client;
 mod credentials;
+mod doctor;
 mod findings;
 mod image;
 mod instance;
@@ -63,6 +64,9 @@ enum Command {
     /// daily run; show: what an execution did, one line per resource).
     #[command(subcommand)]
     Lifecycle(lifecycle::LifecycleCommand),
+    /// Check what Kiln needs on this machine (privileges, overlayfs, cgroups, tools, disk,
+    /// database, registry, mirror, S3) with the flags of `kiln serve`; exit 0 when builds can run.
+    Doctor(Box<doctor::DoctorArgs>),
     /// Manage the key pairs callers sign with (create: a new key for an account).
     #[command(subcommand)]
     Credentials(credentials::CredentialsCommand),
@@ -164,6 +168,7 @@ fn main() -> Result<()> {
         Command::Instance(command) => std::process::exit(instance::main(command)),
         Command::Pipeline(command) => std::process::exit(pipeline::main(command)),
         Command::Lifecycle(command) => std::process::exit(lifecycle::main(command)),
+        Command::Doctor(args) => std::process::exit(doctor::main(*args)),
         Command::Credentials(command) => std::process::exit(credentials::main(command)),
         Command::Vulndb(command) => std::process::exit(vulndb::main(command)),
         Command::Store(command) => std::process::exit(store::main(command)),
@@ -355,6 +360,9 @@ fn serve(args: ServeArgs) -> Result<()> {
             ],
             fallback: worker.extension(),
         });
+    // Not waited for: gaps are logged and the verdict kept for GET /kiln/v1/health.
+    let readiness = Arc::new(kiln_api::health::Readiness::default());
+    doctor::check_in_background(&args.worker, readiness.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -376,6 +384,7 @@ fn serve(args: ServeArgs) -> Result<()> {
                 tls,
                 extension: Some(extension),
                 throttle: kiln_api::throttle::Throttle::new(rate_limit),
+                readiness: Some(readiness),
             },
             shutdown_signal(),
         )
