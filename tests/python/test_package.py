@@ -23,6 +23,8 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Iterator
 
@@ -82,7 +84,8 @@ class Served:
         assert self.endpoint, f"kiln did not start: exit {self.process.poll()}; log:\n{self.log()}"
 
     def log(self) -> str:
-        self.log_file.flush()
+        if not self.log_file.closed:
+            self.log_file.flush()
         return self.log_path.read_text(encoding="utf-8", errors="replace")[-6000:]
 
     def credentials_file(self) -> Path:
@@ -93,6 +96,14 @@ class Served:
         raise AssertionError(f"no credentials line in {self.lines}")
 
     def stop(self) -> int:
+        # One request answered: the server's loop, and with it its SIGTERM handler, runs (the
+        # listening line is printed just before).
+        try:
+            urllib.request.urlopen(self.endpoint, timeout=10).close()
+        except urllib.error.HTTPError:
+            pass
+        except OSError:
+            pass
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:

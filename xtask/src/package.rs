@@ -287,8 +287,14 @@ pub fn deb(root: &Path, profile: Profile) -> Result<PathBuf> {
     write(&debian.join("postrm"), POSTRM, 0o755)?;
 
     let deb = out.join(format!("kiln_{version}_{arch}.deb"));
+    // xz makes the smaller package; on CI's 80 MB debug binary it took 61 s against gzip's 5 s,
+    // so the debug package (CI's) is gzip'd.
+    let compression = match profile {
+        Profile::Release => "-Zxz",
+        Profile::Debug => "-Zgzip",
+    };
     run(Command::new("dpkg-deb")
-        .args(["--root-owner-group", "-Zxz", "-z6", "--build"])
+        .args(["--root-owner-group", compression, "-z6", "--build"])
         .arg(&tree)
         .arg(&deb))?;
     println!("{}", deb.display());
