@@ -247,6 +247,8 @@ def test_the_package_holds_binary_unit_config_docs_and_completions(root: Path) -
 def test_the_unit_verifies(root: Path, tmp_path: Path) -> None:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
+        if os.environ.get("KILN_TEST_REQUIRE_DEB") == "1":
+            pytest.fail("systemd-analyze is missing (package systemd)")
         pytest.skip("no systemd-analyze")
     # verify checks ExecStart's binary and the man pages Documentation= names: the unit is
     # checked as installed, with its paths looked up in the throwaway root.
@@ -257,8 +259,10 @@ def test_the_unit_verifies(root: Path, tmp_path: Path) -> None:
         .replace("/usr/bin/kiln", str(root / "usr/bin/kiln"))
     )
     env = dict(os.environ, MANPATH=str(root / "usr/share/man"))
+    # Without man-db the Documentation= pages cannot be looked up; everything else still is.
+    man = [] if shutil.which("man") else ["--man=no"]
     out = subprocess.run(
-        [analyze, "verify", str(unit)], capture_output=True, text=True, env=env, timeout=120
+        [analyze, "verify", *man, str(unit)], capture_output=True, text=True, env=env, timeout=120
     )
     assert out.returncode == 0 and not out.stderr.strip(), out.stderr
 
