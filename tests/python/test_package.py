@@ -156,6 +156,21 @@ def test_precedence_is_file_then_environment_then_command_line(tmp_path: Path) -
             assert served.stop() == 0, served.log()
 
 
+def test_a_switch_from_the_file_is_turned_off_by_the_environment(tmp_path: Path) -> None:
+    config = tmp_path / "kiln.toml"
+    config.write_text(f'insecure-no-auth = true\ndata-dir = "{tmp_path / "data"}"\n')
+    for i, (env, verifies) in enumerate([({}, False), ({"KILN_INSECURE_NO_AUTH": "false"}, True)]):
+        env = clean_env(KILN_LISTEN=f"127.0.0.1:{free_port()}", **env)
+        served = Served(
+            [kiln_bin(), "serve", "--config", str(config)], env, tmp_path / f"switch-{i}.log"
+        )
+        try:
+            # A server that verifies signatures says which credentials file it reads.
+            assert any(line.startswith("kiln credentials: ") for line in served.lines) == verifies
+        finally:
+            assert served.stop() == 0, served.log()
+
+
 def test_a_bad_file_names_the_key_and_the_file(tmp_path: Path) -> None:
     config = tmp_path / "kiln.toml"
     for text, words in [
