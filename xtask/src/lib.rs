@@ -1,2 +1,4 @@
-//! Repository tasks. The only one so far is code generation for `kiln-wire`.
+//! Repository tasks: code generation for `kiln-wire`, and the files and Debian package made
+//! from the `kiln` binary's flags.
 pub mod codegen;
+pub mod package;

@@ -1,7 +1,9 @@
 //! `cargo xtask codegen`: regenerate `crates/kiln-wire/src/generated/` from the model.
+//! `cargo xtask dist`: regenerate `packaging/kiln.toml` from `kiln`'s flags.
+//! `cargo xtask deb [--debug]`: build the Debian package, `target/debian/kiln_<version>_<arch>.deb`.
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
-use xtask::codegen;
+use xtask::{codegen, package};
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -39,6 +41,15 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
-        _ => bail!("usage: cargo xtask codegen"),
+        "dist" => package::dist(&workspace_root()),
+        "deb" => {
+            let profile = match std::env::args().nth(2).as_deref() {
+                None => package::Profile::Release,
+                Some("--debug") => package::Profile::Debug,
+                Some(other) => bail!("cargo xtask deb: unknown argument {other} (only --debug)"),
+            };
+            package::deb(&workspace_root(), profile).map(|_| ())
+        }
+        _ => bail!("usage: cargo xtask codegen | dist | deb [--debug]"),
     }
 }

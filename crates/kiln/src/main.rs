@@ -15,12 +15,15 @@ use std::sync::Arc;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod client;
+mod config;
 mod credentials;
+mod dist;
 mod doctor;
 mod findings;
 mod image;
 mod instance;
 mod lifecycle;
+mod logging;
 mod logs;
 mod pipeline;
 mod store;
@@ -76,6 +79,9 @@ enum Command {
     /// Look at the image store of a data directory (usage: bytes per image, what a gc frees).
     #[command(subcommand)]
     Store(store::StoreCommand),
+    /// Write the config template, man pages and completions (for `cargo xtask dist`).
+    #[command(hide = true)]
+    DistFiles(dist::DistArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -102,7 +108,7 @@ struct ServeArgs {
     credentials: Option<PathBuf>,
     /// Do not verify signatures: any key (or none) is accepted, its account taken from
     /// --accounts. For throwaway test servers only.
-    #[arg(long)]
+    #[arg(long, env = "KILN_INSECURE_NO_AUTH")]
     insecure_no_auth: bool,
     /// With --insecure-no-auth only: access key to account map,
     /// `AKID=111122223333,AKID2=444455556666`. Keys not listed belong to --default-account.
@@ -153,13 +159,10 @@ struct ServeArgs {
 }
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match Cli::parse().command {
+    // The command line with `--config`'s file applied (see config.rs), then the log.
+    let invocation = config::parse(std::env::args_os().collect())?;
+    logging::init(invocation.log_level.as_deref())?;
+    match invocation.cli.command {
         Command::Serve(args) => serve(*args),
         Command::Worker(args) => worker::main(*args),
         Command::Toe(command) => std::process::exit(toe::main(command)),
@@ -172,6 +175,7 @@ fn main() -> Result<()> {
         Command::Credentials(command) => std::process::exit(credentials::main(command)),
         Command::Vulndb(command) => std::process::exit(vulndb::main(command)),
         Command::Store(command) => std::process::exit(store::main(command)),
+        Command::DistFiles(args) => dist::main(args),
     }
 }
 
