@@ -178,6 +178,15 @@ impl<'a> Index<'a> {
             .collect()
     }
 
+    /// The `Essential: yes` packages (dpkg must find them working before anything else).
+    pub(crate) fn essential_roots(&self) -> Vec<&'a str> {
+        self.by_name
+            .values()
+            .filter(|p| p.essential)
+            .map(|p| p.name.as_str())
+            .collect()
+    }
+
     /// `roots` and everything they depend on, sorted by name. A root that is not in the index
     /// is an error; so is a dependency no alternative of which exists.
     pub(crate) fn closure(&self, roots: &[&str]) -> Result<Vec<&'a Package>> {

@@ -262,7 +262,11 @@ fn dpkg_in(tree: &Path, args: &[String]) -> Result<()> {
     let shown = format!("chroot {} dpkg {}", tree.display(), args.join(" "));
     let out = cmd
         .output()
-        .map_err(|e| Error::Invalid(format!("running `{shown}`: {e} (making the Debian base needs root)")))?;
+        .map_err(|e| {
+            Error::Invalid(format!(
+                "running `{shown}`: {e} (it needs root, and the tree's dpkg and libc)"
+            ))
+        })?;
     if !out.status.success() {
         let mut text = out.stderr.clone();
         text.extend_from_slice(&out.stdout);
@@ -311,6 +315,13 @@ impl ImageStore {
         let all = packages::fetch(mirror, suite, &release)?;
         let index = packages::Index::new(&all);
         let pkgs = index.closure(&index.minbase_roots())?;
+        // Installed first, unpacked by Kiln beforehand: the essential packages and what they
+        // need (libc, ...), as mmdebstrap's essential phase.
+        let first: std::collections::BTreeSet<&str> = index
+            .closure(&index.essential_roots())?
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
         let work = Cleanup(self.temp_path("debian-mirror"));
         let tree = work.0.join("root");
         fs::create_dir_all(&tree).map_err(io_err("creating", &tree))?;
@@ -321,7 +332,7 @@ impl ImageStore {
         let mut rest = Vec::new();
         for (pkg, file) in pkgs.iter().zip(&files) {
             let in_tree = format!("/{DEBS_IN_TREE}/{}", file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
-            if pkg.essential {
+            if first.contains(pkg.name.as_str()) {
                 unpack(file, &tree)?;
                 essential.push(in_tree);
             } else {
