@@ -19,7 +19,18 @@ const EPOCH: &str = "1970-01-01T00:00:00Z";
 /// `/bin/bash` of the busybox base image.
 const BASH_SHIM: &[u8] = b"#!/bin/sh\nexec /bin/sh \"$@\"\n";
 
-fn is_static_elf(data: &[u8]) -> Option<bool> {
+/// Refuses what is not a static x86-64 ELF binary (`what` names it).
+pub(crate) fn check_static(data: &[u8], what: &str) -> Result<()> {
+    match is_static_elf(data) {
+        Some(true) => Ok(()),
+        Some(false) => Err(Error::Invalid(format!(
+            "{what} is dynamically linked; the busybox base image needs the static one (Debian package busybox-static)"
+        ))),
+        None => Err(Error::Invalid(format!("{what} is not an x86-64 ELF executable"))),
+    }
+}
+
+pub(crate) fn is_static_elf(data: &[u8]) -> Option<bool> {
     if data.len() < 64 || &data[..4] != b"\x7fELF" || data[4] != 2 || data[5] != 1 {
         return None; // not a little-endian ELF64
     }
@@ -75,21 +86,39 @@ impl ImageStore {
             }
             Err(e) => return Err(io_err("reading", busybox)(e)),
         };
-        match is_static_elf(&data) {
-            Some(true) => {}
-            Some(false) => {
-                return Err(Error::Invalid(format!(
-                    "{} is dynamically linked; the busybox base image needs the static one (Debian package busybox-static)",
-                    busybox.display()
-                )))
-            }
-            None => {
-                return Err(Error::Invalid(format!(
-                    "{} is not an x86-64 ELF executable",
-                    busybox.display()
-                )))
-            }
+        check_static(&data, &busybox.display().to_string())?;
+        self.busybox_layer(
+            busybox,
+            &data,
+            &format!("busybox from the host's {}", busybox.display()),
+            tag,
+        )
+    }
+
+    /// The busybox base from the bytes of a static busybox binary (`source` says where they
+    /// came from, for the image's history): written to the store's temporary directory for
+    /// `--list-full`, removed afterwards.
+    pub(crate) fn busybox_base_bytes(&self, data: &[u8], source: &str, tag: &str) -> Result<ImageRef> {
+        check_static(data, source)?;
+        // Named `busybox`: busybox picks its applet by the name it runs as.
+        let dir = crate::fetch::Cleanup(self.temp_path("busybox"));
+        fs::create_dir(&dir.0).map_err(io_err("creating", &dir.0))?;
+        let bin = dir.0.join("busybox");
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o700)
+                .open(&bin)
+                .map_err(io_err("creating", &bin))?;
+            io::Write::write_all(&mut f, data).map_err(io_err("writing", &bin))?;
         }
+        self.busybox_layer(&bin, data, source, tag)
+    }
+
+    /// The layer and image of the busybox base; `busybox` is a runnable copy of `data`.
+    fn busybox_layer(&self, busybox: &Path, data: &[u8], source: &str, tag: &str) -> Result<ImageRef> {
         let out = Command::new(busybox)
             .arg("--list-full")
             .output()
@@ -138,7 +167,7 @@ impl ImageStore {
             }
             let mut bin = EntryMeta::simple(Kind::File, 0o755, 0);
             bin.size = data.len() as u64;
-            w.append(b"bin/busybox", &bin, &mut data.as_slice())
+            w.append(b"bin/busybox", &bin, &mut &data[..])
                 .map_err(werr)?;
             for (name, content) in files {
                 let mut m = EntryMeta::simple(Kind::File, 0o644, 0);
@@ -163,7 +192,7 @@ impl ImageStore {
         let meta = CommitMeta {
             created: Some(EPOCH.to_string()),
             created_by: Some("kiln busybox base".to_string()),
-            comment: Some(format!("busybox from the host's {}", busybox.display())),
+            comment: Some(source.to_string()),
             ..CommitMeta::default()
         };
         self.commit(None, layer, &meta, tag)

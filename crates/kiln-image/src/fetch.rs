@@ -18,14 +18,14 @@ pub const DEFAULT_DEBIAN_MIRROR: &str = "http://deb.debian.org/debian";
 /// mtimes are clamped to it and it is the image's creation time, so the same mirror content
 /// gives the same image.
 pub const DEBIAN_EPOCH: u64 = 1_686_355_200;
-const DEBIAN_CREATED: &str = "2023-06-10T00:00:00Z";
+pub(crate) const DEBIAN_CREATED: &str = "2023-06-10T00:00:00Z";
 
 /// How much of a failed command's standard error an error carries.
 const STDERR_TAIL_LINES: usize = 20;
 const STDERR_TAIL_CHARS: usize = 4000;
 
 /// A temporary file or directory, removed when dropped.
-struct Cleanup(PathBuf);
+pub(crate) struct Cleanup(pub(crate) PathBuf);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
@@ -55,7 +55,7 @@ fn shown(cmd: &Command) -> String {
 }
 
 /// The last lines of a command's standard error.
-fn stderr_tail(stderr: &[u8]) -> String {
+pub(crate) fn stderr_tail(stderr: &[u8]) -> String {
     let text = String::from_utf8_lossy(stderr);
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     let tail = lines[lines.len().saturating_sub(STDERR_TAIL_LINES)..].join("\n");
@@ -94,7 +94,7 @@ pub(crate) fn run(cmd: &mut Command, package: &str) -> Result<()> {
     Ok(())
 }
 
-fn check_suite(suite: &str) -> Result<()> {
+pub(crate) fn check_suite(suite: &str) -> Result<()> {
     if suite.is_empty()
         || suite.len() > 64
         || suite.starts_with(['-', '.'])
@@ -109,7 +109,7 @@ fn check_suite(suite: &str) -> Result<()> {
     Ok(())
 }
 
-fn check_mirror(mirror: &str) -> Result<()> {
+pub(crate) fn check_mirror(mirror: &str) -> Result<()> {
     let scheme_ok = ["http://", "https://", "file:/"]
         .iter()
         .any(|s| mirror.starts_with(s));

@@ -256,6 +256,9 @@ pub(crate) struct UpperWalk<'a, W: Write> {
     /// The host user and group that are root in the instance (a rootless instance's user
     /// namespace): recorded as 0:0.
     root_ids: Option<(u32, u32)>,
+    /// No entry is recorded newer than this (seconds since the epoch), so that a tree made
+    /// now from fixed content gives a fixed layer (the Debian base's `SOURCE_DATE_EPOCH`).
+    max_mtime: Option<u64>,
 }
 
 impl<'a, W: Write> UpperWalk<'a, W> {
@@ -264,7 +267,14 @@ impl<'a, W: Write> UpperWalk<'a, W> {
             out,
             links: HashMap::new(),
             root_ids: None,
+            max_mtime: None,
         }
+    }
+
+    /// Records mtimes later than `max` as `max`.
+    pub(crate) fn clamping_mtime(mut self, max: u64) -> Self {
+        self.max_mtime = Some(max);
+        self
     }
 
     /// Records files of host user `uid` and group `gid` as owned by 0:0.
@@ -313,7 +323,7 @@ impl<'a, W: Write> UpperWalk<'a, W> {
             mode: md.mode(),
             uid,
             gid,
-            mtime: md.mtime().max(0) as u64,
+            mtime: (md.mtime().max(0) as u64).min(self.max_mtime.unwrap_or(u64::MAX)),
             size: 0,
             xattrs: Vec::new(),
         };

@@ -53,12 +53,17 @@
 //! (`base.rs`), and from outside (`fetch.rs`): [`ImageStore::debian_base`] builds the managed
 //! Debian minimal base with `mmdebstrap` (one zstd layer, fixed `SOURCE_DATE_EPOCH`), and
 //! [`ImageStore::pull_registry`] / [`ImageStore::push_registry`] copy images between the store
-//! and an OCI registry with `skopeo` through a temporary OCI layout.
+//! and an OCI registry with `skopeo` through a temporary OCI layout. The same two bases are
+//! also made with no host package from the Debian mirror (`debian/`): the signed release, the
+//! index and every `.deb` verified, the debs read in process, the Debian tree installed by its
+//! own dpkg in a chroot ([`ImageStore::busybox_base_mirror`], [`ImageStore::debian_base_mirror`];
+//! [`BaseSource`] picks the path).
 //!
 //! [OCI image layout]: https://github.com/opencontainers/image-spec/blob/main/image-layout.md
 
 mod base;
 pub mod confined;
+mod debian;
 pub mod disk;
 mod export;
 mod fetch;
@@ -72,6 +77,7 @@ mod unpack;
 mod writeback;
 
 pub use base::BUSYBOX;
+pub use debian::{BaseSource, DebianMirror, DEBIAN_ARCHIVE_KEYRING};
 pub use disk::{DiskImport, DiskInput};
 pub use export::DiskFormat;
 pub use fetch::{DEBIAN_EPOCH, DEFAULT_DEBIAN_MIRROR};

@@ -106,6 +106,11 @@ pub struct WorkerConfig {
     pub lease: Duration,
     /// The Debian mirror the managed Debian base image is made from.
     pub debian_mirror: String,
+    /// The keyring the mirror's releases must be signed with (`--debian-keyring`); none: the
+    /// Debian archive keyring built into Kiln.
+    pub debian_keyring: Option<PathBuf>,
+    /// Whether the managed bases come from the host's tools or the mirror (`--base-source`).
+    pub base_source: kiln_image::BaseSource,
     /// Whether build instances with networking may reach the host's own addresses.
     pub instance_host_access: bool,
     /// The registry every built image is pushed to and missing images are pulled from
@@ -129,6 +134,8 @@ impl WorkerConfig {
             concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
             lease: DEFAULT_LEASE,
             debian_mirror: kiln_image::DEFAULT_DEBIAN_MIRROR.to_string(),
+            debian_keyring: None,
+            base_source: kiln_image::BaseSource::Auto,
             instance_host_access: false,
             registry: None,
             ecr_registries: containers::EcrRegistries::default(),

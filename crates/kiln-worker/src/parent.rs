@@ -242,12 +242,21 @@ fn managed_base(shared: &Shared, m: &ManagedImage) -> Result<ImageRef, String> {
         return Ok(image);
     }
     tracing::info!(image = m.name, "making a managed base image");
+    let config = &shared.config;
+    let mirror = match &config.debian_keyring {
+        Some(file) => kiln_image::DebianMirror::with_keyring_file(&config.debian_mirror, file)
+            .map_err(|e| format!("making the managed image {}: {e}", m.name))?,
+        None => kiln_image::DebianMirror::new(&config.debian_mirror),
+    };
+    let source = config.base_source;
     let made = match m.base {
-        ManagedBase::Busybox => shared.store.busybox_base(&tag),
+        ManagedBase::Busybox => shared
+            .store
+            .managed_busybox(source, &mirror, DEBIAN_SUITE, &tag),
         ManagedBase::DebianMinimal => {
             shared
                 .store
-                .debian_base(&shared.config.debian_mirror, DEBIAN_SUITE, &tag)
+                .managed_debian(source, &mirror, DEBIAN_SUITE, &tag)
         }
     };
     made.map_err(|e| format!("making the managed image {}: {e}", m.name))

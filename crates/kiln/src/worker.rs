@@ -47,6 +47,16 @@ pub struct WorkerOptions {
     /// The Debian mirror the managed debian-12-minimal-x86 base image is made from.
     #[arg(long, env = "KILN_DEBIAN_MIRROR", default_value = kiln_image::DEFAULT_DEBIAN_MIRROR)]
     pub debian_mirror: String,
+    /// The OpenPGP keyring (binary or armored) the Debian mirror's releases must be signed
+    /// with. Default: the Debian archive keyring built into Kiln.
+    #[arg(long, value_name = "FILE", env = "KILN_DEBIAN_KEYRING")]
+    pub debian_keyring: Option<PathBuf>,
+    /// Where the managed busybox and Debian bases come from: `host` (the static /bin/busybox
+    /// of busybox-static; mmdebstrap), `mirror` (Kiln fetches, verifies and unpacks the
+    /// Debian mirror's packages itself: nothing to install), or `auto` (busybox from the host
+    /// when it has the static binary, else the mirror; Debian from the mirror, the faster).
+    #[arg(long, value_name = "auto|host|mirror", env = "KILN_BASE_SOURCE", default_value = "auto")]
+    pub base_source: kiln_image::BaseSource,
     /// Let build instances with networking (a subnet or security groups in the infrastructure
     /// configuration) reach the host's own addresses, Kiln's API included. Off by default.
     #[arg(long, env = "KILN_INSTANCE_HOST_ACCESS")]
@@ -246,6 +256,8 @@ impl WorkerOptions {
         config.lease = Duration::from_secs(self.lease_seconds);
         config.rpm_timeout = Duration::from_secs(self.rpm_timeout_seconds);
         config.debian_mirror = self.debian_mirror.clone();
+        config.debian_keyring = self.debian_keyring.clone();
+        config.base_source = self.base_source;
         config.instance_host_access = self.instance_host_access;
         Ok(config)
     }
