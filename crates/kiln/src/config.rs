@@ -96,6 +96,25 @@ fn log_level_arg() -> Arg {
 /// Parses `args` (the program name first) with the config file applied; clap's own errors,
 /// `--help` and `--version` print and exit as usual.
 pub fn parse(args: Vec<OsString>) -> Result<Invocation, ConfigError> {
+    match try_parse(args) {
+        Ok(invocation) => Ok(invocation),
+        Err(Failure::Config(e)) => Err(e),
+        Err(Failure::Cli(e)) => e.exit(),
+    }
+}
+
+/// Why a command line with its config file does not parse.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{}", .0.to_string().trim_end())]
+    Cli(#[from] clap::Error),
+}
+
+/// [`parse`] without exiting: what a running server uses to read its configuration again (on
+/// SIGHUP), where a file that no longer parses must not end the process.
+pub fn try_parse(args: Vec<OsString>) -> Result<Invocation, Failure> {
     let mut cmd = command();
     // The subcommand and the keys its file set.
     let mut configured = None;
@@ -112,14 +131,12 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, ConfigError> {
     let matches = match cmd.clone().try_get_matches_from(&args) {
         Ok(matches) => matches,
         Err(e) => match relax_requires(&cmd, &e, configured.as_ref()) {
-            Some(relaxed) => relaxed
-                .try_get_matches_from(&args)
-                .unwrap_or_else(|e| e.exit()),
-            None => e.exit(),
+            Some(relaxed) => relaxed.try_get_matches_from(&args)?,
+            None => return Err(e.into()),
         },
     };
     let log_level = matches.subcommand().and_then(|(_, sub)| log_level(sub));
-    let cli = crate::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let cli = crate::Cli::from_arg_matches(&matches)?;
     Ok(Invocation { cli, log_level })
 }
 

@@ -40,7 +40,6 @@ pub fn init(directive: Option<&str>) -> anyhow::Result<()> {
 
 /// Replaces the filter of the running process; a directive that does not parse leaves the old
 /// one in place.
-#[allow(dead_code)] // The lead's SIGHUP handling calls it.
 pub fn reload(directive: &str) -> anyhow::Result<()> {
     let filter = EnvFilter::builder()
         .parse(directive)

@@ -163,7 +163,7 @@ fn main() -> Result<()> {
     let invocation = config::parse(std::env::args_os().collect())?;
     logging::init(invocation.log_level.as_deref())?;
     match invocation.cli.command {
-        Command::Serve(args) => serve(*args),
+        Command::Serve(args) => serve(*args, invocation.log_level),
         Command::Worker(args) => worker::main(*args),
         Command::Toe(command) => std::process::exit(toe::main(command)),
         Command::Logs(args) => std::process::exit(logs::main(args)),
@@ -276,7 +276,8 @@ fn authenticator(args: &ServeArgs) -> Result<Authenticator> {
     Ok(auth)
 }
 
-fn serve(args: ServeArgs) -> Result<()> {
+/// `log_level`: the filter in force (from `--log-level`), which SIGHUP may change.
+fn serve(args: ServeArgs, log_level: Option<String>) -> Result<()> {
     // First, so that a bad value leaves nothing behind in the data directory.
     let database = args.worker.database()?;
     anyhow::ensure!(
@@ -377,7 +378,7 @@ fn serve(args: ServeArgs) -> Result<()> {
             .with_context(|| format!("listening on {}", args.listen))?;
         let addr = listener.local_addr()?;
         tokio::spawn(purge_tokens_hourly(service.clone()));
-        tokio::spawn(reload_credentials_on_sighup(auth.clone()));
+        tokio::spawn(reload_on_sighup(auth.clone(), log_level));
         tracing::info!(data_dir = %args.worker.data_dir.display(), "kiln ready");
         println!("kiln listening on {scheme}://{addr}");
         kiln_api::serve(
@@ -418,16 +419,33 @@ async fn purge_tokens_hourly(service: Arc<Service>) {
     }
 }
 
-/// SIGHUP re-reads the credentials file; a file that does not load leaves the keys as they were.
-async fn reload_credentials_on_sighup(auth: Arc<Authenticator>) {
+/// SIGHUP reloads what can change without a restart: the credentials file (a file that does not
+/// load leaves the keys as they were) and the log level, read again from the command line, the
+/// environment and the config file with the same precedence as at start (a file that no longer
+/// parses leaves the level as it was). Requests go on being served meanwhile: both are swapped
+/// in place.
+///
+/// Called before the server says it listens: a SIGHUP that came before the handler was in place
+/// would end the process (the signal's default action).
+fn reload_on_sighup(
+    auth: Arc<Authenticator>,
+    log_level: Option<String>,
+) -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut hup = match signal(SignalKind::hangup()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch SIGHUP; the credentials file is read only at start");
-            return;
+    let hup = signal(SignalKind::hangup());
+    async move {
+        match hup {
+            Ok(hup) => reload_on_each(hup, auth, log_level).await,
+            Err(e) => tracing::warn!(error = %e, "cannot watch SIGHUP; the credentials file and the log level are read only at start"),
         }
-    };
+    }
+}
+
+async fn reload_on_each(
+    mut hup: tokio::signal::unix::Signal,
+    auth: Arc<Authenticator>,
+    mut log_level: Option<String>,
+) {
     while hup.recv().await.is_some() {
         match auth.reload() {
             Ok(n) if !auth.is_insecure() => {
@@ -436,6 +454,24 @@ async fn reload_credentials_on_sighup(auth: Arc<Authenticator>) {
             Ok(_) => tracing::info!("SIGHUP: no credentials file to reload (--insecure-no-auth)"),
             Err(e) => {
                 tracing::error!(error = %e, "SIGHUP: the credentials file did not load; keeping the keys in use")
+            }
+        }
+        match config::try_parse(std::env::args_os().collect()) {
+            Ok(invocation) if invocation.log_level != log_level => {
+                let Some(level) = invocation.log_level else {
+                    continue;
+                };
+                match logging::reload(&level) {
+                    Ok(()) => {
+                        tracing::info!(log_level = %level, previous = ?log_level, "SIGHUP: log level changed");
+                        log_level = Some(level);
+                    }
+                    Err(e) => tracing::error!(error = %e, "SIGHUP: keeping the log level"),
+                }
+            }
+            Ok(_) => tracing::info!("SIGHUP: log level unchanged"),
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: the configuration does not load; keeping the log level")
             }
         }
     }
