@@ -126,31 +126,31 @@ def run_fails(argv: list[str], env: dict[str, str]) -> str:
 
 
 def test_precedence_is_file_then_environment_then_command_line(tmp_path: Path) -> None:
-    file_port, env_port, cli_port = free_port(), free_port(), free_port()
+    file_port = free_port()
     config = tmp_path / "kiln.toml"
     config.write_text(
         f'listen = "127.0.0.1:{file_port}"\ndata-dir = "{tmp_path / "file-data"}"\n'
-        'build-concurrency = 1\n'
+        "build-concurrency = 1\n"
     )
+    # The environment asks for any free port (:0), so only the file's case needs a fixed one.
+    env = {"KILN_LISTEN": "127.0.0.1:0", "KILN_DATA_DIR": str(tmp_path / "env-data")}
     cases = [
-        ({}, [], file_port, "file-data"),
-        ({"KILN_LISTEN": f"127.0.0.1:{env_port}"}, [], env_port, "file-data"),
-        (
-            {"KILN_LISTEN": f"127.0.0.1:{env_port}", "KILN_DATA_DIR": str(tmp_path / "env-data")},
-            ["--listen", f"127.0.0.1:{cli_port}"],
-            cli_port,
-            "env-data",
-        ),
+        ({}, [], True, "file-data"),
+        (env, [], False, "env-data"),
+        (env, ["--data-dir", str(tmp_path / "cli-data")], False, "cli-data"),
     ]
-    for i, (env, args, port, data) in enumerate(cases):
+    for i, (extra, args, on_file_port, data) in enumerate(cases):
         # KILN_CONFIG names the file: the environment's way to give it.
         served = Served(
             [kiln_bin(), "serve", *args],
-            clean_env(KILN_CONFIG=str(config), **env),
+            clean_env(KILN_CONFIG=str(config), **extra),
             tmp_path / f"serve-{i}.log",
         )
         try:
-            assert served.endpoint == f"http://127.0.0.1:{port}", (i, served.endpoint)
+            assert (served.endpoint == f"http://127.0.0.1:{file_port}") == on_file_port, (
+                i,
+                served.endpoint,
+            )
             assert served.credentials_file() == tmp_path / data / "credentials", i
         finally:
             assert served.stop() == 0, served.log()
@@ -160,13 +160,14 @@ def test_a_switch_from_the_file_is_turned_off_by_the_environment(tmp_path: Path)
     config = tmp_path / "kiln.toml"
     config.write_text(f'insecure-no-auth = true\ndata-dir = "{tmp_path / "data"}"\n')
     for i, (env, verifies) in enumerate([({}, False), ({"KILN_INSECURE_NO_AUTH": "false"}, True)]):
-        env = clean_env(KILN_LISTEN=f"127.0.0.1:{free_port()}", **env)
+        env = clean_env(KILN_LISTEN="127.0.0.1:0", **env)
         served = Served(
             [kiln_bin(), "serve", "--config", str(config)], env, tmp_path / f"switch-{i}.log"
         )
         try:
             # A server that verifies signatures says which credentials file it reads.
-            assert any(line.startswith("kiln credentials: ") for line in served.lines) == verifies
+            said = any(line.startswith("kiln credentials: ") for line in served.lines)
+            assert said == verifies, (i, served.lines, served.log())
         finally:
             assert served.stop() == 0, served.log()
 
@@ -201,7 +202,7 @@ def test_log_level_from_the_file_and_the_environment(tmp_path: Path) -> None:
     config = tmp_path / "kiln.toml"
     config.write_text(f'log-level = "warn"\ndata-dir = "{tmp_path / "data"}"\n')
     for i, (env, shown) in enumerate([({}, False), ({"KILN_LOG": "info"}, True)]):
-        env = clean_env(KILN_LISTEN=f"127.0.0.1:{free_port()}", **env)
+        env = clean_env(KILN_LISTEN="127.0.0.1:0", **env)
         served = Served(
             [kiln_bin(), "serve", "--config", str(config)], env, tmp_path / f"log-{i}.log"
         )
@@ -297,7 +298,7 @@ def unit_server(root: Path, tmp_path: Path) -> Iterator[Served]:
     argv = shlex.split(service["ExecStart"])
     assert argv[:4] == ["/usr/bin/kiln", "serve", "--config", "/etc/kiln/kiln.toml"], argv
     argv = [str(root / a.lstrip("/")) if a.startswith("/") else a for a in argv]
-    env = clean_env(KILN_DATA_DIR=str(tmp_path / "data"), KILN_LISTEN=f"127.0.0.1:{free_port()}")
+    env = clean_env(KILN_DATA_DIR=str(tmp_path / "data"), KILN_LISTEN="127.0.0.1:0")
     for line in service.get("Environment", "").split("\n"):
         for assignment in shlex.split(line):
             key, _, value = assignment.partition("=")

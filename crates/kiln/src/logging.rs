@@ -51,3 +51,22 @@ pub fn reload(directive: &str) -> anyhow::Result<()> {
         .reload(filter)
         .map_err(|e| anyhow::anyhow!("reloading the log filter: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The only test that installs the global subscriber.
+    #[test]
+    fn the_filter_is_replaced_in_a_running_process() {
+        init(Some("warn")).expect("init");
+        assert!(!tracing::enabled!(tracing::Level::INFO));
+        reload("info").expect("reload");
+        assert!(tracing::enabled!(tracing::Level::INFO));
+        // A bad directive is refused and the filter in place stays.
+        assert!(reload("info,=bad=").is_err());
+        assert!(tracing::enabled!(tracing::Level::INFO));
+        assert!(parse_filter("warn,kiln_worker=debug").is_ok());
+        assert!(parse_filter("=bad=").is_err());
+    }
+}
