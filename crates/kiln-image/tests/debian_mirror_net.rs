@@ -47,7 +47,10 @@ fn the_busybox_base_comes_from_the_real_mirror() {
     );
 }
 
+// About 75 s here in a debug build, over the suite's 60 s budget for one test: run it with
+// `--ignored`. tests/python/test_mirror_bases.py makes the same base through a server.
 #[test]
+#[ignore = "about 75 s: run with --ignored"]
 fn the_debian_base_comes_from_the_real_mirror_without_mmdebstrap() {
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("skipped: the Debian base needs root");
