@@ -10,7 +10,9 @@ use std::time::Instant;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let rounds: usize = args.next().map_or(Ok(1), |a| a.parse())?;
-    let mirror = args.next().unwrap_or_else(|| DEFAULT_DEBIAN_MIRROR.to_string());
+    let mirror = args
+        .next()
+        .unwrap_or_else(|| DEFAULT_DEBIAN_MIRROR.to_string());
     for round in 1..=rounds {
         for path in ["mmdebstrap", "mirror"] {
             let tmp = tempfile::tempdir()?;
@@ -18,7 +20,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let started = Instant::now();
             let image = match path {
                 "mmdebstrap" => store.debian_base(&mirror, "bookworm", "debian-12")?,
-                _ => store.debian_base_mirror(&DebianMirror::new(&mirror), "bookworm", "debian-12")?,
+                _ => store.debian_base_mirror(
+                    &DebianMirror::new(&mirror),
+                    "bookworm",
+                    "debian-12",
+                )?,
             };
             let layer = store.manifest(&image)?.layers()[0].size();
             println!(

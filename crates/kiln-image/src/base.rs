@@ -98,7 +98,12 @@ impl ImageStore {
     /// The busybox base from the bytes of a static busybox binary (`source` says where they
     /// came from, for the image's history): written to the store's temporary directory for
     /// `--list-full`, removed afterwards.
-    pub(crate) fn busybox_base_bytes(&self, data: &[u8], source: &str, tag: &str) -> Result<ImageRef> {
+    pub(crate) fn busybox_base_bytes(
+        &self,
+        data: &[u8],
+        source: &str,
+        tag: &str,
+    ) -> Result<ImageRef> {
         check_static(data, source)?;
         // Named `busybox`: busybox picks its applet by the name it runs as.
         let dir = crate::fetch::Cleanup(self.temp_path("busybox"));
@@ -118,7 +123,13 @@ impl ImageStore {
     }
 
     /// The layer and image of the busybox base; `busybox` is a runnable copy of `data`.
-    fn busybox_layer(&self, busybox: &Path, data: &[u8], source: &str, tag: &str) -> Result<ImageRef> {
+    fn busybox_layer(
+        &self,
+        busybox: &Path,
+        data: &[u8],
+        source: &str,
+        tag: &str,
+    ) -> Result<ImageRef> {
         let out = Command::new(busybox)
             .arg("--list-full")
             .output()

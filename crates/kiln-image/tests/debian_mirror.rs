@@ -37,7 +37,10 @@ fn keyring_file(dir: &Path, key: &SignedSecretKey) -> PathBuf {
 }
 
 fn sha256(data: &[u8]) -> String {
-    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn gz(data: &[u8]) -> Vec<u8> {
@@ -61,7 +64,14 @@ fn tar_of(files: &[(&str, &[u8], u32)]) -> Vec<u8> {
 fn ar_of(members: &[(&str, &[u8])]) -> Vec<u8> {
     let mut out = b"!<arch>\n".to_vec();
     for (name, data) in members {
-        let header = format!("{name:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n", 0, 0, 0, "100644", data.len());
+        let header = format!(
+            "{name:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n",
+            0,
+            0,
+            0,
+            "100644",
+            data.len()
+        );
         out.extend_from_slice(header.as_bytes());
         out.extend_from_slice(data);
         if data.len() % 2 == 1 {
@@ -73,8 +83,13 @@ fn ar_of(members: &[(&str, &[u8])]) -> Vec<u8> {
 
 /// A fake busybox-static deb whose `bin/busybox` is the host's static busybox.
 fn busybox_deb() -> Vec<u8> {
-    let busybox = fs::read(kiln_image::BUSYBOX).expect("the host's static /bin/busybox (busybox-static)");
-    let control = gz(&tar_of(&[("./control", b"Package: busybox-static\nVersion: 1.35.0-4+b3\n", 0o644)]));
+    let busybox =
+        fs::read(kiln_image::BUSYBOX).expect("the host's static /bin/busybox (busybox-static)");
+    let control = gz(&tar_of(&[(
+        "./control",
+        b"Package: busybox-static\nVersion: 1.35.0-4+b3\n",
+        0o644,
+    )]));
     let data = gz(&tar_of(&[("./bin/busybox", &busybox, 0o755)]));
     ar_of(&[
         ("debian-binary", b"2.0\n"),
@@ -102,10 +117,15 @@ fn release_for(packages_gz: &[u8]) -> String {
 }
 
 fn sign(text: &str, key: &SignedSecretKey) -> String {
-    CleartextSignedMessage::sign(rand::thread_rng(), text, &key.primary_key, &Password::empty())
-        .unwrap()
-        .to_armored_string(ArmorOptions::default())
-        .unwrap()
+    CleartextSignedMessage::sign(
+        rand::thread_rng(),
+        text,
+        &key.primary_key,
+        &Password::empty(),
+    )
+    .unwrap()
+    .to_armored_string(ArmorOptions::default())
+    .unwrap()
 }
 
 /// Writes a mirror into `root`: `deb` is what the pool serves, `packages` the index served,
@@ -141,7 +161,11 @@ fn serve(root: PathBuf) -> String {
                     break;
                 }
             }
-            let path = line.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/');
+            let path = line
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("/")
+                .trim_start_matches('/');
             let answer = match (path.contains(".."), fs::read(root.join(path))) {
                 (false, Ok(body)) => {
                     let mut a = format!(
@@ -152,7 +176,8 @@ fn serve(root: PathBuf) -> String {
                     a.extend_from_slice(&body);
                     a
                 }
-                _ => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
+                _ => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    .to_vec(),
             };
             let _ = stream.write_all(&answer);
         }
@@ -182,7 +207,16 @@ impl Fixture {
         write_mirror(&root, &deb, &packages, &sign(&release_for(&packages), &key));
         let url = serve(tmp.path().join("mirror"));
         let store = ImageStore::open(&tmp.path().join("store")).unwrap();
-        Fixture { _tmp: tmp, store, root, url, key, keyring, deb, packages }
+        Fixture {
+            _tmp: tmp,
+            store,
+            root,
+            url,
+            key,
+            keyring,
+            deb,
+            packages,
+        }
     }
 
     fn mirror(&self) -> DebianMirror {
@@ -207,12 +241,20 @@ fn a_good_mirror_gives_the_busybox_base() {
     assert!(f.tmp_is_empty());
     let rootfs = f._tmp.path().join("rootfs");
     f.store.merged_rootfs(&image, &rootfs).unwrap();
-    assert_eq!(fs::read(rootfs.join("bin/busybox")).unwrap(), fs::read(kiln_image::BUSYBOX).unwrap());
-    assert_eq!(fs::read_link(rootfs.join("bin/sh")).unwrap(), Path::new("/bin/busybox"));
+    assert_eq!(
+        fs::read(rootfs.join("bin/busybox")).unwrap(),
+        fs::read(kiln_image::BUSYBOX).unwrap()
+    );
+    assert_eq!(
+        fs::read_link(rootfs.join("bin/sh")).unwrap(),
+        Path::new("/bin/busybox")
+    );
     assert!(rootfs.join("bin/bash").is_file());
     // Same package, same image.
     let other = ImageStore::open(&f._tmp.path().join("store2")).unwrap();
-    let again = other.busybox_base_mirror(&f.mirror(), "bookworm", "busybox").unwrap();
+    let again = other
+        .busybox_base_mirror(&f.mirror(), "bookworm", "busybox")
+        .unwrap();
     assert_eq!(again.digest, image.digest);
 }
 
@@ -224,7 +266,10 @@ fn a_tampered_release_is_refused() {
     assert_ne!(tampered, signed);
     write_mirror(&f.root, &f.deb, &f.packages, &tampered);
     let err = f.build().unwrap_err();
-    assert!(err.contains("signature of") && err.contains("/dists/bookworm/InRelease"), "{err}");
+    assert!(
+        err.contains("signature of") && err.contains("/dists/bookworm/InRelease"),
+        "{err}"
+    );
     assert!(f.store.resolve("busybox").is_err());
     assert!(f.tmp_is_empty());
 }
@@ -233,10 +278,21 @@ fn a_tampered_release_is_refused() {
 fn a_release_signed_by_another_key_is_refused() {
     let f = Fixture::new();
     let stranger = key("stranger");
-    write_mirror(&f.root, &f.deb, &f.packages, &sign(&release_for(&f.packages), &stranger));
+    write_mirror(
+        &f.root,
+        &f.deb,
+        &f.packages,
+        &sign(&release_for(&f.packages), &stranger),
+    );
     let err = f.build().unwrap_err();
-    assert!(err.contains("does not verify with the Debian keyring"), "{err}");
-    assert!(err.contains(&format!("{}/dists/bookworm/InRelease", f.url)), "{err}");
+    assert!(
+        err.contains("does not verify with the Debian keyring"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{}/dists/bookworm/InRelease", f.url)),
+        "{err}"
+    );
     // Nor does the real Debian keyring accept it.
     let err = f
         .store
@@ -258,7 +314,10 @@ fn an_index_whose_hash_is_not_the_signed_one_is_refused() {
     write_mirror(&f.root, &f.deb, &other, &release);
     let err = f.build().unwrap_err();
     assert!(err.contains("the package index"), "{err}");
-    assert!(err.contains("/dists/bookworm/main/binary-amd64/Packages.gz"), "{err}");
+    assert!(
+        err.contains("/dists/bookworm/main/binary-amd64/Packages.gz"),
+        "{err}"
+    );
     assert!(f.tmp_is_empty());
 }
 

@@ -17,7 +17,11 @@ fn the_busybox_base_comes_from_the_real_mirror() {
     let store = ImageStore::open(&tmp.path().join("store")).unwrap();
     let started = Instant::now();
     let image = store
-        .busybox_base_mirror(&DebianMirror::new(DEFAULT_DEBIAN_MIRROR), "bookworm", "busybox")
+        .busybox_base_mirror(
+            &DebianMirror::new(DEFAULT_DEBIAN_MIRROR),
+            "bookworm",
+            "busybox",
+        )
         .unwrap();
     eprintln!("busybox base from the mirror in {:?}", started.elapsed());
     assert!(tmp_is_empty(&store));
@@ -25,14 +29,28 @@ fn the_busybox_base_comes_from_the_real_mirror() {
     store.merged_rootfs(&image, &root).unwrap();
     let out = Command::new("chroot")
         .arg(&root)
-        .args(["/bin/sh", "-c", "echo hello from $(busybox | head -1 | cut -d' ' -f1)"])
+        .args([
+            "/bin/sh",
+            "-c",
+            "echo hello from $(busybox | head -1 | cut -d' ' -f1)",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hello from BusyBox");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "hello from BusyBox"
+    );
 }
 
+// About 75 s here in a debug build, over the suite's 60 s budget for one test: run it with
+// `--ignored`. tests/python/test_mirror_bases.py makes the same base through a server.
 #[test]
+#[ignore = "about 75 s: run with --ignored"]
 fn the_debian_base_comes_from_the_real_mirror_without_mmdebstrap() {
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("skipped: the Debian base needs root");
@@ -42,9 +60,16 @@ fn the_debian_base_comes_from_the_real_mirror_without_mmdebstrap() {
     let store = ImageStore::open(&tmp.path().join("store")).unwrap();
     let started = Instant::now();
     let image = store
-        .debian_base_mirror(&DebianMirror::new(DEFAULT_DEBIAN_MIRROR), "bookworm", "debian-12")
+        .debian_base_mirror(
+            &DebianMirror::new(DEFAULT_DEBIAN_MIRROR),
+            "bookworm",
+            "debian-12",
+        )
         .unwrap();
-    eprintln!("debian base from the mirror (built-in path) in {:?}", started.elapsed());
+    eprintln!(
+        "debian base from the mirror (built-in path) in {:?}",
+        started.elapsed()
+    );
     assert!(tmp_is_empty(&store), "no temporary files are left");
     let manifest = store.manifest(&image).unwrap();
     assert_eq!(manifest.layers().len(), 1);
@@ -56,7 +81,10 @@ fn the_debian_base_comes_from_the_real_mirror_without_mmdebstrap() {
     let os_release = fs::read_to_string(root.join("etc/os-release")).unwrap();
     assert!(os_release.contains("bookworm"), "{os_release}");
     assert!(root.join("usr/bin/apt-get").is_file());
-    assert_eq!(fs::read_link(root.join("bin")).unwrap().to_str(), Some("usr/bin"));
+    assert_eq!(
+        fs::read_link(root.join("bin")).unwrap().to_str(),
+        Some("usr/bin")
+    );
     let out = Command::new("chroot")
         .arg(&root)
         .args(["/bin/sh", "-c", "dpkg -s base-files | grep -q '^Status: install ok installed' && dpkg -s apt >/dev/null && dpkg --audit && echo ok"])

@@ -54,8 +54,14 @@ pub struct WorkerOptions {
     /// Where the managed busybox and Debian bases come from: `host` (the static /bin/busybox
     /// of busybox-static; mmdebstrap), `mirror` (Kiln fetches, verifies and unpacks the
     /// Debian mirror's packages itself: nothing to install), or `auto` (busybox from the host
-    /// when it has the static binary, else the mirror; Debian from the mirror, the faster).
-    #[arg(long, value_name = "auto|host|mirror", env = "KILN_BASE_SOURCE", default_value = "auto")]
+    /// when it has the static binary, else the mirror; Debian from the mirror, which measured
+    /// as fast as mmdebstrap).
+    #[arg(
+        long,
+        value_name = "auto|host|mirror",
+        env = "KILN_BASE_SOURCE",
+        default_value = "auto"
+    )]
     pub base_source: kiln_image::BaseSource,
     /// Let build instances with networking (a subnet or security groups in the infrastructure
     /// configuration) reach the host's own addresses, Kiln's API included. Off by default.

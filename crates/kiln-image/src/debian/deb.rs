@@ -31,8 +31,7 @@ struct Member {
 fn members(file: &mut File, path: &Path) -> Result<Vec<Member>> {
     let bad = |why: &str| Error::Invalid(format!("{} is not a .deb: {why}", path.display()));
     let mut magic = [0u8; 8];
-    file.read_exact(&mut magic)
-        .map_err(|_| bad("too short"))?;
+    file.read_exact(&mut magic).map_err(|_| bad("too short"))?;
     if magic != AR_MAGIC {
         return Err(bad("no ar header"));
     }
@@ -73,9 +72,7 @@ fn member_tar(path: &Path, prefix: &str) -> Result<Box<dyn Read + Send>> {
     let m = all
         .iter()
         .find(|m| m.name == prefix || m.name.starts_with(&format!("{prefix}.")))
-        .ok_or_else(|| {
-            Error::Invalid(format!("{} has no {prefix} member", path.display()))
-        })?;
+        .ok_or_else(|| Error::Invalid(format!("{} has no {prefix} member", path.display())))?;
     file.seek(SeekFrom::Start(m.offset))
         .map_err(io_err("reading", path))?;
     let raw = BufReader::with_capacity(1 << 16, file).take(m.size);
@@ -84,9 +81,7 @@ fn member_tar(path: &Path, prefix: &str) -> Result<Box<dyn Read + Send>> {
         "" => Box::new(raw),
         ".xz" => Box::new(lzma_rust2::XzReader::new(raw, true)),
         ".gz" => Box::new(flate2::read::MultiGzDecoder::new(raw)),
-        ".zst" => Box::new(
-            zstd::Decoder::with_buffer(raw).map_err(io_err("decompressing", path))?,
-        ),
+        ".zst" => Box::new(zstd::Decoder::with_buffer(raw).map_err(io_err("decompressing", path))?),
         _ => {
             return Err(Error::Invalid(format!(
                 "{}: {} is compressed in a way Kiln does not read",
@@ -118,9 +113,7 @@ pub(crate) fn data_file(path: &Path, name: &str, limit: u64) -> Result<Vec<u8>> 
         .map_err(io_err("reading the data of", path))?;
     for entry in entries {
         let mut entry = entry.map_err(io_err("reading the data of", path))?;
-        let entry_path = entry
-            .path_bytes()
-            .into_owned();
+        let entry_path = entry.path_bytes().into_owned();
         let entry_name = String::from_utf8_lossy(&entry_path);
         if entry_name.trim_start_matches("./").trim_start_matches('/') != name {
             continue;

@@ -58,7 +58,7 @@ pub(crate) fn bytes(url: &str, limit: u64) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// The size and `sha256` hex of `data`.
+/// The SHA256 of `data`, in lower-case hex.
 pub(crate) fn sha256_hex(data: &[u8]) -> String {
     hex(&Sha256::digest(data))
 }

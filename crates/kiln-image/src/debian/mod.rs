@@ -53,7 +53,8 @@ impl DebianMirror {
 
     /// `url` verified with the keyring in `file`.
     pub fn with_keyring_file(url: &str, file: &Path) -> crate::Result<DebianMirror> {
-        let keyring = std::fs::read(file).map_err(crate::io_err("reading the Debian keyring", file))?;
+        let keyring =
+            std::fs::read(file).map_err(crate::io_err("reading the Debian keyring", file))?;
         Ok(DebianMirror {
             keyring: Some(keyring),
             ..DebianMirror::new(url)

@@ -159,7 +159,10 @@ impl<'a> Index<'a> {
             }
             by_name.entry(p.name.as_str()).or_insert(p);
             for v in &p.provides {
-                providers.entry(v.as_str()).or_default().insert(p.name.as_str());
+                providers
+                    .entry(v.as_str())
+                    .or_default()
+                    .insert(p.name.as_str());
             }
         }
         Index { by_name, providers }
@@ -194,9 +197,9 @@ impl<'a> Index<'a> {
         let mut provided: BTreeSet<&str> = BTreeSet::new();
         let mut queue: VecDeque<&Package> = VecDeque::new();
         for r in roots {
-            let p = self.get(r).ok_or_else(|| {
-                Error::Invalid(format!("the package index has no package `{r}`"))
-            })?;
+            let p = self
+                .get(r)
+                .ok_or_else(|| Error::Invalid(format!("the package index has no package `{r}`")))?;
             if chosen.insert(p.name.as_str(), p).is_none() {
                 provided.extend(p.provides.iter().map(String::as_str));
                 queue.push_back(p);
@@ -204,9 +207,9 @@ impl<'a> Index<'a> {
         }
         while let Some(p) = queue.pop_front() {
             for group in p.pre_depends.iter().chain(&p.depends) {
-                let satisfied = group
-                    .iter()
-                    .any(|alt| chosen.contains_key(alt.as_str()) || provided.contains(alt.as_str()));
+                let satisfied = group.iter().any(|alt| {
+                    chosen.contains_key(alt.as_str()) || provided.contains(alt.as_str())
+                });
                 if satisfied {
                     continue;
                 }

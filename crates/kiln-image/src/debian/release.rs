@@ -39,15 +39,16 @@ pub(crate) fn keyring(bytes: &[u8]) -> Result<Vec<SignedPublicKey>> {
 
 /// The text `inrelease` signs, if a key of `keys` (or one of their subkeys) made one of its
 /// signatures; otherwise an error that names `url`.
-pub(crate) fn verified_text(inrelease: &str, keys: &[SignedPublicKey], url: &str) -> Result<String> {
-    let (msg, _) = CleartextSignedMessage::from_string(inrelease).map_err(|e| {
-        Error::Invalid(format!(
-            "{url} is not an OpenPGP clearsigned release: {e}"
-        ))
-    })?;
-    let signed = keys.iter().any(|k| {
-        msg.verify(k).is_ok() || k.public_subkeys.iter().any(|s| msg.verify(s).is_ok())
-    });
+pub(crate) fn verified_text(
+    inrelease: &str,
+    keys: &[SignedPublicKey],
+    url: &str,
+) -> Result<String> {
+    let (msg, _) = CleartextSignedMessage::from_string(inrelease)
+        .map_err(|e| Error::Invalid(format!("{url} is not an OpenPGP clearsigned release: {e}")))?;
+    let signed = keys
+        .iter()
+        .any(|k| msg.verify(k).is_ok() || k.public_subkeys.iter().any(|s| msg.verify(s).is_ok()));
     if !signed {
         return Err(Error::Invalid(format!(
             "the OpenPGP signature of {url} does not verify with the Debian keyring (no key of \
@@ -107,8 +108,8 @@ pub(crate) fn fetch(mirror: &DebianMirror, suite: &str) -> Result<Release> {
     let keys = keyring(mirror.keyring_bytes())?;
     let url = mirror.url_of(&format!("dists/{suite}/InRelease"));
     let data = get::bytes(&url, MAX_RELEASE)?;
-    let text = String::from_utf8(data)
-        .map_err(|_| Error::Invalid(format!("{url} is not UTF-8 text")))?;
+    let text =
+        String::from_utf8(data).map_err(|_| Error::Invalid(format!("{url} is not UTF-8 text")))?;
     let signed = verified_text(&text, &keys, &url)?;
     let release = parse(&signed, &url)?;
     // A release of another suite, signed all the same, is not what was asked for.

@@ -113,6 +113,28 @@ fn mapped(name: &Path, what: &Path) -> Result<Option<PathBuf>> {
     Ok(Some(out))
 }
 
+/// Refuses `rel` if a directory on its way in `tree` is a symbolic link: Kiln unpacks outside
+/// the chroot, where a link a package made would lead to the host's files. (Merged-/usr names
+/// never go through the top-level links: [`mapped`] rewrote them.)
+fn check_parents(tree: &Path, rel: &Path, file: &Path) -> Result<()> {
+    let mut at = tree.to_path_buf();
+    let parents = rel.parent().map(|p| p.components().count()).unwrap_or(0);
+    for c in rel.components().take(parents) {
+        at.push(c);
+        if fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(Error::UnsafeEntry {
+                entry: rel.display().to_string(),
+                reason: format!(
+                    "in {}: goes through the symbolic link {}",
+                    file.display(),
+                    at.display()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Unpacks the data of the deb `file` into `tree` (owners, modes and mtimes kept).
 fn unpack(file: &Path, tree: &Path) -> Result<()> {
     let err = |e: io::Error| io_err("unpacking", file)(e);
@@ -123,6 +145,7 @@ fn unpack(file: &Path, tree: &Path) -> Result<()> {
         let Some(rel) = mapped(&name, file)? else {
             continue;
         };
+        check_parents(tree, &rel, file)?;
         let dst = tree.join(&rel);
         if let Some(parent) = dst.parent() {
             fs::create_dir_all(parent).map_err(io_err("creating", parent))?;
@@ -135,13 +158,13 @@ fn unpack(file: &Path, tree: &Path) -> Result<()> {
             }
         }
         if kind.is_hard_link() {
-            let target = entry
-                .link_name()
-                .map_err(err)?
-                .ok_or_else(|| Error::Invalid(format!("{}: a hard link without a target", file.display())))?;
+            let target = entry.link_name().map_err(err)?.ok_or_else(|| {
+                Error::Invalid(format!("{}: a hard link without a target", file.display()))
+            })?;
             let Some(target) = mapped(&target, file)? else {
                 continue;
             };
+            check_parents(tree, &target, file)?;
             let _ = fs::remove_file(&dst);
             fs::hard_link(tree.join(target), &dst).map_err(io_err("linking", &dst))?;
             continue;
@@ -181,7 +204,8 @@ fn prepare(tree: &Path) -> Result<()> {
         fs::create_dir_all(&p).map_err(io_err("creating", &p))?;
     }
     let tmp = tree.join("tmp");
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o1777)).map_err(io_err("setting the mode of", &tmp))?;
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o1777))
+        .map_err(io_err("setting the mode of", &tmp))?;
     for m in MERGED {
         let link = tree.join(m);
         std::os::unix::fs::symlink(format!("usr/{m}"), &link).map_err(io_err("linking", &link))?;
@@ -197,7 +221,8 @@ fn prepare(tree: &Path) -> Result<()> {
         fs::write(&p, content).map_err(io_err("writing", &p))?;
     }
     let rc = tree.join("usr/sbin/policy-rc.d");
-    fs::set_permissions(&rc, fs::Permissions::from_mode(0o755)).map_err(io_err("setting the mode of", &rc))?;
+    fs::set_permissions(&rc, fs::Permissions::from_mode(0o755))
+        .map_err(io_err("setting the mode of", &rc))?;
     Ok(())
 }
 
@@ -260,13 +285,11 @@ fn dpkg_in(tree: &Path, args: &[String]) -> Result<()> {
         });
     }
     let shown = format!("chroot {} dpkg {}", tree.display(), args.join(" "));
-    let out = cmd
-        .output()
-        .map_err(|e| {
-            Error::Invalid(format!(
-                "running `{shown}`: {e} (it needs root, and the tree's dpkg and libc)"
-            ))
-        })?;
+    let out = cmd.output().map_err(|e| {
+        Error::Invalid(format!(
+            "running `{shown}`: {e} (it needs root, and the tree's dpkg and libc)"
+        ))
+    })?;
     if !out.status.success() {
         let mut text = out.stderr.clone();
         text.extend_from_slice(&out.stdout);
@@ -307,7 +330,12 @@ impl ImageStore {
     /// the release's signature and every index's and package's hash verified, the packages
     /// unpacked and installed by the tree's own dpkg (needs root), one zstd layer with mtimes
     /// clamped to [`DEBIAN_EPOCH`]. The temporary files are removed whatever happens.
-    pub fn debian_base_mirror(&self, mirror: &DebianMirror, suite: &str, tag: &str) -> Result<ImageRef> {
+    pub fn debian_base_mirror(
+        &self,
+        mirror: &DebianMirror,
+        suite: &str,
+        tag: &str,
+    ) -> Result<ImageRef> {
         crate::store::check_tag(tag)?;
         crate::fetch::check_suite(suite)?;
         crate::fetch::check_mirror(&mirror.url)?;
@@ -331,7 +359,12 @@ impl ImageStore {
         let mut essential = Vec::new();
         let mut rest = Vec::new();
         for (pkg, file) in pkgs.iter().zip(&files) {
-            let in_tree = format!("/{DEBS_IN_TREE}/{}", file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+            let in_tree = format!(
+                "/{DEBS_IN_TREE}/{}",
+                file.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            );
             if first.contains(pkg.name.as_str()) {
                 unpack(file, &tree)?;
                 essential.push(in_tree);
@@ -339,11 +372,18 @@ impl ImageStore {
                 rest.push(in_tree);
             }
         }
+        // `--force-unsafe-io` as mmdebstrap: no fsync per file, the tree is thrown away if
+        // anything fails and the layer made from it is synced.
         let install = |debs: Vec<String>| {
-            let mut args: Vec<String> = ["--install", "--force-depends", "--force-confold"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
+            let mut args: Vec<String> = [
+                "--install",
+                "--force-depends",
+                "--force-confold",
+                "--force-unsafe-io",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
             args.extend(debs);
             dpkg_in(&tree, &args)
         };
@@ -353,15 +393,22 @@ impl ImageStore {
         }
         dpkg_in(&tree, &["--configure".to_string(), "-a".to_string()])?;
         let sources = tree.join("etc/apt/sources.list");
-        fs::write(&sources, format!("deb {} {suite} main\n", mirror.url)).map_err(io_err("writing", &sources))?;
+        fs::write(&sources, format!("deb {} {suite} main\n", mirror.url))
+            .map_err(io_err("writing", &sources))?;
         tidy(&tree)?;
         let layer = self.write_layer(Compression::Zstd, |w| {
-            UpperWalk::new(w).clamping_mtime(DEBIAN_EPOCH).walk(&tree, b"")
+            UpperWalk::new(w)
+                .clamping_mtime(DEBIAN_EPOCH)
+                .walk(&tree, b"")
         })?;
         drop(work);
         let meta = CommitMeta {
             created: Some(DEBIAN_CREATED.to_string()),
-            created_by: Some(format!("kiln minbase {suite} {} ({} packages)", mirror.url, pkgs.len())),
+            created_by: Some(format!(
+                "kiln minbase {suite} {} ({} packages)",
+                mirror.url,
+                pkgs.len()
+            )),
             comment: Some(format!("kiln debian base: {suite} from {}", mirror.url)),
             ..CommitMeta::default()
         };
@@ -376,11 +423,39 @@ mod tests {
     #[test]
     fn merged_usr_maps_names() {
         let f = Path::new("x.deb");
-        assert_eq!(mapped(Path::new("./bin/sh"), f).unwrap(), Some(PathBuf::from("usr/bin/sh")));
-        assert_eq!(mapped(Path::new("./lib64"), f).unwrap(), Some(PathBuf::from("usr/lib64")));
-        assert_eq!(mapped(Path::new("./etc/x"), f).unwrap(), Some(PathBuf::from("etc/x")));
-        assert_eq!(mapped(Path::new("./binx/y"), f).unwrap(), Some(PathBuf::from("binx/y")));
+        assert_eq!(
+            mapped(Path::new("./bin/sh"), f).unwrap(),
+            Some(PathBuf::from("usr/bin/sh"))
+        );
+        assert_eq!(
+            mapped(Path::new("./lib64"), f).unwrap(),
+            Some(PathBuf::from("usr/lib64"))
+        );
+        assert_eq!(
+            mapped(Path::new("./etc/x"), f).unwrap(),
+            Some(PathBuf::from("etc/x"))
+        );
+        assert_eq!(
+            mapped(Path::new("./binx/y"), f).unwrap(),
+            Some(PathBuf::from("binx/y"))
+        );
         assert_eq!(mapped(Path::new("./"), f).unwrap(), None);
         assert!(mapped(Path::new("./a/../../x"), f).is_err());
+    }
+
+    #[test]
+    fn names_through_links_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path();
+        fs::create_dir_all(tree.join("usr/lib")).unwrap();
+        std::os::unix::fs::symlink("/etc", tree.join("usr/lib/evil")).unwrap();
+        let f = Path::new("x.deb");
+        assert!(check_parents(tree, Path::new("usr/lib/ok/file"), f).is_ok());
+        assert!(check_parents(tree, Path::new("usr/lib/evil"), f).is_ok());
+        let err = check_parents(tree, Path::new("usr/lib/evil/passwd"), f).unwrap_err();
+        assert!(
+            err.to_string().contains("goes through the symbolic link"),
+            "{err}"
+        );
     }
 }

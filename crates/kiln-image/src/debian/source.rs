@@ -10,9 +10,10 @@ use std::str::FromStr;
 /// `--base-source`: where the managed bases come from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum BaseSource {
-    /// The host's tools where they are there and faster (busybox: the host's static binary,
-    /// no network; Debian: the built-in path, measured faster than mmdebstrap), else the
-    /// mirror.
+    /// Busybox: the host's static binary when there is one (no network), else the mirror.
+    /// Debian: the built-in path, which measured as fast as mmdebstrap here (cold, release
+    /// build, same run: mmdebstrap 65.4 s and 82.7 s, built-in 69.4 s and 72.4 s) and needs
+    /// no host package.
     #[default]
     Auto,
     /// The host's tools only; refused, naming the package, when they are missing.
@@ -82,8 +83,9 @@ impl ImageStore {
         }
     }
 
-    /// The managed Debian minimal base by `source`: `host` runs mmdebstrap, `mirror` and
-    /// `auto` the built-in path (measured faster than mmdebstrap here: see the README).
+    /// The managed Debian minimal base by `source`: `host` runs mmdebstrap (refused, naming
+    /// the package, when it is not installed), `mirror` and `auto` the built-in path (no
+    /// faster path to prefer: see [`BaseSource::Auto`]).
     pub fn managed_debian(
         &self,
         source: BaseSource,
