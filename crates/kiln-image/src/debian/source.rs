@@ -61,6 +61,17 @@ fn in_path(program: &str) -> bool {
     })
 }
 
+/// `--base-source host` without the host's `program`: an error naming the Debian `package`.
+fn require(program: &str, package: &str) -> Result<()> {
+    if in_path(program) {
+        return Ok(());
+    }
+    Err(Error::Invalid(format!(
+        "--base-source host: `{program}` is not installed: install the Debian package \
+         {package} (apt-get install {package}), or use --base-source mirror"
+    )))
+}
+
 impl ImageStore {
     /// The managed busybox base by `source`: `auto` takes the host's static [`BUSYBOX`] when
     /// there is one (no network), else `busybox-static` from `mirror`.
@@ -95,14 +106,7 @@ impl ImageStore {
     ) -> Result<ImageRef> {
         match source {
             BaseSource::Host => {
-                if !in_path("mmdebstrap") {
-                    return Err(Error::Invalid(
-                        "--base-source host: `mmdebstrap` is not installed: install the Debian \
-                         package mmdebstrap (apt-get install mmdebstrap), or use \
-                         --base-source mirror"
-                            .to_string(),
-                    ));
-                }
+                require("mmdebstrap", "mmdebstrap")?;
                 self.debian_base(&mirror.url, suite, tag)
             }
             BaseSource::Auto | BaseSource::Mirror => self.debian_base_mirror(mirror, suite, tag),
@@ -121,6 +125,25 @@ mod tests {
         }
         assert!("Host".parse::<BaseSource>().is_err());
         assert_eq!(BaseSource::default(), BaseSource::Auto);
+    }
+
+    #[test]
+    fn host_refuses_naming_the_missing_package() {
+        let err = require("kiln-no-such-mmdebstrap", "mmdebstrap")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("install the Debian package mmdebstrap"),
+            "{err}"
+        );
+        assert!(require("sh", "dash").is_ok());
+    }
+
+    #[test]
+    fn host_busybox_must_be_static() {
+        assert!(host_busybox_usable(Path::new(BUSYBOX)));
+        assert!(!host_busybox_usable(Path::new("/bin/sh")));
+        assert!(!host_busybox_usable(Path::new("/nonexistent/busybox")));
     }
 
     #[test]
