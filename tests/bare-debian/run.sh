@@ -60,8 +60,13 @@ systemctl() {
     local exec
     exec=$(sed -n 's/^ExecStart=//p' /lib/systemd/system/kiln.service)
     mkdir -p /var/lib/kiln
-    # StateDirectory=kiln and the journal, as systemd would give them.
-    (cd /var/lib/kiln && exec $exec) >/var/log/kiln.log 2>&1 &
+    chmod 700 /var/lib/kiln
+    # The unit's Environment= lines, StateDirectory=kiln, and a file for the journal.
+    (
+        while IFS= read -r setting; do export "${setting#Environment=}"; done \
+            < <(grep '^Environment=' /lib/systemd/system/kiln.service)
+        cd /var/lib/kiln && exec $exec
+    ) >/var/log/kiln.log 2>&1 &
     echo $! > /run/kiln.pid
     for _ in $(seq 1 100); do
         if (exec 3<>/dev/tcp/127.0.0.1/7070) 2>/dev/null; then return 0; fi
@@ -76,7 +81,7 @@ status=0
 # A mount and PID namespace of its own, its root pivoted to the bare root (not chroot: the
 # kernel refuses user namespaces to a chrooted process, and Kiln's builds make them). When the
 # script ends, so does every process in the namespace, Kiln included, and with it the mounts.
-unshare --mount --pid --fork --propagation private -- bash -euo pipefail -c '
+unshare --mount --pid --fork --kill-child --propagation private -- bash -euo pipefail -c '
     ROOT=$1
     mount --bind "$ROOT" "$ROOT"
     mount -t proc proc "$ROOT/proc"

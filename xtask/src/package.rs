@@ -21,12 +21,8 @@ pub const CONFIG: &str = "packaging/kiln.toml";
 /// kiln-instance): installed by default with the package, but it works without them until a
 /// build needs one.
 const RECOMMENDS: &[&str] = &[
-    // The managed busybox-x86 base image is made from /bin/busybox.
-    "busybox-static",
     // Parent images from registries, container image pushes (kiln-image fetch and export).
     "skopeo",
-    // The managed debian-12-minimal-x86 base image.
-    "mmdebstrap",
     // Disk image exports and imports: mkfs.ext4 -d, e2fsck, debugfs; qemu-img.
     "e2fsprogs",
     "qemu-utils",
@@ -36,6 +32,11 @@ const RECOMMENDS: &[&str] = &[
 ];
 /// Useful with Kiln, never needed by it.
 const SUGGESTS: &[&str] = &[
+    // The managed bases come from the Debian mirror without them (kiln-image's debian/); with
+    // them, `--base-source auto` takes the busybox base from the host's static /bin/busybox (no
+    // download) and ... see the README's "Managed base images".
+    "busybox-static",
+    "mmdebstrap",
     // A shared database for several Kiln processes (`--database postgres://...`).
     "postgresql",
     // A local registry to push container images to (`--ecr-registry`).

@@ -436,7 +436,9 @@ fn reload_on_sighup(
     async move {
         match hup {
             Ok(hup) => reload_on_each(hup, auth, log_level).await,
-            Err(e) => tracing::warn!(error = %e, "cannot watch SIGHUP; the credentials file and the log level are read only at start"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGHUP; the credentials file and the log level are read only at start")
+            }
         }
     }
 }

@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 enum Need {
     /// Its features are unavailable without it.
     Feature,
-    /// Kiln does the same without it, more slowly: the managed bases are made from the Debian
-    /// mirror instead.
-    Optional,
+    /// Used only when the operator asks for it (`--base-source host`): Kiln's own path is as
+    /// fast.
+    HostSourceOnly,
     /// Needed only when not root (the user-namespace probe).
     Rootless,
     /// Its features need it only as root (rootless instances with networking share the host's
@@ -87,8 +87,8 @@ const TOOLS: &[Tool] = &[
     Tool {
         name: "mmdebstrap",
         package: "mmdebstrap",
-        features: &["managed Debian base: faster host path"],
-        need: Need::Optional,
+        features: &["managed Debian base with --base-source host"],
+        need: Need::HostSourceOnly,
         sbin_fallback: false,
     },
     Tool {
@@ -118,13 +118,11 @@ fn tool(env: &Environment, config: &Config, tool: &Tool) -> Check {
         Need::RootFeature if !env.root => {
             Check::ok(name, "not found; not used by rootless instances")
         }
-        Need::Optional => Check::gap(
+        Need::HostSourceOnly => Check::ok(
             name,
-            Status::Warn,
-            "not found (optional: the managed base is made from the Debian mirror instead)",
-            format!("{install} for the faster host path"),
-        )
-        .affecting(tool.features),
+            "not found; only --base-source host uses it (the managed Debian base is made from \
+             the Debian mirror by Kiln itself, as fast)",
+        ),
         // Every build pushes its image to the shared registry.
         Need::Feature if tool.name == "skopeo" && config.registry.is_some() => Check::gap(
             name,
