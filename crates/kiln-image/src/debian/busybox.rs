@@ -1,7 +1,7 @@
 //! The busybox base from the mirror: `busybox-static`'s `bin/busybox`, handed to the layer code
 //! the host's binary goes through (`base.rs`).
 
-use super::{deb, packages, release, DebianMirror};
+use super::{deb, packages, DebianMirror};
 use crate::fetch::Cleanup;
 use crate::{io_err, Error, ImageRef, ImageStore, Result};
 
@@ -18,11 +18,7 @@ impl ImageStore {
         suite: &str,
         tag: &str,
     ) -> Result<ImageRef> {
-        crate::store::check_tag(tag)?;
-        crate::fetch::check_suite(suite)?;
-        crate::fetch::check_mirror(&mirror.url)?;
-        let release = release::fetch(mirror, suite)?;
-        let packages = packages::fetch(mirror, suite, &release)?;
+        let (release, packages) = super::signed_index(mirror, suite, tag)?;
         let index = packages::Index::new(&packages);
         let pkg = index.get("busybox-static").ok_or_else(|| {
             Error::Invalid(format!(

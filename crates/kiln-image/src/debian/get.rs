@@ -76,11 +76,15 @@ pub(crate) fn check(what: &str, url: &str, data: &[u8], size: u64, sha256: &str)
             actual: data.len().to_string(),
         });
     }
-    let actual = sha256_hex(data);
-    if !actual.eq_ignore_ascii_case(sha256) {
+    same_sha256(what, url, sha256, &sha256_hex(data))
+}
+
+/// `Ok` when the SHA256 `actual` is the `expected` one; the error names `what` and `url`.
+fn same_sha256(what: &str, url: &str, expected: &str, actual: &str) -> Result<()> {
+    if !actual.eq_ignore_ascii_case(expected) {
         return Err(Error::DigestMismatch {
             what: format!("{what} ({url})"),
-            expected: format!("sha256:{sha256}"),
+            expected: format!("sha256:{expected}"),
             actual: format!("sha256:{actual}"),
         });
     }
@@ -120,15 +124,7 @@ pub(crate) fn to_file(what: &str, url: &str, dest: &Path, size: u64, sha256: &st
                 },
             });
         }
-        let actual = hex(&hasher.finalize());
-        if !actual.eq_ignore_ascii_case(sha256) {
-            return Err(Error::DigestMismatch {
-                what: format!("{what} ({url})"),
-                expected: format!("sha256:{sha256}"),
-                actual: format!("sha256:{actual}"),
-            });
-        }
-        Ok(())
+        same_sha256(what, url, sha256, &hex(&hasher.finalize()))
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(dest);

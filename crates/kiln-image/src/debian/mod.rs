@@ -70,3 +70,18 @@ impl DebianMirror {
         format!("{}/{}", self.url, path.trim_start_matches('/'))
     }
 }
+
+/// What both managed bases start from: `tag`, `suite` and the mirror checked, then the mirror's
+/// release (its signature verified) and the package index whose hash it gives.
+pub(crate) fn signed_index(
+    mirror: &DebianMirror,
+    suite: &str,
+    tag: &str,
+) -> crate::Result<(release::Release, Vec<packages::Package>)> {
+    crate::store::check_tag(tag)?;
+    crate::fetch::check_suite(suite)?;
+    crate::fetch::check_mirror(&mirror.url)?;
+    let release = release::fetch(mirror, suite)?;
+    let packages = packages::fetch(mirror, suite, &release)?;
+    Ok((release, packages))
+}

@@ -10,7 +10,7 @@
 //! caches that hold the day's date removed, so the same mirror content gives the same image.
 
 use super::packages::{self, Package};
-use super::{deb, release, DebianMirror};
+use super::{deb, DebianMirror};
 use crate::fetch::{stderr_tail, Cleanup, DEBIAN_CREATED};
 use crate::layer::UpperWalk;
 use crate::store::CommitMeta;
@@ -336,11 +336,7 @@ impl ImageStore {
         suite: &str,
         tag: &str,
     ) -> Result<ImageRef> {
-        crate::store::check_tag(tag)?;
-        crate::fetch::check_suite(suite)?;
-        crate::fetch::check_mirror(&mirror.url)?;
-        let release = release::fetch(mirror, suite)?;
-        let all = packages::fetch(mirror, suite, &release)?;
+        let (_release, all) = super::signed_index(mirror, suite, tag)?;
         let index = packages::Index::new(&all);
         let pkgs = index.closure(&index.minbase_roots())?;
         // Installed first, unpacked by Kiln beforehand: the essential packages and what they

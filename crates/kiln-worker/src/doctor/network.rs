@@ -54,16 +54,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 fn sqlite(data_dir: &Path) -> Check {
-    let mut dir = data_dir;
-    while !dir.exists() {
-        match dir.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => dir = parent,
-            _ => {
-                dir = Path::new(".");
-                break;
-            }
-        }
-    }
+    let dir = super::system::nearest_existing(data_dir);
     if writable(dir) {
         Check::ok(
             "database",

@@ -158,19 +158,23 @@ const FREE_MIN: u64 = 1 << 30;
 /// Below this, a few builds of a large image fill the disk.
 const FREE_LOW: u64 = 10 << 30;
 
-/// Free space on the file system of the data directory (or of its nearest existing parent,
-/// before the first start).
-pub(super) fn disk_space(data_dir: &Path) -> Check {
-    let mut dir = data_dir;
+/// `path`, or its nearest parent that exists (the data directory before the first start); `.`
+/// for a relative path none of whose parents exist.
+pub(super) fn nearest_existing(path: &Path) -> &Path {
+    let mut dir = path;
     while !dir.exists() {
         match dir.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => dir = parent,
-            _ => {
-                dir = Path::new(".");
-                break;
-            }
+            _ => return Path::new("."),
         }
     }
+    dir
+}
+
+/// Free space on the file system of the data directory (or of its nearest existing parent,
+/// before the first start).
+pub(super) fn disk_space(data_dir: &Path) -> Check {
+    let dir = nearest_existing(data_dir);
     match free_bytes(dir) {
         Err(e) => Check::gap(
             "disk-space",
