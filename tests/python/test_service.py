@@ -99,3 +99,13 @@ def test_a_log_level_on_the_command_line_outlasts_a_sighup(tmp_path: Path):
     hup(server, UNCHANGED)
     assert count(server, CHANGED) == 0, server.log()
     assert server.stop() == 0
+
+
+def test_signals_right_after_start_are_handled_not_fatal(tmp_path: Path):
+    """SIGHUP and SIGTERM the moment the server says it listens (as systemd may send them):
+    the handlers are in place by then, so SIGHUP reloads and SIGTERM stops gracefully."""
+    server = KilnServer(tmp_path / "data", extra_env={"RUST_LOG": ""}).start()
+    hup(server, "reloaded the credentials file")
+    assert server.stop() == 0, server.log()
+    again = KilnServer(tmp_path / "again").start()
+    assert again.stop() == 0, again.log()

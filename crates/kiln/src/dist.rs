@@ -58,7 +58,7 @@ pub fn config_template() -> String {
          # Each key is a long flag of `kiln serve`; lists are arrays, switches are booleans.\n\
          # Precedence: this file < the environment (KILN_*; for the unit, `systemctl edit kiln`\n\
          # and Environment=) < the command line. An unknown key is an error.\n\
-         # After a change: `systemctl restart kiln` (SIGHUP re-reads only the credentials file).\n\
+         # After a change: `systemctl restart kiln` (`systemctl reload kiln`, SIGHUP, re-reads only the credentials file and log-level).\n\
          #\n\
          # Generated from the command's definitions by `cargo xtask dist`.\n",
     );

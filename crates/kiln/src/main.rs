@@ -164,7 +164,7 @@ fn main() -> Result<()> {
     logging::init(invocation.log_level.as_deref())?;
     match invocation.cli.command {
         Command::Serve(args) => serve(*args, invocation.log_level),
-        Command::Worker(args) => worker::main(*args),
+        Command::Worker(args) => worker::main(*args, invocation.log_level),
         Command::Toe(command) => std::process::exit(toe::main(command)),
         Command::Logs(args) => std::process::exit(logs::main(args)),
         Command::Image(command) => std::process::exit(image::main(command)),
@@ -378,7 +378,8 @@ fn serve(args: ServeArgs, log_level: Option<String>) -> Result<()> {
             .with_context(|| format!("listening on {}", args.listen))?;
         let addr = listener.local_addr()?;
         tokio::spawn(purge_tokens_hourly(service.clone()));
-        tokio::spawn(reload_on_sighup(auth.clone(), log_level));
+        tokio::spawn(reload_on_sighup(Some(auth.clone()), log_level));
+        let shutdown = shutdown_signal();
         tracing::info!(data_dir = %args.worker.data_dir.display(), "kiln ready");
         println!("kiln listening on {scheme}://{addr}");
         kiln_api::serve(
@@ -391,7 +392,7 @@ fn serve(args: ServeArgs, log_level: Option<String>) -> Result<()> {
                 throttle: kiln_api::throttle::Throttle::new(rate_limit),
                 readiness: Some(readiness),
             },
-            shutdown_signal(),
+            shutdown,
         )
         .await?;
         Ok::<(), anyhow::Error>(())
@@ -419,16 +420,16 @@ async fn purge_tokens_hourly(service: Arc<Service>) {
     }
 }
 
-/// SIGHUP reloads what can change without a restart: the credentials file (a file that does not
-/// load leaves the keys as they were) and the log level, read again from the command line, the
-/// environment and the config file with the same precedence as at start (a file that no longer
-/// parses leaves the level as it was). Requests go on being served meanwhile: both are swapped
-/// in place.
+/// SIGHUP reloads what can change without a restart: the credentials file of `kiln serve` (a
+/// file that does not load leaves the keys as they were) and the log level, read again from the
+/// command line, the environment and the config file with the same precedence as at start (a
+/// file that no longer parses leaves the level as it was). Requests go on being served
+/// meanwhile: both are swapped in place.
 ///
-/// Called before the server says it listens: a SIGHUP that came before the handler was in place
-/// would end the process (the signal's default action).
+/// Called before the process says it is ready: a SIGHUP that came before the handler was in
+/// place would end the process (the signal's default action).
 fn reload_on_sighup(
-    auth: Arc<Authenticator>,
+    auth: Option<Arc<Authenticator>>,
     log_level: Option<String>,
 ) -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
@@ -445,52 +446,68 @@ fn reload_on_sighup(
 
 async fn reload_on_each(
     mut hup: tokio::signal::unix::Signal,
-    auth: Arc<Authenticator>,
+    auth: Option<Arc<Authenticator>>,
     mut log_level: Option<String>,
 ) {
     while hup.recv().await.is_some() {
-        match auth.reload() {
-            Ok(n) if !auth.is_insecure() => {
-                tracing::info!(keys = n, "SIGHUP: reloaded the credentials file")
-            }
-            Ok(_) => tracing::info!("SIGHUP: no credentials file to reload (--insecure-no-auth)"),
-            Err(e) => {
-                tracing::error!(error = %e, "SIGHUP: the credentials file did not load; keeping the keys in use")
-            }
+        if let Some(auth) = &auth {
+            reload_credentials(auth);
         }
-        match config::try_parse(std::env::args_os().collect()) {
-            Ok(invocation) if invocation.log_level != log_level => {
-                let Some(level) = invocation.log_level else {
-                    continue;
-                };
-                match logging::reload(&level) {
-                    Ok(()) => {
-                        tracing::info!(log_level = %level, previous = ?log_level, "SIGHUP: log level changed");
-                        log_level = Some(level);
-                    }
-                    Err(e) => tracing::error!(error = %e, "SIGHUP: keeping the log level"),
-                }
-            }
-            Ok(_) => tracing::info!("SIGHUP: log level unchanged"),
-            Err(e) => {
-                tracing::error!(error = %e, "SIGHUP: the configuration does not load; keeping the log level")
-            }
+        reload_log_level(&mut log_level);
+    }
+}
+
+fn reload_credentials(auth: &Authenticator) {
+    match auth.reload() {
+        Ok(n) if !auth.is_insecure() => {
+            tracing::info!(keys = n, "SIGHUP: reloaded the credentials file")
+        }
+        Ok(_) => tracing::info!("SIGHUP: no credentials file to reload (--insecure-no-auth)"),
+        Err(e) => {
+            tracing::error!(error = %e, "SIGHUP: the credentials file did not load; keeping the keys in use")
         }
     }
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch SIGTERM");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+/// `current`: the filter in force, replaced when the configuration now says another.
+fn reload_log_level(current: &mut Option<String>) {
+    match config::try_parse(std::env::args_os().collect()) {
+        Ok(invocation) if invocation.log_level != *current => {
+            let Some(level) = invocation.log_level else {
+                return;
+            };
+            match logging::reload(&level) {
+                Ok(()) => {
+                    tracing::info!(log_level = %level, previous = ?current, "SIGHUP: log level changed");
+                    *current = Some(level);
+                }
+                Err(e) => tracing::error!(error = %e, "SIGHUP: keeping the log level"),
+            }
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        Ok(_) => tracing::info!("SIGHUP: log level unchanged"),
+        Err(e) => {
+            tracing::error!(error = %e, "SIGHUP: the configuration does not load; keeping the log level")
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM. The handlers are in place when this returns (call it before
+/// the process says it is ready): a SIGTERM that came before them would end the process at
+/// once, without the graceful shutdown.
+pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => tokio::select! {
+                _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+                _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            },
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM and SIGINT; stopping on Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
     }
 }

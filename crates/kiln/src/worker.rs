@@ -294,7 +294,8 @@ pub fn listen_for_work(core: &Arc<Core>) -> Result<Option<Listener>> {
         .context("starting the thread that listens for work")
 }
 
-pub fn main(args: WorkerArgs) -> Result<()> {
+/// `log_level`: the filter in force (from `--log-level`), which SIGHUP may change.
+pub fn main(args: WorkerArgs, log_level: Option<String>) -> Result<()> {
     let options = args.options;
     let Some(database) = options.database()? else {
         anyhow::bail!(
@@ -322,11 +323,17 @@ pub fn main(args: WorkerArgs) -> Result<()> {
     let worker =
         kiln_worker::Worker::start(core.clone(), config).context("starting the build worker")?;
     let listener = listen_for_work(&core)?;
-    println!("kiln worker ready: {}", worker.id());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(crate::shutdown_signal());
+    runtime.block_on(async {
+        // Before "ready", so that a signal from then on reloads or stops gracefully rather
+        // than ends the process.
+        tokio::spawn(crate::reload_on_sighup(None, log_level));
+        let shutdown = crate::shutdown_signal();
+        println!("kiln worker ready: {}", worker.id());
+        shutdown.await
+    });
     drop(listener);
     // Builds still running end FAILED "interrupted"; their instances are torn down.
     worker.stop();
