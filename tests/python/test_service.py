@@ -8,6 +8,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from kiln_testlib import KilnServer, make_client
 
 CHANGED = "SIGHUP: log level changed"
@@ -32,6 +34,24 @@ def hup(server: KilnServer, expect: str | None = None) -> None:
     while count(server, expect) == seen:
         assert time.monotonic() < deadline, f"no '{expect}' after SIGHUP:\n{server.log()}"
         time.sleep(0.05)
+
+
+@pytest.fixture(autouse=True)
+def no_server_left(monkeypatch: pytest.MonkeyPatch):
+    """Every server a test here starts is gone after it, also when an assertion failed first."""
+    started: list[KilnServer] = []
+    start = KilnServer.start
+
+    def recorded(self: KilnServer) -> KilnServer:
+        started.append(self)
+        return start(self)
+
+    monkeypatch.setattr(KilnServer, "start", recorded)
+    yield
+    for server in started:
+        if server.process is not None and server.process.poll() is None:
+            server.process.kill()
+            server.process.wait()
 
 
 def test_sighup_reloads_the_log_level_without_dropping_requests(tmp_path: Path):
