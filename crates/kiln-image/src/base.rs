@@ -30,7 +30,9 @@ pub(crate) fn check_static(data: &[u8], what: &str) -> Result<()> {
     }
 }
 
-pub(crate) fn is_static_elf(data: &[u8]) -> Option<bool> {
+/// Whether `data` is a static little-endian ELF64 binary: `Some(false)` when it names a program
+/// interpreter (`PT_INTERP`, dynamically linked), `None` when it is not ELF64 or is truncated.
+pub fn is_static_elf(data: &[u8]) -> Option<bool> {
     if data.len() < 64 || &data[..4] != b"\x7fELF" || data[4] != 2 || data[5] != 1 {
         return None; // not a little-endian ELF64
     }
@@ -47,7 +49,7 @@ pub(crate) fn is_static_elf(data: &[u8]) -> Option<bool> {
     let phentsize = usize::from(u16_at(0x36)?);
     let phnum = usize::from(u16_at(0x38)?);
     for i in 0..phnum {
-        if u32_at(phoff + i * phentsize)? == 3 {
+        if u32_at(phoff.checked_add(i.checked_mul(phentsize)?)?)? == 3 {
             return Some(false); // PT_INTERP
         }
     }

@@ -76,7 +76,7 @@ mod store;
 mod unpack;
 mod writeback;
 
-pub use base::BUSYBOX;
+pub use base::{is_static_elf, BUSYBOX};
 pub use debian::{BaseSource, DebianMirror, DEBIAN_ARCHIVE_KEYRING};
 pub use disk::{DiskImport, DiskInput};
 pub use export::DiskFormat;

@@ -202,32 +202,8 @@ fn busybox(path: &Path) -> Check {
     }
 }
 
-/// Whether a 64-bit little-endian ELF file names a program interpreter (`PT_INTERP`), i.e. is
-/// dynamically linked. Anything else (not ELF, truncated) counts as dynamic: not usable.
+/// Whether a file is unusable as the static busybox: dynamically linked, or not ELF64 at all
+/// (the image store's own check, [`kiln_image::is_static_elf`]).
 pub(super) fn has_interpreter(elf: &[u8]) -> bool {
-    const PT_INTERP: u32 = 3;
-    let u16_at = |at: usize| -> Option<u16> {
-        Some(u16::from_le_bytes(elf.get(at..at + 2)?.try_into().ok()?))
-    };
-    let u32_at = |at: usize| -> Option<u32> {
-        Some(u32::from_le_bytes(elf.get(at..at + 4)?.try_into().ok()?))
-    };
-    let u64_at = |at: usize| -> Option<u64> {
-        Some(u64::from_le_bytes(elf.get(at..at + 8)?.try_into().ok()?))
-    };
-    let parse = || -> Option<bool> {
-        if elf.get(0..6)? != b"\x7fELF\x02\x01" {
-            return None;
-        }
-        let phoff = usize::try_from(u64_at(0x20)?).ok()?;
-        let entsize = usize::from(u16_at(0x36)?);
-        let count = usize::from(u16_at(0x38)?);
-        for i in 0..count {
-            if u32_at(phoff.checked_add(i.checked_mul(entsize)?)?)? == PT_INTERP {
-                return Some(true);
-            }
-        }
-        Some(false)
-    };
-    parse().unwrap_or(true)
+    kiln_image::is_static_elf(elf) != Some(true)
 }
